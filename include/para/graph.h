@@ -1,0 +1,278 @@
+/*
+ * para: dataflow graphs.
+ *
+ * A graph is a DAG of nodes. Sources produce items, maps / filters /
+ * flat-maps transform them, sinks consume them. An edge carries items of one
+ * fixed size from a node's output to another node's input; one output may feed
+ * several nodes (fan-out: every successor sees every item, shared read-only
+ * and without copies) and one input may be fed by several nodes (merge).
+ *
+ * Functions come in two shapes. Per-item functions ("map", "filter", "sink",
+ * ...) are called once per item; the runtime still moves items in batches and
+ * calls them in a tight loop, so per-item code runs at batched speed. Batch
+ * functions ("map_batch", "sink_batch", ...) receive a whole batch at once.
+ *
+ * Every node function returns 0 on success. Any other value aborts the run:
+ * para_run() returns PARA_ENODE and the runtime's message names the node and
+ * the value it returned.
+ *
+ * Threading: a graph is built by one thread at a time and must not be
+ * modified while para_run() runs it. Node functions of PARALLEL nodes are
+ * called concurrently from several workers; SERIAL and ORDERED nodes are
+ * called by one worker at a time (the calls are ordered by happens-before, so
+ * their context needs no locks).
+ */
+#ifndef PARA_GRAPH_H
+#define PARA_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "para/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct para_graph para_graph_t;
+typedef struct para_node para_node_t;
+typedef struct para_emitter para_emitter_t;
+
+/** Node flags (para_node_desc_t.flags). */
+enum para_node_flags {
+    /** Default: stateless, any number of workers may run it at once. */
+    PARA_NODE_PARALLEL = 0,
+    /** Stateful: one worker at a time, batches in arrival order. */
+    PARA_NODE_SERIAL = 1u << 0,
+    /**
+     * Serial, and batches in source order. On each input the node sees items
+     * in the order the (single) upstream source produced them; batches from
+     * different inputs are interleaved by sequence range, ties broken by input
+     * order. An ORDERED node must be fed by exactly one source (PARA_EORDER).
+     */
+    PARA_NODE_ORDERED = 1u << 1,
+};
+
+/**
+ * Source: write at most @p cap items into @p out and set *@p n_written.
+ * Writing 0 items ends the source. Called by one worker at a time.
+ */
+typedef int (*para_source_fn)(void *ctx, void *out, size_t cap,
+                              size_t *n_written);
+/** 1:1 map, one item: read @p in, write exactly one item to @p out. */
+typedef int (*para_map_fn)(void *ctx, const void *in, void *out);
+/** 1:1 map, whole batch: @p n items from @p in to @p n items in @p out. */
+typedef int (*para_map_batch_fn)(void *ctx, const void *in, void *out,
+                                 size_t n);
+/** Filter: return 1 to keep the item, 0 to drop it, negative on error. */
+typedef int (*para_filter_fn)(void *ctx, const void *in);
+/** Flat-map, one item: emit zero or more items with para_emit(). */
+typedef int (*para_flat_map_fn)(void *ctx, const void *in,
+                                para_emitter_t *out);
+/** Flat-map, whole batch: emit zero or more items for @p n inputs. */
+typedef int (*para_flat_map_batch_fn)(void *ctx, const void *in, size_t n,
+                                      para_emitter_t *out);
+/** Sink, one item. */
+typedef int (*para_sink_fn)(void *ctx, const void *in);
+/** Sink, whole batch of @p n items. */
+typedef int (*para_sink_batch_fn)(void *ctx, const void *in, size_t n);
+
+/**
+ * Describes one node. Set exactly one function pointer; it decides the kind
+ * of node. Zero-initialise the rest (designated initialisers do).
+ */
+typedef struct para_node_desc {
+    const char *name;  /**< required; copied. Used in every error message. */
+    unsigned flags;    /**< enum para_node_flags; default 0 = PARALLEL */
+    int priority;      /**< higher runs first among ready work; default 0 */
+    size_t in_size;    /**< bytes per input item (not for sources) */
+    size_t out_size;   /**< bytes per output item (not for sinks) */
+    void *ctx;         /**< passed to the function; borrowed for the run */
+    para_source_fn source;
+    para_map_fn map;
+    para_map_batch_fn map_batch;
+    para_filter_fn filter; /**< out_size must equal in_size (or be 0) */
+    para_flat_map_fn flat_map;
+    para_flat_map_batch_fn flat_map_batch;
+    para_sink_fn sink;
+    para_sink_batch_fn sink_batch;
+} para_node_desc_t;
+
+/**
+ * @brief Create an empty graph.
+ * @param[out] out The new graph; owned by the caller, para_graph_destroy().
+ * @return 0 on success.
+ * @return PARA_EINVAL if @p out is NULL.
+ * @return PARA_ENOMEM if allocation failed.
+ * @note Any thread.
+ */
+PARA_API PARA_NODISCARD int para_graph_create(para_graph_t **out);
+
+/**
+ * @brief Destroy a graph and all its nodes. NULL is a no-op.
+ * @note Must not be called while para_run() runs the graph.
+ */
+PARA_API void para_graph_destroy(para_graph_t *graph);
+
+/**
+ * @brief Add a node described by @p desc.
+ * @param[in,out] graph The graph that will own the node.
+ * @param[in] desc Borrowed for the call; the name is copied.
+ * @param[out] out The node handle, owned by @p graph (may be NULL).
+ * @return 0 on success.
+ * @return PARA_EINVAL if an argument is NULL, the name is missing, not exactly
+ *         one function is set, an item size is 0 where one is needed, or the
+ *         flags are unknown. para_graph_errmsg() says which.
+ * @return PARA_ENOMEM if allocation failed.
+ * @return PARA_EBUSY if the graph is running.
+ */
+PARA_API PARA_NODISCARD int para_graph_add(para_graph_t *graph,
+                                           const para_node_desc_t *desc,
+                                           para_node_t **out);
+
+/**
+ * @brief Add a splittable source emitting the uint64_t values
+ *        [@p begin, @p end) in order. All workers pull from it at once.
+ * @return As para_graph_add(); PARA_EINVAL also if @p end < @p begin.
+ */
+PARA_API PARA_NODISCARD int para_graph_add_range(para_graph_t *graph,
+                                                 const char *name,
+                                                 uint64_t begin, uint64_t end,
+                                                 para_node_t **out);
+
+/**
+ * @brief Add a splittable source emitting @p count items of @p item_size
+ *        bytes from @p items, in order. All workers pull from it at once.
+ * @param[in] items Borrowed until every run of the graph has returned.
+ * @return As para_graph_add().
+ */
+PARA_API PARA_NODISCARD int para_graph_add_array(para_graph_t *graph,
+                                                 const char *name,
+                                                 const void *items,
+                                                 size_t count, size_t item_size,
+                                                 para_node_t **out);
+
+/**
+ * @brief Add a sink that stores its input, in source order, into @p array.
+ * @param[out] array Room for @p capacity items; borrowed until the runs end.
+ * @param[out] count Set by every run to the number of items stored.
+ * @return As para_graph_add(). A run that would store more than @p capacity
+ *         items fails with PARA_EOVERFLOW.
+ * @note The node is ORDERED, so it must be fed by exactly one source.
+ */
+PARA_API PARA_NODISCARD int para_graph_add_collect(para_graph_t *graph,
+                                                   const char *name,
+                                                   size_t item_size,
+                                                   void *array,
+                                                   size_t capacity,
+                                                   size_t *count,
+                                                   para_node_t **out);
+
+/** Convenience wrappers over para_graph_add(); flags as in the desc. */
+PARA_API PARA_NODISCARD int para_graph_add_source(para_graph_t *graph,
+                                                  const char *name,
+                                                  size_t out_size,
+                                                  para_source_fn fn, void *ctx,
+                                                  para_node_t **out);
+PARA_API PARA_NODISCARD int para_graph_add_map(para_graph_t *graph,
+                                               const char *name,
+                                               size_t in_size, size_t out_size,
+                                               para_map_fn fn, void *ctx,
+                                               unsigned flags,
+                                               para_node_t **out);
+PARA_API PARA_NODISCARD int para_graph_add_filter(para_graph_t *graph,
+                                                  const char *name,
+                                                  size_t item_size,
+                                                  para_filter_fn fn, void *ctx,
+                                                  unsigned flags,
+                                                  para_node_t **out);
+PARA_API PARA_NODISCARD int para_graph_add_sink(para_graph_t *graph,
+                                                const char *name,
+                                                size_t in_size,
+                                                para_sink_fn fn, void *ctx,
+                                                unsigned flags,
+                                                para_node_t **out);
+
+/**
+ * @brief Connect @p from's output to @p to's input.
+ * @return 0 on success.
+ * @return PARA_EINVAL if an argument is NULL, @p from is a sink, @p to is a
+ *         source, or the edge already exists.
+ * @return PARA_EFOREIGN if a node belongs to another graph than @p graph.
+ * @return PARA_ESIZE if @p from's output item size differs from @p to's
+ *         input item size.
+ * @return PARA_ENOMEM if allocation failed.
+ * @return PARA_EBUSY if the graph is running.
+ * @note Cycles are reported by para_graph_validate() / para_run().
+ */
+PARA_API PARA_NODISCARD int para_graph_connect(para_graph_t *graph,
+                                               para_node_t *from,
+                                               para_node_t *to);
+
+/**
+ * @brief Check the graph as para_run() would, without running it.
+ * @return 0 if the graph can run.
+ * @return PARA_ENOSOURCE if it has no source.
+ * @return PARA_EUNCONNECTED if a non-source node has no input or a non-sink
+ *         node has no output.
+ * @return PARA_ECYCLE if the edges form a cycle.
+ * @return PARA_EORDER if an ORDERED node is reachable from several sources.
+ * @return PARA_ENOMEM if allocation failed.
+ * @note para_graph_errmsg() names the offending node.
+ */
+PARA_API PARA_NODISCARD int para_graph_validate(para_graph_t *graph);
+
+/**
+ * @brief The message of the last failed call on this graph ("" if none).
+ * @return Owned by the graph, valid until its next call.
+ */
+PARA_API const char *para_graph_errmsg(const para_graph_t *graph);
+
+/** @brief Number of nodes in the graph. */
+PARA_API size_t para_graph_node_count(const para_graph_t *graph);
+
+/** @brief The node's name, owned by its graph. */
+PARA_API const char *para_node_name(const para_node_t *node);
+
+/**
+ * @brief Change the node's scheduling priority (higher runs first).
+ * @return 0, PARA_EINVAL if @p node is NULL, PARA_EBUSY while running.
+ */
+PARA_API PARA_NODISCARD int para_node_set_priority(para_node_t *node,
+                                                   int priority);
+
+/**
+ * @brief Append one item to a flat-map's output.
+ * @param[in] item out_size bytes, copied.
+ * @return 0, or PARA_ENOMEM (return it from the node function).
+ * @note Only inside the flat-map function that received @p out.
+ */
+PARA_API PARA_NODISCARD int para_emit(para_emitter_t *out, const void *item);
+
+/**
+ * @brief Room for @p n more items at the end of a flat-map's output; fill
+ *        them before the next call on @p out.
+ * @return A pointer to n * out_size bytes, or NULL if allocation failed.
+ */
+PARA_API void *para_emit_reserve(para_emitter_t *out, size_t n);
+
+/** Per-node statistics of the graph's last run. */
+typedef struct para_node_stats {
+    uint64_t items_in;  /**< items consumed (for sources: 0) */
+    uint64_t items_out; /**< items produced (for sinks: 0) */
+    uint64_t batches;   /**< batches processed (for sources: produced) */
+    uint64_t busy_ns;   /**< time spent in the node's function */
+} para_node_stats_t;
+
+/**
+ * @brief Statistics of @p node for the last completed run of its graph.
+ * @return 0, or PARA_EINVAL if an argument is NULL.
+ */
+PARA_API PARA_NODISCARD int para_node_stats(const para_node_t *node,
+                                            para_node_stats_t *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PARA_GRAPH_H */

@@ -1,0 +1,90 @@
+/*
+ * para: the one-expression pipeline builder.
+ *
+ * Reads like the original `pipeline!` example: a source, then stages, where a
+ * stage may be a fan-out of chains whose ends merge into the next stage.
+ *
+ *     para_graph_t *g;
+ *     int rc = PARA_PIPELINE(&g,
+ *         para_pipe_range("x", 0, n),
+ *         PARA_FANOUT(
+ *             PARA_CHAIN(para_pipe_map("pair", 8, 16, pair, NULL),
+ *                        para_pipe_map("diff", 16, 8, diff, NULL)),
+ *             para_pipe_map("neg", 8, 8, negate, NULL)),
+ *         para_pipe_sink("sum", 8, add, &sum, PARA_NODE_SERIAL));
+ *
+ * Fragments (para_pipe_t) are consumed by the call they are passed to, on
+ * success and on failure alike. A fragment constructor that runs out of
+ * memory returns NULL; the builder then fails with PARA_ENOMEM and frees the
+ * rest, so no error check is needed until the final call.
+ */
+#ifndef PARA_PIPELINE_H
+#define PARA_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "para/export.h"
+#include "para/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct para_pipe para_pipe_t;
+
+/** @brief One node; @p desc is copied (and its name). NULL on ENOMEM. */
+PARA_API para_pipe_t *para_pipe_node(const para_node_desc_t *desc);
+/** @brief A range source (see para_graph_add_range()). */
+PARA_API para_pipe_t *para_pipe_range(const char *name, uint64_t begin,
+                                      uint64_t end);
+/** @brief A parallel 1:1 per-item map. */
+PARA_API para_pipe_t *para_pipe_map(const char *name, size_t in_size,
+                                    size_t out_size, para_map_fn fn,
+                                    void *ctx);
+/** @brief A per-item sink with @p flags (PARA_NODE_SERIAL, ...). */
+PARA_API para_pipe_t *para_pipe_sink(const char *name, size_t in_size,
+                                     para_sink_fn fn, void *ctx,
+                                     unsigned flags);
+
+/** @brief Stages in sequence. Consumes @p parts. */
+PARA_API para_pipe_t *para_pipe_chain_v(para_pipe_t *const *parts, size_t n);
+/** @brief Branches fed by the same output; their ends all feed the next
+ *         stage. Consumes @p branches. */
+PARA_API para_pipe_t *para_pipe_fanout_v(para_pipe_t *const *branches,
+                                         size_t n);
+
+/**
+ * @brief Build a graph from a sequence of stages (the first must start with
+ *        a source). Consumes @p parts.
+ * @param[out] out The new graph, owned by the caller.
+ * @return 0 on success.
+ * @return PARA_ENOMEM if a fragment was NULL or allocation failed.
+ * @return PARA_EINVAL if @p out is NULL, @p n is 0, or a fragment is misused
+ *         (e.g. a source in the middle).
+ * @return Any error of para_graph_add() / para_graph_connect() /
+ *         para_graph_validate(); the graph is destroyed then and the message
+ *         is logged at warning level.
+ */
+PARA_API PARA_NODISCARD int para_pipeline_v(para_graph_t **out,
+                                            para_pipe_t *const *parts,
+                                            size_t n);
+
+/** @brief Free a fragment that was never passed to a builder. NULL is ok. */
+PARA_API void para_pipe_free(para_pipe_t *pipe);
+
+#define PARA_PIPE_ARGS_(...)                                                   \
+    ((para_pipe_t *const[]){__VA_ARGS__}),                                     \
+        (sizeof((para_pipe_t *const[]){__VA_ARGS__}) / sizeof(para_pipe_t *))
+/** Stages in sequence: PARA_CHAIN(a, b, c). */
+#define PARA_CHAIN(...) para_pipe_chain_v(PARA_PIPE_ARGS_(__VA_ARGS__))
+/** Fan-out of branches: PARA_FANOUT(branch_a, branch_b). */
+#define PARA_FANOUT(...) para_pipe_fanout_v(PARA_PIPE_ARGS_(__VA_ARGS__))
+/** Build: PARA_PIPELINE(&graph, source, stage, ..., sink). */
+#define PARA_PIPELINE(out, ...) para_pipeline_v((out), PARA_PIPE_ARGS_(__VA_ARGS__))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PARA_PIPELINE_H */

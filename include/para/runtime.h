@@ -1,0 +1,161 @@
+/*
+ * para: the runtime (worker threads) and running graphs.
+ *
+ * A runtime owns one worker thread per core. Workers sleep while no graph
+ * runs, so an idle runtime uses no CPU. para_run() hands a graph to the
+ * workers and blocks until every item has passed through it. Runtimes are
+ * independent: several may coexist in one process.
+ */
+#ifndef PARA_RUNTIME_H
+#define PARA_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "para/export.h"
+#include "para/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct para_runtime para_runtime_t;
+
+/**
+ * Runtime configuration. para_runtime_attr_init() fills the defaults and
+ * applies the PARA_* environment variables; fields set after it win.
+ */
+typedef struct para_runtime_attr {
+    size_t struct_size;       /**< stamped by para_runtime_attr_init() */
+    unsigned workers;         /**< 0 = one per core (PARA_WORKERS) */
+    const char *policy;       /**< "ws" (PARA_POLICY; "help" lists them) */
+    size_t batch_items;       /**< 0 = adaptive; N forces source batches of
+                                   N items (PARA_BATCH) */
+    uint32_t target_batch_us; /**< adaptive batches aim at this much work,
+                                   in microseconds; default 100
+                                   (PARA_BATCH_US) */
+    unsigned max_batches;     /**< batches alive at once before sources are
+                                   held back; 0 = 8 per worker
+                                   (PARA_MAX_BATCHES) */
+    int verbose;              /**< log level 0..3 (PARA_VERBOSE) */
+} para_runtime_attr_t;
+
+/**
+ * @brief Fill @p attr with defaults and environment overrides.
+ * @return 0 on success.
+ * @return PARA_EINVAL if @p attr is NULL or a PARA_* variable does not parse
+ *         (the defaults are kept for it and a warning is logged).
+ * @note Any thread.
+ */
+PARA_API PARA_NODISCARD int para_runtime_attr_init(para_runtime_attr_t *attr);
+
+/**
+ * @brief Create a runtime and start its workers.
+ * @param[out] out The runtime; destroy it with para_runtime_destroy().
+ * @param[in] attr NULL for defaults; borrowed for the call.
+ * @return 0 on success.
+ * @return PARA_EINVAL if @p out is NULL or @p attr was not initialised by
+ *         para_runtime_attr_init().
+ * @return PARA_EPOLICY if the policy name is unknown (the message lists the
+ *         known ones).
+ * @return PARA_ENOMEM / PARA_EAGAIN if memory or threads ran out.
+ * @note Any thread.
+ */
+PARA_API PARA_NODISCARD int para_runtime_create(para_runtime_t **out,
+                                                const para_runtime_attr_t *attr);
+
+/**
+ * @brief Stop the workers and free the runtime. NULL is a no-op.
+ * @return 0 on success.
+ * @return PARA_EBUSY if a para_run() on this runtime is in progress; nothing
+ *         is freed then.
+ * @note Not from inside a node function.
+ */
+PARA_API PARA_NODISCARD int para_runtime_destroy(para_runtime_t *rt);
+
+/** @brief Number of worker threads. */
+PARA_API unsigned para_runtime_workers(const para_runtime_t *rt);
+
+/**
+ * @brief Run @p graph to completion on @p rt's workers.
+ *
+ * Validates the graph first (see para_graph_validate()), then blocks until
+ * every source is exhausted and every item has been consumed, or until a node
+ * fails. On failure every batch in flight is released before returning.
+ *
+ * @return 0 when every item went through.
+ * @return Any error of para_graph_validate(), with the message copied to the
+ *         runtime.
+ * @return PARA_ENODE if a node function returned non-zero; the message names
+ *         the node and the value.
+ * @return PARA_EOVERFLOW if a collect node ran out of room.
+ * @return PARA_EBUSY if @p rt is already running a graph, or @p graph is
+ *         already running.
+ * @return PARA_ENOMEM if memory ran out during the run.
+ * @return PARA_EINVAL if an argument is NULL.
+ * @note One run per runtime at a time. Not from inside a node function.
+ */
+PARA_API PARA_NODISCARD int para_run(para_runtime_t *rt, para_graph_t *graph);
+
+/**
+ * @brief The detailed message of the runtime's last failure ("" if none).
+ * @return Owned by the runtime; valid until its next run.
+ */
+PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
+
+/* Runtime statistics, summed over workers. XX(field, description) */
+#define PARA_STATS_MAP(XX)                                                     \
+    XX(runs, "completed runs")                                                 \
+    XX(tasks, "tasks executed (one node on one batch)")                        \
+    XX(steals, "tasks taken from another worker")                              \
+    XX(steal_attempts, "attempts to steal, successful or not")                 \
+    XX(parks, "times a worker went to sleep for lack of work")                 \
+    XX(source_batches, "batches pulled from sources")                          \
+    XX(source_holds, "source pulls refused because too many batches lived")   \
+    XX(batches_allocated, "batches allocated")                                 \
+    XX(peak_batches, "most batches alive at once")                             \
+    XX(run_ns, "wall time of the last run")
+
+#define PARA_STATS_VERSION 1
+
+typedef struct para_stats {
+    size_t size;       /**< sizeof(para_stats_t) of the library */
+    unsigned version;  /**< PARA_STATS_VERSION */
+#define PARA_STATS_FIELD(name, doc) uint64_t name;
+    PARA_STATS_MAP(PARA_STATS_FIELD)
+#undef PARA_STATS_FIELD
+} para_stats_t;
+
+/**
+ * @brief Runtime counters, cumulative since creation except run_ns and
+ *        peak_batches (last run).
+ * @return 0, or PARA_EINVAL if an argument is NULL.
+ * @note Not while a run is in progress (the counters would be torn).
+ */
+PARA_API PARA_NODISCARD int para_runtime_stats(const para_runtime_t *rt,
+                                               para_stats_t *stats);
+
+/**
+ * @brief Print the runtime counters and each node's statistics of @p graph's
+ *        last run (if @p graph is not NULL) as a table.
+ * @param[in] out_fn Receives each line, NUL-terminated, with its newline.
+ */
+PARA_API void para_stats_print(const para_runtime_t *rt,
+                               const para_graph_t *graph,
+                               void (*out_fn)(const char *line, void *arg),
+                               void *arg);
+
+/** Log sink: level 0 = error, 1 = warning, 2 = info, 3 = debug. */
+typedef void (*para_log_fn)(int level, const char *msg, void *arg);
+
+/**
+ * @brief Redirect the library's log (default: stderr). NULL restores it.
+ * @note Call before creating runtimes; not thread-safe against logging.
+ */
+PARA_API void para_set_log_fn(para_log_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PARA_RUNTIME_H */

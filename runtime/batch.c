@@ -1,0 +1,156 @@
+/*
+ * Batch memory.
+ *
+ * A batch is one allocation: header, the embedded tasks (one per successor
+ * of the producing node), then the item data, cache-line aligned. Sizes are
+ * rounded up to power-of-two classes from 1 KiB to 2 MiB, and each worker
+ * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH). A batch is
+ * returned to the cache of whichever worker drops the last reference, so
+ * caches need no locks: only their owner touches them. Larger batches, and
+ * batches released outside a worker, go straight to malloc/free.
+ *
+ * Every batch is counted in run->live_batches from allocation to free; the
+ * sources are held back while the count is at run->max_batches.
+ *
+ * Tests: through tests/runtime/test_run.c and test_differential.c (ASan
+ * checks that every batch is freed).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MIN_CLASS_SHIFT 10 /* 1 KiB */
+
+static size_t header_bytes(uint32_t n_tasks)
+{
+    size_t h = sizeof(para__batch) + (size_t)n_tasks * sizeof(para__task);
+    return (h + PARA_CACHELINE - 1) & ~(size_t)(PARA_CACHELINE - 1);
+}
+
+static uint32_t class_of(size_t total)
+{
+    uint32_t c = 0;
+    while (((size_t)1 << (MIN_CLASS_SHIFT + c)) < total) {
+        if (++c == PARA__BATCH_CLASSES)
+            return PARA__BATCH_NO_CLASS;
+    }
+    return c;
+}
+
+static void count_live(para__run *run, int64_t delta)
+{
+    if (run == NULL)
+        return;
+    /* relaxed: the count is a heuristic gate for sources and a statistic;
+     * no data is published through it. */
+    int64_t now = atomic_fetch_add_explicit(&run->live_batches, delta,
+                                            memory_order_relaxed) +
+                  delta;
+    if (delta > 0) {
+        int64_t peak =
+            atomic_load_explicit(&run->peak_batches, memory_order_relaxed);
+        /* relaxed CAS: a running maximum, ordering is irrelevant. */
+        while (now > peak && !atomic_compare_exchange_weak_explicit(
+                                 &run->peak_batches, &peak, now,
+                                 memory_order_relaxed, memory_order_relaxed))
+            ;
+    }
+}
+
+para__batch *para__batch_alloc(para__worker *w, para__run *run,
+                               uint32_t n_tasks, size_t bytes)
+{
+    size_t head = header_bytes(n_tasks);
+    size_t total = head + bytes;
+    uint32_t cls = class_of(total);
+    para__batch *b = NULL;
+    if (cls != PARA__BATCH_NO_CLASS) {
+        total = (size_t)1 << (MIN_CLASS_SHIFT + cls);
+        if (w != NULL && w->pool[cls] != NULL) {
+            b = w->pool[cls];
+            w->pool[cls] = b->pool_next;
+            w->pool_len[cls]--;
+        }
+    }
+    if (b == NULL) {
+        b = aligned_alloc(PARA_CACHELINE,
+                          (total + PARA_CACHELINE - 1) &
+                              ~(size_t)(PARA_CACHELINE - 1));
+        if (b == NULL)
+            return NULL;
+        if (w != NULL)
+            para__counter_add(&w->c_batches_allocated, 1);
+    }
+    atomic_init(&b->refs, n_tasks);
+    b->n_tasks = n_tasks;
+    b->path = 0;
+    b->size_class = cls;
+    b->count = 0;
+    b->capacity = total - head;
+    b->seq_begin = b->seq_end = 0;
+    b->data = (unsigned char *)b + head;
+    b->pool_next = NULL;
+    count_live(run, 1);
+    return b;
+}
+
+para__batch *para__batch_grow(para__worker *w, para__batch *b, size_t bytes,
+                              size_t used)
+{
+    if (bytes <= b->capacity)
+        return b;
+    size_t want = b->capacity * 2;
+    if (want < bytes)
+        want = bytes;
+    para__batch *nb = para__batch_alloc(w, NULL, b->n_tasks, want);
+    if (nb == NULL)
+        return NULL;
+    /* relaxed: the batch is still private to the producing worker. */
+    atomic_store_explicit(&nb->refs,
+                          atomic_load_explicit(&b->refs, memory_order_relaxed),
+                          memory_order_relaxed);
+    nb->path = b->path;
+    nb->count = b->count;
+    nb->seq_begin = b->seq_begin;
+    nb->seq_end = b->seq_end;
+    memcpy(nb->data, b->data, used);
+    /* The old batch's live count transfers to the new one. */
+    para__batch_free(w, NULL, b);
+    return nb;
+}
+
+void para__batch_free(para__worker *w, para__run *run, para__batch *b)
+{
+    count_live(run, -1);
+    uint32_t cls = b->size_class;
+    if (w != NULL && cls != PARA__BATCH_NO_CLASS &&
+        w->pool_len[cls] < PARA__BATCH_POOL_DEPTH) {
+        b->pool_next = w->pool[cls];
+        w->pool[cls] = b;
+        w->pool_len[cls]++;
+        return;
+    }
+    free(b);
+}
+
+void para__batch_release(para__worker *w, para__run *run, para__batch *b)
+{
+    /* acq_rel: release makes our reads of the batch happen before its reuse
+     * by the last reader; acquire (for the last reader) sees every other
+     * reader's release before freeing. */
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        para__batch_free(w, run, b);
+}
+
+void para__batch_pool_drain(para__worker *w)
+{
+    for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++) {
+        while (w->pool[c] != NULL) {
+            para__batch *b = w->pool[c];
+            w->pool[c] = b->pool_next;
+            free(b);
+        }
+        w->pool_len[c] = 0;
+    }
+}

@@ -1,0 +1,163 @@
+/*
+ * Every tunable in one table (after mimalloc's options.c): its environment
+ * name (PARA_<NAME>), its field in para_runtime_attr_t, its built-in default
+ * and a one-line doc. para_runtime_attr_init() applies the defaults, then the
+ * environment. Numbers accept K/M/G suffixes (powers of 1024); booleans
+ * accept on/off/yes/no/1/0.
+ *
+ * Policies are listed in one const registry; PARA_POLICY=help prints it.
+ *
+ * Tests: tests/runtime/test_errors.c (defaults, overrides, bad values).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+typedef enum { OPT_UINT, OPT_SIZE, OPT_U32, OPT_INT, OPT_STRING } opt_type;
+
+typedef struct option {
+    const char *name; /* PARA_<name> */
+    size_t offset;
+    opt_type type;
+    const char *def;
+    const char *doc;
+} option;
+
+static const option options[] = {
+    {"WORKERS", offsetof(para_runtime_attr_t, workers), OPT_UINT, "0",
+     "worker threads; 0 = one per core"},
+    {"POLICY", offsetof(para_runtime_attr_t, policy), OPT_STRING, "ws",
+     "scheduling policy; 'help' lists them"},
+    {"BATCH", offsetof(para_runtime_attr_t, batch_items), OPT_SIZE, "0",
+     "source batch size in items; 0 = adaptive"},
+    {"BATCH_US", offsetof(para_runtime_attr_t, target_batch_us), OPT_U32,
+     "100", "work per adaptive batch, microseconds"},
+    {"MAX_BATCHES", offsetof(para_runtime_attr_t, max_batches), OPT_UINT, "0",
+     "live batches before sources wait; 0 = 8 per worker"},
+    {"VERBOSE", offsetof(para_runtime_attr_t, verbose), OPT_INT, "0",
+     "log level: 0 errors and warnings, 2 info, 3 debug"},
+};
+
+typedef struct policy_entry {
+    const char *name;
+    const char *description;
+} policy_entry;
+
+static const policy_entry policies[] = {
+    {"ws", "work stealing: local LIFO, steal FIFO, consumers before sources"},
+};
+
+static int parse_number(const char *s, unsigned long long *out)
+{
+    if (strcasecmp(s, "on") == 0 || strcasecmp(s, "yes") == 0) {
+        *out = 1;
+        return 0;
+    }
+    if (strcasecmp(s, "off") == 0 || strcasecmp(s, "no") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (!isdigit((unsigned char)*s))
+        return PARA_EINVAL;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return PARA_EINVAL;
+    unsigned shift = 0;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': shift = 10; end++; break;
+    case 'M': shift = 20; end++; break;
+    case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (*end != '\0' || (shift != 0 && v > (~0ull >> shift)))
+        return PARA_EINVAL;
+    *out = v << shift;
+    return 0;
+}
+
+static int set_option(para_runtime_attr_t *attr, const option *o,
+                      const char *value)
+{
+    char *field = (char *)attr + o->offset;
+    if (o->type == OPT_STRING) {
+        *(const char **)(void *)field = value;
+        return 0;
+    }
+    unsigned long long v;
+    if (parse_number(value, &v) != 0)
+        return PARA_EINVAL;
+    switch (o->type) {
+    case OPT_UINT:
+        if (v > 0xFFFFFFFFull)
+            return PARA_EINVAL;
+        *(unsigned *)(void *)field = (unsigned)v;
+        break;
+    case OPT_U32:
+        if (v > 0xFFFFFFFFull)
+            return PARA_EINVAL;
+        *(uint32_t *)(void *)field = (uint32_t)v;
+        break;
+    case OPT_INT:
+        if (v > 1000)
+            return PARA_EINVAL;
+        *(int *)(void *)field = (int)v;
+        break;
+    case OPT_SIZE:
+        *(size_t *)(void *)field = (size_t)v;
+        break;
+    case OPT_STRING:
+        break;
+    }
+    return 0;
+}
+
+int para_runtime_attr_init(para_runtime_attr_t *attr)
+{
+    if (attr == NULL)
+        return PARA_EINVAL;
+    memset(attr, 0, sizeof *attr);
+    attr->struct_size = sizeof *attr;
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (set_option(attr, &options[i], options[i].def) != 0)
+            para__panic("option %s: bad built-in default", options[i].name);
+
+    int rc = 0;
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        char env[64];
+        snprintf(env, sizeof env, "PARA_%s", options[i].name);
+        const char *value = getenv(env);
+        if (value == NULL || *value == '\0')
+            continue;
+        if (set_option(attr, &options[i], value) != 0) {
+            para__log(1, "%s=%s does not parse; keeping %s (%s)", env, value,
+                      options[i].def, options[i].doc);
+            rc = PARA_EINVAL;
+        } else {
+            para__log(2, "%s=%s", env, value);
+        }
+    }
+    return rc;
+}
+
+int para__attr_validate_policy(const char *name, char *msg, size_t msg_len)
+{
+    size_t n = sizeof policies / sizeof policies[0];
+    for (size_t i = 0; i < n; i++)
+        if (name != NULL && strcmp(name, policies[i].name) == 0)
+            return 0;
+    int len = snprintf(msg, msg_len, "unknown policy '%s'; known policies:",
+                       name != NULL ? name : "(null)");
+    for (size_t i = 0; i < n && len >= 0 && (size_t)len < msg_len; i++)
+        len += snprintf(msg + len, msg_len - (size_t)len, " %s (%s)%s",
+                        policies[i].name, policies[i].description,
+                        i + 1 < n ? "," : "");
+    return PARA_EPOLICY;
+}

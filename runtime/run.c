@@ -1,0 +1,236 @@
+/*
+ * Runtime lifecycle and para_run().
+ *
+ * para_runtime_create() discovers the cores with hwloc (one worker per
+ * physical core unless told otherwise), allocates the workers and starts
+ * their threads; they sleep on rt->start_cond until a run is published.
+ * para_run() validates the graph, resets its per-run state, hands a
+ * para__run to the scheduler and blocks until every worker has left it, so
+ * that everything the run touched is released before it returns.
+ *
+ * One run per runtime at a time (rt->busy) and per graph (graph->running);
+ * both are claimed with a CAS and refused with PARA_EBUSY.
+ *
+ * Tests: tests/runtime/test_run.c, tests/runtime/test_errors.c.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void set_errmsg(para_runtime_t *rt, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_errmsg(para_runtime_t *rt, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rt->errmsg, sizeof rt->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+static unsigned count_cores(hwloc_topology_t topo)
+{
+    int n = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
+    if (n <= 0)
+        n = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static void runtime_free(para_runtime_t *rt)
+{
+    if (rt->workers != NULL) {
+        for (unsigned i = 0; i < rt->n_workers; i++) {
+            para__batch_pool_drain(&rt->workers[i]);
+            para__deque_fini(&rt->workers[i].deque);
+        }
+        free(rt->workers);
+    }
+    if (rt->topology != NULL)
+        hwloc_topology_destroy(rt->topology);
+    pthread_cond_destroy(&rt->park_cond);
+    pthread_cond_destroy(&rt->done_cond);
+    pthread_cond_destroy(&rt->start_cond);
+    pthread_mutex_destroy(&rt->lock);
+    free(rt);
+}
+
+int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
+{
+    if (out == NULL)
+        return PARA_EINVAL;
+    *out = NULL;
+    para_runtime_attr_t defaults;
+    if (attr == NULL) {
+        if (para_runtime_attr_init(&defaults) != 0) {
+            /* A bad PARA_* variable was logged and its default kept. */
+        }
+        attr = &defaults;
+    }
+    if (attr->struct_size != sizeof *attr) {
+        para__log(0, "para_runtime_create: attr not initialised by "
+                     "para_runtime_attr_init()");
+        return PARA_EINVAL;
+    }
+    char msg[512];
+    if (para__attr_validate_policy(attr->policy, msg, sizeof msg) != 0) {
+        para__log(0, "%s", msg);
+        return PARA_EPOLICY;
+    }
+
+    para_runtime_t *rt = calloc(1, sizeof *rt);
+    if (rt == NULL)
+        return PARA_ENOMEM;
+    rt->attr = *attr;
+    snprintf(rt->policy, sizeof rt->policy, "%s", attr->policy);
+    rt->attr.policy = rt->policy;
+    atomic_init(&rt->busy, 0);
+    atomic_init(&rt->sleepers, 0);
+    atomic_init(&rt->wake_epoch, 0);
+    pthread_mutex_init(&rt->lock, NULL);
+    pthread_cond_init(&rt->start_cond, NULL);
+    pthread_cond_init(&rt->done_cond, NULL);
+    pthread_cond_init(&rt->park_cond, NULL);
+
+    int rc = PARA_ENOMEM;
+    if (hwloc_topology_init(&rt->topology) != 0) {
+        rt->topology = NULL;
+        goto fail;
+    }
+    if (hwloc_topology_load(rt->topology) != 0)
+        goto fail;
+    rt->n_workers = attr->workers ? attr->workers : count_cores(rt->topology);
+    size_t bytes = rt->n_workers * sizeof *rt->workers;
+    rt->workers = aligned_alloc(PARA_CACHELINE,
+                                (bytes + PARA_CACHELINE - 1) &
+                                    ~(size_t)(PARA_CACHELINE - 1));
+    if (rt->workers == NULL)
+        goto fail;
+    memset(rt->workers, 0, bytes);
+    for (unsigned i = 0; i < rt->n_workers; i++) {
+        para__worker *w = &rt->workers[i];
+        w->rt = rt;
+        w->id = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+        if (para__deque_init(&w->deque, 8) != 0) {
+            /* Workers before i are initialised; mark the rest empty. */
+            rt->n_workers = i;
+            goto fail;
+        }
+    }
+    rc = para__scheduler_start(rt);
+    if (rc != 0)
+        goto fail;
+    para__log(2, "runtime: %u workers, policy %s", rt->n_workers, rt->policy);
+    *out = rt;
+    return 0;
+fail:
+    runtime_free(rt);
+    return rc;
+}
+
+int para_runtime_destroy(para_runtime_t *rt)
+{
+    if (rt == NULL)
+        return 0;
+    /* acquire: pairs with the release store at the end of para_run(). */
+    if (atomic_load_explicit(&rt->busy, memory_order_acquire) != 0)
+        return PARA_EBUSY;
+    para__scheduler_stop(rt);
+    runtime_free(rt);
+    return 0;
+}
+
+unsigned para_runtime_workers(const para_runtime_t *rt)
+{
+    return rt != NULL ? rt->n_workers : 0;
+}
+
+const char *para_runtime_errmsg(const para_runtime_t *rt)
+{
+    return rt != NULL ? rt->errmsg : "runtime is NULL";
+}
+
+int para_run(para_runtime_t *rt, para_graph_t *g)
+{
+    if (rt == NULL || g == NULL)
+        return PARA_EINVAL;
+    int zero = 0;
+    /* acquire: see the previous run's writes; pairs with the release store
+     * below. relaxed on failure: we only report EBUSY. */
+    if (!atomic_compare_exchange_strong_explicit(&rt->busy, &zero, 1,
+                                                 memory_order_acquire,
+                                                 memory_order_relaxed))
+        return PARA_EBUSY;
+    zero = 0;
+    if (!atomic_compare_exchange_strong_explicit(&g->running, &zero, 1,
+                                                 memory_order_acquire,
+                                                 memory_order_relaxed)) {
+        set_errmsg(rt, "the graph is already running");
+        /* release: hand the runtime back. */
+        atomic_store_explicit(&rt->busy, 0, memory_order_release);
+        return PARA_EBUSY;
+    }
+    rt->errmsg[0] = '\0';
+
+    int rc = para__graph_prepare(g);
+    if (rc != 0) {
+        set_errmsg(rt, "%s", g->errmsg);
+        goto out;
+    }
+    para__graph_reset_run_state(g);
+
+    para__run *run = aligned_alloc(PARA_CACHELINE,
+                                   (sizeof *run + PARA_CACHELINE - 1) &
+                                       ~(size_t)(PARA_CACHELINE - 1));
+    if (run == NULL) {
+        rc = PARA_ENOMEM;
+        set_errmsg(rt, "out of memory starting the run");
+        goto out;
+    }
+    memset(run, 0, sizeof *run);
+    run->graph = g;
+    run->rt = rt;
+    atomic_init(&run->in_flight, (int64_t)g->n_sources);
+    atomic_init(&run->live_batches, 0);
+    atomic_init(&run->peak_batches, 0);
+    atomic_init(&run->status, 0);
+    atomic_init(&run->aborting, false);
+    atomic_init(&run->done, false);
+    atomic_init(&run->work_ns, 0);
+    atomic_init(&run->src_items, 0);
+    run->max_batches = rt->attr.max_batches
+                           ? (int64_t)rt->attr.max_batches
+                           : 8 * (int64_t)rt->n_workers;
+    run->forced_batch_items = rt->attr.batch_items;
+    run->target_batch_ns = (uint64_t)rt->attr.target_batch_us * 1000u;
+    if (run->target_batch_ns == 0)
+        run->target_batch_ns = 1000;
+
+    uint64_t t0 = para__now_ns();
+    para__scheduler_execute(rt, run);
+    rt->last_run_ns = para__now_ns() - t0;
+
+    /* relaxed: the workers' exit was synchronised through rt->lock. */
+    rc = atomic_load_explicit(&run->status, memory_order_relaxed);
+    if (rc != 0)
+        set_errmsg(rt, "%s", run->errmsg);
+    int64_t live = atomic_load_explicit(&run->live_batches,
+                                        memory_order_relaxed);
+    if (live != 0)
+        para__panic("run ended with %lld batches alive", (long long)live);
+    rt->last_peak_batches =
+        (uint64_t)atomic_load_explicit(&run->peak_batches,
+                                       memory_order_relaxed);
+    rt->runs++;
+    for (unsigned i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->kind == PARA__KIND_COLLECT)
+            *g->nodes[i]->collect_count = g->nodes[i]->collect_pos;
+    free(run);
+out:
+    /* release: publish the run's effects to the next builder call / run. */
+    atomic_store_explicit(&g->running, 0, memory_order_release);
+    atomic_store_explicit(&rt->busy, 0, memory_order_release);
+    return rc;
+}

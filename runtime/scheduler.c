@@ -1,0 +1,906 @@
+/*
+ * The scheduler: worker threads, task execution, serial and ordered nodes,
+ * sources, parking and termination.
+ *
+ * Workers
+ *   One thread per worker, each owning a Chase–Lev deque (deque.h). A worker
+ *   loops: pop its own deque (LIFO: the batch it just produced is hot in its
+ *   cache), else steal (FIFO: the oldest, largest pieces of work), else pull
+ *   a new batch from a source, else spin a little and park. Consumers come
+ *   before sources, so work in flight is finished before new work enters.
+ *
+ * Tasks and units
+ *   A task is (node, batch, input port), embedded in the batch (internal.h).
+ *   run->in_flight counts units: one per unfinished task and one per source
+ *   not yet exhausted. A task that produces a batch for k successors turns
+ *   its unit into k (one atomic add of k-1, none when k = 1); a sink's task
+ *   gives its unit back. The run is over exactly when the count reaches 0:
+ *   the worker that sees it reach 0 sets run->done and wakes everyone.
+ *
+ * Serial and ORDERED nodes
+ *   Deliveries to a serial node go to its inbox, a Treiber stack that the
+ *   draining worker empties with one exchange (no ABA: nobody pops single
+ *   entries). The worker that wins the node's `claimed` flag (CAS 0 -> 1)
+ *   pushes the node's drain task; whoever runs it drains until the inbox is
+ *   empty, releases the flag, and re-checks the inbox (Dekker pattern with
+ *   the pushers, both sides seq_cst) so that no delivery is stranded. No
+ *   worker ever blocks on a node. An ORDERED node moves inbox entries into a
+ *   pairing heap keyed by (seq_begin, path) and runs only the key it expects
+ *   next (see graph.c for why every key arrives).
+ *
+ * Sources
+ *   Range and array sources are splittable: every worker may pull a chunk at
+ *   once with one fetch_add on the cursor. Callback sources are serial: the
+ *   pull is claimed through the same state word (bit 0 exhausted, the rest
+ *   counts pullers), so the source's unit is dropped exactly once, by the
+ *   last puller out after exhaustion. Sources are held back while
+ *   run->live_batches >= run->max_batches (back-pressure), which bounds the
+ *   memory of a run and the depth of reorder buffers.
+ *
+ * Batch sizes
+ *   Unless forced, a source batch aims at target_batch_ns of downstream
+ *   work: run->work_ns / run->src_items estimates the cost of one source
+ *   item; each worker's batch size ramps up from 16 items by doubling, so the
+ *   estimate settles before batches grow large.
+ *
+ * Failure
+ *   The first failure sets run->status and run->aborting. From then on tasks
+ *   are released without running, sources exhaust themselves at their next
+ *   pull, and ordered nodes drain in any order. The failing worker claims
+ *   every serial node once so that reorder buffers waiting for a key that
+ *   will never come are emptied too (a holder releasing its claim re-checks
+ *   `aborting`, seq_cst on both sides).
+ *
+ * Parking
+ *   An eventcount: a worker bumps `sleepers` (seq_cst), re-checks for work,
+ *   and sleeps on park_cond until `wake_epoch` moves. Whoever publishes work
+ *   issues a seq_cst fence and signals only if `sleepers` is non-zero, so a
+ *   busy runtime pays one fence per delivery and no system call.
+ *
+ * Lock order: rt->lock is the only mutex; it is never held while running
+ *   node code or while touching another lock.
+ *
+ * Tests: tests/runtime/test_run.c, test_differential.c (random graphs
+ * against a sequential reference), test_seed_graph.c; TSan in CI.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define SPIN_ROUNDS 64      /* idle loop iterations before parking */
+#define STEAL_RETRIES 2     /* retries of one victim after a lost race */
+#define RAMP_START_ITEMS 16 /* first adaptive batch size */
+
+static void execute(para__worker *w, para__run *run, para__task *t);
+
+/* ---- units and termination -------------------------------------------- */
+
+static void notify_all(para_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    /* relaxed: the epoch is read and written under rt->lock by sleepers. */
+    atomic_fetch_add_explicit(&rt->wake_epoch, 1, memory_order_relaxed);
+    pthread_cond_broadcast(&rt->park_cond);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static void notify_one(para_runtime_t *rt)
+{
+    /* seq_cst fence: orders our publication of work (deque bottom, inbox)
+     * before the read of sleepers; pairs with the fence in park(). Either we
+     * see the sleeper, or the sleeper's re-check sees our work. */
+    atomic_thread_fence(memory_order_seq_cst);
+    /* relaxed: ordered by the fence above. */
+    if (atomic_load_explicit(&rt->sleepers, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&rt->lock);
+    /* relaxed: under rt->lock, as in notify_all(). */
+    atomic_fetch_add_explicit(&rt->wake_epoch, 1, memory_order_relaxed);
+    pthread_cond_signal(&rt->park_cond);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static void units_add(para__run *run, int64_t delta)
+{
+    if (delta == 0)
+        return;
+    /* acq_rel: the release half publishes everything this worker did (sink
+     * effects, statistics) to the worker that brings the count to zero; the
+     * acquire half lets that worker see every other worker's release. */
+    int64_t left = atomic_fetch_add_explicit(&run->in_flight, delta,
+                                             memory_order_acq_rel) +
+                   delta;
+    if (left == 0) {
+        /* release: pairs with the acquire load of done in the worker loop. */
+        atomic_store_explicit(&run->done, true, memory_order_release);
+        notify_all(run->rt);
+    } else if (PARA_UNLIKELY(left < 0)) {
+        para__panic("run unit count went negative (%lld)", (long long)left);
+    }
+}
+
+static bool aborting(const para__run *run)
+{
+    /* relaxed: a hint to skip work; the status itself is read after the
+     * run through the units' acq_rel chain. */
+    return atomic_load_explicit(&((para__run *)run)->aborting,
+                                memory_order_relaxed);
+}
+
+/* ---- deque helpers ----------------------------------------------------- */
+
+static void push_local(para__worker *w, para__run *run, para__task *t)
+{
+    if (PARA_UNLIKELY(para__deque_push(&w->deque, t) != 0)) {
+        /* The deque could not grow: run the task right here instead. */
+        execute(w, run, t);
+    }
+}
+
+/* ---- serial nodes: claim, inbox, pairing heap --------------------------- */
+
+static bool try_claim(para_node_t *n)
+{
+    /* seq_cst load, then seq_cst CAS: part of the Dekker pattern between a
+     * pusher (push inbox, then claim) and the holder (release claim, then
+     * re-check inbox); see drain(). The load avoids a CAS on a busy node. */
+    if (atomic_load_explicit(&n->claimed, memory_order_seq_cst) != 0)
+        return false;
+    unsigned expected = 0;
+    return atomic_compare_exchange_strong_explicit(
+        &n->claimed, &expected, 1, memory_order_seq_cst, memory_order_relaxed);
+}
+
+static void inbox_push(para__worker *w, para__run *run, para_node_t *n,
+                       para__task *t)
+{
+    /* relaxed: only a first guess for the CAS below. */
+    para__task *head = atomic_load_explicit(&n->inbox, memory_order_relaxed);
+    do {
+        t->next = head;
+        /* seq_cst: publishes the task (release) and takes part in the
+         * Dekker pattern with the claim holder's re-check in drain(). */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &n->inbox, &head, t, memory_order_seq_cst, memory_order_relaxed));
+    if (try_claim(n))
+        push_local(w, run, &n->drain_task);
+}
+
+static bool key_less(const para__task *a, const para__task *b)
+{
+    if (a->batch->seq_begin != b->batch->seq_begin)
+        return a->batch->seq_begin < b->batch->seq_begin;
+    return a->path < b->path;
+}
+
+static para__task *heap_meld(para__task *a, para__task *b)
+{
+    if (a == NULL)
+        return b;
+    if (b == NULL)
+        return a;
+    if (key_less(b, a)) {
+        para__task *tmp = a;
+        a = b;
+        b = tmp;
+    }
+    b->next = a->child;
+    a->child = b;
+    return a;
+}
+
+/* Pairing heap delete-min: two-pass merge of the root's children. */
+static para__task *heap_pop(para_node_t *n)
+{
+    para__task *root = n->heap_root;
+    para__task *pairs = NULL, *c = root->child;
+    while (c != NULL) {
+        para__task *a = c, *b = c->next;
+        c = b != NULL ? b->next : NULL;
+        a->next = NULL;
+        if (b != NULL)
+            b->next = NULL;
+        para__task *m = heap_meld(a, b);
+        m->next = pairs; /* left-to-right pass, stacked */
+        pairs = m;
+    }
+    para__task *merged = NULL;
+    while (pairs != NULL) { /* right-to-left pass */
+        para__task *next = pairs->next;
+        pairs->next = NULL;
+        merged = heap_meld(merged, pairs);
+        pairs = next;
+    }
+    n->heap_root = merged;
+    root->child = root->next = NULL;
+    return root;
+}
+
+/* Claim holder only: move the inbox into pending (FIFO) or the heap. */
+static void grab_inbox(para_node_t *n)
+{
+    /* acquire: see the contents of the tasks pushed; pairs with the
+     * seq_cst (release) CAS in inbox_push(). */
+    para__task *list = atomic_exchange_explicit(&n->inbox, NULL,
+                                                memory_order_acquire);
+    if (list == NULL)
+        return;
+    para__task *fifo = NULL; /* reverse the stack into arrival order */
+    while (list != NULL) {
+        para__task *next = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = next;
+    }
+    if ((n->flags & PARA_NODE_ORDERED) == 0) {
+        if (n->pending_tail != NULL)
+            n->pending_tail->next = fifo;
+        else
+            n->pending_head = fifo;
+        while (fifo->next != NULL)
+            fifo = fifo->next;
+        n->pending_tail = fifo;
+        return;
+    }
+    while (fifo != NULL) {
+        para__task *next = fifo->next;
+        fifo->next = fifo->child = NULL;
+        n->heap_root = heap_meld(n->heap_root, fifo);
+        fifo = next;
+    }
+}
+
+/* Claim holder only: the next task the node may run, or NULL. */
+static para__task *next_ready(para__run *run, para_node_t *n)
+{
+    if ((n->flags & PARA_NODE_ORDERED) == 0) {
+        para__task *t = n->pending_head;
+        if (t != NULL) {
+            n->pending_head = t->next;
+            if (n->pending_head == NULL)
+                n->pending_tail = NULL;
+        }
+        return t;
+    }
+    para__task *top = n->heap_root;
+    if (top == NULL)
+        return NULL;
+    if (!aborting(run) &&
+        (top->batch->seq_begin != n->next_seq || top->path != n->next_path))
+        return NULL;
+    heap_pop(n);
+    if (top->path + 1 < n->path_count) {
+        n->next_path = top->path + 1;
+    } else {
+        n->next_seq = top->batch->seq_end;
+        n->next_path = 0;
+    }
+    return top;
+}
+
+static bool holds_leftovers(const para_node_t *n)
+{
+    return n->heap_root != NULL || n->pending_head != NULL;
+}
+
+/* ---- running a node on a batch ------------------------------------------ */
+
+static void sweep_serial_nodes(para__worker *w, para__run *run);
+
+/* Record the first failure of a run (later ones are dropped), switch the run
+ * to aborting, and make sure every serial node releases its leftovers. */
+static void fail_run(para__worker *w, para__run *run, int err,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void fail_run(para__worker *w, para__run *run, int err,
+                     const char *fmt, ...)
+{
+    int expected = 0;
+    /* acq_rel: the winner's message is published with the status; the
+     * run's end (units_add) orders both before para_run() reads them. */
+    if (atomic_compare_exchange_strong_explicit(&run->status, &expected, err,
+                                                memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(run->errmsg, sizeof run->errmsg, fmt, ap);
+        va_end(ap);
+    }
+    /* seq_cst: the aborter's half of the Dekker pattern with drain(): set
+     * aborting, then try to claim each serial node. */
+    atomic_store_explicit(&run->aborting, true, memory_order_seq_cst);
+    sweep_serial_nodes(w, run);
+    notify_all(run->rt);
+}
+
+
+static void fail_node(para__worker *w, para__run *run, para_node_t *n,
+                      int rc)
+{
+    fail_run(w, run, PARA_ENODE, "node '%s' returned %d (%s)", n->name,
+                   rc, rc < 0 ? para_err_name(rc) : "user error code");
+}
+
+/* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
+ * On failure the run is failed, *out is NULL, and nonzero is returned. */
+static int process(para__worker *w, para__run *run, para_node_t *n,
+                   para__task *t, para__batch **out)
+{
+    para__batch *in = t->batch;
+    const size_t count = in->count;
+    const size_t is = n->in_size, os = n->out_size;
+    const unsigned char *ip = in->data;
+    void *ctx = n->ctx;
+    para__batch *o = NULL;
+    int rc = 0;
+
+    *out = NULL;
+    if (!para__is_sink(n)) {
+        o = para__batch_alloc(w, run, n->n_succs, (count ? count : 1) * os);
+        if (o == NULL) {
+            fail_run(w, run, PARA_ENOMEM,
+                           "out of memory for the output of node '%s'",
+                           n->name);
+            return PARA_ENOMEM;
+        }
+        o->seq_begin = in->seq_begin;
+        o->seq_end = in->seq_end;
+        o->path = t->path;
+    }
+
+    switch (n->kind) {
+    case PARA__KIND_MAP: {
+        para_map_fn fn = n->fn.map;
+        unsigned char *op = o->data;
+        for (size_t i = 0; i < count && rc == 0; i++)
+            rc = fn(ctx, ip + i * is, op + i * os);
+        o->count = count;
+        break;
+    }
+    case PARA__KIND_MAP_BATCH:
+        rc = n->fn.map_batch(ctx, ip, o->data, count);
+        o->count = count;
+        break;
+    case PARA__KIND_FILTER: {
+        para_filter_fn fn = n->fn.filter;
+        size_t kept = 0;
+        for (size_t i = 0; i < count; i++) {
+            int keep = fn(ctx, ip + i * is);
+            if (keep < 0) {
+                rc = keep;
+                break;
+            }
+            if (keep > 0)
+                memcpy(o->data + kept++ * is, ip + i * is, is);
+        }
+        o->count = kept;
+        break;
+    }
+    case PARA__KIND_FLAT_MAP:
+    case PARA__KIND_FLAT_MAP_BATCH: {
+        para_emitter_t e = {.worker = w, .batch = o, .item_size = os};
+        if (n->kind == PARA__KIND_FLAT_MAP) {
+            for (size_t i = 0; i < count && rc == 0; i++)
+                rc = n->fn.flat_map(ctx, ip + i * is, &e);
+        } else {
+            rc = n->fn.flat_map_batch(ctx, ip, count, &e);
+        }
+        o = e.batch;
+        if (e.failed && rc == 0)
+            rc = PARA_ENOMEM;
+        break;
+    }
+    case PARA__KIND_SINK: {
+        para_sink_fn fn = n->fn.sink;
+        for (size_t i = 0; i < count && rc == 0; i++)
+            rc = fn(ctx, ip + i * is);
+        break;
+    }
+    case PARA__KIND_SINK_BATCH:
+        rc = n->fn.sink_batch(ctx, ip, count);
+        break;
+    case PARA__KIND_COLLECT:
+        if (count > n->collect_capacity - n->collect_pos) {
+            fail_run(w, run, PARA_EOVERFLOW,
+                           "collect '%s': more than %zu items", n->name,
+                           n->collect_capacity);
+            return PARA_EOVERFLOW;
+        }
+        if (count > 0)
+            memcpy((unsigned char *)n->collect_array + n->collect_pos * is,
+                   ip, count * is);
+        n->collect_pos += count;
+        break;
+    default:
+        para__panic("node '%s': kind %d cannot process", n->name, n->kind);
+    }
+
+    if (rc != 0) {
+        if (o != NULL)
+            para__batch_free(w, run, o);
+        fail_node(w, run, n, rc);
+        return rc;
+    }
+    *out = o;
+    return 0;
+}
+
+/* Hand @p out to every successor of @p n. @p held: units the caller gives
+ * up (1 for a task, 0 for a source pull). */
+static void deliver(para__worker *w, para__run *run, para_node_t *n,
+                    para__batch *out, int held)
+{
+    if (out->count == 0 && !n->forward_empty) {
+        para__batch_free(w, run, out);
+        units_add(run, -held);
+        return;
+    }
+    unsigned k = n->n_succs;
+    units_add(run, (int64_t)k - held);
+    for (unsigned j = 0; j < k; j++) {
+        unsigned i = n->succ_order[j];
+        para_node_t *s = n->succs[i];
+        para__task *t = &out->tasks[i];
+        t->batch = out;
+        t->node = s;
+        t->in_port = n->succ_port[i];
+        t->path = out->path + s->in_path_offset[t->in_port];
+        t->next = t->child = NULL;
+        if (s->serial)
+            inbox_push(w, run, s, t);
+        else
+            push_local(w, run, t);
+    }
+    notify_one(run->rt);
+}
+
+/* One task: run it (unless aborting), release its input, pass on output. */
+static void run_task(para__worker *w, para__run *run, para__task *t)
+{
+    para_node_t *n = t->node;
+    para__batch *in = t->batch;
+    para__batch *out = NULL;
+    if (!aborting(run)) {
+        uint64_t t0 = para__now_ns();
+        int rc = process(w, run, n, t, &out);
+        uint64_t dt = para__now_ns() - t0;
+        /* relaxed: statistics and a cost estimate; no ordering needed. */
+        atomic_fetch_add_explicit(&n->st_busy_ns, dt, memory_order_relaxed);
+        atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
+        if (rc == 0) {
+            atomic_fetch_add_explicit(&n->st_items_in, in->count,
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
+            if (out != NULL)
+                atomic_fetch_add_explicit(&n->st_items_out, out->count,
+                                          memory_order_relaxed);
+        }
+    }
+    para__counter_add(&w->c_tasks, 1);
+    para__batch_release(w, run, in);
+    if (out != NULL && !aborting(run))
+        deliver(w, run, n, out, 1);
+    else {
+        if (out != NULL)
+            para__batch_free(w, run, out);
+        units_add(run, -1);
+    }
+}
+
+/* Claim every serial node once so that leftovers are released (abort). */
+static void sweep_serial_nodes(para__worker *w, para__run *run)
+{
+    para_graph_t *g = run->graph;
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *n = g->nodes[i];
+        if (n->serial && try_claim(n))
+            push_local(w, run, &n->drain_task);
+    }
+}
+
+/* The drain task of serial node @p n; the caller holds n->claimed. */
+static void drain(para__worker *w, para__run *run, para_node_t *n)
+{
+    for (;;) {
+        for (;;) {
+            grab_inbox(n);
+            para__task *t = next_ready(run, n);
+            if (t == NULL)
+                break;
+            run_task(w, run, t);
+        }
+        /* seq_cst store, then seq_cst loads: the holder's half of the Dekker
+         * patterns with inbox_push() (a delivery after our last grab) and
+         * with fail_run()'s sweep (an abort after our last check). */
+        atomic_store_explicit(&n->claimed, 0, memory_order_seq_cst);
+        bool again =
+            atomic_load_explicit(&n->inbox, memory_order_seq_cst) != NULL ||
+            (atomic_load_explicit(&run->aborting, memory_order_seq_cst) &&
+             holds_leftovers(n));
+        if (!again || !try_claim(n))
+            return;
+    }
+}
+
+static void execute(para__worker *w, para__run *run, para__task *t)
+{
+    if (t->batch == NULL)
+        drain(w, run, t->node);
+    else
+        run_task(w, run, t);
+}
+
+/* ---- sources ------------------------------------------------------------ */
+
+static size_t source_batch_items(para__worker *w, para__run *run,
+                                 para_node_t *s)
+{
+    if (run->forced_batch_items != 0)
+        return run->forced_batch_items;
+    size_t cap = s->max_batch_items;
+    size_t n = w->ramp_items;
+    /* relaxed: an estimate; stale values only change a batch size. */
+    uint64_t work = atomic_load_explicit(&run->work_ns, memory_order_relaxed);
+    uint64_t items =
+        atomic_load_explicit(&run->src_items, memory_order_relaxed);
+    if (work > 0 && items > 0) {
+        double per_item = (double)work / (double)items;
+        double want = (double)run->target_batch_ns / per_item;
+        if (want < (double)n)
+            n = want < 1.0 ? 1 : (size_t)want;
+    }
+    if (w->ramp_items < cap)
+        w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
+    return PARA_MIN(n, cap);
+}
+
+/* Fill a batch from @p s. Returns the batch, or NULL with *exhausted set
+ * when the source has nothing left (or failed). */
+static para__batch *source_fill(para__worker *w, para__run *run,
+                                para_node_t *s, bool *exhausted)
+{
+    size_t want = source_batch_items(w, run, s);
+    para__batch *b = NULL;
+    if (s->kind == PARA__KIND_SOURCE_FN) {
+        b = para__batch_alloc(w, run, s->n_succs, want * s->out_size);
+        if (b == NULL)
+            goto nomem;
+        size_t written = 0;
+        uint64_t t0 = para__now_ns();
+        int rc = s->fn.source(s->ctx, b->data, want, &written);
+        /* relaxed: statistics only. */
+        atomic_fetch_add_explicit(&s->st_busy_ns, para__now_ns() - t0,
+                                  memory_order_relaxed);
+        if (rc != 0 || written == 0 || written > want) {
+            para__batch_free(w, run, b);
+            *exhausted = true;
+            if (rc != 0)
+                fail_node(w, run, s, rc);
+            else if (written > want)
+                fail_run(w, run, PARA_EINVAL,
+                               "source '%s' wrote %zu items into room for "
+                               "%zu",
+                               s->name, written, want);
+            return NULL;
+        }
+        b->count = written;
+        b->seq_begin = s->src_seq; /* claim-owned: one puller at a time */
+        s->src_seq += written;
+        b->seq_end = s->src_seq;
+        return b;
+    }
+    uint64_t total = s->kind == PARA__KIND_RANGE
+                         ? s->range_end - s->range_begin
+                         : (uint64_t)s->array_count;
+    /* relaxed: the cursor only hands out disjoint index ranges; the items
+     * are published to other workers through the deque. */
+    uint64_t first = atomic_fetch_add_explicit(&s->src_cursor, want,
+                                               memory_order_relaxed);
+    if (first >= total) {
+        *exhausted = true;
+        return NULL;
+    }
+    size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
+    if (first + n >= total)
+        *exhausted = true;
+    b = para__batch_alloc(w, run, s->n_succs, n * s->out_size);
+    if (b == NULL)
+        goto nomem;
+    if (s->kind == PARA__KIND_RANGE) {
+        uint64_t *out = (uint64_t *)(void *)b->data;
+        uint64_t v = s->range_begin + first;
+        for (size_t i = 0; i < n; i++)
+            out[i] = v + i;
+    } else {
+        memcpy(b->data, (const unsigned char *)s->array + first * s->out_size,
+               n * s->out_size);
+    }
+    b->count = n;
+    b->seq_begin = first;
+    b->seq_end = first + n;
+    return b;
+nomem:
+    *exhausted = true;
+    fail_run(w, run, PARA_ENOMEM, "out of memory in source '%s'", s->name);
+    return NULL;
+}
+
+/* Pull one batch from @p s. Returns true if a batch was delivered. */
+static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
+{
+    bool serial = s->kind == PARA__KIND_SOURCE_FN;
+    /* relaxed: a first guess for the CAS. */
+    uint64_t st = atomic_load_explicit(&s->src_state, memory_order_relaxed);
+    do {
+        if ((st & PARA__SRC_EXHAUSTED) != 0 || (serial && st != 0))
+            return false;
+        /* acquire: for a serial source, see the previous puller's writes
+         * (src_seq, the user's context); pairs with the release in the
+         * fetch_sub below. */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &s->src_state, &st, st + PARA__SRC_PULLER, memory_order_acquire,
+        memory_order_relaxed));
+
+    bool exhausted = aborting(run);
+    para__batch *b = exhausted ? NULL : source_fill(w, run, s, &exhausted);
+    if (b != NULL) {
+        para__counter_add(&w->c_source_batches, 1);
+        /* relaxed: statistics and the cost estimate. */
+        atomic_fetch_add_explicit(&run->src_items, b->count,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st_items_out, b->count,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
+        deliver(w, run, s, b, 0);
+    }
+    if (exhausted)
+        /* relaxed: ordered with the fetch_sub below by being an RMW on the
+         * same object (modification order). */
+        atomic_fetch_or_explicit(&s->src_state, PARA__SRC_EXHAUSTED,
+                                 memory_order_relaxed);
+    /* acq_rel: release publishes src_seq to the next serial puller; the
+     * last puller out of an exhausted source drops the source's unit. */
+    uint64_t prev = atomic_fetch_sub_explicit(&s->src_state, PARA__SRC_PULLER,
+                                              memory_order_acq_rel);
+    if (prev - PARA__SRC_PULLER == PARA__SRC_EXHAUSTED)
+        units_add(run, -1);
+    return b != NULL;
+}
+
+static bool try_sources(para__worker *w, para__run *run)
+{
+    para_graph_t *g = run->graph;
+    unsigned n = g->n_sources;
+    bool abort_now = aborting(run);
+    for (unsigned k = 0; k < n; k++) {
+        unsigned idx = (w->next_source + k) % n;
+        para_node_t *s = g->sources[idx];
+        /* relaxed: a hint; source_pull() decides with a CAS. */
+        if (atomic_load_explicit(&s->src_state, memory_order_relaxed) &
+            PARA__SRC_EXHAUSTED)
+            continue;
+        /* relaxed: the gate is a heuristic bound on memory. */
+        if (!abort_now && atomic_load_explicit(&run->live_batches,
+                                               memory_order_relaxed) >=
+                              run->max_batches) {
+            para__counter_add(&w->c_source_holds, 1);
+            return false;
+        }
+        if (source_pull(w, run, s)) {
+            w->next_source = idx + 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- stealing and parking ---------------------------------------------- */
+
+static para__task *steal(para__worker *w)
+{
+    para_runtime_t *rt = w->rt;
+    unsigned n = rt->n_workers;
+    if (n < 2)
+        return NULL;
+    unsigned start = (unsigned)(para__rand(&w->rng) % n);
+    for (unsigned k = 0; k < n; k++) {
+        unsigned v = (start + k) % n;
+        if (v == w->id)
+            continue;
+        for (unsigned r = 0; r <= STEAL_RETRIES; r++) {
+            para__counter_add(&w->c_steal_attempts, 1);
+            void *t = para__deque_steal(&rt->workers[v].deque);
+            if (t == PARA__DEQUE_EMPTY)
+                break;
+            if (t != PARA__DEQUE_ABORT) {
+                para__counter_add(&w->c_steals, 1);
+                return t;
+            }
+        }
+    }
+    return NULL;
+}
+
+static bool work_visible(para__worker *w, para__run *run)
+{
+    para_runtime_t *rt = w->rt;
+    for (unsigned i = 0; i < rt->n_workers; i++)
+        if (para__deque_size_estimate(&rt->workers[i].deque) > 0)
+            return true;
+    para_graph_t *g = run->graph;
+    /* relaxed: heuristic reads; a missed change is caught by notify. */
+    bool room = aborting(run) ||
+                atomic_load_explicit(&run->live_batches,
+                                     memory_order_relaxed) < run->max_batches;
+    for (unsigned i = 0; room && i < g->n_sources; i++)
+        if (atomic_load_explicit(&g->sources[i]->src_state,
+                                 memory_order_relaxed) == 0)
+            return true;
+    return false;
+}
+
+static void park(para__worker *w, para__run *run)
+{
+    para_runtime_t *rt = w->rt;
+    /* relaxed: compared again under rt->lock, where it is written. */
+    uint64_t epoch = atomic_load_explicit(&rt->wake_epoch,
+                                          memory_order_relaxed);
+    /* seq_cst RMW and fence: announce ourselves before re-checking for
+     * work; pairs with the fence in notify_one(). */
+    atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!work_visible(w, run)) {
+        para__counter_add(&w->c_parks, 1);
+        pthread_mutex_lock(&rt->lock);
+        /* relaxed / acquire: the epoch only moves under the lock we hold;
+         * done is published with release by units_add(). */
+        while (atomic_load_explicit(&rt->wake_epoch, memory_order_relaxed) ==
+                   epoch &&
+               !atomic_load_explicit(&run->done, memory_order_acquire))
+            pthread_cond_wait(&rt->park_cond, &rt->lock);
+        pthread_mutex_unlock(&rt->lock);
+    }
+    /* relaxed: a stale count only costs a spurious notify. */
+    atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_relaxed);
+}
+
+/* ---- the worker loop ----------------------------------------------------- */
+
+static void run_loop(para__worker *w, para__run *run)
+{
+    unsigned idle = 0;
+    w->ramp_items = RAMP_START_ITEMS;
+    /* acquire: pairs with the release store of done in units_add(), so that
+     * a worker leaving the loop sees the finished run. */
+    while (!atomic_load_explicit(&run->done, memory_order_acquire)) {
+        para__task *t = para__deque_pop(&w->deque);
+        if (t == NULL)
+            t = steal(w);
+        if (t != NULL) {
+            execute(w, run, t);
+            idle = 0;
+            continue;
+        }
+        if (try_sources(w, run)) {
+            idle = 0;
+            continue;
+        }
+        if (++idle < SPIN_ROUNDS) {
+            para__cpu_relax();
+            continue;
+        }
+        park(w, run);
+        idle = 0;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    para__worker *w = arg;
+    para_runtime_t *rt = w->rt;
+    char name[16];
+    snprintf(name, sizeof name, "para-cpu-%u", w->id);
+    pthread_setname_np(pthread_self(), name);
+
+    uint64_t seen = 0;
+    pthread_mutex_lock(&rt->lock);
+    for (;;) {
+        while (!rt->shutdown && rt->generation == seen)
+            pthread_cond_wait(&rt->start_cond, &rt->lock);
+        if (rt->shutdown)
+            break;
+        seen = rt->generation;
+        para__run *run = rt->run;
+        pthread_mutex_unlock(&rt->lock);
+
+        run_loop(w, run);
+        /* Only drain tasks of empty nodes can be left (claimed by an abort
+         * sweep after the last unit was gone); they hold no unit. */
+        for (para__task *t; (t = para__deque_pop(&w->deque)) != NULL;)
+            if (t->batch != NULL)
+                para__panic("task of node '%s' outlived its run",
+                            t->node->name);
+
+        pthread_mutex_lock(&rt->lock);
+        if (--rt->workers_in_run == 0)
+            pthread_cond_signal(&rt->done_cond);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return NULL;
+}
+
+/* ---- emitter ----------------------------------------------------------- */
+
+void *para_emit_reserve(para_emitter_t *e, size_t n)
+{
+    if (e == NULL || e->failed)
+        return NULL;
+    para__batch *b = e->batch;
+    if (n > (SIZE_MAX / e->item_size) - b->count) {
+        e->failed = true;
+        return NULL;
+    }
+    size_t need = (b->count + n) * e->item_size;
+    if (need > b->capacity) {
+        para__batch *nb = para__batch_grow(e->worker, b, need,
+                                           b->count * e->item_size);
+        if (nb == NULL) {
+            e->failed = true;
+            return NULL;
+        }
+        e->batch = b = nb;
+    }
+    void *slot = b->data + b->count * e->item_size;
+    b->count += n;
+    return slot;
+}
+
+int para_emit(para_emitter_t *e, const void *item)
+{
+    void *slot = para_emit_reserve(e, 1);
+    if (slot == NULL)
+        return PARA_ENOMEM;
+    memcpy(slot, item, e->item_size);
+    return 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+int para__scheduler_start(para_runtime_t *rt)
+{
+    for (unsigned i = 0; i < rt->n_workers; i++) {
+        para__worker *w = &rt->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            para__scheduler_stop(rt);
+            return PARA_EAGAIN;
+        }
+        rt->threads_started++;
+    }
+    return 0;
+}
+
+void para__scheduler_stop(para_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    rt->shutdown = true;
+    pthread_cond_broadcast(&rt->start_cond);
+    pthread_mutex_unlock(&rt->lock);
+    for (unsigned i = 0; i < rt->threads_started; i++)
+        pthread_join(rt->workers[i].thread, NULL);
+    rt->threads_started = 0;
+}
+
+void para__scheduler_execute(para_runtime_t *rt, para__run *run)
+{
+    pthread_mutex_lock(&rt->lock);
+    rt->run = run;
+    rt->generation++;
+    rt->workers_in_run = rt->n_workers;
+    pthread_cond_broadcast(&rt->start_cond);
+    while (rt->workers_in_run > 0)
+        pthread_cond_wait(&rt->done_cond, &rt->lock);
+    rt->run = NULL;
+    pthread_mutex_unlock(&rt->lock);
+}

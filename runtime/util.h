@@ -1,0 +1,55 @@
+/* Small internal helpers shared by every runtime module. */
+#ifndef PARA_UTIL_H
+#define PARA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define PARA_CACHELINE 64
+
+#define PARA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define PARA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#define PARA_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PARA_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Monotonic clock in nanoseconds. */
+static inline uint64_t para__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin-wait hint for busy loops. */
+static inline void para__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Never returns: prints the message through the log and aborts. Used for
+ * broken internal invariants only, never for user errors. */
+_Noreturn void para__panic(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* Log through the sink set by para_set_log_fn(). level: 0..3. */
+void para__log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* xorshift64* for victim selection; state must be non-zero. */
+static inline uint64_t para__rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+#endif /* PARA_UTIL_H */
