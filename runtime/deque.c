@@ -93,15 +93,13 @@ void *para__deque_pop(para__deque *q)
     /* relaxed: owner-written fields read by the owner. */
     int64_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed) - 1;
     para__deque_array *a = atomic_load_explicit(&q->array, memory_order_relaxed);
-    /* relaxed: ordered against the load of top by the seq_cst fence below. */
-    atomic_store_explicit(&q->bottom, b, memory_order_relaxed);
-    /* seq_cst fence: the store of bottom must be visible before we read top,
-     * and a thief's read of bottom after its read of top (the Dekker pattern
-     * that decides who gets the last item); pairs with the seq_cst fence in
-     * para__deque_steal(). */
-    atomic_thread_fence(memory_order_seq_cst);
-    /* relaxed: ordered by the fence above. */
-    int64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
+    /* seq_cst store, then seq_cst load of top: the owner's half of the
+     * Dekker pattern that decides who gets the last item; pairs with the
+     * seq_cst loads of top then bottom in para__deque_steal(). (Lê et al.
+     * use a relaxed store and a seq_cst fence; the seq_cst store compiles to
+     * the same xchg on x86 and is modelled by ThreadSanitizer.) */
+    atomic_store_explicit(&q->bottom, b, memory_order_seq_cst);
+    int64_t t = atomic_load_explicit(&q->top, memory_order_seq_cst);
     if (t > b) {
         /* Empty: restore bottom (relaxed: no item is published). */
         atomic_store_explicit(&q->bottom, b + 1, memory_order_relaxed);
@@ -125,15 +123,12 @@ void *para__deque_pop(para__deque *q)
 
 void *para__deque_steal(para__deque *q)
 {
-    /* acquire: pairs with the CAS on top by the owner and other thieves, so
-     * that we read a top at least as new as the last successful take. */
-    int64_t t = atomic_load_explicit(&q->top, memory_order_acquire);
-    /* seq_cst fence: the other half of the Dekker pattern with the fence in
-     * para__deque_pop(): top is read before bottom. */
-    atomic_thread_fence(memory_order_seq_cst);
-    /* acquire: pairs with the release store of bottom in para__deque_push(),
-     * making the slot and the item's contents visible. */
-    int64_t b = atomic_load_explicit(&q->bottom, memory_order_acquire);
+    /* seq_cst loads, top before bottom: the thief's half of the Dekker
+     * pattern with para__deque_pop() (seq_cst store of bottom, then load of
+     * top). The load of bottom also acquires: it pairs with the release
+     * store in para__deque_push(), making the slot and the item visible. */
+    int64_t t = atomic_load_explicit(&q->top, memory_order_seq_cst);
+    int64_t b = atomic_load_explicit(&q->bottom, memory_order_seq_cst);
     if (t >= b)
         return PARA__DEQUE_EMPTY;
     /* acquire: pairs with the release store of array in grow(). */

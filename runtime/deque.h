@@ -4,10 +4,13 @@
  * Algorithm: D. Chase and Y. Lev, "Dynamic circular work-stealing deque"
  * (SPAA 2005), with the C11 memory orders of N. M. Lê, A. Pop, A. Cohen and
  * F. Zappa Nardelli, "Correct and efficient work-stealing for weak memory
- * models" (PPoPP 2013), figure 1. One deviation: push publishes `bottom` with
- * a release store instead of a release fence plus a relaxed store; the two are
- * equivalent on every target we support and the store form is understood by
- * ThreadSanitizer, which does not model standalone fences.
+ * models" (PPoPP 2013), figure 1, with one deviation: no standalone fences.
+ * Push publishes `bottom` with a release store (instead of a release fence
+ * and a relaxed store), and the Dekker step between pop and steal uses
+ * seq_cst accesses to bottom and top (instead of seq_cst fences), as the
+ * original Chase–Lev paper does. On x86 both compile to the same
+ * instructions (mov, xchg), and ThreadSanitizer models them, where it does
+ * not model atomic_thread_fence.
  *
  * Contract: exactly one thread, the owner, calls para__deque_push() and
  * para__deque_pop() (bottom end, LIFO). Any thread may call

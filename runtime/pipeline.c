@@ -231,8 +231,8 @@ static int check(const para_pipe_t *p, bool head)
             return PARA_EINVAL;
         }
         for (size_t i = 0; i < p->n; i++) {
-            int rc = check(p->parts[i], p->kind == PIPE_CHAIN ? head && i == 0
-                                                                : head);
+            int rc = check(p->parts[i],
+                           p->kind == PIPE_CHAIN ? head && i == 0 : head);
             if (rc != 0)
                 return rc;
         }

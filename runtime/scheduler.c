@@ -52,10 +52,11 @@
  *   `aborting`, seq_cst on both sides).
  *
  * Parking
- *   An eventcount: a worker bumps `sleepers` (seq_cst), re-checks for work,
- *   and sleeps on park_cond until `wake_epoch` moves. Whoever publishes work
- *   issues a seq_cst fence and signals only if `sleepers` is non-zero, so a
- *   busy runtime pays one fence per delivery and no system call.
+ *   An eventcount: a worker bumps `sleepers` (seq_cst RMW), re-checks for
+ *   work, and sleeps on park_cond until `wake_epoch` moves. Whoever
+ *   publishes work reads `sleepers` with a seq_cst RMW and signals only if it
+ *   is non-zero, so a busy runtime pays one atomic add per delivery and no
+ *   system call.
  *
  * Lock order: rt->lock is the only mutex; it is never held while running
  *   node code or while touching another lock.
@@ -89,12 +90,12 @@ static void notify_all(para_runtime_t *rt)
 
 static void notify_one(para_runtime_t *rt)
 {
-    /* seq_cst fence: orders our publication of work (deque bottom, inbox)
-     * before the read of sleepers; pairs with the fence in park(). Either we
-     * see the sleeper, or the sleeper's re-check sees our work. */
-    atomic_thread_fence(memory_order_seq_cst);
-    /* relaxed: ordered by the fence above. */
-    if (atomic_load_explicit(&rt->sleepers, memory_order_relaxed) == 0)
+    /* seq_cst RMW (reads the latest count): pairs with the increment in
+     * park(). If our RMW comes first in the counter's modification order,
+     * the sleeper's RMW reads from it and acquires our publication of work
+     * (deque bottom, inbox), so its re-check sees the work; otherwise we
+     * read its increment and wake it. */
+    if (atomic_fetch_add_explicit(&rt->sleepers, 0, memory_order_seq_cst) == 0)
         return;
     pthread_mutex_lock(&rt->lock);
     /* relaxed: under rt->lock, as in notify_all(). */
@@ -747,10 +748,9 @@ static void park(para__worker *w, para__run *run)
     /* relaxed: compared again under rt->lock, where it is written. */
     uint64_t epoch = atomic_load_explicit(&rt->wake_epoch,
                                           memory_order_relaxed);
-    /* seq_cst RMW and fence: announce ourselves before re-checking for
-     * work; pairs with the fence in notify_one(). */
+    /* seq_cst RMW: announce ourselves before re-checking for work; pairs
+     * with the RMW in notify_one() (see there). */
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
     if (!work_visible(w, run)) {
         para__counter_add(&w->c_parks, 1);
         pthread_mutex_lock(&rt->lock);

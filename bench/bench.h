@@ -1,0 +1,126 @@
+/*
+ * para-bench: declarations shared by the files of bench/.
+ *
+ * The benchmark is split in four files:
+ *
+ *   para_bench.c   command line, the runtime, the workload table (main)
+ *   bench_util.c   clocks, medians, peak RSS, the JSON rows, and the two
+ *                  timing loops every workload goes through
+ *   workloads.c    w1, w2, w3, w7 (para graphs and their seq baselines)
+ *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
+ *
+ * Every workload follows /work/shared/BENCH_SPEC.md exactly: same sizes, same
+ * spin() counts, same checksums, so that its numbers can be put beside other
+ * runtimes measured the same way.
+ */
+#ifndef PARA_BENCH_H
+#define PARA_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "para.h"
+
+#if defined(__GNUC__)
+#define BENCH_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define BENCH_PRINTF(fmt, args)
+#endif
+
+/*
+ * The work unit of BENCH_SPEC.md, verbatim. Every cost in the benchmark is a
+ * number of these iterations. The multiply chain is loop-carried, so the
+ * compiler can neither vectorise nor fold it; its speed depends on branch
+ * alignment on Cascade Lake, hence -Wa,-mbranches-within-32B-boundaries in
+ * bench/CMakeLists.txt for every file that inlines it.
+ */
+static inline uint64_t spin(uint64_t x, uint32_t iters)
+{
+    for (uint32_t i = 0; i < iters; i++) {
+        x ^= x >> 31;
+        x *= 0x9E3779B97F4A7C15ull;
+    }
+    return x;
+}
+
+/* What every workload needs from main(). */
+typedef struct bench_cfg {
+    para_runtime_t *rt; /* created once by main(), reused by every run */
+    unsigned threads;   /* the runtime's worker count */
+    unsigned repeat;    /* runs per variant; the median time is reported */
+    int quick;          /* 1: the --quick sizes of BENCH_SPEC.md */
+} bench_cfg_t;
+
+/* One output line: one workload, one variant. */
+typedef struct bench_row {
+    const char *workload; /* "w1" ... */
+    const char *variant;  /* "seq", "para", "static" */
+    uint64_t items;       /* items per run, as BENCH_SPEC counts them */
+    unsigned threads;     /* threads the variant ran on */
+    double seconds;       /* median over the runs that completed; 0 if none */
+    double seq_seconds;   /* median seq time of the same process; 0 = none,
+                             which prints "efficiency":null */
+    int ok;               /* 1 until bench_fail() */
+    char check[256];      /* "ok", or the first failure */
+} bench_row_t;
+
+void bench_row_init(bench_row_t *row, const char *workload,
+                    const char *variant, uint64_t items, unsigned threads);
+
+/* Record a failed check (the first one wins) and echo it to stderr. */
+void bench_fail(bench_row_t *row, const char *fmt, ...) BENCH_PRINTF(2, 3);
+
+/* Print @p row as one JSON line on stdout, with the current peak RSS. */
+void bench_print_row(const bench_row_t *row);
+
+/* Monotonic clock in seconds. */
+double bench_now(void);
+
+/*
+ * A timed body for bench_time(): does one whole run of a variant, returns 0,
+ * or calls bench_fail() on @p row and returns non-zero to stop the repeats.
+ */
+typedef int (*bench_timed_fn)(void *state, bench_row_t *row);
+
+/* Run @p fn cfg->repeat times, timing all of it; sets row->seconds. */
+void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
+                bench_row_t *row);
+
+/* A para variant: how to build a fresh graph, and how to check a run. */
+typedef struct bench_graph_ops {
+    /* Add nodes and edges to the empty @p graph and reset the run's state.
+     * Returns 0 or the PARA_E* code of the failing para_graph_*() call. */
+    int (*build)(para_graph_t *graph, void *state);
+    /* Compare the state after a run with the expected result; bench_fail()
+     * on mismatch. */
+    void (*check)(void *state, bench_row_t *row);
+} bench_graph_ops_t;
+
+/*
+ * Build a fresh graph, para_run() it on cfg->rt, check it, destroy it;
+ * cfg->repeat times. Only para_run() is timed: graph construction is not
+ * what BENCH_SPEC compares. Sets row->seconds.
+ */
+void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
+                      void *state, bench_row_t *row);
+
+/*
+ * The common shape of w1, w2, w6 and w7: time @p seq (the plain loop, which
+ * also computes the expected result into @p state), print its row, then time
+ * the para graph of @p ops against it and print that row. Returns 0 if both
+ * checks passed; *@p seq_seconds (may be NULL) receives the seq median, for
+ * variants a workload adds after these two.
+ */
+int bench_seq_para(const bench_cfg_t *cfg, const char *workload,
+                   uint64_t items, bench_timed_fn seq,
+                   const bench_graph_ops_t *ops, void *state,
+                   double *seq_seconds);
+
+/* The workloads. Each prints its rows and returns 0 if every check passed. */
+int bench_w1(const bench_cfg_t *cfg);
+int bench_w2(const bench_cfg_t *cfg);
+int bench_w3(const bench_cfg_t *cfg);
+int bench_w6(const bench_cfg_t *cfg);
+int bench_w7(const bench_cfg_t *cfg);
+
+#endif /* PARA_BENCH_H */

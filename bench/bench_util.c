@@ -1,0 +1,212 @@
+/*
+ * para-bench: clocks, medians, peak RSS, JSON rows and the timing loops.
+ *
+ * Every workload measures each variant the same way: cfg->repeat runs, each
+ * timed with CLOCK_MONOTONIC, the median reported (the median, not the mean,
+ * because one run disturbed by the OS would otherwise move the figure). For
+ * para variants only para_run() is inside the timed region; the graph is
+ * rebuilt before each run so that no state of a previous run can leak into
+ * the next, and building it is not what BENCH_SPEC compares.
+ *
+ * A failed check does not abort the process: the row still prints, with the
+ * message in "check", and main() turns it into a non-zero exit status.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "bench.h"
+
+void bench_row_init(bench_row_t *row, const char *workload,
+                    const char *variant, uint64_t items, unsigned threads)
+{
+    memset(row, 0, sizeof *row);
+    row->workload = workload;
+    row->variant = variant;
+    row->items = items;
+    row->threads = threads;
+    row->ok = 1;
+    strcpy(row->check, "ok");
+}
+
+void bench_fail(bench_row_t *row, const char *fmt, ...)
+{
+    char msg[sizeof row->check];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "para-bench: %s/%s: %s\n", row->workload, row->variant,
+            msg);
+    /* Keep the first failure: later ones are usually its consequences. */
+    if (row->ok) {
+        row->ok = 0;
+        memcpy(row->check, msg, sizeof msg);
+    }
+}
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of @p n values (sorted in place); 0 when there are none. With an
+ * even count it is the mean of the middle two, as usual. */
+static double median(double *v, size_t n)
+{
+    if (n == 0)
+        return 0.0;
+    qsort(v, n, sizeof *v, cmp_double);
+    if (n % 2)
+        return v[n / 2];
+    return 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Linux reports ru_maxrss in KiB. It is the process-wide high-water mark, so
+ * a row shows the peak of everything run before it too. */
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Print @p s as a JSON string: quotes, backslashes and control characters
+ * escaped, since check messages quote runtime messages verbatim. */
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+void bench_print_row(const bench_row_t *row)
+{
+    printf("{\"workload\":\"%s\",\"variant\":\"%s\",\"items\":%llu,"
+           "\"threads\":%u,\"seconds\":%.6f,",
+           row->workload, row->variant, (unsigned long long)row->items,
+           row->threads, row->seconds);
+    /* A variant that never completed a run has no rate: null, not inf. */
+    if (row->seconds > 0.0)
+        printf("\"items_per_s\":%.0f,", (double)row->items / row->seconds);
+    else
+        printf("\"items_per_s\":null,");
+    if (row->seconds > 0.0 && row->seq_seconds > 0.0)
+        printf("\"efficiency\":%.3f,",
+               row->seq_seconds / ((double)row->threads * row->seconds));
+    else
+        printf("\"efficiency\":null,");
+    printf("\"peak_rss_mb\":%.1f,\"check\":", peak_rss_mb());
+    print_json_string(row->check);
+    printf("}\n");
+    /* Rows come one by one over a long run; make each visible at once. */
+    fflush(stdout);
+}
+
+void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
+                bench_row_t *row)
+{
+    double *t = calloc(cfg->repeat, sizeof *t);
+    if (t == NULL) {
+        bench_fail(row, "out of memory");
+        return;
+    }
+    size_t n = 0;
+    for (unsigned r = 0; r < cfg->repeat; r++) {
+        double t0 = bench_now();
+        int rc = fn(state, row);
+        double t1 = bench_now();
+        if (rc != 0)
+            break;
+        t[n++] = t1 - t0;
+    }
+    row->seconds = median(t, n);
+    free(t);
+}
+
+void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
+                      void *state, bench_row_t *row)
+{
+    double *t = calloc(cfg->repeat, sizeof *t);
+    if (t == NULL) {
+        bench_fail(row, "out of memory");
+        return;
+    }
+    size_t n = 0;
+    for (unsigned r = 0; r < cfg->repeat && row->ok; r++) {
+        para_graph_t *g = NULL;
+        int rc = para_graph_create(&g);
+        if (rc != 0) {
+            bench_fail(row, "para_graph_create: %s", para_err_name(rc));
+            break;
+        }
+        rc = ops->build(g, state);
+        if (rc != 0) {
+            bench_fail(row, "building the graph: %s: %s", para_err_name(rc),
+                       para_graph_errmsg(g));
+            para_graph_destroy(g);
+            break;
+        }
+        double t0 = bench_now();
+        rc = para_run(cfg->rt, g);
+        double t1 = bench_now();
+        if (rc != 0) {
+            bench_fail(row, "para_run: %s: %s", para_err_name(rc),
+                       para_runtime_errmsg(cfg->rt));
+            para_graph_destroy(g);
+            break;
+        }
+        t[n++] = t1 - t0;
+        ops->check(state, row);
+        para_graph_destroy(g);
+    }
+    row->seconds = median(t, n);
+    free(t);
+}
+
+int bench_seq_para(const bench_cfg_t *cfg, const char *workload,
+                   uint64_t items, bench_timed_fn seq,
+                   const bench_graph_ops_t *ops, void *state,
+                   double *seq_seconds)
+{
+    bench_row_t s;
+    bench_row_init(&s, workload, "seq", items, 1);
+    bench_time(cfg, seq, state, &s);
+    /* The seq row is its own baseline: efficiency 1.0 on one thread. */
+    s.seq_seconds = s.seconds;
+    bench_print_row(&s);
+
+    bench_row_t p;
+    bench_row_init(&p, workload, "para", items, cfg->threads);
+    p.seq_seconds = s.seconds;
+    if (s.ok)
+        bench_time_graph(cfg, ops, state, &p);
+    else
+        bench_fail(&p, "not run: the seq reference failed");
+    bench_print_row(&p);
+
+    if (seq_seconds != NULL)
+        *seq_seconds = s.seconds;
+    return s.ok && p.ok ? 0 : 1;
+}
