@@ -25,6 +25,7 @@
  * 8 or 16 bytes compiles to plain loads and stores anyway.
  */
 #include <stdio.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "bench.h"
@@ -105,21 +106,62 @@ static int w1_map(void *ctx, const void *in, void *out)
     return 0;
 }
 
-static int w1_build(para_graph_t *g, void *state)
+/* The same per-item code, looped by para/items.h in this translation unit
+ * so that the compiler inlines it (the recommended form for items of a few
+ * nanoseconds). */
+static inline int w1_item(void *ctx, const uint64_t *in, uint64_t *out)
 {
-    struct w1_state *st = state;
+    (void)ctx;
+    *out = spin(*in, 16);
+    return 0;
+}
+PARA_MAP_ITEMS(w1_map_items, uint64_t, uint64_t, w1_item)
+
+static inline int w1_sum_item(void *ctx, const uint64_t *in)
+{
+    struct sum_sink *s = ctx;
+    s->sum += *in;
+    s->count++;
+    return 0;
+}
+PARA_SINK_ITEMS(w1_sum_items, uint64_t, w1_sum_item)
+
+/* fnptr: 1 = per-item function pointers, 0 = para/items.h adaptors. */
+static int w1_build_graph(para_graph_t *g, struct w1_state *st, int fnptr)
+{
     memset(&st->sink, 0, sizeof st->sink);
     para_node_t *src, *map, *sink;
     int rc;
-    if ((rc = para_graph_add_range(g, "i", 0, st->n, &src)) != 0 ||
-        (rc = para_graph_add_map(g, "spin16", 8, 8, w1_map, NULL,
-                                 PARA_NODE_PARALLEL, &map)) != 0 ||
-        (rc = para_graph_add_sink(g, "sum", 8, sum_sink_fn, &st->sink,
-                                  PARA_NODE_SERIAL, &sink)) != 0 ||
-        (rc = para_graph_connect(g, src, map)) != 0 ||
+    if ((rc = para_graph_add_range(g, "i", 0, st->n, &src)) != 0)
+        return rc;
+    if (fnptr)
+        rc = para_graph_add_map(g, "spin16", 8, 8, w1_map, NULL,
+                                PARA_NODE_PARALLEL, &map);
+    else
+        rc = para_graph_add_map_batch(g, "spin16", 8, 8, w1_map_items, NULL,
+                                      PARA_NODE_PARALLEL, &map);
+    if (rc != 0)
+        return rc;
+    if (fnptr)
+        rc = para_graph_add_sink(g, "sum", 8, sum_sink_fn, &st->sink,
+                                 PARA_NODE_SERIAL, &sink);
+    else
+        rc = para_graph_add_sink_batch(g, "sum", 8, w1_sum_items, &st->sink,
+                                       PARA_NODE_SERIAL, &sink);
+    if (rc != 0 || (rc = para_graph_connect(g, src, map)) != 0 ||
         (rc = para_graph_connect(g, map, sink)) != 0)
         return rc;
     return 0;
+}
+
+static int w1_build(para_graph_t *g, void *state)
+{
+    return w1_build_graph(g, state, 0);
+}
+
+static int w1_build_fnptr(para_graph_t *g, void *state)
+{
+    return w1_build_graph(g, state, 1);
 }
 
 static void w1_check(void *state, bench_row_t *row)
@@ -128,11 +170,85 @@ static void w1_check(void *state, bench_row_t *row)
     check_sum(&st->sink, st->n, st->expect, row);
 }
 
+/*
+ * ideal: the seq loop split statically over plain pthreads, no runtime at
+ * all. It is the ceiling any scheduler can reach on this machine: where the
+ * "cores" are SMT siblings sharing one multiplier (as on the development
+ * VM), two copies of the spin(i,16) loop each run at half speed, and this
+ * row shows it.
+ */
+struct w1_slice {
+    uint64_t begin, end, sum;
+};
+
+static void *w1_ideal_thread(void *arg)
+{
+    struct w1_slice *s = arg;
+    uint64_t sum = 0;
+    for (uint64_t i = s->begin; i < s->end; i++)
+        sum += spin(i, 16);
+    s->sum = sum;
+    return NULL;
+}
+
+struct w1_ideal {
+    struct w1_state *st;
+    unsigned threads;
+};
+
+static int w1_ideal_run(void *state, bench_row_t *row)
+{
+    struct w1_ideal *id = state;
+    struct w1_slice slices[64];
+    pthread_t tids[64];
+    unsigned t = id->threads < 64 ? id->threads : 64;
+    uint64_t n = id->st->n;
+    for (unsigned k = 0; k < t; k++) {
+        slices[k].begin = n * k / t;
+        slices[k].end = n * (k + 1) / t;
+        if (pthread_create(&tids[k], NULL, w1_ideal_thread, &slices[k]) != 0) {
+            bench_fail(row, "pthread_create failed");
+            for (unsigned j = 0; j < k; j++)
+                pthread_join(tids[j], NULL);
+            return 1;
+        }
+    }
+    uint64_t sum = 0;
+    for (unsigned k = 0; k < t; k++) {
+        pthread_join(tids[k], NULL);
+        sum += slices[k].sum;
+    }
+    if (sum != id->st->expect) {
+        bench_fail(row, "sum %llu, expected %llu", (unsigned long long)sum,
+                   (unsigned long long)id->st->expect);
+        return 1;
+    }
+    return 0;
+}
+
 int bench_w1(const bench_cfg_t *cfg)
 {
     struct w1_state st = {.n = cfg->quick ? W1_QUICK : W1_ITEMS};
     static const bench_graph_ops_t ops = {w1_build, w1_check};
-    return bench_seq_para(cfg, "w1", st.n, w1_seq, &ops, &st, NULL);
+    double seq_seconds = 0;
+    int rc = bench_seq_para(cfg, "w1", st.n, w1_seq, &ops, &st, &seq_seconds);
+
+    /* The same graph with per-item function pointers, for comparison. */
+    static const bench_graph_ops_t fnptr_ops = {w1_build_fnptr, w1_check};
+    bench_row_t fp;
+    bench_row_init(&fp, "w1", "para-fnptr", st.n, cfg->threads);
+    fp.seq_seconds = seq_seconds;
+    bench_time_graph(cfg, &fnptr_ops, &st, &fp);
+    bench_print_row(&fp);
+    rc |= !fp.ok;
+
+    struct w1_ideal id = {.st = &st, .threads = cfg->threads};
+    bench_row_t row;
+    bench_row_init(&row, "w1", "ideal", st.n, cfg->threads);
+    row.seq_seconds = seq_seconds;
+    bench_time(cfg, w1_ideal_run, &id, &row);
+    bench_print_row(&row);
+    return rc || !row.ok;
 }
 
 /* ---- w2: ordered pipeline ---------------------------------------------- */

@@ -8,6 +8,7 @@
 
 #include "para/errors.h"
 #include "para/graph.h"
+#include "para/items.h"
 #include "para/pipeline.h"
 #include "para/runtime.h"
 #include "para/version.h"

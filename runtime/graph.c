@@ -366,6 +366,26 @@ int para_graph_add_map(para_graph_t *g, const char *name, size_t in_size,
     return para_graph_add(g, &d, out);
 }
 
+int para_graph_add_map_batch(para_graph_t *g, const char *name,
+                             size_t in_size, size_t out_size,
+                             para_map_batch_fn fn, void *ctx, unsigned flags,
+                             para_node_t **out)
+{
+    para_node_desc_t d = {.name = name, .in_size = in_size,
+                          .out_size = out_size, .ctx = ctx, .flags = flags,
+                          .map_batch = fn};
+    return para_graph_add(g, &d, out);
+}
+
+int para_graph_add_sink_batch(para_graph_t *g, const char *name,
+                              size_t in_size, para_sink_batch_fn fn, void *ctx,
+                              unsigned flags, para_node_t **out)
+{
+    para_node_desc_t d = {.name = name, .in_size = in_size, .ctx = ctx,
+                          .flags = flags, .sink_batch = fn};
+    return para_graph_add(g, &d, out);
+}
+
 int para_graph_add_filter(para_graph_t *g, const char *name, size_t item_size,
                           para_filter_fn fn, void *ctx, unsigned flags,
                           para_node_t **out)

@@ -180,6 +180,13 @@ PARA_API PARA_NODISCARD int para_graph_add_map(para_graph_t *graph,
                                                para_map_fn fn, void *ctx,
                                                unsigned flags,
                                                para_node_t **out);
+PARA_API PARA_NODISCARD int para_graph_add_map_batch(para_graph_t *graph,
+                                                     const char *name,
+                                                     size_t in_size,
+                                                     size_t out_size,
+                                                     para_map_batch_fn fn,
+                                                     void *ctx, unsigned flags,
+                                                     para_node_t **out);
 PARA_API PARA_NODISCARD int para_graph_add_filter(para_graph_t *graph,
                                                   const char *name,
                                                   size_t item_size,
@@ -192,6 +199,13 @@ PARA_API PARA_NODISCARD int para_graph_add_sink(para_graph_t *graph,
                                                 para_sink_fn fn, void *ctx,
                                                 unsigned flags,
                                                 para_node_t **out);
+PARA_API PARA_NODISCARD int para_graph_add_sink_batch(para_graph_t *graph,
+                                                      const char *name,
+                                                      size_t in_size,
+                                                      para_sink_batch_fn fn,
+                                                      void *ctx,
+                                                      unsigned flags,
+                                                      para_node_t **out);
 
 /**
  * @brief Connect @p from's output to @p to's input.
