@@ -498,12 +498,21 @@ static int topo_sort(para_graph_t *g, para_node_t **order, unsigned *indeg)
     }
     if (tail == g->n_nodes)
         return 0;
-    for (unsigned i = 0; i < g->n_nodes; i++)
+    /* Leftover nodes are on a cycle or downstream of one. Every leftover
+     * node has a leftover predecessor, so walking to one n times from any
+     * leftover node must end on a cycle. */
+    para_node_t *n = NULL;
+    for (unsigned i = 0; i < g->n_nodes && n == NULL; i++)
         if (indeg[i] != 0)
-            return para__graph_fail(g, PARA_ECYCLE,
-                                    "node '%s' is on a cycle",
-                                    g->nodes[i]->name);
-    return PARA_ECYCLE;
+            n = g->nodes[i];
+    for (unsigned step = 0; step < g->n_nodes; step++)
+        for (unsigned j = 0; j < n->n_preds; j++)
+            if (indeg[n->preds[j]->index] != 0) {
+                n = n->preds[j];
+                break;
+            }
+    return para__graph_fail(g, PARA_ECYCLE, "node '%s' is on a cycle",
+                            n->name);
 }
 
 static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,

@@ -735,10 +735,16 @@ static bool work_visible(para__worker *w, para__run *run)
     bool room = aborting(run) ||
                 atomic_load_explicit(&run->live_batches,
                                      memory_order_relaxed) < run->max_batches;
-    for (unsigned i = 0; room && i < g->n_sources; i++)
-        if (atomic_load_explicit(&g->sources[i]->src_state,
-                                 memory_order_relaxed) == 0)
+    for (unsigned i = 0; room && i < g->n_sources; i++) {
+        para_node_t *s = g->sources[i];
+        uint64_t st = atomic_load_explicit(&s->src_state,
+                                           memory_order_relaxed);
+        /* A splittable source takes any number of pullers at once; a
+         * callback source only one. */
+        if ((st & PARA__SRC_EXHAUSTED) == 0 &&
+            (st == 0 || s->kind != PARA__KIND_SOURCE_FN))
             return true;
+    }
     return false;
 }
 
