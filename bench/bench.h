@@ -64,8 +64,8 @@ typedef struct bench_row {
     char check[256];      /* "ok", or the first failure */
 } bench_row_t;
 
-void bench_row_init(bench_row_t *row, const char *workload,
-                    const char *variant, uint64_t items, unsigned threads);
+void bench_row_init(bench_row_t *row, const char *workload, const char *variant,
+                    uint64_t items, unsigned threads);
 
 /* Record a failed check (the first one wins) and echo it to stderr. */
 void bench_fail(bench_row_t *row, const char *fmt, ...) BENCH_PRINTF(2, 3);
@@ -111,10 +111,9 @@ void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
  * checks passed; *@p seq_seconds (may be NULL) receives the seq median, for
  * variants a workload adds after these two.
  */
-int bench_seq_para(const bench_cfg_t *cfg, const char *workload,
-                   uint64_t items, bench_timed_fn seq,
-                   const bench_graph_ops_t *ops, void *state,
-                   double *seq_seconds);
+int bench_seq_para(const bench_cfg_t *cfg, const char *workload, uint64_t items,
+                   bench_timed_fn seq, const bench_graph_ops_t *ops,
+                   void *state, double *seq_seconds);
 
 /* The workloads. Each prints its rows and returns 0 if every check passed. */
 int bench_w1(const bench_cfg_t *cfg);

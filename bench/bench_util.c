@@ -22,8 +22,8 @@
 
 #include "bench.h"
 
-void bench_row_init(bench_row_t *row, const char *workload,
-                    const char *variant, uint64_t items, unsigned threads)
+void bench_row_init(bench_row_t *row, const char *workload, const char *variant,
+                    uint64_t items, unsigned threads)
 {
     memset(row, 0, sizeof *row);
     row->workload = workload;
@@ -185,10 +185,9 @@ void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
     free(t);
 }
 
-int bench_seq_para(const bench_cfg_t *cfg, const char *workload,
-                   uint64_t items, bench_timed_fn seq,
-                   const bench_graph_ops_t *ops, void *state,
-                   double *seq_seconds)
+int bench_seq_para(const bench_cfg_t *cfg, const char *workload, uint64_t items,
+                   bench_timed_fn seq, const bench_graph_ops_t *ops,
+                   void *state, double *seq_seconds)
 {
     bench_row_t s;
     bench_row_init(&s, workload, "seq", items, 1);

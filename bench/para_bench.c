@@ -110,8 +110,10 @@ static int parse_workloads(const char *list, int *selected)
             }
         }
         if (!found) {
-            fprintf(stderr, "para-bench: unknown workload '%.*s' "
-                            "(expected w1..w7 or all)\n", (int)len, p);
+            fprintf(stderr,
+                    "para-bench: unknown workload '%.*s' "
+                    "(expected w1..w7 or all)\n",
+                    (int)len, p);
             return 2;
         }
         if (p[len] == '\0')
@@ -122,8 +124,8 @@ static int parse_workloads(const char *list, int *selected)
 
 /* The value of option @p name at argv[*i]: "--name=value" or "--name value".
  * NULL if argv[*i] is not that option; *missing set if the value is. */
-static const char *option_value(int argc, char **argv, int *i,
-                                const char *name, int *missing)
+static const char *option_value(int argc, char **argv, int *i, const char *name,
+                                int *missing)
 {
     size_t len = strlen(name);
     const char *arg = argv[*i];
@@ -157,32 +159,35 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
-        } else if ((v = option_value(argc, argv, &i, "--workload",
-                                     &missing)) != NULL) {
+        } else if ((v = option_value(argc, argv, &i, "--workload", &missing)) !=
+                   NULL) {
             int rc = parse_workloads(v, selected);
             if (rc != 0)
                 return rc;
             any_selected = 1;
-        } else if ((v = option_value(argc, argv, &i, "--threads",
-                                     &missing)) != NULL) {
+        } else if ((v = option_value(argc, argv, &i, "--threads", &missing)) !=
+                   NULL) {
             if ((threads = parse_count(v)) == 0) {
-                fprintf(stderr, "para-bench: --threads wants a count >= 1, "
-                                "not '%s'\n", v);
+                fprintf(stderr,
+                        "para-bench: --threads wants a count >= 1, "
+                        "not '%s'\n",
+                        v);
                 return 2;
             }
-        } else if ((v = option_value(argc, argv, &i, "--repeat",
-                                     &missing)) != NULL) {
+        } else if ((v = option_value(argc, argv, &i, "--repeat", &missing)) !=
+                   NULL) {
             if ((repeat = parse_count(v)) == 0) {
-                fprintf(stderr, "para-bench: --repeat wants a count >= 1, "
-                                "not '%s'\n", v);
+                fprintf(stderr,
+                        "para-bench: --repeat wants a count >= 1, "
+                        "not '%s'\n",
+                        v);
                 return 2;
             }
         } else {
             if (missing)
                 fprintf(stderr, "para-bench: %s needs a value\n", argv[i]);
             else
-                fprintf(stderr, "para-bench: unknown argument '%s'\n",
-                        argv[i]);
+                fprintf(stderr, "para-bench: unknown argument '%s'\n", argv[i]);
             usage(stderr);
             return 2;
         }
@@ -198,8 +203,10 @@ int main(int argc, char **argv)
     if (rc != 0) {
         /* Only a PARA_* variable that does not parse; its default is kept,
          * and the library has logged which one. */
-        fprintf(stderr, "para-bench: para_runtime_attr_init: %s (going on "
-                        "with the defaults)\n", para_err_name(rc));
+        fprintf(stderr,
+                "para-bench: para_runtime_attr_init: %s (going on "
+                "with the defaults)\n",
+                para_err_name(rc));
     }
     attr.workers = (unsigned)threads;
     para_runtime_t *rt = NULL;
@@ -218,8 +225,10 @@ int main(int argc, char **argv)
     };
     /* Efficiency divides by the workers that really ran. */
     if (cfg.threads != threads)
-        fprintf(stderr, "para-bench: asked for %lu workers, the runtime "
-                        "has %u\n", threads, cfg.threads);
+        fprintf(stderr,
+                "para-bench: asked for %lu workers, the runtime "
+                "has %u\n",
+                threads, cfg.threads);
 
     int failed = 0;
     for (size_t k = 0; k < N_WORKLOADS; k++)

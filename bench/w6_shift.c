@@ -83,8 +83,7 @@ static void w6_check(void *state, bench_row_t *row)
         bench_fail(row, "sink got %llu items, expected %llu",
                    (unsigned long long)st->count, (unsigned long long)st->n);
     else if (st->sum != st->expect)
-        bench_fail(row, "sum %llu, expected %llu",
-                   (unsigned long long)st->sum,
+        bench_fail(row, "sum %llu, expected %llu", (unsigned long long)st->sum,
                    (unsigned long long)st->expect);
 }
 
@@ -154,8 +153,8 @@ static int w6_build(para_graph_t *g, void *state)
                                  PARA_NODE_PARALLEL, &s2)) != 0 ||
         (rc = para_graph_add_map(g, "stage3", sz, sz, w6_next, &st->stage[2],
                                  PARA_NODE_PARALLEL, &s3)) != 0 ||
-        (rc = para_graph_add_sink(g, "sum", sz, w6_sink, st,
-                                  PARA_NODE_SERIAL, &sink)) != 0 ||
+        (rc = para_graph_add_sink(g, "sum", sz, w6_sink, st, PARA_NODE_SERIAL,
+                                  &sink)) != 0 ||
         (rc = para_graph_connect(g, src, s1)) != 0 ||
         (rc = para_graph_connect(g, s1, s2)) != 0 ||
         (rc = para_graph_connect(g, s2, s3)) != 0 ||
@@ -352,8 +351,8 @@ int bench_w6(const bench_cfg_t *cfg)
     w6_state_init(&st, cfg->quick ? W6_QUICK : W6_ITEMS);
     static const bench_graph_ops_t ops = {w6_build, w6_check};
     double seq_seconds = 0.0;
-    int failed = bench_seq_para(cfg, "w6", st.n, w6_seq, &ops, &st,
-                                &seq_seconds);
+    int failed =
+        bench_seq_para(cfg, "w6", st.n, w6_seq, &ops, &st, &seq_seconds);
 
     bench_row_t row;
     bench_row_init(&row, "w6", "static", st.n, W6_STAGES);

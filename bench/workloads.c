@@ -69,15 +69,15 @@ static int sum_sink_fn(void *ctx, const void *in)
     return 0;
 }
 
-static void check_sum(const struct sum_sink *s, uint64_t count,
-                      uint64_t sum, bench_row_t *row)
+static void check_sum(const struct sum_sink *s, uint64_t count, uint64_t sum,
+                      bench_row_t *row)
 {
     if (s->count != count)
         bench_fail(row, "sink got %llu items, expected %llu",
                    (unsigned long long)s->count, (unsigned long long)count);
     else if (s->sum != sum)
-        bench_fail(row, "sum %llu, expected %llu",
-                   (unsigned long long)s->sum, (unsigned long long)sum);
+        bench_fail(row, "sum %llu, expected %llu", (unsigned long long)s->sum,
+                   (unsigned long long)sum);
 }
 
 /* ---- w1: fine-grain ---------------------------------------------------- */
@@ -266,10 +266,10 @@ struct w2_state {
     /* source: next index to emit */
     uint64_t next;
     /* sink */
-    uint64_t expected;     /* index the next item must carry */
+    uint64_t expected; /* index the next item must carry */
     uint64_t sum;
     uint64_t count;
-    uint64_t out_of_order; /* items whose index was not `expected` */
+    uint64_t out_of_order;          /* items whose index was not `expected` */
     uint64_t bad_expected, bad_got; /* the first such item */
 };
 
@@ -381,8 +381,7 @@ static void w2_check(void *state, bench_row_t *row)
         bench_fail(row, "sink got %llu items, expected %llu",
                    (unsigned long long)st->count, (unsigned long long)st->n);
     else if (st->sum != st->expect)
-        bench_fail(row, "sum %llu, expected %llu",
-                   (unsigned long long)st->sum,
+        bench_fail(row, "sum %llu, expected %llu", (unsigned long long)st->sum,
                    (unsigned long long)st->expect);
 }
 
@@ -490,9 +489,9 @@ int bench_w3(const bench_cfg_t *cfg)
 
 struct w7_state {
     uint64_t n;
-    uint64_t expect;               /* set by w7_seq() */
-    uint64_t seq_hist[W7_BINS];    /* set by w7_seq() */
-    uint64_t hist[W7_BINS];        /* the SERIAL node's state */
+    uint64_t expect;            /* set by w7_seq() */
+    uint64_t seq_hist[W7_BINS]; /* set by w7_seq() */
+    uint64_t hist[W7_BINS];     /* the SERIAL node's state */
     struct sum_sink sink;
 };
 

@@ -74,9 +74,8 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
         }
     }
     if (b == NULL) {
-        b = aligned_alloc(PARA_CACHELINE,
-                          (total + PARA_CACHELINE - 1) &
-                              ~(size_t)(PARA_CACHELINE - 1));
+        b = aligned_alloc(PARA_CACHELINE, (total + PARA_CACHELINE - 1) &
+                                              ~(size_t)(PARA_CACHELINE - 1));
         if (b == NULL)
             return NULL;
         if (w != NULL)

@@ -36,7 +36,8 @@ int para__deque_init(para__deque *q, unsigned log2_capacity)
 void para__deque_fini(para__deque *q)
 {
     /* relaxed: fini's caller guarantees no concurrent user (joined threads). */
-    para__deque_array *a = atomic_load_explicit(&q->array, memory_order_relaxed);
+    para__deque_array *a =
+        atomic_load_explicit(&q->array, memory_order_relaxed);
     while (a != NULL) {
         para__deque_array *older = a->retired;
         free(a);
@@ -73,7 +74,8 @@ int para__deque_push(para__deque *q, void *item)
      * a thief is about to take; pairs with the CAS on top in steal. */
     int64_t t = atomic_load_explicit(&q->top, memory_order_acquire);
     /* relaxed: array is owner-written. */
-    para__deque_array *a = atomic_load_explicit(&q->array, memory_order_relaxed);
+    para__deque_array *a =
+        atomic_load_explicit(&q->array, memory_order_relaxed);
     if (b - t > (int64_t)a->mask) {
         a = grow(q, a, t, b);
         if (a == NULL)
@@ -92,7 +94,8 @@ void *para__deque_pop(para__deque *q)
 {
     /* relaxed: owner-written fields read by the owner. */
     int64_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed) - 1;
-    para__deque_array *a = atomic_load_explicit(&q->array, memory_order_relaxed);
+    para__deque_array *a =
+        atomic_load_explicit(&q->array, memory_order_relaxed);
     /* seq_cst store, then seq_cst load of top: the owner's half of the
      * Dekker pattern that decides who gets the last item; pairs with the
      * seq_cst loads of top then bottom in para__deque_steal(). (Lê et al.
@@ -111,9 +114,8 @@ void *para__deque_pop(para__deque *q)
     if (t == b) {
         /* Last item: race the thieves for it. seq_cst on success orders it
          * with the thieves' CAS; relaxed on failure, we just lost. */
-        if (!atomic_compare_exchange_strong_explicit(&q->top, &t, t + 1,
-                                                     memory_order_seq_cst,
-                                                     memory_order_relaxed))
+        if (!atomic_compare_exchange_strong_explicit(
+                &q->top, &t, t + 1, memory_order_seq_cst, memory_order_relaxed))
             item = NULL;
         /* relaxed: the deque is empty either way; nothing to publish. */
         atomic_store_explicit(&q->bottom, b + 1, memory_order_relaxed);
@@ -132,16 +134,16 @@ void *para__deque_steal(para__deque *q)
     if (t >= b)
         return PARA__DEQUE_EMPTY;
     /* acquire: pairs with the release store of array in grow(). */
-    para__deque_array *a = atomic_load_explicit(&q->array, memory_order_acquire);
+    para__deque_array *a =
+        atomic_load_explicit(&q->array, memory_order_acquire);
     /* relaxed: the slot was published by the acquire of bottom (or array);
      * if the owner overwrote it since, the CAS below fails. */
     void *item = atomic_load_explicit(&a->slots[t & (int64_t)a->mask],
                                       memory_order_relaxed);
     /* seq_cst on success: orders this take with the owner's CAS in pop;
      * relaxed on failure: we lost, the value is discarded. */
-    if (!atomic_compare_exchange_strong_explicit(&q->top, &t, t + 1,
-                                                 memory_order_seq_cst,
-                                                 memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(
+            &q->top, &t, t + 1, memory_order_seq_cst, memory_order_relaxed))
         return PARA__DEQUE_ABORT;
     return item;
 }
@@ -149,9 +151,9 @@ void *para__deque_steal(para__deque *q)
 int64_t para__deque_size_estimate(const para__deque *q)
 {
     /* relaxed: a heuristic snapshot; callers tolerate any stale value. */
-    int64_t b = atomic_load_explicit(&((para__deque *)q)->bottom,
-                                     memory_order_relaxed);
-    int64_t t = atomic_load_explicit(&((para__deque *)q)->top,
-                                     memory_order_relaxed);
+    int64_t b =
+        atomic_load_explicit(&((para__deque *)q)->bottom, memory_order_relaxed);
+    int64_t t =
+        atomic_load_explicit(&((para__deque *)q)->top, memory_order_relaxed);
     return b > t ? b - t : 0;
 }

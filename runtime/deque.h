@@ -38,8 +38,8 @@
 #include "util.h"
 
 typedef struct para__deque_array {
-    size_t mask;                         /* capacity - 1 (power of two) */
-    struct para__deque_array *retired;   /* older arrays, freed at fini */
+    size_t mask;                       /* capacity - 1 (power of two) */
+    struct para__deque_array *retired; /* older arrays, freed at fini */
     _Atomic(void *) slots[];
 } para__deque_array;
 

@@ -157,8 +157,8 @@ static int grow_array(void **arr, unsigned *cap, unsigned need, size_t elem)
 }
 
 /* Create and append a node of a given kind; the caller fills the rest. */
-static int node_new(para_graph_t *g, const para_node_desc_t *d,
-                    para__kind kind, para_node_t **out)
+static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
+                    para_node_t **out)
 {
     if (grow_array((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1,
                    sizeof *g->nodes) != 0)
@@ -184,19 +184,34 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d,
     n->ctx = d->ctx;
     n->serial = (d->flags & (PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0;
     switch (kind) {
-    case PARA__KIND_SOURCE_FN: n->fn.source = d->source; break;
-    case PARA__KIND_MAP: n->fn.map = d->map; break;
-    case PARA__KIND_MAP_BATCH: n->fn.map_batch = d->map_batch; break;
-    case PARA__KIND_FILTER: n->fn.filter = d->filter; break;
-    case PARA__KIND_FLAT_MAP: n->fn.flat_map = d->flat_map; break;
+    case PARA__KIND_SOURCE_FN:
+        n->fn.source = d->source;
+        break;
+    case PARA__KIND_MAP:
+        n->fn.map = d->map;
+        break;
+    case PARA__KIND_MAP_BATCH:
+        n->fn.map_batch = d->map_batch;
+        break;
+    case PARA__KIND_FILTER:
+        n->fn.filter = d->filter;
+        break;
+    case PARA__KIND_FLAT_MAP:
+        n->fn.flat_map = d->flat_map;
+        break;
     case PARA__KIND_FLAT_MAP_BATCH:
         n->fn.flat_map_batch = d->flat_map_batch;
         break;
-    case PARA__KIND_SINK: n->fn.sink = d->sink; break;
-    case PARA__KIND_SINK_BATCH: n->fn.sink_batch = d->sink_batch; break;
+    case PARA__KIND_SINK:
+        n->fn.sink = d->sink;
+        break;
+    case PARA__KIND_SINK_BATCH:
+        n->fn.sink_batch = d->sink_batch;
+        break;
     case PARA__KIND_RANGE:
     case PARA__KIND_ARRAY:
-    case PARA__KIND_COLLECT: break;
+    case PARA__KIND_COLLECT:
+        break;
     }
     atomic_init(&n->inbox, NULL);
     atomic_init(&n->claimed, 0);
@@ -219,13 +234,11 @@ static int check_common(para_graph_t *g, const para_node_desc_t *d)
     if (d->name == NULL || d->name[0] == '\0')
         return para__graph_fail(g, PARA_EINVAL, "node without a name");
     if (graph_running(g))
-        return para__graph_fail(g, PARA_EBUSY,
-                                "cannot add '%s': the graph is running",
-                                d->name);
+        return para__graph_fail(
+            g, PARA_EBUSY, "cannot add '%s': the graph is running", d->name);
     if ((d->flags & ~(unsigned)(PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0)
-        return para__graph_fail(g, PARA_EINVAL,
-                                "node '%s': unknown flags 0x%x", d->name,
-                                d->flags);
+        return para__graph_fail(g, PARA_EINVAL, "node '%s': unknown flags 0x%x",
+                                d->name, d->flags);
     return 0;
 }
 
@@ -281,10 +294,9 @@ int para_graph_add_range(para_graph_t *g, const char *name, uint64_t begin,
     if (rc != 0)
         return rc;
     if (end < begin)
-        return para__graph_fail(g, PARA_EINVAL,
-                                "range '%s': end %llu before begin %llu", name,
-                                (unsigned long long)end,
-                                (unsigned long long)begin);
+        return para__graph_fail(
+            g, PARA_EINVAL, "range '%s': end %llu before begin %llu", name,
+            (unsigned long long)end, (unsigned long long)begin);
     para_node_t *n;
     rc = node_new(g, &d, PARA__KIND_RANGE, &n);
     if (rc != 0)
@@ -306,8 +318,7 @@ int para_graph_add_array(para_graph_t *g, const char *name, const void *items,
     if (rc != 0)
         return rc;
     if (item_size == 0 || (items == NULL && count > 0))
-        return para__graph_fail(g, PARA_EINVAL,
-                                "array '%s': %s", name,
+        return para__graph_fail(g, PARA_EINVAL, "array '%s': %s", name,
                                 item_size == 0 ? "item_size is 0"
                                                : "items is NULL");
     para_node_t *n;
@@ -327,15 +338,14 @@ int para_graph_add_collect(para_graph_t *g, const char *name, size_t item_size,
 {
     if (g == NULL)
         return PARA_EINVAL;
-    para_node_desc_t d = {.name = name, .in_size = item_size,
-                          .flags = PARA_NODE_ORDERED};
+    para_node_desc_t d = {
+        .name = name, .in_size = item_size, .flags = PARA_NODE_ORDERED};
     int rc = check_common(g, &d);
     if (rc != 0)
         return rc;
     if (item_size == 0 || count == NULL || (array == NULL && capacity > 0))
-        return para__graph_fail(g, PARA_EINVAL,
-                                "collect '%s': item_size 0 or NULL pointer",
-                                name);
+        return para__graph_fail(
+            g, PARA_EINVAL, "collect '%s': item_size 0 or NULL pointer", name);
     para_node_t *n;
     rc = node_new(g, &d, PARA__KIND_COLLECT, &n);
     if (rc != 0)
@@ -351,8 +361,8 @@ int para_graph_add_collect(para_graph_t *g, const char *name, size_t item_size,
 int para_graph_add_source(para_graph_t *g, const char *name, size_t out_size,
                           para_source_fn fn, void *ctx, para_node_t **out)
 {
-    para_node_desc_t d = {.name = name, .out_size = out_size, .ctx = ctx,
-                          .source = fn};
+    para_node_desc_t d = {
+        .name = name, .out_size = out_size, .ctx = ctx, .source = fn};
     return para_graph_add(g, &d, out);
 }
 
@@ -360,29 +370,37 @@ int para_graph_add_map(para_graph_t *g, const char *name, size_t in_size,
                        size_t out_size, para_map_fn fn, void *ctx,
                        unsigned flags, para_node_t **out)
 {
-    para_node_desc_t d = {.name = name, .in_size = in_size,
-                          .out_size = out_size, .ctx = ctx, .flags = flags,
+    para_node_desc_t d = {.name = name,
+                          .in_size = in_size,
+                          .out_size = out_size,
+                          .ctx = ctx,
+                          .flags = flags,
                           .map = fn};
     return para_graph_add(g, &d, out);
 }
 
-int para_graph_add_map_batch(para_graph_t *g, const char *name,
-                             size_t in_size, size_t out_size,
-                             para_map_batch_fn fn, void *ctx, unsigned flags,
-                             para_node_t **out)
+int para_graph_add_map_batch(para_graph_t *g, const char *name, size_t in_size,
+                             size_t out_size, para_map_batch_fn fn, void *ctx,
+                             unsigned flags, para_node_t **out)
 {
-    para_node_desc_t d = {.name = name, .in_size = in_size,
-                          .out_size = out_size, .ctx = ctx, .flags = flags,
+    para_node_desc_t d = {.name = name,
+                          .in_size = in_size,
+                          .out_size = out_size,
+                          .ctx = ctx,
+                          .flags = flags,
                           .map_batch = fn};
     return para_graph_add(g, &d, out);
 }
 
-int para_graph_add_sink_batch(para_graph_t *g, const char *name,
-                              size_t in_size, para_sink_batch_fn fn, void *ctx,
-                              unsigned flags, para_node_t **out)
+int para_graph_add_sink_batch(para_graph_t *g, const char *name, size_t in_size,
+                              para_sink_batch_fn fn, void *ctx, unsigned flags,
+                              para_node_t **out)
 {
-    para_node_desc_t d = {.name = name, .in_size = in_size, .ctx = ctx,
-                          .flags = flags, .sink_batch = fn};
+    para_node_desc_t d = {.name = name,
+                          .in_size = in_size,
+                          .ctx = ctx,
+                          .flags = flags,
+                          .sink_batch = fn};
     return para_graph_add(g, &d, out);
 }
 
@@ -390,8 +408,11 @@ int para_graph_add_filter(para_graph_t *g, const char *name, size_t item_size,
                           para_filter_fn fn, void *ctx, unsigned flags,
                           para_node_t **out)
 {
-    para_node_desc_t d = {.name = name, .in_size = item_size,
-                          .out_size = item_size, .ctx = ctx, .flags = flags,
+    para_node_desc_t d = {.name = name,
+                          .in_size = item_size,
+                          .out_size = item_size,
+                          .ctx = ctx,
+                          .flags = flags,
                           .filter = fn};
     return para_graph_add(g, &d, out);
 }
@@ -400,8 +421,11 @@ int para_graph_add_sink(para_graph_t *g, const char *name, size_t in_size,
                         para_sink_fn fn, void *ctx, unsigned flags,
                         para_node_t **out)
 {
-    para_node_desc_t d = {.name = name, .in_size = in_size, .ctx = ctx,
-                          .flags = flags, .sink = fn};
+    para_node_desc_t d = {.name = name,
+                          .in_size = in_size,
+                          .ctx = ctx,
+                          .flags = flags,
+                          .sink = fn};
     return para_graph_add(g, &d, out);
 }
 
@@ -511,8 +535,7 @@ static int topo_sort(para_graph_t *g, para_node_t **order, unsigned *indeg)
                 n = n->preds[j];
                 break;
             }
-    return para__graph_fail(g, PARA_ECYCLE, "node '%s' is on a cycle",
-                            n->name);
+    return para__graph_fail(g, PARA_ECYCLE, "node '%s' is on a cycle", n->name);
 }
 
 static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
@@ -615,8 +638,8 @@ int para__graph_prepare(para_graph_t *g)
     unsigned *scratch = malloc(g->n_nodes * sizeof *scratch);
     size_t *widest = malloc(g->n_nodes * sizeof *widest);
     para_node_t **sources = malloc(n_sources * sizeof *sources);
-    if (rc == 0 && (order == NULL || scratch == NULL || widest == NULL ||
-                    sources == NULL))
+    if (rc == 0 &&
+        (order == NULL || scratch == NULL || widest == NULL || sources == NULL))
         rc = para__graph_fail(g, PARA_ENOMEM,
                               "out of memory preparing the graph");
     if (rc != 0)
@@ -676,7 +699,8 @@ int para_node_stats(const para_node_t *n, para_node_stats_t *st)
     /* relaxed: statistics are read after the run, which the caller observed
      * ending through para_run()'s synchronisation. */
     st->items_in = atomic_load_explicit(&m->st_items_in, memory_order_relaxed);
-    st->items_out = atomic_load_explicit(&m->st_items_out, memory_order_relaxed);
+    st->items_out =
+        atomic_load_explicit(&m->st_items_out, memory_order_relaxed);
     st->batches = atomic_load_explicit(&m->st_batches, memory_order_relaxed);
     st->busy_ns = atomic_load_explicit(&m->st_busy_ns, memory_order_relaxed);
     return 0;

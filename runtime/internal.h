@@ -94,13 +94,13 @@ struct para_node {
     unsigned n_preds, cap_preds;
 
     /* Derived by para__graph_prepare(). */
-    uint32_t *succ_port;       /* our port index at succs[i] */
-    unsigned *succ_order;      /* succ indices by ascending priority */
-    uint32_t *in_path_offset;  /* per input port */
-    uint32_t path_count;       /* P(node): paths from its source */
-    bool forward_empty;        /* an ORDERED node is downstream */
-    bool serial;               /* SERIAL or ORDERED */
-    size_t max_batch_items;    /* sources: cap from downstream item sizes */
+    uint32_t *succ_port;      /* our port index at succs[i] */
+    unsigned *succ_order;     /* succ indices by ascending priority */
+    uint32_t *in_path_offset; /* per input port */
+    uint32_t path_count;      /* P(node): paths from its source */
+    bool forward_empty;       /* an ORDERED node is downstream */
+    bool serial;              /* SERIAL or ORDERED */
+    size_t max_batch_items;   /* sources: cap from downstream item sizes */
 
     /* Run state: serial nodes. The claim flag gives one worker at a time
      * the right to drain the inbox and touch pending/heap/next_*. */
@@ -109,7 +109,7 @@ struct para_node {
     para__task drain_task;
     para__task *pending_head, *pending_tail; /* claim-owned FIFO */
     para__task *heap_root;                   /* claim-owned, ORDERED */
-    uint64_t next_seq;  /* ORDERED: key expected next */
+    uint64_t next_seq;                       /* ORDERED: key expected next */
     uint32_t next_path;
     size_t collect_pos; /* COLLECT: claim-owned */
 
@@ -158,12 +158,12 @@ static inline bool para__is_sink(const para_node_t *n)
 /* ---- batches ----------------------------------------------------------- */
 
 struct para__batch {
-    _Atomic uint32_t refs;  /* readers left; freed at zero */
-    uint32_t n_tasks;       /* embedded tasks (successors of the producer) */
-    uint32_t path;          /* path index at the producer */
-    uint32_t size_class;    /* pool class, or PARA__BATCH_NO_CLASS */
-    size_t count;           /* items */
-    size_t capacity;        /* bytes available at data */
+    _Atomic uint32_t refs; /* readers left; freed at zero */
+    uint32_t n_tasks;      /* embedded tasks (successors of the producer) */
+    uint32_t path;         /* path index at the producer */
+    uint32_t size_class;   /* pool class, or PARA__BATCH_NO_CLASS */
+    size_t count;          /* items */
+    size_t capacity;       /* bytes available at data */
     uint64_t seq_begin, seq_end;
     unsigned char *data;
     para__batch *pool_next; /* worker pool free list */
@@ -171,8 +171,8 @@ struct para__batch {
 };
 
 #define PARA__BATCH_NO_CLASS UINT32_MAX
-#define PARA__BATCH_CLASSES 12       /* 1 KiB .. 2 MiB total size */
-#define PARA__BATCH_POOL_DEPTH 16    /* cached batches per class per worker */
+#define PARA__BATCH_CLASSES 12    /* 1 KiB .. 2 MiB total size */
+#define PARA__BATCH_POOL_DEPTH 16 /* cached batches per class per worker */
 
 typedef struct para__worker para__worker;
 typedef struct para__run para__run;
@@ -227,9 +227,8 @@ static inline void para__counter_add(_Atomic uint64_t *c, uint64_t v)
 {
     /* relaxed load + store: owner-only counter, so no lost update; readers
      * only need an untorn value (they read after the run). */
-    atomic_store_explicit(
-        c, atomic_load_explicit(c, memory_order_relaxed) + v,
-        memory_order_relaxed);
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
 }
 
 struct para__run {
@@ -259,7 +258,7 @@ struct para_runtime {
     char policy[32];
     hwloc_topology_t topology;
 
-    pthread_mutex_t lock;     /* guards the fields below, and parking */
+    pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */
     pthread_cond_t done_cond;  /* para_run waits for workers to leave */
     pthread_cond_t park_cond;  /* idle workers inside a run */
@@ -269,9 +268,9 @@ struct para_runtime {
     bool shutdown;             /* lock */
     unsigned threads_started;
 
-    _Atomic int busy;               /* a para_run() is in progress */
-    _Atomic uint32_t sleepers;      /* workers parked or about to park */
-    _Atomic uint64_t wake_epoch;    /* bumped by every wake-up */
+    _Atomic int busy;            /* a para_run() is in progress */
+    _Atomic uint32_t sleepers;   /* workers parked or about to park */
+    _Atomic uint64_t wake_epoch; /* bumped by every wake-up */
 
     uint64_t runs, last_run_ns, last_peak_batches;
     char errmsg[PARA__ERRMSG_LEN];

@@ -36,7 +36,10 @@ static void vlog(int level, const char *fmt, va_list ap)
         log_fn(level, msg, log_arg);
         return;
     }
-    fprintf(stderr, "para: %s: %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level],
+    fprintf(stderr, "para: %s: %s\n",
+            names[level < 0   ? 0
+                  : level > 3 ? 3
+                              : level],
             msg);
 }
 

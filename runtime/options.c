@@ -36,8 +36,8 @@ static const option options[] = {
      "scheduling policy; 'help' lists them"},
     {"BATCH", offsetof(para_runtime_attr_t, batch_items), OPT_SIZE, "0",
      "source batch size in items; 0 = adaptive"},
-    {"BATCH_US", offsetof(para_runtime_attr_t, target_batch_us), OPT_U32,
-     "100", "work per adaptive batch, microseconds"},
+    {"BATCH_US", offsetof(para_runtime_attr_t, target_batch_us), OPT_U32, "100",
+     "work per adaptive batch, microseconds"},
     {"MAX_BATCHES", offsetof(para_runtime_attr_t, max_batches), OPT_UINT, "0",
      "live batches before sources wait; 0 = 8 per worker"},
     {"VERBOSE", offsetof(para_runtime_attr_t, verbose), OPT_INT, "0",
@@ -72,10 +72,20 @@ static int parse_number(const char *s, unsigned long long *out)
         return PARA_EINVAL;
     unsigned shift = 0;
     switch (toupper((unsigned char)*end)) {
-    case 'K': shift = 10; end++; break;
-    case 'M': shift = 20; end++; break;
-    case 'G': shift = 30; end++; break;
-    default: break;
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end != '\0' || (shift != 0 && v > (~0ull >> shift)))
         return PARA_EINVAL;

@@ -102,9 +102,9 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
         goto fail;
     rt->n_workers = attr->workers ? attr->workers : count_cores(rt->topology);
     size_t bytes = rt->n_workers * sizeof *rt->workers;
-    rt->workers = aligned_alloc(PARA_CACHELINE,
-                                (bytes + PARA_CACHELINE - 1) &
-                                    ~(size_t)(PARA_CACHELINE - 1));
+    rt->workers =
+        aligned_alloc(PARA_CACHELINE, (bytes + PARA_CACHELINE - 1) &
+                                          ~(size_t)(PARA_CACHELINE - 1));
     if (rt->workers == NULL)
         goto fail;
     memset(rt->workers, 0, bytes);
@@ -159,9 +159,8 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     int zero = 0;
     /* acquire: see the previous run's writes; pairs with the release store
      * below. relaxed on failure: we only report EBUSY. */
-    if (!atomic_compare_exchange_strong_explicit(&rt->busy, &zero, 1,
-                                                 memory_order_acquire,
-                                                 memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(
+            &rt->busy, &zero, 1, memory_order_acquire, memory_order_relaxed))
         return PARA_EBUSY;
     zero = 0;
     if (!atomic_compare_exchange_strong_explicit(&g->running, &zero, 1,
@@ -181,9 +180,9 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     }
     para__graph_reset_run_state(g);
 
-    para__run *run = aligned_alloc(PARA_CACHELINE,
-                                   (sizeof *run + PARA_CACHELINE - 1) &
-                                       ~(size_t)(PARA_CACHELINE - 1));
+    para__run *run =
+        aligned_alloc(PARA_CACHELINE, (sizeof *run + PARA_CACHELINE - 1) &
+                                          ~(size_t)(PARA_CACHELINE - 1));
     if (run == NULL) {
         rc = PARA_ENOMEM;
         set_errmsg(rt, "out of memory starting the run");
@@ -200,9 +199,8 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     atomic_init(&run->done, false);
     atomic_init(&run->work_ns, 0);
     atomic_init(&run->src_items, 0);
-    run->max_batches = rt->attr.max_batches
-                           ? (int64_t)rt->attr.max_batches
-                           : 8 * (int64_t)rt->n_workers;
+    run->max_batches = rt->attr.max_batches ? (int64_t)rt->attr.max_batches
+                                            : 8 * (int64_t)rt->n_workers;
     run->forced_batch_items = rt->attr.batch_items;
     run->target_batch_ns = (uint64_t)rt->attr.target_batch_us * 1000u;
     if (run->target_batch_ns == 0)
@@ -216,13 +214,12 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     rc = atomic_load_explicit(&run->status, memory_order_relaxed);
     if (rc != 0)
         set_errmsg(rt, "%s", run->errmsg);
-    int64_t live = atomic_load_explicit(&run->live_batches,
-                                        memory_order_relaxed);
+    int64_t live =
+        atomic_load_explicit(&run->live_batches, memory_order_relaxed);
     if (live != 0)
         para__panic("run ended with %lld batches alive", (long long)live);
-    rt->last_peak_batches =
-        (uint64_t)atomic_load_explicit(&run->peak_batches,
-                                       memory_order_relaxed);
+    rt->last_peak_batches = (uint64_t)atomic_load_explicit(
+        &run->peak_batches, memory_order_relaxed);
     rt->runs++;
     for (unsigned i = 0; i < g->n_nodes; i++)
         if (g->nodes[i]->kind == PARA__KIND_COLLECT)

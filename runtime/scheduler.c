@@ -225,8 +225,8 @@ static void grab_inbox(para_node_t *n)
 {
     /* acquire: see the contents of the tasks pushed; pairs with the
      * seq_cst (release) CAS in inbox_push(). */
-    para__task *list = atomic_exchange_explicit(&n->inbox, NULL,
-                                                memory_order_acquire);
+    para__task *list =
+        atomic_exchange_explicit(&n->inbox, NULL, memory_order_acquire);
     if (list == NULL)
         return;
     para__task *fifo = NULL; /* reverse the stack into arrival order */
@@ -293,10 +293,10 @@ static void sweep_serial_nodes(para__worker *w, para__run *run);
 
 /* Record the first failure of a run (later ones are dropped), switch the run
  * to aborting, and make sure every serial node releases its leftovers. */
-static void fail_run(para__worker *w, para__run *run, int err,
-                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void fail_run(para__worker *w, para__run *run, int err,
-                     const char *fmt, ...)
+static void fail_run(para__worker *w, para__run *run, int err, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
+static void fail_run(para__worker *w, para__run *run, int err, const char *fmt,
+                     ...)
 {
     int expected = 0;
     /* acq_rel: the winner's message is published with the status; the
@@ -316,12 +316,10 @@ static void fail_run(para__worker *w, para__run *run, int err,
     notify_all(run->rt);
 }
 
-
-static void fail_node(para__worker *w, para__run *run, para_node_t *n,
-                      int rc)
+static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
 {
-    fail_run(w, run, PARA_ENODE, "node '%s' returned %d (%s)", n->name,
-                   rc, rc < 0 ? para_err_name(rc) : "user error code");
+    fail_run(w, run, PARA_ENODE, "node '%s' returned %d (%s)", n->name, rc,
+             rc < 0 ? para_err_name(rc) : "user error code");
 }
 
 /* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
@@ -342,8 +340,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         o = para__batch_alloc(w, run, n->n_succs, (count ? count : 1) * os);
         if (o == NULL) {
             fail_run(w, run, PARA_ENOMEM,
-                           "out of memory for the output of node '%s'",
-                           n->name);
+                     "out of memory for the output of node '%s'", n->name);
             return PARA_ENOMEM;
         }
         o->seq_begin = in->seq_begin;
@@ -405,13 +402,13 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
             fail_run(w, run, PARA_EOVERFLOW,
-                           "collect '%s': more than %zu items", n->name,
-                           n->collect_capacity);
+                     "collect '%s': more than %zu items", n->name,
+                     n->collect_capacity);
             return PARA_EOVERFLOW;
         }
         if (count > 0)
-            memcpy((unsigned char *)n->collect_array + n->collect_pos * is,
-                   ip, count * is);
+            memcpy((unsigned char *)n->collect_array + n->collect_pos * is, ip,
+                   count * is);
         n->collect_pos += count;
         break;
     default:
@@ -559,8 +556,8 @@ static size_t source_batch_items(para__worker *w, para__run *run,
 
 /* Fill a batch from @p s. Returns the batch, or NULL with *exhausted set
  * when the source has nothing left (or failed). */
-static para__batch *source_fill(para__worker *w, para__run *run,
-                                para_node_t *s, bool *exhausted)
+static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
+                                bool *exhausted)
 {
     size_t want = source_batch_items(w, run, s);
     para__batch *b = NULL;
@@ -581,9 +578,9 @@ static para__batch *source_fill(para__worker *w, para__run *run,
                 fail_node(w, run, s, rc);
             else if (written > want)
                 fail_run(w, run, PARA_EINVAL,
-                               "source '%s' wrote %zu items into room for "
-                               "%zu",
-                               s->name, written, want);
+                         "source '%s' wrote %zu items into room for "
+                         "%zu",
+                         s->name, written, want);
             return NULL;
         }
         b->count = written;
@@ -592,13 +589,12 @@ static para__batch *source_fill(para__worker *w, para__run *run,
         b->seq_end = s->src_seq;
         return b;
     }
-    uint64_t total = s->kind == PARA__KIND_RANGE
-                         ? s->range_end - s->range_begin
-                         : (uint64_t)s->array_count;
+    uint64_t total = s->kind == PARA__KIND_RANGE ? s->range_end - s->range_begin
+                                                 : (uint64_t)s->array_count;
     /* relaxed: the cursor only hands out disjoint index ranges; the items
      * are published to other workers through the deque. */
-    uint64_t first = atomic_fetch_add_explicit(&s->src_cursor, want,
-                                               memory_order_relaxed);
+    uint64_t first =
+        atomic_fetch_add_explicit(&s->src_cursor, want, memory_order_relaxed);
     if (first >= total) {
         *exhausted = true;
         return NULL;
@@ -683,9 +679,9 @@ static bool try_sources(para__worker *w, para__run *run)
             PARA__SRC_EXHAUSTED)
             continue;
         /* relaxed: the gate is a heuristic bound on memory. */
-        if (!abort_now && atomic_load_explicit(&run->live_batches,
-                                               memory_order_relaxed) >=
-                              run->max_batches) {
+        if (!abort_now &&
+            atomic_load_explicit(&run->live_batches, memory_order_relaxed) >=
+                run->max_batches) {
             para__counter_add(&w->c_source_holds, 1);
             return false;
         }
@@ -733,12 +729,11 @@ static bool work_visible(para__worker *w, para__run *run)
     para_graph_t *g = run->graph;
     /* relaxed: heuristic reads; a missed change is caught by notify. */
     bool room = aborting(run) ||
-                atomic_load_explicit(&run->live_batches,
-                                     memory_order_relaxed) < run->max_batches;
+                atomic_load_explicit(&run->live_batches, memory_order_relaxed) <
+                    run->max_batches;
     for (unsigned i = 0; room && i < g->n_sources; i++) {
         para_node_t *s = g->sources[i];
-        uint64_t st = atomic_load_explicit(&s->src_state,
-                                           memory_order_relaxed);
+        uint64_t st = atomic_load_explicit(&s->src_state, memory_order_relaxed);
         /* A splittable source takes any number of pullers at once; a
          * callback source only one. */
         if ((st & PARA__SRC_EXHAUSTED) == 0 &&
@@ -752,8 +747,8 @@ static void park(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
     /* relaxed: compared again under rt->lock, where it is written. */
-    uint64_t epoch = atomic_load_explicit(&rt->wake_epoch,
-                                          memory_order_relaxed);
+    uint64_t epoch =
+        atomic_load_explicit(&rt->wake_epoch, memory_order_relaxed);
     /* seq_cst RMW: announce ourselves before re-checking for work; pairs
      * with the RMW in notify_one() (see there). */
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
@@ -850,8 +845,8 @@ void *para_emit_reserve(para_emitter_t *e, size_t n)
     }
     size_t need = (b->count + n) * e->item_size;
     if (need > b->capacity) {
-        para__batch *nb = para__batch_grow(e->worker, b, need,
-                                           b->count * e->item_size);
+        para__batch *nb =
+            para__batch_grow(e->worker, b, need, b->count * e->item_size);
         if (nb == NULL) {
             e->failed = true;
             return NULL;

@@ -33,7 +33,8 @@ int para_runtime_stats(const para_runtime_t *rt, para_stats_t *st)
 }
 
 static void emit_line(void (*out_fn)(const char *, void *), void *arg,
-                      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+                      const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void emit_line(void (*out_fn)(const char *, void *), void *arg,
                       const char *fmt, ...)
 {

@@ -9,6 +9,7 @@ packages=(
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   libcmocka-dev
   libpng-dev
+  clang-format
 )
 
 missing=()

@@ -67,8 +67,7 @@ typedef int (*para_map_batch_fn)(void *ctx, const void *in, void *out,
 /** Filter: return 1 to keep the item, 0 to drop it, negative on error. */
 typedef int (*para_filter_fn)(void *ctx, const void *in);
 /** Flat-map, one item: emit zero or more items with para_emit(). */
-typedef int (*para_flat_map_fn)(void *ctx, const void *in,
-                                para_emitter_t *out);
+typedef int (*para_flat_map_fn)(void *ctx, const void *in, para_emitter_t *out);
 /** Flat-map, whole batch: emit zero or more items for @p n inputs. */
 typedef int (*para_flat_map_batch_fn)(void *ctx, const void *in, size_t n,
                                       para_emitter_t *out);
@@ -82,12 +81,12 @@ typedef int (*para_sink_batch_fn)(void *ctx, const void *in, size_t n);
  * of node. Zero-initialise the rest (designated initialisers do).
  */
 typedef struct para_node_desc {
-    const char *name;  /**< required; copied. Used in every error message. */
-    unsigned flags;    /**< enum para_node_flags; default 0 = PARALLEL */
-    int priority;      /**< higher runs first among ready work; default 0 */
-    size_t in_size;    /**< bytes per input item (not for sources) */
-    size_t out_size;   /**< bytes per output item (not for sinks) */
-    void *ctx;         /**< passed to the function; borrowed for the run */
+    const char *name; /**< required; copied. Used in every error message. */
+    unsigned flags;   /**< enum para_node_flags; default 0 = PARALLEL */
+    int priority;     /**< higher runs first among ready work; default 0 */
+    size_t in_size;   /**< bytes per input item (not for sources) */
+    size_t out_size;  /**< bytes per output item (not for sinks) */
+    void *ctx;        /**< passed to the function; borrowed for the run */
     para_source_fn source;
     para_map_fn map;
     para_map_batch_fn map_batch;
@@ -146,11 +145,9 @@ PARA_API PARA_NODISCARD int para_graph_add_range(para_graph_t *graph,
  * @param[in] items Borrowed until every run of the graph has returned.
  * @return As para_graph_add().
  */
-PARA_API PARA_NODISCARD int para_graph_add_array(para_graph_t *graph,
-                                                 const char *name,
-                                                 const void *items,
-                                                 size_t count, size_t item_size,
-                                                 para_node_t **out);
+PARA_API PARA_NODISCARD int
+para_graph_add_array(para_graph_t *graph, const char *name, const void *items,
+                     size_t count, size_t item_size, para_node_t **out);
 
 /**
  * @brief Add a sink that stores its input, in source order, into @p array.
@@ -160,52 +157,37 @@ PARA_API PARA_NODISCARD int para_graph_add_array(para_graph_t *graph,
  *         items fails with PARA_EOVERFLOW.
  * @note The node is ORDERED, so it must be fed by exactly one source.
  */
-PARA_API PARA_NODISCARD int para_graph_add_collect(para_graph_t *graph,
-                                                   const char *name,
-                                                   size_t item_size,
-                                                   void *array,
-                                                   size_t capacity,
-                                                   size_t *count,
-                                                   para_node_t **out);
+PARA_API PARA_NODISCARD int
+para_graph_add_collect(para_graph_t *graph, const char *name, size_t item_size,
+                       void *array, size_t capacity, size_t *count,
+                       para_node_t **out);
 
 /** Convenience wrappers over para_graph_add(); flags as in the desc. */
-PARA_API PARA_NODISCARD int para_graph_add_source(para_graph_t *graph,
-                                                  const char *name,
-                                                  size_t out_size,
-                                                  para_source_fn fn, void *ctx,
-                                                  para_node_t **out);
+PARA_API PARA_NODISCARD int
+para_graph_add_source(para_graph_t *graph, const char *name, size_t out_size,
+                      para_source_fn fn, void *ctx, para_node_t **out);
 PARA_API PARA_NODISCARD int para_graph_add_map(para_graph_t *graph,
-                                               const char *name,
-                                               size_t in_size, size_t out_size,
-                                               para_map_fn fn, void *ctx,
-                                               unsigned flags,
+                                               const char *name, size_t in_size,
+                                               size_t out_size, para_map_fn fn,
+                                               void *ctx, unsigned flags,
                                                para_node_t **out);
-PARA_API PARA_NODISCARD int para_graph_add_map_batch(para_graph_t *graph,
-                                                     const char *name,
-                                                     size_t in_size,
-                                                     size_t out_size,
-                                                     para_map_batch_fn fn,
-                                                     void *ctx, unsigned flags,
-                                                     para_node_t **out);
-PARA_API PARA_NODISCARD int para_graph_add_filter(para_graph_t *graph,
-                                                  const char *name,
-                                                  size_t item_size,
-                                                  para_filter_fn fn, void *ctx,
-                                                  unsigned flags,
-                                                  para_node_t **out);
+PARA_API PARA_NODISCARD int
+para_graph_add_map_batch(para_graph_t *graph, const char *name, size_t in_size,
+                         size_t out_size, para_map_batch_fn fn, void *ctx,
+                         unsigned flags, para_node_t **out);
+PARA_API PARA_NODISCARD int
+para_graph_add_filter(para_graph_t *graph, const char *name, size_t item_size,
+                      para_filter_fn fn, void *ctx, unsigned flags,
+                      para_node_t **out);
 PARA_API PARA_NODISCARD int para_graph_add_sink(para_graph_t *graph,
                                                 const char *name,
-                                                size_t in_size,
-                                                para_sink_fn fn, void *ctx,
-                                                unsigned flags,
+                                                size_t in_size, para_sink_fn fn,
+                                                void *ctx, unsigned flags,
                                                 para_node_t **out);
-PARA_API PARA_NODISCARD int para_graph_add_sink_batch(para_graph_t *graph,
-                                                      const char *name,
-                                                      size_t in_size,
-                                                      para_sink_batch_fn fn,
-                                                      void *ctx,
-                                                      unsigned flags,
-                                                      para_node_t **out);
+PARA_API PARA_NODISCARD int
+para_graph_add_sink_batch(para_graph_t *graph, const char *name, size_t in_size,
+                          para_sink_batch_fn fn, void *ctx, unsigned flags,
+                          para_node_t **out);
 
 /**
  * @brief Connect @p from's output to @p to's input.
@@ -219,9 +201,8 @@ PARA_API PARA_NODISCARD int para_graph_add_sink_batch(para_graph_t *graph,
  * @return PARA_EBUSY if the graph is running.
  * @note Cycles are reported by para_graph_validate() / para_run().
  */
-PARA_API PARA_NODISCARD int para_graph_connect(para_graph_t *graph,
-                                               para_node_t *from,
-                                               para_node_t *to);
+PARA_API PARA_NODISCARD int
+para_graph_connect(para_graph_t *graph, para_node_t *from, para_node_t *to);
 
 /**
  * @brief Check the graph as para_run() would, without running it.

@@ -40,8 +40,7 @@ PARA_API para_pipe_t *para_pipe_range(const char *name, uint64_t begin,
                                       uint64_t end);
 /** @brief A parallel 1:1 per-item map. */
 PARA_API para_pipe_t *para_pipe_map(const char *name, size_t in_size,
-                                    size_t out_size, para_map_fn fn,
-                                    void *ctx);
+                                    size_t out_size, para_map_fn fn, void *ctx);
 /** @brief A per-item sink with @p flags (PARA_NODE_SERIAL, ...). */
 PARA_API para_pipe_t *para_pipe_sink(const char *name, size_t in_size,
                                      para_sink_fn fn, void *ctx,
@@ -66,9 +65,8 @@ PARA_API para_pipe_t *para_pipe_fanout_v(para_pipe_t *const *branches,
  *         para_graph_validate(); the graph is destroyed then and the message
  *         is logged at warning level.
  */
-PARA_API PARA_NODISCARD int para_pipeline_v(para_graph_t **out,
-                                            para_pipe_t *const *parts,
-                                            size_t n);
+PARA_API PARA_NODISCARD int
+para_pipeline_v(para_graph_t **out, para_pipe_t *const *parts, size_t n);
 
 /** @brief Free a fragment that was never passed to a builder. NULL is ok. */
 PARA_API void para_pipe_free(para_pipe_t *pipe);
@@ -81,7 +79,8 @@ PARA_API void para_pipe_free(para_pipe_t *pipe);
 /** Fan-out of branches: PARA_FANOUT(branch_a, branch_b). */
 #define PARA_FANOUT(...) para_pipe_fanout_v(PARA_PIPE_ARGS_(__VA_ARGS__))
 /** Build: PARA_PIPELINE(&graph, source, stage, ..., sink). */
-#define PARA_PIPELINE(out, ...) para_pipeline_v((out), PARA_PIPE_ARGS_(__VA_ARGS__))
+#define PARA_PIPELINE(out, ...)                                                \
+    para_pipeline_v((out), PARA_PIPE_ARGS_(__VA_ARGS__))
 
 #ifdef __cplusplus
 }

@@ -61,8 +61,8 @@ PARA_API PARA_NODISCARD int para_runtime_attr_init(para_runtime_attr_t *attr);
  * @return PARA_ENOMEM / PARA_EAGAIN if memory or threads ran out.
  * @note Any thread.
  */
-PARA_API PARA_NODISCARD int para_runtime_create(para_runtime_t **out,
-                                                const para_runtime_attr_t *attr);
+PARA_API PARA_NODISCARD int
+para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr);
 
 /**
  * @brief Stop the workers and free the runtime. NULL is a no-op.
@@ -111,7 +111,7 @@ PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
     XX(steal_attempts, "attempts to steal, successful or not")                 \
     XX(parks, "times a worker went to sleep for lack of work")                 \
     XX(source_batches, "batches pulled from sources")                          \
-    XX(source_holds, "source pulls refused because too many batches lived")   \
+    XX(source_holds, "source pulls refused because too many batches lived")    \
     XX(batches_allocated, "batches allocated")                                 \
     XX(peak_batches, "most batches alive at once")                             \
     XX(run_ns, "wall time of the last run")
@@ -119,8 +119,8 @@ PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
 #define PARA_STATS_VERSION 1
 
 typedef struct para_stats {
-    size_t size;       /**< sizeof(para_stats_t) of the library */
-    unsigned version;  /**< PARA_STATS_VERSION */
+    size_t size;      /**< sizeof(para_stats_t) of the library */
+    unsigned version; /**< PARA_STATS_VERSION */
 #define PARA_STATS_FIELD(name, doc) uint64_t name;
     PARA_STATS_MAP(PARA_STATS_FIELD)
 #undef PARA_STATS_FIELD

@@ -44,18 +44,18 @@
 #define PAYLOAD_KEY 0x9E3779B97F4A7C15ull
 
 struct item {
-    uint64_t payload;      /* plain: written by the owner before the push */
-    int taker;             /* plain: written once by the thread that took it */
-    atomic_uint taken;     /* times taken; must end at exactly 1 */
+    uint64_t payload;  /* plain: written by the owner before the push */
+    int taker;         /* plain: written once by the thread that took it */
+    atomic_uint taken; /* times taken; must end at exactly 1 */
 };
 
 struct shared {
     para__deque q;
     struct item *items;
     size_t n;
-    atomic_bool done;       /* owner finished and drained the deque */
-    atomic_int ready;       /* thieves started (start gate) */
-    atomic_ulong bad;       /* out-of-range pointers or wrong payloads */
+    atomic_bool done; /* owner finished and drained the deque */
+    atomic_int ready; /* thieves started (start gate) */
+    atomic_ulong bad; /* out-of-range pointers or wrong payloads */
 };
 
 struct thief {
@@ -141,9 +141,9 @@ static uint64_t rng_next(struct rng *r)
 }
 
 enum scenario {
-    BURSTY,    /* bursts of pushes, fewer pops: the deque grows */
-    PINGPONG,  /* push one or two, pop them: races on the last item */
-    FLOOD,     /* push everything at once (many growths), then drain */
+    BURSTY,   /* bursts of pushes, fewer pops: the deque grows */
+    PINGPONG, /* push one or two, pop them: races on the last item */
+    FLOOD,    /* push everything at once (many growths), then drain */
 };
 
 /* No cmocka assertions while the thieves run: a longjmp out of the owner

@@ -26,7 +26,7 @@
 
 /* Every option variable documented in include/para/runtime.h. */
 static const char *const option_vars[] = {
-    "PARA_WORKERS",  "PARA_POLICY",       "PARA_BATCH",
+    "PARA_WORKERS",  "PARA_POLICY",      "PARA_BATCH",
     "PARA_BATCH_US", "PARA_MAX_BATCHES", "PARA_VERBOSE",
 };
 
@@ -128,8 +128,8 @@ static void test_err_unknown_codes(void **state)
 {
     (void)state;
     /* -EPERM, a hole in the -3000 range, positive values, extremes. */
-    const int unknown[] = {-EPERM, -3000, -3009, -3013, -9999, 1, 42,
-                           INT_MIN, INT_MAX, -1000000};
+    const int unknown[] = {-EPERM, -3000, -3009,   -3013,   -9999,
+                           1,      42,    INT_MIN, INT_MAX, -1000000};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         int code = unknown[i];
         if (in_table(code))
@@ -396,8 +396,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_attr_env_workers_applied, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_attr_env_garbage, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_attr_env_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attr_env_garbage_keeps_others,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_defaults, setup, teardown),
@@ -405,8 +404,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_create_unknown_policy_env, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_create_unknown_policy_field,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_unknown_policy_field, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_null_args, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -164,8 +164,8 @@ static void test_create_destroy(void **state)
 static void test_add_null_args(void **state)
 {
     para_graph_t *g = *state;
-    para_node_desc_t d = {.name = "m", .in_size = 8, .out_size = 8,
-                          .map = map_fn};
+    para_node_desc_t d = {
+        .name = "m", .in_size = 8, .out_size = 8, .map = map_fn};
     para_node_t *n = NULL;
     assert_int_equal(para_graph_add(NULL, &d, &n), PARA_EINVAL);
     assert_int_equal(para_graph_add(g, NULL, &n), PARA_EINVAL);
@@ -214,16 +214,25 @@ static void test_add_two_functions(void **state)
 {
     para_graph_t *g = *state;
     para_node_t *n = NULL;
-    para_node_desc_t d = {.name = "twofn", .in_size = 8, .out_size = 8,
-                          .map = map_fn, .sink = sink_fn};
+    para_node_desc_t d = {.name = "twofn",
+                          .in_size = 8,
+                          .out_size = 8,
+                          .map = map_fn,
+                          .sink = sink_fn};
     assert_int_equal(para_graph_add(g, &d, &n), PARA_EINVAL);
     check_msg(g, "twofn");
-    para_node_desc_t d2 = {.name = "twomaps", .in_size = 8, .out_size = 8,
-                           .map = map_fn, .map_batch = map_batch_fn};
+    para_node_desc_t d2 = {.name = "twomaps",
+                           .in_size = 8,
+                           .out_size = 8,
+                           .map = map_fn,
+                           .map_batch = map_batch_fn};
     assert_int_equal(para_graph_add(g, &d2, &n), PARA_EINVAL);
     check_msg(g, "twomaps");
-    para_node_desc_t d3 = {.name = "srcsink", .in_size = 8, .out_size = 8,
-                           .source = src_fn, .sink_batch = sink_batch_fn};
+    para_node_desc_t d3 = {.name = "srcsink",
+                           .in_size = 8,
+                           .out_size = 8,
+                           .source = src_fn,
+                           .sink_batch = sink_batch_fn};
     assert_int_equal(para_graph_add(g, &d3, &n), PARA_EINVAL);
     check_msg(g, "srcsink");
     assert_int_equal(para_graph_node_count(g), 0);
@@ -248,8 +257,8 @@ static void test_add_zero_sizes(void **state)
 {
     para_graph_t *g = *state;
     para_node_t *n = NULL;
-    para_node_desc_t d = {.name = "map0in", .in_size = 0, .out_size = 8,
-                          .map = map_fn};
+    para_node_desc_t d = {
+        .name = "map0in", .in_size = 0, .out_size = 8, .map = map_fn};
     assert_int_equal(para_graph_add(g, &d, &n), PARA_EINVAL);
     check_msg(g, "map0in");
     d.name = "map0out";
@@ -287,8 +296,11 @@ static void test_add_unknown_flags(void **state)
 {
     para_graph_t *g = *state;
     para_node_t *n = NULL;
-    para_node_desc_t d = {.name = "badflags", .flags = 1u << 7, .in_size = 8,
-                          .out_size = 8, .map = map_fn};
+    para_node_desc_t d = {.name = "badflags",
+                          .flags = 1u << 7,
+                          .in_size = 8,
+                          .out_size = 8,
+                          .map = map_fn};
     assert_int_equal(para_graph_add(g, &d, &n), PARA_EINVAL);
     check_msg(g, "badflags");
     assert_int_equal(
@@ -577,8 +589,8 @@ static void test_validate_cycle_unreachable(void **state)
     int rc = para_graph_validate(g);
     assert_int_equal(rc, PARA_ECYCLE);
     const char *msg = para_graph_errmsg(g);
-    assert_true(strstr(msg, "ring_a") != NULL || strstr(msg, "ring_b") != NULL ||
-                strstr(msg, "ring_c") != NULL);
+    assert_true(strstr(msg, "ring_a") != NULL ||
+                strstr(msg, "ring_b") != NULL || strstr(msg, "ring_c") != NULL);
 }
 
 static void test_validate_self_loop(void **state)
@@ -668,8 +680,8 @@ static void test_validate_valid(void **state)
     assert_int_equal(
         para_graph_add_filter(g, "filter", 8, filter_fn, NULL, 0, &f), 0);
     para_node_t *k = add_sink(g, "sink", PARA_NODE_SERIAL);
-    para_node_desc_t d = {.name = "bsink", .in_size = 8,
-                          .sink_batch = sink_batch_fn};
+    para_node_desc_t d = {
+        .name = "bsink", .in_size = 8, .sink_batch = sink_batch_fn};
     assert_int_equal(para_graph_add(g, &d, &k2), 0);
     connect_ok(g, r, m);
     connect_ok(g, m, f);

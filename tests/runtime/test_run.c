@@ -143,8 +143,7 @@ static void run_ok(para_runtime_t *rt, para_graph_t *g)
                  para_runtime_errmsg(rt));
 }
 
-static void check_rt_msg(const para_runtime_t *rt, const char *a,
-                         const char *b)
+static void check_rt_msg(const para_runtime_t *rt, const char *a, const char *b)
 {
     const char *msg = para_runtime_errmsg(rt);
     assert_non_null(msg);
@@ -352,7 +351,7 @@ static int fmb_odds(void *ctx, const void *in, size_t n, para_emitter_t *out)
 
 /* Callback source: [0, n) in chunks of at most `chunk` items. */
 struct cbsrc {
-    atomic_int inside;       /* overlap detector: one caller at a time */
+    atomic_int inside; /* overlap detector: one caller at a time */
     atomic_ulong overlaps;
     uint64_t next, n;
     uint64_t chunk;
@@ -360,7 +359,7 @@ struct cbsrc {
     unsigned long after_end; /* calls after it returned 0 items */
     size_t max_cap, min_cap;
     bool ended;
-    int fail_rc;         /* returned once next >= fail_after, if non-zero */
+    int fail_rc; /* returned once next >= fail_after, if non-zero */
     uint64_t fail_after;
 };
 
@@ -568,14 +567,14 @@ static void test_filter(void **state)
     destroy_rt(rt);
 }
 
-static void run_flat_map(para_runtime_t *rt, para_flat_map_fn fn,
-                         uint64_t n, uint64_t exp_count, uint64_t exp_sum)
+static void run_flat_map(para_runtime_t *rt, para_flat_map_fn fn, uint64_t n,
+                         uint64_t exp_count, uint64_t exp_sum)
 {
     para_graph_t *g = new_graph();
     struct acc a = {0};
     para_node_t *r = range(g, "range", 0, n);
-    para_node_desc_t d = {.name = "flat", .in_size = 8, .out_size = 8,
-                          .flat_map = fn};
+    para_node_desc_t d = {
+        .name = "flat", .in_size = 8, .out_size = 8, .flat_map = fn};
     para_node_t *f = add_desc(g, &d);
     para_node_t *k = sink8(g, "sum", sink_acc, &a, PARA_NODE_SERIAL);
     conn(g, r, f);
@@ -610,11 +609,15 @@ static void test_batch_functions(void **state)
     para_graph_t *g = new_graph();
     struct acc a = {0};
     para_node_t *r = range(g, "range", 0, N);
-    para_node_desc_t dm = {.name = "inc_batch", .in_size = 8, .out_size = 8,
+    para_node_desc_t dm = {.name = "inc_batch",
+                           .in_size = 8,
+                           .out_size = 8,
                            .map_batch = map_batch_inc};
     para_node_t *m = add_desc(g, &dm);
-    para_node_desc_t dk = {.name = "sum_batch", .flags = PARA_NODE_SERIAL,
-                           .in_size = 8, .ctx = &a,
+    para_node_desc_t dk = {.name = "sum_batch",
+                           .flags = PARA_NODE_SERIAL,
+                           .in_size = 8,
+                           .ctx = &a,
                            .sink_batch = sink_acc_batch};
     para_node_t *k = add_desc(g, &dk);
     conn(g, r, m);
@@ -629,7 +632,9 @@ static void test_batch_functions(void **state)
     para_graph_t *g2 = new_graph();
     struct acc b = {0};
     r = range(g2, "range", 0, N);
-    para_node_desc_t df = {.name = "odds", .in_size = 8, .out_size = 8,
+    para_node_desc_t df = {.name = "odds",
+                           .in_size = 8,
+                           .out_size = 8,
                            .flat_map_batch = fmb_odds};
     para_node_t *f = add_desc(g2, &df);
     k = sink8(g2, "sum", sink_acc, &b, PARA_NODE_SERIAL);
@@ -702,7 +707,7 @@ static void test_two_sources(void **state)
     para_graph_t *g = new_graph();
     struct acc a = {0};
     struct cbsrc c;
-    cbsrc_init(&c, N, UINT64_MAX); /* [0, N) */
+    cbsrc_init(&c, N, UINT64_MAX);                /* [0, N) */
     para_node_t *r = range(g, "range", N, 3 * N); /* [N, 3N) */
     para_node_t *s = NULL;
     assert_int_equal(para_graph_add_source(g, "cb", 8, cb_source, &c, &s), 0);
@@ -722,10 +727,10 @@ static void test_two_sources(void **state)
 /* ---- order ------------------------------------------------------------- */
 
 struct order_check {
-    uint64_t expect;     /* next value expected */
+    uint64_t expect; /* next value expected */
     uint64_t count;
-    uint64_t bad;        /* out-of-order items */
-    uint64_t first_bad;  /* index of the first one */
+    uint64_t bad;       /* out-of-order items */
+    uint64_t first_bad; /* index of the first one */
 };
 
 static int sink_in_order(void *ctx, const void *in)
@@ -750,8 +755,7 @@ static void test_ordered_sink(void **state)
     struct order_check o = {0};
     para_node_t *r = range(g, "range", 0, NO);
     para_node_t *m = map8(g, "jitter", map_jitter, NULL, PARA_NODE_PARALLEL);
-    para_node_t *k = sink8(g, "in_order", sink_in_order, &o,
-                           PARA_NODE_ORDERED);
+    para_node_t *k = sink8(g, "in_order", sink_in_order, &o, PARA_NODE_ORDERED);
     conn(g, r, m);
     conn(g, m, k);
     for (int rep = 0; rep < 3; rep++) {
@@ -874,8 +878,8 @@ static void test_collect(void **state)
     para_node_t *r = range(g, "range", 0, N);
     para_node_t *m = map8(g, "sq", map_sq, NULL, 0);
     para_node_t *c = NULL;
-    assert_int_equal(para_graph_add_collect(g, "collect", 8, arr, N, &count, &c),
-                     0);
+    assert_int_equal(
+        para_graph_add_collect(g, "collect", 8, arr, N, &count, &c), 0);
     conn(g, r, m);
     conn(g, m, c);
     run_ok(rt, g);
@@ -1106,8 +1110,7 @@ static void test_empty_range(void **state)
     cbsrc_init(&cb, 0, 10);
     struct acc b = {0};
     para_node_t *s = NULL;
-    assert_int_equal(para_graph_add_source(g3, "cb", 8, cb_source, &cb, &s),
-                     0);
+    assert_int_equal(para_graph_add_source(g3, "cb", 8, cb_source, &cb, &s), 0);
     k = sink8(g3, "sum", sink_acc, &b, PARA_NODE_SERIAL);
     conn(g3, s, k);
     run_ok(rt, g3);
@@ -1391,7 +1394,9 @@ static void run_mixed_graph(para_runtime_t *rt, uint64_t n)
     para_node_t *f = NULL;
     assert_int_equal(
         para_graph_add_filter(g, "even", 8, filter_even, NULL, 0, &f), 0);
-    para_node_desc_t d = {.name = "twice", .in_size = 8, .out_size = 8,
+    para_node_desc_t d = {.name = "twice",
+                          .in_size = 8,
+                          .out_size = 8,
                           .flat_map = fm_twice_emit};
     para_node_t *fm = add_desc(g, &d);
     para_node_t *k1 = sink8(g, "serial", sink_acc, &a, PARA_NODE_SERIAL);
@@ -1447,8 +1452,10 @@ static void check_forced_batches(size_t batch, uint64_t n)
     para_graph_t *g = new_graph();
     struct acc a = {0};
     para_node_t *r = range(g, "range", 0, n);
-    para_node_desc_t dk = {.name = "sum_batch", .flags = PARA_NODE_SERIAL,
-                           .in_size = 8, .ctx = &a,
+    para_node_desc_t dk = {.name = "sum_batch",
+                           .flags = PARA_NODE_SERIAL,
+                           .in_size = 8,
+                           .ctx = &a,
                            .sink_batch = sink_acc_batch};
     para_node_t *k = add_desc(g, &dk);
     conn(g, r, k);
@@ -1680,9 +1687,9 @@ static void test_item_sizes(void **state)
     assert_int_equal(para_graph_add_map(g, "narrow", sizeof(struct wide), 1,
                                         map_narrow, NULL, 0, &nw),
                      0);
-    assert_int_equal(
-        para_graph_add_sink(g, "bytes", 1, sink_bytes, &a, PARA_NODE_SERIAL, &k),
-        0);
+    assert_int_equal(para_graph_add_sink(g, "bytes", 1, sink_bytes, &a,
+                                         PARA_NODE_SERIAL, &k),
+                     0);
     conn(g, r, w);
     conn(g, w, nw);
     conn(g, nw, k);
@@ -1726,8 +1733,8 @@ static void test_collect_after_flat_map(void **state)
     size_t count = 0;
     para_graph_t *g = new_graph();
     para_node_t *r = range(g, "range", 0, NI);
-    para_node_desc_t d = {.name = "x100", .in_size = 8, .out_size = 8,
-                          .flat_map = fm_fanout100};
+    para_node_desc_t d = {
+        .name = "x100", .in_size = 8, .out_size = 8, .flat_map = fm_fanout100};
     para_node_t *f = add_desc(g, &d);
     para_node_t *c = NULL;
     assert_int_equal(
@@ -2023,8 +2030,8 @@ static void test_busy_while_running(void **state)
         sched_yield();
 
     /* The run is in progress now. */
-    int rc_run_rt = para_run(rt, other);     /* runtime busy */
-    int rc_run_g = para_run(rt2, g);         /* graph busy */
+    int rc_run_rt = para_run(rt, other); /* runtime busy */
+    int rc_run_g = para_run(rt2, g);     /* graph busy */
     int rc_destroy = para_runtime_destroy(rt);
     int rc_prio = para_node_set_priority(k, 3);
     para_node_t *extra = NULL;
