@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -411,6 +412,39 @@ static int cb_source_body(struct cbsrc *c, void *out, size_t cap,
     if (k == 0)
         c->ended = true;
     return 0;
+}
+
+/* An idle runtime uses no CPU: after a run, its workers sleep. Measured as
+ * process CPU time over a 300 ms idle window (a spinning worker would burn
+ * about 300 ms per worker). */
+static double process_cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void test_idle_runtime_uses_no_cpu(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(4);
+    para_graph_t *g = new_graph();
+    struct acc a = {0};
+    para_node_t *r = range(g, "range", 0, N);
+    para_node_t *m = map8(g, "x3p1", map_x3p1, NULL, PARA_NODE_PARALLEL);
+    para_node_t *k = sink8(g, "sum", sink_acc, &a, PARA_NODE_SERIAL);
+    conn(g, r, m);
+    conn(g, m, k);
+    run_ok(rt, g);
+    double before = process_cpu_seconds();
+    struct timespec nap = {.tv_sec = 0, .tv_nsec = 300 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    double used = process_cpu_seconds() - before;
+    /* Generous for sanitizer builds and a loaded machine; a single spinning
+     * worker alone would use about 0.3 s. */
+    assert_true(used < 0.05);
+    para_graph_destroy(g);
+    destroy_rt(rt);
 }
 
 /* ---- basic runs -------------------------------------------------------- */
@@ -2065,6 +2099,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_range_map_sink),
+        cmocka_unit_test(test_idle_runtime_uses_no_cpu),
         cmocka_unit_test(test_range_offset),
         cmocka_unit_test(test_array_source),
         cmocka_unit_test(test_callback_source),
