@@ -509,14 +509,18 @@ static void drain(para__worker *w, para__run *run, para_node_t *n)
                 break;
             run_task(w, run, t);
         }
+        /* Leftovers are read while we still hold the claim: after the
+         * release they belong to the next holder. */
+        bool leftovers = holds_leftovers(n);
         /* seq_cst store, then seq_cst loads: the holder's half of the Dekker
          * patterns with inbox_push() (a delivery after our last grab) and
-         * with fail_run()'s sweep (an abort after our last check). */
+         * with fail_run()'s sweep (an abort after our last check; if the
+         * sweep's claim failed because we held it, we see `aborting`). */
         atomic_store_explicit(&n->claimed, 0, memory_order_seq_cst);
         bool again =
             atomic_load_explicit(&n->inbox, memory_order_seq_cst) != NULL ||
-            (atomic_load_explicit(&run->aborting, memory_order_seq_cst) &&
-             holds_leftovers(n));
+            (leftovers &&
+             atomic_load_explicit(&run->aborting, memory_order_seq_cst));
         if (!again || !try_claim(n))
             return;
     }

@@ -447,6 +447,65 @@ static void test_idle_runtime_uses_no_cpu(void **state)
     destroy_rt(rt);
 }
 
+/* Regression: a failure while several serial and ordered nodes are being
+ * drained. The holder of a node used to read its reorder buffer after
+ * releasing the claim (a data race TSan reported). Chain of alternating
+ * SERIAL / ORDERED copies plus a failing branch, batch size 1, 4 workers. */
+static _Atomic unsigned long abort_seen;
+
+static int map_copy(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    memcpy(out, in, 8);
+    return 0;
+}
+
+static int map_fail_at_3000(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    memcpy(out, in, 8);
+    return atomic_fetch_add_explicit(&abort_seen, 1, memory_order_relaxed) ==
+                   3000
+               ? 7
+               : 0;
+}
+
+static int sink_nothing(void *ctx, const void *in)
+{
+    (void)ctx;
+    (void)in;
+    return 0;
+}
+
+static void test_failure_while_serial_nodes_drain(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt_ex(4, 1, 64);
+    for (int it = 0; it < 150; it++) {
+        atomic_store_explicit(&abort_seen, 0, memory_order_relaxed);
+        para_graph_t *g = new_graph();
+        para_node_t *src = range(g, "src", 0, 6000);
+        para_node_t *fail = map8(g, "fail", map_fail_at_3000, NULL, 0);
+        conn(g, src, fail);
+        para_node_t *prev = src;
+        for (int i = 0; i < 6; i++) {
+            char name[8];
+            snprintf(name, sizeof name, "s%d", i);
+            para_node_t *m = map8(g, name, map_copy, NULL,
+                                  i % 2 ? PARA_NODE_ORDERED : PARA_NODE_SERIAL);
+            conn(g, prev, m);
+            prev = m;
+        }
+        para_node_t *k = sink8(g, "k", sink_nothing, NULL, PARA_NODE_ORDERED);
+        conn(g, prev, k);
+        conn(g, fail, k);
+        assert_int_equal(para_run(rt, g), PARA_ENODE);
+        assert_non_null(strstr(para_runtime_errmsg(rt), "'fail'"));
+        para_graph_destroy(g);
+    }
+    destroy_rt(rt);
+}
+
 /* ---- basic runs -------------------------------------------------------- */
 
 static void test_range_map_sink(void **state)
@@ -2100,6 +2159,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_range_map_sink),
         cmocka_unit_test(test_idle_runtime_uses_no_cpu),
+        cmocka_unit_test(test_failure_while_serial_nodes_drain),
         cmocka_unit_test(test_range_offset),
         cmocka_unit_test(test_array_source),
         cmocka_unit_test(test_callback_source),
