@@ -1,0 +1,129 @@
+/*
+ * Device back-ends: the contract between the scheduler and a device.
+ *
+ * A device runs one kind of work: a kernel applied to a batch of fixed-size
+ * input items, producing the same number of fixed-size output items
+ *
+ *     __kernel void k(__global const IN *in, __global OUT *out, uint n, ...)
+ *
+ * where "..." are the node's extra scalar arguments (copied at launch).
+ *
+ * What holds for every call below (prim.h style):
+ *   - It returns 0 or a negative PARA_E* code, and on failure writes a
+ *     one-line reason into the caller's message buffer (msg, msg_len): the
+ *     failing call and its CL_* name, or the build log.
+ *   - It never aborts the process and never calls exit().
+ *   - Calls on one device object are made by one thread at a time (the
+ *     scheduler serialises them); different devices are independent.
+ *   - Only launch_wait() may block; every other call returns promptly.
+ *
+ * Lifecycle: open -> build -> (launch_begin -> launch_poll/launch_wait)* ->
+ * kernel_release -> close. A launch slot is caller-owned memory
+ * (para__launch); up to para__device_info.max_in_flight slots may be in
+ * flight at once, so copies of one launch overlap the kernel of another.
+ *
+ * Back-end: "opencl" (devices/opencl: the ICD loader, any vendor driver;
+ * PoCL in CI). When device nodes enter the scheduler these functions move
+ * behind a `struct para_device_ops` table with a second, "cpu", back-end
+ * that exercises the batching logic without OpenCL.
+ *
+ * Tests: tests/devices/test_opencl.c (and test_opencl_faults.c, with
+ * -Wl,--wrap mocks of the OpenCL entry points).
+ */
+#ifndef PARA_DEVICE_H
+#define PARA_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct para__device para__device;
+typedef struct para__kernel para__kernel;
+
+/* What a device is, for selection, logs and para-info. */
+typedef struct para__device_info {
+    char name[128];          /* CL_DEVICE_NAME */
+    char vendor[128];        /* CL_DEVICE_VENDOR */
+    char platform[128];      /* CL_PLATFORM_NAME */
+    char version[128];       /* CL_DEVICE_VERSION + driver version */
+    unsigned platform_index; /* position in clGetPlatformIDs */
+    unsigned device_index;   /* position within its platform */
+    bool is_cpu;             /* CL_DEVICE_TYPE_CPU: shares the host cores */
+    unsigned compute_units;
+    uint64_t global_mem_bytes;
+    uint64_t max_alloc_bytes;
+    size_t max_work_group;
+    unsigned max_in_flight; /* launch slots the back-end supports at once */
+} para__device_info;
+
+/* One launch, caller-owned. The back-end keeps its state (buffers, event)
+ * in `impl`; the caller fills in/in_count and reads out after completion. */
+typedef struct para__launch {
+    const void *in;   /* borrowed until the launch completes */
+    size_t n;         /* items */
+    void *out;        /* room for n * out_size bytes; written on completion */
+    void *impl;       /* back-end state; NULL before the first use */
+    uint64_t submit_ns, complete_ns; /* filled by the back-end */
+} para__launch;
+
+/* Extra scalar kernel arguments, after (in, out, n). */
+typedef struct para__kernel_arg {
+    const void *value;
+    size_t size;
+} para__kernel_arg;
+
+/* ---- OpenCL back-end (devices/opencl/opencl.c) ------------------------- */
+
+/* Number of OpenCL devices visible through the ICD loader (0 if none or if
+ * no platform answers). Fills up to `cap` infos. Never fails. */
+size_t para__cl_list(para__device_info *infos, size_t cap);
+
+/* Open a device chosen by `selector`:
+ *   "auto"  the first GPU, else the first accelerator, else the first
+ *           device of any type;
+ *   "P:D"   platform P, device D (indices as in para__cl_list);
+ *   other   the first device whose name or platform name contains it
+ *           (case-insensitive).
+ * Returns 0, PARA_ENODEV (nothing matches; msg says what was seen), or
+ * PARA_EDEVICE (context or queue creation failed). */
+int para__cl_open(const char *selector, para__device **out, char *msg,
+                  size_t msg_len);
+void para__cl_close(para__device *dev);
+const para__device_info *para__cl_info(const para__device *dev);
+
+/* Build `source` with `options` and create kernel `entry`. Programs are
+ * built once per device per process (an in-memory cache keyed by source,
+ * options and device) and their binaries cached on disk under
+ * $PARA_CACHE_DIR, else $XDG_CACHE_HOME/para, else ~/.cache/para, keyed by
+ * a hash of source, options, device name and driver version; a corrupt or
+ * stale cache entry is rebuilt silently. Returns 0, PARA_EKERNEL_BUILD (msg
+ * holds the build log), PARA_EINVAL (no such entry point, or its signature
+ * does not take at least (in, out, n)), PARA_EDEVICE or PARA_ENOMEM. */
+int para__cl_kernel_create(para__device *dev, const char *source,
+                           const char *options, const char *entry,
+                           size_t in_size, size_t out_size,
+                           const para__kernel_arg *args, size_t n_args,
+                           para__kernel **out, char *msg, size_t msg_len);
+void para__cl_kernel_release(para__kernel *k);
+
+/* Start a launch: copy l->in (l->n items) to the device, run the kernel
+ * with global size rounded up to the work-group multiple (the kernel checks
+ * its index against n), and enqueue the read-back into l->out; all
+ * non-blocking, then flush. Returns 0 or PARA_EDEVICE / PARA_ENOMEM. */
+int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
+                          size_t msg_len);
+/* 1 if finished (l->out valid), 0 if still running, or a negative
+ * PARA_EDEVICE if the launch failed. Never blocks. */
+int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
+                         size_t msg_len);
+/* Block until the launch finishes: 0 or PARA_EDEVICE. */
+int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
+                         size_t msg_len);
+/* Free the back-end state of a slot (after it completed or failed). */
+void para__cl_launch_fini(para__kernel *k, para__launch *l);
+
+/* The CL_* name of an OpenCL status code, "CL_UNKNOWN(-9999)" style for
+ * unknown values (buf is used only then). */
+const char *para__cl_err_name(int32_t code, char *buf, size_t buf_len);
+
+#endif /* PARA_DEVICE_H */
