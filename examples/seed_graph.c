@@ -23,59 +23,7 @@
 #include <time.h>
 
 #include "para.h"
-
-typedef struct {
-    int64_t x2, x;
-} pair_t;
-
-struct total {
-    int64_t sum;
-    uint64_t count;
-};
-
-/* x -> (2x, x) */
-static int pair(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    uint64_t x;
-    memcpy(&x, in, sizeof x);
-    pair_t p = {2 * (int64_t)x, (int64_t)x};
-    memcpy(out, &p, sizeof p);
-    return 0;
-}
-
-/* (x2, x) -> x2 - x */
-static int diff(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    pair_t p;
-    memcpy(&p, in, sizeof p);
-    int64_t y = p.x2 - p.x;
-    memcpy(out, &y, sizeof y);
-    return 0;
-}
-
-/* x -> -x */
-static int negate(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    uint64_t x;
-    memcpy(&x, in, sizeof x);
-    int64_t y = -(int64_t)x;
-    memcpy(out, &y, sizeof y);
-    return 0;
-}
-
-/* sum += y; SERIAL, so no locks. */
-static int add(void *ctx, const void *in)
-{
-    struct total *t = ctx;
-    int64_t y;
-    memcpy(&y, in, sizeof y);
-    t->sum += y;
-    t->count++;
-    return 0;
-}
+#include "seed_graph.h"
 
 static void print_line(const char *line, void *arg)
 {
@@ -111,7 +59,7 @@ int main(int argc, char **argv)
 
     para_runtime_t *rt = NULL;
     para_graph_t *g = NULL;
-    struct total t = {0};
+    seed_total_t t = {0};
     int status = 2;
 
     para_runtime_attr_t attr;
@@ -124,10 +72,10 @@ int main(int argc, char **argv)
 
     rc = PARA_PIPELINE(
         &g, para_pipe_range("x", 0, n),
-        PARA_FANOUT(PARA_CHAIN(para_pipe_map("pair", 8, 16, pair, NULL),
-                               para_pipe_map("diff", 16, 8, diff, NULL)),
-                    para_pipe_map("neg", 8, 8, negate, NULL)),
-        para_pipe_sink("sum", 8, add, &t, PARA_NODE_SERIAL));
+        PARA_FANOUT(PARA_CHAIN(para_pipe_map("pair", 8, 16, seed_pair, NULL),
+                               para_pipe_map("diff", 16, 8, seed_diff, NULL)),
+                    para_pipe_map("neg", 8, 8, seed_negate, NULL)),
+        para_pipe_sink("sum", 8, seed_add, &t, PARA_NODE_SERIAL));
     if (rc != 0) {
         fprintf(stderr, "building the graph: %s\n", para_strerror(rc));
         goto fail;

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "para.h"
+#include "seed_graph.h"
 
 #define WORKERS 2
 
@@ -74,40 +75,6 @@ static int ident(void *ctx, const void *in, void *out)
 }
 
 /* The seed graph's functions (BENCH_SPEC w3). */
-typedef struct {
-    int64_t x2, x;
-} pair_t;
-
-static int pair(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    uint64_t v;
-    memcpy(&v, in, sizeof v);
-    pair_t p = {2 * (int64_t)v, (int64_t)v};
-    memcpy(out, &p, sizeof p);
-    return 0;
-}
-
-static int diff(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    pair_t p;
-    memcpy(&p, in, sizeof p);
-    int64_t d = p.x2 - p.x;
-    memcpy(out, &d, sizeof d);
-    return 0;
-}
-
-static int negate(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    uint64_t v;
-    memcpy(&v, in, sizeof v);
-    int64_t r = -(int64_t)v;
-    memcpy(out, &r, sizeof r);
-    return 0;
-}
-
 struct isum {
     int64_t sum;
     uint64_t count;
@@ -200,9 +167,9 @@ static void test_w3_shape(void **state)
     para_graph_t *g = NULL;
     int rc = PARA_PIPELINE(
         &g, para_pipe_range("x", 0, n),
-        PARA_FANOUT(PARA_CHAIN(para_pipe_map("pair", 8, 16, pair, NULL),
-                               para_pipe_map("diff", 16, 8, diff, NULL)),
-                    para_pipe_map("neg", 8, 8, negate, NULL)),
+        PARA_FANOUT(PARA_CHAIN(para_pipe_map("pair", 8, 16, seed_pair, NULL),
+                               para_pipe_map("diff", 16, 8, seed_diff, NULL)),
+                    para_pipe_map("neg", 8, 8, seed_negate, NULL)),
         para_pipe_sink("sum", 8, add_i64, &s, PARA_NODE_SERIAL));
     assert_int_equal(rc, 0);
     assert_int_equal(para_graph_node_count(g), 5);

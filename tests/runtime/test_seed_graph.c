@@ -21,57 +21,9 @@
 #include <cmocka.h>
 
 #include "para.h"
+#include "seed_graph.h"
 
 #define N 1000000u
-
-typedef struct {
-    int64_t x2, x;
-} pair_t;
-
-struct total {
-    int64_t sum;
-    uint64_t count;
-};
-
-static int pair(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    uint64_t x;
-    memcpy(&x, in, sizeof x);
-    pair_t p = {2 * (int64_t)x, (int64_t)x};
-    memcpy(out, &p, sizeof p);
-    return 0;
-}
-
-static int diff(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    pair_t p;
-    memcpy(&p, in, sizeof p);
-    int64_t y = p.x2 - p.x;
-    memcpy(out, &y, sizeof y);
-    return 0;
-}
-
-static int negate(void *ctx, const void *in, void *out)
-{
-    (void)ctx;
-    uint64_t x;
-    memcpy(&x, in, sizeof x);
-    int64_t y = -(int64_t)x;
-    memcpy(out, &y, sizeof y);
-    return 0;
-}
-
-static int add(void *ctx, const void *in)
-{
-    struct total *t = ctx;
-    int64_t y;
-    memcpy(&y, in, sizeof y);
-    t->sum += y;
-    t->count++;
-    return 0;
-}
 
 static para_runtime_t *make_runtime(unsigned workers)
 {
@@ -110,14 +62,14 @@ static void check_stats(const para_node_t *node, uint64_t in, uint64_t out)
 
 static void seed_pipeline(unsigned workers)
 {
-    struct total t = {0};
+    seed_total_t t = {0};
     para_graph_t *g = NULL;
     int rc = PARA_PIPELINE(
         &g, para_pipe_range("x", 0, N),
-        PARA_FANOUT(PARA_CHAIN(para_pipe_map("pair", 8, 16, pair, NULL),
-                               para_pipe_map("diff", 16, 8, diff, NULL)),
-                    para_pipe_map("neg", 8, 8, negate, NULL)),
-        para_pipe_sink("sum", 8, add, &t, PARA_NODE_SERIAL));
+        PARA_FANOUT(PARA_CHAIN(para_pipe_map("pair", 8, 16, seed_pair, NULL),
+                               para_pipe_map("diff", 16, 8, seed_diff, NULL)),
+                    para_pipe_map("neg", 8, 8, seed_negate, NULL)),
+        para_pipe_sink("sum", 8, seed_add, &t, PARA_NODE_SERIAL));
     assert_int_equal(rc, 0);
 
     para_runtime_t *rt = make_runtime(workers);
@@ -126,7 +78,7 @@ static void seed_pipeline(unsigned workers)
     assert_int_equal(t.count, 2 * (uint64_t)N);
 
     /* A second run of the same graph gives the same result. */
-    t = (struct total){0};
+    t = (seed_total_t){0};
     run_ok(rt, g);
     assert_int_equal(t.sum, 0);
     assert_int_equal(t.count, 2 * (uint64_t)N);
@@ -137,22 +89,23 @@ static void seed_pipeline(unsigned workers)
 
 static void seed_explicit(unsigned workers)
 {
-    struct total t = {0};
+    seed_total_t t = {0};
     para_graph_t *g = NULL;
     para_node_t *x, *p, *d, *neg, *sum;
     assert_int_equal(para_graph_create(&g), 0);
     assert_int_equal(para_graph_add_range(g, "x", 0, N, &x), 0);
-    assert_int_equal(para_graph_add_map(g, "pair", 8, 16, pair, NULL,
+    assert_int_equal(para_graph_add_map(g, "pair", 8, 16, seed_pair, NULL,
                                         PARA_NODE_PARALLEL, &p),
                      0);
-    assert_int_equal(para_graph_add_map(g, "diff", 16, 8, diff, NULL,
+    assert_int_equal(para_graph_add_map(g, "diff", 16, 8, seed_diff, NULL,
                                         PARA_NODE_PARALLEL, &d),
                      0);
-    assert_int_equal(para_graph_add_map(g, "neg", 8, 8, negate, NULL,
+    assert_int_equal(para_graph_add_map(g, "neg", 8, 8, seed_negate, NULL,
                                         PARA_NODE_PARALLEL, &neg),
                      0);
     assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, add, &t, PARA_NODE_SERIAL, &sum), 0);
+        para_graph_add_sink(g, "sum", 8, seed_add, &t, PARA_NODE_SERIAL, &sum),
+        0);
     assert_int_equal(para_graph_connect(g, x, p), 0);
     assert_int_equal(para_graph_connect(g, p, d), 0);
     assert_int_equal(para_graph_connect(g, x, neg), 0);
