@@ -26,6 +26,7 @@
 #include <hwloc.h>
 
 #include "deque.h"
+#include "topology.h"
 #include "para.h"
 #include "util.h"
 
@@ -257,6 +258,7 @@ struct para_runtime {
     para_runtime_attr_t attr;
     char policy[32];
     hwloc_topology_t topology;
+    para__topology_plan plan; /* placement and victim order */
 
     pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */

@@ -42,6 +42,8 @@ static const option options[] = {
      "live batches before sources wait; 0 = 8 per worker"},
     {"VERBOSE", offsetof(para_runtime_attr_t, verbose), OPT_INT, "0",
      "log level: 0 errors and warnings, 2 info, 3 debug"},
+    {"PIN", offsetof(para_runtime_attr_t, pin), OPT_STRING, "cores",
+     "worker placement: cores, pus (hardware threads) or none"},
 };
 
 typedef struct policy_entry {

@@ -1,12 +1,13 @@
 /*
  * Runtime lifecycle and para_run().
  *
- * para_runtime_create() discovers the cores with hwloc (one worker per
- * physical core unless told otherwise), allocates the workers and starts
- * their threads; they sleep on rt->start_cond until a run is published.
- * para_run() validates the graph, resets its per-run state, hands a
- * para__run to the scheduler and blocks until every worker has left it, so
- * that everything the run touched is released before it returns.
+ * para_runtime_create() discovers the machine with hwloc and plans the
+ * workers' placement and steal order (topology.c: one worker per physical
+ * core, pinned, unless told otherwise), allocates the workers and starts
+ * their threads, each of which pins itself; they sleep on rt->start_cond until
+ * a run is published. para_run() validates the graph, resets its per-run state,
+ * hands a para__run to the scheduler and blocks until every worker has left it,
+ * so that everything the run touched is released before it returns.
  *
  * One run per runtime at a time (rt->busy) and per graph (graph->running);
  * both are claimed with a CAS and refused with PARA_EBUSY.
@@ -30,12 +31,17 @@ static void set_errmsg(para_runtime_t *rt, const char *fmt, ...)
     va_end(ap);
 }
 
-static unsigned count_cores(hwloc_topology_t topo)
+static int parse_pin(const char *pin, para__pin_mode *mode)
 {
-    int n = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
-    if (n <= 0)
-        n = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
-    return n > 0 ? (unsigned)n : 1;
+    if (pin == NULL || strcmp(pin, "cores") == 0)
+        *mode = PARA__PIN_CORES;
+    else if (strcmp(pin, "pus") == 0)
+        *mode = PARA__PIN_PUS;
+    else if (strcmp(pin, "none") == 0)
+        *mode = PARA__PIN_NONE;
+    else
+        return PARA_EINVAL;
+    return 0;
 }
 
 static void runtime_free(para_runtime_t *rt)
@@ -47,6 +53,7 @@ static void runtime_free(para_runtime_t *rt)
         }
         free(rt->workers);
     }
+    para__topology_plan_free(&rt->plan);
     if (rt->topology != NULL)
         hwloc_topology_destroy(rt->topology);
     pthread_cond_destroy(&rt->park_cond);
@@ -73,6 +80,12 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                      "para_runtime_attr_init()");
         return PARA_EINVAL;
     }
+    para__pin_mode pin;
+    if (parse_pin(attr->pin, &pin) != 0) {
+        para__log(0, "unknown pin mode '%s'; known: cores, pus, none",
+                  attr->pin);
+        return PARA_EINVAL;
+    }
     char msg[512];
     if (para__attr_validate_policy(attr->policy, msg, sizeof msg) != 0) {
         para__log(0, "%s", msg);
@@ -85,6 +98,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     rt->attr = *attr;
     snprintf(rt->policy, sizeof rt->policy, "%s", attr->policy);
     rt->attr.policy = rt->policy;
+    rt->attr.pin = NULL; /* the caller's string is not kept */
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->sleepers, 0);
     atomic_init(&rt->wake_epoch, 0);
@@ -100,7 +114,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     }
     if (hwloc_topology_load(rt->topology) != 0)
         goto fail;
-    rt->n_workers = attr->workers ? attr->workers : count_cores(rt->topology);
+    if (para__topology_plan_make(rt->topology, attr->workers, pin, &rt->plan) !=
+        0)
+        goto fail;
+    rt->n_workers = rt->plan.n_workers;
     size_t bytes = rt->n_workers * sizeof *rt->workers;
     rt->workers =
         aligned_alloc(PARA_CACHELINE, (bytes + PARA_CACHELINE - 1) &
@@ -113,6 +130,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
         w->rt = rt;
         w->id = i;
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+        para__topology_shuffle_levels(&rt->plan, i, &w->rng);
         if (para__deque_init(&w->deque, 8) != 0) {
             /* Workers before i are initialised; mark the rest empty. */
             rt->n_workers = i;

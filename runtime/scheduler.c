@@ -699,20 +699,21 @@ static bool try_sources(para__worker *w, para__run *run)
 
 /* ---- stealing and parking ---------------------------------------------- */
 
+/* Steal nearest first: the victim list comes from the topology plan, each
+ * distance level shuffled again after a sweep that found nothing, so that
+ * thieves at the same distance do not all hit the same victim. */
 static para__task *steal(para__worker *w)
 {
     para_runtime_t *rt = w->rt;
     unsigned n = rt->n_workers;
     if (n < 2)
         return NULL;
-    unsigned start = (unsigned)(para__rand(&w->rng) % n);
-    for (unsigned k = 0; k < n; k++) {
-        unsigned v = (start + k) % n;
-        if (v == w->id)
-            continue;
+    const unsigned *victims = &rt->plan.victims[(size_t)w->id * (n - 1)];
+    for (unsigned k = 0; k < n - 1; k++) {
+        para__deque *q = &rt->workers[victims[k]].deque;
         for (unsigned r = 0; r <= STEAL_RETRIES; r++) {
             para__counter_add(&w->c_steal_attempts, 1);
-            void *t = para__deque_steal(&rt->workers[v].deque);
+            void *t = para__deque_steal(q);
             if (t == PARA__DEQUE_EMPTY)
                 break;
             if (t != PARA__DEQUE_ABORT) {
@@ -721,6 +722,7 @@ static para__task *steal(para__worker *w)
             }
         }
     }
+    para__topology_shuffle_levels(&rt->plan, w->id, &w->rng);
     return NULL;
 }
 
@@ -808,6 +810,8 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "para-cpu-%u", w->id);
     pthread_setname_np(pthread_self(), name);
+    /* A failed pin is logged by the topology module; the worker still runs. */
+    (void)para__topology_pin_self(rt->topology, &rt->plan, w->id);
 
     uint64_t seen = 0;
     pthread_mutex_lock(&rt->lock);

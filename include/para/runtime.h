@@ -38,6 +38,9 @@ typedef struct para_runtime_attr {
                                    held back; 0 = 8 per worker
                                    (PARA_MAX_BATCHES) */
     int verbose;              /**< log level 0..3 (PARA_VERBOSE) */
+    const char *pin;          /**< "cores" (one worker per core, pinned),
+                                   "pus" (per hardware thread), "none" (no
+                                   pinning); default "cores" (PARA_PIN) */
 } para_runtime_attr_t;
 
 /**

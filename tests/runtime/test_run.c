@@ -506,6 +506,84 @@ static void test_failure_while_serial_nodes_drain(void **state)
     destroy_rt(rt);
 }
 
+/* Pinning is visible from inside the workers: with pin = "cores" every
+ * worker thread's affinity is narrower than the machine (one core's PUs);
+ * with pin = "none" it is the whole allowed set. */
+struct affinity_seen {
+    pthread_mutex_t lock;
+    int max_cpus; /* largest CPU_COUNT seen in a node function */
+    int min_cpus;
+};
+
+static int map_record_affinity(void *ctx, const void *in, void *out)
+{
+    struct affinity_seen *a = ctx;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int c = CPU_COUNT(&set);
+        pthread_mutex_lock(&a->lock);
+        if (c > a->max_cpus)
+            a->max_cpus = c;
+        if (c < a->min_cpus)
+            a->min_cpus = c;
+        pthread_mutex_unlock(&a->lock);
+    }
+    memcpy(out, in, 8);
+    return 0;
+}
+
+static int run_affinity(const char *pin, struct affinity_seen *a)
+{
+    para_runtime_attr_t attr;
+    assert_int_equal(para_runtime_attr_init(&attr), 0);
+    attr.pin = pin;
+    attr.batch_items = 1;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &attr), 0);
+    para_graph_t *g = new_graph();
+    struct acc sum = {0};
+    a->max_cpus = 0;
+    a->min_cpus = 1 << 20;
+    para_node_t *r = range(g, "range", 0, 2000);
+    para_node_t *m = map8(g, "affinity", map_record_affinity, a, 0);
+    para_node_t *k = sink8(g, "sum", sink_acc, &sum, PARA_NODE_SERIAL);
+    conn(g, r, m);
+    conn(g, m, k);
+    run_ok(rt, g);
+    int workers = (int)para_runtime_workers(rt);
+    para_graph_destroy(g);
+    destroy_rt(rt);
+    return workers;
+}
+
+static void test_workers_are_pinned(void **state)
+{
+    (void)state;
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    int allowed = CPU_COUNT(&all);
+    struct affinity_seen a = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+    run_affinity("none", &a);
+    assert_int_equal(a.max_cpus, allowed);
+
+    int workers = run_affinity("cores", &a);
+    if (allowed < 2 || workers < 2)
+        skip(); /* one CPU: pinned and unpinned look the same */
+    assert_true(a.max_cpus < allowed);
+    assert_true(a.min_cpus >= 1);
+
+    /* An unknown mode is refused. */
+    para_runtime_attr_t attr;
+    assert_int_equal(para_runtime_attr_init(&attr), 0);
+    attr.pin = "sideways";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &attr), PARA_EINVAL);
+    assert_null(rt);
+}
+
 /* ---- basic runs -------------------------------------------------------- */
 
 static void test_range_map_sink(void **state)
@@ -2159,6 +2237,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_range_map_sink),
         cmocka_unit_test(test_idle_runtime_uses_no_cpu),
+        cmocka_unit_test(test_workers_are_pinned),
         cmocka_unit_test(test_failure_while_serial_nodes_drain),
         cmocka_unit_test(test_range_offset),
         cmocka_unit_test(test_array_source),
