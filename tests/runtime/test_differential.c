@@ -87,6 +87,7 @@
 #define SINK_PATH_CAP 16 /* P(v) of sinks */
 #define BLOCK 8          /* consecutive graphs sharing a runtime */
 #define DEFAULT_GRAPHS 1500u
+#define SECOND_GRAPH 1000000u /* index offset of a test's extra graphs */
 
 /* ---- hashing and the PRNG ---------------------------------------------- */
 
@@ -339,11 +340,13 @@ static void describe(FILE *f, const dgraph *d)
     fprintf(f,
             "---- para differential: test %s, seed 0x%016" PRIx64 ", graph %u\n"
             "reproduce: PARA_DIFF_SEED=0x%016" PRIx64
-            " PARA_DIFF_ONLY=%u ./test_differential\n"
+            " PARA_DIFF_ONLY=%u ./test_differential%s\n"
             "config: workers=%u batch_items=%zu%s max_batches=%u%s\n",
-            d->test, d->seed, d->index, d->seed, d->index, d->cfg.workers,
-            d->cfg.batch, d->cfg.batch == 0 ? " (adaptive)" : "",
-            d->cfg.max_batches, d->cfg.max_batches == 0 ? " (auto)" : "");
+            d->test, d->seed, d->index, d->seed, d->index % SECOND_GRAPH,
+            d->index >= SECOND_GRAPH ? " (the second graph of that index)" : "",
+            d->cfg.workers, d->cfg.batch,
+            d->cfg.batch == 0 ? " (adaptive)" : "", d->cfg.max_batches,
+            d->cfg.max_batches == 0 ? " (auto)" : "");
     for (unsigned v = 0; v < d->n; v++) {
         const gnode *g = &d->node[v];
         fprintf(f, "  %-12s %-6s", g->name, role_names[g->role]);
@@ -353,7 +356,8 @@ static void describe(FILE *f, const dgraph *d)
             fprintf(f, " items=%zu salt=0x%" PRIx64 "%s", g->n_items, g->salt,
                     g->short_writes ? " short-writes" : "");
         else
-            fprintf(f, " %-7s %-8s", kind_names[g->kind], flag_name(g->flags));
+            fprintf(f, " %-7s %-8s", kind_names[g->kind],
+                    flag_name(is_ordered(g) ? PARA_NODE_ORDERED : g->flags));
         fprintf(f, " prio=%d in=%zu out=%zu P=%u src=0x%x%s%s", g->priority,
                 g->in_size, g->out_size, g->paths, g->srcmask,
                 g->wrapper ? " wrapper" : "", g->stateful ? " stateful" : "");
@@ -1221,17 +1225,22 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-static void watchdog_start(watchdog_t *wd, double limit_s)
+static int watchdog_start(watchdog_t *wd, double limit_s)
 {
     memset(wd, 0, sizeof *wd);
     wd->limit_s = limit_s;
     pthread_condattr_t ca;
-    assert_int_equal(pthread_condattr_init(&ca), 0);
-    assert_int_equal(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC), 0);
-    assert_int_equal(pthread_cond_init(&wd->cv, &ca), 0);
+    if (pthread_condattr_init(&ca) != 0)
+        return -1;
+    int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&wd->cv, &ca);
     pthread_condattr_destroy(&ca);
-    assert_int_equal(pthread_mutex_init(&wd->mu, NULL), 0);
-    assert_int_equal(pthread_create(&wd->thread, NULL, watchdog_main, wd), 0);
+    if (rc == 0)
+        rc = pthread_mutex_init(&wd->mu, NULL);
+    if (rc == 0)
+        rc = pthread_create(&wd->thread, NULL, watchdog_main, wd);
+    return rc == 0 ? 0 : -1;
 }
 
 static void watchdog_stop(watchdog_t *wd)
@@ -1267,8 +1276,12 @@ typedef struct dtest {
     const char *name;
     uint64_t seed;
     unsigned first, last;
-    watchdog_t wd;
+    watchdog_t *wd;
 } dtest;
+
+/* One watchdog for the whole group, started by group_setup(): a failed test
+ * leaves through a longjmp, so per-test state must not own a thread. */
+static watchdog_t g_watchdog;
 
 static void reset_run(dgraph *d)
 {
@@ -1293,9 +1306,9 @@ static void reset_run(dgraph *d)
 static int run_graph(dtest *t, dgraph *d, para_runtime_t *rt)
 {
     reset_run(d);
-    watchdog_arm(&t->wd, d);
+    watchdog_arm(t->wd, d);
     int rc = para_run(rt, d->g);
-    watchdog_disarm(&t->wd);
+    watchdog_disarm(t->wd);
     return rc;
 }
 
@@ -1336,8 +1349,9 @@ static void check_sink(const dgraph *d, const gnode *g)
     if (got_n != g->exp_n) {
         free(decoded);
         fail_graph(d, "sink %s (%s %s, P=%u): expected %zu items, got %zu",
-                   g->name, kind_names[g->kind], flag_name(g->flags), g->paths,
-                   g->exp_n, got_n);
+                   g->name, kind_names[g->kind],
+                   flag_name(is_ordered(g) ? PARA_NODE_ORDERED : g->flags),
+                   g->paths, g->exp_n, got_n);
     }
     bool exact = is_ordered(g) && (d->cfg.batch != 0 || g->paths == 1);
     if (exact) {
@@ -1489,11 +1503,7 @@ static void dtest_init(dtest *t, const char *name, unsigned divisor)
         t->first = (unsigned)env_u64("PARA_DIFF_ONLY", 0);
         t->last = t->first + 1;
     }
-    double mult = (double)env_u64("PARA_TEST_TIMEOUT_MULT", 1);
-    double limit = (double)env_u64("PARA_DIFF_WATCHDOG_S", 0);
-    if (limit == 0)
-        limit = 30.0 * (mult < 1 ? 1 : mult);
-    watchdog_start(&t->wd, limit);
+    t->wd = &g_watchdog;
 }
 
 static uint64_t test_salt(const char *name)
@@ -1591,7 +1601,6 @@ static void test_random_graphs(void **state)
     }
     if (cache.rt != NULL)
         destroy_runtime(cache.rt);
-    watchdog_stop(&t.wd);
     print_summary(&t, t.last - t.first, now_s() - t0);
 }
 
@@ -1660,7 +1669,7 @@ static void test_node_failure(void **state)
         free_graph(d);
         /* And so does another graph on the same runtime. */
         if (rng_chance(&r, 30)) {
-            dgraph *d2 = new_graph(&t, i + 1000000u, &cfg, &r);
+            dgraph *d2 = new_graph(&t, i + SECOND_GRAPH, &cfg, &r);
             build_graph(d2);
             run_and_check(&t, d2, rt);
             free_graph(d2);
@@ -1668,7 +1677,6 @@ static void test_node_failure(void **state)
     }
     if (cache.rt != NULL)
         destroy_runtime(cache.rt);
-    watchdog_stop(&t.wd);
     print_summary(&t, t.last - t.first, now_s() - t0);
 }
 
@@ -1813,15 +1821,31 @@ static void test_invalid_graphs(void **state)
         }
         free_graph(d);
         /* The runtime still runs valid graphs. */
-        dgraph *ok = new_graph(&t, i + 1000000u, &cfg, &r);
+        dgraph *ok = new_graph(&t, i + SECOND_GRAPH, &cfg, &r);
         build_graph(ok);
         run_and_check(&t, ok, rt);
         free_graph(ok);
     }
     if (cache.rt != NULL)
         destroy_runtime(cache.rt);
-    watchdog_stop(&t.wd);
     print_summary(&t, t.last - t.first, now_s() - t0);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    double mult = (double)env_u64("PARA_TEST_TIMEOUT_MULT", 1);
+    double limit = (double)env_u64("PARA_DIFF_WATCHDOG_S", 0);
+    if (limit == 0)
+        limit = 30.0 * (mult < 1 ? 1 : mult);
+    return watchdog_start(&g_watchdog, limit);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    watchdog_stop(&g_watchdog);
+    return 0;
 }
 
 int main(void)
@@ -1840,5 +1864,5 @@ int main(void)
         cmocka_unit_test(test_node_failure),
         cmocka_unit_test(test_invalid_graphs),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
