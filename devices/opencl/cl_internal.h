@@ -1,0 +1,106 @@
+/*
+ * Internals of the OpenCL back-end shared by its .c files and the device
+ * tests: the OpenCL headers with the API level we target, the
+ * PARA_CL_CHECK error macro (STYLE rule 13), and hooks that tests and
+ * measurements use to look inside a device (cache counters, staging mode).
+ * Nothing here is part of the contract in devices/device.h.
+ */
+#ifndef PARA_CL_INTERNAL_H
+#define PARA_CL_INTERNAL_H
+
+/* The 1.2 API exists in every ICD loader and driver (NVIDIA, AMD, Intel,
+ * PoCL, Apple). clCreateCommandQueue is deprecated from 2.0 on but still
+ * exported everywhere; asking for the 1.2 API keeps it warning-free. */
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#ifndef CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#endif
+#ifdef __APPLE__
+#include <OpenCL/opencl.h>
+#else
+#include <CL/cl.h>
+#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "device.h"
+
+/* ---- error reporting --------------------------------------------------- */
+
+/* The PARA_E* code for an OpenCL status: out-of-memory codes are
+ * PARA_ENOMEM, compiler and linker failures PARA_EKERNEL_BUILD, a wrong
+ * kernel name or argument PARA_EINVAL, everything else PARA_EDEVICE. */
+int para__cl_to_err(cl_int status);
+
+/* Report a failed OpenCL call: logs "<func> (<file>:<line>): <call> ->
+ * CL_NAME (code)" at warning level, writes "<what> -> CL_NAME (code)" into
+ * msg (<what> is the call text up to its '(' ), and returns
+ * para__cl_to_err(status). Used through PARA_CL_CHECK. */
+int para__cl_report(cl_int status, const char *call, const char *func,
+                    const char *file, int line, char *msg, size_t msg_len);
+
+/*
+ * PARA_CL_CHECK(call): run an OpenCL call that returns a cl_int status; on
+ * failure report it (para__cl_report), store the PARA_E* code in the local
+ * `err` and jump to the function's single `fail:` label (STYLE rule 14).
+ * The function must have locals `int err`, `char *msg`, `size_t msg_len`.
+ *
+ * PARA_CL_CHECK_RC(name, rc): the same for calls that return an object and
+ * their status through an errcode_ret argument:
+ *
+ *     buf = clCreateBuffer(ctx, flags, size, NULL, &rc);
+ *     PARA_CL_CHECK_RC("clCreateBuffer", rc);
+ */
+#define PARA_CL_CHECK_RC(name, rc)                                             \
+    do {                                                                       \
+        cl_int para__cl_rc_ = (rc);                                            \
+        if (para__cl_rc_ != CL_SUCCESS) {                                      \
+            err = para__cl_report(para__cl_rc_, (name), __func__, __FILE__,    \
+                                  __LINE__, msg, msg_len);                     \
+            goto fail;                                                         \
+        }                                                                      \
+    } while (0)
+
+#define PARA_CL_CHECK(call) PARA_CL_CHECK_RC(#call, (call))
+
+/* ---- test and measurement hooks ---------------------------------------- */
+
+/* How a launch moves its items (see the design notes in opencl.c). */
+typedef enum para__cl_staging {
+    /* clEnqueueWriteBuffer from l->in and clEnqueueReadBuffer into l->out,
+     * both non-blocking; device buffers are plain CL_MEM_READ_ONLY /
+     * CL_MEM_WRITE_ONLY. The default. */
+    PARA__CL_STAGING_WRITE,
+    /* CL_MEM_ALLOC_HOST_PTR buffers: map the input, memcpy l->in, unmap;
+     * map the output non-blocking and memcpy into l->out on completion. */
+    PARA__CL_STAGING_MAP,
+} para__cl_staging;
+
+/* Counters of one open device; they start at 0 on every para__cl_open. */
+typedef struct para__cl_stats {
+    uint64_t builds_from_source; /* clBuildProgram on source */
+    uint64_t memory_hits;        /* program found in the in-process cache */
+    uint64_t disk_hits;          /* program built from a cached binary */
+    uint64_t disk_writes;        /* binaries written to the disk cache */
+    uint64_t disk_rejects;    /* cache files ignored: corrupt, stale, refused */
+    uint64_t launches;        /* launch_begin calls that enqueued work */
+    uint64_t launch_failures; /* launches that ended with an error */
+} para__cl_stats;
+
+void para__cl_get_stats(const para__device *dev, para__cl_stats *out);
+
+/* Choose the staging mode and the number of command queues (1..4) launches
+ * are spread over. Only while no launch slot is bound to the device
+ * (every slot passed to para__cl_launch_fini): PARA_EBUSY otherwise,
+ * PARA_EINVAL for values out of range. */
+int para__cl_tune(para__device *dev, para__cl_staging staging, unsigned queues);
+
+/* The work-group size launches of `k` use (global sizes are rounded up to a
+ * multiple of it). */
+size_t para__cl_kernel_local_size(const para__kernel *k);
+
+#endif /* PARA_CL_INTERNAL_H */

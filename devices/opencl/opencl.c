@@ -1,0 +1,1447 @@
+/*
+ * OpenCL back-end of the device layer: the functions of devices/device.h.
+ *
+ * Discovery. Every call that needs the device list asks the ICD loader
+ * again (clGetPlatformIDs, then clGetDeviceIDs with CL_DEVICE_TYPE_ALL per
+ * platform); nothing is cached in globals (STYLE rule 8). No ICD at all
+ * (CL_PLATFORM_NOT_FOUND_KHR, -1001) or a platform without devices
+ * (CL_DEVICE_NOT_FOUND) just means fewer devices.
+ *
+ * Device. One context per opened device, and PARA_CL_QUEUES in-order
+ * command queues in it. A launch slot is bound to the least used queue the
+ * first time it is launched and keeps it until para__cl_launch_fini(): as
+ * long as no more than PARA_CL_QUEUES slots are live, every slot has a
+ * queue of its own, so the copies of one launch can overlap the kernel of
+ * another on drivers that run queues concurrently (on NVIDIA a queue is a
+ * stream), and a blocking map in one slot never waits for another slot's
+ * kernel. More slots than queues share queues: still correct, only less
+ * overlap.
+ *
+ * Programs. para__cl_kernel_create() looks for the program in an
+ * in-process cache (one list per device, since a cl_program belongs to a
+ * context, compared on the full source and options), then on disk, then
+ * builds from source. The disk cache holds one file per program,
+ * <dir>/<key>.clbin, where key is a 64-bit FNV-1a hash of the source, the
+ * options, and the device's name and version, the driver version and the
+ * platform's name and version, so a driver update changes the key and old
+ * files are simply never read again. The file is a 32-byte header (magic
+ * "PARACLB1", key, binary size, FNV-1a of the binary) and the binary from
+ * CL_PROGRAM_BINARIES. It is written to a temporary file in the same
+ * directory and renamed over the final name, so readers see a complete
+ * file or none, also with several processes. A file whose header or
+ * checksum does not match, or that the driver refuses, is counted as a
+ * reject, ignored, and replaced by a fresh build: never an error.
+ *
+ * Launches. A slot (para__launch.impl, a launch_state) keeps a device input
+ * and output buffer across launches and only reallocates them, to the next
+ * power of two, when a batch no longer fits. A launch enqueues three
+ * commands on the slot's queue, all non-blocking, each with an event:
+ *
+ *   WRITE staging (default):  clEnqueueWriteBuffer(in <- l->in)
+ *                             clEnqueueNDRangeKernel
+ *                             clEnqueueReadBuffer(out -> l->out)
+ *   MAP staging:              map in (blocking, WRITE_INVALIDATE), memcpy
+ *                             l->in, clEnqueueUnmapMemObject
+ *                             clEnqueueNDRangeKernel
+ *                             clEnqueueMapBuffer(out, non-blocking); on
+ *                             completion memcpy into l->out and unmap
+ *
+ * then clFlush. WRITE uses plain CL_MEM_READ_ONLY / CL_MEM_WRITE_ONLY
+ * buffers, MAP CL_MEM_ALLOC_HOST_PTR ones. Measured on PoCL 3.1, 2 cores
+ * (tests/devices/bench_opencl.c): the empty kernel's round trip is 27 us
+ * with WRITE against 59 us with MAP, and Mandelbrot 1024x1024 in 1024-item
+ * launches, 4 in flight, takes the same time with both (198 vs 205 ms; one
+ * launch of everything: 189 ms). WRITE also leaves the memcpy to the
+ * driver instead of the caller's thread, so it is the default, and
+ * para__cl_tune() selects MAP for drivers where it wins (discrete GPUs
+ * with pinned host memory may be one). Four queues instead of one: 198 vs
+ * 218 ms for the same Mandelbrot run.
+ *
+ * The global size is n rounded up to the kernel's work-group size, which is
+ * fixed per kernel (a new local size makes PoCL compile a new work-group
+ * function). Polling reads CL_EVENT_COMMAND_EXECUTION_STATUS of the three
+ * events; a negative status of any of them fails the launch with the name
+ * of the command and of the status. Every failure path waits for the
+ * slot's queue to drain (clFinish) before it returns, so the device never
+ * touches l->in or l->out after the caller has been told the launch is
+ * over; that is the only place where poll may block. On a CPU device a
+ * poll that finds the launch running yields the core (sched_yield), since
+ * the driver's threads need it: with a caller spinning on poll, 4-in-flight
+ * Mandelbrot took 272 ms without and 217 ms with the yield.
+ *
+ * Errors: every OpenCL call whose failure fails the operation goes through
+ * PARA_CL_CHECK (cl_internal.h), which logs and jumps to the function's
+ * single fail: label; info queries and releases on cleanup paths are not
+ * checked. PARA_CL_TRACE=1 logs every enqueue and buffer allocation at
+ * info level (so they show with PARA_VERBOSE=2 or more).
+ *
+ * Tests: tests/devices/test_opencl.c (discovery, selection, builds, caches,
+ * launches) and tests/devices/test_opencl_faults.c (failing OpenCL calls,
+ * injected with -Wl,--wrap).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cl_internal.h"
+#include "para/errors.h"
+#include "util.h"
+
+/* Command queues per device, and launches the scheduler may keep in flight
+ * per device (one per queue, so that each slot has its own queue). */
+#define PARA_CL_QUEUES 4
+#define PARA_CL_MAX_IN_FLIGHT 4
+
+/* Work-group size we aim for, clamped to what the kernel allows: a multiple
+ * of every GPU's SIMD width (32, 64) that leaves room for several groups
+ * per compute unit; on PoCL, 64..256 measure the same. */
+#ifndef PARA_CL_LOCAL_SIZE
+#define PARA_CL_LOCAL_SIZE 128
+#endif
+
+/* Cache files larger than this are treated as corrupt. */
+#define PARA_CL_MAX_BINARY ((uint64_t)256 << 20)
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME 0x100000001b3ull
+
+typedef struct program_entry {
+    struct program_entry *next;
+    char *source;
+    char *options;
+    cl_program program;
+} program_entry;
+
+struct para__device {
+    para__device_info info;
+    cl_platform_id platform;
+    cl_device_id id;
+    cl_context ctx;
+    cl_command_queue queues[PARA_CL_QUEUES];
+    unsigned queue_users[PARA_CL_QUEUES]; /* live slots bound to each */
+    unsigned n_queues;                    /* queues slots are spread over */
+    para__cl_staging staging;
+    bool trace;        /* PARA_CL_TRACE */
+    uint64_t key_seed; /* hash of what identifies device and driver */
+    program_entry *programs;
+    unsigned live_kernels, live_slots;
+    para__cl_stats stats;
+};
+
+struct para__kernel {
+    para__device *dev;
+    cl_kernel kernel;
+    size_t in_size, out_size;
+    size_t local; /* work-group size */
+    char entry[64];
+};
+
+/* The three commands of a launch, in queue order. */
+enum { EV_IN, EV_KERNEL, EV_OUT, EV_COUNT };
+
+typedef struct launch_state {
+    para__device *dev;
+    unsigned queue;
+    para__cl_staging staging; /* of in_buf and out_buf */
+    cl_mem in_buf, out_buf;
+    size_t in_cap, out_cap; /* bytes */
+    cl_event ev[EV_COUNT];
+    void *out_map; /* MAP staging: the output while it is mapped */
+    size_t out_bytes;
+    bool running;
+    int last_err; /* result of the last launch once it is over */
+} launch_state;
+
+static const char *const ev_call[2][EV_COUNT] = {
+    [PARA__CL_STAGING_WRITE] = {"clEnqueueWriteBuffer",
+                                "clEnqueueNDRangeKernel",
+                                "clEnqueueReadBuffer"},
+    [PARA__CL_STAGING_MAP] = {"clEnqueueUnmapMemObject",
+                              "clEnqueueNDRangeKernel", "clEnqueueMapBuffer"},
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
+{
+    if (msg == NULL || msg_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msg_len, fmt, ap);
+    va_end(ap);
+}
+
+static void trace(const para__device *dev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void trace(const para__device *dev, const char *fmt, ...)
+{
+    if (!dev->trace)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    para__log(2, "opencl trace: %s: %s", dev->info.name, line);
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* Hash a string including its terminating NUL, so that ("ab", "c") and
+ * ("a", "bc") differ. */
+static uint64_t fnv1a_str(uint64_t h, const char *s)
+{
+    return fnv1a(h, s, strlen(s) + 1);
+}
+
+static bool contains_ci(const char *haystack, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (const char *h = haystack; *h != '\0'; h++) {
+        size_t i = 0;
+        while (i < n && h[i] != '\0' &&
+               tolower((unsigned char)h[i]) ==
+                   tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n)
+            return true;
+    }
+    return n == 0;
+}
+
+/* A string query into a fixed buffer, truncated if longer; "" on error. */
+static void device_string(cl_device_id id, cl_device_info what, char *buf,
+                          size_t len)
+{
+    size_t need = 0;
+    buf[0] = '\0';
+    if (clGetDeviceInfo(id, what, 0, NULL, &need) != CL_SUCCESS || need == 0)
+        return;
+    if (need <= len) {
+        if (clGetDeviceInfo(id, what, len, buf, NULL) != CL_SUCCESS)
+            buf[0] = '\0';
+        return;
+    }
+    char *tmp = malloc(need);
+    if (tmp == NULL)
+        return;
+    if (clGetDeviceInfo(id, what, need, tmp, NULL) == CL_SUCCESS)
+        snprintf(buf, len, "%s", tmp);
+    free(tmp);
+}
+
+static void platform_string(cl_platform_id id, cl_platform_info what, char *buf,
+                            size_t len)
+{
+    size_t need = 0;
+    buf[0] = '\0';
+    if (clGetPlatformInfo(id, what, 0, NULL, &need) != CL_SUCCESS || need == 0)
+        return;
+    if (need <= len) {
+        if (clGetPlatformInfo(id, what, len, buf, NULL) != CL_SUCCESS)
+            buf[0] = '\0';
+        return;
+    }
+    char *tmp = malloc(need);
+    if (tmp == NULL)
+        return;
+    if (clGetPlatformInfo(id, what, need, tmp, NULL) == CL_SUCCESS)
+        snprintf(buf, len, "%s", tmp);
+    free(tmp);
+}
+
+/* ---- discovery --------------------------------------------------------- */
+
+typedef struct found_device {
+    cl_platform_id platform;
+    cl_device_id id;
+    cl_device_type type;
+    para__device_info info;
+} found_device;
+
+static void fill_info(found_device *f, unsigned p, unsigned d)
+{
+    para__device_info *info = &f->info;
+    memset(info, 0, sizeof *info);
+    device_string(f->id, CL_DEVICE_NAME, info->name, sizeof info->name);
+    device_string(f->id, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
+    platform_string(f->platform, CL_PLATFORM_NAME, info->platform,
+                    sizeof info->platform);
+    char version[128], driver[128];
+    device_string(f->id, CL_DEVICE_VERSION, version, sizeof version);
+    device_string(f->id, CL_DRIVER_VERSION, driver, sizeof driver);
+    /* Both fit in practice ("OpenCL 3.0 CUDA", "535.104.05"); the
+     * precisions only bound the worst case for the 128 bytes. */
+    snprintf(info->version, sizeof info->version, "%.80s, driver %.37s",
+             version, driver);
+    info->platform_index = p;
+    info->device_index = d;
+
+    cl_device_type type = 0;
+    cl_uint units = 0;
+    cl_ulong global = 0, max_alloc = 0;
+    size_t max_wg = 0;
+    clGetDeviceInfo(f->id, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    clGetDeviceInfo(f->id, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units,
+                    NULL);
+    clGetDeviceInfo(f->id, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global,
+                    NULL);
+    clGetDeviceInfo(f->id, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc,
+                    &max_alloc, NULL);
+    clGetDeviceInfo(f->id, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg,
+                    &max_wg, NULL);
+    f->type = type;
+    info->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
+    info->compute_units = units;
+    info->global_mem_bytes = global;
+    info->max_alloc_bytes = max_alloc;
+    info->max_work_group = max_wg;
+    info->max_in_flight = PARA_CL_MAX_IN_FLIGHT;
+}
+
+/* Every device of every platform, in (platform, device) order, into a
+ * malloc'ed array (*out, NULL when there is none). When none is found, `why`
+ * says what the loader answered. */
+static size_t enumerate(found_device **out, char *why, size_t why_len)
+{
+    cl_platform_id *platforms = NULL;
+    found_device *found = NULL;
+    size_t n_found = 0, cap = 0;
+    cl_uint n_platforms = 0;
+
+    *out = NULL;
+    cl_int rc = clGetPlatformIDs(0, NULL, &n_platforms);
+    if (rc != CL_SUCCESS || n_platforms == 0) {
+        char buf[32];
+        if (rc != CL_SUCCESS)
+            set_msg(why, why_len, "clGetPlatformIDs -> %s (%d)",
+                    para__cl_err_name(rc, buf, sizeof buf), (int)rc);
+        else
+            set_msg(why, why_len, "no OpenCL platform installed");
+        return 0;
+    }
+    platforms = calloc(n_platforms, sizeof *platforms);
+    if (platforms == NULL)
+        goto done;
+    if (clGetPlatformIDs(n_platforms, platforms, NULL) != CL_SUCCESS)
+        goto done;
+    for (cl_uint p = 0; p < n_platforms; p++) {
+        cl_uint n_devices = 0;
+        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL,
+                           &n_devices) != CL_SUCCESS ||
+            n_devices == 0)
+            continue; /* CL_DEVICE_NOT_FOUND: a platform with no device */
+        cl_device_id *ids = calloc(n_devices, sizeof *ids);
+        if (ids == NULL)
+            goto done;
+        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, n_devices, ids,
+                           NULL) != CL_SUCCESS) {
+            free(ids);
+            continue;
+        }
+        for (cl_uint d = 0; d < n_devices; d++) {
+            if (n_found == cap) {
+                size_t new_cap = cap != 0 ? 2 * cap : 4;
+                found_device *grown = realloc(found, new_cap * sizeof *found);
+                if (grown == NULL) {
+                    free(ids);
+                    goto done;
+                }
+                found = grown;
+                cap = new_cap;
+            }
+            found_device *f = &found[n_found++];
+            f->platform = platforms[p];
+            f->id = ids[d];
+            fill_info(f, p, d);
+        }
+        free(ids);
+    }
+done:
+    free(platforms);
+    if (n_found == 0) {
+        set_msg(why, why_len, "no platform reported a device");
+        free(found);
+        found = NULL;
+    }
+    *out = found;
+    return n_found;
+}
+
+size_t para__cl_list(para__device_info *infos, size_t cap)
+{
+    found_device *found;
+    char why[128];
+    size_t n = enumerate(&found, why, sizeof why);
+    for (size_t i = 0; i < n && i < cap; i++)
+        infos[i] = found[i].info;
+    free(found);
+    return n;
+}
+
+/* "P:D" with decimal P and D and nothing else. */
+static bool parse_index(const char *s, unsigned long *p, unsigned long *d)
+{
+    char *end;
+    if (!isdigit((unsigned char)s[0]))
+        return false;
+    errno = 0;
+    *p = strtoul(s, &end, 10);
+    if (errno != 0 || *end != ':' || !isdigit((unsigned char)end[1]))
+        return false;
+    *d = strtoul(end + 1, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+/* Index into found[] of the device `selector` names, or -1. */
+static long select_device(const found_device *found, size_t n,
+                          const char *selector)
+{
+    if (strcmp(selector, "auto") == 0) {
+        static const cl_device_type order[] = {CL_DEVICE_TYPE_GPU,
+                                               CL_DEVICE_TYPE_ACCELERATOR};
+        for (size_t t = 0; t < sizeof order / sizeof order[0]; t++)
+            for (size_t i = 0; i < n; i++)
+                if (found[i].type & order[t])
+                    return (long)i;
+        return n > 0 ? 0 : -1;
+    }
+    unsigned long p, d;
+    if (parse_index(selector, &p, &d)) {
+        for (size_t i = 0; i < n; i++)
+            if (found[i].info.platform_index == p &&
+                found[i].info.device_index == d)
+                return (long)i;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (contains_ci(found[i].info.name, selector) ||
+            contains_ci(found[i].info.platform, selector))
+            return (long)i;
+    return -1;
+}
+
+/* "no OpenCL device matches "x"; seen: 0:0 "name" (platform), ..." */
+static void describe_no_match(const found_device *found, size_t n,
+                              const char *selector, const char *why, char *msg,
+                              size_t msg_len)
+{
+    if (msg == NULL || msg_len == 0)
+        return;
+    if (n == 0) {
+        set_msg(msg, msg_len, "no OpenCL device for \"%s\": %s", selector, why);
+        return;
+    }
+    size_t used = (size_t)snprintf(
+        msg, msg_len, "no OpenCL device matches \"%s\"; seen:", selector);
+    for (size_t i = 0; i < n && used < msg_len; i++)
+        used +=
+            (size_t)snprintf(msg + used, msg_len - used, "%s %u:%u \"%s\" (%s)",
+                             i > 0 ? "," : "", found[i].info.platform_index,
+                             found[i].info.device_index, found[i].info.name,
+                             found[i].info.platform);
+}
+
+/* ---- devices ----------------------------------------------------------- */
+
+/* Asynchronous errors the driver reports for the context (any thread). */
+static void CL_CALLBACK context_notify(const char *errinfo,
+                                       const void *private_info, size_t cb,
+                                       void *user_data)
+{
+    (void)private_info;
+    (void)cb;
+    (void)user_data;
+    para__log(1, "opencl: context: %s", errinfo);
+}
+
+static void release_programs(para__device *dev)
+{
+    program_entry *pe = dev->programs;
+    while (pe != NULL) {
+        program_entry *next = pe->next;
+        clReleaseProgram(pe->program);
+        free(pe->source);
+        free(pe->options);
+        free(pe);
+        pe = next;
+    }
+    dev->programs = NULL;
+}
+
+static void destroy_device(para__device *dev)
+{
+    for (unsigned q = 0; q < PARA_CL_QUEUES; q++) {
+        if (dev->queues[q] != NULL) {
+            clFinish(dev->queues[q]);
+            clReleaseCommandQueue(dev->queues[q]);
+        }
+    }
+    release_programs(dev);
+    if (dev->ctx != NULL)
+        clReleaseContext(dev->ctx);
+    free(dev);
+}
+
+int para__cl_open(const char *selector, para__device **out, char *msg,
+                  size_t msg_len)
+{
+    found_device *found = NULL;
+    para__device *dev = NULL;
+    char why[128] = "";
+    int err = 0;
+    cl_int rc;
+
+    if (out == NULL) {
+        set_msg(msg, msg_len, "para__cl_open: out is NULL");
+        return PARA_EINVAL;
+    }
+    *out = NULL;
+    if (selector == NULL || selector[0] == '\0')
+        selector = "auto";
+
+    size_t n = enumerate(&found, why, sizeof why);
+    long idx = select_device(found, n, selector);
+    if (idx < 0) {
+        describe_no_match(found, n, selector, why, msg, msg_len);
+        err = PARA_ENODEV;
+        goto fail;
+    }
+    dev = calloc(1, sizeof *dev);
+    if (dev == NULL) {
+        set_msg(msg, msg_len, "para__cl_open: out of memory");
+        err = PARA_ENOMEM;
+        goto fail;
+    }
+    const found_device *f = &found[idx];
+    dev->info = f->info;
+    dev->platform = f->platform;
+    dev->id = f->id;
+    dev->n_queues = PARA_CL_QUEUES;
+    dev->staging = PARA__CL_STAGING_WRITE;
+    const char *tr = getenv("PARA_CL_TRACE");
+    dev->trace = tr != NULL && tr[0] != '\0' && strcmp(tr, "0") != 0;
+
+    /* What a cached binary depends on besides source and options. */
+    char platform_version[128];
+    platform_string(dev->platform, CL_PLATFORM_VERSION, platform_version,
+                    sizeof platform_version);
+    uint64_t seed = fnv1a_str(FNV_OFFSET, "para-cl-cache-1");
+    seed = fnv1a_str(seed, dev->info.name);
+    seed = fnv1a_str(seed, dev->info.vendor);
+    seed = fnv1a_str(seed, dev->info.version); /* device + driver version */
+    seed = fnv1a_str(seed, dev->info.platform);
+    dev->key_seed = fnv1a_str(seed, platform_version);
+
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM,
+                                     (cl_context_properties)dev->platform, 0};
+    dev->ctx = clCreateContext(props, 1, &dev->id, context_notify, NULL, &rc);
+    PARA_CL_CHECK_RC("clCreateContext", rc);
+    for (unsigned q = 0; q < PARA_CL_QUEUES; q++) {
+        dev->queues[q] = clCreateCommandQueue(dev->ctx, dev->id, 0, &rc);
+        PARA_CL_CHECK_RC("clCreateCommandQueue", rc);
+    }
+    para__log(2, "opencl: opened %u:%u \"%s\" (%s, %s)",
+              dev->info.platform_index, dev->info.device_index, dev->info.name,
+              dev->info.platform, dev->info.version);
+    free(found);
+    *out = dev;
+    return 0;
+
+fail:
+    if (dev != NULL)
+        destroy_device(dev);
+    free(found);
+    /* The contract: ENODEV, or EDEVICE when the driver fails us. */
+    if (err != PARA_ENODEV && err != PARA_ENOMEM)
+        err = PARA_EDEVICE;
+    return err;
+}
+
+void para__cl_close(para__device *dev)
+{
+    if (dev == NULL)
+        return;
+    if (dev->live_kernels != 0 || dev->live_slots != 0)
+        para__log(1,
+                  "opencl: closing \"%s\" with %u kernels and %u launch "
+                  "slots still alive (release them first)",
+                  dev->info.name, dev->live_kernels, dev->live_slots);
+    destroy_device(dev);
+}
+
+const para__device_info *para__cl_info(const para__device *dev)
+{
+    return dev != NULL ? &dev->info : NULL;
+}
+
+void para__cl_get_stats(const para__device *dev, para__cl_stats *out)
+{
+    *out = dev->stats;
+}
+
+int para__cl_tune(para__device *dev, para__cl_staging staging, unsigned queues)
+{
+    if (dev == NULL || queues < 1 || queues > PARA_CL_QUEUES ||
+        (staging != PARA__CL_STAGING_WRITE && staging != PARA__CL_STAGING_MAP))
+        return PARA_EINVAL;
+    if (dev->live_slots != 0)
+        return PARA_EBUSY;
+    dev->staging = staging;
+    dev->n_queues = queues;
+    return 0;
+}
+
+/* ---- programs: build and caches ---------------------------------------- */
+
+/* Log the whole build log, line by line, and put its interesting part (from
+ * the first line that mentions an error) into msg. Returns the PARA_E*. */
+static int report_build_failure(para__device *dev, cl_program prog,
+                                cl_int status, const char *what, char *msg,
+                                size_t msg_len)
+{
+    char buf[32];
+    const char *name = para__cl_err_name(status, buf, sizeof buf);
+    size_t len = 0;
+    char *log = NULL;
+    if (clGetProgramBuildInfo(prog, dev->id, CL_PROGRAM_BUILD_LOG, 0, NULL,
+                              &len) == CL_SUCCESS &&
+        len > 0 && (log = malloc(len + 1)) != NULL) {
+        if (clGetProgramBuildInfo(prog, dev->id, CL_PROGRAM_BUILD_LOG, len, log,
+                                  NULL) != CL_SUCCESS)
+            len = 0;
+        log[len] = '\0';
+    }
+    para__log(0, "opencl: %s -> %s (%d) on \"%s\"; build log:", what, name,
+              (int)status, dev->info.name);
+    const char *text = log != NULL ? log : "";
+    for (const char *line = text; *line != '\0';) {
+        size_t n = strcspn(line, "\n");
+        para__log(0, "opencl:   %.*s", (int)n, line);
+        line += n;
+        if (*line == '\n')
+            line++;
+    }
+
+    if (msg != NULL && msg_len > 0) {
+        /* Skip to the first diagnostic, past warnings and notes. */
+        const char *start = text;
+        for (const char *line = text; *line != '\0';) {
+            size_t n = strcspn(line, "\n");
+            bool has_error = false;
+            for (size_t i = 0; i + 5 <= n && !has_error; i++)
+                has_error = strncmp(line + i, "error", 5) == 0;
+            if (has_error) {
+                start = line;
+                break;
+            }
+            line += n;
+            if (*line == '\n')
+                line++;
+        }
+        size_t used = (size_t)snprintf(msg, msg_len, "%s -> %s (%d): ", what,
+                                       name, (int)status);
+        /* One line: newlines become " | ", runs of blanks one space. */
+        for (const char *c = start; *c != '\0' && used + 1 < msg_len; c++) {
+            if (*c == '\n') {
+                if (c[1] == '\0')
+                    break;
+                if (used + 4 >= msg_len)
+                    break;
+                memcpy(msg + used, " | ", 3);
+                used += 3;
+            } else if (isspace((unsigned char)*c) && used > 0 &&
+                       msg[used - 1] == ' ') {
+                continue;
+            } else {
+                msg[used++] = isspace((unsigned char)*c) ? ' ' : *c;
+            }
+        }
+        if (used < msg_len)
+            msg[used] = '\0';
+    }
+    free(log);
+    int err = para__cl_to_err(status);
+    return err == PARA_ENOMEM ? err : PARA_EKERNEL_BUILD;
+}
+
+static int build_from_source(para__device *dev, const char *source,
+                             const char *options, cl_program *out, char *msg,
+                             size_t msg_len)
+{
+    cl_program prog = NULL;
+    int err = 0;
+    cl_int rc;
+
+    size_t len = strlen(source);
+    prog = clCreateProgramWithSource(dev->ctx, 1, &source, &len, &rc);
+    PARA_CL_CHECK_RC("clCreateProgramWithSource", rc);
+    rc = clBuildProgram(prog, 1, &dev->id, options, NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        err =
+            report_build_failure(dev, prog, rc, "clBuildProgram", msg, msg_len);
+        goto fail;
+    }
+    dev->stats.builds_from_source++;
+    *out = prog;
+    return 0;
+
+fail:
+    if (prog != NULL)
+        clReleaseProgram(prog);
+    return err;
+}
+
+static bool mkdir_p(char *path)
+{
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, 0700);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST)
+            return false;
+    }
+    return mkdir(path, 0700) == 0 || errno == EEXIST;
+}
+
+/* $PARA_CACHE_DIR, else $XDG_CACHE_HOME/para, else ~/.cache/para; created
+ * if missing. False when there is no usable directory. */
+static bool cache_file(uint64_t key, char *path, size_t len)
+{
+    char dir[PATH_MAX];
+    const char *env = getenv("PARA_CACHE_DIR");
+    int n;
+    if (env != NULL && env[0] != '\0') {
+        n = snprintf(dir, sizeof dir, "%s", env);
+    } else if ((env = getenv("XDG_CACHE_HOME")) != NULL && env[0] == '/') {
+        n = snprintf(dir, sizeof dir, "%s/para", env);
+    } else if ((env = getenv("HOME")) != NULL && env[0] != '\0') {
+        n = snprintf(dir, sizeof dir, "%s/.cache/para", env);
+    } else {
+        return false;
+    }
+    if (n < 0 || (size_t)n >= sizeof dir || !mkdir_p(dir))
+        return false;
+    n = snprintf(path, len, "%s/%016llx.clbin", dir, (unsigned long long)key);
+    return n > 0 && (size_t)n < len;
+}
+
+enum { HEADER_BYTES = 32 };
+static const char cache_magic[8] = {'P', 'A', 'R', 'A', 'C', 'L', 'B', '1'};
+
+/* The program from a cache file, built; NULL if there is no usable file. */
+static cl_program load_cached(para__device *dev, uint64_t key, const char *path,
+                              const char *options)
+{
+    unsigned char header[HEADER_BYTES];
+    unsigned char *binary = NULL;
+    cl_program prog = NULL;
+    const char *why = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL; /* not cached yet */
+
+    uint64_t file_key, size, sum;
+    if (fread(header, 1, sizeof header, f) != sizeof header) {
+        why = "truncated header";
+        goto reject;
+    }
+    memcpy(&file_key, header + 8, 8);
+    memcpy(&size, header + 16, 8);
+    memcpy(&sum, header + 24, 8);
+    if (memcmp(header, cache_magic, 8) != 0 || file_key != key || size == 0 ||
+        size > PARA_CL_MAX_BINARY) {
+        why = "bad header";
+        goto reject;
+    }
+    binary = malloc((size_t)size + 1);
+    if (binary == NULL) {
+        why = "out of memory";
+        goto reject;
+    }
+    /* Exactly `size` bytes, then end of file. */
+    if (fread(binary, 1, (size_t)size + 1, f) != size) {
+        why = "wrong length";
+        goto reject;
+    }
+    if (fnv1a(FNV_OFFSET, binary, (size_t)size) != sum) {
+        why = "checksum mismatch";
+        goto reject;
+    }
+    size_t bin_size = (size_t)size;
+    const unsigned char *bins[1] = {binary};
+    cl_int bin_status = CL_SUCCESS, rc;
+    prog = clCreateProgramWithBinary(dev->ctx, 1, &dev->id, &bin_size, bins,
+                                     &bin_status, &rc);
+    if (rc != CL_SUCCESS || bin_status != CL_SUCCESS) {
+        why = "driver refused the binary";
+        goto reject;
+    }
+    if (clBuildProgram(prog, 1, &dev->id, options, NULL, NULL) != CL_SUCCESS) {
+        why = "driver could not build the binary";
+        goto reject;
+    }
+    fclose(f);
+    free(binary);
+    dev->stats.disk_hits++;
+    para__log(3, "opencl: program from cache file %s", path);
+    return prog;
+
+reject:
+    if (prog != NULL)
+        clReleaseProgram(prog);
+    free(binary);
+    fclose(f);
+    dev->stats.disk_rejects++;
+    para__log(3, "opencl: ignoring cache file %s: %s", path, why);
+    return NULL;
+}
+
+/* Write the program's binary to the cache, atomically. Best effort: a
+ * failure is logged at debug level and otherwise ignored. */
+static void store_cached(para__device *dev, uint64_t key, const char *path,
+                         cl_program prog)
+{
+    unsigned char *binary = NULL;
+    char tmp[PATH_MAX + 48];
+    int fd = -1;
+    bool created = false;
+    const char *why = NULL;
+
+    size_t size = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size,
+                         NULL) != CL_SUCCESS ||
+        size == 0 || size > PARA_CL_MAX_BINARY) {
+        why = "no binary";
+        goto fail;
+    }
+    binary = malloc(size);
+    if (binary == NULL) {
+        why = "out of memory";
+        goto fail;
+    }
+    unsigned char *bins[1] = {binary};
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) !=
+        CL_SUCCESS) {
+        why = "clGetProgramInfo(CL_PROGRAM_BINARIES) failed";
+        goto fail;
+    }
+    unsigned char header[HEADER_BYTES];
+    uint64_t size64 = size, sum = fnv1a(FNV_OFFSET, binary, size);
+    memcpy(header, cache_magic, 8);
+    memcpy(header + 8, &key, 8);
+    memcpy(header + 16, &size64, 8);
+    memcpy(header + 24, &sum, 8);
+
+    /* Same directory as the final name, so that rename() is atomic. */
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        why = strerror(errno);
+        goto fail;
+    }
+    created = true;
+    const unsigned char *parts[2] = {header, binary};
+    size_t lens[2] = {sizeof header, size};
+    for (int i = 0; i < 2; i++) {
+        for (size_t done = 0; done < lens[i];) {
+            ssize_t w = write(fd, parts[i] + done, lens[i] - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                why = "write failed";
+                goto fail;
+            }
+            done += (size_t)w;
+        }
+    }
+    int rc = close(fd);
+    fd = -1;
+    if (rc != 0) {
+        why = "close failed";
+        goto fail;
+    }
+    if (rename(tmp, path) != 0) {
+        why = strerror(errno);
+        goto fail;
+    }
+    free(binary);
+    dev->stats.disk_writes++;
+    para__log(3, "opencl: wrote cache file %s (%zu bytes)", path, size);
+    return;
+
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (created)
+        unlink(tmp);
+    free(binary);
+    para__log(3, "opencl: not caching %s: %s", path, why);
+}
+
+/* The built program for (source, options) on dev, from one of the caches
+ * or freshly built. The entry belongs to the device's cache. */
+static int get_program(para__device *dev, const char *source,
+                       const char *options, program_entry **out, char *msg,
+                       size_t msg_len)
+{
+    for (program_entry *pe = dev->programs; pe != NULL; pe = pe->next) {
+        if (strcmp(pe->source, source) == 0 &&
+            strcmp(pe->options, options) == 0) {
+            dev->stats.memory_hits++;
+            *out = pe;
+            return 0;
+        }
+    }
+
+    int err = 0;
+    program_entry *pe = calloc(1, sizeof *pe);
+    if (pe == NULL || (pe->source = strdup(source)) == NULL ||
+        (pe->options = strdup(options)) == NULL) {
+        set_msg(msg, msg_len, "para__cl_kernel_create: out of memory");
+        err = PARA_ENOMEM;
+        goto fail;
+    }
+    uint64_t key = fnv1a_str(fnv1a_str(dev->key_seed, source), options);
+    char path[PATH_MAX + 32];
+    bool cacheable = cache_file(key, path, sizeof path);
+    if (cacheable)
+        pe->program = load_cached(dev, key, path, options);
+    if (pe->program == NULL) {
+        err =
+            build_from_source(dev, source, options, &pe->program, msg, msg_len);
+        if (err != 0)
+            goto fail;
+        if (cacheable)
+            store_cached(dev, key, path, pe->program);
+    }
+    pe->next = dev->programs;
+    dev->programs = pe;
+    *out = pe;
+    return 0;
+
+fail:
+    if (pe != NULL) {
+        free(pe->source);
+        free(pe->options);
+        free(pe);
+    }
+    return err;
+}
+
+/* ---- kernels ----------------------------------------------------------- */
+
+/* Work-group size: PARA_CL_LOCAL_SIZE clamped to the kernel's limit and
+ * rounded down to its preferred multiple. */
+static int choose_local_size(para__kernel *k, char *msg, size_t msg_len)
+{
+    para__device *dev = k->dev;
+    size_t max_wg = 0, multiple = 1, item_sizes[3] = {0, 0, 0};
+    int err = 0;
+
+    PARA_CL_CHECK(clGetKernelWorkGroupInfo(k->kernel, dev->id,
+                                           CL_KERNEL_WORK_GROUP_SIZE,
+                                           sizeof max_wg, &max_wg, NULL));
+    PARA_CL_CHECK(clGetKernelWorkGroupInfo(
+        k->kernel, dev->id, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
+        sizeof multiple, &multiple, NULL));
+    if (clGetDeviceInfo(dev->id, CL_DEVICE_MAX_WORK_ITEM_SIZES,
+                        sizeof item_sizes, item_sizes, NULL) == CL_SUCCESS &&
+        item_sizes[0] != 0)
+        max_wg = PARA_MIN(max_wg, item_sizes[0]);
+    size_t local = PARA_MIN((size_t)PARA_CL_LOCAL_SIZE, PARA_MAX(max_wg, 1));
+    if (multiple > 1 && local >= multiple)
+        local -= local % multiple;
+    k->local = local;
+    return 0;
+
+fail:
+    return err;
+}
+
+int para__cl_kernel_create(para__device *dev, const char *source,
+                           const char *options, const char *entry,
+                           size_t in_size, size_t out_size,
+                           const para__kernel_arg *args, size_t n_args,
+                           para__kernel **out, char *msg, size_t msg_len)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (dev == NULL || source == NULL || entry == NULL || out == NULL ||
+        in_size == 0 || out_size == 0 || (n_args > 0 && args == NULL)) {
+        set_msg(msg, msg_len, "para__cl_kernel_create: invalid argument");
+        return PARA_EINVAL;
+    }
+    for (size_t i = 0; i < n_args; i++) {
+        if (args[i].value == NULL || args[i].size == 0) {
+            set_msg(msg, msg_len,
+                    "para__cl_kernel_create: extra argument %zu is empty", i);
+            return PARA_EINVAL;
+        }
+    }
+    if (options == NULL)
+        options = "";
+
+    program_entry *pe;
+    int err = get_program(dev, source, options, &pe, msg, msg_len);
+    if (err != 0)
+        return err; /* the program stays cached on success only */
+
+    cl_int rc;
+    para__kernel *k = calloc(1, sizeof *k);
+    if (k == NULL) {
+        set_msg(msg, msg_len, "para__cl_kernel_create: out of memory");
+        err = PARA_ENOMEM;
+        goto fail;
+    }
+    k->dev = dev;
+    k->in_size = in_size;
+    k->out_size = out_size;
+    snprintf(k->entry, sizeof k->entry, "%s", entry);
+
+    k->kernel = clCreateKernel(pe->program, entry, &rc);
+    if (rc == CL_INVALID_KERNEL_NAME) {
+        set_msg(msg, msg_len,
+                "no kernel \"%s\" in the program (clCreateKernel -> "
+                "CL_INVALID_KERNEL_NAME (%d))",
+                entry, (int)rc);
+        err = PARA_EINVAL;
+        goto fail;
+    }
+    PARA_CL_CHECK_RC("clCreateKernel", rc);
+
+    /* The signature: (global in, global out, uint n, extra scalars...).
+     * Setting each argument once checks its kind and size now rather than
+     * at the first launch; launches overwrite 0..2, and the extra values
+     * stay as set here. */
+    cl_uint n_params = 0;
+    PARA_CL_CHECK(clGetKernelInfo(k->kernel, CL_KERNEL_NUM_ARGS,
+                                  sizeof n_params, &n_params, NULL));
+    if (n_params < 3 || n_params != 3 + n_args) {
+        set_msg(msg, msg_len,
+                "kernel \"%s\" takes %u arguments; expected (in, out, n) "
+                "and %zu extra",
+                entry, (unsigned)n_params, n_args);
+        err = PARA_EINVAL;
+        goto fail;
+    }
+    static const char *const param_names[3] = {
+        "in (a __global pointer)", "out (a __global pointer)", "n (a uint)"};
+    cl_mem no_buffer = NULL;
+    cl_uint zero = 0;
+    for (cl_uint i = 0; i < n_params; i++) {
+        if (i < 2)
+            rc = clSetKernelArg(k->kernel, i, sizeof no_buffer, &no_buffer);
+        else if (i == 2)
+            rc = clSetKernelArg(k->kernel, i, sizeof zero, &zero);
+        else
+            rc = clSetKernelArg(k->kernel, i, args[i - 3].size,
+                                args[i - 3].value);
+        if (rc != CL_SUCCESS) {
+            char buf[32];
+            char extra[32];
+            snprintf(extra, sizeof extra, "extra argument %u", i - 3);
+            set_msg(msg, msg_len,
+                    "kernel \"%s\": argument %u, %s, does not fit "
+                    "(clSetKernelArg -> %s (%d))",
+                    entry, (unsigned)i, i < 3 ? param_names[i] : extra,
+                    para__cl_err_name(rc, buf, sizeof buf), (int)rc);
+            err = PARA_EINVAL;
+            goto fail;
+        }
+    }
+    err = choose_local_size(k, msg, msg_len);
+    if (err != 0)
+        goto fail;
+
+    dev->live_kernels++;
+    para__log(3, "opencl: kernel \"%s\" on \"%s\": work-group %zu", entry,
+              dev->info.name, k->local);
+    *out = k;
+    return 0;
+
+fail:
+    if (k != NULL) {
+        if (k->kernel != NULL)
+            clReleaseKernel(k->kernel);
+        free(k);
+    }
+    return err;
+}
+
+void para__cl_kernel_release(para__kernel *k)
+{
+    if (k == NULL)
+        return;
+    clReleaseKernel(k->kernel);
+    k->dev->live_kernels--;
+    free(k);
+}
+
+size_t para__cl_kernel_local_size(const para__kernel *k)
+{
+    return k->local;
+}
+
+/* ---- launches ---------------------------------------------------------- */
+
+static void release_events(launch_state *s)
+{
+    for (int i = 0; i < EV_COUNT; i++) {
+        if (s->ev[i] != NULL)
+            clReleaseEvent(s->ev[i]);
+        s->ev[i] = NULL;
+    }
+}
+
+static void release_buffers(launch_state *s)
+{
+    if (s->in_buf != NULL)
+        clReleaseMemObject(s->in_buf);
+    if (s->out_buf != NULL)
+        clReleaseMemObject(s->out_buf);
+    s->in_buf = s->out_buf = NULL;
+    s->in_cap = s->out_cap = 0;
+}
+
+/* After a failure, or when a slot is torn down early: wait until the
+ * device no longer uses l->in and l->out, unmap what is mapped, drop the
+ * events. Blocks; failure paths only. */
+static void drain(launch_state *s)
+{
+    cl_command_queue q = s->dev->queues[s->queue];
+    clFinish(q);
+    if (s->out_map != NULL) {
+        clEnqueueUnmapMemObject(q, s->out_buf, s->out_map, 0, NULL, NULL);
+        clFinish(q);
+        s->out_map = NULL;
+    }
+    release_events(s);
+    s->running = false;
+}
+
+/* Bind a fresh slot to the least used queue of dev. */
+static launch_state *slot_create(para__device *dev)
+{
+    launch_state *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    unsigned best = 0;
+    for (unsigned q = 1; q < dev->n_queues; q++)
+        if (dev->queue_users[q] < dev->queue_users[best])
+            best = q;
+    s->dev = dev;
+    s->queue = best;
+    s->staging = dev->staging;
+    dev->queue_users[best]++;
+    dev->live_slots++;
+    return s;
+}
+
+static void slot_destroy(launch_state *s)
+{
+    if (s->running)
+        drain(s);
+    release_events(s);
+    release_buffers(s);
+    s->dev->queue_users[s->queue]--;
+    s->dev->live_slots--;
+    free(s);
+}
+
+/* Make *buf hold at least `need` bytes: the next power of two, at most the
+ * device's allocation limit. */
+static int ensure_buffer(para__device *dev, cl_mem *buf, size_t *cap,
+                         size_t need, cl_mem_flags flags, char *msg,
+                         size_t msg_len)
+{
+    if (*buf != NULL && *cap >= need)
+        return 0;
+    int err = 0;
+    cl_int rc;
+    size_t want = 1;
+    while (want < need && want <= SIZE_MAX / 2)
+        want *= 2;
+    if (want < need || want > dev->info.max_alloc_bytes)
+        want = need;
+    if (*buf != NULL)
+        clReleaseMemObject(*buf); /* freed once pending commands finish */
+    *buf = NULL;
+    *cap = 0;
+    cl_mem b = clCreateBuffer(dev->ctx, flags, want, NULL, &rc);
+    PARA_CL_CHECK_RC("clCreateBuffer", rc);
+    *buf = b;
+    *cap = want;
+    trace(dev, "clCreateBuffer %zu bytes", want);
+    return 0;
+
+fail:
+    return err;
+}
+
+/* Launch errors are PARA_EDEVICE or PARA_ENOMEM (the contract). */
+static int launch_error(int err)
+{
+    return err == PARA_ENOMEM ? err : PARA_EDEVICE;
+}
+
+int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
+                          size_t msg_len)
+{
+    if (k == NULL || l == NULL ||
+        (l->n > 0 && (l->in == NULL || l->out == NULL))) {
+        set_msg(msg, msg_len, "para__cl_launch_begin: invalid argument");
+        return PARA_EINVAL;
+    }
+    para__device *dev = k->dev;
+    launch_state *s = l->impl;
+    if (s != NULL && s->running) {
+        set_msg(msg, msg_len,
+                "para__cl_launch_begin: the slot's previous launch is "
+                "still in flight");
+        return PARA_EBUSY;
+    }
+    if (l->n > UINT32_MAX || l->n > SIZE_MAX / k->in_size ||
+        l->n > SIZE_MAX / k->out_size) {
+        set_msg(msg, msg_len, "para__cl_launch_begin: %zu items is too many",
+                l->n);
+        return PARA_EINVAL;
+    }
+    size_t in_bytes = l->n * k->in_size, out_bytes = l->n * k->out_size;
+    if (in_bytes > dev->info.max_alloc_bytes ||
+        out_bytes > dev->info.max_alloc_bytes) {
+        set_msg(msg, msg_len,
+                "a batch of %zu items needs %zu + %zu bytes; \"%s\" allocates "
+                "at most %llu bytes per buffer",
+                l->n, in_bytes, out_bytes, dev->info.name,
+                (unsigned long long)dev->info.max_alloc_bytes);
+        return PARA_ENOMEM;
+    }
+    /* A slot moves to another device, or to another staging mode, with
+     * fresh buffers. */
+    if (s != NULL && (s->dev != dev || s->staging != dev->staging)) {
+        slot_destroy(s);
+        l->impl = s = NULL;
+    }
+    if (s == NULL) {
+        s = slot_create(dev);
+        if (s == NULL) {
+            set_msg(msg, msg_len, "para__cl_launch_begin: out of memory");
+            return PARA_ENOMEM;
+        }
+        l->impl = s;
+    }
+
+    l->submit_ns = para__now_ns();
+    l->complete_ns = 0;
+    if (l->n == 0) {
+        s->last_err = 0;
+        l->complete_ns = l->submit_ns;
+        return 0;
+    }
+
+    int err = 0;
+    cl_int rc;
+    bool enqueued = false;
+    void *in_map = NULL; /* MAP staging: the input while it is mapped */
+    cl_command_queue q = dev->queues[s->queue];
+    bool map = s->staging == PARA__CL_STAGING_MAP;
+    cl_mem_flags host = map ? CL_MEM_ALLOC_HOST_PTR : 0;
+    err = ensure_buffer(dev, &s->in_buf, &s->in_cap, in_bytes,
+                        CL_MEM_READ_ONLY | host, msg, msg_len);
+    if (err != 0)
+        goto fail;
+    err = ensure_buffer(dev, &s->out_buf, &s->out_cap, out_bytes,
+                        CL_MEM_WRITE_ONLY | host, msg, msg_len);
+    if (err != 0)
+        goto fail;
+
+    if (!map) {
+        PARA_CL_CHECK(clEnqueueWriteBuffer(q, s->in_buf, CL_FALSE, 0, in_bytes,
+                                           l->in, 0, NULL, &s->ev[EV_IN]));
+    } else {
+        /* Blocking, but with no more slots than queues the queue is this
+         * slot's own, and idle. */
+        in_map = clEnqueueMapBuffer(q, s->in_buf, CL_TRUE,
+                                    CL_MAP_WRITE_INVALIDATE_REGION, 0, in_bytes,
+                                    0, NULL, NULL, &rc);
+        PARA_CL_CHECK_RC("clEnqueueMapBuffer", rc);
+        memcpy(in_map, l->in, in_bytes);
+        PARA_CL_CHECK(clEnqueueUnmapMemObject(q, s->in_buf, in_map, 0, NULL,
+                                              &s->ev[EV_IN]));
+        in_map = NULL;
+    }
+    enqueued = true;
+    trace(dev, "q%u %s %zu bytes", s->queue, ev_call[s->staging][EV_IN],
+          in_bytes);
+
+    cl_uint n32 = (cl_uint)l->n;
+    PARA_CL_CHECK(clSetKernelArg(k->kernel, 0, sizeof s->in_buf, &s->in_buf));
+    PARA_CL_CHECK(clSetKernelArg(k->kernel, 1, sizeof s->out_buf, &s->out_buf));
+    PARA_CL_CHECK(clSetKernelArg(k->kernel, 2, sizeof n32, &n32));
+    size_t global = (l->n + k->local - 1) / k->local * k->local;
+    PARA_CL_CHECK(clEnqueueNDRangeKernel(
+        q, k->kernel, 1, NULL, &global, &k->local, 0, NULL, &s->ev[EV_KERNEL]));
+    trace(dev, "q%u clEnqueueNDRangeKernel %s n=%zu global=%zu local=%zu",
+          s->queue, k->entry, l->n, global, k->local);
+
+    if (!map) {
+        PARA_CL_CHECK(clEnqueueReadBuffer(q, s->out_buf, CL_FALSE, 0, out_bytes,
+                                          l->out, 0, NULL, &s->ev[EV_OUT]));
+    } else {
+        s->out_map =
+            clEnqueueMapBuffer(q, s->out_buf, CL_FALSE, CL_MAP_READ, 0,
+                               out_bytes, 0, NULL, &s->ev[EV_OUT], &rc);
+        PARA_CL_CHECK_RC("clEnqueueMapBuffer", rc);
+    }
+    trace(dev, "q%u %s %zu bytes", s->queue, ev_call[s->staging][EV_OUT],
+          out_bytes);
+    PARA_CL_CHECK(clFlush(q));
+
+    s->out_bytes = out_bytes;
+    s->running = true;
+    dev->stats.launches++;
+    return 0;
+
+fail:
+    if (in_map != NULL) {
+        /* A mapping pins the buffer in some drivers (PoCL): try again. */
+        clEnqueueUnmapMemObject(q, s->in_buf, in_map, 0, NULL, NULL);
+        enqueued = true;
+    }
+    if (enqueued)
+        drain(s); /* the device must be done with l->in and l->out */
+    else
+        release_events(s);
+    s->out_map = NULL;
+    s->running = false;
+    s->last_err = launch_error(err);
+    dev->stats.launch_failures++;
+    return s->last_err;
+}
+
+/* End a running launch with an error (after drain()). */
+static int fail_launch(launch_state *s, int err)
+{
+    drain(s);
+    s->last_err = launch_error(err);
+    s->dev->stats.launch_failures++;
+    return s->last_err;
+}
+
+int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
+                         size_t msg_len)
+{
+    launch_state *s = l != NULL ? l->impl : NULL;
+    if (k == NULL || s == NULL) {
+        set_msg(msg, msg_len, "para__cl_launch_poll: no launch");
+        return PARA_EINVAL;
+    }
+    if (!s->running)
+        return s->last_err < 0 ? s->last_err : 1;
+
+    int err = 0;
+    cl_int status[EV_COUNT];
+    for (int i = 0; i < EV_COUNT; i++)
+        PARA_CL_CHECK(clGetEventInfo(s->ev[i],
+                                     CL_EVENT_COMMAND_EXECUTION_STATUS,
+                                     sizeof status[i], &status[i], NULL));
+    for (int i = 0; i < EV_COUNT; i++) {
+        if (status[i] < 0) {
+            char buf[32];
+            const char *name = para__cl_err_name(status[i], buf, sizeof buf);
+            set_msg(msg, msg_len, "%s -> %s (%d) (command failed on \"%s\")",
+                    ev_call[s->staging][i], name, (int)status[i],
+                    s->dev->info.name);
+            para__log(1, "opencl: launch of %s: %s -> %s (%d)", k->entry,
+                      ev_call[s->staging][i], name, (int)status[i]);
+            err = PARA_EDEVICE;
+            goto fail;
+        }
+    }
+    for (int i = 0; i < EV_COUNT; i++) {
+        if (status[i] != CL_COMPLETE) {
+            /* A CPU device runs on the host's cores: a caller that polls in
+             * a loop would take one from the driver's threads. Yielding is
+             * not blocking, and it made 4-in-flight Mandelbrot with a
+             * spinning poller 25 % faster on PoCL with 2 cores. */
+            if (s->dev->info.is_cpu)
+                sched_yield();
+            return 0;
+        }
+    }
+
+    if (s->out_map != NULL) {
+        cl_command_queue q = s->dev->queues[s->queue];
+        memcpy(l->out, s->out_map, s->out_bytes);
+        void *p = s->out_map;
+        s->out_map = NULL;
+        PARA_CL_CHECK(clEnqueueUnmapMemObject(q, s->out_buf, p, 0, NULL, NULL));
+        PARA_CL_CHECK(clFlush(q));
+    }
+    release_events(s);
+    s->running = false;
+    s->last_err = 0;
+    l->complete_ns = para__now_ns();
+    return 1;
+
+fail:
+    return fail_launch(s, err);
+}
+
+int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
+                         size_t msg_len)
+{
+    launch_state *s = l != NULL ? l->impl : NULL;
+    if (k == NULL || s == NULL) {
+        set_msg(msg, msg_len, "para__cl_launch_wait: no launch");
+        return PARA_EINVAL;
+    }
+    if (!s->running)
+        return s->last_err < 0 ? s->last_err : 0;
+
+    /* An error here (CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) is
+     * named precisely by the poll below, from the failed command's event. */
+    cl_int rc = clWaitForEvents(1, &s->ev[EV_OUT]);
+    int r = para__cl_launch_poll(k, l, msg, msg_len);
+    if (r == 1)
+        return 0;
+    if (r < 0)
+        return r;
+    int err = para__cl_report(rc != CL_SUCCESS ? rc : CL_INVALID_EVENT,
+                              "clWaitForEvents", __func__, __FILE__, __LINE__,
+                              msg, msg_len);
+    return fail_launch(s, err);
+}
+
+void para__cl_launch_fini(para__kernel *k, para__launch *l)
+{
+    (void)k; /* the slot knows its device; k may already be released */
+    if (l == NULL || l->impl == NULL)
+        return;
+    slot_destroy(l->impl);
+    l->impl = NULL;
+}

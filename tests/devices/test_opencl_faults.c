@@ -1,0 +1,649 @@
+/*
+ * Failure paths of the OpenCL back-end (devices/opencl/opencl.c), with
+ * faults injected into a real driver (PoCL in CI) by link-time wrapping:
+ * tests/CMakeLists.txt links this test with -Wl,--wrap=clXxx for the entry
+ * points below, so the library's calls land in __wrap_clXxx, which fails on
+ * demand or forwards to the real function (__real_clXxx).
+ *
+ * For every launch step (buffer creation, input copy or map, kernel
+ * enqueue, output copy or map, flush, and a command whose event ends with a
+ * negative status) the test checks that the call returns PARA_EDEVICE (or
+ * PARA_ENOMEM for allocation failures) with the OpenCL call and the CL_*
+ * name in the message, that no event or buffer is leaked (the wrappers
+ * count the ones created and released), and that the device works again
+ * for the next launch, also while other launches are in flight.
+ *
+ * The __wrap_ and __real_ names are fixed by the linker; they are the one
+ * place where STYLE rule 1 (no leading underscore) has to give way.
+ * No OpenCL device: exit 77, or fail under PARA_REQUIRE_DEVICE=1.
+ */
+#include <dirent.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "device.h"
+#include "opencl/cl_internal.h"
+#include "para.h"
+#include "para_kernels.h"
+
+#define MSG_LEN 4096
+
+/* ---- injection --------------------------------------------------------- */
+
+/* One injectable entry point: the call number `after` calls from now fails
+ * with `code` (after = 0: the next call); after < 0: disarmed. */
+typedef struct fault {
+    int after;
+    cl_int code;
+    int hits;
+} fault;
+
+static fault f_create, f_write, f_read, f_map, f_unmap, f_kernel, f_flush,
+    f_event;
+
+static long live_events, live_buffers;
+static cl_event failing_event; /* the event f_event reports as failed */
+static char cache_dir[PATH_MAX];
+
+static void arm(fault *f, int after, cl_int code)
+{
+    f->after = after;
+    f->code = code;
+    f->hits = 0;
+}
+
+/* Stop injecting; an event already chosen to fail keeps failing. */
+static void disarm_all(void)
+{
+    fault *all[] = {&f_create, &f_write,  &f_read,  &f_map,
+                    &f_unmap,  &f_kernel, &f_flush, &f_event};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        all[i]->after = -1;
+}
+
+/* True if this call must fail. */
+static int take(fault *f)
+{
+    if (f->after < 0)
+        return 0;
+    if (f->after-- == 0) {
+        f->hits++;
+        return 1;
+    }
+    return 0;
+}
+
+static void count_event(cl_int rc, const cl_event *event)
+{
+    if (rc == CL_SUCCESS && event != NULL && *event != NULL)
+        live_events++;
+}
+
+/* Prototypes for -Wmissing-prototypes; the signatures are cl.h's. */
+cl_mem __real_clCreateBuffer(cl_context, cl_mem_flags, size_t, void *,
+                             cl_int *);
+cl_mem __wrap_clCreateBuffer(cl_context, cl_mem_flags, size_t, void *,
+                             cl_int *);
+cl_int __real_clEnqueueWriteBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
+                                   size_t, const void *, cl_uint,
+                                   const cl_event *, cl_event *);
+cl_int __wrap_clEnqueueWriteBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
+                                   size_t, const void *, cl_uint,
+                                   const cl_event *, cl_event *);
+cl_int __real_clEnqueueReadBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
+                                  size_t, void *, cl_uint, const cl_event *,
+                                  cl_event *);
+cl_int __wrap_clEnqueueReadBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
+                                  size_t, void *, cl_uint, const cl_event *,
+                                  cl_event *);
+void *__real_clEnqueueMapBuffer(cl_command_queue, cl_mem, cl_bool, cl_map_flags,
+                                size_t, size_t, cl_uint, const cl_event *,
+                                cl_event *, cl_int *);
+void *__wrap_clEnqueueMapBuffer(cl_command_queue, cl_mem, cl_bool, cl_map_flags,
+                                size_t, size_t, cl_uint, const cl_event *,
+                                cl_event *, cl_int *);
+cl_int __real_clEnqueueUnmapMemObject(cl_command_queue, cl_mem, void *, cl_uint,
+                                      const cl_event *, cl_event *);
+cl_int __wrap_clEnqueueUnmapMemObject(cl_command_queue, cl_mem, void *, cl_uint,
+                                      const cl_event *, cl_event *);
+cl_int __real_clEnqueueNDRangeKernel(cl_command_queue, cl_kernel, cl_uint,
+                                     const size_t *, const size_t *,
+                                     const size_t *, cl_uint, const cl_event *,
+                                     cl_event *);
+cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue, cl_kernel, cl_uint,
+                                     const size_t *, const size_t *,
+                                     const size_t *, cl_uint, const cl_event *,
+                                     cl_event *);
+cl_int __real_clFlush(cl_command_queue);
+cl_int __wrap_clFlush(cl_command_queue);
+cl_int __real_clGetEventInfo(cl_event, cl_event_info, size_t, void *, size_t *);
+cl_int __wrap_clGetEventInfo(cl_event, cl_event_info, size_t, void *, size_t *);
+cl_int __real_clReleaseEvent(cl_event);
+cl_int __wrap_clReleaseEvent(cl_event);
+cl_int __real_clReleaseMemObject(cl_mem);
+cl_int __wrap_clReleaseMemObject(cl_mem);
+
+cl_mem __wrap_clCreateBuffer(cl_context ctx, cl_mem_flags flags, size_t size,
+                             void *host, cl_int *rc)
+{
+    if (take(&f_create)) {
+        *rc = f_create.code;
+        return NULL;
+    }
+    cl_mem m = __real_clCreateBuffer(ctx, flags, size, host, rc);
+    if (m != NULL)
+        live_buffers++;
+    return m;
+}
+
+cl_int __wrap_clReleaseMemObject(cl_mem m)
+{
+    cl_int rc = __real_clReleaseMemObject(m);
+    if (rc == CL_SUCCESS)
+        live_buffers--;
+    return rc;
+}
+
+cl_int __wrap_clEnqueueWriteBuffer(cl_command_queue q, cl_mem b,
+                                   cl_bool blocking, size_t off, size_t size,
+                                   const void *p, cl_uint nw,
+                                   const cl_event *wl, cl_event *ev)
+{
+    if (take(&f_write))
+        return f_write.code;
+    cl_int rc =
+        __real_clEnqueueWriteBuffer(q, b, blocking, off, size, p, nw, wl, ev);
+    count_event(rc, ev);
+    return rc;
+}
+
+cl_int __wrap_clEnqueueReadBuffer(cl_command_queue q, cl_mem b,
+                                  cl_bool blocking, size_t off, size_t size,
+                                  void *p, cl_uint nw, const cl_event *wl,
+                                  cl_event *ev)
+{
+    if (take(&f_read))
+        return f_read.code;
+    cl_int rc =
+        __real_clEnqueueReadBuffer(q, b, blocking, off, size, p, nw, wl, ev);
+    count_event(rc, ev);
+    return rc;
+}
+
+void *__wrap_clEnqueueMapBuffer(cl_command_queue q, cl_mem b, cl_bool blocking,
+                                cl_map_flags flags, size_t off, size_t size,
+                                cl_uint nw, const cl_event *wl, cl_event *ev,
+                                cl_int *rc)
+{
+    if (take(&f_map)) {
+        *rc = f_map.code;
+        return NULL;
+    }
+    void *p = __real_clEnqueueMapBuffer(q, b, blocking, flags, off, size, nw,
+                                        wl, ev, rc);
+    count_event(*rc, ev);
+    return p;
+}
+
+cl_int __wrap_clEnqueueUnmapMemObject(cl_command_queue q, cl_mem b, void *p,
+                                      cl_uint nw, const cl_event *wl,
+                                      cl_event *ev)
+{
+    if (take(&f_unmap))
+        return f_unmap.code;
+    cl_int rc = __real_clEnqueueUnmapMemObject(q, b, p, nw, wl, ev);
+    count_event(rc, ev);
+    return rc;
+}
+
+cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k,
+                                     cl_uint dim, const size_t *offset,
+                                     const size_t *global, const size_t *local,
+                                     cl_uint nw, const cl_event *wl,
+                                     cl_event *ev)
+{
+    if (take(&f_kernel))
+        return f_kernel.code;
+    cl_int rc = __real_clEnqueueNDRangeKernel(q, k, dim, offset, global, local,
+                                              nw, wl, ev);
+    count_event(rc, ev);
+    /* f_event: the kernel's event will report a failed command. */
+    if (rc == CL_SUCCESS && ev != NULL && take(&f_event))
+        failing_event = *ev;
+    return rc;
+}
+
+cl_int __wrap_clFlush(cl_command_queue q)
+{
+    if (take(&f_flush))
+        return f_flush.code;
+    return __real_clFlush(q);
+}
+
+cl_int __wrap_clGetEventInfo(cl_event e, cl_event_info what, size_t size,
+                             void *value, size_t *size_ret)
+{
+    if (e != NULL && e == failing_event &&
+        what == CL_EVENT_COMMAND_EXECUTION_STATUS && size >= sizeof(cl_int)) {
+        *(cl_int *)value = f_event.code;
+        if (size_ret != NULL)
+            *size_ret = sizeof(cl_int);
+        return CL_SUCCESS;
+    }
+    return __real_clGetEventInfo(e, what, size, value, size_ret);
+}
+
+cl_int __wrap_clReleaseEvent(cl_event e)
+{
+    if (e == failing_event)
+        failing_event = NULL;
+    cl_int rc = __real_clReleaseEvent(e);
+    if (rc == CL_SUCCESS)
+        live_events--;
+    return rc;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int log_count;
+
+static void quiet_log(int level, const char *msg, void *arg)
+{
+    (void)level;
+    (void)msg;
+    (void)arg;
+    log_count++;
+}
+
+typedef struct fixture {
+    para__device *dev;
+    para__kernel *k; /* axpb_u32: out = in * 3 + 1 */
+} fixture;
+
+static uint32_t mul = 3, add = 1;
+
+static int setup(void **state)
+{
+    disarm_all();
+    failing_event = NULL;
+    live_events = live_buffers = 0;
+    fixture *fx = calloc(1, sizeof *fx);
+    char msg[MSG_LEN] = "";
+    if (fx == NULL || para__cl_open("auto", &fx->dev, msg, sizeof msg) != 0) {
+        fprintf(stderr, "setup: %s\n", msg);
+        free(fx);
+        return -1;
+    }
+    para__kernel_arg args[2] = {{&mul, 4}, {&add, 4}};
+    if (para__cl_kernel_create(fx->dev, para_kernel_copy_src, NULL, "axpb_u32",
+                               4, 4, args, 2, &fx->k, msg, sizeof msg) != 0) {
+        fprintf(stderr, "setup: %s\n", msg);
+        para__cl_close(fx->dev);
+        free(fx);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    disarm_all();
+    para__cl_kernel_release(fx->k);
+    para__cl_close(fx->dev);
+    free(fx);
+    /* Nothing the back-end created is left behind. */
+    if (live_events != 0 || live_buffers != 0) {
+        fprintf(stderr, "leaked %ld events, %ld buffers\n", live_events,
+                live_buffers);
+        return -1;
+    }
+    return 0;
+}
+
+enum { N = 3000 };
+
+typedef struct batch {
+    uint32_t in[N], out[N];
+    para__launch l;
+} batch;
+
+/* New items; the slot (b->l.impl) stays. */
+static void batch_init(batch *b, uint32_t seed, size_t n)
+{
+    void *impl = b->l.impl;
+    memset(&b->l, 0, sizeof b->l);
+    b->l.impl = impl;
+    for (size_t i = 0; i < n; i++) {
+        b->in[i] = seed * 65599u + (uint32_t)i;
+        b->out[i] = 0;
+    }
+    b->l.in = b->in;
+    b->l.out = b->out;
+    b->l.n = n;
+}
+
+static void batch_check(const batch *b)
+{
+    for (size_t i = 0; i < b->l.n; i++)
+        if (b->out[i] != b->in[i] * mul + add)
+            fail_msg("item %zu: %u != %u", i, b->out[i], b->in[i] * mul + add);
+}
+
+/* A normal launch on `b` (its slot may have failed before). */
+static void launch_ok(fixture *fx, batch *b)
+{
+    char msg[MSG_LEN] = "";
+    for (size_t i = 0; i < b->l.n; i++)
+        b->out[i] = 0;
+    int rc = para__cl_launch_begin(fx->k, &b->l, msg, sizeof msg);
+    if (rc != 0)
+        fail_msg("begin: %s: %s", para_err_name(rc), msg);
+    rc = para__cl_launch_wait(fx->k, &b->l, msg, sizeof msg);
+    if (rc != 0)
+        fail_msg("wait: %s: %s", para_err_name(rc), msg);
+    batch_check(b);
+}
+
+static void expect_in(const char *msg, const char *a, const char *b)
+{
+    if (strstr(msg, a) == NULL || strstr(msg, b) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\" or \"%s\"", msg, a, b);
+}
+
+/* Inject `f` (fails the call after `after` successful ones), launch, and
+ * expect `want` from begin with `call` and `name` in the message; then the
+ * slot and the device must work again. */
+static void begin_fails(fixture *fx, fault *f, int after, cl_int code, int want,
+                        const char *call, const char *name)
+{
+    static batch b;
+    batch_init(&b, 7, N);
+    launch_ok(fx, &b); /* buffers exist: the next launch reuses them */
+    char msg[MSG_LEN] = "";
+    para__cl_stats before, st;
+    para__cl_get_stats(fx->dev, &before);
+    arm(f, after, code);
+    int rc = para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg);
+    assert_int_equal(f->hits, 1);
+    if (rc != want)
+        fail_msg("begin: %s (want %s): %s", para_err_name(rc),
+                 para_err_name(want), msg);
+    expect_in(msg, call, name);
+    print_message("  %s\n", msg);
+    /* The failed launch is over: poll repeats its error, wait too. */
+    assert_int_equal(para__cl_launch_poll(fx->k, &b.l, msg, sizeof msg), want);
+    assert_int_equal(para__cl_launch_wait(fx->k, &b.l, msg, sizeof msg), want);
+    disarm_all();
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+    para__cl_get_stats(fx->dev, &st);
+    assert_int_equal(st.launch_failures, before.launch_failures + 1);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void test_write_fails(void **state)
+{
+    begin_fails(*state, &f_write, 0, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
+                "clEnqueueWriteBuffer", "CL_OUT_OF_RESOURCES (-5)");
+}
+
+static void test_kernel_enqueue_fails(void **state)
+{
+    begin_fails(*state, &f_kernel, 0, CL_INVALID_WORK_GROUP_SIZE, PARA_EDEVICE,
+                "clEnqueueNDRangeKernel", "CL_INVALID_WORK_GROUP_SIZE (-54)");
+}
+
+static void test_read_fails(void **state)
+{
+    begin_fails(*state, &f_read, 0, CL_INVALID_MEM_OBJECT, PARA_EDEVICE,
+                "clEnqueueReadBuffer", "CL_INVALID_MEM_OBJECT (-38)");
+}
+
+static void test_flush_fails(void **state)
+{
+    begin_fails(*state, &f_flush, 0, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
+                "clFlush", "CL_OUT_OF_RESOURCES");
+}
+
+static void test_alloc_fails(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    /* A fresh slot allocates its buffers: the first allocation fails. */
+    static batch b;
+    batch_init(&b, 3, N);
+    arm(&f_create, 0, CL_MEM_OBJECT_ALLOCATION_FAILURE);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg),
+                     PARA_ENOMEM);
+    expect_in(msg, "clCreateBuffer", "CL_MEM_OBJECT_ALLOCATION_FAILURE");
+    /* The second one (the output buffer), with a device error. */
+    arm(&f_create, 1, CL_OUT_OF_RESOURCES);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg),
+                     PARA_EDEVICE);
+    expect_in(msg, "clCreateBuffer", "CL_OUT_OF_RESOURCES");
+    disarm_all();
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+}
+
+static void test_grow_fails(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    static batch b;
+    batch_init(&b, 5, 10);
+    launch_ok(fx, &b); /* 40-byte launch: 64-byte buffers */
+    b.l.n = N;         /* 12000 bytes: both buffers must grow */
+    arm(&f_create, 0, CL_OUT_OF_HOST_MEMORY);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg),
+                     PARA_ENOMEM);
+    expect_in(msg, "clCreateBuffer", "CL_OUT_OF_HOST_MEMORY");
+    disarm_all();
+    launch_ok(fx, &b);
+    b.l.n = 10;
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+}
+
+/* A command whose event ends with a negative status: poll reports it. */
+static void test_event_fails_poll(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    static batch b;
+    batch_init(&b, 11, N);
+    arm(&f_event, 0, CL_OUT_OF_RESOURCES);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg), 0);
+    int rc;
+    while ((rc = para__cl_launch_poll(fx->k, &b.l, msg, sizeof msg)) == 0)
+        usleep(10);
+    assert_int_equal(rc, PARA_EDEVICE);
+    expect_in(msg, "clEnqueueNDRangeKernel", "CL_OUT_OF_RESOURCES (-5)");
+    print_message("  %s\n", msg);
+    assert_int_equal(para__cl_launch_poll(fx->k, &b.l, msg, sizeof msg),
+                     PARA_EDEVICE);
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+}
+
+/* The same through launch_wait. */
+static void test_event_fails_wait(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    static batch b;
+    batch_init(&b, 12, N);
+    arm(&f_event, 0, CL_INVALID_COMMAND_QUEUE);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg), 0);
+    assert_int_equal(para__cl_launch_wait(fx->k, &b.l, msg, sizeof msg),
+                     PARA_EDEVICE);
+    expect_in(msg, "clEnqueueNDRangeKernel", "CL_INVALID_COMMAND_QUEUE (-36)");
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+}
+
+/* An unknown status value is named CL_UNKNOWN(n). */
+static void test_event_unknown_status(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    static batch b;
+    batch_init(&b, 13, 100);
+    arm(&f_event, 0, -9999);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg), 0);
+    assert_int_equal(para__cl_launch_wait(fx->k, &b.l, msg, sizeof msg),
+                     PARA_EDEVICE);
+    expect_in(msg, "clEnqueueNDRangeKernel", "CL_UNKNOWN(-9999)");
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+}
+
+/* Failures in one slot leave the other slots' launches alone. */
+static void test_failure_among_in_flight(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    enum { SLOTS = 4 };
+    static batch b[SLOTS];
+    for (int round = 0; round < 3; round++) {
+        for (int s = 0; s < SLOTS; s++)
+            batch_init(&b[s], (uint32_t)(100 * round + s), N - (size_t)s);
+        /* Slot 1 fails at its kernel enqueue (round 0), in its event
+         * (round 1), at its read (round 2); the others run normally. */
+        for (int s = 0; s < SLOTS; s++) {
+            if (s == 1) {
+                if (round == 0)
+                    arm(&f_kernel, 0, CL_OUT_OF_RESOURCES);
+                else if (round == 1)
+                    arm(&f_event, 0, CL_OUT_OF_RESOURCES);
+                else
+                    arm(&f_read, 0, CL_OUT_OF_RESOURCES);
+            }
+            int rc = para__cl_launch_begin(fx->k, &b[s].l, msg, sizeof msg);
+            if (s == 1 && round != 1)
+                assert_int_equal(rc, PARA_EDEVICE);
+            else
+                assert_int_equal(rc, 0);
+            disarm_all();
+        }
+        for (int s = SLOTS - 1; s >= 0; s--) {
+            int rc = para__cl_launch_wait(fx->k, &b[s].l, msg, sizeof msg);
+            if (s == 1) {
+                /* Its failure, reported by begin or now. */
+                assert_int_equal(rc, PARA_EDEVICE);
+            } else {
+                assert_int_equal(rc, 0);
+                batch_check(&b[s]);
+            }
+        }
+    }
+    for (int s = 0; s < SLOTS; s++) {
+        launch_ok(fx, &b[s]);
+        para__cl_launch_fini(fx->k, &b[s].l);
+    }
+}
+
+/* MAP staging: the blocking input map, the input unmap, the output map. */
+static void test_map_staging_fails(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal(para__cl_tune(fx->dev, PARA__CL_STAGING_MAP, 4), 0);
+    begin_fails(fx, &f_map, 0, CL_MAP_FAILURE, PARA_EDEVICE,
+                "clEnqueueMapBuffer", "CL_MAP_FAILURE (-12)");
+    para__cl_stats st;
+    begin_fails(fx, &f_unmap, 0, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
+                "clEnqueueUnmapMemObject", "CL_OUT_OF_RESOURCES");
+    para__cl_get_stats(fx->dev, &st);
+    assert_int_equal(st.launch_failures, 2);
+    /* The second map is the output's. */
+    static batch b;
+    batch_init(&b, 21, N);
+    launch_ok(fx, &b);
+    char msg[MSG_LEN] = "";
+    arm(&f_map, 1, CL_OUT_OF_RESOURCES);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg),
+                     PARA_EDEVICE);
+    expect_in(msg, "clEnqueueMapBuffer", "CL_OUT_OF_RESOURCES");
+    disarm_all();
+    launch_ok(fx, &b);
+    /* A failing event of the output map. */
+    arm(&f_event, 0, CL_OUT_OF_RESOURCES);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg), 0);
+    assert_int_equal(para__cl_launch_wait(fx->k, &b.l, msg, sizeof msg),
+                     PARA_EDEVICE);
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+int main(void)
+{
+    para_set_log_fn(quiet_log, NULL);
+    disarm_all();
+    para__device_info info;
+    if (para__cl_list(&info, 1) == 0) {
+        const char *req = getenv("PARA_REQUIRE_DEVICE");
+        if (req != NULL && strcmp(req, "1") == 0) {
+            fprintf(stderr, "test_opencl_faults: no OpenCL device and "
+                            "PARA_REQUIRE_DEVICE=1\n");
+            return 1;
+        }
+        printf("test_opencl_faults: skipped, no OpenCL device\n");
+        return 77;
+    }
+    /* A private program cache, removed at the end. */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(cache_dir, sizeof cache_dir, "%s/para-cl-faults-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    if (mkdtemp(cache_dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    setenv("PARA_CACHE_DIR", cache_dir, 1);
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_write_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kernel_enqueue_fails, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_read_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grow_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_fails_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_fails_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_unknown_status, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failure_among_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_map_staging_fails, setup,
+                                        teardown),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+    /* Remove the cache files and the directory. */
+    DIR *d = opendir(cache_dir);
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+        char path[PATH_MAX + 256];
+        snprintf(path, sizeof path, "%s/%s", cache_dir, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(cache_dir);
+    para_set_log_fn(NULL, NULL);
+    return failed;
+}
