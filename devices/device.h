@@ -59,10 +59,10 @@ typedef struct para__device_info {
 /* One launch, caller-owned. The back-end keeps its state (buffers, event)
  * in `impl`; the caller fills in/in_count and reads out after completion. */
 typedef struct para__launch {
-    const void *in;   /* borrowed until the launch completes */
-    size_t n;         /* items */
-    void *out;        /* room for n * out_size bytes; written on completion */
-    void *impl;       /* back-end state; NULL before the first use */
+    const void *in; /* borrowed until the launch completes */
+    size_t n;       /* items */
+    void *out;      /* room for n * out_size bytes; written on completion */
+    void *impl;     /* back-end state; NULL before the first use */
     uint64_t submit_ns, complete_ns; /* filled by the back-end */
 } para__launch;
 
