@@ -10,6 +10,7 @@ packages=(
   libcmocka-dev
   libpng-dev
   clang-format
+  python3
 )
 
 missing=()
