@@ -210,10 +210,8 @@ struct para__worker {
     unsigned id;
     pthread_t thread;
     uint64_t rng;
-    /* Batch sizing: work time and source items since the last estimate. */
-    uint64_t window_ns, window_items;
-    double ns_per_item;   /* 0 until measured */
-    size_t ramp_items;    /* batch size while no estimate exists */
+    /* Batch sizing: this worker's source batch size while it ramps up. */
+    size_t ramp_items;
     unsigned next_source; /* round-robin start */
     para__batch *pool[PARA__BATCH_CLASSES];
     unsigned pool_len[PARA__BATCH_CLASSES];
