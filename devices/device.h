@@ -22,10 +22,13 @@
  * (para__launch); up to para__device_info.max_in_flight slots may be in
  * flight at once, so copies of one launch overlap the kernel of another.
  *
- * Back-end: "opencl" (devices/opencl: the ICD loader, any vendor driver;
- * PoCL in CI). When device nodes enter the scheduler these functions move
- * behind a `struct para_device_ops` table with a second, "cpu", back-end
- * that exercises the batching logic without OpenCL.
+ * Back-ends, each a para__device_ops table (at the end of this file):
+ *   "opencl"  devices/opencl: the ICD loader, any vendor driver; PoCL in CI.
+ *   "cpu"     devices/cpu: a launch runs the node's CPU implementation on
+ *             the calling thread. It exercises the runtime's gathering,
+ *             launching and splitting of batches without OpenCL, and serves
+ *             machines without an OpenCL driver.
+ * The runtime (runtime/device_node.c) only calls through the table.
  *
  * Tests: tests/devices/test_opencl.c (and test_opencl_faults.c, with
  * -Wl,--wrap mocks of the OpenCL entry points).
@@ -125,5 +128,53 @@ void para__cl_launch_fini(para__kernel *k, para__launch *l);
 /* The CL_* name of an OpenCL status code, "CL_UNKNOWN(-9999)" style for
  * unknown values (buf is used only then). */
 const char *para__cl_err_name(int32_t code, char *buf, size_t buf_len);
+
+/* ---- the back-end table ----------------------------------------------- */
+
+/* Everything a back-end needs to create the kernel of one node. */
+typedef struct para__kernel_spec {
+    const char *name; /* the node, for messages */
+    const char *source, *options, *entry;
+    size_t in_size, out_size;
+    const para__kernel_arg *args;
+    size_t n_args;
+    /* The CPU implementation, NULL if the node has none: n items from in to
+     * out, 0 or the node function's nonzero result. */
+    int (*cpu_fn)(void *cpu_arg, const void *in, void *out, size_t n);
+    void *cpu_arg;
+} para__kernel_spec;
+
+/* The calls above, on opaque handles (para__device / para__kernel for
+ * "opencl"). Contracts as documented for the OpenCL functions. */
+typedef struct para__device_ops {
+    const char *name;
+    void (*close)(void *dev);
+    const para__device_info *(*info)(const void *dev);
+    int (*kernel_create)(void *dev, const para__kernel_spec *spec, void **out,
+                         char *msg, size_t msg_len);
+    void (*kernel_release)(void *kernel);
+    int (*launch_begin)(void *kernel, para__launch *l, char *msg,
+                        size_t msg_len);
+    int (*launch_poll)(void *kernel, para__launch *l, char *msg,
+                       size_t msg_len);
+    int (*launch_wait)(void *kernel, para__launch *l, char *msg,
+                       size_t msg_len);
+    void (*launch_fini)(void *kernel, para__launch *l);
+} para__device_ops;
+
+#ifdef PARA_WITH_OPENCL
+extern const para__device_ops para__cl_ops;
+#endif
+extern const para__device_ops para__cpu_ops;
+
+/* The "cpu" back-end's open: never fails but for memory (PARA_ENOMEM). */
+int para__cpu_open(void **out, char *msg, size_t msg_len);
+
+/* Open the device named by `selector` (see para_runtime_attr_t.device):
+ * "cpu" is the cpu back-end, anything else goes to para__cl_open().
+ * Returns 0 with *ops and *dev set, or para__cl_open()'s errors; without
+ * the OpenCL back-end every selector but "cpu" is PARA_ENODEV. */
+int para__device_open(const char *selector, const para__device_ops **ops,
+                      void **dev, char *msg, size_t msg_len);
 
 #endif /* PARA_DEVICE_H */

@@ -1,0 +1,167 @@
+/*
+ * The "cpu" device back-end: a launch runs the node's CPU implementation
+ * on the thread that begins it, so the launch is complete when
+ * launch_begin() returns. It has no OpenCL in it on purpose: it lets the
+ * runtime's device path (gathering batches into launches, splitting the
+ * outputs, completion, failures) run and be tested on any machine, and it
+ * is what PARA_DEVICE=cpu selects.
+ *
+ * Contract: devices/device.h. A node without a CPU implementation cannot
+ * run here: kernel_create() fails with PARA_ENODEV. A CPU function that
+ * returns nonzero fails the launch with PARA_ENODE, its value in the
+ * message.
+ *
+ * Tests: tests/runtime/test_device_nodes.c.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device.h"
+#include "para/errors.h"
+#include "util.h"
+
+typedef struct cpu_kernel {
+    int (*fn)(void *arg, const void *in, void *out, size_t n);
+    void *arg;
+} cpu_kernel;
+
+/* Per slot: the outcome of its last launch. */
+typedef struct cpu_launch {
+    int rc;  /* 0, or the CPU function's nonzero result */
+    int err; /* 0 or PARA_ENODE */
+} cpu_launch;
+
+static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
+{
+    if (msg == NULL || msg_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msg_len, fmt, ap);
+    va_end(ap);
+}
+
+int para__cpu_open(void **out, char *msg, size_t msg_len)
+{
+    para__device_info *info = calloc(1, sizeof *info);
+    if (info == NULL) {
+        set_msg(msg, msg_len, "out of memory opening the cpu back-end");
+        return PARA_ENOMEM;
+    }
+    snprintf(info->name, sizeof info->name, "para cpu back-end");
+    snprintf(info->vendor, sizeof info->vendor, "para");
+    snprintf(info->platform, sizeof info->platform, "para");
+    snprintf(info->version, sizeof info->version, "1");
+    info->is_cpu = true;
+    info->compute_units = 1; /* a launch runs on one thread */
+    info->global_mem_bytes = UINT64_MAX;
+    info->max_alloc_bytes = UINT64_MAX;
+    info->max_work_group = 1;
+    info->max_in_flight = 4;
+    *out = info;
+    return 0;
+}
+
+static void cpu_close(void *dev)
+{
+    free(dev);
+}
+
+static const para__device_info *cpu_info(const void *dev)
+{
+    return dev;
+}
+
+static int cpu_kernel_create(void *dev, const para__kernel_spec *spec,
+                             void **out, char *msg, size_t msg_len)
+{
+    (void)dev;
+    if (spec->cpu_fn == NULL) {
+        set_msg(msg, msg_len,
+                "node '%s' has no CPU function, which the cpu back-end "
+                "runs in place of the kernel",
+                spec->name);
+        return PARA_ENODEV;
+    }
+    cpu_kernel *k = malloc(sizeof *k);
+    if (k == NULL) {
+        set_msg(msg, msg_len, "out of memory");
+        return PARA_ENOMEM;
+    }
+    k->fn = spec->cpu_fn;
+    k->arg = spec->cpu_arg;
+    *out = k;
+    return 0;
+}
+
+static void cpu_kernel_release(void *kernel)
+{
+    free(kernel);
+}
+
+static int cpu_launch_begin(void *kernel, para__launch *l, char *msg,
+                            size_t msg_len)
+{
+    cpu_kernel *k = kernel;
+    cpu_launch *s = l->impl;
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL) {
+            set_msg(msg, msg_len, "out of memory for a launch slot");
+            return PARA_ENOMEM;
+        }
+        l->impl = s;
+    }
+    l->submit_ns = para__now_ns();
+    s->rc = k->fn(k->arg, l->in, l->out, l->n);
+    s->err = s->rc != 0 ? PARA_ENODE : 0;
+    l->complete_ns = para__now_ns();
+    return 0;
+}
+
+static int cpu_launch_poll(void *kernel, para__launch *l, char *msg,
+                           size_t msg_len)
+{
+    (void)kernel;
+    const cpu_launch *s = l->impl;
+    if (s == NULL) {
+        set_msg(msg, msg_len, "cpu back-end: no launch");
+        return PARA_EINVAL;
+    }
+    if (s->err != 0) {
+        set_msg(msg, msg_len, "returned %d (%s)", s->rc,
+                s->rc < 0 ? para_err_name(s->rc) : "user error code");
+        return s->err;
+    }
+    return 1;
+}
+
+static int cpu_launch_wait(void *kernel, para__launch *l, char *msg,
+                           size_t msg_len)
+{
+    int r = cpu_launch_poll(kernel, l, msg, msg_len);
+    return r == 1 ? 0 : r;
+}
+
+static void cpu_launch_fini(void *kernel, para__launch *l)
+{
+    (void)kernel;
+    free(l->impl);
+    l->impl = NULL;
+}
+
+const para__device_ops para__cpu_ops = {
+    .name = "cpu",
+    .close = cpu_close,
+    .info = cpu_info,
+    .kernel_create = cpu_kernel_create,
+    .kernel_release = cpu_kernel_release,
+    .launch_begin = cpu_launch_begin,
+    .launch_poll = cpu_launch_poll,
+    .launch_wait = cpu_launch_wait,
+    .launch_fini = cpu_launch_fini,
+};

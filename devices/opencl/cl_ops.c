@@ -1,0 +1,66 @@
+/*
+ * The OpenCL back-end's para__device_ops table: the functions of
+ * opencl.c on opaque handles.
+ */
+#include "device.h"
+
+static void ops_close(void *dev)
+{
+    para__cl_close(dev);
+}
+
+static const para__device_info *ops_info(const void *dev)
+{
+    return para__cl_info(dev);
+}
+
+static int ops_kernel_create(void *dev, const para__kernel_spec *s, void **out,
+                             char *msg, size_t msg_len)
+{
+    para__kernel *k = NULL;
+    int rc = para__cl_kernel_create(dev, s->source, s->options, s->entry,
+                                    s->in_size, s->out_size, s->args, s->n_args,
+                                    &k, msg, msg_len);
+    *out = k;
+    return rc;
+}
+
+static void ops_kernel_release(void *kernel)
+{
+    para__cl_kernel_release(kernel);
+}
+
+static int ops_launch_begin(void *kernel, para__launch *l, char *msg,
+                            size_t msg_len)
+{
+    return para__cl_launch_begin(kernel, l, msg, msg_len);
+}
+
+static int ops_launch_poll(void *kernel, para__launch *l, char *msg,
+                           size_t msg_len)
+{
+    return para__cl_launch_poll(kernel, l, msg, msg_len);
+}
+
+static int ops_launch_wait(void *kernel, para__launch *l, char *msg,
+                           size_t msg_len)
+{
+    return para__cl_launch_wait(kernel, l, msg, msg_len);
+}
+
+static void ops_launch_fini(void *kernel, para__launch *l)
+{
+    para__cl_launch_fini(kernel, l);
+}
+
+const para__device_ops para__cl_ops = {
+    .name = "opencl",
+    .close = ops_close,
+    .info = ops_info,
+    .kernel_create = ops_kernel_create,
+    .kernel_release = ops_kernel_release,
+    .launch_begin = ops_launch_begin,
+    .launch_poll = ops_launch_poll,
+    .launch_wait = ops_launch_wait,
+    .launch_fini = ops_launch_fini,
+};
