@@ -7,6 +7,7 @@
  *   bench_util.c   clocks, medians, peak RSS, the JSON rows, and the two
  *                  timing loops every workload goes through
  *   workloads.c    w1, w2, w3, w7 (para graphs and their seq baselines)
+ *   w4_offload.c   w4 (kernel nodes: cpu, dev1, dev, mixed, limit)
  *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
  *
  * Every workload follows /work/shared/BENCH_SPEC.md exactly: same sizes, same
@@ -119,6 +120,7 @@ int bench_seq_para(const bench_cfg_t *cfg, const char *workload, uint64_t items,
 int bench_w1(const bench_cfg_t *cfg);
 int bench_w2(const bench_cfg_t *cfg);
 int bench_w3(const bench_cfg_t *cfg);
+int bench_w4(const bench_cfg_t *cfg);
 int bench_w6(const bench_cfg_t *cfg);
 int bench_w7(const bench_cfg_t *cfg);
 

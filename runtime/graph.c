@@ -67,8 +67,84 @@ static void free_derived(para_node_t *n)
     n->in_path_offset = NULL;
 }
 
+void para__kernel_copy_free(para__kernel_copy *k)
+{
+    if (k == NULL)
+        return;
+    for (size_t i = 0; i < k->n_args; i++)
+        free(k->args[i].value);
+    free(k->args);
+    free(k->source);
+    free(k->entry);
+    free(k->options);
+    free(k);
+}
+
+static char *strdup_or_null(const char *s, bool *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *c = strdup(s);
+    if (c == NULL)
+        *failed = true;
+    return c;
+}
+
+/* Check and copy a kernel description; NULL with *err set on failure. */
+static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
+                                      const para_kernel_desc_t *kd, int *err)
+{
+    *err = 0;
+    if (kd->source == NULL || kd->entry == NULL || kd->entry[0] == '\0' ||
+        (kd->n_args > 0 && kd->args == NULL)) {
+        *err = para__graph_fail(g, PARA_EINVAL,
+                                "kernel node '%s': the kernel needs a source "
+                                "and an entry point",
+                                name);
+        return NULL;
+    }
+    for (size_t i = 0; i < kd->n_args; i++) {
+        if (kd->args[i].value == NULL || kd->args[i].size == 0) {
+            *err = para__graph_fail(g, PARA_EINVAL,
+                                    "kernel node '%s': argument %zu has no "
+                                    "value",
+                                    name, i);
+            return NULL;
+        }
+    }
+    para__kernel_copy *k = calloc(1, sizeof *k);
+    bool failed = k == NULL;
+    if (k != NULL) {
+        k->source = strdup_or_null(kd->source, &failed);
+        k->entry = strdup_or_null(kd->entry, &failed);
+        k->options = strdup_or_null(kd->options, &failed);
+        if (kd->n_args > 0 && !failed) {
+            k->args = calloc(kd->n_args, sizeof *k->args);
+            failed = k->args == NULL;
+        }
+        for (size_t i = 0; !failed && i < kd->n_args; i++) {
+            k->args[i].value = malloc(kd->args[i].size);
+            if (k->args[i].value == NULL) {
+                failed = true;
+                break;
+            }
+            memcpy(k->args[i].value, kd->args[i].value, kd->args[i].size);
+            k->args[i].size = kd->args[i].size;
+            k->n_args = i + 1;
+        }
+    }
+    if (failed) {
+        para__kernel_copy_free(k);
+        *err =
+            para__graph_fail(g, PARA_ENOMEM, "out of memory adding '%s'", name);
+        return NULL;
+    }
+    return k;
+}
+
 static void node_free(para_node_t *n)
 {
+    para__kernel_copy_free(n->kernel);
     free_derived(n);
     free(n->succs);
     free(n->preds);
@@ -211,6 +287,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     case PARA__KIND_RANGE:
     case PARA__KIND_ARRAY:
     case PARA__KIND_COLLECT:
+    case PARA__KIND_KERNEL:
         break;
     }
     atomic_init(&n->inbox, NULL);
@@ -221,6 +298,12 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->st_items_out, 0);
     atomic_init(&n->st_batches, 0);
     atomic_init(&n->st_busy_ns, 0);
+    atomic_init(&n->st_device_items, 0);
+    atomic_init(&n->st_device_launches, 0);
+    atomic_init(&n->st_device_ns, 0);
+    atomic_init(&n->cpu_ps_per_item, 0);
+    atomic_init(&n->dev_ps_per_item, 0);
+    atomic_init(&n->dev_backlog_items, 0);
     n->drain_task.node = n;
     g->nodes[g->n_nodes++] = n;
     g->prepared = false;
@@ -254,11 +337,24 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
         return rc;
     para__kind kind = PARA__KIND_MAP;
     int set = desc_kind(d, &kind);
-    if (set != 1)
+    if (d->kernel != NULL) {
+        if (set == 0)
+            kind = PARA__KIND_KERNEL;
+        else if (set != 1 ||
+                 (kind != PARA__KIND_MAP && kind != PARA__KIND_MAP_BATCH))
+            return para__graph_fail(g, PARA_EINVAL,
+                                    "kernel node '%s': its CPU function, if "
+                                    "any, must be one map or map_batch",
+                                    d->name);
+        if (d->flags != PARA_NODE_PARALLEL)
+            return para__graph_fail(
+                g, PARA_EINVAL, "kernel node '%s' must be PARALLEL", d->name);
+    } else if (set != 1) {
         return para__graph_fail(g, PARA_EINVAL,
                                 "node '%s': exactly one function must be set "
                                 "(found %d)",
                                 d->name, set);
+    }
     bool source = kind == PARA__KIND_SOURCE_FN;
     bool sink = kind == PARA__KIND_SINK || kind == PARA__KIND_SINK_BATCH;
     if (!source && d->in_size == 0)
@@ -281,7 +377,42 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
                                 d->name);
     if (source)
         copy.in_size = 0;
-    return node_new(g, &copy, kind, out);
+    if (d->kernel == NULL)
+        return node_new(g, &copy, kind, out);
+    para__kernel_copy *k = kernel_copy(g, d->name, d->kernel, &rc);
+    if (k == NULL)
+        return rc;
+    para_node_t *n = NULL;
+    rc = node_new(g, &copy, kind, &n);
+    if (rc != 0) {
+        para__kernel_copy_free(k);
+        return rc;
+    }
+    n->kernel = k;
+    if (out != NULL)
+        *out = n;
+    return 0;
+}
+
+int para_graph_add_kernel(para_graph_t *g, const char *name, size_t in_size,
+                          size_t out_size, const para_kernel_desc_t *kernel,
+                          para_map_batch_fn cpu_fn, void *ctx,
+                          para_node_t **out)
+{
+    if (g == NULL)
+        return PARA_EINVAL;
+    if (kernel == NULL)
+        return para__graph_fail(g, PARA_EINVAL,
+                                "kernel node '%s': kernel "
+                                "is NULL",
+                                name != NULL ? name : "(null)");
+    para_node_desc_t d = {.name = name,
+                          .in_size = in_size,
+                          .out_size = out_size,
+                          .ctx = ctx,
+                          .map_batch = cpu_fn,
+                          .kernel = kernel};
+    return para_graph_add(g, &d, out);
 }
 
 int para_graph_add_range(para_graph_t *g, const char *name, uint64_t begin,
@@ -682,6 +813,15 @@ void para__graph_reset_run_state(para_graph_t *g)
         atomic_store_explicit(&n->st_items_out, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_batches, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_busy_ns, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->st_device_items, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->st_device_launches, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->st_device_ns, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->cpu_ps_per_item, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->dev_ps_per_item, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->dev_backlog_items, 0, memory_order_relaxed);
+        n->placement = PARA__PLACE_CPU;
+        n->dev_pending_head = n->dev_pending_tail = NULL;
+        n->dev_pending_items = 0;
         n->pending_head = n->pending_tail = NULL;
         n->heap_root = NULL;
         n->next_seq = 0;
@@ -703,5 +843,11 @@ int para_node_stats(const para_node_t *n, para_node_stats_t *st)
         atomic_load_explicit(&m->st_items_out, memory_order_relaxed);
     st->batches = atomic_load_explicit(&m->st_batches, memory_order_relaxed);
     st->busy_ns = atomic_load_explicit(&m->st_busy_ns, memory_order_relaxed);
+    st->device_items =
+        atomic_load_explicit(&m->st_device_items, memory_order_relaxed);
+    st->device_launches =
+        atomic_load_explicit(&m->st_device_launches, memory_order_relaxed);
+    st->device_ns =
+        atomic_load_explicit(&m->st_device_ns, memory_order_relaxed);
     return 0;
 }

@@ -41,6 +41,7 @@ typedef enum para__kind {
     PARA__KIND_FILTER,
     PARA__KIND_FLAT_MAP,
     PARA__KIND_FLAT_MAP_BATCH,
+    PARA__KIND_KERNEL, /* device only: no CPU function */
     PARA__KIND_SINK,
     PARA__KIND_SINK_BATCH,
     PARA__KIND_COLLECT,
@@ -56,6 +57,23 @@ typedef struct para__task {
     uint32_t in_port;         /* index into node->preds */
     uint32_t path;            /* path index the output will carry */
 } para__task;
+
+/* Where a kernel node's batches run in the current run (device_node.c). */
+typedef enum para__placement {
+    PARA__PLACE_CPU = 0, /* every node without a kernel, or no device */
+    PARA__PLACE_DEVICE,  /* kernel only */
+    PARA__PLACE_MIXED,   /* kernel and CPU function: split by throughput */
+} para__placement;
+
+/* A kernel node's device implementation, copied from the desc. */
+typedef struct para__kernel_copy {
+    char *source, *entry, *options;
+    size_t n_args;
+    struct para__kernel_arg_copy {
+        void *value;
+        size_t size;
+    } * args;
+} para__kernel_copy;
 
 /* Source state word: bit 0 = exhausted, bits 1.. = workers pulling. */
 #define PARA__SRC_EXHAUSTED 1u
@@ -114,6 +132,21 @@ struct para_node {
     uint32_t next_path;
     size_t collect_pos; /* COLLECT: claim-owned */
 
+    /* Kernel nodes: the device implementation (NULL for other nodes) and
+     * its run state (device_node.c). placement is written before the run
+     * starts and read by workers for every task. */
+    para__kernel_copy *kernel;
+    para__placement placement;
+    void *dev_kernel; /* back-end kernel, this run */
+    para__task *dev_pending_head, *dev_pending_tail; /* device thread */
+    size_t dev_pending_items;                        /* device thread */
+    uint64_t dev_pending_since;                      /* device thread */
+    /* Throughput estimates (picoseconds per item; 0 = not measured yet)
+     * and the device's backlog; relaxed, read by workers deciding where a
+     * batch of a MIXED node runs. */
+    _Atomic uint64_t cpu_ps_per_item, dev_ps_per_item;
+    _Atomic uint64_t dev_backlog_items;
+
     /* Run state: sources. */
     alignas(PARA_CACHELINE) _Atomic uint64_t src_state;
     _Atomic uint64_t src_cursor; /* splittable: next item index */
@@ -124,6 +157,7 @@ struct para_node {
     _Atomic uint64_t st_items_out;
     _Atomic uint64_t st_batches;
     _Atomic uint64_t st_busy_ns;
+    _Atomic uint64_t st_device_items, st_device_launches, st_device_ns;
 };
 
 #define PARA__ERRMSG_LEN 1024
@@ -150,6 +184,10 @@ int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
 static inline bool para__is_source(const para_node_t *n)
 {
     return n->kind <= PARA__KIND_ARRAY;
+}
+static inline bool para__has_cpu_fn(const para_node_t *n)
+{
+    return n->kind != PARA__KIND_KERNEL;
 }
 static inline bool para__is_sink(const para_node_t *n)
 {
@@ -250,6 +288,8 @@ struct para__run {
     char errmsg[PARA__ERRMSG_LEN]; /* written by the status winner only */
 };
 
+typedef struct para__devrt para__devrt; /* device_node.c */
+
 struct para_runtime {
     unsigned n_workers;
     para__worker *workers; /* aligned array */
@@ -274,6 +314,19 @@ struct para_runtime {
 
     uint64_t runs, last_run_ns, last_peak_batches;
     char errmsg[PARA__ERRMSG_LEN];
+
+    /* The device of kernel nodes, opened at the first run that has one
+     * (device_node.c). Tasks finished off a worker thread (the device
+     * host thread) enter the workers' world through `inject`, a Treiber
+     * stack that a worker empties with one exchange. */
+    char device_selector[128];
+    int device_state; /* 0 not tried, 1 open, -1 none (device_why says) */
+    int device_err;   /* why an explicitly chosen device is missing */
+    char device_why[256];
+    bool device_cpu_logged;
+    para__devrt *device;
+    unsigned helper_threads; /* host threads that take part in runs */
+    alignas(PARA_CACHELINE) _Atomic(para__task *) inject;
 };
 
 /* Start the worker threads; 0 or PARA_E*. */
@@ -282,6 +335,41 @@ int para__scheduler_start(para_runtime_t *rt);
 void para__scheduler_stop(para_runtime_t *rt);
 /* Execute @p run on the workers and wait until it ends. */
 void para__scheduler_execute(para_runtime_t *rt, para__run *run);
+
+/* Scheduler services for threads that are not workers (w == NULL) and
+ * for device_node.c. */
+void para__units_add(para__run *run, int64_t delta);
+void para__deliver(para__worker *w, para__run *run, para_node_t *n,
+                   para__batch *out, int held);
+void para__fail_run(para__worker *w, para__run *run, int err, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+bool para__aborting(const para__run *run);
+/* Wake parked workers (all, or one if any sleeps). */
+void para__notify_all(para_runtime_t *rt);
+
+/* Devices (device_node.c). */
+/* Before a run: open the device if the graph has kernel nodes, create
+ * their kernels and decide their placement. 0 or PARA_E* (message in
+ * msg). */
+int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
+                             size_t msg_len);
+/* After a run: release the kernels of the run. */
+void para__device_finish_run(para_runtime_t *rt, para_graph_t *g);
+/* Open the device now if not tried yet; 0 or PARA_E* (msg). */
+int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len);
+/* Worker side: take task @p t of a kernel node if it should run on the
+ * device (true), or leave it to the caller's CPU (false). */
+bool para__device_route(para__worker *w, para__run *run, para__task *t);
+/* Worker side: a MIXED node ran @p items on the CPU in @p ns. */
+void para__device_note_cpu(para_node_t *n, size_t items, uint64_t ns);
+/* Wake the device host thread (run end, abort). */
+void para__device_wake(para_runtime_t *rt);
+/* Stop the host thread and close the device (runtime destroy). */
+void para__device_shutdown(para_runtime_t *rt);
+/* Add the device counters to @p st. */
+void para__device_stats(const para_runtime_t *rt, para_stats_t *st);
+/* Free a node's kernel copy. */
+void para__kernel_copy_free(para__kernel_copy *k);
 
 /* Options (options.c). */
 int para__attr_validate_policy(const char *name, char *msg, size_t msg_len);

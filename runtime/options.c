@@ -44,6 +44,8 @@ static const option options[] = {
      "log level: 0 errors and warnings, 2 info, 3 debug"},
     {"PIN", offsetof(para_runtime_attr_t, pin), OPT_STRING, "cores",
      "worker placement: cores, pus (hardware threads) or none"},
+    {"DEVICE", offsetof(para_runtime_attr_t, device), OPT_STRING, "auto",
+     "device of kernel nodes: auto, none, cpu, P:D or part of a name"},
 };
 
 typedef struct policy_entry {

@@ -99,6 +99,11 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     snprintf(rt->policy, sizeof rt->policy, "%s", attr->policy);
     rt->attr.policy = rt->policy;
     rt->attr.pin = NULL; /* the caller's string is not kept */
+    snprintf(rt->device_selector, sizeof rt->device_selector, "%s",
+             attr->device != NULL && attr->device[0] != '\0' ? attr->device
+                                                             : "auto");
+    rt->attr.device = rt->device_selector;
+    atomic_init(&rt->inject, NULL);
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->sleepers, 0);
     atomic_init(&rt->wake_epoch, 0);
@@ -197,6 +202,12 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         goto out;
     }
     para__graph_reset_run_state(g);
+    char msg[PARA__ERRMSG_LEN];
+    rc = para__device_prepare_run(rt, g, msg, sizeof msg);
+    if (rc != 0) {
+        set_errmsg(rt, "%s", msg);
+        goto out;
+    }
 
     para__run *run =
         aligned_alloc(PARA_CACHELINE, (sizeof *run + PARA_CACHELINE - 1) &
@@ -204,6 +215,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     if (run == NULL) {
         rc = PARA_ENOMEM;
         set_errmsg(rt, "out of memory starting the run");
+        para__device_finish_run(rt, g);
         goto out;
     }
     memset(run, 0, sizeof *run);
@@ -243,6 +255,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         if (g->nodes[i]->kind == PARA__KIND_COLLECT)
             *g->nodes[i]->collect_count = g->nodes[i]->collect_pos;
     free(run);
+    para__device_finish_run(rt, g);
 out:
     /* release: publish the run's effects to the next builder call / run. */
     atomic_store_explicit(&g->running, 0, memory_order_release);

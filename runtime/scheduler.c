@@ -86,6 +86,12 @@ static void notify_all(para_runtime_t *rt)
     atomic_fetch_add_explicit(&rt->wake_epoch, 1, memory_order_relaxed);
     pthread_cond_broadcast(&rt->park_cond);
     pthread_mutex_unlock(&rt->lock);
+    para__device_wake(rt);
+}
+
+void para__notify_all(para_runtime_t *rt)
+{
+    notify_all(rt);
 }
 
 static void notify_one(para_runtime_t *rt)
@@ -123,6 +129,11 @@ static void units_add(para__run *run, int64_t delta)
     }
 }
 
+void para__units_add(para__run *run, int64_t delta)
+{
+    units_add(run, delta);
+}
+
 static bool aborting(const para__run *run)
 {
     /* relaxed: a hint to skip work; the status itself is read after the
@@ -131,14 +142,59 @@ static bool aborting(const para__run *run)
                                 memory_order_relaxed);
 }
 
-/* ---- deque helpers ----------------------------------------------------- */
+bool para__aborting(const para__run *run)
+{
+    return aborting(run);
+}
+
+/* ---- deque helpers and the injection stack ------------------------------ */
+
+/* A thread that is not a worker (w == NULL: the device host thread) hands
+ * tasks to the workers through rt->inject. */
+static void inject_push(para_runtime_t *rt, para__task *t)
+{
+    /* relaxed: a first guess for the CAS below. */
+    para__task *head = atomic_load_explicit(&rt->inject, memory_order_relaxed);
+    do {
+        t->next = head;
+        /* release: publishes the task and its batch to the worker that
+         * takes the stack (acquire exchange in take_injected()). */
+    } while (!atomic_compare_exchange_weak_explicit(
+        &rt->inject, &head, t, memory_order_release, memory_order_relaxed));
+}
 
 static void push_local(para__worker *w, para__run *run, para__task *t)
 {
-    if (PARA_UNLIKELY(para__deque_push(&w->deque, t) != 0)) {
+    if (w == NULL) {
+        inject_push(run->rt, t);
+    } else if (PARA_UNLIKELY(para__deque_push(&w->deque, t) != 0)) {
         /* The deque could not grow: run the task right here instead. */
         execute(w, run, t);
     }
+}
+
+/* Take every injected task: run the oldest, queue the rest locally (where
+ * other workers may steal them). */
+static para__task *take_injected(para__worker *w, para__run *run)
+{
+    para_runtime_t *rt = w->rt;
+    /* relaxed: a cheap emptiness test before the exchange. */
+    if (atomic_load_explicit(&rt->inject, memory_order_relaxed) == NULL)
+        return NULL;
+    /* acquire: see the tasks' contents; pairs with inject_push(). */
+    para__task *list =
+        atomic_exchange_explicit(&rt->inject, NULL, memory_order_acquire);
+    if (list == NULL)
+        return NULL;
+    /* The stack is newest first: queue all but the last (the oldest), so
+     * that the oldest after it are the first to be stolen. */
+    para__task *oldest = list;
+    while (oldest->next != NULL) {
+        para__task *next = oldest->next;
+        push_local(w, run, oldest);
+        oldest = next;
+    }
+    return oldest;
 }
 
 /* ---- serial nodes: claim, inbox, pairing heap --------------------------- */
@@ -316,6 +372,17 @@ static void fail_run(para__worker *w, para__run *run, int err, const char *fmt,
     notify_all(run->rt);
 }
 
+void para__fail_run(para__worker *w, para__run *run, int err, const char *fmt,
+                    ...)
+{
+    char msg[PARA__ERRMSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fail_run(w, run, err, "%s", msg);
+}
+
 static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
 {
     fail_run(w, run, PARA_ENODE, "node '%s' returned %d (%s)", n->name, rc,
@@ -399,6 +466,13 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     case PARA__KIND_SINK_BATCH:
         rc = n->fn.sink_batch(ctx, ip, count);
         break;
+    case PARA__KIND_KERNEL:
+        /* Only empty batches run here (see para__device_route()); a run
+         * without a device never starts with such a node. */
+        if (count != 0)
+            para__panic("kernel node '%s' ran on the CPU", n->name);
+        o->count = 0;
+        break;
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
             fail_run(w, run, PARA_EOVERFLOW,
@@ -427,8 +501,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 
 /* Hand @p out to every successor of @p n. @p held: units the caller gives
  * up (1 for a task, 0 for a source pull). */
-static void deliver(para__worker *w, para__run *run, para_node_t *n,
-                    para__batch *out, int held)
+void para__deliver(para__worker *w, para__run *run, para_node_t *n,
+                   para__batch *out, int held)
 {
     if (out->count == 0 && !n->forward_empty) {
         para__batch_free(w, run, out);
@@ -460,10 +534,15 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     para_node_t *n = t->node;
     para__batch *in = t->batch;
     para__batch *out = NULL;
+    if (PARA_UNLIKELY(n->placement != PARA__PLACE_CPU) && !aborting(run) &&
+        para__device_route(w, run, t))
+        return; /* the device host thread owns the task and its unit */
     if (!aborting(run)) {
         uint64_t t0 = para__now_ns();
         int rc = process(w, run, n, t, &out);
         uint64_t dt = para__now_ns() - t0;
+        if (PARA_UNLIKELY(n->placement == PARA__PLACE_MIXED) && rc == 0)
+            para__device_note_cpu(n, in->count, dt);
         /* relaxed: statistics and a cost estimate; no ordering needed. */
         atomic_fetch_add_explicit(&n->st_busy_ns, dt, memory_order_relaxed);
         atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
@@ -479,7 +558,7 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     para__counter_add(&w->c_tasks, 1);
     para__batch_release(w, run, in);
     if (out != NULL && !aborting(run))
-        deliver(w, run, n, out, 1);
+        para__deliver(w, run, n, out, 1);
     else {
         if (out != NULL)
             para__batch_free(w, run, out);
@@ -654,7 +733,7 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
         atomic_fetch_add_explicit(&s->st_items_out, b->count,
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
-        deliver(w, run, s, b, 0);
+        para__deliver(w, run, s, b, 0);
     }
     if (exhausted)
         /* relaxed: ordered with the fetch_sub below by being an RMW on the
@@ -732,6 +811,10 @@ static bool work_visible(para__worker *w, para__run *run)
     for (unsigned i = 0; i < rt->n_workers; i++)
         if (para__deque_size_estimate(&rt->workers[i].deque) > 0)
             return true;
+    /* relaxed: ordered after our sleepers RMW (seq_cst) as in notify_one();
+     * the injector's RMW there publishes the push. */
+    if (atomic_load_explicit(&rt->inject, memory_order_relaxed) != NULL)
+        return true;
     para_graph_t *g = run->graph;
     /* relaxed: heuristic reads; a missed change is caught by notify. */
     bool room = aborting(run) ||
@@ -783,6 +866,8 @@ static void run_loop(para__worker *w, para__run *run)
      * a worker leaving the loop sees the finished run. */
     while (!atomic_load_explicit(&run->done, memory_order_acquire)) {
         para__task *t = para__deque_pop(&w->deque);
+        if (t == NULL)
+            t = take_injected(w, run);
         if (t == NULL)
             t = steal(w);
         if (t != NULL) {
@@ -899,6 +984,7 @@ void para__scheduler_stop(para_runtime_t *rt)
     for (unsigned i = 0; i < rt->threads_started; i++)
         pthread_join(rt->workers[i].thread, NULL);
     rt->threads_started = 0;
+    para__device_shutdown(rt);
 }
 
 void para__scheduler_execute(para_runtime_t *rt, para__run *run)
@@ -906,10 +992,18 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run)
     pthread_mutex_lock(&rt->lock);
     rt->run = run;
     rt->generation++;
-    rt->workers_in_run = rt->n_workers;
+    rt->workers_in_run = rt->n_workers + rt->helper_threads;
     pthread_cond_broadcast(&rt->start_cond);
     while (rt->workers_in_run > 0)
         pthread_cond_wait(&rt->done_cond, &rt->lock);
     rt->run = NULL;
+    /* Injected tasks left now can only be drain tasks of empty serial nodes
+     * (an abort sweep by the device host thread after the last unit). */
+    /* acquire: see the pushed tasks (pairs with inject_push()). */
+    for (para__task *t =
+             atomic_exchange_explicit(&rt->inject, NULL, memory_order_acquire);
+         t != NULL; t = t->next)
+        if (t->batch != NULL)
+            para__panic("task of node '%s' outlived its run", t->node->name);
     pthread_mutex_unlock(&rt->lock);
 }

@@ -29,6 +29,7 @@ int para_runtime_stats(const para_runtime_t *rt, para_stats_t *st)
     st->runs = rt->runs;
     st->run_ns = rt->last_run_ns;
     st->peak_batches = rt->last_peak_batches;
+    para__device_stats(rt, st);
     return 0;
 }
 

@@ -76,9 +76,41 @@ typedef int (*para_sink_fn)(void *ctx, const void *in);
 /** Sink, whole batch of @p n items. */
 typedef int (*para_sink_batch_fn)(void *ctx, const void *in, size_t n);
 
+/** One extra scalar kernel argument (value copied when the node is added). */
+typedef struct para_kernel_arg {
+    const void *value;
+    size_t size;
+} para_kernel_arg_t;
+
+/**
+ * The device implementation of a node: an OpenCL C kernel with the contract
+ *
+ *     __kernel void entry(__global const IN *in, __global OUT *out, uint n,
+ *                         ...extra scalar arguments...)
+ *
+ * that writes out[i] from in[i] for every i < n (the global size may be
+ * rounded up: check the index). One launch covers many batches, so the
+ * kernel must treat items independently, like a 1:1 map.
+ */
+typedef struct para_kernel_desc {
+    const char *source;            /**< OpenCL C source; copied */
+    const char *entry;             /**< kernel function name; copied */
+    const char *options;           /**< build options, or NULL; copied */
+    const para_kernel_arg_t *args; /**< extra arguments after (in, out, n) */
+    size_t n_args;
+} para_kernel_desc_t;
+
 /**
  * Describes one node. Set exactly one function pointer; it decides the kind
  * of node. Zero-initialise the rest (designated initialisers do).
+ *
+ * Device nodes set @c kernel, alone or together with @c map or @c map_batch
+ * (a CPU implementation with the same meaning). Where the runtime has a
+ * device, the node's batches are gathered into kernel launches; a node with
+ * both implementations is split between the device and the CPU workers by
+ * measured throughput. Without a device, a node with a CPU implementation
+ * runs on the CPU (logged once) and one without fails the run with
+ * PARA_ENODEV before it starts. Device nodes are PARALLEL.
  */
 typedef struct para_node_desc {
     const char *name; /**< required; copied. Used in every error message. */
@@ -95,6 +127,7 @@ typedef struct para_node_desc {
     para_flat_map_batch_fn flat_map_batch;
     para_sink_fn sink;
     para_sink_batch_fn sink_batch;
+    const para_kernel_desc_t *kernel; /**< device implementation; copied */
 } para_node_desc_t;
 
 /**
@@ -190,6 +223,24 @@ para_graph_add_sink_batch(para_graph_t *graph, const char *name, size_t in_size,
                           para_node_t **out);
 
 /**
+ * @brief Add a device node (see para_kernel_desc_t) with an optional CPU
+ *        implementation @p cpu_fn (NULL: device only).
+ * @return As para_graph_add(); PARA_EINVAL also if the kernel description
+ *         lacks a source or an entry point, or an argument has no value.
+ */
+PARA_API PARA_NODISCARD int
+para_graph_add_kernel(para_graph_t *graph, const char *name, size_t in_size,
+                      size_t out_size, const para_kernel_desc_t *kernel,
+                      para_map_batch_fn cpu_fn, void *ctx, para_node_t **out);
+
+/**
+ * @brief The OpenCL C source of a kernel shipped with para (kernels/NAME.cl,
+ *        embedded at build time), e.g. "mandelbrot".
+ * @return The NUL-terminated source, or NULL if there is no such kernel.
+ */
+PARA_API const char *para_kernel_source(const char *name);
+
+/**
  * @brief Connect @p from's output to @p to's input.
  * @return 0 on success.
  * @return PARA_EINVAL if an argument is NULL, @p from is a sink, @p to is a
@@ -253,10 +304,13 @@ PARA_API void *para_emit_reserve(para_emitter_t *out, size_t n);
 
 /** Per-node statistics of the graph's last run. */
 typedef struct para_node_stats {
-    uint64_t items_in;  /**< items consumed (for sources: 0) */
-    uint64_t items_out; /**< items produced (for sinks: 0) */
-    uint64_t batches;   /**< batches processed (for sources: produced) */
-    uint64_t busy_ns;   /**< time spent in the node's function */
+    uint64_t items_in;        /**< items consumed (for sources: 0) */
+    uint64_t items_out;       /**< items produced (for sinks: 0) */
+    uint64_t batches;         /**< batches processed (for sources: produced) */
+    uint64_t busy_ns;         /**< time spent in the node's function */
+    uint64_t device_items;    /**< items of items_in run on the device */
+    uint64_t device_launches; /**< kernel launches */
+    uint64_t device_ns;       /**< device time of those launches */
 } para_node_stats_t;
 
 /**

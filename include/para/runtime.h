@@ -41,6 +41,14 @@ typedef struct para_runtime_attr {
     const char *pin;          /**< "cores" (one worker per core, pinned),
                                    "pus" (per hardware thread), "none" (no
                                    pinning); default "cores" (PARA_PIN) */
+    const char *device;       /**< device for kernel nodes: "auto" (the first
+                                   GPU, else accelerator, else any OpenCL
+                                   device; none is fine), "none", "cpu" (the
+                                   built-in back-end that runs kernel nodes'
+                                   CPU functions through the launch path),
+                                   "P:D" (platform, device index) or part of
+                                   a device or platform name; default "auto"
+                                   (PARA_DEVICE) */
 } para_runtime_attr_t;
 
 /**
@@ -92,6 +100,12 @@ PARA_API unsigned para_runtime_workers(const para_runtime_t *rt);
  * @return PARA_ENODE if a node function returned non-zero; the message names
  *         the node and the value.
  * @return PARA_EOVERFLOW if a collect node ran out of room.
+ * @return PARA_ENODEV if a kernel node without a CPU function has no device,
+ *         or the configured device (not "auto") cannot be opened.
+ * @return PARA_EKERNEL_BUILD if a kernel does not build; the message holds
+ *         the node's name and the build log.
+ * @return PARA_EDEVICE if the device failed during the run; the message
+ *         names the OpenCL call and its CL_* status.
  * @return PARA_EBUSY if @p rt is already running a graph, or @p graph is
  *         already running.
  * @return PARA_ENOMEM if memory ran out during the run.
@@ -117,9 +131,13 @@ PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
     XX(source_holds, "source pulls refused because too many batches lived")    \
     XX(batches_allocated, "batches allocated")                                 \
     XX(peak_batches, "most batches alive at once")                             \
-    XX(run_ns, "wall time of the last run")
+    XX(run_ns, "wall time of the last run")                                    \
+    XX(device_launches, "kernel launches")                                     \
+    XX(device_items, "items run by kernel launches")                           \
+    XX(device_bytes, "bytes copied to and from the device")                    \
+    XX(device_busy_ns, "time with at least one launch in flight")
 
-#define PARA_STATS_VERSION 1
+#define PARA_STATS_VERSION 2
 
 typedef struct para_stats {
     size_t size;      /**< sizeof(para_stats_t) of the library */
@@ -147,6 +165,15 @@ PARA_API void para_stats_print(const para_runtime_t *rt,
                                const para_graph_t *graph,
                                void (*out_fn)(const char *line, void *arg),
                                void *arg);
+
+/**
+ * @brief The device that kernel nodes run on, opening it if needed (the
+ *        runtime opens its device at the first run with a kernel node).
+ * @return Its name (owned by the runtime), or NULL if there is none; then
+ *         para_runtime_errmsg() says why.
+ * @note Not while a run is in progress.
+ */
+PARA_API const char *para_runtime_device(para_runtime_t *rt);
 
 /** Log sink: level 0 = error, 1 = warning, 2 = info, 3 = debug. */
 typedef void (*para_log_fn)(int level, const char *msg, void *arg);
