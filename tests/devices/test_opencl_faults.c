@@ -5,6 +5,10 @@
  * points below, so the library's calls land in __wrap_clXxx, which fails on
  * demand or forwards to the real function (__real_clXxx).
  *
+ * The last tests inject the same faults into kernel nodes in the middle of
+ * a graph's run (runtime/device_node.c): the run must end with the error,
+ * naming the node and the call, with nothing leaked.
+ *
  * For every launch step (buffer creation, input copy or map, kernel
  * enqueue, output copy or map, flush, and a command whose event ends with a
  * negative status) the test checks that the call returns PARA_EDEVICE (or
@@ -587,6 +591,126 @@ static void test_map_staging_fails(void **state)
     para__cl_launch_fini(fx->k, &b.l);
 }
 
+/* ---- kernel nodes in a graph -------------------------------------------- */
+
+/* array of uint32 -> kernel node axpb_u32 (device only) -> serial sink that
+ * checks and counts. */
+enum { GRAPH_ITEMS = 60000 };
+static uint32_t graph_in[GRAPH_ITEMS];
+
+typedef struct graph_sink {
+    size_t seen;
+    size_t wrong;
+} graph_sink;
+
+static int graph_sink_fn(void *ctx, const void *in, size_t n)
+{
+    graph_sink *gs = ctx;
+    const uint32_t *y = in;
+    for (size_t i = 0; i < n; i++)
+        gs->wrong += y[i] % 3 != 1; /* every y is 3 x + 1 */
+    gs->seen += n;
+    return 0;
+}
+
+static int run_graph(para_runtime_t *rt, graph_sink *gs)
+{
+    para_kernel_arg_t args[2] = {{&mul, 4}, {&add, 4}};
+    para_kernel_desc_t kd = {.source = para_kernel_copy_src,
+                             .entry = "axpb_u32",
+                             .args = args,
+                             .n_args = 2};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *k, *sink;
+    assert_int_equal(
+        para_graph_add_array(g, "in", graph_in, GRAPH_ITEMS, 4, &src), 0);
+    assert_int_equal(
+        para_graph_add_kernel(g, "axpb-node", 4, 4, &kd, NULL, NULL, &k), 0);
+    assert_int_equal(para_graph_add_sink_batch(g, "check", 4, graph_sink_fn, gs,
+                                               PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, k), 0);
+    assert_int_equal(para_graph_connect(g, k, sink), 0);
+    memset(gs, 0, sizeof *gs);
+    int rc = para_run(rt, g);
+    para_graph_destroy(g);
+    return rc;
+}
+
+/* Fail `f` after `after` good calls in the middle of a graph's run: the run
+ * ends with `want` naming the node and the OpenCL call, the sink saw only
+ * correct items, nothing leaks, and the runtime runs the graph fine next. */
+static void graph_fault(fault *f, int after, cl_int code, int want,
+                        const char *call)
+{
+    for (uint32_t i = 0; i < GRAPH_ITEMS; i++)
+        graph_in[i] = i;
+    disarm_all();
+    failing_event = NULL;
+    live_events = live_buffers = 0;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "auto";
+    a.pin = "none";
+    a.batch_items = 500; /* 120 batches: launches before and after */
+    para_runtime_t *rt;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    graph_sink gs;
+    assert_int_equal(run_graph(rt, &gs), 0); /* warm: slots have buffers */
+    assert_int_equal(gs.seen, GRAPH_ITEMS);
+
+    arm(f, after, code);
+    int rc = run_graph(rt, &gs);
+    const char *msg = para_runtime_errmsg(rt);
+    print_message("  %s -> %s: %s (sink saw %zu)\n", call, para_err_name(rc),
+                  msg, gs.seen);
+    assert_int_equal(f->hits, 1);
+    assert_int_equal(rc, want);
+    expect_in(msg, "'axpb-node'", call);
+    assert_int_equal(gs.wrong, 0);
+    assert_true(gs.seen < GRAPH_ITEMS);
+    assert_int_equal(live_events, 0);
+
+    disarm_all();
+    failing_event = NULL;
+    assert_int_equal(run_graph(rt, &gs), 0);
+    assert_int_equal(gs.seen, GRAPH_ITEMS);
+    assert_int_equal(gs.wrong, 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    assert_int_equal(live_events, 0);
+    assert_int_equal(live_buffers, 0);
+}
+
+static void test_graph_kernel_enqueue_fails(void **state)
+{
+    (void)state;
+    graph_fault(&f_kernel, 20, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
+                "clEnqueueNDRangeKernel");
+}
+
+static void test_graph_write_fails(void **state)
+{
+    (void)state;
+    graph_fault(&f_write, 20, CL_OUT_OF_HOST_MEMORY, PARA_ENOMEM,
+                "clEnqueueWriteBuffer");
+}
+
+static void test_graph_read_fails(void **state)
+{
+    (void)state;
+    graph_fault(&f_read, 20, CL_INVALID_MEM_OBJECT, PARA_EDEVICE,
+                "clEnqueueReadBuffer");
+}
+
+static void test_graph_completion_fails(void **state)
+{
+    (void)state;
+    graph_fault(&f_event, 20, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
+                "CL_OUT_OF_RESOURCES");
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 int main(void)
@@ -630,6 +754,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_map_staging_fails, setup,
                                         teardown),
+        cmocka_unit_test(test_graph_kernel_enqueue_fails),
+        cmocka_unit_test(test_graph_write_fails),
+        cmocka_unit_test(test_graph_read_fails),
+        cmocka_unit_test(test_graph_completion_fails),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
