@@ -14,6 +14,7 @@ typedef struct builtin_kernel {
 
 static const builtin_kernel builtin_kernels[] = {
     {"mandelbrot", para_kernel_mandelbrot_src},
+    {"mandelbrot_fixed", para_kernel_mandelbrot_fixed_src},
     {"empty", para_kernel_empty_src},
     {"copy", para_kernel_copy_src},
 };
