@@ -38,6 +38,32 @@ static uint32_t class_of(size_t total)
     return c;
 }
 
+void para__bytes_add(para__run *run, int64_t bytes)
+{
+    /* relaxed: a gate hint and a statistic; nothing is published. */
+    int64_t now =
+        atomic_fetch_add_explicit(&run->bytes, bytes, memory_order_relaxed) +
+        bytes;
+    if (bytes > 0) {
+        int64_t peak =
+            atomic_load_explicit(&run->peak_bytes, memory_order_relaxed);
+        /* relaxed CAS: a running maximum. */
+        while (now > peak && !atomic_compare_exchange_weak_explicit(
+                                 &run->peak_bytes, &peak, now,
+                                 memory_order_relaxed, memory_order_relaxed))
+            ;
+    }
+}
+
+size_t para__batch_alloc_size(uint32_t n_tasks, size_t bytes)
+{
+    size_t total = header_bytes(n_tasks) + bytes;
+    uint32_t cls = class_of(total);
+    if (cls != PARA__BATCH_NO_CLASS)
+        total = (size_t)1 << (MIN_CLASS_SHIFT + cls);
+    return (total + PARA_CACHELINE - 1) & ~(size_t)(PARA_CACHELINE - 1);
+}
+
 static void count_live(para__run *run, int64_t delta)
 {
     if (run == NULL)
@@ -90,12 +116,18 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
     b->seq_begin = b->seq_end = 0;
     b->data = (unsigned char *)b + head;
     b->pool_next = NULL;
+    b->alloc_bytes =
+        (total + PARA_CACHELINE - 1) & ~(size_t)(PARA_CACHELINE - 1);
+    b->extra_bytes = 0;
+    b->family = NULL;
     count_live(run, 1);
+    if (run != NULL)
+        para__bytes_add(run, (int64_t)b->alloc_bytes);
     return b;
 }
 
-para__batch *para__batch_grow(para__worker *w, para__batch *b, size_t bytes,
-                              size_t used)
+para__batch *para__batch_grow(para__worker *w, para__run *run, para__batch *b,
+                              size_t bytes, size_t used)
 {
     if (bytes <= b->capacity)
         return b;
@@ -111,10 +143,13 @@ para__batch *para__batch_grow(para__worker *w, para__batch *b, size_t bytes,
                           memory_order_relaxed);
     nb->path = b->path;
     nb->count = b->count;
+    para__batch_join_family(nb, b);
     nb->seq_begin = b->seq_begin;
     nb->seq_end = b->seq_end;
     memcpy(nb->data, b->data, used);
-    /* The old batch's live count transfers to the new one. */
+    /* The old batch's live count and bytes transfer to the new one; only
+     * the difference in size is new. */
+    para__bytes_add(run, (int64_t)nb->alloc_bytes - (int64_t)b->alloc_bytes);
     para__batch_free(w, NULL, b);
     return nb;
 }
@@ -122,6 +157,10 @@ para__batch *para__batch_grow(para__worker *w, para__batch *b, size_t bytes,
 void para__batch_free(para__worker *w, para__run *run, para__batch *b)
 {
     count_live(run, -1);
+    if (run != NULL)
+        para__bytes_add(run, -(int64_t)(b->alloc_bytes + b->extra_bytes));
+    if (b->family != NULL)
+        para__family_unref(run, b->family);
     uint32_t cls = b->size_class;
     if (w != NULL && cls != PARA__BATCH_NO_CLASS &&
         w->pool_len[cls] < PARA__BATCH_POOL_DEPTH) {

@@ -78,6 +78,7 @@ typedef struct slot {
     para__task *tasks, *tasks_tail; /* the launch's inputs, in order */
     size_t n_tasks, items;
     para__batch *direct_out; /* one task: the kernel writes here */
+    size_t staged_bytes;     /* counted in run->bytes while in flight */
     unsigned char *in_stage, *out_stage;
     size_t in_cap, out_cap;
 } slot;
@@ -294,9 +295,17 @@ static void learn(para__devrt *d, para_node_t *n, uint64_t ns, size_t items)
                           memory_order_relaxed);
 }
 
+static void unstage(para__run *run, slot *s)
+{
+    if (s->staged_bytes != 0)
+        para__bytes_add(run, -(int64_t)s->staged_bytes);
+    s->staged_bytes = 0;
+}
+
 static void complete(para__devrt *d, para__run *run, slot *s, int rc)
 {
     para_node_t *n = s->node;
+    unstage(run, s);
     d->head = (d->head + 1) % SLOTS;
     if (--d->n_inflight == 0)
         /* relaxed: a statistic read after the run. */
@@ -333,6 +342,8 @@ static void complete(para__devrt *d, para__run *run, slot *s, int rc)
         s->direct_out = NULL;
         if (o == NULL && !para__aborting(run)) {
             o = para__batch_alloc(NULL, run, n->n_succs, count * os);
+            if (o != NULL)
+                para__batch_join_family(o, in);
             if (o == NULL)
                 para__fail_run(NULL, run, PARA_ENOMEM,
                                "out of memory for the output of node '%s'",
@@ -407,8 +418,7 @@ static bool upstream_stalled(const para__devrt *d, para__run *run)
     /* relaxed: heuristics; the gather window bounds the cost of a miss. */
     return atomic_load_explicit(&run->in_flight, memory_order_relaxed) <=
                d->held ||
-           atomic_load_explicit(&run->live_batches, memory_order_relaxed) >=
-               run->max_batches;
+           !run->policy->sources_open(run);
 }
 
 static uint64_t gather_window_ns(const para__devrt *d)
@@ -487,9 +497,10 @@ static void launch(para__devrt *d, para__run *run, para_node_t *n)
     if (s->n_tasks == 1) {
         /* In place: the kernel reads the batch and writes the output. */
         s->direct_out = para__batch_alloc(NULL, run, n->n_succs, s->items * os);
-        if (s->direct_out == NULL)
+        if (s->direct_out == NULL) {
             rc = PARA_ENOMEM;
-        else {
+        } else {
+            para__batch_join_family(s->direct_out, s->tasks->batch);
             s->l.in = s->tasks->batch->data;
             s->l.out = s->direct_out->data;
         }
@@ -505,6 +516,9 @@ static void launch(para__devrt *d, para__run *run, para_node_t *n)
         }
         s->l.in = s->in_stage;
         s->l.out = s->out_stage;
+        /* Staging counts as bytes in flight while the launch runs. */
+        s->staged_bytes = s->items * (is + os);
+        para__bytes_add(run, (int64_t)s->staged_bytes);
     }
     if (rc == PARA_ENOMEM)
         snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
@@ -513,6 +527,7 @@ static void launch(para__devrt *d, para__run *run, para_node_t *n)
     if (rc == 0)
         rc = d->ops->launch_begin(n->dev_kernel, &s->l, d->msg, sizeof d->msg);
     if (rc != 0) {
+        unstage(run, s);
         fail_launch(d, run, n, rc);
         drop_slot_tasks(d, run, s);
         return;

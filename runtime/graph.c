@@ -160,6 +160,7 @@ void para_graph_destroy(para_graph_t *g)
         node_free(g->nodes[i]);
     free(g->nodes);
     free(g->sources);
+    free(g->topo);
     free(g);
 }
 
@@ -257,6 +258,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     n->priority = d->priority;
     n->in_size = d->in_size;
     n->out_size = d->out_size;
+    n->item_bytes = d->item_bytes;
     n->ctx = d->ctx;
     n->serial = (d->flags & (PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0;
     switch (kind) {
@@ -301,6 +303,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->st_device_items, 0);
     atomic_init(&n->st_device_launches, 0);
     atomic_init(&n->st_device_ns, 0);
+    atomic_init(&n->expand_x16, 0);
     atomic_init(&n->cpu_ps_per_item, 0);
     atomic_init(&n->dev_ps_per_item, 0);
     atomic_init(&n->dev_backlog_items, 0);
@@ -708,9 +711,12 @@ static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
     for (unsigned k = g->n_nodes; k-- > 0;) {
         para_node_t *n = order[k];
         n->forward_empty = false;
+        n->depth_to_sink = 0;
         widest[n->index] = PARA_MAX(n->in_size, n->out_size);
         for (unsigned s = 0; s < n->n_succs; s++) {
             para_node_t *succ = n->succs[s];
+            n->depth_to_sink =
+                PARA_MAX(n->depth_to_sink, succ->depth_to_sink + 1);
             if ((succ->flags & PARA_NODE_ORDERED) != 0 || succ->forward_empty)
                 n->forward_empty = true;
             widest[n->index] = PARA_MAX(widest[n->index], widest[succ->index]);
@@ -790,6 +796,9 @@ int para__graph_prepare(para_graph_t *g)
     g->sources = sources;
     g->n_sources = n_sources;
     sources = NULL;
+    free(g->topo);
+    g->topo = order;
+    order = NULL;
     g->prepared = true;
 fail:
     free(sources);

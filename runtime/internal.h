@@ -87,6 +87,7 @@ struct para_node {
     unsigned flags;
     int priority;
     size_t in_size, out_size;
+    size_t item_bytes; /* owned outside the batch, per output item */
     void *ctx;
     union {
         para_source_fn source;
@@ -118,8 +119,13 @@ struct para_node {
     uint32_t *in_path_offset; /* per input port */
     uint32_t path_count;      /* P(node): paths from its source */
     bool forward_empty;       /* an ORDERED node is downstream */
+    unsigned depth_to_sink;   /* longest path to a sink, in edges */
     bool serial;              /* SERIAL or ORDERED */
     size_t max_batch_items;   /* sources: cap from downstream item sizes */
+    unsigned source_slot;     /* sources: index in graph->sources */
+    /* FLAT_MAP*: most output items per input item seen, x16 (relaxed);
+     * the memory policy's footprint estimate scales by it. */
+    _Atomic uint32_t expand_x16;
 
     /* Run state: serial nodes. The claim flag gives one worker at a time
      * the right to drain the inbox and touch pending/heap/next_*. */
@@ -169,6 +175,7 @@ struct para_graph {
     bool prepared;       /* derived data valid for the current edges */
     para_node_t **sources;
     unsigned n_sources;
+    para_node_t **topo; /* every node, in topological order */
     char errmsg[PARA__ERRMSG_LEN];
 };
 
@@ -196,6 +203,14 @@ static inline bool para__is_sink(const para_node_t *n)
 
 /* ---- batches ----------------------------------------------------------- */
 
+/* Every batch descended from one source batch (budgeted policies only):
+ * the bytes reserved for them in run->reserved at the source pull, given
+ * back when the last of them is freed (policy.c). */
+typedef struct para__family {
+    _Atomic uint32_t refs; /* live batches of the family */
+    uint64_t reserved;
+} para__family;
+
 struct para__batch {
     _Atomic uint32_t refs; /* readers left; freed at zero */
     uint32_t n_tasks;      /* embedded tasks (successors of the producer) */
@@ -205,6 +220,9 @@ struct para__batch {
     size_t capacity;       /* bytes available at data */
     uint64_t seq_begin, seq_end;
     unsigned char *data;
+    size_t alloc_bytes;     /* the allocation, for run->bytes */
+    size_t extra_bytes;     /* owned by the items outside the batch */
+    para__family *family;   /* NULL unless the policy is budgeted */
     para__batch *pool_next; /* worker pool free list */
     para__task tasks[];     /* n_tasks, followed by the data */
 };
@@ -222,8 +240,22 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
                                uint32_t n_tasks, size_t bytes);
 /* Grow @p b to hold at least @p bytes, keeping its contents. Returns the
  * (possibly new) batch or NULL (then @p b is untouched). */
-para__batch *para__batch_grow(para__worker *w, para__batch *b, size_t bytes,
-                              size_t used);
+para__batch *para__batch_grow(para__worker *w, para__run *run, para__batch *b,
+                              size_t bytes, size_t used);
+/* The size of the allocation para__batch_alloc() makes for these. */
+size_t para__batch_alloc_size(uint32_t n_tasks, size_t bytes);
+/* @p b (new) joins the family of @p from. */
+static inline void para__batch_join_family(para__batch *b,
+                                           const para__batch *from)
+{
+    b->family = from->family;
+    if (b->family != NULL)
+        /* relaxed: the caller holds a reference through `from`, as with a
+         * shared pointer copy; the release happens at the unref. */
+        atomic_fetch_add_explicit(&b->family->refs, 1, memory_order_relaxed);
+}
+/* Count @p bytes more (or fewer) in flight in @p run. */
+void para__bytes_add(para__run *run, int64_t bytes);
 /* Drop one reader; frees the batch when none is left. */
 void para__batch_release(para__worker *w, para__run *run, para__batch *b);
 /* Free a batch now, whatever its count. */
@@ -235,6 +267,7 @@ void para__batch_pool_drain(para__worker *w);
 
 struct para_emitter {
     para__worker *worker;
+    para__run *run;
     para__batch *batch;
     size_t item_size;
     bool failed; /* an allocation failed */
@@ -275,6 +308,16 @@ struct para__run {
     alignas(PARA_CACHELINE) _Atomic int64_t in_flight;
     alignas(PARA_CACHELINE) _Atomic int64_t live_batches;
     _Atomic int64_t peak_batches;
+    /* Bytes in flight (real: allocations and item_bytes) and their peak;
+     * bytes reserved by live families (budgeted policies). Relaxed. */
+    alignas(PARA_CACHELINE) _Atomic int64_t bytes;
+    _Atomic int64_t peak_bytes;
+    alignas(PARA_CACHELINE) _Atomic uint64_t reserved;
+    _Atomic uint64_t held_since, hold_ns, decisions;
+    const struct para__policy *policy;
+    uint64_t budget;     /* budgeted policies; UINT64_MAX = none */
+    uint32_t *path_mult; /* [source_slot * n_nodes + node]: batches a
+                            source batch becomes at each node */
     alignas(PARA_CACHELINE) _Atomic int status; /* first error, or 0 */
     _Atomic bool aborting;                      /* status != 0 */
     _Atomic bool done;
@@ -313,6 +356,8 @@ struct para_runtime {
     _Atomic uint64_t wake_epoch; /* bumped by every wake-up */
 
     uint64_t runs, last_run_ns, last_peak_batches;
+    uint64_t last_peak_bytes, last_budget, last_hold_ns, last_decisions;
+    const struct para__policy *policy_ops;
     char errmsg[PARA__ERRMSG_LEN];
 
     /* The device of kernel nodes, opened at the first run that has one
@@ -371,7 +416,33 @@ void para__device_stats(const para_runtime_t *rt, para_stats_t *st);
 /* Free a node's kernel copy. */
 void para__kernel_copy_free(para__kernel_copy *k);
 
-/* Options (options.c). */
-int para__attr_validate_policy(const char *name, char *msg, size_t msg_len);
+/* Policies (policy.c): what sets them apart is decided in three places,
+ * behind this table. */
+typedef struct para__policy {
+    const char *name;
+    const char *description;
+    bool budgeted; /* keeps bytes under run->budget */
+    /* Per-run derived data: successor order (which ready task a worker
+     * takes first), footprints. 0 or PARA_ENOMEM. */
+    int (*run_begin)(para__run *run);
+    /* May worker @p w pull source @p s now, and how many items (at most
+     * @p want)? 0 holds the source back. *family gets the new batch's
+     * family (NULL for policies without a budget). */
+    size_t (*admit)(para__worker *w, para__run *run, para_node_t *s,
+                    size_t want, para__family **family);
+    /* Could a source be admitted now? A cheap, possibly stale hint for
+     * parking and for the device's flush decision. */
+    bool (*sources_open)(const para__run *run);
+} para__policy;
+
+/* The policy named @p name, or NULL with the known ones listed in @p msg. */
+const para__policy *para__policy_find(const char *name, char *msg,
+                                      size_t msg_len);
+/* After the run: free what run_begin made. */
+void para__policy_run_end(para__run *run);
+/* Give up one reference to @p f; the last one releases its bytes. */
+void para__family_unref(para__run *run, para__family *f);
+/* Wake one parked worker if any sleeps. */
+void para__notify_one(para_runtime_t *rt);
 
 #endif /* PARA_INTERNAL_H */

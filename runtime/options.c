@@ -19,7 +19,14 @@
 
 #include "internal.h"
 
-typedef enum { OPT_UINT, OPT_SIZE, OPT_U32, OPT_INT, OPT_STRING } opt_type;
+typedef enum {
+    OPT_UINT,
+    OPT_SIZE,
+    OPT_BYTES, /* a size, or off/none/unlimited = SIZE_MAX */
+    OPT_U32,
+    OPT_INT,
+    OPT_STRING
+} opt_type;
 
 typedef struct option {
     const char *name; /* PARA_<name> */
@@ -32,8 +39,10 @@ typedef struct option {
 static const option options[] = {
     {"WORKERS", offsetof(para_runtime_attr_t, workers), OPT_UINT, "0",
      "worker threads; 0 = one per core"},
-    {"POLICY", offsetof(para_runtime_attr_t, policy), OPT_STRING, "ws",
-     "scheduling policy; 'help' lists them"},
+    {"POLICY", offsetof(para_runtime_attr_t, policy), OPT_STRING, "memaware",
+     "scheduling policy: memaware, ws or dhondt ('help' lists them)"},
+    {"MEM_BUDGET", offsetof(para_runtime_attr_t, mem_budget), OPT_BYTES, "0",
+     "bytes in flight (K/M/G suffixes); 0 = 1/8 of RAM; off = no budget"},
     {"BATCH", offsetof(para_runtime_attr_t, batch_items), OPT_SIZE, "0",
      "source batch size in items; 0 = adaptive"},
     {"BATCH_US", offsetof(para_runtime_attr_t, target_batch_us), OPT_U32, "100",
@@ -46,15 +55,6 @@ static const option options[] = {
      "worker placement: cores, pus (hardware threads) or none"},
     {"DEVICE", offsetof(para_runtime_attr_t, device), OPT_STRING, "auto",
      "device of kernel nodes: auto, none, cpu, P:D or part of a name"},
-};
-
-typedef struct policy_entry {
-    const char *name;
-    const char *description;
-} policy_entry;
-
-static const policy_entry policies[] = {
-    {"ws", "work stealing: local LIFO, steal FIFO, consumers before sources"},
 };
 
 static int parse_number(const char *s, unsigned long long *out)
@@ -105,6 +105,12 @@ static int set_option(para_runtime_attr_t *attr, const option *o,
         *(const char **)(void *)field = value;
         return 0;
     }
+    if (o->type == OPT_BYTES &&
+        (strcasecmp(value, "off") == 0 || strcasecmp(value, "none") == 0 ||
+         strcasecmp(value, "unlimited") == 0)) {
+        *(size_t *)(void *)field = SIZE_MAX;
+        return 0;
+    }
     unsigned long long v;
     if (parse_number(value, &v) != 0)
         return PARA_EINVAL;
@@ -125,6 +131,7 @@ static int set_option(para_runtime_attr_t *attr, const option *o,
         *(int *)(void *)field = (int)v;
         break;
     case OPT_SIZE:
+    case OPT_BYTES:
         *(size_t *)(void *)field = (size_t)v;
         break;
     case OPT_STRING:
@@ -159,19 +166,4 @@ int para_runtime_attr_init(para_runtime_attr_t *attr)
         }
     }
     return rc;
-}
-
-int para__attr_validate_policy(const char *name, char *msg, size_t msg_len)
-{
-    size_t n = sizeof policies / sizeof policies[0];
-    for (size_t i = 0; i < n; i++)
-        if (name != NULL && strcmp(name, policies[i].name) == 0)
-            return 0;
-    int len = snprintf(msg, msg_len, "unknown policy '%s'; known policies:",
-                       name != NULL ? name : "(null)");
-    for (size_t i = 0; i < n && len >= 0 && (size_t)len < msg_len; i++)
-        len += snprintf(msg + len, msg_len - (size_t)len, " %s (%s)%s",
-                        policies[i].name, policies[i].description,
-                        i + 1 < n ? "," : "");
-    return PARA_EPOLICY;
 }

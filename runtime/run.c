@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -42,6 +43,20 @@ static int parse_pin(const char *pin, para__pin_mode *mode)
     else
         return PARA_EINVAL;
     return 0;
+}
+
+/* The byte budget: the configured one, or 1/8 of the RAM; SIZE_MAX means
+ * none. */
+static uint64_t default_budget(size_t configured)
+{
+    if (configured == SIZE_MAX)
+        return UINT64_MAX;
+    if (configured != 0)
+        return configured;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0)
+        return (uint64_t)1 << 30;
+    return (uint64_t)pages * (uint64_t)page / 8;
 }
 
 static void runtime_free(para_runtime_t *rt)
@@ -86,8 +101,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                   attr->pin);
         return PARA_EINVAL;
     }
-    char msg[512];
-    if (para__attr_validate_policy(attr->policy, msg, sizeof msg) != 0) {
+    char msg[1024];
+    const para__policy *policy =
+        para__policy_find(attr->policy, msg, sizeof msg);
+    if (policy == NULL) {
         para__log(0, "%s", msg);
         return PARA_EPOLICY;
     }
@@ -96,6 +113,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     if (rt == NULL)
         return PARA_ENOMEM;
     rt->attr = *attr;
+    rt->policy_ops = policy;
     snprintf(rt->policy, sizeof rt->policy, "%s", attr->policy);
     rt->attr.policy = rt->policy;
     rt->attr.pin = NULL; /* the caller's string is not kept */
@@ -229,8 +247,26 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     atomic_init(&run->done, false);
     atomic_init(&run->work_ns, 0);
     atomic_init(&run->src_items, 0);
+    run->policy = rt->policy_ops;
+    bool budgeted = run->policy->budgeted;
     run->max_batches = rt->attr.max_batches ? (int64_t)rt->attr.max_batches
+                       : budgeted           ? 0
                                             : 8 * (int64_t)rt->n_workers;
+    run->budget = budgeted ? default_budget(rt->attr.mem_budget) : UINT64_MAX;
+    atomic_init(&run->bytes, 0);
+    atomic_init(&run->peak_bytes, 0);
+    atomic_init(&run->reserved, 0);
+    atomic_init(&run->held_since, 0);
+    atomic_init(&run->hold_ns, 0);
+    atomic_init(&run->decisions, 0);
+    if (run->policy->run_begin(run) != 0) {
+        rc = PARA_ENOMEM;
+        set_errmsg(rt, "out of memory starting the run");
+        para__policy_run_end(run);
+        free(run);
+        para__device_finish_run(rt, g);
+        goto out;
+    }
     run->forced_batch_items = rt->attr.batch_items;
     run->target_batch_ns = (uint64_t)rt->attr.target_batch_us * 1000u;
     if (run->target_batch_ns == 0)
@@ -250,6 +286,20 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         para__panic("run ended with %lld batches alive", (long long)live);
     rt->last_peak_batches = (uint64_t)atomic_load_explicit(
         &run->peak_batches, memory_order_relaxed);
+    int64_t bytes = atomic_load_explicit(&run->bytes, memory_order_relaxed);
+    uint64_t reserved =
+        atomic_load_explicit(&run->reserved, memory_order_relaxed);
+    if (bytes != 0 || reserved != 0)
+        para__panic("run ended with %lld bytes in flight, %llu reserved",
+                    (long long)bytes, (unsigned long long)reserved);
+    rt->last_peak_bytes =
+        (uint64_t)atomic_load_explicit(&run->peak_bytes, memory_order_relaxed);
+    rt->last_budget = run->budget == UINT64_MAX ? 0 : run->budget;
+    rt->last_hold_ns =
+        atomic_load_explicit(&run->hold_ns, memory_order_relaxed);
+    rt->last_decisions =
+        atomic_load_explicit(&run->decisions, memory_order_relaxed);
+    para__policy_run_end(run);
     rt->runs++;
     for (unsigned i = 0; i < g->n_nodes; i++)
         if (g->nodes[i]->kind == PARA__KIND_COLLECT)

@@ -94,6 +94,13 @@ void para__notify_all(para_runtime_t *rt)
     notify_all(rt);
 }
 
+static void notify_one(para_runtime_t *rt);
+
+void para__notify_one(para_runtime_t *rt)
+{
+    notify_one(rt);
+}
+
 static void notify_one(para_runtime_t *rt)
 {
     /* seq_cst RMW (reads the latest count): pairs with the increment in
@@ -389,6 +396,21 @@ static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
              rc < 0 ? para_err_name(rc) : "user error code");
 }
 
+/* A flat-map made @p out items of @p in: keep the largest ratio, x16, for
+ * the memory policy's footprints. */
+static void note_expansion(para_node_t *n, size_t in, size_t out)
+{
+    if (in == 0 || out <= in)
+        return;
+    uint64_t x16 = ((uint64_t)out * 16 + in - 1) / in;
+    /* relaxed load + store: a maximum kept as an estimate; a lost update
+     * is corrected by the next batch. */
+    if (x16 > atomic_load_explicit(&n->expand_x16, memory_order_relaxed))
+        atomic_store_explicit(&n->expand_x16,
+                              (uint32_t)PARA_MIN(x16, UINT32_MAX),
+                              memory_order_relaxed);
+}
+
 /* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
  * On failure the run is failed, *out is NULL, and nonzero is returned. */
 static int process(para__worker *w, para__run *run, para_node_t *n,
@@ -413,6 +435,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         o->seq_begin = in->seq_begin;
         o->seq_end = in->seq_end;
         o->path = t->path;
+        para__batch_join_family(o, in);
     }
 
     switch (n->kind) {
@@ -445,7 +468,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     }
     case PARA__KIND_FLAT_MAP:
     case PARA__KIND_FLAT_MAP_BATCH: {
-        para_emitter_t e = {.worker = w, .batch = o, .item_size = os};
+        para_emitter_t e = {
+            .worker = w, .run = run, .batch = o, .item_size = os};
         if (n->kind == PARA__KIND_FLAT_MAP) {
             for (size_t i = 0; i < count && rc == 0; i++)
                 rc = n->fn.flat_map(ctx, ip + i * is, &e);
@@ -455,6 +479,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         o = e.batch;
         if (e.failed && rc == 0)
             rc = PARA_ENOMEM;
+        note_expansion(n, count, o->count);
         break;
     }
     case PARA__KIND_SINK: {
@@ -504,6 +529,10 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 void para__deliver(para__worker *w, para__run *run, para_node_t *n,
                    para__batch *out, int held)
 {
+    if (n->item_bytes != 0 && out->count != 0) {
+        out->extra_bytes = out->count * n->item_bytes;
+        para__bytes_add(run, (int64_t)out->extra_bytes);
+    }
     if (out->count == 0 && !n->forward_empty) {
         para__batch_free(w, run, out);
         units_add(run, -held);
@@ -637,17 +666,26 @@ static size_t source_batch_items(para__worker *w, para__run *run,
     return PARA_MIN(n, cap);
 }
 
-/* Fill a batch from @p s. Returns the batch, or NULL with *exhausted set
- * when the source has nothing left (or failed). */
+/* Fill a batch from @p s. Returns the batch; or NULL with *exhausted set
+ * when the source has nothing left (or failed), or with *held set when the
+ * policy holds the source back. */
 static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
-                                bool *exhausted)
+                                bool *exhausted, bool *held)
 {
-    size_t want = source_batch_items(w, run, s);
+    para__family *family = NULL;
+    size_t want =
+        run->policy->admit(w, run, s, source_batch_items(w, run, s), &family);
+    if (want == 0) {
+        *held = true;
+        return NULL;
+    }
     para__batch *b = NULL;
     if (s->kind == PARA__KIND_SOURCE_FN) {
         b = para__batch_alloc(w, run, s->n_succs, want * s->out_size);
         if (b == NULL)
             goto nomem;
+        b->family = family;
+        family = NULL;
         size_t written = 0;
         uint64_t t0 = para__now_ns();
         int rc = s->fn.source(s->ctx, b->data, want, &written);
@@ -680,6 +718,8 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         atomic_fetch_add_explicit(&s->src_cursor, want, memory_order_relaxed);
     if (first >= total) {
         *exhausted = true;
+        if (family != NULL)
+            para__family_unref(run, family);
         return NULL;
     }
     size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
@@ -688,6 +728,8 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     b = para__batch_alloc(w, run, s->n_succs, n * s->out_size);
     if (b == NULL)
         goto nomem;
+    b->family = family;
+    family = NULL;
     if (s->kind == PARA__KIND_RANGE) {
         uint64_t *out = (uint64_t *)(void *)b->data;
         uint64_t v = s->range_begin + first;
@@ -702,9 +744,33 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     b->seq_end = first + n;
     return b;
 nomem:
+    if (family != NULL)
+        para__family_unref(run, family);
     *exhausted = true;
     fail_run(w, run, PARA_ENOMEM, "out of memory in source '%s'", s->name);
     return NULL;
+}
+
+/* Time sources were held back: from the first refused pull to the next
+ * admitted one (run-wide). */
+static void note_hold(para__run *run, bool refused)
+{
+    /* relaxed: statistics. */
+    if (refused) {
+        uint64_t zero = 0;
+        if (atomic_load_explicit(&run->held_since, memory_order_relaxed) == 0)
+            atomic_compare_exchange_strong_explicit(
+                &run->held_since, &zero, para__now_ns(), memory_order_relaxed,
+                memory_order_relaxed);
+        return;
+    }
+    if (atomic_load_explicit(&run->held_since, memory_order_relaxed) == 0)
+        return;
+    uint64_t since =
+        atomic_exchange_explicit(&run->held_since, 0, memory_order_relaxed);
+    if (since != 0)
+        atomic_fetch_add_explicit(&run->hold_ns, para__now_ns() - since,
+                                  memory_order_relaxed);
 }
 
 /* Pull one batch from @p s. Returns true if a batch was delivered. */
@@ -723,8 +789,13 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
         &s->src_state, &st, st + PARA__SRC_PULLER, memory_order_acquire,
         memory_order_relaxed));
 
-    bool exhausted = aborting(run);
-    para__batch *b = exhausted ? NULL : source_fill(w, run, s, &exhausted);
+    bool exhausted = aborting(run), held = false;
+    para__batch *b =
+        exhausted ? NULL : source_fill(w, run, s, &exhausted, &held);
+    if (held)
+        note_hold(run, true);
+    else if (b != NULL)
+        note_hold(run, false);
     if (b != NULL) {
         para__counter_add(&w->c_source_batches, 1);
         /* relaxed: statistics and the cost estimate. */
@@ -761,11 +832,9 @@ static bool try_sources(para__worker *w, para__run *run)
         if (atomic_load_explicit(&s->src_state, memory_order_relaxed) &
             PARA__SRC_EXHAUSTED)
             continue;
-        /* relaxed: the gate is a heuristic bound on memory. */
-        if (!abort_now &&
-            atomic_load_explicit(&run->live_batches, memory_order_relaxed) >=
-                run->max_batches) {
+        if (!abort_now && !run->policy->sources_open(run)) {
             para__counter_add(&w->c_source_holds, 1);
+            note_hold(run, true);
             return false;
         }
         if (source_pull(w, run, s)) {
@@ -816,10 +885,9 @@ static bool work_visible(para__worker *w, para__run *run)
     if (atomic_load_explicit(&rt->inject, memory_order_relaxed) != NULL)
         return true;
     para_graph_t *g = run->graph;
-    /* relaxed: heuristic reads; a missed change is caught by notify. */
-    bool room = aborting(run) ||
-                atomic_load_explicit(&run->live_batches, memory_order_relaxed) <
-                    run->max_batches;
+    /* Heuristic reads; a missed change is caught by notify (a family that
+     * gives its bytes back notifies). */
+    bool room = aborting(run) || run->policy->sources_open(run);
     for (unsigned i = 0; room && i < g->n_sources; i++) {
         para_node_t *s = g->sources[i];
         uint64_t st = atomic_load_explicit(&s->src_state, memory_order_relaxed);
@@ -938,8 +1006,8 @@ void *para_emit_reserve(para_emitter_t *e, size_t n)
     }
     size_t need = (b->count + n) * e->item_size;
     if (need > b->capacity) {
-        para__batch *nb =
-            para__batch_grow(e->worker, b, need, b->count * e->item_size);
+        para__batch *nb = para__batch_grow(e->worker, e->run, b, need,
+                                           b->count * e->item_size);
         if (nb == NULL) {
             e->failed = true;
             return NULL;

@@ -29,6 +29,10 @@ int para_runtime_stats(const para_runtime_t *rt, para_stats_t *st)
     st->runs = rt->runs;
     st->run_ns = rt->last_run_ns;
     st->peak_batches = rt->last_peak_batches;
+    st->peak_bytes = rt->last_peak_bytes;
+    st->mem_budget = rt->last_budget;
+    st->source_hold_ns = rt->last_hold_ns;
+    st->policy_decisions = rt->last_decisions;
     para__device_stats(rt, st);
     return 0;
 }

@@ -128,6 +128,11 @@ typedef struct para_node_desc {
     para_sink_fn sink;
     para_sink_batch_fn sink_batch;
     const para_kernel_desc_t *kernel; /**< device implementation; copied */
+    /**
+     * Bytes each output item owns outside its batch (a buffer the item
+     * points to, freed downstream), for the memory budget; default 0.
+     */
+    size_t item_bytes;
 } para_node_desc_t;
 
 /**

@@ -28,14 +28,16 @@ typedef struct para_runtime para_runtime_t;
 typedef struct para_runtime_attr {
     size_t struct_size;       /**< stamped by para_runtime_attr_init() */
     unsigned workers;         /**< 0 = one per core (PARA_WORKERS) */
-    const char *policy;       /**< "ws" (PARA_POLICY; "help" lists them) */
+    const char *policy;       /**< "memaware" (default), "ws" or "dhondt"
+                                   (PARA_POLICY; "help" lists them) */
     size_t batch_items;       /**< 0 = adaptive; N forces source batches of
                                    N items (PARA_BATCH) */
     uint32_t target_batch_us; /**< adaptive batches aim at this much work,
                                    in microseconds; default 100
                                    (PARA_BATCH_US) */
     unsigned max_batches;     /**< batches alive at once before sources are
-                                   held back; 0 = 8 per worker
+                                   held back; 0 = 8 per worker under "ws",
+                                   no limit under the budgeted policies
                                    (PARA_MAX_BATCHES) */
     int verbose;              /**< log level 0..3 (PARA_VERBOSE) */
     const char *pin;          /**< "cores" (one worker per core, pinned),
@@ -49,6 +51,12 @@ typedef struct para_runtime_attr {
                                    "P:D" (platform, device index) or part of
                                    a device or platform name; default "auto"
                                    (PARA_DEVICE) */
+    size_t mem_budget;        /**< bytes in flight under "memaware" and
+                                   "dhondt": batches, reorder buffers,
+                                   device staging, and the bytes items own
+                                   outside batches (item_bytes); 0 = 1/8 of
+                                   the RAM, SIZE_MAX = no budget
+                                   (PARA_MEM_BUDGET: 64M, 2G, off) */
 } para_runtime_attr_t;
 
 /**
@@ -132,12 +140,16 @@ PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
     XX(batches_allocated, "batches allocated")                                 \
     XX(peak_batches, "most batches alive at once")                             \
     XX(run_ns, "wall time of the last run")                                    \
+    XX(peak_bytes, "most bytes in flight at once (last run)")                  \
+    XX(mem_budget, "the byte budget of the last run (0: none)")                \
+    XX(source_hold_ns, "time sources were held back (last run)")               \
+    XX(policy_decisions, "source admissions the policy decided (last run)")    \
     XX(device_launches, "kernel launches")                                     \
     XX(device_items, "items run by kernel launches")                           \
     XX(device_bytes, "bytes copied to and from the device")                    \
     XX(device_busy_ns, "time with at least one launch in flight")
 
-#define PARA_STATS_VERSION 2
+#define PARA_STATS_VERSION 3
 
 typedef struct para_stats {
     size_t size;      /**< sizeof(para_stats_t) of the library */

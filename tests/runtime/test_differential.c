@@ -39,8 +39,9 @@
  * P(v) = 1. Per-node statistics (items in and out) are checked too.
  *
  * Configurations: workers 1..4, batch_items in {1, 2, 3, 7, 64, 1000, 0},
- * max_batches in {0, 1, 2, 5, 64}. Runs of eight consecutive graphs share a
- * runtime; some graphs are run a second time on another runtime.
+ * max_batches in {0, 1, 2, 5, 64}, policy ws or memaware, and
+ * mem_budget in {1 B, 4 KiB, 64 KiB, 1 MiB, default}. Runs of eight consecutive
+ * graphs share a runtime; some graphs are run a second time on another runtime.
  *
  * The three tests: random graphs checked in full; the same with one node
  * failing at a random item (para_run() must return PARA_ENODE naming the
@@ -292,6 +293,8 @@ typedef struct dcfg {
     unsigned workers;
     size_t batch;
     unsigned max_batches;
+    const char *policy;
+    size_t mem_budget; /* memaware only; 0 = default */
 } dcfg;
 
 typedef struct dgraph {
@@ -341,12 +344,14 @@ static void describe(FILE *f, const dgraph *d)
             "---- para differential: test %s, seed 0x%016" PRIx64 ", graph %u\n"
             "reproduce: PARA_DIFF_SEED=0x%016" PRIx64
             " PARA_DIFF_ONLY=%u ./test_differential%s\n"
-            "config: workers=%u batch_items=%zu%s max_batches=%u%s\n",
+            "config: workers=%u batch_items=%zu%s max_batches=%u%s "
+            "policy=%s mem_budget=%zu\n",
             d->test, d->seed, d->index, d->seed, d->index % SECOND_GRAPH,
             d->index >= SECOND_GRAPH ? " (the second graph of that index)" : "",
             d->cfg.workers, d->cfg.batch,
             d->cfg.batch == 0 ? " (adaptive)" : "", d->cfg.max_batches,
-            d->cfg.max_batches == 0 ? " (auto)" : "");
+            d->cfg.max_batches == 0 ? " (auto)" : "", d->cfg.policy,
+            d->cfg.mem_budget);
     for (unsigned v = 0; v < d->n; v++) {
         const gnode *g = &d->node[v];
         fprintf(f, "  %-12s %-6s", g->name, role_names[g->role]);
@@ -678,6 +683,9 @@ static int cb_sink_batch(void *ctx, const void *in, size_t n)
 
 static const size_t k_batch_sizes[] = {1, 2, 3, 7, 64, 1000, 0};
 static const unsigned k_max_batches[] = {0, 1, 2, 5, 64};
+/* 1 byte: one source batch at a time (down to one item), whatever the
+ * graph; then a few batches; then the default (a fraction of the RAM). */
+static const size_t k_budgets[] = {1, 4096, 65536, 1 << 20, 0};
 
 static dcfg random_cfg(rng_t *r)
 {
@@ -685,6 +693,8 @@ static dcfg random_cfg(rng_t *r)
     c.workers = 1 + rng_below(r, 4);
     c.batch = k_batch_sizes[rng_below(r, 7)];
     c.max_batches = k_max_batches[rng_below(r, 5)];
+    c.policy = rng_below(r, 2) ? "memaware" : "ws";
+    c.mem_budget = k_budgets[rng_below(r, 5)];
     return c;
 }
 
@@ -1455,6 +1465,8 @@ static para_runtime_t *make_runtime(const dcfg *c)
     a.workers = c->workers;
     a.batch_items = c->batch;
     a.max_batches = c->max_batches;
+    a.policy = c->policy;
+    a.mem_budget = c->mem_budget;
     para_runtime_t *rt = NULL;
     rc = para_runtime_create(&rt, &a);
     if (rc != 0)

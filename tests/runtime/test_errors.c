@@ -26,8 +26,8 @@
 
 /* Every option variable documented in include/para/runtime.h. */
 static const char *const option_vars[] = {
-    "PARA_WORKERS",  "PARA_POLICY",      "PARA_BATCH",
-    "PARA_BATCH_US", "PARA_MAX_BATCHES", "PARA_VERBOSE",
+    "PARA_WORKERS",     "PARA_POLICY",  "PARA_BATCH",      "PARA_BATCH_US",
+    "PARA_MAX_BATCHES", "PARA_VERBOSE", "PARA_MEM_BUDGET", "PARA_DEVICE",
 };
 
 static void clean_env(void)
@@ -186,7 +186,9 @@ static void test_attr_defaults(void **state)
     assert_int_equal(a.target_batch_us, 100);
     assert_int_equal(a.max_batches, 0);
     assert_non_null(a.policy);
-    assert_string_equal(a.policy, "ws");
+    assert_string_equal(a.policy, "memaware");
+    assert_int_equal(a.mem_budget, 0);
+    assert_string_equal(a.device, "auto");
     assert_true(a.verbose >= 0 && a.verbose <= 3);
     /* Defaults parse cleanly: no warning or error was logged. */
     assert_true(log_count == 0 || log_min_level > 1);

@@ -1,0 +1,387 @@
+/*
+ * The scheduling policies (runtime/policy.c): choosing them by name, and
+ * the memory budget of "memaware": the bytes in flight stay within the
+ * budget plus one batch per worker on fan-out, merge, ORDERED and SERIAL
+ * graphs, down to budgets of a few batches; sources are held back and the
+ * runs still complete with the right results.
+ *
+ * CI also runs this file under ThreadSanitizer.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "para.h"
+
+static char log_buf[4096];
+
+static void capture_log(int level, const char *msg, void *arg)
+{
+    (void)level;
+    (void)arg;
+    snprintf(log_buf, sizeof log_buf, "%s", msg);
+}
+
+static para_runtime_t *make_rt(const char *policy, unsigned workers,
+                               size_t budget)
+{
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = workers;
+    a.policy = policy;
+    a.mem_budget = budget;
+    a.pin = "none";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    return rt;
+}
+
+/* ---- graphs ----------------------------------------------------------------
+ */
+
+enum { N_ITEMS = 200000 };
+
+typedef struct sum_ctx {
+    _Atomic uint64_t sum, count;
+} sum_ctx;
+
+static int sum_sink(void *ctx, const void *in)
+{
+    sum_ctx *c = ctx;
+    /* relaxed: totals read after the run. */
+    atomic_fetch_add_explicit(&c->sum, *(const uint64_t *)in,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed);
+    return 0;
+}
+
+static int times3(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    *(uint64_t *)out = *(const uint64_t *)in * 3;
+    return 0;
+}
+
+/* 64-byte items: batches of real size. */
+typedef struct wide {
+    uint64_t v[8];
+} wide;
+
+static int widen(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    wide *w = out;
+    for (int i = 0; i < 8; i++)
+        w->v[i] = *(const uint64_t *)in + (uint64_t)i;
+    return 0;
+}
+
+static int narrow(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    const wide *w = in;
+    *(uint64_t *)out = w->v[7] - 7;
+    return 0;
+}
+
+typedef enum { G_FANOUT_MERGE, G_ORDERED, G_SERIAL } graph_kind;
+
+/* range -> widen -> {narrow, narrow} -> merge into sink (fan-out + merge);
+ * or range -> widen -> narrow -> ORDERED collect; or -> SERIAL sink. */
+static void run_graph(para_runtime_t *rt, graph_kind kind, uint64_t *sum,
+                      uint64_t *count)
+{
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *r, *w, *a, *b, *sink;
+    sum_ctx sc;
+    atomic_init(&sc.sum, 0);
+    atomic_init(&sc.count, 0);
+    static uint64_t collected[N_ITEMS];
+    size_t n_collected = 0;
+    assert_int_equal(para_graph_add_range(g, "range", 0, N_ITEMS, &r), 0);
+    assert_int_equal(
+        para_graph_add_map(g, "widen", 8, sizeof(wide), widen, NULL, 0, &w), 0);
+    assert_int_equal(
+        para_graph_add_map(g, "narrow-a", sizeof(wide), 8, narrow, NULL, 0, &a),
+        0);
+    assert_int_equal(para_graph_connect(g, r, w), 0);
+    assert_int_equal(para_graph_connect(g, w, a), 0);
+    switch (kind) {
+    case G_FANOUT_MERGE:
+        assert_int_equal(para_graph_add_map(g, "narrow-b", sizeof(wide), 8,
+                                            narrow, NULL, 0, &b),
+                         0);
+        assert_int_equal(
+            para_graph_add_sink(g, "sum", 8, sum_sink, &sc, 0, &sink), 0);
+        assert_int_equal(para_graph_connect(g, w, b), 0);
+        assert_int_equal(para_graph_connect(g, a, sink), 0);
+        assert_int_equal(para_graph_connect(g, b, sink), 0);
+        break;
+    case G_ORDERED:
+        assert_int_equal(para_graph_add_map(g, "x3", 8, 8, times3, NULL,
+                                            PARA_NODE_ORDERED, &b),
+                         0);
+        assert_int_equal(para_graph_add_collect(g, "collect", 8, collected,
+                                                N_ITEMS, &n_collected, &sink),
+                         0);
+        assert_int_equal(para_graph_connect(g, a, b), 0);
+        assert_int_equal(para_graph_connect(g, b, sink), 0);
+        break;
+    case G_SERIAL:
+        assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_sink, &sc,
+                                             PARA_NODE_SERIAL, &sink),
+                         0);
+        assert_int_equal(para_graph_connect(g, a, sink), 0);
+        break;
+    }
+    int rc = para_run(rt, g);
+    if (rc != 0)
+        fail_msg("run: %s: %s", para_err_name(rc), para_runtime_errmsg(rt));
+    if (kind == G_ORDERED) {
+        assert_int_equal(n_collected, N_ITEMS);
+        uint64_t s = 0;
+        for (uint64_t i = 0; i < N_ITEMS; i++) {
+            if (collected[i] != 3 * i)
+                fail_msg("collected[%llu] = %llu", (unsigned long long)i,
+                         (unsigned long long)collected[i]);
+            s += collected[i];
+        }
+        *sum = s;
+        *count = n_collected;
+    } else {
+        *sum = atomic_load(&sc.sum);
+        *count = atomic_load(&sc.count);
+    }
+    para_graph_destroy(g);
+}
+
+static void check_graph(para_runtime_t *rt, graph_kind kind)
+{
+    uint64_t sum, count;
+    run_graph(rt, kind, &sum, &count);
+    uint64_t n = N_ITEMS, tri = n * (n - 1) / 2;
+    switch (kind) {
+    case G_FANOUT_MERGE:
+        assert_int_equal(count, 2 * n);
+        assert_int_equal(sum, 2 * tri);
+        break;
+    case G_ORDERED:
+        assert_int_equal(sum, 3 * tri);
+        break;
+    case G_SERIAL:
+        assert_int_equal(count, n);
+        assert_int_equal(sum, tri);
+        break;
+    }
+}
+
+/* ---- tests ------------------------------------------------------------------
+ */
+
+static void test_every_policy_by_name(void **state)
+{
+    (void)state;
+    const char *names[] = {"memaware", "ws"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        para_runtime_t *rt = make_rt(names[i], 2, 0);
+        check_graph(rt, G_FANOUT_MERGE);
+        check_graph(rt, G_ORDERED);
+        para_stats_t st;
+        assert_int_equal(para_runtime_stats(rt, &st), 0);
+        assert_true(st.peak_bytes > 0);
+        if (strcmp(names[i], "ws") == 0)
+            assert_int_equal(st.mem_budget, 0);
+        else
+            assert_true(st.mem_budget > 0); /* a fraction of the RAM */
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+}
+
+static void test_unknown_policy_lists_known(void **state)
+{
+    (void)state;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.policy = "fastest";
+    para_runtime_t *rt = NULL;
+    log_buf[0] = '\0';
+    assert_int_equal(para_runtime_create(&rt, &a), PARA_EPOLICY);
+    assert_null(rt);
+    assert_non_null(strstr(log_buf, "'fastest'"));
+    assert_non_null(strstr(log_buf, "memaware"));
+    assert_non_null(strstr(log_buf, "ws"));
+}
+
+/* The bound of policy.c: reservations keep the bytes in flight within the
+ * budget; allow one batch per worker beyond it (as the issue states; the
+ * reservation makes it tighter). */
+static void check_budget(unsigned workers, size_t budget, graph_kind kind)
+{
+    para_runtime_t *rt = make_rt("memaware", workers, budget);
+    check_graph(rt, kind);
+    para_stats_t st;
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    size_t one_batch = 2u << 20; /* the largest pooled batch */
+    print_message("budget %zu KiB, %u workers, graph %d: peak %llu KiB, "
+                  "held %.1f ms, %llu admissions\n",
+                  budget >> 10, workers, (int)kind,
+                  (unsigned long long)st.peak_bytes >> 10,
+                  (double)st.source_hold_ns / 1e6,
+                  (unsigned long long)st.policy_decisions);
+    assert_int_equal(st.mem_budget, budget);
+    assert_true(st.peak_bytes <= budget + workers * one_batch);
+    /* Tight budgets: a few batches at most, so sources had to wait. */
+    assert_true(st.peak_bytes <= budget || budget < 64 * 1024);
+    assert_true(st.policy_decisions > 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+static void test_budget_bounds_bytes_fan_out_merge(void **state)
+{
+    (void)state;
+    check_budget(2, 256 * 1024, G_FANOUT_MERGE);
+    check_budget(4, 1 << 20, G_FANOUT_MERGE);
+}
+
+static void test_budget_bounds_bytes_ordered(void **state)
+{
+    (void)state;
+    check_budget(2, 256 * 1024, G_ORDERED);
+    check_budget(3, 64 * 1024, G_ORDERED);
+}
+
+static void test_budget_bounds_bytes_serial(void **state)
+{
+    (void)state;
+    check_budget(2, 128 * 1024, G_SERIAL);
+    check_budget(1, 64 * 1024, G_SERIAL);
+}
+
+static void test_tiny_budget_still_completes(void **state)
+{
+    (void)state;
+    /* Smaller than one batch: one source batch at a time, of one item if
+     * need be; slow but complete and correct. */
+    para_runtime_t *rt = make_rt("memaware", 2, 1);
+    check_graph(rt, G_ORDERED);
+    check_graph(rt, G_FANOUT_MERGE);
+    para_stats_t st;
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    assert_true(st.source_hold_ns > 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* Items that own memory outside their batch (item_bytes): a source of
+ * pointers to 4 KiB buffers, freed by the sink, under a 1 MiB budget. */
+typedef struct buffer_source {
+    uint64_t next, total;
+} buffer_source;
+
+static int buffer_fill(void *ctx, void *out, size_t cap, size_t *written)
+{
+    buffer_source *s = ctx;
+    unsigned char **o = out;
+    size_t n = 0;
+    while (n < cap && s->next < s->total) {
+        o[n] = malloc(4096);
+        if (o[n] == NULL)
+            return -1;
+        memset(o[n], (int)(s->next & 0xff), 4096);
+        n++;
+        s->next++;
+    }
+    *written = n;
+    return 0;
+}
+
+static int buffer_free(void *ctx, const void *in)
+{
+    unsigned char *buf = *(unsigned char *const *)in;
+    *(uint64_t *)ctx += buf[0];
+    free(buf);
+    return 0;
+}
+
+static void test_item_bytes_counted(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt("memaware", 2, 1 << 20);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    buffer_source bs = {0, 20000};
+    uint64_t sum = 0;
+    para_node_desc_t src = {.name = "buffers",
+                            .out_size = sizeof(void *),
+                            .source = buffer_fill,
+                            .ctx = &bs,
+                            .item_bytes = 4096};
+    para_node_t *s, *sink;
+    assert_int_equal(para_graph_add(g, &src, &s), 0);
+    assert_int_equal(para_graph_add_sink(g, "free", sizeof(void *), buffer_free,
+                                         &sum, PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, s, sink), 0);
+    assert_int_equal(para_run(rt, g), 0);
+    uint64_t want = 0;
+    for (uint64_t i = 0; i < 20000; i++)
+        want += i & 0xff;
+    assert_int_equal(sum, want);
+    para_stats_t st;
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    print_message("4 KiB buffers under 1 MiB: peak %llu KiB\n",
+                  (unsigned long long)st.peak_bytes >> 10);
+    /* The buffers count: at least one 4 KiB buffer, at most the budget. */
+    assert_true(st.peak_bytes >= 4096);
+    assert_true(st.peak_bytes <= (1u << 20) + 2 * (2u << 20));
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+static void test_budget_env(void **state)
+{
+    (void)state;
+    para_runtime_attr_t a;
+    setenv("PARA_MEM_BUDGET", "64M", 1);
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    assert_int_equal(a.mem_budget, (size_t)64 << 20);
+    setenv("PARA_MEM_BUDGET", "off", 1);
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    assert_int_equal(a.mem_budget, SIZE_MAX);
+    setenv("PARA_MEM_BUDGET", "lots", 1);
+    assert_int_equal(para_runtime_attr_init(&a), PARA_EINVAL);
+    assert_int_equal(a.mem_budget, 0);
+    unsetenv("PARA_MEM_BUDGET");
+
+    /* "off": no budget under memaware either. */
+    para_runtime_t *rt = make_rt("memaware", 2, SIZE_MAX);
+    check_graph(rt, G_SERIAL);
+    para_stats_t st;
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    assert_int_equal(st.mem_budget, 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+int main(void)
+{
+    para_set_log_fn(capture_log, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_policy_by_name),
+        cmocka_unit_test(test_unknown_policy_lists_known),
+        cmocka_unit_test(test_budget_bounds_bytes_fan_out_merge),
+        cmocka_unit_test(test_budget_bounds_bytes_ordered),
+        cmocka_unit_test(test_budget_bounds_bytes_serial),
+        cmocka_unit_test(test_tiny_budget_still_completes),
+        cmocka_unit_test(test_item_bytes_counted),
+        cmocka_unit_test(test_budget_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
