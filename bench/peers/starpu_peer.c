@@ -1,0 +1,382 @@
+/*
+ * peer-starpu: the workloads of BENCH_SPEC.md written with StarPU 1.3
+ * (CPU codelets; the default scheduler, --threads CPU workers, no CUDA or
+ * OpenCL workers).
+ *
+ *   w1 w2 w6 w7  the chain table of peer_common.c. Each chunk of items
+ *                (one item: starpu-item; chain->chunk items: starpu-chunk)
+ *                lives in one of R = 8 x threads slots, each a registered
+ *                vector handle reused round robin, so StarPU's sequential
+ *                data consistency turns the slots into tokens: chunk c+R's
+ *                source task waits until chunk c's last task released the
+ *                slot. Per chunk: a source task (W slot) fills {i, i}, then
+ *                one task per stage (RW slot). A SERIAL stage also takes
+ *                RW|COMMUTE on that stage's token handle (one at a time,
+ *                any order); an ORDERED stage takes plain RW on it, which
+ *                StarPU runs in submission order: the in-order sink of w2.
+ *   w3           the fan-out per chunk: pair (W pairs), diff (R pairs,
+ *                W a), neg (W b), and two sink tasks (R a / R b,
+ *                RW|COMMUTE on the sink's token), slots as above.
+ *
+ * The main thread only submits (StarPU's model); the workers run every
+ * task, sources included. starpu-item rows run at most STARPU_ITEM_CAP
+ * items (per-task costs are microseconds; the row's "items" says how many).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <starpu.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peer_common.h"
+
+#define STARPU_ITEM_CAP 65536u
+
+/* What every chain task needs, copied into the task (STARPU_VALUE). */
+struct task_arg {
+    const peer_stage_t *stage; /* NULL for the source task */
+    peer_state_t *st;
+    uint64_t first; /* index of the chunk's first item */
+    size_t n;       /* items in the chunk (the slot may hold more) */
+};
+
+static void chain_task(void *buffers[], void *cl_arg)
+{
+    struct task_arg a;
+    starpu_codelet_unpack_args(cl_arg, &a);
+    peer_item_t *items = (peer_item_t *)STARPU_VECTOR_GET_PTR(buffers[0]);
+    if (a.stage == NULL)
+        peer_source_fill(items, a.first, a.n);
+    else
+        a.stage->fn(items, a.n, a.st);
+}
+
+/* Access modes come from each task (STARPU_VARIABLE_NBUFFERS), since the
+ * same function runs with and without a token handle. */
+static struct starpu_codelet chain_cl = {
+    .cpu_funcs = {chain_task},
+    .nbuffers = STARPU_VARIABLE_NBUFFERS,
+    .name = "peer_chain",
+};
+
+struct chain_run {
+    const peer_chain_t *chain;
+    peer_state_t *st;
+    size_t per;
+    unsigned slots;
+};
+
+static int chain_timed(void *p, bench_row_t *row)
+{
+    struct chain_run *r = p;
+    const peer_chain_t *c = r->chain;
+    peer_state_t *st = r->st;
+    peer_state_reset(st);
+    unsigned slots = r->slots;
+    peer_item_t *mem = malloc((size_t)slots * r->per * sizeof *mem);
+    starpu_data_handle_t *slot = calloc(slots, sizeof *slot);
+    starpu_data_handle_t token[PEER_MAX_STAGES];
+    uint64_t token_mem[PEER_MAX_STAGES];
+    if (mem == NULL || slot == NULL) {
+        free(mem);
+        free(slot);
+        bench_fail(row, "out of memory");
+        return 1;
+    }
+    for (unsigned k = 0; k < slots; k++)
+        starpu_vector_data_register(&slot[k], STARPU_MAIN_RAM,
+                                    (uintptr_t)(mem + (size_t)k * r->per),
+                                    (uint32_t)r->per, sizeof *mem);
+    for (int s = 0; s < c->nstages; s++)
+        starpu_variable_data_register(&token[s], STARPU_MAIN_RAM,
+                                      (uintptr_t)&token_mem[s],
+                                      sizeof token_mem[s]);
+    int rc = 0;
+    uint64_t chunk = 0;
+    for (uint64_t first = 0; first < st->n && rc == 0; first += r->per) {
+        starpu_data_handle_t h = slot[chunk++ % slots];
+        struct task_arg a = {NULL, st, first,
+                             st->n - first < r->per ? (size_t)(st->n - first)
+                                                    : r->per};
+        rc = starpu_task_insert(&chain_cl, STARPU_W, h, STARPU_VALUE, &a,
+                                sizeof a, 0);
+        for (int s = 0; s < c->nstages && rc == 0; s++) {
+            a.stage = &c->stage[s];
+            if (a.stage->kind == PEER_PARALLEL)
+                rc = starpu_task_insert(&chain_cl, STARPU_RW, h, STARPU_VALUE,
+                                        &a, sizeof a, 0);
+            else
+                rc = starpu_task_insert(
+                    &chain_cl, STARPU_RW, h,
+                    a.stage->kind == PEER_SERIAL ? STARPU_RW | STARPU_COMMUTE
+                                                 : STARPU_RW,
+                    token[s], STARPU_VALUE, &a, sizeof a, 0);
+        }
+    }
+    starpu_task_wait_for_all();
+    for (unsigned k = 0; k < slots; k++)
+        starpu_data_unregister(slot[k]);
+    for (int s = 0; s < c->nstages; s++)
+        starpu_data_unregister(token[s]);
+    free(slot);
+    free(mem);
+    if (rc != 0) {
+        bench_fail(row, "starpu_task_insert: %d", rc);
+        return 1;
+    }
+    peer_state_check(st, row);
+    return row->ok ? 0 : 1;
+}
+
+/*
+ * A chain workload's references, made before starpu_init(): StarPU's idle
+ * workers poll for tasks, and a seq loop sharing the cores with them runs
+ * up to 3x slower (measured), which would skew every efficiency.
+ */
+struct chain_refs {
+    const peer_chain_t *chain;
+    peer_state_t full; /* the workload's size */
+    peer_state_t item; /* the starpu-item size (capped) */
+    double seq;        /* seq median at full size */
+};
+
+static void chain_refs_init(const bench_cfg_t *cfg, const char *id,
+                            struct chain_refs *refs)
+{
+    const peer_chain_t *c = peer_chain_find(id);
+    refs->chain = c;
+    refs->full.n = cfg->quick ? c->quick_items : c->items;
+    refs->seq = peer_run_seq(cfg, c, &refs->full);
+    refs->item.chain = c;
+    refs->item.n =
+        refs->full.n > STARPU_ITEM_CAP ? STARPU_ITEM_CAP : refs->full.n;
+    c->seq(&refs->item); /* w6's costs depend on n: its own reference */
+}
+
+static int starpu_chain(const bench_cfg_t *cfg, struct chain_refs *refs)
+{
+    const peer_chain_t *c = refs->chain;
+    int failed = 0;
+    const struct {
+        const char *variant;
+        size_t per;
+        peer_state_t *st;
+    } vs[] = {{"starpu-item", 1, &refs->item},
+              {"starpu-chunk", c->chunk, &refs->full}};
+    for (size_t v = 0; v < 2; v++) {
+        bench_row_t row;
+        bench_row_init(&row, c->workload, vs[v].variant, vs[v].st->n,
+                       cfg->threads);
+        row.seq_seconds =
+            refs->seq * (double)vs[v].st->n / (double)refs->full.n;
+        struct chain_run r = {c, vs[v].st, vs[v].per, 8 * cfg->threads};
+        bench_time(cfg, chain_timed, &r, &row);
+        bench_print_row(&row);
+        failed |= !row.ok;
+    }
+    return failed;
+}
+
+/* ---- w3 ---------------------------------------------------------------- */
+
+struct w3_sink {
+    uint64_t sum, count;
+};
+
+struct w3_arg {
+    int64_t first;
+    size_t n;
+    struct w3_sink *sink;
+};
+
+static void w3_pair_task(void *buffers[], void *cl_arg)
+{
+    struct w3_arg a;
+    starpu_codelet_unpack_args(cl_arg, &a);
+    peer_w3_pair(a.first, a.n,
+                 (peer_w3_pair_t *)STARPU_VECTOR_GET_PTR(buffers[0]));
+}
+
+static void w3_diff_task(void *buffers[], void *cl_arg)
+{
+    struct w3_arg a;
+    starpu_codelet_unpack_args(cl_arg, &a);
+    peer_w3_diff((const peer_w3_pair_t *)STARPU_VECTOR_GET_PTR(buffers[0]), a.n,
+                 (int64_t *)STARPU_VECTOR_GET_PTR(buffers[1]));
+}
+
+static void w3_neg_task(void *buffers[], void *cl_arg)
+{
+    struct w3_arg a;
+    starpu_codelet_unpack_args(cl_arg, &a);
+    peer_w3_neg(a.first, a.n, (int64_t *)STARPU_VECTOR_GET_PTR(buffers[0]));
+}
+
+static void w3_sink_task(void *buffers[], void *cl_arg)
+{
+    struct w3_arg a;
+    starpu_codelet_unpack_args(cl_arg, &a);
+    peer_w3_sink((const int64_t *)STARPU_VECTOR_GET_PTR(buffers[0]), a.n,
+                 &a.sink->sum, &a.sink->count);
+}
+
+static struct starpu_codelet w3_pair_cl = {.cpu_funcs = {w3_pair_task},
+                                           .nbuffers = 1,
+                                           .modes = {STARPU_W},
+                                           .name = "w3_pair"};
+static struct starpu_codelet w3_diff_cl = {.cpu_funcs = {w3_diff_task},
+                                           .nbuffers = 2,
+                                           .modes = {STARPU_R, STARPU_W},
+                                           .name = "w3_diff"};
+static struct starpu_codelet w3_neg_cl = {.cpu_funcs = {w3_neg_task},
+                                          .nbuffers = 1,
+                                          .modes = {STARPU_W},
+                                          .name = "w3_neg"};
+static struct starpu_codelet w3_sink_cl = {.cpu_funcs = {w3_sink_task},
+                                           .nbuffers = STARPU_VARIABLE_NBUFFERS,
+                                           .name = "w3_sink"};
+
+struct w3_run {
+    uint64_t n;
+    size_t per;
+    unsigned slots;
+};
+
+static int w3_timed(void *p, bench_row_t *row)
+{
+    struct w3_run *r = p;
+    size_t per = r->per;
+    unsigned slots = r->slots;
+    peer_w3_pair_t *pairs = malloc((size_t)slots * per * sizeof *pairs);
+    int64_t *a = malloc((size_t)slots * per * sizeof *a);
+    int64_t *b = malloc((size_t)slots * per * sizeof *b);
+    starpu_data_handle_t(*h)[3] = calloc(slots, sizeof *h);
+    struct w3_sink sink = {0, 0};
+    uint64_t token_mem = 0;
+    starpu_data_handle_t token;
+    if (pairs == NULL || a == NULL || b == NULL || h == NULL) {
+        bench_fail(row, "out of memory");
+        free(pairs);
+        free(a);
+        free(b);
+        free(h);
+        return 1;
+    }
+    for (unsigned k = 0; k < slots; k++) {
+        starpu_vector_data_register(&h[k][0], STARPU_MAIN_RAM,
+                                    (uintptr_t)(pairs + (size_t)k * per),
+                                    (uint32_t)per, sizeof *pairs);
+        starpu_vector_data_register(&h[k][1], STARPU_MAIN_RAM,
+                                    (uintptr_t)(a + (size_t)k * per),
+                                    (uint32_t)per, sizeof *a);
+        starpu_vector_data_register(&h[k][2], STARPU_MAIN_RAM,
+                                    (uintptr_t)(b + (size_t)k * per),
+                                    (uint32_t)per, sizeof *b);
+    }
+    starpu_variable_data_register(&token, STARPU_MAIN_RAM,
+                                  (uintptr_t)&token_mem, sizeof token_mem);
+    int rc = 0;
+    uint64_t chunk = 0;
+    for (uint64_t first = 0; first < r->n && rc == 0; first += per) {
+        starpu_data_handle_t *s = h[chunk++ % slots];
+        struct w3_arg arg = {(int64_t)first,
+                             r->n - first < per ? (size_t)(r->n - first) : per,
+                             &sink};
+        if ((rc = starpu_task_insert(&w3_pair_cl, STARPU_W, s[0], STARPU_VALUE,
+                                     &arg, sizeof arg, 0)) != 0 ||
+            (rc =
+                 starpu_task_insert(&w3_diff_cl, STARPU_R, s[0], STARPU_W, s[1],
+                                    STARPU_VALUE, &arg, sizeof arg, 0)) != 0 ||
+            (rc = starpu_task_insert(&w3_neg_cl, STARPU_W, s[2], STARPU_VALUE,
+                                     &arg, sizeof arg, 0)) != 0 ||
+            (rc = starpu_task_insert(&w3_sink_cl, STARPU_R, s[1],
+                                     STARPU_RW | STARPU_COMMUTE, token,
+                                     STARPU_VALUE, &arg, sizeof arg, 0)) != 0 ||
+            (rc = starpu_task_insert(&w3_sink_cl, STARPU_R, s[2],
+                                     STARPU_RW | STARPU_COMMUTE, token,
+                                     STARPU_VALUE, &arg, sizeof arg, 0)) != 0)
+            break;
+    }
+    starpu_task_wait_for_all();
+    for (unsigned k = 0; k < slots; k++)
+        for (int j = 0; j < 3; j++)
+            starpu_data_unregister(h[k][j]);
+    starpu_data_unregister(token);
+    free(h);
+    free(pairs);
+    free(a);
+    free(b);
+    if (rc != 0) {
+        bench_fail(row, "starpu_task_insert: %d", rc);
+        return 1;
+    }
+    peer_w3_check(r->n, sink.sum, sink.count, row);
+    return row->ok ? 0 : 1;
+}
+
+static int starpu_w3(const bench_cfg_t *cfg)
+{
+    uint64_t n = cfg->quick ? PEER_W3_QUICK : PEER_W3_ITEMS;
+    const struct {
+        const char *variant;
+        uint64_t n;
+        size_t per;
+    } vs[] = {{"starpu-item", n < STARPU_ITEM_CAP ? n : STARPU_ITEM_CAP, 1},
+              {"starpu-chunk", n, 8192}};
+    int failed = 0;
+    for (size_t v = 0; v < 2; v++) {
+        struct w3_run r = {vs[v].n, vs[v].per, 8 * cfg->threads};
+        bench_row_t row;
+        bench_row_init(&row, "w3", vs[v].variant, r.n, cfg->threads);
+        bench_time(cfg, w3_timed, &r, &row);
+        bench_print_row(&row);
+        failed |= !row.ok;
+    }
+    return failed;
+}
+
+int main(int argc, char **argv)
+{
+    peer_opts_t o;
+    int rc = peer_parse_args("peer-starpu", argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    if (o.selected[0]) {
+        fprintf(stderr, "peer-starpu: no lp (the protocol compares para, "
+                        "oneTBB and OpenMP)\n");
+        return 2;
+    }
+    bench_cfg_t cfg = {
+        .threads = o.threads, .repeat = o.repeat, .quick = o.quick};
+    static const char *const ids[8] = {NULL, "w1", "w2", NULL,
+                                       NULL, NULL, "w6", "w7"};
+    struct chain_refs *refs = calloc(8, sizeof *refs);
+    if (refs == NULL)
+        return 1;
+    for (int k = 1; k < 8; k++)
+        if (o.selected[k] && ids[k] != NULL)
+            chain_refs_init(&cfg, ids[k], &refs[k]);
+
+    struct starpu_conf conf;
+    starpu_conf_init(&conf);
+    conf.ncpus = (int)o.threads;
+    conf.ncuda = 0;
+    conf.nopencl = 0;
+    conf.nmic = 0;
+    conf.nmpi_ms = 0;
+    if ((rc = starpu_init(&conf)) != 0) {
+        fprintf(stderr, "peer-starpu: starpu_init: %d\n", rc);
+        free(refs);
+        return 1;
+    }
+    int failed = 0;
+    for (int k = 1; k < 8; k++) {
+        if (!o.selected[k])
+            continue;
+        failed |= k == 3 ? starpu_w3(&cfg) : starpu_chain(&cfg, &refs[k]);
+    }
+    starpu_shutdown();
+    free(refs);
+    return failed ? 1 : 0;
+}
