@@ -440,30 +440,88 @@ static int w3_neg_fn(void *ctx, const void *in, void *out)
     return 0;
 }
 
-static int w3_build(para_graph_t *g, void *state)
+/* The same per-item functions, inlined into batch loops (para/items.h). */
+static inline int w3_pair_item(void *ctx, const uint64_t *in,
+                               struct w3_pair *out)
 {
-    struct w3_state *st = state;
+    return w3_pair_fn(ctx, in, out);
+}
+static inline int w3_diff_item(void *ctx, const struct w3_pair *in,
+                               uint64_t *out)
+{
+    return w3_diff_fn(ctx, in, out);
+}
+static inline int w3_neg_item(void *ctx, const uint64_t *in, uint64_t *out)
+{
+    return w3_neg_fn(ctx, in, out);
+}
+static inline int w3_sum_item(void *ctx, const uint64_t *in)
+{
+    return sum_sink_fn(ctx, in);
+}
+PARA_MAP_ITEMS(w3_pair_items, uint64_t, struct w3_pair, w3_pair_item)
+PARA_MAP_ITEMS(w3_diff_items, struct w3_pair, uint64_t, w3_diff_item)
+PARA_MAP_ITEMS(w3_neg_items, uint64_t, uint64_t, w3_neg_item)
+PARA_SINK_ITEMS(w3_sum_items, uint64_t, w3_sum_item)
+
+/* fnptr: 1 = per-item function pointers (one indirect call per item and
+ * node), 0 = the para/items.h adaptors. */
+static int w3_build_graph(para_graph_t *g, struct w3_state *st, int fnptr)
+{
     memset(&st->sink, 0, sizeof st->sink);
     para_node_t *x, *pair, *diff, *neg, *sum;
     int rc;
-    if ((rc = para_graph_add_range(g, "x", 0, st->n, &x)) != 0 ||
-        (rc = para_graph_add_map(g, "pair", 8, sizeof(struct w3_pair),
-                                 w3_pair_fn, NULL, PARA_NODE_PARALLEL,
-                                 &pair)) != 0 ||
-        (rc = para_graph_add_map(g, "diff", sizeof(struct w3_pair), 8,
-                                 w3_diff_fn, NULL, PARA_NODE_PARALLEL,
-                                 &diff)) != 0 ||
-        (rc = para_graph_add_map(g, "neg", 8, 8, w3_neg_fn, NULL,
-                                 PARA_NODE_PARALLEL, &neg)) != 0 ||
-        (rc = para_graph_add_sink(g, "sum", 8, sum_sink_fn, &st->sink,
-                                  PARA_NODE_SERIAL, &sum)) != 0 ||
-        (rc = para_graph_connect(g, x, pair)) != 0 ||
+    if ((rc = para_graph_add_range(g, "x", 0, st->n, &x)) != 0)
+        return rc;
+    if (fnptr)
+        rc = para_graph_add_map(g, "pair", 8, sizeof(struct w3_pair),
+                                w3_pair_fn, NULL, PARA_NODE_PARALLEL, &pair);
+    else
+        rc = para_graph_add_map_batch(g, "pair", 8, sizeof(struct w3_pair),
+                                      w3_pair_items, NULL, PARA_NODE_PARALLEL,
+                                      &pair);
+    if (rc != 0)
+        return rc;
+    if (fnptr)
+        rc = para_graph_add_map(g, "diff", sizeof(struct w3_pair), 8,
+                                w3_diff_fn, NULL, PARA_NODE_PARALLEL, &diff);
+    else
+        rc = para_graph_add_map_batch(g, "diff", sizeof(struct w3_pair), 8,
+                                      w3_diff_items, NULL, PARA_NODE_PARALLEL,
+                                      &diff);
+    if (rc != 0)
+        return rc;
+    if (fnptr)
+        rc = para_graph_add_map(g, "neg", 8, 8, w3_neg_fn, NULL,
+                                PARA_NODE_PARALLEL, &neg);
+    else
+        rc = para_graph_add_map_batch(g, "neg", 8, 8, w3_neg_items, NULL,
+                                      PARA_NODE_PARALLEL, &neg);
+    if (rc != 0)
+        return rc;
+    if (fnptr)
+        rc = para_graph_add_sink(g, "sum", 8, sum_sink_fn, &st->sink,
+                                 PARA_NODE_SERIAL, &sum);
+    else
+        rc = para_graph_add_sink_batch(g, "sum", 8, w3_sum_items, &st->sink,
+                                       PARA_NODE_SERIAL, &sum);
+    if (rc != 0 || (rc = para_graph_connect(g, x, pair)) != 0 ||
         (rc = para_graph_connect(g, pair, diff)) != 0 ||
         (rc = para_graph_connect(g, x, neg)) != 0 ||
         (rc = para_graph_connect(g, diff, sum)) != 0 ||
         (rc = para_graph_connect(g, neg, sum)) != 0)
         return rc;
     return 0;
+}
+
+static int w3_build(para_graph_t *g, void *state)
+{
+    return w3_build_graph(g, state, 0);
+}
+
+static int w3_build_fnptr(para_graph_t *g, void *state)
+{
+    return w3_build_graph(g, state, 1);
 }
 
 static void w3_check(void *state, bench_row_t *row)
@@ -482,7 +540,12 @@ int bench_w3(const bench_cfg_t *cfg)
     bench_row_init(&row, "w3", "para", st.n, cfg->threads);
     bench_time_graph(cfg, &ops, &st, &row);
     bench_print_row(&row);
-    return row.ok ? 0 : 1;
+    static const bench_graph_ops_t fnptr_ops = {w3_build_fnptr, w3_check};
+    bench_row_t fp;
+    bench_row_init(&fp, "w3", "para-fnptr", st.n, cfg->threads);
+    bench_time_graph(cfg, &fnptr_ops, &st, &fp);
+    bench_print_row(&fp);
+    return row.ok && fp.ok ? 0 : 1;
 }
 
 /* ---- w7: stateful bottleneck ------------------------------------------- */
