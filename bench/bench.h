@@ -8,6 +8,7 @@
  *                  timing loops every workload goes through
  *   workloads.c    w1, w2, w3, w7 (para graphs and their seq baselines)
  *   w4_offload.c   w4 (kernel nodes: cpu, dev1, dev, mixed, limit)
+ *   w5_budget.c    w5 (the memory budget: bounded, unbounded)
  *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
  *
  * Every workload follows /work/shared/BENCH_SPEC.md exactly: same sizes, same
@@ -121,6 +122,7 @@ int bench_w1(const bench_cfg_t *cfg);
 int bench_w2(const bench_cfg_t *cfg);
 int bench_w3(const bench_cfg_t *cfg);
 int bench_w4(const bench_cfg_t *cfg);
+int bench_w5(const bench_cfg_t *cfg);
 int bench_w6(const bench_cfg_t *cfg);
 int bench_w7(const bench_cfg_t *cfg);
 
