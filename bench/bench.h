@@ -117,6 +117,15 @@ int bench_seq_para(const bench_cfg_t *cfg, const char *workload, uint64_t items,
                    bench_timed_fn seq, const bench_graph_ops_t *ops,
                    void *state, double *seq_seconds);
 
+/*
+ * The para graph of @p ops once more under each scheduling policy, on a
+ * runtime of its own ("para-ws", "para-memaware"), against the seq median
+ * @p seq_seconds. Returns 0 if every check passed.
+ */
+int bench_policy_rows(const bench_cfg_t *cfg, const char *workload,
+                      uint64_t items, const bench_graph_ops_t *ops, void *state,
+                      double seq_seconds);
+
 /* The workloads. Each prints its rows and returns 0 if every check passed. */
 int bench_w1(const bench_cfg_t *cfg);
 int bench_w2(const bench_cfg_t *cfg);

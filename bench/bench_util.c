@@ -209,3 +209,35 @@ int bench_seq_para(const bench_cfg_t *cfg, const char *workload, uint64_t items,
         *seq_seconds = s.seconds;
     return s.ok && p.ok ? 0 : 1;
 }
+
+int bench_policy_rows(const bench_cfg_t *cfg, const char *workload,
+                      uint64_t items, const bench_graph_ops_t *ops, void *state,
+                      double seq_seconds)
+{
+    static const char *const policies[] = {"ws", "memaware"};
+    int failed = 0;
+    for (size_t k = 0; k < sizeof policies / sizeof policies[0]; k++) {
+        char variant[32];
+        snprintf(variant, sizeof variant, "para-%s", policies[k]);
+        bench_row_t row;
+        bench_row_init(&row, workload, variant, items, cfg->threads);
+        row.seq_seconds = seq_seconds;
+        para_runtime_attr_t a;
+        if (para_runtime_attr_init(&a) != 0)
+            fprintf(stderr, "para-bench: a PARA_* variable does not parse\n");
+        a.workers = cfg->threads;
+        a.policy = policies[k];
+        bench_cfg_t c = *cfg;
+        if (para_runtime_create(&c.rt, &a) != 0) {
+            bench_fail(&row, "cannot create a runtime with policy %s",
+                       policies[k]);
+        } else {
+            bench_time_graph(&c, ops, state, &row);
+            if (para_runtime_destroy(c.rt) != 0)
+                bench_fail(&row, "runtime destroy failed");
+        }
+        bench_print_row(&row);
+        failed |= !row.ok;
+    }
+    return failed;
+}

@@ -359,5 +359,6 @@ int bench_w6(const bench_cfg_t *cfg)
     row.seq_seconds = seq_seconds;
     bench_time(cfg, w6_static_run, &st, &row);
     bench_print_row(&row);
+    failed |= bench_policy_rows(cfg, "w6", st.n, &ops, &st, seq_seconds);
     return failed || !row.ok;
 }

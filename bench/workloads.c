@@ -637,5 +637,8 @@ int bench_w7(const bench_cfg_t *cfg)
 {
     struct w7_state st = {.n = cfg->quick ? W7_QUICK : W7_ITEMS};
     static const bench_graph_ops_t ops = {w7_build, w7_check};
-    return bench_seq_para(cfg, "w7", st.n, w7_seq, &ops, &st, NULL);
+    double seq_seconds = 0.0;
+    int failed =
+        bench_seq_para(cfg, "w7", st.n, w7_seq, &ops, &st, &seq_seconds);
+    return failed | bench_policy_rows(cfg, "w7", st.n, &ops, &st, seq_seconds);
 }
