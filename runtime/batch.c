@@ -10,7 +10,9 @@
  * batches released outside a worker, go straight to malloc/free.
  *
  * Every batch is counted in run->live_batches from allocation to free; the
- * sources are held back while the count is at run->max_batches.
+ * sources are held back while the count is at run->max_batches. Its data
+ * capacity is counted in run->live_bytes the same way (statistics: peak
+ * bytes in flight, the progress line).
  *
  * Tests: through tests/runtime/test_run.c and test_differential.c (ASan
  * checks that every batch is freed).
@@ -38,7 +40,28 @@ static uint32_t class_of(size_t total)
     return c;
 }
 
-static void count_live(para__run *run, int64_t delta)
+static void running_max(_Atomic int64_t *peak, int64_t now)
+{
+    /* relaxed: a running maximum, ordering is irrelevant. */
+    int64_t seen = atomic_load_explicit(peak, memory_order_relaxed);
+    /* relaxed CAS: as above. */
+    while (now > seen &&
+           !atomic_compare_exchange_weak_explicit(
+               peak, &seen, now, memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+static void count_bytes(para__run *run, int64_t delta)
+{
+    /* relaxed: a statistic; no data is published through it. */
+    int64_t now = atomic_fetch_add_explicit(&run->live_bytes, delta,
+                                            memory_order_relaxed) +
+                  delta;
+    if (delta > 0)
+        running_max(&run->peak_bytes, now);
+}
+
+static void count_live(para__run *run, int64_t delta, size_t bytes)
 {
     if (run == NULL)
         return;
@@ -47,15 +70,9 @@ static void count_live(para__run *run, int64_t delta)
     int64_t now = atomic_fetch_add_explicit(&run->live_batches, delta,
                                             memory_order_relaxed) +
                   delta;
-    if (delta > 0) {
-        int64_t peak =
-            atomic_load_explicit(&run->peak_batches, memory_order_relaxed);
-        /* relaxed CAS: a running maximum, ordering is irrelevant. */
-        while (now > peak && !atomic_compare_exchange_weak_explicit(
-                                 &run->peak_batches, &peak, now,
-                                 memory_order_relaxed, memory_order_relaxed))
-            ;
-    }
+    if (delta > 0)
+        running_max(&run->peak_batches, now);
+    count_bytes(run, delta * (int64_t)bytes);
 }
 
 para__batch *para__batch_alloc(para__worker *w, para__run *run,
@@ -90,7 +107,7 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
     b->seq_begin = b->seq_end = 0;
     b->data = (unsigned char *)b + head;
     b->pool_next = NULL;
-    count_live(run, 1);
+    count_live(run, 1, b->capacity);
     return b;
 }
 
@@ -114,14 +131,18 @@ para__batch *para__batch_grow(para__worker *w, para__batch *b, size_t bytes,
     nb->seq_begin = b->seq_begin;
     nb->seq_end = b->seq_end;
     memcpy(nb->data, b->data, used);
-    /* The old batch's live count transfers to the new one. */
+    /* The old batch's live count transfers to the new one; its bytes grow.
+     * rt->run is stable while a worker runs (set before the workers start
+     * and cleared after they all left, both under rt->lock). */
+    if (w != NULL && w->rt->run != NULL)
+        count_bytes(w->rt->run, (int64_t)nb->capacity - (int64_t)b->capacity);
     para__batch_free(w, NULL, b);
     return nb;
 }
 
 void para__batch_free(para__worker *w, para__run *run, para__batch *b)
 {
-    count_live(run, -1);
+    count_live(run, -1, b->capacity);
     uint32_t cls = b->size_class;
     if (w != NULL && cls != PARA__BATCH_NO_CLASS &&
         w->pool_len[cls] < PARA__BATCH_POOL_DEPTH) {

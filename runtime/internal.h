@@ -27,6 +27,7 @@
 
 #include "deque.h"
 #include "topology.h"
+#include "trace.h"
 #include "para.h"
 #include "util.h"
 
@@ -216,10 +217,16 @@ struct para__worker {
     para__batch *pool[PARA__BATCH_CLASSES];
     unsigned pool_len[PARA__BATCH_CLASSES];
     /* Counters: written by the owner only (relaxed load + store), summed on
-     * read by para_runtime_stats(). */
+     * read by para_runtime_stats(). base_* hold their values at the start of
+     * the last run (written by para_run() between runs), for
+     * para_worker_stats(). */
 #define PARA__WORKER_COUNTER(name, doc) _Atomic uint64_t c_##name;
     PARA_STATS_MAP(PARA__WORKER_COUNTER)
 #undef PARA__WORKER_COUNTER
+#define PARA__WORKER_BASE(name, doc) uint64_t base_##name;
+    PARA_STATS_MAP(PARA__WORKER_BASE)
+#undef PARA__WORKER_BASE
+    para__trace_lane *trace; /* NULL unless tracing (PARA_TRACE) */
 };
 
 static inline void para__counter_add(_Atomic uint64_t *c, uint64_t v)
@@ -230,6 +237,14 @@ static inline void para__counter_add(_Atomic uint64_t *c, uint64_t v)
                           memory_order_relaxed);
 }
 
+/* A worker slept from @p t0 until now: count it, and trace it. */
+static inline void para__worker_parked(para__worker *w, uint64_t t0)
+{
+    uint64_t t1 = para__now_ns();
+    para__counter_add(&w->c_parked_ns, t1 - t0);
+    para__trace_park(w->trace, t0, t1);
+}
+
 struct para__run {
     para_graph_t *graph;
     para_runtime_t *rt;
@@ -237,6 +252,8 @@ struct para__run {
     alignas(PARA_CACHELINE) _Atomic int64_t in_flight;
     alignas(PARA_CACHELINE) _Atomic int64_t live_batches;
     _Atomic int64_t peak_batches;
+    _Atomic int64_t live_bytes; /* data bytes of the live batches */
+    _Atomic int64_t peak_bytes;
     alignas(PARA_CACHELINE) _Atomic int status; /* first error, or 0 */
     _Atomic bool aborting;                      /* status != 0 */
     _Atomic bool done;
@@ -249,6 +266,31 @@ struct para__run {
     uint64_t target_batch_ns;
     char errmsg[PARA__ERRMSG_LEN]; /* written by the status winner only */
 };
+
+/* Per-device counters (stats.c), the device-side analogue of the workers'
+ * counters. Written by the device's host thread only (para__counter_add),
+ * summed on read; base_* are their values when the last run started. */
+#define PARA__MAX_DEVICES 16
+typedef struct para__device_counters {
+#define PARA__DEVICE_COUNTER(name, doc) _Atomic uint64_t c_##name;
+    PARA_DEVICE_STATS_MAP(PARA__DEVICE_COUNTER)
+#undef PARA__DEVICE_COUNTER
+#define PARA__DEVICE_BASE(name, doc) uint64_t base_##name;
+    PARA_DEVICE_STATS_MAP(PARA__DEVICE_BASE)
+#undef PARA__DEVICE_BASE
+    char name[64];
+} para__device_counters;
+
+/* Progress line state (progress.c); touched only by the thread in
+ * para_run(). */
+typedef struct para__progress {
+    bool enabled;   /* PARA_PROGRESS resolved: on, or auto and a tty */
+    bool tty;       /* stderr is a terminal: rewrite one line */
+    bool printed;   /* a line is on the screen */
+    uint64_t t0;    /* run start */
+    uint64_t last;  /* last update */
+    uint64_t items; /* sink items at the last update */
+} para__progress;
 
 struct para_runtime {
     unsigned n_workers;
@@ -272,8 +314,13 @@ struct para_runtime {
     _Atomic uint32_t sleepers;   /* workers parked or about to park */
     _Atomic uint64_t wake_epoch; /* bumped by every wake-up */
 
-    uint64_t runs, last_run_ns, last_peak_batches;
+    uint64_t runs, last_run_ns, last_peak_batches, last_peak_bytes;
     char errmsg[PARA__ERRMSG_LEN];
+
+    para__trace *trace; /* NULL unless tracing (PARA_TRACE) */
+    para__device_counters devices[PARA__MAX_DEVICES];
+    unsigned n_devices; /* rt->lock */
+    para__progress progress;
 };
 
 /* Start the worker threads; 0 or PARA_E*. */
@@ -282,6 +329,25 @@ int para__scheduler_start(para_runtime_t *rt);
 void para__scheduler_stop(para_runtime_t *rt);
 /* Execute @p run on the workers and wait until it ends. */
 void para__scheduler_execute(para_runtime_t *rt, para__run *run);
+
+/* Statistics (stats.c): remember the counters at the start of a run, for
+ * para_worker_stats() and para_device_stats(). Between runs only. */
+void para__stats_run_begin(para_runtime_t *rt);
+/* Register a device's counters under @p name; NULL when PARA__MAX_DEVICES
+ * are registered. Any thread; the device's host thread then owns the
+ * counters (para__counter_add(&d->c_launches, 1), ...). */
+para__device_counters *para__stats_device_add(para_runtime_t *rt,
+                                              const char *name);
+
+/* Progress line (progress.c). */
+bool para__progress_mode_valid(const char *mode);
+void para__progress_init(para_runtime_t *rt, const char *mode);
+void para__progress_begin(para_runtime_t *rt, uint64_t t0);
+/* Wait on rt->done_cond (rt->lock held), printing progress while waiting
+ * when it is enabled; may drop and retake rt->lock. */
+void para__progress_wait(para_runtime_t *rt);
+/* Finish the line (with the run's average rate) if one was printed. */
+void para__progress_end(para_runtime_t *rt, const para__run *run);
 
 /* Options (options.c). */
 int para__attr_validate_policy(const char *name, char *msg, size_t msg_len);

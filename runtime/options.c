@@ -44,6 +44,12 @@ static const option options[] = {
      "log level: 0 errors and warnings, 2 info, 3 debug"},
     {"PIN", offsetof(para_runtime_attr_t, pin), OPT_STRING, "cores",
      "worker placement: cores, pus (hardware threads) or none"},
+    {"TRACE", offsetof(para_runtime_attr_t, trace), OPT_STRING, "",
+     "write each run's event trace (Chrome JSON) to this file; empty = off"},
+    {"TRACE_EVENTS", offsetof(para_runtime_attr_t, trace_events), OPT_SIZE,
+     "256K", "trace events kept per worker and run; the rest are counted"},
+    {"PROGRESS", offsetof(para_runtime_attr_t, progress), OPT_STRING, "auto",
+     "progress line on stderr: auto (if a terminal), on or off"},
 };
 
 typedef struct policy_entry {

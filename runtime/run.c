@@ -53,6 +53,7 @@ static void runtime_free(para_runtime_t *rt)
         }
         free(rt->workers);
     }
+    para__trace_destroy(rt->trace);
     para__topology_plan_free(&rt->plan);
     if (rt->topology != NULL)
         hwloc_topology_destroy(rt->topology);
@@ -86,6 +87,11 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                   attr->pin);
         return PARA_EINVAL;
     }
+    if (!para__progress_mode_valid(attr->progress)) {
+        para__log(0, "unknown progress mode '%s'; known: auto, on, off",
+                  attr->progress);
+        return PARA_EINVAL;
+    }
     char msg[512];
     if (para__attr_validate_policy(attr->policy, msg, sizeof msg) != 0) {
         para__log(0, "%s", msg);
@@ -98,7 +104,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     rt->attr = *attr;
     snprintf(rt->policy, sizeof rt->policy, "%s", attr->policy);
     rt->attr.policy = rt->policy;
-    rt->attr.pin = NULL; /* the caller's string is not kept */
+    rt->attr.pin = NULL; /* the caller's strings are not kept */
+    rt->attr.trace = NULL;
+    rt->attr.progress = NULL;
+    para__progress_init(rt, attr->progress);
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->sleepers, 0);
     atomic_init(&rt->wake_epoch, 0);
@@ -135,6 +144,17 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
             /* Workers before i are initialised; mark the rest empty. */
             rt->n_workers = i;
             goto fail;
+        }
+    }
+    if (attr->trace != NULL && *attr->trace != '\0') {
+        rc = para__trace_create(&rt->trace, attr->trace, attr->trace_events);
+        if (rc != 0)
+            goto fail;
+        for (unsigned i = 0; i < rt->n_workers; i++) {
+            char name[24];
+            snprintf(name, sizeof name, "para-cpu-%u", i);
+            rt->workers[i].trace =
+                para__trace_lane_add(rt->trace, PARA__LANE_CPU, i, name);
         }
     }
     rc = para__scheduler_start(rt);
@@ -212,6 +232,8 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     atomic_init(&run->in_flight, (int64_t)g->n_sources);
     atomic_init(&run->live_batches, 0);
     atomic_init(&run->peak_batches, 0);
+    atomic_init(&run->live_bytes, 0);
+    atomic_init(&run->peak_bytes, 0);
     atomic_init(&run->status, 0);
     atomic_init(&run->aborting, false);
     atomic_init(&run->done, false);
@@ -224,9 +246,13 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     if (run->target_batch_ns == 0)
         run->target_batch_ns = 1000;
 
+    para__stats_run_begin(rt);
+    para__trace_run_begin(rt->trace, rt->n_workers);
     uint64_t t0 = para__now_ns();
+    para__progress_begin(rt, t0);
     para__scheduler_execute(rt, run);
     rt->last_run_ns = para__now_ns() - t0;
+    para__progress_end(rt, run);
 
     /* relaxed: the workers' exit was synchronised through rt->lock. */
     rc = atomic_load_explicit(&run->status, memory_order_relaxed);
@@ -238,7 +264,13 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         para__panic("run ended with %lld batches alive", (long long)live);
     rt->last_peak_batches = (uint64_t)atomic_load_explicit(
         &run->peak_batches, memory_order_relaxed);
+    rt->last_peak_bytes =
+        (uint64_t)atomic_load_explicit(&run->peak_bytes, memory_order_relaxed);
     rt->runs++;
+    /* A trace that cannot be written is logged; the run itself succeeded. */
+    if (para__trace_run_end(rt->trace, g) == 0 && rt->trace != NULL &&
+        rt->trace->path != NULL)
+        (void)para__trace_write_file(rt->trace, rt->trace->path);
     for (unsigned i = 0; i < g->n_nodes; i++)
         if (g->nodes[i]->kind == PARA__KIND_COLLECT)
             *g->nodes[i]->collect_count = g->nodes[i]->collect_pos;
