@@ -554,7 +554,8 @@ static void draw_lane(FILE *f, const para__timeline *tl, const para__lane *l,
 
     para__span *s = malloc((l->n_spans ? l->n_spans : 1) * sizeof *s);
     if (s != NULL) {
-        memcpy(s, l->spans, l->n_spans * sizeof *s);
+        if (l->n_spans > 0) /* spans is NULL for an empty lane */
+            memcpy(s, l->spans, l->n_spans * sizeof *s);
         qsort(s, l->n_spans, sizeof *s, cmp_span);
         double slot_h = (LANE_H - 4) / (double)l->slots;
         double join = 0.6 / scale; /* 0.6 px in microseconds */
