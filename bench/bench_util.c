@@ -145,10 +145,19 @@ void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
     free(t);
 }
 
-/* One timed para_run() of a fresh graph on @p rt; 0 and *secs, or non-zero
- * after bench_fail() on @p row. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One timed para_run() of a fresh graph on @p rt; 0 and *secs (wall) and
+ * *cpu (process CPU time: the workers' time, as the caller's thread only
+ * waits), or non-zero after bench_fail() on @p row. */
 static int time_one_graph(para_runtime_t *rt, const bench_graph_ops_t *ops,
-                          void *state, bench_row_t *row, double *secs)
+                          void *state, bench_row_t *row, double *secs,
+                          double *cpu, double *run)
 {
     para_graph_t *g = NULL;
     int rc = para_graph_create(&g);
@@ -163,9 +172,11 @@ static int time_one_graph(para_runtime_t *rt, const bench_graph_ops_t *ops,
         para_graph_destroy(g);
         return 1;
     }
+    double c0 = cpu_now();
     double t0 = bench_now();
     rc = para_run(rt, g);
     double t1 = bench_now();
+    double c1 = cpu_now();
     if (rc != 0) {
         bench_fail(row, "para_run: %s: %s", para_err_name(rc),
                    para_runtime_errmsg(rt));
@@ -173,6 +184,11 @@ static int time_one_graph(para_runtime_t *rt, const bench_graph_ops_t *ops,
         return 1;
     }
     *secs = t1 - t0;
+    *cpu = c1 - c0;
+    /* The run alone, as the runtime timed it: without the trace export
+     * that para_run() does after the workers are done. */
+    para_stats_t st;
+    *run = para_runtime_stats(rt, &st) == 0 ? 1e-9 * (double)st.run_ns : 0;
     ops->check(state, row);
     para_graph_destroy(g);
     return 0;
@@ -187,25 +203,41 @@ void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
 void bench_time_graph_pair(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
                            void *state, bench_row_t *row, bench_row_t *traced)
 {
-    double *t = calloc(2 * (size_t)cfg->repeat, sizeof *t);
+    size_t rep = cfg->repeat;
+    double *t = calloc(6 * rep, sizeof *t);
     if (t == NULL) {
         bench_fail(row, "out of memory");
         return;
     }
-    double *tt = t + cfg->repeat;
+    double *tt = t + rep, *c = t + 2 * rep, *ct = t + 3 * rep;
+    double *u = t + 4 * rep, *ut = t + 5 * rep;
     size_t n = 0, nt = 0;
     for (unsigned r = 0; r < cfg->repeat && row->ok; r++) {
-        if (time_one_graph(cfg->rt, ops, state, row, &t[n]) != 0)
+        if (time_one_graph(cfg->rt, ops, state, row, &t[n], &c[n], &u[n]) != 0)
             break;
         n++;
         /* Interleaved, so both variants see the same noise. */
         if (traced != NULL && traced->ok &&
-            time_one_graph(cfg->rt_traced, ops, state, traced, &tt[nt]) == 0)
+            time_one_graph(cfg->rt_traced, ops, state, traced, &tt[nt], &ct[nt],
+                           &ut[nt]) == 0)
             nt++;
     }
     row->seconds = median(t, n);
-    if (traced != NULL)
+    if (traced != NULL && nt > 0) {
         traced->seconds = median(tt, nt);
+        /* CPU time is less disturbed than wall time by other processes on
+         * a shared machine; a diagnostic, not part of the rows' format. */
+        double cp = median(c, n), cpt = median(ct, nt);
+        double up = median(u, n), upt = median(ut, nt);
+        fprintf(stderr,
+                "para-bench: %s median per run, untraced -> traced: "
+                "para_run wall %.4f -> %.4f s (%+.1f %%), CPU %.4f -> %.4f s "
+                "(%+.1f %%); run without the export %.4f -> %.4f s "
+                "(%+.1f %%)\n",
+                row->workload, row->seconds, traced->seconds,
+                100.0 * (traced->seconds / row->seconds - 1), cp, cpt,
+                100.0 * (cpt / cp - 1), up, upt, 100.0 * (upt / up - 1));
+    }
     free(t);
 }
 
