@@ -51,6 +51,8 @@ typedef struct bench_cfg {
     unsigned threads;   /* the runtime's worker count */
     unsigned repeat;    /* runs per variant; the median time is reported */
     int quick;          /* 1: the --quick sizes of BENCH_SPEC.md */
+    para_runtime_t *rt_traced; /* --trace FILE: a second runtime with the
+                                  event trace on, or NULL */
 } bench_cfg_t;
 
 /* One output line: one workload, one variant. */
@@ -112,6 +114,19 @@ void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
  * the para graph of @p ops against it and print that row. Returns 0 if both
  * checks passed; *@p seq_seconds (may be NULL) receives the seq median, for
  * variants a workload adds after these two.
+ */
+/*
+ * As bench_time_graph(), and when @p traced is not NULL, also time the same
+ * graph on cfg->rt_traced after each run on cfg->rt (interleaved, so that
+ * both see the same noise); sets traced->seconds.
+ */
+void bench_time_graph_pair(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
+                           void *state, bench_row_t *row, bench_row_t *traced);
+
+/*
+ * The common shape of w1, w2, w6 and w7 (see below). With --trace, a third
+ * row "para-traced" times the graph on the traced runtime, interleaved with
+ * the "para" runs.
  */
 int bench_seq_para(const bench_cfg_t *cfg, const char *workload, uint64_t items,
                    bench_timed_fn seq, const bench_graph_ops_t *ops,

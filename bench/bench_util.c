@@ -145,43 +145,99 @@ void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
     free(t);
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One timed para_run() of a fresh graph on @p rt; 0 and *secs (wall) and
+ * *cpu (process CPU time: the workers' time, as the caller's thread only
+ * waits), or non-zero after bench_fail() on @p row. */
+static int time_one_graph(para_runtime_t *rt, const bench_graph_ops_t *ops,
+                          void *state, bench_row_t *row, double *secs,
+                          double *cpu, double *run)
+{
+    para_graph_t *g = NULL;
+    int rc = para_graph_create(&g);
+    if (rc != 0) {
+        bench_fail(row, "para_graph_create: %s", para_err_name(rc));
+        return 1;
+    }
+    rc = ops->build(g, state);
+    if (rc != 0) {
+        bench_fail(row, "building the graph: %s: %s", para_err_name(rc),
+                   para_graph_errmsg(g));
+        para_graph_destroy(g);
+        return 1;
+    }
+    double c0 = cpu_now();
+    double t0 = bench_now();
+    rc = para_run(rt, g);
+    double t1 = bench_now();
+    double c1 = cpu_now();
+    if (rc != 0) {
+        bench_fail(row, "para_run: %s: %s", para_err_name(rc),
+                   para_runtime_errmsg(rt));
+        para_graph_destroy(g);
+        return 1;
+    }
+    *secs = t1 - t0;
+    *cpu = c1 - c0;
+    /* The run alone, as the runtime timed it: without the trace export
+     * that para_run() does after the workers are done. */
+    para_stats_t st;
+    *run = para_runtime_stats(rt, &st) == 0 ? 1e-9 * (double)st.run_ns : 0;
+    ops->check(state, row);
+    para_graph_destroy(g);
+    return 0;
+}
+
 void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
                       void *state, bench_row_t *row)
 {
-    double *t = calloc(cfg->repeat, sizeof *t);
+    bench_time_graph_pair(cfg, ops, state, row, NULL);
+}
+
+void bench_time_graph_pair(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
+                           void *state, bench_row_t *row, bench_row_t *traced)
+{
+    size_t rep = cfg->repeat;
+    double *t = calloc(6 * rep, sizeof *t);
     if (t == NULL) {
         bench_fail(row, "out of memory");
         return;
     }
-    size_t n = 0;
+    double *tt = t + rep, *c = t + 2 * rep, *ct = t + 3 * rep;
+    double *u = t + 4 * rep, *ut = t + 5 * rep;
+    size_t n = 0, nt = 0;
     for (unsigned r = 0; r < cfg->repeat && row->ok; r++) {
-        para_graph_t *g = NULL;
-        int rc = para_graph_create(&g);
-        if (rc != 0) {
-            bench_fail(row, "para_graph_create: %s", para_err_name(rc));
+        if (time_one_graph(cfg->rt, ops, state, row, &t[n], &c[n], &u[n]) != 0)
             break;
-        }
-        rc = ops->build(g, state);
-        if (rc != 0) {
-            bench_fail(row, "building the graph: %s: %s", para_err_name(rc),
-                       para_graph_errmsg(g));
-            para_graph_destroy(g);
-            break;
-        }
-        double t0 = bench_now();
-        rc = para_run(cfg->rt, g);
-        double t1 = bench_now();
-        if (rc != 0) {
-            bench_fail(row, "para_run: %s: %s", para_err_name(rc),
-                       para_runtime_errmsg(cfg->rt));
-            para_graph_destroy(g);
-            break;
-        }
-        t[n++] = t1 - t0;
-        ops->check(state, row);
-        para_graph_destroy(g);
+        n++;
+        /* Interleaved, so both variants see the same noise. */
+        if (traced != NULL && traced->ok &&
+            time_one_graph(cfg->rt_traced, ops, state, traced, &tt[nt], &ct[nt],
+                           &ut[nt]) == 0)
+            nt++;
     }
     row->seconds = median(t, n);
+    if (traced != NULL && nt > 0) {
+        traced->seconds = median(tt, nt);
+        /* CPU time is less disturbed than wall time by other processes on
+         * a shared machine; a diagnostic, not part of the rows' format. */
+        double cp = median(c, n), cpt = median(ct, nt);
+        double up = median(u, n), upt = median(ut, nt);
+        fprintf(stderr,
+                "para-bench: %s median per run, untraced -> traced: "
+                "para_run wall %.4f -> %.4f s (%+.1f %%), CPU %.4f -> %.4f s "
+                "(%+.1f %%); run without the export %.4f -> %.4f s "
+                "(%+.1f %%)\n",
+                row->workload, row->seconds, traced->seconds,
+                100.0 * (traced->seconds / row->seconds - 1), cp, cpt,
+                100.0 * (cpt / cp - 1), up, upt, 100.0 * (upt / up - 1));
+    }
     free(t);
 }
 
@@ -196,18 +252,22 @@ int bench_seq_para(const bench_cfg_t *cfg, const char *workload, uint64_t items,
     s.seq_seconds = s.seconds;
     bench_print_row(&s);
 
-    bench_row_t p;
+    bench_row_t p, pt;
     bench_row_init(&p, workload, "para", items, cfg->threads);
-    p.seq_seconds = s.seconds;
+    bench_row_init(&pt, workload, "para-traced", items, cfg->threads);
+    p.seq_seconds = pt.seq_seconds = s.seconds;
     if (s.ok)
-        bench_time_graph(cfg, ops, state, &p);
+        bench_time_graph_pair(cfg, ops, state, &p,
+                              cfg->rt_traced != NULL ? &pt : NULL);
     else
         bench_fail(&p, "not run: the seq reference failed");
     bench_print_row(&p);
+    if (cfg->rt_traced != NULL && s.ok)
+        bench_print_row(&pt);
 
     if (seq_seconds != NULL)
         *seq_seconds = s.seconds;
-    return s.ok && p.ok ? 0 : 1;
+    return s.ok && p.ok && pt.ok ? 0 : 1;
 }
 
 int bench_policy_rows(const bench_cfg_t *cfg, const char *workload,

@@ -9,6 +9,9 @@
  *   --threads N      runtime workers; default: the number of online CPUs.
  *   --quick          the small sizes of BENCH_SPEC (seconds, not minutes).
  *   --repeat R       time every variant R times, report the median (1).
+ *   --trace FILE     also time w1, w2, w6 and w7 on a second runtime with
+ *                    the event trace on (written to FILE after each run):
+ *                    rows "para-traced", runs interleaved with "para".
  *
  * Output: one JSON object per line, per workload and variant, e.g.
  *
@@ -57,7 +60,7 @@ static const struct workload workloads[] = {
 static void usage(FILE *out)
 {
     fputs("usage: para-bench [--workload w1..w7|all[,...]] [--threads N]\n"
-          "                  [--quick] [--repeat R]\n",
+          "                  [--quick] [--repeat R] [--trace FILE]\n",
           out);
 }
 
@@ -144,6 +147,7 @@ int main(int argc, char **argv)
     unsigned long threads = online > 0 ? (unsigned long)online : 1;
     unsigned long repeat = 1;
     int quick = 0;
+    const char *trace = NULL;
 
     for (int i = 1; i < argc; i++) {
         int missing = 0;
@@ -177,6 +181,9 @@ int main(int argc, char **argv)
                         v);
                 return 2;
             }
+        } else if ((v = option_value(argc, argv, &i, "--trace", &missing)) !=
+                   NULL) {
+            trace = v;
         } else {
             if (missing)
                 fprintf(stderr, "para-bench: %s needs a value\n", argv[i]);
@@ -203,6 +210,8 @@ int main(int argc, char **argv)
                 para_err_name(rc));
     }
     attr.workers = (unsigned)threads;
+    if (trace != NULL)
+        attr.trace = NULL; /* the untraced runtime, whatever PARA_TRACE says */
     para_runtime_t *rt = NULL;
     rc = para_runtime_create(&rt, &attr);
     if (rc != 0) {
@@ -211,8 +220,22 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    para_runtime_t *rt_traced = NULL;
+    if (trace != NULL) {
+        attr.trace = trace;
+        rc = para_runtime_create(&rt_traced, &attr);
+        if (rc != 0) {
+            fprintf(stderr, "para-bench: para_runtime_create (traced): %s\n",
+                    para_err_name(rc));
+            if (para_runtime_destroy(rt) != 0)
+                fprintf(stderr, "para-bench: para_runtime_destroy failed\n");
+            return 1;
+        }
+    }
+
     bench_cfg_t cfg = {
         .rt = rt,
+        .rt_traced = rt_traced,
         .threads = para_runtime_workers(rt),
         .repeat = (unsigned)repeat,
         .quick = quick,
@@ -230,6 +253,8 @@ int main(int argc, char **argv)
             failed = 1;
 
     rc = para_runtime_destroy(rt);
+    if (rc == 0)
+        rc = para_runtime_destroy(rt_traced);
     if (rc != 0) {
         fprintf(stderr, "para-bench: para_runtime_destroy: %s\n",
                 para_err_name(rc));

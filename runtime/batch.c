@@ -10,7 +10,11 @@
  * batches released outside a worker, go straight to malloc/free.
  *
  * Every batch is counted in run->live_batches from allocation to free; the
- * sources are held back while the count is at run->max_batches.
+ * sources are held back while the count is at run->max_batches (policy
+ * "ws"). Its allocation, plus the bytes its items own outside it
+ * (item_bytes, added at delivery), is counted in run->bytes the same way:
+ * the peak bytes in flight, the progress line. Under a budgeted policy a
+ * batch also holds a reference to its family (policy.c).
  *
  * Tests: through tests/runtime/test_run.c and test_differential.c (ASan
  * checks that every batch is freed).

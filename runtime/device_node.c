@@ -79,6 +79,7 @@ typedef struct slot {
     size_t n_tasks, items;
     para__batch *direct_out; /* one task: the kernel writes here */
     size_t staged_bytes;     /* counted in run->bytes while in flight */
+    uint64_t trace_t0;       /* para__trace_device_launch() */
     unsigned char *in_stage, *out_stage;
     size_t in_cap, out_cap;
 } slot;
@@ -109,8 +110,10 @@ struct para__devrt {
     uint64_t busy_since;
     char msg[PARA__ERRMSG_LEN];
 
-    /* Counters, cumulative, read after runs. */
-    _Atomic uint64_t launches, items, bytes, busy_ns;
+    /* Statistics (stats.c) and the trace lane (trace.h, NULL when tracing
+     * is off), both written by the host thread only. */
+    para__device_counters *counters;
+    para__trace_lane *lane;
 };
 
 /* ---- worker side --------------------------------------------------------- */
@@ -307,10 +310,9 @@ static void complete(para__devrt *d, para__run *run, slot *s, int rc)
     para_node_t *n = s->node;
     unstage(run, s);
     d->head = (d->head + 1) % SLOTS;
-    if (--d->n_inflight == 0)
-        /* relaxed: a statistic read after the run. */
-        atomic_fetch_add_explicit(&d->busy_ns, para__now_ns() - d->busy_since,
-                                  memory_order_relaxed);
+    if (--d->n_inflight == 0 && d->counters != NULL)
+        para__counter_add(&d->counters->c_busy_ns,
+                          para__now_ns() - d->busy_since);
     if (rc < 0) {
         fail_launch(d, run, n, rc);
         drop_slot_tasks(d, run, s);
@@ -326,10 +328,14 @@ static void complete(para__devrt *d, para__run *run, slot *s, int rc)
     /* relaxed: statistics, read after the run. */
     atomic_fetch_add_explicit(&n->st_device_launches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n->st_device_ns, ns, memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->launches, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->items, s->items, memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->bytes, s->items * (is + os),
-                              memory_order_relaxed);
+    if (d->counters != NULL) {
+        para__counter_add(&d->counters->c_launches, 1);
+        para__counter_add(&d->counters->c_items, s->items);
+        para__counter_add(&d->counters->c_bytes_in, s->items * is);
+        para__counter_add(&d->counters->c_bytes_out, s->items * os);
+    }
+    para__trace_device_complete(d->lane, s->trace_t0, n->index, s->items,
+                                s->items * (is + os));
 
     size_t offset = 0;
     para__task *t = s->tasks;
@@ -524,6 +530,7 @@ static void launch(para__devrt *d, para__run *run, para_node_t *n)
         snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
                  s->items);
     s->l.n = s->items;
+    s->trace_t0 = para__trace_device_launch(d->lane);
     if (rc == 0)
         rc = d->ops->launch_begin(n->dev_kernel, &s->l, d->msg, sizeof d->msg);
     if (rc != 0) {
@@ -691,10 +698,9 @@ static int devrt_open(para_runtime_t *rt, char *msg, size_t msg_len)
     d->shares_cores = d->info->is_cpu && d->info->compute_units > 1;
     atomic_init(&d->incoming, NULL);
     atomic_init(&d->sleeping, 0);
-    atomic_init(&d->launches, 0);
-    atomic_init(&d->items, 0);
-    atomic_init(&d->bytes, 0);
-    atomic_init(&d->busy_ns, 0);
+    d->counters = para__stats_device_add(rt, d->info->name);
+    d->lane =
+        para__trace_lane_add(rt->trace, PARA__LANE_DEVICE, 0, "para-device-0");
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -868,15 +874,18 @@ void para__device_shutdown(para_runtime_t *rt)
 void para__device_stats(const para_runtime_t *rt, para_stats_t *st)
 {
     para__devrt *d = rt->device;
-    if (d == NULL)
+    if (d == NULL || d->counters == NULL)
         return;
-    /* relaxed: counters read after runs. */
+    const para__device_counters *c = d->counters;
+    /* relaxed: host-thread counters, read after runs. */
     st->device_launches +=
-        atomic_load_explicit(&d->launches, memory_order_relaxed);
-    st->device_items += atomic_load_explicit(&d->items, memory_order_relaxed);
-    st->device_bytes += atomic_load_explicit(&d->bytes, memory_order_relaxed);
+        atomic_load_explicit(&c->c_launches, memory_order_relaxed);
+    st->device_items += atomic_load_explicit(&c->c_items, memory_order_relaxed);
+    st->device_bytes +=
+        atomic_load_explicit(&c->c_bytes_in, memory_order_relaxed) +
+        atomic_load_explicit(&c->c_bytes_out, memory_order_relaxed);
     st->device_busy_ns +=
-        atomic_load_explicit(&d->busy_ns, memory_order_relaxed);
+        atomic_load_explicit(&c->c_busy_ns, memory_order_relaxed);
 }
 
 const char *para_runtime_device(para_runtime_t *rt)

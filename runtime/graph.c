@@ -174,6 +174,28 @@ size_t para_graph_node_count(const para_graph_t *g)
     return g != NULL ? g->n_nodes : 0;
 }
 
+const char *para__node_kind_name(const para_node_t *n)
+{
+    if (para__is_source(n))
+        return "source";
+    if (n->kernel != NULL)
+        return "kernel";
+    switch (n->kind) {
+    case PARA__KIND_MAP:
+    case PARA__KIND_MAP_BATCH:
+        return "map";
+    case PARA__KIND_FILTER:
+        return "filter";
+    case PARA__KIND_FLAT_MAP:
+    case PARA__KIND_FLAT_MAP_BATCH:
+        return "flat_map";
+    case PARA__KIND_COLLECT:
+        return "collect";
+    default:
+        return "sink";
+    }
+}
+
 const char *para_node_name(const para_node_t *n)
 {
     return n != NULL ? n->name : NULL;

@@ -27,6 +27,7 @@
 
 #include "deque.h"
 #include "topology.h"
+#include "trace.h"
 #include "para.h"
 #include "util.h"
 
@@ -192,6 +193,9 @@ static inline bool para__is_source(const para_node_t *n)
 {
     return n->kind <= PARA__KIND_ARRAY;
 }
+/* "source", "map", "kernel", ... for statistics and traces. */
+const char *para__node_kind_name(const para_node_t *n);
+
 static inline bool para__has_cpu_fn(const para_node_t *n)
 {
     return n->kind != PARA__KIND_KERNEL;
@@ -287,10 +291,16 @@ struct para__worker {
     para__batch *pool[PARA__BATCH_CLASSES];
     unsigned pool_len[PARA__BATCH_CLASSES];
     /* Counters: written by the owner only (relaxed load + store), summed on
-     * read by para_runtime_stats(). */
+     * read by para_runtime_stats(). base_* hold their values at the start of
+     * the last run (written by para_run() between runs), for
+     * para_worker_stats(). */
 #define PARA__WORKER_COUNTER(name, doc) _Atomic uint64_t c_##name;
     PARA_STATS_MAP(PARA__WORKER_COUNTER)
 #undef PARA__WORKER_COUNTER
+#define PARA__WORKER_BASE(name, doc) uint64_t base_##name;
+    PARA_STATS_MAP(PARA__WORKER_BASE)
+#undef PARA__WORKER_BASE
+    para__trace_lane *trace; /* NULL unless tracing (PARA_TRACE) */
 };
 
 static inline void para__counter_add(_Atomic uint64_t *c, uint64_t v)
@@ -299,6 +309,14 @@ static inline void para__counter_add(_Atomic uint64_t *c, uint64_t v)
      * only need an untorn value (they read after the run). */
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
                           memory_order_relaxed);
+}
+
+/* A worker slept from @p t0 until now: count it, and trace it. */
+static inline void para__worker_parked(para__worker *w, uint64_t t0)
+{
+    uint64_t t1 = para__now_ns();
+    para__counter_add(&w->c_parked_ns, t1 - t0);
+    para__trace_park(w->trace, t0, t1);
 }
 
 struct para__run {
@@ -332,6 +350,30 @@ struct para__run {
 };
 
 typedef struct para__devrt para__devrt; /* device_node.c */
+/* Per-device counters (stats.c), the device-side analogue of the workers'
+ * counters. Written by the device's host thread only (para__counter_add),
+ * summed on read; base_* are their values when the last run started. */
+#define PARA__MAX_DEVICES 16
+typedef struct para__device_counters {
+#define PARA__DEVICE_COUNTER(name, doc) _Atomic uint64_t c_##name;
+    PARA_DEVICE_STATS_MAP(PARA__DEVICE_COUNTER)
+#undef PARA__DEVICE_COUNTER
+#define PARA__DEVICE_BASE(name, doc) uint64_t base_##name;
+    PARA_DEVICE_STATS_MAP(PARA__DEVICE_BASE)
+#undef PARA__DEVICE_BASE
+    char name[64];
+} para__device_counters;
+
+/* Progress line state (progress.c); touched only by the thread in
+ * para_run(). */
+typedef struct para__progress {
+    bool enabled;   /* PARA_PROGRESS resolved: on, or auto and a tty */
+    bool tty;       /* stderr is a terminal: rewrite one line */
+    bool printed;   /* a line is on the screen */
+    uint64_t t0;    /* run start */
+    uint64_t last;  /* last update */
+    uint64_t items; /* sink items at the last update */
+} para__progress;
 
 struct para_runtime {
     unsigned n_workers;
@@ -372,6 +414,10 @@ struct para_runtime {
     para__devrt *device;
     unsigned helper_threads; /* host threads that take part in runs */
     alignas(PARA_CACHELINE) _Atomic(para__task *) inject;
+    para__trace *trace; /* NULL unless tracing (PARA_TRACE) */
+    para__device_counters devices[PARA__MAX_DEVICES];
+    unsigned n_devices; /* rt->lock */
+    para__progress progress;
 };
 
 /* Start the worker threads; 0 or PARA_E*. */
@@ -444,5 +490,23 @@ void para__policy_run_end(para__run *run);
 void para__family_unref(para__run *run, para__family *f);
 /* Wake one parked worker if any sleeps. */
 void para__notify_one(para_runtime_t *rt);
+/* Statistics (stats.c): remember the counters at the start of a run, for
+ * para_worker_stats() and para_device_stats(). Between runs only. */
+void para__stats_run_begin(para_runtime_t *rt);
+/* Register a device's counters under @p name; NULL when PARA__MAX_DEVICES
+ * are registered. Any thread; the device's host thread then owns the
+ * counters (para__counter_add(&d->c_launches, 1), ...). */
+para__device_counters *para__stats_device_add(para_runtime_t *rt,
+                                              const char *name);
+
+/* Progress line (progress.c). */
+bool para__progress_mode_valid(const char *mode);
+void para__progress_init(para_runtime_t *rt, const char *mode);
+void para__progress_begin(para_runtime_t *rt, uint64_t t0);
+/* Wait on rt->done_cond (rt->lock held), printing progress while waiting
+ * when it is enabled; may drop and retake rt->lock. */
+void para__progress_wait(para_runtime_t *rt);
+/* Finish the line (with the run's average rate) if one was printed. */
+void para__progress_end(para_runtime_t *rt, const para__run *run);
 
 #endif /* PARA_INTERNAL_H */

@@ -55,6 +55,12 @@ static const option options[] = {
      "worker placement: cores, pus (hardware threads) or none"},
     {"DEVICE", offsetof(para_runtime_attr_t, device), OPT_STRING, "auto",
      "device of kernel nodes: auto, none, cpu, P:D or part of a name"},
+    {"TRACE", offsetof(para_runtime_attr_t, trace), OPT_STRING, "",
+     "write each run's event trace (Chrome JSON) to this file; empty = off"},
+    {"TRACE_EVENTS", offsetof(para_runtime_attr_t, trace_events), OPT_SIZE,
+     "256K", "trace events kept per worker and run; the rest are counted"},
+    {"PROGRESS", offsetof(para_runtime_attr_t, progress), OPT_STRING, "auto",
+     "progress line on stderr: auto (if a terminal), on or off"},
 };
 
 static int parse_number(const char *s, unsigned long long *out)

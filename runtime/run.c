@@ -68,6 +68,7 @@ static void runtime_free(para_runtime_t *rt)
         }
         free(rt->workers);
     }
+    para__trace_destroy(rt->trace);
     para__topology_plan_free(&rt->plan);
     if (rt->topology != NULL)
         hwloc_topology_destroy(rt->topology);
@@ -101,6 +102,11 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                   attr->pin);
         return PARA_EINVAL;
     }
+    if (!para__progress_mode_valid(attr->progress)) {
+        para__log(0, "unknown progress mode '%s'; known: auto, on, off",
+                  attr->progress);
+        return PARA_EINVAL;
+    }
     char msg[1024];
     const para__policy *policy =
         para__policy_find(attr->policy, msg, sizeof msg);
@@ -116,7 +122,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     rt->policy_ops = policy;
     snprintf(rt->policy, sizeof rt->policy, "%s", attr->policy);
     rt->attr.policy = rt->policy;
-    rt->attr.pin = NULL; /* the caller's string is not kept */
+    rt->attr.pin = NULL; /* the caller's strings are not kept */
+    rt->attr.trace = NULL;
+    rt->attr.progress = NULL;
+    para__progress_init(rt, attr->progress);
     snprintf(rt->device_selector, sizeof rt->device_selector, "%s",
              attr->device != NULL && attr->device[0] != '\0' ? attr->device
                                                              : "auto");
@@ -158,6 +167,17 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
             /* Workers before i are initialised; mark the rest empty. */
             rt->n_workers = i;
             goto fail;
+        }
+    }
+    if (attr->trace != NULL && *attr->trace != '\0') {
+        rc = para__trace_create(&rt->trace, attr->trace, attr->trace_events);
+        if (rc != 0)
+            goto fail;
+        for (unsigned i = 0; i < rt->n_workers; i++) {
+            char name[24];
+            snprintf(name, sizeof name, "para-cpu-%u", i);
+            rt->workers[i].trace =
+                para__trace_lane_add(rt->trace, PARA__LANE_CPU, i, name);
         }
     }
     rc = para__scheduler_start(rt);
@@ -272,9 +292,13 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     if (run->target_batch_ns == 0)
         run->target_batch_ns = 1000;
 
+    para__stats_run_begin(rt);
+    para__trace_run_begin(rt->trace, rt->n_workers);
     uint64_t t0 = para__now_ns();
+    para__progress_begin(rt, t0);
     para__scheduler_execute(rt, run);
     rt->last_run_ns = para__now_ns() - t0;
+    para__progress_end(rt, run);
 
     /* relaxed: the workers' exit was synchronised through rt->lock. */
     rc = atomic_load_explicit(&run->status, memory_order_relaxed);
@@ -301,6 +325,10 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         atomic_load_explicit(&run->decisions, memory_order_relaxed);
     para__policy_run_end(run);
     rt->runs++;
+    /* A trace that cannot be written is logged; the run itself succeeded. */
+    if (para__trace_run_end(rt->trace, g) == 0 && rt->trace != NULL &&
+        rt->trace->path != NULL)
+        (void)para__trace_write_file(rt->trace, rt->trace->path);
     for (unsigned i = 0; i < g->n_nodes; i++)
         if (g->nodes[i]->kind == PARA__KIND_COLLECT)
             *g->nodes[i]->collect_count = g->nodes[i]->collect_pos;

@@ -575,6 +575,7 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
         /* relaxed: statistics and a cost estimate; no ordering needed. */
         atomic_fetch_add_explicit(&n->st_busy_ns, dt, memory_order_relaxed);
         atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
+        para__counter_add(&w->c_busy_ns, dt);
         if (rc == 0) {
             atomic_fetch_add_explicit(&n->st_items_in, in->count,
                                       memory_order_relaxed);
@@ -583,6 +584,8 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
                 atomic_fetch_add_explicit(&n->st_items_out, out->count,
                                           memory_order_relaxed);
         }
+        para__trace_task(w->trace, n->index, t0, t0 + dt, in->count,
+                         out != NULL ? out->count : 0);
     }
     para__counter_add(&w->c_tasks, 1);
     para__batch_release(w, run, in);
@@ -789,6 +792,7 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
         &s->src_state, &st, st + PARA__SRC_PULLER, memory_order_acquire,
         memory_order_relaxed));
 
+    uint64_t pulled = para__trace_now(w->trace);
     bool exhausted = aborting(run), held = false;
     para__batch *b =
         exhausted ? NULL : source_fill(w, run, s, &exhausted, &held);
@@ -798,6 +802,7 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
         note_hold(run, false);
     if (b != NULL) {
         para__counter_add(&w->c_source_batches, 1);
+        para__trace_source(w->trace, s->index, pulled, b->count);
         /* relaxed: statistics and the cost estimate. */
         atomic_fetch_add_explicit(&run->src_items, b->count,
                                   memory_order_relaxed);
@@ -866,6 +871,7 @@ static para__task *steal(para__worker *w)
                 break;
             if (t != PARA__DEQUE_ABORT) {
                 para__counter_add(&w->c_steals, 1);
+                para__trace_steal(w->trace, victims[k]);
                 return t;
             }
         }
@@ -911,6 +917,7 @@ static void park(para__worker *w, para__run *run)
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
     if (!work_visible(w, run)) {
         para__counter_add(&w->c_parks, 1);
+        uint64_t parked = para__now_ns();
         pthread_mutex_lock(&rt->lock);
         /* relaxed / acquire: the epoch only moves under the lock we hold;
          * done is published with release by units_add(). */
@@ -919,6 +926,7 @@ static void park(para__worker *w, para__run *run)
                !atomic_load_explicit(&run->done, memory_order_acquire))
             pthread_cond_wait(&rt->park_cond, &rt->lock);
         pthread_mutex_unlock(&rt->lock);
+        para__worker_parked(w, parked);
     }
     /* relaxed: a stale count only costs a spurious notify. */
     atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_relaxed);
@@ -1063,7 +1071,7 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run)
     rt->workers_in_run = rt->n_workers + rt->helper_threads;
     pthread_cond_broadcast(&rt->start_cond);
     while (rt->workers_in_run > 0)
-        pthread_cond_wait(&rt->done_cond, &rt->lock);
+        para__progress_wait(rt);
     rt->run = NULL;
     /* Injected tasks left now can only be drain tasks of empty serial nodes
      * (an abort sweep by the device host thread after the last unit). */

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "para/export.h"
 #include "para/graph.h"
@@ -51,12 +52,23 @@ typedef struct para_runtime_attr {
                                    "P:D" (platform, device index) or part of
                                    a device or platform name; default "auto"
                                    (PARA_DEVICE) */
-    size_t mem_budget;        /**< bytes in flight under "memaware" and
-                                   "dhondt": batches, reorder buffers,
+    size_t mem_budget;        /**< bytes in flight under "memaware":
+                                   batches, reorder buffers,
                                    device staging, and the bytes items own
                                    outside batches (item_bytes); 0 = 1/8 of
                                    the RAM, SIZE_MAX = no budget
                                    (PARA_MEM_BUDGET: 64M, 2G, off) */
+    const char *trace;        /**< event trace: after each run, write it as
+                                   Chrome trace-event JSON to this path;
+                                   NULL or "" = off, the default (PARA_TRACE).
+                                   Copied by para_runtime_create(). */
+    size_t trace_events;      /**< events kept per worker (and per device
+                                   lane) and run; later ones are dropped and
+                                   counted; default 256K (PARA_TRACE_EVENTS) */
+    const char *progress;     /**< progress line on stderr during runs longer
+                                   than half a second: "auto" (when stderr is
+                                   a terminal, the default), "on"/"1", or
+                                   "off"/"0" (PARA_PROGRESS) */
 } para_runtime_attr_t;
 
 /**
@@ -147,7 +159,9 @@ PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
     XX(device_launches, "kernel launches")                                     \
     XX(device_items, "items run by kernel launches")                           \
     XX(device_bytes, "bytes copied to and from the device")                    \
-    XX(device_busy_ns, "time with at least one launch in flight")
+    XX(device_busy_ns, "time with at least one launch in flight")             \
+    XX(busy_ns, "time workers spent running tasks")                            \
+    XX(parked_ns, "time workers spent parked, waiting for work")
 
 #define PARA_STATS_VERSION 3
 
@@ -160,18 +174,75 @@ typedef struct para_stats {
 } para_stats_t;
 
 /**
- * @brief Runtime counters, cumulative since creation except run_ns and
- *        peak_batches (last run).
+ * @brief Runtime counters, cumulative since creation except run_ns,
+ *        peak_batches and peak_bytes (last run).
  * @return 0, or PARA_EINVAL if an argument is NULL.
  * @note Not while a run is in progress (the counters would be torn).
  */
 PARA_API PARA_NODISCARD int para_runtime_stats(const para_runtime_t *rt,
                                                para_stats_t *stats);
 
+/** Per-worker statistics of the last run (para_worker_stats()). */
+typedef struct para_worker_stats {
+    uint64_t tasks;          /**< tasks executed */
+    uint64_t steals;         /**< tasks taken from another worker */
+    uint64_t steal_attempts; /**< attempts to steal, successful or not */
+    uint64_t parks;          /**< times the worker slept for lack of work */
+    uint64_t source_batches; /**< batches pulled from sources */
+    uint64_t busy_ns;        /**< time in tasks (node functions and their
+                                  bookkeeping; source pulls excluded) */
+    uint64_t parked_ns;      /**< time asleep, waiting for work */
+    uint64_t idle_ns;        /**< run time minus busy time: looking for
+                                  work, stealing, pulling sources, parked */
+} para_worker_stats_t;
+
+/**
+ * @brief Statistics of worker @p worker (0 .. para_runtime_workers() - 1)
+ *        during the last run.
+ * @return 0 on success.
+ * @return PARA_EINVAL if an argument is NULL or @p worker is out of range.
+ * @note Not while a run is in progress.
+ */
+PARA_API PARA_NODISCARD int para_worker_stats(const para_runtime_t *rt,
+                                              unsigned worker,
+                                              para_worker_stats_t *stats);
+
+/* Per-device statistics. XX(field, description) */
+#define PARA_DEVICE_STATS_MAP(XX)                                              \
+    XX(launches, "kernel launches")                                            \
+    XX(items, "items processed")                                               \
+    XX(bytes_in, "bytes copied host to device")                                \
+    XX(bytes_out, "bytes copied device to host")                               \
+    XX(busy_ns, "time with at least one launch in flight")
+
+/** Per-device statistics of the last run (para_device_stats()). */
+typedef struct para_device_stats {
+    char name[64]; /**< the device's name */
+#define PARA_DEVICE_STATS_FIELD(name, doc) uint64_t name;
+    PARA_DEVICE_STATS_MAP(PARA_DEVICE_STATS_FIELD)
+#undef PARA_DEVICE_STATS_FIELD
+} para_device_stats_t;
+
+/** @brief Number of devices that report statistics (0 without devices). */
+PARA_API unsigned para_runtime_device_count(const para_runtime_t *rt);
+
+/**
+ * @brief Statistics of device @p device (0 .. para_runtime_device_count()
+ *        - 1) during the last run.
+ * @return 0 on success.
+ * @return PARA_EINVAL if an argument is NULL.
+ * @return PARA_ENODEV if @p device is out of range.
+ * @note Not while a run is in progress.
+ */
+PARA_API PARA_NODISCARD int para_device_stats(const para_runtime_t *rt,
+                                              unsigned device,
+                                              para_device_stats_t *stats);
+
 /**
  * @brief Print the runtime counters and each node's statistics of @p graph's
  *        last run (if @p graph is not NULL) as a table.
  * @param[in] out_fn Receives each line, NUL-terminated, with its newline.
+ * @note As para_stats_fprint() with PARA_STATS_TABLE.
  */
 PARA_API void para_stats_print(const para_runtime_t *rt,
                                const para_graph_t *graph,
@@ -186,6 +257,51 @@ PARA_API void para_stats_print(const para_runtime_t *rt,
  * @note Not while a run is in progress.
  */
 PARA_API const char *para_runtime_device(para_runtime_t *rt);
+/** Formats of para_stats_fprint(). */
+enum para_stats_format {
+    PARA_STATS_TABLE = 0, /**< aligned columns for people */
+    PARA_STATS_JSON = 1,  /**< one JSON object, for tools */
+};
+
+/**
+ * @brief Print the statistics of the last run: runtime counters, one row per
+ *        worker, per node of @p graph (if not NULL: items in and out,
+ *        batches, mean batch size, busy time, share of the workers' time)
+ *        and per device.
+ *
+ * The JSON object has the keys "runtime" (every PARA_STATS_MAP field plus
+ * "workers" and "policy"), "workers" (array of para_worker_stats_t objects
+ * with "id"), "nodes" (array with "index", "name", "kind", "items_in",
+ * "items_out", "batches", "mean_batch", "busy_ns", "share") and "devices"
+ * (array of para_device_stats_t objects plus "items_per_launch").
+ *
+ * @param[in] out Where to print, e.g. stdout or stderr.
+ * @param[in] format A value of enum para_stats_format.
+ * @return 0 on success.
+ * @return PARA_EINVAL if @p out or @p rt is NULL or @p format is unknown.
+ * @note Not while a run of @p rt or @p graph is in progress.
+ */
+PARA_API PARA_NODISCARD int para_stats_fprint(FILE *out,
+                                              const para_runtime_t *rt,
+                                              const para_graph_t *graph,
+                                              int format);
+
+/**
+ * @brief Write the event trace of the last run as Chrome trace-event JSON
+ *        (Perfetto, chrome://tracing; `para-trace` draws it as SVG).
+ *
+ * With PARA_TRACE set the runtime already writes this file after each run;
+ * this call writes the same content to another path, e.g. one per run.
+ *
+ * @return 0 on success.
+ * @return PARA_EINVAL if an argument is NULL or tracing is off (the runtime
+ *         was created without a trace path).
+ * @return PARA_ENOMEM if memory ran out.
+ * @return A negative errno value if the file could not be written.
+ * @note Not while a run is in progress.
+ */
+PARA_API PARA_NODISCARD int para_trace_write(const para_runtime_t *rt,
+                                             const char *path);
 
 /** Log sink: level 0 = error, 1 = warning, 2 = info, 3 = debug. */
 typedef void (*para_log_fn)(int level, const char *msg, void *arg);

@@ -11,7 +11,7 @@
     ((PARA_VERSION_MAJOR << 16) | (PARA_VERSION_MINOR << 8) |                  \
      PARA_VERSION_PATCH)
 /* Bumped whenever a public struct or signature changes. */
-#define PARA_API_VERSION 1
+#define PARA_API_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
