@@ -159,7 +159,7 @@ PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
     XX(device_launches, "kernel launches")                                     \
     XX(device_items, "items run by kernel launches")                           \
     XX(device_bytes, "bytes copied to and from the device")                    \
-    XX(device_busy_ns, "time with at least one launch in flight")             \
+    XX(device_busy_ns, "time with at least one launch in flight")              \
     XX(busy_ns, "time workers spent running tasks")                            \
     XX(parked_ns, "time workers spent parked, waiting for work")
 
