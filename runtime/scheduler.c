@@ -49,7 +49,8 @@
  *   pull, and ordered nodes drain in any order. The failing worker claims
  *   every serial node once so that reorder buffers waiting for a key that
  *   will never come are emptied too (a holder releasing its claim re-checks
- *   `aborting`, seq_cst on both sides).
+ *   `aborting`, seq_cst on both sides). para_run_cancel() sets rt->cancel;
+ *   the first worker to see it fails the run with PARA_ECANCELED.
  *
  * Parking
  *   An eventcount: a worker bumps `sleepers` (seq_cst RMW), re-checks for
@@ -726,9 +727,19 @@ static para__task *steal(para__worker *w)
     return NULL;
 }
 
+/* para_run_cancel() asked this run to stop and nobody acted on it yet. */
+static bool cancel_pending(para_runtime_t *rt, para__run *run,
+                           memory_order order)
+{
+    return atomic_load_explicit(&rt->cancel, order) && !aborting(run);
+}
+
 static bool work_visible(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
+    /* seq_cst: pairs with the store in para_run_cancel() (see there). */
+    if (cancel_pending(rt, run, memory_order_seq_cst))
+        return true;
     for (unsigned i = 0; i < rt->n_workers; i++)
         if (para__deque_size_estimate(&rt->workers[i].deque) > 0)
             return true;
@@ -782,6 +793,11 @@ static void run_loop(para__worker *w, para__run *run)
     /* acquire: pairs with the release store of done in units_add(), so that
      * a worker leaving the loop sees the finished run. */
     while (!atomic_load_explicit(&run->done, memory_order_acquire)) {
+        /* relaxed: a request seen late only delays the abort by one loop;
+         * parking re-checks it (work_visible). */
+        if (PARA_UNLIKELY(cancel_pending(w->rt, run, memory_order_relaxed)))
+            fail_run(w, run, PARA_ECANCELED,
+                     "run canceled by para_run_cancel()");
         para__task *t = para__deque_pop(&w->deque);
         if (t == NULL)
             t = steal(w);
