@@ -338,7 +338,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 
     *out = NULL;
     if (!para__is_sink(n)) {
-        o = para__batch_alloc(w, run, n->n_succs, (count ? count : 1) * os);
+        o = para__batch_alloc(w, run, n->n_succs,
+                              para__mul_sat(count ? count : 1, os));
         if (o == NULL) {
             fail_run(w, run, PARA_ENOMEM,
                      "out of memory for the output of node '%s'", n->name);
@@ -567,7 +568,8 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     size_t want = source_batch_items(w, run, s);
     para__batch *b = NULL;
     if (s->kind == PARA__KIND_SOURCE_FN) {
-        b = para__batch_alloc(w, run, s->n_succs, want * s->out_size);
+        b = para__batch_alloc(w, run, s->n_succs,
+                              para__mul_sat(want, s->out_size));
         if (b == NULL)
             goto nomem;
         size_t written = 0;
@@ -607,7 +609,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
     if (first + n >= total)
         *exhausted = true;
-    b = para__batch_alloc(w, run, s->n_succs, n * s->out_size);
+    b = para__batch_alloc(w, run, s->n_succs, para__mul_sat(n, s->out_size));
     if (b == NULL)
         goto nomem;
     if (s->kind == PARA__KIND_RANGE) {
