@@ -5,7 +5,8 @@
  * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,
  * --wrap=aligned_alloc,--wrap=free. Because para is a static library, only
  * the calls made from para's object files (and this file's) land in the
- * __wrap_ functions below; hwloc, libc and cmocka keep the real allocator.
+ * __wrap_ functions of rel_alloc.h; hwloc, libc and cmocka keep the real
+ * allocator.
  * The wrappers count allocations while armed and make the k-th fail
  * (single mode) or the k-th and every later one (persistent mode), and they
  * keep a count of live blocks, so a leak shows up at the very k that caused
@@ -26,8 +27,6 @@
  * are not deterministic: which allocation is the k-th depends on the
  * interleaving).
  *
- * The __wrap_ and __real_ names are fixed by the linker; they are the one
- * place where STYLE rule 1 (no leading underscore) has to give way.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,116 +41,8 @@
 #include <cmocka.h>
 
 #include "para.h"
+#include "rel_alloc.h"
 #include "rel_graph.h"
-
-/* ---- the wrappers ------------------------------------------------------ */
-
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t size);
-char *__real_strdup(const char *s);
-void *__real_aligned_alloc(size_t align, size_t size);
-void __real_free(void *p);
-void *__wrap_malloc(size_t size);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t size);
-char *__wrap_strdup(const char *s);
-void *__wrap_aligned_alloc(size_t align, size_t size);
-void __wrap_free(void *p);
-
-/* Armed: allocations are counted, and the target one fails. */
-static atomic_bool armed;
-static atomic_bool persistent; /* fail every allocation from the target on */
-static atomic_long target;     /* 1-based index of the allocation to fail */
-static atomic_long calls;      /* allocations counted while armed */
-static atomic_long injected;   /* failures injected */
-static atomic_long live;       /* blocks from the wrappers not yet freed */
-
-static bool inject(void)
-{
-    /* relaxed: the test thread arms before starting work that allocates
-     * (thread creation and para_run() order it before the workers' calls);
-     * the counters are RMWs, so each allocation gets a distinct index. */
-    if (!atomic_load_explicit(&armed, memory_order_relaxed))
-        return false;
-    long k = atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed) + 1;
-    long t = atomic_load_explicit(&target, memory_order_relaxed);
-    bool fail = k == t || (k > t && atomic_load_explicit(&persistent,
-                                                         memory_order_relaxed));
-    if (fail)
-        /* relaxed: read by the test thread after the run (joined). */
-        atomic_fetch_add_explicit(&injected, 1, memory_order_relaxed);
-    return fail;
-}
-
-static void *counted(void *p)
-{
-    if (p != NULL)
-        /* relaxed: a counter read after every thread that touched it has
-         * been joined or synchronised with (para_run() returned). */
-        atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
-    return p;
-}
-
-void *__wrap_malloc(size_t size)
-{
-    return inject() ? NULL : counted(__real_malloc(size));
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-    return inject() ? NULL : counted(__real_calloc(n, size));
-}
-
-void *__wrap_realloc(void *p, size_t size)
-{
-    if (inject())
-        return NULL; /* p stays valid, as with a real failure */
-    void *q = __real_realloc(p, size);
-    if (p == NULL)
-        return counted(q);
-    return q;
-}
-
-char *__wrap_strdup(const char *s)
-{
-    return inject() ? NULL : counted(__real_strdup(s));
-}
-
-void *__wrap_aligned_alloc(size_t align, size_t size)
-{
-    return inject() ? NULL : counted(__real_aligned_alloc(align, size));
-}
-
-void __wrap_free(void *p)
-{
-    if (p != NULL)
-        /* relaxed: see counted(). */
-        atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
-    __real_free(p);
-}
-
-static void arm(long k, bool persist)
-{
-    /* relaxed: see inject(). */
-    atomic_store_explicit(&calls, 0, memory_order_relaxed);
-    atomic_store_explicit(&injected, 0, memory_order_relaxed);
-    atomic_store_explicit(&target, k, memory_order_relaxed);
-    atomic_store_explicit(&persistent, persist, memory_order_relaxed);
-    atomic_store_explicit(&armed, true, memory_order_relaxed);
-}
-
-static void disarm(void)
-{
-    /* relaxed: see inject(). */
-    atomic_store_explicit(&armed, false, memory_order_relaxed);
-}
-
-static long live_now(void)
-{
-    /* relaxed: see counted(). */
-    return atomic_load_explicit(&live, memory_order_relaxed);
-}
 
 /* ---- one scenario ------------------------------------------------------ */
 
