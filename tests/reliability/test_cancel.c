@@ -261,8 +261,14 @@ static void cancel_from_thread(unsigned workers, unsigned sink_flags)
         struct runner r = {.rt = rt, .g = g, .rc = 1};
         atomic_init(&r.end_ns, 0);
         assert_int_equal(pthread_create(&r.thread, NULL, runner_main, &r), 0);
-        while (load_u64(&s.items) < 20000)
+        uint64_t deadline = rel_now_ns() + rel_bound_ns(10000);
+        while (load_u64(&s.items) < 20000) {
+            if (rel_now_ns() > deadline)
+                fail_msg("round %d: the run made no progress (ended "
+                         "early?)",
+                         round);
             sleep_us(100);
+        }
         uint64_t t0 = rel_now_ns();
         assert_int_equal(para_run_cancel(rt), 0);
         assert_int_equal(pthread_join(r.thread, NULL), 0);
