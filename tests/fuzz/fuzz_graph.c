@@ -460,6 +460,8 @@ static void check_results(const struct ref *r)
                 abort();
             }
         } else if (is_sink(f->kind)) {
+            /* relaxed: para_run() returned, the workers' writes are
+             * ordered before it. */
             if (atomic_load_explicit(&f->count, memory_order_relaxed) !=
                     r->count[i] ||
                 atomic_load_explicit(&f->sum, memory_order_relaxed) !=

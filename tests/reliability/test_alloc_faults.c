@@ -147,6 +147,7 @@ static enum outcome scenario(long k, bool persist, unsigned workers,
     }
     check_reusable(rt, g, !pipeline, n);
 done:
+    /* relaxed: every thread that allocated has synchronised with us. */
     *calls_out = atomic_load_explicit(&calls, memory_order_relaxed);
     para_graph_destroy(g);
     if (rt != NULL)

@@ -257,6 +257,7 @@ static void cancel_from_thread(unsigned workers, unsigned sink_flags)
     shared_init(&s, rt, 0);
     para_graph_t *g = long_graph(&s, sink_flags);
     for (int round = 0; round < 3; round++) {
+        /* relaxed: no run is in progress; pthread_create orders it. */
         atomic_store_explicit(&s.items, 0, memory_order_relaxed);
         struct runner r = {.rt = rt, .g = g, .rc = 1};
         atomic_init(&r.end_ns, 0);
@@ -272,6 +273,7 @@ static void cancel_from_thread(unsigned workers, unsigned sink_flags)
         uint64_t t0 = rel_now_ns();
         assert_int_equal(para_run_cancel(rt), 0);
         assert_int_equal(pthread_join(r.thread, NULL), 0);
+        /* relaxed: written before the thread ended; the join orders it. */
         uint64_t dt =
             atomic_load_explicit(&r.end_ns, memory_order_relaxed) - t0;
         check_canceled(rt, r.rc);
@@ -455,6 +457,7 @@ static void test_cancel_while_source_blocks(void **state)
     struct blocking_run r = {.rt = rt, .g = g, .rc = 1};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, blocking_main, &r), 0);
+    /* acquire: pairs with the source's release store of entered. */
     while (atomic_load_explicit(&b.entered, memory_order_acquire) == 0)
         sleep_us(100);
     sleep_us(20000); /* let the other workers park */
@@ -568,6 +571,7 @@ static void test_cancel_never_carries_over(void **state)
         }
         para_graph_destroy(g);
     }
+    /* release: pairs with the spammer's acquire load of stop. */
     atomic_store_explicit(&sp.stop, 1, memory_order_release);
     assert_int_equal(pthread_join(th, NULL), 0);
     print_message("    300 runs under a cancel storm: %u canceled, %u "

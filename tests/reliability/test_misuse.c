@@ -442,6 +442,7 @@ static void test_validate_and_reuse_while_running(void **state)
     struct runner run = {rt, g, 1};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, runner_main, &run), 0);
+    /* acquire: pairs with the sink's release store of entered. */
     while (atomic_load_explicit(&h.entered, memory_order_acquire) == 0)
         sched_yield();
     EXPECT(para_graph_validate(g), PARA_EBUSY);

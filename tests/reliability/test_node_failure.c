@@ -349,6 +349,7 @@ static void test_every_kind_fails_cleanly(void **state)
                 if (dt > rel_bound_ns(5000))
                     fail_msg("%s: the failed run took %.1f ms", kind_name[k],
                              (double)dt / 1e6);
+                /* relaxed: the run's workers synchronised with us. */
                 long late =
                     atomic_load_explicit(&st.late_calls, memory_order_relaxed);
                 /* At most one call per worker can start between the
