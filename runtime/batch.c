@@ -92,6 +92,10 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
                                uint32_t n_tasks, size_t bytes)
 {
     size_t head = header_bytes(n_tasks);
+    /* No room for the header and the rounding below: no such allocation
+     * can succeed, and the sum would wrap around to a short buffer. */
+    if (bytes > SIZE_MAX - head - PARA_CACHELINE)
+        return NULL;
     size_t total = head + bytes;
     uint32_t cls = class_of(total);
     para__batch *b = NULL;

@@ -378,6 +378,9 @@ typedef struct para__progress {
 struct para_runtime {
     unsigned n_workers;
     para__worker *workers; /* aligned array */
+    /* para_run_cancel() was called during the current run. Set and cleared
+     * under `lock`; read by workers once per loop (read-mostly line). */
+    _Atomic bool cancel;
     para_runtime_attr_t attr;
     char policy[32];
     hwloc_topology_t topology;

@@ -132,6 +132,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     rt->attr.device = rt->device_selector;
     atomic_init(&rt->inject, NULL);
     atomic_init(&rt->busy, 0);
+    atomic_init(&rt->cancel, false);
     atomic_init(&rt->sleepers, 0);
     atomic_init(&rt->wake_epoch, 0);
     pthread_mutex_init(&rt->lock, NULL);
@@ -335,8 +336,43 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     free(run);
     para__device_finish_run(rt, g);
 out:
+    /* A cancel request belongs to this run only. Cleared under the lock
+     * before busy drops, so a para_run_cancel() that saw busy set never
+     * leaves a request behind for the next run. */
     /* release: publish the run's effects to the next builder call / run. */
     atomic_store_explicit(&g->running, 0, memory_order_release);
+    pthread_mutex_lock(&rt->lock);
+    /* relaxed: set and cleared under rt->lock; no worker is in a run. */
+    atomic_store_explicit(&rt->cancel, false, memory_order_relaxed);
+    /* release: publish the run's effects to the next run. Under the lock
+     * so that para_run_cancel() sees busy and the request change together. */
     atomic_store_explicit(&rt->busy, 0, memory_order_release);
+    pthread_mutex_unlock(&rt->lock);
+    return rc;
+}
+
+int para_run_cancel(para_runtime_t *rt)
+{
+    if (rt == NULL)
+        return PARA_EINVAL;
+    int rc = PARA_EAGAIN;
+    pthread_mutex_lock(&rt->lock);
+    /* relaxed: busy drops only under rt->lock, held here, together with
+     * the request being cleared, so a request is never left for the next
+     * run; a 0 read while another thread is claiming the runtime just
+     * means that the run had not started. */
+    if (atomic_load_explicit(&rt->busy, memory_order_relaxed) != 0) {
+        /* seq_cst: pairs with the seq_cst load in the scheduler's
+         * work_visible() (after a worker announced it parks), and comes
+         * before the epoch bump below: a worker about to park either sees
+         * the request or is woken by the bump. */
+        atomic_store_explicit(&rt->cancel, true, memory_order_seq_cst);
+        /* relaxed: the epoch is read and written under rt->lock by
+         * sleepers (as in the scheduler's notify_all()). */
+        atomic_fetch_add_explicit(&rt->wake_epoch, 1, memory_order_relaxed);
+        pthread_cond_broadcast(&rt->park_cond);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&rt->lock);
     return rc;
 }

@@ -49,7 +49,8 @@
  *   pull, and ordered nodes drain in any order. The failing worker claims
  *   every serial node once so that reorder buffers waiting for a key that
  *   will never come are emptied too (a holder releasing its claim re-checks
- *   `aborting`, seq_cst on both sides).
+ *   `aborting`, seq_cst on both sides). para_run_cancel() sets rt->cancel;
+ *   the first worker to see it fails the run with PARA_ECANCELED.
  *
  * Parking
  *   An eventcount: a worker bumps `sleepers` (seq_cst RMW), re-checks for
@@ -426,7 +427,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 
     *out = NULL;
     if (!para__is_sink(n)) {
-        o = para__batch_alloc(w, run, n->n_succs, (count ? count : 1) * os);
+        o = para__batch_alloc(w, run, n->n_succs,
+                              para__mul_sat(count ? count : 1, os));
         if (o == NULL) {
             fail_run(w, run, PARA_ENOMEM,
                      "out of memory for the output of node '%s'", n->name);
@@ -684,7 +686,8 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     }
     para__batch *b = NULL;
     if (s->kind == PARA__KIND_SOURCE_FN) {
-        b = para__batch_alloc(w, run, s->n_succs, want * s->out_size);
+        b = para__batch_alloc(w, run, s->n_succs,
+                              para__mul_sat(want, s->out_size));
         if (b == NULL)
             goto nomem;
         b->family = family;
@@ -728,7 +731,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
     if (first + n >= total)
         *exhausted = true;
-    b = para__batch_alloc(w, run, s->n_succs, n * s->out_size);
+    b = para__batch_alloc(w, run, s->n_succs, para__mul_sat(n, s->out_size));
     if (b == NULL)
         goto nomem;
     b->family = family;
@@ -880,9 +883,19 @@ static para__task *steal(para__worker *w)
     return NULL;
 }
 
+/* para_run_cancel() asked this run to stop and nobody acted on it yet. */
+static bool cancel_pending(para_runtime_t *rt, para__run *run,
+                           memory_order order)
+{
+    return atomic_load_explicit(&rt->cancel, order) && !aborting(run);
+}
+
 static bool work_visible(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
+    /* seq_cst: pairs with the store in para_run_cancel() (see there). */
+    if (cancel_pending(rt, run, memory_order_seq_cst))
+        return true;
     for (unsigned i = 0; i < rt->n_workers; i++)
         if (para__deque_size_estimate(&rt->workers[i].deque) > 0)
             return true;
@@ -941,6 +954,11 @@ static void run_loop(para__worker *w, para__run *run)
     /* acquire: pairs with the release store of done in units_add(), so that
      * a worker leaving the loop sees the finished run. */
     while (!atomic_load_explicit(&run->done, memory_order_acquire)) {
+        /* relaxed: a request seen late only delays the abort by one loop;
+         * parking re-checks it (work_visible). */
+        if (PARA_UNLIKELY(cancel_pending(w->rt, run, memory_order_relaxed)))
+            fail_run(w, run, PARA_ECANCELED,
+                     "run canceled by para_run_cancel()");
         para__task *t = para__deque_pop(&w->deque);
         if (t == NULL)
             t = take_injected(w, run);

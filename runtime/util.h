@@ -14,6 +14,15 @@
 #define PARA_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PARA_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* a * b, or SIZE_MAX when the product does not fit: a byte count that no
+ * allocation can satisfy, so the allocator reports PARA_ENOMEM instead of
+ * a wrapped-around short buffer. */
+static inline size_t para__mul_sat(size_t a, size_t b)
+{
+    size_t r;
+    return __builtin_mul_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
 /* Monotonic clock in nanoseconds. */
 static inline uint64_t para__now_ns(void)
 {

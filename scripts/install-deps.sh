@@ -11,6 +11,7 @@ packages=(
   libpng-dev
   clang-format
   python3
+  clang libclang-rt-14-dev valgrind
 )
 
 missing=()

@@ -126,6 +126,7 @@ PARA_API unsigned para_runtime_workers(const para_runtime_t *rt);
  *         the node's name and the build log.
  * @return PARA_EDEVICE if the device failed during the run; the message
  *         names the OpenCL call and its CL_* status.
+ * @return PARA_ECANCELED if para_run_cancel() stopped the run.
  * @return PARA_EBUSY if @p rt is already running a graph, or @p graph is
  *         already running.
  * @return PARA_ENOMEM if memory ran out during the run.
@@ -133,6 +134,28 @@ PARA_API unsigned para_runtime_workers(const para_runtime_t *rt);
  * @note One run per runtime at a time. Not from inside a node function.
  */
 PARA_API PARA_NODISCARD int para_run(para_runtime_t *rt, para_graph_t *graph);
+
+/**
+ * @brief Ask the run in progress on @p rt to stop early.
+ *
+ * The run ends through the same path as a failing node: no further node
+ * function is called (those already running finish their current call),
+ * every batch in flight is released, and para_run() returns PARA_ECANCELED
+ * with the message "run canceled by para_run_cancel()". A run that had
+ * already finished all its work when the request arrived returns its own
+ * status. The request applies to the run in progress only: it never carries
+ * over to a later para_run().
+ *
+ * @return 0 if a run was in progress (para_run() had claimed @p rt, possibly
+ *         still validating the graph) and has been asked to stop.
+ * @return PARA_EAGAIN if no run was in progress; nothing happens.
+ * @return PARA_EINVAL if @p rt is NULL.
+ * @note Any thread, including a node function running on @p rt (the run then
+ *       ends after that function returns). Does not wait for the run to end.
+ *       @p rt must stay alive for the call (not concurrent with
+ *       para_runtime_destroy()).
+ */
+PARA_API PARA_NODISCARD int para_run_cancel(para_runtime_t *rt);
 
 /**
  * @brief The detailed message of the runtime's last failure ("" if none).

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Reliability checks beyond the default test suite (see RELIABILITY.md):
+#   1. fuzz: the libFuzzer target tests/fuzz/fuzz_graph.c (clang, ASan+UBSan)
+#      for FUZZ_SECONDS (default 60), corpus kept in build-fuzz/corpus;
+#   2. valgrind memcheck on a subset of the tests (default build);
+#   3. a longer soak (SOAK_RUNS iterations per runtime, default 20000) and
+#      the multi-worker allocation failure sweeps repeated SWEEP_REPEAT times
+#      (default 3).
+#   ./scripts/reliability.sh            all three
+#   ./scripts/reliability.sh fuzz       only the named steps (fuzz, valgrind,
+#                                       soak), in the order given
+# Environment: FUZZ_SECONDS, SOAK_RUNS, SWEEP_REPEAT, JOBS (default: cores),
+# BUILD_DIR (default build: the default build, made here if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+jobs=${JOBS:-$(nproc)}
+build=${BUILD_DIR:-build}
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(fuzz valgrind soak)
+
+default_build() {
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPARA_WERROR=ON \
+    >/dev/null
+  cmake --build "$build" -j "$jobs"
+}
+
+fuzz() {
+  echo "== fuzz: tests/fuzz/fuzz_graph for ${FUZZ_SECONDS:-60} s (ASan+UBSan)"
+  cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DPARA_BUILD_FUZZ=ON \
+    -DPARA_SANITIZE=address,undefined -DPARA_WERROR=ON \
+    -DPARA_BUILD_TESTS=OFF -DPARA_BUILD_BENCH=OFF -DPARA_BUILD_EXAMPLES=OFF \
+    -DPARA_WITH_OPENCL=OFF >/dev/null
+  cmake --build build-fuzz -j "$jobs" --target fuzz_graph
+  mkdir -p build-fuzz/corpus
+  # A crash, a sanitizer report, a leak or a 10 s hang stops the fuzzer
+  # with a non-zero status and leaves crash-*/timeout-* files behind.
+  PARA_FUZZ_STATS=1 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ./build-fuzz/tests/fuzz/fuzz_graph -max_total_time="${FUZZ_SECONDS:-60}" \
+    -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/ build-fuzz/corpus
+}
+
+valgrind_subset() {
+  echo "== valgrind memcheck: a subset of the tests"
+  default_build
+  # Valgrind serialises the threads: time bounds inside the tests scale.
+  local t
+  for t in graph errors pipeline misuse node_failure cancel run soak; do
+    echo "-- $t"
+    PARA_TEST_TIMEOUT_MULT=20 PARA_SOAK_RUNS=400 \
+      valgrind -q --error-exitcode=1 --leak-check=full \
+      --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+      --fair-sched=yes "$build/tests/test_$t" >"$build/valgrind-$t.log" 2>&1 \
+      || { cat "$build/valgrind-$t.log"; echo "valgrind: $t failed" >&2; exit 1; }
+    tail -n 1 "$build/valgrind-$t.log"
+  done
+}
+
+soak() {
+  echo "== soak: ${SOAK_RUNS:-20000} iterations per runtime; alloc sweeps x${SWEEP_REPEAT:-3}"
+  default_build
+  PARA_SOAK_RUNS=${SOAK_RUNS:-20000} "$build/tests/test_soak"
+  PARA_ALLOC_SWEEP_REPEAT=${SWEEP_REPEAT:-3} "$build/tests/test_alloc_faults"
+}
+
+for s in "${steps[@]}"; do
+  case "$s" in
+    fuzz) fuzz ;;
+    valgrind) valgrind_subset ;;
+    soak) soak ;;
+    *) echo "reliability.sh: unknown step '$s' (fuzz, valgrind, soak)" >&2
+       exit 2 ;;
+  esac
+done
+echo "== reliability checks passed"

@@ -1,0 +1,296 @@
+/*
+ * Allocation failure injection: every allocation para makes, one at a time.
+ *
+ * tests/CMakeLists.txt links this test with
+ * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,
+ * --wrap=aligned_alloc,--wrap=free. Because para is a static library, only
+ * the calls made from para's object files (and this file's) land in the
+ * __wrap_ functions of rel_alloc.h; hwloc, libc and cmocka keep the real
+ * allocator.
+ * The wrappers count allocations while armed and make the k-th fail
+ * (single mode) or the k-th and every later one (persistent mode), and they
+ * keep a count of live blocks, so a leak shows up at the very k that caused
+ * it, in every build (ASan in CI adds its own leak and overflow checks).
+ *
+ * For each k, one scenario: create a runtime, build the representative graph
+ * of rel_graph.h (fan-out, merge, SERIAL and ORDERED nodes, a flat-map, a
+ * callback source, a filter, a batch sink, an array source into collect),
+ * run it, then disarm and run it again. The scenario passes when each call
+ * either succeeds or returns PARA_ENOMEM / PARA_EAGAIN (runtime creation) or
+ * PARA_ENOMEM / PARA_ENODE (a run; ENODE when para_emit() failed inside the
+ * flat-map, which the node function returns), never crashes, leaves the
+ * runtime and graph reusable (the second run is complete and correct) or
+ * destroyable, and leaks no block. The sweep goes on until a scenario sees
+ * no injected failure at all (k past the last allocation).
+ *
+ * PARA_ALLOC_SWEEP_REPEAT=N repeats the multi-worker sweeps N times (they
+ * are not deterministic: which allocation is the k-th depends on the
+ * interleaving).
+ *
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "para.h"
+#include "rel_alloc.h"
+#include "rel_graph.h"
+
+/* ---- one scenario ------------------------------------------------------ */
+
+static void quiet_log(int level, const char *msg, void *arg)
+{
+    (void)level;
+    (void)msg;
+    (void)arg;
+}
+
+enum outcome { OK_CLEAN, FAIL_CREATE, FAIL_BUILD, FAIL_RUN, OK_ABSORBED };
+
+struct tally {
+    long scenarios;
+    long by[5];
+    long max_calls;
+};
+
+static struct rel_ctx ctx;           /* large: static, not from the allocator */
+static size_t cfg_batch_items = 16;  /* many batches from few items */
+static unsigned cfg_max_batches = 4; /* few alive: pools are reused */
+
+static para_runtime_t *create_rt(unsigned workers, int *rc)
+{
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = workers;
+    a.batch_items = cfg_batch_items;
+    a.max_batches = cfg_max_batches;
+    a.pin = "none";
+    para_runtime_t *rt = NULL;
+    *rc = para_runtime_create(&rt, &a);
+    if (*rc != 0)
+        assert_null(rt);
+    return rt;
+}
+
+/* Run @p g twice more unarmed: the graph and runtime must be reusable. */
+static void check_reusable(para_runtime_t *rt, para_graph_t *g, bool full,
+                           uint64_t n)
+{
+    rel_ctx_reset(&ctx, n);
+    int rc = para_run(rt, g);
+    if (rc != 0)
+        fail_msg("rerun after injection: %s: %s", para_err_name(rc),
+                 para_runtime_errmsg(rt));
+    assert_true(rel_ctx_check(&ctx, full));
+}
+
+static enum outcome scenario(long k, bool persist, unsigned workers,
+                             bool pipeline, uint64_t n, long *calls_out)
+{
+    long base = live_now();
+    arm(k, persist);
+    int rc;
+    enum outcome out;
+    para_graph_t *g = NULL;
+    para_runtime_t *rt = create_rt(workers, &rc);
+    if (rc != 0) {
+        disarm();
+        if (rc != PARA_ENOMEM && rc != PARA_EAGAIN)
+            fail_msg("k=%ld: runtime_create returned %s", k, para_err_name(rc));
+        out = FAIL_CREATE;
+        goto done;
+    }
+    rel_ctx_reset(&ctx, n);
+    rc = pipeline ? rel_graph_build_pipeline(&g, &ctx)
+                  : rel_graph_build(&g, &ctx);
+    if (rc != 0) {
+        disarm();
+        if (rc != PARA_ENOMEM)
+            fail_msg("k=%ld: graph build returned %s", k, para_err_name(rc));
+        assert_null(g);
+        /* The runtime still runs a graph built afterwards. */
+        rel_ctx_reset(&ctx, n);
+        assert_int_equal(pipeline ? rel_graph_build_pipeline(&g, &ctx)
+                                  : rel_graph_build(&g, &ctx),
+                         0);
+        check_reusable(rt, g, !pipeline, n);
+        out = FAIL_BUILD;
+        goto done;
+    }
+    rc = para_run(rt, g);
+    disarm();
+    if (rc == 0) {
+        if (!rel_ctx_check(&ctx, !pipeline))
+            fail_msg("k=%ld: run succeeded with a wrong answer", k);
+        /* relaxed: the run's workers synchronised with us in para_run(). */
+        out = atomic_load_explicit(&injected, memory_order_relaxed) != 0
+                  ? OK_ABSORBED
+                  : OK_CLEAN;
+    } else {
+        if (rc != PARA_ENOMEM && rc != PARA_ENODE)
+            fail_msg("k=%ld: run returned %s: %s", k, para_err_name(rc),
+                     para_runtime_errmsg(rt));
+        if (rc == PARA_ENODE &&
+            strstr(para_runtime_errmsg(rt), "PARA_ENOMEM") == NULL)
+            fail_msg("k=%ld: ENODE without ENOMEM: %s", k,
+                     para_runtime_errmsg(rt));
+        assert_true(para_runtime_errmsg(rt)[0] != '\0');
+        out = FAIL_RUN;
+    }
+    check_reusable(rt, g, !pipeline, n);
+done:
+    /* relaxed: every thread that allocated has synchronised with us. */
+    *calls_out = atomic_load_explicit(&calls, memory_order_relaxed);
+    para_graph_destroy(g);
+    if (rt != NULL)
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    long leaked = live_now() - base;
+    if (leaked != 0)
+        fail_msg("k=%ld (%s, %u workers): %ld blocks leaked", k,
+                 persist ? "persistent" : "single", workers, leaked);
+    return out;
+}
+
+/* Sweep k = 1, 2, ... until a scenario sees no injected failure. */
+static void sweep(const char *what, bool persist, unsigned workers,
+                  bool pipeline, uint64_t n)
+{
+    struct tally t = {0};
+    for (long k = 1;; k++) {
+        long c = 0;
+        enum outcome o = scenario(k, persist, workers, pipeline, n, &c);
+        t.scenarios++;
+        t.by[o]++;
+        if (c > t.max_calls)
+            t.max_calls = c;
+        if (o == OK_CLEAN)
+            break;
+        if (k > 100000)
+            fail_msg("sweep does not end");
+    }
+    print_message("    %s: %ld points swept (up to %ld allocations per "
+                  "scenario): create failed %ld, build failed %ld, run "
+                  "failed %ld, absorbed %ld, no leak\n",
+                  what, t.scenarios - 1, t.max_calls, t.by[FAIL_CREATE],
+                  t.by[FAIL_BUILD], t.by[FAIL_RUN], t.by[OK_ABSORBED]);
+}
+
+static int repeat_count(void)
+{
+    const char *s = getenv("PARA_ALLOC_SWEEP_REPEAT");
+    int r = s != NULL ? atoi(s) : 1;
+    return r < 1 ? 1 : r;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_wrappers_inject(void **state)
+{
+    (void)state;
+    /* The harness itself: the wrappers are linked in and fail on demand. */
+    /* Through volatile pointers, so the compiler cannot elide the pairs. */
+    void *(*volatile alloc)(size_t) = malloc;
+    void (*volatile release)(void *) = free;
+    long base = live_now();
+    arm(2, false);
+    void *a = alloc(16);
+    void *b = alloc(16);
+    void *c = alloc(16);
+    disarm();
+    assert_non_null(a);
+    assert_null(b);
+    assert_non_null(c);
+    assert_int_equal(live_now() - base, 2);
+    release(a);
+    release(c);
+    assert_int_equal(live_now(), base);
+    /* And para's own allocations go through them. */
+    arm(1, false);
+    para_graph_t *g = NULL;
+    assert_int_equal(para_graph_create(&g), PARA_ENOMEM);
+    disarm();
+    assert_null(g);
+}
+
+static void test_sweep_single_1_worker(void **state)
+{
+    (void)state;
+    sweep("single failure, 1 worker", false, 1, false, 200);
+}
+
+static void test_sweep_persistent_1_worker(void **state)
+{
+    (void)state;
+    sweep("persistent failure, 1 worker", true, 1, false, 200);
+}
+
+static void test_sweep_single_2_workers(void **state)
+{
+    (void)state;
+    int r = repeat_count();
+    for (int i = 0; i < r; i++)
+        sweep("single failure, 2 workers", false, 2, false, 200);
+}
+
+static void test_sweep_persistent_3_workers(void **state)
+{
+    (void)state;
+    int r = repeat_count();
+    for (int i = 0; i < r; i++)
+        sweep("persistent failure, 3 workers", true, 3, false, 200);
+}
+
+static void test_sweep_pipeline_builder(void **state)
+{
+    (void)state;
+    sweep("PARA_PIPELINE, single failure, 2 workers", false, 2, true, 200);
+}
+
+static void test_sweep_deep_queues(void **state)
+{
+    (void)state;
+    /* Tiny batches and up to 256 alive: deques grow (a failed growth runs
+     * the task inline) and more batches come from the allocator. */
+    cfg_batch_items = 2;
+    cfg_max_batches = 256;
+    sweep("single failure, 2 workers, deep queues", false, 2, false, 1000);
+    sweep("persistent failure, 2 workers, deep queues", true, 2, false, 1000);
+    cfg_batch_items = 16;
+    cfg_max_batches = 4;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    para_set_log_fn(quiet_log, NULL);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    para_set_log_fn(NULL, NULL);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wrappers_inject),
+        cmocka_unit_test(test_sweep_single_1_worker),
+        cmocka_unit_test(test_sweep_persistent_1_worker),
+        cmocka_unit_test(test_sweep_single_2_workers),
+        cmocka_unit_test(test_sweep_persistent_3_workers),
+        cmocka_unit_test(test_sweep_pipeline_builder),
+        cmocka_unit_test(test_sweep_deep_queues),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

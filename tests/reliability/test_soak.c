@@ -1,0 +1,248 @@
+/*
+ * Soak: thousands of consecutive runs on one runtime, with no growth of the
+ * resident set, of para's live heap blocks or of open file descriptors.
+ *
+ * Each iteration builds the representative graph of rel_graph.h (fan-out,
+ * merge, SERIAL and ORDERED nodes, flat-map, filter, callback / array
+ * sources, collect), runs it, checks the answer and destroys it; every
+ * 16th iteration also runs a graph that a node cancels and one whose node
+ * fails, so the abort path is soaked as well. After a warm-up (pools,
+ * allocator arenas) the RSS (/proc/self/statm) and the number of entries in
+ * /proc/self/fd are taken, and again at the end.
+ *
+ * Two runtimes are soaked. With a fixed batch size (64 items) every batch
+ * falls in the same size classes, so the per-worker batch caches are full
+ * soon and the RSS must stay flat (within 1 MiB); para's live block count
+ * (the allocator wrappers of rel_alloc.h, linked in by tests/CMakeLists.txt)
+ * may grow only up to the caches' capacity. With adaptive batch sizes, batches
+ * of new size classes keep arriving for a while and the caches (at most
+ * PARA__BATCH_POOL_DEPTH per class per worker) fill up more slowly: there the
+ * bound is that cap, and every block must be back when the runtime is
+ * destroyed.
+ *
+ * PARA_SOAK_RUNS sets the number of iterations per runtime (default 2000);
+ * RELIABILITY.md records a longer run. Under sanitizers and valgrind the
+ * RSS is printed but not checked; fds and blocks are always checked.
+ */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "para.h"
+#include "rel_alloc.h"
+#include "rel_graph.h"
+#include "rel_util.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+#ifndef UNDER_SANITIZER
+#define UNDER_SANITIZER 0
+#endif
+
+/* RSS is only meaningful natively: ASan's quarantine and valgrind's shadow
+ * memory grow by design. Valgrind preloads its vgpreload_*.so. */
+static bool rss_checked(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return !UNDER_SANITIZER &&
+           (pre == NULL || strstr(pre, "vgpreload") == NULL);
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    assert_non_null(f);
+    long size = 0, resident = 0;
+    assert_int_equal(fscanf(f, "%ld %ld", &size, &resident), 2);
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory stream's own fd */
+}
+
+static struct rel_ctx ctx;
+
+struct abort_ctx {
+    para_runtime_t *rt;
+    bool cancel; /* cancel (else fail) at item 100 */
+};
+
+static int aborting_sink(void *c, const void *in)
+{
+    struct abort_ctx *a = c;
+    uint64_t x;
+    memcpy(&x, in, sizeof x);
+    if (x != 100)
+        return 0;
+    if (!a->cancel)
+        return 5;
+    return para_run_cancel(a->rt) == 0 ? 0 : 6;
+}
+
+static void aborted_run(para_runtime_t *rt, bool cancel)
+{
+    struct abort_ctx a = {rt, cancel};
+    para_graph_t *g = NULL;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *r = NULL, *m = NULL, *k = NULL;
+    assert_int_equal(para_graph_add_range(g, "range", 0, 100000, &r), 0);
+    assert_int_equal(para_graph_add_map(g, "inc", 8, 8, rel_inc, NULL, 0, &m),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, aborting_sink, &a,
+                                         PARA_NODE_ORDERED, &k),
+                     0);
+    assert_int_equal(para_graph_connect(g, r, m), 0);
+    assert_int_equal(para_graph_connect(g, m, k), 0);
+    int rc = para_run(rt, g);
+    if (cancel)
+        assert_true(rc == PARA_ECANCELED || rc == 0);
+    else
+        assert_int_equal(rc, PARA_ENODE);
+    para_graph_destroy(g);
+}
+
+static void one_iteration(para_runtime_t *rt, long i)
+{
+    rel_ctx_reset(&ctx, 1000);
+    para_graph_t *g = NULL;
+    assert_int_equal(rel_graph_build(&g, &ctx), 0);
+    int rc = para_run(rt, g);
+    if (rc != 0)
+        fail_msg("run %ld: %s: %s", i, para_err_name(rc),
+                 para_runtime_errmsg(rt));
+    if (!rel_ctx_check(&ctx, true))
+        fail_msg("run %ld: wrong answer", i);
+    para_graph_destroy(g);
+    if (i % 16 == 0) {
+        aborted_run(rt, true);
+        aborted_run(rt, false);
+    }
+}
+
+/* Soak one runtime; @p rss_bound_kib: the growth allowed after warm-up. */
+static void soak(size_t batch_items, long rss_bound_kib, long live_bound)
+{
+    const char *s = getenv("PARA_SOAK_RUNS");
+    long runs = s != NULL ? atol(s) : 2000;
+    if (runs < 400)
+        runs = 400;
+    long live_before = live_now();
+    para_runtime_t *rt = rel_runtime(2, batch_items, 0);
+    assert_non_null(rt);
+    long warmup = 200;
+    for (long i = 0; i < warmup; i++)
+        one_iteration(rt, i);
+    long rss0 = rss_kib();
+    int fds0 = open_fds();
+    long live0 = live_now();
+    uint64_t t0 = rel_now_ns();
+    for (long i = warmup; i < runs; i++)
+        one_iteration(rt, i);
+    double secs = (double)(rel_now_ns() - t0) / 1e9;
+    long rss1 = rss_kib();
+    int fds1 = open_fds();
+    long live1 = live_now();
+    para_stats_t st;
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    long live_after = live_now();
+    print_message("    batch %s: %ld iterations (%llu runs) in %.1f s: RSS "
+                  "%ld KiB after warm-up, %ld KiB at the end (%+ld KiB); "
+                  "para's live blocks %ld -> %ld, %ld leaked after destroy; "
+                  "open fds %d -> %d\n",
+                  batch_items ? "64" : "adaptive", runs,
+                  (unsigned long long)st.runs, secs, rss0, rss1, rss1 - rss0,
+                  live0, live1, live_after - live_before, fds0, fds1);
+    assert_int_equal(fds1, fds0);
+    assert_int_equal(live_after, live_before);
+    if (live1 - live0 > live_bound)
+        fail_msg("para's live blocks grew by %ld", live1 - live0);
+    if (rss_checked() && rss1 - rss0 > rss_bound_kib)
+        fail_msg("RSS grew by %ld KiB over %ld runs", rss1 - rss0,
+                 runs - warmup);
+}
+
+static void test_soak_fixed_batches(void **state)
+{
+    (void)state;
+    /* The caches may still take a few batches of the abort runs' sizes. */
+    soak(64, 1024, 2 * 16 * 12);
+}
+
+static void test_soak_adaptive_batches(void **state)
+{
+    (void)state;
+    /* Batch caches: 2 workers x 16 per class; the classes this graph
+     * reaches hold at most 512 KiB per set of 16. */
+    soak(0, 2 * 16 * 512, 2 * 16 * 12);
+}
+
+/* Runtimes come and go too: threads and hwloc topologies are released. */
+static void test_soak_runtimes(void **state)
+{
+    (void)state;
+    long live_before = live_now();
+    for (int i = 0; i < 20; i++) {
+        para_runtime_t *rt = rel_runtime(2, 0, 0);
+        assert_non_null(rt);
+        one_iteration(rt, 1);
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+    long rss0 = rss_kib();
+    int fds0 = open_fds();
+    for (int i = 0; i < 200; i++) {
+        para_runtime_t *rt = rel_runtime((unsigned)(i % 4) + 1, 0, 0);
+        assert_non_null(rt);
+        one_iteration(rt, 1);
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+    long rss1 = rss_kib();
+    int fds1 = open_fds();
+    print_message("    200 runtimes created, run and destroyed: RSS %ld -> "
+                  "%ld KiB, fds %d -> %d\n",
+                  rss0, rss1, fds0, fds1);
+    assert_int_equal(fds1, fds0);
+    assert_int_equal(live_now(), live_before);
+    if (rss_checked() && rss1 - rss0 > 4096)
+        fail_msg("RSS grew by %ld KiB over 200 runtimes", rss1 - rss0);
+}
+
+int main(void)
+{
+    para_set_log_fn(rel_quiet_log, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_soak_fixed_batches),
+        cmocka_unit_test(test_soak_adaptive_batches),
+        cmocka_unit_test(test_soak_runtimes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
