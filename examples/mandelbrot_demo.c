@@ -17,9 +17,10 @@
  * where the image went.
  *
  * Usage: mandelbrot_demo [-o FILE.png] [-W WIDTH] [-H HEIGHT] [-i MAX_ITER]
- *                        [-q]
- *   defaults: mandelbrot.png, 1920 x 1080, 1000 iterations; -q prints only
- *   the checksum line.
+ *                        [-t TRACE.json] [-q]
+ *   defaults: mandelbrot.png, 1920 x 1080, 1000 iterations, no trace (or
+ *   PARA_TRACE); -t writes the run's event trace (tools/para-trace draws
+ *   it); -q prints only the checksum line.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -191,10 +192,10 @@ static int parse_u32(const char *s, uint32_t *out)
 
 int main(int argc, char **argv)
 {
-    const char *path = "mandelbrot.png";
+    const char *path = "mandelbrot.png", *trace = NULL;
     view v = {.width = 1920, .height = 1080, .max_iter = 1000};
     int quiet = 0, opt;
-    while ((opt = getopt(argc, argv, "o:W:H:i:q")) != -1) {
+    while ((opt = getopt(argc, argv, "o:W:H:i:t:q")) != -1) {
         int bad = 0;
         switch (opt) {
         case 'o':
@@ -209,6 +210,9 @@ int main(int argc, char **argv)
         case 'i':
             bad = parse_u32(optarg, &v.max_iter);
             break;
+        case 't':
+            trace = optarg;
+            break;
         case 'q':
             quiet = 1;
             break;
@@ -217,7 +221,7 @@ int main(int argc, char **argv)
         }
         if (bad) {
             fprintf(stderr, "usage: mandelbrot_demo [-o FILE.png] [-W WIDTH] "
-                            "[-H HEIGHT] [-i MAX_ITER] [-q]\n");
+                            "[-H HEIGHT] [-i MAX_ITER] [-t TRACE.json] [-q]\n");
             return 2;
         }
     }
@@ -226,8 +230,13 @@ int main(int argc, char **argv)
     v.x0 = (int64_t)(-2.2 * (double)((int64_t)1 << FRAC));
     v.y0 = -(int64_t)(v.height / 2) * v.step;
 
+    para_runtime_attr_t attr;
+    if (para_runtime_attr_init(&attr) != 0)
+        fprintf(stderr, "mandelbrot_demo: a PARA_* variable does not parse\n");
+    if (trace != NULL)
+        attr.trace = trace;
     para_runtime_t *rt = NULL;
-    int rc = para_runtime_create(&rt, NULL);
+    int rc = para_runtime_create(&rt, &attr);
     if (rc != 0) {
         fprintf(stderr, "mandelbrot_demo: runtime: %s\n", para_strerror(rc));
         return 1;
@@ -297,6 +306,8 @@ int main(int argc, char **argv)
                        " pixels on the device, in %" PRIu64 " launches\n",
                        es.device_items, es.items_in, es.device_launches);
             printf("wrote %s (%ux%u) in %.3f s\n", path, v.width, v.height, s);
+            if (trace != NULL)
+                printf("wrote the event trace to %s\n", trace);
         }
         printf("image fnv1a %016" PRIx64 "\n", po.fnv);
     }
