@@ -24,7 +24,10 @@
  *   A launch costs a fixed latency L plus c per item. The host thread
  *   estimates L as the shortest launch seen and c (per node) as an average
  *   of (launch time - L) / items, and launches a node's pending items when
- *     - they reach the cap of one launch (LAUNCH_MAX_BYTES), or
+ *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, and once c is
+ *       known LAUNCH_MAX_NS of device time or 38 L, whichever is longer:
+ *       launches short enough that the stages downstream start early and
+ *       overlap the device), or
  *     - they reach 19 L / c items, so that L is at most 5 % of the launch, or
  *     - the device is idle and either nothing upstream can send more (every
  *       unit of the run is held here, or the sources are held back by the
@@ -68,8 +71,9 @@
 #define MAX_IN_FLIGHT 2 /* launches queued on the device at once */
 #define SLOTS 4         /* >= MAX_IN_FLIGHT */
 #define LAUNCH_MAX_BYTES ((size_t)32 << 20) /* input + output per launch */
-#define LATENCY_SHARE 19 /* launch >= 19 L: L is at most 5 % of it */
-#define GATHER_WINDOW 2  /* an idle device waits at most 2 L for more */
+#define LAUNCH_MAX_NS 2000000 /* device time per launch, once measured */
+#define LATENCY_SHARE 19      /* launch >= 19 L: L is at most 5 % of it */
+#define GATHER_WINDOW 2       /* an idle device waits at most 2 L for more */
 #define GATHER_MIN_NS 20000
 
 typedef struct slot {
@@ -416,6 +420,19 @@ static size_t launch_cap(const para__devrt *d, const para_node_t *n)
     size_t cap = bytes / (n->in_size + n->out_size);
     if (max_alloc > 0 && max_alloc / widest < cap)
         cap = (size_t)(max_alloc / widest);
+    /* And at most LAUNCH_MAX_NS of device time (but never below the
+     * latency rule), so that the stages downstream get the first outputs
+     * early and work beside the device instead of after it. */
+    /* relaxed: only this thread writes it. */
+    uint64_t c_ps = atomic_load_explicit(&((para_node_t *)n)->dev_ps_per_item,
+                                         memory_order_relaxed);
+    if (c_ps != 0) {
+        double t = PARA_MAX((double)LAUNCH_MAX_NS,
+                            2.0 * LATENCY_SHARE * (double)d->latency_ns);
+        double timed = t * 1000.0 / (double)c_ps;
+        if (timed < (double)cap)
+            cap = (size_t)timed;
+    }
     return PARA_MAX(cap, 1);
 }
 
