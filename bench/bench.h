@@ -134,7 +134,8 @@ int bench_seq_para(const bench_cfg_t *cfg, const char *workload, uint64_t items,
 
 /*
  * The para graph of @p ops once more under each scheduling policy, on a
- * runtime of its own ("para-ws", "para-memaware"), against the seq median
+ * runtime of its own ("para-ws", "para-memaware", "para-dhondt"), against the
+ * seq median
  * @p seq_seconds. Returns 0 if every check passed.
  */
 int bench_policy_rows(const bench_cfg_t *cfg, const char *workload,

@@ -274,7 +274,7 @@ int bench_policy_rows(const bench_cfg_t *cfg, const char *workload,
                       uint64_t items, const bench_graph_ops_t *ops, void *state,
                       double seq_seconds)
 {
-    static const char *const policies[] = {"ws", "memaware"};
+    static const char *const policies[] = {"ws", "memaware", "dhondt"};
     int failed = 0;
     for (size_t k = 0; k < sizeof policies / sizeof policies[0]; k++) {
         char variant[32];

@@ -11,6 +11,7 @@
  *   bounded    memaware with a 64 MiB budget (run first: peak RSS is a
  *              process-wide high-water mark, so the smaller one goes first).
  *   unbounded  memaware with the budget off and no batch limit.
+ *   bounded-dhondt  the 64 MiB budget under the dhondt policy.
  *
  * Each para variant has a runtime of its own (attr.mem_budget differs).
  * The rows report peak_rss_mb, the process's high-water mark after the
@@ -133,13 +134,13 @@ static void w5_check(void *state, bench_row_t *row)
 }
 
 static void w5_variant(const bench_cfg_t *cfg, struct w5_state *st,
-                       bench_row_t *row, size_t budget)
+                       bench_row_t *row, const char *policy, size_t budget)
 {
     para_runtime_attr_t a;
     if (para_runtime_attr_init(&a) != 0)
         fprintf(stderr, "para-bench: a PARA_* variable does not parse\n");
     a.workers = cfg->threads;
-    a.policy = "memaware";
+    a.policy = policy;
     a.mem_budget = budget;
     a.max_batches = 0;
     bench_cfg_t c = *cfg;
@@ -172,12 +173,18 @@ int bench_w5(const bench_cfg_t *cfg)
 
     bench_row_init(&bounded, "w5", "bounded", st.n, cfg->threads);
     bounded.seq_seconds = seq.seconds;
-    w5_variant(cfg, &st, &bounded, W5_BUDGET);
+    w5_variant(cfg, &st, &bounded, "memaware", W5_BUDGET);
     bench_print_row(&bounded);
 
     bench_row_init(&unbounded, "w5", "unbounded", st.n, cfg->threads);
     unbounded.seq_seconds = seq.seconds;
-    w5_variant(cfg, &st, &unbounded, SIZE_MAX);
+    w5_variant(cfg, &st, &unbounded, "memaware", SIZE_MAX);
     bench_print_row(&unbounded);
-    return seq.ok && bounded.ok && unbounded.ok ? 0 : 1;
+
+    bench_row_t dh;
+    bench_row_init(&dh, "w5", "bounded-dhondt", st.n, cfg->threads);
+    dh.seq_seconds = seq.seconds;
+    w5_variant(cfg, &st, &dh, "dhondt", W5_BUDGET);
+    bench_print_row(&dh);
+    return seq.ok && bounded.ok && unbounded.ok && dh.ok ? 0 : 1;
 }

@@ -127,6 +127,11 @@ struct para_node {
     /* FLAT_MAP*: most output items per input item seen, x16 (relaxed);
      * the memory policy's footprint estimate scales by it. */
     _Atomic uint32_t expand_x16;
+    /* dhondt: items queued for this node (tasks delivered, not started),
+     * and its seats in the last allocation of workers to stages
+     * (relaxed: heuristics; policy.c). */
+    _Atomic int64_t dh_backlog;
+    _Atomic uint32_t dh_seats;
 
     /* Run state: serial nodes. The claim flag gives one worker at a time
      * the right to drain the inbox and touch pending/heap/next_*. */
@@ -333,6 +338,7 @@ struct para__run {
     alignas(PARA_CACHELINE) _Atomic uint64_t reserved;
     _Atomic uint64_t held_since, hold_ns, decisions;
     const struct para__policy *policy;
+    _Atomic uint64_t dh_next_ns; /* dhondt: when to allocate again */
     uint64_t budget;     /* budgeted policies; UINT64_MAX = none */
     uint32_t *path_mult; /* [source_slot * n_nodes + node]: batches a
                             source batch becomes at each node */
@@ -482,6 +488,10 @@ typedef struct para__policy {
     /* Could a source be admitted now? A cheap, possibly stale hint for
      * parking and for the device's flush decision. */
     bool (*sources_open)(const para__run *run);
+    /* NULL, or: should worker @p w pull a source before its own queued
+     * tasks (a producer stage is owed workers)? */
+    bool (*produce_first)(para__worker *w, para__run *run);
+    bool tracks_backlog; /* keeps node->dh_backlog */
 } para__policy;
 
 /* The policy named @p name, or NULL with the known ones listed in @p msg. */

@@ -28,8 +28,9 @@
  *             priority, then serial (stateful) nodes, then nodes nearer the
  *             sinks: consumers free memory, stateful nodes cannot be
  *             parallelised and must not starve.
- *   (dhondt, workers given to stages by D'Hondt on backlog x cost, is the
- *   next policy to come; it is not registered until it exists.)
+ *   dhondt    memaware, plus workers given to stages by D'Hondt on backlog
+ *             x cost (below): a producer owed workers runs before queued
+ *             work.
  *
  * Tests: tests/runtime/test_policy.c, and test_differential.c (random
  * graphs under every policy, budgets down to one batch per node).
@@ -41,8 +42,7 @@
 
 #include "internal.h"
 
-/* ---- successor order ------------------------------------------------------
- */
+/* ---- successor order ----------------------------------------------------- */
 
 /* Successors are pushed in succ_order and popped LIFO: the last is taken
  * first. */
@@ -70,8 +70,7 @@ static void order_successors(para_graph_t *g, bool memaware)
     }
 }
 
-/* ---- ws -------------------------------------------------------------------
- */
+/* ---- ws ------------------------------------------------------------------ */
 
 static int ws_run_begin(para__run *run)
 {
@@ -100,8 +99,7 @@ static bool ws_sources_open(const para__run *run)
     return batches_below_limit(run);
 }
 
-/* ---- memaware -------------------------------------------------------------
- */
+/* ---- memaware ------------------------------------------------------------ */
 
 static int memaware_run_begin(para__run *run)
 {
@@ -224,17 +222,163 @@ void para__family_unref(para__run *run, para__family *f)
     para__notify_one(run->rt); /* a held source may run now */
 }
 
-/* ---- the table ------------------------------------------------------------
- */
+/* ---- dhondt -------------------------------------------------------------- */
+
+/* Workers are given to stages by the D'Hondt (Jefferson) method: stage v
+ * has load L_v = items waiting x ns per item, and the objective
+ * sum_v L_v / (seats_v + 1) is convex and separable, so handing out the W
+ * seats one by one, each to the stage with the largest marginal gain
+ * L_v / ((s_v + 1)(s_v + 2)), is optimal (O(W log S) with a heap). A stage
+ * gets no more seats than it has batches waiting (a batch is not split),
+ * a serial stage at most one. A source's waiting work is one batch per
+ * worker (what it would produce to feed everyone). Workers still take any
+ * ready task (work stealing); what the allocation adds is production: a
+ * worker pulls a source before its own queued tasks when the source holds
+ * more seats than it has pullers, so an expensive producer stage gets the
+ * cores it is owed instead of only the idle ones. Budget and order are
+ * memaware's. */
+
+#define DHONDT_PERIOD_NS 500000 /* allocate again every 0.5 ms */
+#define DHONDT_MAX_STAGES 64    /* stages considered per allocation */
+
+typedef struct seat_claim {
+    double load;
+    uint32_t seats, cap;
+    para_node_t *node;
+} seat_claim;
+
+static double marginal_gain(const seat_claim *c)
+{
+    return c->load / (((double)c->seats + 1.0) * ((double)c->seats + 2.0));
+}
+
+static void sift_down(seat_claim **h, unsigned n, unsigned i)
+{
+    for (;;) {
+        unsigned l = 2 * i + 1, r = l + 1, best = i;
+        if (l < n && marginal_gain(h[l]) > marginal_gain(h[best]))
+            best = l;
+        if (r < n && marginal_gain(h[r]) > marginal_gain(h[best]))
+            best = r;
+        if (best == i)
+            return;
+        seat_claim *tmp = h[i];
+        h[i] = h[best];
+        h[best] = tmp;
+        i = best;
+    }
+}
+
+/* ns per item and items per batch of @p n so far (1 ns and 16 items when
+ * not measured yet, so that every stage counts). */
+static void stage_rates(para_node_t *n, bool source, double *ns_per_item,
+                        double *batch_items)
+{
+    /* relaxed: statistics read as estimates. */
+    uint64_t busy = atomic_load_explicit(&n->st_busy_ns, memory_order_relaxed);
+    uint64_t batches =
+        atomic_load_explicit(&n->st_batches, memory_order_relaxed);
+    uint64_t items = atomic_load_explicit(
+        source ? &n->st_items_out : &n->st_items_in, memory_order_relaxed);
+    *ns_per_item = items > 0 && busy > 0 ? (double)busy / (double)items : 1.0;
+    *batch_items =
+        batches > 0 && items > 0 ? (double)items / (double)batches : 16.0;
+}
+
+static void dhondt_allocate(para__run *run)
+{
+    para_graph_t *g = run->graph;
+    unsigned workers = run->rt->n_workers;
+    seat_claim claims[DHONDT_MAX_STAGES], *heap[DHONDT_MAX_STAGES];
+    unsigned n = 0;
+    for (unsigned i = 0; i < g->n_nodes && n < DHONDT_MAX_STAGES; i++) {
+        para_node_t *v = g->nodes[i];
+        /* relaxed: read as a hint by produce_first. */
+        atomic_store_explicit(&v->dh_seats, 0, memory_order_relaxed);
+        bool source = para__is_source(v);
+        double cost, batch, waiting;
+        stage_rates(v, source, &cost, &batch);
+        uint32_t cap;
+        if (source) {
+            /* relaxed: a hint. */
+            if (atomic_load_explicit(&v->src_state, memory_order_relaxed) &
+                PARA__SRC_EXHAUSTED)
+                continue;
+            waiting = batch * workers;
+            cap = v->kind == PARA__KIND_SOURCE_FN ? 1 : workers;
+        } else {
+            /* relaxed: a hint. */
+            int64_t b =
+                atomic_load_explicit(&v->dh_backlog, memory_order_relaxed);
+            if (b <= 0)
+                continue;
+            waiting = (double)b;
+            double batches = (double)b / batch + 1.0;
+            cap = v->serial ? 1 : (uint32_t)PARA_MIN((double)workers, batches);
+        }
+        claims[n] = (seat_claim){waiting * cost, 0, cap, v};
+        heap[n] = &claims[n];
+        n++;
+    }
+    unsigned live = n;
+    for (unsigned i = live / 2; i-- > 0;)
+        sift_down(heap, live, i);
+    for (unsigned seat = 0; seat < workers && live > 0; seat++) {
+        seat_claim *top = heap[0];
+        top->seats++;
+        if (top->seats >= top->cap)
+            heap[0] = heap[--live]; /* full: leaves the heap */
+        sift_down(heap, live, 0);
+    }
+    for (unsigned i = 0; i < n; i++)
+        /* relaxed: as above. */
+        atomic_store_explicit(&claims[i].node->dh_seats, claims[i].seats,
+                              memory_order_relaxed);
+}
+
+static bool dhondt_produce_first(para__worker *w, para__run *run)
+{
+    (void)w;
+    if (para__aborting(run))
+        return false;
+    uint64_t now = para__now_ns();
+    /* relaxed: whoever wins the CAS allocates; the others use the last
+     * allocation, at most one period old. */
+    uint64_t next =
+        atomic_load_explicit(&run->dh_next_ns, memory_order_relaxed);
+    if (now >= next && atomic_compare_exchange_strong_explicit(
+                           &run->dh_next_ns, &next, now + DHONDT_PERIOD_NS,
+                           memory_order_relaxed, memory_order_relaxed))
+        dhondt_allocate(run);
+    para_graph_t *g = run->graph;
+    for (unsigned k = 0; k < g->n_sources; k++) {
+        para_node_t *s = g->sources[k];
+        /* relaxed: hints; source_pull() decides. */
+        uint32_t seats =
+            atomic_load_explicit(&s->dh_seats, memory_order_relaxed);
+        uint64_t st = atomic_load_explicit(&s->src_state, memory_order_relaxed);
+        if ((st & PARA__SRC_EXHAUSTED) == 0 && seats > st / PARA__SRC_PULLER)
+            return true;
+    }
+    return false;
+}
+
+/* ---- the table ----------------------------------------------------------- */
 
 static const para__policy policies[] = {
     {"memaware",
      "a byte budget: sources wait while the bytes reserved by batches in "
      "flight would pass it; consumers, stateful nodes and nodes nearer the "
      "sinks first",
-     true, memaware_run_begin, memaware_admit, memaware_sources_open},
+     true, memaware_run_begin, memaware_admit, memaware_sources_open, NULL,
+     false},
     {"ws", "work stealing: local LIFO, steal FIFO, consumers before sources",
-     false, ws_run_begin, ws_admit, ws_sources_open},
+     false, ws_run_begin, ws_admit, ws_sources_open, NULL, false},
+    {"dhondt",
+     "memaware, and workers given to stages by D'Hondt on backlog x cost: "
+     "a producer owed workers runs before queued work",
+     true, memaware_run_begin, memaware_admit, memaware_sources_open,
+     dhondt_produce_first, true},
 };
 
 const para__policy *para__policy_find(const char *name, char *msg,

@@ -280,6 +280,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     atomic_init(&run->held_since, 0);
     atomic_init(&run->hold_ns, 0);
     atomic_init(&run->decisions, 0);
+    atomic_init(&run->dh_next_ns, 0);
     if (run->policy->run_begin(run) != 0) {
         rc = PARA_ENOMEM;
         set_errmsg(rt, "out of memory starting the run");

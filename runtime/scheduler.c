@@ -551,6 +551,10 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         t->in_port = n->succ_port[i];
         t->path = out->path + s->in_path_offset[t->in_port];
         t->next = t->child = NULL;
+        if (PARA_UNLIKELY(run->policy->tracks_backlog))
+            /* relaxed: see run_task(). */
+            atomic_fetch_add_explicit(&s->dh_backlog, (int64_t)out->count,
+                                      memory_order_relaxed);
         if (s->serial)
             inbox_push(w, run, s, t);
         else
@@ -565,6 +569,10 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     para_node_t *n = t->node;
     para__batch *in = t->batch;
     para__batch *out = NULL;
+    if (PARA_UNLIKELY(run->policy->tracks_backlog))
+        /* relaxed: a heuristic for the allocation of workers. */
+        atomic_fetch_sub_explicit(&n->dh_backlog, (int64_t)in->count,
+                                  memory_order_relaxed);
     if (PARA_UNLIKELY(n->placement != PARA__PLACE_CPU) && !aborting(run) &&
         para__device_route(w, run, t))
         return; /* the device host thread owns the task and its unit */
@@ -959,6 +967,11 @@ static void run_loop(para__worker *w, para__run *run)
         if (PARA_UNLIKELY(cancel_pending(w->rt, run, memory_order_relaxed)))
             fail_run(w, run, PARA_ECANCELED,
                      "run canceled by para_run_cancel()");
+        if (PARA_UNLIKELY(run->policy->produce_first != NULL) &&
+            run->policy->produce_first(w, run) && try_sources(w, run)) {
+            idle = 0;
+            continue;
+        }
         para__task *t = para__deque_pop(&w->deque);
         if (t == NULL)
             t = take_injected(w, run);

@@ -39,7 +39,7 @@
  * P(v) = 1. Per-node statistics (items in and out) are checked too.
  *
  * Configurations: workers 1..4, batch_items in {1, 2, 3, 7, 64, 1000, 0},
- * max_batches in {0, 1, 2, 5, 64}, policy ws or memaware, and
+ * max_batches in {0, 1, 2, 5, 64}, policy ws, memaware or dhondt, and
  * mem_budget in {1 B, 4 KiB, 64 KiB, 1 MiB, default}. Runs of eight consecutive
  * graphs share a runtime; some graphs are run a second time on another runtime.
  *
@@ -693,7 +693,8 @@ static dcfg random_cfg(rng_t *r)
     c.workers = 1 + rng_below(r, 4);
     c.batch = k_batch_sizes[rng_below(r, 7)];
     c.max_batches = k_max_batches[rng_below(r, 5)];
-    c.policy = rng_below(r, 2) ? "memaware" : "ws";
+    static const char *const policies[] = {"memaware", "ws", "dhondt"};
+    c.policy = policies[rng_below(r, 3)];
     c.mem_budget = k_budgets[rng_below(r, 5)];
     return c;
 }

@@ -190,7 +190,7 @@ static void check_graph(para_runtime_t *rt, graph_kind kind)
 static void test_every_policy_by_name(void **state)
 {
     (void)state;
-    const char *names[] = {"memaware", "ws"};
+    const char *names[] = {"memaware", "ws", "dhondt"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         para_runtime_t *rt = make_rt(names[i], 2, 0);
         check_graph(rt, G_FANOUT_MERGE);
@@ -219,6 +219,7 @@ static void test_unknown_policy_lists_known(void **state)
     assert_non_null(strstr(log_buf, "'fastest'"));
     assert_non_null(strstr(log_buf, "memaware"));
     assert_non_null(strstr(log_buf, "ws"));
+    assert_non_null(strstr(log_buf, "dhondt"));
 }
 
 /* The bound of policy.c: reservations keep the bytes in flight within the
