@@ -339,9 +339,9 @@ struct para__run {
     _Atomic uint64_t held_since, hold_ns, decisions;
     const struct para__policy *policy;
     _Atomic uint64_t dh_next_ns; /* dhondt: when to allocate again */
-    uint64_t budget;     /* budgeted policies; UINT64_MAX = none */
-    uint32_t *path_mult; /* [source_slot * n_nodes + node]: batches a
-                            source batch becomes at each node */
+    uint64_t budget;             /* budgeted policies; UINT64_MAX = none */
+    uint32_t *path_mult;         /* [source_slot * n_nodes + node]: batches a
+                                    source batch becomes at each node */
     alignas(PARA_CACHELINE) _Atomic int status; /* first error, or 0 */
     _Atomic bool aborting;                      /* status != 0 */
     _Atomic bool done;
