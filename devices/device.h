@@ -40,6 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <hwloc.h>
+
 typedef struct para__device para__device;
 typedef struct para__kernel para__kernel;
 
@@ -92,6 +94,11 @@ size_t para__cl_list(para__device_info *infos, size_t cap);
 int para__cl_open(const char *selector, para__device **out, char *msg,
                   size_t msg_len);
 void para__cl_close(para__device *dev);
+/* The cores near the device (hwloc's OpenCL helper: the PCI device's local
+ * CPUs; the whole machine when the device has no PCI address, e.g. a CPU
+ * device). 0, or -1 with errno set. */
+int para__cl_locality(const para__device *dev, hwloc_topology_t topology,
+                      hwloc_cpuset_t set);
 const para__device_info *para__cl_info(const para__device *dev);
 
 /* Build `source` with `options` and create kernel `entry`. Programs are
@@ -150,6 +157,10 @@ typedef struct para__device_ops {
     const char *name;
     void (*close)(void *dev);
     const para__device_info *(*info)(const void *dev);
+    /* The cores near the device into @p set; 0, or -1 (no locality: the
+     * caller does not pin). */
+    int (*locality)(const void *dev, hwloc_topology_t topology,
+                    hwloc_cpuset_t set);
     int (*kernel_create)(void *dev, const para__kernel_spec *spec, void **out,
                          char *msg, size_t msg_len);
     void (*kernel_release)(void *kernel);

@@ -18,7 +18,8 @@
  *   injection stack (rt->inject), so no worker ever waits on the device.
  *   The host thread blocks (in the driver's wait, or on its condition
  *   variable), never spins: on a CPU device (PoCL) the driver's threads
- *   need every core.
+ *   need every core. It runs on the cores near the device (hwloc's OpenCL
+ *   helper: a PCI GPU's local CPUs); a CPU device is near all of them.
  *
  * When to launch
  *   A launch costs a fixed latency L plus c per item. The host thread
@@ -650,11 +651,38 @@ static void host_run(para__devrt *d, para__run *run)
     }
 }
 
+/* Keep the host thread (launching, completions, splitting outputs) on the
+ * cores near the device, when the device is nearer some cores than others
+ * (a PCI GPU on one socket); a CPU device is near every core: no pinning. */
+static void pin_near_device(para__devrt *d)
+{
+    para_runtime_t *rt = d->rt;
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    if (set == NULL)
+        return;
+    if (d->ops->locality(d->dev, rt->topology, set) == 0 &&
+        !hwloc_bitmap_iszero(set) &&
+        !hwloc_bitmap_isincluded(
+            hwloc_topology_get_topology_cpuset(rt->topology), set)) {
+        char *list = NULL;
+        hwloc_bitmap_list_asprintf(&list, set);
+        if (hwloc_set_cpubind(rt->topology, set, HWLOC_CPUBIND_THREAD) == 0)
+            para__log(2, "device %s: host thread on PUs %s, near it",
+                      d->info->name, list != NULL ? list : "?");
+        else
+            para__log(1, "device %s: cannot bind the host thread to PUs %s",
+                      d->info->name, list != NULL ? list : "?");
+        free(list);
+    }
+    hwloc_bitmap_free(set);
+}
+
 static void *host_main(void *arg)
 {
     para__devrt *d = arg;
     para_runtime_t *rt = d->rt;
     pthread_setname_np(pthread_self(), "para-device");
+    pin_near_device(d);
     pthread_mutex_lock(&rt->lock);
     uint64_t seen = d->start_generation;
     for (;;) {

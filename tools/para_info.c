@@ -50,6 +50,7 @@ typedef struct info {
     size_t n_devs;
     double launch_us[MAX_DEVICES]; /* < 0: not measured */
     char launch_err[MAX_DEVICES][160];
+    char near[MAX_DEVICES][64]; /* PUs near the device ("" unknown) */
     char auto_name[128];
     bool have_auto;
 #endif
@@ -150,13 +151,31 @@ out:
     return us;
 }
 
-static void collect_opencl(info *inf, bool launch)
+/* The PUs near device "P:D" (hwloc's OpenCL helper), as a list. */
+static void device_near(hwloc_topology_t topo, const para__device_info *di,
+                        char *out, size_t out_len)
+{
+    char sel[32], msg[MSG_LEN];
+    snprintf(sel, sizeof sel, "%u:%u", di->platform_index, di->device_index);
+    out[0] = '\0';
+    para__device *dev = NULL;
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    if (set != NULL && para__cl_open(sel, &dev, msg, sizeof msg) == 0) {
+        if (para__cl_locality(dev, topo, set) == 0)
+            hwloc_bitmap_list_snprintf(out, out_len, set);
+        para__cl_close(dev);
+    }
+    hwloc_bitmap_free(set);
+}
+
+static void collect_opencl(hwloc_topology_t topo, info *inf, bool launch)
 {
     size_t n = para__cl_list(inf->devs, MAX_DEVICES);
     inf->n_devs = n < MAX_DEVICES ? n : MAX_DEVICES;
     for (size_t i = 0; i < inf->n_devs; i++) {
         inf->launch_us[i] = -1;
         inf->launch_err[i][0] = '\0';
+        device_near(topo, &inf->devs[i], inf->near[i], sizeof inf->near[i]);
         if (launch)
             inf->launch_us[i] = measure_launch(
                 &inf->devs[i], inf->launch_err[i], sizeof inf->launch_err[i]);
@@ -229,6 +248,8 @@ static void print_json(const info *inf)
             printf("%.1f", inf->launch_us[i]);
         else
             fputs("null", stdout);
+        fputs(",\"near_pus\":", stdout);
+        json_str(inf->near[i]);
         if (inf->launch_err[i][0]) {
             fputs(",\"launch_error\":", stdout);
             json_str(inf->launch_err[i]);
@@ -291,6 +312,9 @@ static void print_human(const info *inf)
         fputs(", max alloc ", stdout);
         print_size(d->max_alloc_bytes);
         printf(", max work-group %zu\n", d->max_work_group);
+        if (inf->near[i][0])
+            printf("        near PUs %s (the host thread runs there)\n",
+                   inf->near[i]);
         if (inf->launch_us[i] >= 0)
             printf("        launch round trip (median of %d): %.1f us\n",
                    LAUNCHES, inf->launch_us[i]);
@@ -335,12 +359,12 @@ int main(int argc, char **argv)
         return 1;
     }
     collect_topology(topo, &inf);
-    hwloc_topology_destroy(topo);
 #ifdef PARA_WITH_OPENCL
-    collect_opencl(&inf, launch);
+    collect_opencl(topo, &inf, launch);
 #else
     (void)launch;
 #endif
+    hwloc_topology_destroy(topo);
     if (json)
         print_json(&inf);
     else

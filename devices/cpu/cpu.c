@@ -76,6 +76,15 @@ static const para__device_info *cpu_info(const void *dev)
     return dev;
 }
 
+static int cpu_locality(const void *dev, hwloc_topology_t topology,
+                        hwloc_cpuset_t set)
+{
+    (void)dev;
+    (void)topology;
+    (void)set;
+    return -1; /* it runs on the host thread wherever that is */
+}
+
 static int cpu_kernel_create(void *dev, const para__kernel_spec *spec,
                              void **out, char *msg, size_t msg_len)
 {
@@ -158,6 +167,7 @@ const para__device_ops para__cpu_ops = {
     .name = "cpu",
     .close = cpu_close,
     .info = cpu_info,
+    .locality = cpu_locality,
     .kernel_create = cpu_kernel_create,
     .kernel_release = cpu_kernel_release,
     .launch_begin = cpu_launch_begin,

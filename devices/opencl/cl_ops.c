@@ -14,6 +14,12 @@ static const para__device_info *ops_info(const void *dev)
     return para__cl_info(dev);
 }
 
+static int ops_locality(const void *dev, hwloc_topology_t topology,
+                        hwloc_cpuset_t set)
+{
+    return para__cl_locality(dev, topology, set);
+}
+
 static int ops_kernel_create(void *dev, const para__kernel_spec *s, void **out,
                              char *msg, size_t msg_len)
 {
@@ -57,6 +63,7 @@ const para__device_ops para__cl_ops = {
     .name = "opencl",
     .close = ops_close,
     .info = ops_info,
+    .locality = ops_locality,
     .kernel_create = ops_kernel_create,
     .kernel_release = ops_kernel_release,
     .launch_begin = ops_launch_begin,

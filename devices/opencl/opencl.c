@@ -95,6 +95,8 @@
 #include "para/errors.h"
 #include "util.h"
 
+#include <hwloc/opencl.h>
+
 /* Command queues per device, and launches the scheduler may keep in flight
  * per device (one per queue, so that each slot has its own queue). */
 #define PARA_CL_QUEUES 4
@@ -589,6 +591,15 @@ void para__cl_close(para__device *dev)
                   "slots still alive (release them first)",
                   dev->info.name, dev->live_kernels, dev->live_slots);
     destroy_device(dev);
+}
+
+int para__cl_locality(const para__device *dev, hwloc_topology_t topology,
+                      hwloc_cpuset_t set)
+{
+    /* The PCI device's local CPUs (AMD and NVIDIA extensions, Linux
+     * sysfs); the whole machine for devices without a PCI address, such as
+     * a CPU device. */
+    return hwloc_opencl_get_device_cpuset(topology, dev->id, set);
 }
 
 const para__device_info *para__cl_info(const para__device *dev)

@@ -450,6 +450,31 @@ static void check_mandelbrot(para__device *dev, uint32_t W, uint32_t H,
     free(out);
 }
 
+/* Device locality: a CPU device (PoCL) has no PCI address and is near
+ * every core; a GPU gets its PCI device's local CPUs, never an empty set. */
+static void test_locality(void **state)
+{
+    (void)state;
+    para__device *dev = open_auto();
+    hwloc_topology_t topo;
+    assert_int_equal(hwloc_topology_init(&topo), 0);
+    assert_int_equal(hwloc_topology_load(topo), 0);
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    assert_non_null(set);
+    assert_int_equal(para__cl_locality(dev, topo, set), 0);
+    assert_false(hwloc_bitmap_iszero(set));
+    char *list = NULL;
+    hwloc_bitmap_list_asprintf(&list, set);
+    print_message("%s is near PUs %s\n", para__cl_info(dev)->name, list);
+    free(list);
+    if (para__cl_info(dev)->is_cpu)
+        assert_true(hwloc_bitmap_isequal(
+            set, hwloc_topology_get_complete_cpuset(topo)));
+    hwloc_bitmap_free(set);
+    hwloc_topology_destroy(topo);
+    para__cl_close(dev);
+}
+
 static void test_mandelbrot(void **state)
 {
     (void)state;
@@ -1006,6 +1031,7 @@ int main(void)
         cmocka_unit_test_setup(test_check_macro, setup),
         cmocka_unit_test_setup(test_list, setup),
         cmocka_unit_test_setup(test_open_selectors, setup),
+        cmocka_unit_test_setup(test_locality, setup),
         cmocka_unit_test_setup(test_mandelbrot, setup),
         cmocka_unit_test_setup(test_in_flight, setup),
         cmocka_unit_test_setup(test_sizes, setup),
