@@ -49,7 +49,10 @@
  *   CPU is sooner. A CPU device shares the workers' cores, so there a batch
  *   goes to whichever implementation does more per core. Until a cost is
  *   measured, batches explore: the CPU first, then one batch at a time on
- *   the device until its first launch has been timed.
+ *   the device until a launch has been timed (not the first of the run,
+ *   which may carry the kernel's compilation); the device is probed again
+ *   with one batch whenever it has had none for REPROBE_NS. Decisions use
+ *   the device's cost per item with the launch latency included.
  *
  * Synchronisation
  *   incoming: multi-producer stack (seq_cst CAS push), emptied by the host
@@ -76,6 +79,7 @@
 #define LATENCY_SHARE 19      /* launch >= 19 L: L is at most 5 % of it */
 #define GATHER_WINDOW 2       /* an idle device waits at most 2 L for more */
 #define GATHER_MIN_NS 20000
+#define REPROBE_NS 5000000 /* MIXED: try the device again after 5 ms */
 
 typedef struct slot {
     para__launch l;
@@ -142,13 +146,22 @@ static bool prefer_device(const para__devrt *d, para_node_t *n, size_t items)
     uint64_t cpu =
         atomic_load_explicit(&n->cpu_ps_per_item, memory_order_relaxed);
     uint64_t dev =
-        atomic_load_explicit(&n->dev_ps_per_item, memory_order_relaxed);
+        atomic_load_explicit(&n->dev_total_ps_per_item, memory_order_relaxed);
     uint64_t backlog =
         atomic_load_explicit(&n->dev_backlog_items, memory_order_relaxed);
     if (cpu == 0)
         return false; /* measure the CPU first */
+    if (backlog == 0) {
+        /* Probe the device with one batch: until it is measured, and again
+         * when it has not been tried for a while (a first launch may carry
+         * a compilation, and loads change). */
+        uint64_t last =
+            atomic_load_explicit(&n->dev_probe_ns, memory_order_relaxed);
+        if (dev == 0 || para__now_ns() - last > REPROBE_NS)
+            return true;
+    }
     if (dev == 0)
-        return backlog == 0; /* then probe the device with one batch */
+        return false; /* the probe is still out */
     if (d->shares_cores)
         return (double)dev * (double)d->rt->n_workers <= (double)cpu;
     return (double)(backlog + items) * (double)dev <= (double)items * cpu;
@@ -164,9 +177,11 @@ bool para__device_route(para__worker *w, para__run *run, para__task *t)
         return false; /* process() forwards an empty batch */
     if (n->placement == PARA__PLACE_MIXED && !prefer_device(d, n, items))
         return false;
-    /* relaxed: an estimate for prefer_device(). */
+    /* relaxed: estimates for prefer_device(). */
     atomic_fetch_add_explicit(&n->dev_backlog_items, items,
                               memory_order_relaxed);
+    atomic_store_explicit(&n->dev_probe_ns, para__now_ns(),
+                          memory_order_relaxed);
     /* relaxed: first guess for the CAS. */
     para__task *head = atomic_load_explicit(&d->incoming, memory_order_relaxed);
     do {
@@ -287,19 +302,33 @@ static void fail_launch(para__devrt *d, para__run *run, para_node_t *n, int rc)
 }
 
 /* Learn L and the node's c from a finished launch of @p items. */
+static uint64_t ewma(uint64_t old, uint64_t sample)
+{
+    return old == 0 ? sample : (3 * old + sample) / 4;
+}
+
+/* Learn L, the node's marginal cost c and its cost per item all included,
+ * from a finished launch of @p items. A node's first launch of a run is
+ * not learnt from: it may carry the driver's compilation of the kernel. */
 static void learn(para__devrt *d, para_node_t *n, uint64_t ns, size_t items)
 {
+    if (n->dev_launches_run++ == 0)
+        return;
     if (d->latency_ns == 0 || ns < d->latency_ns)
         d->latency_ns = ns;
-    uint64_t marginal = ns - d->latency_ns;
-    uint64_t ps = marginal * 1000 / items;
-    if (ps == 0)
-        ps = 1;
-    /* relaxed: read by workers as an estimate; only we write it. */
-    uint64_t old =
+    uint64_t marginal = (ns - d->latency_ns) * 1000 / items;
+    uint64_t total = ns * 1000 / items;
+    /* relaxed load + store: read by workers as estimates; only this thread
+     * writes them. */
+    uint64_t c =
         atomic_load_explicit(&n->dev_ps_per_item, memory_order_relaxed);
     atomic_store_explicit(&n->dev_ps_per_item,
-                          old == 0 ? ps : (3 * old + ps) / 4,
+                          ewma(c, PARA_MAX(marginal, (uint64_t)1)),
+                          memory_order_relaxed);
+    uint64_t t =
+        atomic_load_explicit(&n->dev_total_ps_per_item, memory_order_relaxed);
+    atomic_store_explicit(&n->dev_total_ps_per_item,
+                          ewma(t, PARA_MAX(total, (uint64_t)1)),
                           memory_order_relaxed);
 }
 

@@ -156,8 +156,10 @@ struct para_node {
     /* Throughput estimates (picoseconds per item; 0 = not measured yet)
      * and the device's backlog; relaxed, read by workers deciding where a
      * batch of a MIXED node runs. */
-    _Atomic uint64_t cpu_ps_per_item, dev_ps_per_item;
+    _Atomic uint64_t cpu_ps_per_item, dev_ps_per_item, dev_total_ps_per_item;
     _Atomic uint64_t dev_backlog_items;
+    _Atomic uint64_t dev_probe_ns; /* last batch routed to the device */
+    uint32_t dev_launches_run;     /* device thread: launches this run */
 
     /* Run state: sources. */
     alignas(PARA_CACHELINE) _Atomic uint64_t src_state;
