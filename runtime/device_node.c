@@ -54,6 +54,14 @@
  *   with one batch whenever it has had none for REPROBE_NS. Decisions use
  *   the device's cost per item with the launch latency included.
  *
+ * Failures
+ *   A failing launch ends the run with PARA_EDEVICE naming the node and the
+ *   OpenCL call, unless the node has a CPU function and
+ *   attr.device_fallback is on (the default): then the device is given up
+ *   for MIXED nodes for the rest of the run, and their tasks (the failed
+ *   launch's, the waiting ones, and any routed here later) go back to the
+ *   workers, which run them on the CPU.
+ *
  * Synchronisation
  *   incoming: multi-producer stack (seq_cst CAS push), emptied by the host
  *   thread with one exchange (acquire). sleeping/incoming form a Dekker
@@ -105,6 +113,7 @@ struct para__devrt {
 
     alignas(PARA_CACHELINE) _Atomic(para__task *) incoming;
     _Atomic unsigned sleeping;
+    _Atomic bool failed; /* given up for this run (fallback) */
     pthread_mutex_t lock;
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
 
@@ -173,7 +182,9 @@ bool para__device_route(para__worker *w, para__run *run, para__task *t)
     para_node_t *n = t->node;
     para__devrt *d = run->rt->device;
     size_t items = t->batch->count;
-    if (items == 0 || d == NULL)
+    /* relaxed: see fall_back(). */
+    if (items == 0 || d == NULL ||
+        atomic_load_explicit(&d->failed, memory_order_relaxed))
         return false; /* process() forwards an empty batch */
     if (n->placement == PARA__PLACE_MIXED && !prefer_device(d, n, items))
         return false;
@@ -292,6 +303,78 @@ static void drop_slot_tasks(para__devrt *d, para__run *run, slot *s)
     }
 }
 
+/* The device failed under a launch of @p n. Where the node has a CPU
+ * function and fallback is on, the device is given up for the rest of the
+ * run: the launch's tasks, and every task that comes or waits here, go back
+ * to the workers, which run them on the CPU (para__device_route() says no
+ * from now on). True if so. */
+static bool fall_back(para__devrt *d, para__run *run, para_node_t *n, int rc)
+{
+    if (rc == PARA_ENODE || n->placement != PARA__PLACE_MIXED ||
+        !d->rt->attr.device_fallback || para__aborting(run))
+        return false;
+    /* relaxed: workers read it as a hint; a task routed here after it is
+     * sent back by the host thread. */
+    if (!atomic_exchange_explicit(&d->failed, true, memory_order_relaxed))
+        para__log(1,
+                  "device \"%s\" failed (%s): kernel nodes with a CPU "
+                  "function finish this run on the CPU",
+                  d->info->name, d->msg);
+    return true;
+}
+
+/* Hand a task back to the workers for the CPU (fallback). */
+static void give_back(para__devrt *d, para__run *run, para__task *t)
+{
+    /* relaxed: an estimate. */
+    atomic_fetch_sub_explicit(&t->node->dev_backlog_items, t->batch->count,
+                              memory_order_relaxed);
+    d->held--;
+    para__inject_task(run, t); /* the unit goes with it */
+}
+
+static void fail_launch(para__devrt *d, para__run *run, para_node_t *n, int rc);
+
+/* A launch in slot @p s failed with @p rc: fall back to the CPU, or fail
+ * the run; either way the slot is empty afterwards. */
+static void launch_failed(para__devrt *d, para__run *run, slot *s, int rc)
+{
+    if (!fall_back(d, run, s->node, rc)) {
+        fail_launch(d, run, s->node, rc);
+        drop_slot_tasks(d, run, s);
+        return;
+    }
+    if (s->direct_out != NULL) {
+        para__batch_free(NULL, run, s->direct_out);
+        s->direct_out = NULL;
+    }
+    para__task *t = s->tasks;
+    s->tasks = s->tasks_tail = NULL;
+    while (t != NULL) {
+        para__task *next = t->next;
+        give_back(d, run, t);
+        t = next;
+    }
+}
+
+/* After a fallback: MIXED nodes' waiting tasks go back to the workers. */
+static void give_back_pending(para__devrt *d, para__run *run)
+{
+    for (unsigned i = 0; i < d->n_knodes; i++) {
+        para_node_t *n = d->knodes[i];
+        if (n->placement != PARA__PLACE_MIXED)
+            continue;
+        para__task *t = n->dev_pending_head;
+        n->dev_pending_head = n->dev_pending_tail = NULL;
+        n->dev_pending_items = 0;
+        while (t != NULL) {
+            para__task *next = t->next;
+            give_back(d, run, t);
+            t = next;
+        }
+    }
+}
+
 static void fail_launch(para__devrt *d, para__run *run, para_node_t *n, int rc)
 {
     if (rc == PARA_ENODE)
@@ -348,8 +431,7 @@ static void complete(para__devrt *d, para__run *run, slot *s, int rc)
         para__counter_add(&d->counters->c_busy_ns,
                           para__now_ns() - d->busy_since);
     if (rc < 0) {
-        fail_launch(d, run, n, rc);
-        drop_slot_tasks(d, run, s);
+        launch_failed(d, run, s, rc);
         return;
     }
     /* The launch started when the device was done with the one before. */
@@ -582,8 +664,7 @@ static void launch(para__devrt *d, para__run *run, para_node_t *n)
         rc = d->ops->launch_begin(n->dev_kernel, &s->l, d->msg, sizeof d->msg);
     if (rc != 0) {
         unstage(run, s);
-        fail_launch(d, run, n, rc);
-        drop_slot_tasks(d, run, s);
+        launch_failed(d, run, s, rc);
         return;
     }
     if (d->n_inflight++ == 0)
@@ -663,6 +744,9 @@ static void host_run(para__devrt *d, para__run *run)
         complete_ready(d, run);
         if (para__aborting(run))
             drop_pending(d, run);
+        /* relaxed: only this thread sets it. */
+        else if (atomic_load_explicit(&d->failed, memory_order_relaxed))
+            give_back_pending(d, run);
         if (d->n_inflight == 0 && !has_pending(d)) {
             /* acquire: pairs with the release store in units_add(). */
             if (atomic_load_explicit(&run->done, memory_order_acquire))
@@ -772,6 +856,7 @@ static int devrt_open(para_runtime_t *rt, char *msg, size_t msg_len)
     d->shares_cores = d->info->is_cpu && d->info->compute_units > 1;
     atomic_init(&d->incoming, NULL);
     atomic_init(&d->sleeping, 0);
+    atomic_init(&d->failed, false);
     d->counters = para__stats_device_add(rt, d->info->name);
     d->lane =
         para__trace_lane_add(rt->trace, PARA__LANE_DEVICE, 0, "para-device-0");
@@ -867,6 +952,10 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
     if (rc != 0)
         return rc;
     para__devrt *d = rt->device;
+    if (d != NULL)
+        /* relaxed: published to the host thread and the workers with the
+         * run (rt->lock). */
+        atomic_store_explicit(&d->failed, false, memory_order_relaxed);
     if (d != NULL && d->cap_knodes < count) {
         para_node_t **k = realloc(d->knodes, count * sizeof *k);
         if (k == NULL) {

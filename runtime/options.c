@@ -55,6 +55,8 @@ static const option options[] = {
      "worker placement: cores, pus (hardware threads) or none"},
     {"DEVICE", offsetof(para_runtime_attr_t, device), OPT_STRING, "auto",
      "device of kernel nodes: auto, none, cpu, P:D or part of a name"},
+    {"DEVICE_FALLBACK", offsetof(para_runtime_attr_t, device_fallback), OPT_INT,
+     "1", "a failing device hands kernel nodes to their CPU function"},
     {"TRACE", offsetof(para_runtime_attr_t, trace), OPT_STRING, "",
      "write each run's event trace (Chrome JSON) to this file; empty = off"},
     {"TRACE_EVENTS", offsetof(para_runtime_attr_t, trace_events), OPT_SIZE,

@@ -181,6 +181,12 @@ static void push_local(para__worker *w, para__run *run, para__task *t)
     }
 }
 
+void para__inject_task(para__run *run, para__task *t)
+{
+    inject_push(run->rt, t);
+    notify_one(run->rt);
+}
+
 /* Take every injected task: run the oldest, queue the rest locally (where
  * other workers may steal them). */
 static para__task *take_injected(para__worker *w, para__run *run)

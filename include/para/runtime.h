@@ -52,6 +52,11 @@ typedef struct para_runtime_attr {
                                    "P:D" (platform, device index) or part of
                                    a device or platform name; default "auto"
                                    (PARA_DEVICE) */
+    int device_fallback;      /**< 1 (default): when the device fails during
+                                   a run, kernel nodes that have a CPU
+                                   function finish on the CPU (logged); 0:
+                                   the run fails with PARA_EDEVICE
+                                   (PARA_DEVICE_FALLBACK) */
     size_t mem_budget;        /**< bytes in flight under "memaware":
                                    batches, reorder buffers,
                                    device staging, and the bytes items own

@@ -49,6 +49,7 @@ typedef struct fault {
     int after;
     cl_int code;
     int hits;
+    int sticky; /* once fired, every later call fails too (a lost device) */
 } fault;
 
 static fault f_create, f_write, f_read, f_map, f_unmap, f_kernel, f_flush,
@@ -63,6 +64,7 @@ static void arm(fault *f, int after, cl_int code)
     f->after = after;
     f->code = code;
     f->hits = 0;
+    f->sticky = 0;
 }
 
 /* Stop injecting; an event already chosen to fail keeps failing. */
@@ -79,6 +81,10 @@ static int take(fault *f)
 {
     if (f->after < 0)
         return 0;
+    if (f->after == 0 && f->sticky) {
+        f->hits++;
+        return 1;
+    }
     if (f->after-- == 0) {
         f->hits++;
         return 1;
@@ -683,6 +689,101 @@ static void graph_fault(fault *f, int after, cl_int code, int want,
     assert_int_equal(live_buffers, 0);
 }
 
+/* axpb_u32 on the CPU (the node's CPU function for the fallback tests),
+ * made slow (about 1 us an item) so that the MIXED node prefers the
+ * device and the injected fault is reached. */
+static int axpb_cpu(void *ctx, const void *in, void *out, size_t n)
+{
+    (void)ctx;
+    const uint32_t *x = in;
+    uint32_t *y = out;
+    for (size_t i = 0; i < n; i++) {
+        volatile uint32_t v = x[i];
+        for (int k = 0; k < 300; k++)
+            v = v * 1664525u + 1013904223u;
+        y[i] = x[i] * mul + add;
+    }
+    return 0;
+}
+
+/* The device is lost for good from the k-th kernel enqueue on: a MIXED
+ * node finishes the run on the CPU (fallback on), or the run fails with
+ * PARA_EDEVICE (fallback off). */
+static void lost_device(int fallback)
+{
+    for (uint32_t i = 0; i < GRAPH_ITEMS; i++)
+        graph_in[i] = i;
+    disarm_all();
+    live_events = live_buffers = 0;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "auto";
+    a.pin = "none";
+    a.batch_items = 500;
+    a.device_fallback = fallback;
+    para_runtime_t *rt;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    para_kernel_arg_t args[2] = {{&mul, 4}, {&add, 4}};
+    para_kernel_desc_t kd = {.source = para_kernel_copy_src,
+                             .entry = "axpb_u32",
+                             .args = args,
+                             .n_args = 2};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *k, *sink;
+    graph_sink gs;
+    memset(&gs, 0, sizeof gs);
+    assert_int_equal(
+        para_graph_add_array(g, "in", graph_in, GRAPH_ITEMS, 4, &src), 0);
+    assert_int_equal(
+        para_graph_add_kernel(g, "axpb-mixed", 4, 4, &kd, axpb_cpu, NULL, &k),
+        0);
+    assert_int_equal(para_graph_add_sink_batch(g, "check", 4, graph_sink_fn,
+                                               &gs, PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, k), 0);
+    assert_int_equal(para_graph_connect(g, k, sink), 0);
+    arm(&f_kernel, 2, CL_DEVICE_NOT_AVAILABLE);
+    f_kernel.sticky = 1;
+    int rc = para_run(rt, g);
+    print_message("  lost device, fallback %s: %s %s (sink saw %zu, "
+                  "%d enqueues failed)\n",
+                  fallback ? "on" : "off", para_err_name(rc),
+                  para_runtime_errmsg(rt), gs.seen, f_kernel.hits);
+    assert_true(f_kernel.hits >= 1); /* the device was in use, and lost */
+    assert_int_equal(gs.wrong, 0);
+    if (fallback) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(gs.seen, GRAPH_ITEMS);
+        para_node_stats_t ns;
+        assert_int_equal(para_node_stats(k, &ns), 0);
+        assert_int_equal(ns.items_in, GRAPH_ITEMS);
+        assert_true(ns.device_items < GRAPH_ITEMS);
+    } else {
+        assert_int_equal(rc, PARA_EDEVICE);
+        expect_in(para_runtime_errmsg(rt), "'axpb-mixed'",
+                  "CL_DEVICE_NOT_AVAILABLE");
+    }
+    disarm_all();
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    assert_int_equal(live_events, 0);
+    assert_int_equal(live_buffers, 0);
+}
+
+static void test_graph_lost_device_falls_back(void **state)
+{
+    (void)state;
+    lost_device(1);
+}
+
+static void test_graph_lost_device_no_fallback(void **state)
+{
+    (void)state;
+    lost_device(0);
+}
+
 static void test_graph_kernel_enqueue_fails(void **state)
 {
     (void)state;
@@ -758,6 +859,8 @@ int main(void)
         cmocka_unit_test(test_graph_write_fails),
         cmocka_unit_test(test_graph_read_fails),
         cmocka_unit_test(test_graph_completion_fails),
+        cmocka_unit_test(test_graph_lost_device_falls_back),
+        cmocka_unit_test(test_graph_lost_device_no_fallback),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
