@@ -869,6 +869,23 @@ static bool try_sources(para__worker *w, para__run *run)
 
 /* ---- stealing and parking ---------------------------------------------- */
 
+/* A victim on another NUMA node: take more of its tasks at once (the plan
+ * says how many) into our own deque, where we run them next. */
+static void steal_more(para__worker *w, unsigned victim, para__deque *q)
+{
+    unsigned extra = para__topology_steal_count(&w->rt->plan, w->id, victim,
+                                                para__deque_size_estimate(q)) -
+                     1;
+    for (unsigned i = 0; i < extra; i++) {
+        para__counter_add(&w->c_steal_attempts, 1);
+        void *t = para__deque_steal(q);
+        if (t == PARA__DEQUE_EMPTY || t == PARA__DEQUE_ABORT)
+            return;
+        para__counter_add(&w->c_steals, 1);
+        push_local(w, w->rt->run, t);
+    }
+}
+
 /* Steal nearest first: the victim list comes from the topology plan, each
  * distance level shuffled again after a sweep that found nothing, so that
  * thieves at the same distance do not all hit the same victim. */
@@ -889,6 +906,7 @@ static para__task *steal(para__worker *w)
             if (t != PARA__DEQUE_ABORT) {
                 para__counter_add(&w->c_steals, 1);
                 para__trace_steal(w->trace, victims[k]);
+                steal_more(w, victims[k], q);
                 return t;
             }
         }

@@ -154,4 +154,30 @@ void para__topology_shuffle_levels(para__topology_plan *plan, unsigned w,
 int para__topology_pin_self(hwloc_topology_t topo,
                             const para__topology_plan *plan, unsigned w);
 
+/** Most tasks one steal takes from a worker on another NUMA node. */
+#define PARA__REMOTE_STEAL_MAX 8u
+
+/**
+ * @brief How many tasks thief @p thief should take from @p victim, whose
+ *        deque holds about @p victim_size tasks.
+ *
+ * One from a worker on the same NUMA node (or when either node is
+ * unknown): the next steal is cheap. From another NUMA node, half of what
+ * the victim holds, at most PARA__REMOTE_STEAL_MAX: work moves between
+ * nodes in larger pieces, so a thief does not cross the interconnect for
+ * every task and the batches it takes are processed where they now are.
+ * @note Any thread; reads only the plan's numa array.
+ */
+static inline unsigned
+para__topology_steal_count(const para__topology_plan *plan, unsigned thief,
+                           unsigned victim, size_t victim_size)
+{
+    int a = plan->numa[thief], b = plan->numa[victim];
+    if (a < 0 || b < 0 || a == b || victim_size < 2)
+        return 1;
+    size_t half = victim_size / 2;
+    return half < PARA__REMOTE_STEAL_MAX ? (unsigned)half
+                                         : PARA__REMOTE_STEAL_MAX;
+}
+
 #endif /* PARA_TOPOLOGY_H */

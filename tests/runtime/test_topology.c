@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -241,6 +242,106 @@ static void test_placement_cores(void **state)
     assert_int_equal(p.numa[2], 0);
     para__topology_plan_free(&p);
     hwloc_topology_destroy(t);
+}
+
+/* Larger steals across NUMA nodes: one task from a neighbour on the same
+ * node, half the victim's deque (at most PARA__REMOTE_STEAL_MAX) from
+ * another node. */
+static void test_steal_count_across_numa(void **state)
+{
+    (void)state;
+    hwloc_topology_t t = synthetic(NUMA_TOPO);
+    para__topology_plan p;
+    make(t, 0, PARA__PIN_CORES, &p); /* workers 0-3 on node 0, 4-7 on 1 */
+    assert_int_equal(para__topology_steal_count(&p, 0, 1, 20), 1);
+    assert_int_equal(para__topology_steal_count(&p, 0, 3, 1000), 1);
+    assert_int_equal(para__topology_steal_count(&p, 0, 4, 0), 1);
+    assert_int_equal(para__topology_steal_count(&p, 0, 4, 1), 1);
+    assert_int_equal(para__topology_steal_count(&p, 0, 4, 6), 3);
+    assert_int_equal(para__topology_steal_count(&p, 5, 2, 10), 5);
+    assert_int_equal(para__topology_steal_count(&p, 15, 0, 1000),
+                     PARA__REMOTE_STEAL_MAX);
+    para__topology_plan_free(&p);
+    /* Unpinned workers have no NUMA node: single steals. */
+    make(t, 16, PARA__PIN_NONE, &p);
+    assert_int_equal(para__topology_steal_count(&p, 0, 15, 1000), 1);
+    para__topology_plan_free(&p);
+    hwloc_topology_destroy(t);
+}
+
+/* A whole runtime on a synthetic two-node topology (HWLOC_SYNTHETIC is
+ * read by hwloc_topology_load()): workers cannot be pinned there (a warning
+ * each), but the plan has NUMA nodes, so steals between the two halves take
+ * several tasks. Many small batches, all checked. */
+static int add_one(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    *(uint64_t *)out = *(const uint64_t *)in + 1;
+    return 0;
+}
+
+static int sum_into(void *ctx, const void *in)
+{
+    *(uint64_t *)ctx += *(const uint64_t *)in;
+    return 0;
+}
+
+static _Atomic int unpinned_warnings;
+
+static void count_log_atomic(int level, const char *msg, void *arg)
+{
+    (void)msg;
+    (void)arg;
+    if (level == 1)
+        /* relaxed: a count read after the workers stopped. */
+        atomic_fetch_add_explicit(&unpinned_warnings, 1, memory_order_relaxed);
+}
+
+static void test_runtime_on_two_numa_nodes(void **state)
+{
+    (void)state;
+    if (getenv("HWLOC_SYNTHETIC") != NULL || getenv("HWLOC_XMLFILE") != NULL)
+        skip();
+    setenv("HWLOC_SYNTHETIC", "numa:2 core:2 pu:1", 1);
+    atomic_store_explicit(&unpinned_warnings, 0, memory_order_relaxed);
+    para_set_log_fn(count_log_atomic, NULL);
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 4;
+    a.batch_items = 64;
+    para_runtime_t *rt = NULL;
+    int rc = para_runtime_create(&rt, &a);
+    unsetenv("HWLOC_SYNTHETIC");
+    assert_int_equal(rc, 0);
+    uint64_t total = 0;
+    for (int run = 0; run < 5; run++) {
+        para_graph_t *g;
+        assert_int_equal(para_graph_create(&g), 0);
+        para_node_t *r, *m, *sink;
+        uint64_t sum = 0;
+        assert_int_equal(para_graph_add_range(g, "r", 0, 100000, &r), 0);
+        assert_int_equal(
+            para_graph_add_map(g, "inc", 8, 8, add_one, NULL, 0, &m), 0);
+        assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_into, &sum,
+                                             PARA_NODE_SERIAL, &sink),
+                         0);
+        assert_int_equal(para_graph_connect(g, r, m), 0);
+        assert_int_equal(para_graph_connect(g, m, sink), 0);
+        assert_int_equal(para_run(rt, g), 0);
+        assert_int_equal(sum, 100000ull * 99999ull / 2 + 100000ull);
+        total += sum;
+        para_graph_destroy(g);
+    }
+    para_stats_t st;
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    print_message("two synthetic NUMA nodes: %llu steals of %llu tasks\n",
+                  (unsigned long long)st.steals, (unsigned long long)st.tasks);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    para_set_log_fn(NULL, NULL);
+    /* Every worker said it runs unpinned: the synthetic topology was used. */
+    assert_true(
+        atomic_load_explicit(&unpinned_warnings, memory_order_relaxed) >= 4);
+    assert_true(total > 0);
 }
 
 static void test_placement_pus(void **state)
@@ -701,6 +802,8 @@ int main(void)
         cmocka_unit_test(test_pin_none),
         cmocka_unit_test(test_single_worker),
         cmocka_unit_test(test_disallowed_pus),
+        cmocka_unit_test(test_steal_count_across_numa),
+        cmocka_unit_test(test_runtime_on_two_numa_nodes),
         cmocka_unit_test(test_pin_synthetic_is_soft_failure),
         cmocka_unit_test(test_real_machine_pin),
     };
