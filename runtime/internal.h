@@ -286,8 +286,13 @@ struct para_emitter {
 
 /* ---- workers and runs -------------------------------------------------- */
 
+/* Page-aligned, so that each worker's struct (its deque's indices, which
+ * its owner touches on every push and pop, and its counters) can live on
+ * the worker's own NUMA node (para__topology_bind_memory()). */
+#define PARA__WORKER_ALIGN 4096
+
 struct para__worker {
-    alignas(PARA_CACHELINE) para__deque deque;
+    alignas(PARA__WORKER_ALIGN) para__deque deque;
     para_runtime_t *rt;
     unsigned id;
     pthread_t thread;

@@ -152,9 +152,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
         goto fail;
     rt->n_workers = rt->plan.n_workers;
     size_t bytes = rt->n_workers * sizeof *rt->workers;
-    rt->workers =
-        aligned_alloc(PARA_CACHELINE, (bytes + PARA_CACHELINE - 1) &
-                                          ~(size_t)(PARA_CACHELINE - 1));
+    rt->workers = aligned_alloc(PARA__WORKER_ALIGN, bytes);
     if (rt->workers == NULL)
         goto fail;
     memset(rt->workers, 0, bytes);

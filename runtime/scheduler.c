@@ -1026,8 +1026,11 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "para-cpu-%u", w->id);
     pthread_setname_np(pthread_self(), name);
-    /* A failed pin is logged by the topology module; the worker still runs. */
+    /* A failed pin is logged by the topology module; the worker still runs.
+     * Then its own struct moves to its NUMA node (a no-op on one node). */
     (void)para__topology_pin_self(rt->topology, &rt->plan, w->id);
+    (void)para__topology_bind_memory(rt->topology, &rt->plan, w->id, w,
+                                     sizeof *w);
 
     uint64_t seen = 0;
     pthread_mutex_lock(&rt->lock);

@@ -408,3 +408,30 @@ int para__topology_pin_self(hwloc_topology_t topo,
               w, set, bind_error_text(err), err);
     return PARA_EINVAL;
 }
+
+int para__topology_bind_memory(hwloc_topology_t topo,
+                               const para__topology_plan *plan, unsigned w,
+                               void *addr, size_t len)
+{
+    if (topo == NULL || plan == NULL || w >= plan->n_workers || addr == NULL)
+        return PARA_EINVAL;
+    if (plan->numa == NULL || plan->numa[w] < 0 ||
+        !hwloc_topology_is_thissystem(topo))
+        return 0; /* no node to bind to, or not this machine */
+    hwloc_bitmap_t nodes = hwloc_bitmap_alloc();
+    if (nodes == NULL)
+        return PARA_ENOMEM;
+    hwloc_bitmap_only(nodes, (unsigned)plan->numa[w]);
+    int rc =
+        hwloc_set_area_membind(topo, addr, len, nodes, HWLOC_MEMBIND_BIND,
+                               HWLOC_MEMBIND_MIGRATE | HWLOC_MEMBIND_BYNODESET);
+    int err = errno;
+    hwloc_bitmap_free(nodes);
+    if (rc == 0)
+        return 0;
+    para__log(3,
+              "topology: cannot bind worker %u's memory to NUMA node %d: "
+              "%s (errno %d)",
+              w, plan->numa[w], bind_error_text(err), err);
+    return PARA_EINVAL;
+}

@@ -154,6 +154,21 @@ void para__topology_shuffle_levels(para__topology_plan *plan, unsigned w,
 int para__topology_pin_self(hwloc_topology_t topo,
                             const para__topology_plan *plan, unsigned w);
 
+/**
+ * @brief Place [addr, addr + len) on worker @p w's NUMA node (whole pages:
+ *        pass page-aligned memory that holds nothing of other workers).
+ *
+ * Pages already touched are migrated. Nothing happens when the worker has
+ * no NUMA node (PIN_NONE) or the topology is not this system.
+ * @return 0 on success or when there is nothing to do; PARA_EINVAL if an
+ *         argument is wrong or the OS refused (logged at debug level: the
+ *         memory stays where it is, which is never fatal).
+ * @note Any thread.
+ */
+int para__topology_bind_memory(hwloc_topology_t topo,
+                               const para__topology_plan *plan, unsigned w,
+                               void *addr, size_t len);
+
 /** Most tasks one steal takes from a worker on another NUMA node. */
 #define PARA__REMOTE_STEAL_MAX 8u
 
