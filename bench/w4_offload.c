@@ -59,6 +59,8 @@ struct w4_state {
     uint64_t expect;  /* reference sum over the first n pixels */
     uint64_t sum;     /* the sink's */
     int with_cpu, with_kernel;
+    para_node_t *node; /* the mandelbrot node of the last graph */
+    uint64_t device_items, node_items; /* summed over the runs (check) */
     para_kernel_arg_t args[2];
     para_kernel_desc_t kernel;
 };
@@ -100,6 +102,7 @@ static int w4_build(para_graph_t *g, void *state)
             .kernel = st->with_kernel ? &st->kernel : NULL,
         };
         rc = para_graph_add(g, &d, &m);
+        st->node = m;
     }
     if (rc == 0)
         rc = para_graph_add_sink_batch(g, "sum", 4, sum_batch, st,
@@ -123,6 +126,11 @@ static void w4_check(void *state, bench_row_t *row)
 {
     struct w4_state *st = state;
     check_sum(row, st->sum, st->expect);
+    para_node_stats_t ns;
+    if (st->node != NULL && para_node_stats(st->node, &ns) == 0) {
+        st->device_items += ns.device_items;
+        st->node_items += ns.items_in;
+    }
 }
 
 static int w4_seq(void *state, bench_row_t *row)
@@ -222,6 +230,7 @@ static void graph_variant(const bench_cfg_t *cfg, struct w4_state *st,
 {
     st->with_cpu = with_cpu;
     st->with_kernel = with_kernel;
+    st->device_items = st->node_items = 0;
     static const bench_graph_ops_t ops = {w4_build, w4_check};
     bench_time_graph(cfg, &ops, st, row);
 }
@@ -289,6 +298,10 @@ int bench_w4(const bench_cfg_t *cfg)
     bench_row_init(&mixed, "w4", "mixed", total, cfg->threads);
     graph_variant(cfg, &st, &mixed, 1, 1);
     bench_print_row(&mixed);
+    fprintf(stderr, "w4 mixed: %.1f %% of the pixels on the device\n",
+            st.node_items
+                ? 100.0 * (double)st.device_items / (double)st.node_items
+                : 0.0);
 
     bench_row_init(&limit, "w4", "limit", total, 1);
     w4_limit(cfg, &st, &limit);

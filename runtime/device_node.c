@@ -47,12 +47,14 @@
  *   when each would finish it: the CPU in items * cpu_cost, the device
  *   after its backlog, in (backlog + items) * c. It keeps the batch if the
  *   CPU is sooner. A CPU device shares the workers' cores, so there a batch
- *   goes to whichever implementation does more per core. Until a cost is
- *   measured, batches explore: the CPU first, then one batch at a time on
- *   the device until a launch has been timed (not the first of the run,
- *   which may carry the kernel's compilation); the device is probed again
- *   with one batch whenever it has had none for REPROBE_NS. Decisions use
- *   the device's cost per item with the launch latency included.
+ *   goes to whichever implementation does more per core, judged on the
+ *   fastest cost per item each side has shown (each is measured while the
+ *   other competes for the cores; the minimum is the uncontended speed). Until
+ * a cost is measured, batches explore: the CPU first, then one batch at a time
+ * on the device until a launch has been timed (not the first of the run, which
+ * may carry the kernel's compilation); the device is probed again with one
+ * batch whenever it has had none for REPROBE_NS. Decisions use the device's
+ * cost per item with the launch latency included.
  *
  * Failures
  *   A failing launch ends the run with PARA_EDEVICE naming the node and the
@@ -171,8 +173,14 @@ static bool prefer_device(const para__devrt *d, para_node_t *n, size_t items)
     }
     if (dev == 0)
         return false; /* the probe is still out */
-    if (d->shares_cores)
-        return (double)dev * (double)d->rt->n_workers <= (double)cpu;
+    if (d->shares_cores) {
+        /* relaxed: as above. */
+        uint64_t cpu_best =
+            atomic_load_explicit(&n->cpu_best_ps, memory_order_relaxed);
+        uint64_t dev_best =
+            atomic_load_explicit(&n->dev_best_ps, memory_order_relaxed);
+        return (double)dev_best * (double)d->rt->n_workers <= (double)cpu_best;
+    }
     return (double)(backlog + items) * (double)dev <= (double)items * cpu;
 }
 
@@ -207,6 +215,18 @@ bool para__device_route(para__worker *w, para__run *run, para__task *t)
     return true;
 }
 
+/* Lower *best to @p ps if it is lower (0 = none yet). */
+static void keep_min(_Atomic uint64_t *best, uint64_t ps)
+{
+    /* relaxed: a running minimum, ordering is irrelevant. */
+    uint64_t cur = atomic_load_explicit(best, memory_order_relaxed);
+    /* relaxed CAS: as above. */
+    while ((cur == 0 || ps < cur) &&
+           !atomic_compare_exchange_weak_explicit(
+               best, &cur, ps, memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
 void para__device_note_cpu(para_node_t *n, size_t items, uint64_t ns)
 {
     if (items == 0)
@@ -214,6 +234,7 @@ void para__device_note_cpu(para_node_t *n, size_t items, uint64_t ns)
     uint64_t ps = ns * 1000 / items;
     if (ps == 0)
         ps = 1;
+    keep_min(&n->cpu_best_ps, ps);
     /* relaxed load + store: a running average; concurrent updates may lose
      * a sample, which an estimate can afford. */
     uint64_t old =
@@ -408,6 +429,7 @@ static void learn(para__devrt *d, para_node_t *n, uint64_t ns, size_t items)
     atomic_store_explicit(&n->dev_ps_per_item,
                           ewma(c, PARA_MAX(marginal, (uint64_t)1)),
                           memory_order_relaxed);
+    keep_min(&n->dev_best_ps, PARA_MAX(total, (uint64_t)1));
     uint64_t t =
         atomic_load_explicit(&n->dev_total_ps_per_item, memory_order_relaxed);
     atomic_store_explicit(&n->dev_total_ps_per_item,

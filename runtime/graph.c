@@ -332,6 +332,8 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->dev_ps_per_item, 0);
     atomic_init(&n->dev_total_ps_per_item, 0);
     atomic_init(&n->dev_probe_ns, 0);
+    atomic_init(&n->cpu_best_ps, 0);
+    atomic_init(&n->dev_best_ps, 0);
     atomic_init(&n->dev_backlog_items, 0);
     n->drain_task.node = n;
     g->nodes[g->n_nodes++] = n;
@@ -856,6 +858,8 @@ void para__graph_reset_run_state(para_graph_t *g)
         atomic_store_explicit(&n->dev_total_ps_per_item, 0,
                               memory_order_relaxed);
         atomic_store_explicit(&n->dev_probe_ns, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->cpu_best_ps, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->dev_best_ps, 0, memory_order_relaxed);
         n->dev_launches_run = 0;
         atomic_store_explicit(&n->dev_backlog_items, 0, memory_order_relaxed);
         atomic_store_explicit(&n->dh_backlog, 0, memory_order_relaxed);

@@ -159,7 +159,11 @@ struct para_node {
     _Atomic uint64_t cpu_ps_per_item, dev_ps_per_item, dev_total_ps_per_item;
     _Atomic uint64_t dev_backlog_items;
     _Atomic uint64_t dev_probe_ns; /* last batch routed to the device */
-    uint32_t dev_launches_run;     /* device thread: launches this run */
+    /* The fastest per-item costs seen this run (ps): on a device that
+     * shares the workers' cores, each side's speed is measured while the
+     * other competes for the cores; the minimum is the uncontended one. */
+    _Atomic uint64_t cpu_best_ps, dev_best_ps;
+    uint32_t dev_launches_run; /* device thread: launches this run */
 
     /* Run state: sources. */
     alignas(PARA_CACHELINE) _Atomic uint64_t src_state;
