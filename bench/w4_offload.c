@@ -31,26 +31,11 @@
 
 #include "bench.h"
 #include "device.h"
+#include "mandelbrot_ref.h"
 
 #define W4_SIDE 1024u
 #define W4_QUICK_SIDE 256u
 #define W4_DEV1_ITEMS 65536u
-
-static uint32_t mandel_count(uint32_t i, uint32_t W, uint32_t H)
-{
-    uint32_t px = i % W, py = i / W;
-    float cr = -2.0f + 2.5f * (float)px / (float)W;
-    float ci = -1.25f + 2.5f * (float)py / (float)H;
-    float zr = 0.0f, zi = 0.0f;
-    uint32_t count = 0;
-    while (count < 256 && zr * zr + zi * zi <= 4.0f) {
-        float t = zr * zr - zi * zi + cr;
-        zi = 2.0f * zr * zi + ci;
-        zr = t;
-        count++;
-    }
-    return count;
-}
 
 struct w4_state {
     uint32_t side;
@@ -71,7 +56,7 @@ static int mandel_batch(void *ctx, const void *in, void *out, size_t n)
     const uint32_t *p = in;
     uint32_t *o = out;
     for (size_t i = 0; i < n; i++)
-        o[i] = mandel_count(p[i], st->side, st->side);
+        o[i] = para_mandelbrot_ref(p[i], st->side, st->side);
     return 0;
 }
 
@@ -138,7 +123,7 @@ static int w4_seq(void *state, bench_row_t *row)
     struct w4_state *st = state;
     uint64_t s = 0;
     for (uint32_t i = 0; i < st->n; i++)
-        s += mandel_count(st->pixels[i], st->side, st->side);
+        s += para_mandelbrot_ref(st->pixels[i], st->side, st->side);
     st->expect = s;
     (void)row;
     return 0;

@@ -73,7 +73,6 @@
  *
  * Tests: tests/runtime/test_device_nodes.c (cpu and OpenCL back-ends).
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

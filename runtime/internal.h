@@ -457,8 +457,6 @@ void para__fail_run(para__worker *w, para__run *run, int err, const char *fmt,
 bool para__aborting(const para__run *run);
 /* Hand task @p t (holding its unit) to the workers from any thread. */
 void para__inject_task(para__run *run, para__task *t);
-/* Wake parked workers (all, or one if any sleeps). */
-void para__notify_all(para_runtime_t *rt);
 
 /* Devices (device_node.c). */
 /* Before a run: open the device if the graph has kernel nodes, create

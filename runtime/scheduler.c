@@ -90,11 +90,6 @@ static void notify_all(para_runtime_t *rt)
     para__device_wake(rt);
 }
 
-void para__notify_all(para_runtime_t *rt)
-{
-    notify_all(rt);
-}
-
 static void notify_one(para_runtime_t *rt);
 
 void para__notify_one(para_runtime_t *rt)

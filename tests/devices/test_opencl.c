@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "device.h"
+#include "mandelbrot_ref.h"
 #include "opencl/cl_internal.h"
 #include "para.h"
 #include "para_kernels.h"
@@ -120,23 +121,6 @@ static void poll_until_done(para__kernel *k, para__launch *l)
             return;
         usleep(50);
     }
-}
-
-/* BENCH_SPEC.md w4, verbatim. */
-static inline uint32_t mandel_count(uint32_t i, uint32_t W, uint32_t H)
-{
-    uint32_t px = i % W, py = i / W;
-    float cr = -2.0f + 2.5f * (float)px / (float)W;
-    float ci = -1.25f + 2.5f * (float)py / (float)H;
-    float zr = 0.0f, zi = 0.0f;
-    uint32_t n = 0;
-    while (n < 256 && zr * zr + zi * zi <= 4.0f) {
-        float t = zr * zr - zi * zi + cr;
-        zi = 2.0f * zr * zi + ci;
-        zr = t;
-        n++;
-    }
-    return n;
 }
 
 static size_t count_cache_files(void)
@@ -430,7 +414,7 @@ static void check_mandelbrot(para__device *dev, uint32_t W, uint32_t H,
     uint64_t sum = 0, ref = 0;
     size_t differ = 0;
     for (size_t i = 0; i < n; i++) {
-        uint32_t c = mandel_count((uint32_t)i, W, H);
+        uint32_t c = para_mandelbrot_ref((uint32_t)i, W, H);
         ref += c;
         sum += out[i];
         differ += out[i] != c;

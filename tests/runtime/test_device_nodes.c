@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "para.h"
+#include "mandelbrot_ref.h"
 
 static char log_buf[8192];
 
@@ -625,22 +626,6 @@ static void test_opencl_build_error_names_node(void **state)
 
 /* Mandelbrot through a kernel node, against the C reference (the device
  * may differ in the last bit of a division: allow 0.1 % of the sum). */
-static uint32_t mandel_count(uint32_t i, uint32_t W, uint32_t H)
-{
-    uint32_t px = i % W, py = i / W;
-    float cr = -2.0f + 2.5f * (float)px / (float)W;
-    float ci = -1.25f + 2.5f * (float)py / (float)H;
-    float zr = 0.0f, zi = 0.0f;
-    uint32_t count = 0;
-    while (count < 256 && zr * zr + zi * zi <= 4.0f) {
-        float t = zr * zr - zi * zi + cr;
-        zi = 2.0f * zr * zi + ci;
-        zr = t;
-        count++;
-    }
-    return count;
-}
-
 static void test_opencl_mandelbrot_node(void **state)
 {
     (void)state;
@@ -651,7 +636,7 @@ static void test_opencl_mandelbrot_node(void **state)
     uint64_t want = 0;
     for (uint32_t i = 0; i < W * H; i++) {
         pixels[i] = i;
-        want += mandel_count(i, W, H);
+        want += para_mandelbrot_ref(i, W, H);
     }
     para_runtime_t *rt = make_rt("auto", 2, 0);
     para_graph_t *g;
