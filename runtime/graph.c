@@ -314,7 +314,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     case PARA__KIND_KERNEL:
         break;
     }
-    atomic_init(&n->inbox, NULL);
+    para__task_stack_init(&n->inbox);
     atomic_init(&n->claimed, 0);
     atomic_init(&n->src_state, 0);
     atomic_init(&n->src_cursor, 0);
@@ -842,7 +842,7 @@ void para__graph_reset_run_state(para_graph_t *g)
         para_node_t *n = g->nodes[i];
         /* relaxed: no worker runs this graph yet; the run is published to
          * the workers under the runtime mutex afterwards. */
-        atomic_store_explicit(&n->inbox, NULL, memory_order_relaxed);
+        para__task_stack_init(&n->inbox);
         atomic_store_explicit(&n->claimed, 0, memory_order_relaxed);
         atomic_store_explicit(&n->src_state, 0, memory_order_relaxed);
         atomic_store_explicit(&n->src_cursor, 0, memory_order_relaxed);

@@ -26,6 +26,8 @@
 #include <hwloc.h>
 
 #include "deque.h"
+#include "eventcount.h"
+#include "mpsc_stack.h"
 #include "topology.h"
 #include "trace.h"
 #include "para.h"
@@ -58,6 +60,9 @@ typedef struct para__task {
     uint32_t in_port;         /* index into node->preds */
     uint32_t path;            /* path index the output will carry */
 } para__task;
+
+/* A stack of tasks any thread pushes and one taker empties (mpsc_stack.h). */
+PARA__MPSC_STACK_DEFINE(para__task_stack, para__task, next)
 
 /* Where a kernel node's batches run in the current run (device_node.c). */
 typedef enum para__placement {
@@ -135,7 +140,7 @@ struct para_node {
 
     /* Run state: serial nodes. The claim flag gives one worker at a time
      * the right to drain the inbox and touch pending/heap/next_*. */
-    alignas(PARA_CACHELINE) _Atomic(para__task *) inbox;
+    alignas(PARA_CACHELINE) para__task_stack inbox;
     _Atomic unsigned claimed;
     para__task drain_task;
     para__task *pending_head, *pending_tail; /* claim-owned FIFO */
@@ -406,16 +411,14 @@ struct para_runtime {
     pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */
     pthread_cond_t done_cond;  /* para_run waits for workers to leave */
-    pthread_cond_t park_cond;  /* idle workers inside a run */
     uint64_t generation;       /* bumped per run */
     para__run *run;            /* current run (lock) */
     unsigned workers_in_run;   /* lock */
     bool shutdown;             /* lock */
     unsigned threads_started;
 
-    _Atomic int busy;            /* a para_run() is in progress */
-    _Atomic uint32_t sleepers;   /* workers parked or about to park */
-    _Atomic uint64_t wake_epoch; /* bumped by every wake-up */
+    _Atomic int busy;      /* a para_run() is in progress */
+    para__eventcount park; /* idle workers inside a run sleep here */
 
     uint64_t runs, last_run_ns, last_peak_batches;
     uint64_t last_peak_bytes, last_budget, last_hold_ns, last_decisions;
@@ -433,7 +436,7 @@ struct para_runtime {
     bool device_cpu_logged;
     para__devrt *device;
     unsigned helper_threads; /* host threads that take part in runs */
-    alignas(PARA_CACHELINE) _Atomic(para__task *) inject;
+    alignas(PARA_CACHELINE) para__task_stack inject;
     para__trace *trace; /* NULL unless tracing (PARA_TRACE) */
     para__device_counters devices[PARA__MAX_DEVICES];
     unsigned n_devices; /* rt->lock */

@@ -72,7 +72,7 @@ static void runtime_free(para_runtime_t *rt)
     para__topology_plan_free(&rt->plan);
     if (rt->topology != NULL)
         hwloc_topology_destroy(rt->topology);
-    pthread_cond_destroy(&rt->park_cond);
+    para__eventcount_fini(&rt->park);
     pthread_cond_destroy(&rt->done_cond);
     pthread_cond_destroy(&rt->start_cond);
     pthread_mutex_destroy(&rt->lock);
@@ -130,15 +130,13 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
              attr->device != NULL && attr->device[0] != '\0' ? attr->device
                                                              : "auto");
     rt->attr.device = rt->device_selector;
-    atomic_init(&rt->inject, NULL);
+    para__task_stack_init(&rt->inject);
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->cancel, false);
-    atomic_init(&rt->sleepers, 0);
-    atomic_init(&rt->wake_epoch, 0);
     pthread_mutex_init(&rt->lock, NULL);
     pthread_cond_init(&rt->start_cond, NULL);
     pthread_cond_init(&rt->done_cond, NULL);
-    pthread_cond_init(&rt->park_cond, NULL);
+    para__eventcount_init(&rt->park);
 
     int rc = PARA_ENOMEM;
     if (hwloc_topology_init(&rt->topology) != 0) {
@@ -363,13 +361,10 @@ int para_run_cancel(para_runtime_t *rt)
     if (atomic_load_explicit(&rt->busy, memory_order_relaxed) != 0) {
         /* seq_cst: pairs with the seq_cst load in the scheduler's
          * work_visible() (after a worker announced it parks), and comes
-         * before the epoch bump below: a worker about to park either sees
-         * the request or is woken by the bump. */
+         * before the wake-up below: a worker about to park either sees
+         * the request or is woken (eventcount.h). */
         atomic_store_explicit(&rt->cancel, true, memory_order_seq_cst);
-        /* relaxed: the epoch is read and written under rt->lock by
-         * sleepers (as in the scheduler's notify_all()). */
-        atomic_fetch_add_explicit(&rt->wake_epoch, 1, memory_order_relaxed);
-        pthread_cond_broadcast(&rt->park_cond);
+        para__eventcount_notify_all(&rt->park);
         rc = 0;
     }
     pthread_mutex_unlock(&rt->lock);
