@@ -558,7 +558,7 @@ static bool upstream_stalled(const para__devrt *d, para__run *run)
     /* relaxed: heuristics; the gather window bounds the cost of a miss. */
     return atomic_load_explicit(&run->in_flight, memory_order_relaxed) <=
                d->held ||
-           !run->policy->sources_open(run);
+           !para__sources_open(run);
 }
 
 static uint64_t gather_window_ns(const para__devrt *d)

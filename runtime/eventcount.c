@@ -46,12 +46,9 @@ void para__eventcount_wait(para__eventcount *ec, uint64_t key,
     para__eventcount_cancel(ec);
 }
 
-uint32_t para__eventcount_notify(para__eventcount *ec, uint32_t n)
+void para__eventcount_notify_slow(para__eventcount *ec, uint32_t n,
+                                  uint32_t waiting)
 {
-    uint32_t waiting =
-        atomic_fetch_add_explicit(&ec->waiters, 0, memory_order_seq_cst);
-    if (waiting == 0 || n == 0)
-        return waiting;
     pthread_mutex_lock(&ec->lock);
     atomic_fetch_add_explicit(&ec->epoch, 1, memory_order_relaxed);
     if (n >= waiting)
@@ -60,7 +57,6 @@ uint32_t para__eventcount_notify(para__eventcount *ec, uint32_t n)
         for (uint32_t i = 0; i < n; i++)
             pthread_cond_signal(&ec->cond);
     pthread_mutex_unlock(&ec->lock);
-    return waiting;
 }
 
 void para__eventcount_notify_all(para__eventcount *ec)

@@ -61,9 +61,19 @@ void para__eventcount_cancel(para__eventcount *ec);
  * *@p stop (may be NULL) is true. Returns after undoing prepare(). */
 void para__eventcount_wait(para__eventcount *ec, uint64_t key,
                            const _Atomic bool *stop);
+void para__eventcount_notify_slow(para__eventcount *ec, uint32_t n,
+                                  uint32_t waiting);
 /* Publisher: wake up to @p n waiters (if any waits; no lock otherwise).
- * Returns the number of waiters seen (0: nothing was done). */
-uint32_t para__eventcount_notify(para__eventcount *ec, uint32_t n);
+ * Returns the number of waiters seen (0: nothing was done). Inline: the
+ * common case, nobody waiting, is one RMW on the hot path. */
+static inline uint32_t para__eventcount_notify(para__eventcount *ec, uint32_t n)
+{
+    uint32_t waiting =
+        atomic_fetch_add_explicit(&ec->waiters, 0, memory_order_seq_cst);
+    if (waiting != 0 && n != 0)
+        para__eventcount_notify_slow(ec, n, waiting);
+    return waiting;
+}
 /* Wake every waiter, unconditionally (run end, cancel, abort). */
 void para__eventcount_notify_all(para__eventcount *ec);
 

@@ -269,18 +269,20 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     run->max_batches = rt->attr.max_batches ? (int64_t)rt->attr.max_batches
                        : budgeted           ? 0
                                             : 8 * (int64_t)rt->n_workers;
-    run->budget = budgeted ? default_budget(rt->attr.mem_budget) : UINT64_MAX;
     atomic_init(&run->bytes, 0);
     atomic_init(&run->peak_bytes, 0);
-    atomic_init(&run->reserved, 0);
     atomic_init(&run->held_since, 0);
     atomic_init(&run->hold_ns, 0);
-    atomic_init(&run->decisions, 0);
-    atomic_init(&run->dh_next_ns, 0);
-    if (run->policy->run_begin(run) != 0) {
+    run->budget.limit = UINT64_MAX;
+    atomic_init(&run->budget.reserved, 0);
+    atomic_init(&run->budget.decisions, 0);
+    if ((budgeted &&
+         para__budget_begin(run, default_budget(rt->attr.mem_budget)) != 0) ||
+        run->policy->run_begin(run, &run->policy_state) != 0) {
         rc = PARA_ENOMEM;
         set_errmsg(rt, "out of memory starting the run");
-        para__policy_run_end(run);
+        run->policy->run_end(run, run->policy_state);
+        para__budget_end(run);
         free(run);
         para__device_finish_run(rt, g);
         goto out;
@@ -310,18 +312,19 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         &run->peak_batches, memory_order_relaxed);
     int64_t bytes = atomic_load_explicit(&run->bytes, memory_order_relaxed);
     uint64_t reserved =
-        atomic_load_explicit(&run->reserved, memory_order_relaxed);
+        atomic_load_explicit(&run->budget.reserved, memory_order_relaxed);
     if (bytes != 0 || reserved != 0)
         para__panic("run ended with %lld bytes in flight, %llu reserved",
                     (long long)bytes, (unsigned long long)reserved);
     rt->last_peak_bytes =
         (uint64_t)atomic_load_explicit(&run->peak_bytes, memory_order_relaxed);
-    rt->last_budget = run->budget == UINT64_MAX ? 0 : run->budget;
+    rt->last_budget = run->budget.limit == UINT64_MAX ? 0 : run->budget.limit;
     rt->last_hold_ns =
         atomic_load_explicit(&run->hold_ns, memory_order_relaxed);
     rt->last_decisions =
-        atomic_load_explicit(&run->decisions, memory_order_relaxed);
-    para__policy_run_end(run);
+        atomic_load_explicit(&run->budget.decisions, memory_order_relaxed);
+    run->policy->run_end(run, run->policy_state);
+    para__budget_end(run);
     rt->runs++;
     /* A trace that cannot be written is logged; the run itself succeeded. */
     if (para__trace_run_end(rt->trace, g) == 0 && rt->trace != NULL &&

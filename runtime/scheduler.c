@@ -91,9 +91,9 @@ static inline void notify(para_runtime_t *rt, uint32_t n)
     para__eventcount_notify(&rt->park, n);
 }
 
-void para__notify_one(para_runtime_t *rt)
+void para__notify(para_runtime_t *rt, uint32_t n)
 {
-    notify(rt, 1);
+    notify(rt, n);
 }
 
 static void units_add(para__run *run, int64_t delta)
@@ -510,10 +510,8 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         t->in_port = n->succ_port[i];
         t->path = out->path + s->in_path_offset[t->in_port];
         t->next = t->child = NULL;
-        if (PARA_UNLIKELY(run->policy->tracks_backlog))
-            /* relaxed: see run_task(). */
-            atomic_fetch_add_explicit(&s->dh_backlog, (int64_t)out->count,
-                                      memory_order_relaxed);
+        if (PARA_UNLIKELY(run->policy->task_queued != NULL))
+            run->policy->task_queued(run->policy_state, s, out->count);
         if (s->serial)
             inbox_push(w, run, s, t);
         else
@@ -528,10 +526,8 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     para_node_t *n = t->node;
     para__batch *in = t->batch;
     para__batch *out = NULL;
-    if (PARA_UNLIKELY(run->policy->tracks_backlog))
-        /* relaxed: a heuristic for the allocation of workers. */
-        atomic_fetch_sub_explicit(&n->dh_backlog, (int64_t)in->count,
-                                  memory_order_relaxed);
+    if (PARA_UNLIKELY(run->policy->task_started != NULL))
+        run->policy->task_started(run->policy_state, n, in->count);
     if (PARA_UNLIKELY(n->placement != PARA__PLACE_CPU) && !aborting(run) &&
         para__device_route(w, run, t))
         return; /* the device host thread owns the task and its unit */
@@ -644,8 +640,8 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
                                 bool *exhausted, bool *held)
 {
     para__family *family = NULL;
-    size_t want =
-        run->policy->admit(w, run, s, source_batch_items(w, run, s), &family);
+    size_t want = run->policy->admit(run->policy_state, w, run, s,
+                                     source_batch_items(w, run, s), &family);
     if (want == 0) {
         *held = true;
         return NULL;
@@ -806,7 +802,7 @@ static bool try_sources(para__worker *w, para__run *run)
         if (atomic_load_explicit(&s->src_state, memory_order_relaxed) &
             PARA__SRC_EXHAUSTED)
             continue;
-        if (!abort_now && !run->policy->sources_open(run)) {
+        if (!abort_now && !para__sources_open(run)) {
             para__counter_add(&w->c_source_holds, 1);
             note_hold(run, true);
             return false;
@@ -890,7 +886,7 @@ static bool work_visible(para__worker *w, para__run *run)
     para_graph_t *g = run->graph;
     /* Heuristic reads; a missed change is caught by notify (a family that
      * gives its bytes back notifies). */
-    bool room = aborting(run) || run->policy->sources_open(run);
+    bool room = aborting(run) || para__sources_open(run);
     for (unsigned i = 0; room && i < g->n_sources; i++) {
         para_node_t *s = g->sources[i];
         uint64_t st = atomic_load_explicit(&s->src_state, memory_order_relaxed);
@@ -933,7 +929,8 @@ static void run_loop(para__worker *w, para__run *run)
             fail_run(w, run, PARA_ECANCELED,
                      "run canceled by para_run_cancel()");
         if (PARA_UNLIKELY(run->policy->produce_first != NULL) &&
-            run->policy->produce_first(w, run) && try_sources(w, run)) {
+            run->policy->produce_first(run->policy_state, w, run) &&
+            try_sources(w, run)) {
             idle = 0;
             continue;
         }
