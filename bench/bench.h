@@ -11,9 +11,9 @@
  *   w5_budget.c    w5 (the memory budget: bounded, unbounded)
  *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
  *
- * Every workload follows /work/shared/BENCH_SPEC.md exactly: same sizes, same
- * spin() counts, same checksums, so that its numbers can be put beside other
- * runtimes measured the same way.
+ * Every workload follows the project's benchmark contract exactly (sizes,
+ * spin() counts and checksums are documented in BENCHMARKS.md), so that its
+ * numbers can be put beside other runtimes measured the same way.
  */
 #ifndef PARA_BENCH_H
 #define PARA_BENCH_H
@@ -50,7 +50,13 @@ typedef struct bench_cfg {
     para_runtime_t *rt; /* created once by main(), reused by every run */
     unsigned threads;   /* the runtime's worker count */
     unsigned repeat;    /* runs per variant; the median time is reported */
-    int quick;          /* 1: the --quick sizes of BENCH_SPEC.md */
+    int quick;          /* 1: the --quick sizes */
+    double min_seconds; /* --min-seconds: a timing shorter than this is made
+                           of back-to-back runs until it is not; the time
+                           per run is their mean (0: one run per timing) */
+    unsigned handicap;  /* --handicap K: every para_run() of a timing is
+                           done K times (a stand-in for a K-fold slowdown of
+                           the runtime, to prove the perf guard); 1 normally */
     para_runtime_t *rt_traced; /* --trace FILE: a second runtime with the
                                   event trace on, or NULL */
 } bench_cfg_t;
@@ -86,7 +92,8 @@ double bench_now(void);
  */
 typedef int (*bench_timed_fn)(void *state, bench_row_t *row);
 
-/* Run @p fn cfg->repeat times, timing all of it; sets row->seconds. */
+/* Run @p fn cfg->repeat times, timing all of it; sets row->seconds. Each
+ * timing repeats @p fn back to back until it lasts cfg->min_seconds. */
 void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
                 bench_row_t *row);
 
