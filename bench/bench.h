@@ -10,6 +10,7 @@
  *   w4_offload.c   w4 (kernel nodes: cpu, dev1, dev, mixed, limit)
  *   w5_budget.c    w5 (the memory budget: bounded, unbounded)
  *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
+ *   shapes.c       w12, w13, w14 (short runs, large items, a deep chain)
  *
  * Every workload follows the project's benchmark contract exactly (sizes,
  * spin() counts and checksums are documented in BENCHMARKS.md), so that its
@@ -71,6 +72,8 @@ typedef struct bench_row {
     double seq_seconds;   /* median seq time of the same process; 0 = none,
                              which prints "efficiency":null */
     int ok;               /* 1 until bench_fail() */
+    char extra[256];      /* more JSON fields of the workload, without the
+                             braces ("\"p99_us\":41.0"), or "" */
     char check[256];      /* "ok", or the first failure */
 } bench_row_t;
 
@@ -157,5 +160,8 @@ int bench_w4(const bench_cfg_t *cfg);
 int bench_w5(const bench_cfg_t *cfg);
 int bench_w6(const bench_cfg_t *cfg);
 int bench_w7(const bench_cfg_t *cfg);
+int bench_w12(const bench_cfg_t *cfg);
+int bench_w13(const bench_cfg_t *cfg);
+int bench_w14(const bench_cfg_t *cfg);
 
 #endif /* PARA_BENCH_H */

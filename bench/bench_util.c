@@ -119,6 +119,8 @@ void bench_print_row(const bench_row_t *row)
                row->seq_seconds / ((double)row->threads * row->seconds));
     else
         printf("\"efficiency\":null,");
+    if (row->extra[0] != '\0')
+        printf("%s,", row->extra);
     printf("\"peak_rss_mb\":%.1f,\"check\":", peak_rss_mb());
     print_json_string(row->check);
     printf("}\n");

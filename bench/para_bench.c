@@ -4,7 +4,7 @@
  * Usage:
  *   para-bench [--workload LIST] [--threads N] [--quick] [--repeat R]
  *
- *   --workload LIST  comma-separated workload ids w1..w7, or "all" (the
+ *   --workload LIST  comma-separated workload ids w1..w14, or "all" (the
  *                    default). "all" runs every one.
  *   --threads N      runtime workers; default: the number of online CPUs.
  *   --quick          the small sizes (seconds, not minutes).
@@ -58,16 +58,18 @@ struct workload {
 };
 
 static const struct workload workloads[] = {
-    {"w1", bench_w1, NULL}, {"w2", bench_w2, NULL}, {"w3", bench_w3, NULL},
-    {"w4", bench_w4, NULL}, {"w5", bench_w5, NULL}, {"w6", bench_w6, NULL},
-    {"w7", bench_w7, NULL},
+    {"w1", bench_w1, NULL},   {"w2", bench_w2, NULL},
+    {"w3", bench_w3, NULL},   {"w4", bench_w4, NULL},
+    {"w5", bench_w5, NULL},   {"w6", bench_w6, NULL},
+    {"w7", bench_w7, NULL},   {"w12", bench_w12, NULL},
+    {"w13", bench_w13, NULL}, {"w14", bench_w14, NULL},
 };
 
 #define N_WORKLOADS (sizeof workloads / sizeof workloads[0])
 
 static void usage(FILE *out)
 {
-    fputs("usage: para-bench [--workload w1..w7|all[,...]] [--threads N]\n"
+    fputs("usage: para-bench [--workload w1..w14|all[,...]] [--threads N]\n"
           "                  [--quick] [--repeat R] [--min-seconds S]\n"
           "                  [--handicap K] [--trace FILE]\n",
           out);
@@ -118,7 +120,7 @@ static int parse_workloads(const char *list, int *selected)
         if (!found) {
             fprintf(stderr,
                     "para-bench: unknown workload '%.*s' "
-                    "(expected w1..w7 or all)\n",
+                    "(expected w1..w14 or all)\n",
                     (int)len, p);
             return 2;
         }
