@@ -79,7 +79,8 @@
 #include <time.h>
 
 #include "device.h"
-#include "internal.h"
+#include "device_node.h"
+#include "policy.h"
 
 #define MAX_IN_FLIGHT 2 /* launches queued on the device at once */
 #define SLOTS 4         /* >= MAX_IN_FLIGHT */

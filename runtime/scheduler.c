@@ -69,7 +69,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "scheduler.h"
+
+#include "budget.h"
+#include "policy.h"
 
 #define SPIN_ROUNDS 64      /* idle loop iterations before parking */
 #define STEAL_RETRIES 2     /* retries of one victim after a lost race */
@@ -77,61 +80,31 @@
 
 static void execute(para__worker *w, para__run *run, para__task *t);
 
+/* The worker's batch cache, or none for other threads (w == NULL). */
+static inline para__batch_cache *cache_of(para__worker *w)
+{
+    return w != NULL ? &w->cache : NULL;
+}
+
 /* ---- units and termination -------------------------------------------- */
 
-static void notify_all(para_runtime_t *rt)
-{
-    para__eventcount_notify_all(&rt->park);
-    para__device_wake(rt);
-}
-
-/* Wake up to @p n parked workers (eventcount.h: no lock when none sleeps). */
+/* Local names for the run context's services (runctx.h). */
 static inline void notify(para_runtime_t *rt, uint32_t n)
 {
-    para__eventcount_notify(&rt->park, n);
+    para__notify(&rt->wake, n);
 }
 
-void para__notify(para_runtime_t *rt, uint32_t n)
+static inline void units_add(para__run *run, int64_t delta)
 {
-    notify(rt, n);
+    para__units_add(run, delta);
 }
 
-static void units_add(para__run *run, int64_t delta)
+static inline bool aborting(const para__run *run)
 {
-    if (delta == 0)
-        return;
-    /* acq_rel: the release half publishes everything this worker did (sink
-     * effects, statistics) to the worker that brings the count to zero; the
-     * acquire half lets that worker see every other worker's release. */
-    int64_t left = atomic_fetch_add_explicit(&run->in_flight, delta,
-                                             memory_order_acq_rel) +
-                   delta;
-    if (left == 0) {
-        /* release: pairs with the acquire load of done in the worker loop. */
-        atomic_store_explicit(&run->done, true, memory_order_release);
-        notify_all(run->rt);
-    } else if (PARA_UNLIKELY(left < 0)) {
-        para__panic("run unit count went negative (%lld)", (long long)left);
-    }
+    return para__aborting(run);
 }
 
-void para__units_add(para__run *run, int64_t delta)
-{
-    units_add(run, delta);
-}
-
-static bool aborting(const para__run *run)
-{
-    /* relaxed: a hint to skip work; the status itself is read after the
-     * run through the units' acq_rel chain. */
-    return atomic_load_explicit(&((para__run *)run)->aborting,
-                                memory_order_relaxed);
-}
-
-bool para__aborting(const para__run *run)
-{
-    return aborting(run);
-}
+#define fail_run para__fail_run
 
 /* ---- deque helpers and the injection stack ------------------------------ */
 
@@ -139,7 +112,7 @@ bool para__aborting(const para__run *run)
  * tasks to the workers through rt->inject. */
 static void inject_push(para_runtime_t *rt, para__task *t)
 {
-    para__task_stack_push(&rt->inject, t);
+    para__task_stack_push(&rt->wake.inject, t);
 }
 
 static void push_local(para__worker *w, para__run *run, para__task *t)
@@ -152,20 +125,14 @@ static void push_local(para__worker *w, para__run *run, para__task *t)
     }
 }
 
-void para__inject_task(para__run *run, para__task *t)
-{
-    inject_push(run->rt, t);
-    notify(run->rt, 1);
-}
-
 /* Take every injected task: run the oldest, queue the rest locally (where
  * other workers may steal them). */
 static para__task *take_injected(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
-    if (para__task_stack_peek_empty(&rt->inject))
+    if (para__task_stack_peek_empty(&rt->wake.inject))
         return NULL;
-    para__task *list = para__task_stack_take_all(&rt->inject);
+    para__task *list = para__task_stack_take_all(&rt->wake.inject);
     if (list == NULL)
         return NULL;
     /* The stack is newest first: queue all but the last (the oldest), so
@@ -314,42 +281,6 @@ static bool holds_leftovers(const para_node_t *n)
 
 static void sweep_serial_nodes(para__worker *w, para__run *run);
 
-/* Record the first failure of a run (later ones are dropped), switch the run
- * to aborting, and make sure every serial node releases its leftovers. */
-static void fail_run(para__worker *w, para__run *run, int err, const char *fmt,
-                     ...) __attribute__((format(printf, 4, 5)));
-static void fail_run(para__worker *w, para__run *run, int err, const char *fmt,
-                     ...)
-{
-    int expected = 0;
-    /* acq_rel: the winner's message is published with the status; the
-     * run's end (units_add) orders both before para_run() reads them. */
-    if (atomic_compare_exchange_strong_explicit(&run->status, &expected, err,
-                                                memory_order_acq_rel,
-                                                memory_order_relaxed)) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(run->errmsg, sizeof run->errmsg, fmt, ap);
-        va_end(ap);
-    }
-    /* seq_cst: the aborter's half of the Dekker pattern with drain(): set
-     * aborting, then try to claim each serial node. */
-    atomic_store_explicit(&run->aborting, true, memory_order_seq_cst);
-    sweep_serial_nodes(w, run);
-    notify_all(run->rt);
-}
-
-void para__fail_run(para__worker *w, para__run *run, int err, const char *fmt,
-                    ...)
-{
-    char msg[PARA__ERRMSG_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fail_run(w, run, err, "%s", msg);
-}
-
 static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
 {
     fail_run(w, run, PARA_ENODE, "node '%s' returned %d (%s)", n->name, rc,
@@ -386,7 +317,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 
     *out = NULL;
     if (!para__is_sink(n)) {
-        o = para__batch_alloc(w, run, n->n_succs,
+        o = para__batch_alloc(cache_of(w), run, n->n_succs,
                               para__mul_sat(count ? count : 1, os));
         if (o == NULL) {
             fail_run(w, run, PARA_ENOMEM,
@@ -430,7 +361,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     case PARA__KIND_FLAT_MAP:
     case PARA__KIND_FLAT_MAP_BATCH: {
         para_emitter_t e = {
-            .worker = w, .run = run, .batch = o, .item_size = os};
+            .cache = cache_of(w), .run = run, .batch = o, .item_size = os};
         if (n->kind == PARA__KIND_FLAT_MAP) {
             for (size_t i = 0; i < count && rc == 0; i++)
                 rc = n->fn.flat_map(ctx, ip + i * is, &e);
@@ -477,7 +408,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 
     if (rc != 0) {
         if (o != NULL)
-            para__batch_free(w, run, o);
+            para__batch_free(cache_of(w), run, o);
         fail_node(w, run, n, rc);
         return rc;
     }
@@ -495,7 +426,7 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         para__bytes_add(run, (int64_t)out->extra_bytes);
     }
     if (out->count == 0 && !n->forward_empty) {
-        para__batch_free(w, run, out);
+        para__batch_free(cache_of(w), run, out);
         units_add(run, -held);
         return;
     }
@@ -529,14 +460,14 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     if (PARA_UNLIKELY(run->policy->task_started != NULL))
         run->policy->task_started(run->policy_state, n, in->count);
     if (PARA_UNLIKELY(n->placement != PARA__PLACE_CPU) && !aborting(run) &&
-        para__device_route(w, run, t))
+        run->rt->offload.route(w, run, t))
         return; /* the device host thread owns the task and its unit */
     if (!aborting(run)) {
         uint64_t t0 = para__now_ns();
         int rc = process(w, run, n, t, &out);
         uint64_t dt = para__now_ns() - t0;
         if (PARA_UNLIKELY(n->placement == PARA__PLACE_MIXED) && rc == 0)
-            para__device_note_cpu(n, in->count, dt);
+            run->rt->offload.note_cpu(n, in->count, dt);
         /* relaxed: statistics and a cost estimate; no ordering needed. */
         atomic_fetch_add_explicit(&n->st_busy_ns, dt, memory_order_relaxed);
         atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
@@ -553,12 +484,12 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
                          out != NULL ? out->count : 0);
     }
     para__counter_add(&w->c_tasks, 1);
-    para__batch_release(w, run, in);
+    para__batch_release(cache_of(w), run, in);
     if (out != NULL && !aborting(run))
         para__deliver(w, run, n, out, 1);
     else {
         if (out != NULL)
-            para__batch_free(w, run, out);
+            para__batch_free(cache_of(w), run, out);
         units_add(run, -1);
     }
 }
@@ -648,7 +579,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     }
     para__batch *b = NULL;
     if (s->kind == PARA__KIND_SOURCE_FN) {
-        b = para__batch_alloc(w, run, s->n_succs,
+        b = para__batch_alloc(cache_of(w), run, s->n_succs,
                               para__mul_sat(want, s->out_size));
         if (b == NULL)
             goto nomem;
@@ -661,7 +592,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         atomic_fetch_add_explicit(&s->st_busy_ns, para__now_ns() - t0,
                                   memory_order_relaxed);
         if (rc != 0 || written == 0 || written > want) {
-            para__batch_free(w, run, b);
+            para__batch_free(cache_of(w), run, b);
             *exhausted = true;
             if (rc != 0)
                 fail_node(w, run, s, rc);
@@ -693,7 +624,8 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
     if (first + n >= total)
         *exhausted = true;
-    b = para__batch_alloc(w, run, s->n_succs, para__mul_sat(n, s->out_size));
+    b = para__batch_alloc(cache_of(w), run, s->n_succs,
+                          para__mul_sat(n, s->out_size));
     if (b == NULL)
         goto nomem;
     b->family = family;
@@ -776,11 +708,14 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
         atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
         para__deliver(w, run, s, b, 0);
     }
-    if (exhausted)
+    if (exhausted) {
         /* relaxed: ordered with the fetch_sub below by being an RMW on the
          * same object (modification order). */
         atomic_fetch_or_explicit(&s->src_state, PARA__SRC_EXHAUSTED,
                                  memory_order_relaxed);
+        if (run->budget != NULL)
+            para__budget_source_done(run, s->source_slot);
+    }
     /* acq_rel: release publishes src_seq to the next serial puller; the
      * last puller out of an exhausted source drops the source's unit. */
     uint64_t prev = atomic_fetch_sub_explicit(&s->src_state, PARA__SRC_PULLER,
@@ -881,7 +816,7 @@ static bool work_visible(para__worker *w, para__run *run)
             return true;
     /* relaxed: ordered after our eventcount prepare (seq_cst RMW); the
      * injector's notify RMW publishes the push (eventcount.h). */
-    if (!para__task_stack_peek_empty(&rt->inject))
+    if (!para__task_stack_peek_empty(&rt->wake.inject))
         return true;
     para_graph_t *g = run->graph;
     /* Heuristic reads; a missed change is caught by notify (a family that
@@ -902,15 +837,15 @@ static bool work_visible(para__worker *w, para__run *run)
 static void park(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
-    uint64_t key = para__eventcount_prepare(&rt->park);
+    uint64_t key = para__eventcount_prepare(&rt->wake.park);
     if (work_visible(w, run)) {
-        para__eventcount_cancel(&rt->park);
+        para__eventcount_cancel(&rt->wake.park);
         return;
     }
     para__counter_add(&w->c_parks, 1);
     uint64_t parked = para__now_ns();
     /* done is published with release by units_add() (acquire in wait). */
-    para__eventcount_wait(&rt->park, key, &run->done);
+    para__eventcount_wait(&rt->wake.park, key, &run->done);
     para__worker_parked(w, parked);
 }
 
@@ -1010,7 +945,7 @@ void *para_emit_reserve(para_emitter_t *e, size_t n)
     }
     size_t need = (b->count + n) * e->item_size;
     if (need > b->capacity) {
-        para__batch *nb = para__batch_grow(e->worker, e->run, b, need,
+        para__batch *nb = para__batch_grow(e->cache, e->run, b, need,
                                            b->count * e->item_size);
         if (nb == NULL) {
             e->failed = true;
@@ -1056,24 +991,44 @@ void para__scheduler_stop(para_runtime_t *rt)
     for (unsigned i = 0; i < rt->threads_started; i++)
         pthread_join(rt->workers[i].thread, NULL);
     rt->threads_started = 0;
-    para__device_shutdown(rt);
 }
 
-void para__scheduler_execute(para_runtime_t *rt, para__run *run)
+void para__scheduler_execute(para_runtime_t *rt, para__run *run,
+                             void (*wait)(para_runtime_t *rt))
 {
+    run->on_abort = sweep_serial_nodes;
     pthread_mutex_lock(&rt->lock);
     rt->run = run;
     rt->generation++;
     rt->workers_in_run = rt->n_workers + rt->helper_threads;
     pthread_cond_broadcast(&rt->start_cond);
     while (rt->workers_in_run > 0)
-        para__progress_wait(rt);
+        wait(rt);
     rt->run = NULL;
     /* Injected tasks left now can only be drain tasks of empty serial nodes
      * (an abort sweep by the device host thread after the last unit). */
-    for (para__task *t = para__task_stack_take_all(&rt->inject); t != NULL;
+    for (para__task *t = para__task_stack_take_all(&rt->wake.inject); t != NULL;
          t = t->next)
         if (t->batch != NULL)
             para__panic("task of node '%s' outlived its run", t->node->name);
     pthread_mutex_unlock(&rt->lock);
+}
+
+/* ---- device counters ----------------------------------------------------- */
+
+para__device_counters *para__stats_device_add(para_runtime_t *rt,
+                                              const char *name)
+{
+    pthread_mutex_lock(&rt->lock);
+    para__device_counters *d = NULL;
+    if (rt->n_devices < PARA__MAX_DEVICES) {
+        d = &rt->devices[rt->n_devices++];
+        memset(d, 0, sizeof *d);
+        snprintf(d->name, sizeof d->name, "%s", name);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (d == NULL)
+        para__log(1, "stats: more than %d devices; '%s' is not counted",
+                  PARA__MAX_DEVICES, name);
+    return d;
 }

@@ -2,6 +2,7 @@
 #ifndef PARA_UTIL_H
 #define PARA_UTIL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -29,6 +30,15 @@ static inline uint64_t para__now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Add to a counter that only its owner thread writes: relaxed load +
+ * store, so no lost update and no RMW; readers (after the run, or for
+ * statistics) only need an untorn value. */
+static inline void para__counter_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
 }
 
 /* Spin-wait hint for busy loops. */
