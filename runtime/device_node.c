@@ -991,7 +991,13 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
             rt->device_cpu_logged = true;
             continue;
         }
-        para__kernel_arg args[n->kernel->n_args + 1];
+        /* On the heap: the count comes from the user's kernel desc. */
+        para__kernel_arg *args = calloc(n->kernel->n_args + 1, sizeof *args);
+        if (args == NULL) {
+            para__device_finish_run(rt, g);
+            snprintf(msg, msg_len, "kernel node '%s': out of memory", n->name);
+            return PARA_ENOMEM;
+        }
         for (size_t a = 0; a < n->kernel->n_args; a++) {
             args[a].value = n->kernel->args[a].value;
             args[a].size = n->kernel->args[a].size;
@@ -1012,6 +1018,7 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
         why[0] = '\0';
         rc = d->ops->kernel_create(d->dev, &spec, &n->dev_kernel, why,
                                    sizeof why);
+        free(args);
         if (rc != 0) {
             n->dev_kernel = NULL;
             para__device_finish_run(rt, g);

@@ -1,7 +1,9 @@
 /*
  * Logging: one redirectable sink (para_set_log_fn), the only mutable global
- * besides the current-worker pointer (STYLE rule 8). Errors and warnings are
- * always delivered; info (2) and debug (3) only up to PARA_VERBOSE.
+ * besides the current-worker pointer (all other state lives in a runtime,
+ * so that several runtimes in one process never share anything). Errors and
+ * warnings are always delivered; info (2) and debug (3) only up to
+ * PARA_VERBOSE.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -132,17 +132,21 @@ static para__task *take_injected(para__worker *w, para__run *run)
     para_runtime_t *rt = w->rt;
     if (para__task_stack_peek_empty(&rt->wake.inject))
         return NULL;
-    para__task *list = para__task_stack_take_all(&rt->wake.inject);
-    if (list == NULL)
+    para__task *oldest = para__task_stack_take_all_fifo(&rt->wake.inject);
+    if (oldest == NULL)
         return NULL;
-    /* The stack is newest first: queue all but the last (the oldest), so
-     * that the oldest after it are the first to be stolen. */
-    para__task *oldest = list;
-    while (oldest->next != NULL) {
-        para__task *next = oldest->next;
-        push_local(w, run, oldest);
-        oldest = next;
+    /* Run the oldest now; queue the others oldest first, so that thieves,
+     * who take from the old end of the deque, take the older ones first,
+     * and wake one parked worker per task queued. */
+    uint32_t queued = 0;
+    for (para__task *t = oldest->next; t != NULL; queued++) {
+        para__task *next = t->next;
+        push_local(w, run, t);
+        t = next;
     }
+    oldest->next = NULL;
+    if (queued > 0)
+        notify(rt, queued);
     return oldest;
 }
 
@@ -160,14 +164,17 @@ static bool try_claim(para_node_t *n)
         &n->claimed, &expected, 1, memory_order_seq_cst, memory_order_relaxed);
 }
 
-static void inbox_push(para__worker *w, para__run *run, para_node_t *n,
+/* Returns true if it queued the node's drain task (a new runnable task). */
+static bool inbox_push(para__worker *w, para__run *run, para_node_t *n,
                        para__task *t)
 {
     /* seq_cst push (mpsc_stack.h): publishes the task and takes part in
      * the Dekker pattern with the claim holder's re-check in drain(). */
     para__task_stack_push(&n->inbox, t);
-    if (try_claim(n))
-        push_local(w, run, &n->drain_task);
+    if (!try_claim(n))
+        return false;
+    push_local(w, run, &n->drain_task);
+    return true;
 }
 
 static bool key_less(const para__task *a, const para__task *b)
@@ -422,8 +429,20 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
                    para__batch *out, int held)
 {
     if (n->item_bytes != 0 && out->count != 0) {
-        out->extra_bytes = out->count * n->item_bytes;
-        para__bytes_add(run, (int64_t)out->extra_bytes);
+        size_t extra;
+        if (PARA_UNLIKELY(
+                __builtin_mul_overflow(out->count, n->item_bytes, &extra) ||
+                extra > (size_t)INT64_MAX)) {
+            fail_run(w, run, PARA_EOVERFLOW,
+                     "node '%s': %zu items of %zu bytes each overflow the "
+                     "byte count",
+                     n->name, out->count, n->item_bytes);
+            para__batch_free(cache_of(w), run, out);
+            units_add(run, -held);
+            return;
+        }
+        out->extra_bytes = extra;
+        para__bytes_add(run, (int64_t)extra);
     }
     if (out->count == 0 && !n->forward_empty) {
         para__batch_free(cache_of(w), run, out);
@@ -431,6 +450,7 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         return;
     }
     unsigned k = n->n_succs;
+    uint32_t queued = 0; /* runnable tasks this delivery made */
     units_add(run, (int64_t)k - held);
     for (unsigned j = 0; j < k; j++) {
         unsigned i = n->succ_order[j];
@@ -443,12 +463,15 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         t->next = t->child = NULL;
         if (PARA_UNLIKELY(run->policy->task_queued != NULL))
             run->policy->task_queued(run->policy_state, s, out->count);
-        if (s->serial)
-            inbox_push(w, run, s, t);
-        else
+        if (!s->serial) {
             push_local(w, run, t);
+            queued++;
+        } else if (inbox_push(w, run, s, t)) {
+            queued++;
+        }
     }
-    notify(run->rt, 1);
+    /* One parked worker per task made runnable (none parked: one RMW). */
+    notify(run->rt, queued);
 }
 
 /* One task: run it (unless aborting), release its input, pass on output. */
@@ -754,8 +777,10 @@ static bool try_sources(para__worker *w, para__run *run)
 
 /* A victim on another NUMA node: take more of its tasks at once (the plan
  * says how many) into our own deque, where we run them next. */
-static void steal_more(para__worker *w, unsigned victim, para__deque *q)
+static void steal_more(para__worker *w, para__run *run, unsigned victim,
+                       para__deque *q)
 {
+    uint32_t moved = 0;
     unsigned extra = para__topology_steal_count(&w->rt->plan, w->id, victim,
                                                 para__deque_size_estimate(q)) -
                      1;
@@ -763,16 +788,20 @@ static void steal_more(para__worker *w, unsigned victim, para__deque *q)
         para__counter_add(&w->c_steal_attempts, 1);
         void *t = para__deque_steal(q);
         if (t == PARA__DEQUE_EMPTY || t == PARA__DEQUE_ABORT)
-            return;
+            break;
         para__counter_add(&w->c_steals, 1);
-        push_local(w, w->rt->run, t);
+        push_local(w, run, t);
+        moved++;
     }
+    /* They are stealable again, from our deque: wake as many sleepers. */
+    if (moved > 0)
+        notify(w->rt, moved);
 }
 
 /* Steal nearest first: the victim list comes from the topology plan, each
  * distance level shuffled again after a sweep that found nothing, so that
  * thieves at the same distance do not all hit the same victim. */
-static para__task *steal(para__worker *w)
+static para__task *steal(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
     unsigned n = rt->n_workers;
@@ -789,7 +818,7 @@ static para__task *steal(para__worker *w)
             if (t != PARA__DEQUE_ABORT) {
                 para__counter_add(&w->c_steals, 1);
                 para__trace_steal(w->trace, victims[k]);
-                steal_more(w, victims[k], q);
+                steal_more(w, run, victims[k], q);
                 return t;
             }
         }
@@ -869,11 +898,13 @@ static void run_loop(para__worker *w, para__run *run)
             idle = 0;
             continue;
         }
-        para__task *t = para__deque_owner_pop(&w->deque);
+        /* Injected tasks first (device outputs hold budget while they
+         * wait; the test is one relaxed load), then our own, then others'. */
+        para__task *t = take_injected(w, run);
         if (t == NULL)
-            t = take_injected(w, run);
+            t = para__deque_owner_pop(&w->deque);
         if (t == NULL)
-            t = steal(w);
+            t = steal(w, run);
         if (t != NULL) {
             execute(w, run, t);
             idle = 0;
