@@ -167,7 +167,10 @@ void para__batch_release(para__batch_cache *c, para__run *run, para__batch *b)
     /* acq_rel: release makes our reads of the batch happen before its reuse
      * by the last reader; acquire (for the last reader) sees every other
      * reader's release before freeing. */
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+    uint32_t before =
+        atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel);
+    PARA_DEBUG_ASSERT(before > 0); /* I5 */
+    if (before == 1)
         para__batch_free(c, run, b);
 }
 

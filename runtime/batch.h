@@ -73,6 +73,10 @@ static inline void para__batch_join_family(para__batch *b,
                                            const para__batch *from)
 {
     b->family = from->family;
+    /* I5: `from` holds a live reference (relaxed: a debug check). */
+    PARA_DEBUG_ASSERT(
+        b->family == NULL ||
+        atomic_load_explicit(&b->family->refs, memory_order_relaxed) > 0);
     if (b->family != NULL)
         /* relaxed: the caller holds a reference through `from`, as with a
          * shared pointer copy; the release happens at the unref. */

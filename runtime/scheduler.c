@@ -58,8 +58,50 @@
  *   until a notify. Whoever publishes work notifies; a busy runtime pays
  *   one atomic RMW per notify and no system call.
  *
- * Lock order: rt->lock is the only mutex; it is never held while running
- *   node code or while touching another lock.
+ * Lock order: rt->lock is never held while running node code or while
+ *   taking another lock; the eventcount's own mutex (eventcount.c) and the
+ *   device host thread's are leaves.
+ *
+ * Invariants (debug builds check them with PARA_DEBUG_ASSERT where one
+ * thread can see them; the places are named in brackets)
+ *   I1 Where a task lives. At any moment a task (a batch's embedded task,
+ *      or a serial node's drain task) is in exactly one of: a worker's
+ *      deque; rt->wake.inject; a serial node's inbox; that node's pending
+ *      FIFO or ORDERED heap (claim-owned); the device's incoming stack; a
+ *      kernel node's device pending list or a launch slot (device host
+ *      thread); or running on one thread. Its `next` (and `child`, in the
+ *      heap) belong to the container that holds it: whoever takes a task
+ *      out owns `next` until it puts the task into the next container (the
+ *      deque keeps tasks in its own slots and leaves `next` alone)
+ *      [next_ready(): a task leaving pending or the heap is unlinked].
+ *   I2 Units. Every task with a batch holds exactly one unit wherever I1
+ *      puts it; drain tasks hold none; every source not yet exhausted holds
+ *      one. A delivery to k successors turns the producer's unit into k
+ *      before any of them is published, so in_flight never reaches 0 while
+ *      work exists, and reaches it exactly once [para__units_add() panics
+ *      below 0; a worker leaving a run finds only unit-less drain tasks].
+ *   I3 Claims. A serial node with claimed == 1 has exactly one drain task
+ *      queued (I1) or running; with claimed == 0, none. Only the claim
+ *      holder touches pending, heap, next_seq/next_path and collect_pos
+ *      [drain() runs with claimed == 1].
+ *   I4 Order. An ORDERED node runs the key (seq_begin, path) it expects
+ *      next and nothing else unless the run is aborting; every key arrives
+ *      (graph.c), so its heap never holds a key below the expected one
+ *      [next_ready()].
+ *   I5 Batches and families. A batch's refs count its embedded tasks not
+ *      yet finished [para__batch_release() never goes below 0]. Each live
+ *      batch of a budgeted run holds exactly one reference to its family;
+ *      the last free returns the family's reservation [joining needs a live
+ *      reference; run end panics unless no batch lives and nothing is
+ *      reserved].
+ *   I6 The device host thread. A task routed to the device keeps its unit
+ *      while it travels incoming -> pending list -> launch slot; at
+ *      completion the output is delivered with para__deliver(NULL, ...)
+ *      (the unit becomes the successors' units, their tasks go through
+ *      rt->wake.inject); on a fallback the task itself goes back through
+ *      rt->wake.inject with its unit; on abort it is dropped and its unit
+ *      given back. The host thread never runs a task and never touches a
+ *      worker's deque [para__deliver(NULL, ...) only injects].
  *
  * Tests: tests/runtime/test_run.c, test_differential.c (random graphs
  * against a sequential reference), test_seed_graph.c; TSan in CI.
@@ -260,12 +302,17 @@ static para__task *next_ready(para__run *run, para_node_t *n)
             n->pending_head = t->next;
             if (n->pending_head == NULL)
                 n->pending_tail = NULL;
+            t->next = NULL; /* I1: it leaves the FIFO */
         }
         return t;
     }
     para__task *top = n->heap_root;
     if (top == NULL)
         return NULL;
+    /* I4: no key below the expected one. */
+    PARA_DEBUG_ASSERT(
+        aborting(run) || top->batch->seq_begin > n->next_seq ||
+        (top->batch->seq_begin == n->next_seq && top->path >= n->next_path));
     if (!aborting(run) &&
         (top->batch->seq_begin != n->next_seq || top->path != n->next_path))
         return NULL;
@@ -531,6 +578,9 @@ static void sweep_serial_nodes(para__worker *w, para__run *run)
 /* The drain task of serial node @p n; the caller holds n->claimed. */
 static void drain(para__worker *w, para__run *run, para_node_t *n)
 {
+    /* I3: only the claim holder drains (relaxed: our own claim). */
+    PARA_DEBUG_ASSERT(atomic_load_explicit(&n->claimed, memory_order_relaxed) ==
+                      1);
     for (;;) {
         for (;;) {
             grab_inbox(n);

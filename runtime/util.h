@@ -56,6 +56,17 @@ static inline void para__cpu_relax(void)
 _Noreturn void para__panic(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
+/* Internal invariants (scheduler.c, I1..I6): checked in debug builds (no
+ * NDEBUG), compiled out otherwise; a failure panics with the condition. */
+#ifndef NDEBUG
+#define PARA_DEBUG_ASSERT(cond)                                                \
+    ((cond) ? (void)0                                                          \
+            : para__panic("invariant broken: %s (%s:%d)", #cond, __FILE__,     \
+                          __LINE__))
+#else
+#define PARA_DEBUG_ASSERT(cond) ((void)0)
+#endif
+
 /* Log through the sink set by para_set_log_fn(). level: 0..3. */
 void para__log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
