@@ -998,8 +998,9 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
                          n->name, rt->device_why);
                 return PARA_ENODEV;
             }
+            /* Asked for no device ("none"): info, not a warning. */
             if (!rt->device_cpu_logged)
-                para__log(1,
+                para__log(strcmp(rt->device_selector, "none") == 0 ? 2 : 1,
                           "no device (%s): kernel nodes run their CPU "
                           "functions",
                           rt->device_why);

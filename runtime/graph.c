@@ -353,6 +353,13 @@ static int check_common(para_graph_t *g, const para_node_desc_t *d)
     if ((d->flags & ~(unsigned)(PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': unknown flags 0x%x",
                                 d->name, d->flags);
+    /* Names are how every message, trace and statistic tells nodes apart. */
+    for (unsigned i = 0; i < g->n_nodes; i++)
+        if (strcmp(g->nodes[i]->name, d->name) == 0)
+            return para__graph_fail(g, PARA_EINVAL,
+                                    "cannot add '%s': the graph has a node of "
+                                    "that name",
+                                    d->name);
     return 0;
 }
 
@@ -607,6 +614,11 @@ int para_graph_connect(para_graph_t *g, para_node_t *from, para_node_t *to)
         return para__graph_fail(g, PARA_EBUSY,
                                 "connect '%s' -> '%s': the graph is running",
                                 from->name, to->name);
+    if (from == to)
+        return para__graph_fail(g, PARA_EINVAL,
+                                "connect '%s' -> '%s': a node cannot feed "
+                                "itself",
+                                from->name, to->name);
     if (para__is_sink(from))
         return para__graph_fail(g, PARA_EINVAL,
                                 "connect '%s' -> '%s': '%s' is a sink",
@@ -630,7 +642,9 @@ int para_graph_connect(para_graph_t *g, para_node_t *from, para_node_t *to)
                    sizeof *from->succs) != 0 ||
         grow_array((void **)&to->preds, &to->cap_preds, to->n_preds + 1,
                    sizeof *to->preds) != 0)
-        return para__graph_fail(g, PARA_ENOMEM, "connect: out of memory");
+        return para__graph_fail(g, PARA_ENOMEM,
+                                "connect '%s' -> '%s': out of memory",
+                                from->name, to->name);
     from->succs[from->n_succs++] = to;
     to->preds[to->n_preds++] = from;
     g->prepared = false;

@@ -523,6 +523,13 @@ void para__stats_run_begin(para_runtime_t *rt);
 para__device_counters *para__stats_device_add(para_runtime_t *rt,
                                               const char *name);
 
+/* Options (options.c): PARA_* variables that do not parse, and attr fields
+ * out of range, as PARA_EINVAL with the variable (or field) and its
+ * accepted values named in @p msg. */
+int para__options_check_env(char *msg, size_t msg_len);
+int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
+                             size_t msg_len);
+
 /* Progress line (progress.c). */
 bool para__progress_mode_valid(const char *mode);
 void para__progress_init(para_runtime_t *rt, const char *mode);

@@ -85,15 +85,21 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
         return PARA_EINVAL;
     *out = NULL;
     para_runtime_attr_t defaults;
+    char msg[1024];
     if (attr == NULL) {
-        if (para_runtime_attr_init(&defaults) != 0) {
-            /* A bad PARA_* variable was logged and its default kept. */
-        }
+        /* A bad PARA_* variable is logged there, named. */
+        if (para_runtime_attr_init(&defaults) != 0)
+            return PARA_EINVAL;
         attr = &defaults;
     }
     if (attr->struct_size != sizeof *attr) {
         para__log(0, "para_runtime_create: attr not initialised by "
                      "para_runtime_attr_init()");
+        return PARA_EINVAL;
+    }
+    if (para__options_check_env(msg, sizeof msg) != 0 ||
+        para__options_check_attr(attr, msg, sizeof msg) != 0) {
+        para__log(0, "para_runtime_create: %s", msg);
         return PARA_EINVAL;
     }
     para__pin_mode pin;
@@ -107,7 +113,6 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                   attr->progress);
         return PARA_EINVAL;
     }
-    char msg[1024];
     const para__policy *policy =
         para__policy_find(attr->policy, msg, sizeof msg);
     if (policy == NULL) {
@@ -147,9 +152,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     }
     if (hwloc_topology_load(rt->topology) != 0)
         goto fail;
-    if (para__topology_plan_make(rt->topology, attr->workers, pin, &rt->plan) !=
-        0)
+    rc = para__topology_plan_make(rt->topology, attr->workers, pin, &rt->plan);
+    if (rc != 0)
         goto fail;
+    rc = PARA_ENOMEM;
     rt->n_workers = rt->plan.n_workers;
     size_t bytes = rt->n_workers * sizeof *rt->workers;
     rt->workers = aligned_alloc(PARA__WORKER_ALIGN, bytes);
@@ -182,6 +188,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     rc = para__scheduler_start(rt);
     if (rc != 0)
         goto fail;
+    para__log_set_level(attr->verbose);
     para__log(2, "runtime: %u workers, policy %s", rt->n_workers, rt->policy);
     *out = rt;
     return 0;
