@@ -112,7 +112,7 @@ struct para__devrt {
     uint64_t start_generation; /* runs before the thread existed */
     bool shares_cores;         /* a CPU device using all cores */
 
-    alignas(PARA_CACHELINE) _Atomic(para__task *) incoming;
+    alignas(PARA_CACHELINE) para__task_stack incoming;
     _Atomic unsigned sleeping;
     _Atomic bool failed; /* given up for this run (fallback) */
     pthread_mutex_t lock;
@@ -200,14 +200,9 @@ bool para__device_route(para__worker *w, para__run *run, para__task *t)
                               memory_order_relaxed);
     atomic_store_explicit(&n->dev_probe_ns, para__now_ns(),
                           memory_order_relaxed);
-    /* relaxed: first guess for the CAS. */
-    para__task *head = atomic_load_explicit(&d->incoming, memory_order_relaxed);
-    do {
-        t->next = head;
-        /* seq_cst: publishes the task (release) and is the pusher's half
-         * of the Dekker pair with the host thread's sleeping flag. */
-    } while (!atomic_compare_exchange_weak_explicit(
-        &d->incoming, &head, t, memory_order_seq_cst, memory_order_relaxed));
+    /* seq_cst push (mpsc_stack.h): the pusher's half of the Dekker pair
+     * with the host thread's sleeping flag. */
+    para__task_stack_push(&d->incoming, t);
     /* seq_cst: see host_sleep(); the signal goes under d->lock. */
     if (atomic_load_explicit(&d->sleeping, memory_order_seq_cst) != 0)
         host_wake(d);
@@ -260,20 +255,9 @@ static void pending_push(para_node_t *n, para__task *t)
 
 static void take_incoming(para__devrt *d)
 {
-    /* relaxed: cheap test; the exchange acquires. */
-    if (atomic_load_explicit(&d->incoming, memory_order_relaxed) == NULL)
+    if (para__task_stack_peek_empty(&d->incoming))
         return;
-    /* acquire: see the tasks' contents; pairs with the seq_cst CAS in
-     * para__device_route(). */
-    para__task *list =
-        atomic_exchange_explicit(&d->incoming, NULL, memory_order_acquire);
-    para__task *fifo = NULL; /* reverse into arrival order */
-    while (list != NULL) {
-        para__task *next = list->next;
-        list->next = fifo;
-        fifo = list;
-        list = next;
-    }
+    para__task *fifo = para__task_stack_take_all_fifo(&d->incoming);
     while (fifo != NULL) {
         para__task *next = fifo->next;
         pending_push(fifo->node, fifo);
@@ -574,7 +558,7 @@ static bool upstream_stalled(const para__devrt *d, para__run *run)
     /* relaxed: heuristics; the gather window bounds the cost of a miss. */
     return atomic_load_explicit(&run->in_flight, memory_order_relaxed) <=
                d->held ||
-           !run->policy->sources_open(run);
+           !para__sources_open(run);
 }
 
 static uint64_t gather_window_ns(const para__devrt *d)
@@ -737,7 +721,7 @@ static void host_sleep(para__devrt *d, para__run *run, uint64_t deadline_ns)
      * Dekker pair with para__device_route() (push, then read sleeping). */
     atomic_store_explicit(&d->sleeping, 1, memory_order_seq_cst);
     /* acquire on done: pairs with the release store in units_add(). */
-    if (atomic_load_explicit(&d->incoming, memory_order_seq_cst) == NULL &&
+    if (para__task_stack_empty(&d->incoming) &&
         !atomic_load_explicit(&run->done, memory_order_acquire) &&
         !(para__aborting(run) && has_pending(d))) {
         if (deadline_ns == 0) {
@@ -875,7 +859,7 @@ static int devrt_open(para_runtime_t *rt, char *msg, size_t msg_len)
     d->dev = dev;
     d->info = ops->info(dev);
     d->shares_cores = d->info->is_cpu && d->info->compute_units > 1;
-    atomic_init(&d->incoming, NULL);
+    para__task_stack_init(&d->incoming);
     atomic_init(&d->sleeping, 0);
     atomic_init(&d->failed, false);
     d->counters = para__stats_device_add(rt, d->info->name);

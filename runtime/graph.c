@@ -314,7 +314,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     case PARA__KIND_KERNEL:
         break;
     }
-    atomic_init(&n->inbox, NULL);
+    para__task_stack_init(&n->inbox);
     atomic_init(&n->claimed, 0);
     atomic_init(&n->src_state, 0);
     atomic_init(&n->src_cursor, 0);
@@ -326,8 +326,6 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->st_device_launches, 0);
     atomic_init(&n->st_device_ns, 0);
     atomic_init(&n->expand_x16, 0);
-    atomic_init(&n->dh_backlog, 0);
-    atomic_init(&n->dh_seats, 0);
     atomic_init(&n->cpu_ps_per_item, 0);
     atomic_init(&n->dev_ps_per_item, 0);
     atomic_init(&n->dev_total_ps_per_item, 0);
@@ -856,7 +854,7 @@ void para__graph_reset_run_state(para_graph_t *g)
         para_node_t *n = g->nodes[i];
         /* relaxed: no worker runs this graph yet; the run is published to
          * the workers under the runtime mutex afterwards. */
-        atomic_store_explicit(&n->inbox, NULL, memory_order_relaxed);
+        para__task_stack_init(&n->inbox);
         atomic_store_explicit(&n->claimed, 0, memory_order_relaxed);
         atomic_store_explicit(&n->src_state, 0, memory_order_relaxed);
         atomic_store_explicit(&n->src_cursor, 0, memory_order_relaxed);
@@ -876,8 +874,6 @@ void para__graph_reset_run_state(para_graph_t *g)
         atomic_store_explicit(&n->dev_best_ps, 0, memory_order_relaxed);
         n->dev_launches_run = 0;
         atomic_store_explicit(&n->dev_backlog_items, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dh_backlog, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dh_seats, 0, memory_order_relaxed);
         n->placement = PARA__PLACE_CPU;
         n->dev_pending_head = n->dev_pending_tail = NULL;
         n->dev_pending_items = 0;
