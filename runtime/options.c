@@ -55,6 +55,10 @@ static const option options[] = {
      "worker placement: cores, pus (hardware threads) or none"},
     {"DEVICE", offsetof(para_runtime_attr_t, device), OPT_STRING, "auto",
      "device of kernel nodes: auto, none, cpu, P:D or part of a name"},
+    {"DEVICE_TIMEOUT", offsetof(para_runtime_attr_t, device_timeout_ms),
+     OPT_UINT, "10000",
+     "device watchdog, ms: a launch longer than this (and 20x its expected "
+     "time) loses the device; 0 = off"},
     {"DEVICE_FALLBACK", offsetof(para_runtime_attr_t, device_fallback), OPT_INT,
      "1", "a failing device hands kernel nodes to their CPU function"},
     {"TRACE", offsetof(para_runtime_attr_t, trace), OPT_STRING, "",
