@@ -43,9 +43,10 @@
  *   estimates L as the shortest launch seen and c as an average of
  *   (launch time - L) / items, and launches a node's pending items when
  *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, the device's
- *       largest allocation, and once c is known LAUNCH_MAX_NS of device
- *       time or 38 L, whichever is longer: launches short enough that the
- *       stages downstream start early and overlap the device), or
+ *       largest allocation, and LAUNCH_MAX_NS of device time or 38 L,
+ *       whichever is longer: launches short enough that the stages
+ *       downstream start early and overlap the device; one batch per
+ *       launch until c is known, so that no launch is blind), or
  *     - they reach 19 L / c items, so that L is at most 5 % of the launch, or
  *     - the device is idle and either nothing upstream can send more (every
  *       unit of the run is held by devices, or the sources are held back)
@@ -130,6 +131,7 @@ typedef struct dnode {
     size_t pending_items;
     uint64_t pending_since;
     uint32_t launches_run;
+    double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
     size_t split_cap; /* items per launch after ENOMEM; 0 = no limit */
     /* Estimates (picoseconds per item; 0 = not measured yet), written by
      * the host thread, read by workers routing a batch. */
@@ -187,7 +189,7 @@ typedef struct devctx {
     unsigned *knodes; /* node indices with a kernel here */
     unsigned n_knodes, next_knode;
     int64_t held;        /* tasks (units) held here */
-    uint64_t latency_ns; /* shortest launch seen, 0 = none yet */
+    uint64_t latency_ns; /* launch latency L, 0 = not known yet */
     uint64_t last_complete_ns;
     uint64_t busy_since;
     uint64_t head_since; /* when the oldest launch in flight could start */
@@ -599,9 +601,15 @@ static void fail_run(devctx *d, para__run *run, para_node_t *n, int rc)
                        d->info->name, d->msg);
 }
 
-/* Learn L and the node's costs from a finished launch of @p items. A
+/* Learn L and the node's costs from a finished launch of @p items, by a
+ * least-squares line through the recent launches (sums decayed by
+ * LEARN_DECAY per launch): time = L + c * items. While the launches are
+ * too alike in size to tell L from c, L stays as it was (0 at first, so
+ * c includes it: launches are then capped by time, the safe side). A
  * node's first launch of a run is not learnt from: it may carry the
  * driver's compilation of the kernel. */
+#define LEARN_DECAY 0.9
+
 static uint64_t ewma(uint64_t old, uint64_t sample)
 {
     return old == 0 ? sample : (3 * old + sample) / 4;
@@ -611,20 +619,34 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
 {
     if (dn->launches_run++ == 0)
         return;
-    if (d->latency_ns == 0 || ns < d->latency_ns)
-        d->latency_ns = ns;
-    uint64_t marginal = (ns - d->latency_ns) * 1000 / items;
-    uint64_t total = ns * 1000 / items;
-    /* relaxed load + store: read by workers as estimates; only this thread
-     * writes them. */
-    uint64_t c = atomic_load_explicit(&dn->ps_per_item, memory_order_relaxed);
-    atomic_store_explicit(&dn->ps_per_item,
-                          ewma(c, PARA_MAX(marginal, (uint64_t)1)),
-                          memory_order_relaxed);
-    keep_min(&dn->best_ps, PARA_MAX(total, (uint64_t)1));
+    double x = (double)items, y = (double)ns;
+    dn->sw = dn->sw * LEARN_DECAY + 1;
+    dn->sx = dn->sx * LEARN_DECAY + x;
+    dn->sy = dn->sy * LEARN_DECAY + y;
+    dn->sxx = dn->sxx * LEARN_DECAY + x * x;
+    dn->sxy = dn->sxy * LEARN_DECAY + x * y;
+    double mx = dn->sx / dn->sw, my = dn->sy / dn->sw;
+    double vx = dn->sxx / dn->sw - mx * mx;
+    double cov = dn->sxy / dn->sw - mx * my;
+    double lat = (double)d->latency_ns, c;
+    if (vx > 0.01 * mx * mx && cov > 0) {
+        c = cov / vx;
+        lat = my - c * mx;
+        if (lat < 0) {
+            lat = 0;
+            c = my / mx;
+        }
+        d->latency_ns = (uint64_t)lat;
+    } else {
+        c = my > lat ? (my - lat) / mx : my / mx;
+    }
+    uint64_t c_ps = PARA_MAX((uint64_t)(c * 1000.0), (uint64_t)1);
+    uint64_t total = PARA_MAX(ns * 1000 / items, (uint64_t)1);
+    /* relaxed: read by workers as estimates; only this thread writes. */
+    atomic_store_explicit(&dn->ps_per_item, c_ps, memory_order_relaxed);
+    keep_min(&dn->best_ps, total);
     uint64_t t = atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
-    atomic_store_explicit(&dn->total_ps, ewma(t, PARA_MAX(total, (uint64_t)1)),
-                          memory_order_relaxed);
+    atomic_store_explicit(&dn->total_ps, ewma(t, total), memory_order_relaxed);
 }
 
 /* Hand the outputs of a finished launch to the successors. */
@@ -789,7 +811,9 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
     /* relaxed: only this thread writes it. */
     uint64_t c_ps =
         atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (c_ps != 0) {
+    if (c_ps == 0)
+        return 1; /* one batch at a time until a launch has been timed */
+    {
         double t = PARA_MAX((double)LAUNCH_MAX_NS,
                             2.0 * LATENCY_SHARE * (double)d->latency_ns);
         double timed = t * 1000.0 / (double)c_ps;
@@ -1061,6 +1085,73 @@ static uint64_t earliest_deadline(const devctx *d)
     return first == UINT64_MAX ? 0 : first + gather_window_ns(d);
 }
 
+/* Batches are routed when they are made, on estimates that may be
+ * missing (at the start of a run, before each device has been timed) or
+ * stale. After each completion, a device whose pending batches of a node
+ * would finish later than on the least loaded other device, by more than
+ * REBALANCE_MIN of its own backlog, hands the excess (the newest pending
+ * batches) back to the workers, which route them again on current
+ * estimates. Only between devices: the CPU has no backlog to compare. */
+#define REBALANCE_MIN 0.1
+
+static void rebalance(devctx *d, para__run *run)
+{
+    para__devrt *set = d->rt->device;
+    for (unsigned i = 0; i < d->n_knodes; i++) {
+        unsigned ni = d->knodes[i];
+        dnode *dn = &d->dn[ni];
+        /* relaxed: estimates (see choose()). */
+        uint64_t mine =
+            atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
+        if (dn->pending_head == NULL || mine == 0)
+            continue;
+        double best = -1, best_t = 0;
+        for (unsigned k = 0; k < set->n; k++) {
+            devctx *o = set->dev[k];
+            dnode *odn = &o->dn[ni];
+            if (o == d || !usable(o, odn))
+                continue;
+            uint64_t t =
+                atomic_load_explicit(&odn->total_ps, memory_order_relaxed);
+            if (t == 0)
+                continue;
+            double f = (double)atomic_load_explicit(&odn->backlog_items,
+                                                    memory_order_relaxed) *
+                       (double)t;
+            if (best < 0 || f < best) {
+                best = f;
+                best_t = (double)t;
+            }
+        }
+        if (best < 0)
+            continue;
+        double backlog = (double)atomic_load_explicit(&dn->backlog_items,
+                                                      memory_order_relaxed);
+        /* Move m items so that both would finish together. */
+        double m = (backlog * (double)mine - best) / ((double)mine + best_t);
+        if (m < REBALANCE_MIN * backlog || m < 1)
+            continue;
+        double keep = (double)dn->pending_items - m;
+        para__task *t = dn->pending_head, *prev = NULL;
+        size_t kept = 0;
+        while (t != NULL && (double)kept < keep) {
+            kept += t->batch->count;
+            prev = t;
+            t = t->next;
+        }
+        if (t == NULL)
+            continue;
+        if (prev != NULL) {
+            prev->next = NULL;
+            dn->pending_tail = prev;
+        } else {
+            dn->pending_head = dn->pending_tail = NULL;
+        }
+        dn->pending_items = kept;
+        for_chain(d, run, t, hand_back);
+    }
+}
+
 /* Sleep until a task arrives, the run ends or aborts, or @p deadline_ns
  * (monotonic; 0 = none) passes. */
 static void host_sleep(devctx *d, para__run *run, uint64_t deadline_ns)
@@ -1093,9 +1184,13 @@ static void host_run(devctx *d, para__run *run)
 {
     d->held = 0;
     d->last_complete_ns = 0;
+    bool several = d->rt->device->n > 1;
     for (;;) {
         take_incoming(d);
+        unsigned inflight = d->n_inflight;
         complete_ready(d, run);
+        if (several && d->n_inflight < inflight && !para__aborting(run))
+            rebalance(d, run);
         if (para__aborting(run)) {
             /* Nothing of an aborting run waits for a launch. */
             while (d->n_inflight > 0)
@@ -1116,7 +1211,10 @@ static void host_run(devctx *d, para__run *run)
         if (launch_ready(d, run))
             continue;
         if (d->n_inflight > 0) {
+            inflight = d->n_inflight;
             wait_oldest(d, run);
+            if (several && d->n_inflight < inflight && !para__aborting(run))
+                rebalance(d, run);
             continue;
         }
         host_sleep(d, run, earliest_deadline(d));
@@ -1422,6 +1520,7 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         dn->pending_items = 0;
         dn->pending_since = 0;
         dn->launches_run = 0;
+        dn->sw = dn->sx = dn->sy = dn->sxx = dn->sxy = 0;
         dn->split_cap = 0;
         atomic_init(&dn->ps_per_item, 0);
         atomic_init(&dn->total_ps, 0);
