@@ -91,8 +91,8 @@
  *   run out. A run that aborts abandons its launches the same way.
  *
  * Synchronisation
- *   incoming: multi-producer stack (seq_cst CAS push), emptied by the host
- *   thread with one exchange (acquire). sleeping/incoming form a Dekker
+ *   incoming: a multi-producer task stack (mpsc_stack.h: seq_cst push),
+ *   emptied by the host thread at once. sleeping/incoming form a Dekker
  *   pair (both sides seq_cst) so a push never misses a sleeping host
  *   thread; the signal itself goes under d->lock. `lost` is set by the host
  *   thread with release after its `why` is written, and read by workers
@@ -174,7 +174,7 @@ typedef struct devctx {
     bool shares_cores;         /* a CPU device using all cores */
     unsigned max_in_flight;
 
-    alignas(PARA_CACHELINE) _Atomic(para__task *) incoming;
+    alignas(PARA_CACHELINE) para__task_stack incoming;
     _Atomic unsigned sleeping;
     _Atomic bool lost; /* given up for this run; `why` says why */
     pthread_mutex_t lock;
@@ -350,14 +350,9 @@ bool para__device_route(para__worker *w, para__run *run, para__task *t)
     /* relaxed: estimates for choose(). */
     atomic_fetch_add_explicit(&dn->backlog_items, items, memory_order_relaxed);
     atomic_store_explicit(&dn->probe_ns, para__now_ns(), memory_order_relaxed);
-    /* relaxed: first guess for the CAS. */
-    para__task *head = atomic_load_explicit(&d->incoming, memory_order_relaxed);
-    do {
-        t->next = head;
-        /* seq_cst: publishes the task (release) and is the pusher's half
-         * of the Dekker pair with the host thread's sleeping flag. */
-    } while (!atomic_compare_exchange_weak_explicit(
-        &d->incoming, &head, t, memory_order_seq_cst, memory_order_relaxed));
+    /* seq_cst push (mpsc_stack.h): the pusher's half of the Dekker pair
+     * with the host thread's sleeping flag. */
+    para__task_stack_push(&d->incoming, t);
     /* seq_cst: see host_sleep(); the signal goes under d->lock. */
     if (atomic_load_explicit(&d->sleeping, memory_order_seq_cst) != 0)
         host_wake(d);
@@ -421,20 +416,9 @@ static void pending_unshift(dnode *dn, para__task *first, para__task *last,
 
 static void take_incoming(devctx *d)
 {
-    /* relaxed: cheap test; the exchange acquires. */
-    if (atomic_load_explicit(&d->incoming, memory_order_relaxed) == NULL)
+    if (para__task_stack_peek_empty(&d->incoming))
         return;
-    /* acquire: see the tasks' contents; pairs with the seq_cst CAS in
-     * para__device_route(). */
-    para__task *list =
-        atomic_exchange_explicit(&d->incoming, NULL, memory_order_acquire);
-    para__task *fifo = NULL; /* reverse into arrival order */
-    while (list != NULL) {
-        para__task *next = list->next;
-        list->next = fifo;
-        fifo = list;
-        list = next;
-    }
+    para__task *fifo = para__task_stack_take_all_fifo(&d->incoming);
     while (fifo != NULL) {
         para__task *next = fifo->next;
         pending_push(&d->dn[fifo->node->index], fifo);
@@ -830,10 +814,10 @@ static bool upstream_stalled(const devctx *d, para__run *run)
     int64_t held = d->held;
     para__devrt *set = d->rt->device;
     if (set->n > 1)
-        return !run->policy->sources_open(run);
+        return !para__sources_open(run);
     return atomic_load_explicit(&run->in_flight, memory_order_relaxed) <=
                held ||
-           !run->policy->sources_open(run);
+           !para__sources_open(run);
 }
 
 static uint64_t gather_window_ns(const devctx *d)
@@ -1161,7 +1145,7 @@ static void host_sleep(devctx *d, para__run *run, uint64_t deadline_ns)
      * Dekker pair with para__device_route() (push, then read sleeping). */
     atomic_store_explicit(&d->sleeping, 1, memory_order_seq_cst);
     /* acquire on done: pairs with the release store in units_add(). */
-    if (atomic_load_explicit(&d->incoming, memory_order_seq_cst) == NULL &&
+    if (para__task_stack_empty(&d->incoming) &&
         !atomic_load_explicit(&run->done, memory_order_acquire) &&
         !(para__aborting(run) && has_pending(d))) {
         if (deadline_ns == 0) {
@@ -1345,7 +1329,7 @@ static int open_one(void *arg, const char *entry)
     d->info = ops->info(dev);
     d->shares_cores = d->info->is_cpu && d->info->compute_units > 1;
     d->max_in_flight = PARA_MAX(PARA_MIN(d->info->max_in_flight, SLOTS), 1u);
-    atomic_init(&d->incoming, NULL);
+    para__task_stack_init(&d->incoming);
     atomic_init(&d->sleeping, 0);
     atomic_init(&d->lost, false);
     char lane[32];
@@ -1576,8 +1560,9 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
                          n->name, rt->device_why);
                 return PARA_ENODEV;
             }
+            /* Asked for no device ("none"): info, not a warning. */
             if (!rt->device_cpu_logged)
-                para__log(1,
+                para__log(strcmp(rt->device_selector, "none") == 0 ? 2 : 1,
                           "no device (%s): kernel nodes run their CPU "
                           "functions",
                           rt->device_why);

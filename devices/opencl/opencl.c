@@ -549,8 +549,7 @@ int para__cl_open(const char *selector, para__device **out, char *msg,
     dev->id = f->id;
     dev->n_queues = PARA_CL_QUEUES;
     dev->staging = PARA__CL_STAGING_WRITE;
-    const char *tr = getenv("PARA_CL_TRACE");
-    dev->trace = tr != NULL && tr[0] != '\0' && strcmp(tr, "0") != 0;
+    dev->trace = para__option_env_level("CL_TRACE", 0) != 0;
 
     /* What a cached binary depends on besides source and options. */
     char platform_version[128];

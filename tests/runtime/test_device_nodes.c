@@ -30,13 +30,16 @@
 
 #include "para.h"
 #include "mandelbrot_ref.h"
+#include "util.h"
 
 static char log_buf[8192];
+static int log_min_level = 99; /* lowest level seen since the last reset */
 
 static void capture_log(int level, const char *msg, void *arg)
 {
-    (void)level;
     (void)arg;
+    if (level < log_min_level)
+        log_min_level = level;
     size_t used = strlen(log_buf);
     snprintf(log_buf + used, sizeof log_buf - used, "%s\n", msg);
 }
@@ -382,15 +385,20 @@ static void test_no_device_runs_cpu_function(void **state)
 {
     (void)state;
     log_buf[0] = '\0';
+    log_min_level = 99;
     para_runtime_t *rt = make_rt("none", 2, 0);
     assert_null(para_runtime_device(rt));
     axpb_ctx c = {.mul = 3, .add = 1};
     atomic_init(&c.fail_at, -1);
     para_node_stats_t ks;
+    para__log_set_level(2);
     assert_int_equal(run_axpb(rt, 3000, 16, &c, true, &ks), 0);
+    para__log_set_level(0);
     assert_int_equal(ks.device_items, 0);
     assert_int_equal(ks.items_in, 3000);
+    /* Asked for no device: said as info, never as a warning. */
     assert_non_null(strstr(log_buf, "kernel nodes run their CPU functions"));
+    assert_int_equal(log_min_level, 2);
     /* Logged once per runtime. */
     log_buf[0] = '\0';
     assert_int_equal(run_axpb(rt, 3000, 16, &c, true, NULL), 0);
