@@ -152,21 +152,11 @@ struct para_node {
      * starts and read by workers for every task. */
     para__kernel_copy *kernel;
     para__placement placement;
-    void *dev_kernel; /* back-end kernel, this run */
-    para__task *dev_pending_head, *dev_pending_tail; /* device thread */
-    size_t dev_pending_items;                        /* device thread */
-    uint64_t dev_pending_since;                      /* device thread */
-    /* Throughput estimates (picoseconds per item; 0 = not measured yet)
-     * and the device's backlog; relaxed, read by workers deciding where a
-     * batch of a MIXED node runs. */
-    _Atomic uint64_t cpu_ps_per_item, dev_ps_per_item, dev_total_ps_per_item;
-    _Atomic uint64_t dev_backlog_items;
-    _Atomic uint64_t dev_probe_ns; /* last batch routed to the device */
-    /* The fastest per-item costs seen this run (ps): on a device that
-     * shares the workers' cores, each side's speed is measured while the
-     * other competes for the cores; the minimum is the uncontended one. */
-    _Atomic uint64_t cpu_best_ps, dev_best_ps;
-    uint32_t dev_launches_run; /* device thread: launches this run */
+    /* The CPU's cost estimates (picoseconds per item; 0 = not measured
+     * yet; the fastest seen this run) for MIXED nodes; relaxed, read by
+     * workers deciding where a batch runs. The devices' own estimates are
+     * per device, in device_node.c. */
+    _Atomic uint64_t cpu_ps_per_item, cpu_best_ps;
 
     /* Run state: sources. */
     alignas(PARA_CACHELINE) _Atomic uint64_t src_state;
@@ -417,17 +407,17 @@ struct para_runtime {
     const struct para__policy *policy_ops; /* policy.h */
     char errmsg[PARA__ERRMSG_LEN];
 
-    /* The device of kernel nodes, opened at the first run that has one
+    /* The devices of kernel nodes, opened at the first run that has one
      * (device_node.c). Tasks finished off a worker thread (the device
      * host thread) enter the workers' world through `inject`, a Treiber
      * stack that a worker empties with one exchange. */
-    char device_selector[128];
-    int device_state; /* 0 not tried, 1 open, -1 none (device_why says) */
-    int device_err;   /* why an explicitly chosen device is missing */
+    char device_selector[512]; /* a device list */
+    int device_state;          /* 0 not tried, 1 open, -1 none (see why) */
+    int device_err;            /* why an explicitly chosen device is missing */
     char device_why[256];
     bool device_cpu_logged;
-    para__devrt *device;
-    unsigned helper_threads; /* host threads that take part in runs */
+    para__devrt *device;     /* the open devices, NULL if none */
+    unsigned helper_threads; /* host threads (one per device) */
     alignas(PARA_CACHELINE) para__task_stack inject;
     para__trace *trace; /* NULL unless tracing (PARA_TRACE) */
     para__device_counters devices[PARA__MAX_DEVICES];

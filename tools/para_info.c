@@ -27,6 +27,7 @@
 
 #ifdef PARA_WITH_OPENCL
 #include "device.h"
+#include "opencl/cl_internal.h"
 #include "para_kernels.h"
 #endif
 
