@@ -54,7 +54,9 @@
  * on the device until a launch has been timed (not the first of the run, which
  * may carry the kernel's compilation); the device is probed again with one
  * batch whenever it has had none for REPROBE_NS. Decisions use the device's
- * cost per item with the launch latency included.
+ * cost per item with the launch latency included. PARA_MIXED=device (or
+ * cpu) overrides the split: every batch goes to the device (or stays on the
+ * workers), for tests that compare the two implementations.
  *
  * Failures
  *   A failing launch ends the run with PARA_EDEVICE naming the node and the
@@ -193,7 +195,9 @@ bool para__device_route(para__worker *w, para__run *run, para__task *t)
     if (items == 0 || d == NULL ||
         atomic_load_explicit(&d->failed, memory_order_relaxed))
         return false; /* process() forwards an empty batch */
-    if (n->placement == PARA__PLACE_MIXED && !prefer_device(d, n, items))
+    if (n->placement == PARA__PLACE_MIXED &&
+        (run->rt->mixed == PARA__MIXED_CPU ||
+         (run->rt->mixed == PARA__MIXED_AUTO && !prefer_device(d, n, items))))
         return false;
     /* relaxed: estimates for prefer_device(). */
     atomic_fetch_add_explicit(&n->dev_backlog_items, items,

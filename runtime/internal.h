@@ -392,6 +392,14 @@ typedef struct para__progress {
     uint64_t items; /* sink items at the last update */
 } para__progress;
 
+/* How MIXED kernel nodes split their batches (PARA_MIXED): by the measured
+ * costs (auto), all on the device, or all on the workers. */
+typedef enum {
+    PARA__MIXED_AUTO,
+    PARA__MIXED_DEVICE,
+    PARA__MIXED_CPU
+} para__mixed_mode;
+
 struct para_runtime {
     unsigned n_workers;
     para__worker *workers; /* aligned array */
@@ -431,6 +439,7 @@ struct para_runtime {
     int device_err;   /* why an explicitly chosen device is missing */
     char device_why[256];
     bool device_cpu_logged;
+    para__mixed_mode mixed; /* MIXED kernel nodes' split (PARA_MIXED) */
     para__devrt *device;
     unsigned helper_threads; /* host threads that take part in runs */
     alignas(PARA_CACHELINE) _Atomic(para__task *) inject;
@@ -529,6 +538,8 @@ para__device_counters *para__stats_device_add(para_runtime_t *rt,
 int para__options_check_env(char *msg, size_t msg_len);
 int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
                              size_t msg_len);
+/* PARA_MIXED, checked by para__options_check_env(). */
+para__mixed_mode para__options_mixed(void);
 
 /* Progress line (progress.c). */
 bool para__progress_mode_valid(const char *mode);
