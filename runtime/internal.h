@@ -245,6 +245,10 @@ struct para__batch {
 #define PARA__BATCH_NO_CLASS UINT32_MAX
 #define PARA__BATCH_CLASSES 12    /* 1 KiB .. 2 MiB total size */
 #define PARA__BATCH_POOL_DEPTH 16 /* cached batches per class per worker */
+/* Bytes of cached batches per worker (all classes): with the depth, what a
+ * runtime keeps between runs is bounded by design, whatever sizes its
+ * batches take (tests/reliability/test_soak.c checks both bounds). */
+#define PARA__BATCH_POOL_BYTES ((size_t)8 << 20)
 
 typedef struct para__worker para__worker;
 typedef struct para__run para__run;
@@ -306,6 +310,7 @@ struct para__worker {
     unsigned next_source; /* round-robin start */
     para__batch *pool[PARA__BATCH_CLASSES];
     unsigned pool_len[PARA__BATCH_CLASSES];
+    size_t pool_bytes; /* in all classes, <= PARA__BATCH_POOL_BYTES */
     /* Counters: written by the owner only (relaxed load + store), summed on
      * read by para_runtime_stats(). base_* hold their values at the start of
      * the last run (written by para_run() between runs), for
