@@ -923,6 +923,18 @@ int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len)
         int rc = devrt_open(rt, why, sizeof why);
         if (rc == 0) {
             rt->device_state = 1;
+        } else if (rc == PARA_ENOMEM || rc == PARA_EAGAIN) {
+            /* Out of memory or threads: this run fails (or, with "auto",
+             * goes without the device), and the next run tries again. */
+            rt->device_state = 0;
+            snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
+            snprintf(msg, msg_len, "device \"%s\": %s", rt->device_selector,
+                     why);
+            if (strcmp(rt->device_selector, "auto") == 0) {
+                para__log(1, "device: %s; this run goes without it", why);
+                return 0;
+            }
+            return rc;
         } else {
             snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
             /* "auto" asks for a device if there is one: none is fine. */
