@@ -10,10 +10,11 @@
  *   w4_offload.c   w4 (kernel nodes: cpu, dev1, dev, mixed, limit)
  *   w5_budget.c    w5 (the memory budget: bounded, unbounded)
  *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
+ *   shapes.c       w12, w13, w14 (short runs, large items, a deep chain)
  *
- * Every workload follows /work/shared/BENCH_SPEC.md exactly: same sizes, same
- * spin() counts, same checksums, so that its numbers can be put beside other
- * runtimes measured the same way.
+ * Every workload follows the project's benchmark contract exactly (sizes,
+ * spin() counts and checksums are documented in BENCHMARKS.md), so that its
+ * numbers can be put beside other runtimes measured the same way.
  */
 #ifndef PARA_BENCH_H
 #define PARA_BENCH_H
@@ -50,7 +51,13 @@ typedef struct bench_cfg {
     para_runtime_t *rt; /* created once by main(), reused by every run */
     unsigned threads;   /* the runtime's worker count */
     unsigned repeat;    /* runs per variant; the median time is reported */
-    int quick;          /* 1: the --quick sizes of BENCH_SPEC.md */
+    int quick;          /* 1: the --quick sizes */
+    double min_seconds; /* --min-seconds: a timing shorter than this is made
+                           of back-to-back runs until it is not; the time
+                           per run is their mean (0: one run per timing) */
+    unsigned handicap;  /* --handicap K: every para_run() of a timing is
+                           done K times (a stand-in for a K-fold slowdown of
+                           the runtime, to prove the perf guard); 1 normally */
     para_runtime_t *rt_traced; /* --trace FILE: a second runtime with the
                                   event trace on, or NULL */
 } bench_cfg_t;
@@ -65,6 +72,8 @@ typedef struct bench_row {
     double seq_seconds;   /* median seq time of the same process; 0 = none,
                              which prints "efficiency":null */
     int ok;               /* 1 until bench_fail() */
+    char extra[256];      /* more JSON fields of the workload, without the
+                             braces ("\"p99_us\":41.0"), or "" */
     char check[256];      /* "ok", or the first failure */
 } bench_row_t;
 
@@ -86,7 +95,8 @@ double bench_now(void);
  */
 typedef int (*bench_timed_fn)(void *state, bench_row_t *row);
 
-/* Run @p fn cfg->repeat times, timing all of it; sets row->seconds. */
+/* Run @p fn cfg->repeat times, timing all of it; sets row->seconds. Each
+ * timing repeats @p fn back to back until it lasts cfg->min_seconds. */
 void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
                 bench_row_t *row);
 
@@ -150,5 +160,8 @@ int bench_w4(const bench_cfg_t *cfg);
 int bench_w5(const bench_cfg_t *cfg);
 int bench_w6(const bench_cfg_t *cfg);
 int bench_w7(const bench_cfg_t *cfg);
+int bench_w12(const bench_cfg_t *cfg);
+int bench_w13(const bench_cfg_t *cfg);
+int bench_w14(const bench_cfg_t *cfg);
 
 #endif /* PARA_BENCH_H */

@@ -1,12 +1,14 @@
 /*
  * para-bench: clocks, medians, peak RSS, JSON rows and the timing loops.
  *
- * Every workload measures each variant the same way: cfg->repeat runs, each
- * timed with CLOCK_MONOTONIC, the median reported (the median, not the mean,
- * because one run disturbed by the OS would otherwise move the figure). For
- * para variants only para_run() is inside the timed region; the graph is
- * rebuilt before each run so that no state of a previous run can leak into
- * the next, and building it is not what BENCH_SPEC compares.
+ * Every workload measures each variant the same way: cfg->repeat timings,
+ * each with CLOCK_MONOTONIC and each at least cfg->min_seconds long (short
+ * runs are repeated back to back and averaged), the median reported (the
+ * median, not the mean, because one run disturbed by the OS would otherwise
+ * move the figure). For para variants only para_run() is inside the timed
+ * region; the graph is rebuilt before each run so that no state of a previous
+ * run can leak into the next, and building it is not what the benchmark
+ * compares.
  *
  * A failed check does not abort the process: the row still prints, with the
  * message in "check", and main() turns it into a non-zero exit status.
@@ -117,6 +119,8 @@ void bench_print_row(const bench_row_t *row)
                row->seq_seconds / ((double)row->threads * row->seconds));
     else
         printf("\"efficiency\":null,");
+    if (row->extra[0] != '\0')
+        printf("%s,", row->extra);
     printf("\"peak_rss_mb\":%.1f,\"check\":", peak_rss_mb());
     print_json_string(row->check);
     printf("}\n");
@@ -134,12 +138,21 @@ void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
     }
     size_t n = 0;
     for (unsigned r = 0; r < cfg->repeat; r++) {
-        double t0 = bench_now();
-        int rc = fn(state, row);
-        double t1 = bench_now();
+        /* Back-to-back runs until the timing lasts min_seconds: a run of a
+         * millisecond or two says more about waking threads than about the
+         * workload. */
+        double spent = 0.0;
+        unsigned runs = 0;
+        int rc = 0;
+        do {
+            double t0 = bench_now();
+            rc = fn(state, row);
+            spent += bench_now() - t0;
+            runs++;
+        } while (rc == 0 && spent < cfg->min_seconds);
         if (rc != 0)
             break;
-        t[n++] = t1 - t0;
+        t[n++] = spent / runs;
     }
     row->seconds = median(t, n);
     free(t);
@@ -194,6 +207,36 @@ static int time_one_graph(para_runtime_t *rt, const bench_graph_ops_t *ops,
     return 0;
 }
 
+/*
+ * One timing of a para variant: cfg->handicap runs count as one (each is
+ * checked), repeated back to back until the timing lasts cfg->min_seconds;
+ * the sums divided by the runs counted. 0, or non-zero after bench_fail().
+ */
+static int time_graph_runs(const bench_cfg_t *cfg, para_runtime_t *rt,
+                           const bench_graph_ops_t *ops, void *state,
+                           bench_row_t *row, double *secs, double *cpu,
+                           double *run)
+{
+    unsigned handicap = cfg->handicap > 0 ? cfg->handicap : 1;
+    double s = 0.0, c = 0.0, u = 0.0;
+    unsigned counted = 0;
+    do {
+        for (unsigned k = 0; k < handicap; k++) {
+            double s1, c1, u1;
+            if (time_one_graph(rt, ops, state, row, &s1, &c1, &u1) != 0)
+                return 1;
+            s += s1;
+            c += c1;
+            u += u1;
+        }
+        counted++;
+    } while (s < cfg->min_seconds && row->ok);
+    *secs = s / counted;
+    *cpu = c / counted;
+    *run = u / counted;
+    return 0;
+}
+
 void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
                       void *state, bench_row_t *row)
 {
@@ -213,13 +256,14 @@ void bench_time_graph_pair(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
     double *u = t + 4 * rep, *ut = t + 5 * rep;
     size_t n = 0, nt = 0;
     for (unsigned r = 0; r < cfg->repeat && row->ok; r++) {
-        if (time_one_graph(cfg->rt, ops, state, row, &t[n], &c[n], &u[n]) != 0)
+        if (time_graph_runs(cfg, cfg->rt, ops, state, row, &t[n], &c[n],
+                            &u[n]) != 0)
             break;
         n++;
         /* Interleaved, so both variants see the same noise. */
         if (traced != NULL && traced->ok &&
-            time_one_graph(cfg->rt_traced, ops, state, traced, &tt[nt], &ct[nt],
-                           &ut[nt]) == 0)
+            time_graph_runs(cfg, cfg->rt_traced, ops, state, traced, &tt[nt],
+                            &ct[nt], &ut[nt]) == 0)
             nt++;
     }
     row->seconds = median(t, n);

@@ -15,7 +15,9 @@
  *       sum of b. The index travels in the item so that the sink can check
  *       the order itself rather than trust the runtime.
  *   w3  the seed graph: x -> (x -> (2x,x) -> 2x-x) and (x -> -x), both into
- *       one serial sink; the sum is 0 and the sink sees 2N items.
+ *       one serial sink; the sum is 0, the sum of squares is 2 * sum(x*x)
+ *       and the sink sees 2N items. seq is the same functions in one
+ *       fused loop on one thread.
  *   w7  range i -> parallel y=spin(i,300) -> SERIAL stateful map
  *       hist[y&1023]++, spin(y,50) -> serial sink sum. The histogram is
  *       compared bin by bin with the one the seq loop builds.
@@ -406,15 +408,19 @@ struct w3_pair {
     int64_t x;
 };
 
-/* The sink keeps the wrapping sum and the sum of squares: the two branches
- * cancel in the sum (a wrong value on both could still give 0), never in
- * the squares, which must total 2 * sum(x^2) over both branches. */
+/* The serial sink of w3: sum += y and sq += y*y (wrapping uint64), and the
+ * item count. The two branches cancel in the sum, so a lost or doubled
+ * batch of x and -x alike would leave it 0; sq and the count cannot be
+ * fooled that way. */
 struct w3_sink {
-    uint64_t sum, sq, count;
+    uint64_t sum;
+    uint64_t sq;
+    uint64_t count;
 };
 
 struct w3_state {
     uint64_t n;
+    uint64_t expect_sq; /* 2 * sum of x*x, wrapping; set by w3_expect() */
     struct w3_sink sink;
 };
 
@@ -423,7 +429,7 @@ static int w3_sink_fn(void *ctx, const void *in)
     struct w3_sink *s = ctx;
     uint64_t y = load_u64(in);
     s->sum += y;
-    s->sq += y * y; /* (uint64_t)y * (uint64_t)y, wrapping */
+    s->sq += y * y;
     s->count++;
     return 0;
 }
@@ -544,37 +550,66 @@ static int w3_build_fnptr(para_graph_t *g, void *state)
 static void w3_check(void *state, bench_row_t *row)
 {
     struct w3_state *st = state;
-    uint64_t sq = 0; /* 2 * sum(x^2), wrapping */
-    for (uint64_t x = 0; x < st->n; x++)
-        sq += 2 * x * x;
-    const struct w3_sink *s = &st->sink;
-    if (s->count != 2 * st->n)
+    const struct w3_sink *k = &st->sink;
+    if (k->count != 2 * st->n)
         bench_fail(row, "sink got %llu items, expected %llu",
-                   (unsigned long long)s->count,
+                   (unsigned long long)k->count,
                    (unsigned long long)(2 * st->n));
-    else if (s->sum != 0)
-        bench_fail(row, "sum %lld, expected 0", (long long)s->sum);
-    else if (s->sq != sq)
+    else if (k->sum != 0)
+        bench_fail(row, "sum %lld, expected 0", (long long)k->sum);
+    else if (k->sq != st->expect_sq)
         bench_fail(row, "sum of squares %llu, expected %llu",
-                   (unsigned long long)s->sq, (unsigned long long)sq);
+                   (unsigned long long)k->sq,
+                   (unsigned long long)st->expect_sq);
+}
+
+/* The expected sum of squares, computed apart from any graph: each x
+ * reaches the sink twice (as x and as -x), both squaring to x*x. */
+static void w3_expect(struct w3_state *st)
+{
+    uint64_t sq = 0;
+    for (uint64_t x = 0; x < st->n; x++)
+        sq += x * x;
+    st->expect_sq = 2 * sq;
+}
+
+/* seq: one thread's fused loop over the same per-item functions, in the
+ * order a sequential program would call them: the fastest the graph's
+ * work can go on one core, which the para row is compared with. */
+static int w3_seq(void *state, bench_row_t *row)
+{
+    struct w3_state *st = state;
+    memset(&st->sink, 0, sizeof st->sink);
+    for (uint64_t i = 0; i < st->n; i++) {
+        uint64_t x = i, y;
+        struct w3_pair p;
+        w3_pair_item(NULL, &x, &p);
+        w3_diff_item(NULL, &p, &y);
+        w3_sum_item(&st->sink, &y);
+        w3_neg_item(NULL, &x, &y);
+        w3_sum_item(&st->sink, &y);
+    }
+    w3_check(st, row);
+    return row->ok ? 0 : 1;
 }
 
 int bench_w3(const bench_cfg_t *cfg)
 {
     struct w3_state st = {.n = cfg->quick ? W3_QUICK : W3_ITEMS};
+    w3_expect(&st);
     static const bench_graph_ops_t ops = {w3_build, w3_check};
-    /* No seq baseline: a plain loop of this graph folds to nothing, so
-     * efficiency is null. items is N source items, as BENCH_SPEC counts. */
-    bench_row_t row;
-    bench_row_init(&row, "w3", "para", st.n, cfg->threads);
-    bench_time_graph(cfg, &ops, &st, &row);
-    bench_print_row(&row);
+    /* items is N source items, as the contract counts them (the sink sees
+     * 2N). The seq row's efficiency compares para's 2 threads with it. */
+    double seq_seconds = 0.0;
+    int failed =
+        bench_seq_para(cfg, "w3", st.n, w3_seq, &ops, &st, &seq_seconds);
     static const bench_graph_ops_t fnptr_ops = {w3_build_fnptr, w3_check};
     bench_row_t fp;
     bench_row_init(&fp, "w3", "para-fnptr", st.n, cfg->threads);
+    fp.seq_seconds = seq_seconds;
     bench_time_graph(cfg, &fnptr_ops, &st, &fp);
     bench_print_row(&fp);
-    return row.ok && fp.ok ? 0 : 1;
+    return failed || !fp.ok ? 1 : 0;
 }
 
 /* ---- w7: stateful bottleneck ------------------------------------------- */

@@ -81,8 +81,15 @@ static const option options[] = {
      "cores|pus|none", "cores, pus or none",
      "worker placement: cores, pus (hardware threads) or none"},
     {"DEVICE", offsetof(para_runtime_attr_t, device), OPT_STRING, "auto", 0, 0,
-     NULL, "auto, none, cpu, P:D or part of a device or platform name",
-     "device of kernel nodes: auto, none, cpu, P:D or part of a name"},
+     NULL,
+     "auto, none, cpu, P:D, part of a device or platform name, sim:L:R, or a "
+     "comma-separated list of these and all, gpu, accelerator, cpu-cl",
+     "devices of kernel nodes: auto, none, cpu, P:D, part of a name, "
+     "sim:L:R; a list (a,b), all or a type (gpu)"},
+    {"DEVICE_TIMEOUT", offsetof(para_runtime_attr_t, device_timeout_ms),
+     OPT_UINT, "10000", 0, 3600000, NULL, "0 (off) to 3600000 milliseconds",
+     "device watchdog, ms: a launch longer than this (and 20x its expected "
+     "time) loses the device; 0 = off"},
     {"DEVICE_FALLBACK", offsetof(para_runtime_attr_t, device_fallback),
      OPT_BOOL, "1", 0, 1, NULL, "on, off, yes, no, 1 or 0",
      "a failing device hands kernel nodes to their CPU function"},
@@ -319,6 +326,9 @@ int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
     if (rc == 0)
         rc = check_field("trace_events", "TRACE_EVENTS", a->trace_events, msg,
                          msg_len);
+    if (rc == 0)
+        rc = check_field("device_timeout_ms", "DEVICE_TIMEOUT",
+                         a->device_timeout_ms, msg, msg_len);
     return rc;
 }
 

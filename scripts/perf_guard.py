@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Performance regression guard: para-bench against ratio floors.
+
+Every guarded figure is a ratio of two timings taken in the same process
+(efficiency = seq / (threads x para), para / ideal, para / static,
+dev / limit), so it does not depend on how fast the machine is today, only
+on how the runtime compares with the plain code beside it. Each timing lasts
+tens of milliseconds (full sizes where a quick run is a millisecond or two,
+--min-seconds everywhere): on a 2-core virtual machine a one-millisecond run
+measures how fast threads wake up, not the runtime.
+
+The guard fails when
+  - para-bench crashes or exits non-zero (a failed check is a non-zero exit),
+  - a row a figure needs is missing, or its check is not "ok",
+  - a figure stays below its floor (or above its ceiling) after
+    re-measurement.
+A figure near its floor (within NEAR) is measured again, up to ATTEMPTS
+times in all, with more repeats each time, and the best value counts: noise
+on a shared machine only ever makes para look slower than it is, so the best
+of several runs is the figure to judge, while a real 2x slowdown halves every
+attempt. Nothing is skipped when the machine is busy: it is re-measured.
+
+Floors sit at about 0.6-0.7 of the lowest value seen on quiet 2-core runs and
+above half of the typical value, so that a runtime twice as slow (para-bench
+--handicap 2 runs every para_run() twice) falls below every speed floor;
+scripts/perf-guard-selftest.sh proves both sides.
+
+Usage: perf_guard.py [--bench PATH] [--threads N] [--repeat R]
+                     [--handicap K] [--json FILE]
+"""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+NEAR = 1.15      # a figure under floor * NEAR is measured again
+ATTEMPTS = 3     # measurements of a doubtful group, in all
+MIN_SECONDS = 0.05
+
+# Groups of workloads run in one para-bench process each. w5 runs alone: its
+# peak RSS is a process-wide high-water mark.
+GROUPS = {
+    "full": (["w1", "w3"], False),       # quick sizes are ~1-4 ms: too short
+    "quick": (["w2", "w6", "w7"], True),
+    "w4": (["w4"], True),
+    "w5": (["w5"], True),
+}
+
+
+def eff(rows, w, v="para"):
+    r = rows[(w, v)]
+    return r["efficiency"]
+
+
+def speed(rows, w, a, b):
+    ra, rb = rows[(w, a)], rows[(w, b)]
+    if not ra["items_per_s"] or not rb["items_per_s"]:
+        return None
+    return ra["items_per_s"] / rb["items_per_s"]
+
+
+def rss(rows, w, v):
+    return rows[(w, v)]["peak_rss_mb"]
+
+
+# (name, group, value of the rows, bound, kind, quiet range, speed figure)
+# kind "min": the value must be >= bound; "max": <= bound. A speed figure
+# halves when para is twice as slow (the self-test checks each one).
+FIGURES = [
+    ("w1 efficiency (para vs seq)", "full",
+     lambda r: eff(r, "w1"), 0.55, "min", "0.80-0.95", True),
+    ("w1 para / ideal (throughput)", "full",
+     lambda r: speed(r, "w1", "para", "ideal"), 0.60, "min", "0.85-1.0", True),
+    ("w2 efficiency (ordered pipeline)", "quick",
+     lambda r: eff(r, "w2"), 0.65, "min", "0.93-1.0", True),
+    ("w3 para / seq (throughput)", "full",
+     lambda r: speed(r, "w3", "para", "seq"), 0.22, "min", "0.3-0.5", True),
+    ("w4 dev / limit (throughput)", "w4",
+     lambda r: speed(r, "w4", "dev", "limit"), 0.45, "min", "0.7-1.0", True),
+    ("w4 mixed / seq (throughput)", "w4",
+     lambda r: speed(r, "w4", "mixed", "seq"), 1.2, "min", "1.7-2.2", True),
+    ("w5 efficiency (bounded)", "w5",
+     lambda r: eff(r, "w5", "bounded"), 0.55, "min", "0.75-0.9", True),
+    ("w5 peak RSS MB (bounded, 64 MiB budget)", "w5",
+     lambda r: rss(r, "w5", "bounded"), 80.0, "max", "12-20", False),
+    ("w6 efficiency (shifting load)", "quick",
+     lambda r: eff(r, "w6"), 0.65, "min", "0.93-1.0", True),
+    ("w6 para / static (throughput)", "quick",
+     lambda r: speed(r, "w6", "para", "static"), 1.20, "min", "1.8-2.0", True),
+    ("w7 efficiency (stateful bottleneck)", "quick",
+     lambda r: eff(r, "w7"), 0.60, "min", "0.85-0.95", True),
+]
+
+
+def run_group(args, group, repeat):
+    """Run one group; returns (rows, error message or None)."""
+    workloads, quick = GROUPS[group]
+    cmd = [args.bench, "--workload", ",".join(workloads), "--threads",
+           str(args.threads), "--repeat", str(repeat), "--min-seconds",
+           str(MIN_SECONDS)]
+    if quick:
+        cmd.append("--quick")
+    if args.handicap > 1:
+        cmd += ["--handicap", str(args.handicap)]
+    print(f"perf-guard: {' '.join(cmd)} (load "
+          f"{os.getloadavg()[0]:.2f})", flush=True)
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {}, f"{group}: para-bench did not finish in {args.timeout} s"
+    except OSError as e:
+        return {}, f"{group}: cannot run {args.bench}: {e}"
+    rows = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                return rows, f"{group}: unparsable row: {line[:120]}"
+            rows[(r["workload"], r["variant"])] = r
+    bad = [f"{w}/{v}: {r['check']}" for (w, v), r in rows.items()
+           if r.get("check") != "ok"]
+    if p.returncode < 0:
+        sig = signal.Signals(-p.returncode).name
+        tail = "\n    ".join(p.stderr.strip().splitlines()[-5:])
+        return rows, f"{group}: para-bench crashed ({sig})\n    {tail}"
+    if bad:
+        return rows, f"{group}: failed check: " + "; ".join(bad)
+    if p.returncode != 0:
+        tail = "\n    ".join(p.stderr.strip().splitlines()[-5:])
+        return rows, (f"{group}: para-bench exited {p.returncode}"
+                      f"\n    {tail}")
+    return rows, None
+
+
+def value_of(fig, rows):
+    """The figure's value from rows, or (None, why)."""
+    try:
+        v = fig[2](rows)
+    except KeyError as e:
+        return None, f"row {e.args[0][0]}/{e.args[0][1]} missing"
+    if v is None:
+        return None, "row has no value"
+    return float(v), None
+
+
+def holds(fig, v):
+    return v >= fig[3] if fig[4] == "min" else v <= fig[3]
+
+
+def near(fig, v):
+    return v < fig[3] * NEAR if fig[4] == "min" else v > fig[3] / NEAR
+
+
+def better(fig, a, b):
+    if a is None:
+        return b
+    return max(a, b) if fig[4] == "min" else min(a, b)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", default="build/bench/para-bench")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--handicap", type=int, default=1)
+    ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--json", help="write every figure's result here")
+    args = ap.parse_args()
+
+    start = time.monotonic()
+    best = {f[0]: None for f in FIGURES}
+    values = {f[0]: [] for f in FIGURES}
+    errors = []
+    todo = list(GROUPS)
+    for attempt in range(1, ATTEMPTS + 1):
+        repeat = args.repeat + 2 * (attempt - 1)
+        for group in todo:
+            rows, err = run_group(args, group, repeat)
+            if err:
+                errors.append(err)
+                continue
+            for fig in FIGURES:
+                if fig[1] != group:
+                    continue
+                v, why = value_of(fig, rows)
+                if v is None:
+                    errors.append(f"{fig[0]}: {why}")
+                    continue
+                values[fig[0]].append(v)
+                best[fig[0]] = better(fig, best[fig[0]], v)
+        if errors:
+            break  # a crash, a missing row or a failed check: no re-measuring
+        todo = sorted({f[1] for f in FIGURES
+                       if best[f[0]] is not None and near(f, best[f[0]])})
+        if not todo:
+            break
+        if attempt < ATTEMPTS:
+            print(f"perf-guard: near or below a bound, measuring again: "
+                  f"{', '.join(todo)}", flush=True)
+
+    failed = bool(errors)
+    results = []
+    print(f"perf-guard: figures ({'handicap %d, ' % args.handicap if args.handicap > 1 else ''}"
+          f"{args.threads} threads, {time.monotonic() - start:.0f} s):")
+    for fig in FIGURES:
+        name, _, _, bound, kind, quiet, is_speed = fig
+        v = best[name]
+        if v is None:
+            status = "MISSING"
+            failed = True
+        elif holds(fig, v):
+            status = "ok"
+        else:
+            status = "BELOW FLOOR" if kind == "min" else "ABOVE CEILING"
+            failed = True
+        word = "floor" if kind == "min" else "ceiling"
+        shown = "   n/a" if v is None else f"{v:6.3f}"
+        tries = ", ".join(f"{x:.3f}" for x in values[name])
+        print(f"  {name:42s} {shown}  {word} {bound:5.2f}  (quiet: {quiet})"
+              f"  {status}  [{tries}]")
+        results.append({"figure": name, "value": v, "bound": bound,
+                        "kind": kind, "status": status, "speed": is_speed,
+                        "attempts": values[name]})
+    for e in errors:
+        print(f"  ERROR: {e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"failed": failed, "errors": errors,
+                       "handicap": args.handicap, "figures": results}, f,
+                      indent=1)
+    print("perf-guard: " + ("FAILED" if failed else "ok"), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The perf guard must fail when it should and pass when it should.
+#
+#   tests/perf_guard/selftest.sh            stand-in benchmark (a few seconds,
+#                                           deterministic; run by ctest)
+#   tests/perf_guard/selftest.sh --real B   also para-bench B itself with
+#                                           --handicap 2: a runtime twice as
+#                                           slow must fail every speed figure
+#                                           (run by .ci/run on the quiet machine)
+#
+# With the stand-in: healthy rows pass; a crash, a non-zero exit, a missing
+# row, a failed check, every para variant 2x slower, and a peak RSS over the
+# ceiling each fail, named; a first measurement 3x slow that recovers passes
+# through re-measurement.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+guard="$root/scripts/perf_guard.py"
+standin="$here/standin_bench.py"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+# expect NAME EXIT_WANTED PATTERN MODE [guard args...]
+expect() {
+  local name=$1 want=$2 pattern=$3 mode=$4
+  shift 4
+  local out="$tmp/$name.out" rc=0
+  STANDIN_MODE=$mode STANDIN_STATE="$tmp/$name.state" \
+    python3 "$guard" --bench "$standin" --json "$tmp/$name.json" "$@" \
+    >"$out" 2>&1 || rc=$?
+  if { [ "$want" = pass ] && [ $rc -ne 0 ]; } ||
+     { [ "$want" = fail ] && [ $rc -eq 0 ]; } ||
+     ! grep -q -- "$pattern" "$out"; then
+    echo "selftest: $name: wanted $want with '$pattern', got exit $rc:" >&2
+    sed 's/^/    /' "$out" >&2
+    failures=$((failures + 1))
+  else
+    echo "selftest: $name: $want as it should ($pattern)"
+  fi
+}
+
+# Every speed figure of a guard result must be below its floor.
+all_speed_below() {
+  python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = [f["figure"] for f in r["figures"] if f["speed"] and f["status"] == "ok"]
+if ok:
+    print("speed figures that did not catch the slowdown: " + "; ".join(ok))
+    sys.exit(1)
+print(f"all {sum(f['speed'] for f in r['figures'])} speed figures below "
+      "their floors")
+PY
+}
+
+expect healthy pass "perf-guard: ok" ok
+expect crash fail "crashed (SIGSEGV)" crash
+expect exit1 fail "exited 1" exit1
+expect missing fail "w2/para missing" "missing:w2/para"
+expect badcheck fail "failed check: w4/dev" "badcheck:w4/dev"
+expect rss fail "ABOVE CEILING" "rss:200"
+expect flaky pass "measuring again" flaky
+expect slow2x fail "BELOW FLOOR" "slow:2"
+all_speed_below "$tmp/slow2x.json" || failures=$((failures + 1))
+expect handicap fail "BELOW FLOOR" ok --handicap 2
+all_speed_below "$tmp/handicap.json" || failures=$((failures + 1))
+
+if [ "${1:-}" = --real ]; then
+  bench=${2:?"--real needs the para-bench path"}
+  rc=0
+  python3 "$guard" --bench "$bench" --handicap 2 --json "$tmp/real.json" \
+    >"$tmp/real.out" 2>&1 || rc=$?
+  cat "$tmp/real.out"
+  if [ $rc -eq 0 ] || grep -q "ERROR" "$tmp/real.out"; then
+    echo "selftest: real para-bench --handicap 2: wanted a failure on the" \
+         "figures alone, got exit $rc" >&2
+    failures=$((failures + 1))
+  else
+    all_speed_below "$tmp/real.json" || failures=$((failures + 1))
+  fi
+fi
+
+if [ $failures -ne 0 ]; then
+  echo "selftest: $failures failed" >&2
+  exit 1
+fi
+echo "selftest: all passed"
