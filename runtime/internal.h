@@ -230,6 +230,10 @@ struct para__batch {
 #define PARA__BATCH_NO_CLASS UINT32_MAX
 #define PARA__BATCH_CLASSES 12    /* 1 KiB .. 2 MiB total size */
 #define PARA__BATCH_POOL_DEPTH 16 /* cached batches per class per worker */
+/* Bytes of cached batches per worker (all classes): with the depth, what a
+ * runtime keeps between runs is bounded by design, whatever sizes its
+ * batches take (tests/reliability/test_soak.c checks both bounds). */
+#define PARA__BATCH_POOL_BYTES ((size_t)8 << 20)
 
 typedef struct para__worker para__worker;
 typedef struct para__run para__run;
@@ -291,6 +295,7 @@ struct para__worker {
     unsigned next_source; /* round-robin start */
     para__batch *pool[PARA__BATCH_CLASSES];
     unsigned pool_len[PARA__BATCH_CLASSES];
+    size_t pool_bytes; /* in all classes, <= PARA__BATCH_POOL_BYTES */
     /* Counters: written by the owner only (relaxed load + store), summed on
      * read by para_runtime_stats(). base_* hold their values at the start of
      * the last run (written by para_run() between runs), for
@@ -379,6 +384,14 @@ typedef struct para__progress {
     uint64_t items; /* sink items at the last update */
 } para__progress;
 
+/* How MIXED kernel nodes split their batches (PARA_MIXED): by the measured
+ * costs (auto), all on the device, or all on the workers. */
+typedef enum {
+    PARA__MIXED_AUTO,
+    PARA__MIXED_DEVICE,
+    PARA__MIXED_CPU
+} para__mixed_mode;
+
 struct para_runtime {
     unsigned n_workers;
     para__worker *workers; /* aligned array */
@@ -416,6 +429,7 @@ struct para_runtime {
     int device_err;            /* why an explicitly chosen device is missing */
     char device_why[256];
     bool device_cpu_logged;
+    para__mixed_mode mixed;  /* MIXED kernel nodes' split (PARA_MIXED) */
     para__devrt *device;     /* the open devices, NULL if none */
     unsigned helper_threads; /* host threads (one per device) */
     alignas(PARA_CACHELINE) para__task_stack inject;
@@ -484,6 +498,8 @@ para__device_counters *para__stats_device_add(para_runtime_t *rt,
 int para__options_check_env(char *msg, size_t msg_len);
 int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
                              size_t msg_len);
+/* PARA_MIXED, checked by para__options_check_env(). */
+para__mixed_mode para__options_mixed(void);
 
 /* Progress line (progress.c). */
 bool para__progress_mode_valid(const char *mode);

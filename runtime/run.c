@@ -135,6 +135,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
              attr->device != NULL && attr->device[0] != '\0' ? attr->device
                                                              : "auto");
     rt->attr.device = rt->device_selector;
+    rt->mixed = para__options_mixed();
     para__task_stack_init(&rt->inject);
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->cancel, false);
