@@ -75,9 +75,10 @@
  *   A failing launch whose node function failed (PARA_ENODE) fails the run.
  *   A transient allocation failure (PARA_ENOMEM: a staging buffer, a
  *   buffer over the device's largest allocation) retries with launches of
- *   half the items, down to one batch; a single batch that still does not
- *   fit is computed by the host thread with the node's CPU function, or
- *   fails the run with PARA_ENOMEM for a node without one. Any other
+ *   half the items, down to one batch, which is tried OOM_RETRIES times; a
+ *   single batch that still does not fit is computed by the host thread
+ *   with the node's CPU function, or fails the run with PARA_ENOMEM for a
+ *   node without one. Any other
  *   failure, or the watchdog, loses the device for the rest of the run:
  *   with attr.device_fallback off the run fails with PARA_EDEVICE naming
  *   the node and the failing call. With it on (the default), the device's
@@ -121,6 +122,7 @@
 #define REPROBE_NS 5000000     /* try an idle device again after 5 ms */
 #define WAIT_SLICE_NS 10000000 /* longest wait on a launch: aborts seen */
 #define TIMEOUT_FACTOR 20      /* a launch may take 20x its expected time */
+#define OOM_RETRIES 3          /* a one-batch launch out of memory, again */
 
 /* One kernel node on one device, for the current run. */
 typedef struct dnode {
@@ -132,7 +134,8 @@ typedef struct dnode {
     uint64_t pending_since;
     uint32_t launches_run;
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
-    size_t split_cap; /* items per launch after ENOMEM; 0 = no limit */
+    size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
+    unsigned oom_streak; /* launches failed with ENOMEM since one worked */
     /* Estimates (picoseconds per item; 0 = not measured yet), written by
      * the host thread, read by workers routing a batch. */
     _Atomic uint64_t ps_per_item; /* marginal cost c */
@@ -697,6 +700,7 @@ static void complete(devctx *d, para__run *run, int r)
         return;
     }
     retire_head(d);
+    dn->oom_streak = 0;
     /* The launch started when the device was done with the one before. */
     uint64_t start = PARA_MAX(s->l.submit_ns, d->last_complete_ns);
     uint64_t ns = s->l.complete_ns > start ? s->l.complete_ns - start : 1;
@@ -937,7 +941,7 @@ static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
     if (rc == PARA_ENOMEM) {
         /* Transient: smaller launches, down to one batch; one batch that
          * still does not fit runs on the host's CPU, or fails. */
-        if (n_tasks > 1) {
+        if (n_tasks > 1 || ++dn->oom_streak < OOM_RETRIES) {
             dn->split_cap = PARA_MAX(items / 2, (size_t)1);
             para__log(2,
                       "device \"%s\": %s; launches of node '%s' now take "
@@ -946,6 +950,7 @@ static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
             pending_unshift(dn, first, last, items);
             return;
         }
+        dn->oom_streak = 0;
         if (para__has_cpu_fn(n) && d->rt->attr.device_fallback) {
             para__log(2,
                       "device \"%s\": %s; node '%s' runs that batch on "
@@ -1506,6 +1511,7 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         dn->launches_run = 0;
         dn->sw = dn->sx = dn->sy = dn->sxx = dn->sxy = 0;
         dn->split_cap = 0;
+        dn->oom_streak = 0;
         atomic_init(&dn->ps_per_item, 0);
         atomic_init(&dn->total_ps, 0);
         atomic_init(&dn->best_ps, 0);
