@@ -1450,9 +1450,9 @@ int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
      * the wait's own and fails the launch. */
     cl_int rc = clWaitForEvents(1, &s->ev[EV_OUT]);
     if (rc != CL_SUCCESS && rc != CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
-        return fail_launch(s, para__cl_report(rc, "clWaitForEvents", __func__,
-                                              __FILE__, __LINE__, msg,
-                                              msg_len));
+        return fail_launch(s,
+                           para__cl_report(rc, "clWaitForEvents", __func__,
+                                           __FILE__, __LINE__, msg, msg_len));
     int r = para__cl_launch_poll(k, l, msg, msg_len);
     if (r == 1)
         return 0;
