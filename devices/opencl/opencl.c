@@ -1470,10 +1470,10 @@ int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
     /* Not clWaitForEvents: it has no timeout, and a hung device would keep
      * the caller (the runtime's host thread) from its watchdog and from
      * cancellation. Poll the events' status instead, sleeping between
-     * polls with a backoff from 10 us to 500 us, which bounds how late a
+     * polls with a backoff from 5 us to 500 us, which bounds how late a
      * completion is seen against how often the host wakes up. */
     uint64_t deadline = para__now_ns() + timeout_ns;
-    long sleep_ns = 10000;
+    long sleep_ns = 5000;
     for (;;) {
         int r = para__cl_launch_poll(k, l, msg, msg_len);
         if (r != 0)

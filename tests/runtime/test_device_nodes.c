@@ -912,6 +912,45 @@ static int opencl_group_setup(void **state)
             skip();                                                            \
     } while (0)
 
+/* Every OpenCL device at once ("all"): a device-only node's batches are
+ * spread over them, each is used, and the results are right. Needs two
+ * devices (ctest runs this file with POCL_DEVICES="pthread pthread" as
+ * device_nodes_two_devices, where PARA_REQUIRE_TWO_DEVICES=1 makes one
+ * device a failure); skipped with fewer. */
+static void test_opencl_all_devices(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("all", 2, 0);
+    axpb_ctx c = {.mul = 3, .add = 1};
+    atomic_init(&c.fail_at, -1);
+    para_node_stats_t ks;
+    int rc = run_axpb(rt, 400000, 256, &c, false, &ks);
+    assert_int_equal(rc, 0);
+    unsigned nd = para_runtime_device_count(rt);
+    const char *req = getenv("PARA_REQUIRE_TWO_DEVICES");
+    if (nd < 2) {
+        assert_int_equal(para_runtime_destroy(rt), 0);
+        if (req != NULL && strcmp(req, "1") == 0)
+            fail_msg("PARA_REQUIRE_TWO_DEVICES=1 but \"all\" opened %u", nd);
+        print_message("one OpenCL device: nothing to spread\n");
+        skip();
+    }
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < nd; i++) {
+        para_device_stats_t ds;
+        assert_int_equal(para_device_stats(rt, i, &ds), 0);
+        print_message("device %u (%s): %llu items in %llu launches\n", i,
+                      ds.name, (unsigned long long)ds.items,
+                      (unsigned long long)ds.launches);
+        assert_true(ds.items > 0);
+        sum += ds.items;
+    }
+    assert_int_equal(sum, 400000);
+    assert_int_equal(ks.device_items, 400000);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 static void test_opencl_kernel_node_gathers(void **state)
 {
     (void)state;
@@ -1064,6 +1103,7 @@ int main(void)
         cmocka_unit_test(test_opencl_mixed_node_splits),
         cmocka_unit_test(test_opencl_build_error_names_node),
         cmocka_unit_test(test_opencl_mandelbrot_node),
+        cmocka_unit_test(test_opencl_all_devices),
     };
     const struct CMUnitTest sim_tests[] = {
         cmocka_unit_test(test_sim_shares_follow_rates),
