@@ -29,10 +29,11 @@
  *   learned cost per item on k, launch latency included, and backlog_k the
  *   items already routed there and not finished. A MIXED node (kernel and
  *   CPU function) also weighs the worker's own CPU, items * cpu_cost, and
- *   keeps the batch when that is sooner. Until a cost is measured, batches
- *   explore: a MIXED node measures the CPU first; each device gets one
- *   batch at a time until a launch has been timed (not the node's first
- *   launch on it, which may carry a compilation); a device is probed again
+ *   keeps the batch when that is sooner and no device would run out of
+ *   work meanwhile (a worker busy with a batch feeds no device). Until a cost
+ * is measured, batches explore: a MIXED node measures the CPU first; each
+ * device gets one batch at a time until a launch has been timed (not the node's
+ * first launch on it, which may carry a compilation); a device is probed again
  *   with one batch whenever it has had none for REPROBE_NS. A CPU device
  *   shares the workers' cores, so there a MIXED batch goes to whichever
  *   side does more per core, judged on the fastest cost per item each side
@@ -257,9 +258,11 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
     if (mixed && cpu == 0)
         return -1; /* measure the CPU first */
     uint64_t now = para__now_ns();
-    double best = mixed ? (double)items * (double)cpu : -1.0;
+    double cpu_finish = (double)items * (double)cpu;
+    double best = -1.0; /* the devices' earliest finish */
     int where = -1;
     int idle_unmeasured = -1;
+    bool starving = false; /* a device would run dry during the CPU batch */
     uint64_t least_backlog = UINT64_MAX;
     int least = -1;
     for (unsigned k = 0; k < set->n; k++) {
@@ -294,6 +297,8 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
                 return (int)k;
             continue;
         }
+        if ((double)backlog * (double)total < cpu_finish)
+            starving = true;
         double finish = (double)(backlog + items) * (double)total;
         if (best < 0 || finish <= best) {
             best = finish;
@@ -302,9 +307,14 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
     }
     if (idle_unmeasured >= 0)
         return idle_unmeasured;
-    if (where >= 0 || mixed)
+    if (!mixed)
+        return where >= 0 ? where : least; /* least: nothing measured yet */
+    /* A worker that keeps a batch also stops feeding the devices while it
+     * runs it: it keeps one only when that is sooner than on any device
+     * and no device would run out of work meanwhile. */
+    if (where >= 0 && (starving || best <= cpu_finish))
         return where;
-    return least; /* nothing measured yet, every probe out */
+    return -1;
 }
 
 /* Why no device is left for @p n, into @p buf. */

