@@ -61,8 +61,9 @@ static const struct workload workloads[] = {
     {"w1", bench_w1, NULL},   {"w2", bench_w2, NULL},
     {"w3", bench_w3, NULL},   {"w4", bench_w4, NULL},
     {"w5", bench_w5, NULL},   {"w6", bench_w6, NULL},
-    {"w7", bench_w7, NULL},   {"w12", bench_w12, NULL},
-    {"w13", bench_w13, NULL}, {"w14", bench_w14, NULL},
+    {"w7", bench_w7, NULL},   {"w10", bench_w10, NULL},
+    {"w12", bench_w12, NULL}, {"w13", bench_w13, NULL},
+    {"w14", bench_w14, NULL},
 };
 
 #define N_WORKLOADS (sizeof workloads / sizeof workloads[0])
