@@ -53,7 +53,7 @@ enum para_node_flags {
      * of a desc (flags 0); to be named explicitly where a convenience call
      * defaults to SERIAL (para_graph_add_sink(), para_pipe_sink()).
      */
-    PARA_NODE_PARALLEL = 1u << 2,
+    PARA_NODE_PARALLEL = 1u << 3,
     /** Stateful: one worker at a time, batches in arrival order. */
     PARA_NODE_SERIAL = 1u << 0,
     /**
@@ -63,6 +63,12 @@ enum para_node_flags {
      * order. An ORDERED node must be fed by exactly one source (PARA_EORDER).
      */
     PARA_NODE_ORDERED = 1u << 1,
+    /**
+     * Kernel nodes only: run every batch on the devices, even when the node
+     * has a CPU function too (which then serves simulated devices, batches
+     * too large for a device, and the fallback when no device is left).
+     */
+    PARA_NODE_DEVICE_ONLY = 1u << 2,
 };
 
 /**
