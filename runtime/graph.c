@@ -386,8 +386,8 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
                                     "kernel node '%s': its CPU function, if "
                                     "any, must be one map or map_batch",
                                     d->name);
-        if ((d->flags & ~(unsigned)(PARA_NODE_PARALLEL |
-                                    PARA_NODE_DEVICE_ONLY)) != 0)
+        if ((d->flags &
+             ~(unsigned)(PARA_NODE_PARALLEL | PARA_NODE_DEVICE_ONLY)) != 0)
             return para__graph_fail(
                 g, PARA_EINVAL, "kernel node '%s' must be PARALLEL", d->name);
     } else if ((d->flags & PARA_NODE_DEVICE_ONLY) != 0) {
