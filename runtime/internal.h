@@ -160,8 +160,10 @@ struct para_node {
 
     /* Run state: sources. */
     alignas(PARA_CACHELINE) _Atomic uint64_t src_state;
-    _Atomic uint64_t src_cursor; /* splittable: next item index */
-    uint64_t src_seq;            /* callback: claim-owned */
+    _Atomic uint64_t src_cursor;  /* splittable: next item index */
+    uint64_t src_seq;             /* callback: claim-owned */
+    para_source_open_fn src_open; /* callback: NULL = runs once per graph */
+    uint64_t src_runs;            /* runs started (thread in para_run()) */
 
     /* Statistics of the last run (relaxed counters, read after the run). */
     alignas(PARA_CACHELINE) _Atomic uint64_t st_items_in;
@@ -187,6 +189,9 @@ struct para_graph {
 /* Validate and compute derived data. Returns 0 or PARA_E*; the message goes
  * to graph->errmsg. */
 int para__graph_prepare(para_graph_t *g);
+/* Before a run (after prepare): refuse a callback source without an open
+ * hook that already ran, call the open hooks. 0 or PARA_E* (errmsg). */
+int para__graph_open_sources(para_graph_t *g);
 /* Reset per-run state of every node. */
 void para__graph_reset_run_state(para_graph_t *g);
 /* Set graph->errmsg (printf-style); returns err for tail calls. */

@@ -244,6 +244,11 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         set_errmsg(rt, "%s", g->errmsg);
         goto out;
     }
+    rc = para__graph_open_sources(g);
+    if (rc != 0) {
+        set_errmsg(rt, "%s", g->errmsg);
+        goto out;
+    }
     para__graph_reset_run_state(g);
     char msg[PARA__ERRMSG_LEN];
     rc = para__device_prepare_run(rt, g, msg, sizeof msg);
