@@ -14,7 +14,7 @@
  * "ws"). Its allocation, plus the bytes its items own outside it
  * (item_bytes, added at delivery), is counted in run->bytes the same way:
  * the peak bytes in flight, the progress line. Under a budgeted policy a
- * batch also holds a reference to its family (policy.c).
+ * batch also holds a reference to its family (budget.c).
  *
  * Tests: through tests/runtime/test_run.c and test_differential.c (ASan
  * checks that every batch is freed).

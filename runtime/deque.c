@@ -66,7 +66,7 @@ static para__deque_array *grow(para__deque *q, para__deque_array *a, int64_t t,
     return bigger;
 }
 
-int para__deque_push(para__deque *q, void *item)
+int para__deque_owner_push(para__deque *q, void *item)
 {
     /* relaxed: bottom is owner-written, and we are the owner. */
     int64_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed);
@@ -90,7 +90,7 @@ int para__deque_push(para__deque *q, void *item)
     return 0;
 }
 
-void *para__deque_pop(para__deque *q)
+void *para__deque_owner_pop(para__deque *q)
 {
     /* relaxed: owner-written fields read by the owner. */
     int64_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed) - 1;
@@ -126,9 +126,10 @@ void *para__deque_pop(para__deque *q)
 void *para__deque_steal(para__deque *q)
 {
     /* seq_cst loads, top before bottom: the thief's half of the Dekker
-     * pattern with para__deque_pop() (seq_cst store of bottom, then load of
-     * top). The load of bottom also acquires: it pairs with the release
-     * store in para__deque_push(), making the slot and the item visible. */
+     * pattern with para__deque_owner_pop() (seq_cst store of bottom, then
+     * load of top). The load of bottom also acquires: it pairs with the
+     * release store in para__deque_owner_push(), making the slot and the
+     * item visible. */
     int64_t t = atomic_load_explicit(&q->top, memory_order_seq_cst);
     int64_t b = atomic_load_explicit(&q->bottom, memory_order_seq_cst);
     if (t >= b)

@@ -12,8 +12,8 @@
  * instructions (mov, xchg), and ThreadSanitizer models them, where it does
  * not model atomic_thread_fence.
  *
- * Contract: exactly one thread, the owner, calls para__deque_push() and
- * para__deque_pop() (bottom end, LIFO). Any thread may call
+ * Contract: exactly one thread, the owner, calls para__deque_owner_push() and
+ * para__deque_owner_pop() (bottom end, LIFO). Any thread may call
  * para__deque_steal() (top end, FIFO). The array grows on demand; retired
  * arrays are kept on a list until para__deque_fini(), because a thief may
  * still be reading the old array (no reclamation scheme is needed that way,
@@ -62,9 +62,9 @@ int para__deque_init(para__deque *q, unsigned log2_capacity);
 void para__deque_fini(para__deque *q);
 
 /* Owner only. Returns 0 or PARA_ENOMEM (growth failed; item not pushed). */
-int para__deque_push(para__deque *q, void *item);
+int para__deque_owner_push(para__deque *q, void *item);
 /* Owner only. Returns the newest item, or NULL if empty. */
-void *para__deque_pop(para__deque *q);
+void *para__deque_owner_pop(para__deque *q);
 /* Any thread. Returns the oldest item, PARA__DEQUE_EMPTY or
  * PARA__DEQUE_ABORT. Items must never be the pointer value 1. */
 void *para__deque_steal(para__deque *q);

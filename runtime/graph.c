@@ -314,7 +314,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     case PARA__KIND_KERNEL:
         break;
     }
-    atomic_init(&n->inbox, NULL);
+    para__task_stack_init(&n->inbox);
     atomic_init(&n->claimed, 0);
     atomic_init(&n->src_state, 0);
     atomic_init(&n->src_cursor, 0);
@@ -326,15 +326,8 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->st_device_launches, 0);
     atomic_init(&n->st_device_ns, 0);
     atomic_init(&n->expand_x16, 0);
-    atomic_init(&n->dh_backlog, 0);
-    atomic_init(&n->dh_seats, 0);
     atomic_init(&n->cpu_ps_per_item, 0);
-    atomic_init(&n->dev_ps_per_item, 0);
-    atomic_init(&n->dev_total_ps_per_item, 0);
-    atomic_init(&n->dev_probe_ns, 0);
     atomic_init(&n->cpu_best_ps, 0);
-    atomic_init(&n->dev_best_ps, 0);
-    atomic_init(&n->dev_backlog_items, 0);
     n->drain_task.node = n;
     g->nodes[g->n_nodes++] = n;
     g->prepared = false;
@@ -350,9 +343,17 @@ static int check_common(para_graph_t *g, const para_node_desc_t *d)
     if (graph_running(g))
         return para__graph_fail(
             g, PARA_EBUSY, "cannot add '%s': the graph is running", d->name);
-    if ((d->flags & ~(unsigned)(PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0)
+    if ((d->flags & ~(unsigned)(PARA_NODE_SERIAL | PARA_NODE_ORDERED |
+                                PARA_NODE_DEVICE_ONLY)) != 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': unknown flags 0x%x",
                                 d->name, d->flags);
+    /* Names are how every message, trace and statistic tells nodes apart. */
+    for (unsigned i = 0; i < g->n_nodes; i++)
+        if (strcmp(g->nodes[i]->name, d->name) == 0)
+            return para__graph_fail(g, PARA_EINVAL,
+                                    "cannot add '%s': the graph has a node of "
+                                    "that name",
+                                    d->name);
     return 0;
 }
 
@@ -377,9 +378,13 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
                                     "kernel node '%s': its CPU function, if "
                                     "any, must be one map or map_batch",
                                     d->name);
-        if (d->flags != PARA_NODE_PARALLEL)
+        if ((d->flags & ~(unsigned)PARA_NODE_DEVICE_ONLY) != 0)
             return para__graph_fail(
                 g, PARA_EINVAL, "kernel node '%s' must be PARALLEL", d->name);
+    } else if ((d->flags & PARA_NODE_DEVICE_ONLY) != 0) {
+        return para__graph_fail(
+            g, PARA_EINVAL,
+            "node '%s': PARA_NODE_DEVICE_ONLY is for kernel nodes", d->name);
     } else if (set != 1) {
         return para__graph_fail(g, PARA_EINVAL,
                                 "node '%s': exactly one function must be set "
@@ -607,6 +612,11 @@ int para_graph_connect(para_graph_t *g, para_node_t *from, para_node_t *to)
         return para__graph_fail(g, PARA_EBUSY,
                                 "connect '%s' -> '%s': the graph is running",
                                 from->name, to->name);
+    if (from == to)
+        return para__graph_fail(g, PARA_EINVAL,
+                                "connect '%s' -> '%s': a node cannot feed "
+                                "itself",
+                                from->name, to->name);
     if (para__is_sink(from))
         return para__graph_fail(g, PARA_EINVAL,
                                 "connect '%s' -> '%s': '%s' is a sink",
@@ -630,7 +640,9 @@ int para_graph_connect(para_graph_t *g, para_node_t *from, para_node_t *to)
                    sizeof *from->succs) != 0 ||
         grow_array((void **)&to->preds, &to->cap_preds, to->n_preds + 1,
                    sizeof *to->preds) != 0)
-        return para__graph_fail(g, PARA_ENOMEM, "connect: out of memory");
+        return para__graph_fail(g, PARA_ENOMEM,
+                                "connect '%s' -> '%s': out of memory",
+                                from->name, to->name);
     from->succs[from->n_succs++] = to;
     to->preds[to->n_preds++] = from;
     g->prepared = false;
@@ -842,7 +854,7 @@ void para__graph_reset_run_state(para_graph_t *g)
         para_node_t *n = g->nodes[i];
         /* relaxed: no worker runs this graph yet; the run is published to
          * the workers under the runtime mutex afterwards. */
-        atomic_store_explicit(&n->inbox, NULL, memory_order_relaxed);
+        para__task_stack_init(&n->inbox);
         atomic_store_explicit(&n->claimed, 0, memory_order_relaxed);
         atomic_store_explicit(&n->src_state, 0, memory_order_relaxed);
         atomic_store_explicit(&n->src_cursor, 0, memory_order_relaxed);
@@ -854,19 +866,8 @@ void para__graph_reset_run_state(para_graph_t *g)
         atomic_store_explicit(&n->st_device_launches, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_device_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&n->cpu_ps_per_item, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dev_ps_per_item, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dev_total_ps_per_item, 0,
-                              memory_order_relaxed);
-        atomic_store_explicit(&n->dev_probe_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&n->cpu_best_ps, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dev_best_ps, 0, memory_order_relaxed);
-        n->dev_launches_run = 0;
-        atomic_store_explicit(&n->dev_backlog_items, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dh_backlog, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dh_seats, 0, memory_order_relaxed);
         n->placement = PARA__PLACE_CPU;
-        n->dev_pending_head = n->dev_pending_tail = NULL;
-        n->dev_pending_items = 0;
         n->pending_head = n->pending_tail = NULL;
         n->heap_root = NULL;
         n->next_seq = 0;

@@ -25,11 +25,16 @@
 
 #include <hwloc.h>
 
+#include "budget.h"
 #include "deque.h"
+#include "eventcount.h"
+#include "mpsc_stack.h"
 #include "topology.h"
 #include "trace.h"
 #include "para.h"
 #include "util.h"
+
+struct para__policy;
 
 /* ---- nodes ------------------------------------------------------------- */
 
@@ -58,6 +63,9 @@ typedef struct para__task {
     uint32_t in_port;         /* index into node->preds */
     uint32_t path;            /* path index the output will carry */
 } para__task;
+
+/* A stack of tasks any thread pushes and one taker empties (mpsc_stack.h). */
+PARA__MPSC_STACK_DEFINE(para__task_stack, para__task, next)
 
 /* Where a kernel node's batches run in the current run (device_node.c). */
 typedef enum para__placement {
@@ -131,15 +139,10 @@ struct para_node {
     /* FLAT_MAP*: most output items per input item seen, x16 (relaxed);
      * the memory policy's footprint estimate scales by it. */
     _Atomic uint32_t expand_x16;
-    /* dhondt: items queued for this node (tasks delivered, not started),
-     * and its seats in the last allocation of workers to stages
-     * (relaxed: heuristics; policy.c). */
-    _Atomic int64_t dh_backlog;
-    _Atomic uint32_t dh_seats;
 
     /* Run state: serial nodes. The claim flag gives one worker at a time
      * the right to drain the inbox and touch pending/heap/next_*. */
-    alignas(PARA_CACHELINE) _Atomic(para__task *) inbox;
+    alignas(PARA_CACHELINE) para__task_stack inbox;
     _Atomic unsigned claimed;
     para__task drain_task;
     para__task *pending_head, *pending_tail; /* claim-owned FIFO */
@@ -153,21 +156,11 @@ struct para_node {
      * starts and read by workers for every task. */
     para__kernel_copy *kernel;
     para__placement placement;
-    void *dev_kernel; /* back-end kernel, this run */
-    para__task *dev_pending_head, *dev_pending_tail; /* device thread */
-    size_t dev_pending_items;                        /* device thread */
-    uint64_t dev_pending_since;                      /* device thread */
-    /* Throughput estimates (picoseconds per item; 0 = not measured yet)
-     * and the device's backlog; relaxed, read by workers deciding where a
-     * batch of a MIXED node runs. */
-    _Atomic uint64_t cpu_ps_per_item, dev_ps_per_item, dev_total_ps_per_item;
-    _Atomic uint64_t dev_backlog_items;
-    _Atomic uint64_t dev_probe_ns; /* last batch routed to the device */
-    /* The fastest per-item costs seen this run (ps): on a device that
-     * shares the workers' cores, each side's speed is measured while the
-     * other competes for the cores; the minimum is the uncontended one. */
-    _Atomic uint64_t cpu_best_ps, dev_best_ps;
-    uint32_t dev_launches_run; /* device thread: launches this run */
+    /* The CPU's cost estimates (picoseconds per item; 0 = not measured
+     * yet; the fastest seen this run) for MIXED nodes; relaxed, read by
+     * workers deciding where a batch runs. The devices' own estimates are
+     * per device, in device_node.c. */
+    _Atomic uint64_t cpu_ps_per_item, cpu_best_ps;
 
     /* Run state: sources. */
     alignas(PARA_CACHELINE) _Atomic uint64_t src_state;
@@ -221,14 +214,6 @@ static inline bool para__is_sink(const para_node_t *n)
 }
 
 /* ---- batches ----------------------------------------------------------- */
-
-/* Every batch descended from one source batch (budgeted policies only):
- * the bytes reserved for them in run->reserved at the source pull, given
- * back when the last of them is freed (policy.c). */
-typedef struct para__family {
-    _Atomic uint32_t refs; /* live batches of the family */
-    uint64_t reserved;
-} para__family;
 
 struct para__batch {
     _Atomic uint32_t refs; /* readers left; freed at zero */
@@ -340,23 +325,28 @@ static inline void para__worker_parked(para__worker *w, uint64_t t0)
 }
 
 struct para__run {
-    para_graph_t *graph;
+    /* Read-mostly: written before the run starts, read by every task; on
+     * lines of their own, apart from the counters below that tasks and
+     * admissions write. */
+    alignas(PARA_CACHELINE) para_graph_t *graph;
     para_runtime_t *rt;
+    const struct para__policy *policy;
+    void *policy_state;  /* the policy's own (policy.h) */
+    int64_t max_batches; /* sources wait while this many live; 0: no limit */
+    size_t forced_batch_items;
+    uint64_t target_batch_ns;
     /* Units of work in flight; the run ends when it reaches zero. */
     alignas(PARA_CACHELINE) _Atomic int64_t in_flight;
     alignas(PARA_CACHELINE) _Atomic int64_t live_batches;
     _Atomic int64_t peak_batches;
-    /* Bytes in flight (real: allocations and item_bytes) and their peak;
-     * bytes reserved by live families (budgeted policies). Relaxed. */
+    /* Bytes in flight (real: allocations and item_bytes) and their peak.
+     * Relaxed. */
     alignas(PARA_CACHELINE) _Atomic int64_t bytes;
     _Atomic int64_t peak_bytes;
-    alignas(PARA_CACHELINE) _Atomic uint64_t reserved;
-    _Atomic uint64_t held_since, hold_ns, decisions;
-    const struct para__policy *policy;
-    _Atomic uint64_t dh_next_ns; /* dhondt: when to allocate again */
-    uint64_t budget;             /* budgeted policies; UINT64_MAX = none */
-    uint32_t *path_mult;         /* [source_slot * n_nodes + node]: batches a
-                                    source batch becomes at each node */
+    /* The byte budget of budgeted policies (budget.h; aligned itself). */
+    para__budget budget;
+    /* Time sources were held back (statistics, relaxed). */
+    alignas(PARA_CACHELINE) _Atomic uint64_t held_since, hold_ns;
     alignas(PARA_CACHELINE) _Atomic int status; /* first error, or 0 */
     _Atomic bool aborting;                      /* status != 0 */
     _Atomic bool done;
@@ -364,9 +354,6 @@ struct para__run {
      * (relaxed counters; their ratio estimates the cost of an item). */
     alignas(PARA_CACHELINE) _Atomic uint64_t work_ns;
     _Atomic uint64_t src_items;
-    int64_t max_batches;
-    size_t forced_batch_items;
-    uint64_t target_batch_ns;
     char errmsg[PARA__ERRMSG_LEN]; /* written by the status winner only */
 };
 
@@ -427,34 +414,32 @@ struct para_runtime {
     pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */
     pthread_cond_t done_cond;  /* para_run waits for workers to leave */
-    pthread_cond_t park_cond;  /* idle workers inside a run */
     uint64_t generation;       /* bumped per run */
     para__run *run;            /* current run (lock) */
     unsigned workers_in_run;   /* lock */
     bool shutdown;             /* lock */
     unsigned threads_started;
 
-    _Atomic int busy;            /* a para_run() is in progress */
-    _Atomic uint32_t sleepers;   /* workers parked or about to park */
-    _Atomic uint64_t wake_epoch; /* bumped by every wake-up */
+    _Atomic int busy;      /* a para_run() is in progress */
+    para__eventcount park; /* idle workers inside a run sleep here */
 
     uint64_t runs, last_run_ns, last_peak_batches;
     uint64_t last_peak_bytes, last_budget, last_hold_ns, last_decisions;
-    const struct para__policy *policy_ops;
+    const struct para__policy *policy_ops; /* policy.h */
     char errmsg[PARA__ERRMSG_LEN];
 
-    /* The device of kernel nodes, opened at the first run that has one
+    /* The devices of kernel nodes, opened at the first run that has one
      * (device_node.c). Tasks finished off a worker thread (the device
      * host thread) enter the workers' world through `inject`, a Treiber
      * stack that a worker empties with one exchange. */
-    char device_selector[128];
-    int device_state; /* 0 not tried, 1 open, -1 none (device_why says) */
-    int device_err;   /* why an explicitly chosen device is missing */
+    char device_selector[512]; /* a device list */
+    int device_state;          /* 0 not tried, 1 open, -1 none (see why) */
+    int device_err;            /* why an explicitly chosen device is missing */
     char device_why[256];
     bool device_cpu_logged;
-    para__devrt *device;
-    unsigned helper_threads; /* host threads that take part in runs */
-    alignas(PARA_CACHELINE) _Atomic(para__task *) inject;
+    para__devrt *device;     /* the open devices, NULL if none */
+    unsigned helper_threads; /* host threads (one per device) */
+    alignas(PARA_CACHELINE) para__task_stack inject;
     para__trace *trace; /* NULL unless tracing (PARA_TRACE) */
     para__device_counters devices[PARA__MAX_DEVICES];
     unsigned n_devices; /* rt->lock */
@@ -509,38 +494,8 @@ void para__device_stats(const para_runtime_t *rt, para_stats_t *st);
 /* Free a node's kernel copy. */
 void para__kernel_copy_free(para__kernel_copy *k);
 
-/* Policies (policy.c): what sets them apart is decided in three places,
- * behind this table. */
-typedef struct para__policy {
-    const char *name;
-    const char *description;
-    bool budgeted; /* keeps bytes under run->budget */
-    /* Per-run derived data: successor order (which ready task a worker
-     * takes first), footprints. 0 or PARA_ENOMEM. */
-    int (*run_begin)(para__run *run);
-    /* May worker @p w pull source @p s now, and how many items (at most
-     * @p want)? 0 holds the source back. *family gets the new batch's
-     * family (NULL for policies without a budget). */
-    size_t (*admit)(para__worker *w, para__run *run, para_node_t *s,
-                    size_t want, para__family **family);
-    /* Could a source be admitted now? A cheap, possibly stale hint for
-     * parking and for the device's flush decision. */
-    bool (*sources_open)(const para__run *run);
-    /* NULL, or: should worker @p w pull a source before its own queued
-     * tasks (a producer stage is owed workers)? */
-    bool (*produce_first)(para__worker *w, para__run *run);
-    bool tracks_backlog; /* keeps node->dh_backlog */
-} para__policy;
-
-/* The policy named @p name, or NULL with the known ones listed in @p msg. */
-const para__policy *para__policy_find(const char *name, char *msg,
-                                      size_t msg_len);
-/* After the run: free what run_begin made. */
-void para__policy_run_end(para__run *run);
-/* Give up one reference to @p f; the last one releases its bytes. */
-void para__family_unref(para__run *run, para__family *f);
-/* Wake one parked worker if any sleeps. */
-void para__notify_one(para_runtime_t *rt);
+/* Wake up to @p n parked workers (none sleeping: one atomic RMW). */
+void para__notify(para_runtime_t *rt, uint32_t n);
 /* Statistics (stats.c): remember the counters at the start of a run, for
  * para_worker_stats() and para_device_stats(). Between runs only. */
 void para__stats_run_begin(para_runtime_t *rt);
@@ -549,6 +504,13 @@ void para__stats_run_begin(para_runtime_t *rt);
  * counters (para__counter_add(&d->c_launches, 1), ...). */
 para__device_counters *para__stats_device_add(para_runtime_t *rt,
                                               const char *name);
+
+/* Options (options.c): PARA_* variables that do not parse, and attr fields
+ * out of range, as PARA_EINVAL with the variable (or field) and its
+ * accepted values named in @p msg. */
+int para__options_check_env(char *msg, size_t msg_len);
+int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
+                             size_t msg_len);
 
 /* Progress line (progress.c). */
 bool para__progress_mode_valid(const char *mode);
@@ -559,5 +521,13 @@ void para__progress_begin(para_runtime_t *rt, uint64_t t0);
 void para__progress_wait(para_runtime_t *rt);
 /* Finish the line (with the run's average rate) if one was printed. */
 void para__progress_end(para_runtime_t *rt, const para__run *run);
+
+#include "policy.h"
+
+/* Could a source be admitted now? (the policy's hint, policy.h) */
+static inline bool para__sources_open(const para__run *run)
+{
+    return run->policy->sources_open(run->policy_state, run);
+}
 
 #endif /* PARA_INTERNAL_H */

@@ -72,7 +72,7 @@ static void runtime_free(para_runtime_t *rt)
     para__topology_plan_free(&rt->plan);
     if (rt->topology != NULL)
         hwloc_topology_destroy(rt->topology);
-    pthread_cond_destroy(&rt->park_cond);
+    para__eventcount_fini(&rt->park);
     pthread_cond_destroy(&rt->done_cond);
     pthread_cond_destroy(&rt->start_cond);
     pthread_mutex_destroy(&rt->lock);
@@ -85,15 +85,21 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
         return PARA_EINVAL;
     *out = NULL;
     para_runtime_attr_t defaults;
+    char msg[1024];
     if (attr == NULL) {
-        if (para_runtime_attr_init(&defaults) != 0) {
-            /* A bad PARA_* variable was logged and its default kept. */
-        }
+        /* A bad PARA_* variable is logged there, named. */
+        if (para_runtime_attr_init(&defaults) != 0)
+            return PARA_EINVAL;
         attr = &defaults;
     }
     if (attr->struct_size != sizeof *attr) {
         para__log(0, "para_runtime_create: attr not initialised by "
                      "para_runtime_attr_init()");
+        return PARA_EINVAL;
+    }
+    if (para__options_check_env(msg, sizeof msg) != 0 ||
+        para__options_check_attr(attr, msg, sizeof msg) != 0) {
+        para__log(0, "para_runtime_create: %s", msg);
         return PARA_EINVAL;
     }
     para__pin_mode pin;
@@ -107,7 +113,6 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                   attr->progress);
         return PARA_EINVAL;
     }
-    char msg[1024];
     const para__policy *policy =
         para__policy_find(attr->policy, msg, sizeof msg);
     if (policy == NULL) {
@@ -130,15 +135,13 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
              attr->device != NULL && attr->device[0] != '\0' ? attr->device
                                                              : "auto");
     rt->attr.device = rt->device_selector;
-    atomic_init(&rt->inject, NULL);
+    para__task_stack_init(&rt->inject);
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->cancel, false);
-    atomic_init(&rt->sleepers, 0);
-    atomic_init(&rt->wake_epoch, 0);
     pthread_mutex_init(&rt->lock, NULL);
     pthread_cond_init(&rt->start_cond, NULL);
     pthread_cond_init(&rt->done_cond, NULL);
-    pthread_cond_init(&rt->park_cond, NULL);
+    para__eventcount_init(&rt->park);
 
     int rc = PARA_ENOMEM;
     if (hwloc_topology_init(&rt->topology) != 0) {
@@ -147,9 +150,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     }
     if (hwloc_topology_load(rt->topology) != 0)
         goto fail;
-    if (para__topology_plan_make(rt->topology, attr->workers, pin, &rt->plan) !=
-        0)
+    rc = para__topology_plan_make(rt->topology, attr->workers, pin, &rt->plan);
+    if (rc != 0)
         goto fail;
+    rc = PARA_ENOMEM;
     rt->n_workers = rt->plan.n_workers;
     size_t bytes = rt->n_workers * sizeof *rt->workers;
     rt->workers = aligned_alloc(PARA__WORKER_ALIGN, bytes);
@@ -182,6 +186,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     rc = para__scheduler_start(rt);
     if (rc != 0)
         goto fail;
+    para__log_set_level(attr->verbose);
     para__log(2, "runtime: %u workers, policy %s", rt->n_workers, rt->policy);
     *out = rt;
     return 0;
@@ -271,18 +276,20 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     run->max_batches = rt->attr.max_batches ? (int64_t)rt->attr.max_batches
                        : budgeted           ? 0
                                             : 8 * (int64_t)rt->n_workers;
-    run->budget = budgeted ? default_budget(rt->attr.mem_budget) : UINT64_MAX;
     atomic_init(&run->bytes, 0);
     atomic_init(&run->peak_bytes, 0);
-    atomic_init(&run->reserved, 0);
     atomic_init(&run->held_since, 0);
     atomic_init(&run->hold_ns, 0);
-    atomic_init(&run->decisions, 0);
-    atomic_init(&run->dh_next_ns, 0);
-    if (run->policy->run_begin(run) != 0) {
+    run->budget.limit = UINT64_MAX;
+    atomic_init(&run->budget.reserved, 0);
+    atomic_init(&run->budget.decisions, 0);
+    if ((budgeted &&
+         para__budget_begin(run, default_budget(rt->attr.mem_budget)) != 0) ||
+        run->policy->run_begin(run, &run->policy_state) != 0) {
         rc = PARA_ENOMEM;
         set_errmsg(rt, "out of memory starting the run");
-        para__policy_run_end(run);
+        run->policy->run_end(run, run->policy_state);
+        para__budget_end(run);
         free(run);
         para__device_finish_run(rt, g);
         goto out;
@@ -314,18 +321,19 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         &run->peak_batches, memory_order_relaxed);
     int64_t bytes = atomic_load_explicit(&run->bytes, memory_order_relaxed);
     uint64_t reserved =
-        atomic_load_explicit(&run->reserved, memory_order_relaxed);
+        atomic_load_explicit(&run->budget.reserved, memory_order_relaxed);
     if (bytes != 0 || reserved != 0)
         para__panic("run ended with %lld bytes in flight, %llu reserved",
                     (long long)bytes, (unsigned long long)reserved);
     rt->last_peak_bytes =
         (uint64_t)atomic_load_explicit(&run->peak_bytes, memory_order_relaxed);
-    rt->last_budget = run->budget == UINT64_MAX ? 0 : run->budget;
+    rt->last_budget = run->budget.limit == UINT64_MAX ? 0 : run->budget.limit;
     rt->last_hold_ns =
         atomic_load_explicit(&run->hold_ns, memory_order_relaxed);
     rt->last_decisions =
-        atomic_load_explicit(&run->decisions, memory_order_relaxed);
-    para__policy_run_end(run);
+        atomic_load_explicit(&run->budget.decisions, memory_order_relaxed);
+    run->policy->run_end(run, run->policy_state);
+    para__budget_end(run);
     rt->runs++;
     /* A trace that cannot be written is logged; the run itself succeeded. */
     if (para__trace_run_end(rt->trace, g) == 0 && rt->trace != NULL &&
@@ -365,13 +373,10 @@ int para_run_cancel(para_runtime_t *rt)
     if (atomic_load_explicit(&rt->busy, memory_order_relaxed) != 0) {
         /* seq_cst: pairs with the seq_cst load in the scheduler's
          * work_visible() (after a worker announced it parks), and comes
-         * before the epoch bump below: a worker about to park either sees
-         * the request or is woken by the bump. */
+         * before the wake-up below: a worker about to park either sees
+         * the request or is woken (eventcount.h). */
         atomic_store_explicit(&rt->cancel, true, memory_order_seq_cst);
-        /* relaxed: the epoch is read and written under rt->lock by
-         * sleepers (as in the scheduler's notify_all()). */
-        atomic_fetch_add_explicit(&rt->wake_epoch, 1, memory_order_relaxed);
-        pthread_cond_broadcast(&rt->park_cond);
+        para__eventcount_notify_all(&rt->park);
         rc = 0;
     }
     pthread_mutex_unlock(&rt->lock);

@@ -53,11 +53,10 @@
  *   the first worker to see it fails the run with PARA_ECANCELED.
  *
  * Parking
- *   An eventcount: a worker bumps `sleepers` (seq_cst RMW), re-checks for
- *   work, and sleeps on park_cond until `wake_epoch` moves. Whoever
- *   publishes work reads `sleepers` with a seq_cst RMW and signals only if it
- *   is non-zero, so a busy runtime pays one atomic add per delivery and no
- *   system call.
+ *   rt->park, an eventcount (eventcount.h): a worker announces itself,
+ *   re-checks every place work can appear (work_visible()), and sleeps
+ *   until a notify. Whoever publishes work notifies; a busy runtime pays
+ *   one atomic RMW per notify and no system call.
  *
  * Lock order: rt->lock is the only mutex; it is never held while running
  *   node code or while touching another lock.
@@ -82,35 +81,19 @@ static void execute(para__worker *w, para__run *run, para__task *t);
 
 static void notify_all(para_runtime_t *rt)
 {
-    pthread_mutex_lock(&rt->lock);
-    /* relaxed: the epoch is read and written under rt->lock by sleepers. */
-    atomic_fetch_add_explicit(&rt->wake_epoch, 1, memory_order_relaxed);
-    pthread_cond_broadcast(&rt->park_cond);
-    pthread_mutex_unlock(&rt->lock);
+    para__eventcount_notify_all(&rt->park);
     para__device_wake(rt);
 }
 
-static void notify_one(para_runtime_t *rt);
-
-void para__notify_one(para_runtime_t *rt)
+/* Wake up to @p n parked workers (eventcount.h: no lock when none sleeps). */
+static inline void notify(para_runtime_t *rt, uint32_t n)
 {
-    notify_one(rt);
+    para__eventcount_notify(&rt->park, n);
 }
 
-static void notify_one(para_runtime_t *rt)
+void para__notify(para_runtime_t *rt, uint32_t n)
 {
-    /* seq_cst RMW (reads the latest count): pairs with the increment in
-     * park(). If our RMW comes first in the counter's modification order,
-     * the sleeper's RMW reads from it and acquires our publication of work
-     * (deque bottom, inbox), so its re-check sees the work; otherwise we
-     * read its increment and wake it. */
-    if (atomic_fetch_add_explicit(&rt->sleepers, 0, memory_order_seq_cst) == 0)
-        return;
-    pthread_mutex_lock(&rt->lock);
-    /* relaxed: under rt->lock, as in notify_all(). */
-    atomic_fetch_add_explicit(&rt->wake_epoch, 1, memory_order_relaxed);
-    pthread_cond_signal(&rt->park_cond);
-    pthread_mutex_unlock(&rt->lock);
+    notify(rt, n);
 }
 
 static void units_add(para__run *run, int64_t delta)
@@ -156,21 +139,14 @@ bool para__aborting(const para__run *run)
  * tasks to the workers through rt->inject. */
 static void inject_push(para_runtime_t *rt, para__task *t)
 {
-    /* relaxed: a first guess for the CAS below. */
-    para__task *head = atomic_load_explicit(&rt->inject, memory_order_relaxed);
-    do {
-        t->next = head;
-        /* release: publishes the task and its batch to the worker that
-         * takes the stack (acquire exchange in take_injected()). */
-    } while (!atomic_compare_exchange_weak_explicit(
-        &rt->inject, &head, t, memory_order_release, memory_order_relaxed));
+    para__task_stack_push(&rt->inject, t);
 }
 
 static void push_local(para__worker *w, para__run *run, para__task *t)
 {
     if (w == NULL) {
         inject_push(run->rt, t);
-    } else if (PARA_UNLIKELY(para__deque_push(&w->deque, t) != 0)) {
+    } else if (PARA_UNLIKELY(para__deque_owner_push(&w->deque, t) != 0)) {
         /* The deque could not grow: run the task right here instead. */
         execute(w, run, t);
     }
@@ -179,7 +155,7 @@ static void push_local(para__worker *w, para__run *run, para__task *t)
 void para__inject_task(para__run *run, para__task *t)
 {
     inject_push(run->rt, t);
-    notify_one(run->rt);
+    notify(run->rt, 1);
 }
 
 /* Take every injected task: run the oldest, queue the rest locally (where
@@ -187,12 +163,9 @@ void para__inject_task(para__run *run, para__task *t)
 static para__task *take_injected(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
-    /* relaxed: a cheap emptiness test before the exchange. */
-    if (atomic_load_explicit(&rt->inject, memory_order_relaxed) == NULL)
+    if (para__task_stack_peek_empty(&rt->inject))
         return NULL;
-    /* acquire: see the tasks' contents; pairs with inject_push(). */
-    para__task *list =
-        atomic_exchange_explicit(&rt->inject, NULL, memory_order_acquire);
+    para__task *list = para__task_stack_take_all(&rt->inject);
     if (list == NULL)
         return NULL;
     /* The stack is newest first: queue all but the last (the oldest), so
@@ -223,14 +196,9 @@ static bool try_claim(para_node_t *n)
 static void inbox_push(para__worker *w, para__run *run, para_node_t *n,
                        para__task *t)
 {
-    /* relaxed: only a first guess for the CAS below. */
-    para__task *head = atomic_load_explicit(&n->inbox, memory_order_relaxed);
-    do {
-        t->next = head;
-        /* seq_cst: publishes the task (release) and takes part in the
-         * Dekker pattern with the claim holder's re-check in drain(). */
-    } while (!atomic_compare_exchange_weak_explicit(
-        &n->inbox, &head, t, memory_order_seq_cst, memory_order_relaxed));
+    /* seq_cst push (mpsc_stack.h): publishes the task and takes part in
+     * the Dekker pattern with the claim holder's re-check in drain(). */
+    para__task_stack_push(&n->inbox, t);
     if (try_claim(n))
         push_local(w, run, &n->drain_task);
 }
@@ -288,19 +256,9 @@ static para__task *heap_pop(para_node_t *n)
 /* Claim holder only: move the inbox into pending (FIFO) or the heap. */
 static void grab_inbox(para_node_t *n)
 {
-    /* acquire: see the contents of the tasks pushed; pairs with the
-     * seq_cst (release) CAS in inbox_push(). */
-    para__task *list =
-        atomic_exchange_explicit(&n->inbox, NULL, memory_order_acquire);
-    if (list == NULL)
+    para__task *fifo = para__task_stack_take_all_fifo(&n->inbox);
+    if (fifo == NULL)
         return;
-    para__task *fifo = NULL; /* reverse the stack into arrival order */
-    while (list != NULL) {
-        para__task *next = list->next;
-        list->next = fifo;
-        fifo = list;
-        list = next;
-    }
     if ((n->flags & PARA_NODE_ORDERED) == 0) {
         if (n->pending_tail != NULL)
             n->pending_tail->next = fifo;
@@ -555,16 +513,14 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         t->next = t->child = NULL;
         if (PARA_UNLIKELY(remote != NULL) && remote->route(remote, w, run, t))
             continue; /* another process runs it (runtime/mpi) */
-        if (PARA_UNLIKELY(run->policy->tracks_backlog))
-            /* relaxed: see run_task(). */
-            atomic_fetch_add_explicit(&s->dh_backlog, (int64_t)out->count,
-                                      memory_order_relaxed);
+        if (PARA_UNLIKELY(run->policy->task_queued != NULL))
+            run->policy->task_queued(run->policy_state, s, out->count);
         if (s->serial)
             inbox_push(w, run, s, t);
         else
             push_local(w, run, t);
     }
-    notify_one(run->rt);
+    notify(run->rt, 1);
 }
 
 void para__submit_task(para__worker *w, para__run *run, para__task *t)
@@ -573,7 +529,7 @@ void para__submit_task(para__worker *w, para__run *run, para__task *t)
         inbox_push(w, run, t->node, t);
     else
         push_local(w, run, t);
-    notify_one(run->rt);
+    notify(run->rt, 1);
 }
 
 /* One task: run it (unless aborting), release its input, pass on output. */
@@ -582,10 +538,8 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     para_node_t *n = t->node;
     para__batch *in = t->batch;
     para__batch *out = NULL;
-    if (PARA_UNLIKELY(run->policy->tracks_backlog))
-        /* relaxed: a heuristic for the allocation of workers. */
-        atomic_fetch_sub_explicit(&n->dh_backlog, (int64_t)in->count,
-                                  memory_order_relaxed);
+    if (PARA_UNLIKELY(run->policy->task_started != NULL))
+        run->policy->task_started(run->policy_state, n, in->count);
     if (PARA_UNLIKELY(n->placement != PARA__PLACE_CPU) && !aborting(run) &&
         para__device_route(w, run, t))
         return; /* the device host thread owns the task and its unit */
@@ -651,10 +605,9 @@ static void drain(para__worker *w, para__run *run, para_node_t *n)
          * with fail_run()'s sweep (an abort after our last check; if the
          * sweep's claim failed because we held it, we see `aborting`). */
         atomic_store_explicit(&n->claimed, 0, memory_order_seq_cst);
-        bool again =
-            atomic_load_explicit(&n->inbox, memory_order_seq_cst) != NULL ||
-            (leftovers &&
-             atomic_load_explicit(&run->aborting, memory_order_seq_cst));
+        bool again = !para__task_stack_empty(&n->inbox) ||
+                     (leftovers && atomic_load_explicit(&run->aborting,
+                                                        memory_order_seq_cst));
         if (!again || !try_claim(n))
             return;
     }
@@ -699,8 +652,8 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
                                 bool *exhausted, bool *held)
 {
     para__family *family = NULL;
-    size_t want =
-        run->policy->admit(w, run, s, source_batch_items(w, run, s), &family);
+    size_t want = run->policy->admit(run->policy_state, w, run, s,
+                                     source_batch_items(w, run, s), &family);
     if (want == 0) {
         *held = true;
         return NULL;
@@ -861,7 +814,7 @@ static bool try_sources(para__worker *w, para__run *run)
         if (atomic_load_explicit(&s->src_state, memory_order_relaxed) &
             PARA__SRC_EXHAUSTED)
             continue;
-        if (!abort_now && !run->policy->sources_open(run)) {
+        if (!abort_now && !para__sources_open(run)) {
             para__counter_add(&w->c_source_holds, 1);
             note_hold(run, true);
             return false;
@@ -938,14 +891,14 @@ static bool work_visible(para__worker *w, para__run *run)
     for (unsigned i = 0; i < rt->n_workers; i++)
         if (para__deque_size_estimate(&rt->workers[i].deque) > 0)
             return true;
-    /* relaxed: ordered after our sleepers RMW (seq_cst) as in notify_one();
-     * the injector's RMW there publishes the push. */
-    if (atomic_load_explicit(&rt->inject, memory_order_relaxed) != NULL)
+    /* relaxed: ordered after our eventcount prepare (seq_cst RMW); the
+     * injector's notify RMW publishes the push (eventcount.h). */
+    if (!para__task_stack_peek_empty(&rt->inject))
         return true;
     para_graph_t *g = run->graph;
     /* Heuristic reads; a missed change is caught by notify (a family that
      * gives its bytes back notifies). */
-    bool room = aborting(run) || run->policy->sources_open(run);
+    bool room = aborting(run) || para__sources_open(run);
     for (unsigned i = 0; room && i < g->n_sources; i++) {
         para_node_t *s = g->sources[i];
         uint64_t st = atomic_load_explicit(&s->src_state, memory_order_relaxed);
@@ -961,27 +914,16 @@ static bool work_visible(para__worker *w, para__run *run)
 static void park(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
-    /* relaxed: compared again under rt->lock, where it is written. */
-    uint64_t epoch =
-        atomic_load_explicit(&rt->wake_epoch, memory_order_relaxed);
-    /* seq_cst RMW: announce ourselves before re-checking for work; pairs
-     * with the RMW in notify_one() (see there). */
-    atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
-    if (!work_visible(w, run)) {
-        para__counter_add(&w->c_parks, 1);
-        uint64_t parked = para__now_ns();
-        pthread_mutex_lock(&rt->lock);
-        /* relaxed / acquire: the epoch only moves under the lock we hold;
-         * done is published with release by units_add(). */
-        while (atomic_load_explicit(&rt->wake_epoch, memory_order_relaxed) ==
-                   epoch &&
-               !atomic_load_explicit(&run->done, memory_order_acquire))
-            pthread_cond_wait(&rt->park_cond, &rt->lock);
-        pthread_mutex_unlock(&rt->lock);
-        para__worker_parked(w, parked);
+    uint64_t key = para__eventcount_prepare(&rt->park);
+    if (work_visible(w, run)) {
+        para__eventcount_cancel(&rt->park);
+        return;
     }
-    /* relaxed: a stale count only costs a spurious notify. */
-    atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_relaxed);
+    para__counter_add(&w->c_parks, 1);
+    uint64_t parked = para__now_ns();
+    /* done is published with release by units_add() (acquire in wait). */
+    para__eventcount_wait(&rt->park, key, &run->done);
+    para__worker_parked(w, parked);
 }
 
 /* ---- the worker loop ----------------------------------------------------- */
@@ -999,11 +941,12 @@ static void run_loop(para__worker *w, para__run *run)
             fail_run(w, run, PARA_ECANCELED,
                      "run canceled by para_run_cancel()");
         if (PARA_UNLIKELY(run->policy->produce_first != NULL) &&
-            run->policy->produce_first(w, run) && try_sources(w, run)) {
+            run->policy->produce_first(run->policy_state, w, run) &&
+            try_sources(w, run)) {
             idle = 0;
             continue;
         }
-        para__task *t = para__deque_pop(&w->deque);
+        para__task *t = para__deque_owner_pop(&w->deque);
         if (t == NULL)
             t = take_injected(w, run);
         if (t == NULL)
@@ -1053,7 +996,7 @@ static void *worker_main(void *arg)
         run_loop(w, run);
         /* Only drain tasks of empty nodes can be left (claimed by an abort
          * sweep after the last unit was gone); they hold no unit. */
-        for (para__task *t; (t = para__deque_pop(&w->deque)) != NULL;)
+        for (para__task *t; (t = para__deque_owner_pop(&w->deque)) != NULL;)
             if (t->batch != NULL)
                 para__panic("task of node '%s' outlived its run",
                             t->node->name);
@@ -1140,10 +1083,8 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run)
     rt->run = NULL;
     /* Injected tasks left now can only be drain tasks of empty serial nodes
      * (an abort sweep by the device host thread after the last unit). */
-    /* acquire: see the pushed tasks (pairs with inject_push()). */
-    for (para__task *t =
-             atomic_exchange_explicit(&rt->inject, NULL, memory_order_acquire);
-         t != NULL; t = t->next)
+    for (para__task *t = para__task_stack_take_all(&rt->inject); t != NULL;
+         t = t->next)
         if (t->batch != NULL)
             para__panic("task of node '%s' outlived its run", t->node->name);
     pthread_mutex_unlock(&rt->lock);

@@ -89,6 +89,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cl_internal.h"
@@ -315,6 +316,12 @@ static void fill_info(found_device *f, unsigned p, unsigned d)
                     &max_wg, NULL);
     f->type = type;
     info->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
+    snprintf(info->type, sizeof info->type, "%s",
+             (type & CL_DEVICE_TYPE_GPU)           ? "gpu"
+             : (type & CL_DEVICE_TYPE_ACCELERATOR) ? "accelerator"
+             : info->is_cpu                        ? "cpu"
+                                                   : "custom");
+    info->caps = 0;
     info->compute_units = units;
     info->global_mem_bytes = global;
     info->max_alloc_bytes = max_alloc;
@@ -542,8 +549,7 @@ int para__cl_open(const char *selector, para__device **out, char *msg,
     dev->id = f->id;
     dev->n_queues = PARA_CL_QUEUES;
     dev->staging = PARA__CL_STAGING_WRITE;
-    const char *tr = getenv("PARA_CL_TRACE");
-    dev->trace = tr != NULL && tr[0] != '\0' && strcmp(tr, "0") != 0;
+    dev->trace = para__option_env_level("CL_TRACE", 0) != 0;
 
     /* What a cached binary depends on besides source and options. */
     char platform_version[128];
@@ -1446,6 +1452,33 @@ int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
                               "clWaitForEvents", __func__, __FILE__, __LINE__,
                               msg, msg_len);
     return fail_launch(s, err);
+}
+
+int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
+                             uint64_t timeout_ns, char *msg, size_t msg_len)
+{
+    /* Not clWaitForEvents: it has no timeout, and a hung device would keep
+     * the caller (the runtime's host thread) from its watchdog and from
+     * cancellation. Poll the events' status instead, sleeping between
+     * polls with a backoff from 10 us to 500 us, which bounds how late a
+     * completion is seen against how often the host wakes up. */
+    uint64_t deadline = para__now_ns() + timeout_ns;
+    long sleep_ns = 10000;
+    for (;;) {
+        int r = para__cl_launch_poll(k, l, msg, msg_len);
+        if (r != 0)
+            return r;
+        uint64_t now = para__now_ns();
+        if (now >= deadline)
+            return 0;
+        uint64_t left = deadline - now;
+        struct timespec ts = {
+            .tv_sec = 0,
+            .tv_nsec = (long)PARA_MIN((uint64_t)sleep_ns, left),
+        };
+        nanosleep(&ts, NULL);
+        sleep_ns = PARA_MIN(sleep_ns * 2, 500000L);
+    }
 }
 
 void para__cl_launch_fini(para__kernel *k, para__launch *l)

@@ -51,6 +51,12 @@ enum para_node_flags {
      * order. An ORDERED node must be fed by exactly one source (PARA_EORDER).
      */
     PARA_NODE_ORDERED = 1u << 1,
+    /**
+     * Kernel nodes only: run every batch on the devices, even when the node
+     * has a CPU function too (which then serves simulated devices, batches
+     * too large for a device, and the fallback when no device is left).
+     */
+    PARA_NODE_DEVICE_ONLY = 1u << 2,
 };
 
 /**

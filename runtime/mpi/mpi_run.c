@@ -7,9 +7,9 @@
  *   same ORDERED keys. The scheduler's remote hook (para__remote,
  *   internal.h) decides per delivered task whether it runs here; a task
  *   for a node on another rank is pushed, with its batch reference and its
- *   unit, onto the outbox of that rank: one Treiber stack per destination,
- *   pushed by workers, emptied with one exchange by the communication
- *   thread, as the device host thread's injection stack is.
+ *   unit, onto the outbox of that rank: one task stack (mpsc_stack.h) per
+ *   destination, pushed by workers, taken whole by the communication
+ *   thread, as the workers' injection stack is.
  *
  *   The communication thread is the caller of para_mpi_run(): it alone
  *   calls MPI (MPI_THREAD_FUNNELED is enough). It sends each outbox task as
@@ -48,8 +48,8 @@
  *   rank has drained. Finally the ranks agree on the lowest failing rank,
  *   which broadcasts its code and message.
  *
- * Memory orders: the outbox stacks use release CAS / acquire exchange (as
- *   the scheduler's injection stack); credit counters and statistics are
+ * Memory orders: the outbox stacks are mpsc_stack.h's (push publishes
+ *   the task and its batch, take_all acquires them); credit counters and statistics are
  *   relaxed (gates and counts, nothing published through them); the run
  *   pointer is published by the run_begin hook with release and read with
  *   acquire; the tracked batches' reference count is read with acquire so
@@ -98,7 +98,7 @@ typedef struct tracked {
 } tracked;
 
 typedef struct outbox {
-    alignas(PARA_CACHELINE) _Atomic(para__task *) head;
+    alignas(PARA_CACHELINE) para__task_stack tasks;
 } outbox;
 
 typedef struct mpi_ctx {
@@ -134,18 +134,6 @@ typedef struct mpi_ctx {
 } mpi_ctx;
 
 /* ---- worker side: routing ------------------------------------------------ */
-
-static void outbox_push(outbox *o, para__task *t)
-{
-    /* relaxed: a first guess for the CAS. */
-    para__task *head = atomic_load_explicit(&o->head, memory_order_relaxed);
-    do {
-        t->next = head;
-        /* release: publishes the task and its batch to the communication
-         * thread (acquire exchange in post_outboxes()). */
-    } while (!atomic_compare_exchange_weak_explicit(
-        &o->head, &head, t, memory_order_release, memory_order_relaxed));
-}
 
 static uint64_t batch_cost(const para__task *t)
 {
@@ -205,7 +193,7 @@ static bool route(para__remote *self, para__worker *w, para__run *run,
         if (dst == c->rank)
             return false;
     }
-    outbox_push(&c->outboxes[dst], t);
+    para__task_stack_push(&c->outboxes[dst].tasks, t);
     return true;
 }
 
@@ -285,19 +273,9 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
     bool did = false;
     for (int q = 0; q < c->size; q++) {
         outbox *o = &c->outboxes[q];
-        /* relaxed: emptiness hint before the exchange. */
-        if (atomic_load_explicit(&o->head, memory_order_relaxed) == NULL)
+        if (para__task_stack_peek_empty(&o->tasks))
             continue;
-        /* acquire: see the tasks; pairs with outbox_push(). */
-        para__task *list =
-            atomic_exchange_explicit(&o->head, NULL, memory_order_acquire);
-        para__task *fifo = NULL;
-        while (list != NULL) { /* oldest first */
-            para__task *next = list->next;
-            list->next = fifo;
-            fifo = list;
-            list = next;
-        }
+        para__task *fifo = para__task_stack_take_all_fifo(&o->tasks);
         for (para__task *t = fifo, *next; t != NULL; t = next) {
             next = t->next;
             did = true;
@@ -711,7 +689,7 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     if (rc == 0) {
         for (int q = 0; q < c.size; q++) {
             atomic_init(&c.credit_used[q], 0);
-            atomic_init(&c.outboxes[q].head, NULL);
+            para__task_stack_init(&c.outboxes[q].tasks);
         }
         rc = para_graph_validate(graph);
         if (rc != 0)

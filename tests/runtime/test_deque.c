@@ -31,16 +31,16 @@ static void test_init_empty(void **state)
     para__deque q;
     assert_int_equal(para__deque_init(&q, 1), 0);
     assert_int_equal(para__deque_size_estimate(&q), 0);
-    assert_null(para__deque_pop(&q));
+    assert_null(para__deque_owner_pop(&q));
     assert_ptr_equal(para__deque_steal(&q), PARA__DEQUE_EMPTY);
     /* An empty pop must leave the deque consistent (bottom restored). */
     assert_int_equal(para__deque_size_estimate(&q), 0);
-    assert_null(para__deque_pop(&q));
-    assert_null(para__deque_pop(&q));
+    assert_null(para__deque_owner_pop(&q));
+    assert_null(para__deque_owner_pop(&q));
     assert_int_equal(para__deque_size_estimate(&q), 0);
-    assert_int_equal(para__deque_push(&q, ITEM(0)), 0);
+    assert_int_equal(para__deque_owner_push(&q, ITEM(0)), 0);
     assert_int_equal(para__deque_size_estimate(&q), 1);
-    assert_ptr_equal(para__deque_pop(&q), ITEM(0));
+    assert_ptr_equal(para__deque_owner_pop(&q), ITEM(0));
     para__deque_fini(&q);
 }
 
@@ -57,13 +57,13 @@ static void test_pop_lifo(void **state)
     para__deque q;
     assert_int_equal(para__deque_init(&q, 3), 0);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(para__deque_push(&q, ITEM(i)), 0);
+        assert_int_equal(para__deque_owner_push(&q, ITEM(i)), 0);
     assert_int_equal(para__deque_size_estimate(&q), 5);
     for (int i = 4; i >= 0; i--) {
-        assert_ptr_equal(para__deque_pop(&q), ITEM(i));
+        assert_ptr_equal(para__deque_owner_pop(&q), ITEM(i));
         assert_int_equal(para__deque_size_estimate(&q), i);
     }
-    assert_null(para__deque_pop(&q));
+    assert_null(para__deque_owner_pop(&q));
     assert_ptr_equal(para__deque_steal(&q), PARA__DEQUE_EMPTY);
     para__deque_fini(&q);
 }
@@ -74,14 +74,14 @@ static void test_steal_fifo(void **state)
     para__deque q;
     assert_int_equal(para__deque_init(&q, 3), 0);
     for (int i = 0; i < 6; i++)
-        assert_int_equal(para__deque_push(&q, ITEM(i)), 0);
+        assert_int_equal(para__deque_owner_push(&q, ITEM(i)), 0);
     for (int i = 0; i < 6; i++) {
         /* Single-threaded: a steal cannot lose a race. */
         assert_ptr_equal(para__deque_steal(&q), ITEM(i));
         assert_int_equal(para__deque_size_estimate(&q), 5 - i);
     }
     assert_ptr_equal(para__deque_steal(&q), PARA__DEQUE_EMPTY);
-    assert_null(para__deque_pop(&q));
+    assert_null(para__deque_owner_pop(&q));
     para__deque_fini(&q);
 }
 
@@ -91,25 +91,25 @@ static void test_mixed_ends(void **state)
     para__deque q;
     assert_int_equal(para__deque_init(&q, 2), 0);
     for (int i = 1; i <= 5; i++)
-        assert_int_equal(para__deque_push(&q, ITEM(i)), 0);
+        assert_int_equal(para__deque_owner_push(&q, ITEM(i)), 0);
     assert_ptr_equal(para__deque_steal(&q), ITEM(1));
-    assert_ptr_equal(para__deque_pop(&q), ITEM(5));
+    assert_ptr_equal(para__deque_owner_pop(&q), ITEM(5));
     assert_ptr_equal(para__deque_steal(&q), ITEM(2));
-    assert_ptr_equal(para__deque_pop(&q), ITEM(4));
+    assert_ptr_equal(para__deque_owner_pop(&q), ITEM(4));
     assert_int_equal(para__deque_size_estimate(&q), 1);
     /* Last item taken by the owner. */
-    assert_ptr_equal(para__deque_pop(&q), ITEM(3));
-    assert_null(para__deque_pop(&q));
+    assert_ptr_equal(para__deque_owner_pop(&q), ITEM(3));
+    assert_null(para__deque_owner_pop(&q));
     assert_ptr_equal(para__deque_steal(&q), PARA__DEQUE_EMPTY);
 
     /* Last item taken by a thief, then the deque is reused. */
-    assert_int_equal(para__deque_push(&q, ITEM(6)), 0);
+    assert_int_equal(para__deque_owner_push(&q, ITEM(6)), 0);
     assert_ptr_equal(para__deque_steal(&q), ITEM(6));
-    assert_null(para__deque_pop(&q));
+    assert_null(para__deque_owner_pop(&q));
     assert_int_equal(para__deque_size_estimate(&q), 0);
-    assert_int_equal(para__deque_push(&q, ITEM(7)), 0);
-    assert_int_equal(para__deque_push(&q, ITEM(8)), 0);
-    assert_ptr_equal(para__deque_pop(&q), ITEM(8));
+    assert_int_equal(para__deque_owner_push(&q, ITEM(7)), 0);
+    assert_int_equal(para__deque_owner_push(&q, ITEM(8)), 0);
+    assert_ptr_equal(para__deque_owner_pop(&q), ITEM(8));
     assert_ptr_equal(para__deque_steal(&q), ITEM(7));
     assert_ptr_equal(para__deque_steal(&q), PARA__DEQUE_EMPTY);
     para__deque_fini(&q);
@@ -122,14 +122,14 @@ static void test_push_pop_one_repeatedly(void **state)
     para__deque q;
     assert_int_equal(para__deque_init(&q, 1), 0);
     for (int i = 0; i < N_ITEMS; i++) {
-        assert_int_equal(para__deque_push(&q, ITEM(i)), 0);
+        assert_int_equal(para__deque_owner_push(&q, ITEM(i)), 0);
         if (i % 2)
-            assert_ptr_equal(para__deque_pop(&q), ITEM(i));
+            assert_ptr_equal(para__deque_owner_pop(&q), ITEM(i));
         else
             assert_ptr_equal(para__deque_steal(&q), ITEM(i));
         assert_int_equal(para__deque_size_estimate(&q), 0);
     }
-    assert_null(para__deque_pop(&q));
+    assert_null(para__deque_owner_pop(&q));
     para__deque_fini(&q);
 }
 
@@ -139,12 +139,12 @@ static void test_growth_pop(void **state)
     para__deque q;
     assert_int_equal(para__deque_init(&q, 1), 0); /* capacity 2 */
     for (int i = 0; i < N_ITEMS; i++) {
-        assert_int_equal(para__deque_push(&q, ITEM(i)), 0);
+        assert_int_equal(para__deque_owner_push(&q, ITEM(i)), 0);
         assert_int_equal(para__deque_size_estimate(&q), i + 1);
     }
     for (int i = N_ITEMS - 1; i >= 0; i--)
-        assert_ptr_equal(para__deque_pop(&q), ITEM(i));
-    assert_null(para__deque_pop(&q));
+        assert_ptr_equal(para__deque_owner_pop(&q), ITEM(i));
+    assert_null(para__deque_owner_pop(&q));
     assert_ptr_equal(para__deque_steal(&q), PARA__DEQUE_EMPTY);
     para__deque_fini(&q);
 }
@@ -155,11 +155,11 @@ static void test_growth_steal(void **state)
     para__deque q;
     assert_int_equal(para__deque_init(&q, 1), 0);
     for (int i = 0; i < N_ITEMS; i++)
-        assert_int_equal(para__deque_push(&q, ITEM(i)), 0);
+        assert_int_equal(para__deque_owner_push(&q, ITEM(i)), 0);
     for (int i = 0; i < N_ITEMS; i++)
         assert_ptr_equal(para__deque_steal(&q), ITEM(i));
     assert_ptr_equal(para__deque_steal(&q), PARA__DEQUE_EMPTY);
-    assert_null(para__deque_pop(&q));
+    assert_null(para__deque_owner_pop(&q));
     para__deque_fini(&q);
 }
 
@@ -174,22 +174,22 @@ static void test_growth_wrapped(void **state)
     for (int round = 0; round < 7; round++) {
         /* push 3, steal 2: the size grows by one per round with top moving */
         for (int k = 0; k < 3; k++)
-            assert_int_equal(para__deque_push(&q, ITEM(next_in++)), 0);
+            assert_int_equal(para__deque_owner_push(&q, ITEM(next_in++)), 0);
         for (int k = 0; k < 2; k++)
             assert_ptr_equal(para__deque_steal(&q), ITEM(next_out++));
     }
     assert_int_equal(para__deque_size_estimate(&q), next_in - next_out);
     /* Grow several times more with the range wrapped. */
     while (next_in < 1000)
-        assert_int_equal(para__deque_push(&q, ITEM(next_in++)), 0);
+        assert_int_equal(para__deque_owner_push(&q, ITEM(next_in++)), 0);
     assert_int_equal(para__deque_size_estimate(&q), next_in - next_out);
     /* Steal half in FIFO order, pop the rest in LIFO order. */
     int mid = (next_out + next_in) / 2;
     while (next_out < mid)
         assert_ptr_equal(para__deque_steal(&q), ITEM(next_out++));
     for (int i = next_in - 1; i >= mid; i--)
-        assert_ptr_equal(para__deque_pop(&q), ITEM(i));
-    assert_null(para__deque_pop(&q));
+        assert_ptr_equal(para__deque_owner_pop(&q), ITEM(i));
+    assert_null(para__deque_owner_pop(&q));
     assert_ptr_equal(para__deque_steal(&q), PARA__DEQUE_EMPTY);
     assert_int_equal(para__deque_size_estimate(&q), 0);
     para__deque_fini(&q);
@@ -210,10 +210,10 @@ static void test_sawtooth(void **state)
         unsigned op = (rng >> 16) % 4;
         if (op <= 1 && hi < N_ITEMS) {
             model[hi++] = next;
-            assert_int_equal(para__deque_push(&q, ITEM(next)), 0);
+            assert_int_equal(para__deque_owner_push(&q, ITEM(next)), 0);
             next = (next + 1) % N_ITEMS;
         } else if (op == 2) {
-            void *got = para__deque_pop(&q);
+            void *got = para__deque_owner_pop(&q);
             if (hi == lo) {
                 assert_null(got);
             } else {
@@ -241,15 +241,15 @@ static void test_independent_deques(void **state)
     assert_int_equal(para__deque_init(&a, 1), 0);
     assert_int_equal(para__deque_init(&b, 4), 0);
     for (int i = 0; i < 100; i++) {
-        assert_int_equal(para__deque_push(&a, ITEM(i)), 0);
-        assert_int_equal(para__deque_push(&b, ITEM(1000 + i)), 0);
+        assert_int_equal(para__deque_owner_push(&a, ITEM(i)), 0);
+        assert_int_equal(para__deque_owner_push(&b, ITEM(1000 + i)), 0);
     }
     assert_int_equal(para__deque_size_estimate(&a), 100);
     assert_int_equal(para__deque_size_estimate(&b), 100);
     assert_ptr_equal(para__deque_steal(&a), ITEM(0));
     assert_ptr_equal(para__deque_steal(&b), ITEM(1000));
-    assert_ptr_equal(para__deque_pop(&a), ITEM(99));
-    assert_ptr_equal(para__deque_pop(&b), ITEM(1099));
+    assert_ptr_equal(para__deque_owner_pop(&a), ITEM(99));
+    assert_ptr_equal(para__deque_owner_pop(&b), ITEM(1099));
     /* fini with items still inside is allowed (the items are not owned). */
     para__deque_fini(&a);
     para__deque_fini(&b);

@@ -151,7 +151,7 @@ enum scenario {
 static void owner_push(struct shared *sh, size_t i, unsigned long *failed)
 {
     sh->items[i].payload = i ^ PAYLOAD_KEY;
-    if (para__deque_push(&sh->q, &sh->items[i]) != 0) {
+    if (para__deque_owner_push(&sh->q, &sh->items[i]) != 0) {
         (*failed)++;
         /* Not pushed: account for it here so the totals still add up. */
         sh->items[i].payload = 0;
@@ -161,7 +161,7 @@ static void owner_push(struct shared *sh, size_t i, unsigned long *failed)
 /* Pops one item; returns false if the deque looked empty. */
 static bool owner_pop(struct shared *sh, unsigned long *popped)
 {
-    void *p = para__deque_pop(&sh->q);
+    void *p = para__deque_owner_pop(&sh->q);
     if (p == NULL)
         return false;
     take(sh, p, 0);
@@ -259,7 +259,7 @@ static void run_scenario(enum scenario sc, size_t n, uint64_t seed)
     assert_int_equal(left, 0);
     for (int k = 0; k < N_THIEVES; k++)
         assert_ptr_equal(thieves[k].final, PARA__DEQUE_EMPTY);
-    assert_null(para__deque_pop(&sh->q));
+    assert_null(para__deque_owner_pop(&sh->q));
 
     /* relaxed: the threads are joined. */
     assert_int_equal(atomic_load_explicit(&sh->bad, memory_order_relaxed), 0);

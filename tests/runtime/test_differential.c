@@ -39,7 +39,7 @@
  * P(v) = 1. Per-node statistics (items in and out) are checked too.
  *
  * Configurations: workers 1..4, batch_items in {1, 2, 3, 7, 64, 1000, 0},
- * max_batches in {0, 1, 2, 5, 64}, policy ws, memaware or dhondt, and
+ * max_batches in {0, 1, 2, 5, 64}, any registered policy, and
  * mem_budget in {1 B, 4 KiB, 64 KiB, 1 MiB, default}. Runs of eight consecutive
  * graphs share a runtime; some graphs are run a second time on another runtime.
  *
@@ -79,6 +79,7 @@
 #include <cmocka.h>
 
 #include "para.h"
+#include "policy.h"
 
 #define MAX_NODES 40
 #define MAX_PREDS 8
@@ -693,8 +694,11 @@ static dcfg random_cfg(rng_t *r)
     c.workers = 1 + rng_below(r, 4);
     c.batch = k_batch_sizes[rng_below(r, 7)];
     c.max_batches = k_max_batches[rng_below(r, 5)];
-    static const char *const policies[] = {"memaware", "ws", "dhondt"};
-    c.policy = policies[rng_below(r, 3)];
+    /* Every registered policy (runtime/policy.h), a new one included. */
+    size_t n_policies = 0;
+    while (para__policy_at(n_policies) != NULL)
+        n_policies++;
+    c.policy = para__policy_at(rng_below(r, (unsigned)n_policies))->name;
     c.mem_budget = k_budgets[rng_below(r, 5)];
     return c;
 }

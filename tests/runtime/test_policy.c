@@ -16,12 +16,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include "para.h"
 
 static char log_buf[4096];
+
+static uint64_t para_now_ns_for_tests(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void capture_log(int level, const char *msg, void *arg)
 {
@@ -190,7 +198,7 @@ static void check_graph(para_runtime_t *rt, graph_kind kind)
 static void test_every_policy_by_name(void **state)
 {
     (void)state;
-    const char *names[] = {"memaware", "ws", "dhondt"};
+    const char *names[] = {"memaware", "ws", "dhondt", "fifo"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         para_runtime_t *rt = make_rt(names[i], 2, 0);
         check_graph(rt, G_FANOUT_MERGE);
@@ -198,7 +206,7 @@ static void test_every_policy_by_name(void **state)
         para_stats_t st;
         assert_int_equal(para_runtime_stats(rt, &st), 0);
         assert_true(st.peak_bytes > 0);
-        if (strcmp(names[i], "ws") == 0)
+        if (strcmp(names[i], "ws") == 0 || strcmp(names[i], "fifo") == 0)
             assert_int_equal(st.mem_budget, 0);
         else
             assert_true(st.mem_budget > 0); /* a fraction of the RAM */
@@ -220,6 +228,7 @@ static void test_unknown_policy_lists_known(void **state)
     assert_non_null(strstr(log_buf, "memaware"));
     assert_non_null(strstr(log_buf, "ws"));
     assert_non_null(strstr(log_buf, "dhondt"));
+    assert_non_null(strstr(log_buf, "fifo"));
 }
 
 /* The bound of policy.c: reservations keep the bytes in flight within the
@@ -371,6 +380,90 @@ static void test_budget_env(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* fifo: a source pulls only while fewer batches live than workers, so on
+ * a linear graph no batch waits behind newer ones: at most a few batches
+ * per worker live at once (its input and its output, and the pulls that
+ * raced past the gate), where ws lets 8 per worker queue. */
+static void test_fifo_keeps_few_batches(void **state)
+{
+    (void)state;
+    for (unsigned workers = 1; workers <= 3; workers++) {
+        para_runtime_t *rt = make_rt("fifo", workers, 0);
+        check_graph(rt, G_SERIAL);
+        check_graph(rt, G_ORDERED);
+        para_stats_t st;
+        assert_int_equal(para_runtime_stats(rt, &st), 0);
+        print_message("fifo, %u workers: peak %llu batches\n", workers,
+                      (unsigned long long)st.peak_batches);
+        assert_true(st.peak_batches >= 1);
+        assert_true(st.peak_batches <= 4 * workers);
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+}
+
+/* Sources held back by the budget: the idle worker parks instead of
+ * spinning. The budget fits one source batch and less than a second, and
+ * the sink sleeps (no CPU) on each batch: the process's CPU time must stay
+ * far below the wall time, and the workers must have parked. (Before the
+ * sources-open test agreed with admission, the idle worker spun: CPU time
+ * close to the wall time.) */
+static int sleepy_sink(void *ctx, const void *in, size_t n)
+{
+    (void)in;
+    (void)n;
+    *(uint64_t *)ctx += 1; /* one batch at a time: the budget */
+    struct timespec ts = {0, 500000};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void test_held_sources_park(void **state)
+{
+    (void)state;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.policy = "memaware";
+    a.mem_budget = 1536; /* one 1 KiB batch, not two */
+    a.batch_items = 64;  /* forced: kept whole, 512 bytes of data */
+    a.pin = "none";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *r, *sink;
+    uint64_t batches = 0;
+    assert_int_equal(para_graph_add_range(g, "range", 0, 64 * 200, &r), 0);
+    assert_int_equal(para_graph_add_sink_batch(g, "sleep", 8, sleepy_sink,
+                                               &batches, PARA_NODE_SERIAL,
+                                               &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, r, sink), 0);
+    uint64_t c0 = cpu_ns(), t0 = para_now_ns_for_tests();
+    assert_int_equal(para_run(rt, g), 0);
+    uint64_t cpu = cpu_ns() - c0, wall = para_now_ns_for_tests() - t0;
+    assert_int_equal(batches, 200);
+    para_stats_t st;
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    print_message("held sources: wall %.1f ms, process CPU %.1f ms, %llu "
+                  "parks, held %.1f ms\n",
+                  (double)wall / 1e6, (double)cpu / 1e6,
+                  (unsigned long long)st.parks,
+                  (double)st.source_hold_ns / 1e6);
+    assert_true(st.parks > 0);
+    assert_true(st.source_hold_ns > 0);
+    assert_true(cpu < wall / 2);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 int main(void)
 {
     para_set_log_fn(capture_log, NULL);
@@ -383,6 +476,8 @@ int main(void)
         cmocka_unit_test(test_tiny_budget_still_completes),
         cmocka_unit_test(test_item_bytes_counted),
         cmocka_unit_test(test_budget_env),
+        cmocka_unit_test(test_fifo_keeps_few_batches),
+        cmocka_unit_test(test_held_sources_park),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

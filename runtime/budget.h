@@ -1,0 +1,83 @@
+/*
+ * The byte budget (memory layer): families, reservations, admission.
+ *
+ * Every source batch admitted under a budget starts a *family*: the
+ * batches it becomes downstream. At the pull the family reserves its
+ * footprint, the most bytes it can hold at once: at every node its batch
+ * (the allocation size, as batch.c rounds it) times the number of paths
+ * that reach the node (fan-out makes one batch per path), plus the bytes
+ * its items own outside batches (item_bytes), plus device staging for
+ * kernel nodes; a flat-map's output is scaled by the largest expansion
+ * seen so far. A pull is admitted, with as many items as fit (a forced
+ * batch size is kept whole), while the reservations stay within the
+ * budget; the reservation is given back when the family's last batch is
+ * freed. So the bytes in flight stay under the budget (a flat-map
+ * expanding beyond anything seen before can overshoot by its excess), and
+ * when nothing is reserved one source batch is always admitted, however
+ * small the budget: runs always progress.
+ *
+ * Which policy uses the budget is the policy's business (policy.h,
+ * `budgeted`); this module knows no policy.
+ *
+ * Tests: tests/runtime/test_budget.c (footprints, admission, refusal and
+ * the sources-open test agreeing), test_policy.c (bounds on whole runs).
+ */
+#ifndef PARA_BUDGET_H
+#define PARA_BUDGET_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct para__run para__run;
+typedef struct para_node para_node_t;
+
+/* Every batch descended from one source batch: the bytes reserved for them
+ * at the source pull, given back when the last of them is freed. */
+typedef struct para__family {
+    _Atomic uint32_t refs; /* live batches of the family */
+    uint64_t reserved;
+} para__family;
+
+/* Per-run budget state, in the run (para__run.budget). The first fields
+ * are written before the run and only read during it; the counters every
+ * admission writes are on their own cache line. */
+typedef struct para__budget {
+    alignas(PARA_CACHELINE) uint64_t limit; /* bytes; UINT64_MAX: none */
+    uint32_t *path_mult;    /* [source_slot * n_nodes + node]: batches a
+                               source batch becomes at each node */
+    _Atomic uint64_t *need; /* [source_slot]: footprint of the smallest pull
+                               refused since the last admission, 0 = none */
+    alignas(PARA_CACHELINE) _Atomic uint64_t reserved; /* by live families */
+    _Atomic uint64_t decisions;                        /* admissions decided */
+} para__budget;
+
+/* Fewer batches live than run->max_batches (0: no limit)? A relaxed,
+ * possibly stale gate for sources. */
+bool para__batches_below_limit(const para__run *run);
+/* Before a run whose policy is budgeted: derived tables. 0 or
+ * PARA_ENOMEM. Sets every source's source_slot. */
+int para__budget_begin(para__run *run, uint64_t limit);
+/* After the run (also after a failed begin). */
+void para__budget_end(para__run *run);
+/* The most bytes a batch of @p items from source @p s can hold at once,
+ * over all the batches it becomes; UINT64_MAX when it does not fit. */
+uint64_t para__budget_footprint(const para__run *run, const para_node_t *s,
+                                size_t items);
+/* May source @p s pull now, and how many items (at most @p want)? 0 holds
+ * it back. On admission *family is the new batch's family (1 reference). */
+size_t para__budget_admit(para__run *run, para_node_t *s, size_t want,
+                          para__family **family);
+/* Could some source be admitted now? Agrees with para__budget_admit(): a
+ * source refused at some reservation level stays closed until the
+ * reservations drop far enough for the pull that was refused. */
+bool para__budget_sources_open(const para__run *run);
+/* Give up one reference to @p f; the last one releases its bytes and
+ * wakes a parked worker (a held source may run now). */
+void para__family_unref(para__run *run, para__family *f);
+
+#endif /* PARA_BUDGET_H */

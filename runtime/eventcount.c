@@ -1,0 +1,68 @@
+/*
+ * Eventcount; see eventcount.h for the contract and the memory orders.
+ */
+#include "eventcount.h"
+
+int para__eventcount_init(para__eventcount *ec)
+{
+    atomic_init(&ec->waiters, 0);
+    atomic_init(&ec->epoch, 0);
+    int rc = pthread_mutex_init(&ec->lock, NULL);
+    if (rc != 0)
+        return rc;
+    rc = pthread_cond_init(&ec->cond, NULL);
+    if (rc != 0)
+        pthread_mutex_destroy(&ec->lock);
+    return rc;
+}
+
+void para__eventcount_fini(para__eventcount *ec)
+{
+    pthread_cond_destroy(&ec->cond);
+    pthread_mutex_destroy(&ec->lock);
+}
+
+uint64_t para__eventcount_prepare(para__eventcount *ec)
+{
+    uint64_t key = atomic_load_explicit(&ec->epoch, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ec->waiters, 1, memory_order_seq_cst);
+    return key;
+}
+
+void para__eventcount_cancel(para__eventcount *ec)
+{
+    atomic_fetch_sub_explicit(&ec->waiters, 1, memory_order_relaxed);
+}
+
+void para__eventcount_wait(para__eventcount *ec, uint64_t key,
+                           const _Atomic bool *stop)
+{
+    pthread_mutex_lock(&ec->lock);
+    while (atomic_load_explicit(&ec->epoch, memory_order_relaxed) == key &&
+           (stop == NULL ||
+            !atomic_load_explicit((_Atomic bool *)stop, memory_order_acquire)))
+        pthread_cond_wait(&ec->cond, &ec->lock);
+    pthread_mutex_unlock(&ec->lock);
+    para__eventcount_cancel(ec);
+}
+
+void para__eventcount_notify_slow(para__eventcount *ec, uint32_t n,
+                                  uint32_t waiting)
+{
+    pthread_mutex_lock(&ec->lock);
+    atomic_fetch_add_explicit(&ec->epoch, 1, memory_order_relaxed);
+    if (n >= waiting)
+        pthread_cond_broadcast(&ec->cond);
+    else
+        for (uint32_t i = 0; i < n; i++)
+            pthread_cond_signal(&ec->cond);
+    pthread_mutex_unlock(&ec->lock);
+}
+
+void para__eventcount_notify_all(para__eventcount *ec)
+{
+    pthread_mutex_lock(&ec->lock);
+    atomic_fetch_add_explicit(&ec->epoch, 1, memory_order_relaxed);
+    pthread_cond_broadcast(&ec->cond);
+    pthread_mutex_unlock(&ec->lock);
+}

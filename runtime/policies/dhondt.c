@@ -1,0 +1,238 @@
+/*
+ * Policy "dhondt": memaware's budget and order, plus workers given to
+ * stages by D'Hondt on backlog x cost: a producer owed workers runs before
+ * queued work.
+ *
+ * Workers are given to stages by the D'Hondt (Jefferson) method: stage v
+ * has load L_v = items waiting x ns per item, and the objective
+ * sum_v L_v / (seats_v + 1) is convex and separable, so handing out the W
+ * seats one by one, each to the stage with the largest marginal gain
+ * L_v / ((s_v + 1)(s_v + 2)), is optimal (O(W log S) with a heap). A stage
+ * gets no more seats than it has batches waiting (a batch is not split),
+ * a serial stage at most one. A source's waiting work is one batch per
+ * worker (what it would produce to feed everyone). Workers still take any
+ * ready task (work stealing); what the allocation adds is production: a
+ * worker pulls a source before its own queued tasks when the source holds
+ * more seats than it has pullers, so an expensive producer stage gets the
+ * cores it is owed instead of only the idle ones.
+ *
+ * State (this file's own, per run): per node, the items queued for it
+ * (tasks delivered, not started) and its seats in the last allocation;
+ * when to allocate again. All relaxed: heuristics.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "policy.h"
+
+#define DHONDT_PERIOD_NS 500000 /* allocate again every 0.5 ms */
+#define DHONDT_MAX_STAGES 64    /* stages considered per allocation */
+
+typedef struct dhondt_node {
+    /* Own cache line per node: every delivery and task start writes it. */
+    alignas(PARA_CACHELINE) _Atomic int64_t backlog;
+    _Atomic uint32_t seats;
+} dhondt_node;
+
+typedef struct dhondt_state {
+    _Atomic uint64_t next_ns; /* when to allocate again */
+    dhondt_node *nodes;       /* [node->index] */
+} dhondt_state;
+
+typedef struct seat_claim {
+    double load;
+    uint32_t seats, cap;
+    para_node_t *node;
+} seat_claim;
+
+static int dhondt_run_begin(para__run *run, void **state)
+{
+    para_graph_t *g = run->graph;
+    para__policy_order_successors(g, true);
+    dhondt_state *st = calloc(1, sizeof *st);
+    *state = st;
+    if (st == NULL)
+        return PARA_ENOMEM;
+    size_t bytes = (size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof(dhondt_node);
+    st->nodes = aligned_alloc(PARA_CACHELINE, bytes);
+    if (st->nodes == NULL)
+        return PARA_ENOMEM;
+    atomic_init(&st->next_ns, 0);
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        atomic_init(&st->nodes[i].backlog, 0);
+        atomic_init(&st->nodes[i].seats, 0);
+    }
+    return 0;
+}
+
+static void dhondt_run_end(para__run *run, void *state)
+{
+    (void)run;
+    dhondt_state *st = state;
+    if (st != NULL)
+        free(st->nodes);
+    free(st);
+}
+
+static void dhondt_task_queued(void *state, const para_node_t *n, size_t items)
+{
+    dhondt_state *st = state;
+    /* relaxed: a heuristic for the allocation of workers. */
+    atomic_fetch_add_explicit(&st->nodes[n->index].backlog, (int64_t)items,
+                              memory_order_relaxed);
+}
+
+static void dhondt_task_started(void *state, const para_node_t *n, size_t items)
+{
+    dhondt_state *st = state;
+    /* relaxed: as above. */
+    atomic_fetch_sub_explicit(&st->nodes[n->index].backlog, (int64_t)items,
+                              memory_order_relaxed);
+}
+
+static double marginal_gain(const seat_claim *c)
+{
+    return c->load / (((double)c->seats + 1.0) * ((double)c->seats + 2.0));
+}
+
+static void sift_down(seat_claim **h, unsigned n, unsigned i)
+{
+    for (;;) {
+        unsigned l = 2 * i + 1, r = l + 1, best = i;
+        if (l < n && marginal_gain(h[l]) > marginal_gain(h[best]))
+            best = l;
+        if (r < n && marginal_gain(h[r]) > marginal_gain(h[best]))
+            best = r;
+        if (best == i)
+            return;
+        seat_claim *tmp = h[i];
+        h[i] = h[best];
+        h[best] = tmp;
+        i = best;
+    }
+}
+
+/* ns per item and items per batch of @p n so far (1 ns and 16 items when
+ * not measured yet, so that every stage counts). */
+static void stage_rates(para_node_t *n, bool source, double *ns_per_item,
+                        double *batch_items)
+{
+    /* relaxed: statistics read as estimates. */
+    uint64_t busy = atomic_load_explicit(&n->st_busy_ns, memory_order_relaxed);
+    uint64_t batches =
+        atomic_load_explicit(&n->st_batches, memory_order_relaxed);
+    uint64_t items = atomic_load_explicit(
+        source ? &n->st_items_out : &n->st_items_in, memory_order_relaxed);
+    *ns_per_item = items > 0 && busy > 0 ? (double)busy / (double)items : 1.0;
+    *batch_items =
+        batches > 0 && items > 0 ? (double)items / (double)batches : 16.0;
+}
+
+static void dhondt_allocate(dhondt_state *st, para__run *run)
+{
+    para_graph_t *g = run->graph;
+    unsigned workers = run->rt->n_workers;
+    seat_claim claims[DHONDT_MAX_STAGES], *heap[DHONDT_MAX_STAGES];
+    unsigned n = 0;
+    for (unsigned i = 0; i < g->n_nodes && n < DHONDT_MAX_STAGES; i++) {
+        para_node_t *v = g->nodes[i];
+        dhondt_node *dv = &st->nodes[v->index];
+        /* relaxed: read as a hint by produce_first. */
+        atomic_store_explicit(&dv->seats, 0, memory_order_relaxed);
+        bool source = para__is_source(v);
+        double cost, batch, waiting;
+        stage_rates(v, source, &cost, &batch);
+        uint32_t cap;
+        if (source) {
+            /* relaxed: a hint. */
+            if (atomic_load_explicit(&v->src_state, memory_order_relaxed) &
+                PARA__SRC_EXHAUSTED)
+                continue;
+            waiting = batch * workers;
+            cap = v->kind == PARA__KIND_SOURCE_FN ? 1 : workers;
+        } else {
+            /* relaxed: a hint. */
+            int64_t b =
+                atomic_load_explicit(&dv->backlog, memory_order_relaxed);
+            if (b <= 0)
+                continue;
+            waiting = (double)b;
+            double batches = (double)b / batch + 1.0;
+            cap = v->serial ? 1 : (uint32_t)PARA_MIN((double)workers, batches);
+        }
+        claims[n] = (seat_claim){waiting * cost, 0, cap, v};
+        heap[n] = &claims[n];
+        n++;
+    }
+    unsigned live = n;
+    for (unsigned i = live / 2; i-- > 0;)
+        sift_down(heap, live, i);
+    for (unsigned seat = 0; seat < workers && live > 0; seat++) {
+        seat_claim *top = heap[0];
+        top->seats++;
+        if (top->seats >= top->cap)
+            heap[0] = heap[--live]; /* full: leaves the heap */
+        sift_down(heap, live, 0);
+    }
+    for (unsigned i = 0; i < n; i++)
+        /* relaxed: as above. */
+        atomic_store_explicit(&st->nodes[claims[i].node->index].seats,
+                              claims[i].seats, memory_order_relaxed);
+}
+
+static bool dhondt_produce_first(void *state, para__worker *w, para__run *run)
+{
+    (void)w;
+    dhondt_state *st = state;
+    if (para__aborting(run))
+        return false;
+    uint64_t now = para__now_ns();
+    /* relaxed: whoever wins the CAS allocates; the others use the last
+     * allocation, at most one period old. */
+    uint64_t next = atomic_load_explicit(&st->next_ns, memory_order_relaxed);
+    if (now >= next && atomic_compare_exchange_strong_explicit(
+                           &st->next_ns, &next, now + DHONDT_PERIOD_NS,
+                           memory_order_relaxed, memory_order_relaxed))
+        dhondt_allocate(st, run);
+    para_graph_t *g = run->graph;
+    for (unsigned k = 0; k < g->n_sources; k++) {
+        para_node_t *s = g->sources[k];
+        /* relaxed: hints; the source pull decides. */
+        uint32_t seats = atomic_load_explicit(&st->nodes[s->index].seats,
+                                              memory_order_relaxed);
+        uint64_t src =
+            atomic_load_explicit(&s->src_state, memory_order_relaxed);
+        if ((src & PARA__SRC_EXHAUSTED) == 0 && seats > src / PARA__SRC_PULLER)
+            return true;
+    }
+    return false;
+}
+
+static size_t dhondt_admit(void *state, para__worker *w, para__run *run,
+                           para_node_t *s, size_t want, para__family **family)
+{
+    (void)state;
+    (void)w;
+    return para__budget_admit(run, s, want, family);
+}
+
+static bool dhondt_sources_open(void *state, const para__run *run)
+{
+    (void)state;
+    return para__budget_sources_open(run);
+}
+
+const para__policy para__policy_dhondt = {
+    .name = "dhondt",
+    .description =
+        "memaware, and workers given to stages by D'Hondt on backlog x cost: "
+        "a producer owed workers runs before queued work",
+    .budgeted = true,
+    .run_begin = dhondt_run_begin,
+    .run_end = dhondt_run_end,
+    .admit = dhondt_admit,
+    .sources_open = dhondt_sources_open,
+    .produce_first = dhondt_produce_first,
+    .task_queued = dhondt_task_queued,
+    .task_started = dhondt_task_started,
+};
