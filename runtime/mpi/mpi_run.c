@@ -49,8 +49,9 @@
  *   which broadcasts its code and message.
  *
  * Memory orders: the outbox stacks are mpsc_stack.h's (push publishes
- *   the task and its batch, take_all acquires them); credit counters and statistics are
- *   relaxed (gates and counts, nothing published through them); the run
+ *   the task and its batch, take_all acquires them); credit counters and
+ *   statistics are relaxed (gates and counts, nothing published through
+ *   them); the run
  *   pointer is published by the run_begin hook with release and read with
  *   acquire; the tracked batches' reference count is read with acquire so
  *   that the worker's last use happens before the batch is freed.
