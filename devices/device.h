@@ -1,5 +1,5 @@
 /*
- * Device back-ends: the contract between the scheduler and a device.
+ * Device back-ends: the contract between the runtime and a device.
  *
  * A device runs one kind of work: a kernel applied to a batch of fixed-size
  * input items, producing the same number of fixed-size output items
@@ -8,30 +8,36 @@
  *
  * where "..." are the node's extra scalar arguments (copied at launch).
  *
- * What holds for every call below (prim.h style):
- *   - It returns 0 or a negative PARA_E* code, and on failure writes a
- *     one-line reason into the caller's message buffer (msg, msg_len): the
- *     failing call and its CL_* name, or the build log.
+ * What holds for every call below:
+ *   - It returns 0 (or 1 where said) or a negative PARA_E* code, and on
+ *     failure writes a one-line reason into the caller's message buffer
+ *     (msg, msg_len): the failing call and its native error name, or the
+ *     build log.
  *   - It never aborts the process and never calls exit().
  *   - Calls on one device object are made by one thread at a time (the
- *     scheduler serialises them); different devices are independent.
- *   - Only launch_wait() may block; every other call returns promptly.
+ *     runtime serialises them); different devices are independent.
+ *   - Only launch_wait() may block, and never longer than its timeout.
  *
- * Lifecycle: open -> build -> (launch_begin -> launch_poll/launch_wait)* ->
- * kernel_release -> close. A launch slot is caller-owned memory
- * (para__launch); up to para__device_info.max_in_flight slots may be in
- * flight at once, so copies of one launch overlap the kernel of another.
+ * Lifecycle: open -> kernel_create -> (launch_begin -> launch_poll /
+ * launch_wait)* -> kernel_release -> close. A launch slot is caller-owned
+ * memory (para__launch); up to para__device_info.max_in_flight slots may be
+ * in flight at once, so copies of one launch overlap the kernel of another.
+ * The device may read l->in and write l->out until the launch is reported
+ * finished or failed; a launch that never finishes keeps them (the runtime
+ * gives such memory to nothing else, see runtime/device_node.c).
  *
- * Back-ends, each a para__device_ops table (at the end of this file):
+ * Back-ends: one file each, and one line in the registry of device.c:
  *   "opencl"  devices/opencl: the ICD loader, any vendor driver; PoCL in CI.
- *   "cpu"     devices/cpu: a launch runs the node's CPU implementation on
- *             the calling thread. It exercises the runtime's gathering,
- *             launching and splitting of batches without OpenCL, and serves
- *             machines without an OpenCL driver.
- * The runtime (runtime/device_node.c) only calls through the table.
+ *   "sim"     devices/sim/sim.c: simulated devices with a given launch
+ *             latency and rate; kernels run the node's CPU function.
+ *   "cpu"     devices/cpu/cpu.c: a launch runs the node's CPU function on
+ *             the calling thread; machines without OpenCL, and tests.
+ * The runtime (runtime/device_node.c) only calls through the table and
+ * reads what a back-end can do from para__device_info.caps.
  *
- * Tests: tests/devices/test_opencl.c (and test_opencl_faults.c, with
- * -Wl,--wrap mocks of the OpenCL entry points).
+ * Tests: tests/devices/test_opencl.c, test_opencl_faults.c (-Wl,--wrap
+ * mocks of the OpenCL entry points), test_sim.c; the runtime's device path
+ * in tests/runtime/test_device_nodes.c.
  */
 #ifndef PARA_DEVICE_H
 #define PARA_DEVICE_H
@@ -42,21 +48,31 @@
 
 #include <hwloc.h>
 
-typedef struct para__device para__device;
-typedef struct para__kernel para__kernel;
+/* What a back-end can do (para__device_info.caps). */
+enum {
+    /* Kernels run the node's CPU function (para__kernel_spec.cpu_fn), not
+     * its OpenCL C source: a node without one cannot run here. */
+    PARA__DEVCAP_CPU_FN = 1u << 0,
+    /* The device is the calling host thread itself: splitting a node's
+     * batches between it and the CPU workers would split the CPU with
+     * itself, so kernel nodes run here only. */
+    PARA__DEVCAP_HOST_THREAD = 1u << 1,
+};
 
 /* What a device is, for selection, logs and para-info. */
 typedef struct para__device_info {
-    char name[128];          /* CL_DEVICE_NAME */
+    char name[128];          /* e.g. CL_DEVICE_NAME */
     char vendor[128];        /* CL_DEVICE_VENDOR */
     char platform[128];      /* CL_PLATFORM_NAME */
     char version[128];       /* CL_DEVICE_VERSION + driver version */
+    char type[16];           /* "gpu", "cpu", "accelerator", "sim", "host" */
     unsigned platform_index; /* position in clGetPlatformIDs */
     unsigned device_index;   /* position within its platform */
-    bool is_cpu;             /* CL_DEVICE_TYPE_CPU: shares the host cores */
+    bool is_cpu;             /* shares the host cores with the workers */
+    unsigned caps;           /* PARA__DEVCAP_* */
     unsigned compute_units;
     uint64_t global_mem_bytes;
-    uint64_t max_alloc_bytes;
+    uint64_t max_alloc_bytes; /* largest buffer; 0 = no limit known */
     size_t max_work_group;
     unsigned max_in_flight; /* launch slots the back-end supports at once */
 } para__device_info;
@@ -77,67 +93,6 @@ typedef struct para__kernel_arg {
     size_t size;
 } para__kernel_arg;
 
-/* ---- OpenCL back-end (devices/opencl/opencl.c) ------------------------- */
-
-/* Number of OpenCL devices visible through the ICD loader (0 if none or if
- * no platform answers). Fills up to `cap` infos. Never fails. */
-size_t para__cl_list(para__device_info *infos, size_t cap);
-
-/* Open a device chosen by `selector`:
- *   "auto"  the first GPU, else the first accelerator, else the first
- *           device of any type;
- *   "P:D"   platform P, device D (indices as in para__cl_list);
- *   other   the first device whose name or platform name contains it
- *           (case-insensitive).
- * Returns 0, PARA_ENODEV (nothing matches; msg says what was seen), or
- * PARA_EDEVICE (context or queue creation failed). */
-int para__cl_open(const char *selector, para__device **out, char *msg,
-                  size_t msg_len);
-void para__cl_close(para__device *dev);
-/* The cores near the device (hwloc's OpenCL helper: the PCI device's local
- * CPUs; the whole machine when the device has no PCI address, e.g. a CPU
- * device). 0, or -1 with errno set. */
-int para__cl_locality(const para__device *dev, hwloc_topology_t topology,
-                      hwloc_cpuset_t set);
-const para__device_info *para__cl_info(const para__device *dev);
-
-/* Build `source` with `options` and create kernel `entry`. Programs are
- * built once per device per process (an in-memory cache keyed by source,
- * options and device) and their binaries cached on disk under
- * $PARA_CACHE_DIR, else $XDG_CACHE_HOME/para, else ~/.cache/para, keyed by
- * a hash of source, options, device name and driver version; a corrupt or
- * stale cache entry is rebuilt silently. Returns 0, PARA_EKERNEL_BUILD (msg
- * holds the build log), PARA_EINVAL (no such entry point, or its signature
- * does not take at least (in, out, n)), PARA_EDEVICE or PARA_ENOMEM. */
-int para__cl_kernel_create(para__device *dev, const char *source,
-                           const char *options, const char *entry,
-                           size_t in_size, size_t out_size,
-                           const para__kernel_arg *args, size_t n_args,
-                           para__kernel **out, char *msg, size_t msg_len);
-void para__cl_kernel_release(para__kernel *k);
-
-/* Start a launch: copy l->in (l->n items) to the device, run the kernel
- * with global size rounded up to the work-group multiple (the kernel checks
- * its index against n), and enqueue the read-back into l->out; all
- * non-blocking, then flush. Returns 0 or PARA_EDEVICE / PARA_ENOMEM. */
-int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
-                          size_t msg_len);
-/* 1 if finished (l->out valid), 0 if still running, or a negative
- * PARA_EDEVICE if the launch failed. Never blocks. */
-int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
-                         size_t msg_len);
-/* Block until the launch finishes: 0 or PARA_EDEVICE. */
-int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
-                         size_t msg_len);
-/* Free the back-end state of a slot (after it completed or failed). */
-void para__cl_launch_fini(para__kernel *k, para__launch *l);
-
-/* The CL_* name of an OpenCL status code, "CL_UNKNOWN(-9999)" style for
- * unknown values (buf is used only then). */
-const char *para__cl_err_name(int32_t code, char *buf, size_t buf_len);
-
-/* ---- the back-end table ----------------------------------------------- */
-
 /* Everything a back-end needs to create the kernel of one node. */
 typedef struct para__kernel_spec {
     const char *name; /* the node, for messages */
@@ -151,41 +106,67 @@ typedef struct para__kernel_spec {
     void *cpu_arg;
 } para__kernel_spec;
 
-/* The calls above, on opaque handles (para__device / para__kernel for
- * "opencl"). Contracts as documented for the OpenCL functions. */
+/* A back-end: one table per file, listed in device.c's registry. */
 typedef struct para__device_ops {
     const char *name;
+    /* True if this back-end opens devices named by @p entry (one entry of
+     * a device list, see para__device_expand()). */
+    bool (*claims)(const char *entry);
+    /* Open the device named by @p entry. 0, PARA_ENODEV (nothing matches;
+     * msg says what was seen), PARA_EINVAL (the entry does not parse),
+     * PARA_EDEVICE or PARA_ENOMEM. */
+    int (*open)(const char *entry, void **dev, char *msg, size_t msg_len);
     void (*close)(void *dev);
     const para__device_info *(*info)(const void *dev);
     /* The cores near the device into @p set; 0, or -1 (no locality: the
      * caller does not pin). */
     int (*locality)(const void *dev, hwloc_topology_t topology,
                     hwloc_cpuset_t set);
+    /* Build the node's kernel. 0, PARA_EKERNEL_BUILD (msg holds the build
+     * log), PARA_EINVAL (no such entry point, or a signature that does not
+     * take (in, out, n)), PARA_ENODEV (the back-end cannot run this node),
+     * PARA_EDEVICE or PARA_ENOMEM. */
     int (*kernel_create)(void *dev, const para__kernel_spec *spec, void **out,
                          char *msg, size_t msg_len);
     void (*kernel_release)(void *kernel);
+    /* Start a launch of l->n items from l->in into l->out, non-blocking.
+     * 0, or PARA_EDEVICE / PARA_ENOMEM (PARA_ENOMEM: an allocation failed,
+     * e.g. a buffer over the device's limit; a smaller launch may work),
+     * PARA_ENODE (the CPU function failed, back-ends with
+     * PARA__DEVCAP_CPU_FN). After a failure the launch is over. */
     int (*launch_begin)(void *kernel, para__launch *l, char *msg,
                         size_t msg_len);
+    /* 1 if finished (l->out valid), 0 if still running, or a negative
+     * PARA_E* if the launch failed. Never blocks. */
     int (*launch_poll)(void *kernel, para__launch *l, char *msg,
                        size_t msg_len);
-    int (*launch_wait)(void *kernel, para__launch *l, char *msg,
-                       size_t msg_len);
+    /* As launch_poll(), but waits up to @p timeout_ns for the launch to
+     * finish (0 = poll). Returns 0 if it is still running then. */
+    int (*launch_wait)(void *kernel, para__launch *l, uint64_t timeout_ns,
+                       char *msg, size_t msg_len);
+    /* Free the back-end state of a slot; only after it finished or failed
+     * (a running launch is waited for). */
     void (*launch_fini)(void *kernel, para__launch *l);
 } para__device_ops;
 
-#ifdef PARA_WITH_OPENCL
-extern const para__device_ops para__cl_ops;
-#endif
-extern const para__device_ops para__cpu_ops;
+/* Expand a device list (para_runtime_attr_t.device) into its entries:
+ * entries separated by ',', where "all" is every OpenCL device, "gpu",
+ * "accelerator" and "cpu-cl" every OpenCL device of that type, anything
+ * else one entry (opened by the back-end that claims it). Calls @p fn for
+ * each; stops at and returns its first nonzero result. PARA_EINVAL for an
+ * empty entry; PARA_ENODEV if "all" or a type matches nothing. */
+int para__device_expand(const char *list,
+                        int (*fn)(void *arg, const char *entry), void *arg,
+                        char *msg, size_t msg_len);
 
-/* The "cpu" back-end's open: never fails but for memory (PARA_ENOMEM). */
-int para__cpu_open(void **out, char *msg, size_t msg_len);
-
-/* Open the device named by `selector` (see para_runtime_attr_t.device):
- * "cpu" is the cpu back-end, anything else goes to para__cl_open().
- * Returns 0 with *ops and *dev set, or para__cl_open()'s errors; without
- * the OpenCL back-end every selector but "cpu" is PARA_ENODEV. */
-int para__device_open(const char *selector, const para__device_ops **ops,
+/* Open one entry through the back-end that claims it. Returns 0 with *ops
+ * and *dev set, or that back-end's open() error; PARA_ENODEV when no
+ * back-end claims it (e.g. "P:D" built without OpenCL). */
+int para__device_open(const char *entry, const para__device_ops **ops,
                       void **dev, char *msg, size_t msg_len);
+
+/* Every OpenCL device visible (0 without the OpenCL back-end), up to
+ * @p cap infos. */
+size_t para__device_list(para__device_info *infos, size_t cap);
 
 #endif /* PARA_DEVICE_H */

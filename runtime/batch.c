@@ -87,6 +87,7 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
             b = c->pool[cls];
             c->pool[cls] = b->pool_next;
             c->pool_len[cls]--;
+            c->pool_bytes -= total;
         }
     }
     if (b == NULL) {
@@ -152,11 +153,16 @@ void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b)
     if (b->family != NULL)
         para__family_unref(run, b->family);
     uint32_t cls = b->size_class;
+    size_t size = cls != PARA__BATCH_NO_CLASS
+                      ? (size_t)1 << (MIN_CLASS_SHIFT + cls)
+                      : SIZE_MAX;
     if (c != NULL && cls != PARA__BATCH_NO_CLASS &&
-        c->pool_len[cls] < PARA__BATCH_POOL_DEPTH) {
+        c->pool_len[cls] < PARA__BATCH_POOL_DEPTH &&
+        size <= PARA__BATCH_POOL_BYTES - c->pool_bytes) {
         b->pool_next = c->pool[cls];
         c->pool[cls] = b;
         c->pool_len[cls]++;
+        c->pool_bytes += size;
         return;
     }
     free(b);
@@ -184,4 +190,5 @@ void para__batch_cache_drain(para__batch_cache *c)
         }
         c->pool_len[k] = 0;
     }
+    c->pool_bytes = 0;
 }

@@ -5,7 +5,10 @@
  * A batch is one allocation: header, the embedded tasks (one per successor
  * of the producing node), then the item data, cache-line aligned. Sizes are
  * rounded up to power-of-two classes from 1 KiB to 2 MiB, and each worker
- * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH). A batch is
+ * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH batches, and
+ * PARA__BATCH_POOL_BYTES over all classes: a long-lived runtime holds at
+ * most that much per worker between runs, however its batch sizes wander;
+ * the rest go back to free()). A batch is
  * returned to the cache of whichever worker drops the last reference, so
  * caches need no locks: only their owner touches them. Larger batches, and
  * batches released outside a worker, go straight to malloc/free.
@@ -50,11 +53,16 @@ struct para__batch {
 #define PARA__BATCH_NO_CLASS UINT32_MAX
 #define PARA__BATCH_CLASSES 12    /* 1 KiB .. 2 MiB total size */
 #define PARA__BATCH_POOL_DEPTH 16 /* cached batches per class per worker */
+/* Bytes of cached batches per worker (all classes): with the depth, what a
+ * runtime keeps between runs is bounded by design, whatever sizes its
+ * batches take (tests/reliability/test_soak.c checks both bounds). */
+#define PARA__BATCH_POOL_BYTES ((size_t)8 << 20)
 
 /* One worker's cache of free batches; touched by its owner only. */
 typedef struct para__batch_cache {
     para__batch *pool[PARA__BATCH_CLASSES];
     unsigned pool_len[PARA__BATCH_CLASSES];
+    size_t pool_bytes;           /* in all classes, <= PARA__BATCH_POOL_BYTES */
     _Atomic uint64_t *allocated; /* owner's counter of fresh allocations */
 } para__batch_cache;
 

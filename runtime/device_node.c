@@ -1,144 +1,230 @@
 /*
- * Kernel nodes on a device: routing, gathering batches into launches,
- * completion, and the split of MIXED nodes between device and CPU.
+ * Kernel nodes on devices: routing, gathering batches into launches,
+ * completion, the watchdog, and failures.
  *
- * The device
- *   A runtime opens one device (para_runtime_attr_t.device, PARA_DEVICE)
- *   at the first run whose graph has a kernel node, through the back-end
- *   table of devices/device.h ("opencl", or "cpu"). With "auto" and no
- *   device, kernel nodes that have a CPU function run on the workers
- *   (logged once); a node without one fails the run before it starts.
+ * The devices
+ *   A runtime opens its devices (para_runtime_attr_t.device, PARA_DEVICE:
+ *   one entry, or a list such as "0:0,0:1", "all", "gpu", or simulated
+ *   devices "sim:L:R,...") at the first run whose graph has a kernel node,
+ *   through the back-ends of devices/device.h. With "auto" and no device,
+ *   kernel nodes that have a CPU function run on the workers (logged once);
+ *   a node without one fails the run before it starts.
  *
- * The host thread
+ * The host threads
  *   Each open device has one host thread, which takes part in every run
  *   like a worker (rt->helper_threads) but never runs tasks. Workers hand
- *   it the tasks of kernel nodes through `incoming`, a Treiber stack; the
+ *   it the tasks of kernel nodes through its `incoming` Treiber stack; the
  *   host thread gathers them per node, launches, waits, and hands each
  *   finished input batch's output to the successors through the runtime's
- *   injection stack (rt->inject), so no worker ever waits on the device.
- *   The host thread blocks (in the driver's wait, or on its condition
+ *   injection stack (rt->inject), so no worker ever waits on a device. The
+ *   host thread blocks (in the back-end's bounded wait, or on its condition
  *   variable), never spins: on a CPU device (PoCL) the driver's threads
- *   need every core. It runs on the cores near the device (hwloc's OpenCL
+ *   need every core. It runs on the cores near its device (hwloc's OpenCL
  *   helper: a PCI GPU's local CPUs); a CPU device is near all of them.
  *
- * When to launch
+ * Where a batch runs (para__device_route(), on the worker holding it)
+ *   By earliest expected finish over the devices that have the node's
+ *   kernel and are not lost in this run: on device k a batch of `items`
+ *   finishes after (backlog_k + items) * c_k, where c_k is the node's
+ *   learned cost per item on k, launch latency included, and backlog_k the
+ *   items already routed there and not finished. A MIXED node (kernel and
+ *   CPU function) also weighs the worker's own CPU, items * cpu_cost, and
+ *   keeps the batch when that is sooner and no device would run out of
+ *   work meanwhile (a worker busy with a batch feeds no device). Until a cost
+ * is measured, batches explore: a MIXED node measures the CPU first; each
+ * device gets one batch at a time until a launch has been timed (not the node's
+ * first launch on it, which may carry a compilation); a device is probed again
+ *   with one batch whenever it has had none for REPROBE_NS. A CPU device
+ *   shares the workers' cores, so there a MIXED batch goes to whichever
+ *   side does more per core, judged on the fastest cost per item each side
+ *   showed (each is measured while the other competes for the cores).
+ *   PARA_MIXED=device (or cpu) overrides the split of MIXED nodes: every
+ *   batch goes to the devices (or stays on the workers), for tests that
+ *   compare the two implementations.
+ *
+ * When to launch (per device, per node)
  *   A launch costs a fixed latency L plus c per item. The host thread
- *   estimates L as the shortest launch seen and c (per node) as an average
- *   of (launch time - L) / items, and launches a node's pending items when
- *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, and once c is
- *       known LAUNCH_MAX_NS of device time or 38 L, whichever is longer:
- *       launches short enough that the stages downstream start early and
- *       overlap the device), or
+ *   estimates L as the shortest launch seen and c as an average of
+ *   (launch time - L) / items, and launches a node's pending items when
+ *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, the device's
+ *       largest allocation, and LAUNCH_MAX_NS of device time or 38 L,
+ *       whichever is longer: launches short enough that the stages
+ *       downstream start early and overlap the device; one batch per
+ *       launch until c is known, so that no launch is blind), or
  *     - they reach 19 L / c items, so that L is at most 5 % of the launch, or
  *     - the device is idle and either nothing upstream can send more (every
- *       unit of the run is held here, or the sources are held back by the
- *       batch gate) or the oldest pending item has waited GATHER_WINDOW L.
+ *       unit of the run is held by devices, or the sources are held back)
+ *       or the oldest pending item has waited GATHER_WINDOW L.
  *   While a launch runs, new work gathers behind it, so a busy device gets
- *   larger launches by itself; MAX_IN_FLIGHT launches at once let the copies
- *   of one overlap the kernel of another. With a forced batch size
- *   (PARA_BATCH) every batch is launched alone.
- *   One launch covers many batches: inputs are copied side by side into a
- *   staging buffer (a single batch is launched in place), and the output is
- *   split back per input batch with its sequence range and path, so ORDERED
- *   nodes downstream see order.
+ *   larger launches by itself; up to the back-end's max_in_flight launches
+ *   at once let the copies of one overlap the kernel of another. With a
+ *   forced batch size (PARA_BATCH) every batch is launched alone. Inputs
+ *   are copied side by side into the slot's staging buffer and the output
+ *   is split back per input batch with its sequence range and path, so
+ *   ORDERED nodes downstream see order. The device only ever reads and
+ *   writes the slot's own staging memory, never a batch: a launch that has
+ *   to be abandoned (see below) keeps its memory, and batches still go
+ *   back to the run.
  *
- * MIXED nodes
- *   A worker holding a batch of a node with both implementations estimates
- *   when each would finish it: the CPU in items * cpu_cost, the device
- *   after its backlog, in (backlog + items) * c. It keeps the batch if the
- *   CPU is sooner. A CPU device shares the workers' cores, so there a batch
- *   goes to whichever implementation does more per core, judged on the
- *   fastest cost per item each side has shown (each is measured while the
- *   other competes for the cores; the minimum is the uncontended speed). Until
- * a cost is measured, batches explore: the CPU first, then one batch at a time
- * on the device until a launch has been timed (not the first of the run, which
- * may carry the kernel's compilation); the device is probed again with one
- * batch whenever it has had none for REPROBE_NS. Decisions use the device's
- * cost per item with the launch latency included.
+ * The watchdog
+ *   The oldest launch in flight must finish by a deadline: from when it
+ *   could start (its submission, or the completion of the launch before
+ *   it), TIMEOUT_FACTOR times its expected time (L + items * c), at least
+ *   attr.device_timeout_ms (PARA_DEVICE_TIMEOUT; 0 = no watchdog). The host
+ *   thread waits on a launch in slices of at most WAIT_SLICE_NS, so it sees
+ *   an abort (a failed node, para_run_cancel()) within one slice even while
+ *   a launch hangs. A launch past its deadline means the device is lost.
  *
  * Failures
- *   A failing launch ends the run with PARA_EDEVICE naming the node and the
- *   OpenCL call, unless the node has a CPU function and
- *   attr.device_fallback is on (the default): then the device is given up
- *   for MIXED nodes for the rest of the run, and their tasks (the failed
- *   launch's, the waiting ones, and any routed here later) go back to the
- *   workers, which run them on the CPU.
+ *   A failing launch whose node function failed (PARA_ENODE) fails the run.
+ *   A transient allocation failure (PARA_ENOMEM: a staging buffer, a
+ *   buffer over the device's largest allocation) retries with launches of
+ *   half the items, down to one batch, which is tried OOM_RETRIES times; a
+ *   single batch that still does not fit is computed by the host thread
+ *   with the node's CPU function, or fails the run with PARA_ENOMEM for a
+ *   node without one. Any other
+ *   failure, or the watchdog, loses the device for the rest of the run:
+ *   with attr.device_fallback off the run fails with PARA_EDEVICE naming
+ *   the node and the failing call. With it on (the default), the device's
+ *   launches in flight are abandoned (their memory kept until the device
+ *   is done with it: reclaimed when the device answers again, at the next
+ *   run or when the runtime is destroyed), and every task it held goes
+ *   back to the workers, which route it again: to another device, else to
+ *   the CPU for a node with a CPU function, else the run fails with
+ *   PARA_EDEVICE naming the node and why each device was lost. A device
+ *   that still has abandoned launches in flight at the next run sits that
+ *   run out. A run that aborts abandons its launches the same way.
  *
  * Synchronisation
- *   incoming: multi-producer stack (seq_cst CAS push), emptied by the host
- *   thread with one exchange (acquire). sleeping/incoming form a Dekker
+ *   incoming: a multi-producer task stack (mpsc_stack.h: seq_cst push),
+ *   emptied by the host thread at once. sleeping/incoming form a Dekker
  *   pair (both sides seq_cst) so a push never misses a sleeping host
- *   thread; the signal itself goes under d->lock. Everything else of the
- *   host thread (pending lists, slots, estimates of L) is its own.
+ *   thread; the signal itself goes under d->lock. `lost` is set by the host
+ *   thread with release after its `why` is written, and read by workers
+ *   with acquire before they read `why`. The estimates workers read (per
+ *   device and node: cost, backlog, probe time) are relaxed: a stale one
+ *   only sends one batch to a worse place. Everything else of a host thread
+ *   (pending lists, slots, L) is its own.
  *
- * Tests: tests/runtime/test_device_nodes.c (cpu and OpenCL back-ends).
+ * Tests: tests/runtime/test_device_nodes.c (cpu, sim and OpenCL back-ends),
+ * tests/devices/test_opencl_faults.c (injected OpenCL failures and hangs).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "device.h"
 #include "device_node.h"
 #include "policy.h"
 
-#define MAX_IN_FLIGHT 2 /* launches queued on the device at once */
-#define SLOTS 4         /* >= MAX_IN_FLIGHT */
+#define SLOTS 4 /* launch slots per device; in flight: min(this, back-end) */
 #define LAUNCH_MAX_BYTES ((size_t)32 << 20) /* input + output per launch */
 #define LAUNCH_MAX_NS 2000000 /* device time per launch, once measured */
 #define LATENCY_SHARE 19      /* launch >= 19 L: L is at most 5 % of it */
 #define GATHER_WINDOW 2       /* an idle device waits at most 2 L for more */
 #define GATHER_MIN_NS 20000
-#define REPROBE_NS 5000000 /* MIXED: try the device again after 5 ms */
+#define REPROBE_NS 5000000     /* try an idle device again after 5 ms */
+#define WAIT_SLICE_NS 10000000 /* longest wait on a launch: aborts seen */
+#define TIMEOUT_FACTOR 20      /* a launch may take 20x its expected time */
+#define OOM_RETRIES 3          /* a one-batch launch out of memory, again */
+
+/* One kernel node on one device, for the current run. */
+typedef struct dnode {
+    para_node_t *node; /* NULL for nodes without a kernel */
+    void *kernel;      /* back-end kernel; NULL if it has none here */
+    /* Host thread only. */
+    para__task *pending_head, *pending_tail;
+    size_t pending_items;
+    uint64_t pending_since;
+    uint32_t launches_run;
+    double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
+    size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
+    unsigned oom_streak; /* launches failed with ENOMEM since one worked */
+    /* Estimates (picoseconds per item; 0 = not measured yet), written by
+     * the host thread, read by workers routing a batch. */
+    _Atomic uint64_t ps_per_item; /* marginal cost c */
+    _Atomic uint64_t total_ps;    /* cost per item with latency included */
+    _Atomic uint64_t best_ps;     /* fastest total seen */
+    _Atomic uint64_t backlog_items;
+    _Atomic uint64_t probe_ns; /* last batch routed here */
+} dnode;
 
 typedef struct slot {
     para__launch l;
-    para_node_t *node;
+    dnode *dn;
     para__task *tasks, *tasks_tail; /* the launch's inputs, in order */
     size_t n_tasks, items;
-    para__batch *direct_out; /* one task: the kernel writes here */
-    size_t staged_bytes;     /* counted in run->bytes while in flight */
-    uint64_t trace_t0;       /* para__trace_device_launch() */
+    size_t staged_bytes; /* counted in run->bytes while in flight */
+    uint64_t trace_t0;   /* para__trace_device_launch() */
     unsigned char *in_stage, *out_stage;
     size_t in_cap, out_cap;
 } slot;
 
-struct para__devrt {
+/* A launch given up while the device may still use its memory. */
+typedef struct lost_launch {
+    struct lost_launch *next;
+    para__launch l;
+    void *kernel;
+    unsigned char *in_stage, *out_stage;
+} lost_launch;
+
+typedef struct devctx {
     para_runtime_t *rt;
+    unsigned index; /* in the runtime's device list */
     const para__device_ops *ops;
     void *dev;
     const para__device_info *info;
     pthread_t thread;
     bool thread_started;
+    bool quit;                 /* rt->lock: leave now (opening failed) */
     uint64_t start_generation; /* runs before the thread existed */
     bool shares_cores;         /* a CPU device using all cores */
+    unsigned max_in_flight;
 
     alignas(PARA_CACHELINE) para__task_stack incoming;
     _Atomic unsigned sleeping;
-    _Atomic bool failed; /* given up for this run (fallback) */
+    _Atomic bool lost; /* given up for this run; `why` says why */
     pthread_mutex_t lock;
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
+    char why[512];       /* written before `lost` is set */
 
     /* Host thread only (and the run's setup, before the run starts). */
     alignas(PARA_CACHELINE) slot slots[SLOTS];
     unsigned head, n_inflight;
-    para_node_t **knodes; /* kernel nodes of the current run */
-    unsigned n_knodes, cap_knodes, next_knode;
+    dnode *dn; /* by node index */
+    unsigned cap_dn;
+    unsigned *knodes; /* node indices with a kernel here */
+    unsigned n_knodes, next_knode;
     int64_t held;        /* tasks (units) held here */
-    uint64_t latency_ns; /* shortest launch seen, 0 = none yet */
+    uint64_t latency_ns; /* launch latency L, 0 = not known yet */
     uint64_t last_complete_ns;
     uint64_t busy_since;
+    uint64_t head_since; /* when the oldest launch in flight could start */
+    lost_launch *lost_list;
+    void **zombies; /* kernels whose release waits for lost launches */
+    unsigned n_zombies, cap_zombies;
     char msg[PARA__ERRMSG_LEN];
 
     /* Statistics (stats.c) and the trace lane (trace.h, NULL when tracing
      * is off), both written by the host thread only. */
     para__device_counters *counters;
     para__trace_lane *lane;
+} devctx;
+
+struct para__devrt {
+    unsigned n;
+    devctx *dev[PARA__MAX_DEVICES];
 };
+
+static void fail_run(devctx *d, para__run *run, para_node_t *n, int rc);
 
 /* ---- worker side --------------------------------------------------------- */
 
-static void host_wake(para__devrt *d)
+static void host_wake(devctx *d)
 {
     pthread_mutex_lock(&d->lock);
     pthread_cond_signal(&d->cond);
@@ -147,60 +233,156 @@ static void host_wake(para__devrt *d)
 
 void para__device_wake(para_runtime_t *rt)
 {
-    if (rt->device != NULL)
-        host_wake(rt->device);
+    para__devrt *set = rt->device;
+    for (unsigned i = 0; set != NULL && i < set->n; i++)
+        host_wake(set->dev[i]);
 }
 
-static bool prefer_device(const para__devrt *d, para_node_t *n, size_t items)
+static bool usable(const devctx *d, const dnode *dn)
 {
+    /* relaxed: a hint; a task routed to a device lost meanwhile is sent
+     * back by its host thread. */
+    return dn->kernel != NULL &&
+           !atomic_load_explicit(&d->lost, memory_order_relaxed);
+}
+
+/* The place for a batch of @p items of @p n: a device index, or -1 for
+ * the worker's CPU (MIXED nodes only), or -2 when no place is left. */
+static int choose(para__devrt *set, para_node_t *n, size_t items)
+{
+    bool mixed = n->placement == PARA__PLACE_MIXED;
+    /* PARA_MIXED: the CPU always, or the devices as for a device-only
+     * node (while one is left; then the CPU). */
+    para__mixed_mode force =
+        set->n > 0 ? set->dev[0]->rt->mixed : PARA__MIXED_AUTO;
+    if (mixed && force == PARA__MIXED_CPU)
+        return -1;
+    if (mixed && force == PARA__MIXED_DEVICE) {
+        for (unsigned k = 0; k < set->n; k++)
+            if (usable(set->dev[k], &set->dev[k]->dn[n->index]))
+                mixed = false;
+        if (mixed)
+            return -1;
+    }
     /* relaxed: estimates; a stale one only moves one batch elsewhere. */
     uint64_t cpu =
         atomic_load_explicit(&n->cpu_ps_per_item, memory_order_relaxed);
-    uint64_t dev =
-        atomic_load_explicit(&n->dev_total_ps_per_item, memory_order_relaxed);
-    uint64_t backlog =
-        atomic_load_explicit(&n->dev_backlog_items, memory_order_relaxed);
-    if (cpu == 0)
-        return false; /* measure the CPU first */
-    if (backlog == 0) {
-        /* Probe the device with one batch: until it is measured, and again
-         * when it has not been tried for a while (a first launch may carry
-         * a compilation, and loads change). */
-        uint64_t last =
-            atomic_load_explicit(&n->dev_probe_ns, memory_order_relaxed);
-        if (dev == 0 || para__now_ns() - last > REPROBE_NS)
-            return true;
+    bool any = false;
+    for (unsigned k = 0; k < set->n; k++)
+        any |= usable(set->dev[k], &set->dev[k]->dn[n->index]);
+    if (!any)
+        return mixed ? -1 : -2;
+    if (mixed && cpu == 0)
+        return -1; /* measure the CPU first */
+    uint64_t now = para__now_ns();
+    double cpu_finish = (double)items * (double)cpu;
+    double best = -1.0; /* the devices' earliest finish */
+    int where = -1;
+    int idle_unmeasured = -1;
+    bool starving = false; /* a device would run dry during the CPU batch */
+    uint64_t least_backlog = UINT64_MAX;
+    int least = -1;
+    for (unsigned k = 0; k < set->n; k++) {
+        devctx *d = set->dev[k];
+        dnode *dn = &d->dn[n->index];
+        if (!usable(d, dn))
+            continue;
+        uint64_t total =
+            atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
+        uint64_t backlog =
+            atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
+        if (backlog < least_backlog) {
+            least_backlog = backlog;
+            least = (int)k;
+        }
+        if (backlog == 0) {
+            /* Probe: until it is measured, and again when it has not been
+             * tried for a while (loads change). */
+            uint64_t last =
+                atomic_load_explicit(&dn->probe_ns, memory_order_relaxed);
+            if ((total == 0 || now - last > REPROBE_NS) && idle_unmeasured < 0)
+                idle_unmeasured = (int)k;
+        }
+        if (total == 0)
+            continue; /* its probe is still out */
+        if (mixed && d->shares_cores && set->n == 1) {
+            uint64_t cpu_best =
+                atomic_load_explicit(&n->cpu_best_ps, memory_order_relaxed);
+            uint64_t dev_best =
+                atomic_load_explicit(&dn->best_ps, memory_order_relaxed);
+            if ((double)dev_best * (double)d->rt->n_workers <= (double)cpu_best)
+                return (int)k;
+            continue;
+        }
+        if ((double)backlog * (double)total < cpu_finish)
+            starving = true;
+        double finish = (double)(backlog + items) * (double)total;
+        if (best < 0 || finish <= best) {
+            best = finish;
+            where = (int)k;
+        }
     }
-    if (dev == 0)
-        return false; /* the probe is still out */
-    if (d->shares_cores) {
-        /* relaxed: as above. */
-        uint64_t cpu_best =
-            atomic_load_explicit(&n->cpu_best_ps, memory_order_relaxed);
-        uint64_t dev_best =
-            atomic_load_explicit(&n->dev_best_ps, memory_order_relaxed);
-        return (double)dev_best * (double)d->rt->n_workers <= (double)cpu_best;
+    if (idle_unmeasured >= 0)
+        return idle_unmeasured;
+    if (!mixed)
+        return where >= 0 ? where : least; /* least: nothing measured yet */
+    /* A worker that keeps a batch also stops feeding the devices while it
+     * runs it: it keeps one only when that is sooner than on any device
+     * and no device would run out of work meanwhile. */
+    if (where >= 0 && (starving || best <= cpu_finish))
+        return where;
+    return -1;
+}
+
+/* Why no device is left for @p n, into @p buf. */
+static void lost_reasons(para__devrt *set, para_node_t *n, char *buf,
+                         size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned k = 0; k < set->n && used + 1 < len; k++) {
+        devctx *d = set->dev[k];
+        const char *why = "it has no kernel for the node";
+        /* acquire: pairs with the release store in lose(); `why` is
+         * written before. */
+        if (atomic_load_explicit(&d->lost, memory_order_acquire))
+            why = d->why;
+        else if (d->dn[n->index].kernel != NULL)
+            continue;
+        int w = snprintf(buf + used, len - used, "%sdevice \"%s\": %s",
+                         used > 0 ? "; " : "", d->info->name, why);
+        if (w < 0)
+            break;
+        used += (size_t)w;
     }
-    return (double)(backlog + items) * (double)dev <= (double)items * cpu;
 }
 
 bool para__device_route(para__worker *w, para__run *run, para__task *t)
 {
     (void)w;
     para_node_t *n = t->node;
-    para__devrt *d = run->rt->device;
+    para__devrt *set = run->rt->device;
     size_t items = t->batch->count;
-    /* relaxed: see fall_back(). */
-    if (items == 0 || d == NULL ||
-        atomic_load_explicit(&d->failed, memory_order_relaxed))
+    if (items == 0 || set == NULL)
         return false; /* process() forwards an empty batch */
-    if (n->placement == PARA__PLACE_MIXED && !prefer_device(d, n, items))
+    int k = choose(set, n, items);
+    if (k == -1)
         return false;
-    /* relaxed: estimates for prefer_device(). */
-    atomic_fetch_add_explicit(&n->dev_backlog_items, items,
-                              memory_order_relaxed);
-    atomic_store_explicit(&n->dev_probe_ns, para__now_ns(),
-                          memory_order_relaxed);
+    if (k == -2) {
+        char why[PARA__ERRMSG_LEN / 2];
+        lost_reasons(set, n, why, sizeof why);
+        para__fail_run(NULL, run, PARA_EDEVICE,
+                       "kernel node '%s': no device left to run it (%s)",
+                       n->name, why);
+        para__batch_release(NULL, run, t->batch);
+        para__units_add(run, -1);
+        return true;
+    }
+    devctx *d = set->dev[k];
+    dnode *dn = &d->dn[n->index];
+    /* relaxed: estimates for choose(). */
+    atomic_fetch_add_explicit(&dn->backlog_items, items, memory_order_relaxed);
+    atomic_store_explicit(&dn->probe_ns, para__now_ns(), memory_order_relaxed);
     /* seq_cst push (mpsc_stack.h): the pusher's half of the Dekker pair
      * with the host thread's sleeping flag. */
     para__task_stack_push(&d->incoming, t);
@@ -239,186 +421,90 @@ void para__device_note_cpu(para_node_t *n, size_t items, uint64_t ns)
                           memory_order_relaxed);
 }
 
-/* ---- host thread: tasks in, batches out ---------------------------------- */
+/* ---- host thread: tasks in and out --------------------------------------- */
 
-static void pending_push(para_node_t *n, para__task *t)
+static void pending_push(dnode *dn, para__task *t)
 {
     t->next = NULL;
-    if (n->dev_pending_tail != NULL)
-        n->dev_pending_tail->next = t;
+    if (dn->pending_tail != NULL)
+        dn->pending_tail->next = t;
     else {
-        n->dev_pending_head = t;
-        n->dev_pending_since = para__now_ns();
+        dn->pending_head = t;
+        dn->pending_since = para__now_ns();
     }
-    n->dev_pending_tail = t;
-    n->dev_pending_items += t->batch->count;
+    dn->pending_tail = t;
+    dn->pending_items += t->batch->count;
 }
 
-static void take_incoming(para__devrt *d)
+/* Put a chain of tasks back at the front of the node's pending list. */
+static void pending_unshift(dnode *dn, para__task *first, para__task *last,
+                            size_t items)
+{
+    last->next = dn->pending_head;
+    if (dn->pending_head == NULL)
+        dn->pending_tail = last;
+    dn->pending_head = first;
+    dn->pending_items += items;
+}
+
+static void take_incoming(devctx *d)
 {
     if (para__task_stack_peek_empty(&d->incoming))
         return;
     para__task *fifo = para__task_stack_take_all_fifo(&d->incoming);
     while (fifo != NULL) {
         para__task *next = fifo->next;
-        pending_push(fifo->node, fifo);
+        pending_push(&d->dn[fifo->node->index], fifo);
         d->held++;
         fifo = next;
     }
 }
 
-/* Give up a task without running it (abort, or its launch failed). */
-static void drop_task(para__devrt *d, para__run *run, para__task *t)
+/* The task leaves this device: its backlog goes. */
+static void unhold(devctx *d, para__task *t)
 {
     /* relaxed: an estimate. */
-    atomic_fetch_sub_explicit(&t->node->dev_backlog_items, t->batch->count,
-                              memory_order_relaxed);
-    para__batch_release(NULL, run, t->batch);
+    atomic_fetch_sub_explicit(&d->dn[t->node->index].backlog_items,
+                              t->batch->count, memory_order_relaxed);
     d->held--;
+}
+
+/* Give up a task without running it (abort, or the run failed). */
+static void drop_task(devctx *d, para__run *run, para__task *t)
+{
+    unhold(d, t);
+    para__batch_release(NULL, run, t->batch);
     para__units_add(run, -1);
 }
 
-static void drop_pending(para__devrt *d, para__run *run)
+/* Hand a task back to the workers, which route it again (fallback). */
+static void hand_back(devctx *d, para__run *run, para__task *t)
 {
-    for (unsigned i = 0; i < d->n_knodes; i++) {
-        para_node_t *n = d->knodes[i];
-        para__task *t = n->dev_pending_head;
-        n->dev_pending_head = n->dev_pending_tail = NULL;
-        n->dev_pending_items = 0;
-        while (t != NULL) {
-            para__task *next = t->next;
-            drop_task(d, run, t);
-            t = next;
-        }
-    }
-}
-
-static void drop_slot_tasks(para__devrt *d, para__run *run, slot *s)
-{
-    para__task *t = s->tasks;
-    while (t != NULL) {
-        para__task *next = t->next;
-        drop_task(d, run, t);
-        t = next;
-    }
-    s->tasks = s->tasks_tail = NULL;
-    if (s->direct_out != NULL) {
-        para__batch_free(NULL, run, s->direct_out);
-        s->direct_out = NULL;
-    }
-}
-
-/* The device failed under a launch of @p n. Where the node has a CPU
- * function and fallback is on, the device is given up for the rest of the
- * run: the launch's tasks, and every task that comes or waits here, go back
- * to the workers, which run them on the CPU (para__device_route() says no
- * from now on). True if so. */
-static bool fall_back(para__devrt *d, para__run *run, para_node_t *n, int rc)
-{
-    if (rc == PARA_ENODE || n->placement != PARA__PLACE_MIXED ||
-        !d->rt->attr.device_fallback || para__aborting(run))
-        return false;
-    /* relaxed: workers read it as a hint; a task routed here after it is
-     * sent back by the host thread. */
-    if (!atomic_exchange_explicit(&d->failed, true, memory_order_relaxed))
-        para__log(1,
-                  "device \"%s\" failed (%s): kernel nodes with a CPU "
-                  "function finish this run on the CPU",
-                  d->info->name, d->msg);
-    return true;
-}
-
-/* Hand a task back to the workers for the CPU (fallback). */
-static void give_back(para__devrt *d, para__run *run, para__task *t)
-{
-    /* relaxed: an estimate. */
-    atomic_fetch_sub_explicit(&t->node->dev_backlog_items, t->batch->count,
-                              memory_order_relaxed);
-    d->held--;
+    unhold(d, t);
     para__inject_task(run, t); /* the unit goes with it */
 }
 
-static void fail_launch(para__devrt *d, para__run *run, para_node_t *n, int rc);
-
-/* A launch in slot @p s failed with @p rc: fall back to the CPU, or fail
- * the run; either way the slot is empty afterwards. */
-static void launch_failed(para__devrt *d, para__run *run, slot *s, int rc)
+static void for_chain(devctx *d, para__run *run, para__task *t,
+                      void (*fn)(devctx *, para__run *, para__task *))
 {
-    if (!fall_back(d, run, s->node, rc)) {
-        fail_launch(d, run, s->node, rc);
-        drop_slot_tasks(d, run, s);
-        return;
-    }
-    if (s->direct_out != NULL) {
-        para__batch_free(NULL, run, s->direct_out);
-        s->direct_out = NULL;
-    }
-    para__task *t = s->tasks;
-    s->tasks = s->tasks_tail = NULL;
     while (t != NULL) {
         para__task *next = t->next;
-        give_back(d, run, t);
+        fn(d, run, t);
         t = next;
     }
 }
 
-/* After a fallback: MIXED nodes' waiting tasks go back to the workers. */
-static void give_back_pending(para__devrt *d, para__run *run)
+/* Every pending task of the device to @p fn (drop_task or hand_back). */
+static void flush_pending(devctx *d, para__run *run,
+                          void (*fn)(devctx *, para__run *, para__task *))
 {
     for (unsigned i = 0; i < d->n_knodes; i++) {
-        para_node_t *n = d->knodes[i];
-        if (n->placement != PARA__PLACE_MIXED)
-            continue;
-        para__task *t = n->dev_pending_head;
-        n->dev_pending_head = n->dev_pending_tail = NULL;
-        n->dev_pending_items = 0;
-        while (t != NULL) {
-            para__task *next = t->next;
-            give_back(d, run, t);
-            t = next;
-        }
+        dnode *dn = &d->dn[d->knodes[i]];
+        para__task *t = dn->pending_head;
+        dn->pending_head = dn->pending_tail = NULL;
+        dn->pending_items = 0;
+        for_chain(d, run, t, fn);
     }
-}
-
-static void fail_launch(para__devrt *d, para__run *run, para_node_t *n, int rc)
-{
-    if (rc == PARA_ENODE)
-        para__fail_run(NULL, run, PARA_ENODE, "node '%s' %s", n->name, d->msg);
-    else
-        para__fail_run(NULL, run, rc, "node '%s' on device \"%s\": %s", n->name,
-                       d->info->name, d->msg);
-}
-
-/* Learn L and the node's c from a finished launch of @p items. */
-static uint64_t ewma(uint64_t old, uint64_t sample)
-{
-    return old == 0 ? sample : (3 * old + sample) / 4;
-}
-
-/* Learn L, the node's marginal cost c and its cost per item all included,
- * from a finished launch of @p items. A node's first launch of a run is
- * not learnt from: it may carry the driver's compilation of the kernel. */
-static void learn(para__devrt *d, para_node_t *n, uint64_t ns, size_t items)
-{
-    if (n->dev_launches_run++ == 0)
-        return;
-    if (d->latency_ns == 0 || ns < d->latency_ns)
-        d->latency_ns = ns;
-    uint64_t marginal = (ns - d->latency_ns) * 1000 / items;
-    uint64_t total = ns * 1000 / items;
-    /* relaxed load + store: read by workers as estimates; only this thread
-     * writes them. */
-    uint64_t c =
-        atomic_load_explicit(&n->dev_ps_per_item, memory_order_relaxed);
-    atomic_store_explicit(&n->dev_ps_per_item,
-                          ewma(c, PARA_MAX(marginal, (uint64_t)1)),
-                          memory_order_relaxed);
-    keep_min(&n->dev_best_ps, PARA_MAX(total, (uint64_t)1));
-    uint64_t t =
-        atomic_load_explicit(&n->dev_total_ps_per_item, memory_order_relaxed);
-    atomic_store_explicit(&n->dev_total_ps_per_item,
-                          ewma(t, PARA_MAX(total, (uint64_t)1)),
-                          memory_order_relaxed);
 }
 
 static void unstage(para__run *run, slot *s)
@@ -428,23 +514,228 @@ static void unstage(para__run *run, slot *s)
     s->staged_bytes = 0;
 }
 
-static void complete(para__devrt *d, para__run *run, slot *s, int rc)
+/* Leave the oldest slot in flight. */
+static void retire_head(devctx *d)
 {
-    para_node_t *n = s->node;
-    unstage(run, s);
     d->head = (d->head + 1) % SLOTS;
     if (--d->n_inflight == 0 && d->counters != NULL)
         para__counter_add(&d->counters->c_busy_ns,
                           para__now_ns() - d->busy_since);
-    if (rc < 0) {
-        launch_failed(d, run, s, rc);
+    d->head_since = para__now_ns();
+}
+
+/* Give up the launch of the oldest slot without waiting for it: the
+ * device may still use its memory, which moves to the lost list; its
+ * tasks go to @p fn. */
+static void abandon_head(devctx *d, para__run *run,
+                         void (*fn)(devctx *, para__run *, para__task *))
+{
+    slot *s = &d->slots[d->head];
+    lost_launch *x = calloc(1, sizeof *x);
+    if (x == NULL) {
+        /* No memory to keep the launch aside: wait for it instead (it is
+         * bounded by the device only; a last resort). */
+        while (d->ops->launch_wait(s->dn->kernel, &s->l, WAIT_SLICE_NS, d->msg,
+                                   sizeof d->msg) == 0)
+            ;
+    } else {
+        x->l = s->l;
+        x->kernel = s->dn->kernel;
+        x->in_stage = s->in_stage;
+        x->out_stage = s->out_stage;
+        x->next = d->lost_list;
+        d->lost_list = x;
+        memset(&s->l, 0, sizeof s->l);
+        s->in_stage = s->out_stage = NULL;
+        s->in_cap = s->out_cap = 0;
+    }
+    unstage(run, s);
+    para__task *t = s->tasks;
+    s->tasks = s->tasks_tail = NULL;
+    retire_head(d);
+    for_chain(d, run, t, fn);
+}
+
+/* Reclaim lost launches the device has finished with; wait up to
+ * @p wait_ns for each. True if none is left. */
+static bool reap_lost(devctx *d, uint64_t wait_ns)
+{
+    lost_launch **pp = &d->lost_list;
+    while (*pp != NULL) {
+        lost_launch *x = *pp;
+        char msg[256];
+        if (d->ops->launch_wait(x->kernel, &x->l, wait_ns, msg, sizeof msg) ==
+            0) {
+            pp = &x->next;
+            continue;
+        }
+        d->ops->launch_fini(x->kernel, &x->l);
+        free(x->in_stage);
+        free(x->out_stage);
+        *pp = x->next;
+        free(x);
+    }
+    if (d->lost_list != NULL)
+        return false;
+    for (unsigned i = 0; i < d->n_zombies; i++)
+        d->ops->kernel_release(d->zombies[i]);
+    d->n_zombies = 0;
+    return true;
+}
+
+/* The device is lost for this run (rc and d->msg say why, under a launch
+ * of @p n): with fallback on, its launches and tasks go back to the
+ * workers; else the run fails. */
+static void lose(devctx *d, para__run *run, para_node_t *n, int rc)
+{
+    bool fallback = d->rt->attr.device_fallback && !para__aborting(run);
+    snprintf(d->why, sizeof d->why, "failed under node '%.60s': %.400s",
+             n->name, d->msg);
+    if (!fallback)
+        fail_run(d, run, n, rc);
+    if (!atomic_load_explicit(&d->lost, memory_order_relaxed)) {
+        /* release: `why` above is read by workers after they see it. */
+        atomic_store_explicit(&d->lost, true, memory_order_release);
+        if (fallback)
+            para__log(1,
+                      "device \"%s\" lost for this run (%s): its work goes "
+                      "to the other devices or the CPU",
+                      d->info->name, d->why);
+    }
+    void (*fn)(devctx *, para__run *, para__task *) =
+        fallback ? hand_back : drop_task;
+    while (d->n_inflight > 0)
+        abandon_head(d, run, fn);
+    flush_pending(d, run, fn);
+}
+
+static void fail_run(devctx *d, para__run *run, para_node_t *n, int rc)
+{
+    if (rc == PARA_ENODE)
+        para__fail_run(NULL, run, PARA_ENODE, "node '%s' %s", n->name, d->msg);
+    else
+        para__fail_run(NULL, run, rc, "node '%s' on device \"%s\": %s", n->name,
+                       d->info->name, d->msg);
+}
+
+/* Learn L and the node's costs from a finished launch of @p items, by a
+ * least-squares line through the recent launches (sums decayed by
+ * LEARN_DECAY per launch): time = L + c * items. While the launches are
+ * too alike in size to tell L from c, L stays as it was (0 at first, so
+ * c includes it: launches are then capped by time, the safe side). A
+ * node's first launch of a run is not learnt from: it may carry the
+ * driver's compilation of the kernel. */
+#define LEARN_DECAY 0.9
+
+static uint64_t ewma(uint64_t old, uint64_t sample)
+{
+    return old == 0 ? sample : (3 * old + sample) / 4;
+}
+
+static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
+{
+    if (dn->launches_run++ == 0)
+        return;
+    double x = (double)items, y = (double)ns;
+    dn->sw = dn->sw * LEARN_DECAY + 1;
+    dn->sx = dn->sx * LEARN_DECAY + x;
+    dn->sy = dn->sy * LEARN_DECAY + y;
+    dn->sxx = dn->sxx * LEARN_DECAY + x * x;
+    dn->sxy = dn->sxy * LEARN_DECAY + x * y;
+    double mx = dn->sx / dn->sw, my = dn->sy / dn->sw;
+    double vx = dn->sxx / dn->sw - mx * mx;
+    double cov = dn->sxy / dn->sw - mx * my;
+    double lat = (double)d->latency_ns, c;
+    if (vx > 0.01 * mx * mx && cov > 0) {
+        c = cov / vx;
+        lat = my - c * mx;
+        if (lat < 0) {
+            lat = 0;
+            c = my / mx;
+        }
+        d->latency_ns = (uint64_t)lat;
+    } else {
+        c = my > lat ? (my - lat) / mx : my / mx;
+    }
+    uint64_t c_ps = PARA_MAX((uint64_t)(c * 1000.0), (uint64_t)1);
+    uint64_t total = PARA_MAX(ns * 1000 / items, (uint64_t)1);
+    /* relaxed: read by workers as estimates; only this thread writes. */
+    atomic_store_explicit(&dn->ps_per_item, c_ps, memory_order_relaxed);
+    keep_min(&dn->best_ps, total);
+    uint64_t t = atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
+    atomic_store_explicit(&dn->total_ps, ewma(t, total), memory_order_relaxed);
+}
+
+/* Hand the outputs of a finished launch to the successors. */
+static void deliver_outputs(devctx *d, para__run *run, slot *s)
+{
+    para_node_t *n = s->dn->node;
+    const size_t os = n->out_size;
+    size_t offset = 0;
+    para__task *t = s->tasks;
+    s->tasks = s->tasks_tail = NULL;
+    while (t != NULL) {
+        para__task *next = t->next;
+        para__batch *in = t->batch;
+        size_t count = in->count;
+        para__batch *o = NULL;
+        if (!para__aborting(run)) {
+            o = para__batch_alloc(NULL, run, n->n_succs, count * os);
+            if (o == NULL)
+                para__fail_run(NULL, run, PARA_ENOMEM,
+                               "out of memory for the output of node '%s'",
+                               n->name);
+        }
+        if (o == NULL || para__aborting(run)) {
+            if (o != NULL)
+                para__batch_free(NULL, run, o);
+            drop_task(d, run, t);
+            offset += count;
+            t = next;
+            continue;
+        }
+        para__batch_join_family(o, in);
+        memcpy(o->data, s->out_stage + offset * os, count * os);
+        offset += count;
+        o->count = count;
+        o->seq_begin = in->seq_begin;
+        o->seq_end = in->seq_end;
+        o->path = t->path;
+        /* relaxed: statistics. */
+        atomic_fetch_add_explicit(&n->st_items_in, count, memory_order_relaxed);
+        atomic_fetch_add_explicit(&n->st_items_out, count,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&n->st_device_items, count,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
+        unhold(d, t);
+        para__batch_release(NULL, run, in);
+        para__deliver(NULL, run, n, o, 1); /* our unit goes with it */
+        t = next;
+    }
+}
+
+static void launch_failed(devctx *d, para__run *run, slot *s, int rc);
+
+/* The oldest slot's launch is over with @p r (1 done, < 0 failed). */
+static void complete(devctx *d, para__run *run, int r)
+{
+    slot *s = &d->slots[d->head];
+    dnode *dn = s->dn;
+    para_node_t *n = dn->node;
+    unstage(run, s);
+    if (r < 0) {
+        /* The slot stays the head until launch_failed() has its tasks. */
+        launch_failed(d, run, s, r);
         return;
     }
+    retire_head(d);
+    dn->oom_streak = 0;
     /* The launch started when the device was done with the one before. */
     uint64_t start = PARA_MAX(s->l.submit_ns, d->last_complete_ns);
     uint64_t ns = s->l.complete_ns > start ? s->l.complete_ns - start : 1;
     d->last_complete_ns = s->l.complete_ns;
-    learn(d, n, ns, s->items);
+    learn(d, dn, ns, s->items);
 
     const size_t is = n->in_size, os = n->out_size;
     /* relaxed: statistics, read after the run. */
@@ -458,93 +749,89 @@ static void complete(para__devrt *d, para__run *run, slot *s, int rc)
     }
     para__trace_device_complete(d->lane, s->trace_t0, n->index, s->items,
                                 s->items * (is + os));
-
-    size_t offset = 0;
-    para__task *t = s->tasks;
-    s->tasks = s->tasks_tail = NULL;
-    while (t != NULL) {
-        para__task *next = t->next;
-        para__batch *in = t->batch;
-        size_t count = in->count;
-        para__batch *o = s->direct_out;
-        s->direct_out = NULL;
-        if (o == NULL && !para__aborting(run)) {
-            o = para__batch_alloc(NULL, run, n->n_succs, count * os);
-            if (o != NULL)
-                para__batch_join_family(o, in);
-            if (o == NULL)
-                para__fail_run(NULL, run, PARA_ENOMEM,
-                               "out of memory for the output of node '%s'",
-                               n->name);
-            else
-                memcpy(o->data, s->out_stage + offset * os, count * os);
-        }
-        offset += count;
-        if (o == NULL || para__aborting(run)) {
-            if (o != NULL)
-                para__batch_free(NULL, run, o);
-            drop_task(d, run, t);
-            t = next;
-            continue;
-        }
-        o->count = count;
-        o->seq_begin = in->seq_begin;
-        o->seq_end = in->seq_end;
-        o->path = t->path;
-        /* relaxed: statistics and an estimate. */
-        atomic_fetch_add_explicit(&n->st_items_in, count, memory_order_relaxed);
-        atomic_fetch_add_explicit(&n->st_items_out, count,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&n->st_device_items, count,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&n->dev_backlog_items, count,
-                                  memory_order_relaxed);
-        para__batch_release(NULL, run, in);
-        d->held--;
-        para__deliver(NULL, run, n, o, 1); /* our unit goes with it */
-        t = next;
-    }
+    deliver_outputs(d, run, s);
 }
 
 /* Complete the finished launches, oldest first, without blocking. */
-static void complete_ready(para__devrt *d, para__run *run)
+static void complete_ready(devctx *d, para__run *run)
 {
     while (d->n_inflight > 0) {
         slot *s = &d->slots[d->head];
-        int r = d->ops->launch_poll(s->node->dev_kernel, &s->l, d->msg,
-                                    sizeof d->msg);
+        int r =
+            d->ops->launch_poll(s->dn->kernel, &s->l, d->msg, sizeof d->msg);
         if (r == 0)
             return;
-        complete(d, run, s, r < 0 ? r : 0);
+        complete(d, run, r);
     }
 }
 
-static void wait_oldest(para__devrt *d, para__run *run)
+/* The deadline of the oldest launch in flight (0: no watchdog). */
+static uint64_t head_deadline(const devctx *d)
+{
+    uint64_t floor_ns = (uint64_t)d->rt->attr.device_timeout_ms * 1000000u;
+    if (floor_ns == 0)
+        return 0;
+    const slot *s = &d->slots[d->head];
+    /* relaxed: only this thread writes it. */
+    uint64_t c =
+        atomic_load_explicit(&s->dn->ps_per_item, memory_order_relaxed);
+    double expect = (double)d->latency_ns + (double)s->items * (double)c / 1e3;
+    double budget = PARA_MAX((double)floor_ns, TIMEOUT_FACTOR * expect);
+    uint64_t start = PARA_MAX(d->head_since, s->l.submit_ns);
+    return start + (uint64_t)budget;
+}
+
+/* Wait a while for the oldest launch: until it finishes, one slice, or
+ * its deadline; past the deadline the device is lost. */
+static void wait_oldest(devctx *d, para__run *run)
 {
     slot *s = &d->slots[d->head];
+    uint64_t now = para__now_ns();
+    uint64_t deadline = head_deadline(d);
+    uint64_t wait = WAIT_SLICE_NS;
+    if (deadline != 0)
+        wait = deadline > now ? PARA_MIN(wait, deadline - now) : 0;
     int r =
-        d->ops->launch_wait(s->node->dev_kernel, &s->l, d->msg, sizeof d->msg);
-    complete(d, run, s, r);
+        d->ops->launch_wait(s->dn->kernel, &s->l, wait, d->msg, sizeof d->msg);
+    if (r != 0) {
+        complete(d, run, r);
+        return;
+    }
+    if (deadline != 0 && para__now_ns() >= deadline) {
+        snprintf(d->msg, sizeof d->msg,
+                 "a launch of %zu items did not finish within %.3f s "
+                 "(watchdog, PARA_DEVICE_TIMEOUT=%u ms)",
+                 s->items,
+                 (double)(deadline - PARA_MAX(d->head_since, s->l.submit_ns)) /
+                     1e9,
+                 d->rt->attr.device_timeout_ms);
+        para_node_t *n = s->dn->node;
+        para__log(1, "device \"%s\": %s", d->info->name, d->msg);
+        lose(d, run, n, PARA_EDEVICE);
+    }
 }
 
 /* ---- host thread: launching ---------------------------------------------- */
 
-static size_t launch_cap(const para__devrt *d, const para_node_t *n)
+static size_t launch_cap(const devctx *d, const dnode *dn)
 {
-    size_t bytes = LAUNCH_MAX_BYTES;
+    const para_node_t *n = dn->node;
     uint64_t max_alloc = d->info->max_alloc_bytes;
     size_t widest = PARA_MAX(n->in_size, n->out_size);
-    size_t cap = bytes / (n->in_size + n->out_size);
+    size_t cap = LAUNCH_MAX_BYTES / (n->in_size + n->out_size);
     if (max_alloc > 0 && max_alloc / widest < cap)
         cap = (size_t)(max_alloc / widest);
+    if (dn->split_cap != 0 && dn->split_cap < cap)
+        cap = dn->split_cap;
     /* And at most LAUNCH_MAX_NS of device time (but never below the
      * latency rule), so that the stages downstream get the first outputs
      * early and work beside the device instead of after it. */
     /* relaxed: only this thread writes it. */
-    uint64_t c_ps = atomic_load_explicit(&((para_node_t *)n)->dev_ps_per_item,
-                                         memory_order_relaxed);
-    if (c_ps != 0) {
+    uint64_t c_ps =
+        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
+    if (c_ps == 0)
+        return 1; /* one batch at a time until a launch has been timed */
+    {
         double t = PARA_MAX((double)LAUNCH_MAX_NS,
                             2.0 * LATENCY_SHARE * (double)d->latency_ns);
         double timed = t * 1000.0 / (double)c_ps;
@@ -554,47 +841,53 @@ static size_t launch_cap(const para__devrt *d, const para_node_t *n)
     return PARA_MAX(cap, 1);
 }
 
-static bool upstream_stalled(const para__devrt *d, para__run *run)
+static bool upstream_stalled(const devctx *d, para__run *run)
 {
-    /* relaxed: heuristics; the gather window bounds the cost of a miss. */
+    /* relaxed: heuristics; the gather window bounds the cost of a miss.
+     * With several devices, units held by the others count as upstream. */
+    int64_t held = d->held;
+    para__devrt *set = d->rt->device;
+    if (set->n > 1)
+        return !para__sources_open(run);
     return atomic_load_explicit(&run->in_flight, memory_order_relaxed) <=
-               d->held ||
+               held ||
            !para__sources_open(run);
 }
 
-static uint64_t gather_window_ns(const para__devrt *d)
+static uint64_t gather_window_ns(const devctx *d)
 {
     return PARA_MAX(GATHER_WINDOW * d->latency_ns, (uint64_t)GATHER_MIN_NS);
 }
 
-static bool should_launch(const para__devrt *d, para__run *run,
-                          const para_node_t *n, uint64_t now)
+static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
+                          uint64_t now)
 {
     if (run->forced_batch_items != 0)
         return true; /* one batch per launch */
-    size_t cap = launch_cap(d, n);
-    if (n->dev_pending_items >= cap)
+    size_t cap = launch_cap(d, dn);
+    if (dn->pending_items >= cap)
         return true;
     /* relaxed: only we write it. */
-    uint64_t c_ps = atomic_load_explicit(&((para_node_t *)n)->dev_ps_per_item,
-                                         memory_order_relaxed);
+    uint64_t c_ps =
+        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
     if (d->latency_ns == 0 || c_ps == 0)
         return d->n_inflight == 0; /* no estimate yet: measure */
     double want =
         (double)LATENCY_SHARE * (double)d->latency_ns * 1000.0 / (double)c_ps;
-    if ((double)n->dev_pending_items >= PARA_MIN(want, (double)cap))
+    if ((double)dn->pending_items >= PARA_MIN(want, (double)cap))
         return true;
     if (d->n_inflight > 0)
         return false; /* gather behind the running launch */
     return upstream_stalled(d, run) ||
-           now >= n->dev_pending_since + gather_window_ns(d);
+           now >= dn->pending_since + gather_window_ns(d);
 }
 
 static int ensure_stage(unsigned char **buf, size_t *cap, size_t bytes)
 {
-    if (bytes <= *cap)
+    if (bytes <= *cap && *buf != NULL)
         return 0;
     size_t want = PARA_MAX(bytes, *cap * 2);
+    want = PARA_MAX(want, (size_t)64);
     unsigned char *p = realloc(*buf, want);
     if (p == NULL)
         return PARA_ENOMEM;
@@ -603,22 +896,126 @@ static int ensure_stage(unsigned char **buf, size_t *cap, size_t bytes)
     return 0;
 }
 
-/* Launch the oldest pending batches of @p n, up to one launch's cap. */
-static void launch(para__devrt *d, para__run *run, para_node_t *n)
+/* The CPU function of a kernel node over @p count items. */
+static int node_cpu_batch(void *arg, const void *in, void *out, size_t count)
+{
+    para_node_t *n = arg;
+    if (n->kind == PARA__KIND_MAP_BATCH)
+        return n->fn.map_batch(n->ctx, in, out, count);
+    const unsigned char *ip = in;
+    unsigned char *op = out;
+    for (size_t i = 0; i < count; i++) {
+        int rc = n->fn.map(n->ctx, ip + i * n->in_size, op + i * n->out_size);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A single batch the device cannot take (out of memory even alone): the
+ * host thread computes it with the node's CPU function. */
+static void run_on_host(devctx *d, para__run *run, para__task *t)
+{
+    para_node_t *n = t->node;
+    para__batch *in = t->batch;
+    para__batch *o =
+        para__batch_alloc(NULL, run, n->n_succs, in->count * n->out_size);
+    if (o == NULL) {
+        para__fail_run(NULL, run, PARA_ENOMEM,
+                       "out of memory for the output of node '%s'", n->name);
+        drop_task(d, run, t);
+        return;
+    }
+    int rc = node_cpu_batch(n, in->data, o->data, in->count);
+    if (rc != 0) {
+        para__batch_free(NULL, run, o);
+        para__fail_run(NULL, run, PARA_ENODE, "node '%s' returned %d (%s)",
+                       n->name, rc,
+                       rc < 0 ? para_err_name(rc) : "user error code");
+        drop_task(d, run, t);
+        return;
+    }
+    para__batch_join_family(o, in);
+    o->count = in->count;
+    o->seq_begin = in->seq_begin;
+    o->seq_end = in->seq_end;
+    o->path = t->path;
+    /* relaxed: statistics. */
+    atomic_fetch_add_explicit(&n->st_items_in, in->count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&n->st_items_out, in->count,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
+    unhold(d, t);
+    para__batch_release(NULL, run, in);
+    para__deliver(NULL, run, n, o, 1);
+}
+
+/* The launch in slot @p s (the head if it was in flight, else not yet
+ * counted) failed with @p rc; the slot is empty afterwards. */
+static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
+{
+    bool inflight = d->n_inflight > 0 && s == &d->slots[d->head];
+    dnode *dn = s->dn;
+    para_node_t *n = dn->node;
+    if (inflight)
+        retire_head(d);
+    para__task *first = s->tasks, *last = s->tasks_tail;
+    size_t items = s->items, n_tasks = s->n_tasks;
+    s->tasks = s->tasks_tail = NULL;
+    if (rc == PARA_ENODE || para__aborting(run)) {
+        if (rc == PARA_ENODE)
+            fail_run(d, run, n, rc);
+        for_chain(d, run, first, drop_task);
+        return;
+    }
+    if (rc == PARA_ENOMEM) {
+        /* Transient: smaller launches, down to one batch; one batch that
+         * still does not fit runs on the host's CPU, or fails. */
+        if (n_tasks > 1 || ++dn->oom_streak < OOM_RETRIES) {
+            dn->split_cap = PARA_MAX(items / 2, (size_t)1);
+            para__log(2,
+                      "device \"%s\": %s; launches of node '%s' now take "
+                      "at most %zu items",
+                      d->info->name, d->msg, n->name, dn->split_cap);
+            pending_unshift(dn, first, last, items);
+            return;
+        }
+        dn->oom_streak = 0;
+        if (para__has_cpu_fn(n) && d->rt->attr.device_fallback) {
+            para__log(2,
+                      "device \"%s\": %s; node '%s' runs that batch on "
+                      "the CPU",
+                      d->info->name, d->msg, n->name);
+            run_on_host(d, run, first);
+            return;
+        }
+        fail_run(d, run, n, rc);
+        for_chain(d, run, first, drop_task);
+        return;
+    }
+    /* The device failed: put the tasks back where lose() finds them. */
+    if (first != NULL)
+        pending_unshift(dn, first, last, items);
+    lose(d, run, n, rc);
+}
+
+/* Launch the oldest pending batches of @p dn, up to one launch's cap. */
+static void launch(devctx *d, para__run *run, dnode *dn)
 {
     slot *s = &d->slots[(d->head + d->n_inflight) % SLOTS];
+    para_node_t *n = dn->node;
     const size_t is = n->in_size, os = n->out_size;
-    size_t cap = run->forced_batch_items != 0 ? 1 : launch_cap(d, n);
-    s->node = n;
+    size_t cap = run->forced_batch_items != 0 ? 1 : launch_cap(d, dn);
+    s->dn = dn;
     s->tasks = s->tasks_tail = NULL;
     s->n_tasks = s->items = 0;
-    while (n->dev_pending_head != NULL) {
-        para__task *t = n->dev_pending_head;
+    while (dn->pending_head != NULL) {
+        para__task *t = dn->pending_head;
         size_t count = t->batch->count;
         if (s->n_tasks > 0 && s->items + count > cap)
             break;
-        n->dev_pending_head = t->next;
-        n->dev_pending_items -= count;
+        dn->pending_head = t->next;
+        dn->pending_items -= count;
         t->next = NULL;
         if (s->tasks_tail != NULL)
             s->tasks_tail->next = t;
@@ -628,26 +1025,18 @@ static void launch(para__devrt *d, para__run *run, para_node_t *n)
         s->n_tasks++;
         s->items += count;
     }
-    if (n->dev_pending_head == NULL)
-        n->dev_pending_tail = NULL;
+    if (dn->pending_head == NULL)
+        dn->pending_tail = NULL;
     else
-        n->dev_pending_since = para__now_ns();
+        dn->pending_since = para__now_ns();
 
     int rc = 0;
     d->msg[0] = '\0';
-    if (s->n_tasks == 1) {
-        /* In place: the kernel reads the batch and writes the output. */
-        s->direct_out = para__batch_alloc(NULL, run, n->n_succs, s->items * os);
-        if (s->direct_out == NULL) {
-            rc = PARA_ENOMEM;
-        } else {
-            para__batch_join_family(s->direct_out, s->tasks->batch);
-            s->l.in = s->tasks->batch->data;
-            s->l.out = s->direct_out->data;
-        }
-    } else if (ensure_stage(&s->in_stage, &s->in_cap, s->items * is) != 0 ||
-               ensure_stage(&s->out_stage, &s->out_cap, s->items * os) != 0) {
+    if (ensure_stage(&s->in_stage, &s->in_cap, s->items * is) != 0 ||
+        ensure_stage(&s->out_stage, &s->out_cap, s->items * os) != 0) {
         rc = PARA_ENOMEM;
+        snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
+                 s->items);
     } else {
         size_t offset = 0;
         for (para__task *t = s->tasks; t != NULL; t = t->next) {
@@ -661,32 +1050,34 @@ static void launch(para__devrt *d, para__run *run, para_node_t *n)
         s->staged_bytes = s->items * (is + os);
         para__bytes_add(run, (int64_t)s->staged_bytes);
     }
-    if (rc == PARA_ENOMEM)
-        snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
-                 s->items);
     s->l.n = s->items;
     s->trace_t0 = para__trace_device_launch(d->lane);
     if (rc == 0)
-        rc = d->ops->launch_begin(n->dev_kernel, &s->l, d->msg, sizeof d->msg);
+        rc = d->ops->launch_begin(dn->kernel, &s->l, d->msg, sizeof d->msg);
     if (rc != 0) {
         unstage(run, s);
         launch_failed(d, run, s, rc);
         return;
     }
-    if (d->n_inflight++ == 0)
+    if (d->n_inflight++ == 0) {
         d->busy_since = para__now_ns();
+        d->head_since = s->l.submit_ns;
+    }
 }
 
 /* Start every launch that should start now; true if one did. */
-static bool launch_ready(para__devrt *d, para__run *run)
+static bool launch_ready(devctx *d, para__run *run)
 {
     bool launched = false;
     uint64_t now = para__now_ns();
     for (unsigned k = 0; k < d->n_knodes; k++) {
-        para_node_t *n = d->knodes[(d->next_knode + k) % d->n_knodes];
-        while (n->dev_pending_head != NULL && d->n_inflight < MAX_IN_FLIGHT &&
-               !para__aborting(run) && should_launch(d, run, n, now)) {
-            launch(d, run, n);
+        dnode *dn = &d->dn[d->knodes[(d->next_knode + k) % d->n_knodes]];
+        while (dn->pending_head != NULL && d->n_inflight < d->max_in_flight &&
+               !para__aborting(run) &&
+               /* relaxed: only this thread sets it. */
+               !atomic_load_explicit(&d->lost, memory_order_relaxed) &&
+               should_launch(d, run, dn, now)) {
+            launch(d, run, dn);
             launched = true;
         }
     }
@@ -694,28 +1085,95 @@ static bool launch_ready(para__devrt *d, para__run *run)
     return launched;
 }
 
-static bool has_pending(const para__devrt *d)
+static bool has_pending(const devctx *d)
 {
     for (unsigned i = 0; i < d->n_knodes; i++)
-        if (d->knodes[i]->dev_pending_head != NULL)
+        if (d->dn[d->knodes[i]].pending_head != NULL)
             return true;
     return false;
 }
 
-static uint64_t earliest_deadline(const para__devrt *d)
+static uint64_t earliest_deadline(const devctx *d)
 {
     uint64_t first = UINT64_MAX;
     for (unsigned i = 0; i < d->n_knodes; i++) {
-        const para_node_t *n = d->knodes[i];
-        if (n->dev_pending_head != NULL)
-            first = PARA_MIN(first, n->dev_pending_since);
+        const dnode *dn = &d->dn[d->knodes[i]];
+        if (dn->pending_head != NULL)
+            first = PARA_MIN(first, dn->pending_since);
     }
     return first == UINT64_MAX ? 0 : first + gather_window_ns(d);
 }
 
+/* Batches are routed when they are made, on estimates that may be
+ * missing (at the start of a run, before each device has been timed) or
+ * stale. After each completion, a device whose pending batches of a node
+ * would finish later than on the least loaded other device, by more than
+ * REBALANCE_MIN of its own backlog, hands the excess (the newest pending
+ * batches) back to the workers, which route them again on current
+ * estimates. Only between devices: the CPU has no backlog to compare. */
+#define REBALANCE_MIN 0.1
+
+static void rebalance(devctx *d, para__run *run)
+{
+    para__devrt *set = d->rt->device;
+    for (unsigned i = 0; i < d->n_knodes; i++) {
+        unsigned ni = d->knodes[i];
+        dnode *dn = &d->dn[ni];
+        /* relaxed: estimates (see choose()). */
+        uint64_t mine =
+            atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
+        if (dn->pending_head == NULL || mine == 0)
+            continue;
+        double best = -1, best_t = 0;
+        for (unsigned k = 0; k < set->n; k++) {
+            devctx *o = set->dev[k];
+            dnode *odn = &o->dn[ni];
+            if (o == d || !usable(o, odn))
+                continue;
+            uint64_t t =
+                atomic_load_explicit(&odn->total_ps, memory_order_relaxed);
+            if (t == 0)
+                continue;
+            double f = (double)atomic_load_explicit(&odn->backlog_items,
+                                                    memory_order_relaxed) *
+                       (double)t;
+            if (best < 0 || f < best) {
+                best = f;
+                best_t = (double)t;
+            }
+        }
+        if (best < 0)
+            continue;
+        double backlog = (double)atomic_load_explicit(&dn->backlog_items,
+                                                      memory_order_relaxed);
+        /* Move m items so that both would finish together. */
+        double m = (backlog * (double)mine - best) / ((double)mine + best_t);
+        if (m < REBALANCE_MIN * backlog || m < 1)
+            continue;
+        double keep = (double)dn->pending_items - m;
+        para__task *t = dn->pending_head, *prev = NULL;
+        size_t kept = 0;
+        while (t != NULL && (double)kept < keep) {
+            kept += t->batch->count;
+            prev = t;
+            t = t->next;
+        }
+        if (t == NULL)
+            continue;
+        if (prev != NULL) {
+            prev->next = NULL;
+            dn->pending_tail = prev;
+        } else {
+            dn->pending_head = dn->pending_tail = NULL;
+        }
+        dn->pending_items = kept;
+        for_chain(d, run, t, hand_back);
+    }
+}
+
 /* Sleep until a task arrives, the run ends or aborts, or @p deadline_ns
  * (monotonic; 0 = none) passes. */
-static void host_sleep(para__devrt *d, para__run *run, uint64_t deadline_ns)
+static void host_sleep(devctx *d, para__run *run, uint64_t deadline_ns)
 {
     pthread_mutex_lock(&d->lock);
     /* seq_cst store, then seq_cst load: the host thread's half of the
@@ -741,18 +1199,27 @@ static void host_sleep(para__devrt *d, para__run *run, uint64_t deadline_ns)
     pthread_mutex_unlock(&d->lock);
 }
 
-static void host_run(para__devrt *d, para__run *run)
+static void host_run(devctx *d, para__run *run)
 {
     d->held = 0;
     d->last_complete_ns = 0;
+    bool several = d->rt->device->n > 1;
     for (;;) {
         take_incoming(d);
+        unsigned inflight = d->n_inflight;
         complete_ready(d, run);
-        if (para__aborting(run))
-            drop_pending(d, run);
-        /* relaxed: only this thread sets it. */
-        else if (atomic_load_explicit(&d->failed, memory_order_relaxed))
-            give_back_pending(d, run);
+        if (several && d->n_inflight < inflight && !para__aborting(run))
+            rebalance(d, run);
+        if (para__aborting(run)) {
+            /* Nothing of an aborting run waits for a launch. */
+            while (d->n_inflight > 0)
+                abandon_head(d, run, drop_task);
+            flush_pending(d, run, drop_task);
+        } else if (atomic_load_explicit(&d->lost, memory_order_relaxed)) {
+            /* relaxed: only this thread sets it. Tasks routed here before
+             * the workers saw the loss go back. */
+            flush_pending(d, run, hand_back);
+        }
         if (d->n_inflight == 0 && !has_pending(d)) {
             /* acquire: pairs with the release store in units_add(). */
             if (atomic_load_explicit(&run->done, memory_order_acquire))
@@ -763,7 +1230,10 @@ static void host_run(para__devrt *d, para__run *run)
         if (launch_ready(d, run))
             continue;
         if (d->n_inflight > 0) {
+            inflight = d->n_inflight;
             wait_oldest(d, run);
+            if (several && d->n_inflight < inflight && !para__aborting(run))
+                rebalance(d, run);
             continue;
         }
         host_sleep(d, run, earliest_deadline(d));
@@ -773,7 +1243,7 @@ static void host_run(para__devrt *d, para__run *run)
 /* Keep the host thread (launching, completions, splitting outputs) on the
  * cores near the device, when the device is nearer some cores than others
  * (a PCI GPU on one socket); a CPU device is near every core: no pinning. */
-static void pin_near_device(para__devrt *d)
+static void pin_near_device(devctx *d)
 {
     para_runtime_t *rt = d->rt;
     hwloc_bitmap_t set = hwloc_bitmap_alloc();
@@ -798,16 +1268,25 @@ static void pin_near_device(para__devrt *d)
 
 static void *host_main(void *arg)
 {
-    para__devrt *d = arg;
+    devctx *d = arg;
     para_runtime_t *rt = d->rt;
-    pthread_setname_np(pthread_self(), "para-device");
+    char name[16];
+    snprintf(name, sizeof name, "para-device-%u", d->index);
+    pthread_setname_np(pthread_self(), name);
+#ifdef PR_SET_TIMERSLACK
+    /* The host thread sleeps in short slices while a launch runs (the
+     * back-ends' bounded waits): without this, Linux stretches each sleep
+     * by its default 50 us timer slack, longer than a whole launch of a
+     * small kernel. */
+    prctl(PR_SET_TIMERSLACK, 1000ul, 0, 0, 0);
+#endif
     pin_near_device(d);
     pthread_mutex_lock(&rt->lock);
     uint64_t seen = d->start_generation;
     for (;;) {
-        while (!rt->shutdown && rt->generation == seen)
+        while (!rt->shutdown && !d->quit && rt->generation == seen)
             pthread_cond_wait(&rt->start_cond, &rt->lock);
-        if (rt->shutdown)
+        if (rt->shutdown || d->quit)
             break;
         seen = rt->generation;
         para__run *run = rt->run;
@@ -825,47 +1304,81 @@ static void *host_main(void *arg)
 
 /* ---- opening, runs, shutdown --------------------------------------------- */
 
-static void devrt_free(para__devrt *d)
+static void devctx_free(devctx *d)
 {
+    /* Abandoned launches: the back-end waits for the device to be done
+     * with their memory (launch_fini). */
+    while (d->lost_list != NULL) {
+        lost_launch *x = d->lost_list;
+        d->lost_list = x->next;
+        d->ops->launch_fini(x->kernel, &x->l);
+        free(x->in_stage);
+        free(x->out_stage);
+        free(x);
+    }
+    for (unsigned i = 0; i < d->n_zombies; i++)
+        d->ops->kernel_release(d->zombies[i]);
     for (unsigned i = 0; i < SLOTS; i++) {
         d->ops->launch_fini(NULL, &d->slots[i].l);
         free(d->slots[i].in_stage);
         free(d->slots[i].out_stage);
     }
     d->ops->close(d->dev);
+    free(d->zombies);
+    free(d->dn);
     free(d->knodes);
     pthread_cond_destroy(&d->cond);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
 
-static int devrt_open(para_runtime_t *rt, char *msg, size_t msg_len)
+typedef struct open_ctx {
+    para_runtime_t *rt;
+    para__devrt *set;
+    char *msg;
+    size_t msg_len;
+} open_ctx;
+
+/* Open one entry of the device list and start its host thread. */
+static int open_one(void *arg, const char *entry)
 {
+    open_ctx *oc = arg;
+    para_runtime_t *rt = oc->rt;
+    para__devrt *set = oc->set;
+    if (set->n == PARA__MAX_DEVICES) {
+        snprintf(oc->msg, oc->msg_len, "more than %d devices",
+                 PARA__MAX_DEVICES);
+        return PARA_EINVAL;
+    }
     const para__device_ops *ops = NULL;
     void *dev = NULL;
-    int rc = para__device_open(rt->device_selector, &ops, &dev, msg, msg_len);
+    int rc = para__device_open(entry, &ops, &dev, oc->msg, oc->msg_len);
     if (rc != 0)
         return rc;
-    para__devrt *d =
+    devctx *d =
         aligned_alloc(PARA_CACHELINE, (sizeof *d + PARA_CACHELINE - 1) &
                                           ~(size_t)(PARA_CACHELINE - 1));
     if (d == NULL) {
         ops->close(dev);
-        snprintf(msg, msg_len, "out of memory opening the device");
+        snprintf(oc->msg, oc->msg_len, "out of memory opening the device");
         return PARA_ENOMEM;
     }
     memset(d, 0, sizeof *d);
     d->rt = rt;
+    d->index = set->n;
     d->ops = ops;
     d->dev = dev;
     d->info = ops->info(dev);
     d->shares_cores = d->info->is_cpu && d->info->compute_units > 1;
+    d->max_in_flight = PARA_MAX(PARA_MIN(d->info->max_in_flight, SLOTS), 1u);
     para__task_stack_init(&d->incoming);
     atomic_init(&d->sleeping, 0);
-    atomic_init(&d->failed, false);
+    atomic_init(&d->lost, false);
+    char lane[32];
+    snprintf(lane, sizeof lane, "para-device-%u", d->index);
     d->counters = para__stats_device_add(rt, d->info->name);
     d->lane =
-        para__trace_lane_add(rt->trace, PARA__LANE_DEVICE, 0, "para-device-0");
+        para__trace_lane_add(rt->trace, PARA__LANE_DEVICE, d->index, lane);
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -877,17 +1390,57 @@ static int devrt_open(para_runtime_t *rt, char *msg, size_t msg_len)
     d->start_generation = rt->generation;
     pthread_mutex_unlock(&rt->lock);
     if (pthread_create(&d->thread, NULL, host_main, d) != 0) {
-        devrt_free(d);
-        snprintf(msg, msg_len, "cannot start the device host thread");
+        devctx_free(d);
+        snprintf(oc->msg, oc->msg_len,
+                 "cannot start the host thread of device \"%s\"", entry);
         return PARA_EAGAIN;
     }
     d->thread_started = true;
-    pthread_mutex_lock(&rt->lock);
-    rt->device = d;
-    rt->helper_threads = 1;
-    pthread_mutex_unlock(&rt->lock);
-    para__log(2, "device: %s (%s, %s back-end)", d->info->name,
+    set->dev[set->n++] = d;
+    para__log(2, "device %u: %s (%s, %s back-end)", d->index, d->info->name,
               d->info->platform, ops->name);
+    return 0;
+}
+
+/* Stop the host threads still running (they wait for a run) and free
+ * the devices. */
+static void set_close(para_runtime_t *rt, para__devrt *set)
+{
+    pthread_mutex_lock(&rt->lock);
+    for (unsigned i = 0; i < set->n; i++)
+        set->dev[i]->quit = true;
+    /* Workers waiting there re-check their own condition. */
+    pthread_cond_broadcast(&rt->start_cond);
+    pthread_mutex_unlock(&rt->lock);
+    for (unsigned i = 0; i < set->n; i++) {
+        if (set->dev[i]->thread_started)
+            pthread_join(set->dev[i]->thread, NULL);
+        set->dev[i]->thread_started = false;
+    }
+    for (unsigned i = 0; i < set->n; i++)
+        devctx_free(set->dev[i]);
+    free(set);
+}
+
+static int devrt_open(para_runtime_t *rt, char *msg, size_t msg_len)
+{
+    para__devrt *set = calloc(1, sizeof *set);
+    if (set == NULL) {
+        snprintf(msg, msg_len, "out of memory opening the devices");
+        return PARA_ENOMEM;
+    }
+    open_ctx oc = {rt, set, msg, msg_len};
+    int rc =
+        para__device_expand(rt->device_selector, open_one, &oc, msg, msg_len);
+    if (rc != 0) {
+        /* Host threads already started wait for a run: stop them. */
+        set_close(rt, set);
+        return rc;
+    }
+    pthread_mutex_lock(&rt->lock);
+    rt->device = set;
+    rt->helper_threads = set->n;
+    pthread_mutex_unlock(&rt->lock);
     return 0;
 }
 
@@ -901,9 +1454,22 @@ int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len)
             return 0;
         }
         char why[sizeof rt->device_why];
+        why[0] = '\0';
         int rc = devrt_open(rt, why, sizeof why);
         if (rc == 0) {
             rt->device_state = 1;
+        } else if (rc == PARA_ENOMEM || rc == PARA_EAGAIN) {
+            /* Out of memory or threads: this run fails (or, with "auto",
+             * goes without the device), and the next run tries again. */
+            rt->device_state = 0;
+            snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
+            snprintf(msg, msg_len, "device \"%s\": %s", rt->device_selector,
+                     why);
+            if (strcmp(rt->device_selector, "auto") == 0) {
+                para__log(1, "device: %s; this run goes without it", why);
+                return 0;
+            }
+            return rc;
         } else {
             snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
             /* "auto" asks for a device if there is one: none is fine. */
@@ -916,34 +1482,108 @@ int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len)
     return rt->device_err;
 }
 
-/* The CPU implementation of a kernel node, for the cpu back-end. */
-static int node_cpu_batch(void *arg, const void *in, void *out, size_t count)
-{
-    para_node_t *n = arg;
-    if (n->kind == PARA__KIND_MAP_BATCH)
-        return n->fn.map_batch(n->ctx, in, out, count);
-    const unsigned char *ip = in;
-    unsigned char *op = out;
-    for (size_t i = 0; i < count; i++) {
-        int rc = n->fn.map(n->ctx, ip + i * n->in_size, op + i * n->out_size);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
 void para__device_finish_run(para_runtime_t *rt, para_graph_t *g)
 {
-    para__devrt *d = rt->device;
-    for (unsigned i = 0; i < g->n_nodes; i++) {
-        para_node_t *n = g->nodes[i];
-        if (n->dev_kernel != NULL)
-            d->ops->kernel_release(n->dev_kernel);
-        n->dev_kernel = NULL;
-        n->placement = PARA__PLACE_CPU;
-    }
-    if (d != NULL)
+    para__devrt *set = rt->device;
+    for (unsigned k = 0; set != NULL && k < set->n; k++) {
+        devctx *d = set->dev[k];
+        bool clean = reap_lost(d, 0);
+        for (unsigned i = 0; i < d->n_knodes; i++) {
+            dnode *dn = &d->dn[d->knodes[i]];
+            if (dn->kernel == NULL)
+                continue;
+            if (clean) {
+                d->ops->kernel_release(dn->kernel);
+            } else if (d->n_zombies < d->cap_zombies ||
+                       (d->zombies =
+                            realloc(d->zombies,
+                                    (d->cap_zombies = d->cap_zombies * 2 + 4) *
+                                        sizeof *d->zombies)) != NULL) {
+                /* A lost launch may still use it. */
+                d->zombies[d->n_zombies++] = dn->kernel;
+            } else {
+                d->cap_zombies = 0;
+                d->ops->kernel_release(dn->kernel);
+            }
+            dn->kernel = NULL;
+        }
         d->n_knodes = 0;
+    }
+    for (unsigned i = 0; i < g->n_nodes; i++)
+        g->nodes[i]->placement = PARA__PLACE_CPU;
+}
+
+static para__kernel_spec node_spec(para_node_t *n, para__kernel_arg *args)
+{
+    for (size_t a = 0; a < n->kernel->n_args; a++) {
+        args[a].value = n->kernel->args[a].value;
+        args[a].size = n->kernel->args[a].size;
+    }
+    para__kernel_spec spec = {
+        .name = n->name,
+        .source = n->kernel->source,
+        .options = n->kernel->options,
+        .entry = n->kernel->entry,
+        .in_size = n->in_size,
+        .out_size = n->out_size,
+        .args = args,
+        .n_args = n->kernel->n_args,
+        .cpu_fn = para__has_cpu_fn(n) ? node_cpu_batch : NULL,
+        .cpu_arg = n,
+    };
+    return spec;
+}
+
+/* Per-run state of device @p d for graph @p g. */
+static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
+{
+    if (d->cap_dn < g->n_nodes) {
+        dnode *dn = realloc(d->dn, g->n_nodes * sizeof *dn);
+        unsigned *kn =
+            dn != NULL ? realloc(d->knodes, g->n_nodes * sizeof *kn) : NULL;
+        if (dn != NULL)
+            d->dn = dn;
+        if (kn == NULL) {
+            snprintf(msg, msg_len, "out of memory preparing kernel nodes");
+            return PARA_ENOMEM;
+        }
+        d->knodes = kn;
+        d->cap_dn = g->n_nodes;
+    }
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        dnode *dn = &d->dn[i];
+        dn->node = g->nodes[i]->kernel != NULL ? g->nodes[i] : NULL;
+        dn->kernel = NULL;
+        dn->pending_head = dn->pending_tail = NULL;
+        dn->pending_items = 0;
+        dn->pending_since = 0;
+        dn->launches_run = 0;
+        dn->sw = dn->sx = dn->sy = dn->sxx = dn->sxy = 0;
+        dn->split_cap = 0;
+        dn->oom_streak = 0;
+        atomic_init(&dn->ps_per_item, 0);
+        atomic_init(&dn->total_ps, 0);
+        atomic_init(&dn->best_ps, 0);
+        atomic_init(&dn->backlog_items, 0);
+        atomic_init(&dn->probe_ns, 0);
+    }
+    d->n_knodes = 0;
+    d->head = d->n_inflight = 0;
+    d->why[0] = '\0';
+    /* relaxed: published to the host thread and the workers with the run
+     * (rt->lock). */
+    atomic_store_explicit(&d->lost, false, memory_order_relaxed);
+    /* A device that has not finished launches abandoned in an earlier run
+     * sits this one out. */
+    uint64_t floor_ns = (uint64_t)d->rt->attr.device_timeout_ms * 1000000u;
+    if (!reap_lost(d, PARA_MIN(floor_ns, (uint64_t)WAIT_SLICE_NS * 10))) {
+        snprintf(d->why, sizeof d->why,
+                 "a launch abandoned in an earlier run has not finished");
+        atomic_store_explicit(&d->lost, true, memory_order_relaxed);
+        para__log(1, "device \"%s\": %s; it sits this run out", d->info->name,
+                  d->why);
+    }
+    return 0;
 }
 
 int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
@@ -957,25 +1597,17 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
     int rc = para__device_ensure(rt, msg, msg_len);
     if (rc != 0)
         return rc;
-    para__devrt *d = rt->device;
-    if (d != NULL)
-        /* relaxed: published to the host thread and the workers with the
-         * run (rt->lock). */
-        atomic_store_explicit(&d->failed, false, memory_order_relaxed);
-    if (d != NULL && d->cap_knodes < count) {
-        para_node_t **k = realloc(d->knodes, count * sizeof *k);
-        if (k == NULL) {
-            snprintf(msg, msg_len, "out of memory preparing kernel nodes");
-            return PARA_ENOMEM;
-        }
-        d->knodes = k;
-        d->cap_knodes = count;
+    para__devrt *set = rt->device;
+    for (unsigned k = 0; set != NULL && k < set->n; k++) {
+        rc = devctx_prepare(set->dev[k], g, msg, msg_len);
+        if (rc != 0)
+            return rc;
     }
     for (unsigned i = 0; i < g->n_nodes; i++) {
         para_node_t *n = g->nodes[i];
         if (n->kernel == NULL)
             continue;
-        if (d == NULL) {
+        if (set == NULL) {
             if (!para__has_cpu_fn(n)) {
                 snprintf(msg, msg_len,
                          "kernel node '%s' has no CPU function and there "
@@ -983,85 +1615,94 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
                          n->name, rt->device_why);
                 return PARA_ENODEV;
             }
+            /* Asked for no device ("none"): info, not a warning. */
             if (!rt->device_cpu_logged)
-                para__log(1,
+                para__log(strcmp(rt->device_selector, "none") == 0 ? 2 : 1,
                           "no device (%s): kernel nodes run their CPU "
                           "functions",
                           rt->device_why);
             rt->device_cpu_logged = true;
             continue;
         }
-        /* On the heap: the count comes from the user's kernel desc. */
         para__kernel_arg *args = calloc(n->kernel->n_args + 1, sizeof *args);
         if (args == NULL) {
             para__device_finish_run(rt, g);
-            snprintf(msg, msg_len, "kernel node '%s': out of memory", n->name);
+            snprintf(msg, msg_len, "out of memory preparing kernel nodes");
             return PARA_ENOMEM;
         }
-        for (size_t a = 0; a < n->kernel->n_args; a++) {
-            args[a].value = n->kernel->args[a].value;
-            args[a].size = n->kernel->args[a].size;
+        para__kernel_spec spec = node_spec(n, args);
+        bool everywhere_host = true; /* every device is the host thread */
+        unsigned made = 0;
+        for (unsigned k = 0; k < set->n; k++) {
+            devctx *d = set->dev[k];
+            char why[PARA__ERRMSG_LEN - 96];
+            why[0] = '\0';
+            rc = d->ops->kernel_create(d->dev, &spec, &d->dn[i].kernel, why,
+                                       sizeof why);
+            if (rc != 0) {
+                d->dn[i].kernel = NULL;
+                /* With several devices, one that cannot run this node
+                 * (a simulated device and a node without a CPU
+                 * function) leaves it to the others. */
+                if (rc == PARA_ENODEV && set->n > 1)
+                    continue;
+                free(args);
+                para__device_finish_run(rt, g);
+                snprintf(msg, msg_len, "kernel node '%s' on device \"%s\": %s",
+                         n->name, d->info->name, why);
+                return rc;
+            }
+            made++;
+            d->knodes[d->n_knodes++] = i;
+            everywhere_host &= (d->info->caps & PARA__DEVCAP_HOST_THREAD) != 0;
         }
-        para__kernel_spec spec = {
-            .name = n->name,
-            .source = n->kernel->source,
-            .options = n->kernel->options,
-            .entry = n->kernel->entry,
-            .in_size = n->in_size,
-            .out_size = n->out_size,
-            .args = args,
-            .n_args = n->kernel->n_args,
-            .cpu_fn = para__has_cpu_fn(n) ? node_cpu_batch : NULL,
-            .cpu_arg = n,
-        };
-        char why[PARA__ERRMSG_LEN - 64];
-        why[0] = '\0';
-        rc = d->ops->kernel_create(d->dev, &spec, &n->dev_kernel, why,
-                                   sizeof why);
         free(args);
-        if (rc != 0) {
-            n->dev_kernel = NULL;
+        if (made == 0) {
             para__device_finish_run(rt, g);
-            snprintf(msg, msg_len, "kernel node '%s': %s", n->name, why);
-            return rc;
+            snprintf(msg, msg_len,
+                     "kernel node '%s': none of the %u devices can run it "
+                     "(simulated devices need a CPU function)",
+                     n->name, set->n);
+            return PARA_ENODEV;
         }
-        /* The cpu back-end runs the CPU function itself: splitting would
-         * only split it with itself. */
-        n->placement = para__has_cpu_fn(n) && d->ops != &para__cpu_ops
+        /* The host-thread back-end runs the CPU function itself: splitting
+         * would only split it with itself. */
+        n->placement = para__has_cpu_fn(n) && !everywhere_host &&
+                               !(n->flags & PARA_NODE_DEVICE_ONLY)
                            ? PARA__PLACE_MIXED
                            : PARA__PLACE_DEVICE;
-        d->knodes[d->n_knodes++] = n;
     }
     return 0;
 }
 
 void para__device_shutdown(para_runtime_t *rt)
 {
-    para__devrt *d = rt->device;
-    if (d == NULL)
+    para__devrt *set = rt->device;
+    if (set == NULL)
         return;
     /* The scheduler has set rt->shutdown and woken start_cond. */
-    if (d->thread_started)
-        pthread_join(d->thread, NULL);
     rt->device = NULL;
-    devrt_free(d);
+    set_close(rt, set);
 }
 
 void para__device_stats(const para_runtime_t *rt, para_stats_t *st)
 {
-    para__devrt *d = rt->device;
-    if (d == NULL || d->counters == NULL)
-        return;
-    const para__device_counters *c = d->counters;
-    /* relaxed: host-thread counters, read after runs. */
-    st->device_launches +=
-        atomic_load_explicit(&c->c_launches, memory_order_relaxed);
-    st->device_items += atomic_load_explicit(&c->c_items, memory_order_relaxed);
-    st->device_bytes +=
-        atomic_load_explicit(&c->c_bytes_in, memory_order_relaxed) +
-        atomic_load_explicit(&c->c_bytes_out, memory_order_relaxed);
-    st->device_busy_ns +=
-        atomic_load_explicit(&c->c_busy_ns, memory_order_relaxed);
+    para__devrt *set = rt->device;
+    for (unsigned k = 0; set != NULL && k < set->n; k++) {
+        const para__device_counters *c = set->dev[k]->counters;
+        if (c == NULL)
+            continue;
+        /* relaxed: host-thread counters, read after runs. */
+        st->device_launches +=
+            atomic_load_explicit(&c->c_launches, memory_order_relaxed);
+        st->device_items +=
+            atomic_load_explicit(&c->c_items, memory_order_relaxed);
+        st->device_bytes +=
+            atomic_load_explicit(&c->c_bytes_in, memory_order_relaxed) +
+            atomic_load_explicit(&c->c_bytes_out, memory_order_relaxed);
+        st->device_busy_ns +=
+            atomic_load_explicit(&c->c_busy_ns, memory_order_relaxed);
+    }
 }
 
 const char *para_runtime_device(para_runtime_t *rt)
@@ -1081,5 +1722,5 @@ const char *para_runtime_device(para_runtime_t *rt)
                  rt->device_why);
         return NULL;
     }
-    return rt->device->info->name;
+    return rt->device->dev[0]->info->name;
 }

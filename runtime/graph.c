@@ -286,6 +286,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     switch (kind) {
     case PARA__KIND_SOURCE_FN:
         n->fn.source = d->source;
+        n->src_open = d->open;
         break;
     case PARA__KIND_MAP:
         n->fn.map = d->map;
@@ -327,12 +328,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->st_device_ns, 0);
     atomic_init(&n->expand_x16, 0);
     atomic_init(&n->cpu_ps_per_item, 0);
-    atomic_init(&n->dev_ps_per_item, 0);
-    atomic_init(&n->dev_total_ps_per_item, 0);
-    atomic_init(&n->dev_probe_ns, 0);
     atomic_init(&n->cpu_best_ps, 0);
-    atomic_init(&n->dev_best_ps, 0);
-    atomic_init(&n->dev_backlog_items, 0);
     n->drain_task.node = n;
     g->nodes[g->n_nodes++] = n;
     g->prepared = false;
@@ -348,9 +344,24 @@ static int check_common(para_graph_t *g, const para_node_desc_t *d)
     if (graph_running(g))
         return para__graph_fail(
             g, PARA_EBUSY, "cannot add '%s': the graph is running", d->name);
-    if ((d->flags & ~(unsigned)(PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0)
+    const unsigned known = PARA_NODE_PARALLEL | PARA_NODE_SERIAL |
+                           PARA_NODE_ORDERED | PARA_NODE_DEVICE_ONLY;
+    if ((d->flags & ~known) != 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': unknown flags 0x%x",
                                 d->name, d->flags);
+    if ((d->flags & PARA_NODE_PARALLEL) != 0 &&
+        (d->flags & (PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0)
+        return para__graph_fail(g, PARA_EINVAL,
+                                "node '%s': PARALLEL together with SERIAL or "
+                                "ORDERED",
+                                d->name);
+    /* Names are how every message, trace and statistic tells nodes apart. */
+    for (unsigned i = 0; i < g->n_nodes; i++)
+        if (strcmp(g->nodes[i]->name, d->name) == 0)
+            return para__graph_fail(g, PARA_EINVAL,
+                                    "cannot add '%s': the graph has a node of "
+                                    "that name",
+                                    d->name);
     return 0;
 }
 
@@ -375,9 +386,14 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
                                     "kernel node '%s': its CPU function, if "
                                     "any, must be one map or map_batch",
                                     d->name);
-        if (d->flags != PARA_NODE_PARALLEL)
+        if ((d->flags &
+             ~(unsigned)(PARA_NODE_PARALLEL | PARA_NODE_DEVICE_ONLY)) != 0)
             return para__graph_fail(
                 g, PARA_EINVAL, "kernel node '%s' must be PARALLEL", d->name);
+    } else if ((d->flags & PARA_NODE_DEVICE_ONLY) != 0) {
+        return para__graph_fail(
+            g, PARA_EINVAL,
+            "node '%s': PARA_NODE_DEVICE_ONLY is for kernel nodes", d->name);
     } else if (set != 1) {
         return para__graph_fail(g, PARA_EINVAL,
                                 "node '%s': exactly one function must be set "
@@ -386,6 +402,10 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
     }
     bool source = kind == PARA__KIND_SOURCE_FN;
     bool sink = kind == PARA__KIND_SINK || kind == PARA__KIND_SINK_BATCH;
+    if (d->open != NULL && !source)
+        return para__graph_fail(g, PARA_EINVAL,
+                                "node '%s': only a source has an open hook",
+                                d->name);
     if (!source && d->in_size == 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': in_size is 0",
                                 d->name);
@@ -526,6 +546,24 @@ int para_graph_add_source(para_graph_t *g, const char *name, size_t out_size,
     return para_graph_add(g, &d, out);
 }
 
+int para_graph_add_source_with_open(para_graph_t *g, const char *name,
+                                    size_t out_size, para_source_fn fn,
+                                    para_source_open_fn open, void *ctx,
+                                    para_node_t **out)
+{
+    if (g == NULL)
+        return PARA_EINVAL;
+    if (open == NULL)
+        return para__graph_fail(g, PARA_EINVAL, "source '%s': open is NULL",
+                                name != NULL ? name : "(null)");
+    para_node_desc_t d = {.name = name,
+                          .out_size = out_size,
+                          .ctx = ctx,
+                          .source = fn,
+                          .open = open};
+    return para_graph_add(g, &d, out);
+}
+
 int para_graph_add_map(para_graph_t *g, const char *name, size_t in_size,
                        size_t out_size, para_map_fn fn, void *ctx,
                        unsigned flags, para_node_t **out)
@@ -581,10 +619,11 @@ int para_graph_add_sink(para_graph_t *g, const char *name, size_t in_size,
                         para_sink_fn fn, void *ctx, unsigned flags,
                         para_node_t **out)
 {
+    /* flags 0 means SERIAL for this convenience call (graph.h says why). */
     para_node_desc_t d = {.name = name,
                           .in_size = in_size,
                           .ctx = ctx,
-                          .flags = flags,
+                          .flags = flags != 0 ? flags : PARA_NODE_SERIAL,
                           .sink = fn};
     return para_graph_add(g, &d, out);
 }
@@ -604,6 +643,11 @@ int para_graph_connect(para_graph_t *g, para_node_t *from, para_node_t *to)
     if (graph_running(g))
         return para__graph_fail(g, PARA_EBUSY,
                                 "connect '%s' -> '%s': the graph is running",
+                                from->name, to->name);
+    if (from == to)
+        return para__graph_fail(g, PARA_EINVAL,
+                                "connect '%s' -> '%s': a node cannot feed "
+                                "itself",
                                 from->name, to->name);
     if (para__is_sink(from))
         return para__graph_fail(g, PARA_EINVAL,
@@ -628,7 +672,9 @@ int para_graph_connect(para_graph_t *g, para_node_t *from, para_node_t *to)
                    sizeof *from->succs) != 0 ||
         grow_array((void **)&to->preds, &to->cap_preds, to->n_preds + 1,
                    sizeof *to->preds) != 0)
-        return para__graph_fail(g, PARA_ENOMEM, "connect: out of memory");
+        return para__graph_fail(g, PARA_ENOMEM,
+                                "connect '%s' -> '%s': out of memory",
+                                from->name, to->name);
     from->succs[from->n_succs++] = to;
     to->preds[to->n_preds++] = from;
     g->prepared = false;
@@ -852,17 +898,8 @@ void para__graph_reset_run_state(para_graph_t *g)
         atomic_store_explicit(&n->st_device_launches, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_device_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&n->cpu_ps_per_item, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dev_ps_per_item, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dev_total_ps_per_item, 0,
-                              memory_order_relaxed);
-        atomic_store_explicit(&n->dev_probe_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&n->cpu_best_ps, 0, memory_order_relaxed);
-        atomic_store_explicit(&n->dev_best_ps, 0, memory_order_relaxed);
-        n->dev_launches_run = 0;
-        atomic_store_explicit(&n->dev_backlog_items, 0, memory_order_relaxed);
         n->placement = PARA__PLACE_CPU;
-        n->dev_pending_head = n->dev_pending_tail = NULL;
-        n->dev_pending_items = 0;
         n->pending_head = n->pending_tail = NULL;
         n->heap_root = NULL;
         n->next_seq = 0;
@@ -870,6 +907,35 @@ void para__graph_reset_run_state(para_graph_t *g)
         n->collect_pos = 0;
         n->src_seq = 0;
     }
+}
+
+int para__graph_open_sources(para_graph_t *g)
+{
+    for (unsigned i = 0; i < g->n_sources; i++) {
+        para_node_t *s = g->sources[i];
+        if (s->kind != PARA__KIND_SOURCE_FN)
+            continue;
+        if (s->src_open == NULL && s->src_runs > 0)
+            return para__graph_fail(
+                g, PARA_EINVAL,
+                "source '%s' already ran and has no open hook to rewind it "
+                "(para_node_desc_t.open): a callback source without one runs "
+                "once per graph",
+                s->name);
+    }
+    for (unsigned i = 0; i < g->n_sources; i++) {
+        para_node_t *s = g->sources[i];
+        if (s->kind != PARA__KIND_SOURCE_FN || s->src_open == NULL)
+            continue;
+        int rc = s->src_open(s->ctx);
+        if (rc != 0)
+            return para__graph_fail(
+                g, PARA_ENODE, "source '%s': open hook returned %d (%s)",
+                s->name, rc, rc < 0 ? para_err_name(rc) : "user error code");
+    }
+    for (unsigned i = 0; i < g->n_sources; i++)
+        g->sources[i]->src_runs++;
+    return 0;
 }
 
 int para_node_stats(const para_node_t *n, para_node_stats_t *st)

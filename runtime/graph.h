@@ -67,6 +67,10 @@ struct para_node {
     int priority;
     size_t in_size, out_size;
     size_t item_bytes; /* owned outside the batch, per output item */
+    /* Cross-process placement (para_mpi_place(), runtime/mpi): the rank
+     * that runs the node, or -1 for every rank; 0 by default. Read only
+     * by runtime/mpi; the single-process runtime ignores it. */
+    int mpi_rank;
     void *ctx;
     union {
         para_source_fn source;
@@ -122,26 +126,18 @@ struct para_node {
      * starts and read by workers for every task. */
     para__kernel_copy *kernel;
     para__placement placement;
-    void *dev_kernel; /* back-end kernel, this run */
-    para__task *dev_pending_head, *dev_pending_tail; /* device thread */
-    size_t dev_pending_items;                        /* device thread */
-    uint64_t dev_pending_since;                      /* device thread */
-    /* Throughput estimates (picoseconds per item; 0 = not measured yet)
-     * and the device's backlog; relaxed, read by workers deciding where a
-     * batch of a MIXED node runs. */
-    _Atomic uint64_t cpu_ps_per_item, dev_ps_per_item, dev_total_ps_per_item;
-    _Atomic uint64_t dev_backlog_items;
-    _Atomic uint64_t dev_probe_ns; /* last batch routed to the device */
-    /* The fastest per-item costs seen this run (ps): on a device that
-     * shares the workers' cores, each side's speed is measured while the
-     * other competes for the cores; the minimum is the uncontended one. */
-    _Atomic uint64_t cpu_best_ps, dev_best_ps;
-    uint32_t dev_launches_run; /* device thread: launches this run */
+    /* The CPU's cost estimates (picoseconds per item; 0 = not measured
+     * yet; the fastest seen this run) for MIXED nodes; relaxed, read by
+     * workers deciding where a batch runs. The devices' own estimates are
+     * per device, in device_node.c. */
+    _Atomic uint64_t cpu_ps_per_item, cpu_best_ps;
 
     /* Run state: sources. */
     alignas(PARA_CACHELINE) _Atomic uint64_t src_state;
-    _Atomic uint64_t src_cursor; /* splittable: next item index */
-    uint64_t src_seq;            /* callback: claim-owned */
+    _Atomic uint64_t src_cursor;  /* splittable: next item index */
+    uint64_t src_seq;             /* callback: claim-owned */
+    para_source_open_fn src_open; /* callback: NULL = runs once per graph */
+    uint64_t src_runs;            /* runs started (thread in para_run()) */
 
     /* Statistics of the last run (relaxed counters, read after the run). */
     alignas(PARA_CACHELINE) _Atomic uint64_t st_items_in;
@@ -165,6 +161,9 @@ struct para_graph {
 /* Validate and compute derived data. Returns 0 or PARA_E*; the message goes
  * to graph->errmsg. */
 int para__graph_prepare(para_graph_t *g);
+/* Before a run (after prepare): refuse a callback source without an open
+ * hook that already ran, call the open hooks. 0 or PARA_E* (errmsg). */
+int para__graph_open_sources(para_graph_t *g);
 /* Reset per-run state of every node. */
 void para__graph_reset_run_state(para_graph_t *g);
 /* Set graph->errmsg (printf-style); returns err for tail calls. */

@@ -14,6 +14,7 @@
 #include "footprint.h"
 #include "graph.h"
 #include "mpsc_stack.h"
+#include "options.h"
 #include "para.h"
 #include "policy.h"
 #include "progress.h"

@@ -1,11 +1,13 @@
 /*
- * Logging: one redirectable sink (para_set_log_fn), the only mutable global
- * besides the current-worker pointer (all other state lives in a runtime,
- * so that several runtimes in one process never share anything). Errors and
- * warnings are always delivered; info (2) and debug (3) only up to
- * PARA_VERBOSE.
+ * Logging: one redirectable sink (para_set_log_fn) and its level, the only
+ * mutable globals besides the current-worker pointer. Errors and warnings
+ * are always delivered; info (2) and debug (3) only up to the level: read
+ * once from PARA_VERBOSE (parsed by options.c) on the first call, then set by
+ * each para_runtime_create() from attr.verbose.
  */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,10 +23,27 @@ void para_set_log_fn(para_log_fn fn, void *arg)
     log_arg = arg;
 }
 
+/* The level; relaxed everywhere: a threshold for optional lines, which
+ * publishes no other data (a stale value prints or drops one info line). */
+static _Atomic int log_level;
+static pthread_once_t log_level_once = PTHREAD_ONCE_INIT;
+
+static void read_env_level(void)
+{
+    atomic_store_explicit(&log_level, para__option_env_level("VERBOSE", 0),
+                          memory_order_relaxed);
+}
+
+void para__log_set_level(int level)
+{
+    pthread_once(&log_level_once, read_env_level);
+    atomic_store_explicit(&log_level, level, memory_order_relaxed);
+}
+
 static int verbose_level(void)
 {
-    const char *v = getenv("PARA_VERBOSE");
-    return v != NULL ? atoi(v) : 0;
+    pthread_once(&log_level_once, read_env_level);
+    return atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 static void vlog(int level, const char *fmt, va_list ap)

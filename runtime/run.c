@@ -104,15 +104,21 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
         return PARA_EINVAL;
     *out = NULL;
     para_runtime_attr_t defaults;
+    char msg[1024];
     if (attr == NULL) {
-        if (para_runtime_attr_init(&defaults) != 0) {
-            /* A bad PARA_* variable was logged and its default kept. */
-        }
+        /* A bad PARA_* variable is logged there, named. */
+        if (para_runtime_attr_init(&defaults) != 0)
+            return PARA_EINVAL;
         attr = &defaults;
     }
     if (attr->struct_size != sizeof *attr) {
         para__log(0, "para_runtime_create: attr not initialised by "
                      "para_runtime_attr_init()");
+        return PARA_EINVAL;
+    }
+    if (para__options_check_env(msg, sizeof msg) != 0 ||
+        para__options_check_attr(attr, msg, sizeof msg) != 0) {
+        para__log(0, "para_runtime_create: %s", msg);
         return PARA_EINVAL;
     }
     para__pin_mode pin;
@@ -126,7 +132,6 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                   attr->progress);
         return PARA_EINVAL;
     }
-    char msg[1024];
     const para__policy *policy =
         para__policy_find(attr->policy, msg, sizeof msg);
     if (policy == NULL) {
@@ -149,6 +154,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
              attr->device != NULL && attr->device[0] != '\0' ? attr->device
                                                              : "auto");
     rt->attr.device = rt->device_selector;
+    rt->mixed = para__options_mixed();
     para__task_stack_init(&rt->wake.inject);
     rt->wake.also = wake_device;
     rt->wake.also_arg = rt;
@@ -168,9 +174,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     }
     if (hwloc_topology_load(rt->topology) != 0)
         goto fail;
-    if (para__topology_plan_make(rt->topology, attr->workers, pin, &rt->plan) !=
-        0)
+    rc = para__topology_plan_make(rt->topology, attr->workers, pin, &rt->plan);
+    if (rc != 0)
         goto fail;
+    rc = PARA_ENOMEM;
     rt->n_workers = rt->plan.n_workers;
     size_t bytes = rt->n_workers * sizeof *rt->workers;
     rt->workers = aligned_alloc(PARA__WORKER_ALIGN, bytes);
@@ -204,6 +211,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     rc = para__scheduler_start(rt);
     if (rc != 0)
         goto fail;
+    para__log_set_level(attr->verbose);
     para__log(2, "runtime: %u workers, policy %s", rt->n_workers, rt->policy);
     *out = rt;
     return 0;
@@ -257,6 +265,11 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     rt->errmsg[0] = '\0';
 
     int rc = para__graph_prepare(g);
+    if (rc != 0) {
+        set_errmsg(rt, "%s", g->errmsg);
+        goto out;
+    }
+    rc = para__graph_open_sources(g);
     if (rc != 0) {
         set_errmsg(rt, "%s", g->errmsg);
         goto out;
@@ -315,6 +328,8 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         goto out;
     }
 
+    if (rt->remote != NULL) /* runtime/mpi: see para__remote */
+        rt->remote->run_begin(rt->remote, run);
     para__stats_run_begin(rt);
     para__trace_run_begin(rt->trace, rt->n_workers);
     uint64_t t0 = para__now_ns();

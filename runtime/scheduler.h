@@ -90,6 +90,31 @@ typedef struct para__progress {
     uint64_t items; /* sink items at the last update */
 } para__progress;
 
+/* How MIXED kernel nodes split their batches (PARA_MIXED): by the measured
+ * costs (auto), all on the device, or all on the workers. */
+typedef enum {
+    PARA__MIXED_AUTO,
+    PARA__MIXED_DEVICE,
+    PARA__MIXED_CPU
+} para__mixed_mode;
+
+/* Hook for running one graph across processes (runtime/mpi). When
+ * rt->remote is set (only while para_mpi_run() drives a run on rt; set and
+ * cleared between runs, so workers see it through the run's start under
+ * rt->lock), the scheduler calls:
+ *   run_begin  in para_run(), after the run is set up and before any worker
+ *              sees it: may adjust run->in_flight and source states;
+ *   route      in para__deliver() for each successor task, on the worker
+ *              (or other thread) delivering it: returns true if it took the
+ *              task (with its batch reference and its unit) to run it on
+ *              another process, false to run it here as usual. */
+typedef struct para__remote para__remote;
+struct para__remote {
+    void (*run_begin)(para__remote *self, para__run *run);
+    bool (*route)(para__remote *self, para__worker *w, para__run *run,
+                  para__task *t);
+};
+
 /* What the scheduler asks of the device host side (device_node.h). A
  * table, so that the scheduler, a layer below, calls it without depending
  * on it; every entry is set (para_runtime_create()). */
@@ -133,20 +158,22 @@ struct para_runtime {
     const struct para__policy *policy_ops; /* policy.h */
     char errmsg[PARA__ERRMSG_LEN];
 
-    /* The device of kernel nodes, opened at the first run that has one
+    /* The devices of kernel nodes, opened at the first run that has one
      * (device_node.c). Tasks finished off a worker thread (the device
      * host thread) enter the workers' world through wake.inject. */
-    char device_selector[128];
-    int device_state; /* 0 not tried, 1 open, -1 none (device_why says) */
-    int device_err;   /* why an explicitly chosen device is missing */
+    char device_selector[512]; /* a device list */
+    int device_state;          /* 0 not tried, 1 open, -1 none (see why) */
+    int device_err;            /* why an explicitly chosen device is missing */
     char device_why[256];
     bool device_cpu_logged;
-    para__devrt *device;
-    unsigned helper_threads; /* host threads that take part in runs */
+    para__mixed_mode mixed;  /* MIXED kernel nodes' split (PARA_MIXED) */
+    para__devrt *device;     /* the open devices, NULL if none */
+    unsigned helper_threads; /* host threads (one per device) */
     para__trace *trace;      /* NULL unless tracing (PARA_TRACE) */
     para__device_counters devices[PARA__MAX_DEVICES];
     unsigned n_devices; /* rt->lock */
     para__progress progress;
+    para__remote *remote; /* NULL unless para_mpi_run() (see above) */
 };
 
 /* Start the worker threads; 0 or PARA_E*. */
@@ -164,6 +191,11 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
  * thread that is not a worker: the tasks go through wake.inject). */
 void para__deliver(para__worker *w, para__run *run, para_node_t *n,
                    para__batch *out, int held);
+/* Hand task @p t (holding its unit) to its node from any thread, as
+ * para__deliver() does: through the inbox of a serial or ORDERED node (so
+ * its order holds), else to the workers. @p w may be NULL (then the task is
+ * injected). Used by runtime/mpi for batches received from other ranks. */
+void para__submit_task(para__worker *w, para__run *run, para__task *t);
 
 /* Register a device's counters under @p name; NULL when PARA__MAX_DEVICES
  * are registered. Any thread; the device's host thread then owns the

@@ -71,6 +71,15 @@ _Noreturn void para__panic(const char *fmt, ...)
 void para__log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* PARA_<name> parsed as the options table (options.c) parses it, for a
+ * number or boolean option; @p fallback when unset or bad (a bad value also
+ * makes para_runtime_create() fail, naming it). */
+int para__option_env_level(const char *name, int fallback);
+
+/* Info and debug lines print up to this level: PARA_VERBOSE, read once on
+ * the first log call, until a runtime is created with attr.verbose. */
+void para__log_set_level(int level);
+
 /* xorshift64* for victim selection; state must be non-zero. */
 static inline uint64_t para__rand(uint64_t *state)
 {

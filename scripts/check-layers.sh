@@ -27,8 +27,9 @@ LAYERS = [
       "<devices>/device.h"]),
     ("observation", ["trace.c", "stats.h", "stats.c", "progress.h",
                      "progress.c"]),
-    ("api", ["run.c", "options.c", "kernels.c", "internal.h",
+    ("api", ["run.c", "options.c", "options.h", "kernels.c", "internal.h",
              "<generated>/para_kernels.h"]),
+    ("cross-process", ["mpi/*.c", "mpi/*.h", "mpi_internal.h"]),
 ]
 PUBLIC = re.compile(r'^para(/[a-z_]+)?\.h$')  # include/: any layer
 
@@ -41,8 +42,9 @@ def file_layer(rel):
     if rel in layer_of:
         return layer_of[rel]
     d = os.path.dirname(rel)
-    if d and d + "/*.c" in layer_of and rel.endswith(".c"):
-        return layer_of[d + "/*.c"]
+    for ext in (".c", ".h"):
+        if d and d + "/*" + ext in layer_of and rel.endswith(ext):
+            return layer_of[d + "/*" + ext]
     return None
 
 def header_layer(name):
@@ -78,7 +80,11 @@ print(f"includes: {len(files)} files checked against "
       f"{len(LAYERS)} layers")
 
 # ---- the function-use graph between the runtime's object files -----------
-objdir = os.path.join(sys.argv[1], "CMakeFiles", "para.dir", "runtime")
+# libpara's objects: an object library (para_objects) or the library itself
+objdir = os.path.join(sys.argv[1], "CMakeFiles", "para_objects.dir",
+                      "runtime")
+if not os.path.isdir(objdir):
+    objdir = os.path.join(sys.argv[1], "CMakeFiles", "para.dir", "runtime")
 objs = sorted(glob.glob(os.path.join(objdir, "**", "*.o"), recursive=True))
 if not objs:
     print(f"calls: no object files under {objdir}: build first (skipped)")

@@ -9,7 +9,7 @@
 # para, para-bench and the peers (bench/peers) in Release in build-peers/,
 # then runs, round after round so that every binary sees the same machine:
 #
-#   1. the BENCH_SPEC workloads w1 w2 w3 w6 w7: para-bench, peer-tbb,
+#   1. the workloads w1 w2 w3 w6 w7 w14: para-bench, peer-tbb,
 #      peer-omp, peer-starpu, each with --repeat 1, R rounds (default 5);
 #   2. the linear-pipeline protocol (8 and 16 stages of ~10 us, serial or
 #      parallel stages, 8 tokens for the peers): para-lp, peer-tbb, peer-omp
@@ -82,10 +82,10 @@ run() { # run one binary, keep its rows; a failed check fails the script
   "$@" >>"$raw" || { echo "peers: FAILED: $*" >&2; failed=1; }
 }
 
-echo "peers: workloads w1 w2 w3 w6 w7, $rounds rounds, $threads threads"
+echo "peers: workloads w1 w2 w3 w6 w7 w14, $rounds rounds, $threads threads"
 for r in $(seq 1 "$rounds"); do
   echo "  round $r/$rounds ($(date +%T), load $(cut -d' ' -f1 /proc/loadavg))"
-  run "$b/para/bench/para-bench" --workload all "${common[@]}"
+  run "$b/para/bench/para-bench" --workload w1,w2,w3,w6,w7,w14 "${common[@]}"
   run "$b/peer-tbb" --workload all "${common[@]}"
   run "$b/peer-omp" --workload all "${common[@]}"
   run "$b/peer-starpu" --workload all "${common[@]}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reliability checks beyond the default test suite (see RELIABILITY.md):
 #   1. fuzz: the libFuzzer target tests/fuzz/fuzz_graph.c (clang, ASan+UBSan)
-#      for FUZZ_SECONDS (default 60), corpus kept in build-fuzz/corpus;
+#      for FUZZ_SECONDS (default 60), seeded from the corpus kept in the
+#      repository (tests/fuzz/corpus.txt), new inputs kept in build-fuzz/corpus;
 #   2. valgrind memcheck on a subset of the tests (default build);
 #   3. a longer soak (SOAK_RUNS iterations per runtime, default 20000) and
 #      the multi-worker allocation failure sweeps repeated SWEEP_REPEAT times
@@ -33,12 +34,21 @@ fuzz() {
     -DPARA_WITH_OPENCL=OFF >/dev/null
   cmake --build build-fuzz -j "$jobs" --target fuzz_graph
   mkdir -p build-fuzz/corpus
+  # The repository's seeds, one file per line of tests/fuzz/corpus.txt.
+  rm -rf build-fuzz/seeds && mkdir -p build-fuzz/seeds
+  python3 -c 'import sys
+for line in open(sys.argv[1]):
+    if line.strip() and not line.startswith("#"):
+        name, hexdata = line.split()
+        open(sys.argv[2] + "/" + name, "wb").write(bytes.fromhex(hexdata))
+' tests/fuzz/corpus.txt build-fuzz/seeds
+  echo "seeds: $(ls build-fuzz/seeds | wc -l) inputs from tests/fuzz/corpus.txt"
   # A crash, a sanitizer report, a leak or a 10 s hang stops the fuzzer
   # with a non-zero status and leaves crash-*/timeout-* files behind.
   PARA_FUZZ_STATS=1 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ./build-fuzz/tests/fuzz/fuzz_graph -max_total_time="${FUZZ_SECONDS:-60}" \
     -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
-    -artifact_prefix=build-fuzz/ build-fuzz/corpus
+    -artifact_prefix=build-fuzz/ build-fuzz/corpus build-fuzz/seeds
 }
 
 valgrind_subset() {

@@ -2,6 +2,7 @@
  * para-info: what para sees on this machine (issue 5).
  *
  *   para-info [--json] [--no-launch]
+ *   para-info --help | --version
  *
  * Prints the hwloc topology (packages, NUMA nodes, cores, PUs, caches), the
  * worker plan para makes by default (one worker per core, PARA__PIN_CORES),
@@ -26,6 +27,7 @@
 
 #ifdef PARA_WITH_OPENCL
 #include "device.h"
+#include "opencl/cl_internal.h"
 #include "para_kernels.h"
 #endif
 
@@ -53,6 +55,12 @@ typedef struct info {
     char near[MAX_DEVICES][64]; /* PUs near the device ("" unknown) */
     char auto_name[128];
     bool have_auto;
+    /* The plan for kernel nodes: PARA_DEVICE expanded into its entries
+     * (one host thread each), or why it does not expand. */
+    const char *device_list;
+    char dplan[MAX_DEVICES][128];
+    size_t n_plan;
+    char plan_err[256];
 #endif
 } info;
 
@@ -168,8 +176,23 @@ static void device_near(hwloc_topology_t topo, const para__device_info *di,
     hwloc_bitmap_free(set);
 }
 
+static int plan_entry(void *arg, const char *entry)
+{
+    info *inf = arg;
+    if (inf->n_plan < MAX_DEVICES)
+        snprintf(inf->dplan[inf->n_plan++], sizeof inf->dplan[0], "%s", entry);
+    return 0;
+}
+
 static void collect_opencl(hwloc_topology_t topo, info *inf, bool launch)
 {
+    const char *list = getenv("PARA_DEVICE");
+    inf->device_list = list != NULL && list[0] != '\0' ? list : "auto";
+    inf->plan_err[0] = '\0';
+    if (strcmp(inf->device_list, "none") != 0 &&
+        para__device_expand(inf->device_list, plan_entry, inf, inf->plan_err,
+                            sizeof inf->plan_err) != 0)
+        inf->n_plan = 0;
     size_t n = para__cl_list(inf->devs, MAX_DEVICES);
     inf->n_devs = n < MAX_DEVICES ? n : MAX_DEVICES;
     for (size_t i = 0; i < inf->n_devs; i++) {
@@ -261,6 +284,19 @@ static void print_json(const info *inf)
         json_str(inf->auto_name);
     else
         fputs("null", stdout);
+    fputs(",\"device_list\":", stdout);
+    json_str(inf->device_list);
+    fputs(",\"device_plan\":[", stdout);
+    for (size_t i = 0; i < inf->n_plan; i++) {
+        if (i > 0)
+            putchar(',');
+        json_str(inf->dplan[i]);
+    }
+    putchar(']');
+    if (inf->plan_err[0] != '\0') {
+        fputs(",\"device_plan_error\":", stdout);
+        json_str(inf->plan_err);
+    }
 #else
     fputs("],\"auto\":null", stdout);
 #endif
@@ -323,14 +359,34 @@ static void print_human(const info *inf)
                    inf->launch_err[i]);
     }
     printf("auto selects: %s\n", inf->have_auto ? inf->auto_name : "(none)");
+    printf("PARA_DEVICE=%s: ", inf->device_list);
+    if (inf->plan_err[0] != '\0')
+        printf("does not expand: %s\n", inf->plan_err);
+    else if (inf->n_plan == 0)
+        printf("no device\n");
+    else {
+        printf("%zu device%s, one host thread each:", inf->n_plan,
+               inf->n_plan == 1 ? "" : "s");
+        for (size_t i = 0; i < inf->n_plan; i++)
+            printf(" %s", inf->dplan[i]);
+        putchar('\n');
+    }
 #else
     printf("OpenCL: not built (PARA_WITH_OPENCL=OFF)\n");
 #endif
 }
 
-static void usage(const char *argv0)
+static int usage(FILE *f)
 {
-    fprintf(stderr, "usage: %s [--json] [--no-launch]\n", argv0);
+    fputs("usage: para-info [--json] [--no-launch]\n"
+          "       para-info --help | --version\n"
+          "  Prints the hardware topology para sees, its default worker plan\n"
+          "  and the OpenCL devices with their launch round trip.\n"
+          "  --json       one JSON object instead of text\n"
+          "  --no-launch  do not launch the empty kernel on each device\n"
+          "  --version    para's version (library and API)\n",
+          f);
+    return f == stdout ? 0 : 2;
 }
 
 int main(int argc, char **argv)
@@ -343,12 +399,16 @@ int main(int argc, char **argv)
             launch = false;
         } else if (strcmp(argv[i], "--help") == 0 ||
                    strcmp(argv[i], "-h") == 0) {
-            fprintf(stdout, "usage: %s [--json] [--no-launch]\n", argv[0]);
+            return usage(stdout);
+        } else if (strcmp(argv[i], "--version") == 0) {
+            unsigned v = para_version();
+            printf("para-info %s (libpara %u.%u.%u, API %u)\n",
+                   PARA_VERSION_STRING, v >> 16, (v >> 8) & 0xffu, v & 0xffu,
+                   para_get_api_version());
             return 0;
         } else {
-            fprintf(stderr, "%s: unknown option '%s'\n", argv[0], argv[i]);
-            usage(argv[0]);
-            return 2;
+            fprintf(stderr, "para-info: unknown option '%s'\n", argv[i]);
+            return usage(stderr);
         }
     }
 

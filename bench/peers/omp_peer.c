@@ -175,7 +175,7 @@ struct w3_run {
 static int w3_timed(void *p, bench_row_t *row)
 {
     struct w3_run *r = p;
-    uint64_t sum = 0, count = 0;
+    peer_w3_acc_t acc = {0, 0, 0};
     long long n = (long long)r->n;
     size_t per = r->per;
     long long chunks = (long long)((r->n + per - 1) / per);
@@ -193,15 +193,15 @@ static int w3_timed(void *p, bench_row_t *row)
             /* The serial sink: one branch's output, then the other's. */
 #pragma omp critical(peer_w3_sink)
             {
-                peer_w3_sink(a, m, &sum, &count);
-                peer_w3_sink(b, m, &sum, &count);
+                peer_w3_sink(a, m, &acc);
+                peer_w3_sink(b, m, &acc);
             }
         }
         free(pairs);
         free(a);
         free(b);
     }
-    peer_w3_check(r->n, sum, count, row);
+    peer_w3_check(r->n, &acc, row);
     return row->ok ? 0 : 1;
 }
 
@@ -276,13 +276,13 @@ int main(int argc, char **argv)
     omp_set_num_threads((int)o.threads);
     bench_cfg_t cfg = {
         .threads = o.threads, .repeat = o.repeat, .quick = o.quick};
-    static const char *const ids[8] = {NULL, "w1", "w2", NULL,
-                                       NULL, NULL, "w6", "w7"};
     int failed = 0;
-    for (int k = 1; k < 8; k++) {
+    for (int k = 1; k <= PEER_MAX_WORKLOAD; k++) {
         if (!o.selected[k])
             continue;
-        failed |= k == 3 ? omp_w3(&cfg) : omp_chain(&cfg, ids[k]);
+        char id[8];
+        snprintf(id, sizeof id, "w%d", k);
+        failed |= k == 3 ? omp_w3(&cfg) : omp_chain(&cfg, id);
     }
     if (o.selected[0]) {
         bench_row_t row;

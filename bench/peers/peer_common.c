@@ -151,11 +151,38 @@ static void w7_seq(peer_state_t *st)
     st->expect = sum;
 }
 
+/* ---- w14: 16 maps x = spin(x,25) -> sum ---------------------------------- */
+
+static void w14_map(peer_item_t *it, size_t n, peer_state_t *st)
+{
+    (void)st;
+    for (size_t k = 0; k < n; k++)
+        it[k].v = spin(it[k].v, 25);
+}
+
+static void w14_seq(peer_state_t *st)
+{
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < st->n; i++) {
+        uint64_t x = i;
+        for (unsigned s = 0; s < PEER_W14_STAGES; s++)
+            x = spin(x, 25);
+        sum += x;
+    }
+    st->expect = sum;
+}
+
+#define W14_STAGE(k)                                                           \
+    {                                                                          \
+        "spin25-" #k, w14_map, PEER_PARALLEL                                   \
+    }
+
 /*
  * Chunk sizes aim at ~100 us of work per chunk, para's adaptive batch
  * target (PARA_BATCH_US), measured on the development VM at ~0.7 ns per
- * spin iteration: w1 16 it, w2 2200, w6 3600, w7 350. para finds its batch
- * size by itself; the peers get theirs tuned by hand.
+ * spin iteration: w1 16 it, w2 2200, w6 3600, w7 350; w14 16 x 25 = 400
+ * per item, in chunks of 1024 as the issue's oneTBB baseline used. para finds
+ * its batch size by itself; the peers get theirs tuned by hand.
  */
 static const peer_chain_t chains[] = {
     {"w1",
@@ -197,6 +224,30 @@ static const peer_chain_t chains[] = {
       {"sum", sum_sink, PEER_SERIAL}},
      1,
      w7_seq},
+    {"w14",
+     PEER_W14_ITEMS,
+     PEER_W14_QUICK,
+     1024,
+     PEER_W14_STAGES + 1,
+     {W14_STAGE(1),
+      W14_STAGE(2),
+      W14_STAGE(3),
+      W14_STAGE(4),
+      W14_STAGE(5),
+      W14_STAGE(6),
+      W14_STAGE(7),
+      W14_STAGE(8),
+      W14_STAGE(9),
+      W14_STAGE(10),
+      W14_STAGE(11),
+      W14_STAGE(12),
+      W14_STAGE(13),
+      W14_STAGE(14),
+      W14_STAGE(15),
+      W14_STAGE(16),
+      {"sum", sum_sink, PEER_SERIAL}},
+     0,
+     w14_seq},
 };
 
 const peer_chain_t *peer_chain_find(const char *workload)
@@ -296,22 +347,32 @@ void peer_w3_neg(int64_t first, size_t n, int64_t *out)
         out[k] = -(first + (int64_t)k);
 }
 
-void peer_w3_sink(const int64_t *in, size_t n, uint64_t *sum, uint64_t *count)
+void peer_w3_sink(const int64_t *in, size_t n, peer_w3_acc_t *acc)
 {
-    uint64_t s = *sum;
-    for (size_t k = 0; k < n; k++)
-        s += (uint64_t)in[k];
-    *sum = s;
-    *count += n;
+    uint64_t s = acc->sum, q = acc->sq;
+    for (size_t k = 0; k < n; k++) {
+        uint64_t y = (uint64_t)in[k];
+        s += y;
+        q += y * y;
+    }
+    acc->sum = s;
+    acc->sq = q;
+    acc->count += n;
 }
 
-void peer_w3_check(uint64_t n, uint64_t sum, uint64_t count, bench_row_t *row)
+void peer_w3_check(uint64_t n, const peer_w3_acc_t *acc, bench_row_t *row)
 {
-    if (count != 2 * n)
+    uint64_t sq = 0;
+    for (uint64_t x = 0; x < n; x++)
+        sq += x * x;
+    if (acc->count != 2 * n)
         bench_fail(row, "sink got %llu items, expected %llu",
-                   (unsigned long long)count, (unsigned long long)(2 * n));
-    else if (sum != 0)
-        bench_fail(row, "sum %lld, expected 0", (long long)sum);
+                   (unsigned long long)acc->count, (unsigned long long)(2 * n));
+    else if (acc->sum != 0)
+        bench_fail(row, "sum %lld, expected 0", (long long)acc->sum);
+    else if (acc->sq != 2 * sq)
+        bench_fail(row, "sum of squares %llu, expected %llu",
+                   (unsigned long long)acc->sq, (unsigned long long)(2 * sq));
 }
 
 /* ---- linear pipeline ---------------------------------------------------- */
@@ -375,12 +436,14 @@ int peer_parse_args(const char *prog, int argc, char **argv, peer_opts_t *o)
             for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
                 if (strcmp(t, "all") == 0) {
                     o->selected[1] = o->selected[2] = o->selected[3] = 1;
-                    o->selected[6] = o->selected[7] = 1;
+                    o->selected[6] = o->selected[7] = o->selected[14] = 1;
                 } else if (strcmp(t, "lp") == 0) {
                     o->selected[0] = 1;
                 } else if (t[0] == 'w' && strchr("12367", t[1]) && t[1] &&
                            t[2] == '\0') {
                     o->selected[t[1] - '0'] = 1;
+                } else if (strcmp(t, "w14") == 0) {
+                    o->selected[14] = 1;
                 } else {
                     fprintf(stderr, "%s: unknown workload '%s'\n", prog, t);
                     return 2;
@@ -425,7 +488,7 @@ int peer_parse_args(const char *prog, int argc, char **argv, peer_opts_t *o)
             o->lp_have_expect = 1;
         } else {
             fprintf(stderr,
-                    "usage: %s [--workload w1,w2,w3,w6,w7|all|lp] "
+                    "usage: %s [--workload w1,w2,w3,w6,w7,w14|all|lp] "
                     "[--threads N] [--quick] [--repeat R]\n"
                     "       [--lp-stages 8|16] [--lp-mode serial|parallel] "
                     "[--lp-items N] [--lp-expect SUM]\n"
@@ -440,7 +503,7 @@ int peer_parse_args(const char *prog, int argc, char **argv, peer_opts_t *o)
     }
     if (!any) {
         o->selected[1] = o->selected[2] = o->selected[3] = 1;
-        o->selected[6] = o->selected[7] = 1;
+        o->selected[6] = o->selected[7] = o->selected[14] = 1;
     }
     if (o->selected[0] && !o->lp_have_expect)
         o->lp_expect = peer_lp_reference(o->lp_items, o->lp_stages);

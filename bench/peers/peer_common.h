@@ -1,12 +1,12 @@
 /*
  * Peers of para-bench: what the oneTBB, OpenMP and StarPU programs share.
  *
- * Every peer runs the workloads of BENCH_SPEC.md with the sizes, spin()
+ * Every peer runs the workloads of BENCHMARKS.md with the sizes, spin()
  * counts and checks of para-bench (bench/workloads.c, bench/w6_shift.c) and
  * prints the same JSON rows through bench/bench_util.c, so one script can
  * put them side by side (scripts/peers.sh).
  *
- * Workloads w1, w2, w6 and w7 are linear chains: a serial in-order source
+ * Workloads w1, w2, w6, w7 and w14 are linear chains: a serial in-order source
  * emitting {i, i}, some stages, a serial sink. They are described here once,
  * as a table of stages (peer_chain_t) that each peer maps onto its own
  * constructs (a TBB filter, an OpenMP loop body with ordered/critical
@@ -31,7 +31,7 @@ extern "C" {
 
 #include "bench.h"
 
-/* Item counts of BENCH_SPEC.md: full / --quick. */
+/* Item counts of the workloads (BENCHMARKS.md): full / --quick. */
 #define PEER_W1_ITEMS 2000000u
 #define PEER_W1_QUICK 100000u
 #define PEER_W2_ITEMS 200000u
@@ -43,6 +43,9 @@ extern "C" {
 #define PEER_W7_ITEMS 1000000u
 #define PEER_W7_QUICK 50000u
 #define PEER_W7_BINS 1024u
+#define PEER_W14_ITEMS 1000000u
+#define PEER_W14_QUICK 50000u
+#define PEER_W14_STAGES 16u
 
 /* The item every chain stage sees: the source index and the value so far. */
 typedef struct peer_item {
@@ -77,7 +80,7 @@ typedef struct peer_stage {
     enum peer_kind kind;
 } peer_stage_t;
 
-#define PEER_MAX_STAGES 4
+#define PEER_MAX_STAGES (PEER_W14_STAGES + 1)
 
 /* A linear workload: source {i, i} for i in [0, n), then the stages; the
  * last stage is the sink. */
@@ -92,7 +95,7 @@ typedef struct peer_chain {
     void (*seq)(peer_state_t *st);
 } peer_chain_t;
 
-/* The chains of w1, w2, w6, w7; NULL for any other id. */
+/* The chains of w1, w2, w6, w7, w14; NULL for any other id. */
 const peer_chain_t *peer_chain_find(const char *workload);
 
 /* Fill a chunk of source items: {i, i} for i in [first, first + n). */
@@ -130,7 +133,8 @@ double peer_run_seq(const bench_cfg_t *cfg, const peer_chain_t *chain,
 
 /*
  * w3: x fans out to (x -> (2x, x) -> 2x - x) and (x -> -x); both feed one
- * serial sink sum += y (int64, summed in uint64_t). Checks: sum 0, 2N items.
+ * serial sink sum += y, sq += y*y (int64, summed in uint64_t). Checks: sum 0,
+ * sq = 2 * sum of x*x (wrapping), 2N items.
  * The stages are out-of-line functions over arrays, each writing its output
  * to memory as para's nodes do: inlined into one loop, a compiler folds
  * (2x - x) + (-x) to nothing and the "graph" measures an empty loop.
@@ -141,20 +145,27 @@ typedef struct peer_w3_pair {
 void peer_w3_pair(int64_t first, size_t n, peer_w3_pair_t *out);
 void peer_w3_diff(const peer_w3_pair_t *in, size_t n, int64_t *out);
 void peer_w3_neg(int64_t first, size_t n, int64_t *out);
-/* The sink: adds @p n values to *@p sum (wrapping) and n to *@p count. */
-void peer_w3_sink(const int64_t *in, size_t n, uint64_t *sum, uint64_t *count);
-void peer_w3_check(uint64_t n, uint64_t sum, uint64_t count, bench_row_t *row);
+/* What w3's sink accumulates. */
+typedef struct peer_w3_acc {
+    uint64_t sum, sq, count;
+} peer_w3_acc_t;
+/* The sink: adds @p n values and their squares (wrapping) to @p acc. */
+void peer_w3_sink(const int64_t *in, size_t n, peer_w3_acc_t *acc);
+void peer_w3_check(uint64_t n, const peer_w3_acc_t *acc, bench_row_t *row);
 
 /* Command line shared by the peers; the same options as para-bench, plus
  * the linear-pipeline protocol (bench/peers/README in BENCHMARKS.md):
- *   --workload LIST  w1,w2,w3,w6,w7 | all | lp
+ *   --workload LIST  w1,w2,w3,w6,w7,w14 | all | lp
  *   --threads N --quick --repeat R
  *   --lp-stages S --lp-mode serial|parallel --lp-items N --lp-expect SUM
  *   --lp-reference (compute the lp reference sum, print it, run nothing)
  * Without --lp-expect, the lp reference is computed by a seq loop.
  */
+/* Workloads the peers know: w1, w2, w3, w6, w7, w14. */
+#define PEER_MAX_WORKLOAD 14
+
 typedef struct peer_opts {
-    int selected[8]; /* index k: workload w<k>; [0] = lp */
+    int selected[PEER_MAX_WORKLOAD + 1]; /* [k]: workload w<k>; [0] = lp */
     unsigned threads;
     unsigned repeat;
     int quick;

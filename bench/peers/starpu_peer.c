@@ -180,14 +180,10 @@ static int starpu_chain(const bench_cfg_t *cfg, struct chain_refs *refs)
 
 /* ---- w3 ---------------------------------------------------------------- */
 
-struct w3_sink {
-    uint64_t sum, count;
-};
-
 struct w3_arg {
     int64_t first;
     size_t n;
-    struct w3_sink *sink;
+    peer_w3_acc_t *sink;
 };
 
 static void w3_pair_task(void *buffers[], void *cl_arg)
@@ -218,7 +214,7 @@ static void w3_sink_task(void *buffers[], void *cl_arg)
     struct w3_arg a;
     starpu_codelet_unpack_args(cl_arg, &a);
     peer_w3_sink((const int64_t *)STARPU_VECTOR_GET_PTR(buffers[0]), a.n,
-                 &a.sink->sum, &a.sink->count);
+                 a.sink);
 }
 
 static struct starpu_codelet w3_pair_cl = {.cpu_funcs = {w3_pair_task},
@@ -252,7 +248,7 @@ static int w3_timed(void *p, bench_row_t *row)
     int64_t *a = malloc((size_t)slots * per * sizeof *a);
     int64_t *b = malloc((size_t)slots * per * sizeof *b);
     starpu_data_handle_t(*h)[3] = calloc(slots, sizeof *h);
-    struct w3_sink sink = {0, 0};
+    peer_w3_acc_t sink = {0, 0, 0};
     uint64_t token_mem = 0;
     starpu_data_handle_t token;
     if (pairs == NULL || a == NULL || b == NULL || h == NULL) {
@@ -311,7 +307,7 @@ static int w3_timed(void *p, bench_row_t *row)
         bench_fail(row, "starpu_task_insert: %d", rc);
         return 1;
     }
-    peer_w3_check(r->n, sink.sum, sink.count, row);
+    peer_w3_check(r->n, &sink, row);
     return row->ok ? 0 : 1;
 }
 
@@ -349,14 +345,15 @@ int main(int argc, char **argv)
     }
     bench_cfg_t cfg = {
         .threads = o.threads, .repeat = o.repeat, .quick = o.quick};
-    static const char *const ids[8] = {NULL, "w1", "w2", NULL,
-                                       NULL, NULL, "w6", "w7"};
-    struct chain_refs *refs = calloc(8, sizeof *refs);
+    struct chain_refs *refs = calloc(PEER_MAX_WORKLOAD + 1, sizeof *refs);
     if (refs == NULL)
         return 1;
-    for (int k = 1; k < 8; k++)
-        if (o.selected[k] && ids[k] != NULL)
-            chain_refs_init(&cfg, ids[k], &refs[k]);
+    for (int k = 1; k <= PEER_MAX_WORKLOAD; k++) {
+        char id[8];
+        snprintf(id, sizeof id, "w%d", k);
+        if (o.selected[k] && k != 3)
+            chain_refs_init(&cfg, id, &refs[k]);
+    }
 
     struct starpu_conf conf;
     starpu_conf_init(&conf);
@@ -371,7 +368,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int failed = 0;
-    for (int k = 1; k < 8; k++) {
+    for (int k = 1; k <= PEER_MAX_WORKLOAD; k++) {
         if (!o.selected[k])
             continue;
         failed |= k == 3 ? starpu_w3(&cfg) : starpu_chain(&cfg, &refs[k]);

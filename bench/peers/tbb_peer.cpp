@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <tbb/flow_graph.h>
@@ -199,11 +200,11 @@ struct w3_run {
  * item when per is 1), the stages the out-of-line functions of
  * peer_common.c.
  */
-void w3_flow(w3_run *r, uint64_t *sum_out, uint64_t *count_out)
+void w3_flow(w3_run *r, peer_w3_acc_t *acc)
 {
     using namespace tbb::flow;
     graph g;
-    uint64_t next = 0, sum = 0, count = 0, arrivals = 0;
+    uint64_t next = 0, arrivals = 0;
     input_node<w3_span> src(g, [&](tbb::flow_control &fc) -> w3_span {
         if (next >= r->n) {
             fc.stop();
@@ -233,7 +234,7 @@ void w3_flow(w3_run *r, uint64_t *sum_out, uint64_t *count_out)
     });
     using sink_t = multifunction_node<w3_vec, std::tuple<continue_msg>>;
     sink_t sink(g, serial, [&](w3_vec v, sink_t::output_ports_type &out) {
-        peer_w3_sink(v->data(), v->size(), &sum, &count);
+        peer_w3_sink(v->data(), v->size(), acc);
         if (++arrivals % 2 == 0)
             std::get<0>(out).try_put(continue_msg());
     });
@@ -247,16 +248,14 @@ void w3_flow(w3_run *r, uint64_t *sum_out, uint64_t *count_out)
     make_edge(output_port<0>(sink), lim.decrementer());
     src.activate();
     g.wait_for_all();
-    *sum_out = sum;
-    *count_out = count;
 }
 
 /* One message per item: plain values, no shared buffers. */
-void w3_flow_item(w3_run *r, uint64_t *sum_out, uint64_t *count_out)
+void w3_flow_item(w3_run *r, peer_w3_acc_t *acc)
 {
     using namespace tbb::flow;
     graph g;
-    uint64_t next = 0, sum = 0, count = 0;
+    uint64_t next = 0;
     input_node<int64_t> src(g, [&](tbb::flow_control &fc) -> int64_t {
         if (next >= r->n) {
             fc.stop();
@@ -284,8 +283,8 @@ void w3_flow_item(w3_run *r, uint64_t *sum_out, uint64_t *count_out)
     });
     using sink_t = multifunction_node<int64_t, std::tuple<continue_msg>>;
     sink_t sink(g, serial, [&](int64_t y, sink_t::output_ports_type &out) {
-        peer_w3_sink(&y, 1, &sum, &count);
-        if (count % 2 == 0)
+        peer_w3_sink(&y, 1, acc);
+        if (acc->count % 2 == 0)
             std::get<0>(out).try_put(continue_msg());
     });
     make_edge(src, lim);
@@ -298,25 +297,23 @@ void w3_flow_item(w3_run *r, uint64_t *sum_out, uint64_t *count_out)
     make_edge(output_port<0>(sink), lim.decrementer());
     src.activate();
     g.wait_for_all();
-    *sum_out = sum;
-    *count_out = count;
 }
 
 int w3_timed_chunk(void *p, bench_row_t *row)
 {
     auto *r = static_cast<w3_run *>(p);
-    uint64_t sum = 0, count = 0;
-    r->arena->execute([&] { w3_flow(r, &sum, &count); });
-    peer_w3_check(r->n, sum, count, row);
+    peer_w3_acc_t acc{};
+    r->arena->execute([&] { w3_flow(r, &acc); });
+    peer_w3_check(r->n, &acc, row);
     return row->ok ? 0 : 1;
 }
 
 int w3_timed_item(void *p, bench_row_t *row)
 {
     auto *r = static_cast<w3_run *>(p);
-    uint64_t sum = 0, count = 0;
-    r->arena->execute([&] { w3_flow_item(r, &sum, &count); });
-    peer_w3_check(r->n, sum, count, row);
+    peer_w3_acc_t acc{};
+    r->arena->execute([&] { w3_flow_item(r, &acc); });
+    peer_w3_check(r->n, &acc, row);
     return row->ok ? 0 : 1;
 }
 
@@ -401,15 +398,14 @@ int main(int argc, char **argv)
     cfg.repeat = o.repeat;
     cfg.quick = o.quick;
     int failed = 0;
-    static const char *const ids[8] = {nullptr, "w1",    "w2", nullptr,
-                                       nullptr, nullptr, "w6", "w7"};
-    for (int k = 1; k < 8; k++) {
+    for (int k = 1; k <= PEER_MAX_WORKLOAD; k++) {
         if (!o.selected[k])
             continue;
+        std::string id = "w" + std::to_string(k);
         if (k == 3)
             failed |= bench_w3(&cfg, &arena);
         else
-            failed |= bench_chain(&cfg, ids[k], &arena);
+            failed |= bench_chain(&cfg, id.c_str(), &arena);
     }
     if (o.selected[0]) {
         lp_run r{&o, &arena};

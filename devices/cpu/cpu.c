@@ -45,8 +45,14 @@ static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
     va_end(ap);
 }
 
-int para__cpu_open(void **out, char *msg, size_t msg_len)
+static bool cpu_claims(const char *entry)
 {
+    return strcmp(entry, "cpu") == 0;
+}
+
+static int cpu_open(const char *entry, void **out, char *msg, size_t msg_len)
+{
+    (void)entry;
     para__device_info *info = calloc(1, sizeof *info);
     if (info == NULL) {
         set_msg(msg, msg_len, "out of memory opening the cpu back-end");
@@ -56,7 +62,9 @@ int para__cpu_open(void **out, char *msg, size_t msg_len)
     snprintf(info->vendor, sizeof info->vendor, "para");
     snprintf(info->platform, sizeof info->platform, "para");
     snprintf(info->version, sizeof info->version, "1");
+    snprintf(info->type, sizeof info->type, "host");
     info->is_cpu = true;
+    info->caps = PARA__DEVCAP_CPU_FN | PARA__DEVCAP_HOST_THREAD;
     info->compute_units = 1; /* a launch runs on one thread */
     info->global_mem_bytes = UINT64_MAX;
     info->max_alloc_bytes = UINT64_MAX;
@@ -149,11 +157,11 @@ static int cpu_launch_poll(void *kernel, para__launch *l, char *msg,
     return 1;
 }
 
-static int cpu_launch_wait(void *kernel, para__launch *l, char *msg,
-                           size_t msg_len)
+static int cpu_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
+                           char *msg, size_t msg_len)
 {
-    int r = cpu_launch_poll(kernel, l, msg, msg_len);
-    return r == 1 ? 0 : r;
+    (void)timeout_ns; /* a launch is over when launch_begin() returns */
+    return cpu_launch_poll(kernel, l, msg, msg_len);
 }
 
 static void cpu_launch_fini(void *kernel, para__launch *l)
@@ -165,6 +173,8 @@ static void cpu_launch_fini(void *kernel, para__launch *l)
 
 const para__device_ops para__cpu_ops = {
     .name = "cpu",
+    .claims = cpu_claims,
+    .open = cpu_open,
     .close = cpu_close,
     .info = cpu_info,
     .locality = cpu_locality,

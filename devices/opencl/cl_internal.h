@@ -3,7 +3,9 @@
  * tests: the OpenCL headers with the API level we target, the
  * PARA_CL_CHECK error macro (STYLE rule 13), and hooks that tests and
  * measurements use to look inside a device (cache counters, staging mode).
- * Nothing here is part of the contract in devices/device.h.
+ * The runtime reaches the back-end only through para__cl_ops (device.h);
+ * the calls below are the back-end's own, for its files, tests and
+ * para-info.
  */
 #ifndef PARA_CL_INTERNAL_H
 #define PARA_CL_INTERNAL_H
@@ -28,6 +30,74 @@
 #include <stdint.h>
 
 #include "device.h"
+
+/* ---- the OpenCL back-end's own calls (opencl.c) ------------------------ */
+
+typedef struct para__device para__device;
+typedef struct para__kernel para__kernel;
+
+/* Number of OpenCL devices visible through the ICD loader (0 if none or if
+ * no platform answers). Fills up to `cap` infos. Never fails. */
+size_t para__cl_list(para__device_info *infos, size_t cap);
+
+/* Open a device chosen by `selector`:
+ *   "auto"  the first GPU, else the first accelerator, else the first
+ *           device of any type;
+ *   "P:D"   platform P, device D (indices as in para__cl_list);
+ *   other   the first device whose name or platform name contains it
+ *           (case-insensitive).
+ * Returns 0, PARA_ENODEV (nothing matches; msg says what was seen), or
+ * PARA_EDEVICE (context or queue creation failed). */
+int para__cl_open(const char *selector, para__device **out, char *msg,
+                  size_t msg_len);
+void para__cl_close(para__device *dev);
+/* The cores near the device (hwloc's OpenCL helper: the PCI device's local
+ * CPUs; the whole machine when the device has no PCI address, e.g. a CPU
+ * device). 0, or -1 with errno set. */
+int para__cl_locality(const para__device *dev, hwloc_topology_t topology,
+                      hwloc_cpuset_t set);
+const para__device_info *para__cl_info(const para__device *dev);
+
+/* Build `source` with `options` and create kernel `entry`. Programs are
+ * built once per device per process (an in-memory cache keyed by source,
+ * options and device) and their binaries cached on disk under
+ * $PARA_CACHE_DIR, else $XDG_CACHE_HOME/para, else ~/.cache/para, keyed by
+ * a hash of source, options, device name and driver version; a corrupt or
+ * stale cache entry is rebuilt silently. Returns 0, PARA_EKERNEL_BUILD (msg
+ * holds the build log), PARA_EINVAL (no such entry point, or its signature
+ * does not take at least (in, out, n)), PARA_EDEVICE or PARA_ENOMEM. */
+int para__cl_kernel_create(para__device *dev, const char *source,
+                           const char *options, const char *entry,
+                           size_t in_size, size_t out_size,
+                           const para__kernel_arg *args, size_t n_args,
+                           para__kernel **out, char *msg, size_t msg_len);
+void para__cl_kernel_release(para__kernel *k);
+
+/* Start a launch: copy l->in (l->n items) to the device, run the kernel
+ * with global size rounded up to the work-group multiple (the kernel checks
+ * its index against n), and enqueue the read-back into l->out; all
+ * non-blocking, then flush. Returns 0 or PARA_EDEVICE / PARA_ENOMEM. */
+int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
+                          size_t msg_len);
+/* 1 if finished (l->out valid), 0 if still running, or a negative
+ * PARA_EDEVICE if the launch failed. Never blocks. */
+int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
+                         size_t msg_len);
+/* Block until the launch finishes: 0 or PARA_EDEVICE. */
+int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
+                         size_t msg_len);
+/* Wait at most timeout_ns for the launch (polling its events' status):
+ * 1 finished, 0 still running, or a negative PARA_EDEVICE if it failed. */
+int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
+                             uint64_t timeout_ns, char *msg, size_t msg_len);
+/* Free the back-end state of a slot (after it completed or failed). */
+void para__cl_launch_fini(para__kernel *k, para__launch *l);
+
+/* The CL_* name of an OpenCL status code, "CL_UNKNOWN(-9999)" style for
+ * unknown values (buf is used only then). */
+const char *para__cl_err_name(int32_t code, char *buf, size_t buf_len);
+
+extern const para__device_ops para__cl_ops;
 
 /* ---- error reporting --------------------------------------------------- */
 

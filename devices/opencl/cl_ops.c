@@ -2,7 +2,23 @@
  * The OpenCL back-end's para__device_ops table: the functions of
  * opencl.c on opaque handles.
  */
-#include "device.h"
+#include "cl_internal.h"
+
+/* Every entry no other back-end claims: "auto", "P:D", part of a name. The
+ * registry asks this back-end last. */
+static bool ops_claims(const char *entry)
+{
+    (void)entry;
+    return true;
+}
+
+static int ops_open(const char *entry, void **dev, char *msg, size_t msg_len)
+{
+    para__device *d = NULL;
+    int rc = para__cl_open(entry, &d, msg, msg_len);
+    *dev = d;
+    return rc;
+}
 
 static void ops_close(void *dev)
 {
@@ -48,10 +64,10 @@ static int ops_launch_poll(void *kernel, para__launch *l, char *msg,
     return para__cl_launch_poll(kernel, l, msg, msg_len);
 }
 
-static int ops_launch_wait(void *kernel, para__launch *l, char *msg,
-                           size_t msg_len)
+static int ops_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
+                           char *msg, size_t msg_len)
 {
-    return para__cl_launch_wait(kernel, l, msg, msg_len);
+    return para__cl_launch_wait_for(kernel, l, timeout_ns, msg, msg_len);
 }
 
 static void ops_launch_fini(void *kernel, para__launch *l)
@@ -61,6 +77,8 @@ static void ops_launch_fini(void *kernel, para__launch *l)
 
 const para__device_ops para__cl_ops = {
     .name = "opencl",
+    .claims = ops_claims,
+    .open = ops_open,
     .close = ops_close,
     .info = ops_info,
     .locality = ops_locality,

@@ -89,6 +89,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cl_internal.h"
@@ -315,6 +316,12 @@ static void fill_info(found_device *f, unsigned p, unsigned d)
                     &max_wg, NULL);
     f->type = type;
     info->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
+    snprintf(info->type, sizeof info->type, "%s",
+             (type & CL_DEVICE_TYPE_GPU)           ? "gpu"
+             : (type & CL_DEVICE_TYPE_ACCELERATOR) ? "accelerator"
+             : info->is_cpu                        ? "cpu"
+                                                   : "custom");
+    info->caps = 0;
     info->compute_units = units;
     info->global_mem_bytes = global;
     info->max_alloc_bytes = max_alloc;
@@ -542,8 +549,7 @@ int para__cl_open(const char *selector, para__device **out, char *msg,
     dev->id = f->id;
     dev->n_queues = PARA_CL_QUEUES;
     dev->staging = PARA__CL_STAGING_WRITE;
-    const char *tr = getenv("PARA_CL_TRACE");
-    dev->trace = tr != NULL && tr[0] != '\0' && strcmp(tr, "0") != 0;
+    dev->trace = para__option_env_level("CL_TRACE", 0) != 0;
 
     /* What a cached binary depends on besides source and options. */
     char platform_version[128];
@@ -1144,7 +1150,12 @@ static void release_buffers(launch_state *s)
 static void drain(launch_state *s)
 {
     cl_command_queue q = s->dev->queues[s->queue];
-    clFinish(q);
+    if (clFinish(q) != CL_SUCCESS) {
+        /* Then at least this launch's own commands. */
+        for (int i = 0; i < EV_COUNT; i++)
+            if (s->ev[i] != NULL)
+                clWaitForEvents(1, &s->ev[i]);
+    }
     if (s->out_map != NULL) {
         clEnqueueUnmapMemObject(q, s->out_buf, s->out_map, 0, NULL, NULL);
         clFinish(q);
@@ -1434,9 +1445,14 @@ int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
     if (!s->running)
         return s->last_err < 0 ? s->last_err : 0;
 
-    /* An error here (CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) is
-     * named precisely by the poll below, from the failed command's event. */
+    /* CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST is named precisely by
+     * the poll below, from the failed command's event; any other error is
+     * the wait's own and fails the launch. */
     cl_int rc = clWaitForEvents(1, &s->ev[EV_OUT]);
+    if (rc != CL_SUCCESS && rc != CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
+        return fail_launch(s,
+                           para__cl_report(rc, "clWaitForEvents", __func__,
+                                           __FILE__, __LINE__, msg, msg_len));
     int r = para__cl_launch_poll(k, l, msg, msg_len);
     if (r == 1)
         return 0;
@@ -1446,6 +1462,33 @@ int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
                               "clWaitForEvents", __func__, __FILE__, __LINE__,
                               msg, msg_len);
     return fail_launch(s, err);
+}
+
+int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
+                             uint64_t timeout_ns, char *msg, size_t msg_len)
+{
+    /* Not clWaitForEvents: it has no timeout, and a hung device would keep
+     * the caller (the runtime's host thread) from its watchdog and from
+     * cancellation. Poll the events' status instead, sleeping between
+     * polls with a backoff from 5 us to 500 us, which bounds how late a
+     * completion is seen against how often the host wakes up. */
+    uint64_t deadline = para__now_ns() + timeout_ns;
+    long sleep_ns = 5000;
+    for (;;) {
+        int r = para__cl_launch_poll(k, l, msg, msg_len);
+        if (r != 0)
+            return r;
+        uint64_t now = para__now_ns();
+        if (now >= deadline)
+            return 0;
+        uint64_t left = deadline - now;
+        struct timespec ts = {
+            .tv_sec = 0,
+            .tv_nsec = (long)PARA_MIN((uint64_t)sleep_ns, left),
+        };
+        nanosleep(&ts, NULL);
+        sleep_ns = PARA_MIN(sleep_ns * 2, 500000L);
+    }
 }
 
 void para__cl_launch_fini(para__kernel *k, para__launch *l)

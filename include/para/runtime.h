@@ -27,53 +27,58 @@ typedef struct para_runtime para_runtime_t;
  * applies the PARA_* environment variables; fields set after it win.
  */
 typedef struct para_runtime_attr {
-    size_t struct_size;       /**< stamped by para_runtime_attr_init() */
-    unsigned workers;         /**< 0 = one per core (PARA_WORKERS) */
-    const char *policy;       /**< "memaware" (default), "ws" or "dhondt"
-                                   (PARA_POLICY; "help" lists them) */
-    size_t batch_items;       /**< 0 = adaptive; N forces source batches of
-                                   N items (PARA_BATCH) */
-    uint32_t target_batch_us; /**< adaptive batches aim at this much work,
-                                   in microseconds; default 100
-                                   (PARA_BATCH_US) */
-    unsigned max_batches;     /**< batches alive at once before sources are
-                                   held back; 0 = 8 per worker under "ws",
-                                   no limit under the budgeted policies
-                                   (PARA_MAX_BATCHES) */
-    int verbose;              /**< log level 0..3 (PARA_VERBOSE) */
-    const char *pin;          /**< "cores" (one worker per core, pinned),
-                                   "pus" (per hardware thread), "none" (no
-                                   pinning); default "cores" (PARA_PIN) */
-    const char *device;       /**< device for kernel nodes: "auto" (the first
-                                   GPU, else accelerator, else any OpenCL
-                                   device; none is fine), "none", "cpu" (the
-                                   built-in back-end that runs kernel nodes'
-                                   CPU functions through the launch path),
-                                   "P:D" (platform, device index) or part of
-                                   a device or platform name; default "auto"
-                                   (PARA_DEVICE) */
-    int device_fallback;      /**< 1 (default): when the device fails during
-                                   a run, kernel nodes that have a CPU
-                                   function finish on the CPU (logged); 0:
-                                   the run fails with PARA_EDEVICE
-                                   (PARA_DEVICE_FALLBACK) */
-    size_t mem_budget;        /**< bytes in flight under "memaware":
-                                   batches, reorder buffers,
-                                   device staging, and the bytes items own
-                                   outside batches (item_bytes); 0 = 1/8 of
-                                   the RAM, SIZE_MAX = no budget
-                                   (PARA_MEM_BUDGET: 64M, 2G, off) */
-    const char *trace;        /**< event trace: after each run, write it as
-                                   Chrome trace-event JSON to this path;
-                                   NULL or "" = off, the default (PARA_TRACE).
-                                   Copied by para_runtime_create(). */
-    size_t trace_events;      /**< events kept per worker (and per device
-                                   lane) and run; later ones are dropped and
-                                   counted; default 256K (PARA_TRACE_EVENTS) */
-    const char *progress;     /**< progress line on stderr during runs longer
-                                   than half a second: "auto" (when stderr is
-                                   a terminal, the default), "on"/"1", or
-                                   "off"/"0" (PARA_PROGRESS) */
+    size_t struct_size;         /**< stamped by para_runtime_attr_init() */
+    unsigned workers;           /**< 0 = one per core (PARA_WORKERS) */
+    const char *policy;         /**< "memaware" (default), "ws" or "dhondt"
+                                     (PARA_POLICY; "help" lists them) */
+    size_t batch_items;         /**< 0 = adaptive; N forces source batches of
+                                     N items (PARA_BATCH) */
+    uint32_t target_batch_us;   /**< adaptive batches aim at this much work,
+                                     in microseconds; default 100
+                                     (PARA_BATCH_US) */
+    unsigned max_batches;       /**< batches alive at once before sources are
+                                     held back; 0 = 8 per worker under "ws",
+                                     no limit under the budgeted policies
+                                     (PARA_MAX_BATCHES) */
+    int verbose;                /**< log level 0..3 (PARA_VERBOSE) */
+    const char *pin;            /**< "cores" (one worker per core, pinned),
+                                     "pus" (per hardware thread), "none" (no
+                                     pinning); default "cores" (PARA_PIN) */
+    const char *device;         /**< device for kernel nodes: "auto" (the first
+                                     GPU, else accelerator, else any OpenCL
+                                     device; none is fine), "none", "cpu" (the
+                                     built-in back-end that runs kernel nodes'
+                                     CPU functions through the launch path),
+                                     "P:D" (platform, device index) or part of
+                                     a device or platform name; default "auto"
+                                     (PARA_DEVICE) */
+    int device_fallback;        /**< 1 (default): when the device fails during
+                                     a run, kernel nodes that have a CPU
+                                     function finish on the CPU (logged); 0:
+                                     the run fails with PARA_EDEVICE
+                                     (PARA_DEVICE_FALLBACK) */
+    size_t mem_budget;          /**< bytes in flight under "memaware":
+                                     batches, reorder buffers,
+                                     device staging, and the bytes items own
+                                     outside batches (item_bytes); 0 = 1/8 of
+                                     the RAM, SIZE_MAX = no budget
+                                     (PARA_MEM_BUDGET: 64M, 2G, off) */
+    const char *trace;          /**< event trace: after each run, write it as
+                                     Chrome trace-event JSON to this path;
+                                     NULL or "" = off, the default (PARA_TRACE).
+                                     Copied by para_runtime_create(). */
+    size_t trace_events;        /**< events kept per worker (and per device
+                                     lane) and run; later ones are dropped and
+                                     counted; default 256K (PARA_TRACE_EVENTS) */
+    const char *progress;       /**< progress line on stderr during runs longer
+                                     than half a second: "auto" (when stderr is
+                                     a terminal, the default), "on"/"1", or
+                                     "off"/"0" (PARA_PROGRESS) */
+    unsigned device_timeout_ms; /**< device watchdog: a launch that runs
+                                   longer than this, and longer than 20
+                                   times its expected time, loses the
+                                   device for the run; 0 = no watchdog;
+                                   default 10000 (PARA_DEVICE_TIMEOUT) */
 } para_runtime_attr_t;
 
 /**

@@ -33,6 +33,7 @@
 #include "opencl/cl_internal.h"
 #include "para.h"
 #include "para_kernels.h"
+#include "util.h"
 
 #define MSG_LEN 4096
 
@@ -948,7 +949,7 @@ static void test_trace(void **state)
 {
     (void)state;
     setenv("PARA_CL_TRACE", "1", 1);
-    setenv("PARA_VERBOSE", "2", 1);
+    para__log_set_level(2);
     para__device *dev = open_auto();
     unsetenv("PARA_CL_TRACE");
     para__kernel *k = build(dev, para_kernel_empty_src, "empty", 4, 4, NULL, 0);
@@ -956,7 +957,7 @@ static void test_trace(void **state)
     para__launch l = {.in = &v, .n = 1, .out = &w};
     clear_log();
     run_launch(k, &l);
-    unsetenv("PARA_VERBOSE");
+    para__log_set_level(0);
     assert_non_null(strstr(log_text, "opencl trace"));
     assert_non_null(strstr(log_text, "clEnqueueWriteBuffer"));
     assert_non_null(strstr(log_text, "clEnqueueNDRangeKernel empty n=1"));
@@ -971,7 +972,7 @@ static void test_trace(void **state)
     clear_log();
     setenv("PARA_VERBOSE", "3", 1);
     run_launch(k, &l);
-    unsetenv("PARA_VERBOSE");
+    para__log_set_level(0);
     assert_null(strstr(log_text, "opencl trace"));
     para__cl_launch_fini(k, &l);
     para__cl_kernel_release(k);

@@ -2,10 +2,13 @@
  * libFuzzer target: random graphs and runtime configurations from bytes.
  *
  * Each input decodes into a runtime configuration (1-4 workers, forced
- * batch size 0 = adaptive, 1..64 or absurdly large, max_batches 0..8) and a
+ * batch size 0 = adaptive, 1, 7 or 64K items (sizes above 16M are refused
+ * by para_runtime_create(), tested in test_misuse),
+ * max_batches 0, 1 or 3, no device or the `cpu` device back-end) and a
  * graph of up to MAX_NODES nodes of every kind (range, array and callback
- * sources; map, map_batch, filter, flat_map, flat_map_batch; sink,
- * sink_batch, collect), with PARALLEL / SERIAL / ORDERED flags, edges
+ * sources; map, map_batch, filter, flat_map, flat_map_batch, kernel nodes
+ * with a CPU function, which the `cpu` back-end launches; sink, sink_batch,
+ * collect), with PARALLEL / SERIAL / ORDERED flags, edges
  * mostly forward (a DAG) and now and then backward (cycles), item sizes
  * that sometimes mismatch, nodes that fail on a given item, nodes that call
  * para_run_cancel() on a given item, and collects that may overflow. Inputs
@@ -19,7 +22,11 @@
  *     and hash and every collect's count and sum must match the reference
  *     exactly), PARA_ENODE if a failing node sees its item, PARA_ECANCELED
  *     if a canceling node sees its item, PARA_EOVERFLOW if a collect gets
- *     more than its capacity, PARA_ENOMEM with an absurd batch size;
+ *     more than its capacity; never PARA_ENOMEM;
+ *   - after a successful run, every ORDERED node and every collect fed by
+ *     a chain from its source (no merge on the way, where the interleaving
+ *     of two inputs depends on batch boundaries) saw exactly the sequence
+ *     the sequential reference makes, item by item;
  *   - a successful graph is run a second time, with the same answer.
  * Any other outcome, a crash, a hang (libFuzzer's -timeout), a sanitizer
  * report or a leak is a finding.
@@ -42,6 +49,7 @@
 #include "para.h"
 
 #define MAX_NODES 8
+#define CFG_CPU_DEVICE 0x40 /* configuration byte: the `cpu` back-end */
 #define MAX_ITEMS 48
 #define MAX_REF (MAX_ITEMS * 64) /* items per node in the reference */
 
@@ -54,6 +62,7 @@ enum kind {
     K_FILTER,
     K_FLAT_MAP,
     K_FLAT_MAP_BATCH,
+    K_KERNEL,
     K_SINK,
     K_SINK_BATCH,
     K_COLLECT,
@@ -77,6 +86,10 @@ struct fnode {
     atomic_ullong count, sum, hash;
     uint64_t *collect;
     size_t collect_cap, collect_count;
+    /* ORDERED nodes: the items seen, in the order the node saw them (the
+     * node runs on one worker at a time, ordered by happens-before). */
+    uint64_t seen[MAX_REF];
+    size_t n_seen;
 };
 
 static struct fnode nodes[MAX_NODES];
@@ -135,6 +148,8 @@ static unsigned flat_copies(uint64_t x)
 /* 0, or the error the node must return for @p x (and the cancel it makes). */
 static int visit(struct fnode *f, uint64_t x)
 {
+    if ((f->flags & PARA_NODE_ORDERED) != 0 && f->n_seen < MAX_REF)
+        f->seen[f->n_seen++] = x;
     if (f->cancels && x == f->cancel_at) {
         int rc = para_run_cancel(cur_rt);
         if (rc != 0)
@@ -142,6 +157,13 @@ static int visit(struct fnode *f, uint64_t x)
     }
     if (f->fails && x == f->fail_at)
         return 77;
+    return 0;
+}
+
+/* The source's open hook: every run starts from item 0. */
+static int fn_source_open(void *ctx)
+{
+    ((struct fnode *)ctx)->src_next = 0;
     return 0;
 }
 
@@ -250,11 +272,15 @@ static int fn_sink_batch(void *ctx, const void *in, size_t n)
 struct ref {
     uint64_t *out[MAX_NODES]; /* each node's output items */
     size_t n_out[MAX_NODES];
+    uint64_t *in[MAX_NODES]; /* each node's input items, in sequence */
+    size_t n_in[MAX_NODES];
+    bool chain[MAX_NODES]; /* fed by a chain from one source, no merge */
     uint64_t count[MAX_NODES], sum[MAX_NODES], hash[MAX_NODES];
     bool fails, cancels, overflows;
 };
 
 static uint64_t ref_buf[MAX_NODES][MAX_REF];
+static uint64_t ref_in[MAX_NODES][MAX_REF];
 
 /* Items reaching node i, gathered from its predecessors. Returns false if
  * the reference would need more room (the input is then skipped). */
@@ -264,9 +290,12 @@ static bool reference(struct ref *r)
     for (int i = 0; i < n_nodes; i++) {
         struct fnode *f = &nodes[i];
         r->out[i] = ref_buf[i];
+        r->in[i] = ref_in[i];
         size_t no = 0;
-        uint64_t in[MAX_REF];
+        uint64_t *in = ref_in[i];
         size_t n_in = 0;
+        r->chain[i] =
+            f->kind <= K_SOURCE || (f->n_preds == 1 && r->chain[f->preds[0]]);
         if (f->kind <= K_SOURCE) {
             for (uint64_t k = 0; k < f->n; k++)
                 in[n_in++] = f->kind == K_RANGE   ? f->b + k
@@ -295,6 +324,7 @@ static bool reference(struct ref *r)
                 break;
             case K_MAP:
             case K_MAP_BATCH:
+            case K_KERNEL:
                 r->out[i][no++] = map_value(f, x);
                 break;
             case K_FILTER:
@@ -318,19 +348,22 @@ static bool reference(struct ref *r)
         if (f->kind == K_COLLECT && r->count[i] > f->collect_cap)
             r->overflows = true;
         r->n_out[i] = no;
+        r->n_in[i] = n_in;
     }
     return true;
 }
 
 /* ---- building ------------------------------------------------------------ */
 
-static para_runtime_t *runtimes[4][4][3];
+static para_runtime_t *runtimes[4][4][3][2];
 
-static para_runtime_t *get_runtime(unsigned w, unsigned bi, unsigned mi)
+static para_runtime_t *get_runtime(unsigned w, unsigned bi, unsigned mi,
+                                   unsigned dev)
 {
-    if (runtimes[w][bi][mi] != NULL)
-        return runtimes[w][bi][mi];
-    static const size_t batch[4] = {0, 1, 7, (size_t)1 << 61};
+    para_runtime_t **rt = &runtimes[w][bi][mi][dev];
+    if (*rt != NULL)
+        return *rt;
+    static const size_t batch[4] = {0, 1, 7, (size_t)1 << 16};
     static const unsigned maxb[3] = {0, 1, 3};
     para_runtime_attr_t a;
     if (para_runtime_attr_init(&a) != 0)
@@ -339,22 +372,32 @@ static para_runtime_t *get_runtime(unsigned w, unsigned bi, unsigned mi)
     a.batch_items = batch[bi];
     a.max_batches = maxb[mi];
     a.pin = "none";
-    if (para_runtime_create(&runtimes[w][bi][mi], &a) != 0)
+    a.device = dev != 0 ? "cpu" : "none";
+    if (para_runtime_create(rt, &a) != 0)
         abort();
-    return runtimes[w][bi][mi];
+    return *rt;
 }
+
+/* Any text: the `cpu` back-end runs the node's CPU function. */
+static const char kernel_src[] =
+    "__kernel void fz(__global const ulong *in, __global ulong *out, uint n)"
+    " { size_t i = get_global_id(0); if (i < n) out[i] = in[i]; }";
 
 /* Outcome counts, printed at exit with PARA_FUZZ_STATS=1 (so that a run
  * shows how many inputs reached the reference, not only how many ran). */
 static unsigned long st_invalid, st_checked, st_failed, st_unchecked;
+static unsigned long st_order_checked, st_kernel_runs;
 
 static void print_stats(void)
 {
     fprintf(stderr,
             "fuzz_graph: %lu invalid graphs (same error from run), %lu runs "
             "checked against the reference, %lu runs ended by an allowed "
-            "error, %lu runs without reference\n",
-            st_invalid, st_checked, st_failed, st_unchecked);
+            "error, %lu runs without reference; %lu ORDERED nodes or "
+            "collects checked item by item; %lu checked runs on the cpu "
+            "device with kernel nodes\n",
+            st_invalid, st_checked, st_failed, st_unchecked, st_order_checked,
+            st_kernel_runs);
 }
 
 static void quiet(int level, const char *msg, void *arg)
@@ -376,6 +419,11 @@ static int add_node(para_graph_t *g, struct fnode *f, int i)
     case K_COLLECT:
         return para_graph_add_collect(g, name, f->in_size, f->collect,
                                       f->collect_cap, &f->collect_count, &f->h);
+    case K_KERNEL: {
+        para_kernel_desc_t k = {.source = kernel_src, .entry = "fz"};
+        return para_graph_add_kernel(g, name, f->in_size, f->out_size, &k,
+                                     fn_map_batch, f, &f->h);
+    }
     default:
         break;
     }
@@ -387,6 +435,7 @@ static int add_node(para_graph_t *g, struct fnode *f, int i)
     switch (f->kind) {
     case K_SOURCE:
         d.source = fn_source;
+        d.open = fn_source_open;
         d.flags = 0;
         d.in_size = 0;
         break;
@@ -434,19 +483,45 @@ static void reset_run_state(void)
 {
     for (int i = 0; i < n_nodes; i++) {
         struct fnode *f = &nodes[i];
-        f->src_next = 0;
+        /* src_next is rewound by the source's open hook. */
         /* relaxed: no run is in progress. */
         atomic_store_explicit(&f->count, 0, memory_order_relaxed);
         atomic_store_explicit(&f->sum, 0, memory_order_relaxed);
         atomic_store_explicit(&f->hash, 0, memory_order_relaxed);
         f->collect_count = 0;
+        f->n_seen = 0;
     }
+}
+
+/* @p got[0..n) must be the reference's sequence into node @p i. */
+static void check_order(const struct ref *r, int i, const char *what,
+                        const uint64_t *got, size_t n)
+{
+    if (n != r->n_in[i]) {
+        fprintf(stderr, "%s n%d saw %zu items, expected %zu\n", what, i, n,
+                r->n_in[i]);
+        abort();
+    }
+    for (size_t k = 0; k < n; k++)
+        if (got[k] != r->in[i][k]) {
+            fprintf(stderr,
+                    "%s n%d: item %zu is %llu, the sequential order has "
+                    "%llu\n",
+                    what, i, k, (unsigned long long)got[k],
+                    (unsigned long long)r->in[i][k]);
+            abort();
+        }
+    st_order_checked++;
 }
 
 static void check_results(const struct ref *r)
 {
     for (int i = 0; i < n_nodes; i++) {
         struct fnode *f = &nodes[i];
+        if (f->kind == K_COLLECT && r->chain[i])
+            check_order(r, i, "collect", f->collect, f->collect_count);
+        else if ((f->flags & PARA_NODE_ORDERED) != 0 && r->chain[i])
+            check_order(r, i, "ORDERED node", f->seen, f->n_seen);
         if (f->kind == K_COLLECT) {
             uint64_t s = 0, h = 0;
             for (size_t k = 0; k < f->collect_count; k++) {
@@ -478,7 +553,7 @@ static void check_results(const struct ref *r)
     }
 }
 
-static bool allowed(int rc, const struct ref *r, bool huge_batch)
+static bool allowed(int rc, const struct ref *r)
 {
     if (rc == PARA_ENODE)
         return r->fails;
@@ -486,9 +561,7 @@ static bool allowed(int rc, const struct ref *r, bool huge_batch)
         return r->cancels;
     if (rc == PARA_EOVERFLOW)
         return r->overflows;
-    if (rc == PARA_ENOMEM)
-        return huge_batch;
-    if (rc == 0) /* also with an absurd batch size if no batch was made */
+    if (rc == 0)
         return !r->fails && !r->overflows;
     return false;
 }
@@ -507,8 +580,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct reader *in = &rd_;
     unsigned cfg = byte(in);
     unsigned w = cfg & 3, bi = (cfg >> 2) & 3, mi = ((cfg >> 4) & 3) % 3;
-    bool huge_batch = bi == 3;
-    cur_rt = get_runtime(w, bi, mi);
+    bool cpu_device = (cfg & CFG_CPU_DEVICE) != 0;
+    cur_rt = get_runtime(w, bi, mi, cpu_device);
 
     n_nodes = 1 + (int)(byte(in) % MAX_NODES);
     memset(nodes, 0, sizeof nodes);
@@ -536,6 +609,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         f->cancel_at = byte(in) % 64;
         if (f->kind == K_RANGE || f->kind == K_ARRAY || f->kind == K_COLLECT)
             f->fails = f->cancels = false; /* built-ins call no function */
+        if (f->kind == K_KERNEL || is_source(f->kind))
+            f->flags = 0; /* kernel nodes are PARALLEL; sources take none */
         for (uint64_t v = 0; v < f->n; v++)
             f->values[v] = v * 3 + f->b;
         f->collect = collect_room[i];
@@ -610,24 +685,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct ref r;
     if (reference(&r)) {
-        if (!allowed(rc, &r, huge_batch)) {
+        if (!allowed(rc, &r)) {
             fprintf(stderr,
                     "run returned %s (%s); fails %d cancels %d "
-                    "overflows %d huge batch %d\n",
+                    "overflows %d\n",
                     para_err_name(rc), para_runtime_errmsg(cur_rt), r.fails,
-                    r.cancels, r.overflows, huge_batch);
+                    r.cancels, r.overflows);
             abort();
         }
         if (rc != 0)
             st_failed++;
         else
             st_checked++;
+        if (rc == 0 && cpu_device)
+            for (int i = 0; i < n_nodes; i++)
+                if (nodes[i].kind == K_KERNEL) {
+                    st_kernel_runs++;
+                    break;
+                }
         if (rc == 0) {
             check_results(&r);
             /* Run it again: same answer. */
             reset_run_state();
             int rc2 = para_run(cur_rt, g);
-            if (!allowed(rc2, &r, huge_batch))
+            if (!allowed(rc2, &r))
                 abort();
             if (rc2 == 0)
                 check_results(&r);

@@ -194,8 +194,9 @@ static void test_absurd_item_sizes(void **state)
         assert_int_equal(
             para_graph_add_map(g, "huge", 8, sizes[i], map_first8, NULL, 0, &m),
             0);
-        assert_int_equal(
-            para_graph_add_sink(g, "sink", sizes[i], sink_nop, NULL, 0, &k), 0);
+        assert_int_equal(para_graph_add_sink(g, "sink", sizes[i], sink_nop,
+                                             NULL, PARA_NODE_PARALLEL, &k),
+                         0);
         assert_int_equal(para_graph_connect(g, r, m), 0);
         assert_int_equal(para_graph_connect(g, m, k), 0);
         expect_run(rt, g, PARA_ENOMEM, "huge item size");
@@ -223,33 +224,36 @@ static int counting_source(void *ctx, void *out, size_t cap, size_t *n)
 static void test_absurd_batch_sizes(void **state)
 {
     (void)state;
-    /* batch_items * item size overflows size_t: 2^61 * 8 == 0 (mod 2^64). */
-    const size_t batches[] = {(size_t)1 << 61, SIZE_MAX / 2, SIZE_MAX};
-    for (unsigned i = 0; i < 3; i++) {
-        para_runtime_t *rt = rel_runtime(2, batches[i], 0);
+    /* Forced batch sizes above 16M items are refused at creation. */
+    const size_t batches[] = {((size_t)1 << 24) + 1, (size_t)1 << 61,
+                              SIZE_MAX / 2, SIZE_MAX};
+    for (unsigned i = 0; i < 4; i++) {
+        para_runtime_attr_t a;
+        assert_int_equal(para_runtime_attr_init(&a), 0);
+        a.batch_items = batches[i];
+        para_runtime_t *rt = NULL;
+        assert_int_equal(para_runtime_create(&rt, &a), PARA_EINVAL);
+        assert_null(rt);
+    }
+    /* The largest forced batch (16M items) of 2^40-byte items: the batch's
+     * size overflows size_t (2^24 * 2^40 == 0 mod 2^64). */
+    {
+        para_runtime_t *rt = rel_runtime(2, (size_t)1 << 24, 0);
         assert_non_null(rt);
-        /* A callback source told it has room for 2^61 items. */
+        /* A callback source told it has room for 2^24 huge items. */
         struct counter_src c = {0, 5000};
         para_graph_t *g = new_graph();
         para_node_t *s = NULL, *k = NULL;
-        assert_int_equal(
-            para_graph_add_source(g, "counter", 8, counting_source, &c, &s), 0);
-        assert_int_equal(
-            para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &k), 0);
+        assert_int_equal(para_graph_add_source(g, "counter", (size_t)1 << 40,
+                                               counting_source, &c, &s),
+                         0);
+        assert_int_equal(para_graph_add_sink(g, "sink", (size_t)1 << 40,
+                                             sink_nop, NULL, PARA_NODE_PARALLEL,
+                                             &k),
+                         0);
         assert_int_equal(para_graph_connect(g, s, k), 0);
         expect_run(rt, g, PARA_ENOMEM, "huge batch, callback source");
         assert_int_equal(c.next, 0); /* never called with a short batch */
-        para_graph_destroy(g);
-
-        /* A range long enough to fill such a batch. */
-        g = new_graph();
-        para_node_t *r = NULL;
-        assert_int_equal(para_graph_add_range(g, "range", 0, UINT64_MAX, &r),
-                         0);
-        assert_int_equal(
-            para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &k), 0);
-        assert_int_equal(para_graph_connect(g, r, k), 0);
-        expect_run(rt, g, PARA_ENOMEM, "huge batch, range");
         para_graph_destroy(g);
         assert_int_equal(para_runtime_destroy(rt), 0);
     }
@@ -263,9 +267,9 @@ static void test_absurd_batch_sizes(void **state)
     assert_int_equal(para_graph_add_map(g, "wide", 8, (size_t)1 << 61,
                                         map_first8, NULL, 0, &m),
                      0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sink", (size_t)1 << 61, sink_nop, NULL, 0, &k),
-        0);
+    assert_int_equal(para_graph_add_sink(g, "sink", (size_t)1 << 61, sink_nop,
+                                         NULL, PARA_NODE_PARALLEL, &k),
+                     0);
     assert_int_equal(para_graph_connect(g, r, m), 0);
     assert_int_equal(para_graph_connect(g, m, k), 0);
     expect_run(rt, g, PARA_ENOMEM, "batch of wide items");
@@ -299,7 +303,8 @@ static void test_lying_source_and_huge_reserve(void **state)
     para_node_t *s = NULL, *k = NULL;
     assert_int_equal(
         para_graph_add_source(g, "liar", 8, lying_source, NULL, &s), 0);
-    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &k),
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL,
+                                         PARA_NODE_PARALLEL, &k),
                      0);
     assert_int_equal(para_graph_connect(g, s, k), 0);
     expect_run(rt, g, PARA_EINVAL, "source writes more than cap");
@@ -314,7 +319,8 @@ static void test_lying_source_and_huge_reserve(void **state)
                           .flat_map = reserve_too_much};
     assert_int_equal(para_graph_add_range(g, "range", 0, 100, &r), 0);
     assert_int_equal(para_graph_add(g, &d, &f), 0);
-    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &k),
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL,
+                                         PARA_NODE_PARALLEL, &k),
                      0);
     assert_int_equal(para_graph_connect(g, r, f), 0);
     assert_int_equal(para_graph_connect(g, f, k), 0);

@@ -13,6 +13,7 @@
  *
  * CI also runs this file under ThreadSanitizer.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -28,15 +29,23 @@
 
 #include "para.h"
 #include "mandelbrot_ref.h"
+#include "util.h"
 
 static char log_buf[8192];
+static int log_min_level = 99; /* lowest level seen since the last reset */
 
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Device host threads may log at the same time. */
 static void capture_log(int level, const char *msg, void *arg)
 {
-    (void)level;
     (void)arg;
+    pthread_mutex_lock(&log_lock);
+    if (level < log_min_level)
+        log_min_level = level;
     size_t used = strlen(log_buf);
     snprintf(log_buf + used, sizeof log_buf - used, "%s\n", msg);
+    pthread_mutex_unlock(&log_lock);
 }
 
 static para_runtime_t *make_rt(const char *device, unsigned workers,
@@ -252,8 +261,9 @@ static void test_cpu_backend_abort_downstream(void **state)
     para_kernel_desc_t kd = axpb_kernel(&c);
     assert_int_equal(
         para_graph_add_kernel(g, "axpb", 4, 4, &kd, axpb_cpu, &c, &k), 0);
-    assert_int_equal(
-        para_graph_add_sink(g, "check", 4, failing_sink, NULL, 0, &sink), 0);
+    assert_int_equal(para_graph_add_sink(g, "check", 4, failing_sink, NULL,
+                                         PARA_NODE_PARALLEL, &sink),
+                     0);
     assert_int_equal(para_graph_connect(g, s, k), 0);
     assert_int_equal(para_graph_connect(g, k, sink), 0);
     assert_int_equal(para_run(rt, g), PARA_ENODE);
@@ -320,8 +330,9 @@ static void check_fan_out_merge(const char *device)
     sum_sink ss;
     atomic_init(&ss.sum, 0);
     atomic_init(&ss.count, 0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 4, sum_sink_fn, &ss, 0, &sum), 0);
+    assert_int_equal(para_graph_add_sink(g, "sum", 4, sum_sink_fn, &ss,
+                                         PARA_NODE_PARALLEL, &sum),
+                     0);
     assert_int_equal(para_graph_connect(g, r, conv), 0);
     assert_int_equal(para_graph_connect(g, conv, even), 0);
     assert_int_equal(para_graph_connect(g, conv, odd), 0);
@@ -380,15 +391,20 @@ static void test_no_device_runs_cpu_function(void **state)
 {
     (void)state;
     log_buf[0] = '\0';
+    log_min_level = 99;
     para_runtime_t *rt = make_rt("none", 2, 0);
     assert_null(para_runtime_device(rt));
     axpb_ctx c = {.mul = 3, .add = 1};
     atomic_init(&c.fail_at, -1);
     para_node_stats_t ks;
+    para__log_set_level(2);
     assert_int_equal(run_axpb(rt, 3000, 16, &c, true, &ks), 0);
+    para__log_set_level(0);
     assert_int_equal(ks.device_items, 0);
     assert_int_equal(ks.items_in, 3000);
+    /* Asked for no device: said as info, never as a warning. */
     assert_non_null(strstr(log_buf, "kernel nodes run their CPU functions"));
+    assert_int_equal(log_min_level, 2);
     /* Logged once per runtime. */
     log_buf[0] = '\0';
     assert_int_equal(run_axpb(rt, 3000, 16, &c, true, NULL), 0);
@@ -513,6 +529,365 @@ static void test_kernel_desc_validation(void **state)
     para_graph_destroy(g);
 }
 
+/* ---- simulated devices ----------------------------------------------------
+ */
+
+/* y = 3 x + 1, costing `worker_ns` per item on a worker and nothing extra
+ * on a device host thread (there the simulated device's time counts). */
+typedef struct sim_ctx {
+    uint64_t worker_ns;
+} sim_ctx;
+
+static bool on_host_thread(void)
+{
+    char name[32] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    return strncmp(name, "para-device", 11) == 0;
+}
+
+static int sim_fn(void *ctx, const void *in, void *out, size_t n)
+{
+    sim_ctx *c = ctx;
+    const uint32_t *x = in;
+    uint32_t *y = out;
+    for (size_t i = 0; i < n; i++)
+        y[i] = 3 * x[i] + 1;
+    if (c->worker_ns != 0 && !on_host_thread())
+        spin_ns(c->worker_ns * n);
+    return 0;
+}
+
+static para_runtime_t *make_sim_rt(const char *devices, unsigned workers,
+                                   unsigned timeout_ms, int fallback)
+{
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = workers;
+    a.device = devices;
+    a.pin = "none";
+    a.device_timeout_ms = timeout_ms;
+    a.device_fallback = fallback;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    return rt;
+}
+
+typedef struct sim_run {
+    uint32_t total, per_call;
+    unsigned flags_a, flags_b; /* kernel nodes A (and B if two_nodes) */
+    bool two_nodes;
+    sim_ctx ctx;
+    para_node_stats_t a, b;
+    double seconds;
+} sim_run;
+
+/* source -> kernel A [-> kernel B] -> collect, checking every item when the
+ * run succeeds (y = 3x+1, or 3(3x+1)+1 through both). */
+static int run_sim(para_runtime_t *rt, sim_run *r)
+{
+    small_source src = {0, r->total, r->per_call};
+    uint32_t *got = calloc(r->total + 1, sizeof *got);
+    assert_non_null(got);
+    size_t count = 0;
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *s, *ka, *kb = NULL, *out;
+    assert_int_equal(para_graph_add_source(g, "numbers", sizeof(uint32_t),
+                                           small_source_fn, &src, &s),
+                     0);
+    axpb_ctx unused = {3, 1, 0, 0};
+    para_kernel_desc_t kd = axpb_kernel(&unused);
+    para_node_desc_t da = {.name = "A",
+                           .flags = r->flags_a,
+                           .in_size = 4,
+                           .out_size = 4,
+                           .ctx = &r->ctx,
+                           .map_batch = sim_fn,
+                           .kernel = &kd};
+    assert_int_equal(para_graph_add(g, &da, &ka), 0);
+    if (r->two_nodes) {
+        para_node_desc_t db = da;
+        db.name = "B";
+        db.flags = r->flags_b;
+        assert_int_equal(para_graph_add(g, &db, &kb), 0);
+    }
+    assert_int_equal(para_graph_add_collect(g, "out", sizeof(uint32_t), got,
+                                            r->total + 1, &count, &out),
+                     0);
+    assert_int_equal(para_graph_connect(g, s, ka), 0);
+    if (kb != NULL) {
+        assert_int_equal(para_graph_connect(g, ka, kb), 0);
+        assert_int_equal(para_graph_connect(g, kb, out), 0);
+    } else {
+        assert_int_equal(para_graph_connect(g, ka, out), 0);
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = para_run(rt, g);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    r->seconds = (double)(t1.tv_sec - t0.tv_sec) +
+                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (rc == 0) {
+        assert_int_equal(count, r->total);
+        for (uint32_t i = 0; i < r->total; i++) {
+            uint32_t want = kb != NULL ? 3 * (3 * i + 1) + 1 : 3 * i + 1;
+            if (got[i] != want)
+                fail_msg("item %u: got %u, want %u", i, got[i], want);
+        }
+    }
+    assert_int_equal(para_node_stats(ka, &r->a), 0);
+    if (kb != NULL)
+        assert_int_equal(para_node_stats(kb, &r->b), 0);
+    para_graph_destroy(g);
+    free(got);
+    return rc;
+}
+
+static uint64_t dev_items(para_runtime_t *rt, unsigned i)
+{
+    para_device_stats_t ds;
+    assert_int_equal(para_device_stats(rt, i, &ds), 0);
+    return ds.items;
+}
+
+/* Slow enough that the host's own work (copies, the CPU function the
+ * simulated devices compute with) stays small beside the simulated time,
+ * also under the sanitizers on two loaded cores. */
+#define SIM_RATES "sim:50:250k,sim:50:500k,sim:100:1M"
+#define SIM_SUM_R 1.75e6
+
+/* Three devices of rates 0.25, 0.5 and 1 M items/s; device-only node: each
+ * device's share of the items follows its rate. */
+static void test_sim_shares_follow_rates(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_sim_rt(SIM_RATES, 2, 10000, 1);
+    sim_run r = {
+        .total = 200000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), 0);
+    assert_int_equal(para_runtime_device_count(rt), 3);
+    const double rate[3] = {1, 2, 4};
+    double t_star = r.total / SIM_SUM_R;
+    print_message("makespan %.1f ms, T* %.1f ms (%.2f x)\n", r.seconds * 1e3,
+                  t_star * 1e3, r.seconds / t_star);
+    for (unsigned i = 0; i < 3; i++) {
+        double share = (double)dev_items(rt, i) / r.total;
+        double want = rate[i] / 7.0;
+        print_message("device %u: share %.3f, ideal %.3f\n", i, share, want);
+        assert_true(share > want * 0.75 && share < want * 1.25);
+    }
+    assert_int_equal(r.a.device_items, r.total);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* The same devices and a MIXED node whose CPU function costs 4 us an item
+ * on a worker (one worker: 0.25 M items/s): the CPU takes a share too, and
+ * the devices' shares among themselves follow their rates. */
+static void test_sim_shares_with_cpu(void **state)
+{
+    (void)state;
+    /* One worker: the other core is left to the three host threads. */
+    para_runtime_t *rt = make_sim_rt(SIM_RATES, 1, 10000, 1);
+    sim_run r = {.total = 200000, .per_call = 1024, .ctx = {4000}};
+    assert_int_equal(run_sim(rt, &r), 0);
+    uint64_t dev_total = 0, d[3];
+    for (unsigned i = 0; i < 3; i++)
+        dev_total += d[i] = dev_items(rt, i);
+    uint64_t cpu = r.total - dev_total;
+    print_message("cpu %.3f, devices %.3f %.3f %.3f (ideal 0.125 0.125 0.25 "
+                  "0.5); %.1f ms, T* %.1f ms\n",
+                  (double)cpu / r.total, (double)d[0] / r.total,
+                  (double)d[1] / r.total, (double)d[2] / r.total,
+                  r.seconds * 1e3, r.total / (SIM_SUM_R + 0.25e6) * 1e3);
+    assert_true(cpu > 0);
+    assert_int_equal(r.a.device_items, dev_total);
+    const double rate[3] = {1, 2, 4};
+    for (unsigned i = 0; i < 3; i++) {
+        double share = (double)d[i] / (double)dev_total;
+        assert_true(share > rate[i] / 7.0 * 0.65 &&
+                    share < rate[i] / 7.0 * 1.35);
+    }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* One of three devices is lost at its 5th launch: the run completes on the
+ * other two, correct, and the lost one did less. */
+static void test_sim_one_device_fails_midrun(void **state)
+{
+    (void)state;
+    log_buf[0] = '\0';
+    para_runtime_t *rt =
+        make_sim_rt("sim:50:2M,sim:50:2M:fail=5,sim:50:2M", 2, 10000, 1);
+    sim_run r = {
+        .total = 200000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), 0);
+    uint64_t d0 = dev_items(rt, 0), d1 = dev_items(rt, 1),
+             d2 = dev_items(rt, 2);
+    print_message("items: %llu, %llu (lost), %llu\n", (unsigned long long)d0,
+                  (unsigned long long)d1, (unsigned long long)d2);
+    assert_int_equal(d0 + d1 + d2, r.total);
+    assert_true(d1 < d0 && d1 < d2);
+    assert_non_null(strstr(log_buf, "lost for this run"));
+    /* The next run uses all three again (the device fails at once now). */
+    assert_int_equal(run_sim(rt, &r), 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* Every device lost: a MIXED node finishes on the CPU; a device-only node
+ * fails the run with PARA_EDEVICE naming it. */
+static void test_sim_all_devices_fail(void **state)
+{
+    (void)state;
+    para_runtime_t *rt =
+        make_sim_rt("sim:50:2M:fail=3,sim:50:2M:fail=2", 2, 10000, 1);
+    sim_run r = {.total = 100000, .per_call = 1024};
+    assert_int_equal(run_sim(rt, &r), 0);
+    assert_true(r.a.device_items < r.total);
+    assert_int_equal(r.a.items_in, r.total);
+
+    sim_run d = {
+        .total = 100000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &d), PARA_EDEVICE);
+    const char *msg = para_runtime_errmsg(rt);
+    print_message("%s\n", msg);
+    assert_non_null(strstr(msg, "kernel node 'A'"));
+    assert_non_null(strstr(msg, "device lost"));
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* The crash of a device failing under a MIXED node A while a device-only
+ * node B is in the graph: the run ends with PARA_EDEVICE naming B (A's
+ * batches go to the CPU), with nothing leaked and no abort. */
+static void test_sim_mixed_and_device_only_on_failing_device(void **state)
+{
+    (void)state;
+    for (int fail_at = 2; fail_at <= 6; fail_at += 2) {
+        char dev[64];
+        snprintf(dev, sizeof dev, "sim:50:2M:fail=%d", fail_at);
+        para_runtime_t *rt = make_sim_rt(dev, 2, 10000, 1);
+        sim_run r = {.total = 100000,
+                     .per_call = 1024,
+                     .two_nodes = true,
+                     .flags_b = PARA_NODE_DEVICE_ONLY};
+        int rc = run_sim(rt, &r);
+        print_message("fail at launch %d: %s %s\n", fail_at, para_err_name(rc),
+                      para_runtime_errmsg(rt));
+        assert_int_equal(rc, PARA_EDEVICE);
+        assert_non_null(strstr(para_runtime_errmsg(rt), "'B'"));
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+    /* Fallback off: the run fails at the first failed launch, naming the
+     * node under it. */
+    para_runtime_t *rt = make_sim_rt("sim:50:2M:fail=3", 2, 10000, 0);
+    sim_run r = {.total = 100000,
+                 .per_call = 1024,
+                 .two_nodes = true,
+                 .flags_b = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), PARA_EDEVICE);
+    assert_non_null(strstr(para_runtime_errmsg(rt), "device lost"));
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* A launch that never completes: the watchdog loses the device and the
+ * other one finishes the run. */
+static void test_sim_hang_watchdog(void **state)
+{
+    (void)state;
+    log_buf[0] = '\0';
+    para_runtime_t *rt = make_sim_rt("sim:50:2M:hang=3,sim:50:2M", 2, 100, 1);
+    sim_run r = {
+        .total = 100000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), 0);
+    print_message("%.0f ms\n", r.seconds * 1e3);
+    assert_non_null(strstr(log_buf, "did not finish"));
+    assert_true(r.seconds < 5);
+    /* The hung launch is still out: the device sits the next run out. */
+    log_buf[0] = '\0';
+    assert_int_equal(run_sim(rt, &r), 0);
+    assert_non_null(strstr(log_buf, "sits this run out"));
+    assert_int_equal(dev_items(rt, 0), 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+typedef struct canceller {
+    para_runtime_t *rt;
+    uint64_t after_ns;
+    struct timespec at;
+} canceller;
+
+static void *cancel_main(void *arg)
+{
+    canceller *c = arg;
+    spin_ns(0);
+    struct timespec d = {(time_t)(c->after_ns / 1000000000u),
+                         (long)(c->after_ns % 1000000000u)};
+    nanosleep(&d, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &c->at);
+    assert_int_equal(para_run_cancel(c->rt), 0);
+    return NULL;
+}
+
+/* A launch that never completes and no watchdog: para_run_cancel() still
+ * ends the run promptly. */
+static void test_sim_hang_cancel(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_sim_rt("sim:50:2M:hang=2", 2, 0, 1);
+    sim_run r = {
+        .total = 100000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    canceller c = {rt, 100000000, {0, 0}};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_main, &c), 0);
+    int rc = run_sim(rt, &r);
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    pthread_join(th, NULL);
+    double after = (double)(end.tv_sec - c.at.tv_sec) +
+                   (double)(end.tv_nsec - c.at.tv_nsec) / 1e9;
+    print_message("%s, returned %.1f ms after the cancel\n", para_err_name(rc),
+                  after * 1e3);
+    assert_int_equal(rc, PARA_ECANCELED);
+    assert_true(after < 0.1);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* A transient out-of-memory at a launch, and batches larger than the
+ * device's largest buffer: the run completes, correct. */
+static void test_sim_device_oom(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_sim_rt("sim:50:2M:oom=3", 2, 10000, 1);
+    sim_run r = {
+        .total = 100000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), 0);
+    assert_true(r.a.device_items > 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+
+    /* 1024-item batches (4 KiB) on a device that allocates at most 1 KiB:
+     * launches are cut to fit, and no batch is lost. */
+    rt = make_sim_rt("sim:50:2M:maxalloc=1024", 2, 10000, 1);
+    assert_int_equal(run_sim(rt, &r), 0);
+    assert_int_equal(r.a.items_in, r.total);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+static void test_sim_bad_device_list(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"sim:50", "sim:50:1M,", "sim:50:1M:x=1",
+                                      ",sim:1:1M"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        para_runtime_t *rt = make_sim_rt(bad[i], 1, 10000, 1);
+        sim_run r = {.total = 1000, .per_call = 100};
+        int rc = run_sim(rt, &r);
+        print_message("\"%s\": %s %s\n", bad[i], para_err_name(rc),
+                      para_runtime_errmsg(rt));
+        assert_int_equal(rc, PARA_EINVAL);
+        assert_non_null(strstr(para_runtime_errmsg(rt), bad[i]));
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+}
+
 /* ---- OpenCL -----------------------------------------------------------------
  */
 
@@ -540,6 +915,45 @@ static int opencl_group_setup(void **state)
         if (!have_opencl)                                                      \
             skip();                                                            \
     } while (0)
+
+/* Every OpenCL device at once ("all"): a device-only node's batches are
+ * spread over them, each is used, and the results are right. Needs two
+ * devices (ctest runs this file with POCL_DEVICES="pthread pthread" as
+ * device_nodes_two_devices, where PARA_REQUIRE_TWO_DEVICES=1 makes one
+ * device a failure); skipped with fewer. */
+static void test_opencl_all_devices(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("all", 2, 0);
+    axpb_ctx c = {.mul = 3, .add = 1};
+    atomic_init(&c.fail_at, -1);
+    para_node_stats_t ks;
+    int rc = run_axpb(rt, 400000, 256, &c, false, &ks);
+    assert_int_equal(rc, 0);
+    unsigned nd = para_runtime_device_count(rt);
+    const char *req = getenv("PARA_REQUIRE_TWO_DEVICES");
+    if (nd < 2) {
+        assert_int_equal(para_runtime_destroy(rt), 0);
+        if (req != NULL && strcmp(req, "1") == 0)
+            fail_msg("PARA_REQUIRE_TWO_DEVICES=1 but \"all\" opened %u", nd);
+        print_message("one OpenCL device: nothing to spread\n");
+        skip();
+    }
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < nd; i++) {
+        para_device_stats_t ds;
+        assert_int_equal(para_device_stats(rt, i, &ds), 0);
+        print_message("device %u (%s): %llu items in %llu launches\n", i,
+                      ds.name, (unsigned long long)ds.items,
+                      (unsigned long long)ds.launches);
+        assert_true(ds.items > 0);
+        sum += ds.items;
+    }
+    assert_int_equal(sum, 400000);
+    assert_int_equal(ks.device_items, 400000);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
 
 static void test_opencl_kernel_node_gathers(void **state)
 {
@@ -693,9 +1107,23 @@ int main(void)
         cmocka_unit_test(test_opencl_mixed_node_splits),
         cmocka_unit_test(test_opencl_build_error_names_node),
         cmocka_unit_test(test_opencl_mandelbrot_node),
+        cmocka_unit_test(test_opencl_all_devices),
+    };
+    const struct CMUnitTest sim_tests[] = {
+        cmocka_unit_test(test_sim_shares_follow_rates),
+        cmocka_unit_test(test_sim_shares_with_cpu),
+        cmocka_unit_test(test_sim_one_device_fails_midrun),
+        cmocka_unit_test(test_sim_all_devices_fail),
+        cmocka_unit_test(test_sim_mixed_and_device_only_on_failing_device),
+        cmocka_unit_test(test_sim_hang_watchdog),
+        cmocka_unit_test(test_sim_hang_cancel),
+        cmocka_unit_test(test_sim_device_oom),
+        cmocka_unit_test(test_sim_bad_device_list),
     };
     int failed = cmocka_run_group_tests_name("device nodes, cpu back-end",
                                              cpu_tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("device nodes, simulated devices",
+                                          sim_tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("device nodes, OpenCL", opencl_tests,
                                           opencl_group_setup, NULL);
     return failed != 0;

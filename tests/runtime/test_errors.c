@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,8 +27,12 @@
 
 /* Every option variable documented in include/para/runtime.h. */
 static const char *const option_vars[] = {
-    "PARA_WORKERS",     "PARA_POLICY",  "PARA_BATCH",      "PARA_BATCH_US",
-    "PARA_MAX_BATCHES", "PARA_VERBOSE", "PARA_MEM_BUDGET", "PARA_DEVICE",
+    "PARA_WORKERS",    "PARA_POLICY",      "PARA_BATCH",
+    "PARA_BATCH_US",   "PARA_MAX_BATCHES", "PARA_VERBOSE",
+    "PARA_MEM_BUDGET", "PARA_DEVICE",      "PARA_DEVICE_FALLBACK",
+    "PARA_PIN",        "PARA_TRACE",       "PARA_TRACE_EVENTS",
+    "PARA_PROGRESS",   "PARA_CL_TRACE",    "PARA_CACHE_DIR",
+    "PARA_MIXED",
 };
 
 static void clean_env(void)
@@ -40,14 +45,15 @@ static void clean_env(void)
  * warning was issued. */
 static int log_count;
 static int log_min_level;
+static char log_last[1024]; /* the last message */
 
 static void capture_log(int level, const char *msg, void *arg)
 {
-    (void)msg;
     (void)arg;
     if (log_count == 0 || level < log_min_level)
         log_min_level = level;
     log_count++;
+    snprintf(log_last, sizeof log_last, "%s", msg);
 }
 
 static int setup(void **state)
@@ -295,6 +301,197 @@ static void test_attr_env_garbage_keeps_others(void **state)
     assert_int_equal(a.batch_items, 0);
 }
 
+/* ---- bad values are errors, named ---------------------------------------- */
+
+struct bad_env {
+    const char *var, *value;
+};
+
+static const struct bad_env bad_envs[] = {
+    {"PARA_MEM_BUDGET", "lots"},   {"PARA_MEM_BUDGET", "12Q"},
+    {"PARA_WORKERS", "abc"},       {"PARA_WORKERS", "70000"},
+    {"PARA_WORKERS", "-1"},        {"PARA_VERBOSE", "5000"},
+    {"PARA_VERBOSE", "4"},         {"PARA_VERBOSE", "on"},
+    {"PARA_BATCH", "99999999999"}, {"PARA_BATCH", "17M"},
+    {"PARA_BATCH_US", "0"},        {"PARA_BATCH_US", "2000000"},
+    {"PARA_MAX_BATCHES", "x"},     {"PARA_MAX_BATCHES", "2M"},
+    {"PARA_DEVICE_FALLBACK", "7"}, {"PARA_DEVICE_FALLBACK", "maybe"},
+    {"PARA_PIN", "diagonal"},      {"PARA_PROGRESS", "sometimes"},
+    {"PARA_TRACE_EVENTS", "0"},    {"PARA_TRACE_EVENTS", "1G"},
+    {"PARA_CL_TRACE", "loud"},     {"PARA_MIXED", "gpu"},
+};
+
+/* The last logged message names @p var and says what it accepts. */
+static void assert_named(const char *var)
+{
+    if (strstr(log_last, var) == NULL || strstr(log_last, "accepted") == NULL)
+        fail_msg("message does not name %s and its accepted values: '%s'", var,
+                 log_last);
+}
+
+static void test_env_bad_values_fail_create(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_envs / sizeof bad_envs[0]; i++) {
+        const struct bad_env *b = &bad_envs[i];
+        para_runtime_attr_t before;
+        assert_int_equal(para_runtime_attr_init(&before), 0);
+        setenv(b->var, b->value, 1);
+        log_last[0] = '\0';
+        para_runtime_attr_t a;
+        int init_rc = para_runtime_attr_init(&a);
+        char init_msg[sizeof log_last];
+        snprintf(init_msg, sizeof init_msg, "%s", log_last);
+        log_last[0] = '\0';
+        para_runtime_t *rt = NULL;
+        int rc_null = para_runtime_create(&rt, NULL);
+        para_runtime_t *rt_null = rt;
+        char null_msg[sizeof log_last];
+        snprintf(null_msg, sizeof null_msg, "%s", log_last);
+        /* An attr made before the variable was set: create() still sees
+         * the environment. */
+        log_last[0] = '\0';
+        rt = NULL;
+        int rc_before = para_runtime_create(&rt, &before);
+        para_runtime_t *rt_before = rt;
+        clean_env();
+        print_message("%s=%s: %s\n", b->var, b->value, log_last);
+        assert_int_equal(init_rc, PARA_EINVAL);
+        assert_int_equal(rc_null, PARA_EINVAL);
+        assert_null(rt_null);
+        assert_int_equal(rc_before, PARA_EINVAL);
+        assert_null(rt_before);
+        assert_true(log_min_level == 0); /* an error, not a warning */
+        assert_named(b->var);
+        snprintf(log_last, sizeof log_last, "%s", init_msg);
+        assert_named(b->var);
+        snprintf(log_last, sizeof log_last, "%s", null_msg);
+        assert_named(b->var);
+    }
+}
+
+static void test_env_good_values(void **state)
+{
+    (void)state;
+    static const struct bad_env good[] = {
+        {"PARA_MEM_BUDGET", "off"},
+        {"PARA_MEM_BUDGET", "64M"},
+        {"PARA_WORKERS", "1"},
+        {"PARA_VERBOSE", "3"},
+        {"PARA_BATCH", "16M"},
+        {"PARA_BATCH_US", "1000000"},
+        {"PARA_MAX_BATCHES", "1M"},
+        {"PARA_DEVICE_FALLBACK", "off"},
+        {"PARA_DEVICE_FALLBACK", "1"},
+        {"PARA_PIN", "none"},
+        {"PARA_PROGRESS", "off"},
+        {"PARA_TRACE_EVENTS", "1"},
+        {"PARA_CL_TRACE", "0"},
+        {"PARA_DEVICE", "none"},
+        {"PARA_CACHE_DIR", "/nonexistent/para"},
+        {"PARA_MIXED", "device"},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        setenv("PARA_WORKERS", "1", 1);
+        setenv(good[i].var, good[i].value, 1);
+        para_runtime_attr_t a;
+        int init_rc = para_runtime_attr_init(&a);
+        para_runtime_t *rt = NULL;
+        int rc = para_runtime_create(&rt, &a);
+        clean_env();
+        if (init_rc != 0 || rc != 0)
+            fail_msg("%s=%s refused: %s", good[i].var, good[i].value, log_last);
+        if (strcmp(good[i].var, "PARA_DEVICE_FALLBACK") == 0)
+            assert_int_equal(a.device_fallback, good[i].value[0] == '1');
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+    para_set_log_fn(NULL, NULL); /* PARA_VERBOSE=3 set the level */
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 1;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    para_set_log_fn(capture_log, NULL);
+}
+
+static void test_attr_fields_out_of_range(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 9; k++) {
+        para_runtime_attr_t a;
+        assert_int_equal(para_runtime_attr_init(&a), 0);
+        const char *field = NULL;
+        switch (k) {
+        case 0:
+            a.workers = 70000;
+            field = "workers";
+            break;
+        case 1:
+            a.verbose = 4;
+            field = "verbose";
+            break;
+        case 2:
+            a.verbose = -1;
+            field = "verbose";
+            break;
+        case 3:
+            a.device_fallback = 2;
+            field = "device_fallback";
+            break;
+        case 4:
+            a.device_fallback = -1;
+            field = "device_fallback";
+            break;
+        case 5:
+            a.batch_items = ((size_t)1 << 24) + 1;
+            field = "batch_items";
+            break;
+        case 6:
+            a.target_batch_us = 0;
+            field = "target_batch_us";
+            break;
+        case 7:
+            a.trace_events = 0;
+            field = "trace_events";
+            break;
+        default:
+            a.max_batches = (1u << 20) + 1;
+            field = "max_batches";
+            break;
+        }
+        log_last[0] = '\0';
+        para_runtime_t *rt = NULL;
+        /* PARA_WORKERS=70000 was PARA_ENOMEM: out of range is EINVAL. */
+        assert_int_equal(para_runtime_create(&rt, &a), PARA_EINVAL);
+        assert_null(rt);
+        if (strstr(log_last, field) == NULL)
+            fail_msg("message does not name %s: '%s'", field, log_last);
+    }
+}
+
+/* attr.verbose, not a second reading of PARA_VERBOSE, sets the level. */
+static void test_verbose_attr_sets_level(void **state)
+{
+    (void)state;
+    for (int level = 2; level >= 0; level -= 2) {
+        para_runtime_attr_t a;
+        assert_int_equal(para_runtime_attr_init(&a), 0);
+        a.workers = 1;
+        a.verbose = level;
+        log_count = 0;
+        log_min_level = INT_MAX;
+        para_runtime_t *rt = NULL;
+        assert_int_equal(para_runtime_create(&rt, &a), 0);
+        assert_int_equal(para_runtime_destroy(rt), 0);
+        /* "runtime: 1 workers" is info. */
+        if (level == 2)
+            assert_non_null(strstr(log_last, "runtime: 1 workers"));
+        else
+            assert_int_equal(log_count, 0);
+    }
+}
+
 /* ---- runtime creation -------------------------------------------------- */
 
 static void test_create_defaults(void **state)
@@ -409,6 +606,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_unknown_policy_field, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_null_args, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env_bad_values_fail_create, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_env_good_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attr_fields_out_of_range, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_verbose_attr_sets_level, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

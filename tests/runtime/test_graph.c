@@ -593,17 +593,42 @@ static void test_validate_cycle_unreachable(void **state)
                 strstr(msg, "ring_b") != NULL || strstr(msg, "ring_c") != NULL);
 }
 
-static void test_validate_self_loop(void **state)
+/* A node feeding itself is refused at para_graph_connect(), by name; the
+ * graph is unchanged and still valid. */
+static void test_connect_self_loop(void **state)
 {
     para_graph_t *g = *state;
     para_node_t *s = add_src(g, "src");
     para_node_t *m = add_map(g, "selfie");
     para_node_t *k = add_sink(g, "sink", 0);
     connect_ok(g, s, m);
-    connect_ok(g, m, m);
+    assert_int_equal(para_graph_connect(g, m, m), PARA_EINVAL);
+    check_msg(g, "'selfie' -> 'selfie'");
+    check_msg(g, "itself");
     connect_ok(g, m, k);
-    assert_int_equal(para_graph_validate(g), PARA_ECYCLE);
-    check_msg(g, "selfie");
+    assert_int_equal(para_graph_validate(g), 0);
+}
+
+/* Two nodes of one name are refused, whatever their kinds; the message
+ * names the node; a different name is then fine. */
+static void test_add_duplicate_name(void **state)
+{
+    para_graph_t *g = *state;
+    add_src(g, "twin");
+    para_node_t *n = NULL;
+    assert_int_equal(para_graph_add_map(g, "twin", 8, 8, map_fn, NULL, 0, &n),
+                     PARA_EINVAL);
+    assert_null(n);
+    check_msg(g, "'twin'");
+    assert_int_equal(para_graph_add_range(g, "twin", 0, 10, &n), PARA_EINVAL);
+    check_msg(g, "'twin'");
+    uint64_t out[4];
+    assert_int_equal(para_graph_add_collect(g, "twin", 8, out, 4, NULL, &n),
+                     PARA_EINVAL);
+    check_msg(g, "'twin'");
+    assert_int_equal(para_graph_add_map(g, "twin2", 8, 8, map_fn, NULL, 0, &n),
+                     0);
+    assert_non_null(n);
 }
 
 static void test_validate_ordered_two_sources(void **state)
@@ -810,7 +835,8 @@ int main(void)
         T(test_validate_map_no_output),
         T(test_validate_cycle),
         T(test_validate_cycle_unreachable),
-        T(test_validate_self_loop),
+        T(test_connect_self_loop),
+        T(test_add_duplicate_name),
         T(test_validate_ordered_two_sources),
         T(test_validate_ordered_after_merge),
         T(test_validate_ordered_diamond_ok),

@@ -1,0 +1,355 @@
+/*
+ * The "sim" device back-end: simulated devices with a known speed, for
+ * tests and benchmarks of the runtime's device scheduling on any machine.
+ *
+ * A simulated device computes a kernel's result with the node's CPU
+ * function, on the thread that begins the launch (the runtime's host
+ * thread of that device), but reports the launch finished only when a
+ * real device with launch latency L and rate R would have finished it: a
+ * launch of n items completes at
+ *
+ *     max(submit time, completion of the previous launch) + L + n / R
+ *
+ * so launches on one device run one after the other, as on one queue.
+ * Since the result is computed before the launch is reported finished,
+ * l->out is valid at completion, as the contract wants.
+ *
+ * Entry syntax (one entry of a device list, e.g. PARA_DEVICE):
+ *
+ *     sim:L:R[:key=value]...
+ *
+ *   L        launch latency in microseconds (a decimal number, >= 0)
+ *   R        rate in items per second (a decimal number > 0, with an
+ *            optional suffix k, M or G for 1e3, 1e6, 1e9)
+ *   fail=K   launch K (1 = the first since the device was opened) and every
+ *            later one fail with PARA_EDEVICE: the device is lost
+ *   hang=K   launch K never completes (until the device is closed)
+ *   oom=K    launch K fails with PARA_ENOMEM at its start (a transient
+ *            allocation failure; later launches work)
+ *   maxalloc=B  buffers of at most B bytes: a launch whose input or output
+ *            is larger fails with PARA_ENOMEM (as over OpenCL's
+ *            CL_DEVICE_MAX_MEM_ALLOC_SIZE)
+ *
+ * e.g. "sim:50:20M,sim:50:10M,sim:200:40M" is three devices. Anything that
+ * does not parse is PARA_EINVAL with the entry and the expected form in
+ * the message. A node without a CPU function cannot run here
+ * (kernel_create: PARA_ENODEV); a CPU function that returns nonzero fails
+ * the launch with PARA_ENODE.
+ *
+ * Tests: tests/devices/test_sim.c; the runtime on simulated devices in
+ * tests/runtime/test_device_nodes.c.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "device.h"
+#include "para/errors.h"
+#include "util.h"
+
+#define SIM_IN_FLIGHT 2
+
+typedef struct sim_device {
+    para__device_info info;
+    uint64_t latency_ns;
+    double ns_per_item;
+    uint64_t fail_at, hang_at, oom_at; /* launch numbers, 0 = never */
+    uint64_t launches;                 /* begun since open */
+    uint64_t free_ns;                  /* when the device is next idle */
+} sim_device;
+
+typedef struct sim_kernel {
+    sim_device *dev;
+    int (*fn)(void *arg, const void *in, void *out, size_t n);
+    void *arg;
+    size_t in_size, out_size;
+} sim_kernel;
+
+typedef struct sim_launch {
+    uint64_t done_ns; /* UINT64_MAX: never (hang) */
+    int err;          /* 0, or the launch's failure */
+    int rc;           /* the CPU function's result when err is PARA_ENODE */
+} sim_launch;
+
+static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
+{
+    if (msg == NULL || msg_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msg_len, fmt, ap);
+    va_end(ap);
+}
+
+static bool sim_claims(const char *entry)
+{
+    return strncmp(entry, "sim:", 4) == 0 || strcmp(entry, "sim") == 0;
+}
+
+/* A decimal number from *p up to the next ':' or the end, with an optional
+ * k/M/G suffix when @p suffix. False if it does not parse. */
+static bool parse_number(const char **p, bool suffix, double *out)
+{
+    const char *s = *p;
+    char *end = NULL;
+    if (*s == '\0' || *s == ':' || *s == '-' || *s == '+')
+        return false;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno != 0 || !isfinite(v) || v < 0)
+        return false;
+    if (suffix && (*end == 'k' || *end == 'M' || *end == 'G')) {
+        v *= *end == 'k' ? 1e3 : *end == 'M' ? 1e6 : 1e9;
+        end++;
+    }
+    if (*end != '\0' && *end != ':')
+        return false;
+    *p = end;
+    *out = v;
+    return true;
+}
+
+static bool parse_count(const char **p, uint64_t *out)
+{
+    double v;
+    if (!parse_number(p, false, &v) || v < 1 || v > 1e15 || v != floor(v))
+        return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
+{
+    static const char form[] =
+        "expected sim:L:R[:fail=K][:hang=K][:oom=K][:maxalloc=B] (L latency "
+        "in us, R items/s with optional k/M/G)";
+    double lat_us = 0, rate = 0;
+    uint64_t fail_at = 0, hang_at = 0, oom_at = 0, maxalloc = 0;
+    const char *p = entry + 3;
+    if (*p++ != ':' || !parse_number(&p, false, &lat_us) || *p++ != ':' ||
+        !parse_number(&p, true, &rate) || rate <= 0 || lat_us > 60e6)
+        goto bad;
+    while (*p == ':') {
+        p++;
+        uint64_t *dst = NULL;
+        if (strncmp(p, "fail=", 5) == 0)
+            dst = &fail_at, p += 5;
+        else if (strncmp(p, "hang=", 5) == 0)
+            dst = &hang_at, p += 5;
+        else if (strncmp(p, "oom=", 4) == 0)
+            dst = &oom_at, p += 4;
+        else if (strncmp(p, "maxalloc=", 9) == 0)
+            dst = &maxalloc, p += 9;
+        if (dst == NULL || !parse_count(&p, dst))
+            goto bad;
+    }
+    if (*p != '\0')
+        goto bad;
+
+    sim_device *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        set_msg(msg, msg_len, "out of memory opening \"%s\"", entry);
+        return PARA_ENOMEM;
+    }
+    para__device_info *info = &d->info;
+    snprintf(info->name, sizeof info->name, "%.100s", entry);
+    snprintf(info->vendor, sizeof info->vendor, "para");
+    snprintf(info->platform, sizeof info->platform, "para sim");
+    snprintf(info->version, sizeof info->version, "1");
+    snprintf(info->type, sizeof info->type, "sim");
+    info->caps = PARA__DEVCAP_CPU_FN;
+    info->is_cpu = false; /* its own simulated time, not the workers' cores */
+    info->compute_units = 1;
+    info->global_mem_bytes = UINT64_MAX;
+    info->max_alloc_bytes = maxalloc != 0 ? maxalloc : UINT64_MAX;
+    info->max_work_group = 1;
+    info->max_in_flight = SIM_IN_FLIGHT;
+    d->latency_ns = (uint64_t)(lat_us * 1e3 + 0.5);
+    d->ns_per_item = 1e9 / rate;
+    d->fail_at = fail_at;
+    d->hang_at = hang_at;
+    d->oom_at = oom_at;
+    *out = d;
+    return 0;
+
+bad:
+    set_msg(msg, msg_len, "device \"%s\" does not parse: %s", entry, form);
+    return PARA_EINVAL;
+}
+
+static void sim_close(void *dev)
+{
+    free(dev);
+}
+
+static const para__device_info *sim_info(const void *dev)
+{
+    return &((const sim_device *)dev)->info;
+}
+
+static int sim_locality(const void *dev, hwloc_topology_t topology,
+                        hwloc_cpuset_t set)
+{
+    (void)dev;
+    (void)topology;
+    (void)set;
+    return -1; /* near every core */
+}
+
+static int sim_kernel_create(void *dev, const para__kernel_spec *spec,
+                             void **out, char *msg, size_t msg_len)
+{
+    if (spec->cpu_fn == NULL) {
+        set_msg(msg, msg_len,
+                "node '%s' has no CPU function, which a simulated device "
+                "runs in place of the kernel",
+                spec->name);
+        return PARA_ENODEV;
+    }
+    sim_kernel *k = malloc(sizeof *k);
+    if (k == NULL) {
+        set_msg(msg, msg_len, "out of memory");
+        return PARA_ENOMEM;
+    }
+    k->dev = dev;
+    k->fn = spec->cpu_fn;
+    k->arg = spec->cpu_arg;
+    k->in_size = spec->in_size;
+    k->out_size = spec->out_size;
+    *out = k;
+    return 0;
+}
+
+static void sim_kernel_release(void *kernel)
+{
+    free(kernel);
+}
+
+static int sim_launch_begin(void *kernel, para__launch *l, char *msg,
+                            size_t msg_len)
+{
+    sim_kernel *k = kernel;
+    sim_device *d = k->dev;
+    sim_launch *s = l->impl;
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL) {
+            set_msg(msg, msg_len, "out of memory for a launch slot");
+            return PARA_ENOMEM;
+        }
+        l->impl = s;
+    }
+    uint64_t no = ++d->launches;
+    uint64_t now = para__now_ns();
+    l->submit_ns = now;
+    l->complete_ns = 0;
+    s->rc = 0;
+    if (d->oom_at == no) {
+        s->err = PARA_ENOMEM;
+        set_msg(msg, msg_len, "%s: launch %llu: out of device memory",
+                d->info.name, (unsigned long long)no);
+        return s->err;
+    }
+    if (l->n > d->info.max_alloc_bytes / PARA_MAX(k->in_size, k->out_size)) {
+        s->err = PARA_ENOMEM;
+        set_msg(msg, msg_len,
+                "a launch of %zu items needs buffers over the %llu bytes "
+                "\"%s\" allocates at most",
+                l->n, (unsigned long long)d->info.max_alloc_bytes,
+                d->info.name);
+        return s->err;
+    }
+    if (d->fail_at != 0 && no >= d->fail_at) {
+        s->err = PARA_EDEVICE;
+        set_msg(msg, msg_len, "%s: launch %llu: device lost (injected)",
+                d->info.name, (unsigned long long)no);
+        return s->err;
+    }
+    s->rc = k->fn(k->arg, l->in, l->out, l->n);
+    s->err = s->rc != 0 ? PARA_ENODE : 0;
+    uint64_t start = PARA_MAX(now, d->free_ns);
+    s->done_ns =
+        start + d->latency_ns + (uint64_t)((double)l->n * d->ns_per_item + 0.5);
+    if (d->hang_at == no)
+        s->done_ns = UINT64_MAX;
+    else
+        d->free_ns = s->done_ns;
+    return 0;
+}
+
+static int report(const sim_launch *s, para__launch *l, char *msg,
+                  size_t msg_len)
+{
+    if (s->err == PARA_ENODE) {
+        set_msg(msg, msg_len, "returned %d (%s)", s->rc,
+                s->rc < 0 ? para_err_name(s->rc) : "user error code");
+        return PARA_ENODE;
+    }
+    if (s->err != 0)
+        return s->err; /* the message came with launch_begin() */
+    l->complete_ns = s->done_ns;
+    return 1;
+}
+
+static int sim_launch_poll(void *kernel, para__launch *l, char *msg,
+                           size_t msg_len)
+{
+    (void)kernel;
+    const sim_launch *s = l->impl;
+    if (s == NULL) {
+        set_msg(msg, msg_len, "sim: no launch");
+        return PARA_EINVAL;
+    }
+    if (s->err == 0 && para__now_ns() < s->done_ns)
+        return 0;
+    return report(s, l, msg, msg_len);
+}
+
+static int sim_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
+                           char *msg, size_t msg_len)
+{
+    const sim_launch *s = l->impl;
+    if (s != NULL && s->err == 0) {
+        uint64_t now = para__now_ns();
+        uint64_t until = PARA_MIN(s->done_ns, now + timeout_ns);
+        if (until > now) {
+            /* CLOCK_MONOTONIC is para__now_ns()'s clock. */
+            struct timespec ts = {
+                .tv_sec = (time_t)(until / 1000000000u),
+                .tv_nsec = (long)(until % 1000000000u),
+            };
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+                   EINTR)
+                ;
+        }
+    }
+    return sim_launch_poll(kernel, l, msg, msg_len);
+}
+
+static void sim_launch_fini(void *kernel, para__launch *l)
+{
+    (void)kernel;
+    free(l->impl);
+    l->impl = NULL;
+}
+
+const para__device_ops para__sim_ops = {
+    .name = "sim",
+    .claims = sim_claims,
+    .open = sim_open,
+    .close = sim_close,
+    .info = sim_info,
+    .locality = sim_locality,
+    .kernel_create = sim_kernel_create,
+    .kernel_release = sim_kernel_release,
+    .launch_begin = sim_launch_begin,
+    .launch_poll = sim_launch_poll,
+    .launch_wait = sim_launch_wait,
+    .launch_fini = sim_launch_fini,
+};
