@@ -53,7 +53,7 @@
  *   the first worker to see it fails the run with PARA_ECANCELED.
  *
  * Parking
- *   rt->park, an eventcount (eventcount.h): a worker announces itself,
+ *   rt->wake.park, an eventcount (eventcount.h): a worker announces itself,
  *   re-checks every place work can appear (work_visible()), and sleeps
  *   until a notify. Whoever publishes work notifies; a busy runtime pays
  *   one atomic RMW per notify and no system call.
@@ -151,7 +151,7 @@ static inline bool aborting(const para__run *run)
 /* ---- deque helpers and the injection stack ------------------------------ */
 
 /* A thread that is not a worker (w == NULL: the device host thread) hands
- * tasks to the workers through rt->inject. */
+ * tasks to the workers through rt->wake.inject. */
 static void inject_push(para_runtime_t *rt, para__task *t)
 {
     para__task_stack_push(&rt->wake.inject, t);
