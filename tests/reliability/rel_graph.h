@@ -90,6 +90,12 @@ static inline int rel_osum(void *ctx, const void *in)
     return 0;
 }
 
+static inline int rel_counter_open(void *ctx)
+{
+    ((struct rel_ctx *)ctx)->next = 0;
+    return 0;
+}
+
 static inline int rel_counter(void *ctx, void *out, size_t cap, size_t *n)
 {
     struct rel_ctx *c = ctx;
@@ -201,8 +207,8 @@ static inline int rel_add_tail_k(para_graph_t *g, struct rel_ctx *c,
         (rc = para_graph_connect(g, mid_from_b, tag)) != 0 ||
         (rc = para_graph_connect(g, tag, osum)) != 0)
         return rc;
-    if ((rc = para_graph_add_source(g, "counter", 8, rel_counter, c, &cnt)) !=
-            0 ||
+    if ((rc = para_graph_add_source_with_open(
+             g, "counter", 8, rel_counter, rel_counter_open, c, &cnt)) != 0 ||
         (rc = para_graph_add_filter(g, "even", 8, rel_even, NULL, 0, &even)) !=
             0 ||
         (rc = para_graph_add_sink_batch(g, "bsum", 8, rel_bsum, c,
