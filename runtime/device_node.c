@@ -38,6 +38,9 @@
  *   shares the workers' cores, so there a MIXED batch goes to whichever
  *   side does more per core, judged on the fastest cost per item each side
  *   showed (each is measured while the other competes for the cores).
+ *   PARA_MIXED=device (or cpu) overrides the split of MIXED nodes: every
+ *   batch goes to the devices (or stays on the workers), for tests that
+ *   compare the two implementations.
  *
  * When to launch (per device, per node)
  *   A launch costs a fixed latency L plus c per item. The host thread
@@ -247,6 +250,19 @@ static bool usable(const devctx *d, const dnode *dn)
 static int choose(para__devrt *set, para_node_t *n, size_t items)
 {
     bool mixed = n->placement == PARA__PLACE_MIXED;
+    /* PARA_MIXED: the CPU always, or the devices as for a device-only
+     * node (while one is left; then the CPU). */
+    para__mixed_mode force =
+        set->n > 0 ? set->dev[0]->rt->mixed : PARA__MIXED_AUTO;
+    if (mixed && force == PARA__MIXED_CPU)
+        return -1;
+    if (mixed && force == PARA__MIXED_DEVICE) {
+        for (unsigned k = 0; k < set->n; k++)
+            if (usable(set->dev[k], &set->dev[k]->dn[n->index]))
+                mixed = false;
+        if (mixed)
+            return -1;
+    }
     /* relaxed: estimates; a stale one only moves one batch elsewhere. */
     uint64_t cpu =
         atomic_load_explicit(&n->cpu_ps_per_item, memory_order_relaxed);
@@ -1441,6 +1457,18 @@ int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len)
         int rc = devrt_open(rt, why, sizeof why);
         if (rc == 0) {
             rt->device_state = 1;
+        } else if (rc == PARA_ENOMEM || rc == PARA_EAGAIN) {
+            /* Out of memory or threads: this run fails (or, with "auto",
+             * goes without the device), and the next run tries again. */
+            rt->device_state = 0;
+            snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
+            snprintf(msg, msg_len, "device \"%s\": %s", rt->device_selector,
+                     why);
+            if (strcmp(rt->device_selector, "auto") == 0) {
+                para__log(1, "device: %s; this run goes without it", why);
+                return 0;
+            }
+            return rc;
         } else {
             snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
             /* "auto" asks for a device if there is one: none is fine. */

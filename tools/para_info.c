@@ -2,6 +2,7 @@
  * para-info: what para sees on this machine (issue 5).
  *
  *   para-info [--json] [--no-launch]
+ *   para-info --help | --version
  *
  * Prints the hwloc topology (packages, NUMA nodes, cores, PUs, caches), the
  * worker plan para makes by default (one worker per core, PARA__PIN_CORES),
@@ -375,9 +376,17 @@ static void print_human(const info *inf)
 #endif
 }
 
-static void usage(const char *argv0)
+static int usage(FILE *f)
 {
-    fprintf(stderr, "usage: %s [--json] [--no-launch]\n", argv0);
+    fputs("usage: para-info [--json] [--no-launch]\n"
+          "       para-info --help | --version\n"
+          "  Prints the hardware topology para sees, its default worker plan\n"
+          "  and the OpenCL devices with their launch round trip.\n"
+          "  --json       one JSON object instead of text\n"
+          "  --no-launch  do not launch the empty kernel on each device\n"
+          "  --version    para's version (library and API)\n",
+          f);
+    return f == stdout ? 0 : 2;
 }
 
 int main(int argc, char **argv)
@@ -390,12 +399,16 @@ int main(int argc, char **argv)
             launch = false;
         } else if (strcmp(argv[i], "--help") == 0 ||
                    strcmp(argv[i], "-h") == 0) {
-            fprintf(stdout, "usage: %s [--json] [--no-launch]\n", argv[0]);
+            return usage(stdout);
+        } else if (strcmp(argv[i], "--version") == 0) {
+            unsigned v = para_version();
+            printf("para-info %s (libpara %u.%u.%u, API %u)\n",
+                   PARA_VERSION_STRING, v >> 16, (v >> 8) & 0xffu, v & 0xffu,
+                   para_get_api_version());
             return 0;
         } else {
-            fprintf(stderr, "%s: unknown option '%s'\n", argv[0], argv[i]);
-            usage(argv[0]);
-            return 2;
+            fprintf(stderr, "para-info: unknown option '%s'\n", argv[i]);
+            return usage(stderr);
         }
     }
 

@@ -6,6 +6,7 @@
  *
  *   para-trace trace.json                 writes trace.svg
  *   para-trace -o out.svg -w 2000 trace.json
+ *   para-trace --help | --version
  *
  * The JSON reader (trace_json.c) and the drawing (timeline.c) have no
  * dependencies beyond libc and libm. Exit status: 0, 1 if the trace cannot
@@ -15,11 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "para/version.h"
 #include "timeline.h"
 
 static int usage(FILE *f)
 {
     fputs("usage: para-trace [-o out.svg] [-w width] [-t title] trace.json\n"
+          "       para-trace --help | --version\n"
           "  Draws a para trace (PARA_TRACE=trace.json) as an SVG timeline.\n"
           "  -o FILE   output (default: the input with .svg for .json)\n"
           "  -w PIXELS picture width (default 1400)\n"
@@ -35,6 +38,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
             return usage(stdout);
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("para-trace %s\n", PARA_VERSION_STRING);
+            return 0;
+        }
         if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "-w") == 0 ||
              strcmp(argv[i], "-t") == 0) &&
             i + 1 < argc) {

@@ -5,8 +5,15 @@
 #include "para/export.h"
 
 #define PARA_VERSION_MAJOR 0
-#define PARA_VERSION_MINOR 1
+#define PARA_VERSION_MINOR 2
 #define PARA_VERSION_PATCH 0
+/* "0.2.0": the three numbers above as a string literal. */
+#define PARA_VERSION_STRING                                                    \
+    PARA__VERSION_STR(PARA_VERSION_MAJOR)                                      \
+    "." PARA__VERSION_STR(PARA_VERSION_MINOR) "." PARA__VERSION_STR(           \
+        PARA_VERSION_PATCH)
+#define PARA__VERSION_STR(x) PARA__VERSION_STR2(x)
+#define PARA__VERSION_STR2(x) #x
 #define PARA_VERSION_HEX                                                       \
     ((PARA_VERSION_MAJOR << 16) | (PARA_VERSION_MINOR << 8) |                  \
      PARA_VERSION_PATCH)

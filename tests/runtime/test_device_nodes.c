@@ -261,8 +261,9 @@ static void test_cpu_backend_abort_downstream(void **state)
     para_kernel_desc_t kd = axpb_kernel(&c);
     assert_int_equal(
         para_graph_add_kernel(g, "axpb", 4, 4, &kd, axpb_cpu, &c, &k), 0);
-    assert_int_equal(
-        para_graph_add_sink(g, "check", 4, failing_sink, NULL, 0, &sink), 0);
+    assert_int_equal(para_graph_add_sink(g, "check", 4, failing_sink, NULL,
+                                         PARA_NODE_PARALLEL, &sink),
+                     0);
     assert_int_equal(para_graph_connect(g, s, k), 0);
     assert_int_equal(para_graph_connect(g, k, sink), 0);
     assert_int_equal(para_run(rt, g), PARA_ENODE);
@@ -329,8 +330,9 @@ static void check_fan_out_merge(const char *device)
     sum_sink ss;
     atomic_init(&ss.sum, 0);
     atomic_init(&ss.count, 0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 4, sum_sink_fn, &ss, 0, &sum), 0);
+    assert_int_equal(para_graph_add_sink(g, "sum", 4, sum_sink_fn, &ss,
+                                         PARA_NODE_PARALLEL, &sum),
+                     0);
     assert_int_equal(para_graph_connect(g, r, conv), 0);
     assert_int_equal(para_graph_connect(g, conv, even), 0);
     assert_int_equal(para_graph_connect(g, conv, odd), 0);

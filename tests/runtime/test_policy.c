@@ -128,8 +128,9 @@ static void run_graph(para_runtime_t *rt, graph_kind kind, uint64_t *sum,
         assert_int_equal(para_graph_add_map(g, "narrow-b", sizeof(wide), 8,
                                             narrow, NULL, 0, &b),
                          0);
-        assert_int_equal(
-            para_graph_add_sink(g, "sum", 8, sum_sink, &sc, 0, &sink), 0);
+        assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_sink, &sc,
+                                             PARA_NODE_PARALLEL, &sink),
+                         0);
         assert_int_equal(para_graph_connect(g, w, b), 0);
         assert_int_equal(para_graph_connect(g, a, sink), 0);
         assert_int_equal(para_graph_connect(g, b, sink), 0);
