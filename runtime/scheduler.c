@@ -10,7 +10,8 @@
  *   before sources, so work in flight is finished before new work enters.
  *
  * Tasks and units
- *   A task is (node, batch, input port), embedded in the batch (internal.h).
+ *   A task is (node, batch, input port), embedded in the batch (runctx.h,
+ *   batch.h).
  *   run->in_flight counts units: one per unfinished task and one per source
  *   not yet exhausted. A task that produces a batch for k successors turns
  *   its unit into k (one atomic add of k-1, none when k = 1); a sink's task
@@ -33,9 +34,10 @@
  *   once with one fetch_add on the cursor. Callback sources are serial: the
  *   pull is claimed through the same state word (bit 0 exhausted, the rest
  *   counts pullers), so the source's unit is dropped exactly once, by the
- *   last puller out after exhaustion. Sources are held back while
- *   run->live_batches >= run->max_batches (back-pressure), which bounds the
- *   memory of a run and the depth of reorder buffers.
+ *   last puller out after exhaustion. Whether a source may pull, and how
+ *   many items, is the policy's decision (policy.h: a batch limit, the byte
+ *   budget of budget.h, ...): back-pressure that bounds the memory of a run
+ *   and the depth of reorder buffers. Only sources wait, never consumers.
  *
  * Batch sizes
  *   Unless forced, a source batch aims at target_batch_ns of downstream
