@@ -27,12 +27,12 @@
 
 /* Every option variable documented in include/para/runtime.h. */
 static const char *const option_vars[] = {
-    "PARA_WORKERS",    "PARA_POLICY",      "PARA_BATCH",
-    "PARA_BATCH_US",   "PARA_MAX_BATCHES", "PARA_VERBOSE",
-    "PARA_MEM_BUDGET", "PARA_DEVICE",      "PARA_DEVICE_FALLBACK",
-    "PARA_PIN",        "PARA_TRACE",       "PARA_TRACE_EVENTS",
-    "PARA_PROGRESS",   "PARA_CL_TRACE",    "PARA_CACHE_DIR",
-    "PARA_MIXED",
+    "PARA_WORKERS",    "PARA_POLICY",         "PARA_BATCH",
+    "PARA_BATCH_US",   "PARA_MAX_BATCHES",    "PARA_VERBOSE",
+    "PARA_MEM_BUDGET", "PARA_DEVICE",         "PARA_DEVICE_FALLBACK",
+    "PARA_PIN",        "PARA_TRACE",          "PARA_TRACE_EVENTS",
+    "PARA_PROGRESS",   "PARA_CL_TRACE",       "PARA_CACHE_DIR",
+    "PARA_MIXED",      "PARA_DEVICE_TIMEOUT",
 };
 
 static void clean_env(void)
@@ -308,17 +308,31 @@ struct bad_env {
 };
 
 static const struct bad_env bad_envs[] = {
-    {"PARA_MEM_BUDGET", "lots"},   {"PARA_MEM_BUDGET", "12Q"},
-    {"PARA_WORKERS", "abc"},       {"PARA_WORKERS", "70000"},
-    {"PARA_WORKERS", "-1"},        {"PARA_VERBOSE", "5000"},
-    {"PARA_VERBOSE", "4"},         {"PARA_VERBOSE", "on"},
-    {"PARA_BATCH", "99999999999"}, {"PARA_BATCH", "17M"},
-    {"PARA_BATCH_US", "0"},        {"PARA_BATCH_US", "2000000"},
-    {"PARA_MAX_BATCHES", "x"},     {"PARA_MAX_BATCHES", "2M"},
-    {"PARA_DEVICE_FALLBACK", "7"}, {"PARA_DEVICE_FALLBACK", "maybe"},
-    {"PARA_PIN", "diagonal"},      {"PARA_PROGRESS", "sometimes"},
-    {"PARA_TRACE_EVENTS", "0"},    {"PARA_TRACE_EVENTS", "1G"},
-    {"PARA_CL_TRACE", "loud"},     {"PARA_MIXED", "gpu"},
+    {"PARA_MEM_BUDGET", "lots"},
+    {"PARA_MEM_BUDGET", "12Q"},
+    {"PARA_WORKERS", "abc"},
+    {"PARA_WORKERS", "70000"},
+    {"PARA_WORKERS", "-1"},
+    {"PARA_VERBOSE", "5000"},
+    {"PARA_VERBOSE", "4"},
+    {"PARA_VERBOSE", "on"},
+    {"PARA_BATCH", "99999999999"},
+    {"PARA_BATCH", "17M"},
+    {"PARA_BATCH_US", "0"},
+    {"PARA_BATCH_US", "2000000"},
+    {"PARA_MAX_BATCHES", "x"},
+    {"PARA_MAX_BATCHES", "2M"},
+    {"PARA_DEVICE_FALLBACK", "7"},
+    {"PARA_DEVICE_FALLBACK", "maybe"},
+    {"PARA_PIN", "diagonal"},
+    {"PARA_PROGRESS", "sometimes"},
+    {"PARA_TRACE_EVENTS", "0"},
+    {"PARA_TRACE_EVENTS", "1G"},
+    {"PARA_CL_TRACE", "loud"},
+    {"PARA_MIXED", "gpu"},
+    {"PARA_DEVICE_TIMEOUT", "soon"},
+    {"PARA_DEVICE_TIMEOUT", "-5"},
+    {"PARA_DEVICE_TIMEOUT", "4000000"},
 };
 
 /* The last logged message names @p var and says what it accepts. */
@@ -390,6 +404,8 @@ static void test_env_good_values(void **state)
         {"PARA_DEVICE", "none"},
         {"PARA_CACHE_DIR", "/nonexistent/para"},
         {"PARA_MIXED", "device"},
+        {"PARA_DEVICE_TIMEOUT", "0"},
+        {"PARA_DEVICE_TIMEOUT", "250"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         setenv("PARA_WORKERS", "1", 1);
@@ -403,6 +419,9 @@ static void test_env_good_values(void **state)
             fail_msg("%s=%s refused: %s", good[i].var, good[i].value, log_last);
         if (strcmp(good[i].var, "PARA_DEVICE_FALLBACK") == 0)
             assert_int_equal(a.device_fallback, good[i].value[0] == '1');
+        if (strcmp(good[i].var, "PARA_DEVICE_TIMEOUT") == 0)
+            assert_int_equal(a.device_timeout_ms,
+                             (unsigned)atoi(good[i].value));
         assert_int_equal(para_runtime_destroy(rt), 0);
     }
     para_set_log_fn(NULL, NULL); /* PARA_VERBOSE=3 set the level */
