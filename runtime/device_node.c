@@ -16,7 +16,7 @@
  *   it the tasks of kernel nodes through its `incoming` Treiber stack; the
  *   host thread gathers them per node, launches, waits, and hands each
  *   finished input batch's output to the successors through the runtime's
- *   injection stack (rt->inject), so no worker ever waits on a device. The
+ *   injection stack (rt->wake.inject), so no worker ever waits on a device. The
  *   host thread blocks (in the back-end's bounded wait, or on its condition
  *   variable), never spins: on a CPU device (PoCL) the driver's threads
  *   need every core. It runs on the cores near its device (hwloc's OpenCL
@@ -120,7 +120,8 @@
 #endif
 
 #include "device.h"
-#include "internal.h"
+#include "device_node.h"
+#include "policy.h"
 
 #define SLOTS 4 /* launch slots per device; in flight: min(this, back-end) */
 #define LAUNCH_MAX_BYTES ((size_t)32 << 20) /* input + output per launch */
