@@ -624,11 +624,13 @@ static bool reap_lost(devctx *d, uint64_t wait_ns)
 static void lose(devctx *d, para__run *run, para_node_t *n, int rc)
 {
     bool fallback = d->rt->attr.device_fallback && !para__aborting(run);
-    snprintf(d->why, sizeof d->why, "failed under node '%.60s': %.400s",
-             n->name, d->msg);
     if (!fallback)
         fail_run(d, run, n, rc);
+    /* relaxed: only this thread sets it. */
     if (!atomic_load_explicit(&d->lost, memory_order_relaxed)) {
+        /* Written once: workers read it once they see `lost`. */
+        snprintf(d->why, sizeof d->why, "failed under node '%.60s': %.400s",
+                 n->name, d->msg);
         /* release: `why` above is read by workers after they see it. */
         atomic_store_explicit(&d->lost, true, memory_order_release);
         if (fallback)
