@@ -13,7 +13,8 @@
  * sources are held back while the count is at run->max_batches (policy
  * "ws"). Its allocation, plus the bytes its items own outside it
  * (item_bytes, added at delivery), is counted in run->bytes the same way:
- * the peak bytes in flight, the progress line. Under a budgeted policy a
+ * the peak bytes in flight, the progress line. A batch whose items own
+ * memory releases them when it is freed (owned.c). Under a budgeted policy a
  * batch also holds a reference to its family (budget.c).
  *
  * Tests: through tests/runtime/test_run.c and test_differential.c (ASan
@@ -128,6 +129,8 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
         (total + PARA_CACHELINE - 1) & ~(size_t)(PARA_CACHELINE - 1);
     b->extra_bytes = 0;
     b->family = NULL;
+    b->owner = NULL;
+    b->owned_begin = 0;
     count_live(run, 1);
     if (run != NULL)
         para__bytes_add(run, (int64_t)b->alloc_bytes);
@@ -151,6 +154,10 @@ para__batch *para__batch_grow(para__worker *w, para__run *run, para__batch *b,
                           memory_order_relaxed);
     nb->path = b->path;
     nb->count = b->count;
+    /* The items (and what they own) move to the new batch. */
+    nb->owner = b->owner;
+    nb->owned_begin = b->owned_begin;
+    b->owner = NULL;
     para__batch_join_family(nb, b);
     nb->seq_begin = b->seq_begin;
     nb->seq_end = b->seq_end;
@@ -164,6 +171,8 @@ para__batch *para__batch_grow(para__worker *w, para__run *run, para__batch *b,
 
 void para__batch_free(para__worker *w, para__run *run, para__batch *b)
 {
+    if (b->owner != NULL)
+        para__owned_release(b); /* items that own memory (owned.c) */
     count_live(run, -1);
     if (run != NULL)
         para__bytes_add(run, -(int64_t)(b->alloc_bytes + b->extra_bytes));

@@ -83,7 +83,7 @@ uint64_t para__budget_footprint(const para__run *run, const para_node_t *s,
             out_bytes >= SIZE_MAX
                 ? UINT64_MAX
                 : add_sat(para__batch_alloc_size(n->n_succs, (size_t)out_bytes),
-                          mul_sat(out_items, n->item_bytes));
+                          mul_sat(out_items, para__owned_item_estimate(n)));
         if (n->placement != PARA__PLACE_CPU) /* device staging */
             one =
                 add_sat(one, mul_sat(items, add_sat(n->in_size, n->out_size)));

@@ -97,6 +97,12 @@ struct para_node {
     int priority;
     size_t in_size, out_size;
     size_t item_bytes; /* owned outside the batch, per output item */
+    para_items_release_fn release;  /* output items own memory (owned.c) */
+    para_item_bytes_fn owned_bytes; /* their bytes, per item */
+    bool owned_out;                 /* derived: its output batches own items */
+    /* Largest owned bytes per output item seen this run (relaxed: an
+     * estimate for footprints, like expand_x16). */
+    _Atomic uint64_t owned_max;
     void *ctx;
     union {
         para_source_fn source;
@@ -163,6 +169,8 @@ struct para_node {
     _Atomic uint64_t src_cursor;  /* splittable: next item index */
     uint64_t src_seq;             /* callback: claim-owned */
     para_source_open_fn src_open; /* callback: NULL = runs once per graph */
+    void (*ctx_free)(void *ctx);  /* built on the API (records.c): frees
+                                     ctx with the graph */
     uint64_t src_runs;            /* runs started (thread in para_run()) */
 
     /* Statistics of the last run (relaxed counters, read after the run). */
@@ -189,6 +197,9 @@ struct para_graph {
 /* Validate and compute derived data. Returns 0 or PARA_E*; the message goes
  * to graph->errmsg. */
 int para__graph_prepare(para_graph_t *g);
+/* A node made by the library on top of the public API (records.c) owns
+ * its ctx: @p fn frees it when the graph is destroyed. */
+void para__node_set_ctx_free(para_node_t *n, void (*fn)(void *ctx));
 /* Before a run (after prepare): refuse a callback source without an open
  * hook that already ran, call the open hooks. 0 or PARA_E* (errmsg). */
 int para__graph_open_sources(para_graph_t *g);
@@ -225,8 +236,13 @@ struct para__batch {
     size_t capacity;       /* bytes available at data */
     uint64_t seq_begin, seq_end;
     unsigned char *data;
-    size_t alloc_bytes;     /* the allocation, for run->bytes */
-    size_t extra_bytes;     /* owned by the items outside the batch */
+    size_t alloc_bytes; /* the allocation, for run->bytes */
+    size_t extra_bytes; /* owned by the items outside the batch */
+    /* Items that own memory (owned.c): the node whose release hook frees
+     * them (NULL: none), and the first item still owned by this batch
+     * (items before it were taken or moved on). */
+    const para_node_t *owner;
+    size_t owned_begin;
     para__family *family;   /* NULL unless the policy is budgeted */
     para__batch *pool_next; /* worker pool free list */
     para__task tasks[];     /* n_tasks, followed by the data */
@@ -267,6 +283,30 @@ void para__batch_release(para__worker *w, para__run *run, para__batch *b);
 void para__batch_free(para__worker *w, para__run *run, para__batch *b);
 /* Free every batch cached by @p w. */
 void para__batch_pool_drain(para__worker *w);
+
+/* ---- items that own memory (owned.c) ---------------------------------- */
+
+/* Validation at prepare (topological @p order): who owns which output, and
+ * no node that takes or moves owned items shares them with another
+ * successor. 0 or PARA_EINVAL (graph->errmsg). */
+int para__owned_check(para_graph_t *g, para_node_t *const *order);
+/* @p o (new output of @p n, reading @p in; NULL for a source) owns its
+ * items if @p n releases them, or if @p n filters owned items. */
+void para__owned_begin_output(const para_node_t *n, const para__batch *in,
+                              para__batch *o);
+/* A filter dropped owned input item @p i of @p in: release it now. */
+void para__owned_drop(para__batch *in, size_t i);
+/* @p n ran on owned @p in: the first @p done items were decided (the
+ * whole batch if @p ok); what it took or moved is no longer @p in's. */
+void para__owned_input_done(const para_node_t *n, para__batch *in, size_t done,
+                            bool ok);
+/* Release the items @p b still owns (para__batch_free()). */
+void para__owned_release(para__batch *b);
+/* The bytes @p out's items own outside it, as @p n hands it on. */
+size_t para__owned_count_bytes(para_node_t *n, const para__batch *out);
+/* Bytes per output item of @p n for footprints: item_bytes, or the largest
+ * per-item figure seen this run. */
+uint64_t para__owned_item_estimate(const para_node_t *n);
 
 /* ---- emitter (flat-map output) ---------------------------------------- */
 

@@ -399,30 +399,41 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         para__batch_join_family(o, in);
     }
 
+    /* Items of the input this call took or moved (owned.c): for per-item
+     * functions those before the one that failed, for batch functions all
+     * of them or none. */
+    size_t done = count;
+    if (o != NULL)
+        para__owned_begin_output(n, in, o);
     switch (n->kind) {
     case PARA__KIND_MAP: {
         para_map_fn fn = n->fn.map;
         unsigned char *op = o->data;
-        for (size_t i = 0; i < count && rc == 0; i++)
-            rc = fn(ctx, ip + i * is, op + i * os);
-        o->count = count;
+        size_t i = 0;
+        for (; i < count; i++)
+            if ((rc = fn(ctx, ip + i * is, op + i * os)) != 0)
+                break;
+        o->count = done = i; /* a failed item's output is not an item */
         break;
     }
     case PARA__KIND_MAP_BATCH:
         rc = n->fn.map_batch(ctx, ip, o->data, count);
-        o->count = count;
+        /* A failing batch map releases what it wrote itself (graph.h). */
+        o->count = rc == 0 ? count : 0;
         break;
     case PARA__KIND_FILTER: {
         para_filter_fn fn = n->fn.filter;
         size_t kept = 0;
-        for (size_t i = 0; i < count; i++) {
-            int keep = fn(ctx, ip + i * is);
+        for (done = 0; done < count; done++) {
+            int keep = fn(ctx, ip + done * is);
             if (keep < 0) {
                 rc = keep;
                 break;
             }
             if (keep > 0)
-                memcpy(o->data + kept++ * is, ip + i * is, is);
+                memcpy(o->data + kept++ * is, ip + done * is, is);
+            else if (in->owner != NULL)
+                para__owned_drop(in, done); /* filtered out: released now */
         }
         o->count = kept;
         break;
@@ -432,8 +443,10 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         para_emitter_t e = {
             .worker = w, .run = run, .batch = o, .item_size = os};
         if (n->kind == PARA__KIND_FLAT_MAP) {
-            for (size_t i = 0; i < count && rc == 0; i++)
-                rc = n->fn.flat_map(ctx, ip + i * is, &e);
+            for (done = 0; done < count && rc == 0; done++)
+                rc = n->fn.flat_map(ctx, ip + done * is, &e);
+            if (rc != 0)
+                done--;
         } else {
             rc = n->fn.flat_map_batch(ctx, ip, count, &e);
         }
@@ -445,8 +458,9 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     }
     case PARA__KIND_SINK: {
         para_sink_fn fn = n->fn.sink;
-        for (size_t i = 0; i < count && rc == 0; i++)
-            rc = fn(ctx, ip + i * is);
+        for (done = 0; done < count; done++)
+            if ((rc = fn(ctx, ip + done * is)) != 0)
+                break;
         break;
     }
     case PARA__KIND_SINK_BATCH:
@@ -474,6 +488,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     default:
         para__panic("node '%s': kind %d cannot process", n->name, n->kind);
     }
+    if (in->owner != NULL)
+        para__owned_input_done(n, in, rc == 0 ? count : done, rc == 0);
 
     if (rc != 0) {
         if (o != NULL)
@@ -490,9 +506,10 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 void para__deliver(para__worker *w, para__run *run, para_node_t *n,
                    para__batch *out, int held)
 {
-    if (n->item_bytes != 0 && out->count != 0) {
-        out->extra_bytes = out->count * n->item_bytes;
-        para__bytes_add(run, (int64_t)out->extra_bytes);
+    if (out->count != 0) {
+        out->extra_bytes = para__owned_count_bytes(n, out);
+        if (out->extra_bytes != 0)
+            para__bytes_add(run, (int64_t)out->extra_bytes);
     }
     if (out->count == 0 && !n->forward_empty) {
         para__batch_free(w, run, out);
@@ -673,6 +690,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
             return NULL;
         }
         b->count = written;
+        para__owned_begin_output(s, NULL, b);
         b->seq_begin = s->src_seq; /* claim-owned: one puller at a time */
         s->src_seq += written;
         b->seq_end = s->src_seq;
