@@ -10,7 +10,9 @@
  *   w4_offload.c   w4 (kernel nodes: cpu, dev1, dev, mixed, limit)
  *   w5_budget.c    w5 (the memory budget: bounded, unbounded)
  *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
+ *   w10_devices.c  w10 (three simulated devices: makespan and shares)
  *   shapes.c       w12, w13, w14 (short runs, large items, a deep chain)
+ *   w11_mpi.c      w11 (across MPI ranks; only with the MPI part)
  *
  * Every workload follows the project's benchmark contract exactly (sizes,
  * spin() counts and checksums are documented in BENCHMARKS.md), so that its
@@ -160,7 +162,14 @@ int bench_w4(const bench_cfg_t *cfg);
 int bench_w5(const bench_cfg_t *cfg);
 int bench_w6(const bench_cfg_t *cfg);
 int bench_w7(const bench_cfg_t *cfg);
+int bench_w10(const bench_cfg_t *cfg);
 int bench_w12(const bench_cfg_t *cfg);
+#ifdef PARA_BENCH_MPI
+/* w11 (w11_mpi.c, with PARA_MPI): run under mpirun; bench_mpi_finish()
+ * finalises MPI if w11 initialised it. */
+int bench_w11(const bench_cfg_t *cfg);
+void bench_mpi_finish(void);
+#endif
 int bench_w13(const bench_cfg_t *cfg);
 int bench_w14(const bench_cfg_t *cfg);
 

@@ -5,7 +5,8 @@
  *   para-bench [--workload LIST] [--threads N] [--quick] [--repeat R]
  *
  *   --workload LIST  comma-separated workload ids w1..w14, or "all" (the
- *                    default). "all" runs every one.
+ *                    default). "all" runs every one (w11, across MPI ranks,
+ *                    only when started by mpirun: see w11_mpi.c).
  *   --threads N      runtime workers; default: the number of online CPUs.
  *   --quick          the small sizes (seconds, not minutes).
  *   --repeat R       time every variant R times, report the median (1).
@@ -61,8 +62,14 @@ static const struct workload workloads[] = {
     {"w1", bench_w1, NULL},   {"w2", bench_w2, NULL},
     {"w3", bench_w3, NULL},   {"w4", bench_w4, NULL},
     {"w5", bench_w5, NULL},   {"w6", bench_w6, NULL},
-    {"w7", bench_w7, NULL},   {"w12", bench_w12, NULL},
-    {"w13", bench_w13, NULL}, {"w14", bench_w14, NULL},
+    {"w7", bench_w7, NULL},   {"w10", bench_w10, NULL},
+#ifdef PARA_BENCH_MPI
+    {"w11", bench_w11, NULL},
+#else
+    {"w11", NULL, "built without MPI (PARA_MPI)"},
+#endif
+    {"w12", bench_w12, NULL}, {"w13", bench_w13, NULL},
+    {"w14", bench_w14, NULL},
 };
 
 #define N_WORKLOADS (sizeof workloads / sizeof workloads[0])
@@ -99,8 +106,13 @@ static int parse_workloads(const char *list, int *selected)
         size_t len = strcspn(p, ",");
         int found = 0;
         if (len == 3 && strncmp(p, "all", 3) == 0) {
+            /* w11 needs mpirun: in "all" only when started by one. */
+            int under_mpi = getenv("OMPI_COMM_WORLD_SIZE") != NULL ||
+                            getenv("PMI_SIZE") != NULL ||
+                            getenv("PMIX_RANK") != NULL;
             for (size_t k = 0; k < N_WORKLOADS; k++)
-                if (workloads[k].missing == NULL)
+                if (workloads[k].missing == NULL &&
+                    (under_mpi || strcmp(workloads[k].id, "w11") != 0))
                     selected[k] = 1;
             found = 1;
         }
@@ -297,5 +309,8 @@ int main(int argc, char **argv)
                 para_err_name(rc));
         failed = 1;
     }
+#ifdef PARA_BENCH_MPI
+    bench_mpi_finish(); /* w11 initialised MPI: finalise it */
+#endif
     return failed ? 1 : 0;
 }

@@ -4,7 +4,10 @@
  * A batch is one allocation: header, the embedded tasks (one per successor
  * of the producing node), then the item data, cache-line aligned. Sizes are
  * rounded up to power-of-two classes from 1 KiB to 2 MiB, and each worker
- * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH). A batch is
+ * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH batches, and
+ * PARA__BATCH_POOL_BYTES over all classes: a long-lived runtime holds at
+ * most that much per worker between runs, however its batch sizes wander;
+ * the rest go back to free()). A batch is
  * returned to the cache of whichever worker drops the last reference, so
  * caches need no locks: only their owner touches them. Larger batches, and
  * batches released outside a worker, go straight to malloc/free.
@@ -106,6 +109,7 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
             b = w->pool[cls];
             w->pool[cls] = b->pool_next;
             w->pool_len[cls]--;
+            w->pool_bytes -= total;
         }
     }
     if (b == NULL) {
@@ -179,11 +183,16 @@ void para__batch_free(para__worker *w, para__run *run, para__batch *b)
     if (b->family != NULL)
         para__family_unref(run, b->family);
     uint32_t cls = b->size_class;
+    size_t size = cls != PARA__BATCH_NO_CLASS
+                      ? (size_t)1 << (MIN_CLASS_SHIFT + cls)
+                      : SIZE_MAX;
     if (w != NULL && cls != PARA__BATCH_NO_CLASS &&
-        w->pool_len[cls] < PARA__BATCH_POOL_DEPTH) {
+        w->pool_len[cls] < PARA__BATCH_POOL_DEPTH &&
+        size <= PARA__BATCH_POOL_BYTES - w->pool_bytes) {
         b->pool_next = w->pool[cls];
         w->pool[cls] = b;
         w->pool_len[cls]++;
+        w->pool_bytes += size;
         return;
     }
     free(b);
@@ -208,4 +217,5 @@ void para__batch_pool_drain(para__worker *w)
         }
         w->pool_len[c] = 0;
     }
+    w->pool_bytes = 0;
 }

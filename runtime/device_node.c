@@ -29,14 +29,18 @@
  *   learned cost per item on k, launch latency included, and backlog_k the
  *   items already routed there and not finished. A MIXED node (kernel and
  *   CPU function) also weighs the worker's own CPU, items * cpu_cost, and
- *   keeps the batch when that is sooner. Until a cost is measured, batches
- *   explore: a MIXED node measures the CPU first; each device gets one
- *   batch at a time until a launch has been timed (not the node's first
- *   launch on it, which may carry a compilation); a device is probed again
+ *   keeps the batch when that is sooner and no device would run out of
+ *   work meanwhile (a worker busy with a batch feeds no device). Until a cost
+ * is measured, batches explore: a MIXED node measures the CPU first; each
+ * device gets one batch at a time until a launch has been timed (not the node's
+ * first launch on it, which may carry a compilation); a device is probed again
  *   with one batch whenever it has had none for REPROBE_NS. A CPU device
  *   shares the workers' cores, so there a MIXED batch goes to whichever
  *   side does more per core, judged on the fastest cost per item each side
  *   showed (each is measured while the other competes for the cores).
+ *   PARA_MIXED=device (or cpu) overrides the split of MIXED nodes: every
+ *   batch goes to the devices (or stays on the workers), for tests that
+ *   compare the two implementations.
  *
  * When to launch (per device, per node)
  *   A launch costs a fixed latency L plus c per item. The host thread
@@ -75,9 +79,10 @@
  *   A failing launch whose node function failed (PARA_ENODE) fails the run.
  *   A transient allocation failure (PARA_ENOMEM: a staging buffer, a
  *   buffer over the device's largest allocation) retries with launches of
- *   half the items, down to one batch; a single batch that still does not
- *   fit is computed by the host thread with the node's CPU function, or
- *   fails the run with PARA_ENOMEM for a node without one. Any other
+ *   half the items, down to one batch, which is tried OOM_RETRIES times; a
+ *   single batch that still does not fit is computed by the host thread
+ *   with the node's CPU function, or fails the run with PARA_ENOMEM for a
+ *   node without one. Any other
  *   failure, or the watchdog, loses the device for the rest of the run:
  *   with attr.device_fallback off the run fails with PARA_EDEVICE naming
  *   the node and the failing call. With it on (the default), the device's
@@ -108,6 +113,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "device.h"
 #include "internal.h"
@@ -121,6 +129,7 @@
 #define REPROBE_NS 5000000     /* try an idle device again after 5 ms */
 #define WAIT_SLICE_NS 10000000 /* longest wait on a launch: aborts seen */
 #define TIMEOUT_FACTOR 20      /* a launch may take 20x its expected time */
+#define OOM_RETRIES 3          /* a one-batch launch out of memory, again */
 
 /* One kernel node on one device, for the current run. */
 typedef struct dnode {
@@ -132,7 +141,8 @@ typedef struct dnode {
     uint64_t pending_since;
     uint32_t launches_run;
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
-    size_t split_cap; /* items per launch after ENOMEM; 0 = no limit */
+    size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
+    unsigned oom_streak; /* launches failed with ENOMEM since one worked */
     /* Estimates (picoseconds per item; 0 = not measured yet), written by
      * the host thread, read by workers routing a batch. */
     _Atomic uint64_t ps_per_item; /* marginal cost c */
@@ -240,6 +250,19 @@ static bool usable(const devctx *d, const dnode *dn)
 static int choose(para__devrt *set, para_node_t *n, size_t items)
 {
     bool mixed = n->placement == PARA__PLACE_MIXED;
+    /* PARA_MIXED: the CPU always, or the devices as for a device-only
+     * node (while one is left; then the CPU). */
+    para__mixed_mode force =
+        set->n > 0 ? set->dev[0]->rt->mixed : PARA__MIXED_AUTO;
+    if (mixed && force == PARA__MIXED_CPU)
+        return -1;
+    if (mixed && force == PARA__MIXED_DEVICE) {
+        for (unsigned k = 0; k < set->n; k++)
+            if (usable(set->dev[k], &set->dev[k]->dn[n->index]))
+                mixed = false;
+        if (mixed)
+            return -1;
+    }
     /* relaxed: estimates; a stale one only moves one batch elsewhere. */
     uint64_t cpu =
         atomic_load_explicit(&n->cpu_ps_per_item, memory_order_relaxed);
@@ -251,9 +274,11 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
     if (mixed && cpu == 0)
         return -1; /* measure the CPU first */
     uint64_t now = para__now_ns();
-    double best = mixed ? (double)items * (double)cpu : -1.0;
+    double cpu_finish = (double)items * (double)cpu;
+    double best = -1.0; /* the devices' earliest finish */
     int where = -1;
     int idle_unmeasured = -1;
+    bool starving = false; /* a device would run dry during the CPU batch */
     uint64_t least_backlog = UINT64_MAX;
     int least = -1;
     for (unsigned k = 0; k < set->n; k++) {
@@ -288,6 +313,8 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
                 return (int)k;
             continue;
         }
+        if ((double)backlog * (double)total < cpu_finish)
+            starving = true;
         double finish = (double)(backlog + items) * (double)total;
         if (best < 0 || finish <= best) {
             best = finish;
@@ -296,9 +323,14 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
     }
     if (idle_unmeasured >= 0)
         return idle_unmeasured;
-    if (where >= 0 || mixed)
+    if (!mixed)
+        return where >= 0 ? where : least; /* least: nothing measured yet */
+    /* A worker that keeps a batch also stops feeding the devices while it
+     * runs it: it keeps one only when that is sooner than on any device
+     * and no device would run out of work meanwhile. */
+    if (where >= 0 && (starving || best <= cpu_finish))
         return where;
-    return least; /* nothing measured yet, every probe out */
+    return -1;
 }
 
 /* Why no device is left for @p n, into @p buf. */
@@ -697,6 +729,7 @@ static void complete(devctx *d, para__run *run, int r)
         return;
     }
     retire_head(d);
+    dn->oom_streak = 0;
     /* The launch started when the device was done with the one before. */
     uint64_t start = PARA_MAX(s->l.submit_ns, d->last_complete_ns);
     uint64_t ns = s->l.complete_ns > start ? s->l.complete_ns - start : 1;
@@ -937,7 +970,7 @@ static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
     if (rc == PARA_ENOMEM) {
         /* Transient: smaller launches, down to one batch; one batch that
          * still does not fit runs on the host's CPU, or fails. */
-        if (n_tasks > 1) {
+        if (n_tasks > 1 || ++dn->oom_streak < OOM_RETRIES) {
             dn->split_cap = PARA_MAX(items / 2, (size_t)1);
             para__log(2,
                       "device \"%s\": %s; launches of node '%s' now take "
@@ -946,6 +979,7 @@ static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
             pending_unshift(dn, first, last, items);
             return;
         }
+        dn->oom_streak = 0;
         if (para__has_cpu_fn(n) && d->rt->attr.device_fallback) {
             para__log(2,
                       "device \"%s\": %s; node '%s' runs that batch on "
@@ -1238,6 +1272,13 @@ static void *host_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "para-device-%u", d->index);
     pthread_setname_np(pthread_self(), name);
+#ifdef PR_SET_TIMERSLACK
+    /* The host thread sleeps in short slices while a launch runs (the
+     * back-ends' bounded waits): without this, Linux stretches each sleep
+     * by its default 50 us timer slack, longer than a whole launch of a
+     * small kernel. */
+    prctl(PR_SET_TIMERSLACK, 1000ul, 0, 0, 0);
+#endif
     pin_near_device(d);
     pthread_mutex_lock(&rt->lock);
     uint64_t seen = d->start_generation;
@@ -1416,6 +1457,18 @@ int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len)
         int rc = devrt_open(rt, why, sizeof why);
         if (rc == 0) {
             rt->device_state = 1;
+        } else if (rc == PARA_ENOMEM || rc == PARA_EAGAIN) {
+            /* Out of memory or threads: this run fails (or, with "auto",
+             * goes without the device), and the next run tries again. */
+            rt->device_state = 0;
+            snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
+            snprintf(msg, msg_len, "device \"%s\": %s", rt->device_selector,
+                     why);
+            if (strcmp(rt->device_selector, "auto") == 0) {
+                para__log(1, "device: %s; this run goes without it", why);
+                return 0;
+            }
+            return rc;
         } else {
             snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
             /* "auto" asks for a device if there is one: none is fine. */
@@ -1506,6 +1559,7 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         dn->launches_run = 0;
         dn->sw = dn->sx = dn->sy = dn->sxx = dn->sxy = 0;
         dn->split_cap = 0;
+        dn->oom_streak = 0;
         atomic_init(&dn->ps_per_item, 0);
         atomic_init(&dn->total_ps, 0);
         atomic_init(&dn->best_ps, 0);

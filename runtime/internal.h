@@ -103,6 +103,10 @@ struct para_node {
     /* Largest owned bytes per output item seen this run (relaxed: an
      * estimate for footprints, like expand_x16). */
     _Atomic uint64_t owned_max;
+    /* Cross-process placement (para_mpi_place(), runtime/mpi): the rank
+     * that runs the node, or -1 for every rank; 0 by default. Read only
+     * by runtime/mpi; the single-process runtime ignores it. */
+    int mpi_rank;
     void *ctx;
     union {
         para_source_fn source;
@@ -251,6 +255,10 @@ struct para__batch {
 #define PARA__BATCH_NO_CLASS UINT32_MAX
 #define PARA__BATCH_CLASSES 12    /* 1 KiB .. 2 MiB total size */
 #define PARA__BATCH_POOL_DEPTH 16 /* cached batches per class per worker */
+/* Bytes of cached batches per worker (all classes): with the depth, what a
+ * runtime keeps between runs is bounded by design, whatever sizes its
+ * batches take (tests/reliability/test_soak.c checks both bounds). */
+#define PARA__BATCH_POOL_BYTES ((size_t)8 << 20)
 
 typedef struct para__worker para__worker;
 typedef struct para__run para__run;
@@ -336,6 +344,7 @@ struct para__worker {
     unsigned next_source; /* round-robin start */
     para__batch *pool[PARA__BATCH_CLASSES];
     unsigned pool_len[PARA__BATCH_CLASSES];
+    size_t pool_bytes; /* in all classes, <= PARA__BATCH_POOL_BYTES */
     /* Counters: written by the owner only (relaxed load + store), summed on
      * read by para_runtime_stats(). base_* hold their values at the start of
      * the last run (written by para_run() between runs), for
@@ -424,6 +433,31 @@ typedef struct para__progress {
     uint64_t items; /* sink items at the last update */
 } para__progress;
 
+/* How MIXED kernel nodes split their batches (PARA_MIXED): by the measured
+ * costs (auto), all on the device, or all on the workers. */
+typedef enum {
+    PARA__MIXED_AUTO,
+    PARA__MIXED_DEVICE,
+    PARA__MIXED_CPU
+} para__mixed_mode;
+
+/* Hook for running one graph across processes (runtime/mpi). When
+ * rt->remote is set (only while para_mpi_run() drives a run on rt; set and
+ * cleared between runs, so workers see it through the run's start under
+ * rt->lock), the scheduler calls:
+ *   run_begin  in para_run(), after the run is set up and before any worker
+ *              sees it: may adjust run->in_flight and source states;
+ *   route      in para__deliver() for each successor task, on the worker
+ *              (or other thread) delivering it: returns true if it took the
+ *              task (with its batch reference and its unit) to run it on
+ *              another process, false to run it here as usual. */
+typedef struct para__remote para__remote;
+struct para__remote {
+    void (*run_begin)(para__remote *self, para__run *run);
+    bool (*route)(para__remote *self, para__worker *w, para__run *run,
+                  para__task *t);
+};
+
 struct para_runtime {
     unsigned n_workers;
     para__worker *workers; /* aligned array */
@@ -461,6 +495,7 @@ struct para_runtime {
     int device_err;            /* why an explicitly chosen device is missing */
     char device_why[256];
     bool device_cpu_logged;
+    para__mixed_mode mixed;  /* MIXED kernel nodes' split (PARA_MIXED) */
     para__devrt *device;     /* the open devices, NULL if none */
     unsigned helper_threads; /* host threads (one per device) */
     alignas(PARA_CACHELINE) para__task_stack inject;
@@ -468,6 +503,7 @@ struct para_runtime {
     para__device_counters devices[PARA__MAX_DEVICES];
     unsigned n_devices; /* rt->lock */
     para__progress progress;
+    para__remote *remote; /* NULL unless para_mpi_run() (see above) */
 };
 
 /* Start the worker threads; 0 or PARA_E*. */
@@ -487,6 +523,11 @@ void para__fail_run(para__worker *w, para__run *run, int err, const char *fmt,
 bool para__aborting(const para__run *run);
 /* Hand task @p t (holding its unit) to the workers from any thread. */
 void para__inject_task(para__run *run, para__task *t);
+/* Hand task @p t (holding its unit) to its node from any thread, as
+ * para__deliver() does: through the inbox of a serial or ORDERED node (so
+ * its order holds), else to the workers. @p w may be NULL (then the task is
+ * injected). Used by runtime/mpi for batches received from other ranks. */
+void para__submit_task(para__worker *w, para__run *run, para__task *t);
 
 /* Devices (device_node.c). */
 /* Before a run: open the device if the graph has kernel nodes, create
@@ -529,6 +570,8 @@ para__device_counters *para__stats_device_add(para_runtime_t *rt,
 int para__options_check_env(char *msg, size_t msg_len);
 int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
                              size_t msg_len);
+/* PARA_MIXED, checked by para__options_check_env(). */
+para__mixed_mode para__options_mixed(void);
 
 /* Progress line (progress.c). */
 bool para__progress_mode_valid(const char *mode);

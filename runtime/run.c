@@ -135,6 +135,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
              attr->device != NULL && attr->device[0] != '\0' ? attr->device
                                                              : "auto");
     rt->attr.device = rt->device_selector;
+    rt->mixed = para__options_mixed();
     para__task_stack_init(&rt->inject);
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->cancel, false);
@@ -304,6 +305,8 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     if (run->target_batch_ns == 0)
         run->target_batch_ns = 1000;
 
+    if (rt->remote != NULL) /* runtime/mpi: see para__remote */
+        rt->remote->run_begin(rt->remote, run);
     para__stats_run_begin(rt);
     para__trace_run_begin(rt->trace, rt->n_workers);
     uint64_t t0 = para__now_ns();

@@ -518,6 +518,7 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
     }
     unsigned k = n->n_succs;
     units_add(run, (int64_t)k - held);
+    para__remote *remote = run->rt->remote;
     for (unsigned j = 0; j < k; j++) {
         unsigned i = n->succ_order[j];
         para_node_t *s = n->succs[i];
@@ -527,6 +528,8 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         t->in_port = n->succ_port[i];
         t->path = out->path + s->in_path_offset[t->in_port];
         t->next = t->child = NULL;
+        if (PARA_UNLIKELY(remote != NULL) && remote->route(remote, w, run, t))
+            continue; /* another process runs it (runtime/mpi) */
         if (PARA_UNLIKELY(run->policy->task_queued != NULL))
             run->policy->task_queued(run->policy_state, s, out->count);
         if (s->serial)
@@ -534,6 +537,15 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         else
             push_local(w, run, t);
     }
+    notify(run->rt, 1);
+}
+
+void para__submit_task(para__worker *w, para__run *run, para__task *t)
+{
+    if (t->node->serial)
+        inbox_push(w, run, t->node, t);
+    else
+        push_local(w, run, t);
     notify(run->rt, 1);
 }
 

@@ -22,7 +22,10 @@
  *     other worker is at the same distance (one level, index order). An
  *     unbound thread moves wherever the OS puts it, so any locality order
  *     would be a guess; random stealing over one level is the honest plan.
- *   Slots and cpusets are restricted to hwloc_topology_get_allowed_cpuset().
+ *   Slots and cpusets are restricted to hwloc_topology_get_allowed_cpuset(),
+ *   and to the process's CPU binding when it has one (taskset, mpirun
+ *   --bind-to), so that processes bound to different cores pin their
+ *   workers there.
  *   With the default load flags hwloc already drops disallowed PUs (cgroup
  *   cpusets); the restriction matters for a topology loaded with
  *   HWLOC_TOPOLOGY_FLAG_INCLUDE_DISALLOWED, where we must not pin onto PUs
@@ -257,6 +260,26 @@ static void log_plan(const para__topology_plan *plan, para__pin_mode mode)
     }
 }
 
+/* The allowed PUs within the process's CPU binding, or NULL when the
+ * topology is not this machine's, the binding is unknown, or it leaves no
+ * allowed PU (then the binding is ignored). */
+static hwloc_bitmap_t process_binding(hwloc_topology_t topo,
+                                      hwloc_const_cpuset_t allowed)
+{
+    if (!hwloc_topology_is_thissystem(topo))
+        return NULL;
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    if (set == NULL)
+        return NULL;
+    if (hwloc_get_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) != 0 ||
+        hwloc_bitmap_and(set, set, allowed) != 0 || hwloc_bitmap_iszero(set) ||
+        hwloc_bitmap_isequal(set, allowed)) {
+        hwloc_bitmap_free(set);
+        return NULL;
+    }
+    return set;
+}
+
 int para__topology_plan_make(hwloc_topology_t topo, unsigned n_workers,
                              para__pin_mode mode, para__topology_plan *out)
 {
@@ -273,6 +296,12 @@ int para__topology_plan_make(hwloc_topology_t topo, unsigned n_workers,
 
     int rc = PARA_ENOMEM;
     int *depth = NULL;
+    /* Restricted to the process's binding too, when it has one (taskset,
+     * mpirun --bind-to): processes bound to different cores must not all
+     * pin their workers onto the first cores of the machine. */
+    hwloc_bitmap_t bound = process_binding(topo, allowed);
+    if (bound != NULL)
+        allowed = bound;
     /* slots, then scratch for list_slots(): cores and cursors. */
     hwloc_obj_t *slots = malloc(3 * (size_t)nb_pus * sizeof *slots);
     if (slots == NULL)
@@ -320,11 +349,13 @@ int para__topology_plan_make(hwloc_topology_t topo, unsigned n_workers,
 
     free(depth);
     free(slots);
+    hwloc_bitmap_free(bound);
     log_plan(out, mode);
     return 0;
 fail:
     free(depth);
     free(slots);
+    hwloc_bitmap_free(bound);
     para__topology_plan_free(out);
     return rc;
 }

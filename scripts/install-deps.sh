@@ -12,6 +12,7 @@ packages=(
   clang-format
   python3
   clang libclang-rt-14-dev valgrind
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

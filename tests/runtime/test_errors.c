@@ -32,6 +32,7 @@ static const char *const option_vars[] = {
     "PARA_MEM_BUDGET", "PARA_DEVICE",      "PARA_DEVICE_FALLBACK",
     "PARA_PIN",        "PARA_TRACE",       "PARA_TRACE_EVENTS",
     "PARA_PROGRESS",   "PARA_CL_TRACE",    "PARA_CACHE_DIR",
+    "PARA_MIXED",
 };
 
 static void clean_env(void)
@@ -317,7 +318,7 @@ static const struct bad_env bad_envs[] = {
     {"PARA_DEVICE_FALLBACK", "7"}, {"PARA_DEVICE_FALLBACK", "maybe"},
     {"PARA_PIN", "diagonal"},      {"PARA_PROGRESS", "sometimes"},
     {"PARA_TRACE_EVENTS", "0"},    {"PARA_TRACE_EVENTS", "1G"},
-    {"PARA_CL_TRACE", "loud"},
+    {"PARA_CL_TRACE", "loud"},     {"PARA_MIXED", "gpu"},
 };
 
 /* The last logged message names @p var and says what it accepts. */
@@ -388,6 +389,7 @@ static void test_env_good_values(void **state)
         {"PARA_CL_TRACE", "0"},
         {"PARA_DEVICE", "none"},
         {"PARA_CACHE_DIR", "/nonexistent/para"},
+        {"PARA_MIXED", "device"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         setenv("PARA_WORKERS", "1", 1);

@@ -817,15 +817,67 @@ static void test_real_machine_pin(void **state)
      * threads. */
     pin_all(t, PARA__PIN_CORES);
     pin_all(t, PARA__PIN_PUS);
-    /* PIN_CORES workers are on distinct cores, in logical order. */
+    /* PIN_CORES workers are on distinct cores, in logical order (when the
+     * process is not bound to some of them: see test_process_binding). */
     para__topology_plan p;
     make(t, 0, PARA__PIN_CORES, &p);
     int nb_cores = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_CORE);
-    if (nb_cores > 0) {
+    hwloc_bitmap_t bound = hwloc_bitmap_alloc();
+    assert_non_null(bound);
+    assert_int_equal(hwloc_get_cpubind(t, bound, HWLOC_CPUBIND_PROCESS), 0);
+    bool unbound =
+        hwloc_bitmap_isincluded(hwloc_topology_get_allowed_cpuset(t), bound);
+    hwloc_bitmap_free(bound);
+    if (nb_cores > 0 && unbound) {
         assert_int_equal(p.n_workers, (unsigned)nb_cores);
         for (unsigned i = 0; i < p.n_workers; i++)
             check_on_core(t, &p, i, i);
     }
+    para__topology_plan_free(&p);
+    hwloc_topology_destroy(t);
+}
+
+/* A process bound to one core (taskset, mpirun --bind-to core) gets its
+ * workers pinned there, not onto the machine's first cores. */
+static void test_process_binding(void **state)
+{
+    (void)state;
+    hwloc_topology_t t;
+    assert_int_equal(hwloc_topology_init(&t), 0);
+    assert_int_equal(hwloc_topology_load(t), 0);
+    int nb_cores = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_CORE);
+    hwloc_bitmap_t saved = hwloc_bitmap_alloc();
+    assert_non_null(saved);
+    if (nb_cores < 2 ||
+        hwloc_get_cpubind(t, saved, HWLOC_CPUBIND_PROCESS) != 0) {
+        hwloc_bitmap_free(saved);
+        hwloc_topology_destroy(t);
+        skip();
+    }
+    hwloc_obj_t last =
+        hwloc_get_obj_by_type(t, HWLOC_OBJ_CORE, (unsigned)nb_cores - 1);
+    if (!hwloc_bitmap_isincluded(last->cpuset, saved) ||
+        hwloc_set_cpubind(t, last->cpuset, HWLOC_CPUBIND_PROCESS) != 0) {
+        hwloc_bitmap_free(saved);
+        hwloc_topology_destroy(t);
+        skip();
+    }
+    para__topology_plan p;
+    int rc = para__topology_plan_make(t, 0, PARA__PIN_CORES, &p);
+    assert_int_equal(hwloc_set_cpubind(t, saved, HWLOC_CPUBIND_PROCESS), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(p.n_workers, 1);
+    check_on_core(t, &p, 0, (unsigned)nb_cores - 1);
+    para__topology_plan_free(&p);
+    /* Three workers asked for: all on the one core the process may use. */
+    assert_int_equal(hwloc_set_cpubind(t, last->cpuset, HWLOC_CPUBIND_PROCESS),
+                     0);
+    rc = para__topology_plan_make(t, 3, PARA__PIN_CORES, &p);
+    assert_int_equal(hwloc_set_cpubind(t, saved, HWLOC_CPUBIND_PROCESS), 0);
+    hwloc_bitmap_free(saved);
+    assert_int_equal(rc, 0);
+    for (unsigned i = 0; i < 3; i++)
+        check_on_core(t, &p, i, (unsigned)nb_cores - 1);
     para__topology_plan_free(&p);
     hwloc_topology_destroy(t);
 }
@@ -851,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_bind_memory_real_machine),
         cmocka_unit_test(test_pin_synthetic_is_soft_failure),
         cmocka_unit_test(test_real_machine_pin),
+        cmocka_unit_test(test_process_binding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

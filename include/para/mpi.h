@@ -1,0 +1,130 @@
+/*
+ * para: one graph across MPI processes (optional part, library para_mpi,
+ * built when CMake finds MPI; PARA_MPI).
+ *
+ * Every rank builds the same graph (SPMD) and calls para_mpi_run() with its
+ * own runtime. Each node runs on one rank, or on every rank (a PARALLEL
+ * stage replicated for throughput); by default everything runs on rank 0.
+ * Sources and SERIAL / ORDERED nodes run on one rank.
+ *
+ * What crosses ranks: a batch whose consumer runs on another rank travels
+ * there with its sequence range, so an ORDERED node sees the same order as
+ * in one process, wherever its inputs were computed. A batch for a
+ * replicated node is dealt to the ranks in turn, skipping a rank whose
+ * credit is spent: each rank grants every other rank a window of bytes
+ * (see PARA_MPI_WINDOW), given back as it finishes the batches, so a slow
+ * rank never makes another buffer without bound and the memory budget
+ * holds on every rank. An edge from a replicated node to another
+ * replicated node stays on its rank.
+ *
+ * Threads: the thread that calls para_mpi_run() is the rank's one
+ * communication thread and makes every MPI call of the run; the workers
+ * never call MPI. MPI must be initialised with at least
+ * MPI_THREAD_FUNNELED (call from the thread that initialised MPI) or
+ * MPI_THREAD_SERIALIZED (any thread, while no other thread calls MPI).
+ * MPI_THREAD_MULTIPLE is not needed.
+ *
+ * Failure: a node failing, or para_run_cancel(), on any rank ends the run on
+ * every rank, and every rank returns the same code with the same message,
+ * prefixed with the failing rank ("rank 1: node 'parse' returned 7 ...").
+ * When several ranks fail, the lowest rank's failure is reported. A rank
+ * that hears nothing from the others for PARA_MPI_TIMEOUT seconds (default
+ * 60) while it waits for them logs an error and calls MPI_Abort(): MPI
+ * cannot recover a communicator that lost a member, and a failure is better
+ * than a hang.
+ *
+ * Environment (read by every para_mpi_run()):
+ *   PARA_MPI_PLACE   placement override for experiments, applied over
+ *                    para_mpi_place(): "name=RANK" or "name=all", separated
+ *                    by commas, e.g. "parse=all,count=1". Set the same
+ *                    value on every rank (mpirun -x PARA_MPI_PLACE).
+ *   PARA_MPI_WINDOW  bytes of credit each rank grants each other rank
+ *                    (K/M/G suffixes); default: the rank's memory budget
+ *                    divided by 4 × (ranks - 1), at most 64M, at least 64K.
+ *   PARA_MPI_TIMEOUT seconds (see Failure).
+ *
+ * Items that own memory outside their batch (para_node_desc_t.item_bytes)
+ * cannot cross ranks yet: an edge from such a node to a node on another
+ * rank fails validation with PARA_EINVAL naming the edge.
+ */
+#ifndef PARA_MPI_H
+#define PARA_MPI_H
+
+#include <stdint.h>
+
+#include <mpi.h>
+
+#include "para/export.h"
+#include "para/graph.h"
+#include "para/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** para_mpi_place(): run the node on every rank (a replicated stage). */
+#define PARA_MPI_ALL_RANKS (-1)
+
+/**
+ * @brief Place @p node on rank @p rank of the communicator given to
+ *        para_mpi_run(), or on every rank (PARA_MPI_ALL_RANKS).
+ *
+ * The default is rank 0. Only PARALLEL nodes other than sources may be
+ * placed on every rank. Checked (against the communicator's size) when the
+ * run starts; para_run() without MPI ignores placement.
+ *
+ * @return 0 on success.
+ * @return PARA_EINVAL if @p node is NULL or @p rank < PARA_MPI_ALL_RANKS.
+ * @return PARA_EBUSY if the node's graph is running.
+ * @note Like the other graph calls: one thread at a time per graph.
+ */
+PARA_API PARA_NODISCARD int para_mpi_place(para_node_t *node, int rank);
+
+/** @brief The node's placement (a rank, or PARA_MPI_ALL_RANKS). */
+PARA_API int para_mpi_node_rank(const para_node_t *node);
+
+/** Traffic of one rank in its last para_mpi_run(). */
+typedef struct para_mpi_stats {
+    int rank;                  /**< this rank in the communicator */
+    int ranks;                 /**< the communicator's size */
+    uint64_t batches_sent;     /**< batches sent to other ranks */
+    uint64_t bytes_sent;       /**< their item bytes */
+    uint64_t batches_received; /**< batches received from other ranks */
+    uint64_t bytes_received;   /**< their item bytes */
+    uint64_t credit_waits;     /**< batches of a replicated node that a
+                                    rank without credit did not get */
+    uint64_t window;           /**< credit this rank granted each other
+                                    rank, in bytes */
+} para_mpi_stats_t;
+
+/**
+ * @brief Run @p graph on every rank of @p comm; a collective call.
+ *
+ * Every rank of @p comm calls it with the same graph (built the same way,
+ * same placement) and its own runtime, and all return together. Validates
+ * the graph and the placement on every rank first: an invalid placement
+ * (a rank outside @p comm, a source or a SERIAL / ORDERED node on every
+ * rank, an edge that cannot cross ranks) fails every rank with PARA_EINVAL
+ * and a message naming the node or the edge.
+ *
+ * @param[in] stats NULL, or filled with this rank's traffic (also on
+ *            failure).
+ * @return 0 when every item went through on every rank.
+ * @return The codes of para_run(), the same on every rank; the message
+ *         (para_runtime_errmsg()) names the failing rank first.
+ * @return PARA_EINVAL if an argument is NULL, MPI is not initialised with
+ *         at least MPI_THREAD_FUNNELED, or it is FUNNELED and this is not
+ *         the thread that initialised it.
+ * @note Not from inside a node function. @p rt must not run another graph
+ *       meanwhile. Nodes' statistics count this rank's share only; a
+ *       collect node fills its array on its own rank only.
+ */
+PARA_API PARA_NODISCARD int para_mpi_run(para_runtime_t *rt,
+                                         para_graph_t *graph, MPI_Comm comm,
+                                         para_mpi_stats_t *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PARA_MPI_H */

@@ -1,0 +1,702 @@
+/*
+ * Tests of para_mpi_run() (runtime/mpi), run by ctest under mpirun with 2
+ * and 4 ranks (label mpi). Every rank runs every test; graphs are built the
+ * same way on every rank (same seeds).
+ *
+ *   placement      invalid placements fail every rank with the same message
+ *                  naming the node or the edge (PARA_MPI_PLACE included);
+ *   differential   random DAGs (maps, filters, flat-maps, merges, fan-out)
+ *                  with random placements (a rank, or every rank for
+ *                  PARALLEL nodes) and forced batch sizes, against a
+ *                  sequential reference of the exact batch structure: each
+ *                  ORDERED collect sink must hold the reference items in
+ *                  the reference order, on the rank it was placed on;
+ *   order          source on rank 0, a replicated map, the ORDERED sink on
+ *                  the last rank: source order across ranks, adaptive
+ *                  batches;
+ *   failure        a node failing on the last rank: every rank returns
+ *                  PARA_ENODE and the same message naming node and rank;
+ *   cancel         para_run_cancel() from a node function on rank 0: every
+ *                  rank returns PARA_ECANCELED naming rank 0;
+ *   budget         a replicated stage that is slow on rank 1, 25 MB of
+ *                  items from rank 0 and a 2 MiB budget: no rank's bytes in
+ *                  flight exceed the budget (without credit rank 1 would
+ *                  buffer most of the stream), and the slow rank ran less
+ *                  than an equal share.
+ *
+ * PARA_MPI_TEST_SEED sets the differential seed (default fixed, printed).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <mpi.h>
+
+#include "para.h"
+#include "para/mpi.h"
+
+static int g_rank, g_size;
+
+static para_runtime_t *make_rt(unsigned workers, size_t batch_items,
+                               size_t budget)
+{
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = workers;
+    a.batch_items = batch_items;
+    if (budget != 0)
+        a.mem_budget = budget;
+    a.progress = "off";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    return rt;
+}
+
+/* Every rank got the same message. */
+static void assert_same_everywhere(const char *msg)
+{
+    char mine[1024] = {0}, root[1024] = {0};
+    snprintf(mine, sizeof mine, "%s", msg);
+    memcpy(root, mine, sizeof root);
+    MPI_Bcast(root, sizeof root, MPI_CHAR, 0, MPI_COMM_WORLD);
+    assert_string_equal(mine, root);
+}
+
+/* ---- placement ---------------------------------------------------------- */
+
+static int map_inc(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    *(uint64_t *)out = *(const uint64_t *)in + 1;
+    return 0;
+}
+
+static int sink_nop(void *ctx, const void *in)
+{
+    (void)ctx;
+    (void)in;
+    return 0;
+}
+
+static void expect_invalid(para_runtime_t *rt, para_graph_t *g,
+                           const char *needle)
+{
+    int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, NULL);
+    assert_int_equal(rc, PARA_EINVAL);
+    const char *msg = para_runtime_errmsg(rt);
+    if (strstr(msg, needle) == NULL)
+        fail_msg("message '%s' lacks '%s'", msg, needle);
+    assert_same_everywhere(msg);
+}
+
+static void test_placement(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(1, 0, 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *m, *s;
+    assert_int_equal(para_graph_add_range(g, "src", 0, 100, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "inc", 8, 8, map_inc, NULL, 0, &m),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sink", 8, sink_nop, NULL, PARA_NODE_SERIAL, &s),
+        0);
+    assert_int_equal(para_graph_connect(g, src, m), 0);
+    assert_int_equal(para_graph_connect(g, m, s), 0);
+
+    assert_int_equal(para_mpi_place(NULL, 0), PARA_EINVAL);
+    assert_int_equal(para_mpi_place(m, -2), PARA_EINVAL);
+    assert_int_equal(para_mpi_node_rank(m), 0);
+
+    assert_int_equal(para_mpi_place(m, g_size), 0);
+    expect_invalid(rt, g, "node 'inc' is placed on rank");
+    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    assert_int_equal(para_mpi_node_rank(m), PARA_MPI_ALL_RANKS);
+
+    assert_int_equal(para_mpi_place(src, PARA_MPI_ALL_RANKS), 0);
+    expect_invalid(rt, g, "node 'src' is a source");
+    assert_int_equal(para_mpi_place(src, 0), 0);
+
+    assert_int_equal(para_mpi_place(s, PARA_MPI_ALL_RANKS), 0);
+    expect_invalid(rt, g, "node 'sink' is SERIAL or ORDERED");
+    assert_int_equal(para_mpi_place(s, g_size - 1), 0);
+
+    setenv("PARA_MPI_PLACE", "nosuch=1", 1);
+    expect_invalid(rt, g, "no node named 'nosuch'");
+    setenv("PARA_MPI_PLACE", "inc=lots", 1);
+    expect_invalid(rt, g, "bad rank 'lots'");
+    setenv("PARA_MPI_PLACE", "sink=all", 1);
+    expect_invalid(rt, g, "node 'sink' is SERIAL or ORDERED");
+    unsetenv("PARA_MPI_PLACE");
+
+    /* Now valid: it runs. */
+    para_mpi_stats_t st;
+    assert_int_equal(para_mpi_run(rt, g, MPI_COMM_WORLD, &st), 0);
+    assert_int_equal(st.rank, g_rank);
+    assert_int_equal(st.ranks, g_size);
+
+    /* Items that own memory cannot cross ranks. */
+    para_graph_t *g2;
+    assert_int_equal(para_graph_create(&g2), 0);
+    para_node_t *a, *b, *c;
+    assert_int_equal(para_graph_add_range(g2, "src", 0, 10, &a), 0);
+    para_node_desc_t d = {.name = "owner",
+                          .in_size = 8,
+                          .out_size = 8,
+                          .map = map_inc,
+                          .item_bytes = 32};
+    assert_int_equal(para_graph_add(g2, &d, &b), 0);
+    assert_int_equal(para_graph_add_sink(g2, "eat", 8, sink_nop, NULL, 0, &c),
+                     0);
+    assert_int_equal(para_graph_connect(g2, a, b), 0);
+    assert_int_equal(para_graph_connect(g2, b, c), 0);
+    assert_int_equal(para_mpi_place(c, g_size - 1), 0);
+    expect_invalid(rt, g2, "edge 'owner' -> 'eat' crosses ranks");
+    para_graph_destroy(g2);
+
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* ---- differential -------------------------------------------------------- */
+
+typedef struct vec {
+    uint64_t *v;
+    size_t n, cap;
+} vec;
+
+static void vec_push(vec *x, uint64_t v)
+{
+    if (x->n == x->cap) {
+        x->cap = x->cap ? x->cap * 2 : 16;
+        x->v = realloc(x->v, x->cap * sizeof *x->v);
+        assert_non_null(x->v);
+    }
+    x->v[x->n++] = v;
+}
+
+enum kind { K_SOURCE, K_MAP, K_FILTER, K_FLAT, K_COLLECT };
+
+#define MAX_NODES 24
+#define MAX_PREDS 2
+
+typedef struct dnode {
+    enum kind kind;
+    uint64_t salt;
+    int preds[MAX_PREDS];
+    int n_preds;
+    int n_succs;
+    int place;
+    para_node_t *node;
+    /* Reference: the batches of the current chunk, one per path. */
+    vec *batches;
+    size_t n_batches;
+    vec collected; /* K_COLLECT: reference output */
+    uint64_t *out;
+    size_t out_count;
+} dnode;
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+static int fn_map(void *ctx, const void *in, void *out)
+{
+    const dnode *d = ctx;
+    *(uint64_t *)out = mix(*(const uint64_t *)in ^ d->salt) >> 8;
+    return 0;
+}
+
+static int fn_filter(void *ctx, const void *in)
+{
+    const dnode *d = ctx;
+    return (mix(*(const uint64_t *)in + d->salt) & 3) != 0;
+}
+
+static int fn_flat(void *ctx, const void *in, para_emitter_t *out)
+{
+    const dnode *d = ctx;
+    uint64_t x = *(const uint64_t *)in;
+    unsigned k = (unsigned)(mix(x ^ d->salt) % 3); /* 0, 1 or 2 items */
+    for (unsigned i = 0; i < k; i++) {
+        uint64_t y = x * 31 + i + d->salt;
+        int rc = para_emit(out, &y);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Reference for one node on one input batch. */
+static void apply(const dnode *d, const vec *in, vec *out)
+{
+    for (size_t i = 0; i < in->n; i++) {
+        uint64_t x = in->v[i], y;
+        switch (d->kind) {
+        case K_MAP:
+            fn_map((void *)d, &x, &y);
+            vec_push(out, y);
+            break;
+        case K_FILTER:
+            if (fn_filter((void *)d, &x))
+                vec_push(out, x);
+            break;
+        case K_FLAT: {
+            unsigned k = (unsigned)(mix(x ^ d->salt) % 3);
+            for (unsigned j = 0; j < k; j++)
+                vec_push(out, x * 31 + j + d->salt);
+            break;
+        }
+        default:
+            vec_push(out, x);
+        }
+    }
+}
+
+static void run_differential(uint64_t seed, unsigned graph_no)
+{
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + graph_no + 1;
+#define RND(n) ((unsigned)((rng = mix(rng + 0x632BE59BD9B4E019ull)) % (n)))
+    dnode d[MAX_NODES];
+    memset(d, 0, sizeof d);
+    int n = 0;
+    uint64_t items = 200 + RND(3000);
+    size_t batch = (size_t[]){1, 3, 16, 100}[RND(4)];
+    d[n++] = (dnode){.kind = K_SOURCE, .place = (int)RND((unsigned)g_size)};
+    int inner = 1 + (int)RND(8);
+    for (int i = 0; i < inner; i++) {
+        dnode *x = &d[n];
+        x->kind = (enum kind[]){K_MAP, K_FILTER, K_FLAT}[RND(3)];
+        x->salt = RND(1000000);
+        x->n_preds = 1 + (RND(3) == 0 && n > 1);
+        x->preds[0] = (int)RND((unsigned)n);
+        if (x->n_preds == 2) {
+            x->preds[1] = (int)RND((unsigned)n);
+            if (x->preds[1] == x->preds[0])
+                x->n_preds = 1;
+        }
+        x->place =
+            RND(3) == 0 ? PARA_MPI_ALL_RANKS : (int)RND((unsigned)g_size);
+        for (int k = 0; k < x->n_preds; k++)
+            d[x->preds[k]].n_succs++;
+        n++;
+    }
+    int last_inner = n;
+    for (int i = 0; i < last_inner && n < MAX_NODES; i++) {
+        if (d[i].n_succs > 0 && RND(3) != 0)
+            continue;
+        d[n] = (dnode){.kind = K_COLLECT,
+                       .n_preds = 1,
+                       .preds = {i},
+                       .place = (int)RND((unsigned)g_size)};
+        d[i].n_succs++;
+        n++;
+    }
+
+    /* Reference: chunk by chunk, node by node (creation order is a
+     * topological order). */
+    for (uint64_t c0 = 0; c0 < items; c0 += batch) {
+        uint64_t c1 = c0 + batch < items ? c0 + batch : items;
+        for (int i = 0; i < n; i++) {
+            dnode *x = &d[i];
+            for (size_t b = 0; b < x->n_batches; b++)
+                free(x->batches[b].v);
+            free(x->batches);
+            x->batches = NULL;
+            x->n_batches = 0;
+            if (x->kind == K_SOURCE) {
+                x->batches = calloc(1, sizeof *x->batches);
+                x->n_batches = 1;
+                for (uint64_t v = c0; v < c1; v++)
+                    vec_push(&x->batches[0], v);
+                continue;
+            }
+            size_t paths = 0;
+            for (int k = 0; k < x->n_preds; k++)
+                paths += d[x->preds[k]].n_batches;
+            x->batches = calloc(paths, sizeof *x->batches);
+            for (int k = 0; k < x->n_preds; k++) {
+                const dnode *p = &d[x->preds[k]];
+                for (size_t b = 0; b < p->n_batches; b++)
+                    apply(x, &p->batches[b], &x->batches[x->n_batches++]);
+            }
+            if (x->kind == K_COLLECT)
+                for (size_t b = 0; b < x->n_batches; b++)
+                    for (size_t j = 0; j < x->batches[b].n; j++)
+                        vec_push(&x->collected, x->batches[b].v[j]);
+        }
+    }
+
+    /* The para graph. */
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    for (int i = 0; i < n; i++) {
+        dnode *x = &d[i];
+        char name[16];
+        snprintf(name, sizeof name, "n%d", i);
+        switch (x->kind) {
+        case K_SOURCE:
+            assert_int_equal(para_graph_add_range(g, name, 0, items, &x->node),
+                             0);
+            break;
+        case K_MAP:
+            assert_int_equal(
+                para_graph_add_map(g, name, 8, 8, fn_map, x, 0, &x->node), 0);
+            break;
+        case K_FILTER:
+            assert_int_equal(
+                para_graph_add_filter(g, name, 8, fn_filter, x, 0, &x->node),
+                0);
+            break;
+        case K_FLAT: {
+            para_node_desc_t desc = {.name = name,
+                                     .in_size = 8,
+                                     .out_size = 8,
+                                     .ctx = x,
+                                     .flat_map = fn_flat};
+            assert_int_equal(para_graph_add(g, &desc, &x->node), 0);
+            break;
+        }
+        case K_COLLECT:
+            x->out = calloc(x->collected.n + 16, 8);
+            assert_int_equal(para_graph_add_collect(g, name, 8, x->out,
+                                                    x->collected.n + 16,
+                                                    &x->out_count, &x->node),
+                             0);
+            break;
+        }
+        assert_int_equal(para_mpi_place(x->node, x->place), 0);
+    }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < d[i].n_preds; k++)
+            assert_int_equal(
+                para_graph_connect(g, d[d[i].preds[k]].node, d[i].node), 0);
+
+    para_runtime_t *rt = make_rt(1 + RND(2), batch, 0);
+    para_mpi_stats_t st;
+    int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, &st);
+    if (rc != 0)
+        fail_msg("graph %u (seed %llu): %s: %s", graph_no,
+                 (unsigned long long)seed, para_err_name(rc),
+                 para_runtime_errmsg(rt));
+    for (int i = 0; i < n; i++) {
+        dnode *x = &d[i];
+        if (x->kind == K_COLLECT && x->place == g_rank) {
+            if (x->out_count != x->collected.n)
+                fail_msg("graph %u (seed %llu) rank %d: collect n%d holds %zu "
+                         "items, the reference %zu",
+                         graph_no, (unsigned long long)seed, g_rank, i,
+                         x->out_count, x->collected.n);
+            for (size_t j = 0; j < x->out_count; j++)
+                if (x->out[j] != x->collected.v[j])
+                    fail_msg("graph %u (seed %llu) rank %d: collect n%d item "
+                             "%zu is %llu, the reference %llu",
+                             graph_no, (unsigned long long)seed, g_rank, i, j,
+                             (unsigned long long)x->out[j],
+                             (unsigned long long)x->collected.v[j]);
+        }
+    }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    para_graph_destroy(g);
+    for (int i = 0; i < n; i++) {
+        for (size_t b = 0; b < d[i].n_batches; b++)
+            free(d[i].batches[b].v);
+        free(d[i].batches);
+        free(d[i].collected.v);
+        free(d[i].out);
+    }
+#undef RND
+}
+
+static void test_differential(void **state)
+{
+    (void)state;
+    uint64_t seed = 42;
+    const char *env = getenv("PARA_MPI_TEST_SEED");
+    if (env != NULL)
+        seed = strtoull(env, NULL, 10);
+    if (g_rank == 0)
+        printf("differential: seed %llu, %d ranks\n", (unsigned long long)seed,
+               g_size);
+    for (unsigned i = 0; i < 40; i++)
+        run_differential(seed, i);
+}
+
+/* ---- order across ranks ---------------------------------------------------
+ */
+
+static int map_slow_square(void *ctx, const void *in, void *out, size_t n)
+{
+    (void)ctx;
+    const uint64_t *a = in;
+    uint64_t *b = out;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = a[i];
+        for (int k = 0; k < 50; k++)
+            x = mix(x);
+        b[i] = a[i] * a[i] + (x & 0);
+    }
+    return 0;
+}
+
+static void test_order(void **state)
+{
+    (void)state;
+    const uint64_t n = 100000;
+    para_runtime_t *rt = make_rt(2, 0, 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *m, *col;
+    uint64_t *out = calloc(n, 8);
+    size_t count = 0;
+    assert_int_equal(para_graph_add_range(g, "src", 0, n, &src), 0);
+    assert_int_equal(para_graph_add_map_batch(g, "square", 8, 8,
+                                              map_slow_square, NULL, 0, &m),
+                     0);
+    assert_int_equal(
+        para_graph_add_collect(g, "collect", 8, out, n, &count, &col), 0);
+    assert_int_equal(para_graph_connect(g, src, m), 0);
+    assert_int_equal(para_graph_connect(g, m, col), 0);
+    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    assert_int_equal(para_mpi_place(col, g_size - 1), 0);
+    para_mpi_stats_t st;
+    int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, &st);
+    if (rc != 0)
+        fail_msg("%s: %s", para_err_name(rc), para_runtime_errmsg(rt));
+    if (g_rank == g_size - 1) {
+        assert_int_equal(count, n);
+        for (uint64_t i = 0; i < n; i++)
+            if (out[i] != i * i)
+                fail_msg("item %llu is %llu", (unsigned long long)i,
+                         (unsigned long long)out[i]);
+    }
+    /* The replicated stage ran on more than one rank. */
+    para_node_stats_t ns;
+    assert_int_equal(para_node_stats(m, &ns), 0);
+    unsigned long long mine = ns.items_in, total = 0;
+    int ran = ns.items_in > 0, ranks_ran = 0;
+    MPI_Allreduce(&mine, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM,
+                  MPI_COMM_WORLD);
+    MPI_Allreduce(&ran, &ranks_ran, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    assert_int_equal(total, n);
+    assert_true(ranks_ran >= 2);
+    free(out);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* ---- failure and cancellation -------------------------------------------- */
+
+static int map_boom(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    uint64_t x = *(const uint64_t *)in;
+    *(uint64_t *)out = x;
+    return x == 5000 ? 7 : 0;
+}
+
+static void test_failure(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(1, 0, 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *m, *b, *s;
+    assert_int_equal(para_graph_add_range(g, "src", 0, 200000, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "inc", 8, 8, map_inc, NULL, 0, &m),
+                     0);
+    assert_int_equal(para_graph_add_map(g, "boom", 8, 8, map_boom, NULL, 0, &b),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &s),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, m), 0);
+    assert_int_equal(para_graph_connect(g, m, b), 0);
+    assert_int_equal(para_graph_connect(g, b, s), 0);
+    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    assert_int_equal(para_mpi_place(b, g_size - 1), 0);
+    int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, NULL);
+    assert_int_equal(rc, PARA_ENODE);
+    char want[128];
+    snprintf(want, sizeof want, "rank %d: node 'boom' returned 7", g_size - 1);
+    const char *msg = para_runtime_errmsg(rt);
+    if (strncmp(msg, want, strlen(want)) != 0)
+        fail_msg("message '%s', expected '%s...'", msg, want);
+    assert_same_everywhere(msg);
+    /* The runtime and the graph still work: without the failing item. */
+    para_graph_destroy(g);
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_range(g, "src", 0, 1000, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "boom", 8, 8, map_boom, NULL, 0, &b),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &s),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, b), 0);
+    assert_int_equal(para_graph_connect(g, b, s), 0);
+    assert_int_equal(para_mpi_place(b, PARA_MPI_ALL_RANKS), 0);
+    assert_int_equal(para_mpi_run(rt, g, MPI_COMM_WORLD, NULL), 0);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+typedef struct cancel_src {
+    para_runtime_t *rt;
+    uint64_t next;
+} cancel_src;
+
+static int src_cancel(void *ctx, void *out, size_t cap, size_t *n)
+{
+    cancel_src *c = ctx;
+    uint64_t *o = out;
+    for (size_t i = 0; i < cap; i++)
+        o[i] = c->next++;
+    *n = cap;
+    if (c->next >= 20000 && para_run_cancel(c->rt) != 0)
+        return 99; /* the run is in progress: cannot happen */
+    return 0;      /* endless otherwise: only the cancel ends the run */
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(1, 0, 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    cancel_src cs = {.rt = rt};
+    para_node_t *src, *m, *s;
+    assert_int_equal(
+        para_graph_add_source(g, "endless", 8, src_cancel, &cs, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "inc", 8, 8, map_inc, NULL, 0, &m),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &s),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, m), 0);
+    assert_int_equal(para_graph_connect(g, m, s), 0);
+    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    assert_int_equal(para_mpi_place(s, g_size - 1), 0);
+    int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, NULL);
+    assert_int_equal(rc, PARA_ECANCELED);
+    const char *msg = para_runtime_errmsg(rt);
+    assert_string_equal(msg, "rank 0: run canceled by para_run_cancel()");
+    assert_same_everywhere(msg);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* ---- budget with a slow rank ----------------------------------------------
+ */
+
+#define BIG 512
+
+static int map_widen(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    memset(out, 0, BIG);
+    memcpy(out, in, 8);
+    return 0;
+}
+
+static int map_slow_on_1(void *ctx, const void *in, void *out, size_t n)
+{
+    (void)ctx;
+    if (g_rank == 1) {
+        struct timespec ts = {0, (long)(n * 4000)}; /* 4 us per item */
+        nanosleep(&ts, NULL);
+    }
+    memcpy(out, in, n * BIG);
+    return 0;
+}
+
+static int sink_sum(void *ctx, const void *in)
+{
+    *(uint64_t *)ctx += *(const uint64_t *)in;
+    return 0;
+}
+
+static void test_budget(void **state)
+{
+    (void)state;
+    const uint64_t n = 50000; /* 25 MB of items through the slow stage */
+    const size_t budget = 2u << 20;
+    para_runtime_t *rt = make_rt(1, 0, budget);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    uint64_t sum = 0;
+    para_node_t *src, *w, *m, *s;
+    assert_int_equal(para_graph_add_range(g, "src", 0, n, &src), 0);
+    assert_int_equal(
+        para_graph_add_map(g, "widen", 8, BIG, map_widen, NULL, 0, &w), 0);
+    assert_int_equal(para_graph_add_map_batch(g, "slow", BIG, BIG,
+                                              map_slow_on_1, NULL, 0, &m),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "sum", BIG, sink_sum, &sum,
+                                         PARA_NODE_SERIAL, &s),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, w), 0);
+    assert_int_equal(para_graph_connect(g, w, m), 0);
+    assert_int_equal(para_graph_connect(g, m, s), 0);
+    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    para_mpi_stats_t st;
+    int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, &st);
+    if (rc != 0)
+        fail_msg("%s: %s", para_err_name(rc), para_runtime_errmsg(rt));
+    if (g_rank == 0)
+        assert_int_equal(sum, n * (n - 1) / 2);
+    para_stats_t rs;
+    assert_int_equal(para_runtime_stats(rt, &rs), 0);
+    para_node_stats_t ns;
+    assert_int_equal(para_node_stats(m, &ns), 0);
+    printf("budget: rank %d peak %llu bytes (budget %zu), window %llu, "
+           "slow stage %llu items, credit waits %llu\n",
+           g_rank, (unsigned long long)rs.peak_bytes, budget,
+           (unsigned long long)st.window, (unsigned long long)ns.items_in,
+           (unsigned long long)st.credit_waits);
+    if (rs.peak_bytes > budget)
+        fail_msg("rank %d: %llu bytes in flight, budget %zu", g_rank,
+                 (unsigned long long)rs.peak_bytes, budget);
+    /* The slow rank got less than an equal share: the others took over. */
+    if (g_rank == 1 && ns.items_in >= n / (uint64_t)g_size)
+        fail_msg("the slow rank ran %llu of %llu items",
+                 (unsigned long long)ns.items_in, (unsigned long long)n);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+int main(int argc, char **argv)
+{
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    if (provided < MPI_THREAD_FUNNELED) {
+        fprintf(stderr, "MPI gives no MPI_THREAD_FUNNELED\n");
+        MPI_Finalize();
+        return 1;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_placement), cmocka_unit_test(test_differential),
+        cmocka_unit_test(test_order),     cmocka_unit_test(test_failure),
+        cmocka_unit_test(test_cancel),    cmocka_unit_test(test_budget),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    int any = 0;
+    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return any != 0;
+}
