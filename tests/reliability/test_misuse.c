@@ -247,8 +247,8 @@ static void test_absurd_batch_sizes(void **state)
                                                counting_source, &c, &s),
                          0);
         assert_int_equal(para_graph_add_sink(g, "sink", (size_t)1 << 40,
-                                             sink_nop, NULL,
-                                             PARA_NODE_PARALLEL, &k),
+                                             sink_nop, NULL, PARA_NODE_PARALLEL,
+                                             &k),
                          0);
         assert_int_equal(para_graph_connect(g, s, k), 0);
         expect_run(rt, g, PARA_ENOMEM, "huge batch, callback source");
