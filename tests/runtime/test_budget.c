@@ -52,10 +52,9 @@ static void setup(fixture *f, size_t out_size, uint64_t limit)
     assert_int_equal(para_graph_add_range(f->g, "r", 0, 1000, &f->src), 0);
     assert_int_equal(
         para_graph_add_map(f->g, "m", 8, out_size, copy8, NULL, 0, &f->map), 0);
-    assert_int_equal(
-        para_graph_add_sink(f->g, "s", out_size, drop, NULL,
-                            PARA_NODE_PARALLEL, &f->sink),
-        0);
+    assert_int_equal(para_graph_add_sink(f->g, "s", out_size, drop, NULL,
+                                         PARA_NODE_PARALLEL, &f->sink),
+                     0);
     assert_int_equal(para_graph_connect(f->g, f->src, f->map), 0);
     assert_int_equal(para_graph_connect(f->g, f->map, f->sink), 0);
     assert_int_equal(para__graph_prepare(f->g), 0);
