@@ -11,6 +11,7 @@
 #include "para/items.h"
 #include "para/pipeline.h"
 #include "para/records.h"
+#include "para/reduce.h"
 #include "para/runtime.h"
 #include "para/version.h"
 

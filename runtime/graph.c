@@ -193,6 +193,8 @@ const char *para__node_kind_name(const para_node_t *n)
         return "flat_map";
     case PARA__KIND_COLLECT:
         return "collect";
+    case PARA__KIND_REDUCE:
+        return "reduce";
     default:
         return "sink";
     }
@@ -317,6 +319,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     case PARA__KIND_RANGE:
     case PARA__KIND_ARRAY:
     case PARA__KIND_COLLECT:
+    case PARA__KIND_REDUCE:
     case PARA__KIND_KERNEL:
         break;
     }
@@ -928,6 +931,44 @@ void para__graph_reset_run_state(para_graph_t *g)
         n->collect_pos = 0;
         n->src_seq = 0;
     }
+}
+
+int para__graph_add_kind(para_graph_t *g, const para_node_desc_t *d,
+                         para__kind kind, para_node_t **out)
+{
+    int rc = check_common(g, d);
+    return rc != 0 ? rc : node_new(g, d, kind, out);
+}
+
+void para__node_set_run_hooks(para_node_t *n,
+                              int (*begin)(para_node_t *n, unsigned workers),
+                              void (*end)(para_node_t *n, int status))
+{
+    n->run_begin = begin;
+    n->run_end = end;
+}
+
+int para__graph_nodes_begin(para_graph_t *g, unsigned workers)
+{
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *n = g->nodes[i];
+        int rc = n->run_begin != NULL ? n->run_begin(n, workers) : 0;
+        if (rc != 0) {
+            while (i-- > 0)
+                if (g->nodes[i]->run_end != NULL)
+                    g->nodes[i]->run_end(g->nodes[i], rc);
+            return para__graph_fail(g, rc, "node '%s': %s starting the run",
+                                    n->name, para_strerror(rc));
+        }
+    }
+    return 0;
+}
+
+void para__graph_nodes_end(para_graph_t *g, int status)
+{
+    for (unsigned i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->run_end != NULL)
+            g->nodes[i]->run_end(g->nodes[i], status);
 }
 
 void para__node_set_ctx_free(para_node_t *n, void (*fn)(void *ctx))

@@ -50,6 +50,7 @@ typedef enum para__kind {
     PARA__KIND_KERNEL, /* device only: no CPU function */
     PARA__KIND_SINK,
     PARA__KIND_SINK_BATCH,
+    PARA__KIND_REDUCE, /* reduce.c */
     PARA__KIND_COLLECT,
 } para__kind;
 
@@ -175,7 +176,9 @@ struct para_node {
     para_source_open_fn src_open; /* callback: NULL = runs once per graph */
     void (*ctx_free)(void *ctx);  /* built on the API (records.c): frees
                                      ctx with the graph */
-    uint64_t src_runs;            /* runs started (thread in para_run()) */
+    int (*run_begin)(para_node_t *n, unsigned workers); /* reduce.c */
+    void (*run_end)(para_node_t *n, int status);
+    uint64_t src_runs; /* runs started (thread in para_run()) */
 
     /* Statistics of the last run (relaxed counters, read after the run). */
     alignas(PARA_CACHELINE) _Atomic uint64_t st_items_in;
@@ -201,6 +204,21 @@ struct para_graph {
 /* Validate and compute derived data. Returns 0 or PARA_E*; the message goes
  * to graph->errmsg. */
 int para__graph_prepare(para_graph_t *g);
+/* Add a node of internal kind @p kind (reduce.c): the checks and fields of
+ * para_graph_add(), no function pointer. */
+int para__graph_add_kind(para_graph_t *g, const para_node_desc_t *d,
+                         para__kind kind, para_node_t **out);
+/* Per-run hooks of library-made nodes: run_begin (after the sources are
+ * opened; 0 or PARA_E* with graph->errmsg) and run_end (with the run's
+ * status; frees what run_begin made). */
+void para__node_set_run_hooks(para_node_t *n,
+                              int (*begin)(para_node_t *n, unsigned workers),
+                              void (*end)(para_node_t *n, int status));
+int para__graph_nodes_begin(para_graph_t *g, unsigned workers);
+void para__graph_nodes_end(para_graph_t *g, int status);
+/* A reduce node folds @p n items of task @p t on worker @p worker. */
+int para__reduce_fold(para_node_t *node, unsigned worker, const para__task *t,
+                      const void *items, size_t n);
 /* A node made by the library on top of the public API (records.c) owns
  * its ctx: @p fn frees it when the graph is destroyed. */
 void para__node_set_ctx_free(para_node_t *n, void (*fn)(void *ctx));

@@ -473,6 +473,9 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
             para__panic("kernel node '%s' ran on the CPU", n->name);
         o->count = 0;
         break;
+    case PARA__KIND_REDUCE:
+        rc = para__reduce_fold(n, w->id, t, ip, count);
+        break;
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
             fail_run(w, run, PARA_EOVERFLOW,
@@ -987,9 +990,19 @@ static void run_loop(para__worker *w, para__run *run)
     }
 }
 
+/* The worker this thread is (NULL on other threads), for
+ * para_worker_index(); the one thread-local the runtime has. */
+static _Thread_local const para__worker *current_worker;
+
+int para_worker_index(void)
+{
+    return current_worker != NULL ? (int)current_worker->id : -1;
+}
+
 static void *worker_main(void *arg)
 {
     para__worker *w = arg;
+    current_worker = w;
     para_runtime_t *rt = w->rt;
     char name[16];
     snprintf(name, sizeof name, "para-cpu-%u", w->id);
