@@ -33,11 +33,12 @@
 #endif
 
 /*
- * The work unit of BENCH_SPEC.md, verbatim. Every cost in the benchmark is a
- * number of these iterations. The multiply chain is loop-carried, so the
- * compiler can neither vectorise nor fold it; its speed depends on branch
- * alignment on Cascade Lake, hence -Wa,-mbranches-within-32B-boundaries in
- * bench/CMakeLists.txt for every file that inlines it.
+ * The work unit of the benchmark contract (BENCHMARKS.md), verbatim. Every cost
+ * in the benchmark is a number of these iterations. The multiply chain is
+ * loop-carried, so the compiler can neither vectorise nor fold it; its speed
+ * depends on branch alignment on Cascade Lake, hence
+ * -Wa,-mbranches-within-32B-boundaries in bench/CMakeLists.txt for every file
+ * that inlines it.
  */
 static inline uint64_t spin(uint64_t x, uint32_t iters)
 {
@@ -68,7 +69,7 @@ typedef struct bench_cfg {
 typedef struct bench_row {
     const char *workload; /* "w1" ... */
     const char *variant;  /* "seq", "para", "static" */
-    uint64_t items;       /* items per run, as BENCH_SPEC counts them */
+    uint64_t items;       /* items per run, as the contract counts them */
     unsigned threads;     /* threads the variant ran on */
     double seconds;       /* median over the runs that completed; 0 if none */
     double seq_seconds;   /* median seq time of the same process; 0 = none,
@@ -115,7 +116,7 @@ typedef struct bench_graph_ops {
 /*
  * Build a fresh graph, para_run() it on cfg->rt, check it, destroy it;
  * cfg->repeat times. Only para_run() is timed: graph construction is not
- * what BENCH_SPEC compares. Sets row->seconds.
+ * what the contract compares. Sets row->seconds.
  */
 void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
                       void *state, bench_row_t *row);

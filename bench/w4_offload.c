@@ -1,5 +1,5 @@
 /*
- * para-bench: workload w4, offload (BENCH_SPEC.md).
+ * para-bench: workload w4, offload (the benchmark contract (BENCHMARKS.md)).
  *
  * Pixel i of a W x H image (W = H = 1024, quick 256) gets its Mandelbrot
  * escape count; a serial sink counts the items and sums the counts. The sink

@@ -73,7 +73,8 @@ check_prefix() { # kind(shared|static) build-dir
   if [ "$kind" = shared ]; then
     [ -e "$libdir/libpara.so.$soversion" ] || fail "no libpara.so.$soversion"
     [ ! -e "$libdir/libpara.a" ] || fail "shared install has libpara.a"
-    "$src/tests/exports.sh" "$libdir/libpara.so" "$p/include" "$soversion"
+    "$src/tests/exports.sh" "$libdir/libpara.so" "$soversion" \
+      "$p"/include/para/*.h
   else
     [ -e "$libdir/libpara.a" ] || fail "no libpara.a"
     [ -z "$(find "$p" -name 'libpara.so*')" ] || fail "static has libpara.so"
