@@ -31,6 +31,11 @@
  * PARA_EAGAIN (a thread could not start) and a failed device open is
  * retried by the next run.
  *
+ * The owned-items sweep runs rel_graph_build_owned(): items that own a
+ * malloc'd buffer (the source's allocations are swept too), moved by a
+ * filter, shared by a fan-out; a leaked or doubly freed buffer shows up as
+ * above.
+ *
  * PARA_ALLOC_SWEEP_REPEAT=N repeats the multi-worker sweeps N times (they
  * are not deterministic: which allocation is the k-th depends on the
  * interleaving). Under ThreadSanitizer every 5th point is swept
