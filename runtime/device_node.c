@@ -16,7 +16,7 @@
  *   it the tasks of kernel nodes through its `incoming` Treiber stack; the
  *   host thread gathers them per node, launches, waits, and hands each
  *   finished input batch's output to the successors through the runtime's
- *   injection stack (rt->inject), so no worker ever waits on a device. The
+ *   injection stack (rt->wake.inject), so no worker ever waits on a device. The
  *   host thread blocks (in the back-end's bounded wait, or on its condition
  *   variable), never spins: on a CPU device (PoCL) the driver's threads
  *   need every core. It runs on the cores near its device (hwloc's OpenCL
@@ -49,8 +49,10 @@
  *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, the device's
  *       largest allocation, and LAUNCH_MAX_NS of device time or 38 L,
  *       whichever is longer: launches short enough that the stages
- *       downstream start early and overlap the device; one batch per
- *       launch until c is known, so that no launch is blind), or
+ *       downstream start early and overlap the device; while exploring,
+ *       the first EXPLORE_LAUNCHES launches of a node take 1, 4, 16, 64
+ *       batches, so that no launch is blind and L and c can be told
+ *       apart), or
  *     - they reach 19 L / c items, so that L is at most 5 % of the launch, or
  *     - the device is idle and either nothing upstream can send more (every
  *       unit of the run is held by devices, or the sources are held back)
@@ -118,7 +120,8 @@
 #endif
 
 #include "device.h"
-#include "internal.h"
+#include "device_node.h"
+#include "policy.h"
 
 #define SLOTS 4 /* launch slots per device; in flight: min(this, back-end) */
 #define LAUNCH_MAX_BYTES ((size_t)32 << 20) /* input + output per launch */
@@ -139,7 +142,8 @@ typedef struct dnode {
     para__task *pending_head, *pending_tail;
     size_t pending_items;
     uint64_t pending_since;
-    uint32_t launches_run;
+    uint32_t launches_run;       /* finished (learnt from, but the first) */
+    uint32_t begun;              /* launches started this run */
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
     size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
     unsigned oom_streak; /* launches failed with ENOMEM since one worked */
@@ -198,8 +202,10 @@ typedef struct devctx {
     unsigned cap_dn;
     unsigned *knodes; /* node indices with a kernel here */
     unsigned n_knodes, next_knode;
-    int64_t held;        /* tasks (units) held here */
-    uint64_t latency_ns; /* launch latency L, 0 = not known yet */
+    int64_t held; /* tasks (units) held here */
+    /* Launch latency L (0 = not known yet): written by the host thread,
+     * read by workers routing a batch (relaxed, an estimate). */
+    _Atomic uint64_t latency_ns;
     uint64_t last_complete_ns;
     uint64_t busy_since;
     uint64_t head_since; /* when the oldest launch in flight could start */
@@ -220,6 +226,37 @@ struct para__devrt {
 };
 
 static void fail_run(devctx *d, para__run *run, para_node_t *n, int rc);
+
+static uint64_t lat_of(const devctx *d)
+{
+    /* relaxed: an estimate (see latency_ns). */
+    return atomic_load_explicit(&((devctx *)d)->latency_ns,
+                                memory_order_relaxed);
+}
+
+/* Launches learnt from before a node's launches on a device follow the
+ * regular caps: the first EXPLORE_LAUNCHES grow 4x each from one batch, so
+ * that the fit of time against items sees different sizes. */
+#define EXPLORE_LAUNCHES 4
+
+/* When device @p d would finish @p items more of @p dn's items after its
+ * backlog, in ns: its latency once, and per item the marginal cost plus
+ * the share of latency of each further launch (launches of about
+ * launch_ns). -1 if not measured yet. */
+static double finish_ns(const devctx *d, dnode *dn, double items)
+{
+    /* relaxed: estimates; a stale one only moves one batch elsewhere. */
+    uint64_t c = atomic_load_explicit(&dn->ps_per_item, memory_order_relaxed);
+    if (c == 0)
+        return -1;
+    double lat = (double)lat_of(d);
+    double backlog =
+        (double)atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
+    double launch_ns =
+        PARA_MAX((double)LAUNCH_MAX_NS, 2.0 * LATENCY_SHARE * lat);
+    double work = (backlog + items) * (double)c / 1e3;
+    return lat + work * (1.0 + lat / launch_ns);
+}
 
 /* ---- worker side --------------------------------------------------------- */
 
@@ -287,7 +324,7 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
         if (!usable(d, dn))
             continue;
         uint64_t total =
-            atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
+            atomic_load_explicit(&dn->ps_per_item, memory_order_relaxed);
         uint64_t backlog =
             atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
         if (backlog < least_backlog) {
@@ -313,9 +350,9 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
                 return (int)k;
             continue;
         }
-        if ((double)backlog * (double)total < cpu_finish)
+        if (finish_ns(d, dn, 0) * 1e3 < cpu_finish)
             starving = true;
-        double finish = (double)(backlog + items) * (double)total;
+        double finish = finish_ns(d, dn, (double)items) * 1e3; /* ps */
         if (best < 0 || finish <= best) {
             best = finish;
             where = (int)k;
@@ -644,7 +681,7 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
     double mx = dn->sx / dn->sw, my = dn->sy / dn->sw;
     double vx = dn->sxx / dn->sw - mx * mx;
     double cov = dn->sxy / dn->sw - mx * my;
-    double lat = (double)d->latency_ns, c;
+    double lat = (double)lat_of(d), c;
     if (vx > 0.01 * mx * mx && cov > 0) {
         c = cov / vx;
         lat = my - c * mx;
@@ -652,7 +689,8 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
             lat = 0;
             c = my / mx;
         }
-        d->latency_ns = (uint64_t)lat;
+        atomic_store_explicit(&d->latency_ns, (uint64_t)lat,
+                              memory_order_relaxed);
     } else {
         c = my > lat ? (my - lat) / mx : my / mx;
     }
@@ -774,7 +812,7 @@ static uint64_t head_deadline(const devctx *d)
     /* relaxed: only this thread writes it. */
     uint64_t c =
         atomic_load_explicit(&s->dn->ps_per_item, memory_order_relaxed);
-    double expect = (double)d->latency_ns + (double)s->items * (double)c / 1e3;
+    double expect = (double)lat_of(d) + (double)s->items * (double)c / 1e3;
     double budget = PARA_MAX((double)floor_ns, TIMEOUT_FACTOR * expect);
     uint64_t start = PARA_MAX(d->head_since, s->l.submit_ns);
     return start + (uint64_t)budget;
@@ -828,14 +866,20 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
     /* relaxed: only this thread writes it. */
     uint64_t c_ps =
         atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (c_ps == 0)
-        return 1; /* one batch at a time until a launch has been timed */
-    {
+    if (c_ps != 0) {
         double t = PARA_MAX((double)LAUNCH_MAX_NS,
-                            2.0 * LATENCY_SHARE * (double)d->latency_ns);
+                            2.0 * LATENCY_SHARE * (double)lat_of(d));
         double timed = t * 1000.0 / (double)c_ps;
         if (timed < (double)cap)
             cap = (size_t)timed;
+    }
+    if (dn->begun < EXPLORE_LAUNCHES || c_ps == 0) {
+        /* Exploring: 1, 4, 16, 64 batches (as many as are pending, within
+         * the caps above). */
+        size_t first =
+            dn->pending_head != NULL ? dn->pending_head->batch->count : 1;
+        size_t explore = first << (2 * PARA_MIN(dn->begun, 3u));
+        cap = PARA_MIN(explore, cap);
     }
     return PARA_MAX(cap, 1);
 }
@@ -855,7 +899,7 @@ static bool upstream_stalled(const devctx *d, para__run *run)
 
 static uint64_t gather_window_ns(const devctx *d)
 {
-    return PARA_MAX(GATHER_WINDOW * d->latency_ns, (uint64_t)GATHER_MIN_NS);
+    return PARA_MAX(GATHER_WINDOW * lat_of(d), (uint64_t)GATHER_MIN_NS);
 }
 
 static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
@@ -869,10 +913,10 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
     /* relaxed: only we write it. */
     uint64_t c_ps =
         atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (d->latency_ns == 0 || c_ps == 0)
+    if (lat_of(d) == 0 || c_ps == 0)
         return d->n_inflight == 0; /* no estimate yet: measure */
     double want =
-        (double)LATENCY_SHARE * (double)d->latency_ns * 1000.0 / (double)c_ps;
+        (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / (double)c_ps;
     if ((double)dn->pending_items >= PARA_MIN(want, (double)cap))
         return true;
     if (d->n_inflight > 0)
@@ -1058,6 +1102,7 @@ static void launch(devctx *d, para__run *run, dnode *dn)
         launch_failed(d, run, s, rc);
         return;
     }
+    dn->begun++;
     if (d->n_inflight++ == 0) {
         d->busy_since = para__now_ns();
         d->head_since = s->l.submit_ns;
@@ -1118,35 +1163,32 @@ static void rebalance(devctx *d, para__run *run)
     for (unsigned i = 0; i < d->n_knodes; i++) {
         unsigned ni = d->knodes[i];
         dnode *dn = &d->dn[ni];
-        /* relaxed: estimates (see choose()). */
-        uint64_t mine =
-            atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
-        if (dn->pending_head == NULL || mine == 0)
+        double mine = finish_ns(d, dn, 0);
+        if (dn->pending_head == NULL || mine < 0)
             continue;
-        double best = -1, best_t = 0;
+        /* Per item, all included: what one more item adds to the finish. */
+        double mine_per = finish_ns(d, dn, 1) - mine;
+        double best = -1, best_per = 0;
         for (unsigned k = 0; k < set->n; k++) {
             devctx *o = set->dev[k];
             dnode *odn = &o->dn[ni];
             if (o == d || !usable(o, odn))
                 continue;
-            uint64_t t =
-                atomic_load_explicit(&odn->total_ps, memory_order_relaxed);
-            if (t == 0)
+            double f = finish_ns(o, odn, 0);
+            if (f < 0)
                 continue;
-            double f = (double)atomic_load_explicit(&odn->backlog_items,
-                                                    memory_order_relaxed) *
-                       (double)t;
             if (best < 0 || f < best) {
                 best = f;
-                best_t = (double)t;
+                best_per = finish_ns(o, odn, 1) - f;
             }
         }
-        if (best < 0)
+        if (best < 0 || mine_per <= 0 || best_per <= 0)
             continue;
+        /* relaxed: an estimate (see choose()). */
         double backlog = (double)atomic_load_explicit(&dn->backlog_items,
                                                       memory_order_relaxed);
         /* Move m items so that both would finish together. */
-        double m = (backlog * (double)mine - best) / ((double)mine + best_t);
+        double m = (mine - best) / (mine_per + best_per);
         if (m < REBALANCE_MIN * backlog || m < 1)
             continue;
         double keep = (double)dn->pending_items - m;
@@ -1557,6 +1599,7 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         dn->pending_items = 0;
         dn->pending_since = 0;
         dn->launches_run = 0;
+        dn->begun = 0;
         dn->sw = dn->sx = dn->sy = dn->sxx = dn->sxy = 0;
         dn->split_cap = 0;
         dn->oom_streak = 0;

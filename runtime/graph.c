@@ -31,7 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "graph.h"
+
+#include "owned.h"
 
 /* Most bytes per source batch along the widest edge downstream. */
 #define PARA__MAX_BATCH_BYTES (128u * 1024u)

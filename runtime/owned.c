@@ -12,7 +12,8 @@
  *                       (PARA_NODE_TAKES, a collect) or decided by a filter
  *                       (moved to its output, or released at once).
  *
- * para__batch_free() releases what the batch still owns, whichever way the
+ * para__batch_free() releases what the batch still owns (batch.c keeps a
+ * copy of the owner's hook, ctx and item size), whichever way the
  * batch ends: read by every successor, dropped by an aborted or cancelled
  * run, left in a reorder buffer, handed back by a device, or freed as the
  * output of a failing node. Since a batch is freed exactly once, every item
@@ -34,7 +35,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "owned.h"
 
 static bool is_batch_kind(const para_node_t *n)
 {
@@ -78,13 +79,18 @@ int para__owned_check(para_graph_t *g, para_node_t *const *order)
 void para__owned_begin_output(const para_node_t *n, const para__batch *in,
                               para__batch *o)
 {
+    const para_node_t *ow = NULL;
     if (n->release != NULL)
-        o->owner = n;
+        ow = n;
     else if (n->kind == PARA__KIND_FILTER && in != NULL)
-        o->owner = in->owner;
-    else
-        o->owner = NULL;
+        ow = in->owner;
+    o->owner = ow;
     o->owned_begin = 0;
+    if (ow != NULL) {
+        o->own_release = ow->release;
+        o->own_ctx = ow->ctx;
+        o->own_size = ow->out_size;
+    }
 }
 
 void para__owned_drop(para__batch *in, size_t i)
@@ -111,26 +117,23 @@ void para__owned_input_done(const para_node_t *n, para__batch *in, size_t done,
         in->owned_begin = taken;
 }
 
-void para__owned_release(para__batch *b)
-{
-    const para_node_t *ow = b->owner;
-    b->owner = NULL;
-    if (b->owned_begin < b->count)
-        ow->release(ow->ctx, b->data + b->owned_begin * ow->out_size,
-                    b->count - b->owned_begin);
-}
-
-size_t para__owned_count_bytes(para_node_t *n, const para__batch *out)
+uint64_t para__owned_count_bytes(para_node_t *n, const para__batch *out)
 {
     /* A filter hands on its input's owned items: count them as their
-     * owner does. */
+     * owner does. UINT64_MAX when the count overflows. */
     const para_node_t *ow = out->owner != NULL ? out->owner : n;
-    if (ow->owned_bytes == NULL)
-        return (out->count - out->owned_begin) * ow->item_bytes;
-    size_t total = 0, most = 0;
+    if (ow->owned_bytes == NULL) {
+        uint64_t extra;
+        if (__builtin_mul_overflow((uint64_t)(out->count - out->owned_begin),
+                                   (uint64_t)ow->item_bytes, &extra))
+            return UINT64_MAX;
+        return extra;
+    }
+    uint64_t total = 0, most = 0;
     for (size_t i = out->owned_begin; i < out->count; i++) {
         size_t b = ow->owned_bytes(ow->ctx, out->data + i * ow->out_size);
-        total += b;
+        if (__builtin_add_overflow(total, (uint64_t)b, &total))
+            return UINT64_MAX;
         if (b > most)
             most = b;
     }

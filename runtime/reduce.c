@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "batch.h"
+#include "graph.h"
+#include "reduce_node.h"
 
 typedef struct partial {
     uint64_t seq;

@@ -3,7 +3,7 @@
  *
  * Discovery. Every call that needs the device list asks the ICD loader
  * again (clGetPlatformIDs, then clGetDeviceIDs with CL_DEVICE_TYPE_ALL per
- * platform); nothing is cached in globals (STYLE rule 8). No ICD at all
+ * platform); nothing is cached in globals. No ICD at all
  * (CL_PLATFORM_NOT_FOUND_KHR, -1001) or a platform without devices
  * (CL_DEVICE_NOT_FOUND) just means fewer devices.
  *

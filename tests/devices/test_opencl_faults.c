@@ -25,7 +25,7 @@
  * out of memory mid-run.
  *
  * The __wrap_ and __real_ names are fixed by the linker; they are the one
- * place where STYLE rule 1 (no leading underscore) has to give way.
+ * place where the rule against leading underscores in names gives way.
  * No OpenCL device: exit 77, or fail under PARA_REQUIRE_DEVICE=1.
  */
 #include <dirent.h>

@@ -236,8 +236,12 @@ done:
 }
 
 /* Sweep k = 1, 2, ... until a scenario sees no injected failure. */
+static long sweep_stride; /* 0: PARA_ALLOC_SWEEP_STRIDE or the default */
+
 static long stride(void)
 {
+    if (sweep_stride > 0)
+        return sweep_stride;
     const char *s = getenv("PARA_ALLOC_SWEEP_STRIDE");
     long v = s != NULL ? atol(s) : UNDER_TSAN ? 5 : 1;
     return v < 1 ? 1 : v;
@@ -418,6 +422,48 @@ static void test_sweep_threads_hwloc(void **state)
     cfg_sys = false;
 }
 
+/* The same graph on the OpenCL device (PoCL in CI): each point opens the
+ * device and builds (or loads from the binary cache) the kernels, so the
+ * sweep takes every 10th point (PARA_ALLOC_SWEEP_STRIDE overrides). Skipped
+ * without an OpenCL device unless PARA_REQUIRE_DEVICE=1. */
+static void test_sweep_opencl(void **state)
+{
+    (void)state;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 1;
+    a.device = "auto";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    const char *name = para_runtime_device(rt);
+    bool opencl = name != NULL && strstr(name, "cpu back-end") == NULL;
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    if (!opencl) {
+        const char *req = getenv("PARA_REQUIRE_DEVICE");
+        if (req != NULL && strcmp(req, "1") == 0)
+            fail_msg("no OpenCL device and PARA_REQUIRE_DEVICE=1");
+        print_message("    no OpenCL device: sweep skipped\n");
+        return;
+    }
+    const char *env = getenv("PARA_ALLOC_SWEEP_STRIDE");
+    long saved = sweep_stride;
+    sweep_stride = env != NULL ? 0 : 10;
+    cfg_device = "auto";
+    cfg_policy = "memaware";
+    cfg_trace = true;
+    cfg_kernels = true;
+    sweep("kernels on OpenCL, traced, memaware, single allocation failure, "
+          "2 workers",
+          false, 2, false, 200);
+    cfg_sys = true;
+    sweep("kernels on OpenCL, traced, memaware, single thread/hwloc failure, "
+          "2 workers",
+          false, 2, false, 200);
+    cfg_device = cfg_policy = NULL;
+    cfg_trace = cfg_kernels = cfg_sys = false;
+    sweep_stride = saved;
+}
+
 static void test_points_total(void **state)
 {
     (void)state;
@@ -455,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_sweep_kernels_policies),
         cmocka_unit_test(test_sweep_owned_items),
         cmocka_unit_test(test_sweep_threads_hwloc),
+        cmocka_unit_test(test_sweep_opencl),
         cmocka_unit_test(test_points_total),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

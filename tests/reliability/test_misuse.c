@@ -43,8 +43,9 @@ static unsigned cases; /* misuse cases checked, printed at the end */
 
 /* Under ASan and TSan, a request larger than their limit must return NULL
  * (as malloc does) rather than abort: the absurd-size cases check that para
- * handles the NULL. The names are fixed by the sanitizer runtimes (STYLE
- * rule 1 gives way, as for the linker's __wrap_ names). */
+ * handles the NULL. The names are fixed by the sanitizer runtimes (the
+ * project's rule against leading underscores gives way, as for the
+ * linker's __wrap_ names). */
 #define REL_SAN_OPTIONS "allocator_may_return_null=1"
 __attribute__((visibility("default"))) const char *__asan_default_options(void);
 const char *__asan_default_options(void)

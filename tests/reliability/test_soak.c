@@ -102,10 +102,10 @@ static long pooled_blocks(const para_runtime_t *rt, size_t *bytes)
     for (unsigned i = 0; i < rt->n_workers; i++) {
         size_t b = 0;
         for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++) {
-            n += rt->workers[i].pool_len[c];
-            b += (size_t)rt->workers[i].pool_len[c] << (10 + c);
+            n += rt->workers[i].cache.pool_len[c];
+            b += (size_t)rt->workers[i].cache.pool_len[c] << (10 + c);
         }
-        assert_int_equal(b, rt->workers[i].pool_bytes);
+        assert_int_equal(b, rt->workers[i].cache.pool_bytes);
         assert_true(b <= PARA__BATCH_POOL_BYTES);
         *bytes += b;
     }
@@ -267,26 +267,26 @@ static void test_batch_cache_bound(void **state)
         /* k = 0: 2 MiB batches (the largest class); k = 1: 1 KiB ones. */
         size_t bytes = k == 0 ? ((size_t)2 << 20) - 4096 : 256;
         for (int i = 0; i < N; i++) {
-            b[i] = para__batch_alloc(w, NULL, 1, bytes);
+            b[i] = para__batch_alloc(&w->cache, NULL, 1, bytes);
             assert_non_null(b[i]);
         }
         for (int i = 0; i < N; i++)
-            para__batch_free(w, NULL, b[i]);
+            para__batch_free(&w->cache, NULL, b[i]);
         long cached = 0;
         for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++) {
-            assert_true(w->pool_len[c] <= PARA__BATCH_POOL_DEPTH);
-            cached += w->pool_len[c];
+            assert_true(w->cache.pool_len[c] <= PARA__BATCH_POOL_DEPTH);
+            cached += w->cache.pool_len[c];
         }
-        assert_true(w->pool_bytes <= PARA__BATCH_POOL_BYTES);
+        assert_true(w->cache.pool_bytes <= PARA__BATCH_POOL_BYTES);
         assert_int_equal(live_now() - live_before, 1 + cached);
         if (k == 0) /* the byte bound is the one that holds here */
-            assert_int_equal(w->pool_len[PARA__BATCH_CLASSES - 1],
+            assert_int_equal(w->cache.pool_len[PARA__BATCH_CLASSES - 1],
                              PARA__BATCH_POOL_BYTES >> 21);
         else /* the caches are full of 2 MiB batches: none is kept */
-            assert_int_equal(w->pool_len[0], 0);
+            assert_int_equal(w->cache.pool_len[0], 0);
     }
-    para__batch_pool_drain(w);
-    assert_int_equal(w->pool_bytes, 0);
+    para__batch_cache_drain(&w->cache);
+    assert_int_equal(w->cache.pool_bytes, 0);
     free(w);
     assert_int_equal(live_now(), live_before);
 }

@@ -27,12 +27,12 @@
 
 /* Every option variable documented in include/para/runtime.h. */
 static const char *const option_vars[] = {
-    "PARA_WORKERS",    "PARA_POLICY",      "PARA_BATCH",
-    "PARA_BATCH_US",   "PARA_MAX_BATCHES", "PARA_VERBOSE",
-    "PARA_MEM_BUDGET", "PARA_DEVICE",      "PARA_DEVICE_FALLBACK",
-    "PARA_PIN",        "PARA_TRACE",       "PARA_TRACE_EVENTS",
-    "PARA_PROGRESS",   "PARA_CL_TRACE",    "PARA_CACHE_DIR",
-    "PARA_MIXED",
+    "PARA_WORKERS",    "PARA_POLICY",         "PARA_BATCH",
+    "PARA_BATCH_US",   "PARA_MAX_BATCHES",    "PARA_VERBOSE",
+    "PARA_MEM_BUDGET", "PARA_DEVICE",         "PARA_DEVICE_FALLBACK",
+    "PARA_PIN",        "PARA_TRACE",          "PARA_TRACE_EVENTS",
+    "PARA_PROGRESS",   "PARA_CL_TRACE",       "PARA_CACHE_DIR",
+    "PARA_MIXED",      "PARA_DEVICE_TIMEOUT",
 };
 
 static void clean_env(void)
@@ -319,6 +319,7 @@ static const struct bad_env bad_envs[] = {
     {"PARA_PIN", "diagonal"},      {"PARA_PROGRESS", "sometimes"},
     {"PARA_TRACE_EVENTS", "0"},    {"PARA_TRACE_EVENTS", "1G"},
     {"PARA_CL_TRACE", "loud"},     {"PARA_MIXED", "gpu"},
+    {"PARA_DEVICE_TIMEOUT", "1h"}, {"PARA_DEVICE_TIMEOUT", "3600001"},
 };
 
 /* The last logged message names @p var and says what it accepts. */
