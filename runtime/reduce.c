@@ -119,7 +119,8 @@ static void reduce_end(para_node_t *n, int status)
         /* Each worker's list is sorted (it folds batches in whatever order
          * it got them), then merged by always taking the smallest head. */
         for (unsigned w = 0; w < r->workers; w++)
-            qsort(r->parts[w].v, r->parts[w].n, sizeof(partial), key_cmp);
+            if (r->parts[w].n > 1)
+                qsort(r->parts[w].v, r->parts[w].n, sizeof(partial), key_cmp);
         for (;;) {
             worker_parts *best = NULL;
             for (unsigned w = 0; w < r->workers; w++) {
