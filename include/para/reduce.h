@@ -24,7 +24,9 @@
  * workers, only on how the stream was cut into batches, which a fixed batch
  * size (para_runtime_attr_t.batch_items, PARA_BATCH) fixes too. Use it for
  * floating-point sums that must be reproducible; it keeps one partial per
- * batch until the end of the run.
+ * batch until the end of the run, and like an ORDERED node it should be fed
+ * by a single source (batches of different sources have no order between
+ * them).
  */
 #ifndef PARA_REDUCE_H
 #define PARA_REDUCE_H
