@@ -59,6 +59,7 @@
  * Tests: tests/mpi/test_mpi.c under mpirun (ctest label mpi).
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -282,6 +283,20 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
             did = true;
             bool credited = c->place[t->node->index] == PARA_MPI_ALL_RANKS;
             if (run_aborting(run)) {
+                if (credited)
+                    /* relaxed: see deal(). */
+                    atomic_fetch_sub_explicit(&c->credit_used[q], batch_cost(t),
+                                              memory_order_relaxed);
+                release_task(run, t);
+                continue;
+            }
+            uint64_t item_bytes = (uint64_t)t->batch->count * t->node->in_size;
+            if (item_bytes > INT_MAX) { /* MPI counts are int */
+                para__fail_run(NULL, run, PARA_EOVERFLOW,
+                               "a batch of %llu bytes for node '%s' is too "
+                               "large to send to rank %d (at most %d)",
+                               (unsigned long long)item_bytes, t->node->name, q,
+                               INT_MAX);
                 if (credited)
                     /* relaxed: see deal(). */
                     atomic_fetch_sub_explicit(&c->credit_used[q], batch_cost(t),
