@@ -455,7 +455,9 @@ void para__scheduler_stop(para_runtime_t *rt);
 void para__scheduler_execute(para_runtime_t *rt, para__run *run);
 
 /* Scheduler services for threads that are not workers (w == NULL) and
- * for device_node.c. */
+ * for device_node.c. para__units_add() touches the run only before the
+ * count can reach zero, so a thread outside the run's workers may give
+ * back the last unit (runtime/mpi), after which it must not touch the run. */
 void para__units_add(para__run *run, int64_t delta);
 void para__deliver(para__worker *w, para__run *run, para_node_t *n,
                    para__batch *out, int held);

@@ -100,6 +100,11 @@ static void units_add(para__run *run, int64_t delta)
 {
     if (delta == 0)
         return;
+    /* Read before the count can reach zero: a thread that is not one of
+     * the run's workers (runtime/mpi's communication thread) may give the
+     * last unit back, and once `done` is set the workers may leave and
+     * para_run() free the run; only the runtime outlives it. */
+    para_runtime_t *rt = run->rt;
     /* acq_rel: the release half publishes everything this worker did (sink
      * effects, statistics) to the worker that brings the count to zero; the
      * acquire half lets that worker see every other worker's release. */
@@ -109,7 +114,7 @@ static void units_add(para__run *run, int64_t delta)
     if (left == 0) {
         /* release: pairs with the acquire load of done in the worker loop. */
         atomic_store_explicit(&run->done, true, memory_order_release);
-        notify_all(run->rt);
+        notify_all(rt);
     } else if (PARA_UNLIKELY(left < 0)) {
         para__panic("run unit count went negative (%lld)", (long long)left);
     }
