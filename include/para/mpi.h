@@ -96,6 +96,8 @@ typedef struct para_mpi_stats {
                                     rank without credit did not get */
     uint64_t window;           /**< credit this rank granted each other
                                     rank, in bytes */
+    uint64_t comm_cpu_ns;      /**< CPU time of the communication thread
+                                    (the caller's) during the run */
 } para_mpi_stats_t;
 
 /**
