@@ -10,6 +10,7 @@
  *   w4_offload.c   w4 (kernel nodes: cpu, dev1, dev, mixed, limit)
  *   w5_budget.c    w5 (the memory budget: bounded, unbounded)
  *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
+ *   w10_devices.c  w10 (three simulated devices: makespan and shares)
  *   shapes.c       w12, w13, w14 (short runs, large items, a deep chain)
  *   w11_mpi.c      w11 (across MPI ranks; only with the MPI part)
  *
@@ -32,11 +33,12 @@
 #endif
 
 /*
- * The work unit of BENCH_SPEC.md, verbatim. Every cost in the benchmark is a
- * number of these iterations. The multiply chain is loop-carried, so the
- * compiler can neither vectorise nor fold it; its speed depends on branch
- * alignment on Cascade Lake, hence -Wa,-mbranches-within-32B-boundaries in
- * bench/CMakeLists.txt for every file that inlines it.
+ * The work unit of the benchmark contract (BENCHMARKS.md), verbatim. Every cost
+ * in the benchmark is a number of these iterations. The multiply chain is
+ * loop-carried, so the compiler can neither vectorise nor fold it; its speed
+ * depends on branch alignment on Cascade Lake, hence
+ * -Wa,-mbranches-within-32B-boundaries in bench/CMakeLists.txt for every file
+ * that inlines it.
  */
 static inline uint64_t spin(uint64_t x, uint32_t iters)
 {
@@ -67,7 +69,7 @@ typedef struct bench_cfg {
 typedef struct bench_row {
     const char *workload; /* "w1" ... */
     const char *variant;  /* "seq", "para", "static" */
-    uint64_t items;       /* items per run, as BENCH_SPEC counts them */
+    uint64_t items;       /* items per run, as the contract counts them */
     unsigned threads;     /* threads the variant ran on */
     double seconds;       /* median over the runs that completed; 0 if none */
     double seq_seconds;   /* median seq time of the same process; 0 = none,
@@ -114,7 +116,7 @@ typedef struct bench_graph_ops {
 /*
  * Build a fresh graph, para_run() it on cfg->rt, check it, destroy it;
  * cfg->repeat times. Only para_run() is timed: graph construction is not
- * what BENCH_SPEC compares. Sets row->seconds.
+ * what the contract compares. Sets row->seconds.
  */
 void bench_time_graph(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
                       void *state, bench_row_t *row);
@@ -161,6 +163,7 @@ int bench_w4(const bench_cfg_t *cfg);
 int bench_w5(const bench_cfg_t *cfg);
 int bench_w6(const bench_cfg_t *cfg);
 int bench_w7(const bench_cfg_t *cfg);
+int bench_w10(const bench_cfg_t *cfg);
 int bench_w12(const bench_cfg_t *cfg);
 #ifdef PARA_BENCH_MPI
 /* w11 (w11_mpi.c, with PARA_MPI): run under mpirun; bench_mpi_finish()

@@ -9,8 +9,8 @@
  * It prints, for each staging mode (write/read vs. map) and queue count:
  *   - the round trip of the empty kernel with one item, begin + wait and
  *     begin + polling, median and 90th percentile of 200 launches;
- *   - Mandelbrot 1024x1024 (BENCH_SPEC w4) in one launch, and in 1024-item
- *     launches with 4 slots in flight, polled round robin; both checked
+ *   - Mandelbrot 1024x1024 (workload w4 of BENCHMARKS.md) in one launch, and in
+ * 1024-item launches with 4 slots in flight, polled round robin; both checked
  *     against the reference sum 70,743,018.
  */
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * para-bench: workload w4, offload (BENCH_SPEC.md).
+ * para-bench: workload w4, offload (the benchmark contract (BENCHMARKS.md)).
  *
  * Pixel i of a W x H image (W = H = 1024, quick 256) gets its Mandelbrot
  * escape count; a serial sink counts the items and sums the counts. The sink
@@ -171,15 +171,29 @@ static int w4_limit_run(void *state, bench_row_t *row)
     return 0;
 }
 
+/* The first entry of a device list ("all", "0:0,0:1", ...). */
+static int first_entry(void *arg, const char *entry)
+{
+    char *first = arg;
+    if (first[0] == '\0')
+        snprintf(first, 128, "%s", entry);
+    return 0;
+}
+
 static void w4_limit(const bench_cfg_t *cfg, struct w4_state *st,
                      bench_row_t *row)
 {
-    const char *sel = getenv("PARA_DEVICE");
+    const char *list = getenv("PARA_DEVICE");
     struct w4_limit lim = {.st = st};
-    if (sel == NULL || sel[0] == '\0')
-        sel = "auto";
+    if (list == NULL || list[0] == '\0')
+        list = "auto";
+    /* limit is one launch on one device: the list's first. */
+    char sel[128] = "";
     int rc =
-        para__device_open(sel, &lim.ops, &lim.dev, lim.msg, sizeof lim.msg);
+        para__device_expand(list, first_entry, sel, lim.msg, sizeof lim.msg);
+    if (rc == 0)
+        rc =
+            para__device_open(sel, &lim.ops, &lim.dev, lim.msg, sizeof lim.msg);
     if (rc != 0) {
         bench_fail(row, "no device: %s", lim.msg);
         return;
@@ -287,6 +301,16 @@ int bench_w4(const bench_cfg_t *cfg)
     bench_row_init(&dev, "w4", "dev", total, cfg->threads);
     graph_variant(cfg, &st, &dev, 0, 1);
     bench_print_row(&dev);
+    /* Per device (PARA_DEVICE=all and the like: every one should work). */
+    for (unsigned k = 0; k < para_runtime_device_count(cfg->rt); k++) {
+        para_device_stats_t ds;
+        if (para_device_stats(cfg->rt, k, &ds) == 0)
+            fprintf(stderr,
+                    "w4 dev: device %u (%s): %llu pixels, %llu "
+                    "launches\n",
+                    k, ds.name, (unsigned long long)ds.items,
+                    (unsigned long long)ds.launches);
+    }
 
     bench_row_init(&mixed, "w4", "mixed", total, cfg->threads);
     graph_variant(cfg, &st, &mixed, 1, 1);

@@ -1,5 +1,6 @@
 /*
- * para-bench: workload w5, back-pressure (BENCH_SPEC.md).
+ * para-bench: workload w5, back-pressure (the benchmark contract
+ * (BENCHMARKS.md)).
  *
  * The source allocates a 4096-byte buffer per item and fills it
  * (memset(buf, i & 0xff, 4096)); a parallel stage computes

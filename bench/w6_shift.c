@@ -1,5 +1,6 @@
 /*
- * para-bench: workload w6, shifting load (BENCH_SPEC.md).
+ * para-bench: workload w6, shifting load (the benchmark contract
+ * (BENCHMARKS.md)).
  *
  * Three stages; stage k computes x = spin(x, cost_k(i)) starting from x = i.
  * For i < N/2 the costs are 3000, 300, 300; for i >= N/2 they are 300, 300,

@@ -1,9 +1,10 @@
 /*
- * para-bench: workloads w1, w2, w3 and w7 of BENCH_SPEC.md.
+ * para-bench: workloads w1, w2, w3 and w7 of the benchmark contract
+ * (BENCHMARKS.md).
  *
  * Each workload is a graph written the way a user would write it: per-item
  * node functions, no batching by hand (the runtime batches), item sizes in
- * bytes. Where BENCH_SPEC asks for a seq baseline, a plain loop doing the
+ * bytes. Where the contract asks for a seq baseline, a plain loop doing the
  * same spin() calls runs first in the same process; it is both the time the
  * efficiency is measured against and the independent source of the
  * checksum the para run must reproduce.
@@ -32,7 +33,7 @@
 
 #include "bench.h"
 
-/* Item counts of BENCH_SPEC.md: full / --quick. */
+/* Item counts of the benchmark contract (BENCHMARKS.md): full / --quick. */
 #define W1_ITEMS 2000000u
 #define W1_QUICK 100000u
 #define W2_ITEMS 200000u
@@ -286,9 +287,9 @@ static int w2_seq(void *state, bench_row_t *row)
     return 0;
 }
 
-/* A user callback source rather than para_graph_add_range(): BENCH_SPEC's
- * "serial in-order source". It is called by one worker at a time, so `next`
- * needs no lock. */
+/* A user callback source rather than para_graph_add_range(): the benchmark
+ * contract's "serial in-order source". It is called by one worker at a time, so
+ * `next` needs no lock. */
 static int w2_source(void *ctx, void *out, size_t cap, size_t *n_written)
 {
     struct w2_state *st = ctx;

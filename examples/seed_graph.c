@@ -1,6 +1,6 @@
 /*
- * The seed graph of the original design (BENCH_SPEC w3), written with the
- * one-expression builder:
+ * The seed graph of the original design (workload w3 of BENCHMARKS.md), written
+ * with the one-expression builder:
  *
  *   x in [0, N)
  *     +--> pair: x -> (2x, x) --> diff: (x2, x) -> x2 - x --+

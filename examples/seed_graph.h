@@ -1,6 +1,7 @@
 /*
- * The node functions of the original design's example (BENCH_SPEC w3),
- * shared by examples/seed_graph.c and the tests that run the same graph:
+ * The node functions of the original design's example (workload w3 of
+ * BENCHMARKS.md), shared by examples/seed_graph.c and the tests that run the
+ * same graph:
  *
  *     x -> (2x, x) -> x2 - x  \
  *                              +-> sum += y      (the sum is 0, 2N items)

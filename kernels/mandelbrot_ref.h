@@ -1,8 +1,9 @@
 /*
- * The C reference of kernels/mandelbrot.cl (BENCH_SPEC.md w4, verbatim):
- * the escape count of pixel i of a W x H image, in single precision, the
- * same operations in the same order as the kernel. Shared by the w4
- * benchmark and the device tests, which compare the kernel against it.
+ * The C reference of kernels/mandelbrot.cl (the benchmark contract
+ * (BENCHMARKS.md) w4, verbatim): the escape count of pixel i of a W x H image,
+ * in single precision, the same operations in the same order as the kernel.
+ * Shared by the w4 benchmark and the device tests, which compare the kernel
+ * against it.
  */
 #ifndef PARA_MANDELBROT_REF_H
 #define PARA_MANDELBROT_REF_H

@@ -1,28 +1,10 @@
 /*
- * Batch memory.
- *
- * A batch is one allocation: header, the embedded tasks (one per successor
- * of the producing node), then the item data, cache-line aligned. Sizes are
- * rounded up to power-of-two classes from 1 KiB to 2 MiB, and each worker
- * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH). A batch is
- * returned to the cache of whichever worker drops the last reference, so
- * caches need no locks: only their owner touches them. Larger batches, and
- * batches released outside a worker, go straight to malloc/free.
- *
- * Every batch is counted in run->live_batches from allocation to free; the
- * sources are held back while the count is at run->max_batches (policy
- * "ws"). Its allocation, plus the bytes its items own outside it
- * (item_bytes, added at delivery), is counted in run->bytes the same way:
- * the peak bytes in flight, the progress line. Under a budgeted policy a
- * batch also holds a reference to its family (budget.c).
- *
- * Tests: through tests/runtime/test_run.c and test_differential.c (ASan
- * checks that every batch is freed).
+ * Batch memory; see batch.h for the layout, the caches and the counts.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "batch.h"
 
 #define MIN_CLASS_SHIFT 10 /* 1 KiB */
 
@@ -88,7 +70,7 @@ static void count_live(para__run *run, int64_t delta)
     }
 }
 
-para__batch *para__batch_alloc(para__worker *w, para__run *run,
+para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
                                uint32_t n_tasks, size_t bytes)
 {
     size_t head = header_bytes(n_tasks);
@@ -101,10 +83,11 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
     para__batch *b = NULL;
     if (cls != PARA__BATCH_NO_CLASS) {
         total = (size_t)1 << (MIN_CLASS_SHIFT + cls);
-        if (w != NULL && w->pool[cls] != NULL) {
-            b = w->pool[cls];
-            w->pool[cls] = b->pool_next;
-            w->pool_len[cls]--;
+        if (c != NULL && c->pool[cls] != NULL) {
+            b = c->pool[cls];
+            c->pool[cls] = b->pool_next;
+            c->pool_len[cls]--;
+            c->pool_bytes -= total;
         }
     }
     if (b == NULL) {
@@ -112,8 +95,8 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
                                               ~(size_t)(PARA_CACHELINE - 1));
         if (b == NULL)
             return NULL;
-        if (w != NULL)
-            para__counter_add(&w->c_batches_allocated, 1);
+        if (c != NULL && c->allocated != NULL)
+            para__counter_add(c->allocated, 1);
     }
     atomic_init(&b->refs, n_tasks);
     b->n_tasks = n_tasks;
@@ -134,15 +117,15 @@ para__batch *para__batch_alloc(para__worker *w, para__run *run,
     return b;
 }
 
-para__batch *para__batch_grow(para__worker *w, para__run *run, para__batch *b,
-                              size_t bytes, size_t used)
+para__batch *para__batch_grow(para__batch_cache *c, para__run *run,
+                              para__batch *b, size_t bytes, size_t used)
 {
     if (bytes <= b->capacity)
         return b;
     size_t want = b->capacity * 2;
     if (want < bytes)
         want = bytes;
-    para__batch *nb = para__batch_alloc(w, NULL, b->n_tasks, want);
+    para__batch *nb = para__batch_alloc(c, NULL, b->n_tasks, want);
     if (nb == NULL)
         return NULL;
     /* relaxed: the batch is still private to the producing worker. */
@@ -158,11 +141,11 @@ para__batch *para__batch_grow(para__worker *w, para__run *run, para__batch *b,
     /* The old batch's live count and bytes transfer to the new one; only
      * the difference in size is new. */
     para__bytes_add(run, (int64_t)nb->alloc_bytes - (int64_t)b->alloc_bytes);
-    para__batch_free(w, NULL, b);
+    para__batch_free(c, NULL, b);
     return nb;
 }
 
-void para__batch_free(para__worker *w, para__run *run, para__batch *b)
+void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b)
 {
     count_live(run, -1);
     if (run != NULL)
@@ -170,33 +153,42 @@ void para__batch_free(para__worker *w, para__run *run, para__batch *b)
     if (b->family != NULL)
         para__family_unref(run, b->family);
     uint32_t cls = b->size_class;
-    if (w != NULL && cls != PARA__BATCH_NO_CLASS &&
-        w->pool_len[cls] < PARA__BATCH_POOL_DEPTH) {
-        b->pool_next = w->pool[cls];
-        w->pool[cls] = b;
-        w->pool_len[cls]++;
+    size_t size = cls != PARA__BATCH_NO_CLASS
+                      ? (size_t)1 << (MIN_CLASS_SHIFT + cls)
+                      : SIZE_MAX;
+    if (c != NULL && cls != PARA__BATCH_NO_CLASS &&
+        c->pool_len[cls] < PARA__BATCH_POOL_DEPTH &&
+        size <= PARA__BATCH_POOL_BYTES - c->pool_bytes) {
+        b->pool_next = c->pool[cls];
+        c->pool[cls] = b;
+        c->pool_len[cls]++;
+        c->pool_bytes += size;
         return;
     }
     free(b);
 }
 
-void para__batch_release(para__worker *w, para__run *run, para__batch *b)
+void para__batch_release(para__batch_cache *c, para__run *run, para__batch *b)
 {
     /* acq_rel: release makes our reads of the batch happen before its reuse
      * by the last reader; acquire (for the last reader) sees every other
      * reader's release before freeing. */
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-        para__batch_free(w, run, b);
+    uint32_t before =
+        atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel);
+    PARA_DEBUG_ASSERT(before > 0); /* I5 */
+    if (before == 1)
+        para__batch_free(c, run, b);
 }
 
-void para__batch_pool_drain(para__worker *w)
+void para__batch_cache_drain(para__batch_cache *c)
 {
-    for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++) {
-        while (w->pool[c] != NULL) {
-            para__batch *b = w->pool[c];
-            w->pool[c] = b->pool_next;
+    for (unsigned k = 0; k < PARA__BATCH_CLASSES; k++) {
+        while (c->pool[k] != NULL) {
+            para__batch *b = c->pool[k];
+            c->pool[k] = b->pool_next;
             free(b);
         }
-        w->pool_len[c] = 0;
+        c->pool_len[k] = 0;
     }
+    c->pool_bytes = 0;
 }

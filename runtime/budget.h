@@ -19,6 +19,9 @@
  * Which policy uses the budget is the policy's business (policy.h,
  * `budgeted`); this module knows no policy.
  *
+ * The budget knows no graph: what a pull reserves comes from a footprint
+ * function (footprint.h computes it from the graph).
+ *
  * Tests: tests/runtime/test_budget.c (footprints, admission, refusal and
  * the sources-open test agreeing), test_policy.c (bounds on whole runs).
  */
@@ -31,10 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runctx.h"
 #include "util.h"
-
-typedef struct para__run para__run;
-typedef struct para_node para_node_t;
 
 /* Every batch descended from one source batch: the bytes reserved for them
  * at the source pull, given back when the last of them is freed. */
@@ -43,39 +44,50 @@ typedef struct para__family {
     uint64_t reserved;
 } para__family;
 
-/* Per-run budget state, in the run (para__run.budget). The first fields
- * are written before the run and only read during it; the counters every
- * admission writes are on their own cache line. */
-typedef struct para__budget {
-    alignas(PARA_CACHELINE) uint64_t limit; /* bytes; UINT64_MAX: none */
-    uint32_t *path_mult;    /* [source_slot * n_nodes + node]: batches a
-                               source batch becomes at each node */
-    _Atomic uint64_t *need; /* [source_slot]: footprint of the smallest pull
-                               refused since the last admission, 0 = none */
+/* What a batch of @p items from source slot @p slot can hold at most, over
+ * every batch it becomes (the graph knows: footprint.h); UINT64_MAX when it
+ * does not fit in 64 bits. */
+typedef uint64_t (*para__footprint_fn)(const void *ctx, unsigned slot,
+                                       size_t items);
+
+/* Per-run budget state (run->budget). The first fields are written before
+ * the run and only read during it; the counters every admission writes are
+ * on their own cache line. */
+struct para__budget {
+    alignas(PARA_CACHELINE) uint64_t limit; /* bytes */
+    unsigned n_sources;
+    para__footprint_fn footprint;
+    void *footprint_ctx;
+    void (*footprint_free)(void *ctx);
+    _Atomic uint64_t *need; /* [slot]: footprint of the smallest pull
+                               refused since the last admission (0 none,
+                               UINT64_MAX: the source is exhausted) */
     alignas(PARA_CACHELINE) _Atomic uint64_t reserved; /* by live families */
     _Atomic uint64_t decisions;                        /* admissions decided */
-} para__budget;
+};
 
-/* Fewer batches live than run->max_batches (0: no limit)? A relaxed,
- * possibly stale gate for sources. */
-bool para__batches_below_limit(const para__run *run);
-/* Before a run whose policy is budgeted: derived tables. 0 or
- * PARA_ENOMEM. Sets every source's source_slot. */
-int para__budget_begin(para__run *run, uint64_t limit);
-/* After the run (also after a failed begin). */
+/* Before a run whose policy is budgeted: run->budget. The budget owns
+ * @p ctx from here on (freed with @p ctx_free, also on failure). 0 or
+ * PARA_ENOMEM. */
+int para__budget_begin(para__run *run, uint64_t limit, unsigned n_sources,
+                       para__footprint_fn footprint, void *ctx,
+                       void (*ctx_free)(void *ctx));
+/* After the run (also after a failed begin; NULL budget: nothing). */
 void para__budget_end(para__run *run);
-/* The most bytes a batch of @p items from source @p s can hold at once,
- * over all the batches it becomes; UINT64_MAX when it does not fit. */
-uint64_t para__budget_footprint(const para__run *run, const para_node_t *s,
-                                size_t items);
-/* May source @p s pull now, and how many items (at most @p want)? 0 holds
- * it back. On admission *family is the new batch's family (1 reference). */
-size_t para__budget_admit(para__run *run, para_node_t *s, size_t want,
-                          para__family **family);
+/* May source slot @p slot pull now, and how many items (at most @p want)?
+ * 0 holds it back. On admission *family is the new batch's family (one
+ * reference). @p forced: the size may not be halved. */
+size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
+                          bool forced, para__family **family);
+/* Source slot @p slot is exhausted: it no longer keeps sources open. */
+void para__budget_source_done(para__run *run, unsigned slot);
 /* Could some source be admitted now? Agrees with para__budget_admit(): a
  * source refused at some reservation level stays closed until the
  * reservations drop far enough for the pull that was refused. */
 bool para__budget_sources_open(const para__run *run);
+/* Fewer batches live than run->max_batches (0: no limit)? A relaxed,
+ * possibly stale gate for sources. */
+bool para__batches_below_limit(const para__run *run);
 /* Give up one reference to @p f; the last one releases its bytes and
  * wakes a parked worker (a held source may run now). */
 void para__family_unref(para__run *run, para__family *f);

@@ -16,7 +16,7 @@
  *   it the tasks of kernel nodes through its `incoming` Treiber stack; the
  *   host thread gathers them per node, launches, waits, and hands each
  *   finished input batch's output to the successors through the runtime's
- *   injection stack (rt->inject), so no worker ever waits on a device. The
+ *   injection stack (rt->wake.inject), so no worker ever waits on a device. The
  *   host thread blocks (in the back-end's bounded wait, or on its condition
  *   variable), never spins: on a CPU device (PoCL) the driver's threads
  *   need every core. It runs on the cores near its device (hwloc's OpenCL
@@ -29,14 +29,18 @@
  *   learned cost per item on k, launch latency included, and backlog_k the
  *   items already routed there and not finished. A MIXED node (kernel and
  *   CPU function) also weighs the worker's own CPU, items * cpu_cost, and
- *   keeps the batch when that is sooner. Until a cost is measured, batches
- *   explore: a MIXED node measures the CPU first; each device gets one
- *   batch at a time until a launch has been timed (not the node's first
- *   launch on it, which may carry a compilation); a device is probed again
+ *   keeps the batch when that is sooner and no device would run out of
+ *   work meanwhile (a worker busy with a batch feeds no device). Until a cost
+ * is measured, batches explore: a MIXED node measures the CPU first; each
+ * device gets one batch at a time until a launch has been timed (not the node's
+ * first launch on it, which may carry a compilation); a device is probed again
  *   with one batch whenever it has had none for REPROBE_NS. A CPU device
  *   shares the workers' cores, so there a MIXED batch goes to whichever
  *   side does more per core, judged on the fastest cost per item each side
  *   showed (each is measured while the other competes for the cores).
+ *   PARA_MIXED=device (or cpu) overrides the split of MIXED nodes: every
+ *   batch goes to the devices (or stays on the workers), for tests that
+ *   compare the two implementations.
  *
  * When to launch (per device, per node)
  *   A launch costs a fixed latency L plus c per item. The host thread
@@ -45,8 +49,10 @@
  *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, the device's
  *       largest allocation, and LAUNCH_MAX_NS of device time or 38 L,
  *       whichever is longer: launches short enough that the stages
- *       downstream start early and overlap the device; one batch per
- *       launch until c is known, so that no launch is blind), or
+ *       downstream start early and overlap the device; while exploring,
+ *       the first EXPLORE_LAUNCHES launches of a node take 1, 4, 16, 64
+ *       batches, so that no launch is blind and L and c can be told
+ *       apart), or
  *     - they reach 19 L / c items, so that L is at most 5 % of the launch, or
  *     - the device is idle and either nothing upstream can send more (every
  *       unit of the run is held by devices, or the sources are held back)
@@ -75,9 +81,10 @@
  *   A failing launch whose node function failed (PARA_ENODE) fails the run.
  *   A transient allocation failure (PARA_ENOMEM: a staging buffer, a
  *   buffer over the device's largest allocation) retries with launches of
- *   half the items, down to one batch; a single batch that still does not
- *   fit is computed by the host thread with the node's CPU function, or
- *   fails the run with PARA_ENOMEM for a node without one. Any other
+ *   half the items, down to one batch, which is tried OOM_RETRIES times; a
+ *   single batch that still does not fit is computed by the host thread
+ *   with the node's CPU function, or fails the run with PARA_ENOMEM for a
+ *   node without one. Any other
  *   failure, or the watchdog, loses the device for the rest of the run:
  *   with attr.device_fallback off the run fails with PARA_EDEVICE naming
  *   the node and the failing call. With it on (the default), the device's
@@ -108,9 +115,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "device.h"
-#include "internal.h"
+#include "device_node.h"
+#include "policy.h"
 
 #define SLOTS 4 /* launch slots per device; in flight: min(this, back-end) */
 #define LAUNCH_MAX_BYTES ((size_t)32 << 20) /* input + output per launch */
@@ -121,6 +132,7 @@
 #define REPROBE_NS 5000000     /* try an idle device again after 5 ms */
 #define WAIT_SLICE_NS 10000000 /* longest wait on a launch: aborts seen */
 #define TIMEOUT_FACTOR 20      /* a launch may take 20x its expected time */
+#define OOM_RETRIES 3          /* a one-batch launch out of memory, again */
 
 /* One kernel node on one device, for the current run. */
 typedef struct dnode {
@@ -130,9 +142,11 @@ typedef struct dnode {
     para__task *pending_head, *pending_tail;
     size_t pending_items;
     uint64_t pending_since;
-    uint32_t launches_run;
+    uint32_t launches_run;       /* finished (learnt from, but the first) */
+    uint32_t begun;              /* launches started this run */
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
-    size_t split_cap; /* items per launch after ENOMEM; 0 = no limit */
+    size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
+    unsigned oom_streak; /* launches failed with ENOMEM since one worked */
     /* Estimates (picoseconds per item; 0 = not measured yet), written by
      * the host thread, read by workers routing a batch. */
     _Atomic uint64_t ps_per_item; /* marginal cost c */
@@ -188,8 +202,10 @@ typedef struct devctx {
     unsigned cap_dn;
     unsigned *knodes; /* node indices with a kernel here */
     unsigned n_knodes, next_knode;
-    int64_t held;        /* tasks (units) held here */
-    uint64_t latency_ns; /* launch latency L, 0 = not known yet */
+    int64_t held; /* tasks (units) held here */
+    /* Launch latency L (0 = not known yet): written by the host thread,
+     * read by workers routing a batch (relaxed, an estimate). */
+    _Atomic uint64_t latency_ns;
     uint64_t last_complete_ns;
     uint64_t busy_since;
     uint64_t head_since; /* when the oldest launch in flight could start */
@@ -210,6 +226,37 @@ struct para__devrt {
 };
 
 static void fail_run(devctx *d, para__run *run, para_node_t *n, int rc);
+
+static uint64_t lat_of(const devctx *d)
+{
+    /* relaxed: an estimate (see latency_ns). */
+    return atomic_load_explicit(&((devctx *)d)->latency_ns,
+                                memory_order_relaxed);
+}
+
+/* Launches learnt from before a node's launches on a device follow the
+ * regular caps: the first EXPLORE_LAUNCHES grow 4x each from one batch, so
+ * that the fit of time against items sees different sizes. */
+#define EXPLORE_LAUNCHES 4
+
+/* When device @p d would finish @p items more of @p dn's items after its
+ * backlog, in ns: its latency once, and per item the marginal cost plus
+ * the share of latency of each further launch (launches of about
+ * launch_ns). -1 if not measured yet. */
+static double finish_ns(const devctx *d, dnode *dn, double items)
+{
+    /* relaxed: estimates; a stale one only moves one batch elsewhere. */
+    uint64_t c = atomic_load_explicit(&dn->ps_per_item, memory_order_relaxed);
+    if (c == 0)
+        return -1;
+    double lat = (double)lat_of(d);
+    double backlog =
+        (double)atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
+    double launch_ns =
+        PARA_MAX((double)LAUNCH_MAX_NS, 2.0 * LATENCY_SHARE * lat);
+    double work = (backlog + items) * (double)c / 1e3;
+    return lat + work * (1.0 + lat / launch_ns);
+}
 
 /* ---- worker side --------------------------------------------------------- */
 
@@ -240,6 +287,19 @@ static bool usable(const devctx *d, const dnode *dn)
 static int choose(para__devrt *set, para_node_t *n, size_t items)
 {
     bool mixed = n->placement == PARA__PLACE_MIXED;
+    /* PARA_MIXED: the CPU always, or the devices as for a device-only
+     * node (while one is left; then the CPU). */
+    para__mixed_mode force =
+        set->n > 0 ? set->dev[0]->rt->mixed : PARA__MIXED_AUTO;
+    if (mixed && force == PARA__MIXED_CPU)
+        return -1;
+    if (mixed && force == PARA__MIXED_DEVICE) {
+        for (unsigned k = 0; k < set->n; k++)
+            if (usable(set->dev[k], &set->dev[k]->dn[n->index]))
+                mixed = false;
+        if (mixed)
+            return -1;
+    }
     /* relaxed: estimates; a stale one only moves one batch elsewhere. */
     uint64_t cpu =
         atomic_load_explicit(&n->cpu_ps_per_item, memory_order_relaxed);
@@ -251,9 +311,11 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
     if (mixed && cpu == 0)
         return -1; /* measure the CPU first */
     uint64_t now = para__now_ns();
-    double best = mixed ? (double)items * (double)cpu : -1.0;
+    double cpu_finish = (double)items * (double)cpu;
+    double best = -1.0; /* the devices' earliest finish */
     int where = -1;
     int idle_unmeasured = -1;
+    bool starving = false; /* a device would run dry during the CPU batch */
     uint64_t least_backlog = UINT64_MAX;
     int least = -1;
     for (unsigned k = 0; k < set->n; k++) {
@@ -262,7 +324,7 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
         if (!usable(d, dn))
             continue;
         uint64_t total =
-            atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
+            atomic_load_explicit(&dn->ps_per_item, memory_order_relaxed);
         uint64_t backlog =
             atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
         if (backlog < least_backlog) {
@@ -288,7 +350,9 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
                 return (int)k;
             continue;
         }
-        double finish = (double)(backlog + items) * (double)total;
+        if (finish_ns(d, dn, 0) * 1e3 < cpu_finish)
+            starving = true;
+        double finish = finish_ns(d, dn, (double)items) * 1e3; /* ps */
         if (best < 0 || finish <= best) {
             best = finish;
             where = (int)k;
@@ -296,9 +360,14 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
     }
     if (idle_unmeasured >= 0)
         return idle_unmeasured;
-    if (where >= 0 || mixed)
+    if (!mixed)
+        return where >= 0 ? where : least; /* least: nothing measured yet */
+    /* A worker that keeps a batch also stops feeding the devices while it
+     * runs it: it keeps one only when that is sooner than on any device
+     * and no device would run out of work meanwhile. */
+    if (where >= 0 && (starving || best <= cpu_finish))
         return where;
-    return least; /* nothing measured yet, every probe out */
+    return -1;
 }
 
 /* Why no device is left for @p n, into @p buf. */
@@ -612,7 +681,7 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
     double mx = dn->sx / dn->sw, my = dn->sy / dn->sw;
     double vx = dn->sxx / dn->sw - mx * mx;
     double cov = dn->sxy / dn->sw - mx * my;
-    double lat = (double)d->latency_ns, c;
+    double lat = (double)lat_of(d), c;
     if (vx > 0.01 * mx * mx && cov > 0) {
         c = cov / vx;
         lat = my - c * mx;
@@ -620,7 +689,8 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
             lat = 0;
             c = my / mx;
         }
-        d->latency_ns = (uint64_t)lat;
+        atomic_store_explicit(&d->latency_ns, (uint64_t)lat,
+                              memory_order_relaxed);
     } else {
         c = my > lat ? (my - lat) / mx : my / mx;
     }
@@ -697,6 +767,7 @@ static void complete(devctx *d, para__run *run, int r)
         return;
     }
     retire_head(d);
+    dn->oom_streak = 0;
     /* The launch started when the device was done with the one before. */
     uint64_t start = PARA_MAX(s->l.submit_ns, d->last_complete_ns);
     uint64_t ns = s->l.complete_ns > start ? s->l.complete_ns - start : 1;
@@ -741,7 +812,7 @@ static uint64_t head_deadline(const devctx *d)
     /* relaxed: only this thread writes it. */
     uint64_t c =
         atomic_load_explicit(&s->dn->ps_per_item, memory_order_relaxed);
-    double expect = (double)d->latency_ns + (double)s->items * (double)c / 1e3;
+    double expect = (double)lat_of(d) + (double)s->items * (double)c / 1e3;
     double budget = PARA_MAX((double)floor_ns, TIMEOUT_FACTOR * expect);
     uint64_t start = PARA_MAX(d->head_since, s->l.submit_ns);
     return start + (uint64_t)budget;
@@ -795,14 +866,20 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
     /* relaxed: only this thread writes it. */
     uint64_t c_ps =
         atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (c_ps == 0)
-        return 1; /* one batch at a time until a launch has been timed */
-    {
+    if (c_ps != 0) {
         double t = PARA_MAX((double)LAUNCH_MAX_NS,
-                            2.0 * LATENCY_SHARE * (double)d->latency_ns);
+                            2.0 * LATENCY_SHARE * (double)lat_of(d));
         double timed = t * 1000.0 / (double)c_ps;
         if (timed < (double)cap)
             cap = (size_t)timed;
+    }
+    if (dn->begun < EXPLORE_LAUNCHES || c_ps == 0) {
+        /* Exploring: 1, 4, 16, 64 batches (as many as are pending, within
+         * the caps above). */
+        size_t first =
+            dn->pending_head != NULL ? dn->pending_head->batch->count : 1;
+        size_t explore = first << (2 * PARA_MIN(dn->begun, 3u));
+        cap = PARA_MIN(explore, cap);
     }
     return PARA_MAX(cap, 1);
 }
@@ -822,7 +899,7 @@ static bool upstream_stalled(const devctx *d, para__run *run)
 
 static uint64_t gather_window_ns(const devctx *d)
 {
-    return PARA_MAX(GATHER_WINDOW * d->latency_ns, (uint64_t)GATHER_MIN_NS);
+    return PARA_MAX(GATHER_WINDOW * lat_of(d), (uint64_t)GATHER_MIN_NS);
 }
 
 static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
@@ -836,10 +913,10 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
     /* relaxed: only we write it. */
     uint64_t c_ps =
         atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (d->latency_ns == 0 || c_ps == 0)
+    if (lat_of(d) == 0 || c_ps == 0)
         return d->n_inflight == 0; /* no estimate yet: measure */
     double want =
-        (double)LATENCY_SHARE * (double)d->latency_ns * 1000.0 / (double)c_ps;
+        (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / (double)c_ps;
     if ((double)dn->pending_items >= PARA_MIN(want, (double)cap))
         return true;
     if (d->n_inflight > 0)
@@ -937,7 +1014,7 @@ static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
     if (rc == PARA_ENOMEM) {
         /* Transient: smaller launches, down to one batch; one batch that
          * still does not fit runs on the host's CPU, or fails. */
-        if (n_tasks > 1) {
+        if (n_tasks > 1 || ++dn->oom_streak < OOM_RETRIES) {
             dn->split_cap = PARA_MAX(items / 2, (size_t)1);
             para__log(2,
                       "device \"%s\": %s; launches of node '%s' now take "
@@ -946,6 +1023,7 @@ static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
             pending_unshift(dn, first, last, items);
             return;
         }
+        dn->oom_streak = 0;
         if (para__has_cpu_fn(n) && d->rt->attr.device_fallback) {
             para__log(2,
                       "device \"%s\": %s; node '%s' runs that batch on "
@@ -1024,6 +1102,7 @@ static void launch(devctx *d, para__run *run, dnode *dn)
         launch_failed(d, run, s, rc);
         return;
     }
+    dn->begun++;
     if (d->n_inflight++ == 0) {
         d->busy_since = para__now_ns();
         d->head_since = s->l.submit_ns;
@@ -1084,35 +1163,32 @@ static void rebalance(devctx *d, para__run *run)
     for (unsigned i = 0; i < d->n_knodes; i++) {
         unsigned ni = d->knodes[i];
         dnode *dn = &d->dn[ni];
-        /* relaxed: estimates (see choose()). */
-        uint64_t mine =
-            atomic_load_explicit(&dn->total_ps, memory_order_relaxed);
-        if (dn->pending_head == NULL || mine == 0)
+        double mine = finish_ns(d, dn, 0);
+        if (dn->pending_head == NULL || mine < 0)
             continue;
-        double best = -1, best_t = 0;
+        /* Per item, all included: what one more item adds to the finish. */
+        double mine_per = finish_ns(d, dn, 1) - mine;
+        double best = -1, best_per = 0;
         for (unsigned k = 0; k < set->n; k++) {
             devctx *o = set->dev[k];
             dnode *odn = &o->dn[ni];
             if (o == d || !usable(o, odn))
                 continue;
-            uint64_t t =
-                atomic_load_explicit(&odn->total_ps, memory_order_relaxed);
-            if (t == 0)
+            double f = finish_ns(o, odn, 0);
+            if (f < 0)
                 continue;
-            double f = (double)atomic_load_explicit(&odn->backlog_items,
-                                                    memory_order_relaxed) *
-                       (double)t;
             if (best < 0 || f < best) {
                 best = f;
-                best_t = (double)t;
+                best_per = finish_ns(o, odn, 1) - f;
             }
         }
-        if (best < 0)
+        if (best < 0 || mine_per <= 0 || best_per <= 0)
             continue;
+        /* relaxed: an estimate (see choose()). */
         double backlog = (double)atomic_load_explicit(&dn->backlog_items,
                                                       memory_order_relaxed);
         /* Move m items so that both would finish together. */
-        double m = (backlog * (double)mine - best) / ((double)mine + best_t);
+        double m = (mine - best) / (mine_per + best_per);
         if (m < REBALANCE_MIN * backlog || m < 1)
             continue;
         double keep = (double)dn->pending_items - m;
@@ -1238,6 +1314,13 @@ static void *host_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "para-device-%u", d->index);
     pthread_setname_np(pthread_self(), name);
+#ifdef PR_SET_TIMERSLACK
+    /* The host thread sleeps in short slices while a launch runs (the
+     * back-ends' bounded waits): without this, Linux stretches each sleep
+     * by its default 50 us timer slack, longer than a whole launch of a
+     * small kernel. */
+    prctl(PR_SET_TIMERSLACK, 1000ul, 0, 0, 0);
+#endif
     pin_near_device(d);
     pthread_mutex_lock(&rt->lock);
     uint64_t seen = d->start_generation;
@@ -1416,6 +1499,18 @@ int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len)
         int rc = devrt_open(rt, why, sizeof why);
         if (rc == 0) {
             rt->device_state = 1;
+        } else if (rc == PARA_ENOMEM || rc == PARA_EAGAIN) {
+            /* Out of memory or threads: this run fails (or, with "auto",
+             * goes without the device), and the next run tries again. */
+            rt->device_state = 0;
+            snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
+            snprintf(msg, msg_len, "device \"%s\": %s", rt->device_selector,
+                     why);
+            if (strcmp(rt->device_selector, "auto") == 0) {
+                para__log(1, "device: %s; this run goes without it", why);
+                return 0;
+            }
+            return rc;
         } else {
             snprintf(rt->device_why, sizeof rt->device_why, "%s", why);
             /* "auto" asks for a device if there is one: none is fine. */
@@ -1504,8 +1599,10 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         dn->pending_items = 0;
         dn->pending_since = 0;
         dn->launches_run = 0;
+        dn->begun = 0;
         dn->sw = dn->sx = dn->sy = dn->sxx = dn->sxy = 0;
         dn->split_cap = 0;
+        dn->oom_streak = 0;
         atomic_init(&dn->ps_per_item, 0);
         atomic_init(&dn->total_ps, 0);
         atomic_init(&dn->best_ps, 0);

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "graph.h"
 
 /* Most bytes per source batch along the widest edge downstream. */
 #define PARA__MAX_BATCH_BYTES (128u * 1024u)
@@ -286,6 +286,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     switch (kind) {
     case PARA__KIND_SOURCE_FN:
         n->fn.source = d->source;
+        n->src_open = d->open;
         break;
     case PARA__KIND_MAP:
         n->fn.map = d->map;
@@ -343,10 +344,17 @@ static int check_common(para_graph_t *g, const para_node_desc_t *d)
     if (graph_running(g))
         return para__graph_fail(
             g, PARA_EBUSY, "cannot add '%s': the graph is running", d->name);
-    if ((d->flags & ~(unsigned)(PARA_NODE_SERIAL | PARA_NODE_ORDERED |
-                                PARA_NODE_DEVICE_ONLY)) != 0)
+    const unsigned known = PARA_NODE_PARALLEL | PARA_NODE_SERIAL |
+                           PARA_NODE_ORDERED | PARA_NODE_DEVICE_ONLY;
+    if ((d->flags & ~known) != 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': unknown flags 0x%x",
                                 d->name, d->flags);
+    if ((d->flags & PARA_NODE_PARALLEL) != 0 &&
+        (d->flags & (PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0)
+        return para__graph_fail(g, PARA_EINVAL,
+                                "node '%s': PARALLEL together with SERIAL or "
+                                "ORDERED",
+                                d->name);
     /* Names are how every message, trace and statistic tells nodes apart. */
     for (unsigned i = 0; i < g->n_nodes; i++)
         if (strcmp(g->nodes[i]->name, d->name) == 0)
@@ -378,7 +386,8 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
                                     "kernel node '%s': its CPU function, if "
                                     "any, must be one map or map_batch",
                                     d->name);
-        if ((d->flags & ~(unsigned)PARA_NODE_DEVICE_ONLY) != 0)
+        if ((d->flags &
+             ~(unsigned)(PARA_NODE_PARALLEL | PARA_NODE_DEVICE_ONLY)) != 0)
             return para__graph_fail(
                 g, PARA_EINVAL, "kernel node '%s' must be PARALLEL", d->name);
     } else if ((d->flags & PARA_NODE_DEVICE_ONLY) != 0) {
@@ -393,6 +402,10 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
     }
     bool source = kind == PARA__KIND_SOURCE_FN;
     bool sink = kind == PARA__KIND_SINK || kind == PARA__KIND_SINK_BATCH;
+    if (d->open != NULL && !source)
+        return para__graph_fail(g, PARA_EINVAL,
+                                "node '%s': only a source has an open hook",
+                                d->name);
     if (!source && d->in_size == 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': in_size is 0",
                                 d->name);
@@ -533,6 +546,24 @@ int para_graph_add_source(para_graph_t *g, const char *name, size_t out_size,
     return para_graph_add(g, &d, out);
 }
 
+int para_graph_add_source_with_open(para_graph_t *g, const char *name,
+                                    size_t out_size, para_source_fn fn,
+                                    para_source_open_fn open, void *ctx,
+                                    para_node_t **out)
+{
+    if (g == NULL)
+        return PARA_EINVAL;
+    if (open == NULL)
+        return para__graph_fail(g, PARA_EINVAL, "source '%s': open is NULL",
+                                name != NULL ? name : "(null)");
+    para_node_desc_t d = {.name = name,
+                          .out_size = out_size,
+                          .ctx = ctx,
+                          .source = fn,
+                          .open = open};
+    return para_graph_add(g, &d, out);
+}
+
 int para_graph_add_map(para_graph_t *g, const char *name, size_t in_size,
                        size_t out_size, para_map_fn fn, void *ctx,
                        unsigned flags, para_node_t **out)
@@ -588,10 +619,11 @@ int para_graph_add_sink(para_graph_t *g, const char *name, size_t in_size,
                         para_sink_fn fn, void *ctx, unsigned flags,
                         para_node_t **out)
 {
+    /* flags 0 means SERIAL for this convenience call (graph.h says why). */
     para_node_desc_t d = {.name = name,
                           .in_size = in_size,
                           .ctx = ctx,
-                          .flags = flags,
+                          .flags = flags != 0 ? flags : PARA_NODE_SERIAL,
                           .sink = fn};
     return para_graph_add(g, &d, out);
 }
@@ -875,6 +907,35 @@ void para__graph_reset_run_state(para_graph_t *g)
         n->collect_pos = 0;
         n->src_seq = 0;
     }
+}
+
+int para__graph_open_sources(para_graph_t *g)
+{
+    for (unsigned i = 0; i < g->n_sources; i++) {
+        para_node_t *s = g->sources[i];
+        if (s->kind != PARA__KIND_SOURCE_FN)
+            continue;
+        if (s->src_open == NULL && s->src_runs > 0)
+            return para__graph_fail(
+                g, PARA_EINVAL,
+                "source '%s' already ran and has no open hook to rewind it "
+                "(para_node_desc_t.open): a callback source without one runs "
+                "once per graph",
+                s->name);
+    }
+    for (unsigned i = 0; i < g->n_sources; i++) {
+        para_node_t *s = g->sources[i];
+        if (s->kind != PARA__KIND_SOURCE_FN || s->src_open == NULL)
+            continue;
+        int rc = s->src_open(s->ctx);
+        if (rc != 0)
+            return para__graph_fail(
+                g, PARA_ENODE, "source '%s': open hook returned %d (%s)",
+                s->name, rc, rc < 0 ? para_err_name(rc) : "user error code");
+    }
+    for (unsigned i = 0; i < g->n_sources; i++)
+        g->sources[i]->src_runs++;
+    return 0;
 }
 
 int para_node_stats(const para_node_t *n, para_node_stats_t *st)

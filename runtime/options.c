@@ -102,6 +102,10 @@ static const option options[] = {
     {"PROGRESS", offsetof(para_runtime_attr_t, progress), OPT_STRING, "auto", 0,
      0, "auto|on|off|yes|no|1|0", "auto, on, off, yes, no, 1 or 0",
      "progress line on stderr: auto (if a terminal), on or off"},
+    {"MIXED", NO_FIELD, OPT_STRING, "auto", 0, 0, "auto|device|cpu",
+     "auto, device or cpu",
+     "MIXED kernel nodes: split by measured speed (auto), or every batch on "
+     "the device, or on the CPU (for tests and comparisons)"},
     {"CL_TRACE", NO_FIELD, OPT_BOOL, "0", 0, 1, NULL,
      "on, off, yes, no, 1 or 0",
      "OpenCL back-end: log every OpenCL call it makes"},
@@ -326,6 +330,17 @@ int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
         rc = check_field("device_timeout_ms", "DEVICE_TIMEOUT",
                          a->device_timeout_ms, msg, msg_len);
     return rc;
+}
+
+para__mixed_mode para__options_mixed(void)
+{
+    char env[64];
+    const char *value = env_of(find_option("MIXED"), env, sizeof env);
+    if (value != NULL && strcmp(value, "device") == 0)
+        return PARA__MIXED_DEVICE;
+    if (value != NULL && strcmp(value, "cpu") == 0)
+        return PARA__MIXED_CPU;
+    return PARA__MIXED_AUTO;
 }
 
 int para__option_env_level(const char *name, int fallback)

@@ -148,9 +148,10 @@ para_pipe_t *para_pipe_map(const char *name, size_t in_size, size_t out_size,
 para_pipe_t *para_pipe_sink(const char *name, size_t in_size, para_sink_fn fn,
                             void *ctx, unsigned flags)
 {
+    /* flags 0 means SERIAL for this convenience call (pipeline.h). */
     return para_pipe_node(&(para_node_desc_t){
         .name = name,
-        .flags = flags,
+        .flags = flags != 0 ? flags : PARA_NODE_SERIAL,
         .in_size = in_size,
         .ctx = ctx,
         .sink = fn,

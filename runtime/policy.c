@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "graph.h"
 
 #define PARA__POLICY_ENTRY(name) &para__policy_##name,
 static const para__policy *const registry[] = {

@@ -2,6 +2,9 @@
  * Scheduling policies: the hook interface, the registry, and helpers that
  * several policies share.
  *
+ * This header is the interface the scheduler calls (scheduler layer); the
+ * registry (policy.c) and the policies themselves sit a layer above.
+ *
  * A policy is one file, runtime/policies/<name>.c, that defines one
  * `const para__policy para__policy_<name>` and is listed once in
  * PARA__POLICIES below. It decides three things and nothing else:
@@ -17,8 +20,8 @@
  * A policy owns its state: run_begin may allocate it and return it through
  * *state; every other hook gets it back, and run_end frees it. No shared
  * struct carries a policy's fields, and the scheduler knows no policy by
- * name. A budgeted policy gets the byte budget (budget.h) set up by the run
- * before run_begin; it admits through para__budget_admit() or not at all.
+ * name. A budgeted policy gets the byte budget (budget.h, run->budget) set
+ * up by the run before run_begin; it admits through para__budget_admit().
  *
  * Hooks are called from every worker at once (admit, sources_open,
  * produce_first, task_*) and from the device host thread (sources_open):
@@ -35,6 +38,7 @@
 #include <stddef.h>
 
 #include "budget.h"
+#include "runctx.h"
 
 typedef struct para__worker para__worker;
 typedef struct para_graph para_graph_t;
@@ -89,5 +93,11 @@ const para__policy *para__policy_at(size_t i);
 /* Order each node's successors: by priority, then (when @p memaware)
  * serial nodes and nodes nearer the sinks first. */
 void para__policy_order_successors(para_graph_t *g, bool memaware);
+
+/* Could a source be admitted now? (the policy's hint) */
+static inline bool para__sources_open(const para__run *run)
+{
+    return run->policy->sources_open(run->policy_state, run);
+}
 
 #endif /* PARA_POLICY_H */

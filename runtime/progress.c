@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "progress.h"
 
 #define FIRST_NS 500000000ull       /* no line for runs shorter than this */
 #define TTY_PERIOD_NS 250000000ull  /* updates on a terminal */

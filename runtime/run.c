@@ -47,6 +47,25 @@ static int parse_pin(const char *pin, para__pin_mode *mode)
 
 /* The byte budget: the configured one, or 1/8 of the RAM; SIZE_MAX means
  * none. */
+static uint64_t default_budget(size_t configured);
+
+/* rt->wake.also: the device host thread sleeps apart from the workers. */
+static void wake_device(void *rt)
+{
+    para__device_wake(rt);
+}
+
+/* The byte budget of a budgeted policy's run: footprints from the graph. */
+static int begin_budget(para_runtime_t *rt, para__run *run)
+{
+    para__footprints *fp = para__footprints_new(run->graph);
+    if (fp == NULL)
+        return PARA_ENOMEM;
+    return para__budget_begin(run, default_budget(rt->attr.mem_budget),
+                              run->graph->n_sources, para__footprint, fp,
+                              para__footprints_free);
+}
+
 static uint64_t default_budget(size_t configured)
 {
     if (configured == SIZE_MAX)
@@ -63,7 +82,7 @@ static void runtime_free(para_runtime_t *rt)
 {
     if (rt->workers != NULL) {
         for (unsigned i = 0; i < rt->n_workers; i++) {
-            para__batch_pool_drain(&rt->workers[i]);
+            para__batch_cache_drain(&rt->workers[i].cache);
             para__deque_fini(&rt->workers[i].deque);
         }
         free(rt->workers);
@@ -72,7 +91,7 @@ static void runtime_free(para_runtime_t *rt)
     para__topology_plan_free(&rt->plan);
     if (rt->topology != NULL)
         hwloc_topology_destroy(rt->topology);
-    para__eventcount_fini(&rt->park);
+    para__eventcount_fini(&rt->wake.park);
     pthread_cond_destroy(&rt->done_cond);
     pthread_cond_destroy(&rt->start_cond);
     pthread_mutex_destroy(&rt->lock);
@@ -135,13 +154,18 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
              attr->device != NULL && attr->device[0] != '\0' ? attr->device
                                                              : "auto");
     rt->attr.device = rt->device_selector;
-    para__task_stack_init(&rt->inject);
+    rt->mixed = para__options_mixed();
+    para__task_stack_init(&rt->wake.inject);
+    rt->wake.also = wake_device;
+    rt->wake.also_arg = rt;
+    rt->offload.route = para__device_route;
+    rt->offload.note_cpu = para__device_note_cpu;
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->cancel, false);
     pthread_mutex_init(&rt->lock, NULL);
     pthread_cond_init(&rt->start_cond, NULL);
     pthread_cond_init(&rt->done_cond, NULL);
-    para__eventcount_init(&rt->park);
+    para__eventcount_init(&rt->wake.park);
 
     int rc = PARA_ENOMEM;
     if (hwloc_topology_init(&rt->topology) != 0) {
@@ -164,6 +188,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
         para__worker *w = &rt->workers[i];
         w->rt = rt;
         w->id = i;
+        w->cache.allocated = &w->c_batches_allocated;
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         para__topology_shuffle_levels(&rt->plan, i, &w->rng);
         if (para__deque_init(&w->deque, 8) != 0) {
@@ -203,6 +228,7 @@ int para_runtime_destroy(para_runtime_t *rt)
     if (atomic_load_explicit(&rt->busy, memory_order_acquire) != 0)
         return PARA_EBUSY;
     para__scheduler_stop(rt);
+    para__device_shutdown(rt);
     runtime_free(rt);
     return 0;
 }
@@ -239,6 +265,11 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     rt->errmsg[0] = '\0';
 
     int rc = para__graph_prepare(g);
+    if (rc != 0) {
+        set_errmsg(rt, "%s", g->errmsg);
+        goto out;
+    }
+    rc = para__graph_open_sources(g);
     if (rc != 0) {
         set_errmsg(rt, "%s", g->errmsg);
         goto out;
@@ -280,11 +311,13 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     atomic_init(&run->peak_bytes, 0);
     atomic_init(&run->held_since, 0);
     atomic_init(&run->hold_ns, 0);
-    run->budget.limit = UINT64_MAX;
-    atomic_init(&run->budget.reserved, 0);
-    atomic_init(&run->budget.decisions, 0);
-    if ((budgeted &&
-         para__budget_begin(run, default_budget(rt->attr.mem_budget)) != 0) ||
+    run->wake = &rt->wake;
+    run->forced_batch_items = rt->attr.batch_items;
+    run->target_batch_ns = (uint64_t)rt->attr.target_batch_us * 1000u;
+    if (run->target_batch_ns == 0)
+        run->target_batch_ns = 1000;
+    run->budget = NULL;
+    if ((budgeted && begin_budget(rt, run) != 0) ||
         run->policy->run_begin(run, &run->policy_state) != 0) {
         rc = PARA_ENOMEM;
         set_errmsg(rt, "out of memory starting the run");
@@ -294,10 +327,6 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         para__device_finish_run(rt, g);
         goto out;
     }
-    run->forced_batch_items = rt->attr.batch_items;
-    run->target_batch_ns = (uint64_t)rt->attr.target_batch_us * 1000u;
-    if (run->target_batch_ns == 0)
-        run->target_batch_ns = 1000;
 
     if (rt->remote != NULL) /* runtime/mpi: see para__remote */
         rt->remote->run_begin(rt->remote, run);
@@ -305,7 +334,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     para__trace_run_begin(rt->trace, rt->n_workers);
     uint64_t t0 = para__now_ns();
     para__progress_begin(rt, t0);
-    para__scheduler_execute(rt, run);
+    para__scheduler_execute(rt, run, para__progress_wait);
     rt->last_run_ns = para__now_ns() - t0;
     para__progress_end(rt, run);
 
@@ -320,18 +349,24 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     rt->last_peak_batches = (uint64_t)atomic_load_explicit(
         &run->peak_batches, memory_order_relaxed);
     int64_t bytes = atomic_load_explicit(&run->bytes, memory_order_relaxed);
-    uint64_t reserved =
-        atomic_load_explicit(&run->budget.reserved, memory_order_relaxed);
+    uint64_t reserved = run->budget == NULL
+                            ? 0
+                            : atomic_load_explicit(&run->budget->reserved,
+                                                   memory_order_relaxed);
     if (bytes != 0 || reserved != 0)
         para__panic("run ended with %lld bytes in flight, %llu reserved",
                     (long long)bytes, (unsigned long long)reserved);
     rt->last_peak_bytes =
         (uint64_t)atomic_load_explicit(&run->peak_bytes, memory_order_relaxed);
-    rt->last_budget = run->budget.limit == UINT64_MAX ? 0 : run->budget.limit;
+    rt->last_budget = run->budget == NULL || run->budget->limit == UINT64_MAX
+                          ? 0
+                          : run->budget->limit;
     rt->last_hold_ns =
         atomic_load_explicit(&run->hold_ns, memory_order_relaxed);
-    rt->last_decisions =
-        atomic_load_explicit(&run->budget.decisions, memory_order_relaxed);
+    rt->last_decisions = run->budget == NULL
+                             ? 0
+                             : atomic_load_explicit(&run->budget->decisions,
+                                                    memory_order_relaxed);
     run->policy->run_end(run, run->policy_state);
     para__budget_end(run);
     rt->runs++;
@@ -376,7 +411,7 @@ int para_run_cancel(para_runtime_t *rt)
          * before the wake-up below: a worker about to park either sees
          * the request or is woken (eventcount.h). */
         atomic_store_explicit(&rt->cancel, true, memory_order_seq_cst);
-        para__eventcount_notify_all(&rt->park);
+        para__eventcount_notify_all(&rt->wake.park);
         rc = 0;
     }
     pthread_mutex_unlock(&rt->lock);

@@ -53,13 +53,55 @@
  *   the first worker to see it fails the run with PARA_ECANCELED.
  *
  * Parking
- *   rt->park, an eventcount (eventcount.h): a worker announces itself,
+ *   rt->wake.park, an eventcount (eventcount.h): a worker announces itself,
  *   re-checks every place work can appear (work_visible()), and sleeps
  *   until a notify. Whoever publishes work notifies; a busy runtime pays
  *   one atomic RMW per notify and no system call.
  *
- * Lock order: rt->lock is the only mutex; it is never held while running
- *   node code or while touching another lock.
+ * Lock order: rt->lock is never held while running node code or while
+ *   taking another lock; the eventcount's own mutex (eventcount.c) and the
+ *   device host thread's are leaves.
+ *
+ * Invariants (debug builds check them with PARA_DEBUG_ASSERT where one
+ * thread can see them; the places are named in brackets)
+ *   I1 Where a task lives. At any moment a task (a batch's embedded task,
+ *      or a serial node's drain task) is in exactly one of: a worker's
+ *      deque; rt->wake.inject; a serial node's inbox; that node's pending
+ *      FIFO or ORDERED heap (claim-owned); the device's incoming stack; a
+ *      kernel node's device pending list or a launch slot (device host
+ *      thread); or running on one thread. Its `next` (and `child`, in the
+ *      heap) belong to the container that holds it: whoever takes a task
+ *      out owns `next` until it puts the task into the next container (the
+ *      deque keeps tasks in its own slots and leaves `next` alone)
+ *      [next_ready(): a task leaving pending or the heap is unlinked].
+ *   I2 Units. Every task with a batch holds exactly one unit wherever I1
+ *      puts it; drain tasks hold none; every source not yet exhausted holds
+ *      one. A delivery to k successors turns the producer's unit into k
+ *      before any of them is published, so in_flight never reaches 0 while
+ *      work exists, and reaches it exactly once [para__units_add() panics
+ *      below 0; a worker leaving a run finds only unit-less drain tasks].
+ *   I3 Claims. A serial node with claimed == 1 has exactly one drain task
+ *      queued (I1) or running; with claimed == 0, none. Only the claim
+ *      holder touches pending, heap, next_seq/next_path and collect_pos
+ *      [drain() runs with claimed == 1].
+ *   I4 Order. An ORDERED node runs the key (seq_begin, path) it expects
+ *      next and nothing else unless the run is aborting; every key arrives
+ *      (graph.c), so its heap never holds a key below the expected one
+ *      [next_ready()].
+ *   I5 Batches and families. A batch's refs count its embedded tasks not
+ *      yet finished [para__batch_release() never goes below 0]. Each live
+ *      batch of a budgeted run holds exactly one reference to its family;
+ *      the last free returns the family's reservation [joining needs a live
+ *      reference; run end panics unless no batch lives and nothing is
+ *      reserved].
+ *   I6 The device host thread. A task routed to the device keeps its unit
+ *      while it travels incoming -> pending list -> launch slot; at
+ *      completion the output is delivered with para__deliver(NULL, ...)
+ *      (the unit becomes the successors' units, their tasks go through
+ *      rt->wake.inject); on a fallback the task itself goes back through
+ *      rt->wake.inject with its unit; on abort it is dropped and its unit
+ *      given back. The host thread never runs a task and never touches a
+ *      worker's deque [para__deliver(NULL, ...) only injects].
  *
  * Tests: tests/runtime/test_run.c, test_differential.c (random graphs
  * against a sequential reference), test_seed_graph.c; TSan in CI.
@@ -69,7 +111,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "scheduler.h"
+
+#include "budget.h"
+#include "policy.h"
 
 #define SPIN_ROUNDS 64      /* idle loop iterations before parking */
 #define STEAL_RETRIES 2     /* retries of one victim after a lost race */
@@ -77,74 +122,39 @@
 
 static void execute(para__worker *w, para__run *run, para__task *t);
 
+/* The worker's batch cache, or none for other threads (w == NULL). */
+static inline para__batch_cache *cache_of(para__worker *w)
+{
+    return w != NULL ? &w->cache : NULL;
+}
+
 /* ---- units and termination -------------------------------------------- */
 
-static void notify_all(para_runtime_t *rt)
-{
-    para__eventcount_notify_all(&rt->park);
-    para__device_wake(rt);
-}
-
-/* Wake up to @p n parked workers (eventcount.h: no lock when none sleeps). */
+/* Local names for the run context's services (runctx.h). */
 static inline void notify(para_runtime_t *rt, uint32_t n)
 {
-    para__eventcount_notify(&rt->park, n);
+    para__notify(&rt->wake, n);
 }
 
-void para__notify(para_runtime_t *rt, uint32_t n)
+static inline void units_add(para__run *run, int64_t delta)
 {
-    notify(rt, n);
+    para__units_add(run, delta);
 }
 
-static void units_add(para__run *run, int64_t delta)
+static inline bool aborting(const para__run *run)
 {
-    if (delta == 0)
-        return;
-    /* Read before the count can reach zero: a thread that is not one of
-     * the run's workers (runtime/mpi's communication thread) may give the
-     * last unit back, and once `done` is set the workers may leave and
-     * para_run() free the run; only the runtime outlives it. */
-    para_runtime_t *rt = run->rt;
-    /* acq_rel: the release half publishes everything this worker did (sink
-     * effects, statistics) to the worker that brings the count to zero; the
-     * acquire half lets that worker see every other worker's release. */
-    int64_t left = atomic_fetch_add_explicit(&run->in_flight, delta,
-                                             memory_order_acq_rel) +
-                   delta;
-    if (left == 0) {
-        /* release: pairs with the acquire load of done in the worker loop. */
-        atomic_store_explicit(&run->done, true, memory_order_release);
-        notify_all(rt);
-    } else if (PARA_UNLIKELY(left < 0)) {
-        para__panic("run unit count went negative (%lld)", (long long)left);
-    }
+    return para__aborting(run);
 }
 
-void para__units_add(para__run *run, int64_t delta)
-{
-    units_add(run, delta);
-}
-
-static bool aborting(const para__run *run)
-{
-    /* relaxed: a hint to skip work; the status itself is read after the
-     * run through the units' acq_rel chain. */
-    return atomic_load_explicit(&((para__run *)run)->aborting,
-                                memory_order_relaxed);
-}
-
-bool para__aborting(const para__run *run)
-{
-    return aborting(run);
-}
+#define fail_run para__fail_run
 
 /* ---- deque helpers and the injection stack ------------------------------ */
 
 /* A thread that is not a worker (w == NULL: the device host thread) hands
- * tasks to the workers through rt->inject. */
+ * tasks to the workers through rt->wake.inject. */
 static void inject_push(para_runtime_t *rt, para__task *t)
 {
-    para__task_stack_push(&rt->inject, t);
+    para__task_stack_push(&rt->wake.inject, t);
 }
 
 static void push_local(para__worker *w, para__run *run, para__task *t)
@@ -157,30 +167,28 @@ static void push_local(para__worker *w, para__run *run, para__task *t)
     }
 }
 
-void para__inject_task(para__run *run, para__task *t)
-{
-    inject_push(run->rt, t);
-    notify(run->rt, 1);
-}
-
 /* Take every injected task: run the oldest, queue the rest locally (where
  * other workers may steal them). */
 static para__task *take_injected(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
-    if (para__task_stack_peek_empty(&rt->inject))
+    if (para__task_stack_peek_empty(&rt->wake.inject))
         return NULL;
-    para__task *list = para__task_stack_take_all(&rt->inject);
-    if (list == NULL)
+    para__task *oldest = para__task_stack_take_all_fifo(&rt->wake.inject);
+    if (oldest == NULL)
         return NULL;
-    /* The stack is newest first: queue all but the last (the oldest), so
-     * that the oldest after it are the first to be stolen. */
-    para__task *oldest = list;
-    while (oldest->next != NULL) {
-        para__task *next = oldest->next;
-        push_local(w, run, oldest);
-        oldest = next;
+    /* Run the oldest now; queue the others oldest first, so that thieves,
+     * who take from the old end of the deque, take the older ones first,
+     * and wake one parked worker per task queued. */
+    uint32_t queued = 0;
+    for (para__task *t = oldest->next; t != NULL; queued++) {
+        para__task *next = t->next;
+        push_local(w, run, t);
+        t = next;
     }
+    oldest->next = NULL;
+    if (queued > 0)
+        notify(rt, queued);
     return oldest;
 }
 
@@ -198,14 +206,17 @@ static bool try_claim(para_node_t *n)
         &n->claimed, &expected, 1, memory_order_seq_cst, memory_order_relaxed);
 }
 
-static void inbox_push(para__worker *w, para__run *run, para_node_t *n,
+/* Returns true if it queued the node's drain task (a new runnable task). */
+static bool inbox_push(para__worker *w, para__run *run, para_node_t *n,
                        para__task *t)
 {
     /* seq_cst push (mpsc_stack.h): publishes the task and takes part in
      * the Dekker pattern with the claim holder's re-check in drain(). */
     para__task_stack_push(&n->inbox, t);
-    if (try_claim(n))
-        push_local(w, run, &n->drain_task);
+    if (!try_claim(n))
+        return false;
+    push_local(w, run, &n->drain_task);
+    return true;
 }
 
 static bool key_less(const para__task *a, const para__task *b)
@@ -291,12 +302,17 @@ static para__task *next_ready(para__run *run, para_node_t *n)
             n->pending_head = t->next;
             if (n->pending_head == NULL)
                 n->pending_tail = NULL;
+            t->next = NULL; /* I1: it leaves the FIFO */
         }
         return t;
     }
     para__task *top = n->heap_root;
     if (top == NULL)
         return NULL;
+    /* I4: no key below the expected one. */
+    PARA_DEBUG_ASSERT(
+        aborting(run) || top->batch->seq_begin > n->next_seq ||
+        (top->batch->seq_begin == n->next_seq && top->path >= n->next_path));
     if (!aborting(run) &&
         (top->batch->seq_begin != n->next_seq || top->path != n->next_path))
         return NULL;
@@ -318,42 +334,6 @@ static bool holds_leftovers(const para_node_t *n)
 /* ---- running a node on a batch ------------------------------------------ */
 
 static void sweep_serial_nodes(para__worker *w, para__run *run);
-
-/* Record the first failure of a run (later ones are dropped), switch the run
- * to aborting, and make sure every serial node releases its leftovers. */
-static void fail_run(para__worker *w, para__run *run, int err, const char *fmt,
-                     ...) __attribute__((format(printf, 4, 5)));
-static void fail_run(para__worker *w, para__run *run, int err, const char *fmt,
-                     ...)
-{
-    int expected = 0;
-    /* acq_rel: the winner's message is published with the status; the
-     * run's end (units_add) orders both before para_run() reads them. */
-    if (atomic_compare_exchange_strong_explicit(&run->status, &expected, err,
-                                                memory_order_acq_rel,
-                                                memory_order_relaxed)) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(run->errmsg, sizeof run->errmsg, fmt, ap);
-        va_end(ap);
-    }
-    /* seq_cst: the aborter's half of the Dekker pattern with drain(): set
-     * aborting, then try to claim each serial node. */
-    atomic_store_explicit(&run->aborting, true, memory_order_seq_cst);
-    sweep_serial_nodes(w, run);
-    notify_all(run->rt);
-}
-
-void para__fail_run(para__worker *w, para__run *run, int err, const char *fmt,
-                    ...)
-{
-    char msg[PARA__ERRMSG_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fail_run(w, run, err, "%s", msg);
-}
 
 static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
 {
@@ -391,7 +371,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 
     *out = NULL;
     if (!para__is_sink(n)) {
-        o = para__batch_alloc(w, run, n->n_succs,
+        o = para__batch_alloc(cache_of(w), run, n->n_succs,
                               para__mul_sat(count ? count : 1, os));
         if (o == NULL) {
             fail_run(w, run, PARA_ENOMEM,
@@ -435,7 +415,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     case PARA__KIND_FLAT_MAP:
     case PARA__KIND_FLAT_MAP_BATCH: {
         para_emitter_t e = {
-            .worker = w, .run = run, .batch = o, .item_size = os};
+            .cache = cache_of(w), .run = run, .batch = o, .item_size = os};
         if (n->kind == PARA__KIND_FLAT_MAP) {
             for (size_t i = 0; i < count && rc == 0; i++)
                 rc = n->fn.flat_map(ctx, ip + i * is, &e);
@@ -482,7 +462,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 
     if (rc != 0) {
         if (o != NULL)
-            para__batch_free(w, run, o);
+            para__batch_free(cache_of(w), run, o);
         fail_node(w, run, n, rc);
         return rc;
     }
@@ -496,15 +476,28 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
                    para__batch *out, int held)
 {
     if (n->item_bytes != 0 && out->count != 0) {
-        out->extra_bytes = out->count * n->item_bytes;
-        para__bytes_add(run, (int64_t)out->extra_bytes);
+        size_t extra;
+        if (PARA_UNLIKELY(
+                __builtin_mul_overflow(out->count, n->item_bytes, &extra) ||
+                extra > (size_t)INT64_MAX)) {
+            fail_run(w, run, PARA_EOVERFLOW,
+                     "node '%s': %zu items of %zu bytes each overflow the "
+                     "byte count",
+                     n->name, out->count, n->item_bytes);
+            para__batch_free(cache_of(w), run, out);
+            units_add(run, -held);
+            return;
+        }
+        out->extra_bytes = extra;
+        para__bytes_add(run, (int64_t)extra);
     }
     if (out->count == 0 && !n->forward_empty) {
-        para__batch_free(w, run, out);
+        para__batch_free(cache_of(w), run, out);
         units_add(run, -held);
         return;
     }
     unsigned k = n->n_succs;
+    uint32_t queued = 0; /* runnable tasks this delivery made */
     units_add(run, (int64_t)k - held);
     para__remote *remote = run->rt->remote;
     for (unsigned j = 0; j < k; j++) {
@@ -520,12 +513,15 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
             continue; /* another process runs it (runtime/mpi) */
         if (PARA_UNLIKELY(run->policy->task_queued != NULL))
             run->policy->task_queued(run->policy_state, s, out->count);
-        if (s->serial)
-            inbox_push(w, run, s, t);
-        else
+        if (!s->serial) {
             push_local(w, run, t);
+            queued++;
+        } else if (inbox_push(w, run, s, t)) {
+            queued++;
+        }
     }
-    notify(run->rt, 1);
+    /* One parked worker per task made runnable (none parked: one RMW). */
+    notify(run->rt, queued);
 }
 
 void para__submit_task(para__worker *w, para__run *run, para__task *t)
@@ -546,14 +542,14 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     if (PARA_UNLIKELY(run->policy->task_started != NULL))
         run->policy->task_started(run->policy_state, n, in->count);
     if (PARA_UNLIKELY(n->placement != PARA__PLACE_CPU) && !aborting(run) &&
-        para__device_route(w, run, t))
+        run->rt->offload.route(w, run, t))
         return; /* the device host thread owns the task and its unit */
     if (!aborting(run)) {
         uint64_t t0 = para__now_ns();
         int rc = process(w, run, n, t, &out);
         uint64_t dt = para__now_ns() - t0;
         if (PARA_UNLIKELY(n->placement == PARA__PLACE_MIXED) && rc == 0)
-            para__device_note_cpu(n, in->count, dt);
+            run->rt->offload.note_cpu(n, in->count, dt);
         /* relaxed: statistics and a cost estimate; no ordering needed. */
         atomic_fetch_add_explicit(&n->st_busy_ns, dt, memory_order_relaxed);
         atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
@@ -570,12 +566,12 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
                          out != NULL ? out->count : 0);
     }
     para__counter_add(&w->c_tasks, 1);
-    para__batch_release(w, run, in);
+    para__batch_release(cache_of(w), run, in);
     if (out != NULL && !aborting(run))
         para__deliver(w, run, n, out, 1);
     else {
         if (out != NULL)
-            para__batch_free(w, run, out);
+            para__batch_free(cache_of(w), run, out);
         units_add(run, -1);
     }
 }
@@ -594,6 +590,9 @@ static void sweep_serial_nodes(para__worker *w, para__run *run)
 /* The drain task of serial node @p n; the caller holds n->claimed. */
 static void drain(para__worker *w, para__run *run, para_node_t *n)
 {
+    /* I3: only the claim holder drains (relaxed: our own claim). */
+    PARA_DEBUG_ASSERT(atomic_load_explicit(&n->claimed, memory_order_relaxed) ==
+                      1);
     for (;;) {
         for (;;) {
             grab_inbox(n);
@@ -665,7 +664,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     }
     para__batch *b = NULL;
     if (s->kind == PARA__KIND_SOURCE_FN) {
-        b = para__batch_alloc(w, run, s->n_succs,
+        b = para__batch_alloc(cache_of(w), run, s->n_succs,
                               para__mul_sat(want, s->out_size));
         if (b == NULL)
             goto nomem;
@@ -678,7 +677,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         atomic_fetch_add_explicit(&s->st_busy_ns, para__now_ns() - t0,
                                   memory_order_relaxed);
         if (rc != 0 || written == 0 || written > want) {
-            para__batch_free(w, run, b);
+            para__batch_free(cache_of(w), run, b);
             *exhausted = true;
             if (rc != 0)
                 fail_node(w, run, s, rc);
@@ -710,7 +709,8 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
     if (first + n >= total)
         *exhausted = true;
-    b = para__batch_alloc(w, run, s->n_succs, para__mul_sat(n, s->out_size));
+    b = para__batch_alloc(cache_of(w), run, s->n_succs,
+                          para__mul_sat(n, s->out_size));
     if (b == NULL)
         goto nomem;
     b->family = family;
@@ -793,11 +793,14 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
         atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
         para__deliver(w, run, s, b, 0);
     }
-    if (exhausted)
+    if (exhausted) {
         /* relaxed: ordered with the fetch_sub below by being an RMW on the
          * same object (modification order). */
         atomic_fetch_or_explicit(&s->src_state, PARA__SRC_EXHAUSTED,
                                  memory_order_relaxed);
+        if (run->budget != NULL)
+            para__budget_source_done(run, s->source_slot);
+    }
     /* acq_rel: release publishes src_seq to the next serial puller; the
      * last puller out of an exhausted source drops the source's unit. */
     uint64_t prev = atomic_fetch_sub_explicit(&s->src_state, PARA__SRC_PULLER,
@@ -836,8 +839,10 @@ static bool try_sources(para__worker *w, para__run *run)
 
 /* A victim on another NUMA node: take more of its tasks at once (the plan
  * says how many) into our own deque, where we run them next. */
-static void steal_more(para__worker *w, unsigned victim, para__deque *q)
+static void steal_more(para__worker *w, para__run *run, unsigned victim,
+                       para__deque *q)
 {
+    uint32_t moved = 0;
     unsigned extra = para__topology_steal_count(&w->rt->plan, w->id, victim,
                                                 para__deque_size_estimate(q)) -
                      1;
@@ -845,16 +850,20 @@ static void steal_more(para__worker *w, unsigned victim, para__deque *q)
         para__counter_add(&w->c_steal_attempts, 1);
         void *t = para__deque_steal(q);
         if (t == PARA__DEQUE_EMPTY || t == PARA__DEQUE_ABORT)
-            return;
+            break;
         para__counter_add(&w->c_steals, 1);
-        push_local(w, w->rt->run, t);
+        push_local(w, run, t);
+        moved++;
     }
+    /* They are stealable again, from our deque: wake as many sleepers. */
+    if (moved > 0)
+        notify(w->rt, moved);
 }
 
 /* Steal nearest first: the victim list comes from the topology plan, each
  * distance level shuffled again after a sweep that found nothing, so that
  * thieves at the same distance do not all hit the same victim. */
-static para__task *steal(para__worker *w)
+static para__task *steal(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
     unsigned n = rt->n_workers;
@@ -871,7 +880,7 @@ static para__task *steal(para__worker *w)
             if (t != PARA__DEQUE_ABORT) {
                 para__counter_add(&w->c_steals, 1);
                 para__trace_steal(w->trace, victims[k]);
-                steal_more(w, victims[k], q);
+                steal_more(w, run, victims[k], q);
                 return t;
             }
         }
@@ -898,7 +907,7 @@ static bool work_visible(para__worker *w, para__run *run)
             return true;
     /* relaxed: ordered after our eventcount prepare (seq_cst RMW); the
      * injector's notify RMW publishes the push (eventcount.h). */
-    if (!para__task_stack_peek_empty(&rt->inject))
+    if (!para__task_stack_peek_empty(&rt->wake.inject))
         return true;
     para_graph_t *g = run->graph;
     /* Heuristic reads; a missed change is caught by notify (a family that
@@ -919,15 +928,15 @@ static bool work_visible(para__worker *w, para__run *run)
 static void park(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
-    uint64_t key = para__eventcount_prepare(&rt->park);
+    uint64_t key = para__eventcount_prepare(&rt->wake.park);
     if (work_visible(w, run)) {
-        para__eventcount_cancel(&rt->park);
+        para__eventcount_cancel(&rt->wake.park);
         return;
     }
     para__counter_add(&w->c_parks, 1);
     uint64_t parked = para__now_ns();
     /* done is published with release by units_add() (acquire in wait). */
-    para__eventcount_wait(&rt->park, key, &run->done);
+    para__eventcount_wait(&rt->wake.park, key, &run->done);
     para__worker_parked(w, parked);
 }
 
@@ -951,11 +960,13 @@ static void run_loop(para__worker *w, para__run *run)
             idle = 0;
             continue;
         }
-        para__task *t = para__deque_owner_pop(&w->deque);
+        /* Injected tasks first (device outputs hold budget while they
+         * wait; the test is one relaxed load), then our own, then others'. */
+        para__task *t = take_injected(w, run);
         if (t == NULL)
-            t = take_injected(w, run);
+            t = para__deque_owner_pop(&w->deque);
         if (t == NULL)
-            t = steal(w);
+            t = steal(w, run);
         if (t != NULL) {
             execute(w, run, t);
             idle = 0;
@@ -1027,7 +1038,7 @@ void *para_emit_reserve(para_emitter_t *e, size_t n)
     }
     size_t need = (b->count + n) * e->item_size;
     if (need > b->capacity) {
-        para__batch *nb = para__batch_grow(e->worker, e->run, b, need,
+        para__batch *nb = para__batch_grow(e->cache, e->run, b, need,
                                            b->count * e->item_size);
         if (nb == NULL) {
             e->failed = true;
@@ -1073,24 +1084,44 @@ void para__scheduler_stop(para_runtime_t *rt)
     for (unsigned i = 0; i < rt->threads_started; i++)
         pthread_join(rt->workers[i].thread, NULL);
     rt->threads_started = 0;
-    para__device_shutdown(rt);
 }
 
-void para__scheduler_execute(para_runtime_t *rt, para__run *run)
+void para__scheduler_execute(para_runtime_t *rt, para__run *run,
+                             void (*wait)(para_runtime_t *rt))
 {
+    run->on_abort = sweep_serial_nodes;
     pthread_mutex_lock(&rt->lock);
     rt->run = run;
     rt->generation++;
     rt->workers_in_run = rt->n_workers + rt->helper_threads;
     pthread_cond_broadcast(&rt->start_cond);
     while (rt->workers_in_run > 0)
-        para__progress_wait(rt);
+        wait(rt);
     rt->run = NULL;
     /* Injected tasks left now can only be drain tasks of empty serial nodes
      * (an abort sweep by the device host thread after the last unit). */
-    for (para__task *t = para__task_stack_take_all(&rt->inject); t != NULL;
+    for (para__task *t = para__task_stack_take_all(&rt->wake.inject); t != NULL;
          t = t->next)
         if (t->batch != NULL)
             para__panic("task of node '%s' outlived its run", t->node->name);
     pthread_mutex_unlock(&rt->lock);
+}
+
+/* ---- device counters ----------------------------------------------------- */
+
+para__device_counters *para__stats_device_add(para_runtime_t *rt,
+                                              const char *name)
+{
+    pthread_mutex_lock(&rt->lock);
+    para__device_counters *d = NULL;
+    if (rt->n_devices < PARA__MAX_DEVICES) {
+        d = &rt->devices[rt->n_devices++];
+        memset(d, 0, sizeof *d);
+        snprintf(d->name, sizeof d->name, "%s", name);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (d == NULL)
+        para__log(1, "stats: more than %d devices; '%s' is not counted",
+                  PARA__MAX_DEVICES, name);
+    return d;
 }

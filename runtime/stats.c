@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "device_node.h"
+#include "graph.h"
+#include "stats.h"
 
 int para_runtime_stats(const para_runtime_t *rt, para_stats_t *st)
 {
@@ -65,23 +67,6 @@ void para__stats_run_begin(para_runtime_t *rt)
         PARA_DEVICE_STATS_MAP(PARA__DEV_BASE_SET)
 #undef PARA__DEV_BASE_SET
     }
-}
-
-para__device_counters *para__stats_device_add(para_runtime_t *rt,
-                                              const char *name)
-{
-    pthread_mutex_lock(&rt->lock);
-    para__device_counters *d = NULL;
-    if (rt->n_devices < PARA__MAX_DEVICES) {
-        d = &rt->devices[rt->n_devices++];
-        memset(d, 0, sizeof *d);
-        snprintf(d->name, sizeof d->name, "%s", name);
-    }
-    pthread_mutex_unlock(&rt->lock);
-    if (d == NULL)
-        para__log(1, "stats: more than %d devices; '%s' is not counted",
-                  PARA__MAX_DEVICES, name);
-    return d;
 }
 
 int para_worker_stats(const para_runtime_t *rt, unsigned worker,

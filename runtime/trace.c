@@ -48,7 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "graph.h"
+#include "scheduler.h"
 #include "trace.h"
 
 #define CPU_TID_BASE 10u

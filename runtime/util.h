@@ -2,6 +2,7 @@
 #ifndef PARA_UTIL_H
 #define PARA_UTIL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -31,6 +32,15 @@ static inline uint64_t para__now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Add to a counter that only its owner thread writes: relaxed load +
+ * store, so no lost update and no RMW; readers (after the run, or for
+ * statistics) only need an untorn value. */
+static inline void para__counter_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
 /* Spin-wait hint for busy loops. */
 static inline void para__cpu_relax(void)
 {
@@ -45,6 +55,17 @@ static inline void para__cpu_relax(void)
  * broken internal invariants only, never for user errors. */
 _Noreturn void para__panic(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+
+/* Internal invariants (scheduler.c, I1..I6): checked in debug builds (no
+ * NDEBUG), compiled out otherwise; a failure panics with the condition. */
+#ifndef NDEBUG
+#define PARA_DEBUG_ASSERT(cond)                                                \
+    ((cond) ? (void)0                                                          \
+            : para__panic("invariant broken: %s (%s:%d)", #cond, __FILE__,     \
+                          __LINE__))
+#else
+#define PARA_DEBUG_ASSERT(cond) ((void)0)
+#endif
 
 /* Log through the sink set by para_set_log_fn(). level: 0..3. */
 void para__log(int level, const char *fmt, ...)

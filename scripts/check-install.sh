@@ -73,7 +73,8 @@ check_prefix() { # kind(shared|static) build-dir
   if [ "$kind" = shared ]; then
     [ -e "$libdir/libpara.so.$soversion" ] || fail "no libpara.so.$soversion"
     [ ! -e "$libdir/libpara.a" ] || fail "shared install has libpara.a"
-    "$src/tests/exports.sh" "$libdir/libpara.so" "$p/include" "$soversion"
+    "$src/tests/exports.sh" "$libdir/libpara.so" "$soversion" \
+      "$p"/include/para/*.h
   else
     [ -e "$libdir/libpara.a" ] || fail "no libpara.a"
     [ -z "$(find "$p" -name 'libpara.so*')" ] || fail "static has libpara.so"
@@ -120,6 +121,18 @@ check_prefix() { # kind(shared|static) build-dir
   # shellcheck disable=SC2046
   $cc -O2 -o "$d/seed_graph_static_flags" "$src/examples/seed_graph.c" \
     $(pkg-config --static --cflags --libs para)
+  # A caller that hides its own symbols, even around para.h, still links:
+  # PARA_API declares default visibility.
+  {
+    printf '#include <%s>\n' errno.h inttypes.h stdint.h stdio.h stdlib.h \
+      string.h time.h
+    printf '#pragma GCC visibility push(hidden)\n#include <para.h>\n'
+    printf '#pragma GCC visibility pop\n#include "seed_graph.c"\n'
+  } >"$d/hidden.c"
+  # shellcheck disable=SC2046
+  $cc -O2 -fvisibility=hidden -I"$src/examples" -o "$d/seed_graph_hidden" \
+    "$d/hidden.c" $(pkg-config --cflags --libs para)
+  LD_LIBRARY_PATH=$libdir "$d/seed_graph_hidden" 1000 >/dev/null
   LD_LIBRARY_PATH=$libdir run_examples "pkg-config" "$d"
   LD_LIBRARY_PATH=$libdir "$d/seed_graph_static_flags" 1000 >/dev/null
   unset PKG_CONFIG_PATH

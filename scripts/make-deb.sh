@@ -11,7 +11,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_INSTALL_PREFIX=/usr -DPARA_SHARED=ON -DPARA_BUILD_TESTS=OFF \
   -DPARA_BUILD_BENCH=OFF -DPARA_BUILD_EXAMPLES=OFF "$@" >/dev/null
 cmake --build "$build" -j "$jobs" >/dev/null
-(cd "$build" && cpack -G DEB >/dev/null)
+(cd "$build" && cpack -G DEB >cpack.log 2>&1) || { cat "$build/cpack.log"; exit 1; }
 deb=$(ls "$build"/para_*.deb)
 dpkg-deb --field "$deb" Package Version Architecture Depends Recommends
 echo "$deb"

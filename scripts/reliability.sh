@@ -10,6 +10,8 @@
 #   ./scripts/reliability.sh            all three
 #   ./scripts/reliability.sh fuzz       only the named steps (fuzz, valgrind,
 #                                       soak), in the order given
+#   ./scripts/reliability.sh fuzz corpus  then merge the new inputs into the
+#                                       repository's seeds (corpus.txt)
 # Environment: FUZZ_SECONDS, SOAK_RUNS, SWEEP_REPEAT, JOBS (default: cores),
 # BUILD_DIR (default build: the default build, made here if missing).
 set -euo pipefail
@@ -51,6 +53,30 @@ for line in open(sys.argv[1]):
     -artifact_prefix=build-fuzz/ build-fuzz/corpus build-fuzz/seeds
 }
 
+# Merge what fuzzing found (build-fuzz/corpus) into the repository's seeds
+# and rewrite tests/fuzz/corpus.txt: the hand-written seeds (seed_*) stay
+# first, then the inputs libFuzzer keeps for coverage.
+corpus() {
+  echo "== corpus: merge build-fuzz/corpus into tests/fuzz/corpus.txt"
+  [ -x build-fuzz/tests/fuzz/fuzz_graph ] && [ -d build-fuzz/seeds ] || {
+    echo "run the fuzz step first" >&2; exit 1; }
+  rm -rf build-fuzz/merged && mkdir -p build-fuzz/merged
+  cp build-fuzz/seeds/seed_* build-fuzz/merged/
+  ./build-fuzz/tests/fuzz/fuzz_graph -merge=1 build-fuzz/merged \
+    build-fuzz/seeds build-fuzz/corpus
+  python3 -c 'import os, sys
+d, out = sys.argv[1], sys.argv[2]
+head = [l for l in open(out) if l.startswith("#")]
+names = sorted(os.listdir(d), key=lambda n: (not n.startswith("seed_"), n))
+with open(out, "w") as f:
+    f.writelines(head)
+    for n in names:
+        name = n if n.startswith("seed_") else "cov_" + n[:12]
+        f.write(name + " " + open(os.path.join(d, n), "rb").read().hex() + "\n")
+print(len(names), "inputs in", out)
+' build-fuzz/merged tests/fuzz/corpus.txt
+}
+
 valgrind_subset() {
   echo "== valgrind memcheck: a subset of the tests"
   default_build
@@ -77,9 +103,10 @@ soak() {
 for s in "${steps[@]}"; do
   case "$s" in
     fuzz) fuzz ;;
+    corpus) corpus ;;
     valgrind) valgrind_subset ;;
     soak) soak ;;
-    *) echo "reliability.sh: unknown step '$s' (fuzz, valgrind, soak)" >&2
+    *) echo "reliability.sh: unknown step '$s' (fuzz, corpus, valgrind, soak)" >&2
        exit 2 ;;
   esac
 done

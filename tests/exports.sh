@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # The shared library exports the public API and nothing else:
-#   tests/exports.sh build/libpara.so include [major.minor]
-# Every function declared PARA_API in the public headers (but mpi.h, whose
-# functions live in the separate library para_mpi) must be a defined
-# dynamic symbol of the library, and every defined dynamic symbol must be
-# one of them (internal para__ functions stay hidden). With major.minor,
-# the soname must be libpara.so.<major.minor>.
+#   tests/exports.sh build/libpara.so MAJOR.MINOR HEADER...
+# Every function declared PARA_API in the given public headers must be a
+# defined dynamic symbol of the library, and every defined dynamic symbol
+# must be one of them (internal para__ functions stay hidden). The soname
+# must be libpara.so.<MAJOR.MINOR>.
 set -euo pipefail
-lib=$1 inc=$2 soversion=${3:-}
+lib=$1 soversion=$2
+shift 2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Declarations span lines: join each header, then take the first
+# Declarations span lines: join the headers, then take the first
 # identifier followed by '(' after each PARA_API (export.h defines it).
-find "$inc" -name '*.h' ! -name export.h ! -name mpi.h -print0 | xargs -0 cat | tr '\n' ' ' |
+for h in "$@"; do
+  [ "$(basename "$h")" = export.h ] || cat "$h"
+done | tr '\n' ' ' |
   grep -oP 'PARA_API[^;(]*?\K\b\w+(?=\s*\()' | sort -u >"$tmp/api"
 nm -D --defined-only "$lib" | awk '{print $NF}' | sort -u >"$tmp/exported"
 
 n_api=$(wc -l <"$tmp/api")
 if [ "$n_api" -lt 10 ]; then
-  echo "exports: only $n_api PARA_API functions found in $inc" >&2
+  echo "exports: only $n_api PARA_API functions found in $*" >&2
   exit 1
 fi
 if ! diff -u "$tmp/api" "$tmp/exported" >"$tmp/diff"; then
@@ -29,11 +31,9 @@ if ! diff -u "$tmp/api" "$tmp/exported" >"$tmp/diff"; then
 fi
 echo "exports: $n_api PARA_API functions, exactly the exported symbols"
 
-if [ -n "$soversion" ]; then
-  soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
-  if [ "$soname" != "libpara.so.$soversion" ]; then
-    echo "exports: soname '$soname', expected libpara.so.$soversion" >&2
-    exit 1
-  fi
-  echo "exports: soname $soname"
+soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
+if [ "$soname" != "libpara.so.$soversion" ]; then
+  echo "exports: soname '$soname', expected libpara.so.$soversion" >&2
+  exit 1
 fi
+echo "exports: soname $soname"

@@ -55,6 +55,12 @@ typedef struct info {
     char near[MAX_DEVICES][64]; /* PUs near the device ("" unknown) */
     char auto_name[128];
     bool have_auto;
+    /* The plan for kernel nodes: PARA_DEVICE expanded into its entries
+     * (one host thread each), or why it does not expand. */
+    const char *device_list;
+    char dplan[MAX_DEVICES][128];
+    size_t n_plan;
+    char plan_err[256];
 #endif
 } info;
 
@@ -170,8 +176,23 @@ static void device_near(hwloc_topology_t topo, const para__device_info *di,
     hwloc_bitmap_free(set);
 }
 
+static int plan_entry(void *arg, const char *entry)
+{
+    info *inf = arg;
+    if (inf->n_plan < MAX_DEVICES)
+        snprintf(inf->dplan[inf->n_plan++], sizeof inf->dplan[0], "%s", entry);
+    return 0;
+}
+
 static void collect_opencl(hwloc_topology_t topo, info *inf, bool launch)
 {
+    const char *list = getenv("PARA_DEVICE");
+    inf->device_list = list != NULL && list[0] != '\0' ? list : "auto";
+    inf->plan_err[0] = '\0';
+    if (strcmp(inf->device_list, "none") != 0 &&
+        para__device_expand(inf->device_list, plan_entry, inf, inf->plan_err,
+                            sizeof inf->plan_err) != 0)
+        inf->n_plan = 0;
     size_t n = para__cl_list(inf->devs, MAX_DEVICES);
     inf->n_devs = n < MAX_DEVICES ? n : MAX_DEVICES;
     for (size_t i = 0; i < inf->n_devs; i++) {
@@ -263,6 +284,19 @@ static void print_json(const info *inf)
         json_str(inf->auto_name);
     else
         fputs("null", stdout);
+    fputs(",\"device_list\":", stdout);
+    json_str(inf->device_list);
+    fputs(",\"device_plan\":[", stdout);
+    for (size_t i = 0; i < inf->n_plan; i++) {
+        if (i > 0)
+            putchar(',');
+        json_str(inf->dplan[i]);
+    }
+    putchar(']');
+    if (inf->plan_err[0] != '\0') {
+        fputs(",\"device_plan_error\":", stdout);
+        json_str(inf->plan_err);
+    }
 #else
     fputs("],\"auto\":null", stdout);
 #endif
@@ -325,6 +359,18 @@ static void print_human(const info *inf)
                    inf->launch_err[i]);
     }
     printf("auto selects: %s\n", inf->have_auto ? inf->auto_name : "(none)");
+    printf("PARA_DEVICE=%s: ", inf->device_list);
+    if (inf->plan_err[0] != '\0')
+        printf("does not expand: %s\n", inf->plan_err);
+    else if (inf->n_plan == 0)
+        printf("no device\n");
+    else {
+        printf("%zu device%s, one host thread each:", inf->n_plan,
+               inf->n_plan == 1 ? "" : "s");
+        for (size_t i = 0; i < inf->n_plan; i++)
+            printf(" %s", inf->dplan[i]);
+        putchar('\n');
+    }
 #else
     printf("OpenCL: not built (PARA_WITH_OPENCL=OFF)\n");
 #endif

@@ -1,5 +1,6 @@
 /*
- * peer-omp: the workloads of BENCH_SPEC.md written with OpenMP (libgomp).
+ * peer-omp: the workloads of the benchmark contract (BENCHMARKS.md) written
+ * with OpenMP (libgomp).
  *
  *   w1 w2 w6 w7  the chain table of peer_common.c as a worksharing loop,
  *                schedule(dynamic, 1), over items (omp-item) or chunks of

@@ -1,7 +1,7 @@
 /*
- * peer-starpu: the workloads of BENCH_SPEC.md written with StarPU 1.3
- * (CPU codelets; the default scheduler, --threads CPU workers, no CUDA or
- * OpenCL workers).
+ * peer-starpu: the workloads of the benchmark contract (BENCHMARKS.md) written
+ * with StarPU 1.3 (CPU codelets; the default scheduler, --threads CPU workers,
+ * no CUDA or OpenCL workers).
  *
  *   w1 w2 w6 w7  the chain table of peer_common.c. Each chunk of items
  *                (one item: starpu-item; chain->chunk items: starpu-chunk)

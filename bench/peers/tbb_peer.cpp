@@ -1,5 +1,5 @@
 /*
- * peer-tbb: the workloads of BENCH_SPEC.md written with oneTBB.
+ * peer-tbb: the workloads of the benchmark contract (BENCHMARKS.md) written with oneTBB.
  *
  *   w1 w2 w6 w7  tbb::parallel_pipeline built from the chain table of
  *                peer_common.c: a serial_in_order input filter emits the

@@ -1,7 +1,7 @@
 /*
  * Internals of the OpenCL back-end shared by its .c files and the device
  * tests: the OpenCL headers with the API level we target, the
- * PARA_CL_CHECK error macro (STYLE rule 13), and hooks that tests and
+ * PARA_CL_CHECK error macro, and hooks that tests and
  * measurements use to look inside a device (cache counters, staging mode).
  * The runtime reaches the back-end only through para__cl_ops (device.h);
  * the calls below are the back-end's own, for its files, tests and
@@ -116,7 +116,7 @@ int para__cl_report(cl_int status, const char *call, const char *func,
 /*
  * PARA_CL_CHECK(call): run an OpenCL call that returns a cl_int status; on
  * failure report it (para__cl_report), store the PARA_E* code in the local
- * `err` and jump to the function's single `fail:` label (STYLE rule 14).
+ * `err` and jump to the function's single `fail:` label (one cleanup path).
  * The function must have locals `int err`, `char *msg`, `size_t msg_len`.
  *
  * PARA_CL_CHECK_RC(name, rc): the same for calls that return an object and

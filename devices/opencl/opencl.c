@@ -3,7 +3,7 @@
  *
  * Discovery. Every call that needs the device list asks the ICD loader
  * again (clGetPlatformIDs, then clGetDeviceIDs with CL_DEVICE_TYPE_ALL per
- * platform); nothing is cached in globals (STYLE rule 8). No ICD at all
+ * platform); nothing is cached in globals. No ICD at all
  * (CL_PLATFORM_NOT_FOUND_KHR, -1001) or a platform without devices
  * (CL_DEVICE_NOT_FOUND) just means fewer devices.
  *
@@ -1150,7 +1150,12 @@ static void release_buffers(launch_state *s)
 static void drain(launch_state *s)
 {
     cl_command_queue q = s->dev->queues[s->queue];
-    clFinish(q);
+    if (clFinish(q) != CL_SUCCESS) {
+        /* Then at least this launch's own commands. */
+        for (int i = 0; i < EV_COUNT; i++)
+            if (s->ev[i] != NULL)
+                clWaitForEvents(1, &s->ev[i]);
+    }
     if (s->out_map != NULL) {
         clEnqueueUnmapMemObject(q, s->out_buf, s->out_map, 0, NULL, NULL);
         clFinish(q);
@@ -1440,9 +1445,14 @@ int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
     if (!s->running)
         return s->last_err < 0 ? s->last_err : 0;
 
-    /* An error here (CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) is
-     * named precisely by the poll below, from the failed command's event. */
+    /* CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST is named precisely by
+     * the poll below, from the failed command's event; any other error is
+     * the wait's own and fails the launch. */
     cl_int rc = clWaitForEvents(1, &s->ev[EV_OUT]);
+    if (rc != CL_SUCCESS && rc != CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
+        return fail_launch(s,
+                           para__cl_report(rc, "clWaitForEvents", __func__,
+                                           __FILE__, __LINE__, msg, msg_len));
     int r = para__cl_launch_poll(k, l, msg, msg_len);
     if (r == 1)
         return 0;
@@ -1460,10 +1470,10 @@ int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
     /* Not clWaitForEvents: it has no timeout, and a hung device would keep
      * the caller (the runtime's host thread) from its watchdog and from
      * cancellation. Poll the events' status instead, sleeping between
-     * polls with a backoff from 10 us to 500 us, which bounds how late a
+     * polls with a backoff from 5 us to 500 us, which bounds how late a
      * completion is seen against how often the host wakes up. */
     uint64_t deadline = para__now_ns() + timeout_ns;
-    long sleep_ns = 10000;
+    long sleep_ns = 5000;
     for (;;) {
         int r = para__cl_launch_poll(k, l, msg, msg_len);
         if (r != 0)

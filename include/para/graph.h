@@ -38,10 +38,22 @@ typedef struct para_graph para_graph_t;
 typedef struct para_node para_node_t;
 typedef struct para_emitter para_emitter_t;
 
-/** Node flags (para_node_desc_t.flags). */
+/**
+ * Node flags (para_node_desc_t.flags).
+ *
+ * In a para_node_desc_t, flags 0 means PARALLEL. The per-item convenience
+ * sinks para_graph_add_sink() and para_pipe_sink() are the exception: there
+ * flags 0 means SERIAL, because a sink that adds into its context races when
+ * several workers call it at once. Pass PARA_NODE_PARALLEL to them to ask
+ * for a parallel sink.
+ */
 enum para_node_flags {
-    /** Default: stateless, any number of workers may run it at once. */
-    PARA_NODE_PARALLEL = 0,
+    /**
+     * Stateless: any number of workers may run the node at once. The default
+     * of a desc (flags 0); to be named explicitly where a convenience call
+     * defaults to SERIAL (para_graph_add_sink(), para_pipe_sink()).
+     */
+    PARA_NODE_PARALLEL = 1u << 3,
     /** Stateful: one worker at a time, batches in arrival order. */
     PARA_NODE_SERIAL = 1u << 0,
     /**
@@ -65,6 +77,13 @@ enum para_node_flags {
  */
 typedef int (*para_source_fn)(void *ctx, void *out, size_t cap,
                               size_t *n_written);
+/**
+ * Source open hook: called at the start of every run of the graph, before
+ * the source's first pull, by the thread in para_run(). Rewind the source
+ * here (reopen a file, reset a counter). A non-zero return fails the run
+ * with PARA_ENODE naming the source; nothing is pulled then.
+ */
+typedef int (*para_source_open_fn)(void *ctx);
 /** 1:1 map, one item: read @p in, write exactly one item to @p out. */
 typedef int (*para_map_fn)(void *ctx, const void *in, void *out);
 /** 1:1 map, whole batch: @p n items from @p in to @p n items in @p out. */
@@ -134,6 +153,13 @@ typedef struct para_node_desc {
     para_sink_fn sink;
     para_sink_batch_fn sink_batch;
     const para_kernel_desc_t *kernel; /**< device implementation; copied */
+    /**
+     * Sources only: called at the start of every run (see
+     * para_source_open_fn). A callback source without it runs once per
+     * graph: running the graph again fails with PARA_EINVAL, since the
+     * source would resume where it ended (usually: produce nothing).
+     */
+    para_source_open_fn open;
     /**
      * Bytes each output item owns outside its batch (a buffer the item
      * points to, freed downstream), for the memory budget; default 0.
@@ -206,10 +232,23 @@ para_graph_add_collect(para_graph_t *graph, const char *name, size_t item_size,
                        void *array, size_t capacity, size_t *count,
                        para_node_t **out);
 
-/** Convenience wrappers over para_graph_add(); flags as in the desc. */
+/**
+ * Convenience wrappers over para_graph_add(); flags as in the desc, except
+ * for para_graph_add_sink() (below). para_graph_add_source() adds a source
+ * without an open hook: it runs once per graph (see para_node_desc_t.open).
+ */
 PARA_API PARA_NODISCARD int
 para_graph_add_source(para_graph_t *graph, const char *name, size_t out_size,
                       para_source_fn fn, void *ctx, para_node_t **out);
+/**
+ * @brief Add a callback source with an open hook @p open, called at the
+ *        start of every run (see para_source_open_fn), so the graph can run
+ *        again.
+ * @return As para_graph_add(); PARA_EINVAL also if @p open is NULL.
+ */
+PARA_API PARA_NODISCARD int para_graph_add_source_with_open(
+    para_graph_t *graph, const char *name, size_t out_size, para_source_fn fn,
+    para_source_open_fn open, void *ctx, para_node_t **out);
 PARA_API PARA_NODISCARD int para_graph_add_map(para_graph_t *graph,
                                                const char *name, size_t in_size,
                                                size_t out_size, para_map_fn fn,
@@ -223,6 +262,15 @@ PARA_API PARA_NODISCARD int
 para_graph_add_filter(para_graph_t *graph, const char *name, size_t item_size,
                       para_filter_fn fn, void *ctx, unsigned flags,
                       para_node_t **out);
+/**
+ * @brief Add a per-item sink.
+ *
+ * **flags 0 means SERIAL here**, unlike everywhere else: one worker at a
+ * time calls @p fn, so a sink that accumulates into @p ctx is correct as
+ * written. Pass PARA_NODE_PARALLEL to have several workers call it at once
+ * (then @p fn must be thread-safe), or PARA_NODE_ORDERED for source order.
+ * @return As para_graph_add().
+ */
 PARA_API PARA_NODISCARD int para_graph_add_sink(para_graph_t *graph,
                                                 const char *name,
                                                 size_t in_size, para_sink_fn fn,

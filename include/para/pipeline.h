@@ -41,7 +41,11 @@ PARA_API para_pipe_t *para_pipe_range(const char *name, uint64_t begin,
 /** @brief A parallel 1:1 per-item map. */
 PARA_API para_pipe_t *para_pipe_map(const char *name, size_t in_size,
                                     size_t out_size, para_map_fn fn, void *ctx);
-/** @brief A per-item sink with @p flags (PARA_NODE_SERIAL, ...). */
+/**
+ * @brief A per-item sink with @p flags. **flags 0 means SERIAL** (as in
+ *        para_graph_add_sink()): pass PARA_NODE_PARALLEL for a sink that
+ *        several workers may call at once.
+ */
 PARA_API para_pipe_t *para_pipe_sink(const char *name, size_t in_size,
                                      para_sink_fn fn, void *ctx,
                                      unsigned flags);

@@ -22,8 +22,9 @@
  */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "graph.h"
 #include "policy.h"
+#include "scheduler.h"
 
 #define DHONDT_PERIOD_NS 500000 /* allocate again every 0.5 ms */
 #define DHONDT_MAX_STAGES 64    /* stages considered per allocation */
@@ -213,7 +214,8 @@ static size_t dhondt_admit(void *state, para__worker *w, para__run *run,
 {
     (void)state;
     (void)w;
-    return para__budget_admit(run, s, want, family);
+    return para__budget_admit(run, s->source_slot, want,
+                              run->forced_batch_items != 0, family);
 }
 
 static bool dhondt_sources_open(void *state, const para__run *run)

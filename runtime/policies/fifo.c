@@ -11,8 +11,9 @@
  * lower than ws or memaware where a stage's tasks are too short to keep
  * every worker busy with one batch each.
  */
-#include "internal.h"
+#include "graph.h"
 #include "policy.h"
+#include "scheduler.h"
 
 static int fifo_run_begin(para__run *run, void **state)
 {

@@ -7,8 +7,9 @@
  * nearer the sinks: consumers free memory, and stateful nodes cannot be
  * parallelised and must not starve.
  */
-#include "internal.h"
+#include "graph.h"
 #include "policy.h"
+#include "scheduler.h"
 
 static int memaware_run_begin(para__run *run, void **state)
 {
@@ -28,7 +29,8 @@ static size_t memaware_admit(void *state, para__worker *w, para__run *run,
 {
     (void)state;
     (void)w;
-    return para__budget_admit(run, s, want, family);
+    return para__budget_admit(run, s->source_slot, want,
+                              run->forced_batch_items != 0, family);
 }
 
 static bool memaware_sources_open(void *state, const para__run *run)

@@ -3,8 +3,9 @@
  * before sources, successors by priority; sources are held back while
  * run->max_batches batches live (8 per worker unless set). No byte budget.
  */
-#include "internal.h"
+#include "graph.h"
 #include "policy.h"
+#include "scheduler.h"
 
 static int ws_run_begin(para__run *run, void **state)
 {

@@ -1,10 +1,10 @@
 /*
  * Tests for the OpenCL back-end (devices/opencl/opencl.c, cl_error.c)
  * against a real driver (PoCL in CI): discovery and selectors, the
- * Mandelbrot kernel against the C reference of BENCH_SPEC.md, several
- * launches in flight, odd batch sizes, build errors and bad entry points,
- * the in-process and on-disk program caches (including a corrupt cache
- * file), both staging modes, tracing, and the CL status names.
+ * Mandelbrot kernel against the C reference of the benchmark contract
+ * (BENCHMARKS.md), several launches in flight, odd batch sizes, build errors
+ * and bad entry points, the in-process and on-disk program caches (including a
+ * corrupt cache file), both staging modes, tracing, and the CL status names.
  *
  * Without any OpenCL device the test exits 77 (skipped), unless
  * PARA_REQUIRE_DEVICE=1, in which case that is a failure: CI sets it so that

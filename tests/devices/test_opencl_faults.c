@@ -9,20 +9,28 @@
  * a graph's run (runtime/device_node.c): the run must end with the error,
  * naming the node and the call, with nothing leaked.
  *
- * For every launch step (buffer creation, input copy or map, kernel
- * enqueue, output copy or map, flush, and a command whose event ends with a
- * negative status) the test checks that the call returns PARA_EDEVICE (or
- * PARA_ENOMEM for allocation failures) with the OpenCL call and the CL_*
- * name in the message, that no event or buffer is leaked (the wrappers
- * count the ones created and released), and that the device works again
- * for the next launch, also while other launches are in flight.
+ * Fifteen kinds of fault: for every launch step (buffer creation, input
+ * copy or map, kernel arguments, kernel enqueue, output copy or map, flush,
+ * a command whose event ends with a negative status, the blocking wait,
+ * clFinish while a failed launch drains), kernel creation, and opening a
+ * device (context, command queues), the test checks that the call returns
+ * PARA_EDEVICE (or PARA_ENOMEM for allocation failures) with the OpenCL
+ * call and the CL_* name in the message, that no event, buffer, queue or
+ * context is leaked (the wrappers count the ones created and released),
+ * and that the device works again for the next launch, also while other
+ * launches are in flight. The fifteenth is a launch that never completes
+ * (its kernel's event reports CL_RUNNING until released): the runtime's
+ * watchdog and para_run_cancel() must end the run anyway. In graphs: a
+ * device lost under a MIXED node beside a kernel-only node, and a device
+ * out of memory mid-run.
  *
  * The __wrap_ and __real_ names are fixed by the linker; they are the one
- * place where STYLE rule 1 (no leading underscore) has to give way.
+ * place where the rule against leading underscores in names gives way.
  * No OpenCL device: exit 77, or fail under PARA_REQUIRE_DEVICE=1.
  */
 #include <dirent.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -53,9 +62,11 @@ typedef struct fault {
 } fault;
 
 static fault f_create, f_write, f_read, f_map, f_unmap, f_kernel, f_flush,
-    f_event;
+    f_event, f_setarg, f_wait, f_finish, f_mkkernel, f_queue, f_context, f_hang;
 
-static long live_events, live_buffers;
+static long live_events, live_buffers, live_queues, live_contexts;
+static cl_event hung_event; /* reported running while hang_on */
+static int hang_on;
 static cl_event failing_event; /* the event f_event reports as failed */
 static char cache_dir[PATH_MAX];
 
@@ -70,10 +81,12 @@ static void arm(fault *f, int after, cl_int code)
 /* Stop injecting; an event already chosen to fail keeps failing. */
 static void disarm_all(void)
 {
-    fault *all[] = {&f_create, &f_write,  &f_read,  &f_map,
-                    &f_unmap,  &f_kernel, &f_flush, &f_event};
+    fault *all[] = {&f_create, &f_write,    &f_read,  &f_map,     &f_unmap,
+                    &f_kernel, &f_flush,    &f_event, &f_setarg,  &f_wait,
+                    &f_finish, &f_mkkernel, &f_queue, &f_context, &f_hang};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         all[i]->after = -1;
+    hang_on = 0; /* a hung launch completes now */
 }
 
 /* True if this call must fail. */
@@ -141,6 +154,109 @@ cl_int __real_clReleaseEvent(cl_event);
 cl_int __wrap_clReleaseEvent(cl_event);
 cl_int __real_clReleaseMemObject(cl_mem);
 cl_int __wrap_clReleaseMemObject(cl_mem);
+cl_int __real_clSetKernelArg(cl_kernel, cl_uint, size_t, const void *);
+cl_int __wrap_clSetKernelArg(cl_kernel, cl_uint, size_t, const void *);
+cl_int __real_clWaitForEvents(cl_uint, const cl_event *);
+cl_int __wrap_clWaitForEvents(cl_uint, const cl_event *);
+cl_int __real_clFinish(cl_command_queue);
+cl_int __wrap_clFinish(cl_command_queue);
+cl_kernel __real_clCreateKernel(cl_program, const char *, cl_int *);
+cl_kernel __wrap_clCreateKernel(cl_program, const char *, cl_int *);
+cl_command_queue __real_clCreateCommandQueue(cl_context, cl_device_id,
+                                             cl_command_queue_properties,
+                                             cl_int *);
+cl_command_queue __wrap_clCreateCommandQueue(cl_context, cl_device_id,
+                                             cl_command_queue_properties,
+                                             cl_int *);
+cl_int __real_clReleaseCommandQueue(cl_command_queue);
+cl_int __wrap_clReleaseCommandQueue(cl_command_queue);
+cl_context __real_clCreateContext(
+    const cl_context_properties *, cl_uint, const cl_device_id *,
+    void(CL_CALLBACK *)(const char *, const void *, size_t, void *), void *,
+    cl_int *);
+cl_context __wrap_clCreateContext(
+    const cl_context_properties *, cl_uint, const cl_device_id *,
+    void(CL_CALLBACK *)(const char *, const void *, size_t, void *), void *,
+    cl_int *);
+cl_int __real_clReleaseContext(cl_context);
+cl_int __wrap_clReleaseContext(cl_context);
+
+cl_int __wrap_clSetKernelArg(cl_kernel k, cl_uint i, size_t size,
+                             const void *value)
+{
+    if (take(&f_setarg))
+        return f_setarg.code;
+    return __real_clSetKernelArg(k, i, size, value);
+}
+
+cl_int __wrap_clWaitForEvents(cl_uint n, const cl_event *events)
+{
+    if (take(&f_wait))
+        return f_wait.code;
+    return __real_clWaitForEvents(n, events);
+}
+
+cl_int __wrap_clFinish(cl_command_queue q)
+{
+    cl_int rc = __real_clFinish(q); /* the queue drains either way */
+    if (take(&f_finish))
+        return f_finish.code;
+    return rc;
+}
+
+cl_kernel __wrap_clCreateKernel(cl_program p, const char *name, cl_int *rc)
+{
+    if (take(&f_mkkernel)) {
+        *rc = f_mkkernel.code;
+        return NULL;
+    }
+    return __real_clCreateKernel(p, name, rc);
+}
+
+cl_command_queue __wrap_clCreateCommandQueue(cl_context c, cl_device_id d,
+                                             cl_command_queue_properties props,
+                                             cl_int *rc)
+{
+    if (take(&f_queue)) {
+        *rc = f_queue.code;
+        return NULL;
+    }
+    cl_command_queue q = __real_clCreateCommandQueue(c, d, props, rc);
+    if (q != NULL)
+        live_queues++;
+    return q;
+}
+
+cl_int __wrap_clReleaseCommandQueue(cl_command_queue q)
+{
+    cl_int rc = __real_clReleaseCommandQueue(q);
+    if (rc == CL_SUCCESS)
+        live_queues--;
+    return rc;
+}
+
+cl_context __wrap_clCreateContext(
+    const cl_context_properties *props, cl_uint n, const cl_device_id *devs,
+    void(CL_CALLBACK *notify)(const char *, const void *, size_t, void *),
+    void *arg, cl_int *rc)
+{
+    if (take(&f_context)) {
+        *rc = f_context.code;
+        return NULL;
+    }
+    cl_context c = __real_clCreateContext(props, n, devs, notify, arg, rc);
+    if (c != NULL)
+        live_contexts++;
+    return c;
+}
+
+cl_int __wrap_clReleaseContext(cl_context c)
+{
+    cl_int rc = __real_clReleaseContext(c);
+    if (rc == CL_SUCCESS)
+        live_contexts--;
+    return rc;
+}
 
 cl_mem __wrap_clCreateBuffer(cl_context ctx, cl_mem_flags flags, size_t size,
                              void *host, cl_int *rc)
@@ -229,6 +345,11 @@ cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k,
     /* f_event: the kernel's event will report a failed command. */
     if (rc == CL_SUCCESS && ev != NULL && take(&f_event))
         failing_event = *ev;
+    /* f_hang: it will report running until f_hang is disarmed. */
+    if (rc == CL_SUCCESS && ev != NULL && take(&f_hang)) {
+        hung_event = *ev;
+        hang_on = 1;
+    }
     return rc;
 }
 
@@ -249,6 +370,13 @@ cl_int __wrap_clGetEventInfo(cl_event e, cl_event_info what, size_t size,
             *size_ret = sizeof(cl_int);
         return CL_SUCCESS;
     }
+    if (e != NULL && e == hung_event && hang_on &&
+        what == CL_EVENT_COMMAND_EXECUTION_STATUS && size >= sizeof(cl_int)) {
+        *(cl_int *)value = CL_RUNNING;
+        if (size_ret != NULL)
+            *size_ret = sizeof(cl_int);
+        return CL_SUCCESS;
+    }
     return __real_clGetEventInfo(e, what, size, value, size_ret);
 }
 
@@ -256,6 +384,8 @@ cl_int __wrap_clReleaseEvent(cl_event e)
 {
     if (e == failing_event)
         failing_event = NULL;
+    if (e == hung_event)
+        hung_event = NULL;
     cl_int rc = __real_clReleaseEvent(e);
     if (rc == CL_SUCCESS)
         live_events--;
@@ -597,6 +727,113 @@ static void test_map_staging_fails(void **state)
     para__cl_launch_fini(fx->k, &b.l);
 }
 
+/* clSetKernelArg of a launch fails: the launch fails, the slot works on. */
+static void test_setarg_fails(void **state)
+{
+    begin_fails(*state, &f_setarg, 1, CL_INVALID_MEM_OBJECT, PARA_EDEVICE,
+                "clSetKernelArg", "CL_INVALID_MEM_OBJECT (-38)");
+}
+
+/* The blocking wait fails: the launch fails with the wait's error. */
+static void test_wait_fails(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    static batch b;
+    batch_init(&b, 17, N);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg), 0);
+    arm(&f_wait, 0, CL_OUT_OF_RESOURCES);
+    assert_int_equal(para__cl_launch_wait(fx->k, &b.l, msg, sizeof msg),
+                     PARA_EDEVICE);
+    assert_int_equal(f_wait.hits, 1);
+    expect_in(msg, "clWaitForEvents", "CL_OUT_OF_RESOURCES");
+    disarm_all();
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+}
+
+/* clFinish fails while a failed launch drains its queue: the launch still
+ * ends (each of its commands is waited for), nothing leaks. */
+static void test_finish_fails_while_draining(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    static batch b;
+    batch_init(&b, 19, N);
+    launch_ok(fx, &b);
+    arm(&f_read, 0, CL_OUT_OF_RESOURCES);
+    arm(&f_finish, 0, CL_OUT_OF_RESOURCES);
+    assert_int_equal(para__cl_launch_begin(fx->k, &b.l, msg, sizeof msg),
+                     PARA_EDEVICE);
+    assert_int_equal(f_finish.hits, 1);
+    expect_in(msg, "clEnqueueReadBuffer", "CL_OUT_OF_RESOURCES");
+    disarm_all();
+    launch_ok(fx, &b);
+    para__cl_launch_fini(fx->k, &b.l);
+}
+
+/* Kernel creation fails: the error names the call, nothing is left. */
+static void test_create_kernel_fails(void **state)
+{
+    fixture *fx = *state;
+    char msg[MSG_LEN] = "";
+    para__kernel_arg args[2] = {{&mul, 4}, {&add, 4}};
+    para__kernel *k = NULL;
+    arm(&f_mkkernel, 0, CL_OUT_OF_HOST_MEMORY);
+    assert_int_equal(para__cl_kernel_create(fx->dev, para_kernel_copy_src, NULL,
+                                            "axpb_u32", 4, 4, args, 2, &k, msg,
+                                            sizeof msg),
+                     PARA_ENOMEM);
+    expect_in(msg, "clCreateKernel", "CL_OUT_OF_HOST_MEMORY");
+    assert_null(k);
+    arm(&f_mkkernel, 0, CL_OUT_OF_RESOURCES);
+    assert_int_equal(para__cl_kernel_create(fx->dev, para_kernel_copy_src, NULL,
+                                            "axpb_u32", 4, 4, args, 2, &k, msg,
+                                            sizeof msg),
+                     PARA_EDEVICE);
+    expect_in(msg, "clCreateKernel", "CL_OUT_OF_RESOURCES");
+    disarm_all();
+    assert_int_equal(para__cl_kernel_create(fx->dev, para_kernel_copy_src, NULL,
+                                            "axpb_u32", 4, 4, args, 2, &k, msg,
+                                            sizeof msg),
+                     0);
+    para__cl_kernel_release(k);
+}
+
+/* Opening a device fails at its context or at one of its queues: the
+ * error names the call, and no context or queue is left behind. */
+static void test_open_fails(void **state)
+{
+    (void)state;
+    struct {
+        fault *f;
+        int after;
+        const char *call;
+    } cases[] = {{&f_context, 0, "clCreateContext"},
+                 {&f_queue, 0, "clCreateCommandQueue"},
+                 {&f_queue, 2, "clCreateCommandQueue"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        live_queues = live_contexts = 0;
+        char msg[MSG_LEN] = "";
+        para__device *dev = NULL;
+        arm(cases[i].f, cases[i].after, CL_OUT_OF_RESOURCES);
+        assert_int_equal(para__cl_open("auto", &dev, msg, sizeof msg),
+                         PARA_EDEVICE);
+        assert_int_equal(cases[i].f->hits, 1);
+        expect_in(msg, cases[i].call, "CL_OUT_OF_RESOURCES");
+        assert_null(dev);
+        assert_int_equal(live_queues, 0);
+        assert_int_equal(live_contexts, 0);
+        disarm_all();
+    }
+    para__device *dev = NULL;
+    char msg[MSG_LEN] = "";
+    assert_int_equal(para__cl_open("auto", &dev, msg, sizeof msg), 0);
+    para__cl_close(dev);
+    assert_int_equal(live_queues, 0);
+    assert_int_equal(live_contexts, 0);
+}
+
 /* ---- kernel nodes in a graph -------------------------------------------- */
 
 /* array of uint32 -> kernel node axpb_u32 (device only) -> serial sink that
@@ -643,6 +880,16 @@ static int run_graph(para_runtime_t *rt, graph_sink *gs)
     para_graph_destroy(g);
     return rc;
 }
+
+/* The sink of run_two(): counts and checks. */
+typedef struct two_sink {
+    size_t seen, wrong;
+    int nodes;
+} two_sink;
+static para_runtime_t *fault_rt(unsigned timeout_ms, size_t batch_items);
+static int run_two(para_runtime_t *rt, bool a_cpu, bool with_b, bool b_cpu,
+                   two_sink *ts);
+static void reset_counts(void);
 
 /* Fail `f` after `after` good calls in the middle of a graph's run: the run
  * ends with `want` naming the node and the OpenCL call, the sink saw only
@@ -794,11 +1041,24 @@ static void test_graph_kernel_enqueue_fails(void **state)
                 "clEnqueueNDRangeKernel");
 }
 
-static void test_graph_write_fails(void **state)
+/* An out-of-memory answer to the input copy is transient: the batch is
+ * launched again and the run completes. */
+static void test_graph_write_oom_retried(void **state)
 {
     (void)state;
-    graph_fault(&f_write, 20, CL_OUT_OF_HOST_MEMORY, PARA_ENOMEM,
-                "clEnqueueWriteBuffer");
+    reset_counts();
+    para_runtime_t *rt = fault_rt(10000, 500);
+    two_sink ts;
+    assert_int_equal(run_two(rt, false, false, false, &ts), 0); /* warm */
+    arm(&f_write, 20, CL_OUT_OF_HOST_MEMORY);
+    assert_int_equal(run_two(rt, false, false, false, &ts), 0);
+    assert_int_equal(f_write.hits, 1);
+    assert_int_equal(ts.seen, GRAPH_ITEMS);
+    assert_int_equal(ts.wrong, 0);
+    disarm_all();
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    assert_int_equal(live_events, 0);
+    assert_int_equal(live_buffers, 0);
 }
 
 static void test_graph_read_fails(void **state)
@@ -813,6 +1073,257 @@ static void test_graph_completion_fails(void **state)
     (void)state;
     graph_fault(&f_event, 20, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
                 "CL_OUT_OF_RESOURCES");
+}
+
+static void test_graph_setarg_fails(void **state)
+{
+    (void)state;
+    graph_fault(&f_setarg, 20, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
+                "clSetKernelArg");
+}
+
+static void test_graph_create_kernel_fails(void **state)
+{
+    (void)state;
+    graph_fault(&f_mkkernel, 0, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
+                "clCreateKernel");
+}
+
+/* ---- hung launches, lost devices and OOM with several kernel nodes ------- */
+
+/* in -> A [-> B] -> check, A and B both axpb_u32 (y = 3x + 1), each with
+ * or without the CPU function (slow enough that MIXED prefers the
+ * device). The sink counts and checks: every y is 3x+1 (one node) or
+ * 9x+4 (two). */
+
+static int two_sink_fn(void *ctx, const void *in, size_t n)
+{
+    two_sink *ts = ctx;
+    const uint32_t *y = in;
+    for (size_t i = 0; i < n; i++)
+        ts->wrong += ts->nodes == 1 ? y[i] % 3 != 1 : y[i] % 9 != 4;
+    ts->seen += n;
+    return 0;
+}
+
+static para_runtime_t *fault_rt(unsigned timeout_ms, size_t batch_items)
+{
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "auto";
+    a.pin = "none";
+    a.batch_items = batch_items;
+    a.device_timeout_ms = timeout_ms;
+    para_runtime_t *rt;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    return rt;
+}
+
+static int run_two(para_runtime_t *rt, bool a_cpu, bool with_b, bool b_cpu,
+                   two_sink *ts)
+{
+    for (uint32_t i = 0; i < GRAPH_ITEMS; i++)
+        graph_in[i] = i;
+    para_kernel_arg_t args[2] = {{&mul, 4}, {&add, 4}};
+    para_kernel_desc_t kd = {.source = para_kernel_copy_src,
+                             .entry = "axpb_u32",
+                             .args = args,
+                             .n_args = 2};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *a, *b = NULL, *sink;
+    memset(ts, 0, sizeof *ts);
+    ts->nodes = with_b ? 2 : 1;
+    assert_int_equal(
+        para_graph_add_array(g, "in", graph_in, GRAPH_ITEMS, 4, &src), 0);
+    assert_int_equal(para_graph_add_kernel(g, "A", 4, 4, &kd,
+                                           a_cpu ? axpb_cpu : NULL, NULL, &a),
+                     0);
+    if (with_b)
+        assert_int_equal(para_graph_add_kernel(g, "B", 4, 4, &kd,
+                                               b_cpu ? axpb_cpu : NULL, NULL,
+                                               &b),
+                         0);
+    assert_int_equal(para_graph_add_sink_batch(g, "check", 4, two_sink_fn, ts,
+                                               PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, a), 0);
+    if (b != NULL) {
+        assert_int_equal(para_graph_connect(g, a, b), 0);
+        assert_int_equal(para_graph_connect(g, b, sink), 0);
+    } else {
+        assert_int_equal(para_graph_connect(g, a, sink), 0);
+    }
+    int rc = para_run(rt, g);
+    para_graph_destroy(g);
+    return rc;
+}
+
+static double secs_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) +
+           (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void reset_counts(void)
+{
+    disarm_all();
+    failing_event = hung_event = NULL;
+    live_events = live_buffers = 0;
+}
+
+/* The device is lost for good mid-run under a graph with a MIXED node A
+ * and a kernel-only node B: A finishes on the CPU, B cannot, and the run
+ * ends with PARA_EDEVICE naming B; no abort, nothing leaked. */
+static void test_graph_lost_device_mixed_and_kernel_only(void **state)
+{
+    (void)state;
+    for (int after = 0; after <= 8; after += 4) {
+        reset_counts();
+        para_runtime_t *rt = fault_rt(10000, 500);
+        two_sink ts;
+        arm(&f_kernel, after, CL_DEVICE_NOT_AVAILABLE);
+        f_kernel.sticky = 1;
+        int rc = run_two(rt, true, true, false, &ts);
+        print_message("  lost after %d enqueues: %s: %s (sink saw %zu)\n",
+                      after, para_err_name(rc), para_runtime_errmsg(rt),
+                      ts.seen);
+        assert_true(f_kernel.hits >= 1);
+        assert_int_equal(rc, PARA_EDEVICE);
+        expect_in(para_runtime_errmsg(rt), "kernel node 'B'",
+                  "CL_DEVICE_NOT_AVAILABLE");
+        assert_int_equal(ts.wrong, 0);
+        disarm_all();
+        assert_int_equal(para_runtime_destroy(rt), 0);
+        assert_int_equal(live_events, 0);
+        assert_int_equal(live_buffers, 0);
+    }
+}
+
+/* A launch that never completes (its kernel's event reports running
+ * forever): the watchdog loses the device; a kernel-only node fails the
+ * run with PARA_EDEVICE, a MIXED node finishes on the CPU. Once the launch
+ * completes, the next run uses the device again, and nothing leaks. */
+static void hang_watchdog(bool mixed)
+{
+    reset_counts();
+    log_count = 0;
+    para_runtime_t *rt = fault_rt(300, 500);
+    two_sink ts;
+    /* A MIXED node's device probe (its first enqueue) is always reached;
+     * later ones depend on the node choosing the device. */
+    arm(&f_hang, mixed ? 0 : 3, 0);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = run_two(rt, mixed, false, false, &ts);
+    double sec = secs_since(&t0);
+    print_message("  hung launch, %s node: %s %s (%.2f s, sink saw %zu)\n",
+                  mixed ? "MIXED" : "kernel-only", para_err_name(rc),
+                  para_runtime_errmsg(rt), sec, ts.seen);
+    assert_int_equal(f_hang.hits, 1);
+    assert_true(sec < 10);
+    assert_int_equal(ts.wrong, 0);
+    if (mixed) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(ts.seen, GRAPH_ITEMS);
+    } else {
+        assert_int_equal(rc, PARA_EDEVICE);
+        expect_in(para_runtime_errmsg(rt), "'A'", "did not finish");
+    }
+    disarm_all(); /* the hung launch completes */
+    assert_int_equal(run_two(rt, mixed, false, false, &ts), 0);
+    assert_int_equal(ts.seen, GRAPH_ITEMS);
+    assert_int_equal(ts.wrong, 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    assert_int_equal(live_events, 0);
+    assert_int_equal(live_buffers, 0);
+}
+
+static void test_graph_hang_watchdog_kernel_only(void **state)
+{
+    (void)state;
+    hang_watchdog(false);
+}
+
+static void test_graph_hang_watchdog_mixed(void **state)
+{
+    (void)state;
+    hang_watchdog(true);
+}
+
+typedef struct canceller {
+    para_runtime_t *rt;
+    struct timespec at;
+} canceller;
+
+static void *cancel_main(void *arg)
+{
+    canceller *c = arg;
+    struct timespec d = {0, 300000000};
+    nanosleep(&d, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &c->at);
+    assert_int_equal(para_run_cancel(c->rt), 0);
+    return NULL;
+}
+
+/* A launch that never completes and no watchdog: para_run_cancel() ends
+ * the run within 100 ms; the device is fine for the next run once the
+ * launch completes; nothing leaks. */
+static void test_graph_hang_cancel(void **state)
+{
+    (void)state;
+    reset_counts();
+    para_runtime_t *rt = fault_rt(0, 500);
+    two_sink ts;
+    arm(&f_hang, 3, 0);
+    canceller c = {rt, {0, 0}};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_main, &c), 0);
+    int rc = run_two(rt, false, false, false, &ts);
+    double after = secs_since(&c.at);
+    pthread_join(th, NULL);
+    print_message("  hung launch, cancel: %s, returned %.1f ms after it\n",
+                  para_err_name(rc), after * 1e3);
+    assert_int_equal(f_hang.hits, 1);
+    assert_int_equal(rc, PARA_ECANCELED);
+    assert_true(after < 0.1);
+    disarm_all();
+    assert_int_equal(run_two(rt, false, false, false, &ts), 0);
+    assert_int_equal(ts.seen, GRAPH_ITEMS);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    assert_int_equal(live_events, 0);
+    assert_int_equal(live_buffers, 0);
+}
+
+/* The device runs out of memory mid-run (one buffer allocation fails):
+ * with batches gathered into launches the launch is retried smaller and
+ * the run completes; a single batch of a MIXED node runs on the CPU. */
+static void test_graph_device_oom(void **state)
+{
+    (void)state;
+    for (int forced = 0; forced <= 1; forced++) {
+        reset_counts();
+        para_runtime_t *rt = fault_rt(10000, forced ? 500 : 0);
+        two_sink ts;
+        arm(&f_create, 2, CL_MEM_OBJECT_ALLOCATION_FAILURE);
+        int rc = run_two(rt, forced != 0, false, false, &ts);
+        print_message("  device OOM (%s): %s %s (sink saw %zu, %d hit)\n",
+                      forced ? "one batch a launch, MIXED"
+                             : "gathered launches, kernel-only",
+                      para_err_name(rc), para_runtime_errmsg(rt), ts.seen,
+                      f_create.hits);
+        assert_int_equal(f_create.hits, 1);
+        assert_int_equal(rc, 0);
+        assert_int_equal(ts.seen, GRAPH_ITEMS);
+        assert_int_equal(ts.wrong, 0);
+        disarm_all();
+        assert_int_equal(para_runtime_destroy(rt), 0);
+        assert_int_equal(live_events, 0);
+        assert_int_equal(live_buffers, 0);
+    }
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -858,12 +1369,26 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_map_staging_fails, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_setarg_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wait_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_fails_while_draining, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_create_kernel_fails, setup,
+                                        teardown),
+        cmocka_unit_test(test_open_fails),
         cmocka_unit_test(test_graph_kernel_enqueue_fails),
-        cmocka_unit_test(test_graph_write_fails),
+        cmocka_unit_test(test_graph_write_oom_retried),
         cmocka_unit_test(test_graph_read_fails),
         cmocka_unit_test(test_graph_completion_fails),
         cmocka_unit_test(test_graph_lost_device_falls_back),
         cmocka_unit_test(test_graph_lost_device_no_fallback),
+        cmocka_unit_test(test_graph_setarg_fails),
+        cmocka_unit_test(test_graph_create_kernel_fails),
+        cmocka_unit_test(test_graph_lost_device_mixed_and_kernel_only),
+        cmocka_unit_test(test_graph_hang_watchdog_kernel_only),
+        cmocka_unit_test(test_graph_hang_watchdog_mixed),
+        cmocka_unit_test(test_graph_hang_cancel),
+        cmocka_unit_test(test_graph_device_oom),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -160,6 +160,13 @@ static int visit(struct fnode *f, uint64_t x)
     return 0;
 }
 
+/* The source's open hook: every run starts from item 0. */
+static int fn_source_open(void *ctx)
+{
+    ((struct fnode *)ctx)->src_next = 0;
+    return 0;
+}
+
 static int fn_source(void *ctx, void *out, size_t cap, size_t *n)
 {
     struct fnode *f = ctx;
@@ -428,6 +435,7 @@ static int add_node(para_graph_t *g, struct fnode *f, int i)
     switch (f->kind) {
     case K_SOURCE:
         d.source = fn_source;
+        d.open = fn_source_open;
         d.flags = 0;
         d.in_size = 0;
         break;
@@ -475,7 +483,7 @@ static void reset_run_state(void)
 {
     for (int i = 0; i < n_nodes; i++) {
         struct fnode *f = &nodes[i];
-        f->src_next = 0;
+        /* src_next is rewound by the source's open hook. */
         /* relaxed: no run is in progress. */
         atomic_store_explicit(&f->count, 0, memory_order_relaxed);
         atomic_store_explicit(&f->sum, 0, memory_order_relaxed);

@@ -11,8 +11,8 @@
  * or the target one and every later one (persistent mode).
  *
  * Include in exactly one file of a test executable. The __wrap_ and __real_
- * names are fixed by the linker; they are the one place where STYLE rule 1
- * (no leading underscore) has to give way.
+ * names are fixed by the linker; they are the one place where the rule
+ * against leading underscores in names has to give way.
  */
 #ifndef REL_ALLOC_H
 #define REL_ALLOC_H

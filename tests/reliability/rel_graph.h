@@ -14,8 +14,10 @@
  *
  * rel_graph_build() uses the explicit API; rel_graph_build_pipeline() builds
  * the first part with PARA_PIPELINE so that the builder's own allocations
- * are covered too. Both return 0 or the first PARA_E* error, with the graph
- * destroyed on error.
+ * are covered too; rel_graph_build_kernel() makes inc and twice kernel
+ * nodes with their CPU functions (MIXED on a device, e.g. the `cpu`
+ * back-end), with the same answers. Both return 0 or the first PARA_E* error,
+ * with the graph destroyed on error.
  */
 #ifndef REL_GRAPH_H
 #define REL_GRAPH_H
@@ -85,6 +87,12 @@ static inline int rel_osum(void *ctx, const void *in)
     memcpy(&x, in, sizeof x);
     c->o_count++;
     c->o_sum += x;
+    return 0;
+}
+
+static inline int rel_counter_open(void *ctx)
+{
+    ((struct rel_ctx *)ctx)->next = 0;
     return 0;
 }
 
@@ -169,8 +177,24 @@ static inline bool rel_ctx_check(const struct rel_ctx *c, bool full)
     return true;
 }
 
-static inline int rel_add_tail(para_graph_t *g, struct rel_ctx *c,
-                               para_node_t *mid_from_a, para_node_t *mid_from_b)
+static inline int rel_inc_batch(void *ctx, const void *in, void *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rel_inc(ctx, (const uint64_t *)in + i, (uint64_t *)out + i);
+    return 0;
+}
+
+/* The OpenCL versions of rel_inc and rel_twice. */
+static const char rel_kernel_src[] =
+    "__kernel void inc(__global const ulong *in, __global ulong *out, uint n)"
+    "{ size_t i = get_global_id(0); if (i < n) out[i] = in[i] + 1; }\n"
+    "__kernel void twice(__global const ulong *in, __global ulong *out, "
+    "uint n)"
+    "{ size_t i = get_global_id(0); if (i < n) out[i] = 2 * in[i]; }\n";
+
+static inline int rel_add_tail_k(para_graph_t *g, struct rel_ctx *c,
+                                 para_node_t *mid_from_a,
+                                 para_node_t *mid_from_b, bool kernels)
 {
     para_node_t *tag = NULL, *osum = NULL, *cnt = NULL, *even = NULL,
                 *bsum = NULL, *arr = NULL, *twice = NULL, *col = NULL;
@@ -183,8 +207,8 @@ static inline int rel_add_tail(para_graph_t *g, struct rel_ctx *c,
         (rc = para_graph_connect(g, mid_from_b, tag)) != 0 ||
         (rc = para_graph_connect(g, tag, osum)) != 0)
         return rc;
-    if ((rc = para_graph_add_source(g, "counter", 8, rel_counter, c, &cnt)) !=
-            0 ||
+    if ((rc = para_graph_add_source_with_open(
+             g, "counter", 8, rel_counter, rel_counter_open, c, &cnt)) != 0 ||
         (rc = para_graph_add_filter(g, "even", 8, rel_even, NULL, 0, &even)) !=
             0 ||
         (rc = para_graph_add_sink_batch(g, "bsum", 8, rel_bsum, c,
@@ -194,8 +218,13 @@ static inline int rel_add_tail(para_graph_t *g, struct rel_ctx *c,
         return rc;
     if ((rc = para_graph_add_array(g, "array", c->in, (size_t)c->n, 8, &arr)) !=
             0 ||
-        (rc = para_graph_add_map_batch(g, "twice", 8, 8, rel_twice, NULL, 0,
-                                       &twice)) != 0 ||
+        (rc = kernels ? para_graph_add_kernel(
+                            g, "twice", 8, 8,
+                            &(para_kernel_desc_t){.source = rel_kernel_src,
+                                                  .entry = "twice"},
+                            rel_twice, NULL, &twice)
+                      : para_graph_add_map_batch(g, "twice", 8, 8, rel_twice,
+                                                 NULL, 0, &twice)) != 0 ||
         (rc = para_graph_add_collect(g, "collect", 8, c->out, REL_MAX_N,
                                      &c->out_count, &col)) != 0 ||
         (rc = para_graph_connect(g, arr, twice)) != 0 ||
@@ -204,9 +233,17 @@ static inline int rel_add_tail(para_graph_t *g, struct rel_ctx *c,
     return 0;
 }
 
-/* The whole graph with the explicit API. @p c must be reset first (the
- * array source reads c->in and c->n). */
-static inline int rel_graph_build(para_graph_t **out, struct rel_ctx *c)
+static inline int rel_add_tail(para_graph_t *g, struct rel_ctx *c,
+                               para_node_t *mid_from_a, para_node_t *mid_from_b)
+{
+    return rel_add_tail_k(g, c, mid_from_a, mid_from_b, false);
+}
+
+/* The whole graph with the explicit API, inc and twice as kernel nodes if
+ * @p kernels. @p c must be reset first (the array source reads c->in and
+ * c->n). */
+static inline int rel_graph_build_k(para_graph_t **out, struct rel_ctx *c,
+                                    bool kernels)
 {
     para_graph_t *g = NULL;
     *out = NULL;
@@ -217,17 +254,32 @@ static inline int rel_graph_build(para_graph_t **out, struct rel_ctx *c)
     para_node_desc_t d = {
         .name = "dup", .in_size = 8, .out_size = 8, .flat_map = rel_dup};
     if ((rc = para_graph_add_range(g, "range", 0, c->n, &r)) != 0 ||
-        (rc = para_graph_add_map(g, "inc", 8, 8, rel_inc, NULL, 0, &inc)) !=
-            0 ||
+        (rc = kernels ? para_graph_add_kernel(
+                            g, "inc", 8, 8,
+                            &(para_kernel_desc_t){.source = rel_kernel_src,
+                                                  .entry = "inc"},
+                            rel_inc_batch, NULL, &inc)
+                      : para_graph_add_map(g, "inc", 8, 8, rel_inc, NULL, 0,
+                                           &inc)) != 0 ||
         (rc = para_graph_add(g, &d, &dup)) != 0 ||
         (rc = para_graph_connect(g, r, inc)) != 0 ||
         (rc = para_graph_connect(g, r, dup)) != 0 ||
-        (rc = rel_add_tail(g, c, inc, dup)) != 0) {
+        (rc = rel_add_tail_k(g, c, inc, dup, kernels)) != 0) {
         para_graph_destroy(g);
         return rc;
     }
     *out = g;
     return 0;
+}
+
+static inline int rel_graph_build(para_graph_t **out, struct rel_ctx *c)
+{
+    return rel_graph_build_k(out, c, false);
+}
+
+static inline int rel_graph_build_kernel(para_graph_t **out, struct rel_ctx *c)
+{
+    return rel_graph_build_k(out, c, true);
 }
 
 /* The same graph, its first part built by PARA_PIPELINE. */

@@ -23,9 +23,18 @@
  * destroyable, and leaks no block. The sweep goes on until a scenario sees
  * no injected failure at all (k past the last allocation).
  *
+ * The widened sweeps run the graph with kernel nodes (inc and twice, with
+ * their CPU functions) on the `cpu` device back-end, with tracing on, under
+ * every policy (ws, memaware, dhondt); and they inject failures of
+ * pthread_create() and of the hwloc calls that can fail (rel_sysfault.h)
+ * the same way, one call at a time. With a device, a failed run may also be
+ * PARA_EAGAIN (a thread could not start) and a failed device open is
+ * retried by the next run.
+ *
  * PARA_ALLOC_SWEEP_REPEAT=N repeats the multi-worker sweeps N times (they
  * are not deterministic: which allocation is the k-th depends on the
- * interleaving).
+ * interleaving). Under ThreadSanitizer every 5th point is swept
+ * (PARA_ALLOC_SWEEP_STRIDE overrides), so that the step stays short.
  *
  */
 #include <setjmp.h>
@@ -37,12 +46,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "para.h"
 #include "rel_alloc.h"
 #include "rel_graph.h"
+#include "rel_sysfault.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
 
 /* ---- one scenario ------------------------------------------------------ */
 
@@ -64,6 +86,49 @@ struct tally {
 static struct rel_ctx ctx;           /* large: static, not from the allocator */
 static size_t cfg_batch_items = 16;  /* many batches from few items */
 static unsigned cfg_max_batches = 4; /* few alive: pools are reused */
+/* The widened sweeps: */
+static const char *cfg_device; /* NULL: the default (auto) */
+static const char *cfg_policy; /* NULL: the default (memaware) */
+static bool cfg_trace;         /* write a trace after each run */
+static bool cfg_kernels;       /* rel_graph_build_kernel() */
+static bool cfg_sys;           /* inject pthread/hwloc failures, not malloc */
+static char trace_path[256];
+
+static void fault_arm(long k, bool persist)
+{
+    if (cfg_sys)
+        sys_arm(k, persist);
+    else
+        arm(k, persist);
+}
+
+static void fault_disarm(void)
+{
+    sys_disarm();
+    disarm();
+}
+
+static long faults_injected(void)
+{
+    /* relaxed: every thread that failed has synchronised with us. */
+    return cfg_sys ? atomic_load_explicit(&sys_injected, memory_order_relaxed)
+                   : atomic_load_explicit(&injected, memory_order_relaxed);
+}
+
+static long faults_counted(void)
+{
+    /* relaxed: as above. */
+    return cfg_sys ? atomic_load_explicit(&sys_calls, memory_order_relaxed)
+                   : atomic_load_explicit(&calls, memory_order_relaxed);
+}
+
+static int build(para_graph_t **g, bool pipeline)
+{
+    if (pipeline)
+        return rel_graph_build_pipeline(g, &ctx);
+    return cfg_kernels ? rel_graph_build_kernel(g, &ctx)
+                       : rel_graph_build(g, &ctx);
+}
 
 static para_runtime_t *create_rt(unsigned workers, int *rc)
 {
@@ -72,7 +137,14 @@ static para_runtime_t *create_rt(unsigned workers, int *rc)
     a.workers = workers;
     a.batch_items = cfg_batch_items;
     a.max_batches = cfg_max_batches;
-    a.pin = "none";
+    /* Pinned under thread/hwloc faults, so that binding calls are made. */
+    a.pin = cfg_sys ? "cores" : "none";
+    if (cfg_device != NULL)
+        a.device = cfg_device;
+    if (cfg_policy != NULL)
+        a.policy = cfg_policy;
+    if (cfg_trace)
+        a.trace = trace_path;
     para_runtime_t *rt = NULL;
     *rc = para_runtime_create(&rt, &a);
     if (*rc != 0)
@@ -96,46 +168,42 @@ static enum outcome scenario(long k, bool persist, unsigned workers,
                              bool pipeline, uint64_t n, long *calls_out)
 {
     long base = live_now();
-    arm(k, persist);
+    fault_arm(k, persist);
     int rc;
     enum outcome out;
     para_graph_t *g = NULL;
     para_runtime_t *rt = create_rt(workers, &rc);
     if (rc != 0) {
-        disarm();
+        fault_disarm();
         if (rc != PARA_ENOMEM && rc != PARA_EAGAIN)
             fail_msg("k=%ld: runtime_create returned %s", k, para_err_name(rc));
         out = FAIL_CREATE;
         goto done;
     }
     rel_ctx_reset(&ctx, n);
-    rc = pipeline ? rel_graph_build_pipeline(&g, &ctx)
-                  : rel_graph_build(&g, &ctx);
+    rc = build(&g, pipeline);
     if (rc != 0) {
-        disarm();
+        fault_disarm();
         if (rc != PARA_ENOMEM)
             fail_msg("k=%ld: graph build returned %s", k, para_err_name(rc));
         assert_null(g);
         /* The runtime still runs a graph built afterwards. */
         rel_ctx_reset(&ctx, n);
-        assert_int_equal(pipeline ? rel_graph_build_pipeline(&g, &ctx)
-                                  : rel_graph_build(&g, &ctx),
-                         0);
+        assert_int_equal(build(&g, pipeline), 0);
         check_reusable(rt, g, !pipeline, n);
         out = FAIL_BUILD;
         goto done;
     }
     rc = para_run(rt, g);
-    disarm();
+    fault_disarm();
     if (rc == 0) {
         if (!rel_ctx_check(&ctx, !pipeline))
             fail_msg("k=%ld: run succeeded with a wrong answer", k);
-        /* relaxed: the run's workers synchronised with us in para_run(). */
-        out = atomic_load_explicit(&injected, memory_order_relaxed) != 0
-                  ? OK_ABSORBED
-                  : OK_CLEAN;
+        out = faults_injected() != 0 ? OK_ABSORBED : OK_CLEAN;
     } else {
-        if (rc != PARA_ENOMEM && rc != PARA_ENODE)
+        /* With a device: its host thread may fail to start (EAGAIN). */
+        if (rc != PARA_ENOMEM && rc != PARA_ENODE &&
+            !(cfg_device != NULL && rc == PARA_EAGAIN))
             fail_msg("k=%ld: run returned %s: %s", k, para_err_name(rc),
                      para_runtime_errmsg(rt));
         if (rc == PARA_ENODE &&
@@ -147,8 +215,7 @@ static enum outcome scenario(long k, bool persist, unsigned workers,
     }
     check_reusable(rt, g, !pipeline, n);
 done:
-    /* relaxed: every thread that allocated has synchronised with us. */
-    *calls_out = atomic_load_explicit(&calls, memory_order_relaxed);
+    *calls_out = faults_counted();
     para_graph_destroy(g);
     if (rt != NULL)
         assert_int_equal(para_runtime_destroy(rt), 0);
@@ -160,11 +227,25 @@ done:
 }
 
 /* Sweep k = 1, 2, ... until a scenario sees no injected failure. */
+static long sweep_stride; /* 0: PARA_ALLOC_SWEEP_STRIDE or the default */
+
+static long stride(void)
+{
+    if (sweep_stride > 0)
+        return sweep_stride;
+    const char *s = getenv("PARA_ALLOC_SWEEP_STRIDE");
+    long v = s != NULL ? atol(s) : UNDER_TSAN ? 5 : 1;
+    return v < 1 ? 1 : v;
+}
+
+static long total_points;
+
 static void sweep(const char *what, bool persist, unsigned workers,
                   bool pipeline, uint64_t n)
 {
     struct tally t = {0};
-    for (long k = 1;; k++) {
+    long step = stride();
+    for (long k = 1;; k += step) {
         long c = 0;
         enum outcome o = scenario(k, persist, workers, pipeline, n, &c);
         t.scenarios++;
@@ -176,11 +257,17 @@ static void sweep(const char *what, bool persist, unsigned workers,
         if (k > 100000)
             fail_msg("sweep does not end");
     }
-    print_message("    %s: %ld points swept (up to %ld allocations per "
+    total_points += t.scenarios - 1;
+    char every[32] = "";
+    if (step > 1)
+        snprintf(every, sizeof every, " (every %ldth)", step);
+    print_message("    %s: %ld points swept%s (up to %ld %s per "
                   "scenario): create failed %ld, build failed %ld, run "
                   "failed %ld, absorbed %ld, no leak\n",
-                  what, t.scenarios - 1, t.max_calls, t.by[FAIL_CREATE],
-                  t.by[FAIL_BUILD], t.by[FAIL_RUN], t.by[OK_ABSORBED]);
+                  what, t.scenarios - 1, every, t.max_calls,
+                  cfg_sys ? "thread/hwloc calls" : "allocations",
+                  t.by[FAIL_CREATE], t.by[FAIL_BUILD], t.by[FAIL_RUN],
+                  t.by[OK_ABSORBED]);
 }
 
 static int repeat_count(void)
@@ -267,10 +354,106 @@ static void test_sweep_deep_queues(void **state)
     cfg_max_batches = 4;
 }
 
+/* Kernel nodes on the `cpu` back-end, tracing on, under @p policy. */
+static void sweep_widened(const char *policy, bool sys, bool persist,
+                          unsigned workers)
+{
+    cfg_device = "cpu";
+    cfg_policy = policy;
+    cfg_trace = true;
+    cfg_kernels = true;
+    cfg_sys = sys;
+    char what[160];
+    snprintf(what, sizeof what,
+             "kernels on cpu, traced, %s, %s %s failure, %u "
+             "workers",
+             policy, persist ? "persistent" : "single",
+             sys ? "thread/hwloc" : "allocation", workers);
+    sweep(what, persist, workers, false, 200);
+    cfg_device = cfg_policy = NULL;
+    cfg_trace = cfg_kernels = cfg_sys = false;
+}
+
+static void test_sweep_kernels_policies(void **state)
+{
+    (void)state;
+    static const char *const policies[] = {"ws", "memaware", "dhondt"};
+    for (int p = 0; p < 3; p++) {
+        sweep_widened(policies[p], false, false, 2);
+        sweep_widened(policies[p], false, true, 1);
+    }
+}
+
+static void test_sweep_threads_hwloc(void **state)
+{
+    (void)state;
+    static const char *const policies[] = {"ws", "memaware", "dhondt"};
+    for (int p = 0; p < 3; p++) {
+        sweep_widened(policies[p], true, false, 2);
+        sweep_widened(policies[p], true, true, 3);
+    }
+    /* Without a device or tracing too: the plain graph. */
+    cfg_sys = true;
+    sweep("plain graph, single thread/hwloc failure, 2 workers", false, 2,
+          false, 200);
+    cfg_sys = false;
+}
+
+/* The same graph on the OpenCL device (PoCL in CI): each point opens the
+ * device and builds (or loads from the binary cache) the kernels, so the
+ * sweep takes every 10th point (PARA_ALLOC_SWEEP_STRIDE overrides). Skipped
+ * without an OpenCL device unless PARA_REQUIRE_DEVICE=1. */
+static void test_sweep_opencl(void **state)
+{
+    (void)state;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 1;
+    a.device = "auto";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    const char *name = para_runtime_device(rt);
+    bool opencl = name != NULL && strstr(name, "cpu back-end") == NULL;
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    if (!opencl) {
+        const char *req = getenv("PARA_REQUIRE_DEVICE");
+        if (req != NULL && strcmp(req, "1") == 0)
+            fail_msg("no OpenCL device and PARA_REQUIRE_DEVICE=1");
+        print_message("    no OpenCL device: sweep skipped\n");
+        return;
+    }
+    const char *env = getenv("PARA_ALLOC_SWEEP_STRIDE");
+    long saved = sweep_stride;
+    sweep_stride = env != NULL ? 0 : 10;
+    cfg_device = "auto";
+    cfg_policy = "memaware";
+    cfg_trace = true;
+    cfg_kernels = true;
+    sweep("kernels on OpenCL, traced, memaware, single allocation failure, "
+          "2 workers",
+          false, 2, false, 200);
+    cfg_sys = true;
+    sweep("kernels on OpenCL, traced, memaware, single thread/hwloc failure, "
+          "2 workers",
+          false, 2, false, 200);
+    cfg_device = cfg_policy = NULL;
+    cfg_trace = cfg_kernels = cfg_sys = false;
+    sweep_stride = saved;
+}
+
+static void test_points_total(void **state)
+{
+    (void)state;
+    print_message("    %ld points in all\n", total_points);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
     para_set_log_fn(quiet_log, NULL);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(trace_path, sizeof trace_path, "%s/para-alloc-faults-%ld.json",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", (long)getpid());
     return 0;
 }
 
@@ -278,6 +461,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     para_set_log_fn(NULL, NULL);
+    remove(trace_path);
     return 0;
 }
 
@@ -291,6 +475,10 @@ int main(void)
         cmocka_unit_test(test_sweep_persistent_3_workers),
         cmocka_unit_test(test_sweep_pipeline_builder),
         cmocka_unit_test(test_sweep_deep_queues),
+        cmocka_unit_test(test_sweep_kernels_policies),
+        cmocka_unit_test(test_sweep_threads_hwloc),
+        cmocka_unit_test(test_sweep_opencl),
+        cmocka_unit_test(test_points_total),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -200,7 +200,8 @@ static void check_runtime_works(para_runtime_t *rt)
     para_graph_t *g = new_graph();
     para_node_t *r = NULL, *k = NULL;
     assert_int_equal(para_graph_add_range(g, "range", 0, 100000, &r), 0);
-    assert_int_equal(para_graph_add_sink(g, "sink", 8, count_sink, &s, 0, &k),
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, count_sink, &s,
+                                         PARA_NODE_PARALLEL, &k),
                      0);
     conn(g, r, k);
     assert_int_equal(para_run(rt, g), 0);
@@ -451,7 +452,8 @@ static void test_cancel_while_source_blocks(void **state)
     para_node_t *src = NULL, *k = NULL;
     assert_int_equal(
         para_graph_add_source(g, "blocking", 8, blocking_source, &b, &src), 0);
-    assert_int_equal(para_graph_add_sink(g, "sink", 8, count_sink, &s, 0, &k),
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, count_sink, &s,
+                                         PARA_NODE_PARALLEL, &k),
                      0);
     conn(g, src, k);
     struct blocking_run r = {.rt = rt, .g = g, .rc = 1};
@@ -558,8 +560,9 @@ static void test_cancel_never_carries_over(void **state)
         para_graph_t *g = new_graph();
         para_node_t *r = NULL, *k = NULL;
         assert_int_equal(para_graph_add_range(g, "range", 0, 2000, &r), 0);
-        assert_int_equal(
-            para_graph_add_sink(g, "sink", 8, count_sink, &s, 0, &k), 0);
+        assert_int_equal(para_graph_add_sink(g, "sink", 8, count_sink, &s,
+                                             PARA_NODE_PARALLEL, &k),
+                         0);
         conn(g, r, k);
         int rc = para_run(rt, g);
         if (rc == 0) {
@@ -607,7 +610,8 @@ static void test_cancel_and_failure(void **state)
     assert_int_equal(para_graph_add_range(g, "range", 0, HUGE_N, &r), 0);
     assert_int_equal(para_graph_add_map(g, "both", 8, 8, fail_map, &s, 0, &m),
                      0);
-    assert_int_equal(para_graph_add_sink(g, "sink", 8, count_sink, &s, 0, &k),
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, count_sink, &s,
+                                         PARA_NODE_PARALLEL, &k),
                      0);
     conn(g, r, m);
     conn(g, m, k);

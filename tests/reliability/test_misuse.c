@@ -43,8 +43,9 @@ static unsigned cases; /* misuse cases checked, printed at the end */
 
 /* Under ASan and TSan, a request larger than their limit must return NULL
  * (as malloc does) rather than abort: the absurd-size cases check that para
- * handles the NULL. The names are fixed by the sanitizer runtimes (STYLE
- * rule 1 gives way, as for the linker's __wrap_ names). */
+ * handles the NULL. The names are fixed by the sanitizer runtimes (the
+ * project's rule against leading underscores gives way, as for the
+ * linker's __wrap_ names). */
 #define REL_SAN_OPTIONS "allocator_may_return_null=1"
 __attribute__((visibility("default"))) const char *__asan_default_options(void);
 const char *__asan_default_options(void)
@@ -193,8 +194,9 @@ static void test_absurd_item_sizes(void **state)
         assert_int_equal(
             para_graph_add_map(g, "huge", 8, sizes[i], map_first8, NULL, 0, &m),
             0);
-        assert_int_equal(
-            para_graph_add_sink(g, "sink", sizes[i], sink_nop, NULL, 0, &k), 0);
+        assert_int_equal(para_graph_add_sink(g, "sink", sizes[i], sink_nop,
+                                             NULL, PARA_NODE_PARALLEL, &k),
+                         0);
         assert_int_equal(para_graph_connect(g, r, m), 0);
         assert_int_equal(para_graph_connect(g, m, k), 0);
         expect_run(rt, g, PARA_ENOMEM, "huge item size");
@@ -246,7 +248,8 @@ static void test_absurd_batch_sizes(void **state)
                                                counting_source, &c, &s),
                          0);
         assert_int_equal(para_graph_add_sink(g, "sink", (size_t)1 << 40,
-                                             sink_nop, NULL, 0, &k),
+                                             sink_nop, NULL, PARA_NODE_PARALLEL,
+                                             &k),
                          0);
         assert_int_equal(para_graph_connect(g, s, k), 0);
         expect_run(rt, g, PARA_ENOMEM, "huge batch, callback source");
@@ -264,9 +267,9 @@ static void test_absurd_batch_sizes(void **state)
     assert_int_equal(para_graph_add_map(g, "wide", 8, (size_t)1 << 61,
                                         map_first8, NULL, 0, &m),
                      0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sink", (size_t)1 << 61, sink_nop, NULL, 0, &k),
-        0);
+    assert_int_equal(para_graph_add_sink(g, "sink", (size_t)1 << 61, sink_nop,
+                                         NULL, PARA_NODE_PARALLEL, &k),
+                     0);
     assert_int_equal(para_graph_connect(g, r, m), 0);
     assert_int_equal(para_graph_connect(g, m, k), 0);
     expect_run(rt, g, PARA_ENOMEM, "batch of wide items");
@@ -300,7 +303,8 @@ static void test_lying_source_and_huge_reserve(void **state)
     para_node_t *s = NULL, *k = NULL;
     assert_int_equal(
         para_graph_add_source(g, "liar", 8, lying_source, NULL, &s), 0);
-    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &k),
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL,
+                                         PARA_NODE_PARALLEL, &k),
                      0);
     assert_int_equal(para_graph_connect(g, s, k), 0);
     expect_run(rt, g, PARA_EINVAL, "source writes more than cap");
@@ -315,7 +319,8 @@ static void test_lying_source_and_huge_reserve(void **state)
                           .flat_map = reserve_too_much};
     assert_int_equal(para_graph_add_range(g, "range", 0, 100, &r), 0);
     assert_int_equal(para_graph_add(g, &d, &f), 0);
-    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &k),
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL,
+                                         PARA_NODE_PARALLEL, &k),
                      0);
     assert_int_equal(para_graph_connect(g, r, f), 0);
     assert_int_equal(para_graph_connect(g, f, k), 0);

@@ -12,13 +12,13 @@
  *
  * Two runtimes are soaked. With a fixed batch size (64 items) every batch
  * falls in the same size classes, so the per-worker batch caches are full
- * soon and the RSS must stay flat (within 1 MiB); para's live block count
- * (the allocator wrappers of rel_alloc.h, linked in by tests/CMakeLists.txt)
- * may grow only up to the caches' capacity. With adaptive batch sizes, batches
- * of new size classes keep arriving for a while and the caches (at most
- * PARA__BATCH_POOL_DEPTH per class per worker) fill up more slowly: there the
- * bound is that cap, and every block must be back when the runtime is
- * destroyed.
+ * soon and the RSS must stay flat (within 1 MiB). With adaptive batch sizes,
+ * batches of new size classes keep arriving for a while and the caches fill
+ * up more slowly. Either way para's live blocks (the allocator wrappers of
+ * rel_alloc.h, linked in by tests/CMakeLists.txt) outside the workers' batch
+ * caches must not change at all, and the caches must stay within their
+ * design bound (PARA__BATCH_POOL_DEPTH per class and PARA__BATCH_POOL_BYTES
+ * per worker); every block must be back when the runtime is destroyed.
  *
  * PARA_SOAK_RUNS sets the number of iterations per runtime (default 2000);
  * RELIABILITY.md records a longer run. Under sanitizers and valgrind the
@@ -42,6 +42,7 @@
 
 #include <cmocka.h>
 
+#include "internal.h"
 #include "para.h"
 #include "rel_alloc.h"
 #include "rel_graph.h"
@@ -90,6 +91,26 @@ static int open_fds(void)
 }
 
 static struct rel_ctx ctx;
+
+/* Batches held in the workers' caches, and their bytes (read between runs:
+ * para_run()'s return orders the workers' last cache operations before
+ * this). The caches are the only thing a runtime may keep between runs. */
+static long pooled_blocks(const para_runtime_t *rt, size_t *bytes)
+{
+    long n = 0;
+    *bytes = 0;
+    for (unsigned i = 0; i < rt->n_workers; i++) {
+        size_t b = 0;
+        for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++) {
+            n += rt->workers[i].cache.pool_len[c];
+            b += (size_t)rt->workers[i].cache.pool_len[c] << (10 + c);
+        }
+        assert_int_equal(b, rt->workers[i].cache.pool_bytes);
+        assert_true(b <= PARA__BATCH_POOL_BYTES);
+        *bytes += b;
+    }
+    return n;
+}
 
 struct abort_ctx {
     para_runtime_t *rt;
@@ -164,6 +185,8 @@ static void soak(size_t batch_items, long rss_bound_kib, long live_bound)
     long rss0 = rss_kib();
     int fds0 = open_fds();
     long live0 = live_now();
+    size_t pooled_bytes0, pooled_bytes1;
+    long pooled0 = pooled_blocks(rt, &pooled_bytes0);
     uint64_t t0 = rel_now_ns();
     long half = warmup + (runs - warmup) / 2;
     for (long i = warmup; i < half; i++)
@@ -175,21 +198,27 @@ static void soak(size_t batch_items, long rss_bound_kib, long live_bound)
     long rss1 = rss_kib();
     int fds1 = open_fds();
     long live1 = live_now();
+    long pooled1 = pooled_blocks(rt, &pooled_bytes1);
     para_stats_t st;
     assert_int_equal(para_runtime_stats(rt, &st), 0);
     assert_int_equal(para_runtime_destroy(rt), 0);
     long live_after = live_now();
     print_message("    batch %s: %ld iterations (%llu runs) in %.1f s: RSS "
                   "%ld KiB after warm-up, %ld KiB at the end (%+ld KiB); "
-                  "para's live blocks %ld -> %ld, %ld leaked after destroy; "
-                  "open fds %d -> %d\n",
+                  "para's live blocks %ld -> %ld (in batch caches %ld -> "
+                  "%ld, %zu -> %zu KiB; others %ld -> %ld), %ld leaked "
+                  "after destroy; open fds %d -> %d\n",
                   batch_items ? "64" : "adaptive", runs,
                   (unsigned long long)st.runs, secs, rss0, rss1, rss1 - rss0,
-                  live0, live1, live_after - live_before, fds0, fds1);
+                  live0, live1, pooled0, pooled1, pooled_bytes0 >> 10,
+                  pooled_bytes1 >> 10, live0 - pooled0, live1 - pooled1,
+                  live_after - live_before, fds0, fds1);
     assert_int_equal(fds1, fds0);
     assert_int_equal(live_after, live_before);
-    if (live1 - live0 > live_bound)
-        fail_msg("para's live blocks grew by %ld", live1 - live0);
+    /* Flat apart from the batch caches, and those within their bounds. */
+    assert_int_equal(live1 - pooled1, live0 - pooled0);
+    if (pooled1 > live_bound)
+        fail_msg("%ld batches cached, more than %ld", pooled1, live_bound);
     /* A leak grows RSS in both halves alike; the allocator taking a new
      * arena for a thread (glibc, under load) is one step in one half, and
      * para's own blocks are counted exactly above. So: fail on steady
@@ -198,23 +227,68 @@ static void soak(size_t batch_items, long rss_bound_kib, long live_bound)
     long steady = grew1 < grew2 ? grew1 : grew2;
     if (rss_checked() &&
         (steady > rss_bound_kib / 2 || rss1 - rss0 > 8 * rss_bound_kib))
-        fail_msg("RSS grew by %ld KiB then %ld KiB over %ld runs", grew1,
-                 grew2, runs - warmup);
+        fail_msg("RSS grew by %ld KiB then %ld KiB over %ld runs", grew1, grew2,
+                 runs - warmup);
 }
+
+/* The design bound of the batch caches of a 2-worker runtime: blocks and
+ * KiB (each worker's caches are checked against PARA__BATCH_POOL_BYTES). */
+#define CACHED_BLOCKS_MAX (2 * PARA__BATCH_POOL_DEPTH * PARA__BATCH_CLASSES)
+#define CACHED_KIB_MAX (2 * (long)(PARA__BATCH_POOL_BYTES >> 10))
 
 static void test_soak_fixed_batches(void **state)
 {
     (void)state;
     /* The caches may still take a few batches of the abort runs' sizes. */
-    soak(64, 1024, 2 * 16 * 12);
+    soak(64, 1024, CACHED_BLOCKS_MAX);
 }
 
 static void test_soak_adaptive_batches(void **state)
 {
     (void)state;
-    /* Batch caches: 2 workers x 16 per class; the classes this graph
-     * reaches hold at most 512 KiB per set of 16. */
-    soak(0, 2 * 16 * 512, 2 * 16 * 12);
+    /* Batches of new size classes fill the caches for a while: RSS may grow
+     * by what they may hold, plus 1 MiB. */
+    soak(0, CACHED_KIB_MAX + 1024, CACHED_BLOCKS_MAX);
+}
+
+/* The caches' bound, directly: a worker releasing many batches of the
+ * largest class keeps PARA__BATCH_POOL_BYTES of them, at most
+ * PARA__BATCH_POOL_DEPTH per class, and frees the rest. */
+static void test_batch_cache_bound(void **state)
+{
+    (void)state;
+    long live_before = live_now();
+    para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, sizeof *w);
+    assert_non_null(w);
+    memset(w, 0, sizeof *w);
+    enum { N = 40 };
+    para__batch *b[N];
+    for (int k = 0; k < 2; k++) {
+        /* k = 0: 2 MiB batches (the largest class); k = 1: 1 KiB ones. */
+        size_t bytes = k == 0 ? ((size_t)2 << 20) - 4096 : 256;
+        for (int i = 0; i < N; i++) {
+            b[i] = para__batch_alloc(&w->cache, NULL, 1, bytes);
+            assert_non_null(b[i]);
+        }
+        for (int i = 0; i < N; i++)
+            para__batch_free(&w->cache, NULL, b[i]);
+        long cached = 0;
+        for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++) {
+            assert_true(w->cache.pool_len[c] <= PARA__BATCH_POOL_DEPTH);
+            cached += w->cache.pool_len[c];
+        }
+        assert_true(w->cache.pool_bytes <= PARA__BATCH_POOL_BYTES);
+        assert_int_equal(live_now() - live_before, 1 + cached);
+        if (k == 0) /* the byte bound is the one that holds here */
+            assert_int_equal(w->cache.pool_len[PARA__BATCH_CLASSES - 1],
+                             PARA__BATCH_POOL_BYTES >> 21);
+        else /* the caches are full of 2 MiB batches: none is kept */
+            assert_int_equal(w->cache.pool_len[0], 0);
+    }
+    para__batch_cache_drain(&w->cache);
+    assert_int_equal(w->cache.pool_bytes, 0);
+    free(w);
+    assert_int_equal(live_now(), live_before);
 }
 
 /* Runtimes come and go too: threads and hwloc topologies are released. */
@@ -254,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_soak_fixed_batches),
         cmocka_unit_test(test_soak_adaptive_batches),
         cmocka_unit_test(test_soak_runtimes),
+        cmocka_unit_test(test_batch_cache_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,12 @@
 /*
- * The byte budget (runtime/budget.c) on its own: footprints match the
- * batch allocator's sizes and saturate instead of wrapping; admission
- * halves a pull until it fits, refuses while another family holds the
- * bytes, and always admits when nothing is reserved; the sources-open hint
- * agrees with admission (closed after a refusal until the bytes come back).
+ * The byte budget (runtime/budget.c) on its own, with a synthetic
+ * footprint, and the graph's footprints (runtime/footprint.c): footprints
+ * match the batch allocator's sizes and saturate instead of wrapping;
+ * admission halves a pull until it fits, keeps a forced size whole,
+ * refuses while another family holds the bytes, and always admits when
+ * nothing is reserved; the sources-open hint agrees with admission (closed
+ * after a refusal until the bytes come back, and exhausted sources do not
+ * keep it open).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +20,106 @@
 #include <cmocka.h>
 
 #include "internal.h"
+
+/* ---- the budget, with a synthetic footprint: 100 bytes + 10 per item -- */
+
+static uint64_t linear(const void *ctx, unsigned slot, size_t items)
+{
+    (void)ctx;
+    return 100 * (slot + 1) + 10 * (uint64_t)items;
+}
+
+typedef struct fixture {
+    para__wake wake;
+    para__run run;
+} fixture;
+
+static void setup(fixture *f, uint64_t limit, unsigned sources)
+{
+    memset(f, 0, sizeof *f);
+    assert_int_equal(para__eventcount_init(&f->wake.park), 0);
+    f->run.wake = &f->wake;
+    assert_int_equal(
+        para__budget_begin(&f->run, limit, sources, linear, NULL, NULL), 0);
+}
+
+static void teardown(fixture *f)
+{
+    para__budget_end(&f->run);
+    assert_null(f->run.budget);
+    para__eventcount_fini(&f->wake.park);
+}
+
+static uint64_t reserved(const fixture *f)
+{
+    return atomic_load(&f->run.budget->reserved);
+}
+
+static void test_admission(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, 1000, 1);
+    para__family *fam = NULL, *fam2 = NULL;
+    assert_true(para__budget_sources_open(&f.run));
+    /* 64 items = 740 bytes: fits. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &fam), 64);
+    assert_non_null(fam);
+    assert_int_equal(reserved(&f), 740);
+    /* 260 left: 16 items (260) fit, 64 halve down to 16. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &fam2), 16);
+    assert_int_equal(reserved(&f), 1000);
+    /* Full: refused, and the hint agrees. */
+    para__family *fam3 = NULL;
+    assert_int_equal(para__budget_admit(&f.run, 0, 1, false, &fam3), 0);
+    assert_null(fam3);
+    assert_false(para__budget_sources_open(&f.run));
+    para__family_unref(&f.run, fam2);
+    assert_int_equal(reserved(&f), 740);
+    /* 260 free, but a forced 64 (740) is kept whole: refused, closed. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, true, &fam3), 0);
+    assert_false(para__budget_sources_open(&f.run));
+    para__family_unref(&f.run, fam);
+    assert_int_equal(reserved(&f), 0);
+    assert_true(para__budget_sources_open(&f.run));
+    assert_int_equal(atomic_load(&f.run.budget->decisions), 4);
+    teardown(&f);
+}
+
+static void test_nothing_reserved_admits_one(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, 1, 2); /* less than any footprint */
+    para__family *fam = NULL, *fam2 = NULL;
+    /* Nothing reserved: one pull of one item, so runs progress. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &fam), 1);
+    assert_int_equal(para__budget_admit(&f.run, 1, 64, false, &fam2), 0);
+    assert_false(para__budget_sources_open(&f.run));
+    para__family_unref(&f.run, fam);
+    assert_true(para__budget_sources_open(&f.run));
+    teardown(&f);
+}
+
+static void test_exhausted_source_closes(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, 1000, 2);
+    para__family *fam = NULL;
+    assert_int_equal(para__budget_admit(&f.run, 0, 80, false, &fam), 80);
+    /* 100 left: source 1 was never refused (need 0): open... */
+    assert_true(para__budget_sources_open(&f.run));
+    /* ...until it is exhausted; source 0 was not refused either. */
+    para__budget_source_done(&f.run, 1);
+    assert_true(para__budget_sources_open(&f.run));
+    para__budget_source_done(&f.run, 0);
+    assert_false(para__budget_sources_open(&f.run));
+    para__family_unref(&f.run, fam);
+    teardown(&f);
+}
+
+/* ---- footprints of a graph ------------------------------------------- */
 
 static int copy8(void *ctx, const void *in, void *out)
 {
@@ -32,112 +135,44 @@ static int drop(void *ctx, const void *in)
     return 0;
 }
 
-typedef struct fixture {
-    para_runtime_t *rt;
-    para_graph_t *g;
-    para_node_t *src, *map, *sink;
-    para__run run;
-} fixture;
-
-/* range (8 B) -> map (8 B -> out_size) -> sink, prepared, with a run. */
-static void setup(fixture *f, size_t out_size, uint64_t limit)
-{
-    memset(f, 0, sizeof *f);
-    para_runtime_attr_t a;
-    assert_int_equal(para_runtime_attr_init(&a), 0);
-    a.workers = 1;
-    a.pin = "none";
-    assert_int_equal(para_runtime_create(&f->rt, &a), 0);
-    assert_int_equal(para_graph_create(&f->g), 0);
-    assert_int_equal(para_graph_add_range(f->g, "r", 0, 1000, &f->src), 0);
-    assert_int_equal(
-        para_graph_add_map(f->g, "m", 8, out_size, copy8, NULL, 0, &f->map), 0);
-    assert_int_equal(
-        para_graph_add_sink(f->g, "s", out_size, drop, NULL, 0, &f->sink), 0);
-    assert_int_equal(para_graph_connect(f->g, f->src, f->map), 0);
-    assert_int_equal(para_graph_connect(f->g, f->map, f->sink), 0);
-    assert_int_equal(para__graph_prepare(f->g), 0);
-    f->run.graph = f->g;
-    f->run.rt = f->rt;
-    assert_int_equal(para__budget_begin(&f->run, limit), 0);
-}
-
-static void teardown(fixture *f)
-{
-    para__budget_end(&f->run);
-    para_graph_destroy(f->g);
-    assert_int_equal(para_runtime_destroy(f->rt), 0);
-}
-
 static void test_footprint(void **state)
 {
     (void)state;
-    fixture f;
-    setup(&f, 64, UINT64_MAX);
-    /* The source's batch and the map's, as batch.c sizes them; the sink
-     * holds nothing of its own. */
+    para_graph_t *g;
+    para_node_t *src, *map, *a, *b;
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_range(g, "r", 0, 1000, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "m", 8, 64, copy8, NULL, 0, &map),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "a", 64, drop, NULL, 0, &a), 0);
+    assert_int_equal(para_graph_add_sink(g, "b", 64, drop, NULL, 0, &b), 0);
+    assert_int_equal(para_graph_connect(g, src, map), 0);
+    assert_int_equal(para_graph_connect(g, map, a), 0);
+    assert_int_equal(para_graph_connect(g, map, b), 0);
+    assert_int_equal(para__graph_prepare(g), 0);
+    para__footprints *fp = para__footprints_new(g);
+    assert_non_null(fp);
+    /* The source's batch (one successor) and the map's (two), as batch.c
+     * sizes them; the sinks hold nothing of their own. */
     for (size_t items = 1; items <= 4096; items *= 4) {
         uint64_t want = para__batch_alloc_size(1, items * 8) +
-                        para__batch_alloc_size(1, items * 64);
-        assert_int_equal(para__budget_footprint(&f.run, f.src, items), want);
+                        para__batch_alloc_size(2, items * 64);
+        assert_int_equal(para__footprint(fp, src->source_slot, items), want);
     }
     /* More items than any address space: saturates, never wraps. */
-    assert_int_equal(para__budget_footprint(&f.run, f.src, SIZE_MAX / 2),
+    assert_int_equal(para__footprint(fp, src->source_slot, SIZE_MAX / 2),
                      UINT64_MAX);
-    teardown(&f);
-}
-
-static void test_admission(void **state)
-{
-    (void)state;
-    fixture f;
-    setup(&f, 8, UINT64_MAX);
-    uint64_t one = para__budget_footprint(&f.run, f.src, 64);
-    teardown(&f);
-    setup(&f, 8, one + one / 2); /* one such batch fits, two do not */
-    para__family *fam = NULL, *fam2 = NULL;
-    assert_true(para__budget_sources_open(&f.run));
-    assert_int_equal(para__budget_admit(&f.run, f.src, 64, &fam), 64);
-    assert_non_null(fam);
-    assert_int_equal(atomic_load(&f.run.budget.reserved), one);
-    /* A second family does not fit, however small: refused, and the hint
-     * agrees until the first gives its bytes back. */
-    assert_int_equal(para__budget_admit(&f.run, f.src, 64, &fam2), 0);
-    assert_null(fam2);
-    assert_false(para__budget_sources_open(&f.run));
-    para__family_unref(&f.run, fam);
-    assert_int_equal(atomic_load(&f.run.budget.reserved), 0);
-    assert_true(para__budget_sources_open(&f.run));
-    /* A pull larger than the budget is halved until it fits. */
-    size_t n = para__budget_admit(&f.run, f.src, 1 << 20, &fam);
-    assert_true(n >= 1 && n < (1 << 20));
-    assert_true(para__budget_footprint(&f.run, f.src, n) <= one + one / 2);
-    para__family_unref(&f.run, fam);
-    assert_true(atomic_load(&f.run.budget.decisions) >= 3);
-    teardown(&f);
-}
-
-static void test_tiny_budget_admits_one(void **state)
-{
-    (void)state;
-    fixture f;
-    setup(&f, 8, 1); /* less than any batch */
-    para__family *fam = NULL, *fam2 = NULL;
-    /* Nothing reserved: one batch of one item, so runs progress. */
-    assert_int_equal(para__budget_admit(&f.run, f.src, 64, &fam), 1);
-    assert_int_equal(para__budget_admit(&f.run, f.src, 64, &fam2), 0);
-    assert_false(para__budget_sources_open(&f.run));
-    para__family_unref(&f.run, fam);
-    assert_true(para__budget_sources_open(&f.run));
-    teardown(&f);
+    para__footprints_free(fp);
+    para_graph_destroy(g);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_footprint),
         cmocka_unit_test(test_admission),
-        cmocka_unit_test(test_tiny_budget_admits_one),
+        cmocka_unit_test(test_nothing_reserved_admits_one),
+        cmocka_unit_test(test_exhausted_source_closes),
+        cmocka_unit_test(test_footprint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -506,6 +506,15 @@ static uint64_t next_state(gnode *g)
     return g->stateful ? g->state++ : 0;
 }
 
+/* The source's open hook: every run starts from item 0. */
+static int cb_source_open(void *ctx)
+{
+    gnode *g = ctx;
+    g->src_pos = 0;
+    g->src_calls = 0;
+    return 0;
+}
+
 static int cb_source(void *ctx, void *out, size_t cap, size_t *n_written)
 {
     gnode *g = ctx;
@@ -908,7 +917,7 @@ static void gen_graph(dgraph *d, rng_t *r)
                           (d->cfg.batch != 0 || g->paths == 1) &&
                           rng_chance(r, 50);
         }
-        g->serial = g->flags != 0;
+        g->serial = (g->flags & (PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0;
         if (g->role == ROLE_SINK)
             g->salt = rng_next(r);
     }
@@ -1101,11 +1110,12 @@ static void build_node(dgraph *d, unsigned v)
         break;
     case ROLE_SOURCE:
         if (g->wrapper) {
-            rc = para_graph_add_source(pg, g->name, g->out_size, cb_source, g,
-                                       &g->h);
+            rc = para_graph_add_source_with_open(
+                pg, g->name, g->out_size, cb_source, cb_source_open, g, &g->h);
         } else {
             desc.flags = 0;
             desc.source = cb_source;
+            desc.open = cb_source_open;
             rc = para_graph_add(pg, &desc, &g->h);
         }
         break;
@@ -1304,8 +1314,6 @@ static void reset_run(dgraph *d)
         gnode *g = &d->node[v];
         g->state = 0;
         g->calls = 0;
-        g->src_pos = 0;
-        g->src_calls = 0;
         g->bad_cap = 0;
         g->fixed_batch = d->cfg.batch;
         g->collect_count = SIZE_MAX;

@@ -27,11 +27,12 @@
 
 /* Every option variable documented in include/para/runtime.h. */
 static const char *const option_vars[] = {
-    "PARA_WORKERS",    "PARA_POLICY",      "PARA_BATCH",
-    "PARA_BATCH_US",   "PARA_MAX_BATCHES", "PARA_VERBOSE",
-    "PARA_MEM_BUDGET", "PARA_DEVICE",      "PARA_DEVICE_FALLBACK",
-    "PARA_PIN",        "PARA_TRACE",       "PARA_TRACE_EVENTS",
-    "PARA_PROGRESS",   "PARA_CL_TRACE",    "PARA_CACHE_DIR",
+    "PARA_WORKERS",    "PARA_POLICY",         "PARA_BATCH",
+    "PARA_BATCH_US",   "PARA_MAX_BATCHES",    "PARA_VERBOSE",
+    "PARA_MEM_BUDGET", "PARA_DEVICE",         "PARA_DEVICE_FALLBACK",
+    "PARA_PIN",        "PARA_TRACE",          "PARA_TRACE_EVENTS",
+    "PARA_PROGRESS",   "PARA_CL_TRACE",       "PARA_CACHE_DIR",
+    "PARA_MIXED",      "PARA_DEVICE_TIMEOUT",
 };
 
 static void clean_env(void)
@@ -317,7 +318,8 @@ static const struct bad_env bad_envs[] = {
     {"PARA_DEVICE_FALLBACK", "7"}, {"PARA_DEVICE_FALLBACK", "maybe"},
     {"PARA_PIN", "diagonal"},      {"PARA_PROGRESS", "sometimes"},
     {"PARA_TRACE_EVENTS", "0"},    {"PARA_TRACE_EVENTS", "1G"},
-    {"PARA_CL_TRACE", "loud"},
+    {"PARA_CL_TRACE", "loud"},     {"PARA_MIXED", "gpu"},
+    {"PARA_DEVICE_TIMEOUT", "1h"}, {"PARA_DEVICE_TIMEOUT", "3600001"},
 };
 
 /* The last logged message names @p var and says what it accepts. */
@@ -388,6 +390,7 @@ static void test_env_good_values(void **state)
         {"PARA_CL_TRACE", "0"},
         {"PARA_DEVICE", "none"},
         {"PARA_CACHE_DIR", "/nonexistent/para"},
+        {"PARA_MIXED", "device"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         setenv("PARA_WORKERS", "1", 1);

@@ -74,7 +74,7 @@ static int ident(void *ctx, const void *in, void *out)
     return 0;
 }
 
-/* The seed graph's functions (BENCH_SPEC w3). */
+/* The seed graph's functions (workload w3 of BENCHMARKS.md). */
 struct isum {
     int64_t sum;
     uint64_t count;
@@ -158,7 +158,8 @@ static void test_simple_chain(void **state)
     para_graph_destroy(g);
 }
 
-/* The seed graph (BENCH_SPEC w3), written as in the header's example. */
+/* The seed graph (workload w3 of BENCHMARKS.md), written as in the header's
+ * example. */
 static void test_w3_shape(void **state)
 {
     (void)state;

@@ -128,8 +128,9 @@ static void run_graph(para_runtime_t *rt, graph_kind kind, uint64_t *sum,
         assert_int_equal(para_graph_add_map(g, "narrow-b", sizeof(wide), 8,
                                             narrow, NULL, 0, &b),
                          0);
-        assert_int_equal(
-            para_graph_add_sink(g, "sum", 8, sum_sink, &sc, 0, &sink), 0);
+        assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_sink, &sc,
+                                             PARA_NODE_PARALLEL, &sink),
+                         0);
         assert_int_equal(para_graph_connect(g, w, b), 0);
         assert_int_equal(para_graph_connect(g, a, sink), 0);
         assert_int_equal(para_graph_connect(g, b, sink), 0);
@@ -356,6 +357,53 @@ static void test_item_bytes_counted(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* Items that claim to own more bytes than a size_t holds, batch-wise: the
+ * run fails with a named error instead of wrapping the byte count. */
+static int zero_fill(void *ctx, void *out, size_t cap, size_t *written)
+{
+    uint64_t *left = ctx;
+    size_t n = cap < *left ? cap : (size_t)*left;
+    memset(out, 0, n * sizeof(void *));
+    *left -= n;
+    *written = n;
+    return 0;
+}
+
+static void test_item_bytes_overflow(void **state)
+{
+    (void)state;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.policy = "ws";
+    a.batch_items = 4;
+    a.pin = "none";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    uint64_t left = 64;
+    sum_ctx sc;
+    atomic_init(&sc.sum, 0);
+    atomic_init(&sc.count, 0);
+    para_node_desc_t src = {.name = "huge",
+                            .out_size = sizeof(void *),
+                            .source = zero_fill,
+                            .ctx = &left,
+                            .item_bytes = SIZE_MAX / 3};
+    para_node_t *s, *sink;
+    assert_int_equal(para_graph_add(g, &src, &s), 0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", sizeof(void *), sum_sink, &sc, 0, &sink),
+        0);
+    assert_int_equal(para_graph_connect(g, s, sink), 0);
+    assert_int_equal(para_run(rt, g), PARA_EOVERFLOW);
+    assert_non_null(strstr(para_runtime_errmsg(rt), "'huge'"));
+    assert_int_equal(atomic_load(&sc.count), 0);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 static void test_budget_env(void **state)
 {
     (void)state;
@@ -476,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_tiny_budget_still_completes),
         cmocka_unit_test(test_item_bytes_counted),
         cmocka_unit_test(test_budget_env),
+        cmocka_unit_test(test_item_bytes_overflow),
         cmocka_unit_test(test_fifo_keeps_few_batches),
         cmocka_unit_test(test_held_sources_park),
     };

@@ -377,6 +377,17 @@ static void cbsrc_init(struct cbsrc *c, uint64_t n, uint64_t chunk)
 static int cb_source_body(struct cbsrc *c, void *out, size_t cap,
                           size_t *n_written);
 
+/* The open hook: every run starts from item 0 (counted in `opens`). */
+static unsigned long cbsrc_opens;
+static int cbsrc_open(void *ctx)
+{
+    struct cbsrc *c = ctx;
+    c->next = 0;
+    c->ended = false;
+    cbsrc_opens++;
+    return 0;
+}
+
 static int cb_source(void *ctx, void *out, size_t cap, size_t *n_written)
 {
     struct cbsrc *c = ctx;
@@ -1158,7 +1169,7 @@ static void test_node_failure(void **state)
     aacc_init(&a);
     para_node_t *r = range(g, "range", 0, N);
     para_node_t *m = map8(g, "the_failing_map", map_fail42, &at, 0);
-    para_node_t *k = sink8(g, "sum", sink_aacc, &a, 0);
+    para_node_t *k = sink8(g, "sum", sink_aacc, &a, PARA_NODE_PARALLEL);
     conn(g, r, m);
     conn(g, m, k);
     assert_int_equal(para_run(rt, g), PARA_ENODE);
@@ -1224,8 +1235,9 @@ static void test_source_failure(void **state)
     c.fail_after = 5000;
     struct acc a = {0};
     para_node_t *s = NULL;
-    assert_int_equal(
-        para_graph_add_source(g, "failing_source", 8, cb_source, &c, &s), 0);
+    assert_int_equal(para_graph_add_source_with_open(
+                         g, "failing_source", 8, cb_source, cbsrc_open, &c, &s),
+                     0);
     para_node_t *k = sink8(g, "sum", sink_acc, &a, PARA_NODE_SERIAL);
     conn(g, s, k);
     assert_int_equal(para_run(rt, g), PARA_ENODE);
@@ -1336,21 +1348,156 @@ static void test_run_twice(void **state)
     }
     assert_int_equal(first, 3 * sum_range(0, N) + N);
 
-    /* A callback source is simply called again (its ctx was reset). */
+    /* A callback source with an open hook is rewound by every run: the
+     * context is set up once, and each run gives the same result. */
     para_graph_t *g2 = new_graph();
     para_node_t *s = NULL;
-    assert_int_equal(para_graph_add_source(g2, "cb", 8, cb_source, &c, &s), 0);
+    assert_int_equal(para_graph_add_source_with_open(g2, "cb", 8, cb_source,
+                                                     cbsrc_open, &c, &s),
+                     0);
     k = sink8(g2, "sum", sink_acc, &a, PARA_NODE_SERIAL);
     conn(g2, s, k);
-    for (int rep = 0; rep < 2; rep++) {
-        cbsrc_init(&c, 5000, 64);
+    cbsrc_init(&c, 5000, 64);
+    unsigned long opens0 = cbsrc_opens;
+    for (int rep = 0; rep < 3; rep++) {
         memset(&a, 0, sizeof a);
         run_ok(rt, g2);
         assert_int_equal(a.count, 5000);
         assert_int_equal(a.sum, sum_range(0, 5000));
     }
+    assert_int_equal(cbsrc_opens - opens0, 3);
     para_graph_destroy(g);
     para_graph_destroy(g2);
+    destroy_rt(rt);
+}
+
+/* A callback source without an open hook runs once: a second run fails
+ * with PARA_EINVAL naming it (it would produce nothing), and leaves the
+ * graph as it was. An open hook that fails fails the run, naming it. */
+static int failing_open(void *ctx)
+{
+    (void)ctx;
+    return -7;
+}
+
+static void test_source_without_open_runs_once(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2);
+    para_graph_t *g = new_graph();
+    struct cbsrc c;
+    cbsrc_init(&c, 3000, 100);
+    struct acc a = {0};
+    para_node_t *s = NULL;
+    assert_int_equal(para_graph_add_source(g, "once", 8, cb_source, &c, &s), 0);
+    para_node_t *k = sink8(g, "sum", sink_acc, &a, PARA_NODE_SERIAL);
+    conn(g, s, k);
+    run_ok(rt, g);
+    assert_int_equal(a.count, 3000);
+    unsigned long calls = c.calls;
+    assert_int_equal(para_run(rt, g), PARA_EINVAL);
+    check_rt_msg(rt, "once", "open hook");
+    assert_int_equal(c.calls, calls); /* not called at all */
+    assert_int_equal(a.count, 3000);
+
+    para_graph_t *g2 = new_graph();
+    para_node_desc_t d = {.name = "bad_open",
+                          .out_size = 8,
+                          .ctx = &c,
+                          .source = cb_source,
+                          .open = failing_open};
+    s = add_desc(g2, &d);
+    k = sink8(g2, "sum", sink_acc, &a, PARA_NODE_SERIAL);
+    conn(g2, s, k);
+    assert_int_equal(para_run(rt, g2), PARA_ENODE);
+    check_rt_msg(rt, "bad_open", "-7");
+    assert_int_equal(c.calls, calls);
+
+    /* Only sources take an open hook. */
+    para_node_desc_t m = {.name = "map_open",
+                          .in_size = 8,
+                          .out_size = 8,
+                          .map = map_inc,
+                          .open = cbsrc_open};
+    assert_int_equal(para_graph_add(g2, &m, NULL), PARA_EINVAL);
+    para_graph_destroy(g);
+    para_graph_destroy(g2);
+    destroy_rt(rt);
+}
+
+/* Per-item convenience sinks are SERIAL unless PARALLEL is asked for: a
+ * sink that adds into a plain context is correct with flags 0. */
+struct overlap_sink {
+    atomic_int inside;
+    atomic_ulong overlaps;
+    uint64_t sum, count;
+};
+
+static int overlap_sink_fn(void *ctx, const void *in)
+{
+    struct overlap_sink *o = ctx;
+    /* relaxed: only detects overlapping calls, read after the run. */
+    if (atomic_exchange_explicit(&o->inside, 1, memory_order_relaxed) != 0)
+        atomic_fetch_add_explicit(&o->overlaps, 1, memory_order_relaxed);
+    o->sum += rd(in);
+    o->count++;
+    atomic_store_explicit(&o->inside, 0, memory_order_relaxed);
+    return 0;
+}
+
+static int slow_inc(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    uint64_t v = rd(in) + 1;
+    memcpy(out, &v, sizeof v);
+    return 0;
+}
+
+static void test_convenience_sink_is_serial(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(4);
+    for (int pipe = 0; pipe < 2; pipe++) {
+        struct overlap_sink o = {0};
+        atomic_init(&o.inside, 0);
+        atomic_init(&o.overlaps, 0);
+        para_graph_t *g = NULL;
+        if (pipe) {
+            assert_int_equal(
+                PARA_PIPELINE(&g, para_pipe_range("r", 0, 200000),
+                              para_pipe_map("inc", 8, 8, slow_inc, NULL),
+                              para_pipe_sink("sum", 8, overlap_sink_fn, &o, 0)),
+                0);
+        } else {
+            g = new_graph();
+            para_node_t *r = range(g, "r", 0, 200000);
+            para_node_t *m = map8(g, "inc", slow_inc, NULL, 0);
+            para_node_t *k = sink8(g, "sum", overlap_sink_fn, &o, 0);
+            conn(g, r, m);
+            conn(g, m, k);
+        }
+        run_ok(rt, g);
+        assert_int_equal(o.count, 200000);
+        assert_int_equal(o.sum, sum_range(0, 200000) + 200000);
+        assert_int_equal(atomic_load(&o.overlaps), 0);
+        para_graph_destroy(g);
+    }
+    /* Asked for PARALLEL, the sink is parallel (several workers at once
+     * is then possible; the atomic sink stays exact). */
+    struct aacc a;
+    aacc_init(&a);
+    para_graph_t *g = new_graph();
+    para_node_t *r = range(g, "r", 0, 200000);
+    para_node_t *k = sink8(g, "sum", sink_aacc, &a, PARA_NODE_PARALLEL);
+    conn(g, r, k);
+    run_ok(rt, g);
+    assert_int_equal(aload(&a.count), 200000);
+    /* PARALLEL together with SERIAL is refused. */
+    assert_int_equal(para_graph_add_sink(g, "bad", 8, sink_aacc, &a,
+                                         PARA_NODE_PARALLEL | PARA_NODE_SERIAL,
+                                         NULL),
+                     PARA_EINVAL);
+    para_graph_destroy(g);
     destroy_rt(rt);
 }
 
@@ -2256,6 +2403,8 @@ int main(void)
         cmocka_unit_test(test_node_failure),
         cmocka_unit_test(test_sink_and_filter_failure),
         cmocka_unit_test(test_source_failure),
+        cmocka_unit_test(test_source_without_open_runs_once),
+        cmocka_unit_test(test_convenience_sink_is_serial),
         cmocka_unit_test(test_empty_range),
         cmocka_unit_test(test_single_item),
         cmocka_unit_test(test_run_twice),

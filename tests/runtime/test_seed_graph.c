@@ -1,5 +1,6 @@
 /*
- * The seed graph of the original design (BENCH_SPEC w3) as a test:
+ * The seed graph of the original design (workload w3 of BENCHMARKS.md) as a
+ * test:
  *
  *   x in [0, N)
  *     +--> pair: x -> (2x, x) --> diff: (x2, x) -> x2 - x --+

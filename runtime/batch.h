@@ -1,0 +1,111 @@
+/*
+ * Batch memory (memory layer): the batch, its allocation from per-worker
+ * caches, and the run's counts of live batches and bytes.
+ *
+ * A batch is one allocation: header, the embedded tasks (one per successor
+ * of the producing node), then the item data, cache-line aligned. Sizes are
+ * rounded up to power-of-two classes from 1 KiB to 2 MiB, and each worker
+ * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH batches, and
+ * PARA__BATCH_POOL_BYTES over all classes: a long-lived runtime holds at
+ * most that much per worker between runs, however its batch sizes wander;
+ * the rest go back to free()). A batch is
+ * returned to the cache of whichever worker drops the last reference, so
+ * caches need no locks: only their owner touches them. Larger batches, and
+ * batches released outside a worker, go straight to malloc/free.
+ *
+ * Every batch is counted in run->live_batches from allocation to free (the
+ * gate of the policies that limit batches). Its allocation, plus the bytes
+ * its items own outside it (item_bytes, added at delivery), is counted in
+ * run->bytes the same way: the peak bytes in flight, the progress line.
+ * Under a budgeted policy a batch also holds a reference to its family
+ * (budget.h).
+ *
+ * Tests: through tests/runtime/test_run.c and test_differential.c (ASan
+ * checks that every batch is freed), test_budget.c (allocation sizes).
+ */
+#ifndef PARA_BATCH_H
+#define PARA_BATCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "budget.h"
+#include "runctx.h"
+
+struct para__batch {
+    _Atomic uint32_t refs; /* readers left; freed at zero */
+    uint32_t n_tasks;      /* embedded tasks (successors of the producer) */
+    uint32_t path;         /* path index at the producer */
+    uint32_t size_class;   /* pool class, or PARA__BATCH_NO_CLASS */
+    size_t count;          /* items */
+    size_t capacity;       /* bytes available at data */
+    uint64_t seq_begin, seq_end;
+    unsigned char *data;
+    size_t alloc_bytes;     /* the allocation, for run->bytes */
+    size_t extra_bytes;     /* owned by the items outside the batch */
+    para__family *family;   /* NULL unless the policy is budgeted */
+    para__batch *pool_next; /* worker pool free list */
+    para__task tasks[];     /* n_tasks, followed by the data */
+};
+
+#define PARA__BATCH_NO_CLASS UINT32_MAX
+#define PARA__BATCH_CLASSES 12    /* 1 KiB .. 2 MiB total size */
+#define PARA__BATCH_POOL_DEPTH 16 /* cached batches per class per worker */
+/* Bytes of cached batches per worker (all classes): with the depth, what a
+ * runtime keeps between runs is bounded by design, whatever sizes its
+ * batches take (tests/reliability/test_soak.c checks both bounds). */
+#define PARA__BATCH_POOL_BYTES ((size_t)8 << 20)
+
+/* One worker's cache of free batches; touched by its owner only. */
+typedef struct para__batch_cache {
+    para__batch *pool[PARA__BATCH_CLASSES];
+    unsigned pool_len[PARA__BATCH_CLASSES];
+    size_t pool_bytes;           /* in all classes, <= PARA__BATCH_POOL_BYTES */
+    _Atomic uint64_t *allocated; /* owner's counter of fresh allocations */
+} para__batch_cache;
+
+/* Allocate a batch with @p n_tasks embedded tasks and room for @p bytes of
+ * data; counts it live in @p run. @p c may be NULL (no cache). */
+para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
+                               uint32_t n_tasks, size_t bytes);
+/* Grow @p b to hold at least @p bytes, keeping its contents. Returns the
+ * (possibly new) batch or NULL (then @p b is untouched). */
+para__batch *para__batch_grow(para__batch_cache *c, para__run *run,
+                              para__batch *b, size_t bytes, size_t used);
+/* The size of the allocation para__batch_alloc() makes for these. */
+size_t para__batch_alloc_size(uint32_t n_tasks, size_t bytes);
+/* @p b (new) joins the family of @p from. */
+static inline void para__batch_join_family(para__batch *b,
+                                           const para__batch *from)
+{
+    b->family = from->family;
+    /* I5: `from` holds a live reference (relaxed: a debug check). */
+    PARA_DEBUG_ASSERT(
+        b->family == NULL ||
+        atomic_load_explicit(&b->family->refs, memory_order_relaxed) > 0);
+    if (b->family != NULL)
+        /* relaxed: the caller holds a reference through `from`, as with a
+         * shared pointer copy; the release happens at the unref. */
+        atomic_fetch_add_explicit(&b->family->refs, 1, memory_order_relaxed);
+}
+/* Count @p bytes more (or fewer) in flight in @p run. */
+void para__bytes_add(para__run *run, int64_t bytes);
+/* Drop one reader; frees the batch when none is left. */
+void para__batch_release(para__batch_cache *c, para__run *run, para__batch *b);
+/* Free a batch now, whatever its count. */
+void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b);
+/* Free every batch cached in @p c. */
+void para__batch_cache_drain(para__batch_cache *c);
+
+/* Output of a flat-map node: the batch it writes, grown on demand. */
+struct para_emitter {
+    para__batch_cache *cache;
+    para__run *run;
+    para__batch *batch;
+    size_t item_size;
+    bool failed; /* an allocation failed */
+};
+
+#endif /* PARA_BATCH_H */

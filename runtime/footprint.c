@@ -1,0 +1,95 @@
+/*
+ * Footprints; see footprint.h.
+ */
+#include "footprint.h"
+
+#include <stdlib.h>
+
+#include "batch.h"
+
+struct para__footprints {
+    const para_graph_t *graph;
+    uint32_t *path_mult; /* [slot * n_nodes + node]: batches a source batch
+                            becomes at each node */
+};
+
+/* Saturating arithmetic: see footprint.h. */
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+para__footprints *para__footprints_new(const para_graph_t *g)
+{
+    para__footprints *fp = malloc(sizeof *fp);
+    if (fp == NULL)
+        return NULL;
+    fp->graph = g;
+    size_t cells = (size_t)g->n_sources * g->n_nodes;
+    fp->path_mult = calloc(cells ? cells : 1, sizeof *fp->path_mult);
+    if (fp->path_mult == NULL) {
+        free(fp);
+        return NULL;
+    }
+    for (unsigned k = 0; k < g->n_sources; k++) {
+        para_node_t *src = g->sources[k];
+        src->source_slot = k;
+        uint32_t *mult = &fp->path_mult[(size_t)k * g->n_nodes];
+        for (unsigned t = 0; t < g->n_nodes; t++) {
+            para_node_t *n = g->topo[t];
+            uint64_t paths = n == src ? 1 : 0;
+            for (unsigned j = 0; j < n->n_preds; j++)
+                paths += mult[n->preds[j]->index];
+            mult[n->index] = (uint32_t)PARA_MIN(paths, UINT32_MAX);
+        }
+    }
+    return fp;
+}
+
+void para__footprints_free(void *fp)
+{
+    if (fp == NULL)
+        return;
+    free(((para__footprints *)fp)->path_mult);
+    free(fp);
+}
+
+uint64_t para__footprint(const void *ctx, unsigned slot, size_t items)
+{
+    const para__footprints *fp = ctx;
+    const para_graph_t *g = fp->graph;
+    const uint32_t *mult = &fp->path_mult[(size_t)slot * g->n_nodes];
+    uint64_t total = 0;
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *n = g->nodes[i];
+        uint32_t m = mult[i];
+        if (m == 0 || para__is_sink(n))
+            continue;
+        uint64_t out_items = items;
+        if (n->kind == PARA__KIND_FLAT_MAP ||
+            n->kind == PARA__KIND_FLAT_MAP_BATCH) {
+            /* relaxed: an estimate. */
+            uint32_t x16 =
+                atomic_load_explicit(&n->expand_x16, memory_order_relaxed);
+            out_items = add_sat(mul_sat(items, PARA_MAX(x16, 16u)) / 16, 1);
+        }
+        uint64_t out_bytes = mul_sat(out_items, n->out_size);
+        uint64_t one =
+            out_bytes > SIZE_MAX / 2
+                ? UINT64_MAX
+                : add_sat(para__batch_alloc_size(n->n_succs, (size_t)out_bytes),
+                          mul_sat(out_items, n->item_bytes));
+        if (n->placement != PARA__PLACE_CPU) /* device staging */
+            one =
+                add_sat(one, mul_sat(items, add_sat(n->in_size, n->out_size)));
+        total = add_sat(total, mul_sat(m, one));
+    }
+    return total;
+}

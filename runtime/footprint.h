@@ -1,0 +1,34 @@
+/*
+ * Footprints (graph layer): the most bytes a batch of n items from one
+ * source can hold at once, over all the batches it becomes downstream. At
+ * every node its batch (the allocation size, as batch.c rounds it) times
+ * the number of paths from the source that reach the node (fan-out makes
+ * one batch per path), plus the bytes its items own outside batches
+ * (item_bytes), plus device staging for kernel nodes; a flat-map's output
+ * is scaled by the largest expansion seen so far (node->expand_x16). Sinks
+ * hold nothing of their own. The arithmetic saturates: a footprint that
+ * does not fit in 64 bits is UINT64_MAX ("more than any budget").
+ *
+ * The byte budget (budget.h) calls para__footprint() through a pointer, so
+ * the memory layer does not depend on the graph.
+ *
+ * Tests: tests/runtime/test_budget.c.
+ */
+#ifndef PARA_FOOTPRINT_H
+#define PARA_FOOTPRINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "graph.h"
+
+typedef struct para__footprints para__footprints;
+
+/* Per-run tables for @p g (prepared); sets every source's source_slot.
+ * NULL when out of memory. Free with para__footprints_free(). */
+para__footprints *para__footprints_new(const para_graph_t *g);
+void para__footprints_free(void *fp);
+/* A para__footprint_fn (budget.h): @p fp is a para__footprints. */
+uint64_t para__footprint(const void *fp, unsigned slot, size_t items);
+
+#endif /* PARA_FOOTPRINT_H */

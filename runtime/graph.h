@@ -1,0 +1,192 @@
+/*
+ * The graph (graph layer): nodes, edges, and what para__graph_prepare()
+ * derives from them. The description is immutable during a run; the
+ * per-run state of a node (its serial claim and inbox, its source cursor,
+ * its device queue, its statistics) sits in the node, reset by
+ * para__graph_reset_run_state() before each run and owned by the run
+ * while it lasts.
+ *
+ * Tests: tests/runtime/test_graph.c, test_pipeline.c, test_seed_graph.c.
+ */
+#ifndef PARA_RT_GRAPH_H
+#define PARA_RT_GRAPH_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "para.h"
+#include "runctx.h"
+#include "util.h"
+
+typedef enum para__kind {
+    PARA__KIND_SOURCE_FN, /* user callback, serial */
+    PARA__KIND_RANGE,     /* built-in, splittable */
+    PARA__KIND_ARRAY,     /* built-in, splittable */
+    PARA__KIND_MAP,
+    PARA__KIND_MAP_BATCH,
+    PARA__KIND_FILTER,
+    PARA__KIND_FLAT_MAP,
+    PARA__KIND_FLAT_MAP_BATCH,
+    PARA__KIND_KERNEL, /* device only: no CPU function */
+    PARA__KIND_SINK,
+    PARA__KIND_SINK_BATCH,
+    PARA__KIND_COLLECT,
+} para__kind;
+
+/* Where a kernel node's batches run in the current run (decided by
+ * device_node.c before the run). */
+typedef enum para__placement {
+    PARA__PLACE_CPU = 0, /* every node without a kernel, or no device */
+    PARA__PLACE_DEVICE,  /* kernel only */
+    PARA__PLACE_MIXED,   /* kernel and CPU function: split by throughput */
+} para__placement;
+
+/* A kernel node's device implementation, copied from the desc. */
+typedef struct para__kernel_copy {
+    char *source, *entry, *options;
+    size_t n_args;
+    struct para__kernel_arg_copy {
+        void *value;
+        size_t size;
+    } * args;
+} para__kernel_copy;
+
+/* Source state word: bit 0 = exhausted, bits 1.. = workers pulling. */
+#define PARA__SRC_EXHAUSTED 1u
+#define PARA__SRC_PULLER 2u
+
+struct para_node {
+    para_graph_t *graph;
+    char *name;
+    unsigned index;
+    para__kind kind;
+    unsigned flags;
+    int priority;
+    size_t in_size, out_size;
+    size_t item_bytes; /* owned outside the batch, per output item */
+    /* Cross-process placement (para_mpi_place(), runtime/mpi): the rank
+     * that runs the node, or -1 for every rank; 0 by default. Read only
+     * by runtime/mpi; the single-process runtime ignores it. */
+    int mpi_rank;
+    void *ctx;
+    union {
+        para_source_fn source;
+        para_map_fn map;
+        para_map_batch_fn map_batch;
+        para_filter_fn filter;
+        para_flat_map_fn flat_map;
+        para_flat_map_batch_fn flat_map_batch;
+        para_sink_fn sink;
+        para_sink_batch_fn sink_batch;
+    } fn;
+    /* Built-in sources and collect. */
+    uint64_t range_begin, range_end;
+    const void *array;
+    size_t array_count;
+    void *collect_array;
+    size_t collect_capacity;
+    size_t *collect_count;
+
+    /* Edges, in connection order. */
+    para_node_t **succs;
+    unsigned n_succs, cap_succs;
+    para_node_t **preds;
+    unsigned n_preds, cap_preds;
+
+    /* Derived by para__graph_prepare(). */
+    uint32_t *succ_port;      /* our port index at succs[i] */
+    unsigned *succ_order;     /* succ indices by ascending priority */
+    uint32_t *in_path_offset; /* per input port */
+    uint32_t path_count;      /* P(node): paths from its source */
+    bool forward_empty;       /* an ORDERED node is downstream */
+    unsigned depth_to_sink;   /* longest path to a sink, in edges */
+    bool serial;              /* SERIAL or ORDERED */
+    size_t max_batch_items;   /* sources: cap from downstream item sizes */
+    unsigned source_slot;     /* sources: index in graph->sources */
+    /* FLAT_MAP*: most output items per input item seen, x16 (relaxed);
+     * the memory policy's footprint estimate scales by it. */
+    _Atomic uint32_t expand_x16;
+
+    /* Run state: serial nodes. The claim flag gives one worker at a time
+     * the right to drain the inbox and touch pending/heap/next_*. */
+    alignas(PARA_CACHELINE) para__task_stack inbox;
+    _Atomic unsigned claimed;
+    para__task drain_task;
+    para__task *pending_head, *pending_tail; /* claim-owned FIFO */
+    para__task *heap_root;                   /* claim-owned, ORDERED */
+    uint64_t next_seq;                       /* ORDERED: key expected next */
+    uint32_t next_path;
+    size_t collect_pos; /* COLLECT: claim-owned */
+
+    /* Kernel nodes: the device implementation (NULL for other nodes) and
+     * its run state (device_node.c). placement is written before the run
+     * starts and read by workers for every task. */
+    para__kernel_copy *kernel;
+    para__placement placement;
+    /* The CPU's cost estimates (picoseconds per item; 0 = not measured
+     * yet; the fastest seen this run) for MIXED nodes; relaxed, read by
+     * workers deciding where a batch runs. The devices' own estimates are
+     * per device, in device_node.c. */
+    _Atomic uint64_t cpu_ps_per_item, cpu_best_ps;
+
+    /* Run state: sources. */
+    alignas(PARA_CACHELINE) _Atomic uint64_t src_state;
+    _Atomic uint64_t src_cursor;  /* splittable: next item index */
+    uint64_t src_seq;             /* callback: claim-owned */
+    para_source_open_fn src_open; /* callback: NULL = runs once per graph */
+    uint64_t src_runs;            /* runs started (thread in para_run()) */
+
+    /* Statistics of the last run (relaxed counters, read after the run). */
+    alignas(PARA_CACHELINE) _Atomic uint64_t st_items_in;
+    _Atomic uint64_t st_items_out;
+    _Atomic uint64_t st_batches;
+    _Atomic uint64_t st_busy_ns;
+    _Atomic uint64_t st_device_items, st_device_launches, st_device_ns;
+};
+
+struct para_graph {
+    para_node_t **nodes;
+    unsigned n_nodes, cap_nodes;
+    _Atomic int running; /* 1 while a para_run() uses it */
+    bool prepared;       /* derived data valid for the current edges */
+    para_node_t **sources;
+    unsigned n_sources;
+    para_node_t **topo; /* every node, in topological order */
+    char errmsg[PARA__ERRMSG_LEN];
+};
+
+/* Validate and compute derived data. Returns 0 or PARA_E*; the message goes
+ * to graph->errmsg. */
+int para__graph_prepare(para_graph_t *g);
+/* Before a run (after prepare): refuse a callback source without an open
+ * hook that already ran, call the open hooks. 0 or PARA_E* (errmsg). */
+int para__graph_open_sources(para_graph_t *g);
+/* Reset per-run state of every node. */
+void para__graph_reset_run_state(para_graph_t *g);
+/* Set graph->errmsg (printf-style); returns err for tail calls. */
+int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline bool para__is_source(const para_node_t *n)
+{
+    return n->kind <= PARA__KIND_ARRAY;
+}
+/* "source", "map", "kernel", ... for statistics and traces. */
+const char *para__node_kind_name(const para_node_t *n);
+
+static inline bool para__has_cpu_fn(const para_node_t *n)
+{
+    return n->kind != PARA__KIND_KERNEL;
+}
+static inline bool para__is_sink(const para_node_t *n)
+{
+    return n->kind >= PARA__KIND_SINK;
+}
+
+/* Free a node's kernel copy. */
+void para__kernel_copy_free(para__kernel_copy *k);
+
+#endif /* PARA_RT_GRAPH_H */
