@@ -524,6 +524,19 @@ static void idle_wait(unsigned rounds, bool watching)
 
 enum { W_SENT, W_RECVD, W_BUSY, W_FAILED, W_N };
 
+/* Has the scheduler handed @p run to the workers? It finishes setting the
+ * run up (its abort hook, which para__fail_run() calls) after run_begin()
+ * published it to us, and then publishes it to the workers under rt->lock:
+ * seeing rt->run there orders those writes before our use of the run. The
+ * run cannot end (rt->run cleared) while we hold our unit. */
+static bool run_started(para_runtime_t *rt, const para__run *run)
+{
+    pthread_mutex_lock(&rt->lock);
+    bool started = rt->run == run;
+    pthread_mutex_unlock(&rt->lock);
+    return started;
+}
+
 /* Drive the run until every rank is done. */
 static void comm_loop(mpi_ctx *c)
 {
@@ -541,6 +554,8 @@ static void comm_loop(mpi_ctx *c)
         if (run == NULL && !early_fail) {
             /* acquire: pairs with run_begin() / helper_main(). */
             run = atomic_load_explicit(&c->run, memory_order_acquire);
+            if (run != NULL && !run_started(c->rt, run))
+                run = NULL; /* not yet: look again next round */
             if (run == NULL &&
                 atomic_load_explicit(&c->helper_done, memory_order_acquire)) {
                 early_fail = true;
