@@ -123,9 +123,13 @@ typedef struct para__device_ops {
     int (*locality)(const void *dev, hwloc_topology_t topology,
                     hwloc_cpuset_t set);
     /* Build the node's kernel. 0, PARA_EKERNEL_BUILD (msg holds the build
-     * log), PARA_EINVAL (no such entry point, or a signature that does not
-     * take (in, out, n)), PARA_ENODEV (the back-end cannot run this node),
-     * PARA_EDEVICE or PARA_ENOMEM. */
+     * log, or says the entry point is missing), PARA_ESIZE (a parameter's
+     * type does not fit: in/out element size against the node's item size,
+     * an extra scalar against the value's size; msg names the parameter
+     * and both), PARA_EINVAL (a signature that does not take (in, out, n)
+     * or a wrong count of extras), PARA_ENODEV (the back-end cannot run
+     * this node), PARA_EDEVICE or PARA_ENOMEM. Back-ends that know the
+     * parameter types check them here, before any launch. */
     int (*kernel_create)(void *dev, const para__kernel_spec *spec, void **out,
                          char *msg, size_t msg_len);
     void (*kernel_release)(void *kernel);

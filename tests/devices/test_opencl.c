@@ -707,7 +707,7 @@ static void test_bad_kernels(void **state)
     int rc =
         para__cl_kernel_create(dev, para_kernel_copy_src, "", "no_such_kernel",
                                4, 4, NULL, 0, &k, msg, sizeof msg);
-    assert_int_equal(rc, PARA_EINVAL);
+    assert_int_equal(rc, PARA_EKERNEL_BUILD);
     assert_null(k);
     print_message("missing entry: %s\n", msg);
     assert_non_null(strstr(msg, "no_such_kernel"));
@@ -752,9 +752,11 @@ static void test_bad_kernels(void **state)
     assert_int_equal(para__cl_kernel_create(dev, para_kernel_mandelbrot_src, "",
                                             "mandelbrot", 4, 4, sized, 2, &k,
                                             msg, sizeof msg),
-                     PARA_EINVAL);
+                     PARA_ESIZE);
     print_message("wrong extra size: %s\n", msg);
-    assert_non_null(strstr(msg, "CL_INVALID_ARG_SIZE"));
+    assert_non_null(strstr(msg, "'H'"));
+    assert_non_null(strstr(msg, "'uint'"));
+    assert_non_null(strstr(msg, "8 bytes"));
 
     /* Argument checks before any OpenCL call. */
     assert_int_equal(para__cl_kernel_create(NULL, odd, "", "two", 4, 4, NULL, 0,
@@ -773,6 +775,98 @@ static void test_bad_kernels(void **state)
                      PARA_EINVAL);
     assert_null(k);
     para__cl_kernel_release(NULL);
+    para__cl_close(dev);
+}
+
+/* Parameter types against the node's item sizes and extra arguments, from
+ * the argument information the kernels are built with. */
+static void test_param_types(void **state)
+{
+    (void)state;
+    para__device *dev = open_auto();
+    char msg[MSG_LEN] = "";
+    para__kernel *k = NULL;
+    static const char src[] =
+        "typedef struct { uint a, b, c; } trio;\n"
+        "__kernel void f32(__global const float *in, __global float *out,\n"
+        "                  uint n) { size_t i = get_global_id(0);\n"
+        "  if (i < n) out[i] = in[i] * 2.0f; }\n"
+        "__kernel void f4(__global const float4 *in, __global float3 *out,\n"
+        "                 uint n) { size_t i = get_global_id(0);\n"
+        "  if (i < n) out[i] = in[i].xyz; }\n"
+        "__kernel void tr(__global const trio *in, __global trio *out,\n"
+        "                 uint n) { size_t i = get_global_id(0);\n"
+        "  if (i < n) out[i] = in[i]; }\n"
+        "__kernel void cin(__constant uint *in, __global uint *out,\n"
+        "                  uint n) { size_t i = get_global_id(0);\n"
+        "  if (i < n) out[i] = in[i]; }\n"
+        "__kernel void loc(__local uint *in, __global uint *out,\n"
+        "                  uint n) { out[0] = n; }\n"
+        "__kernel void ptr_extra(__global const uint *in,\n"
+        "                        __global uint *out, uint n,\n"
+        "                        __global const uint *b)\n"
+        "{ size_t i = get_global_id(0); if (i < n) out[i] = in[i] + b[i]; }\n";
+
+    /* 2-byte items on a uint kernel: refused before any launch. */
+    int rc = para__cl_kernel_create(dev, para_kernel_copy_src, "", "copy_u32",
+                                    2, 2, NULL, 0, &k, msg, sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    assert_null(k);
+    print_message("2-byte items on uint: %s\n", msg);
+    assert_non_null(strstr(msg, "'uint*'"));
+    assert_non_null(strstr(msg, "2 bytes"));
+    assert_non_null(strstr(msg, "'in'"));
+
+    /* double items on a float kernel. */
+    rc = para__cl_kernel_create(dev, src, "", "f32", 8, 8, NULL, 0, &k, msg,
+                                sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    print_message("double items on float: %s\n", msg);
+    assert_non_null(strstr(msg, "'float*'"));
+    assert_non_null(strstr(msg, "8 bytes"));
+
+    /* Only the output differs: widen_u32 writes ulong. */
+    rc = para__cl_kernel_create(dev, para_kernel_copy_src, "", "widen_u32", 4,
+                                4, NULL, 0, &k, msg, sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    print_message("narrow out: %s\n", msg);
+    assert_non_null(strstr(msg, "'out'"));
+    assert_non_null(strstr(msg, "'ulong*'"));
+
+    /* Vectors (a 3-vector takes the room of 4), structs (not checked) and
+     * a __constant input are accepted. */
+    k = build(dev, src, "f4", 16, 16, NULL, 0);
+    para__cl_kernel_release(k);
+    rc = para__cl_kernel_create(dev, src, "", "f4", 16, 12, NULL, 0, &k, msg,
+                                sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    k = build(dev, src, "tr", 12, 12, NULL, 0);
+    para__cl_kernel_release(k);
+    k = build(dev, src, "cin", 4, 4, NULL, 0);
+    para__cl_kernel_release(k);
+
+    /* A __local input, and a pointer where a scalar extra is given. */
+    rc = para__cl_kernel_create(dev, src, "", "loc", 4, 4, NULL, 0, &k, msg,
+                                sizeof msg);
+    assert_int_equal(rc, PARA_EINVAL);
+    print_message("local in: %s\n", msg);
+    uint32_t B = 7;
+    para__kernel_arg b[1] = {{&B, sizeof B}};
+    rc = para__cl_kernel_create(dev, src, "", "ptr_extra", 4, 4, b, 1, &k, msg,
+                                sizeof msg);
+    assert_int_equal(rc, PARA_EINVAL);
+    print_message("pointer extra: %s\n", msg);
+    assert_non_null(strstr(msg, "'b'"));
+    assert_null(k);
+
+    /* The right sizes still run: copy_u32 with 4-byte items. */
+    k = build(dev, para_kernel_copy_src, "copy_u32", 4, 4, NULL, 0);
+    uint32_t in[5] = {1, 2, 3, 4, 5}, out[5] = {0};
+    para__launch l = {.in = in, .n = 5, .out = out};
+    run_launch(k, &l);
+    assert_memory_equal(in, out, sizeof in);
+    para__cl_launch_fini(k, &l);
+    para__cl_kernel_release(k);
     para__cl_close(dev);
 }
 
@@ -1022,6 +1116,7 @@ int main(void)
         cmocka_unit_test_setup(test_sizes, setup),
         cmocka_unit_test_setup(test_build_error, setup),
         cmocka_unit_test_setup(test_bad_kernels, setup),
+        cmocka_unit_test_setup(test_param_types, setup),
         cmocka_unit_test_setup(test_memory_cache, setup),
         cmocka_unit_test_setup(test_disk_cache, setup),
         cmocka_unit_test_setup(test_trace, setup),

@@ -1063,6 +1063,69 @@ static void test_opencl_build_error_names_node(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* A kernel node whose items do not fit its kernel, or whose entry point is
+ * missing, fails before the run with an error naming the node. */
+static int to_u16(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    *(uint16_t *)out = (uint16_t) * (const uint64_t *)in;
+    return 0;
+}
+
+static int run_misfit(para_runtime_t *rt, const char *node, size_t item,
+                      const char *entry, int *calls)
+{
+    para_kernel_desc_t kd = {.source = para_kernel_source("copy"),
+                             .entry = entry};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *r, *conv, *k, *sink;
+    assert_int_equal(para_graph_add_range(g, "range", 0, 100, &r), 0);
+    assert_int_equal(para_graph_add_map(g, "conv", 8, item,
+                                        item == 2 ? to_u16 : to_u32, NULL, 0,
+                                        &conv),
+                     0);
+    assert_int_equal(
+        para_graph_add_kernel(g, node, item, item, &kd, NULL, NULL, &k), 0);
+    assert_int_equal(para_graph_add_sink(g, "sink", item, never_sink, calls,
+                                         PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, r, conv), 0);
+    assert_int_equal(para_graph_connect(g, conv, k), 0);
+    assert_int_equal(para_graph_connect(g, k, sink), 0);
+    int rc = para_run(rt, g);
+    para_graph_destroy(g);
+    return rc;
+}
+
+static void test_opencl_misfit_kernel_names_node(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("auto", 2, 0);
+    int calls = 0;
+    /* 2-byte items on a uint kernel. */
+    assert_int_equal(run_misfit(rt, "narrow", 2, "copy_u32", &calls),
+                     PARA_ESIZE);
+    const char *msg = para_runtime_errmsg(rt);
+    print_message("misfit: %s\n", msg);
+    assert_non_null(strstr(msg, "'narrow'"));
+    assert_non_null(strstr(msg, "'uint*'"));
+    assert_non_null(strstr(msg, "2 bytes"));
+    /* A missing entry point is a kernel build error. */
+    assert_int_equal(run_misfit(rt, "lost", 4, "no_such_entry", &calls),
+                     PARA_EKERNEL_BUILD);
+    msg = para_runtime_errmsg(rt);
+    print_message("missing entry: %s\n", msg);
+    assert_non_null(strstr(msg, "'lost'"));
+    assert_non_null(strstr(msg, "no_such_entry"));
+    assert_int_equal(calls, 0);
+    /* The same runtime runs a node that fits. */
+    assert_int_equal(run_misfit(rt, "fits", 4, "copy_u32", &calls), 0);
+    assert_int_equal(calls, 100);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* Mandelbrot through a kernel node, against the C reference (the device
  * may differ in the last bit of a division: allow 0.1 % of the sum). */
 static void test_opencl_mandelbrot_node(void **state)
@@ -1131,6 +1194,7 @@ int main(void)
         cmocka_unit_test(test_opencl_fan_out_merge_order),
         cmocka_unit_test(test_opencl_mixed_node_splits),
         cmocka_unit_test(test_opencl_build_error_names_node),
+        cmocka_unit_test(test_opencl_misfit_kernel_names_node),
         cmocka_unit_test(test_opencl_mandelbrot_node),
         cmocka_unit_test(test_opencl_all_devices),
     };
