@@ -6,7 +6,9 @@
  *
  *     __kernel void k(__global const IN *in, __global OUT *out, uint n, ...)
  *
- * where "..." are the node's extra scalar arguments (copied at launch).
+ * where "..." are the node's extra arguments: scalars, read-only buffers
+ * (uploaded once at kernel_create, i.e. once per run and device, and bound
+ * to every launch) and local memory (see para__kernel_arg).
  *
  * What holds for every call below:
  *   - It returns 0 (or 1 where said) or a negative PARA_E* code, and on
@@ -87,10 +89,14 @@ typedef struct para__launch {
     uint64_t submit_ns, complete_ns; /* filled by the back-end */
 } para__launch;
 
-/* Extra scalar kernel arguments, after (in, out, n). */
+/* Extra kernel arguments, after (in, out, n): kind is an enum
+ * para_kernel_arg_kind (0 = scalar, copied at kernel_create; buffer: a
+ * read-only host array of size bytes, uploaded at kernel_create and bound
+ * to every launch; local: size bytes of work-group memory, value NULL). */
 typedef struct para__kernel_arg {
     const void *value;
     size_t size;
+    unsigned kind;
 } para__kernel_arg;
 
 /* Everything a back-end needs to create the kernel of one node. */

@@ -1560,6 +1560,7 @@ static para__kernel_spec node_spec(para_node_t *n, para__kernel_arg *args)
     for (size_t a = 0; a < n->kernel->n_args; a++) {
         args[a].value = n->kernel->args[a].value;
         args[a].size = n->kernel->args[a].size;
+        args[a].kind = n->kernel->args[a].kind;
     }
     para__kernel_spec spec = {
         .name = n->name,

@@ -27,6 +27,7 @@
  * tests/runtime/test_differential.c (path semantics against a reference).
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +75,8 @@ void para__kernel_copy_free(para__kernel_copy *k)
     if (k == NULL)
         return;
     for (size_t i = 0; i < k->n_args; i++)
-        free(k->args[i].value);
+        if (k->args[i].kind == PARA_KARG_SCALAR)
+            free(k->args[i].value);
     free(k->args);
     free(k->source);
     free(k->entry);
@@ -106,11 +108,20 @@ static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
         return NULL;
     }
     for (size_t i = 0; i < kd->n_args; i++) {
-        if (kd->args[i].value == NULL || kd->args[i].size == 0) {
+        const para_kernel_arg_t *a = &kd->args[i];
+        const char *why = NULL;
+        if (a->kind > PARA_KARG_LOCAL)
+            why = "has an unknown kind";
+        else if (a->size == 0)
+            why = "has size 0";
+        else if (a->kind == PARA_KARG_LOCAL && a->value != NULL)
+            why = "is local memory but has a value";
+        else if (a->kind != PARA_KARG_LOCAL && a->value == NULL)
+            why = "has no value";
+        if (why != NULL) {
             *err = para__graph_fail(g, PARA_EINVAL,
-                                    "kernel node '%s': argument %zu has no "
-                                    "value",
-                                    name, i);
+                                    "kernel node '%s': argument %zu %s", name,
+                                    i, why);
             return NULL;
         }
     }
@@ -125,13 +136,19 @@ static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
             failed = k->args == NULL;
         }
         for (size_t i = 0; !failed && i < kd->n_args; i++) {
-            k->args[i].value = malloc(kd->args[i].size);
-            if (k->args[i].value == NULL) {
-                failed = true;
-                break;
-            }
-            memcpy(k->args[i].value, kd->args[i].value, kd->args[i].size);
+            k->args[i].kind = kd->args[i].kind;
             k->args[i].size = kd->args[i].size;
+            if (kd->args[i].kind == PARA_KARG_SCALAR) {
+                k->args[i].value = malloc(kd->args[i].size);
+                if (k->args[i].value == NULL) {
+                    failed = true;
+                    break;
+                }
+                memcpy(k->args[i].value, kd->args[i].value, kd->args[i].size);
+            } else {
+                /* Borrowed (buffers) or none (local memory). */
+                k->args[i].value = (void *)(uintptr_t)kd->args[i].value;
+            }
             k->n_args = i + 1;
         }
     }

@@ -94,6 +94,7 @@
 
 #include "cl_internal.h"
 #include "para/errors.h"
+#include "para/graph.h"
 #include "util.h"
 
 #include <hwloc/opencl.h>
@@ -145,6 +146,8 @@ struct para__kernel {
     size_t in_size, out_size;
     size_t local; /* work-group size */
     char entry[64];
+    cl_mem *bufs; /* per extra argument: its device copy (buffers), or NULL */
+    size_t n_bufs;
 };
 
 /* The three commands of a launch, in queue order. */
@@ -1059,6 +1062,32 @@ static int check_param_types(para__kernel *k, cl_uint n_params, size_t in_size,
                         k->entry, (unsigned)i, name, type, bytes, role, want);
                 return PARA_ESIZE;
             }
+        } else if (i >= 3 && args[i - 3].kind != PARA_KARG_SCALAR) {
+            const para__kernel_arg *a = &args[i - 3];
+            bool local = a->kind == PARA_KARG_LOCAL;
+            bool fits =
+                pointer && (local ? aq == CL_KERNEL_ARG_ADDRESS_LOCAL
+                                  : aq == CL_KERNEL_ARG_ADDRESS_GLOBAL ||
+                                        aq == CL_KERNEL_ARG_ADDRESS_CONSTANT);
+            if (!fits) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s'; extra "
+                        "argument %u is %s",
+                        k->entry, (unsigned)i, name, type, (unsigned)(i - 3),
+                        local ? "local memory (needs a __local pointer)"
+                              : "a buffer (needs a __global or __constant "
+                                "pointer)");
+                return PARA_EINVAL;
+            }
+            if (bytes != 0 && a->size % bytes != 0) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s' (%zu-byte "
+                        "elements) but extra argument %u has %zu bytes, not a "
+                        "whole number of them",
+                        k->entry, (unsigned)i, name, type, bytes,
+                        (unsigned)(i - 3), a->size);
+                return PARA_ESIZE;
+            }
         } else if (i >= 3) {
             size_t given = args[i - 3].size;
             if (pointer) {
@@ -1109,6 +1138,16 @@ fail:
     return err;
 }
 
+static void release_arg_buffers(para__kernel *k)
+{
+    for (size_t i = 0; i < k->n_bufs; i++)
+        if (k->bufs[i] != NULL)
+            clReleaseMemObject(k->bufs[i]);
+    free(k->bufs);
+    k->bufs = NULL;
+    k->n_bufs = 0;
+}
+
 int para__cl_kernel_create(para__device *dev, const char *source,
                            const char *options, const char *entry,
                            size_t in_size, size_t out_size,
@@ -1123,7 +1162,9 @@ int para__cl_kernel_create(para__device *dev, const char *source,
         return PARA_EINVAL;
     }
     for (size_t i = 0; i < n_args; i++) {
-        if (args[i].value == NULL || args[i].size == 0) {
+        if (args[i].kind > PARA_KARG_LOCAL ||
+            (args[i].value == NULL) != (args[i].kind == PARA_KARG_LOCAL) ||
+            args[i].size == 0) {
             set_msg(msg, msg_len,
                     "para__cl_kernel_create: extra argument %zu is empty", i);
             return PARA_EINVAL;
@@ -1160,6 +1201,15 @@ int para__cl_kernel_create(para__device *dev, const char *source,
     k->in_size = in_size;
     k->out_size = out_size;
     snprintf(k->entry, sizeof k->entry, "%s", entry);
+    if (n_args > 0) {
+        k->bufs = calloc(n_args, sizeof *k->bufs);
+        if (k->bufs == NULL) {
+            set_msg(msg, msg_len, "para__cl_kernel_create: out of memory");
+            err = PARA_ENOMEM;
+            goto fail;
+        }
+        k->n_bufs = n_args;
+    }
 
     k->kernel = clCreateKernel(pe->program, entry, &rc);
     if (rc == CL_INVALID_KERNEL_NAME) {
@@ -1199,7 +1249,27 @@ int para__cl_kernel_create(para__device *dev, const char *source,
             rc = clSetKernelArg(k->kernel, i, sizeof no_buffer, &no_buffer);
         else if (i == 2)
             rc = clSetKernelArg(k->kernel, i, sizeof zero, &zero);
-        else
+        else if (args[i - 3].kind == PARA_KARG_LOCAL)
+            rc = clSetKernelArg(k->kernel, i, args[i - 3].size, NULL);
+        else if (args[i - 3].kind == PARA_KARG_BUFFER) {
+            /* Uploaded once here, bound to every launch of this kernel. */
+            cl_mem b = clCreateBuffer(
+                dev->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                args[i - 3].size, (void *)(uintptr_t)args[i - 3].value, &rc);
+            if (rc != CL_SUCCESS) {
+                char buf[32];
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": uploading extra argument %u (%zu "
+                        "bytes): clCreateBuffer -> %s (%d)",
+                        entry, i - 3, args[i - 3].size,
+                        para__cl_err_name(rc, buf, sizeof buf), (int)rc);
+                err = para__cl_to_err(rc) == PARA_ENOMEM ? PARA_ENOMEM
+                                                         : PARA_EDEVICE;
+                goto fail;
+            }
+            k->bufs[i - 3] = b;
+            rc = clSetKernelArg(k->kernel, i, sizeof b, &b);
+        } else
             rc = clSetKernelArg(k->kernel, i, args[i - 3].size,
                                 args[i - 3].value);
         if (rc != CL_SUCCESS) {
@@ -1229,6 +1299,7 @@ fail:
     if (k != NULL) {
         if (k->kernel != NULL)
             clReleaseKernel(k->kernel);
+        release_arg_buffers(k);
         free(k);
     }
     return err;
@@ -1239,6 +1310,7 @@ void para__cl_kernel_release(para__kernel *k)
     if (k == NULL)
         return;
     clReleaseKernel(k->kernel);
+    release_arg_buffers(k);
     k->dev->live_kernels--;
     free(k);
 }

@@ -149,17 +149,36 @@ typedef int (*para_sink_fn)(void *ctx, const void *in);
 /** Sink, whole batch of @p n items. */
 typedef int (*para_sink_batch_fn)(void *ctx, const void *in, size_t n);
 
-/** One extra scalar kernel argument (value copied when the node is added). */
+/** What an extra kernel argument is (para_kernel_arg_t.kind). */
+enum para_kernel_arg_kind {
+    /** A scalar of @c size bytes; the value is copied when the node is
+     *  added. */
+    PARA_KARG_SCALAR = 0,
+    /** A read-only array for a `__global const T *` (or `__constant T *`)
+     *  parameter: @c value points to @c size bytes, borrowed, not copied.
+     *  It is uploaded once per run and device, before the first launch,
+     *  and shared by every launch of the run; keep it valid and unchanged
+     *  while a run uses it (a change between runs is picked up by the next
+     *  run). The node's CPU function reads the same array through its own
+     *  ctx. */
+    PARA_KARG_BUFFER = 1,
+    /** `__local` memory of @c size bytes per work-group; @c value is
+     *  NULL. */
+    PARA_KARG_LOCAL = 2,
+};
+
+/** One extra kernel argument. Zero-initialised fields make a scalar. */
 typedef struct para_kernel_arg {
     const void *value;
     size_t size;
+    unsigned kind; /**< enum para_kernel_arg_kind; default 0 = scalar */
 } para_kernel_arg_t;
 
 /**
  * The device implementation of a node: an OpenCL C kernel with the contract
  *
  *     __kernel void entry(__global const IN *in, __global OUT *out, uint n,
- *                         ...extra scalar arguments...)
+ *                         ...extra arguments (para_kernel_arg_t)...)
  *
  * that writes out[i] from in[i] for every i < n (the global size may be
  * rounded up: check the index). One launch covers many batches, so the

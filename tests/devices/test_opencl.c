@@ -398,7 +398,8 @@ static void test_open_selectors(void **state)
 static void check_mandelbrot(para__device *dev, uint32_t W, uint32_t H,
                              uint64_t expect_sum)
 {
-    para__kernel_arg args[2] = {{&W, sizeof W}, {&H, sizeof H}};
+    para__kernel_arg args[2] = {{&W, sizeof W, PARA_KARG_SCALAR},
+                                {&H, sizeof H, PARA_KARG_SCALAR}};
     para__kernel *k =
         build(dev, para_kernel_mandelbrot_src, "mandelbrot", 4, 4, args, 2);
     size_t n = (size_t)W * H;
@@ -474,7 +475,8 @@ static void test_mandelbrot(void **state)
 static void in_flight_rounds(para__device *dev)
 {
     uint32_t mul = 3, add = 11;
-    para__kernel_arg args[2] = {{&mul, sizeof mul}, {&add, sizeof add}};
+    para__kernel_arg args[2] = {{&mul, sizeof mul, PARA_KARG_SCALAR},
+                                {&add, sizeof add, PARA_KARG_SCALAR}};
     para__kernel *k =
         build(dev, para_kernel_copy_src, "axpb_u32", 4, 4, args, 2);
     enum { SLOTS = 4, MAX_N = 5000 };
@@ -734,9 +736,12 @@ static void test_bad_kernels(void **state)
     /* Extra arguments: missing, too many, wrong size. */
     uint32_t W = 256;
     uint64_t wide = 256;
-    para__kernel_arg one[1] = {{&W, sizeof W}};
-    para__kernel_arg three[3] = {{&W, 4}, {&W, 4}, {&W, 4}};
-    para__kernel_arg sized[2] = {{&W, 4}, {&wide, 8}};
+    para__kernel_arg one[1] = {{&W, sizeof W, PARA_KARG_SCALAR}};
+    para__kernel_arg three[3] = {{&W, 4, PARA_KARG_SCALAR},
+                                 {&W, 4, PARA_KARG_SCALAR},
+                                 {&W, 4, PARA_KARG_SCALAR}};
+    para__kernel_arg sized[2] = {{&W, 4, PARA_KARG_SCALAR},
+                                 {&wide, 8, PARA_KARG_SCALAR}};
     assert_int_equal(para__cl_kernel_create(dev, para_kernel_mandelbrot_src, "",
                                             "mandelbrot", 4, 4, NULL, 0, &k,
                                             msg, sizeof msg),
@@ -768,7 +773,7 @@ static void test_bad_kernels(void **state)
     assert_int_equal(para__cl_kernel_create(dev, odd, "", "two", 4, 4, NULL, 1,
                                             &k, msg, sizeof msg),
                      PARA_EINVAL);
-    para__kernel_arg empty[1] = {{NULL, 4}};
+    para__kernel_arg empty[1] = {{NULL, 4, PARA_KARG_SCALAR}};
     assert_int_equal(para__cl_kernel_create(dev, para_kernel_mandelbrot_src, "",
                                             "mandelbrot", 4, 4, empty, 1, &k,
                                             msg, sizeof msg),
@@ -851,13 +856,51 @@ static void test_param_types(void **state)
     assert_int_equal(rc, PARA_EINVAL);
     print_message("local in: %s\n", msg);
     uint32_t B = 7;
-    para__kernel_arg b[1] = {{&B, sizeof B}};
+    para__kernel_arg b[1] = {{&B, sizeof B, PARA_KARG_SCALAR}};
     rc = para__cl_kernel_create(dev, src, "", "ptr_extra", 4, 4, b, 1, &k, msg,
                                 sizeof msg);
     assert_int_equal(rc, PARA_EINVAL);
     print_message("pointer extra: %s\n", msg);
     assert_non_null(strstr(msg, "'b'"));
     assert_null(k);
+
+    /* Buffer and local-memory arguments: the wrong kind of parameter, a
+     * buffer that is not a whole number of elements, then one that runs. */
+    uint32_t tab[4] = {10, 20, 30, 40};
+    para__kernel_arg as_buf[1] = {{tab, sizeof tab, PARA_KARG_BUFFER}};
+    para__kernel_arg as_local[1] = {{NULL, 16, PARA_KARG_LOCAL}};
+    para__kernel_arg odd_buf[1] = {{tab, 6, PARA_KARG_BUFFER}};
+    rc = para__cl_kernel_create(dev, para_kernel_copy_src, "", "axpb_u32", 4, 4,
+                                (para__kernel_arg[2]){as_buf[0], as_buf[0]}, 2,
+                                &k, msg, sizeof msg);
+    assert_int_equal(rc, PARA_EINVAL);
+    print_message("buffer on a scalar: %s\n", msg);
+    assert_non_null(strstr(msg, "a buffer"));
+    rc = para__cl_kernel_create(dev, src, "", "ptr_extra", 4, 4, as_local, 1,
+                                &k, msg, sizeof msg);
+    assert_int_equal(rc, PARA_EINVAL);
+    print_message("local on a global: %s\n", msg);
+    rc = para__cl_kernel_create(dev, src, "", "ptr_extra", 4, 4, odd_buf, 1, &k,
+                                msg, sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    print_message("odd buffer: %s\n", msg);
+    assert_null(k);
+    k = build(dev, src, "ptr_extra", 4, 4, as_buf, 1);
+    {
+        uint32_t x[4] = {1, 2, 3, 4}, y[4] = {0};
+        para__launch l = {.in = x, .n = 4, .out = y};
+        run_launch(k, &l);
+        for (unsigned i = 0; i < 4; i++)
+            assert_int_equal(y[i], x[i] + tab[i]);
+        para__cl_launch_fini(k, &l);
+        /* A second launch of the same kernel uses the same buffer. */
+        para__launch l2 = {.in = y, .n = 4, .out = x};
+        run_launch(k, &l2);
+        for (unsigned i = 0; i < 4; i++)
+            assert_int_equal(x[i], y[i] + tab[i]);
+        para__cl_launch_fini(k, &l2);
+    }
+    para__cl_kernel_release(k);
 
     /* The right sizes still run: copy_u32 with 4-byte items. */
     k = build(dev, para_kernel_copy_src, "copy_u32", 4, 4, NULL, 0);
@@ -886,7 +929,8 @@ static void test_memory_cache(void **state)
 
     /* The same program, another entry point: no new build. */
     uint32_t m = 2, c = 1;
-    para__kernel_arg args[2] = {{&m, 4}, {&c, 4}};
+    para__kernel_arg args[2] = {{&m, 4, PARA_KARG_SCALAR},
+                                {&c, 4, PARA_KARG_SCALAR}};
     para__kernel *b =
         build(dev, para_kernel_copy_src, "axpb_u32", 4, 4, args, 2);
     para__cl_get_stats(dev, &st);

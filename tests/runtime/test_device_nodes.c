@@ -118,8 +118,8 @@ static int small_source_fn(void *ctx, void *out, size_t cap, size_t *written)
 static const para_kernel_arg_t *axpb_args(const axpb_ctx *c)
 {
     static para_kernel_arg_t args[2];
-    args[0] = (para_kernel_arg_t){&c->mul, sizeof c->mul};
-    args[1] = (para_kernel_arg_t){&c->add, sizeof c->add};
+    args[0] = (para_kernel_arg_t){&c->mul, sizeof c->mul, PARA_KARG_SCALAR};
+    args[1] = (para_kernel_arg_t){&c->add, sizeof c->add, PARA_KARG_SCALAR};
     return args;
 }
 
@@ -169,6 +169,107 @@ static int run_axpb(para_runtime_t *rt, uint32_t total, uint32_t per_call,
     para_graph_destroy(g);
     free(got);
     return rc;
+}
+
+/* ---- buffer and local-memory arguments ----------------------------------- */
+
+/* y = a x + b[x % len]: a scalar, a read-only table and local memory (the
+ * work-group's first item stores a, every item reads it back). */
+static const char tab_src[] =
+    "__kernel void axpb_tab(__global const uint *in, __global uint *out,\n"
+    "                       uint n, uint a, __global const uint *b,\n"
+    "                       uint len, __local uint *scratch)\n"
+    "{\n"
+    "    size_t i = get_global_id(0);\n"
+    "    if (get_local_id(0) == 0) scratch[0] = a;\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (i < n) out[i] = scratch[0] * in[i] + b[in[i] % len];\n"
+    "}\n";
+
+typedef struct tab_ctx {
+    uint32_t a, len;
+    const uint32_t *b; /* the same array the kernel gets as a buffer */
+} tab_ctx;
+
+static int tab_cpu(void *ctx, const void *in, void *out, size_t n)
+{
+    const tab_ctx *c = ctx;
+    const uint32_t *x = in;
+    uint32_t *y = out;
+    for (size_t i = 0; i < n; i++)
+        y[i] = c->a * x[i] + c->b[x[i] % c->len];
+    return 0;
+}
+
+/* Two runs of numbers -> axpb_tab -> collect on @p rt, the table changed
+ * between them; every item checked. Returns the device items of the last
+ * run. */
+static uint64_t run_tab(para_runtime_t *rt, uint32_t total, bool with_cpu,
+                        unsigned flags)
+{
+    enum { LEN = 1000 };
+    uint32_t *b = malloc(LEN * sizeof *b);
+    uint32_t *got = calloc(total + 1, sizeof *got);
+    assert_non_null(b);
+    assert_non_null(got);
+    tab_ctx c = {.a = 7, .len = LEN, .b = b};
+    para_kernel_arg_t args[4] = {
+        {.value = &c.a, .size = sizeof c.a},
+        {.value = b, .size = LEN * sizeof *b, .kind = PARA_KARG_BUFFER},
+        {.value = &c.len, .size = sizeof c.len},
+        {.size = sizeof(uint32_t), .kind = PARA_KARG_LOCAL}};
+    para_kernel_desc_t kd = {
+        .source = tab_src, .entry = "axpb_tab", .args = args, .n_args = 4};
+    para_node_stats_t ks = {0};
+    for (uint32_t round = 0; round < 2; round++) {
+        for (uint32_t j = 0; j < LEN; j++)
+            b[j] = j * j + round * 100000u;
+        para_graph_t *g;
+        assert_int_equal(para_graph_create(&g), 0);
+        small_source src = {0, total, 512};
+        size_t count = 0;
+        para_node_t *s, *k, *out;
+        assert_int_equal(para_graph_add_source(g, "numbers", sizeof(uint32_t),
+                                               small_source_fn, &src, &s),
+                         0);
+        para_node_desc_t nd = {.name = "tab",
+                               .flags = flags,
+                               .in_size = sizeof(uint32_t),
+                               .out_size = sizeof(uint32_t),
+                               .kernel = &kd,
+                               .map_batch = with_cpu ? tab_cpu : NULL,
+                               .ctx = &c};
+        assert_int_equal(para_graph_add(g, &nd, &k), 0);
+        assert_int_equal(para_graph_add_collect(g, "out", sizeof(uint32_t), got,
+                                                total + 1, &count, &out),
+                         0);
+        assert_int_equal(para_graph_connect(g, s, k), 0);
+        assert_int_equal(para_graph_connect(g, k, out), 0);
+        int rc = para_run(rt, g);
+        if (rc != 0)
+            fail_msg("run %u: %s: %s", round, para_err_name(rc),
+                     para_runtime_errmsg(rt));
+        assert_int_equal(count, total);
+        for (uint32_t i = 0; i < total; i++) {
+            uint32_t want = 7 * i + b[i % LEN];
+            if (got[i] != want)
+                fail_msg("run %u item %u: got %u, want %u", round, i, got[i],
+                         want);
+        }
+        assert_int_equal(para_node_stats(k, &ks), 0);
+        para_graph_destroy(g);
+    }
+    free(got);
+    free(b);
+    return ks.device_items;
+}
+
+static void test_cpu_backend_buffer_args(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt("cpu", 2, 0);
+    assert_int_equal(run_tab(rt, 20000, true, 0), 20000);
+    assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
 /* ---- cpu back-end -------------------------------------------------------- */
@@ -504,12 +605,33 @@ static void test_kernel_desc_validation(void **state)
         PARA_EINVAL);
     assert_non_null(strstr(para_graph_errmsg(g), "entry point"));
     uint32_t v = 1;
-    para_kernel_arg_t bad_arg = {&v, 0};
+    para_kernel_arg_t bad_arg = {&v, 0, PARA_KARG_SCALAR};
     para_kernel_desc_t bad = {
         .source = "x", .entry = "k", .args = &bad_arg, .n_args = 1};
     assert_int_equal(
         para_graph_add_kernel(g, "k", 4, 4, &bad, NULL, NULL, NULL),
         PARA_EINVAL);
+    /* Buffer and local arguments: local memory has no value, a buffer has
+     * one, kinds are known ones. */
+    static const char *const why[] = {"has a value", "has no value",
+                                      "unknown kind", "size 0"};
+    para_kernel_arg_t odd[] = {{&v, 4, PARA_KARG_LOCAL},
+                               {NULL, 4, PARA_KARG_BUFFER},
+                               {&v, 4, 7},
+                               {&v, 0, PARA_KARG_BUFFER}};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        bad.args = &odd[i];
+        assert_int_equal(
+            para_graph_add_kernel(g, "k", 4, 4, &bad, NULL, NULL, NULL),
+            PARA_EINVAL);
+        assert_non_null(strstr(para_graph_errmsg(g), why[i]));
+    }
+    para_kernel_arg_t good[] = {{&v, 4, PARA_KARG_BUFFER},
+                                {NULL, 64, PARA_KARG_LOCAL}};
+    bad.args = good;
+    bad.n_args = 2;
+    assert_int_equal(
+        para_graph_add_kernel(g, "good-args", 4, 4, &bad, NULL, NULL, NULL), 0);
     para_kernel_desc_t ok = {.source = "x", .entry = "k"};
     para_node_desc_t serial = {.name = "k",
                                .in_size = 4,
@@ -697,6 +819,16 @@ static void test_sim_shares_follow_rates(void **state)
                       want);
         assert_true(shares[i] > want * 0.75 && shares[i] < want * 1.25);
     }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* Buffer arguments on simulated devices (they run the CPU function, which
+ * reads the same table through its ctx). */
+static void test_sim_buffer_args(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_sim_rt("sim:50:1M,sim:50:1M", 2, 10000, 1);
+    assert_int_equal(run_tab(rt, 20000, true, PARA_NODE_DEVICE_ONLY), 20000);
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
@@ -1126,6 +1258,21 @@ static void test_opencl_misfit_kernel_names_node(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* y = a x + b[x % len] with the table as a buffer argument and local
+ * memory: device only, then MIXED (device and CPU function on the same
+ * table). */
+static void test_opencl_buffer_args(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("auto", 2, 0);
+    assert_int_equal(run_tab(rt, 50000, false, 0), 50000);
+    uint64_t dev = run_tab(rt, 50000, true, 0);
+    print_message("mixed: %llu of 50000 items on the device\n",
+                  (unsigned long long)dev);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* Mandelbrot through a kernel node, against the C reference (the device
  * may differ in the last bit of a division: allow 0.1 % of the sum). */
 static void test_opencl_mandelbrot_node(void **state)
@@ -1147,7 +1294,8 @@ static void test_opencl_mandelbrot_node(void **state)
     assert_int_equal(para_graph_add_array(g, "pixels", pixels, W * H, 4, &src),
                      0);
     uint32_t w = W, h = H;
-    para_kernel_arg_t args[] = {{&w, 4}, {&h, 4}};
+    para_kernel_arg_t args[] = {{&w, 4, PARA_KARG_SCALAR},
+                                {&h, 4, PARA_KARG_SCALAR}};
     para_kernel_desc_t kd = {.source = para_kernel_source("mandelbrot"),
                              .entry = "mandelbrot",
                              .args = args,
@@ -1179,6 +1327,7 @@ int main(void)
     para_set_log_fn(capture_log, NULL);
     const struct CMUnitTest cpu_tests[] = {
         cmocka_unit_test(test_cpu_backend_gathers_and_orders),
+        cmocka_unit_test(test_cpu_backend_buffer_args),
         cmocka_unit_test(test_cpu_backend_flushes_partial_batch),
         cmocka_unit_test(test_cpu_backend_forced_batch_launches_each),
         cmocka_unit_test(test_cpu_backend_failure_names_node),
@@ -1195,11 +1344,13 @@ int main(void)
         cmocka_unit_test(test_opencl_mixed_node_splits),
         cmocka_unit_test(test_opencl_build_error_names_node),
         cmocka_unit_test(test_opencl_misfit_kernel_names_node),
+        cmocka_unit_test(test_opencl_buffer_args),
         cmocka_unit_test(test_opencl_mandelbrot_node),
         cmocka_unit_test(test_opencl_all_devices),
     };
     const struct CMUnitTest sim_tests[] = {
         cmocka_unit_test(test_sim_shares_follow_rates),
+        cmocka_unit_test(test_sim_buffer_args),
         cmocka_unit_test(test_sim_shares_with_cpu),
         cmocka_unit_test(test_sim_one_device_fails_midrun),
         cmocka_unit_test(test_sim_all_devices_fail),
