@@ -1639,7 +1639,8 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
 {
     unsigned count = 0;
     for (unsigned i = 0; i < g->n_nodes; i++)
-        count += g->nodes[i]->kernel != NULL;
+        count += g->nodes[i]->kernel != NULL &&
+                 !(g->nodes[i]->flags & PARA_NODE_CPU_ONLY);
     if (count == 0)
         return 0;
     int rc = para__device_ensure(rt, msg, msg_len);
@@ -1653,8 +1654,8 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
     }
     for (unsigned i = 0; i < g->n_nodes; i++) {
         para_node_t *n = g->nodes[i];
-        if (n->kernel == NULL)
-            continue;
+        if (n->kernel == NULL || (n->flags & PARA_NODE_CPU_ONLY) != 0)
+            continue; /* CPU_ONLY: placement stays PARA__PLACE_CPU */
         if (set == NULL) {
             if (!para__has_cpu_fn(n)) {
                 snprintf(msg, msg_len,

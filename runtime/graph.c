@@ -94,9 +94,23 @@ static char *strdup_or_null(const char *s, bool *failed)
     return c;
 }
 
+static char *concat(const char *a, const char *b, bool *failed)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *c = malloc(la + lb + 1);
+    if (c == NULL) {
+        *failed = true;
+        return NULL;
+    }
+    memcpy(c, a, la);
+    memcpy(c + la, b, lb + 1);
+    return c;
+}
+
 /* Check and copy a kernel description; NULL with *err set on failure. */
 static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
-                                      const para_kernel_desc_t *kd, int *err)
+                                      const para_kernel_desc_t *kd,
+                                      unsigned flags, int *err)
 {
     *err = 0;
     if (kd->source == NULL || kd->entry == NULL || kd->entry[0] == '\0' ||
@@ -128,9 +142,19 @@ static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
     para__kernel_copy *k = calloc(1, sizeof *k);
     bool failed = k == NULL;
     if (k != NULL) {
-        k->source = strdup_or_null(kd->source, &failed);
         k->entry = strdup_or_null(kd->entry, &failed);
-        k->options = strdup_or_null(kd->options, &failed);
+        if ((flags & PARA_NODE_FP_STRICT) != 0) {
+            /* Bit-identical to C: no FMA contraction, correctly rounded
+             * division and square root (see PARA_NODE_FP_STRICT). */
+            k->source =
+                concat("#pragma OPENCL FP_CONTRACT OFF\n", kd->source, &failed);
+            k->options =
+                concat(kd->options != NULL ? kd->options : "",
+                       " -cl-fp32-correctly-rounded-divide-sqrt", &failed);
+        } else {
+            k->source = strdup_or_null(kd->source, &failed);
+            k->options = strdup_or_null(kd->options, &failed);
+        }
         if (kd->n_args > 0 && !failed) {
             k->args = calloc(kd->n_args, sizeof *k->args);
             failed = k->args == NULL;
@@ -373,7 +397,8 @@ static int check_common(para_graph_t *g, const para_node_desc_t *d)
             g, PARA_EBUSY, "cannot add '%s': the graph is running", d->name);
     const unsigned known = PARA_NODE_PARALLEL | PARA_NODE_SERIAL |
                            PARA_NODE_ORDERED | PARA_NODE_DEVICE_ONLY |
-                           PARA_NODE_TAKES;
+                           PARA_NODE_TAKES | PARA_NODE_CPU_ONLY |
+                           PARA_NODE_FP_STRICT;
     if ((d->flags & ~known) != 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': unknown flags 0x%x",
                                 d->name, d->flags);
@@ -415,13 +440,27 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
                                     "any, must be one map or map_batch",
                                     d->name);
         if ((d->flags &
-             ~(unsigned)(PARA_NODE_PARALLEL | PARA_NODE_DEVICE_ONLY)) != 0)
+             ~(unsigned)(PARA_NODE_PARALLEL | PARA_NODE_DEVICE_ONLY |
+                         PARA_NODE_CPU_ONLY | PARA_NODE_FP_STRICT)) != 0)
             return para__graph_fail(
                 g, PARA_EINVAL, "kernel node '%s' must be PARALLEL", d->name);
-    } else if ((d->flags & PARA_NODE_DEVICE_ONLY) != 0) {
-        return para__graph_fail(
-            g, PARA_EINVAL,
-            "node '%s': PARA_NODE_DEVICE_ONLY is for kernel nodes", d->name);
+        if ((d->flags & PARA_NODE_CPU_ONLY) != 0 &&
+            (d->flags & PARA_NODE_DEVICE_ONLY) != 0)
+            return para__graph_fail(g, PARA_EINVAL,
+                                    "kernel node '%s': CPU_ONLY together "
+                                    "with DEVICE_ONLY",
+                                    d->name);
+        if ((d->flags & PARA_NODE_CPU_ONLY) != 0 && set == 0)
+            return para__graph_fail(g, PARA_EINVAL,
+                                    "kernel node '%s': CPU_ONLY without a "
+                                    "CPU function",
+                                    d->name);
+    } else if ((d->flags & (PARA_NODE_DEVICE_ONLY | PARA_NODE_CPU_ONLY |
+                            PARA_NODE_FP_STRICT)) != 0) {
+        return para__graph_fail(g, PARA_EINVAL,
+                                "node '%s': DEVICE_ONLY, CPU_ONLY and "
+                                "FP_STRICT are for kernel nodes",
+                                d->name);
     } else if (set != 1) {
         return para__graph_fail(g, PARA_EINVAL,
                                 "node '%s': exactly one function must be set "
@@ -467,7 +506,7 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
         copy.in_size = 0;
     if (d->kernel == NULL)
         return node_new(g, &copy, kind, out);
-    para__kernel_copy *k = kernel_copy(g, d->name, d->kernel, &rc);
+    para__kernel_copy *k = kernel_copy(g, d->name, d->kernel, d->flags, &rc);
     if (k == NULL)
         return rc;
     para_node_t *n = NULL;

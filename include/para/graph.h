@@ -103,6 +103,27 @@ enum para_node_flags {
      * sources, filters or kernel nodes.
      */
     PARA_NODE_TAKES = 1u << 4,
+    /**
+     * Kernel nodes with a CPU function only: run every batch through the
+     * CPU function, never on a device (the counterpart of
+     * PARA_NODE_DEVICE_ONLY; without either, a node with both
+     * implementations is split between them by measured speed).
+     */
+    PARA_NODE_CPU_ONLY = 1u << 5,
+    /**
+     * Kernel nodes only: build the kernel for results that match a C
+     * implementation bit for bit: no contraction of a*b+c into an FMA
+     * (`#pragma OPENCL FP_CONTRACT OFF` before the source) and correctly
+     * rounded single-precision division and square root
+     * (-cl-fp32-correctly-rounded-divide-sqrt, where the device supports
+     * it). Without it, a device may contract and round division
+     * differently from the CPU, so a split (MIXED) node's results can
+     * differ by an ulp from run to run, depending on where each batch ran.
+     * The C side must not contract either: compile the CPU function with
+     * -ffp-contract=off (GCC contracts by default outside ISO C modes) and
+     * without -ffast-math.
+     */
+    PARA_NODE_FP_STRICT = 1u << 6,
 };
 
 /**

@@ -269,7 +269,89 @@ static void test_cpu_backend_buffer_args(void **state)
     (void)state;
     para_runtime_t *rt = make_rt("cpu", 2, 0);
     assert_int_equal(run_tab(rt, 20000, true, 0), 20000);
+    /* CPU_ONLY: the same results, nothing through the device. */
+    assert_int_equal(run_tab(rt, 20000, true, PARA_NODE_CPU_ONLY), 0);
     assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* ---- floating-point determinism ----------------------------------------- */
+
+/* y = (a x + b) / d in float; the C reference keeps the product rounded
+ * (volatile: no contraction whatever the compiler flags). */
+static const char fp_src[] =
+    "__kernel void axpbd(__global const float *in, __global float *out,\n"
+    "                    uint n, float a, float b, float d)\n"
+    "{\n"
+    "    size_t i = get_global_id(0);\n"
+    "    if (i < n) out[i] = (a * in[i] + b) / d;\n"
+    "}\n";
+
+typedef struct fp_ctx {
+    float a, b, d;
+} fp_ctx;
+
+static int fp_cpu(void *ctx, const void *in, void *out, size_t n)
+{
+    const fp_ctx *c = ctx;
+    const float *x = in;
+    float *y = out;
+    for (size_t i = 0; i < n; i++) {
+        volatile float p = c->a * x[i];
+        volatile float s = p + c->b;
+        y[i] = s / c->d;
+    }
+    return 0;
+}
+
+/* Runs n floats through a DEVICE_ONLY axpbd node with @p flags; returns
+ * how many differ from the C reference in any bit. */
+static size_t fp_mismatches(para_runtime_t *rt, size_t n, unsigned flags)
+{
+    float *x = malloc(n * sizeof *x), *got = calloc(n + 1, sizeof *got),
+          *want = malloc(n * sizeof *want);
+    assert_true(x != NULL && got != NULL && want != NULL);
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1.0f + (float)i * 1.0e-3f + 1.0f / (float)(i + 3);
+    fp_ctx c = {.a = 1.0000001f, .b = -0.3333333f, .d = 3.0000002f};
+    fp_cpu(&c, x, want, n);
+    para_kernel_arg_t args[3] = {{.value = &c.a, .size = sizeof c.a},
+                                 {.value = &c.b, .size = sizeof c.b},
+                                 {.value = &c.d, .size = sizeof c.d}};
+    para_kernel_desc_t kd = {
+        .source = fp_src, .entry = "axpbd", .args = args, .n_args = 3};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *s, *k, *out;
+    size_t count = 0;
+    assert_int_equal(para_graph_add_array(g, "x", x, n, sizeof *x, &s), 0);
+    para_node_desc_t nd = {.name = "axpbd",
+                           .flags = flags | PARA_NODE_DEVICE_ONLY,
+                           .in_size = sizeof(float),
+                           .out_size = sizeof(float),
+                           .kernel = &kd,
+                           .map_batch = fp_cpu,
+                           .ctx = &c};
+    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    assert_int_equal(
+        para_graph_add_collect(g, "y", sizeof(float), got, n + 1, &count, &out),
+        0);
+    assert_int_equal(para_graph_connect(g, s, k), 0);
+    assert_int_equal(para_graph_connect(g, k, out), 0);
+    int rc = para_run(rt, g);
+    if (rc != 0)
+        fail_msg("%s: %s", para_err_name(rc), para_runtime_errmsg(rt));
+    assert_int_equal(count, n);
+    para_node_stats_t ks;
+    assert_int_equal(para_node_stats(k, &ks), 0);
+    assert_int_equal(ks.device_items, n);
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+    para_graph_destroy(g);
+    free(x);
+    free(got);
+    free(want);
+    return diff;
 }
 
 /* ---- cpu back-end -------------------------------------------------------- */
@@ -633,6 +715,29 @@ static void test_kernel_desc_validation(void **state)
     assert_int_equal(
         para_graph_add_kernel(g, "good-args", 4, 4, &bad, NULL, NULL, NULL), 0);
     para_kernel_desc_t ok = {.source = "x", .entry = "k"};
+    /* Placement flags: not both, CPU_ONLY needs a CPU function, and they
+     * are for kernel nodes only. */
+    para_node_desc_t both = {.name = "both",
+                             .in_size = 4,
+                             .out_size = 4,
+                             .flags =
+                                 PARA_NODE_CPU_ONLY | PARA_NODE_DEVICE_ONLY,
+                             .kernel = &ok,
+                             .map_batch = axpb_cpu};
+    assert_int_equal(para_graph_add(g, &both, NULL), PARA_EINVAL);
+    assert_non_null(strstr(para_graph_errmsg(g), "CPU_ONLY together"));
+    both.flags = PARA_NODE_CPU_ONLY;
+    both.map_batch = NULL;
+    assert_int_equal(para_graph_add(g, &both, NULL), PARA_EINVAL);
+    assert_non_null(strstr(para_graph_errmsg(g), "without a CPU function"));
+    both.kernel = NULL;
+    both.map_batch = axpb_cpu;
+    both.flags = PARA_NODE_FP_STRICT;
+    assert_int_equal(para_graph_add(g, &both, NULL), PARA_EINVAL);
+    assert_non_null(strstr(para_graph_errmsg(g), "for kernel nodes"));
+    both.kernel = &ok;
+    both.flags = PARA_NODE_CPU_ONLY | PARA_NODE_FP_STRICT;
+    assert_int_equal(para_graph_add(g, &both, NULL), 0);
     para_node_desc_t serial = {.name = "k",
                                .in_size = 4,
                                .out_size = 4,
@@ -1281,6 +1386,24 @@ static void test_opencl_buffer_args(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* PARA_NODE_FP_STRICT: the device's results equal the C reference bit for
+ * bit; without it they may not (reported, not asserted: it depends on the
+ * device whether it contracts). */
+static void test_opencl_fp_strict(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("auto", 2, 0);
+    size_t loose = fp_mismatches(rt, 100000, 0);
+    size_t strict = fp_mismatches(rt, 100000, PARA_NODE_FP_STRICT);
+    print_message("items differing from C: %zu default, %zu FP_STRICT\n", loose,
+                  strict);
+    assert_int_equal(strict, 0);
+    /* CPU_ONLY: nothing on the device, same table results. */
+    assert_int_equal(run_tab(rt, 20000, true, PARA_NODE_CPU_ONLY), 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* Mandelbrot through a kernel node, against the C reference (the device
  * may differ in the last bit of a division: allow 0.1 % of the sum). */
 static void test_opencl_mandelbrot_node(void **state)
@@ -1353,6 +1476,7 @@ int main(void)
         cmocka_unit_test(test_opencl_build_error_names_node),
         cmocka_unit_test(test_opencl_misfit_kernel_names_node),
         cmocka_unit_test(test_opencl_buffer_args),
+        cmocka_unit_test(test_opencl_fp_strict),
         cmocka_unit_test(test_opencl_mandelbrot_node),
         cmocka_unit_test(test_opencl_all_devices),
     };
