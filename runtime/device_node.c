@@ -779,6 +779,10 @@ static void complete(devctx *d, para__run *run, int r)
     /* relaxed: statistics, read after the run. */
     atomic_fetch_add_explicit(&n->st_device_launches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n->st_device_ns, ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&n->st_device_bytes_in, s->items * is,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&n->st_device_bytes_out, s->items * os,
+                              memory_order_relaxed);
     if (d->counters != NULL) {
         para__counter_add(&d->counters->c_launches, 1);
         para__counter_add(&d->counters->c_items, s->items);

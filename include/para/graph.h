@@ -471,6 +471,9 @@ typedef struct para_node_stats {
     uint64_t device_items;    /**< items of items_in run on the device */
     uint64_t device_launches; /**< kernel launches */
     uint64_t device_ns;       /**< device time of those launches */
+    /** Bytes of items copied host to device and back by those launches
+     *  (every launch copies today: in_size and out_size per item). */
+    uint64_t device_bytes_in, device_bytes_out;
 } para_node_stats_t;
 
 /**

@@ -1240,6 +1240,13 @@ static void test_opencl_kernel_node_gathers(void **state)
                   (unsigned long long)ks.batches,
                   (unsigned long long)ks.device_launches);
     assert_true(ks.device_launches < ks.batches);
+    /* Bytes each way: 4 per item, and the device's own count agrees. */
+    assert_int_equal(ks.device_bytes_in, 4 * 100000);
+    assert_int_equal(ks.device_bytes_out, 4 * 100000);
+    para_device_stats_t ds;
+    assert_int_equal(para_device_stats(rt, 0, &ds), 0);
+    assert_int_equal(ds.bytes_in, ks.device_bytes_in);
+    assert_int_equal(ds.bytes_out, ks.device_bytes_out);
     assert_int_equal(run_axpb(rt, 1, 64, &c, false, NULL), 0);
     assert_int_equal(run_axpb(rt, 4097, 1000, &c, false, NULL), 0);
     assert_int_equal(para_runtime_destroy(rt), 0);
@@ -1265,6 +1272,8 @@ static void test_opencl_mixed_node_splits(void **state)
                   (unsigned long long)ks.device_items,
                   (unsigned long long)ks.items_in);
     assert_int_equal(ks.items_in, 200000);
+    assert_int_equal(ks.device_bytes_in, 4 * ks.device_items);
+    assert_int_equal(ks.device_bytes_out, 4 * ks.device_items);
     /* The CPU is tried first, then the device: both implementations ran. */
     assert_true(ks.device_items < ks.items_in);
     assert_true(ks.device_items > 0);
