@@ -1325,18 +1325,23 @@ static void *host_main(void *arg)
     pthread_mutex_lock(&rt->lock);
     uint64_t seen = d->start_generation;
     for (;;) {
-        while (!rt->shutdown && !d->quit && rt->generation == seen)
+        /* relaxed: written under rt->lock, held here (scheduler.h). */
+        while (!rt->shutdown && !d->quit &&
+               atomic_load_explicit(&rt->generation, memory_order_relaxed) ==
+                   seen)
             pthread_cond_wait(&rt->start_cond, &rt->lock);
         if (rt->shutdown || d->quit)
             break;
-        seen = rt->generation;
+        seen = atomic_load_explicit(&rt->generation, memory_order_relaxed);
         para__run *run = rt->run;
         pthread_mutex_unlock(&rt->lock);
 
         host_run(d, run);
 
         pthread_mutex_lock(&rt->lock);
-        if (--rt->workers_in_run == 0)
+        /* release: see workers_in_run (scheduler.h). */
+        if (atomic_fetch_sub_explicit(&rt->workers_in_run, 1,
+                                      memory_order_release) == 1)
             pthread_cond_signal(&rt->done_cond);
     }
     pthread_mutex_unlock(&rt->lock);
@@ -1428,7 +1433,9 @@ static int open_one(void *arg, const char *entry)
     pthread_condattr_destroy(&ca);
 
     pthread_mutex_lock(&rt->lock);
-    d->start_generation = rt->generation;
+    /* relaxed: under rt->lock (scheduler.h). */
+    d->start_generation =
+        atomic_load_explicit(&rt->generation, memory_order_relaxed);
     pthread_mutex_unlock(&rt->lock);
     if (pthread_create(&d->thread, NULL, host_main, d) != 0) {
         devctx_free(d);

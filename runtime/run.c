@@ -5,9 +5,11 @@
  * workers' placement and steal order (topology.c: one worker per physical
  * core, pinned, unless told otherwise), allocates the workers and starts
  * their threads, each of which pins itself; they sleep on rt->start_cond until
- * a run is published. para_run() validates the graph, resets its per-run state,
- * hands a para__run to the scheduler and blocks until every worker has left it,
- * so that everything the run touched is released before it returns.
+ * a run is published. Worker 0 has no thread of its own unless a progress
+ * line is printed: the thread in para_run() works as worker 0 during its run
+ * (scheduler.c). para_run() validates the graph, resets its per-run state,
+ * hands a para__run to the scheduler and returns once every thread in the
+ * run has left it, so that everything the run touched is released first.
  *
  * One run per runtime at a time (rt->busy) and per graph (graph->running);
  * both are claimed with a CAS and refused with PARA_EBUSY.
@@ -46,7 +48,7 @@ static int parse_pin(const char *pin, para__pin_mode *mode)
 }
 
 /* The byte budget: the configured one, or 1/8 of the RAM; SIZE_MAX means
- * none. */
+ * none. Computed once per runtime (the RAM size is a system call). */
 static uint64_t default_budget(size_t configured);
 
 /* rt->wake.also: the device host thread sleeps apart from the workers. */
@@ -61,9 +63,8 @@ static int begin_budget(para_runtime_t *rt, para__run *run)
     para__footprints *fp = para__footprints_new(run->graph);
     if (fp == NULL)
         return PARA_ENOMEM;
-    return para__budget_begin(run, default_budget(rt->attr.mem_budget),
-                              run->graph->n_sources, para__footprint, fp,
-                              para__footprints_free);
+    return para__budget_begin(run, rt->default_budget, run->graph->n_sources,
+                              para__footprint, fp, para__footprints_free);
 }
 
 static uint64_t default_budget(size_t configured)
@@ -208,6 +209,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                 para__trace_lane_add(rt->trace, PARA__LANE_CPU, i, name);
         }
     }
+    /* The thread in para_run() works as worker 0 unless it has to print
+     * the progress line while it waits. */
+    rt->caller_works = !rt->progress.enabled;
+    rt->default_budget = default_budget(rt->attr.mem_budget);
     rc = para__scheduler_start(rt);
     if (rc != 0)
         goto fail;

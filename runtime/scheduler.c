@@ -3,7 +3,12 @@
  * sources, parking and termination.
  *
  * Workers
- *   One thread per worker, each owning a Chase–Lev deque (deque.h). A worker
+ *   One thread per worker, each owning a Chase–Lev deque (deque.h), except
+ *   worker 0 when rt->caller_works: the thread in para_run() is worker 0 for
+ *   the run (so a short run starts working at once and worker 0's deque,
+ *   cache, counters and trace lane still have one owner at a time); the
+ *   other workers join the run while it is open. Between runs a worker
+ *   spins briefly for the next one before it sleeps on start_cond. A worker
  *   loops: pop its own deque (LIFO: the batch it just produced is hot in its
  *   cache), else steal (FIFO: the oldest, largest pieces of work), else pull
  *   a new batch from a source, else spin a little and park. Consumers come
@@ -119,6 +124,9 @@
 #define SPIN_ROUNDS 64      /* idle loop iterations before parking */
 #define STEAL_RETRIES 2     /* retries of one victim after a lost race */
 #define RAMP_START_ITEMS 16 /* first adaptive batch size */
+/* How long a thread that left a run spins for the next one (workers) or
+ * for the others to leave (para_run()'s thread) before it sleeps. */
+#define RUN_GAP_SPIN_NS 50000
 
 static void execute(para__worker *w, para__run *run, para__task *t);
 
@@ -985,6 +993,42 @@ static void run_loop(para__worker *w, para__run *run)
     }
 }
 
+/* Only drain tasks of empty nodes can be left in @p w's deque when it leaves
+ * a run (claimed by an abort sweep after the last unit was gone); they hold
+ * no unit. */
+static void leave_run_check(para__worker *w)
+{
+    for (para__task *t; (t = para__deque_owner_pop(&w->deque)) != NULL;)
+        if (t->batch != NULL)
+            para__panic("task of node '%s' outlived its run", t->node->name);
+}
+
+/* A thread leaves the run: the last one out signals para_run()'s thread. */
+static void leave_run(para_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    /* release: see workers_in_run (scheduler.h). */
+    if (atomic_fetch_sub_explicit(&rt->workers_in_run, 1,
+                                  memory_order_release) == 1)
+        pthread_cond_signal(&rt->done_cond);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* Between close runs: spin a little for the next one before sleeping on
+ * start_cond, so that a loop of short runs pays no wake-up. */
+static void spin_for_next_run(para_runtime_t *rt, uint64_t seen)
+{
+    uint64_t t0 = para__now_ns();
+    for (unsigned i = 1;; i++) {
+        /* relaxed: a hint; the worker re-reads it under rt->lock. */
+        if (atomic_load_explicit(&rt->generation, memory_order_relaxed) != seen)
+            return;
+        para__cpu_relax();
+        if ((i & 63) == 0 && para__now_ns() - t0 > RUN_GAP_SPIN_NS)
+            return;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     para__worker *w = arg;
@@ -999,29 +1043,41 @@ static void *worker_main(void *arg)
                                      sizeof *w);
 
     uint64_t seen = 0;
-    pthread_mutex_lock(&rt->lock);
+    bool after_run = false;
     for (;;) {
-        while (!rt->shutdown && rt->generation == seen)
+        if (after_run)
+            spin_for_next_run(rt, seen);
+        pthread_mutex_lock(&rt->lock);
+        /* relaxed: generation is written under rt->lock, held here. */
+        while (!rt->shutdown &&
+               atomic_load_explicit(&rt->generation, memory_order_relaxed) ==
+                   seen)
             pthread_cond_wait(&rt->start_cond, &rt->lock);
-        if (rt->shutdown)
+        if (rt->shutdown) {
+            pthread_mutex_unlock(&rt->lock);
             break;
-        seen = rt->generation;
+        }
+        seen = atomic_load_explicit(&rt->generation, memory_order_relaxed);
         para__run *run = rt->run;
+        if (rt->caller_works) {
+            /* The caller's run is joined while it is open; one that ended
+             * before we came is skipped (the caller did not wait for us). */
+            if (run == NULL) {
+                pthread_mutex_unlock(&rt->lock);
+                after_run = false;
+                continue;
+            }
+            /* relaxed: under rt->lock, like every change of the count. */
+            atomic_fetch_add_explicit(&rt->workers_in_run, 1,
+                                      memory_order_relaxed);
+        }
         pthread_mutex_unlock(&rt->lock);
 
         run_loop(w, run);
-        /* Only drain tasks of empty nodes can be left (claimed by an abort
-         * sweep after the last unit was gone); they hold no unit. */
-        for (para__task *t; (t = para__deque_owner_pop(&w->deque)) != NULL;)
-            if (t->batch != NULL)
-                para__panic("task of node '%s' outlived its run",
-                            t->node->name);
-
-        pthread_mutex_lock(&rt->lock);
-        if (--rt->workers_in_run == 0)
-            pthread_cond_signal(&rt->done_cond);
+        leave_run_check(w);
+        leave_run(rt);
+        after_run = true;
     }
-    pthread_mutex_unlock(&rt->lock);
     return NULL;
 }
 
@@ -1064,7 +1120,8 @@ int para_emit(para_emitter_t *e, const void *item)
 
 int para__scheduler_start(para_runtime_t *rt)
 {
-    for (unsigned i = 0; i < rt->n_workers; i++) {
+    rt->first_thread = rt->caller_works ? 1 : 0;
+    for (unsigned i = rt->first_thread; i < rt->n_workers; i++) {
         para__worker *w = &rt->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             para__scheduler_stop(rt);
@@ -1082,7 +1139,7 @@ void para__scheduler_stop(para_runtime_t *rt)
     pthread_cond_broadcast(&rt->start_cond);
     pthread_mutex_unlock(&rt->lock);
     for (unsigned i = 0; i < rt->threads_started; i++)
-        pthread_join(rt->workers[i].thread, NULL);
+        pthread_join(rt->workers[rt->first_thread + i].thread, NULL);
     rt->threads_started = 0;
 }
 
@@ -1092,10 +1149,45 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
     run->on_abort = sweep_serial_nodes;
     pthread_mutex_lock(&rt->lock);
     rt->run = run;
-    rt->generation++;
-    rt->workers_in_run = rt->n_workers + rt->helper_threads;
+    /* relaxed: under rt->lock, which every reader of these holds (or
+     * re-takes after a relaxed hint). Device host threads always join a
+     * run; worker threads join the caller's run while it is open. */
+    atomic_store_explicit(&rt->workers_in_run,
+                          rt->helper_threads +
+                              (rt->caller_works ? 0 : rt->n_workers),
+                          memory_order_relaxed);
+    atomic_store_explicit(
+        &rt->generation,
+        atomic_load_explicit(&rt->generation, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+    /* No system call unless a thread sleeps on start_cond. */
     pthread_cond_broadcast(&rt->start_cond);
-    while (rt->workers_in_run > 0)
+    if (rt->caller_works) {
+        pthread_mutex_unlock(&rt->lock);
+        /* This thread is worker 0 for the run: it has no thread of its own,
+         * so its deque, cache, counters and trace lane have one owner. */
+        para__worker *w = &rt->workers[0];
+        run_loop(w, run);
+        leave_run_check(w);
+        /* Close the run to late joiners, then wait for those inside: a
+         * short spin first (they leave as soon as they see `done`). */
+        pthread_mutex_lock(&rt->lock);
+        rt->run = NULL;
+        pthread_mutex_unlock(&rt->lock);
+        uint64_t t0 = para__now_ns();
+        for (unsigned i = 1;; i++) {
+            /* acquire: see workers_in_run (scheduler.h). */
+            if (atomic_load_explicit(&rt->workers_in_run,
+                                     memory_order_acquire) == 0)
+                break;
+            para__cpu_relax();
+            if ((i & 63) == 0 && para__now_ns() - t0 > RUN_GAP_SPIN_NS)
+                break;
+        }
+        pthread_mutex_lock(&rt->lock);
+    }
+    /* acquire: see workers_in_run (scheduler.h). */
+    while (atomic_load_explicit(&rt->workers_in_run, memory_order_acquire) > 0)
         wait(rt);
     rt->run = NULL;
     /* Injected tasks left now can only be drain tasks of empty serial nodes

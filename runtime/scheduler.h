@@ -140,10 +140,22 @@ struct para_runtime {
     pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */
     pthread_cond_t done_cond;  /* para_run waits for workers to leave */
-    uint64_t generation;       /* bumped per run */
-    para__run *run;            /* current run (lock) */
-    unsigned workers_in_run;   /* lock */
-    bool shutdown;             /* lock */
+    /* Bumped per run, under `lock`. Atomic so that a thread that just left
+     * a run may spin on it (relaxed: a hint, re-read under `lock`) before
+     * it sleeps on start_cond: close runs then cost no wake-up. */
+    _Atomic uint64_t generation;
+    para__run *run; /* current run (lock) */
+    /* Threads still in the current run: decremented under `lock` with
+     * release (the leaver's writes to the run), read with acquire by
+     * para_run()'s thread, which may spin on it before it sleeps on
+     * done_cond (a leaver that makes it 0 signals under `lock`). */
+    _Atomic unsigned workers_in_run;
+    bool shutdown; /* lock */
+    /* The thread calling para_run() works the run as worker 0 (it has no
+     * thread of its own); false when a progress line is printed, which
+     * needs that thread waiting (progress.c). Set at creation. */
+    bool caller_works;
+    unsigned first_thread; /* first worker with a thread: caller_works */
     unsigned threads_started;
 
     _Atomic int busy; /* a para_run() is in progress */
@@ -173,7 +185,8 @@ struct para_runtime {
     para__device_counters devices[PARA__MAX_DEVICES];
     unsigned n_devices; /* rt->lock */
     para__progress progress;
-    para__remote *remote; /* NULL unless para_mpi_run() (see above) */
+    para__remote *remote;    /* NULL unless para_mpi_run() (see above) */
+    uint64_t default_budget; /* memaware's budget (run.c), set at creation */
 };
 
 /* Start the worker threads; 0 or PARA_E*. */

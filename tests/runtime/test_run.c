@@ -45,6 +45,13 @@ static uint64_t sum_range(uint64_t b, uint64_t e) /* sum of [b, e) */
 
 /* ---- runtime and graph helpers ----------------------------------------- */
 
+static uint64_t now_ns_test(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void quiet_log(int level, const char *msg, void *arg)
 {
     (void)level;
@@ -519,11 +526,14 @@ static void test_failure_while_serial_nodes_drain(void **state)
 
 /* Pinning is visible from inside the workers: with pin = "cores" every
  * worker thread's affinity is narrower than the machine (one core's PUs);
- * with pin = "none" it is the whole allowed set. */
+ * with pin = "none" it is the whole allowed set. The thread calling
+ * para_run() works as worker 0 and is never pinned: it is not ours. */
 struct affinity_seen {
     pthread_mutex_t lock;
+    pthread_t caller;
     int max_cpus; /* largest CPU_COUNT seen in a node function */
     int min_cpus;
+    int seen; /* items run by worker threads */
 };
 
 static int map_record_affinity(void *ctx, const void *in, void *out)
@@ -531,15 +541,21 @@ static int map_record_affinity(void *ctx, const void *in, void *out)
     struct affinity_seen *a = ctx;
     cpu_set_t set;
     CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    if (!pthread_equal(pthread_self(), a->caller) &&
+        sched_getaffinity(0, sizeof set, &set) == 0) {
         int c = CPU_COUNT(&set);
         pthread_mutex_lock(&a->lock);
+        a->seen++;
         if (c > a->max_cpus)
             a->max_cpus = c;
         if (c < a->min_cpus)
             a->min_cpus = c;
         pthread_mutex_unlock(&a->lock);
     }
+    /* About 10 us an item: the worker threads join long before the end. */
+    uint64_t t0 = now_ns_test();
+    while (now_ns_test() - t0 < 10000)
+        ;
     memcpy(out, in, 8);
     return 0;
 }
@@ -556,6 +572,7 @@ static int run_affinity(const char *pin, struct affinity_seen *a)
     struct acc sum = {0};
     a->max_cpus = 0;
     a->min_cpus = 1 << 20;
+    a->seen = 0;
     para_node_t *r = range(g, "range", 0, 2000);
     para_node_t *m = map8(g, "affinity", map_record_affinity, a, 0);
     para_node_t *k = sink8(g, "sum", sink_acc, &sum, PARA_NODE_SERIAL);
@@ -575,14 +592,18 @@ static void test_workers_are_pinned(void **state)
     CPU_ZERO(&all);
     assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
     int allowed = CPU_COUNT(&all);
-    struct affinity_seen a = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    struct affinity_seen a = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                              .caller = pthread_self()};
 
-    run_affinity("none", &a);
+    if (run_affinity("none", &a) < 2)
+        skip(); /* worker 0 only: the caller's thread */
+    assert_true(a.seen > 0);
     assert_int_equal(a.max_cpus, allowed);
 
     int workers = run_affinity("cores", &a);
     if (allowed < 2 || workers < 2)
         skip(); /* one CPU: pinned and unpinned look the same */
+    assert_true(a.seen > 0);
     assert_true(a.max_cpus < allowed);
     assert_true(a.min_cpus >= 1);
 
@@ -593,6 +614,48 @@ static void test_workers_are_pinned(void **state)
     para_runtime_t *rt = NULL;
     assert_int_equal(para_runtime_create(&rt, &attr), PARA_EINVAL);
     assert_null(rt);
+}
+
+/* The thread calling para_run() works as worker 0: with one worker it runs
+ * every task itself, run after run, and the run's statistics count them. */
+struct thread_seen {
+    pthread_t caller;
+    uint64_t others; /* items run by any other thread */
+};
+
+static int map_record_thread(void *ctx, const void *in, void *out)
+{
+    struct thread_seen *t = ctx;
+    if (!pthread_equal(pthread_self(), t->caller))
+        t->others++; /* one worker: no concurrent writer */
+    memcpy(out, in, 8);
+    return 0;
+}
+
+static void test_caller_works_as_worker(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(1);
+    para_graph_t *g = new_graph();
+    struct acc sum = {0};
+    struct thread_seen t = {.caller = pthread_self()};
+    para_node_t *r = range(g, "range", 0, 1000);
+    para_node_t *m = map8(g, "who", map_record_thread, &t, 0);
+    para_node_t *k = sink8(g, "sum", sink_acc, &sum, PARA_NODE_SERIAL);
+    conn(g, r, m);
+    conn(g, m, k);
+    for (int i = 0; i < 50; i++) {
+        sum.sum = sum.count = 0;
+        run_ok(rt, g);
+        assert_int_equal(sum.count, 1000);
+        assert_int_equal(sum.sum, sum_range(0, 1000));
+    }
+    assert_int_equal(t.others, 0);
+    para_worker_stats_t ws;
+    assert_int_equal(para_worker_stats(rt, 0, &ws), 0);
+    assert_true(ws.tasks > 0);
+    para_graph_destroy(g);
+    destroy_rt(rt);
 }
 
 /* ---- basic runs -------------------------------------------------------- */
@@ -2385,6 +2448,7 @@ int main(void)
         cmocka_unit_test(test_range_map_sink),
         cmocka_unit_test(test_idle_runtime_uses_no_cpu),
         cmocka_unit_test(test_workers_are_pinned),
+        cmocka_unit_test(test_caller_works_as_worker),
         cmocka_unit_test(test_failure_while_serial_nodes_drain),
         cmocka_unit_test(test_range_offset),
         cmocka_unit_test(test_array_source),
