@@ -33,9 +33,6 @@
 
 #include "graph.h"
 
-/* Most bytes per source batch along the widest edge downstream. */
-#define PARA__MAX_BATCH_BYTES (128u * 1024u)
-
 int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
 {
     va_list ap;
@@ -281,6 +278,9 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     n->in_size = d->in_size;
     n->out_size = d->out_size;
     n->item_bytes = d->item_bytes;
+    atomic_init(&n->cost_x1024, 0);
+    n->min_batch = d->min_batch;
+    n->batch_ns = (uint64_t)d->batch_us * 1000u;
     n->ctx = d->ctx;
     n->serial = (d->flags & (PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0;
     switch (kind) {
@@ -784,6 +784,8 @@ static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
         para_node_t *n = order[k];
         n->forward_empty = false;
         n->depth_to_sink = 0;
+        n->down_min_batch = n->min_batch;
+        n->down_batch_ns = n->batch_ns;
         widest[n->index] = PARA_MAX(n->in_size, n->out_size);
         for (unsigned s = 0; s < n->n_succs; s++) {
             para_node_t *succ = n->succs[s];
@@ -792,10 +794,14 @@ static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
             if ((succ->flags & PARA_NODE_ORDERED) != 0 || succ->forward_empty)
                 n->forward_empty = true;
             widest[n->index] = PARA_MAX(widest[n->index], widest[succ->index]);
+            n->down_min_batch =
+                PARA_MAX(n->down_min_batch, succ->down_min_batch);
+            if (succ->down_batch_ns != 0 &&
+                (n->down_batch_ns == 0 ||
+                 succ->down_batch_ns < n->down_batch_ns))
+                n->down_batch_ns = succ->down_batch_ns;
         }
-        if (para__is_source(n))
-            n->max_batch_items =
-                PARA_MAX(1, PARA__MAX_BATCH_BYTES / widest[n->index]);
+        n->widest_item = PARA_MAX(1, widest[n->index]);
     }
     /* Ports and priority order of successors. */
     for (unsigned i = 0; i < g->n_nodes; i++) {

@@ -79,6 +79,19 @@ static uint64_t default_budget(size_t configured)
     return (uint64_t)pages * (uint64_t)page / 8;
 }
 
+/* The byte cap of a batch: half a core's L2 cache (its data and the
+ * output it becomes stay in that cache while a worker runs its tasks),
+ * within [128 KiB, 4 MiB]; 128 KiB if hwloc knows no L2. */
+static size_t batch_bytes(hwloc_topology_t topo)
+{
+    const size_t lo = (size_t)128 << 10, hi = (size_t)4 << 20;
+    hwloc_obj_t l2 = hwloc_get_obj_by_type(topo, HWLOC_OBJ_L2CACHE, 0);
+    if (l2 == NULL || l2->attr == NULL || l2->attr->cache.size == 0)
+        return lo;
+    size_t half = (size_t)(l2->attr->cache.size / 2);
+    return half < lo ? lo : half > hi ? hi : half;
+}
+
 static void runtime_free(para_runtime_t *rt)
 {
     if (rt->workers != NULL) {
@@ -213,6 +226,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
      * the progress line while it waits. */
     rt->caller_works = !rt->progress.enabled;
     rt->default_budget = default_budget(rt->attr.mem_budget);
+    rt->batch_bytes = batch_bytes(rt->topology);
     rc = para__scheduler_start(rt);
     if (rc != 0)
         goto fail;
@@ -318,6 +332,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     atomic_init(&run->hold_ns, 0);
     run->wake = &rt->wake;
     run->forced_batch_items = rt->attr.batch_items;
+    run->batch_bytes = rt->batch_bytes;
     run->target_batch_ns = (uint64_t)rt->attr.target_batch_us * 1000u;
     if (run->target_batch_ns == 0)
         run->target_batch_ns = 1000;

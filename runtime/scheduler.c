@@ -43,10 +43,17 @@
  *   memory of a run and the depth of reorder buffers.
  *
  * Batch sizes
- *   Unless forced, a source batch aims at target_batch_ns of downstream
- *   work: run->work_ns / run->src_items estimates the cost of one source
- *   item; each worker's batch size ramps up from 16 items by doubling, so the
- *   estimate settles before batches grow large.
+ *   Unless forced (PARA_BATCH), a source batch is sized so that each TASK
+ *   carries enough work: every node learns its cost per source item (its
+ *   busy time over the source items pulled), and the batch gives the most
+ *   expensive node's task its target time (the node's batch_us hint, or
+ *   target_batch_ns), so a deep chain of cheap stages gets batches as
+ *   large as one stage needs, not 1/depth of that. Each worker's size ramps
+ *   up from 16 items by doubling, so the estimates settle before batches
+ *   grow large. Bounds: run->batch_bytes along the widest edge downstream
+ *   (half an L2) but at least MIN_CAP_ITEMS items; at least the largest
+ *   min_batch hint downstream; and near the end of a splittable source at
+ *   most 1/(2 x workers) of what is left, so every worker has a share.
  *
  * Failure
  *   The first failure sets run->status and run->aborting. From then on tasks
@@ -124,6 +131,9 @@
 #define SPIN_ROUNDS 64      /* idle loop iterations before parking */
 #define STEAL_RETRIES 2     /* retries of one victim after a lost race */
 #define RAMP_START_ITEMS 16 /* first adaptive batch size */
+#define MIN_CAP_ITEMS 16    /* the byte cap leaves a batch this many items */
+/* Serial-source affinity: tasks a producer may leave queued (run_loop). */
+#define STICKY_QUEUED 2
 /* How long a thread that left a run spins for the next one (workers) or
  * for the others to leave (para_run()'s thread) before it sleeps. */
 #define RUN_GAP_SPIN_NS 50000
@@ -541,6 +551,31 @@ void para__submit_task(para__worker *w, para__run *run, para__task *t)
     notify(run->rt, 1);
 }
 
+/* Learn @p n's cost per input item from a task of @p items that took @p dt:
+ * a moving average that follows faster tasks quickly (halfway) and slower
+ * ones slowly (1/8 of the way), and that a task slower than 4x the
+ * estimate (a thread preempted in the middle of it, a page fault) raises
+ * by 1/8 only, so that one outlier does not shrink every batch after it. */
+static void learn_cost(para_node_t *n, size_t items, uint64_t dt)
+{
+    if (items == 0)
+        return;
+    uint64_t x = dt * 1024u / items;
+    /* relaxed load + store: an estimate; a lost update is harmless. */
+    uint64_t est = atomic_load_explicit(&n->cost_x1024, memory_order_relaxed);
+    uint64_t next;
+    if (est == 0)
+        next = x != 0 ? x : 1;
+    else if (x > 4 * est)
+        next = est + est / 8;
+    else if (x >= est)
+        next = est + (x - est) / 8;
+    else
+        next = est - (est - x) / 2; /* a cold first task: recover fast */
+    atomic_store_explicit(&n->cost_x1024, next != 0 ? next : 1,
+                          memory_order_relaxed);
+}
+
 /* One task: run it (unless aborting), release its input, pass on output. */
 static void run_task(para__worker *w, para__run *run, para__task *t)
 {
@@ -563,6 +598,7 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
         atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
         para__counter_add(&w->c_busy_ns, dt);
         if (rc == 0) {
+            learn_cost(n, in->count, dt);
             atomic_fetch_add_explicit(&n->st_items_in, in->count,
                                       memory_order_relaxed);
             atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
@@ -635,26 +671,80 @@ static void execute(para__worker *w, para__run *run, para__task *t)
 
 /* ---- sources ------------------------------------------------------------ */
 
+/* What the nodes learned so far: the source batch size (items) that gives
+ * the most expensive node's task its target time (the node's batch_us, or
+ * the run's), the cost of a node per source item being its learned cost
+ * per input item times its input items over the source items pulled; 0
+ * while nothing is measured. Run-wide: in a
+ * graph with several sources the estimate mixes them, as work_ns did. */
+static size_t learned_items(const para__run *run)
+{
+    /* relaxed: estimates; stale values only change a batch size. */
+    uint64_t items =
+        atomic_load_explicit(&run->src_items, memory_order_relaxed);
+    if (items == 0)
+        return 0;
+    const para_graph_t *g = run->graph;
+    double best = 0.0;
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        const para_node_t *k = g->nodes[i];
+        if (para__is_source(k))
+            continue;
+        uint64_t cost =
+            atomic_load_explicit(&k->cost_x1024, memory_order_relaxed);
+        uint64_t in =
+            atomic_load_explicit(&k->st_items_in, memory_order_relaxed);
+        if (cost == 0 || in == 0)
+            continue;
+        /* Per source item: cost x (items in / source items). */
+        double busy = (double)cost / 1024.0 * (double)in;
+        uint64_t target = k->batch_ns != 0 ? k->batch_ns : run->target_batch_ns;
+        double want = (double)target * (double)items / busy;
+        if (best == 0.0 || want < best)
+            best = want;
+    }
+    if (best == 0.0)
+        return 0;
+    return best < 1.0                      ? 1
+           : best > (double)(SIZE_MAX / 2) ? SIZE_MAX / 2
+                                           : (size_t)best;
+}
+
 static size_t source_batch_items(para__worker *w, para__run *run,
                                  para_node_t *s)
 {
     if (run->forced_batch_items != 0)
         return run->forced_batch_items;
-    size_t cap = s->max_batch_items;
+    /* The cache bounds a batch (bytes along its widest edge), but never
+     * below MIN_CAP_ITEMS items: large items still travel several at a
+     * time. */
+    size_t cap =
+        PARA_MAX(run->batch_bytes / s->widest_item, (size_t)MIN_CAP_ITEMS);
     size_t n = w->ramp_items;
-    /* relaxed: an estimate; stale values only change a batch size. */
-    uint64_t work = atomic_load_explicit(&run->work_ns, memory_order_relaxed);
-    uint64_t items =
-        atomic_load_explicit(&run->src_items, memory_order_relaxed);
-    if (work > 0 && items > 0) {
-        double per_item = (double)work / (double)items;
-        double want = (double)run->target_batch_ns / per_item;
-        if (want < (double)n)
-            n = want < 1.0 ? 1 : (size_t)want;
-    }
+    size_t learned = learned_items(run);
+    if (learned != 0 && learned < n)
+        n = learned;
     if (w->ramp_items < cap)
         w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
-    return PARA_MIN(n, cap);
+    /* A node's min_batch hint (the largest downstream) raises it. */
+    n = PARA_MIN(PARA_MAX(n, s->down_min_batch), cap);
+    /* A splittable source leaves work for every worker near its end: no
+     * batch takes more than 1/(2 x workers) of what is left (but not less
+     * than the ramp's start, or than a min_batch hint). */
+    unsigned workers = run->rt->n_workers;
+    if (s->kind != PARA__KIND_SOURCE_FN && workers > 1) {
+        uint64_t total = s->kind == PARA__KIND_RANGE
+                             ? s->range_end - s->range_begin
+                             : (uint64_t)s->array_count;
+        /* relaxed: a hint; the fetch_add in source_fill() decides. */
+        uint64_t at =
+            atomic_load_explicit(&s->src_cursor, memory_order_relaxed);
+        uint64_t share = at < total ? (total - at) / (2u * workers) : 0;
+        size_t floor = PARA_MAX((size_t)RAMP_START_ITEMS, s->down_min_batch);
+        if ((uint64_t)n > share)
+            n = (size_t)PARA_MAX(share, (uint64_t)PARA_MIN(n, floor));
+    }
+    return PARA_MAX(n, (size_t)1);
 }
 
 /* Fill a batch from @p s. Returns the batch; or NULL with *exhausted set
@@ -837,6 +927,9 @@ static bool try_sources(para__worker *w, para__run *run)
         }
         if (source_pull(w, run, s)) {
             w->next_source = idx + 1;
+            /* Serial-source affinity: keep producing from it (run_loop). */
+            if (s->kind == PARA__KIND_SOURCE_FN && w->rt->n_workers > 1)
+                w->sticky_source = s;
             return true;
         }
     }
@@ -954,6 +1047,7 @@ static void run_loop(para__worker *w, para__run *run)
 {
     unsigned idle = 0;
     w->ramp_items = RAMP_START_ITEMS;
+    w->sticky_source = NULL;
     /* acquire: pairs with the release store of done in units_add(), so that
      * a worker leaving the loop sees the finished run. */
     while (!atomic_load_explicit(&run->done, memory_order_acquire)) {
@@ -967,6 +1061,21 @@ static void run_loop(para__worker *w, para__run *run)
             try_sources(w, run)) {
             idle = 0;
             continue;
+        }
+        /* Serial-source affinity: the worker that pulled from a serial
+         * source pulls again while the others keep up with what it made
+         * (its deque holds fewer than STICKY_QUEUED tasks), instead of
+         * handing the source over on every batch (each hand-over waits
+         * for a wake-up). A worker whose deque fills consumes its own
+         * tasks first, so the work in flight stays bounded. */
+        if (w->sticky_source != NULL &&
+            para__deque_size_estimate(&w->deque) < STICKY_QUEUED) {
+            if (!aborting(run) && para__sources_open(run) &&
+                source_pull(w, run, w->sticky_source)) {
+                idle = 0;
+                continue;
+            }
+            w->sticky_source = NULL;
         }
         /* Injected tasks first (device outputs hold budget while they
          * wait; the test is one relaxed load), then our own, then others'. */
@@ -1062,7 +1171,7 @@ static void *worker_main(void *arg)
         if (rt->caller_works) {
             /* The caller's run is joined while it is open; one that ended
              * before we came is skipped (the caller did not wait for us). */
-            if (run == NULL) {
+            if (!rt->run_open) {
                 pthread_mutex_unlock(&rt->lock);
                 after_run = false;
                 continue;
@@ -1149,6 +1258,7 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
     run->on_abort = sweep_serial_nodes;
     pthread_mutex_lock(&rt->lock);
     rt->run = run;
+    rt->run_open = true;
     /* relaxed: under rt->lock, which every reader of these holds (or
      * re-takes after a relaxed hint). Device host threads always join a
      * run; worker threads join the caller's run while it is open. */
@@ -1172,7 +1282,7 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
         /* Close the run to late joiners, then wait for those inside: a
          * short spin first (they leave as soon as they see `done`). */
         pthread_mutex_lock(&rt->lock);
-        rt->run = NULL;
+        rt->run_open = false;
         pthread_mutex_unlock(&rt->lock);
         uint64_t t0 = para__now_ns();
         for (unsigned i = 1;; i++) {
@@ -1190,6 +1300,7 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
     while (atomic_load_explicit(&rt->workers_in_run, memory_order_acquire) > 0)
         wait(rt);
     rt->run = NULL;
+    rt->run_open = false;
     /* Injected tasks left now can only be drain tasks of empty serial nodes
      * (an abort sweep by the device host thread after the last unit). */
     for (para__task *t = para__task_stack_take_all(&rt->wake.inject); t != NULL;

@@ -39,7 +39,10 @@ struct para__worker {
     uint64_t rng;
     /* Batch sizing: this worker's source batch size while it ramps up. */
     size_t ramp_items;
-    unsigned next_source;    /* round-robin start */
+    unsigned next_source; /* round-robin start */
+    /* The serial source this worker pulled from last and keeps pulling
+     * from while the others keep up (serial-source affinity); or NULL. */
+    para_node_t *sticky_source;
     para__batch_cache cache; /* free batches (batch.h); owner only */
     /* Counters: written by the owner only (relaxed load + store), summed on
      * read by para_runtime_stats(). base_* hold their values at the start of
@@ -151,6 +154,10 @@ struct para_runtime {
      * done_cond (a leaver that makes it 0 signals under `lock`). */
     _Atomic unsigned workers_in_run;
     bool shutdown; /* lock */
+    /* Worker threads may still join the current run (caller_works: the
+     * caller closes it when it is done; device host threads always join,
+     * and read `run` until they leave). lock. */
+    bool run_open;
     /* The thread calling para_run() works the run as worker 0 (it has no
      * thread of its own); false when a progress line is printed, which
      * needs that thread waiting (progress.c). Set at creation. */
@@ -187,6 +194,7 @@ struct para_runtime {
     para__progress progress;
     para__remote *remote;    /* NULL unless para_mpi_run() (see above) */
     uint64_t default_budget; /* memaware's budget (run.c), set at creation */
+    size_t batch_bytes;      /* a batch's byte cap (run.c), set at creation */
 };
 
 /* Start the worker threads; 0 or PARA_E*. */

@@ -165,6 +165,17 @@ typedef struct para_node_desc {
      * points to, freed downstream), for the memory budget; default 0.
      */
     size_t item_bytes;
+    /**
+     * Batch hints; 0 means the runtime's default. @c min_batch: the fewest
+     * items a task of this node should get (an expensive serial stage, a
+     * function with a large fixed cost per call): the sources upstream pull
+     * at least that many items per batch while they have them, within the
+     * runtime's byte cap per batch. @c batch_us: the time a task of this
+     * node should take, in microseconds, instead of the runtime-wide
+     * PARA_BATCH_US. PARA_BATCH, when set, overrides both.
+     */
+    size_t min_batch;
+    unsigned batch_us;
 } para_node_desc_t;
 
 /**

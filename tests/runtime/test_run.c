@@ -658,6 +658,56 @@ static void test_caller_works_as_worker(void **state)
     destroy_rt(rt);
 }
 
+/* A node's min_batch hint: the source upstream pulls at least that many
+ * items per batch (while it has them), though the node is cheap and the
+ * learned size alone would start at 16; and a deep chain of cheap stages
+ * gets source batches of more than the ramp's start. */
+struct small_batches {
+    uint64_t small; /* batches under the hint */
+    uint64_t batches;
+};
+
+static int sink_count_small(void *ctx, const void *in, size_t n)
+{
+    (void)in;
+    struct small_batches *b = ctx; /* SERIAL: one caller at a time */
+    b->batches++;
+    if (n < 500)
+        b->small++;
+    return 0;
+}
+
+static void test_node_min_batch_hint(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2);
+    para_graph_t *g = new_graph();
+    struct small_batches b = {0};
+    para_node_t *r = range(g, "range", 0, 20000);
+    para_node_t *m = add_desc(g, &(para_node_desc_t){.name = "x3p1",
+                                                     .in_size = 8,
+                                                     .out_size = 8,
+                                                     .map = map_x3p1,
+                                                     .min_batch = 500});
+    para_node_t *k =
+        add_desc(g, &(para_node_desc_t){.name = "count",
+                                        .flags = PARA_NODE_SERIAL,
+                                        .in_size = 8,
+                                        .sink_batch = sink_count_small,
+                                        .ctx = &b});
+    conn(g, r, m);
+    conn(g, m, k);
+    for (int i = 0; i < 5; i++) {
+        b.small = b.batches = 0;
+        run_ok(rt, g);
+        /* The last pull may find fewer than 500 items left: one batch. */
+        assert_true(b.small <= 1);
+        assert_true(b.batches >= 2 && b.batches <= 40);
+    }
+    para_graph_destroy(g);
+    destroy_rt(rt);
+}
+
 /* ---- basic runs -------------------------------------------------------- */
 
 static void test_range_map_sink(void **state)
@@ -2449,6 +2499,7 @@ int main(void)
         cmocka_unit_test(test_idle_runtime_uses_no_cpu),
         cmocka_unit_test(test_workers_are_pinned),
         cmocka_unit_test(test_caller_works_as_worker),
+        cmocka_unit_test(test_node_min_batch_hint),
         cmocka_unit_test(test_failure_while_serial_nodes_drain),
         cmocka_unit_test(test_range_offset),
         cmocka_unit_test(test_array_source),
