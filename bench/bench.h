@@ -163,6 +163,7 @@ int bench_w4(const bench_cfg_t *cfg);
 int bench_w5(const bench_cfg_t *cfg);
 int bench_w6(const bench_cfg_t *cfg);
 int bench_w7(const bench_cfg_t *cfg);
+int bench_w9(const bench_cfg_t *cfg);
 int bench_w10(const bench_cfg_t *cfg);
 int bench_w12(const bench_cfg_t *cfg);
 #ifdef PARA_BENCH_MPI

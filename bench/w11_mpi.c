@@ -17,8 +17,11 @@
  * the other ranks wait without spinning; w6 and w2 are the distributed
  * runs, timed on rank 0 from a barrier to the end of para_mpi_run() (which
  * ends together on every rank). Efficiency = seq / (P x threads x seconds);
- * the rows add "ranks" and "bytes_sent" (summed over ranks). Only rank 0
- * prints. --min-seconds and --handicap do not apply here.
+ * the rows add "ranks", "bytes_sent" and "cpu_seconds" (summed over ranks;
+ * seq rows: rank 0's), and "comm_cpu_seconds" (the communication threads'
+ * share). On a loaded machine seq / cpu_seconds shows the overhead that the
+ * wall-clock efficiency cannot. Only rank 0 prints. --min-seconds and
+ * --handicap do not apply here.
  *
  * MPI is initialised here (MPI_THREAD_FUNNELED) when the program has not
  * done it, and finalised by bench_mpi_finish() at exit. Run w11 alone under
@@ -205,6 +208,14 @@ static void quiet_barrier(void)
     }
 }
 
+/* Process CPU time (every thread of this rank), seconds. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -223,7 +234,10 @@ static int one_shape(const bench_cfg_t *cfg, int shape)
     bench_row_t seq;
     bench_row_init(&seq, "w11", seq_name, st.n, 1);
     if (g_rank == 0) {
+        double c0 = cpu_now();
         bench_time(cfg, seq_run, &st, &seq);
+        snprintf(seq.extra, sizeof seq.extra, "\"cpu_seconds\":%.6f",
+                 (cpu_now() - c0) / cfg->repeat);
         seq.seq_seconds = seq.seconds;
         bench_print_row(&seq);
     }
@@ -234,6 +248,7 @@ static int one_shape(const bench_cfg_t *cfg, int shape)
                    (unsigned)g_size * cfg->threads);
     row.seq_seconds = seq.seconds;
     double *t = calloc(cfg->repeat, sizeof *t);
+    double cpu = 0, cpu_all = 0, comm = 0, comm_all = 0;
     unsigned long long bytes = 0;
     int ok = t != NULL;
     for (unsigned r = 0; r < cfg->repeat && ok; r++) {
@@ -249,9 +264,12 @@ static int one_shape(const bench_cfg_t *cfg, int shape)
         }
         para_mpi_stats_t ms;
         quiet_barrier();
+        double c0 = cpu_now();
         double t0 = bench_now();
         rc = para_mpi_run(cfg->rt, g, MPI_COMM_WORLD, &ms);
         t[r] = bench_now() - t0;
+        cpu += cpu_now() - c0;
+        comm += 1e-9 * (double)ms.comm_cpu_ns;
         unsigned long long mine = ms.bytes_sent;
         MPI_Reduce(&mine, &bytes, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0,
                    MPI_COMM_WORLD);
@@ -283,8 +301,15 @@ static int one_shape(const bench_cfg_t *cfg, int shape)
         row.seconds = t[cfg->repeat / 2];
     }
     free(t);
-    snprintf(row.extra, sizeof row.extra, "\"ranks\":%d,\"bytes_sent\":%llu",
-             g_size, bytes);
+    MPI_Reduce(&cpu, &cpu_all, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&comm, &comm_all, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    /* cpu_seconds: every rank's CPU time per run, summed; on a loaded
+     * machine seq's cpu_seconds over it shows the overhead that wall-clock
+     * efficiency cannot. */
+    snprintf(row.extra, sizeof row.extra,
+             "\"ranks\":%d,\"bytes_sent\":%llu,\"cpu_seconds\":%.6f,"
+             "\"comm_cpu_seconds\":%.6f",
+             g_size, bytes, cpu_all / cfg->repeat, comm_all / cfg->repeat);
     if (g_rank == 0)
         bench_print_row(&row);
     return ok ? 0 : 1;

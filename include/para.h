@@ -10,6 +10,8 @@
 #include "para/graph.h"
 #include "para/items.h"
 #include "para/pipeline.h"
+#include "para/records.h"
+#include "para/reduce.h"
 #include "para/runtime.h"
 #include "para/version.h"
 

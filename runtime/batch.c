@@ -111,6 +111,10 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
         (total + PARA_CACHELINE - 1) & ~(size_t)(PARA_CACHELINE - 1);
     b->extra_bytes = 0;
     b->family = NULL;
+    b->owner = NULL;
+    b->owned_begin = 0;
+    b->owner = NULL;
+    b->owned_begin = 0;
     count_live(run, 1);
     if (run != NULL)
         para__bytes_add(run, (int64_t)b->alloc_bytes);
@@ -134,6 +138,17 @@ para__batch *para__batch_grow(para__batch_cache *c, para__run *run,
                           memory_order_relaxed);
     nb->path = b->path;
     nb->count = b->count;
+    /* The items (and what they own) move to the new batch. */
+    nb->owner = b->owner;
+    nb->own_release = b->own_release;
+    nb->own_ctx = b->own_ctx;
+    nb->own_size = b->own_size;
+    nb->owned_begin = b->owned_begin;
+    b->owner = NULL;
+    /* The items (and what they own) move to the new batch. */
+    nb->owner = b->owner;
+    nb->owned_begin = b->owned_begin;
+    b->owner = NULL;
     para__batch_join_family(nb, b);
     nb->seq_begin = b->seq_begin;
     nb->seq_end = b->seq_end;
@@ -147,6 +162,11 @@ para__batch *para__batch_grow(para__batch_cache *c, para__run *run,
 
 void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b)
 {
+    if (b->owner != NULL && b->owned_begin < b->count)
+        /* Items that own memory: released with their batch (owned.c). */
+        b->own_release(b->own_ctx, b->data + b->owned_begin * b->own_size,
+                       b->count - b->owned_begin);
+    b->owner = NULL;
     count_live(run, -1);
     if (run != NULL)
         para__bytes_add(run, -(int64_t)(b->alloc_bytes + b->extra_bytes));

@@ -43,9 +43,18 @@ struct para__batch {
     size_t capacity;       /* bytes available at data */
     uint64_t seq_begin, seq_end;
     unsigned char *data;
-    size_t alloc_bytes;     /* the allocation, for run->bytes */
-    size_t extra_bytes;     /* owned by the items outside the batch */
-    para__family *family;   /* NULL unless the policy is budgeted */
+    size_t alloc_bytes;   /* the allocation, for run->bytes */
+    size_t extra_bytes;   /* owned by the items outside the batch */
+    para__family *family; /* NULL unless the policy is budgeted */
+    /* Items that own memory (owned.c sets these): the node whose items
+     * they are (NULL: they own nothing), its release hook, ctx and item
+     * size (so that freeing needs no graph), and the first item still
+     * owned by this batch (those before were taken or moved on). */
+    const para_node_t *owner;
+    para_items_release_fn own_release;
+    void *own_ctx;
+    size_t own_size;
+    size_t owned_begin;
     para__batch *pool_next; /* worker pool free list */
     para__task tasks[];     /* n_tasks, followed by the data */
 };

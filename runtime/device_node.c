@@ -78,24 +78,23 @@
  *   a launch hangs. A launch past its deadline means the device is lost.
  *
  * Failures
- *   A failing launch whose node function failed (PARA_ENODE) fails the run.
- *   A transient allocation failure (PARA_ENOMEM: a staging buffer, a
- *   buffer over the device's largest allocation) retries with launches of
- *   half the items, down to one batch, which is tried OOM_RETRIES times; a
- *   single batch that still does not fit is computed by the host thread
- *   with the node's CPU function, or fails the run with PARA_ENOMEM for a
- *   node without one. Any other
- *   failure, or the watchdog, loses the device for the rest of the run:
- *   with attr.device_fallback off the run fails with PARA_EDEVICE naming
- *   the node and the failing call. With it on (the default), the device's
- *   launches in flight are abandoned (their memory kept until the device
- *   is done with it: reclaimed when the device answers again, at the next
- *   run or when the runtime is destroyed), and every task it held goes
- *   back to the workers, which route it again: to another device, else to
- *   the CPU for a node with a CPU function, else the run fails with
- *   PARA_EDEVICE naming the node and why each device was lost. A device
- *   that still has abandoned launches in flight at the next run sits that
- *   run out. A run that aborts abandons its launches the same way.
+ *   A failing launch whose node function failed (PARA_ENODE) fails the run. A
+ *   transient allocation failure (PARA_ENOMEM: a staging buffer, a buffer
+ *   over the device's largest allocation) retries with launches of half the
+ *   items, down to one batch, which is tried OOM_RETRIES times; a single
+ *   batch that still does not fit is computed by the host thread with the
+ *   node's CPU function, or fails the run with PARA_ENOMEM for a node without
+ *   one. Any other failure, or the watchdog, loses the device for the rest of
+ *   the run: with attr.device_fallback off the run fails with PARA_EDEVICE
+ *   naming the node and the failing call. With it on (the default), the
+ *   device's launches in flight are abandoned (their memory kept until the
+ *   device is done with it: reclaimed when the device answers again, at the
+ *   next run, or when the runtime is destroyed, which waits for the driver),
+ *   and every task it held goes back to the workers, which route it again: to
+ *   another device, else to the CPU for a node with a CPU function, else the
+ *   run fails with PARA_EDEVICE naming the node and why each device was lost.
+ *   A device that still has abandoned launches in flight at the next run sits
+ *   that run out. A run that aborts abandons its launches the same way.
  *
  * Synchronisation
  *   incoming: a multi-producer task stack (mpsc_stack.h: seq_cst push),
@@ -625,11 +624,13 @@ static bool reap_lost(devctx *d, uint64_t wait_ns)
 static void lose(devctx *d, para__run *run, para_node_t *n, int rc)
 {
     bool fallback = d->rt->attr.device_fallback && !para__aborting(run);
-    snprintf(d->why, sizeof d->why, "failed under node '%.60s': %.400s",
-             n->name, d->msg);
     if (!fallback)
         fail_run(d, run, n, rc);
+    /* relaxed: only this thread sets it. */
     if (!atomic_load_explicit(&d->lost, memory_order_relaxed)) {
+        /* Written once: workers read it once they see `lost`. */
+        snprintf(d->why, sizeof d->why, "failed under node '%.60s': %.400s",
+                 n->name, d->msg);
         /* release: `why` above is read by workers after they see it. */
         atomic_store_explicit(&d->lost, true, memory_order_release);
         if (fallback)
@@ -1623,9 +1624,13 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
      * (rt->lock). */
     atomic_store_explicit(&d->lost, false, memory_order_relaxed);
     /* A device that has not finished launches abandoned in an earlier run
-     * sits this one out. */
+     * (within 100 ms, or the watchdog's floor if shorter) sits this one
+     * out. */
+    uint64_t wait_ns = (uint64_t)WAIT_SLICE_NS * 10;
     uint64_t floor_ns = (uint64_t)d->rt->attr.device_timeout_ms * 1000000u;
-    if (!reap_lost(d, PARA_MIN(floor_ns, (uint64_t)WAIT_SLICE_NS * 10))) {
+    if (floor_ns != 0 && floor_ns < wait_ns)
+        wait_ns = floor_ns;
+    if (!reap_lost(d, wait_ns)) {
         snprintf(d->why, sizeof d->why,
                  "a launch abandoned in an earlier run has not finished");
         atomic_store_explicit(&d->lost, true, memory_order_relaxed);

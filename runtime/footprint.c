@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "batch.h"
+#include "owned.h"
 
 struct para__footprints {
     const para_graph_t *graph;
@@ -85,7 +86,7 @@ uint64_t para__footprint(const void *ctx, unsigned slot, size_t items)
             out_bytes > SIZE_MAX / 2
                 ? UINT64_MAX
                 : add_sat(para__batch_alloc_size(n->n_succs, (size_t)out_bytes),
-                          mul_sat(out_items, n->item_bytes));
+                          mul_sat(out_items, para__owned_item_estimate(n)));
         if (n->placement != PARA__PLACE_CPU) /* device staging */
             one =
                 add_sat(one, mul_sat(items, add_sat(n->in_size, n->out_size)));

@@ -33,6 +33,8 @@
 
 #include "graph.h"
 
+#include "owned.h"
+
 int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
 {
     va_list ap;
@@ -141,6 +143,8 @@ static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
 
 static void node_free(para_node_t *n)
 {
+    if (n->ctx_free != NULL)
+        n->ctx_free(n->ctx);
     para__kernel_copy_free(n->kernel);
     free_derived(n);
     free(n->succs);
@@ -188,6 +192,8 @@ const char *para__node_kind_name(const para_node_t *n)
         return "flat_map";
     case PARA__KIND_COLLECT:
         return "collect";
+    case PARA__KIND_REDUCE:
+        return "reduce";
     default:
         return "sink";
     }
@@ -281,6 +287,9 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->cost_x1024, 0);
     n->min_batch = d->min_batch;
     n->batch_ns = (uint64_t)d->batch_us * 1000u;
+    n->release = d->release;
+    n->owned_bytes = d->owned_bytes;
+    atomic_init(&n->owned_max, 0);
     n->ctx = d->ctx;
     n->serial = (d->flags & (PARA_NODE_SERIAL | PARA_NODE_ORDERED)) != 0;
     switch (kind) {
@@ -312,6 +321,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     case PARA__KIND_RANGE:
     case PARA__KIND_ARRAY:
     case PARA__KIND_COLLECT:
+    case PARA__KIND_REDUCE:
     case PARA__KIND_KERNEL:
         break;
     }
@@ -345,7 +355,8 @@ static int check_common(para_graph_t *g, const para_node_desc_t *d)
         return para__graph_fail(
             g, PARA_EBUSY, "cannot add '%s': the graph is running", d->name);
     const unsigned known = PARA_NODE_PARALLEL | PARA_NODE_SERIAL |
-                           PARA_NODE_ORDERED | PARA_NODE_DEVICE_ONLY;
+                           PARA_NODE_ORDERED | PARA_NODE_DEVICE_ONLY |
+                           PARA_NODE_TAKES;
     if ((d->flags & ~known) != 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': unknown flags 0x%x",
                                 d->name, d->flags);
@@ -402,6 +413,17 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
     }
     bool source = kind == PARA__KIND_SOURCE_FN;
     bool sink = kind == PARA__KIND_SINK || kind == PARA__KIND_SINK_BATCH;
+    if (d->release != NULL && (sink || d->kernel != NULL))
+        return para__graph_fail(g, PARA_EINVAL,
+                                "node '%s': a %s has no output items to "
+                                "release",
+                                d->name, sink ? "sink" : "kernel node");
+    if ((d->flags & PARA_NODE_TAKES) != 0 &&
+        (source || kind == PARA__KIND_FILTER || d->kernel != NULL))
+        return para__graph_fail(g, PARA_EINVAL,
+                                "node '%s': PARA_NODE_TAKES is for maps, "
+                                "flat-maps and sinks",
+                                d->name);
     if (d->open != NULL && !source)
         return para__graph_fail(g, PARA_EINVAL,
                                 "node '%s': only a source has an open hook",
@@ -865,6 +887,9 @@ int para__graph_prepare(para_graph_t *g)
     rc = derive(g, order, scratch, widest);
     if (rc != 0)
         goto fail;
+    rc = para__owned_check(g, order);
+    if (rc != 0)
+        goto fail;
 
     n_sources = 0;
     for (unsigned i = 0; i < g->n_nodes; i++)
@@ -905,6 +930,7 @@ void para__graph_reset_run_state(para_graph_t *g)
         atomic_store_explicit(&n->st_device_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&n->cpu_ps_per_item, 0, memory_order_relaxed);
         atomic_store_explicit(&n->cpu_best_ps, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->owned_max, 0, memory_order_relaxed);
         n->placement = PARA__PLACE_CPU;
         n->pending_head = n->pending_tail = NULL;
         n->heap_root = NULL;
@@ -913,6 +939,49 @@ void para__graph_reset_run_state(para_graph_t *g)
         n->collect_pos = 0;
         n->src_seq = 0;
     }
+}
+
+int para__graph_add_kind(para_graph_t *g, const para_node_desc_t *d,
+                         para__kind kind, para_node_t **out)
+{
+    int rc = check_common(g, d);
+    return rc != 0 ? rc : node_new(g, d, kind, out);
+}
+
+void para__node_set_run_hooks(para_node_t *n,
+                              int (*begin)(para_node_t *n, unsigned workers),
+                              void (*end)(para_node_t *n, int status))
+{
+    n->run_begin = begin;
+    n->run_end = end;
+}
+
+int para__graph_nodes_begin(para_graph_t *g, unsigned workers)
+{
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *n = g->nodes[i];
+        int rc = n->run_begin != NULL ? n->run_begin(n, workers) : 0;
+        if (rc != 0) {
+            while (i-- > 0)
+                if (g->nodes[i]->run_end != NULL)
+                    g->nodes[i]->run_end(g->nodes[i], rc);
+            return para__graph_fail(g, rc, "node '%s': %s starting the run",
+                                    n->name, para_strerror(rc));
+        }
+    }
+    return 0;
+}
+
+void para__graph_nodes_end(para_graph_t *g, int status)
+{
+    for (unsigned i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->run_end != NULL)
+            g->nodes[i]->run_end(g->nodes[i], status);
+}
+
+void para__node_set_ctx_free(para_node_t *n, void (*fn)(void *ctx))
+{
+    n->ctx_free = fn;
 }
 
 int para__graph_open_sources(para_graph_t *g)

@@ -33,6 +33,7 @@ typedef enum para__kind {
     PARA__KIND_KERNEL, /* device only: no CPU function */
     PARA__KIND_SINK,
     PARA__KIND_SINK_BATCH,
+    PARA__KIND_REDUCE, /* reduce.c */
     PARA__KIND_COLLECT,
 } para__kind;
 
@@ -67,6 +68,12 @@ struct para_node {
     int priority;
     size_t in_size, out_size;
     size_t item_bytes; /* owned outside the batch, per output item */
+    para_items_release_fn release;  /* output items own memory (owned.c) */
+    para_item_bytes_fn owned_bytes; /* their bytes, per item */
+    bool owned_out;                 /* derived: its output batches own items */
+    /* Largest owned bytes per output item seen this run (relaxed: an
+     * estimate for footprints, like expand_x16). */
+    _Atomic uint64_t owned_max;
     /* Cross-process placement (para_mpi_place(), runtime/mpi): the rank
      * that runs the node, or -1 for every rank; 0 by default. Read only
      * by runtime/mpi; the single-process runtime ignores it. */
@@ -149,6 +156,10 @@ struct para_node {
     uint64_t src_seq;             /* callback: claim-owned */
     para_source_open_fn src_open; /* callback: NULL = runs once per graph */
     uint64_t src_runs;            /* runs started (thread in para_run()) */
+    void (*ctx_free)(void *ctx);  /* built on the API (records.c): frees
+                                     ctx with the graph */
+    int (*run_begin)(para_node_t *n, unsigned workers); /* reduce.c */
+    void (*run_end)(para_node_t *n, int status);
 
     /* Statistics of the last run (relaxed counters, read after the run). */
     alignas(PARA_CACHELINE) _Atomic uint64_t st_items_in;
@@ -177,6 +188,21 @@ int para__graph_prepare(para_graph_t *g);
 int para__graph_open_sources(para_graph_t *g);
 /* Reset per-run state of every node. */
 void para__graph_reset_run_state(para_graph_t *g);
+/* Add a node of internal kind @p kind (reduce.c): the checks and fields of
+ * para_graph_add(), no function pointer. */
+int para__graph_add_kind(para_graph_t *g, const para_node_desc_t *d,
+                         para__kind kind, para_node_t **out);
+/* Per-run hooks of library-made nodes: run_begin (after the sources are
+ * opened; 0 or PARA_E* with graph->errmsg) and run_end (with the run's
+ * status; frees what run_begin made). */
+void para__node_set_run_hooks(para_node_t *n,
+                              int (*begin)(para_node_t *n, unsigned workers),
+                              void (*end)(para_node_t *n, int status));
+int para__graph_nodes_begin(para_graph_t *g, unsigned workers);
+void para__graph_nodes_end(para_graph_t *g, int status);
+/* A node made by the library on top of the public API (records.c, reduce.c)
+ * owns its ctx: @p fn frees it when the graph is destroyed. */
+void para__node_set_ctx_free(para_node_t *n, void (*fn)(void *ctx));
 /* Set graph->errmsg (printf-style); returns err for tail calls. */
 int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -347,6 +347,15 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         para__device_finish_run(rt, g);
         goto out;
     }
+    rc = para__graph_nodes_begin(g, rt->n_workers);
+    if (rc != 0) {
+        set_errmsg(rt, "%s", g->errmsg);
+        run->policy->run_end(run, run->policy_state);
+        para__budget_end(run);
+        free(run);
+        para__device_finish_run(rt, g);
+        goto out;
+    }
 
     if (rt->remote != NULL) /* runtime/mpi: see para__remote */
         rt->remote->run_begin(rt->remote, run);
@@ -362,6 +371,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     rc = atomic_load_explicit(&run->status, memory_order_relaxed);
     if (rc != 0)
         set_errmsg(rt, "%s", run->errmsg);
+    para__graph_nodes_end(g, rc); /* reductions merge (reduce.c) */
     int64_t live =
         atomic_load_explicit(&run->live_batches, memory_order_relaxed);
     if (live != 0)

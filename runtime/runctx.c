@@ -16,9 +16,14 @@ void para__notify_all(para__wake *wk)
 
 void para__run_finish(para__run *run)
 {
+    /* Read before `done` is set: a thread that is not one of the run's
+     * workers (runtime/mpi's communication thread) may give back the last
+     * unit, and once `done` is set the workers may leave and para_run()
+     * free the run; only the runtime's wake-up state outlives it. */
+    para__wake *wk = run->wake;
     /* release: pairs with the acquire loads of done (runctx.h). */
     atomic_store_explicit(&run->done, true, memory_order_release);
-    para__notify_all(run->wake);
+    para__notify_all(wk);
 }
 
 void para__fail_run(para__worker *w, para__run *run, int err, const char *fmt,

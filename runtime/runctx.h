@@ -125,7 +125,10 @@ struct para__run {
 /* The last unit is gone: mark the run done and wake everyone. */
 void para__run_finish(para__run *run);
 
-/* Add @p delta units (negative: give them back). */
+/* Add @p delta units (negative: give them back). Touches the run only
+ * until the count reaches zero (see para__run_finish()), so a thread that
+ * is not one of the run's workers may give back the last unit, after which
+ * it must not touch the run. */
 static inline void para__units_add(para__run *run, int64_t delta)
 {
     if (delta == 0)

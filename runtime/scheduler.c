@@ -15,7 +15,8 @@
  *   before sources, so work in flight is finished before new work enters.
  *
  * Tasks and units
- *   A task is (node, batch, input port), embedded in the batch (internal.h).
+ *   A task is (node, batch, input port), embedded in the batch (runctx.h,
+ *   batch.h).
  *   run->in_flight counts units: one per unfinished task and one per source
  *   not yet exhausted. A task that produces a batch for k successors turns
  *   its unit into k (one atomic add of k-1, none when k = 1); a sink's task
@@ -38,9 +39,10 @@
  *   once with one fetch_add on the cursor. Callback sources are serial: the
  *   pull is claimed through the same state word (bit 0 exhausted, the rest
  *   counts pullers), so the source's unit is dropped exactly once, by the
- *   last puller out after exhaustion. Sources are held back while
- *   run->live_batches >= run->max_batches (back-pressure), which bounds the
- *   memory of a run and the depth of reorder buffers.
+ *   last puller out after exhaustion. Whether a source may pull, and how
+ *   many items, is the policy's decision (policy.h: a batch limit, the byte
+ *   budget of budget.h, ...): back-pressure that bounds the memory of a run
+ *   and the depth of reorder buffers. Only sources wait, never consumers.
  *
  * Batch sizes
  *   Unless forced (PARA_BATCH), a source batch is sized so that each TASK
@@ -126,7 +128,9 @@
 #include "scheduler.h"
 
 #include "budget.h"
+#include "owned.h"
 #include "policy.h"
+#include "reduce_node.h"
 
 #define SPIN_ROUNDS 64      /* idle loop iterations before parking */
 #define STEAL_RETRIES 2     /* retries of one victim after a lost race */
@@ -402,30 +406,41 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         para__batch_join_family(o, in);
     }
 
+    /* Items of the input this call took or moved (owned.c): for per-item
+     * functions those before the one that failed, for batch functions all
+     * of them or none. */
+    size_t done = count;
+    if (o != NULL)
+        para__owned_begin_output(n, in, o);
     switch (n->kind) {
     case PARA__KIND_MAP: {
         para_map_fn fn = n->fn.map;
         unsigned char *op = o->data;
-        for (size_t i = 0; i < count && rc == 0; i++)
-            rc = fn(ctx, ip + i * is, op + i * os);
-        o->count = count;
+        size_t i = 0;
+        for (; i < count; i++)
+            if ((rc = fn(ctx, ip + i * is, op + i * os)) != 0)
+                break;
+        o->count = done = i; /* a failed item's output is not an item */
         break;
     }
     case PARA__KIND_MAP_BATCH:
         rc = n->fn.map_batch(ctx, ip, o->data, count);
-        o->count = count;
+        /* A failing batch map releases what it wrote itself (graph.h). */
+        o->count = rc == 0 ? count : 0;
         break;
     case PARA__KIND_FILTER: {
         para_filter_fn fn = n->fn.filter;
         size_t kept = 0;
-        for (size_t i = 0; i < count; i++) {
-            int keep = fn(ctx, ip + i * is);
+        for (done = 0; done < count; done++) {
+            int keep = fn(ctx, ip + done * is);
             if (keep < 0) {
                 rc = keep;
                 break;
             }
             if (keep > 0)
-                memcpy(o->data + kept++ * is, ip + i * is, is);
+                memcpy(o->data + kept++ * is, ip + done * is, is);
+            else if (in->owner != NULL)
+                para__owned_drop(in, done); /* filtered out: released now */
         }
         o->count = kept;
         break;
@@ -435,8 +450,10 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         para_emitter_t e = {
             .cache = cache_of(w), .run = run, .batch = o, .item_size = os};
         if (n->kind == PARA__KIND_FLAT_MAP) {
-            for (size_t i = 0; i < count && rc == 0; i++)
-                rc = n->fn.flat_map(ctx, ip + i * is, &e);
+            for (done = 0; done < count && rc == 0; done++)
+                rc = n->fn.flat_map(ctx, ip + done * is, &e);
+            if (rc != 0)
+                done--;
         } else {
             rc = n->fn.flat_map_batch(ctx, ip, count, &e);
         }
@@ -448,8 +465,9 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     }
     case PARA__KIND_SINK: {
         para_sink_fn fn = n->fn.sink;
-        for (size_t i = 0; i < count && rc == 0; i++)
-            rc = fn(ctx, ip + i * is);
+        for (done = 0; done < count; done++)
+            if ((rc = fn(ctx, ip + done * is)) != 0)
+                break;
         break;
     }
     case PARA__KIND_SINK_BATCH:
@@ -461,6 +479,9 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         if (count != 0)
             para__panic("kernel node '%s' ran on the CPU", n->name);
         o->count = 0;
+        break;
+    case PARA__KIND_REDUCE:
+        rc = para__reduce_fold(n, w->id, t, ip, count);
         break;
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
@@ -477,6 +498,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     default:
         para__panic("node '%s': kind %d cannot process", n->name, n->kind);
     }
+    if (in->owner != NULL)
+        para__owned_input_done(n, in, rc == 0 ? count : done, rc == 0);
 
     if (rc != 0) {
         if (o != NULL)
@@ -493,21 +516,20 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 void para__deliver(para__worker *w, para__run *run, para_node_t *n,
                    para__batch *out, int held)
 {
-    if (n->item_bytes != 0 && out->count != 0) {
-        size_t extra;
-        if (PARA_UNLIKELY(
-                __builtin_mul_overflow(out->count, n->item_bytes, &extra) ||
-                extra > (size_t)INT64_MAX)) {
+    if (out->count != 0) {
+        uint64_t extra = para__owned_count_bytes(n, out);
+        if (PARA_UNLIKELY(extra > (uint64_t)INT64_MAX)) {
             fail_run(w, run, PARA_EOVERFLOW,
-                     "node '%s': %zu items of %zu bytes each overflow the "
+                     "node '%s': the bytes its %zu items own overflow the "
                      "byte count",
-                     n->name, out->count, n->item_bytes);
+                     n->name, out->count);
             para__batch_free(cache_of(w), run, out);
             units_add(run, -held);
             return;
         }
-        out->extra_bytes = extra;
-        para__bytes_add(run, (int64_t)extra);
+        out->extra_bytes = (size_t)extra;
+        if (extra != 0)
+            para__bytes_add(run, (int64_t)extra);
     }
     if (out->count == 0 && !n->forward_empty) {
         para__batch_free(cache_of(w), run, out);
@@ -787,6 +809,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
             return NULL;
         }
         b->count = written;
+        para__owned_begin_output(s, NULL, b);
         b->seq_begin = s->src_seq; /* claim-owned: one puller at a time */
         s->src_seq += written;
         b->seq_end = s->src_seq;
@@ -1102,6 +1125,15 @@ static void run_loop(para__worker *w, para__run *run)
     }
 }
 
+/* The worker this thread is (NULL on other threads), for
+ * para_worker_index(); the one thread-local the runtime has. */
+static _Thread_local const para__worker *current_worker;
+
+int para_worker_index(void)
+{
+    return current_worker != NULL ? (int)current_worker->id : -1;
+}
+
 /* Only drain tasks of empty nodes can be left in @p w's deque when it leaves
  * a run (claimed by an abort sweep after the last unit was gone); they hold
  * no unit. */
@@ -1141,6 +1173,7 @@ static void spin_for_next_run(para_runtime_t *rt, uint64_t seen)
 static void *worker_main(void *arg)
 {
     para__worker *w = arg;
+    current_worker = w;
     para_runtime_t *rt = w->rt;
     char name[16];
     snprintf(name, sizeof name, "para-cpu-%u", w->id);
@@ -1277,7 +1310,10 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
         /* This thread is worker 0 for the run: it has no thread of its own,
          * so its deque, cache, counters and trace lane have one owner. */
         para__worker *w = &rt->workers[0];
+        const para__worker *outer = current_worker; /* another runtime's */
+        current_worker = w;
         run_loop(w, run);
+        current_worker = outer;
         leave_run_check(w);
         /* Close the run to late joiners, then wait for those inside: a
          * short spin first (they leave as soon as they see `done`). */

@@ -50,6 +50,13 @@ run_examples() { # label dir-with-binaries
     [ -s "$dir/auto.png" ] || fail "$label: no image"
     echo "$sum_none" >"$dir/checksum"
   fi
+  # Records, owned items and a reduction on the installed headers (CMake
+  # build only: log_stats needs examples/loggen.h beside it).
+  if [ -x "$dir/log_stats" ]; then
+    echo "-- $label: log_stats"
+    "$dir/log_stats" 50000 | tail -n 1 | grep -q "identical" ||
+      fail "$label: log_stats differs from its loop"
+  fi
 }
 
 check_prefix() { # kind(shared|static) build-dir

@@ -20,7 +20,8 @@ LAYERS = [
     ("run context", ["runctx.h", "runctx.c"]),
     ("memory", ["batch.h", "batch.c", "budget.h", "budget.c"]),
     ("graph", ["graph.h", "graph.c", "footprint.h", "footprint.c",
-               "pipeline.c"]),
+               "pipeline.c", "owned.h", "owned.c", "reduce_node.h",
+               "reduce.c"]),
     ("scheduler", ["scheduler.h", "scheduler.c", "policy.h"]),
     ("policies, device host side",
      ["policy.c", "policies/*.c", "device_node.h", "device_node.c",
@@ -28,6 +29,7 @@ LAYERS = [
     ("observation", ["trace.c", "stats.h", "stats.c", "progress.h",
                      "progress.c"]),
     ("api", ["run.c", "options.c", "options.h", "kernels.c", "internal.h",
+             "records.c",
              "<generated>/para_kernels.h"]),
     ("cross-process", ["mpi/*.c", "mpi/*.h", "mpi_internal.h"]),
 ]

@@ -9,6 +9,7 @@ packages=(
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   libcmocka-dev
   libpng-dev
+  zlib1g-dev
   clang-format
   python3
   clang libclang-rt-14-dev valgrind

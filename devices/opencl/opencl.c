@@ -1470,7 +1470,7 @@ int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
     /* Not clWaitForEvents: it has no timeout, and a hung device would keep
      * the caller (the runtime's host thread) from its watchdog and from
      * cancellation. Poll the events' status instead, sleeping between
-     * polls with a backoff from 5 us to 500 us, which bounds how late a
+     * polls with a backoff from 5 us to 100 us, which bounds how late a
      * completion is seen against how often the host wakes up. */
     uint64_t deadline = para__now_ns() + timeout_ns;
     long sleep_ns = 5000;
@@ -1487,7 +1487,7 @@ int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
             .tv_nsec = (long)PARA_MIN((uint64_t)sleep_ns, left),
         };
         nanosleep(&ts, NULL);
-        sleep_ns = PARA_MIN(sleep_ns * 2, 500000L);
+        sleep_ns = PARA_MIN(sleep_ns * 2, 100000L);
     }
 }
 

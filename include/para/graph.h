@@ -16,6 +16,34 @@
  * para_run() returns PARA_ENODE and the runtime's message names the node and
  * the value it returned.
  *
+ * Items that own memory. An item may point to memory outside its batch (a
+ * line, a compressed block, an image). The node that makes such items says
+ * how to release them (para_node_desc_t.release), and the runtime then owns
+ * them until they are released, exactly once, on every path:
+ *
+ *   - Consumers borrow. A map, sink or kernel reads an input item during its
+ *     call; the item is released when every successor that received the
+ *     batch is done with it (after the call, or when the batch is dropped
+ *     because the run failed or was cancelled, or when the device finished
+ *     with it).
+ *   - Fan-out shares. Every successor sees the same item, read-only; it is
+ *     released once, after the last of them is done. A node that takes or
+ *     filters owned items (below) needs them to itself, so it must be the
+ *     only successor of the node it reads them from: para_graph_validate()
+ *     refuses the graph otherwise (PARA_EINVAL, naming both nodes).
+ *   - A filter moves: kept items leave with its output (still owned by the
+ *     runtime, released as that output's items), dropped items are released
+ *     as soon as the filter has decided on them.
+ *   - A node flagged PARA_NODE_TAKES takes its input items: after a
+ *     per-item call that returned 0 the item is the node's (it frees it or
+ *     keeps it); a batch call that returned 0 takes the whole batch. A
+ *     failing call takes nothing. A collect takes what it stores: the
+ *     caller's array then owns those items.
+ *   - A node's own output: after a per-item map call returned 0, or once a
+ *     flat-map emitted it, the item is the runtime's (a failing node's
+ *     finished outputs are released). A batch map or a source that fails
+ *     must release what it wrote itself.
+ *
  * Threading: a graph is built by one thread at a time and must not be
  * modified while para_run() runs it. Node functions of PARALLEL nodes are
  * called concurrently from several workers; SERIAL and ORDERED nodes are
@@ -69,6 +97,12 @@ enum para_node_flags {
      * too large for a device, and the fallback when no device is left).
      */
     PARA_NODE_DEVICE_ONLY = 1u << 2,
+    /**
+     * The node takes the owned input items it is called on (see "Items
+     * that own memory" above): the runtime no longer releases them. Not for
+     * sources, filters or kernel nodes.
+     */
+    PARA_NODE_TAKES = 1u << 4,
 };
 
 /**
@@ -84,6 +118,20 @@ typedef int (*para_source_fn)(void *ctx, void *out, size_t cap,
  * with PARA_ENODE naming the source; nothing is pulled then.
  */
 typedef int (*para_source_open_fn)(void *ctx);
+/**
+ * Release @p n consecutive output items at @p items (para_node_desc_t.
+ * release). Called exactly once per owned item, from any worker or the
+ * device host thread, possibly concurrently for different items; ctx is the
+ * node's ctx. Items that come in a run are often released together, so that
+ * items sharing one buffer can give it back with one operation.
+ */
+typedef void (*para_items_release_fn)(void *ctx, void *items, size_t n);
+/**
+ * Bytes that the output item @p item owns outside its batch
+ * (para_node_desc_t.owned_bytes), read when the item is handed on; counted
+ * in the memory budget until it is released.
+ */
+typedef size_t (*para_item_bytes_fn)(void *ctx, const void *item);
 /** 1:1 map, one item: read @p in, write exactly one item to @p out. */
 typedef int (*para_map_fn)(void *ctx, const void *in, void *out);
 /** 1:1 map, whole batch: @p n items from @p in to @p n items in @p out. */
@@ -163,8 +211,21 @@ typedef struct para_node_desc {
     /**
      * Bytes each output item owns outside its batch (a buffer the item
      * points to, freed downstream), for the memory budget; default 0.
+     * owned_bytes, if set, counts each item instead.
      */
     size_t item_bytes;
+    /**
+     * The output items own memory; release them with this (see "Items that
+     * own memory" at the top). Not for sinks or kernel nodes.
+     */
+    para_items_release_fn release;
+    /**
+     * Bytes one output item owns outside its batch, per item (compressed
+     * blocks, lines, images of varying size). The memory budget counts what
+     * it says; its estimate of a node's next batch uses the largest per-item
+     * figure seen so far in the run.
+     */
+    para_item_bytes_fn owned_bytes;
     /**
      * Batch hints; 0 means the runtime's default. @c min_batch: the fewest
      * items a task of this node should get (an expensive serial stage, a

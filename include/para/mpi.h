@@ -31,7 +31,8 @@
  * that hears nothing from the others for PARA_MPI_TIMEOUT seconds (default
  * 60) while it waits for them logs an error and calls MPI_Abort(): MPI
  * cannot recover a communicator that lost a member, and a failure is better
- * than a hang.
+ * than a hang. A rank that dies ends the job through mpirun; MPI errors go
+ * to the communicator's error handler (MPI_ERRORS_ARE_FATAL by default).
  *
  * Environment (read by every para_mpi_run()):
  *   PARA_MPI_PLACE   placement override for experiments, applied over
@@ -95,6 +96,8 @@ typedef struct para_mpi_stats {
                                     rank without credit did not get */
     uint64_t window;           /**< credit this rank granted each other
                                     rank, in bytes */
+    uint64_t comm_cpu_ns;      /**< CPU time of the communication thread
+                                    (the caller's) during the run */
 } para_mpi_stats_t;
 
 /**

@@ -168,6 +168,18 @@ PARA_API PARA_NODISCARD int para_run(para_runtime_t *rt, para_graph_t *graph);
 PARA_API PARA_NODISCARD int para_run_cancel(para_runtime_t *rt);
 
 /**
+ * @brief The index of the worker thread calling, in
+ *        [0, para_runtime_workers()), or -1 from any other thread.
+ *
+ * For node functions that keep their own per-worker state (an array
+ * indexed by it): a worker runs one task at a time, so the slot of the
+ * calling worker is never touched concurrently. Node functions always run
+ * on workers. See para/reduce.h for reductions built on the same idea.
+ * @note Any thread.
+ */
+PARA_API int para_worker_index(void);
+
+/**
  * @brief The detailed message of the runtime's last failure ("" if none).
  * @return Owned by the runtime; valid until its next run.
  */

@@ -20,10 +20,12 @@
  *   reorder buffer sees the same keys as in one process.
  *
  * Credit
- *   Batches for a replicated node are dealt to the ranks in turn, skipping
- *   a remote rank whose credit is spent and this rank while its worker has
- *   a backlog; this rank takes what no rank with credit can (it never
- *   waits: a worker must not block). Each rank grants every other rank `window`
+ *   Batches for a replicated node are dealt (deal()): each other rank is
+ *   kept supplied with a few batches ahead (so that it never runs dry
+ *   while the producing rank is busy), this rank takes the rest unless its
+ *   worker has a backlog, and then other ranks take more up to their
+ *   credit; this rank takes what no rank with credit can (it never waits:
+ *   a worker must not block). Each rank grants every other rank `window`
  *   bytes (exchanged at the start). A sender charges a batch's item bytes
  *   plus a header allowance to the receiver's credit; the receiver keeps a
  *   second reference to the batch, sees its task finish when the count
@@ -59,8 +61,8 @@
  * Tests: tests/mpi/test_mpi.c under mpirun (ctest label mpi).
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +79,8 @@ enum {
 #define HDR_CREDITED 1u  /* a dealt batch: give its credit back */
 #define HDR_ALLOWANCE 64 /* bytes charged per batch besides its items */
 #define LOCAL_BACKLOG 4  /* queued tasks that make a worker pass a batch on */
+#define PREFETCH 16      /* dealt batches kept outstanding at each rank */
+#define WAVE_BUSY_NS 5000000 /* between waves while this rank is busy */
 #define REMOTE_ABORT "run aborted: another rank failed"
 
 typedef struct wire_hdr {
@@ -141,34 +145,47 @@ static uint64_t batch_cost(const para__task *t)
     return (uint64_t)t->batch->count * t->node->in_size + HDR_ALLOWANCE;
 }
 
-/* The rank that gets a batch of a replicated node: the ranks in turn,
- * skipping remote ranks whose credit is spent, and this rank when its
- * worker already has a backlog (another rank with credit takes it then);
- * this rank when no remote rank has credit. */
+/* Charge @p cost to rank @p q if its credit stays within @p limit (or
+ * nothing is outstanding there: a batch larger than the window still
+ * goes, alone). */
+static bool take_credit(mpi_ctx *c, int q, uint64_t cost, uint64_t limit)
+{
+    /* relaxed: a credit gate; the bytes it stands for are published by
+     * the send itself. */
+    uint64_t used =
+        atomic_load_explicit(&c->credit_used[q], memory_order_relaxed);
+    while (used == 0 || used + cost <= limit) {
+        if (atomic_compare_exchange_weak_explicit(
+                &c->credit_used[q], &used, used + cost, memory_order_relaxed,
+                memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+/* The rank that gets a batch of a replicated node. First a remote rank
+ * (in turn) that has fewer than PREFETCH such batches outstanding, so that
+ * no rank runs dry while the producer is busy; else this rank, unless its
+ * worker already has a backlog; else a remote rank with credit left in its
+ * window; else this rank (a worker never waits). */
 static int deal(mpi_ctx *c, const para__worker *w, uint64_t cost)
 {
     /* relaxed: spreads the choice only. */
     uint32_t start =
         atomic_fetch_add_explicit(&c->deal_next, 1, memory_order_relaxed);
-    bool backlog =
-        w != NULL && para__deque_size_estimate(&w->deque) > LOCAL_BACKLOG;
-    for (int k = 0; k < c->size; k++) {
-        int q = (int)((start + (uint32_t)k) % (uint32_t)c->size);
-        if (q == c->rank) {
-            if (!backlog)
-                return q;
-            continue;
-        }
-        /* relaxed: a credit gate; the bytes it stands for are published
-         * by the send itself. */
-        uint64_t used =
-            atomic_load_explicit(&c->credit_used[q], memory_order_relaxed);
-        while (used == 0 || used + cost <= c->window[q]) {
-            if (atomic_compare_exchange_weak_explicit(
-                    &c->credit_used[q], &used, used + cost,
-                    memory_order_relaxed, memory_order_relaxed))
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < c->size; k++) {
+            int q = (int)((start + (uint32_t)k) % (uint32_t)c->size);
+            if (q == c->rank)
+                continue;
+            uint64_t limit = pass == 0 ? PARA_MIN(c->window[q], PREFETCH * cost)
+                                       : c->window[q];
+            if (take_credit(c, q, cost, limit))
                 return q;
         }
+        if (pass == 0 && (w == NULL || para__deque_size_estimate(&w->deque) <=
+                                           LOCAL_BACKLOG))
+            return c->rank;
     }
     if (c->size > 1)
         /* relaxed: a statistic. */
@@ -282,6 +299,20 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
             did = true;
             bool credited = c->place[t->node->index] == PARA_MPI_ALL_RANKS;
             if (run_aborting(run)) {
+                if (credited)
+                    /* relaxed: see deal(). */
+                    atomic_fetch_sub_explicit(&c->credit_used[q], batch_cost(t),
+                                              memory_order_relaxed);
+                release_task(run, t);
+                continue;
+            }
+            uint64_t item_bytes = (uint64_t)t->batch->count * t->node->in_size;
+            if (item_bytes > INT_MAX) { /* MPI counts are int */
+                para__fail_run(NULL, run, PARA_EOVERFLOW,
+                               "a batch of %llu bytes for node '%s' is too "
+                               "large to send to rank %d (at most %d)",
+                               (unsigned long long)item_bytes, t->node->name, q,
+                               INT_MAX);
                 if (credited)
                     /* relaxed: see deal(). */
                     atomic_fetch_sub_explicit(&c->credit_used[q], batch_cost(t),
@@ -477,18 +508,34 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
-static void idle_wait(unsigned rounds)
+/* Nothing happened for @p rounds loops: sleep, 10 us at first, doubling
+ * every 4 idle rounds up to 2 ms, or 0.5 ms while a batch of ours is in
+ * flight (@p watching: sends or tracked batches, whose completion must be
+ * noticed quickly to give credit back). MPI offers no wait for "a message
+ * or a worker's push", so the thread polls; the backoff keeps its CPU time
+ * small beside the workers' (para_mpi_stats_t.comm_cpu_ns). */
+static void idle_wait(unsigned rounds, bool watching)
 {
-    if (rounds < 16) {
-        sched_yield();
-        return;
-    }
-    long ns = rounds < 64 ? 20000 : 200000;
-    struct timespec ts = {0, ns};
+    unsigned shift = PARA_MIN(rounds / 4, 8u);
+    long us = PARA_MIN(10l << shift, watching ? 500l : 2000l);
+    struct timespec ts = {0, us * 1000};
     nanosleep(&ts, NULL);
 }
 
 enum { W_SENT, W_RECVD, W_BUSY, W_FAILED, W_N };
+
+/* Has the scheduler handed @p run to the workers? It finishes setting the
+ * run up (its abort hook, which para__fail_run() calls) after run_begin()
+ * published it to us, and then publishes it to the workers under rt->lock:
+ * seeing rt->run there orders those writes before our use of the run. The
+ * run cannot end (rt->run cleared) while we hold our unit. */
+static bool run_started(para_runtime_t *rt, const para__run *run)
+{
+    pthread_mutex_lock(&rt->lock);
+    bool started = rt->run == run;
+    pthread_mutex_unlock(&rt->lock);
+    return started;
+}
 
 /* Drive the run until every rank is done. */
 static void comm_loop(mpi_ctx *c)
@@ -507,6 +554,8 @@ static void comm_loop(mpi_ctx *c)
         if (run == NULL && !early_fail) {
             /* acquire: pairs with run_begin() / helper_main(). */
             run = atomic_load_explicit(&c->run, memory_order_acquire);
+            if (run != NULL && !run_started(c->rt, run))
+                run = NULL; /* not yet: look again next round */
             if (run == NULL &&
                 atomic_load_explicit(&c->helper_done, memory_order_acquire)) {
                 early_fail = true;
@@ -541,8 +590,10 @@ static void comm_loop(mpi_ctx *c)
             else
                 busy = !early_fail || c->n_sends > 0 || owes_credit(c);
             /* Waves back to back while idle (termination comes fast);
-             * every millisecond while busy (failures travel). */
-            if (!busy || now - last_wave >= 1000000) {
+             * every few milliseconds while busy (failures travel). A wave
+             * alone does not count as activity for idle_wait(), else its
+             * backoff would never grow. */
+            if (!busy || now - last_wave >= WAVE_BUSY_NS) {
                 wsend[W_SENT] = (long long)c->msgs_sent;
                 wsend[W_RECVD] = (long long)c->msgs_recvd;
                 wsend[W_BUSY] = busy;
@@ -551,7 +602,6 @@ static void comm_loop(mpi_ctx *c)
                                c->comm, &wreq);
                 wave = true;
                 wave_t0 = now;
-                did = true;
             }
         } else {
             int done = 0;
@@ -559,9 +609,10 @@ static void comm_loop(mpi_ctx *c)
             if (done) {
                 wave = false;
                 last_wave = now;
-                did = true;
+                did = wrecv[W_BUSY] == 0; /* ending: the next wave now */
                 if (wrecv[W_FAILED] > 0 && run != NULL && !c->failed_own &&
                     !c->propagated) {
+                    did = true;
                     c->propagated = true;
                     para__fail_run(NULL, run, PARA_ECANCELED, REMOTE_ABORT);
                 }
@@ -584,7 +635,7 @@ static void comm_loop(mpi_ctx *c)
         if (did)
             idle = 0;
         else
-            idle_wait(++idle);
+            idle_wait(++idle, c->n_sends > 0 || c->n_tracked > 0);
     }
     if (run != NULL)
         para__units_add(run, -1); /* the run ends on this rank */
@@ -711,6 +762,8 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
                   c.comm);
     c.stats.window = c.my_window;
 
+    struct timespec cpu0, cpu1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
     rt->remote = &c.hook;
     if (pthread_create(&c.helper, NULL, helper_main, &c) != 0) {
         rt->remote = NULL;
@@ -725,6 +778,10 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
         pthread_join(c.helper, NULL);
         rt->remote = NULL;
     }
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+    c.stats.comm_cpu_ns =
+        (uint64_t)((cpu1.tv_sec - cpu0.tv_sec) * 1000000000ll +
+                   (cpu1.tv_nsec - cpu0.tv_nsec));
     rc = c.helper_rc;
     snprintf(msg, sizeof msg, "%s", rt->errmsg);
     /* A run aborted only because another rank failed is no failure of

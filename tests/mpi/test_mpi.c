@@ -24,6 +24,9 @@
  *                  buffer most of the stream), and the slow rank ran less
  *                  than an equal share.
  *
+ * With --die or --stop (tests/mpi/dead_rank.sh), the last rank exits or
+ * stops itself during a run instead: the job must end promptly, not hang.
+ *
  * PARA_MPI_TEST_SEED sets the differential seed (default fixed, printed).
  */
 #ifndef _GNU_SOURCE
@@ -31,6 +34,7 @@
 #endif
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -678,6 +682,49 @@ static void test_budget(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* ---- a rank that dies or stops (run by tests/mpi/dead_rank.sh) ---------- */
+
+static int g_fate; /* 1: the last rank exits, 2: it stops (SIGSTOP) */
+
+static int map_fate(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    uint64_t x = *(const uint64_t *)in;
+    *(uint64_t *)out = x;
+    if (g_rank == g_size - 1 && x > 1000) {
+        if (g_fate == 1)
+            _exit(3);
+        raise(SIGSTOP);
+    }
+    return 0;
+}
+
+/* Never returns normally when the protocol works: the job ends with the
+ * rank's death (mpirun aborts it) or, for a stopped rank, with the others'
+ * MPI_Abort after PARA_MPI_TIMEOUT. */
+static int run_fate(void)
+{
+    para_runtime_t *rt = make_rt(1, 0, 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *m, *s;
+    assert_int_equal(para_graph_add_range(g, "src", 0, 10000000, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "fate", 8, 8, map_fate, NULL, 0, &m),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "sink", 8, sink_nop, NULL, 0, &s),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, m), 0);
+    assert_int_equal(para_graph_connect(g, m, s), 0);
+    assert_int_equal(para_mpi_place(m, g_size - 1), 0);
+    int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, NULL);
+    fprintf(stderr, "rank %d: para_mpi_run returned %s\n", g_rank,
+            para_err_name(rc));
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    MPI_Finalize();
+    return 0; /* reaching here is the failure the script detects */
+}
+
 int main(int argc, char **argv)
 {
     int provided = 0;
@@ -689,6 +736,11 @@ int main(int argc, char **argv)
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    if (argc > 1 &&
+        (strcmp(argv[1], "--die") == 0 || strcmp(argv[1], "--stop") == 0)) {
+        g_fate = strcmp(argv[1], "--die") == 0 ? 1 : 2;
+        return run_fate();
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_placement), cmocka_unit_test(test_differential),
         cmocka_unit_test(test_order),     cmocka_unit_test(test_failure),

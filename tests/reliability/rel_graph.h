@@ -44,7 +44,81 @@ struct rel_ctx {
     uint64_t in[REL_MAX_N];
     uint64_t out[REL_MAX_N];
     size_t out_count;
+    /* The owned-items graph (rel_graph_build_owned()). */
+    uint64_t own_next, own_count, own_sum, own_seen;
 };
+
+/* An item that owns a malloc'd buffer holding its id. */
+typedef struct rel_owned {
+    uint64_t id;
+    uint64_t *buf;
+} rel_owned;
+
+static inline void rel_owned_release(void *ctx, void *items, size_t n)
+{
+    (void)ctx;
+    rel_owned *o = items;
+    for (size_t i = 0; i < n; i++)
+        free(o[i].buf);
+}
+
+static inline int rel_owned_open(void *ctx)
+{
+    ((struct rel_ctx *)ctx)->own_next = 0;
+    return 0;
+}
+
+static inline int rel_owned_source(void *ctx, void *out, size_t cap, size_t *n)
+{
+    struct rel_ctx *c = ctx;
+    rel_owned *o = out;
+    size_t k = 0;
+    while (k < cap && c->own_next < c->n) {
+        uint64_t *buf = malloc(sizeof *buf);
+        if (buf == NULL) {
+            rel_owned_release(NULL, o, k); /* a failing source frees */
+            return PARA_ENOMEM;
+        }
+        *buf = c->own_next;
+        o[k++] = (rel_owned){c->own_next++, buf};
+    }
+    *n = k;
+    return 0;
+}
+
+static inline int rel_owned_keep(void *ctx, const void *in)
+{
+    (void)ctx;
+    return ((const rel_owned *)in)->id % 3 != 0;
+}
+
+static inline int rel_owned_read(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    const rel_owned *o = in;
+    uint64_t v = *o->buf * 2;
+    memcpy(out, &v, sizeof v);
+    return 0;
+}
+
+static inline int rel_owned_sum(void *ctx, const void *in)
+{
+    struct rel_ctx *c = ctx;
+    uint64_t v;
+    memcpy(&v, in, sizeof v);
+    c->own_sum += v;
+    c->own_count++;
+    return 0;
+}
+
+static inline int rel_owned_seen(void *ctx, const void *in)
+{
+    struct rel_ctx *c = ctx;
+    if (*((const rel_owned *)in)->buf != ((const rel_owned *)in)->id)
+        return -1;
+    c->own_seen++;
+    return 0;
+}
 
 static inline int rel_inc(void *ctx, const void *in, void *out)
 {
@@ -146,6 +220,56 @@ static inline void rel_ctx_reset(struct rel_ctx *c, uint64_t n)
         c->in[i] = i * 7 + 1;
     memset(c->out, 0, sizeof c->out);
     c->out_count = 0;
+    c->own_next = c->own_count = c->own_sum = c->own_seen = 0;
+}
+
+/* Items that own memory: owned source -> filter (moves the kept items) ->
+ * fan-out to a borrowing map -> sum and a borrowing sink. Returns 0 or the
+ * first PARA_E* error, with the graph destroyed on error. */
+static inline int rel_graph_build_owned(para_graph_t **out, struct rel_ctx *c)
+{
+    para_graph_t *g = NULL;
+    *out = NULL;
+    int rc = para_graph_create(&g);
+    if (rc != 0)
+        return rc;
+    para_node_desc_t sd = {.name = "owned",
+                           .out_size = sizeof(rel_owned),
+                           .ctx = c,
+                           .source = rel_owned_source,
+                           .open = rel_owned_open,
+                           .release = rel_owned_release};
+    para_node_t *s, *f, *r, *k1, *k2;
+    if ((rc = para_graph_add(g, &sd, &s)) != 0 ||
+        (rc = para_graph_add_filter(g, "keep", sizeof(rel_owned),
+                                    rel_owned_keep, NULL, 0, &f)) != 0 ||
+        (rc = para_graph_add_map(g, "read", sizeof(rel_owned), 8,
+                                 rel_owned_read, NULL, 0, &r)) != 0 ||
+        (rc = para_graph_add_sink(g, "sum", 8, rel_owned_sum, c,
+                                  PARA_NODE_SERIAL, &k1)) != 0 ||
+        (rc = para_graph_add_sink(g, "seen", sizeof(rel_owned), rel_owned_seen,
+                                  c, PARA_NODE_ORDERED, &k2)) != 0 ||
+        (rc = para_graph_connect(g, s, f)) != 0 ||
+        (rc = para_graph_connect(g, f, r)) != 0 ||
+        (rc = para_graph_connect(g, f, k2)) != 0 ||
+        (rc = para_graph_connect(g, r, k1)) != 0) {
+        para_graph_destroy(g);
+        return rc;
+    }
+    *out = g;
+    return 0;
+}
+
+/* Does the context hold the answer of a complete run of the owned graph? */
+static inline bool rel_owned_check(const struct rel_ctx *c)
+{
+    uint64_t count = 0, sum = 0;
+    for (uint64_t x = 0; x < c->n; x++)
+        if (x % 3 != 0) {
+            count++;
+            sum += 2 * x;
+        }
+    return c->own_count == count && c->own_sum == sum && c->own_seen == count;
 }
 
 /* Does the context hold the answer of a complete run? @p full: the graph

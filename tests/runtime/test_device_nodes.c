@@ -671,19 +671,32 @@ static void test_sim_shares_follow_rates(void **state)
     para_runtime_t *rt = make_sim_rt(SIM_RATES, 2, 10000, 1);
     sim_run r = {
         .total = SIM_ITEMS, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
-    assert_int_equal(run_sim(rt, &r), 0);
-    assert_int_equal(para_runtime_device_count(rt), 3);
     const double rate[3] = {1, 2, 4};
     double t_star = r.total / SIM_SUM_R;
-    print_message("makespan %.1f ms, T* %.1f ms (%.2f x)\n", r.seconds * 1e3,
-                  t_star * 1e3, r.seconds / t_star);
-    for (unsigned i = 0; i < 3; i++) {
-        double share = (double)dev_items(rt, i) / r.total;
-        double want = rate[i] / 7.0;
-        print_message("device %u: share %.3f, ideal %.3f\n", i, share, want);
-        assert_true(share > want * 0.75 && share < want * 1.25);
+    /* The host's real work is not simulated: on a machine so loaded that
+     * the host threads starve (makespan over 2 T*), the shares say more
+     * about the load than about the spreading. Such a run is repeated, up
+     * to 5 times; the shares are judged on the run closest to T*. */
+    double best = 0, shares[3] = {0, 0, 0};
+    for (int attempt = 0; attempt < 5 && (best == 0 || best > 2 * t_star);
+         attempt++) {
+        assert_int_equal(run_sim(rt, &r), 0);
+        assert_int_equal(para_runtime_device_count(rt), 3);
+        assert_int_equal(r.a.device_items, r.total);
+        print_message("makespan %.1f ms, T* %.1f ms (%.2f x)\n",
+                      r.seconds * 1e3, t_star * 1e3, r.seconds / t_star);
+        if (best == 0 || r.seconds < best) {
+            best = r.seconds;
+            for (unsigned i = 0; i < 3; i++)
+                shares[i] = (double)dev_items(rt, i) / r.total;
+        }
     }
-    assert_int_equal(r.a.device_items, r.total);
+    for (unsigned i = 0; i < 3; i++) {
+        double want = rate[i] / 7.0;
+        print_message("device %u: share %.3f, ideal %.3f\n", i, shares[i],
+                      want);
+        assert_true(shares[i] > want * 0.75 && shares[i] < want * 1.25);
+    }
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 

@@ -320,6 +320,7 @@ static const struct bad_env bad_envs[] = {
     {"PARA_TRACE_EVENTS", "0"},    {"PARA_TRACE_EVENTS", "1G"},
     {"PARA_CL_TRACE", "loud"},     {"PARA_MIXED", "gpu"},
     {"PARA_DEVICE_TIMEOUT", "1h"}, {"PARA_DEVICE_TIMEOUT", "3600001"},
+    {"PARA_DEVICE_TIMEOUT", "-5"},
 };
 
 /* The last logged message names @p var and says what it accepts. */
@@ -391,6 +392,8 @@ static void test_env_good_values(void **state)
         {"PARA_DEVICE", "none"},
         {"PARA_CACHE_DIR", "/nonexistent/para"},
         {"PARA_MIXED", "device"},
+        {"PARA_DEVICE_TIMEOUT", "0"},
+        {"PARA_DEVICE_TIMEOUT", "250"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         setenv("PARA_WORKERS", "1", 1);
@@ -404,6 +407,9 @@ static void test_env_good_values(void **state)
             fail_msg("%s=%s refused: %s", good[i].var, good[i].value, log_last);
         if (strcmp(good[i].var, "PARA_DEVICE_FALLBACK") == 0)
             assert_int_equal(a.device_fallback, good[i].value[0] == '1');
+        if (strcmp(good[i].var, "PARA_DEVICE_TIMEOUT") == 0)
+            assert_int_equal(a.device_timeout_ms,
+                             (unsigned)atoi(good[i].value));
         assert_int_equal(para_runtime_destroy(rt), 0);
     }
     para_set_log_fn(NULL, NULL); /* PARA_VERBOSE=3 set the level */

@@ -705,6 +705,103 @@ static void test_trace_device_lane(void **state)
     unlink(path.path);
 }
 
+/* ---- several devices: one lane each ---------------------------------------
+ */
+
+static int triple_plus_one(void *ctx, const void *in, void *out, size_t n)
+{
+    (void)ctx;
+    const uint64_t *x = in;
+    uint64_t *y = out;
+    for (size_t i = 0; i < n; i++)
+        y[i] = 3 * x[i] + 1;
+    return 0;
+}
+
+static int sum_sink(void *ctx, const void *in, size_t n)
+{
+    uint64_t *sum = ctx;
+    const uint64_t *y = in;
+    for (size_t i = 0; i < n; i++)
+        *sum += y[i];
+    return 0;
+}
+
+/* Two simulated devices run a device-only node: the trace has launches
+ * of both, each device on its own lane(s), and the statistics count each
+ * device apart. */
+static void test_trace_several_devices(void **state)
+{
+    (void)state;
+    tmp_path path = tmp_file(".json");
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.trace = path.path;
+    a.batch_items = 1000;
+    a.progress = "off";
+    a.device = "sim:20:5M,sim:20:5M";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+
+    static const para_kernel_desc_t kd = {.source = "unused by sim",
+                                          .entry = "k"};
+    para_node_desc_t nd = {.name = "k",
+                           .flags = PARA_NODE_DEVICE_ONLY,
+                           .in_size = 8,
+                           .out_size = 8,
+                           .map_batch = triple_plus_one,
+                           .kernel = &kd};
+    para_graph_t *g = NULL;
+    para_node_t *src, *k, *sink;
+    uint64_t sum = 0;
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_range(g, "src", 0, N, &src), 0);
+    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    assert_int_equal(para_graph_add_sink_batch(g, "sum", 8, sum_sink, &sum,
+                                               PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, k), 0);
+    assert_int_equal(para_graph_connect(g, k, sink), 0);
+    assert_int_equal(para_run(rt, g), 0);
+    assert_int_equal(sum, 3 * ((uint64_t)N * (N - 1) / 2) + N);
+
+    assert_int_equal(para_runtime_device_count(rt), 2);
+    uint64_t items[2] = {0, 0};
+    for (unsigned i = 0; i < 2; i++) {
+        para_device_stats_t ds;
+        assert_int_equal(para_device_stats(rt, i, &ds), 0);
+        assert_string_equal(ds.name, "sim:20:5M");
+        assert_true(ds.items > 0);
+    }
+
+    para__json *root = parse_file(path.path);
+    const para__json *ev = para__json_get(root, "traceEvents");
+    for (size_t i = 0; i < ev->len; i++) {
+        const para__json *e = ev->items[i];
+        if (strcmp(para__json_string(para__json_get(e, "cat"), ""), "device") !=
+            0)
+            continue;
+        const para__json *args = para__json_get(e, "args");
+        double dev = para__json_number(para__json_get(args, "device"), -1);
+        assert_true(dev == 0 || dev == 1);
+        items[(int)dev] +=
+            (uint64_t)para__json_number(para__json_get(args, "items"), 0);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        para_device_stats_t ds;
+        assert_int_equal(para_device_stats(rt, i, &ds), 0);
+        assert_int_equal(items[i], ds.items);
+    }
+    assert_int_equal(items[0] + items[1], N);
+    para__json_free(root);
+    char *svg = svg_of(path.path, 2, 2);
+    free(svg);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    unlink(path.path);
+}
+
 /* ---- off by default; names that need escaping -----------------------------
  */
 
@@ -779,6 +876,7 @@ int main(void)
         cmocka_unit_test(test_trace_known_run),
         cmocka_unit_test(test_trace_full_lane),
         cmocka_unit_test(test_trace_device_lane),
+        cmocka_unit_test(test_trace_several_devices),
         cmocka_unit_test(test_trace_off),
         cmocka_unit_test(test_trace_escaped_names),
     };

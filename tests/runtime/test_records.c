@@ -1,0 +1,308 @@
+/*
+ * Records sources (runtime/records.c): a file, an fd and a FILE* split into
+ * slices, compared with a plain split of the same bytes; edge cases (empty
+ * file, no final newline, CRLF, only newlines, a record longer than a
+ * block, records crossing block boundaries, another delimiter), running a
+ * graph twice, a stream that cannot be rewound, bad arguments. ASan checks
+ * that every block is freed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "para.h"
+
+/* The records as the sink saw them, in order (an ORDERED sink). */
+typedef struct seen {
+    char **rec;
+    size_t *len;
+    size_t n, cap;
+} seen;
+
+static int collect_sink(void *ctx, const void *in)
+{
+    seen *s = ctx;
+    const para_slice_t *sl = in;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->rec = realloc(s->rec, s->cap * sizeof *s->rec);
+        s->len = realloc(s->len, s->cap * sizeof *s->len);
+        assert_non_null(s->rec);
+        assert_non_null(s->len);
+    }
+    s->rec[s->n] = malloc(sl->len + 1);
+    assert_non_null(s->rec[s->n]);
+    memcpy(s->rec[s->n], sl->data, sl->len);
+    s->len[s->n] = sl->len;
+    s->n++;
+    return 0;
+}
+
+static void seen_clear(seen *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->rec[i]);
+    free(s->rec);
+    free(s->len);
+    memset(s, 0, sizeof *s);
+}
+
+/* The reference: split @p text of @p n bytes as the source must. */
+static void check_split(const seen *s, const char *text, size_t n, int delim,
+                        bool strip_cr)
+{
+    size_t k = 0, pos = 0;
+    while (pos < n) {
+        const char *q = memchr(text + pos, delim, n - pos);
+        size_t stop = q != NULL ? (size_t)(q - text) : n;
+        size_t len = stop - pos;
+        if (strip_cr && len > 0 && text[pos + len - 1] == '\r')
+            len--;
+        if (k >= s->n)
+            fail_msg("record %zu missing (only %zu seen)", k, s->n);
+        if (s->len[k] != len || memcmp(s->rec[k], text + pos, len) != 0)
+            fail_msg("record %zu: length %zu, want %zu", k, s->len[k], len);
+        k++;
+        pos = stop + 1;
+    }
+    if (k != s->n)
+        fail_msg("%zu records seen, want %zu", s->n, k);
+}
+
+static para_runtime_t *make_rt(unsigned workers)
+{
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = workers;
+    a.pin = "none";
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    return rt;
+}
+
+static char *write_temp(const char *text, size_t n)
+{
+    char *path = strdup("/tmp/para-records-XXXXXX");
+    assert_non_null(path);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+enum input { IN_FILE, IN_FD, IN_STREAM };
+
+/* Run path/fd/stream -> ORDERED collect sink over @p text, twice (the
+ * graph runs again), and compare with the reference split. */
+static void run_text(para_runtime_t *rt, const char *text, size_t n,
+                     size_t block, int delim, bool strip_cr, enum input in)
+{
+    char *path = write_temp(text, n);
+    para_records_attr_t ra;
+    assert_int_equal(para_records_attr_init(&ra), 0);
+    ra.block_size = block;
+    ra.delimiter = delim;
+    ra.strip_cr = strip_cr;
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src = NULL, *k = NULL;
+    int fd = -1;
+    FILE *f = NULL;
+    if (in == IN_FILE) {
+        assert_int_equal(
+            para_graph_add_records_file(g, "lines", path, &ra, &src), 0);
+    } else if (in == IN_FD) {
+        fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(para_graph_add_records_fd(g, "lines", fd, &ra, &src),
+                         0);
+    } else {
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        assert_int_equal(
+            para_graph_add_records_stream(g, "lines", f, &ra, &src), 0);
+    }
+    seen s = {0};
+    assert_int_equal(para_graph_add_sink(g, "collect", sizeof(para_slice_t),
+                                         collect_sink, &s, PARA_NODE_ORDERED,
+                                         &k),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, k), 0);
+    for (int rep = 0; rep < 2; rep++) {
+        int rc = para_run(rt, g);
+        if (rc != 0)
+            fail_msg("run %d: %s: %s", rep, para_err_name(rc),
+                     para_runtime_errmsg(rt));
+        check_split(&s, text, n, delim, strip_cr);
+        seen_clear(&s);
+    }
+    para_graph_destroy(g);
+    if (fd >= 0)
+        close(fd);
+    if (f != NULL)
+        fclose(f);
+    unlink(path);
+    free(path);
+}
+
+static void run_all_inputs(para_runtime_t *rt, const char *text, size_t n,
+                           size_t block)
+{
+    for (int in = IN_FILE; in <= IN_STREAM; in++)
+        run_text(rt, text, n, block, '\n', true, (enum input)in);
+}
+
+static void test_edge_cases(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2);
+    static const char *cases[] = {
+        "",                         /* empty file: no records */
+        "one line, no newline",     /* the last record needs no delimiter */
+        "a\nbb\nccc\n",             /* ends with the delimiter */
+        "\n\n\n\n",                 /* only newlines: four empty records */
+        "crlf\r\nlines\r\nend\r\n", /* CRLF: the '\r' is dropped */
+        "x\r\n\r\nlast\r",          /* an empty CRLF line, a final '\r' */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_all_inputs(rt, cases[i], strlen(cases[i]), 4096);
+        run_all_inputs(rt, cases[i], strlen(cases[i]), 3); /* tiny blocks */
+    }
+    /* CR kept when asked; another delimiter. */
+    const char *t = "a\r\nb\r\n";
+    run_text(rt, t, strlen(t), 4, '\n', false, IN_FILE);
+    const char *csv = "1;22;;333;";
+    run_text(rt, csv, strlen(csv), 4, ';', true, IN_FD);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* Random lines of 0..300 bytes, blocks of 64 bytes to 1 MiB: records cross
+ * block boundaries; some lines are longer than the block. */
+static void test_random_text(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(3);
+    size_t cap = 600000, n = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    uint64_t x = 42;
+    while (n < cap - 400) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t len = (size_t)(x % 301);
+        if (x % 50 == 0)
+            len = 2000 + (size_t)(x % 5000); /* longer than small blocks */
+        if (n + len + 1 > cap)
+            break;
+        for (size_t i = 0; i < len; i++)
+            text[n + i] = (char)('a' + (i + x) % 26);
+        n += len;
+        text[n++] = '\n';
+    }
+    const size_t blocks[] = {64, 1000, 4096, (size_t)1 << 20};
+    for (size_t b = 0; b < 4; b++)
+        run_all_inputs(rt, text, n, blocks[b]);
+    free(text);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* A pipe cannot be rewound: the first run reads it, the second fails with
+ * PARA_ENODE naming the source. A missing file fails the same way. */
+static void test_stream_runs_once(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    const char *text = "p1\np2\np3";
+    assert_int_equal(write(p[1], text, strlen(text)), (ssize_t)strlen(text));
+    close(p[1]);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *k;
+    assert_int_equal(para_graph_add_records_fd(g, "pipe", p[0], NULL, &src), 0);
+    seen s = {0};
+    assert_int_equal(para_graph_add_sink(g, "collect", sizeof(para_slice_t),
+                                         collect_sink, &s, PARA_NODE_ORDERED,
+                                         &k),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, k), 0);
+    assert_int_equal(para_run(rt, g), 0);
+    check_split(&s, text, strlen(text), '\n', true);
+    seen_clear(&s);
+    assert_int_equal(para_run(rt, g), PARA_ENODE);
+    assert_non_null(strstr(para_runtime_errmsg(rt), "pipe"));
+    para_graph_destroy(g);
+    close(p[0]);
+
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_records_file(
+                         g, "missing", "/nonexistent/para-file", NULL, &src),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "collect", sizeof(para_slice_t),
+                                         collect_sink, &s, PARA_NODE_ORDERED,
+                                         &k),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, k), 0);
+    assert_int_equal(para_run(rt, g), PARA_ENODE);
+    assert_non_null(strstr(para_runtime_errmsg(rt), "missing"));
+    assert_int_equal(s.n, 0);
+
+    /* Bad arguments. */
+    para_records_attr_t ra;
+    assert_int_equal(para_records_attr_init(&ra), 0);
+    ra.block_size = 0;
+    assert_int_equal(para_graph_add_records_file(g, "b0", "/tmp", &ra, NULL),
+                     PARA_EINVAL);
+    ra.block_size = 16;
+    ra.delimiter = 300;
+    assert_int_equal(para_graph_add_records_file(g, "d", "/tmp", &ra, NULL),
+                     PARA_EINVAL);
+    assert_int_equal(para_graph_add_records_file(g, "p", NULL, NULL, NULL),
+                     PARA_EINVAL);
+    assert_int_equal(para_graph_add_records_fd(g, "f", -1, NULL, NULL),
+                     PARA_EINVAL);
+    assert_int_equal(para_records_attr_init(NULL), PARA_EINVAL);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* Blocks: the last reference frees; slices of one block are released with
+ * one call. */
+static void test_blocks(void **state)
+{
+    (void)state;
+    para_block_t *b = para_block_create(16);
+    assert_non_null(b);
+    memcpy(para_block_data(b), "abcdefgh", 8);
+    para_block_retain(b, 3);
+    para_slice_t sl[3] = {{para_block_data(b), 2, b},
+                          {para_block_data(b) + 2, 3, b},
+                          {para_block_data(b) + 5, 3, b}};
+    assert_int_equal(para_slice_bytes(NULL, &sl[1]), 3);
+    para_slices_release(NULL, sl, 3);
+    para_block_release(b, 1); /* the last: ASan sees it freed */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blocks),
+        cmocka_unit_test(test_edge_cases),
+        cmocka_unit_test(test_random_text),
+        cmocka_unit_test(test_stream_runs_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
