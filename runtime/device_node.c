@@ -1327,13 +1327,11 @@ static void *host_main(void *arg)
     uint64_t seen = d->start_generation;
     for (;;) {
         /* relaxed: written under rt->lock, held here (scheduler.h). */
-        while (!rt->shutdown && !d->quit &&
-               atomic_load_explicit(&rt->generation, memory_order_relaxed) ==
-                   seen)
-            pthread_cond_wait(&rt->start_cond, &rt->lock);
+        while (!rt->shutdown && !d->quit && rt->device_generation == seen)
+            pthread_cond_wait(&rt->device_cond, &rt->lock);
         if (rt->shutdown || d->quit)
             break;
-        seen = atomic_load_explicit(&rt->generation, memory_order_relaxed);
+        seen = rt->device_generation;
         para__run *run = rt->run;
         pthread_mutex_unlock(&rt->lock);
 
@@ -1435,8 +1433,7 @@ static int open_one(void *arg, const char *entry)
 
     pthread_mutex_lock(&rt->lock);
     /* relaxed: under rt->lock (scheduler.h). */
-    d->start_generation =
-        atomic_load_explicit(&rt->generation, memory_order_relaxed);
+    d->start_generation = rt->device_generation;
     pthread_mutex_unlock(&rt->lock);
     if (pthread_create(&d->thread, NULL, host_main, d) != 0) {
         devctx_free(d);
@@ -1458,8 +1455,7 @@ static void set_close(para_runtime_t *rt, para__devrt *set)
     pthread_mutex_lock(&rt->lock);
     for (unsigned i = 0; i < set->n; i++)
         set->dev[i]->quit = true;
-    /* Workers waiting there re-check their own condition. */
-    pthread_cond_broadcast(&rt->start_cond);
+    pthread_cond_broadcast(&rt->device_cond);
     pthread_mutex_unlock(&rt->lock);
     for (unsigned i = 0; i < set->n; i++) {
         if (set->dev[i]->thread_started)
@@ -1734,7 +1730,7 @@ void para__device_shutdown(para_runtime_t *rt)
     para__devrt *set = rt->device;
     if (set == NULL)
         return;
-    /* The scheduler has set rt->shutdown and woken start_cond. */
+    /* The scheduler has set rt->shutdown; set_close() wakes device_cond. */
     rt->device = NULL;
     set_close(rt, set);
 }

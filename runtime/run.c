@@ -107,6 +107,7 @@ static void runtime_free(para_runtime_t *rt)
         hwloc_topology_destroy(rt->topology);
     para__eventcount_fini(&rt->wake.park);
     pthread_cond_destroy(&rt->done_cond);
+    pthread_cond_destroy(&rt->device_cond);
     pthread_cond_destroy(&rt->start_cond);
     pthread_mutex_destroy(&rt->lock);
     free(rt);
@@ -179,6 +180,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     pthread_mutex_init(&rt->lock, NULL);
     pthread_cond_init(&rt->start_cond, NULL);
     pthread_cond_init(&rt->done_cond, NULL);
+    pthread_cond_init(&rt->device_cond, NULL);
     para__eventcount_init(&rt->wake.park);
 
     int rc = PARA_ENOMEM;

@@ -710,6 +710,17 @@ static size_t learned_items(const para__run *run)
     double best = 0.0;
     for (unsigned i = 0; i < g->n_nodes; i++) {
         const para_node_t *k = g->nodes[i];
+        if (PARA_UNLIKELY(k->placement != PARA__PLACE_CPU)) {
+            /* Kernel nodes: the device side sizes its launches, and a
+             * MIXED node's CPU cost says nothing of its device share; keep
+             * the graph-wide estimate (work on the CPU per source item). */
+            uint64_t work =
+                atomic_load_explicit(&run->work_ns, memory_order_relaxed);
+            if (work == 0)
+                return 0;
+            best = (double)run->target_batch_ns * (double)items / (double)work;
+            break;
+        }
         if (para__is_source(k))
             continue;
         uint64_t cost =
@@ -1293,10 +1304,18 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
     rt->run = run;
     rt->run_open = true;
     /* relaxed: under rt->lock, which every reader of these holds (or
-     * re-takes after a relaxed hint). Device host threads always join a
-     * run; worker threads join the caller's run while it is open. */
+     * re-takes after a relaxed hint). Device host threads join every run
+     * with a node off the CPU; worker threads join the caller's run while
+     * it is open. */
+    bool devices = false;
+    for (unsigned i = 0; i < run->graph->n_nodes && !devices; i++)
+        devices = run->graph->nodes[i]->placement != PARA__PLACE_CPU;
+    if (devices) {
+        rt->device_generation++;
+        pthread_cond_broadcast(&rt->device_cond);
+    }
     atomic_store_explicit(&rt->workers_in_run,
-                          rt->helper_threads +
+                          (devices ? rt->helper_threads : 0) +
                               (rt->caller_works ? 0 : rt->n_workers),
                           memory_order_relaxed);
     atomic_store_explicit(

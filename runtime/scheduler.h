@@ -147,7 +147,12 @@ struct para_runtime {
      * a run may spin on it (relaxed: a hint, re-read under `lock`) before
      * it sleeps on start_cond: close runs then cost no wake-up. */
     _Atomic uint64_t generation;
-    para__run *run; /* current run (lock) */
+    /* Bumped per run that has a node off the CPU, under `lock`: the
+     * device host threads join those runs only (a run without one does
+     * not wait for them to wake up). */
+    uint64_t device_generation;
+    pthread_cond_t device_cond; /* device host threads wait for such a run */
+    para__run *run;             /* current run (lock) */
     /* Threads still in the current run: decremented under `lock` with
      * release (the leaver's writes to the run), read with acquire by
      * para_run()'s thread, which may spin on it before it sleeps on
