@@ -144,8 +144,10 @@ static void test_footprint(void **state)
     assert_int_equal(para_graph_add_range(g, "r", 0, 1000, &src), 0);
     assert_int_equal(para_graph_add_map(g, "m", 8, 64, copy8, NULL, 0, &map),
                      0);
-    assert_int_equal(para_graph_add_sink(g, "a", 64, drop, NULL, 0, &a), 0);
-    assert_int_equal(para_graph_add_sink(g, "b", 64, drop, NULL, 0, &b), 0);
+    assert_int_equal(
+        para_graph_add_sink(g, "a", 64, drop, NULL, PARA_NODE_PARALLEL, &a), 0);
+    assert_int_equal(
+        para_graph_add_sink(g, "b", 64, drop, NULL, PARA_NODE_PARALLEL, &b), 0);
     assert_int_equal(para_graph_connect(g, src, map), 0);
     assert_int_equal(para_graph_connect(g, map, a), 0);
     assert_int_equal(para_graph_connect(g, map, b), 0);

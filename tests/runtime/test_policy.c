@@ -393,9 +393,9 @@ static void test_item_bytes_overflow(void **state)
                             .item_bytes = SIZE_MAX / 3};
     para_node_t *s, *sink;
     assert_int_equal(para_graph_add(g, &src, &s), 0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", sizeof(void *), sum_sink, &sc, 0, &sink),
-        0);
+    assert_int_equal(para_graph_add_sink(g, "sum", sizeof(void *), sum_sink,
+                                         &sc, PARA_NODE_PARALLEL, &sink),
+                     0);
     assert_int_equal(para_graph_connect(g, s, sink), 0);
     assert_int_equal(para_run(rt, g), PARA_EOVERFLOW);
     assert_non_null(strstr(para_runtime_errmsg(rt), "'huge'"));
