@@ -136,8 +136,6 @@
 #define STEAL_RETRIES 2     /* retries of one victim after a lost race */
 #define RAMP_START_ITEMS 16 /* first adaptive batch size */
 #define MIN_CAP_ITEMS 16    /* the byte cap leaves a batch this many items */
-/* Serial-source affinity: tasks a producer may leave queued (run_loop). */
-#define STICKY_QUEUED 2
 /* How long a thread that left a run spins for the next one (workers) or
  * for the others to leave (para_run()'s thread) before it sleeps. */
 #define RUN_GAP_SPIN_NS 50000
@@ -961,9 +959,6 @@ static bool try_sources(para__worker *w, para__run *run)
         }
         if (source_pull(w, run, s)) {
             w->next_source = idx + 1;
-            /* Serial-source affinity: keep producing from it (run_loop). */
-            if (s->kind == PARA__KIND_SOURCE_FN && w->rt->n_workers > 1)
-                w->sticky_source = s;
             return true;
         }
     }
@@ -1081,7 +1076,6 @@ static void run_loop(para__worker *w, para__run *run)
 {
     unsigned idle = 0;
     w->ramp_items = RAMP_START_ITEMS;
-    w->sticky_source = NULL;
     /* acquire: pairs with the release store of done in units_add(), so that
      * a worker leaving the loop sees the finished run. */
     while (!atomic_load_explicit(&run->done, memory_order_acquire)) {
@@ -1095,21 +1089,6 @@ static void run_loop(para__worker *w, para__run *run)
             try_sources(w, run)) {
             idle = 0;
             continue;
-        }
-        /* Serial-source affinity: the worker that pulled from a serial
-         * source pulls again while the others keep up with what it made
-         * (its deque holds fewer than STICKY_QUEUED tasks), instead of
-         * handing the source over on every batch (each hand-over waits
-         * for a wake-up). A worker whose deque fills consumes its own
-         * tasks first, so the work in flight stays bounded. */
-        if (w->sticky_source != NULL &&
-            para__deque_size_estimate(&w->deque) < STICKY_QUEUED) {
-            if (!aborting(run) && para__sources_open(run) &&
-                source_pull(w, run, w->sticky_source)) {
-                idle = 0;
-                continue;
-            }
-            w->sticky_source = NULL;
         }
         /* Injected tasks first (device outputs hold budget while they
          * wait; the test is one relaxed load), then our own, then others'. */

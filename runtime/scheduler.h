@@ -39,10 +39,7 @@ struct para__worker {
     uint64_t rng;
     /* Batch sizing: this worker's source batch size while it ramps up. */
     size_t ramp_items;
-    unsigned next_source; /* round-robin start */
-    /* The serial source this worker pulled from last and keeps pulling
-     * from while the others keep up (serial-source affinity); or NULL. */
-    para_node_t *sticky_source;
+    unsigned next_source;    /* round-robin start */
     para__batch_cache cache; /* free batches (batch.h); owner only */
     /* Counters: written by the owner only (relaxed load + store), summed on
      * read by para_runtime_stats(). base_* hold their values at the start of
