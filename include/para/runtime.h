@@ -180,6 +180,19 @@ PARA_API PARA_NODISCARD int para_run_cancel(para_runtime_t *rt);
 PARA_API int para_worker_index(void);
 
 /**
+ * @brief The input port the batch being processed came from, inside a node
+ *        function: 0 for the node's first input, 1 for its second, ... in
+ *        the order para_graph_connect() connected them (for PARA_FANOUT(),
+ *        the order of the branches). -1 in sources, outside node calls, and
+ *        in kernel nodes (their batches are gathered into launches).
+ *
+ * A node fed by several nodes (a merge) learns with it which one sent the
+ * batch, e.g. an ORDERED sink fed by two branches of one source.
+ * @note Any thread; the value belongs to the calling thread.
+ */
+PARA_API int para_input_port(void);
+
+/**
  * @brief The detailed message of the runtime's last failure ("" if none).
  * @return Owned by the runtime; valid until its next run.
  */
