@@ -423,7 +423,7 @@ PARA_API PARA_NODISCARD int para_emit(para_emitter_t *out, const void *item);
 PARA_API void *para_emit_reserve(para_emitter_t *out, size_t n);
 
 /** Per-node statistics of the graph's last run. */
-typedef struct para_node_stats {
+typedef struct para_node_stats_s {
     uint64_t items_in;        /**< items consumed (for sources: 0) */
     uint64_t items_out;       /**< items produced (for sinks: 0) */
     uint64_t batches;         /**< batches processed (for sources: produced) */

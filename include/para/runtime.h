@@ -241,7 +241,7 @@ PARA_API PARA_NODISCARD int para_runtime_stats(const para_runtime_t *rt,
                                                para_stats_t *stats);
 
 /** Per-worker statistics of the last run (para_worker_stats()). */
-typedef struct para_worker_stats {
+typedef struct para_worker_stats_s {
     uint64_t tasks;          /**< tasks executed */
     uint64_t steals;         /**< tasks taken from another worker */
     uint64_t steal_attempts; /**< attempts to steal, successful or not */
@@ -274,7 +274,7 @@ PARA_API PARA_NODISCARD int para_worker_stats(const para_runtime_t *rt,
     XX(busy_ns, "time with at least one launch in flight")
 
 /** Per-device statistics of the last run (para_device_stats()). */
-typedef struct para_device_stats {
+typedef struct para_device_stats_s {
     char name[64]; /**< the device's name */
 #define PARA_DEVICE_STATS_FIELD(name, doc) uint64_t name;
     PARA_DEVICE_STATS_MAP(PARA_DEVICE_STATS_FIELD)
