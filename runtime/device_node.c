@@ -1761,12 +1761,11 @@ const char *para_runtime_device(para_runtime_t *rt)
         return NULL;
     char msg[PARA__ERRMSG_LEN];
     if (para__device_ensure(rt, msg, sizeof msg) != 0) {
-        snprintf(rt->errmsg, sizeof rt->errmsg, "%s", msg);
+        para__errmsg_set(&rt->errmsg, "%s", msg);
         return NULL;
     }
     if (rt->device == NULL) {
-        snprintf(rt->errmsg, sizeof rt->errmsg, "no device: %s",
-                 rt->device_why);
+        para__errmsg_set(&rt->errmsg, "no device: %s", rt->device_why);
         return NULL;
     }
     return rt->device->dev[0]->info->name;

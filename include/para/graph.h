@@ -390,7 +390,10 @@ PARA_API PARA_NODISCARD int para_graph_validate(para_graph_t *graph);
 
 /**
  * @brief The message of the last failed call on this graph ("" if none).
- * @return Owned by the graph, valid until its next call.
+ * @return A copy kept per calling thread: valid until this thread calls
+ *         para_graph_errmsg() again, and never changed by what other threads
+ *         do with the graph meanwhile.
+ * @note Any thread.
  */
 PARA_API const char *para_graph_errmsg(const para_graph_t *graph);
 

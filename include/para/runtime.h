@@ -9,6 +9,7 @@
 #ifndef PARA_RUNTIME_H
 #define PARA_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,10 +53,10 @@ typedef struct para_runtime_attr {
                                      "P:D" (platform, device index) or part of
                                      a device or platform name; default "auto"
                                      (PARA_DEVICE) */
-    int device_fallback;        /**< 1 (default): when the device fails during
-                                     a run, kernel nodes that have a CPU
-                                     function finish on the CPU (logged); 0:
-                                     the run fails with PARA_EDEVICE
+    bool device_fallback;       /**< true (default): when the device fails
+                                     during a run, kernel nodes that have a
+                                     CPU function finish on the CPU (logged);
+                                     false: the run fails with PARA_EDEVICE
                                      (PARA_DEVICE_FALLBACK) */
     size_t mem_budget;          /**< bytes in flight under "memaware":
                                      batches, reorder buffers,
@@ -194,7 +195,11 @@ PARA_API int para_input_port(void);
 
 /**
  * @brief The detailed message of the runtime's last failure ("" if none).
- * @return Owned by the runtime; valid until its next run.
+ * @return A copy kept per calling thread: valid until this thread calls
+ *         para_runtime_errmsg() again, and never changed by what other
+ *         threads do with the runtime meanwhile. The message itself is the
+ *         last failure's (para_run() clears it when a run starts).
+ * @note Any thread, also while another thread runs a graph on @p rt.
  */
 PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
 
