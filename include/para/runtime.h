@@ -302,24 +302,14 @@ PARA_API PARA_NODISCARD int para_device_stats(const para_runtime_t *rt,
                                               para_device_stats_t *stats);
 
 /**
- * @brief Print the runtime counters and each node's statistics of @p graph's
- *        last run (if @p graph is not NULL) as a table.
- * @param[in] out_fn Receives each line, NUL-terminated, with its newline.
- * @note As para_stats_fprint() with PARA_STATS_TABLE.
+ * @brief Open the device that kernel nodes run on, if it is not open yet
+ *        (otherwise the first run with a kernel node opens it), and return
+ *        its name.
+ * @return Its name (owned by the runtime), or NULL if there is none or a run
+ *         is in progress; then para_runtime_errmsg() says why.
+ * @note Any thread; not from inside a node function.
  */
-PARA_API void para_stats_print(const para_runtime_t *rt,
-                               const para_graph_t *graph,
-                               void (*out_fn)(const char *line, void *arg),
-                               void *arg);
-
-/**
- * @brief The device that kernel nodes run on, opening it if needed (the
- *        runtime opens its device at the first run with a kernel node).
- * @return Its name (owned by the runtime), or NULL if there is none; then
- *         para_runtime_errmsg() says why.
- * @note Not while a run is in progress.
- */
-PARA_API const char *para_runtime_device(para_runtime_t *rt);
+PARA_API const char *para_runtime_open_device(para_runtime_t *rt);
 /** Formats of para_stats_fprint(). */
 enum para_stats_format {
     PARA_STATS_TABLE = 0, /**< aligned columns for people */

@@ -172,7 +172,7 @@ static void test_versions(void **state)
 {
     (void)state;
     assert_int_equal(para_version(), PARA_VERSION_HEX);
-    assert_int_equal(para_get_api_version(), PARA_API_VERSION);
+    assert_int_equal(para_api_version(), PARA_API_VERSION);
     assert_int_equal(PARA_VERSION_HEX, (PARA_VERSION_MAJOR << 16) |
                                            (PARA_VERSION_MINOR << 8) |
                                            PARA_VERSION_PATCH);
