@@ -47,6 +47,8 @@ GROUPS = {
     "quick": (["w2", "w6", "w7"], True),
     "w4": (["w4"], True),
     "w5": (["w5"], True),
+    "shapes": (["w9", "w12", "w13", "w14"], True),
+    "w10": (["w10"], False),             # quick runs re-learn from nothing
 }
 
 
@@ -64,6 +66,22 @@ def speed(rows, w, a, b):
 
 def rss(rows, w, v):
     return rows[(w, v)]["peak_rss_mb"]
+
+
+def field_ratio(rows, w, field, a, b):
+    """rows[w/a][field] / rows[w/b][field]."""
+    x, y = rows[(w, a)].get(field), rows[(w, b)].get(field)
+    if not x or not y:
+        return None
+    return x / y
+
+
+def t_star_ratio(rows):
+    """w10: the optimum makespan over the one measured (1.0 = optimal)."""
+    r = rows[("w10", "para")]
+    if not r.get("t_star") or not r["seconds"]:
+        return None
+    return r["t_star"] / r["seconds"]
 
 
 # (name, group, value of the rows, bound, kind, quiet range, speed figure)
@@ -92,6 +110,20 @@ FIGURES = [
      lambda r: speed(r, "w6", "para", "static"), 1.20, "min", "1.8-2.0", True),
     ("w7 efficiency (stateful bottleneck)", "quick",
      lambda r: eff(r, "w7"), 0.60, "min", "0.85-0.95", True),
+    ("w9 efficiency (text lines)", "shapes",
+     lambda r: eff(r, "w9"), 0.55, "min", "0.85-0.97", True),
+    ("w10 T* / makespan (simulated devices)", "w10",
+     t_star_ratio, 0.60, "min", "0.8-0.92", True),
+    ("w12 seq / para time per run (median)", "shapes",
+     lambda r: field_ratio(r, "w12", "us_per_run", "seq", "para"), 0.45,
+     "min", "0.6-0.9", True),
+    ("w13 efficiency (32 KiB items)", "shapes",
+     lambda r: eff(r, "w13"), 0.55, "min", "0.85-0.95", True),
+    ("w13 peak RSS MB", "shapes",
+     lambda r: rss(r, "w13", "para"), 64.0, "max", "5-10", False),
+    ("w14 para / ideal (16-stage chain)", "shapes",
+     lambda r: speed(r, "w14", "para", "ideal"), 0.55, "min", "0.85-1.0",
+     True),
 ]
 
 

@@ -44,9 +44,10 @@
  *                    divided by 4 × (ranks - 1), at most 64M, at least 64K.
  *   PARA_MPI_TIMEOUT seconds (see Failure).
  *
- * Items that own memory outside their batch (para_node_desc_t.item_bytes)
- * cannot cross ranks yet: an edge from such a node to a node on another
- * rank fails validation with PARA_EINVAL naming the edge.
+ * Items that own memory outside their batch (para_node_desc_t.release,
+ * owned_bytes or item_bytes; a filter forwarding such items too) cannot
+ * cross ranks yet: an edge from such a node to a node on another rank
+ * fails validation with PARA_EINVAL naming the edge.
  */
 #ifndef PARA_MPI_H
 #define PARA_MPI_H

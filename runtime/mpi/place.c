@@ -115,9 +115,13 @@ int para__mpi_placement(const para_graph_t *g, int ranks, int *place, char *msg,
                         "not on every rank",
                         n->name);
     }
+    /* owned_out is derived by para_graph_validate() (owned.c): the node's
+     * outputs own memory (its release function, or a filter forwarding
+     * such items). Those items point into this process's memory. */
     for (unsigned i = 0; i < g->n_nodes; i++) {
         const para_node_t *n = g->nodes[i];
-        if (n->item_bytes == 0)
+        if (n->item_bytes == 0 && !n->owned_out && n->owned_bytes == NULL &&
+            n->release == NULL)
             continue;
         for (unsigned k = 0; k < n->n_succs; k++) {
             const para_node_t *s = n->succs[k];
@@ -125,8 +129,9 @@ int para__mpi_placement(const para_graph_t *g, int ranks, int *place, char *msg,
                 return fail(msg, len, PARA_EINVAL,
                             "edge '%s' -> '%s' crosses ranks, but the items "
                             "of '%s' own memory outside their batch "
-                            "(item_bytes), which cannot be sent to another "
-                            "rank yet: place both nodes on the same rank",
+                            "(release, owned_bytes or item_bytes), which "
+                            "cannot be sent to another rank yet: place both "
+                            "nodes on the same rank",
                             n->name, s->name, n->name);
         }
     }

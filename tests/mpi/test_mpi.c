@@ -94,6 +94,20 @@ static int sink_nop(void *ctx, const void *in)
     return 0;
 }
 
+static void release_nop(void *ctx, void *items, size_t n)
+{
+    (void)ctx;
+    (void)items;
+    (void)n;
+}
+
+static int filter_all(void *ctx, const void *in)
+{
+    (void)ctx;
+    (void)in;
+    return 1;
+}
+
 static void expect_invalid(para_runtime_t *rt, para_graph_t *g,
                            const char *needle)
 {
@@ -169,6 +183,33 @@ static void test_placement(void **state)
     assert_int_equal(para_graph_connect(g2, b, c), 0);
     assert_int_equal(para_mpi_place(c, g_size - 1), 0);
     expect_invalid(rt, g2, "edge 'owner' -> 'eat' crosses ranks");
+    para_graph_destroy(g2);
+
+    /* Items with a release function, and a filter that forwards them. */
+    assert_int_equal(para_graph_create(&g2), 0);
+    para_node_t *f;
+    para_node_desc_t rd = {.name = "boxes",
+                           .in_size = 8,
+                           .out_size = 8,
+                           .map = map_inc,
+                           .release = release_nop};
+    assert_int_equal(para_graph_add_range(g2, "src", 0, 10, &a), 0);
+    assert_int_equal(para_graph_add(g2, &rd, &b), 0);
+    assert_int_equal(
+        para_graph_add_filter(g2, "keep", 8, filter_all, NULL, 0, &f), 0);
+    assert_int_equal(para_graph_add_sink(g2, "eat", 8, sink_nop, NULL, 0, &c),
+                     0);
+    assert_int_equal(para_graph_connect(g2, a, b), 0);
+    assert_int_equal(para_graph_connect(g2, b, f), 0);
+    assert_int_equal(para_graph_connect(g2, f, c), 0);
+    assert_int_equal(para_mpi_place(f, g_size - 1), 0);
+    assert_int_equal(para_mpi_place(c, g_size - 1), 0);
+    expect_invalid(rt, g2, "edge 'boxes' -> 'keep' crosses ranks");
+    assert_int_equal(para_mpi_place(f, 0), 0);
+    expect_invalid(rt, g2, "edge 'keep' -> 'eat' crosses ranks");
+    /* All on one rank: it runs. */
+    assert_int_equal(para_mpi_place(c, 0), 0);
+    assert_int_equal(para_mpi_run(rt, g2, MPI_COMM_WORLD, NULL), 0);
     para_graph_destroy(g2);
 
     para_graph_destroy(g);

@@ -37,6 +37,21 @@ ROWS = {
     "w6": (20000, [("seq", 1, 0.250, False), ("para", 2, 0.130, True),
                    ("static", 3, 0.250, False)]),
     "w7": (50000, [("seq", 1, 0.033, False), ("para", 2, 0.018, True)]),
+    "w9": (142074, [("seq", 1, 0.034, False), ("para", 2, 0.018, True)]),
+    "w10": (4194304, [("para", 2, 0.069, True)]),
+    "w12": (1000000, [("seq", 1, 0.020, False), ("para", 2, 0.026, True)]),
+    "w13": (4000, [("seq", 1, 0.45, False), ("para", 2, 0.25, True)]),
+    "w14": (50000, [("seq", 1, 0.048, False), ("para", 2, 0.026, True),
+                    ("ideal", 2, 0.0245, False)]),
+}
+
+# Extra fields of a healthy row, from its seconds and items.
+EXTRA = {
+    ("w10", "para"): lambda secs, items: f'"t_star":0.059919,',
+    ("w12", "seq"): lambda secs, items: f'"us_per_run":{secs / 2000 * 1e6:.2f},'
+                                        f'"p99_us":{secs / 2000 * 3e6:.2f},',
+    ("w12", "para"): lambda secs, items: f'"us_per_run":{secs / 2000 * 1e6:.2f},'
+                                         f'"p99_us":{secs / 2000 * 3e6:.2f},',
 }
 
 
@@ -78,10 +93,12 @@ def main():
             if w == "w5" and mode.startswith("rss:"):
                 rss = float(mode[4:])
             eff = seq / (threads * secs)
+            extra = EXTRA.get((w, variant), lambda s_, i_: "")(secs, items)
             print(f'{{"workload":"{w}","variant":"{variant}","items":{items},'
                   f'"threads":{threads},"seconds":{secs:.6f},'
                   f'"items_per_s":{items / secs:.0f},"efficiency":{eff:.3f},'
-                  f'"peak_rss_mb":{rss:.1f},"check":"{check}"}}', flush=True)
+                  f'{extra}"peak_rss_mb":{rss:.1f},"check":"{check}"}}',
+                  flush=True)
             printed += 1
             if mode == "crash" and printed == 2:
                 os.kill(os.getpid(), signal.SIGSEGV)
