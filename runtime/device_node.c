@@ -1755,22 +1755,29 @@ void para__device_stats(const para_runtime_t *rt, para_stats_t *st)
     }
 }
 
-const char *para_runtime_device(para_runtime_t *rt)
+const char *para_runtime_open_device(para_runtime_t *rt)
 {
     if (rt == NULL)
         return NULL;
-    /* acquire: pairs with the release store at the end of para_run(). */
-    if (atomic_load_explicit(&rt->busy, memory_order_acquire) != 0)
+    /* Claim the runtime as para_run() does, so that no run starts while the
+     * device opens. acquire: see the previous run's writes; relaxed on
+     * failure: we only report. */
+    int zero = 0;
+    if (!atomic_compare_exchange_strong_explicit(
+            &rt->busy, &zero, 1, memory_order_acquire, memory_order_relaxed)) {
+        para__errmsg_set(&rt->errmsg, "%s",
+                         "para_runtime_open_device(): a run is in progress");
         return NULL;
+    }
+    const char *name = NULL;
     char msg[PARA__ERRMSG_LEN];
-    if (para__device_ensure(rt, msg, sizeof msg) != 0) {
-        snprintf(rt->errmsg, sizeof rt->errmsg, "%s", msg);
-        return NULL;
-    }
-    if (rt->device == NULL) {
-        snprintf(rt->errmsg, sizeof rt->errmsg, "no device: %s",
-                 rt->device_why);
-        return NULL;
-    }
-    return rt->device->dev[0]->info->name;
+    if (para__device_ensure(rt, msg, sizeof msg) != 0)
+        para__errmsg_set(&rt->errmsg, "%s", msg);
+    else if (rt->device == NULL)
+        para__errmsg_set(&rt->errmsg, "no device: %s", rt->device_why);
+    else
+        name = rt->device->dev[0]->info->name;
+    /* release: hand the runtime back with the device state written. */
+    atomic_store_explicit(&rt->busy, 0, memory_order_release);
+    return name;
 }

@@ -39,7 +39,7 @@ int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g->errmsg, sizeof g->errmsg, fmt, ap);
+    para__errmsg_vset(&g->errmsg, fmt, ap);
     va_end(ap);
     return err;
 }
@@ -52,6 +52,7 @@ int para_graph_create(para_graph_t **out)
     if (g == NULL)
         return PARA_ENOMEM;
     atomic_init(&g->running, 0);
+    para__errmsg_init(&g->errmsg);
     *out = g;
     return 0;
 }
@@ -162,12 +163,19 @@ void para_graph_destroy(para_graph_t *g)
     free(g->nodes);
     free(g->sources);
     free(g->topo);
+    para__errmsg_destroy(&g->errmsg);
     free(g);
 }
 
 const char *para_graph_errmsg(const para_graph_t *g)
 {
-    return g != NULL ? g->errmsg : "graph is NULL";
+    /* A copy per calling thread (errmsg.h): valid until this thread's next
+     * call, whatever other threads do with the graph meanwhile. */
+    static _Thread_local char copy[PARA__ERRMSG_LEN];
+    if (g == NULL)
+        return "graph is NULL";
+    /* para__errmsg_copy() locks; the box itself is not changed. */
+    return para__errmsg_copy((para__errmsg *)&g->errmsg, copy, sizeof copy);
 }
 
 size_t para_graph_node_count(const para_graph_t *g)
@@ -848,7 +856,7 @@ static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
 
 int para__graph_prepare(para_graph_t *g)
 {
-    g->errmsg[0] = '\0';
+    para__errmsg_set(&g->errmsg, "%s", "");
     if (g->prepared)
         return 0;
     unsigned n_sources = 0;

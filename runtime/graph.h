@@ -176,8 +176,8 @@ struct para_graph {
     bool prepared;       /* derived data valid for the current edges */
     para_node_t **sources;
     unsigned n_sources;
-    para_node_t **topo; /* every node, in topological order */
-    char errmsg[PARA__ERRMSG_LEN];
+    para_node_t **topo;  /* every node, in topological order */
+    para__errmsg errmsg; /* errmsg.h */
 };
 
 /* Validate and compute derived data. Returns 0 or PARA_E*; the message goes

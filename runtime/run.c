@@ -30,7 +30,7 @@ static void set_errmsg(para_runtime_t *rt, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rt->errmsg, sizeof rt->errmsg, fmt, ap);
+    para__errmsg_vset(&rt->errmsg, fmt, ap);
     va_end(ap);
 }
 
@@ -110,6 +110,7 @@ static void runtime_free(para_runtime_t *rt)
     pthread_cond_destroy(&rt->device_cond);
     pthread_cond_destroy(&rt->start_cond);
     pthread_mutex_destroy(&rt->lock);
+    para__errmsg_destroy(&rt->errmsg);
     free(rt);
 }
 
@@ -178,6 +179,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->cancel, false);
     pthread_mutex_init(&rt->lock, NULL);
+    para__errmsg_init(&rt->errmsg);
     pthread_cond_init(&rt->start_cond, NULL);
     pthread_cond_init(&rt->done_cond, NULL);
     pthread_cond_init(&rt->device_cond, NULL);
@@ -261,7 +263,13 @@ unsigned para_runtime_workers(const para_runtime_t *rt)
 
 const char *para_runtime_errmsg(const para_runtime_t *rt)
 {
-    return rt != NULL ? rt->errmsg : "runtime is NULL";
+    /* A copy per calling thread (errmsg.h): valid until this thread's next
+     * call, whatever other threads do with the runtime meanwhile. */
+    static _Thread_local char copy[PARA__ERRMSG_LEN];
+    if (rt == NULL)
+        return "runtime is NULL";
+    /* para__errmsg_copy() locks; the box itself is not changed. */
+    return para__errmsg_copy((para__errmsg *)&rt->errmsg, copy, sizeof copy);
 }
 
 int para_run(para_runtime_t *rt, para_graph_t *g)
@@ -283,16 +291,16 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         atomic_store_explicit(&rt->busy, 0, memory_order_release);
         return PARA_EBUSY;
     }
-    rt->errmsg[0] = '\0';
+    set_errmsg(rt, "%s", "");
 
     int rc = para__graph_prepare(g);
     if (rc != 0) {
-        set_errmsg(rt, "%s", g->errmsg);
+        set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
         goto out;
     }
     rc = para__graph_open_sources(g);
     if (rc != 0) {
-        set_errmsg(rt, "%s", g->errmsg);
+        set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
         goto out;
     }
     para__graph_reset_run_state(g);
@@ -351,7 +359,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     }
     rc = para__graph_nodes_begin(g, rt->n_workers);
     if (rc != 0) {
-        set_errmsg(rt, "%s", g->errmsg);
+        set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
         run->policy->run_end(run, run->policy_state);
         para__budget_end(run);
         free(run);

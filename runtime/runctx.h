@@ -43,13 +43,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errmsg.h"
 #include "eventcount.h"
 #include "mpsc_stack.h"
 #include "para/graph.h"
 #include "para/runtime.h"
 #include "util.h"
-
-#define PARA__ERRMSG_LEN 1024
 
 typedef struct para__batch para__batch;
 typedef struct para__worker para__worker;

@@ -376,6 +376,16 @@ static void note_expansion(para_node_t *n, size_t in, size_t out)
                               memory_order_relaxed);
 }
 
+/* The input port of the batch the calling thread's node function is
+ * working on, for para_input_port(); -1 outside a node call. Plain
+ * thread-local state: only the thread itself reads and writes it. */
+static _Thread_local int current_input_port = -1;
+
+int para_input_port(void)
+{
+    return current_input_port;
+}
+
 /* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
  * On failure the run is failed, *out is NULL, and nonzero is returned. */
 static int process(para__worker *w, para__run *run, para_node_t *n,
@@ -410,6 +420,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     size_t done = count;
     if (o != NULL)
         para__owned_begin_output(n, in, o);
+    current_input_port = para__is_source(n) ? -1 : (int)t->in_port;
     switch (n->kind) {
     case PARA__KIND_MAP: {
         para_map_fn fn = n->fn.map;
@@ -483,6 +494,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         break;
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
+            current_input_port = -1;
             fail_run(w, run, PARA_EOVERFLOW,
                      "collect '%s': more than %zu items", n->name,
                      n->collect_capacity);
@@ -496,6 +508,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     default:
         para__panic("node '%s': kind %d cannot process", n->name, n->kind);
     }
+    current_input_port = -1;
     if (in->owner != NULL)
         para__owned_input_done(n, in, rc == 0 ? count : done, rc == 0);
 
@@ -1116,7 +1129,7 @@ static void run_loop(para__worker *w, para__run *run)
 }
 
 /* The worker this thread is (NULL on other threads), for
- * para_worker_index(); the one thread-local the runtime has. */
+ * para_worker_index(). */
 static _Thread_local const para__worker *current_worker;
 
 int para_worker_index(void)

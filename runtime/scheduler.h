@@ -177,7 +177,7 @@ struct para_runtime {
     uint64_t runs, last_run_ns, last_peak_batches;
     uint64_t last_peak_bytes, last_budget, last_hold_ns, last_decisions;
     const struct para__policy *policy_ops; /* policy.h */
-    char errmsg[PARA__ERRMSG_LEN];
+    para__errmsg errmsg;                   /* errmsg.h */
 
     /* The devices of kernel nodes, opened at the first run that has one
      * (device_node.c). Tasks finished off a worker thread (the device

@@ -1771,17 +1771,30 @@ struct text {
     unsigned bad_lines;
 };
 
-static void collect_line(const char *line, void *arg)
+/* para_stats_fprint(PARA_STATS_TABLE) into @p t, line by line. */
+static void collect_table(const para_runtime_t *rt, const para_graph_t *g,
+                          struct text *t)
 {
-    struct text *t = arg;
-    size_t n = strlen(line);
-    if (n == 0 || line[n - 1] != '\n')
-        t->bad_lines++;
-    t->lines++;
-    if (t->len + n < sizeof t->buf) {
-        memcpy(t->buf + t->len, line, n + 1);
-        t->len += n;
+    char *out = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&out, &size);
+    assert_non_null(f);
+    assert_int_equal(para_stats_fprint(f, rt, g, PARA_STATS_TABLE), 0);
+    assert_int_equal(fclose(f), 0);
+    for (const char *line = out; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - line) + 1 : strlen(line);
+        if (nl == NULL)
+            t->bad_lines++; /* unterminated */
+        t->lines++;
+        if (t->len + n < sizeof t->buf) {
+            memcpy(t->buf + t->len, line, n);
+            t->len += n;
+            t->buf[t->len] = '\0';
+        }
+        line += n;
     }
+    free(out);
 }
 
 static void test_stats_print(void **state)
@@ -1796,14 +1809,14 @@ static void test_stats_print(void **state)
     run_ok(rt, g);
     struct text *t = calloc(1, sizeof *t);
     assert_non_null(t);
-    para_stats_print(rt, g, collect_line, t);
+    collect_table(rt, g, t);
     assert_true(t->lines > 0);
     assert_int_equal(t->bad_lines, 0);
     assert_non_null(strstr(t->buf, "my_range_node"));
     assert_non_null(strstr(t->buf, "my_sink_node"));
     /* Without a graph: only the runtime counters. */
     memset(t, 0, sizeof *t);
-    para_stats_print(rt, NULL, collect_line, t);
+    collect_table(rt, NULL, t);
     assert_true(t->lines > 0);
     assert_null(strstr(t->buf, "my_sink_node"));
     free(t);
@@ -2492,6 +2505,74 @@ static void test_busy_while_running(void **state)
     destroy_rt(rt2);
 }
 
+/* Error messages are copies per calling thread: a thread reading them while
+ * another thread's runs fail and rewrite them sees whole messages only
+ * (TSan: no race), and its copy is its own. */
+static int map_boom(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    uint64_t v;
+    memcpy(&v, in, sizeof v);
+    memcpy(out, &v, sizeof v);
+    return v == 777 ? -7 : 0;
+}
+
+struct msg_reader {
+    para_runtime_t *rt;
+    para_graph_t *g;
+    atomic_bool stop; /* seq_cst: test code */
+    const char *last_rt_copy;
+    unsigned reads, torn;
+};
+
+static void *read_msgs(void *arg)
+{
+    struct msg_reader *r = arg;
+    while (!atomic_load(&r->stop) || r->reads < 100) {
+        const char *m = para_runtime_errmsg(r->rt);
+        if (m[0] != '\0' &&
+            (strstr(m, "boom") == NULL || strstr(m, "-7") == NULL))
+            r->torn++;
+        const char *gm = para_graph_errmsg(r->g);
+        if (gm[0] != '\0')
+            r->torn++; /* nothing in this graph fails to validate */
+        r->reads++;
+    }
+    /* the runs are over: the last failure's message */
+    r->last_rt_copy = para_runtime_errmsg(r->rt);
+    return NULL;
+}
+
+static void test_errmsg_other_thread(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2);
+    para_graph_t *g = new_graph();
+    struct acc a = {0};
+    para_node_t *s = range(g, "x", 0, 5000);
+    para_node_t *m = map8(g, "boom", map_boom, NULL, 0);
+    para_node_t *k = sink8(g, "sum", sink_acc, &a, PARA_NODE_SERIAL);
+    conn(g, s, m);
+    conn(g, m, k);
+    struct msg_reader r = {.rt = rt, .g = g};
+    atomic_init(&r.stop, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_msgs, &r), 0);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(para_run(rt, g), PARA_ENODE);
+        check_rt_msg(rt, "boom", "-7");
+    }
+    atomic_store(&r.stop, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(r.torn, 0);
+    assert_true(r.reads >= 100);
+    /* each thread has its own copy */
+    assert_ptr_not_equal(r.last_rt_copy, para_runtime_errmsg(rt));
+    assert_string_equal(r.last_rt_copy, para_runtime_errmsg(rt));
+    para_graph_destroy(g);
+    destroy_rt(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2544,6 +2625,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_runs_same_graph),
         cmocka_unit_test(test_concurrent_runtimes),
         cmocka_unit_test(test_busy_while_running),
+        cmocka_unit_test(test_errmsg_other_thread),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
