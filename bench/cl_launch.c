@@ -91,7 +91,8 @@ static double mandel(para__device *dev, size_t batch, int slots, int spin,
 {
     char msg[MSG_LEN];
     uint32_t W = 1024, H = 1024;
-    para__kernel_arg args[2] = {{&W, 4}, {&H, 4}};
+    para__kernel_arg args[2] = {{&W, 4, PARA_KARG_SCALAR},
+                                {&H, 4, PARA_KARG_SCALAR}};
     para__kernel *k;
     int rc = para__cl_kernel_create(dev, para_kernel_mandelbrot_src, "",
                                     "mandelbrot", 4, 4, args, 2, &k, msg,
@@ -168,7 +169,8 @@ static void build_times(const char *selector)
     snprintf(opts, sizeof opts, "-DPARA_BENCH_NONCE=%llu",
              (unsigned long long)para__now_ns());
     uint32_t W = 1024;
-    para__kernel_arg args[2] = {{&W, 4}, {&W, 4}};
+    para__kernel_arg args[2] = {{&W, 4, PARA_KARG_SCALAR},
+                                {&W, 4, PARA_KARG_SCALAR}};
     para__device *a, *b;
     para__kernel *k1, *k2, *k3;
     int rc;

@@ -198,7 +198,8 @@ static void w4_limit(const bench_cfg_t *cfg, struct w4_state *st,
         bench_fail(row, "no device: %s", lim.msg);
         return;
     }
-    para__kernel_arg args[2] = {{&st->side, 4}, {&st->side, 4}};
+    para__kernel_arg args[2] = {{&st->side, 4, PARA_KARG_SCALAR},
+                                {&st->side, 4, PARA_KARG_SCALAR}};
     para__kernel_spec spec = {.name = "mandelbrot",
                               .source = st->kernel.source,
                               .entry = "mandelbrot",
@@ -253,8 +254,8 @@ int bench_w4(const bench_cfg_t *cfg)
     }
     for (uint32_t i = 0; i < total; i++)
         st.pixels[i] = i;
-    st.args[0] = (para_kernel_arg_t){&st.side, 4};
-    st.args[1] = (para_kernel_arg_t){&st.side, 4};
+    st.args[0] = (para_kernel_arg_t){&st.side, 4, PARA_KARG_SCALAR};
+    st.args[1] = (para_kernel_arg_t){&st.side, 4, PARA_KARG_SCALAR};
     st.kernel = (para_kernel_desc_t){.source = para_kernel_source("mandelbrot"),
                                      .entry = "mandelbrot",
                                      .args = st.args,

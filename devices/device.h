@@ -6,7 +6,9 @@
  *
  *     __kernel void k(__global const IN *in, __global OUT *out, uint n, ...)
  *
- * where "..." are the node's extra scalar arguments (copied at launch).
+ * where "..." are the node's extra arguments: scalars, read-only buffers
+ * (uploaded once at kernel_create, i.e. once per run and device, and bound
+ * to every launch) and local memory (see para__kernel_arg).
  *
  * What holds for every call below:
  *   - It returns 0 (or 1 where said) or a negative PARA_E* code, and on
@@ -87,10 +89,14 @@ typedef struct para__launch {
     uint64_t submit_ns, complete_ns; /* filled by the back-end */
 } para__launch;
 
-/* Extra scalar kernel arguments, after (in, out, n). */
+/* Extra kernel arguments, after (in, out, n): kind is an enum
+ * para_kernel_arg_kind (0 = scalar, copied at kernel_create; buffer: a
+ * read-only host array of size bytes, uploaded at kernel_create and bound
+ * to every launch; local: size bytes of work-group memory, value NULL). */
 typedef struct para__kernel_arg {
     const void *value;
     size_t size;
+    unsigned kind;
 } para__kernel_arg;
 
 /* Everything a back-end needs to create the kernel of one node. */
@@ -123,9 +129,13 @@ typedef struct para__device_ops {
     int (*locality)(const void *dev, hwloc_topology_t topology,
                     hwloc_cpuset_t set);
     /* Build the node's kernel. 0, PARA_EKERNEL_BUILD (msg holds the build
-     * log), PARA_EINVAL (no such entry point, or a signature that does not
-     * take (in, out, n)), PARA_ENODEV (the back-end cannot run this node),
-     * PARA_EDEVICE or PARA_ENOMEM. */
+     * log, or says the entry point is missing), PARA_ESIZE (a parameter's
+     * type does not fit: in/out element size against the node's item size,
+     * an extra scalar against the value's size; msg names the parameter
+     * and both), PARA_EINVAL (a signature that does not take (in, out, n)
+     * or a wrong count of extras), PARA_ENODEV (the back-end cannot run
+     * this node), PARA_EDEVICE or PARA_ENOMEM. Back-ends that know the
+     * parameter types check them here, before any launch. */
     int (*kernel_create)(void *dev, const para__kernel_spec *spec, void **out,
                          char *msg, size_t msg_len);
     void (*kernel_release)(void *kernel);

@@ -247,8 +247,11 @@ int main(int argc, char **argv)
     para_graph_t *g = NULL;
     rc = png_begin(&po, path, v.width, v.height) == 0 ? para_graph_create(&g)
                                                       : PARA_EINVAL;
-    para_kernel_arg_t args[] = {
-        {&v.width, 4}, {&v.max_iter, 4}, {&v.x0, 8}, {&v.y0, 8}, {&v.step, 8}};
+    para_kernel_arg_t args[] = {{&v.width, 4, PARA_KARG_SCALAR},
+                                {&v.max_iter, 4, PARA_KARG_SCALAR},
+                                {&v.x0, 8, PARA_KARG_SCALAR},
+                                {&v.y0, 8, PARA_KARG_SCALAR},
+                                {&v.step, 8, PARA_KARG_SCALAR}};
     para_kernel_desc_t kernel = {.source =
                                      para_kernel_source("mandelbrot_fixed"),
                                  .entry = "mandelbrot_fixed",

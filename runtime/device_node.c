@@ -1563,6 +1563,7 @@ static para__kernel_spec node_spec(para_node_t *n, para__kernel_arg *args)
     for (size_t a = 0; a < n->kernel->n_args; a++) {
         args[a].value = n->kernel->args[a].value;
         args[a].size = n->kernel->args[a].size;
+        args[a].kind = n->kernel->args[a].kind;
     }
     para__kernel_spec spec = {
         .name = n->name,
@@ -1641,7 +1642,8 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
 {
     unsigned count = 0;
     for (unsigned i = 0; i < g->n_nodes; i++)
-        count += g->nodes[i]->kernel != NULL;
+        count += g->nodes[i]->kernel != NULL &&
+                 !(g->nodes[i]->flags & PARA_NODE_CPU_ONLY);
     if (count == 0)
         return 0;
     int rc = para__device_ensure(rt, msg, msg_len);
@@ -1655,8 +1657,8 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
     }
     for (unsigned i = 0; i < g->n_nodes; i++) {
         para_node_t *n = g->nodes[i];
-        if (n->kernel == NULL)
-            continue;
+        if (n->kernel == NULL || (n->flags & PARA_NODE_CPU_ONLY) != 0)
+            continue; /* CPU_ONLY: placement stays PARA__PLACE_CPU */
         if (set == NULL) {
             if (!para__has_cpu_fn(n)) {
                 snprintf(msg, msg_len,

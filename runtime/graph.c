@@ -27,6 +27,7 @@
  * tests/runtime/test_differential.c (path semantics against a reference).
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,8 @@ void para__kernel_copy_free(para__kernel_copy *k)
     if (k == NULL)
         return;
     for (size_t i = 0; i < k->n_args; i++)
-        free(k->args[i].value);
+        if (k->args[i].kind == PARA_KARG_SCALAR)
+            free(k->args[i].value);
     free(k->args);
     free(k->source);
     free(k->entry);
@@ -90,9 +92,23 @@ static char *strdup_or_null(const char *s, bool *failed)
     return c;
 }
 
+static char *concat(const char *a, const char *b, bool *failed)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *c = malloc(la + lb + 1);
+    if (c == NULL) {
+        *failed = true;
+        return NULL;
+    }
+    memcpy(c, a, la);
+    memcpy(c + la, b, lb + 1);
+    return c;
+}
+
 /* Check and copy a kernel description; NULL with *err set on failure. */
 static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
-                                      const para_kernel_desc_t *kd, int *err)
+                                      const para_kernel_desc_t *kd,
+                                      unsigned flags, int *err)
 {
     *err = 0;
     if (kd->source == NULL || kd->entry == NULL || kd->entry[0] == '\0' ||
@@ -104,32 +120,57 @@ static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
         return NULL;
     }
     for (size_t i = 0; i < kd->n_args; i++) {
-        if (kd->args[i].value == NULL || kd->args[i].size == 0) {
+        const para_kernel_arg_t *a = &kd->args[i];
+        const char *why = NULL;
+        if (a->kind > PARA_KARG_LOCAL)
+            why = "has an unknown kind";
+        else if (a->size == 0)
+            why = "has size 0";
+        else if (a->kind == PARA_KARG_LOCAL && a->value != NULL)
+            why = "is local memory but has a value";
+        else if (a->kind != PARA_KARG_LOCAL && a->value == NULL)
+            why = "has no value";
+        if (why != NULL) {
             *err = para__graph_fail(g, PARA_EINVAL,
-                                    "kernel node '%s': argument %zu has no "
-                                    "value",
-                                    name, i);
+                                    "kernel node '%s': argument %zu %s", name,
+                                    i, why);
             return NULL;
         }
     }
     para__kernel_copy *k = calloc(1, sizeof *k);
     bool failed = k == NULL;
     if (k != NULL) {
-        k->source = strdup_or_null(kd->source, &failed);
         k->entry = strdup_or_null(kd->entry, &failed);
-        k->options = strdup_or_null(kd->options, &failed);
+        if ((flags & PARA_NODE_FP_STRICT) != 0) {
+            /* Bit-identical to C: no FMA contraction, correctly rounded
+             * division and square root (see PARA_NODE_FP_STRICT). */
+            k->source =
+                concat("#pragma OPENCL FP_CONTRACT OFF\n", kd->source, &failed);
+            k->options =
+                concat(kd->options != NULL ? kd->options : "",
+                       " -cl-fp32-correctly-rounded-divide-sqrt", &failed);
+        } else {
+            k->source = strdup_or_null(kd->source, &failed);
+            k->options = strdup_or_null(kd->options, &failed);
+        }
         if (kd->n_args > 0 && !failed) {
             k->args = calloc(kd->n_args, sizeof *k->args);
             failed = k->args == NULL;
         }
         for (size_t i = 0; !failed && i < kd->n_args; i++) {
-            k->args[i].value = malloc(kd->args[i].size);
-            if (k->args[i].value == NULL) {
-                failed = true;
-                break;
-            }
-            memcpy(k->args[i].value, kd->args[i].value, kd->args[i].size);
+            k->args[i].kind = kd->args[i].kind;
             k->args[i].size = kd->args[i].size;
+            if (kd->args[i].kind == PARA_KARG_SCALAR) {
+                k->args[i].value = malloc(kd->args[i].size);
+                if (k->args[i].value == NULL) {
+                    failed = true;
+                    break;
+                }
+                memcpy(k->args[i].value, kd->args[i].value, kd->args[i].size);
+            } else {
+                /* Borrowed (buffers) or none (local memory). */
+                k->args[i].value = (void *)(uintptr_t)kd->args[i].value;
+            }
             k->n_args = i + 1;
         }
     }
@@ -364,7 +405,8 @@ static int check_common(para_graph_t *g, const para_node_desc_t *d)
             g, PARA_EBUSY, "cannot add '%s': the graph is running", d->name);
     const unsigned known = PARA_NODE_PARALLEL | PARA_NODE_SERIAL |
                            PARA_NODE_ORDERED | PARA_NODE_DEVICE_ONLY |
-                           PARA_NODE_TAKES;
+                           PARA_NODE_TAKES | PARA_NODE_CPU_ONLY |
+                           PARA_NODE_FP_STRICT;
     if ((d->flags & ~known) != 0)
         return para__graph_fail(g, PARA_EINVAL, "node '%s': unknown flags 0x%x",
                                 d->name, d->flags);
@@ -406,13 +448,27 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
                                     "any, must be one map or map_batch",
                                     d->name);
         if ((d->flags &
-             ~(unsigned)(PARA_NODE_PARALLEL | PARA_NODE_DEVICE_ONLY)) != 0)
+             ~(unsigned)(PARA_NODE_PARALLEL | PARA_NODE_DEVICE_ONLY |
+                         PARA_NODE_CPU_ONLY | PARA_NODE_FP_STRICT)) != 0)
             return para__graph_fail(
                 g, PARA_EINVAL, "kernel node '%s' must be PARALLEL", d->name);
-    } else if ((d->flags & PARA_NODE_DEVICE_ONLY) != 0) {
-        return para__graph_fail(
-            g, PARA_EINVAL,
-            "node '%s': PARA_NODE_DEVICE_ONLY is for kernel nodes", d->name);
+        if ((d->flags & PARA_NODE_CPU_ONLY) != 0 &&
+            (d->flags & PARA_NODE_DEVICE_ONLY) != 0)
+            return para__graph_fail(g, PARA_EINVAL,
+                                    "kernel node '%s': CPU_ONLY together "
+                                    "with DEVICE_ONLY",
+                                    d->name);
+        if ((d->flags & PARA_NODE_CPU_ONLY) != 0 && set == 0)
+            return para__graph_fail(g, PARA_EINVAL,
+                                    "kernel node '%s': CPU_ONLY without a "
+                                    "CPU function",
+                                    d->name);
+    } else if ((d->flags & (PARA_NODE_DEVICE_ONLY | PARA_NODE_CPU_ONLY |
+                            PARA_NODE_FP_STRICT)) != 0) {
+        return para__graph_fail(g, PARA_EINVAL,
+                                "node '%s': DEVICE_ONLY, CPU_ONLY and "
+                                "FP_STRICT are for kernel nodes",
+                                d->name);
     } else if (set != 1) {
         return para__graph_fail(g, PARA_EINVAL,
                                 "node '%s': exactly one function must be set "
@@ -458,7 +514,7 @@ int para_graph_add(para_graph_t *g, const para_node_desc_t *d,
         copy.in_size = 0;
     if (d->kernel == NULL)
         return node_new(g, &copy, kind, out);
-    para__kernel_copy *k = kernel_copy(g, d->name, d->kernel, &rc);
+    para__kernel_copy *k = kernel_copy(g, d->name, d->kernel, d->flags, &rc);
     if (k == NULL)
         return rc;
     para_node_t *n = NULL;

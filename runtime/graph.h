@@ -50,8 +50,9 @@ typedef struct para__kernel_copy {
     char *source, *entry, *options;
     size_t n_args;
     struct para__kernel_arg_copy {
-        void *value;
+        void *value; /* owned for scalars; borrowed for buffers; NULL local */
         size_t size;
+        unsigned kind; /* enum para_kernel_arg_kind */
     } * args;
 } para__kernel_copy;
 

@@ -63,9 +63,13 @@ const para__device_info *para__cl_info(const para__device *dev);
  * options and device) and their binaries cached on disk under
  * $PARA_CACHE_DIR, else $XDG_CACHE_HOME/para, else ~/.cache/para, keyed by
  * a hash of source, options, device name and driver version; a corrupt or
- * stale cache entry is rebuilt silently. Returns 0, PARA_EKERNEL_BUILD (msg
- * holds the build log), PARA_EINVAL (no such entry point, or its signature
- * does not take at least (in, out, n)), PARA_EDEVICE or PARA_ENOMEM. */
+ * stale cache entry is rebuilt silently. Programs are built with
+ * -cl-kernel-arg-info, and the parameter types are checked against the
+ * item sizes and extra arguments (OpenCL C built-in scalars and vectors;
+ * structs are not checked). Returns 0, PARA_EKERNEL_BUILD (msg holds the
+ * build log, or the entry point is missing), PARA_ESIZE (a parameter type
+ * does not fit; msg names it and both types), PARA_EINVAL (the signature
+ * does not take (in, out, n) and the extras), PARA_EDEVICE or PARA_ENOMEM. */
 int para__cl_kernel_create(para__device *dev, const char *source,
                            const char *options, const char *entry,
                            size_t in_size, size_t out_size,

@@ -94,6 +94,7 @@
 
 #include "cl_internal.h"
 #include "para/errors.h"
+#include "para/graph.h"
 #include "util.h"
 
 #include <hwloc/opencl.h>
@@ -145,6 +146,8 @@ struct para__kernel {
     size_t in_size, out_size;
     size_t local; /* work-group size */
     char entry[64];
+    cl_mem *bufs; /* per extra argument: its device copy (buffers), or NULL */
+    size_t n_bufs;
 };
 
 /* The three commands of a launch, in queue order. */
@@ -971,6 +974,142 @@ fail:
 
 /* ---- kernels ----------------------------------------------------------- */
 
+/* ---- parameter types ---------------------------------------------------- */
+
+/* Bytes of an OpenCL C built-in type named @p t ("uint", "float4",
+ * "double"; a trailing '*' is ignored), 0 when not a built-in (a struct,
+ * a typedef the compiler reports by its own name): such a parameter is not
+ * checked. A 3-component vector takes the room of 4. */
+static size_t cl_type_size(const char *t)
+{
+    static const struct {
+        const char *name;
+        size_t size;
+    } base[] = {
+        {"char", 1},         {"uchar", 1},         {"bool", 1},
+        {"short", 2},        {"ushort", 2},        {"half", 2},
+        {"int", 4},          {"uint", 4},          {"float", 4},
+        {"long", 8},         {"ulong", 8},         {"double", 8},
+        {"size_t", 0},       {"unsigned char", 1}, {"unsigned short", 2},
+        {"unsigned int", 4}, {"unsigned long", 8}};
+    size_t len = strlen(t);
+    while (len > 0 && (t[len - 1] == '*' || t[len - 1] == ' '))
+        len--;
+    size_t digits = 0;
+    while (digits < len && isdigit((unsigned char)t[len - 1 - digits]))
+        digits++;
+    size_t stem = len - digits;
+    unsigned long lanes = 1;
+    if (digits > 0) {
+        lanes = strtoul(t + stem, NULL, 10);
+        if (lanes == 3)
+            lanes = 4;
+        if (lanes != 2 && lanes != 4 && lanes != 8 && lanes != 16)
+            return 0;
+    }
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
+        if (strlen(base[i].name) == stem && strncmp(base[i].name, t, stem) == 0)
+            return base[i].size * lanes;
+    }
+    return 0;
+}
+
+/* Check the kernel's parameters against the node, with the argument
+ * information the program was built with (-cl-kernel-arg-info): in and out
+ * must be __global pointers to items of the node's sizes, and every extra
+ * scalar must have the size of the value given for it. PARA_ESIZE names
+ * the parameter and both types. Without argument information (a driver
+ * that keeps none for a cached binary) nothing is checked here and
+ * clSetKernelArg's size check is what remains. */
+static int check_param_types(para__kernel *k, cl_uint n_params, size_t in_size,
+                             size_t out_size, const para__kernel_arg *args,
+                             char *msg, size_t msg_len)
+{
+    for (cl_uint i = 0; i < n_params; i++) {
+        char type[128] = "", name[64] = "";
+        cl_kernel_arg_address_qualifier aq = 0;
+        cl_int rc = clGetKernelArgInfo(k->kernel, i, CL_KERNEL_ARG_TYPE_NAME,
+                                       sizeof type, type, NULL);
+        if (rc == CL_KERNEL_ARG_INFO_NOT_AVAILABLE)
+            return 0;
+        if (rc != CL_SUCCESS ||
+            clGetKernelArgInfo(k->kernel, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER,
+                               sizeof aq, &aq, NULL) != CL_SUCCESS)
+            return 0; /* no information: not an error of the node */
+        if (clGetKernelArgInfo(k->kernel, i, CL_KERNEL_ARG_NAME, sizeof name,
+                               name, NULL) != CL_SUCCESS)
+            snprintf(name, sizeof name, "#%u", (unsigned)i);
+        type[sizeof type - 1] = '\0';
+        name[sizeof name - 1] = '\0';
+        bool pointer = strchr(type, '*') != NULL;
+        size_t bytes = cl_type_size(type);
+        if (i < 2) {
+            const char *role = i == 0 ? "in" : "out";
+            size_t want = i == 0 ? in_size : out_size;
+            if (!pointer ||
+                (aq != CL_KERNEL_ARG_ADDRESS_GLOBAL &&
+                 !(i == 0 && aq == CL_KERNEL_ARG_ADDRESS_CONSTANT))) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' (%s items) is "
+                        "'%s', not a __global pointer",
+                        k->entry, (unsigned)i, name, role, type);
+                return PARA_EINVAL;
+            }
+            if (bytes != 0 && bytes != want) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s' (%zu-byte "
+                        "items) but the node's %s items are %zu bytes",
+                        k->entry, (unsigned)i, name, type, bytes, role, want);
+                return PARA_ESIZE;
+            }
+        } else if (i >= 3 && args[i - 3].kind != PARA_KARG_SCALAR) {
+            const para__kernel_arg *a = &args[i - 3];
+            bool local = a->kind == PARA_KARG_LOCAL;
+            bool fits =
+                pointer && (local ? aq == CL_KERNEL_ARG_ADDRESS_LOCAL
+                                  : aq == CL_KERNEL_ARG_ADDRESS_GLOBAL ||
+                                        aq == CL_KERNEL_ARG_ADDRESS_CONSTANT);
+            if (!fits) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s'; extra "
+                        "argument %u is %s",
+                        k->entry, (unsigned)i, name, type, (unsigned)(i - 3),
+                        local ? "local memory (needs a __local pointer)"
+                              : "a buffer (needs a __global or __constant "
+                                "pointer)");
+                return PARA_EINVAL;
+            }
+            if (bytes != 0 && a->size % bytes != 0) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s' (%zu-byte "
+                        "elements) but extra argument %u has %zu bytes, not a "
+                        "whole number of them",
+                        k->entry, (unsigned)i, name, type, bytes,
+                        (unsigned)(i - 3), a->size);
+                return PARA_ESIZE;
+            }
+        } else if (i >= 3) {
+            size_t given = args[i - 3].size;
+            if (pointer) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s', a pointer; "
+                        "extra arguments are scalars (%zu bytes given)",
+                        k->entry, (unsigned)i, name, type, given);
+                return PARA_EINVAL;
+            }
+            if (bytes != 0 && bytes != given) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s' (%zu "
+                        "bytes) but extra argument %u has %zu bytes",
+                        k->entry, (unsigned)i, name, type, bytes,
+                        (unsigned)(i - 3), given);
+                return PARA_ESIZE;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Work-group size: PARA_CL_LOCAL_SIZE clamped to the kernel's limit and
  * rounded down to its preferred multiple. */
 static int choose_local_size(para__kernel *k, char *msg, size_t msg_len)
@@ -999,6 +1138,16 @@ fail:
     return err;
 }
 
+static void release_arg_buffers(para__kernel *k)
+{
+    for (size_t i = 0; i < k->n_bufs; i++)
+        if (k->bufs[i] != NULL)
+            clReleaseMemObject(k->bufs[i]);
+    free(k->bufs);
+    k->bufs = NULL;
+    k->n_bufs = 0;
+}
+
 int para__cl_kernel_create(para__device *dev, const char *source,
                            const char *options, const char *entry,
                            size_t in_size, size_t out_size,
@@ -1013,7 +1162,9 @@ int para__cl_kernel_create(para__device *dev, const char *source,
         return PARA_EINVAL;
     }
     for (size_t i = 0; i < n_args; i++) {
-        if (args[i].value == NULL || args[i].size == 0) {
+        if (args[i].kind > PARA_KARG_LOCAL ||
+            (args[i].value == NULL) != (args[i].kind == PARA_KARG_LOCAL) ||
+            args[i].size == 0) {
             set_msg(msg, msg_len,
                     "para__cl_kernel_create: extra argument %zu is empty", i);
             return PARA_EINVAL;
@@ -1021,9 +1172,21 @@ int para__cl_kernel_create(para__device *dev, const char *source,
     }
     if (options == NULL)
         options = "";
+    /* Argument information (types, qualifiers, names) for the checks of
+     * check_param_types(); it is part of the options, so of the cache key. */
+    static const char arg_info[] = " -cl-kernel-arg-info";
+    size_t opt_len = strlen(options);
+    char *opts = malloc(opt_len + sizeof arg_info);
+    if (opts == NULL) {
+        set_msg(msg, msg_len, "para__cl_kernel_create: out of memory");
+        return PARA_ENOMEM;
+    }
+    memcpy(opts, options, opt_len);
+    memcpy(opts + opt_len, arg_info, sizeof arg_info);
 
     program_entry *pe;
-    int err = get_program(dev, source, options, &pe, msg, msg_len);
+    int err = get_program(dev, source, opts, &pe, msg, msg_len);
+    free(opts);
     if (err != 0)
         return err; /* the program stays cached on success only */
 
@@ -1038,6 +1201,15 @@ int para__cl_kernel_create(para__device *dev, const char *source,
     k->in_size = in_size;
     k->out_size = out_size;
     snprintf(k->entry, sizeof k->entry, "%s", entry);
+    if (n_args > 0) {
+        k->bufs = calloc(n_args, sizeof *k->bufs);
+        if (k->bufs == NULL) {
+            set_msg(msg, msg_len, "para__cl_kernel_create: out of memory");
+            err = PARA_ENOMEM;
+            goto fail;
+        }
+        k->n_bufs = n_args;
+    }
 
     k->kernel = clCreateKernel(pe->program, entry, &rc);
     if (rc == CL_INVALID_KERNEL_NAME) {
@@ -1045,7 +1217,7 @@ int para__cl_kernel_create(para__device *dev, const char *source,
                 "no kernel \"%s\" in the program (clCreateKernel -> "
                 "CL_INVALID_KERNEL_NAME (%d))",
                 entry, (int)rc);
-        err = PARA_EINVAL;
+        err = PARA_EKERNEL_BUILD;
         goto fail;
     }
     PARA_CL_CHECK_RC("clCreateKernel", rc);
@@ -1065,6 +1237,9 @@ int para__cl_kernel_create(para__device *dev, const char *source,
         err = PARA_EINVAL;
         goto fail;
     }
+    err = check_param_types(k, n_params, in_size, out_size, args, msg, msg_len);
+    if (err != 0)
+        goto fail;
     static const char *const param_names[3] = {
         "in (a __global pointer)", "out (a __global pointer)", "n (a uint)"};
     cl_mem no_buffer = NULL;
@@ -1074,7 +1249,27 @@ int para__cl_kernel_create(para__device *dev, const char *source,
             rc = clSetKernelArg(k->kernel, i, sizeof no_buffer, &no_buffer);
         else if (i == 2)
             rc = clSetKernelArg(k->kernel, i, sizeof zero, &zero);
-        else
+        else if (args[i - 3].kind == PARA_KARG_LOCAL)
+            rc = clSetKernelArg(k->kernel, i, args[i - 3].size, NULL);
+        else if (args[i - 3].kind == PARA_KARG_BUFFER) {
+            /* Uploaded once here, bound to every launch of this kernel. */
+            cl_mem b = clCreateBuffer(
+                dev->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                args[i - 3].size, (void *)(uintptr_t)args[i - 3].value, &rc);
+            if (rc != CL_SUCCESS) {
+                char buf[32];
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": uploading extra argument %u (%zu "
+                        "bytes): clCreateBuffer -> %s (%d)",
+                        entry, i - 3, args[i - 3].size,
+                        para__cl_err_name(rc, buf, sizeof buf), (int)rc);
+                err = para__cl_to_err(rc) == PARA_ENOMEM ? PARA_ENOMEM
+                                                         : PARA_EDEVICE;
+                goto fail;
+            }
+            k->bufs[i - 3] = b;
+            rc = clSetKernelArg(k->kernel, i, sizeof b, &b);
+        } else
             rc = clSetKernelArg(k->kernel, i, args[i - 3].size,
                                 args[i - 3].value);
         if (rc != CL_SUCCESS) {
@@ -1104,6 +1299,7 @@ fail:
     if (k != NULL) {
         if (k->kernel != NULL)
             clReleaseKernel(k->kernel);
+        release_arg_buffers(k);
         free(k);
     }
     return err;
@@ -1114,6 +1310,7 @@ void para__cl_kernel_release(para__kernel *k)
     if (k == NULL)
         return;
     clReleaseKernel(k->kernel);
+    release_arg_buffers(k);
     k->dev->live_kernels--;
     free(k);
 }

@@ -103,6 +103,27 @@ enum para_node_flags {
      * sources, filters or kernel nodes.
      */
     PARA_NODE_TAKES = 1u << 4,
+    /**
+     * Kernel nodes with a CPU function only: run every batch through the
+     * CPU function, never on a device (the counterpart of
+     * PARA_NODE_DEVICE_ONLY; without either, a node with both
+     * implementations is split between them by measured speed).
+     */
+    PARA_NODE_CPU_ONLY = 1u << 5,
+    /**
+     * Kernel nodes only: build the kernel for results that match a C
+     * implementation bit for bit: no contraction of a*b+c into an FMA
+     * (`#pragma OPENCL FP_CONTRACT OFF` before the source) and correctly
+     * rounded single-precision division and square root
+     * (-cl-fp32-correctly-rounded-divide-sqrt, where the device supports
+     * it). Without it, a device may contract and round division
+     * differently from the CPU, so a split (MIXED) node's results can
+     * differ by an ulp from run to run, depending on where each batch ran.
+     * The C side must not contract either: compile the CPU function with
+     * -ffp-contract=off (GCC contracts by default outside ISO C modes) and
+     * without -ffast-math.
+     */
+    PARA_NODE_FP_STRICT = 1u << 6,
 };
 
 /**
@@ -149,17 +170,36 @@ typedef int (*para_sink_fn)(void *ctx, const void *in);
 /** Sink, whole batch of @p n items. */
 typedef int (*para_sink_batch_fn)(void *ctx, const void *in, size_t n);
 
-/** One extra scalar kernel argument (value copied when the node is added). */
+/** What an extra kernel argument is (para_kernel_arg_t.kind). */
+enum para_kernel_arg_kind {
+    /** A scalar of @c size bytes; the value is copied when the node is
+     *  added. */
+    PARA_KARG_SCALAR = 0,
+    /** A read-only array for a `__global const T *` (or `__constant T *`)
+     *  parameter: @c value points to @c size bytes, borrowed, not copied.
+     *  It is uploaded once per run and device, before the first launch,
+     *  and shared by every launch of the run; keep it valid and unchanged
+     *  while a run uses it (a change between runs is picked up by the next
+     *  run). The node's CPU function reads the same array through its own
+     *  ctx. */
+    PARA_KARG_BUFFER = 1,
+    /** `__local` memory of @c size bytes per work-group; @c value is
+     *  NULL. */
+    PARA_KARG_LOCAL = 2,
+};
+
+/** One extra kernel argument. Zero-initialised fields make a scalar. */
 typedef struct para_kernel_arg {
     const void *value;
     size_t size;
+    unsigned kind; /**< enum para_kernel_arg_kind; default 0 = scalar */
 } para_kernel_arg_t;
 
 /**
  * The device implementation of a node: an OpenCL C kernel with the contract
  *
  *     __kernel void entry(__global const IN *in, __global OUT *out, uint n,
- *                         ...extra scalar arguments...)
+ *                         ...extra arguments (para_kernel_arg_t)...)
  *
  * that writes out[i] from in[i] for every i < n (the global size may be
  * rounded up: check the index). One launch covers many batches, so the

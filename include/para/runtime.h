@@ -133,8 +133,13 @@ PARA_API unsigned para_runtime_workers(const para_runtime_t *rt);
  * @return PARA_EOVERFLOW if a collect node ran out of room.
  * @return PARA_ENODEV if a kernel node without a CPU function has no device,
  *         or the configured device (not "auto") cannot be opened.
- * @return PARA_EKERNEL_BUILD if a kernel does not build; the message holds
- *         the node's name and the build log.
+ * @return PARA_EKERNEL_BUILD if a kernel does not build or has no entry
+ *         point of the given name; the message holds the node's name and
+ *         the build log.
+ * @return PARA_ESIZE if a kernel's parameter types do not fit its node
+ *         (checked before the run: `in`/`out` element sizes against the
+ *         node's item sizes, extra scalars against the values given); the
+ *         message names the node, the parameter and both types.
  * @return PARA_EDEVICE if the device failed during the run; the message
  *         names the OpenCL call and its CL_* status.
  * @return PARA_ECANCELED if para_run_cancel() stopped the run.

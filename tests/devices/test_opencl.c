@@ -398,7 +398,8 @@ static void test_open_selectors(void **state)
 static void check_mandelbrot(para__device *dev, uint32_t W, uint32_t H,
                              uint64_t expect_sum)
 {
-    para__kernel_arg args[2] = {{&W, sizeof W}, {&H, sizeof H}};
+    para__kernel_arg args[2] = {{&W, sizeof W, PARA_KARG_SCALAR},
+                                {&H, sizeof H, PARA_KARG_SCALAR}};
     para__kernel *k =
         build(dev, para_kernel_mandelbrot_src, "mandelbrot", 4, 4, args, 2);
     size_t n = (size_t)W * H;
@@ -474,7 +475,8 @@ static void test_mandelbrot(void **state)
 static void in_flight_rounds(para__device *dev)
 {
     uint32_t mul = 3, add = 11;
-    para__kernel_arg args[2] = {{&mul, sizeof mul}, {&add, sizeof add}};
+    para__kernel_arg args[2] = {{&mul, sizeof mul, PARA_KARG_SCALAR},
+                                {&add, sizeof add, PARA_KARG_SCALAR}};
     para__kernel *k =
         build(dev, para_kernel_copy_src, "axpb_u32", 4, 4, args, 2);
     enum { SLOTS = 4, MAX_N = 5000 };
@@ -707,7 +709,7 @@ static void test_bad_kernels(void **state)
     int rc =
         para__cl_kernel_create(dev, para_kernel_copy_src, "", "no_such_kernel",
                                4, 4, NULL, 0, &k, msg, sizeof msg);
-    assert_int_equal(rc, PARA_EINVAL);
+    assert_int_equal(rc, PARA_EKERNEL_BUILD);
     assert_null(k);
     print_message("missing entry: %s\n", msg);
     assert_non_null(strstr(msg, "no_such_kernel"));
@@ -734,9 +736,12 @@ static void test_bad_kernels(void **state)
     /* Extra arguments: missing, too many, wrong size. */
     uint32_t W = 256;
     uint64_t wide = 256;
-    para__kernel_arg one[1] = {{&W, sizeof W}};
-    para__kernel_arg three[3] = {{&W, 4}, {&W, 4}, {&W, 4}};
-    para__kernel_arg sized[2] = {{&W, 4}, {&wide, 8}};
+    para__kernel_arg one[1] = {{&W, sizeof W, PARA_KARG_SCALAR}};
+    para__kernel_arg three[3] = {{&W, 4, PARA_KARG_SCALAR},
+                                 {&W, 4, PARA_KARG_SCALAR},
+                                 {&W, 4, PARA_KARG_SCALAR}};
+    para__kernel_arg sized[2] = {{&W, 4, PARA_KARG_SCALAR},
+                                 {&wide, 8, PARA_KARG_SCALAR}};
     assert_int_equal(para__cl_kernel_create(dev, para_kernel_mandelbrot_src, "",
                                             "mandelbrot", 4, 4, NULL, 0, &k,
                                             msg, sizeof msg),
@@ -752,9 +757,11 @@ static void test_bad_kernels(void **state)
     assert_int_equal(para__cl_kernel_create(dev, para_kernel_mandelbrot_src, "",
                                             "mandelbrot", 4, 4, sized, 2, &k,
                                             msg, sizeof msg),
-                     PARA_EINVAL);
+                     PARA_ESIZE);
     print_message("wrong extra size: %s\n", msg);
-    assert_non_null(strstr(msg, "CL_INVALID_ARG_SIZE"));
+    assert_non_null(strstr(msg, "'H'"));
+    assert_non_null(strstr(msg, "'uint'"));
+    assert_non_null(strstr(msg, "8 bytes"));
 
     /* Argument checks before any OpenCL call. */
     assert_int_equal(para__cl_kernel_create(NULL, odd, "", "two", 4, 4, NULL, 0,
@@ -766,13 +773,143 @@ static void test_bad_kernels(void **state)
     assert_int_equal(para__cl_kernel_create(dev, odd, "", "two", 4, 4, NULL, 1,
                                             &k, msg, sizeof msg),
                      PARA_EINVAL);
-    para__kernel_arg empty[1] = {{NULL, 4}};
+    para__kernel_arg empty[1] = {{NULL, 4, PARA_KARG_SCALAR}};
     assert_int_equal(para__cl_kernel_create(dev, para_kernel_mandelbrot_src, "",
                                             "mandelbrot", 4, 4, empty, 1, &k,
                                             msg, sizeof msg),
                      PARA_EINVAL);
     assert_null(k);
     para__cl_kernel_release(NULL);
+    para__cl_close(dev);
+}
+
+/* Parameter types against the node's item sizes and extra arguments, from
+ * the argument information the kernels are built with. */
+static void test_param_types(void **state)
+{
+    (void)state;
+    para__device *dev = open_auto();
+    char msg[MSG_LEN] = "";
+    para__kernel *k = NULL;
+    static const char src[] =
+        "typedef struct { uint a, b, c; } trio;\n"
+        "__kernel void f32(__global const float *in, __global float *out,\n"
+        "                  uint n) { size_t i = get_global_id(0);\n"
+        "  if (i < n) out[i] = in[i] * 2.0f; }\n"
+        "__kernel void f4(__global const float4 *in, __global float3 *out,\n"
+        "                 uint n) { size_t i = get_global_id(0);\n"
+        "  if (i < n) out[i] = in[i].xyz; }\n"
+        "__kernel void tr(__global const trio *in, __global trio *out,\n"
+        "                 uint n) { size_t i = get_global_id(0);\n"
+        "  if (i < n) out[i] = in[i]; }\n"
+        "__kernel void cin(__constant uint *in, __global uint *out,\n"
+        "                  uint n) { size_t i = get_global_id(0);\n"
+        "  if (i < n) out[i] = in[i]; }\n"
+        "__kernel void loc(__local uint *in, __global uint *out,\n"
+        "                  uint n) { out[0] = n; }\n"
+        "__kernel void ptr_extra(__global const uint *in,\n"
+        "                        __global uint *out, uint n,\n"
+        "                        __global const uint *b)\n"
+        "{ size_t i = get_global_id(0); if (i < n) out[i] = in[i] + b[i]; }\n";
+
+    /* 2-byte items on a uint kernel: refused before any launch. */
+    int rc = para__cl_kernel_create(dev, para_kernel_copy_src, "", "copy_u32",
+                                    2, 2, NULL, 0, &k, msg, sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    assert_null(k);
+    print_message("2-byte items on uint: %s\n", msg);
+    assert_non_null(strstr(msg, "'uint*'"));
+    assert_non_null(strstr(msg, "2 bytes"));
+    assert_non_null(strstr(msg, "'in'"));
+
+    /* double items on a float kernel. */
+    rc = para__cl_kernel_create(dev, src, "", "f32", 8, 8, NULL, 0, &k, msg,
+                                sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    print_message("double items on float: %s\n", msg);
+    assert_non_null(strstr(msg, "'float*'"));
+    assert_non_null(strstr(msg, "8 bytes"));
+
+    /* Only the output differs: widen_u32 writes ulong. */
+    rc = para__cl_kernel_create(dev, para_kernel_copy_src, "", "widen_u32", 4,
+                                4, NULL, 0, &k, msg, sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    print_message("narrow out: %s\n", msg);
+    assert_non_null(strstr(msg, "'out'"));
+    assert_non_null(strstr(msg, "'ulong*'"));
+
+    /* Vectors (a 3-vector takes the room of 4), structs (not checked) and
+     * a __constant input are accepted. */
+    k = build(dev, src, "f4", 16, 16, NULL, 0);
+    para__cl_kernel_release(k);
+    rc = para__cl_kernel_create(dev, src, "", "f4", 16, 12, NULL, 0, &k, msg,
+                                sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    k = build(dev, src, "tr", 12, 12, NULL, 0);
+    para__cl_kernel_release(k);
+    k = build(dev, src, "cin", 4, 4, NULL, 0);
+    para__cl_kernel_release(k);
+
+    /* A __local input, and a pointer where a scalar extra is given. */
+    rc = para__cl_kernel_create(dev, src, "", "loc", 4, 4, NULL, 0, &k, msg,
+                                sizeof msg);
+    assert_int_equal(rc, PARA_EINVAL);
+    print_message("local in: %s\n", msg);
+    uint32_t B = 7;
+    para__kernel_arg b[1] = {{&B, sizeof B, PARA_KARG_SCALAR}};
+    rc = para__cl_kernel_create(dev, src, "", "ptr_extra", 4, 4, b, 1, &k, msg,
+                                sizeof msg);
+    assert_int_equal(rc, PARA_EINVAL);
+    print_message("pointer extra: %s\n", msg);
+    assert_non_null(strstr(msg, "'b'"));
+    assert_null(k);
+
+    /* Buffer and local-memory arguments: the wrong kind of parameter, a
+     * buffer that is not a whole number of elements, then one that runs. */
+    uint32_t tab[4] = {10, 20, 30, 40};
+    para__kernel_arg as_buf[1] = {{tab, sizeof tab, PARA_KARG_BUFFER}};
+    para__kernel_arg as_local[1] = {{NULL, 16, PARA_KARG_LOCAL}};
+    para__kernel_arg odd_buf[1] = {{tab, 6, PARA_KARG_BUFFER}};
+    rc = para__cl_kernel_create(dev, para_kernel_copy_src, "", "axpb_u32", 4, 4,
+                                (para__kernel_arg[2]){as_buf[0], as_buf[0]}, 2,
+                                &k, msg, sizeof msg);
+    assert_int_equal(rc, PARA_EINVAL);
+    print_message("buffer on a scalar: %s\n", msg);
+    assert_non_null(strstr(msg, "a buffer"));
+    rc = para__cl_kernel_create(dev, src, "", "ptr_extra", 4, 4, as_local, 1,
+                                &k, msg, sizeof msg);
+    assert_int_equal(rc, PARA_EINVAL);
+    print_message("local on a global: %s\n", msg);
+    rc = para__cl_kernel_create(dev, src, "", "ptr_extra", 4, 4, odd_buf, 1, &k,
+                                msg, sizeof msg);
+    assert_int_equal(rc, PARA_ESIZE);
+    print_message("odd buffer: %s\n", msg);
+    assert_null(k);
+    k = build(dev, src, "ptr_extra", 4, 4, as_buf, 1);
+    {
+        uint32_t x[4] = {1, 2, 3, 4}, y[4] = {0};
+        para__launch l = {.in = x, .n = 4, .out = y};
+        run_launch(k, &l);
+        for (unsigned i = 0; i < 4; i++)
+            assert_int_equal(y[i], x[i] + tab[i]);
+        para__cl_launch_fini(k, &l);
+        /* A second launch of the same kernel uses the same buffer. */
+        para__launch l2 = {.in = y, .n = 4, .out = x};
+        run_launch(k, &l2);
+        for (unsigned i = 0; i < 4; i++)
+            assert_int_equal(x[i], y[i] + tab[i]);
+        para__cl_launch_fini(k, &l2);
+    }
+    para__cl_kernel_release(k);
+
+    /* The right sizes still run: copy_u32 with 4-byte items. */
+    k = build(dev, para_kernel_copy_src, "copy_u32", 4, 4, NULL, 0);
+    uint32_t in[5] = {1, 2, 3, 4, 5}, out[5] = {0};
+    para__launch l = {.in = in, .n = 5, .out = out};
+    run_launch(k, &l);
+    assert_memory_equal(in, out, sizeof in);
+    para__cl_launch_fini(k, &l);
+    para__cl_kernel_release(k);
     para__cl_close(dev);
 }
 
@@ -792,7 +929,8 @@ static void test_memory_cache(void **state)
 
     /* The same program, another entry point: no new build. */
     uint32_t m = 2, c = 1;
-    para__kernel_arg args[2] = {{&m, 4}, {&c, 4}};
+    para__kernel_arg args[2] = {{&m, 4, PARA_KARG_SCALAR},
+                                {&c, 4, PARA_KARG_SCALAR}};
     para__kernel *b =
         build(dev, para_kernel_copy_src, "axpb_u32", 4, 4, args, 2);
     para__cl_get_stats(dev, &st);
@@ -1022,6 +1160,7 @@ int main(void)
         cmocka_unit_test_setup(test_sizes, setup),
         cmocka_unit_test_setup(test_build_error, setup),
         cmocka_unit_test_setup(test_bad_kernels, setup),
+        cmocka_unit_test_setup(test_param_types, setup),
         cmocka_unit_test_setup(test_memory_cache, setup),
         cmocka_unit_test_setup(test_disk_cache, setup),
         cmocka_unit_test_setup(test_trace, setup),

@@ -423,7 +423,8 @@ static int setup(void **state)
         free(fx);
         return -1;
     }
-    para__kernel_arg args[2] = {{&mul, 4}, {&add, 4}};
+    para__kernel_arg args[2] = {{&mul, 4, PARA_KARG_SCALAR},
+                                {&add, 4, PARA_KARG_SCALAR}};
     if (para__cl_kernel_create(fx->dev, para_kernel_copy_src, NULL, "axpb_u32",
                                4, 4, args, 2, &fx->k, msg, sizeof msg) != 0) {
         fprintf(stderr, "setup: %s\n", msg);
@@ -777,7 +778,8 @@ static void test_create_kernel_fails(void **state)
 {
     fixture *fx = *state;
     char msg[MSG_LEN] = "";
-    para__kernel_arg args[2] = {{&mul, 4}, {&add, 4}};
+    para__kernel_arg args[2] = {{&mul, 4, PARA_KARG_SCALAR},
+                                {&add, 4, PARA_KARG_SCALAR}};
     para__kernel *k = NULL;
     arm(&f_mkkernel, 0, CL_OUT_OF_HOST_MEMORY);
     assert_int_equal(para__cl_kernel_create(fx->dev, para_kernel_copy_src, NULL,
@@ -858,7 +860,8 @@ static int graph_sink_fn(void *ctx, const void *in, size_t n)
 
 static int run_graph(para_runtime_t *rt, graph_sink *gs)
 {
-    para_kernel_arg_t args[2] = {{&mul, 4}, {&add, 4}};
+    para_kernel_arg_t args[2] = {{&mul, 4, PARA_KARG_SCALAR},
+                                 {&add, 4, PARA_KARG_SCALAR}};
     para_kernel_desc_t kd = {.source = para_kernel_copy_src,
                              .entry = "axpb_u32",
                              .args = args,
@@ -974,7 +977,8 @@ static void lost_device(int fallback)
     a.device_fallback = fallback;
     para_runtime_t *rt;
     assert_int_equal(para_runtime_create(&rt, &a), 0);
-    para_kernel_arg_t args[2] = {{&mul, 4}, {&add, 4}};
+    para_kernel_arg_t args[2] = {{&mul, 4, PARA_KARG_SCALAR},
+                                 {&add, 4, PARA_KARG_SCALAR}};
     para_kernel_desc_t kd = {.source = para_kernel_copy_src,
                              .entry = "axpb_u32",
                              .args = args,
@@ -1125,7 +1129,8 @@ static int run_two(para_runtime_t *rt, bool a_cpu, bool with_b, bool b_cpu,
 {
     for (uint32_t i = 0; i < GRAPH_ITEMS; i++)
         graph_in[i] = i;
-    para_kernel_arg_t args[2] = {{&mul, 4}, {&add, 4}};
+    para_kernel_arg_t args[2] = {{&mul, 4, PARA_KARG_SCALAR},
+                                 {&add, 4, PARA_KARG_SCALAR}};
     para_kernel_desc_t kd = {.source = para_kernel_copy_src,
                              .entry = "axpb_u32",
                              .args = args,

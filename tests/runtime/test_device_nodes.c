@@ -118,8 +118,8 @@ static int small_source_fn(void *ctx, void *out, size_t cap, size_t *written)
 static const para_kernel_arg_t *axpb_args(const axpb_ctx *c)
 {
     static para_kernel_arg_t args[2];
-    args[0] = (para_kernel_arg_t){&c->mul, sizeof c->mul};
-    args[1] = (para_kernel_arg_t){&c->add, sizeof c->add};
+    args[0] = (para_kernel_arg_t){&c->mul, sizeof c->mul, PARA_KARG_SCALAR};
+    args[1] = (para_kernel_arg_t){&c->add, sizeof c->add, PARA_KARG_SCALAR};
     return args;
 }
 
@@ -169,6 +169,189 @@ static int run_axpb(para_runtime_t *rt, uint32_t total, uint32_t per_call,
     para_graph_destroy(g);
     free(got);
     return rc;
+}
+
+/* ---- buffer and local-memory arguments ----------------------------------- */
+
+/* y = a x + b[x % len]: a scalar, a read-only table and local memory (the
+ * work-group's first item stores a, every item reads it back). */
+static const char tab_src[] =
+    "__kernel void axpb_tab(__global const uint *in, __global uint *out,\n"
+    "                       uint n, uint a, __global const uint *b,\n"
+    "                       uint len, __local uint *scratch)\n"
+    "{\n"
+    "    size_t i = get_global_id(0);\n"
+    "    if (get_local_id(0) == 0) scratch[0] = a;\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (i < n) out[i] = scratch[0] * in[i] + b[in[i] % len];\n"
+    "}\n";
+
+typedef struct tab_ctx {
+    uint32_t a, len;
+    const uint32_t *b; /* the same array the kernel gets as a buffer */
+} tab_ctx;
+
+static int tab_cpu(void *ctx, const void *in, void *out, size_t n)
+{
+    const tab_ctx *c = ctx;
+    const uint32_t *x = in;
+    uint32_t *y = out;
+    for (size_t i = 0; i < n; i++)
+        y[i] = c->a * x[i] + c->b[x[i] % c->len];
+    return 0;
+}
+
+/* Two runs of numbers -> axpb_tab -> collect on @p rt, the table changed
+ * between them; every item checked. Returns the device items of the last
+ * run. */
+static uint64_t run_tab(para_runtime_t *rt, uint32_t total, bool with_cpu,
+                        unsigned flags)
+{
+    enum { LEN = 1000 };
+    uint32_t *b = malloc(LEN * sizeof *b);
+    uint32_t *got = calloc(total + 1, sizeof *got);
+    assert_non_null(b);
+    assert_non_null(got);
+    tab_ctx c = {.a = 7, .len = LEN, .b = b};
+    para_kernel_arg_t args[4] = {
+        {.value = &c.a, .size = sizeof c.a},
+        {.value = b, .size = LEN * sizeof *b, .kind = PARA_KARG_BUFFER},
+        {.value = &c.len, .size = sizeof c.len},
+        {.size = sizeof(uint32_t), .kind = PARA_KARG_LOCAL}};
+    para_kernel_desc_t kd = {
+        .source = tab_src, .entry = "axpb_tab", .args = args, .n_args = 4};
+    para_node_stats_t ks = {0};
+    for (uint32_t round = 0; round < 2; round++) {
+        for (uint32_t j = 0; j < LEN; j++)
+            b[j] = j * j + round * 100000u;
+        para_graph_t *g;
+        assert_int_equal(para_graph_create(&g), 0);
+        small_source src = {0, total, 512};
+        size_t count = 0;
+        para_node_t *s, *k, *out;
+        assert_int_equal(para_graph_add_source(g, "numbers", sizeof(uint32_t),
+                                               small_source_fn, &src, &s),
+                         0);
+        para_node_desc_t nd = {.name = "tab",
+                               .flags = flags,
+                               .in_size = sizeof(uint32_t),
+                               .out_size = sizeof(uint32_t),
+                               .kernel = &kd,
+                               .map_batch = with_cpu ? tab_cpu : NULL,
+                               .ctx = &c};
+        assert_int_equal(para_graph_add(g, &nd, &k), 0);
+        assert_int_equal(para_graph_add_collect(g, "out", sizeof(uint32_t), got,
+                                                total + 1, &count, &out),
+                         0);
+        assert_int_equal(para_graph_connect(g, s, k), 0);
+        assert_int_equal(para_graph_connect(g, k, out), 0);
+        int rc = para_run(rt, g);
+        if (rc != 0)
+            fail_msg("run %u: %s: %s", round, para_err_name(rc),
+                     para_runtime_errmsg(rt));
+        assert_int_equal(count, total);
+        for (uint32_t i = 0; i < total; i++) {
+            uint32_t want = 7 * i + b[i % LEN];
+            if (got[i] != want)
+                fail_msg("run %u item %u: got %u, want %u", round, i, got[i],
+                         want);
+        }
+        assert_int_equal(para_node_stats(k, &ks), 0);
+        para_graph_destroy(g);
+    }
+    free(got);
+    free(b);
+    return ks.device_items;
+}
+
+static void test_cpu_backend_buffer_args(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt("cpu", 2, 0);
+    assert_int_equal(run_tab(rt, 20000, true, 0), 20000);
+    /* CPU_ONLY: the same results, nothing through the device. */
+    assert_int_equal(run_tab(rt, 20000, true, PARA_NODE_CPU_ONLY), 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* ---- floating-point determinism ----------------------------------------- */
+
+/* y = (a x + b) / d in float; the C reference keeps the product rounded
+ * (volatile: no contraction whatever the compiler flags). */
+static const char fp_src[] =
+    "__kernel void axpbd(__global const float *in, __global float *out,\n"
+    "                    uint n, float a, float b, float d)\n"
+    "{\n"
+    "    size_t i = get_global_id(0);\n"
+    "    if (i < n) out[i] = (a * in[i] + b) / d;\n"
+    "}\n";
+
+typedef struct fp_ctx {
+    float a, b, d;
+} fp_ctx;
+
+static int fp_cpu(void *ctx, const void *in, void *out, size_t n)
+{
+    const fp_ctx *c = ctx;
+    const float *x = in;
+    float *y = out;
+    for (size_t i = 0; i < n; i++) {
+        volatile float p = c->a * x[i];
+        volatile float s = p + c->b;
+        y[i] = s / c->d;
+    }
+    return 0;
+}
+
+/* Runs n floats through a DEVICE_ONLY axpbd node with @p flags; returns
+ * how many differ from the C reference in any bit. */
+static size_t fp_mismatches(para_runtime_t *rt, size_t n, unsigned flags)
+{
+    float *x = malloc(n * sizeof *x), *got = calloc(n + 1, sizeof *got),
+          *want = malloc(n * sizeof *want);
+    assert_true(x != NULL && got != NULL && want != NULL);
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1.0f + (float)i * 1.0e-3f + 1.0f / (float)(i + 3);
+    fp_ctx c = {.a = 1.0000001f, .b = -0.3333333f, .d = 3.0000002f};
+    fp_cpu(&c, x, want, n);
+    para_kernel_arg_t args[3] = {{.value = &c.a, .size = sizeof c.a},
+                                 {.value = &c.b, .size = sizeof c.b},
+                                 {.value = &c.d, .size = sizeof c.d}};
+    para_kernel_desc_t kd = {
+        .source = fp_src, .entry = "axpbd", .args = args, .n_args = 3};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *s, *k, *out;
+    size_t count = 0;
+    assert_int_equal(para_graph_add_array(g, "x", x, n, sizeof *x, &s), 0);
+    para_node_desc_t nd = {.name = "axpbd",
+                           .flags = flags | PARA_NODE_DEVICE_ONLY,
+                           .in_size = sizeof(float),
+                           .out_size = sizeof(float),
+                           .kernel = &kd,
+                           .map_batch = fp_cpu,
+                           .ctx = &c};
+    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    assert_int_equal(
+        para_graph_add_collect(g, "y", sizeof(float), got, n + 1, &count, &out),
+        0);
+    assert_int_equal(para_graph_connect(g, s, k), 0);
+    assert_int_equal(para_graph_connect(g, k, out), 0);
+    int rc = para_run(rt, g);
+    if (rc != 0)
+        fail_msg("%s: %s", para_err_name(rc), para_runtime_errmsg(rt));
+    assert_int_equal(count, n);
+    para_node_stats_t ks;
+    assert_int_equal(para_node_stats(k, &ks), 0);
+    assert_int_equal(ks.device_items, n);
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+    para_graph_destroy(g);
+    free(x);
+    free(got);
+    free(want);
+    return diff;
 }
 
 /* ---- cpu back-end -------------------------------------------------------- */
@@ -504,13 +687,57 @@ static void test_kernel_desc_validation(void **state)
         PARA_EINVAL);
     assert_non_null(strstr(para_graph_errmsg(g), "entry point"));
     uint32_t v = 1;
-    para_kernel_arg_t bad_arg = {&v, 0};
+    para_kernel_arg_t bad_arg = {&v, 0, PARA_KARG_SCALAR};
     para_kernel_desc_t bad = {
         .source = "x", .entry = "k", .args = &bad_arg, .n_args = 1};
     assert_int_equal(
         para_graph_add_kernel(g, "k", 4, 4, &bad, NULL, NULL, NULL),
         PARA_EINVAL);
+    /* Buffer and local arguments: local memory has no value, a buffer has
+     * one, kinds are known ones. */
+    static const char *const why[] = {"has a value", "has no value",
+                                      "unknown kind", "size 0"};
+    para_kernel_arg_t odd[] = {{&v, 4, PARA_KARG_LOCAL},
+                               {NULL, 4, PARA_KARG_BUFFER},
+                               {&v, 4, 7},
+                               {&v, 0, PARA_KARG_BUFFER}};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        bad.args = &odd[i];
+        assert_int_equal(
+            para_graph_add_kernel(g, "k", 4, 4, &bad, NULL, NULL, NULL),
+            PARA_EINVAL);
+        assert_non_null(strstr(para_graph_errmsg(g), why[i]));
+    }
+    para_kernel_arg_t good[] = {{&v, 4, PARA_KARG_BUFFER},
+                                {NULL, 64, PARA_KARG_LOCAL}};
+    bad.args = good;
+    bad.n_args = 2;
+    assert_int_equal(
+        para_graph_add_kernel(g, "good-args", 4, 4, &bad, NULL, NULL, NULL), 0);
     para_kernel_desc_t ok = {.source = "x", .entry = "k"};
+    /* Placement flags: not both, CPU_ONLY needs a CPU function, and they
+     * are for kernel nodes only. */
+    para_node_desc_t both = {.name = "both",
+                             .in_size = 4,
+                             .out_size = 4,
+                             .flags =
+                                 PARA_NODE_CPU_ONLY | PARA_NODE_DEVICE_ONLY,
+                             .kernel = &ok,
+                             .map_batch = axpb_cpu};
+    assert_int_equal(para_graph_add(g, &both, NULL), PARA_EINVAL);
+    assert_non_null(strstr(para_graph_errmsg(g), "CPU_ONLY together"));
+    both.flags = PARA_NODE_CPU_ONLY;
+    both.map_batch = NULL;
+    assert_int_equal(para_graph_add(g, &both, NULL), PARA_EINVAL);
+    assert_non_null(strstr(para_graph_errmsg(g), "without a CPU function"));
+    both.kernel = NULL;
+    both.map_batch = axpb_cpu;
+    both.flags = PARA_NODE_FP_STRICT;
+    assert_int_equal(para_graph_add(g, &both, NULL), PARA_EINVAL);
+    assert_non_null(strstr(para_graph_errmsg(g), "for kernel nodes"));
+    both.kernel = &ok;
+    both.flags = PARA_NODE_CPU_ONLY | PARA_NODE_FP_STRICT;
+    assert_int_equal(para_graph_add(g, &both, NULL), 0);
     para_node_desc_t serial = {.name = "k",
                                .in_size = 4,
                                .out_size = 4,
@@ -697,6 +924,16 @@ static void test_sim_shares_follow_rates(void **state)
                       want);
         assert_true(shares[i] > want * 0.75 && shares[i] < want * 1.25);
     }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* Buffer arguments on simulated devices (they run the CPU function, which
+ * reads the same table through its ctx). */
+static void test_sim_buffer_args(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_sim_rt("sim:50:1M,sim:50:1M", 2, 10000, 1);
+    assert_int_equal(run_tab(rt, 20000, true, PARA_NODE_DEVICE_ONLY), 20000);
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
@@ -1071,6 +1308,102 @@ static void test_opencl_build_error_names_node(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* A kernel node whose items do not fit its kernel, or whose entry point is
+ * missing, fails before the run with an error naming the node. */
+static int to_u16(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    *(uint16_t *)out = (uint16_t) * (const uint64_t *)in;
+    return 0;
+}
+
+static int run_misfit(para_runtime_t *rt, const char *node, size_t item,
+                      const char *entry, int *calls)
+{
+    para_kernel_desc_t kd = {.source = para_kernel_source("copy"),
+                             .entry = entry};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *r, *conv, *k, *sink;
+    assert_int_equal(para_graph_add_range(g, "range", 0, 100, &r), 0);
+    assert_int_equal(para_graph_add_map(g, "conv", 8, item,
+                                        item == 2 ? to_u16 : to_u32, NULL, 0,
+                                        &conv),
+                     0);
+    assert_int_equal(
+        para_graph_add_kernel(g, node, item, item, &kd, NULL, NULL, &k), 0);
+    assert_int_equal(para_graph_add_sink(g, "sink", item, never_sink, calls,
+                                         PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, r, conv), 0);
+    assert_int_equal(para_graph_connect(g, conv, k), 0);
+    assert_int_equal(para_graph_connect(g, k, sink), 0);
+    int rc = para_run(rt, g);
+    para_graph_destroy(g);
+    return rc;
+}
+
+static void test_opencl_misfit_kernel_names_node(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("auto", 2, 0);
+    int calls = 0;
+    /* 2-byte items on a uint kernel. */
+    assert_int_equal(run_misfit(rt, "narrow", 2, "copy_u32", &calls),
+                     PARA_ESIZE);
+    const char *msg = para_runtime_errmsg(rt);
+    print_message("misfit: %s\n", msg);
+    assert_non_null(strstr(msg, "'narrow'"));
+    assert_non_null(strstr(msg, "'uint*'"));
+    assert_non_null(strstr(msg, "2 bytes"));
+    /* A missing entry point is a kernel build error. */
+    assert_int_equal(run_misfit(rt, "lost", 4, "no_such_entry", &calls),
+                     PARA_EKERNEL_BUILD);
+    msg = para_runtime_errmsg(rt);
+    print_message("missing entry: %s\n", msg);
+    assert_non_null(strstr(msg, "'lost'"));
+    assert_non_null(strstr(msg, "no_such_entry"));
+    assert_int_equal(calls, 0);
+    /* The same runtime runs a node that fits. */
+    assert_int_equal(run_misfit(rt, "fits", 4, "copy_u32", &calls), 0);
+    assert_int_equal(calls, 100);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* y = a x + b[x % len] with the table as a buffer argument and local
+ * memory: device only, then MIXED (device and CPU function on the same
+ * table). */
+static void test_opencl_buffer_args(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("auto", 2, 0);
+    assert_int_equal(run_tab(rt, 50000, false, 0), 50000);
+    uint64_t dev = run_tab(rt, 50000, true, 0);
+    print_message("mixed: %llu of 50000 items on the device\n",
+                  (unsigned long long)dev);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* PARA_NODE_FP_STRICT: the device's results equal the C reference bit for
+ * bit; without it they may not (reported, not asserted: it depends on the
+ * device whether it contracts). */
+static void test_opencl_fp_strict(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("auto", 2, 0);
+    size_t loose = fp_mismatches(rt, 100000, 0);
+    size_t strict = fp_mismatches(rt, 100000, PARA_NODE_FP_STRICT);
+    print_message("items differing from C: %zu default, %zu FP_STRICT\n", loose,
+                  strict);
+    assert_int_equal(strict, 0);
+    /* CPU_ONLY: nothing on the device, same table results. */
+    assert_int_equal(run_tab(rt, 20000, true, PARA_NODE_CPU_ONLY), 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* Mandelbrot through a kernel node, against the C reference (the device
  * may differ in the last bit of a division: allow 0.1 % of the sum). */
 static void test_opencl_mandelbrot_node(void **state)
@@ -1092,7 +1425,8 @@ static void test_opencl_mandelbrot_node(void **state)
     assert_int_equal(para_graph_add_array(g, "pixels", pixels, W * H, 4, &src),
                      0);
     uint32_t w = W, h = H;
-    para_kernel_arg_t args[] = {{&w, 4}, {&h, 4}};
+    para_kernel_arg_t args[] = {{&w, 4, PARA_KARG_SCALAR},
+                                {&h, 4, PARA_KARG_SCALAR}};
     para_kernel_desc_t kd = {.source = para_kernel_source("mandelbrot"),
                              .entry = "mandelbrot",
                              .args = args,
@@ -1124,6 +1458,7 @@ int main(void)
     para_set_log_fn(capture_log, NULL);
     const struct CMUnitTest cpu_tests[] = {
         cmocka_unit_test(test_cpu_backend_gathers_and_orders),
+        cmocka_unit_test(test_cpu_backend_buffer_args),
         cmocka_unit_test(test_cpu_backend_flushes_partial_batch),
         cmocka_unit_test(test_cpu_backend_forced_batch_launches_each),
         cmocka_unit_test(test_cpu_backend_failure_names_node),
@@ -1139,11 +1474,15 @@ int main(void)
         cmocka_unit_test(test_opencl_fan_out_merge_order),
         cmocka_unit_test(test_opencl_mixed_node_splits),
         cmocka_unit_test(test_opencl_build_error_names_node),
+        cmocka_unit_test(test_opencl_misfit_kernel_names_node),
+        cmocka_unit_test(test_opencl_buffer_args),
+        cmocka_unit_test(test_opencl_fp_strict),
         cmocka_unit_test(test_opencl_mandelbrot_node),
         cmocka_unit_test(test_opencl_all_devices),
     };
     const struct CMUnitTest sim_tests[] = {
         cmocka_unit_test(test_sim_shares_follow_rates),
+        cmocka_unit_test(test_sim_buffer_args),
         cmocka_unit_test(test_sim_shares_with_cpu),
         cmocka_unit_test(test_sim_one_device_fails_midrun),
         cmocka_unit_test(test_sim_all_devices_fail),
