@@ -174,11 +174,6 @@ static int png_end(png_out *po, int ok)
     return rc;
 }
 
-static void print_line(const char *line, void *arg)
-{
-    fputs(line, (FILE *)arg);
-}
-
 static int parse_u32(const char *s, uint32_t *out)
 {
     char *end;
@@ -241,7 +236,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mandelbrot_demo: runtime: %s\n", para_strerror(rc));
         return 1;
     }
-    const char *device = para_runtime_device(rt);
+    const char *device = para_runtime_open_device(rt);
     if (!quiet)
         printf("para %u.%u.%u: %u workers, device: %s\n", para_version() >> 16,
                (para_version() >> 8) & 0xff, para_version() & 0xff,
@@ -302,7 +297,8 @@ int main(int argc, char **argv)
         double s = (double)(t1.tv_sec - t0.tv_sec) +
                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         if (!quiet) {
-            para_stats_print(rt, g, print_line, stdout);
+            if (para_stats_fprint(stdout, rt, g, PARA_STATS_TABLE) != 0)
+                fputs("para_stats_fprint failed\n", stderr);
             para_node_stats_t es;
             if (para_node_stats(escape, &es) == 0)
                 printf("escape: %" PRIu64 " of %" PRIu64

@@ -25,11 +25,6 @@
 #include "para.h"
 #include "seed_graph.h"
 
-static void print_line(const char *line, void *arg)
-{
-    fputs(line, arg);
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -97,7 +92,8 @@ int main(int argc, char **argv)
            2 * n);
     printf("seconds        %.3f\n", secs);
     printf("source items/s %.3g\n", secs > 0 ? (double)n / secs : 0.0);
-    para_stats_print(rt, g, print_line, stdout);
+    if (para_stats_fprint(stdout, rt, g, PARA_STATS_TABLE) != 0)
+        fputs("para_stats_fprint failed\n", stderr);
 
     status = (t.sum == 0 && t.count == 2 * n) ? 0 : 1;
     if (status != 0)

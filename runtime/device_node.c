@@ -1330,18 +1330,21 @@ static void *host_main(void *arg)
     pthread_mutex_lock(&rt->lock);
     uint64_t seen = d->start_generation;
     for (;;) {
-        while (!rt->shutdown && !d->quit && rt->generation == seen)
-            pthread_cond_wait(&rt->start_cond, &rt->lock);
+        /* relaxed: written under rt->lock, held here (scheduler.h). */
+        while (!rt->shutdown && !d->quit && rt->device_generation == seen)
+            pthread_cond_wait(&rt->device_cond, &rt->lock);
         if (rt->shutdown || d->quit)
             break;
-        seen = rt->generation;
+        seen = rt->device_generation;
         para__run *run = rt->run;
         pthread_mutex_unlock(&rt->lock);
 
         host_run(d, run);
 
         pthread_mutex_lock(&rt->lock);
-        if (--rt->workers_in_run == 0)
+        /* release: see workers_in_run (scheduler.h). */
+        if (atomic_fetch_sub_explicit(&rt->workers_in_run, 1,
+                                      memory_order_release) == 1)
             pthread_cond_signal(&rt->done_cond);
     }
     pthread_mutex_unlock(&rt->lock);
@@ -1433,7 +1436,8 @@ static int open_one(void *arg, const char *entry)
     pthread_condattr_destroy(&ca);
 
     pthread_mutex_lock(&rt->lock);
-    d->start_generation = rt->generation;
+    /* relaxed: under rt->lock (scheduler.h). */
+    d->start_generation = rt->device_generation;
     pthread_mutex_unlock(&rt->lock);
     if (pthread_create(&d->thread, NULL, host_main, d) != 0) {
         devctx_free(d);
@@ -1455,8 +1459,7 @@ static void set_close(para_runtime_t *rt, para__devrt *set)
     pthread_mutex_lock(&rt->lock);
     for (unsigned i = 0; i < set->n; i++)
         set->dev[i]->quit = true;
-    /* Workers waiting there re-check their own condition. */
-    pthread_cond_broadcast(&rt->start_cond);
+    pthread_cond_broadcast(&rt->device_cond);
     pthread_mutex_unlock(&rt->lock);
     for (unsigned i = 0; i < set->n; i++) {
         if (set->dev[i]->thread_started)
@@ -1733,7 +1736,7 @@ void para__device_shutdown(para_runtime_t *rt)
     para__devrt *set = rt->device;
     if (set == NULL)
         return;
-    /* The scheduler has set rt->shutdown and woken start_cond. */
+    /* The scheduler has set rt->shutdown; set_close() wakes device_cond. */
     rt->device = NULL;
     set_close(rt, set);
 }
@@ -1758,22 +1761,29 @@ void para__device_stats(const para_runtime_t *rt, para_stats_t *st)
     }
 }
 
-const char *para_runtime_device(para_runtime_t *rt)
+const char *para_runtime_open_device(para_runtime_t *rt)
 {
     if (rt == NULL)
         return NULL;
-    /* acquire: pairs with the release store at the end of para_run(). */
-    if (atomic_load_explicit(&rt->busy, memory_order_acquire) != 0)
+    /* Claim the runtime as para_run() does, so that no run starts while the
+     * device opens. acquire: see the previous run's writes; relaxed on
+     * failure: we only report. */
+    int zero = 0;
+    if (!atomic_compare_exchange_strong_explicit(
+            &rt->busy, &zero, 1, memory_order_acquire, memory_order_relaxed)) {
+        para__errmsg_set(&rt->errmsg, "%s",
+                         "para_runtime_open_device(): a run is in progress");
         return NULL;
+    }
+    const char *name = NULL;
     char msg[PARA__ERRMSG_LEN];
-    if (para__device_ensure(rt, msg, sizeof msg) != 0) {
-        snprintf(rt->errmsg, sizeof rt->errmsg, "%s", msg);
-        return NULL;
-    }
-    if (rt->device == NULL) {
-        snprintf(rt->errmsg, sizeof rt->errmsg, "no device: %s",
-                 rt->device_why);
-        return NULL;
-    }
-    return rt->device->dev[0]->info->name;
+    if (para__device_ensure(rt, msg, sizeof msg) != 0)
+        para__errmsg_set(&rt->errmsg, "%s", msg);
+    else if (rt->device == NULL)
+        para__errmsg_set(&rt->errmsg, "no device: %s", rt->device_why);
+    else
+        name = rt->device->dev[0]->info->name;
+    /* release: hand the runtime back with the device state written. */
+    atomic_store_explicit(&rt->busy, 0, memory_order_release);
+    return name;
 }

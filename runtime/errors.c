@@ -37,7 +37,7 @@ unsigned para_version(void)
     return PARA_VERSION_HEX;
 }
 
-unsigned para_get_api_version(void)
+unsigned para_api_version(void)
 {
     return PARA_API_VERSION;
 }

@@ -36,14 +36,11 @@
 
 #include "owned.h"
 
-/* Most bytes per source batch along the widest edge downstream. */
-#define PARA__MAX_BATCH_BYTES (128u * 1024u)
-
 int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g->errmsg, sizeof g->errmsg, fmt, ap);
+    para__errmsg_vset(&g->errmsg, fmt, ap);
     va_end(ap);
     return err;
 }
@@ -56,6 +53,7 @@ int para_graph_create(para_graph_t **out)
     if (g == NULL)
         return PARA_ENOMEM;
     atomic_init(&g->running, 0);
+    para__errmsg_init(&g->errmsg);
     *out = g;
     return 0;
 }
@@ -206,12 +204,19 @@ void para_graph_destroy(para_graph_t *g)
     free(g->nodes);
     free(g->sources);
     free(g->topo);
+    para__errmsg_destroy(&g->errmsg);
     free(g);
 }
 
 const char *para_graph_errmsg(const para_graph_t *g)
 {
-    return g != NULL ? g->errmsg : "graph is NULL";
+    /* A copy per calling thread (errmsg.h): valid until this thread's next
+     * call, whatever other threads do with the graph meanwhile. */
+    static _Thread_local char copy[PARA__ERRMSG_LEN];
+    if (g == NULL)
+        return "graph is NULL";
+    /* para__errmsg_copy() locks; the box itself is not changed. */
+    return para__errmsg_copy((para__errmsg *)&g->errmsg, copy, sizeof copy);
 }
 
 size_t para_graph_node_count(const para_graph_t *g)
@@ -328,6 +333,9 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     n->in_size = d->in_size;
     n->out_size = d->out_size;
     n->item_bytes = d->item_bytes;
+    atomic_init(&n->cost_x1024, 0);
+    n->min_batch = d->min_batch;
+    n->batch_ns = (uint64_t)d->batch_us * 1000u;
     n->release = d->release;
     n->owned_bytes = d->owned_bytes;
     atomic_init(&n->owned_max, 0);
@@ -864,6 +872,8 @@ static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
         para_node_t *n = order[k];
         n->forward_empty = false;
         n->depth_to_sink = 0;
+        n->down_min_batch = n->min_batch;
+        n->down_batch_ns = n->batch_ns;
         widest[n->index] = PARA_MAX(n->in_size, n->out_size);
         for (unsigned s = 0; s < n->n_succs; s++) {
             para_node_t *succ = n->succs[s];
@@ -872,10 +882,14 @@ static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
             if ((succ->flags & PARA_NODE_ORDERED) != 0 || succ->forward_empty)
                 n->forward_empty = true;
             widest[n->index] = PARA_MAX(widest[n->index], widest[succ->index]);
+            n->down_min_batch =
+                PARA_MAX(n->down_min_batch, succ->down_min_batch);
+            if (succ->down_batch_ns != 0 &&
+                (n->down_batch_ns == 0 ||
+                 succ->down_batch_ns < n->down_batch_ns))
+                n->down_batch_ns = succ->down_batch_ns;
         }
-        if (para__is_source(n))
-            n->max_batch_items =
-                PARA_MAX(1, PARA__MAX_BATCH_BYTES / widest[n->index]);
+        n->widest_item = PARA_MAX(1, widest[n->index]);
     }
     /* Ports and priority order of successors. */
     for (unsigned i = 0; i < g->n_nodes; i++) {
@@ -900,7 +914,7 @@ static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
 
 int para__graph_prepare(para_graph_t *g)
 {
-    g->errmsg[0] = '\0';
+    para__errmsg_set(&g->errmsg, "%s", "");
     if (g->prepared)
         return 0;
     unsigned n_sources = 0;

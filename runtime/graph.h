@@ -112,8 +112,19 @@ struct para_node {
     bool forward_empty;       /* an ORDERED node is downstream */
     unsigned depth_to_sink;   /* longest path to a sink, in edges */
     bool serial;              /* SERIAL or ORDERED */
-    size_t max_batch_items;   /* sources: cap from downstream item sizes */
-    unsigned source_slot;     /* sources: index in graph->sources */
+    /* Batch hints (para_node_desc_t), and over this node and everything
+     * downstream of it: the largest min_batch, the smallest batch_us (in
+     * ns; 0 none), and the widest item (bytes), which bound a source's
+     * batches (scheduler.c, source_batch_items()). */
+    size_t min_batch;
+    uint64_t batch_ns;
+    size_t down_min_batch;
+    uint64_t down_batch_ns;
+    size_t widest_item;
+    /* Learned cost of one input item, in 1/1024 ns (scheduler.c,
+     * learn_cost()); kept across runs. relaxed: an estimate. */
+    _Atomic uint64_t cost_x1024;
+    unsigned source_slot; /* sources: index in graph->sources */
     /* FLAT_MAP*: most output items per input item seen, x16 (relaxed);
      * the memory policy's footprint estimate scales by it. */
     _Atomic uint32_t expand_x16;
@@ -167,8 +178,8 @@ struct para_graph {
     bool prepared;       /* derived data valid for the current edges */
     para_node_t **sources;
     unsigned n_sources;
-    para_node_t **topo; /* every node, in topological order */
-    char errmsg[PARA__ERRMSG_LEN];
+    para_node_t **topo;  /* every node, in topological order */
+    para__errmsg errmsg; /* errmsg.h */
 };
 
 /* Validate and compute derived data. Returns 0 or PARA_E*; the message goes

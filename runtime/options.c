@@ -18,6 +18,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@ typedef enum {
     OPT_BYTES, /* a size, or off/none/unlimited = SIZE_MAX */
     OPT_U32,
     OPT_INT,
-    OPT_BOOL, /* on/off/yes/no/1/0, stored as int 1 or 0 */
+    OPT_BOOL, /* on/off/yes/no/1/0, stored as bool */
     OPT_STRING
 } opt_type;
 
@@ -218,8 +219,10 @@ static int set_option(para_runtime_attr_t *attr, const option *o,
         *(uint32_t *)(void *)field = (uint32_t)v;
         break;
     case OPT_INT:
-    case OPT_BOOL:
         *(int *)(void *)field = (int)v;
+        break;
+    case OPT_BOOL:
+        *(bool *)(void *)field = v != 0;
         break;
     case OPT_SIZE:
     case OPT_BYTES:
@@ -303,9 +306,8 @@ static int check_field(const char *field, const char *name,
 int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
                              size_t msg_len)
 {
-    if (a->verbose < 0 || a->device_fallback < 0) {
-        snprintf(msg, msg_len, "para_runtime_attr_t.%s is negative",
-                 a->verbose < 0 ? "verbose" : "device_fallback");
+    if (a->verbose < 0) {
+        snprintf(msg, msg_len, "para_runtime_attr_t.verbose is negative");
         return PARA_EINVAL;
     }
     int rc = check_field("workers", "WORKERS", a->workers, msg, msg_len);
@@ -320,9 +322,6 @@ int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
     if (rc == 0)
         rc = check_field("verbose", "VERBOSE", (unsigned)a->verbose, msg,
                          msg_len);
-    if (rc == 0)
-        rc = check_field("device_fallback", "DEVICE_FALLBACK",
-                         (unsigned)a->device_fallback, msg, msg_len);
     if (rc == 0)
         rc = check_field("trace_events", "TRACE_EVENTS", a->trace_events, msg,
                          msg_len);

@@ -105,7 +105,7 @@ static void attr_defaults(para_records_attr_t *a)
     a->struct_size = sizeof *a;
     a->delimiter = '\n';
     a->block_size = (size_t)1 << 20;
-    a->strip_cr = 1;
+    a->strip_cr = true;
 }
 
 int para_records_attr_init(para_records_attr_t *a)

@@ -5,9 +5,11 @@
  * workers' placement and steal order (topology.c: one worker per physical
  * core, pinned, unless told otherwise), allocates the workers and starts
  * their threads, each of which pins itself; they sleep on rt->start_cond until
- * a run is published. para_run() validates the graph, resets its per-run state,
- * hands a para__run to the scheduler and blocks until every worker has left it,
- * so that everything the run touched is released before it returns.
+ * a run is published. Worker 0 has no thread of its own unless a progress
+ * line is printed: the thread in para_run() works as worker 0 during its run
+ * (scheduler.c). para_run() validates the graph, resets its per-run state,
+ * hands a para__run to the scheduler and returns once every thread in the
+ * run has left it, so that everything the run touched is released first.
  *
  * One run per runtime at a time (rt->busy) and per graph (graph->running);
  * both are claimed with a CAS and refused with PARA_EBUSY.
@@ -28,7 +30,7 @@ static void set_errmsg(para_runtime_t *rt, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rt->errmsg, sizeof rt->errmsg, fmt, ap);
+    para__errmsg_vset(&rt->errmsg, fmt, ap);
     va_end(ap);
 }
 
@@ -46,7 +48,7 @@ static int parse_pin(const char *pin, para__pin_mode *mode)
 }
 
 /* The byte budget: the configured one, or 1/8 of the RAM; SIZE_MAX means
- * none. */
+ * none. Computed once per runtime (the RAM size is a system call). */
 static uint64_t default_budget(size_t configured);
 
 /* rt->wake.also: the device host thread sleeps apart from the workers. */
@@ -61,9 +63,8 @@ static int begin_budget(para_runtime_t *rt, para__run *run)
     para__footprints *fp = para__footprints_new(run->graph);
     if (fp == NULL)
         return PARA_ENOMEM;
-    return para__budget_begin(run, default_budget(rt->attr.mem_budget),
-                              run->graph->n_sources, para__footprint, fp,
-                              para__footprints_free);
+    return para__budget_begin(run, rt->default_budget, run->graph->n_sources,
+                              para__footprint, fp, para__footprints_free);
 }
 
 static uint64_t default_budget(size_t configured)
@@ -76,6 +77,19 @@ static uint64_t default_budget(size_t configured)
     if (pages <= 0 || page <= 0)
         return (uint64_t)1 << 30;
     return (uint64_t)pages * (uint64_t)page / 8;
+}
+
+/* The byte cap of a batch: half a core's L2 cache (its data and the
+ * output it becomes stay in that cache while a worker runs its tasks),
+ * within [128 KiB, 4 MiB]; 128 KiB if hwloc knows no L2. */
+static size_t batch_bytes(hwloc_topology_t topo)
+{
+    const size_t lo = (size_t)128 << 10, hi = (size_t)4 << 20;
+    hwloc_obj_t l2 = hwloc_get_obj_by_type(topo, HWLOC_OBJ_L2CACHE, 0);
+    if (l2 == NULL || l2->attr == NULL || l2->attr->cache.size == 0)
+        return lo;
+    size_t half = (size_t)(l2->attr->cache.size / 2);
+    return half < lo ? lo : half > hi ? hi : half;
 }
 
 static void runtime_free(para_runtime_t *rt)
@@ -93,8 +107,10 @@ static void runtime_free(para_runtime_t *rt)
         hwloc_topology_destroy(rt->topology);
     para__eventcount_fini(&rt->wake.park);
     pthread_cond_destroy(&rt->done_cond);
+    pthread_cond_destroy(&rt->device_cond);
     pthread_cond_destroy(&rt->start_cond);
     pthread_mutex_destroy(&rt->lock);
+    para__errmsg_destroy(&rt->errmsg);
     free(rt);
 }
 
@@ -163,8 +179,10 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
     atomic_init(&rt->busy, 0);
     atomic_init(&rt->cancel, false);
     pthread_mutex_init(&rt->lock, NULL);
+    para__errmsg_init(&rt->errmsg);
     pthread_cond_init(&rt->start_cond, NULL);
     pthread_cond_init(&rt->done_cond, NULL);
+    pthread_cond_init(&rt->device_cond, NULL);
     para__eventcount_init(&rt->wake.park);
 
     int rc = PARA_ENOMEM;
@@ -208,6 +226,11 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                 para__trace_lane_add(rt->trace, PARA__LANE_CPU, i, name);
         }
     }
+    /* The thread in para_run() works as worker 0 unless it has to print
+     * the progress line while it waits. */
+    rt->caller_works = !rt->progress.enabled;
+    rt->default_budget = default_budget(rt->attr.mem_budget);
+    rt->batch_bytes = batch_bytes(rt->topology);
     rc = para__scheduler_start(rt);
     if (rc != 0)
         goto fail;
@@ -240,7 +263,13 @@ unsigned para_runtime_workers(const para_runtime_t *rt)
 
 const char *para_runtime_errmsg(const para_runtime_t *rt)
 {
-    return rt != NULL ? rt->errmsg : "runtime is NULL";
+    /* A copy per calling thread (errmsg.h): valid until this thread's next
+     * call, whatever other threads do with the runtime meanwhile. */
+    static _Thread_local char copy[PARA__ERRMSG_LEN];
+    if (rt == NULL)
+        return "runtime is NULL";
+    /* para__errmsg_copy() locks; the box itself is not changed. */
+    return para__errmsg_copy((para__errmsg *)&rt->errmsg, copy, sizeof copy);
 }
 
 int para_run(para_runtime_t *rt, para_graph_t *g)
@@ -262,16 +291,16 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         atomic_store_explicit(&rt->busy, 0, memory_order_release);
         return PARA_EBUSY;
     }
-    rt->errmsg[0] = '\0';
+    set_errmsg(rt, "%s", "");
 
     int rc = para__graph_prepare(g);
     if (rc != 0) {
-        set_errmsg(rt, "%s", g->errmsg);
+        set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
         goto out;
     }
     rc = para__graph_open_sources(g);
     if (rc != 0) {
-        set_errmsg(rt, "%s", g->errmsg);
+        set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
         goto out;
     }
     para__graph_reset_run_state(g);
@@ -313,6 +342,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     atomic_init(&run->hold_ns, 0);
     run->wake = &rt->wake;
     run->forced_batch_items = rt->attr.batch_items;
+    run->batch_bytes = rt->batch_bytes;
     run->target_batch_ns = (uint64_t)rt->attr.target_batch_us * 1000u;
     if (run->target_batch_ns == 0)
         run->target_batch_ns = 1000;
@@ -329,7 +359,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     }
     rc = para__graph_nodes_begin(g, rt->n_workers);
     if (rc != 0) {
-        set_errmsg(rt, "%s", g->errmsg);
+        set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
         run->policy->run_end(run, run->policy_state);
         para__budget_end(run);
         free(run);

@@ -43,13 +43,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errmsg.h"
 #include "eventcount.h"
 #include "mpsc_stack.h"
 #include "para/graph.h"
 #include "para/runtime.h"
 #include "util.h"
-
-#define PARA__ERRMSG_LEN 1024
 
 typedef struct para__batch para__batch;
 typedef struct para__worker para__worker;
@@ -96,6 +95,9 @@ struct para__run {
     int64_t max_batches;  /* sources wait while this many live; 0: no limit */
     size_t forced_batch_items;
     uint64_t target_batch_ns;
+    /* Bytes a batch may hold along its widest edge (follows the cache:
+     * run.c), unless that leaves fewer than a minimum of items. */
+    size_t batch_bytes;
     /* Called by para__fail_run() after `aborting` is set (the scheduler:
      * claim every serial node so that reorder buffers are emptied). */
     void (*on_abort)(para__worker *w, para__run *run);

@@ -3,7 +3,12 @@
  * sources, parking and termination.
  *
  * Workers
- *   One thread per worker, each owning a Chase–Lev deque (deque.h). A worker
+ *   One thread per worker, each owning a Chase–Lev deque (deque.h), except
+ *   worker 0 when rt->caller_works: the thread in para_run() is worker 0 for
+ *   the run (so a short run starts working at once and worker 0's deque,
+ *   cache, counters and trace lane still have one owner at a time); the
+ *   other workers join the run while it is open. Between runs a worker
+ *   spins briefly for the next one before it sleeps on start_cond. A worker
  *   loops: pop its own deque (LIFO: the batch it just produced is hot in its
  *   cache), else steal (FIFO: the oldest, largest pieces of work), else pull
  *   a new batch from a source, else spin a little and park. Consumers come
@@ -40,10 +45,17 @@
  *   and the depth of reorder buffers. Only sources wait, never consumers.
  *
  * Batch sizes
- *   Unless forced, a source batch aims at target_batch_ns of downstream
- *   work: run->work_ns / run->src_items estimates the cost of one source
- *   item; each worker's batch size ramps up from 16 items by doubling, so the
- *   estimate settles before batches grow large.
+ *   Unless forced (PARA_BATCH), a source batch is sized so that each TASK
+ *   carries enough work: every node learns its cost per source item (its
+ *   busy time over the source items pulled), and the batch gives the most
+ *   expensive node's task its target time (the node's batch_us hint, or
+ *   target_batch_ns), so a deep chain of cheap stages gets batches as
+ *   large as one stage needs, not 1/depth of that. Each worker's size ramps
+ *   up from 16 items by doubling, so the estimates settle before batches
+ *   grow large. Bounds: run->batch_bytes along the widest edge downstream
+ *   (half an L2) but at least MIN_CAP_ITEMS items; at least the largest
+ *   min_batch hint downstream; and near the end of a splittable source at
+ *   most 1/(2 x workers) of what is left, so every worker has a share.
  *
  * Failure
  *   The first failure sets run->status and run->aborting. From then on tasks
@@ -123,6 +135,10 @@
 #define SPIN_ROUNDS 64      /* idle loop iterations before parking */
 #define STEAL_RETRIES 2     /* retries of one victim after a lost race */
 #define RAMP_START_ITEMS 16 /* first adaptive batch size */
+#define MIN_CAP_ITEMS 16    /* the byte cap leaves a batch this many items */
+/* How long a thread that left a run spins for the next one (workers) or
+ * for the others to leave (para_run()'s thread) before it sleeps. */
+#define RUN_GAP_SPIN_NS 50000
 
 static void execute(para__worker *w, para__run *run, para__task *t);
 
@@ -360,6 +376,16 @@ static void note_expansion(para_node_t *n, size_t in, size_t out)
                               memory_order_relaxed);
 }
 
+/* The input port of the batch the calling thread's node function is
+ * working on, for para_input_port(); -1 outside a node call. Plain
+ * thread-local state: only the thread itself reads and writes it. */
+static _Thread_local int current_input_port = -1;
+
+int para_input_port(void)
+{
+    return current_input_port;
+}
+
 /* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
  * On failure the run is failed, *out is NULL, and nonzero is returned. */
 static int process(para__worker *w, para__run *run, para_node_t *n,
@@ -394,6 +420,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     size_t done = count;
     if (o != NULL)
         para__owned_begin_output(n, in, o);
+    current_input_port = para__is_source(n) ? -1 : (int)t->in_port;
     switch (n->kind) {
     case PARA__KIND_MAP: {
         para_map_fn fn = n->fn.map;
@@ -467,6 +494,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         break;
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
+            current_input_port = -1;
             fail_run(w, run, PARA_EOVERFLOW,
                      "collect '%s': more than %zu items", n->name,
                      n->collect_capacity);
@@ -480,6 +508,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     default:
         para__panic("node '%s': kind %d cannot process", n->name, n->kind);
     }
+    current_input_port = -1;
     if (in->owner != NULL)
         para__owned_input_done(n, in, rc == 0 ? count : done, rc == 0);
 
@@ -555,6 +584,31 @@ void para__submit_task(para__worker *w, para__run *run, para__task *t)
     notify(run->rt, 1);
 }
 
+/* Learn @p n's cost per input item from a task of @p items that took @p dt:
+ * a moving average that follows faster tasks quickly (halfway) and slower
+ * ones slowly (1/8 of the way), and that a task slower than 4x the
+ * estimate (a thread preempted in the middle of it, a page fault) raises
+ * by 1/8 only, so that one outlier does not shrink every batch after it. */
+static void learn_cost(para_node_t *n, size_t items, uint64_t dt)
+{
+    if (items == 0)
+        return;
+    uint64_t x = dt * 1024u / items;
+    /* relaxed load + store: an estimate; a lost update is harmless. */
+    uint64_t est = atomic_load_explicit(&n->cost_x1024, memory_order_relaxed);
+    uint64_t next;
+    if (est == 0)
+        next = x != 0 ? x : 1;
+    else if (x > 4 * est)
+        next = est + est / 8;
+    else if (x >= est)
+        next = est + (x - est) / 8;
+    else
+        next = est - (est - x) / 2; /* a cold first task: recover fast */
+    atomic_store_explicit(&n->cost_x1024, next != 0 ? next : 1,
+                          memory_order_relaxed);
+}
+
 /* One task: run it (unless aborting), release its input, pass on output. */
 static void run_task(para__worker *w, para__run *run, para__task *t)
 {
@@ -577,6 +631,7 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
         atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
         para__counter_add(&w->c_busy_ns, dt);
         if (rc == 0) {
+            learn_cost(n, in->count, dt);
             atomic_fetch_add_explicit(&n->st_items_in, in->count,
                                       memory_order_relaxed);
             atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
@@ -649,26 +704,91 @@ static void execute(para__worker *w, para__run *run, para__task *t)
 
 /* ---- sources ------------------------------------------------------------ */
 
+/* What the nodes learned so far: the source batch size (items) that gives
+ * the most expensive node's task its target time (the node's batch_us, or
+ * the run's), the cost of a node per source item being its learned cost
+ * per input item times its input items over the source items pulled; 0
+ * while nothing is measured. Run-wide: in a
+ * graph with several sources the estimate mixes them, as work_ns did. */
+static size_t learned_items(const para__run *run)
+{
+    /* relaxed: estimates; stale values only change a batch size. */
+    uint64_t items =
+        atomic_load_explicit(&run->src_items, memory_order_relaxed);
+    if (items == 0)
+        return 0;
+    const para_graph_t *g = run->graph;
+    double best = 0.0;
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        const para_node_t *k = g->nodes[i];
+        if (PARA_UNLIKELY(k->placement != PARA__PLACE_CPU)) {
+            /* Kernel nodes: the device side sizes its launches, and a
+             * MIXED node's CPU cost says nothing of its device share; keep
+             * the graph-wide estimate (work on the CPU per source item). */
+            uint64_t work =
+                atomic_load_explicit(&run->work_ns, memory_order_relaxed);
+            if (work == 0)
+                return 0;
+            best = (double)run->target_batch_ns * (double)items / (double)work;
+            break;
+        }
+        if (para__is_source(k))
+            continue;
+        uint64_t cost =
+            atomic_load_explicit(&k->cost_x1024, memory_order_relaxed);
+        uint64_t in =
+            atomic_load_explicit(&k->st_items_in, memory_order_relaxed);
+        if (cost == 0 || in == 0)
+            continue;
+        /* Per source item: cost x (items in / source items). */
+        double busy = (double)cost / 1024.0 * (double)in;
+        uint64_t target = k->batch_ns != 0 ? k->batch_ns : run->target_batch_ns;
+        double want = (double)target * (double)items / busy;
+        if (best == 0.0 || want < best)
+            best = want;
+    }
+    if (best == 0.0)
+        return 0;
+    return best < 1.0                      ? 1
+           : best > (double)(SIZE_MAX / 2) ? SIZE_MAX / 2
+                                           : (size_t)best;
+}
+
 static size_t source_batch_items(para__worker *w, para__run *run,
                                  para_node_t *s)
 {
     if (run->forced_batch_items != 0)
         return run->forced_batch_items;
-    size_t cap = s->max_batch_items;
+    /* The cache bounds a batch (bytes along its widest edge), but never
+     * below MIN_CAP_ITEMS items: large items still travel several at a
+     * time. */
+    size_t cap =
+        PARA_MAX(run->batch_bytes / s->widest_item, (size_t)MIN_CAP_ITEMS);
     size_t n = w->ramp_items;
-    /* relaxed: an estimate; stale values only change a batch size. */
-    uint64_t work = atomic_load_explicit(&run->work_ns, memory_order_relaxed);
-    uint64_t items =
-        atomic_load_explicit(&run->src_items, memory_order_relaxed);
-    if (work > 0 && items > 0) {
-        double per_item = (double)work / (double)items;
-        double want = (double)run->target_batch_ns / per_item;
-        if (want < (double)n)
-            n = want < 1.0 ? 1 : (size_t)want;
-    }
+    size_t learned = learned_items(run);
+    if (learned != 0 && learned < n)
+        n = learned;
     if (w->ramp_items < cap)
         w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
-    return PARA_MIN(n, cap);
+    /* A node's min_batch hint (the largest downstream) raises it. */
+    n = PARA_MIN(PARA_MAX(n, s->down_min_batch), cap);
+    /* A splittable source leaves work for every worker near its end: no
+     * batch takes more than 1/(2 x workers) of what is left (but not less
+     * than the ramp's start, or than a min_batch hint). */
+    unsigned workers = run->rt->n_workers;
+    if (s->kind != PARA__KIND_SOURCE_FN && workers > 1) {
+        uint64_t total = s->kind == PARA__KIND_RANGE
+                             ? s->range_end - s->range_begin
+                             : (uint64_t)s->array_count;
+        /* relaxed: a hint; the fetch_add in source_fill() decides. */
+        uint64_t at =
+            atomic_load_explicit(&s->src_cursor, memory_order_relaxed);
+        uint64_t share = at < total ? (total - at) / (2u * workers) : 0;
+        size_t floor = PARA_MAX((size_t)RAMP_START_ITEMS, s->down_min_batch);
+        if ((uint64_t)n > share)
+            n = (size_t)PARA_MAX(share, (uint64_t)PARA_MIN(n, floor));
+    }
+    return PARA_MAX(n, (size_t)1);
 }
 
 /* Fill a batch from @p s. Returns the batch; or NULL with *exhausted set
@@ -1009,12 +1129,48 @@ static void run_loop(para__worker *w, para__run *run)
 }
 
 /* The worker this thread is (NULL on other threads), for
- * para_worker_index(); the one thread-local the runtime has. */
+ * para_worker_index(). */
 static _Thread_local const para__worker *current_worker;
 
 int para_worker_index(void)
 {
     return current_worker != NULL ? (int)current_worker->id : -1;
+}
+
+/* Only drain tasks of empty nodes can be left in @p w's deque when it leaves
+ * a run (claimed by an abort sweep after the last unit was gone); they hold
+ * no unit. */
+static void leave_run_check(para__worker *w)
+{
+    for (para__task *t; (t = para__deque_owner_pop(&w->deque)) != NULL;)
+        if (t->batch != NULL)
+            para__panic("task of node '%s' outlived its run", t->node->name);
+}
+
+/* A thread leaves the run: the last one out signals para_run()'s thread. */
+static void leave_run(para_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    /* release: see workers_in_run (scheduler.h). */
+    if (atomic_fetch_sub_explicit(&rt->workers_in_run, 1,
+                                  memory_order_release) == 1)
+        pthread_cond_signal(&rt->done_cond);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* Between close runs: spin a little for the next one before sleeping on
+ * start_cond, so that a loop of short runs pays no wake-up. */
+static void spin_for_next_run(para_runtime_t *rt, uint64_t seen)
+{
+    uint64_t t0 = para__now_ns();
+    for (unsigned i = 1;; i++) {
+        /* relaxed: a hint; the worker re-reads it under rt->lock. */
+        if (atomic_load_explicit(&rt->generation, memory_order_relaxed) != seen)
+            return;
+        para__cpu_relax();
+        if ((i & 63) == 0 && para__now_ns() - t0 > RUN_GAP_SPIN_NS)
+            return;
+    }
 }
 
 static void *worker_main(void *arg)
@@ -1032,29 +1188,41 @@ static void *worker_main(void *arg)
                                      sizeof *w);
 
     uint64_t seen = 0;
-    pthread_mutex_lock(&rt->lock);
+    bool after_run = false;
     for (;;) {
-        while (!rt->shutdown && rt->generation == seen)
+        if (after_run)
+            spin_for_next_run(rt, seen);
+        pthread_mutex_lock(&rt->lock);
+        /* relaxed: generation is written under rt->lock, held here. */
+        while (!rt->shutdown &&
+               atomic_load_explicit(&rt->generation, memory_order_relaxed) ==
+                   seen)
             pthread_cond_wait(&rt->start_cond, &rt->lock);
-        if (rt->shutdown)
+        if (rt->shutdown) {
+            pthread_mutex_unlock(&rt->lock);
             break;
-        seen = rt->generation;
+        }
+        seen = atomic_load_explicit(&rt->generation, memory_order_relaxed);
         para__run *run = rt->run;
+        if (rt->caller_works) {
+            /* The caller's run is joined while it is open; one that ended
+             * before we came is skipped (the caller did not wait for us). */
+            if (!rt->run_open) {
+                pthread_mutex_unlock(&rt->lock);
+                after_run = false;
+                continue;
+            }
+            /* relaxed: under rt->lock, like every change of the count. */
+            atomic_fetch_add_explicit(&rt->workers_in_run, 1,
+                                      memory_order_relaxed);
+        }
         pthread_mutex_unlock(&rt->lock);
 
         run_loop(w, run);
-        /* Only drain tasks of empty nodes can be left (claimed by an abort
-         * sweep after the last unit was gone); they hold no unit. */
-        for (para__task *t; (t = para__deque_owner_pop(&w->deque)) != NULL;)
-            if (t->batch != NULL)
-                para__panic("task of node '%s' outlived its run",
-                            t->node->name);
-
-        pthread_mutex_lock(&rt->lock);
-        if (--rt->workers_in_run == 0)
-            pthread_cond_signal(&rt->done_cond);
+        leave_run_check(w);
+        leave_run(rt);
+        after_run = true;
     }
-    pthread_mutex_unlock(&rt->lock);
     return NULL;
 }
 
@@ -1097,7 +1265,8 @@ int para_emit(para_emitter_t *e, const void *item)
 
 int para__scheduler_start(para_runtime_t *rt)
 {
-    for (unsigned i = 0; i < rt->n_workers; i++) {
+    rt->first_thread = rt->caller_works ? 1 : 0;
+    for (unsigned i = rt->first_thread; i < rt->n_workers; i++) {
         para__worker *w = &rt->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             para__scheduler_stop(rt);
@@ -1115,7 +1284,7 @@ void para__scheduler_stop(para_runtime_t *rt)
     pthread_cond_broadcast(&rt->start_cond);
     pthread_mutex_unlock(&rt->lock);
     for (unsigned i = 0; i < rt->threads_started; i++)
-        pthread_join(rt->workers[i].thread, NULL);
+        pthread_join(rt->workers[rt->first_thread + i].thread, NULL);
     rt->threads_started = 0;
 }
 
@@ -1125,12 +1294,60 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
     run->on_abort = sweep_serial_nodes;
     pthread_mutex_lock(&rt->lock);
     rt->run = run;
-    rt->generation++;
-    rt->workers_in_run = rt->n_workers + rt->helper_threads;
+    rt->run_open = true;
+    /* relaxed: under rt->lock, which every reader of these holds (or
+     * re-takes after a relaxed hint). Device host threads join every run
+     * with a node off the CPU; worker threads join the caller's run while
+     * it is open. */
+    bool devices = false;
+    for (unsigned i = 0; i < run->graph->n_nodes && !devices; i++)
+        devices = run->graph->nodes[i]->placement != PARA__PLACE_CPU;
+    if (devices) {
+        rt->device_generation++;
+        pthread_cond_broadcast(&rt->device_cond);
+    }
+    atomic_store_explicit(&rt->workers_in_run,
+                          (devices ? rt->helper_threads : 0) +
+                              (rt->caller_works ? 0 : rt->n_workers),
+                          memory_order_relaxed);
+    atomic_store_explicit(
+        &rt->generation,
+        atomic_load_explicit(&rt->generation, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+    /* No system call unless a thread sleeps on start_cond. */
     pthread_cond_broadcast(&rt->start_cond);
-    while (rt->workers_in_run > 0)
+    if (rt->caller_works) {
+        pthread_mutex_unlock(&rt->lock);
+        /* This thread is worker 0 for the run: it has no thread of its own,
+         * so its deque, cache, counters and trace lane have one owner. */
+        para__worker *w = &rt->workers[0];
+        const para__worker *outer = current_worker; /* another runtime's */
+        current_worker = w;
+        run_loop(w, run);
+        current_worker = outer;
+        leave_run_check(w);
+        /* Close the run to late joiners, then wait for those inside: a
+         * short spin first (they leave as soon as they see `done`). */
+        pthread_mutex_lock(&rt->lock);
+        rt->run_open = false;
+        pthread_mutex_unlock(&rt->lock);
+        uint64_t t0 = para__now_ns();
+        for (unsigned i = 1;; i++) {
+            /* acquire: see workers_in_run (scheduler.h). */
+            if (atomic_load_explicit(&rt->workers_in_run,
+                                     memory_order_acquire) == 0)
+                break;
+            para__cpu_relax();
+            if ((i & 63) == 0 && para__now_ns() - t0 > RUN_GAP_SPIN_NS)
+                break;
+        }
+        pthread_mutex_lock(&rt->lock);
+    }
+    /* acquire: see workers_in_run (scheduler.h). */
+    while (atomic_load_explicit(&rt->workers_in_run, memory_order_acquire) > 0)
         wait(rt);
     rt->run = NULL;
+    rt->run_open = false;
     /* Injected tasks left now can only be drain tasks of empty serial nodes
      * (an abort sweep by the device host thread after the last unit). */
     for (para__task *t = para__task_stack_take_all(&rt->wake.inject); t != NULL;

@@ -140,10 +140,31 @@ struct para_runtime {
     pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */
     pthread_cond_t done_cond;  /* para_run waits for workers to leave */
-    uint64_t generation;       /* bumped per run */
-    para__run *run;            /* current run (lock) */
-    unsigned workers_in_run;   /* lock */
-    bool shutdown;             /* lock */
+    /* Bumped per run, under `lock`. Atomic so that a thread that just left
+     * a run may spin on it (relaxed: a hint, re-read under `lock`) before
+     * it sleeps on start_cond: close runs then cost no wake-up. */
+    _Atomic uint64_t generation;
+    /* Bumped per run that has a node off the CPU, under `lock`: the
+     * device host threads join those runs only (a run without one does
+     * not wait for them to wake up). */
+    uint64_t device_generation;
+    pthread_cond_t device_cond; /* device host threads wait for such a run */
+    para__run *run;             /* current run (lock) */
+    /* Threads still in the current run: decremented under `lock` with
+     * release (the leaver's writes to the run), read with acquire by
+     * para_run()'s thread, which may spin on it before it sleeps on
+     * done_cond (a leaver that makes it 0 signals under `lock`). */
+    _Atomic unsigned workers_in_run;
+    bool shutdown; /* lock */
+    /* Worker threads may still join the current run (caller_works: the
+     * caller closes it when it is done; device host threads always join,
+     * and read `run` until they leave). lock. */
+    bool run_open;
+    /* The thread calling para_run() works the run as worker 0 (it has no
+     * thread of its own); false when a progress line is printed, which
+     * needs that thread waiting (progress.c). Set at creation. */
+    bool caller_works;
+    unsigned first_thread; /* first worker with a thread: caller_works */
     unsigned threads_started;
 
     _Atomic int busy; /* a para_run() is in progress */
@@ -156,7 +177,7 @@ struct para_runtime {
     uint64_t runs, last_run_ns, last_peak_batches;
     uint64_t last_peak_bytes, last_budget, last_hold_ns, last_decisions;
     const struct para__policy *policy_ops; /* policy.h */
-    char errmsg[PARA__ERRMSG_LEN];
+    para__errmsg errmsg;                   /* errmsg.h */
 
     /* The devices of kernel nodes, opened at the first run that has one
      * (device_node.c). Tasks finished off a worker thread (the device
@@ -173,7 +194,9 @@ struct para_runtime {
     para__device_counters devices[PARA__MAX_DEVICES];
     unsigned n_devices; /* rt->lock */
     para__progress progress;
-    para__remote *remote; /* NULL unless para_mpi_run() (see above) */
+    para__remote *remote;    /* NULL unless para_mpi_run() (see above) */
+    uint64_t default_budget; /* memaware's budget (run.c), set at creation */
+    size_t batch_bytes;      /* a batch's byte cap (run.c), set at creation */
 };
 
 /* Start the worker threads; 0 or PARA_E*. */

@@ -317,14 +317,6 @@ static void print_json(const para_runtime_t *rt, const para_graph_t *g,
     emit_line(out_fn, arg, "]}\n");
 }
 
-void para_stats_print(const para_runtime_t *rt, const para_graph_t *g,
-                      void (*out_fn)(const char *line, void *arg), void *arg)
-{
-    if (rt == NULL || out_fn == NULL)
-        return;
-    print_table(rt, g, out_fn, arg);
-}
-
 static void put_file(const char *line, void *arg)
 {
     fputs(line, (FILE *)arg);

@@ -16,7 +16,8 @@ import glob, os, re, subprocess, sys
 LAYERS = [
     ("primitives", ["util.h", "log.c", "errors.c", "deque.h", "deque.c",
                     "mpsc_stack.h", "eventcount.h", "eventcount.c",
-                    "topology.h", "topology.c", "trace.h"]),
+                    "topology.h", "topology.c", "trace.h", "errmsg.h",
+                    "errmsg.c"]),
     ("run context", ["runctx.h", "runctx.c"]),
     ("memory", ["batch.h", "batch.c", "budget.h", "budget.c"]),
     ("graph", ["graph.h", "graph.c", "footprint.h", "footprint.c",

@@ -404,7 +404,7 @@ int main(int argc, char **argv)
             unsigned v = para_version();
             printf("para-info %s (libpara %u.%u.%u, API %u)\n",
                    PARA_VERSION_STRING, v >> 16, (v >> 8) & 0xffu, v & 0xffu,
-                   para_get_api_version());
+                   para_api_version());
             return 0;
         } else {
             fprintf(stderr, "para-info: unknown option '%s'\n", argv[i]);

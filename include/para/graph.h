@@ -266,6 +266,17 @@ typedef struct para_node_desc {
      * figure seen so far in the run.
      */
     para_item_bytes_fn owned_bytes;
+    /**
+     * Batch hints; 0 means the runtime's default. @c min_batch: the fewest
+     * items a task of this node should get (an expensive serial stage, a
+     * function with a large fixed cost per call): the sources upstream pull
+     * at least that many items per batch while they have them, within the
+     * runtime's byte cap per batch. @c batch_us: the time a task of this
+     * node should take, in microseconds, instead of the runtime-wide
+     * PARA_BATCH_US. PARA_BATCH, when set, overrides both.
+     */
+    size_t min_batch;
+    unsigned batch_us;
 } para_node_desc_t;
 
 /**
@@ -430,7 +441,10 @@ PARA_API PARA_NODISCARD int para_graph_validate(para_graph_t *graph);
 
 /**
  * @brief The message of the last failed call on this graph ("" if none).
- * @return Owned by the graph, valid until its next call.
+ * @return A copy kept per calling thread: valid until this thread calls
+ *         para_graph_errmsg() again, and never changed by what other threads
+ *         do with the graph meanwhile.
+ * @note Any thread.
  */
 PARA_API const char *para_graph_errmsg(const para_graph_t *graph);
 
@@ -463,7 +477,7 @@ PARA_API PARA_NODISCARD int para_emit(para_emitter_t *out, const void *item);
 PARA_API void *para_emit_reserve(para_emitter_t *out, size_t n);
 
 /** Per-node statistics of the graph's last run. */
-typedef struct para_node_stats {
+typedef struct para_node_stats_s {
     uint64_t items_in;        /**< items consumed (for sources: 0) */
     uint64_t items_out;       /**< items produced (for sinks: 0) */
     uint64_t batches;         /**< batches processed (for sources: produced) */

@@ -75,6 +75,43 @@ para_pipeline_v(para_graph_t **out, para_pipe_t *const *parts, size_t n);
 /** @brief Free a fragment that was never passed to a builder. NULL is ok. */
 PARA_API void para_pipe_free(para_pipe_t *pipe);
 
+#ifdef __cplusplus
+} /* extern "C" */
+
+/*
+ * C++ has no compound literals (g++ accepts them as an extension but refuses
+ * to take the address of the temporary array), so the macros pass the parts
+ * as an initializer list there; its array lives until the end of the full
+ * expression, which outlasts the call.
+ */
+#include <initializer_list>
+
+namespace para_detail
+{
+inline para_pipe_t *chain(std::initializer_list<para_pipe_t *> parts)
+{
+    return para_pipe_chain_v(parts.begin(), parts.size());
+}
+inline para_pipe_t *fanout(std::initializer_list<para_pipe_t *> branches)
+{
+    return para_pipe_fanout_v(branches.begin(), branches.size());
+}
+inline int pipeline(para_graph_t **out,
+                    std::initializer_list<para_pipe_t *> parts)
+{
+    return para_pipeline_v(out, parts.begin(), parts.size());
+}
+} // namespace para_detail
+
+/** Stages in sequence: PARA_CHAIN(a, b, c). */
+#define PARA_CHAIN(...) ::para_detail::chain({__VA_ARGS__})
+/** Fan-out of branches: PARA_FANOUT(branch_a, branch_b). */
+#define PARA_FANOUT(...) ::para_detail::fanout({__VA_ARGS__})
+/** Build: PARA_PIPELINE(&graph, source, stage, ..., sink). */
+#define PARA_PIPELINE(out, ...) ::para_detail::pipeline((out), {__VA_ARGS__})
+
+#else /* C */
+
 #define PARA_PIPE_ARGS_(...)                                                   \
     ((para_pipe_t *const[]){__VA_ARGS__}),                                     \
         (sizeof((para_pipe_t *const[]){__VA_ARGS__}) / sizeof(para_pipe_t *))
@@ -86,8 +123,6 @@ PARA_API void para_pipe_free(para_pipe_t *pipe);
 #define PARA_PIPELINE(out, ...)                                                \
     para_pipeline_v((out), PARA_PIPE_ARGS_(__VA_ARGS__))
 
-#ifdef __cplusplus
-}
-#endif
+#endif /* __cplusplus */
 
 #endif /* PARA_PIPELINE_H */

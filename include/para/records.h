@@ -23,6 +23,7 @@
 #ifndef PARA_RECORDS_H
 #define PARA_RECORDS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -69,8 +70,8 @@ typedef struct para_records_attr {
     size_t struct_size; /**< set by para_records_attr_init() */
     int delimiter;      /**< byte ending a record; default '\n' */
     size_t block_size;  /**< bytes read at a time; default 1 MiB */
-    int strip_cr;       /**< drop a '\r' before the delimiter (CRLF);
-                             default 1 */
+    bool strip_cr;      /**< drop a '\r' before the delimiter (CRLF);
+                             default true */
 } para_records_attr_t;
 
 /**

@@ -9,6 +9,7 @@
 #ifndef PARA_RUNTIME_H
 #define PARA_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,10 +53,10 @@ typedef struct para_runtime_attr {
                                      "P:D" (platform, device index) or part of
                                      a device or platform name; default "auto"
                                      (PARA_DEVICE) */
-    int device_fallback;        /**< 1 (default): when the device fails during
-                                     a run, kernel nodes that have a CPU
-                                     function finish on the CPU (logged); 0:
-                                     the run fails with PARA_EDEVICE
+    bool device_fallback;       /**< true (default): when the device fails
+                                     during a run, kernel nodes that have a
+                                     CPU function finish on the CPU (logged);
+                                     false: the run fails with PARA_EDEVICE
                                      (PARA_DEVICE_FALLBACK) */
     size_t mem_budget;          /**< bytes in flight under "memaware":
                                      batches, reorder buffers,
@@ -185,8 +186,25 @@ PARA_API PARA_NODISCARD int para_run_cancel(para_runtime_t *rt);
 PARA_API int para_worker_index(void);
 
 /**
+ * @brief The input port the batch being processed came from, inside a node
+ *        function: 0 for the node's first input, 1 for its second, ... in
+ *        the order para_graph_connect() connected them (for PARA_FANOUT(),
+ *        the order of the branches). -1 in sources, outside node calls, and
+ *        in kernel nodes (their batches are gathered into launches).
+ *
+ * A node fed by several nodes (a merge) learns with it which one sent the
+ * batch, e.g. an ORDERED sink fed by two branches of one source.
+ * @note Any thread; the value belongs to the calling thread.
+ */
+PARA_API int para_input_port(void);
+
+/**
  * @brief The detailed message of the runtime's last failure ("" if none).
- * @return Owned by the runtime; valid until its next run.
+ * @return A copy kept per calling thread: valid until this thread calls
+ *         para_runtime_errmsg() again, and never changed by what other
+ *         threads do with the runtime meanwhile. The message itself is the
+ *         last failure's (para_run() clears it when a run starts).
+ * @note Any thread, also while another thread runs a graph on @p rt.
  */
 PARA_API const char *para_runtime_errmsg(const para_runtime_t *rt);
 
@@ -233,7 +251,7 @@ PARA_API PARA_NODISCARD int para_runtime_stats(const para_runtime_t *rt,
                                                para_stats_t *stats);
 
 /** Per-worker statistics of the last run (para_worker_stats()). */
-typedef struct para_worker_stats {
+typedef struct para_worker_stats_s {
     uint64_t tasks;          /**< tasks executed */
     uint64_t steals;         /**< tasks taken from another worker */
     uint64_t steal_attempts; /**< attempts to steal, successful or not */
@@ -266,7 +284,7 @@ PARA_API PARA_NODISCARD int para_worker_stats(const para_runtime_t *rt,
     XX(busy_ns, "time with at least one launch in flight")
 
 /** Per-device statistics of the last run (para_device_stats()). */
-typedef struct para_device_stats {
+typedef struct para_device_stats_s {
     char name[64]; /**< the device's name */
 #define PARA_DEVICE_STATS_FIELD(name, doc) uint64_t name;
     PARA_DEVICE_STATS_MAP(PARA_DEVICE_STATS_FIELD)
@@ -289,24 +307,14 @@ PARA_API PARA_NODISCARD int para_device_stats(const para_runtime_t *rt,
                                               para_device_stats_t *stats);
 
 /**
- * @brief Print the runtime counters and each node's statistics of @p graph's
- *        last run (if @p graph is not NULL) as a table.
- * @param[in] out_fn Receives each line, NUL-terminated, with its newline.
- * @note As para_stats_fprint() with PARA_STATS_TABLE.
+ * @brief Open the device that kernel nodes run on, if it is not open yet
+ *        (otherwise the first run with a kernel node opens it), and return
+ *        its name.
+ * @return Its name (owned by the runtime), or NULL if there is none or a run
+ *         is in progress; then para_runtime_errmsg() says why.
+ * @note Any thread; not from inside a node function.
  */
-PARA_API void para_stats_print(const para_runtime_t *rt,
-                               const para_graph_t *graph,
-                               void (*out_fn)(const char *line, void *arg),
-                               void *arg);
-
-/**
- * @brief The device that kernel nodes run on, opening it if needed (the
- *        runtime opens its device at the first run with a kernel node).
- * @return Its name (owned by the runtime), or NULL if there is none; then
- *         para_runtime_errmsg() says why.
- * @note Not while a run is in progress.
- */
-PARA_API const char *para_runtime_device(para_runtime_t *rt);
+PARA_API const char *para_runtime_open_device(para_runtime_t *rt);
 /** Formats of para_stats_fprint(). */
 enum para_stats_format {
     PARA_STATS_TABLE = 0, /**< aligned columns for people */

@@ -18,7 +18,7 @@
     ((PARA_VERSION_MAJOR << 16) | (PARA_VERSION_MINOR << 8) |                  \
      PARA_VERSION_PATCH)
 /* Bumped whenever a public struct or signature changes. */
-#define PARA_API_VERSION 2
+#define PARA_API_VERSION 3
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,7 +28,7 @@ extern "C" {
 PARA_API unsigned para_version(void);
 
 /** @brief PARA_API_VERSION of the library actually linked. @note Any thread. */
-PARA_API unsigned para_get_api_version(void);
+PARA_API unsigned para_api_version(void);
 
 #ifdef __cplusplus
 }

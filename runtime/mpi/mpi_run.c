@@ -689,18 +689,18 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     int inited = 0, level = 0, is_main = 0;
     MPI_Initialized(&inited);
     if (!inited) {
-        snprintf(rt->errmsg, sizeof rt->errmsg,
-                 "para_mpi_run: MPI is not initialised");
+        para__errmsg_set(&rt->errmsg, "para_mpi_run: MPI is not initialised");
         return PARA_EINVAL;
     }
     MPI_Query_thread(&level);
     MPI_Is_thread_main(&is_main);
     if (level < MPI_THREAD_FUNNELED ||
         (level == MPI_THREAD_FUNNELED && !is_main)) {
-        snprintf(rt->errmsg, sizeof rt->errmsg,
-                 "para_mpi_run: MPI must be initialised with at least "
-                 "MPI_THREAD_FUNNELED and called from its main thread, or "
-                 "MPI_THREAD_SERIALIZED");
+        para__errmsg_set(
+            &rt->errmsg,
+            "para_mpi_run: MPI must be initialised with at least "
+            "MPI_THREAD_FUNNELED and called from its main thread, or "
+            "MPI_THREAD_SERIALIZED");
         return PARA_EINVAL;
     }
 
@@ -753,7 +753,7 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     c.stats.rank = c.rank;
     c.stats.ranks = c.size;
     if (rc != 0) {
-        snprintf(rt->errmsg, sizeof rt->errmsg, "%s", msg);
+        para__errmsg_set(&rt->errmsg, "%s", msg);
         goto out;
     }
 
@@ -769,8 +769,7 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
         rt->remote = NULL;
         /* This rank cannot run: still take part in the protocol. */
         c.helper_rc = PARA_EAGAIN;
-        snprintf(rt->errmsg, sizeof rt->errmsg,
-                 "para_mpi_run: cannot start a thread");
+        para__errmsg_set(&rt->errmsg, "para_mpi_run: cannot start a thread");
         atomic_store_explicit(&c.helper_done, true, memory_order_relaxed);
         comm_loop(&c);
     } else {
@@ -783,13 +782,13 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
         (uint64_t)((cpu1.tv_sec - cpu0.tv_sec) * 1000000000ll +
                    (cpu1.tv_nsec - cpu0.tv_nsec));
     rc = c.helper_rc;
-    snprintf(msg, sizeof msg, "%s", rt->errmsg);
+    snprintf(msg, sizeof msg, "%s", para__errmsg_text(&rt->errmsg));
     /* A run aborted only because another rank failed is no failure of
      * ours; the failing rank's code and message win. */
     if (rc != 0 && strcmp(msg, REMOTE_ABORT) == 0)
         rc = 0;
     rc = agree(c.comm, c.rank, c.size, rc, msg, sizeof msg);
-    snprintf(rt->errmsg, sizeof rt->errmsg, "%s", rc != 0 ? msg : "");
+    para__errmsg_set(&rt->errmsg, "%s", rc != 0 ? msg : "");
     c.stats.credit_waits =
         atomic_load_explicit(&c.credit_waits, memory_order_relaxed);
 out:

@@ -435,7 +435,7 @@ static void test_sweep_opencl(void **state)
     a.device = "auto";
     para_runtime_t *rt = NULL;
     assert_int_equal(para_runtime_create(&rt, &a), 0);
-    const char *name = para_runtime_device(rt);
+    const char *name = para_runtime_open_device(rt);
     bool opencl = name != NULL && strstr(name, "cpu back-end") == NULL;
     assert_int_equal(para_runtime_destroy(rt), 0);
     if (!opencl) {

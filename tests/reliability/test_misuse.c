@@ -85,12 +85,6 @@ static int map_copy8(void *ctx, const void *in, void *out)
     return 0;
 }
 
-static void print_line(const char *line, void *arg)
-{
-    (void)line;
-    (void)arg;
-}
-
 /* ---- NULL handles -------------------------------------------------------- */
 
 static void test_null_handles(void **state)
@@ -105,14 +99,14 @@ static void test_null_handles(void **state)
     EXPECT(para_graph_node_count(NULL), 0);
     EXPECT(para_runtime_workers(NULL), 0);
     EXPECT(para_run_cancel(NULL), PARA_EINVAL);
-    para_stats_print(NULL, NULL, print_line, NULL);
-    cases++;
+    EXPECT(para_stats_fprint(stdout, NULL, NULL, PARA_STATS_TABLE),
+           PARA_EINVAL);
     para_runtime_t *rt = rel_runtime(1, 0, 0);
     assert_non_null(rt);
-    para_stats_print(rt, NULL, NULL, NULL); /* no out_fn: nothing printed */
-    cases++;
-    para_stats_print(rt, NULL, print_line, NULL); /* no graph: counters */
-    cases++;
+    EXPECT(para_stats_fprint(NULL, rt, NULL, PARA_STATS_TABLE), PARA_EINVAL);
+    EXPECT(para_stats_fprint(stdout, rt, NULL, 7), PARA_EINVAL);
+    /* no graph: counters */
+    EXPECT(para_stats_fprint(stdout, rt, NULL, PARA_STATS_TABLE), 0);
     EXPECT(para_emit(NULL, "12345678"), PARA_ENOMEM);
     assert_null(para_emit_reserve(NULL, 1));
     cases++;

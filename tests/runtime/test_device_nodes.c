@@ -360,7 +360,7 @@ static void test_cpu_backend_gathers_and_orders(void **state)
 {
     (void)state;
     para_runtime_t *rt = make_rt("cpu", 2, 0);
-    assert_string_equal(para_runtime_device(rt), "para cpu back-end");
+    assert_string_equal(para_runtime_open_device(rt), "para cpu back-end");
     axpb_ctx c = {.mul = 3, .add = 1, .spin_ns_per_item = 2000};
     atomic_init(&c.fail_at, -1);
     para_node_stats_t ks;
@@ -576,7 +576,7 @@ static void test_no_device_runs_cpu_function(void **state)
     log_buf[0] = '\0';
     log_min_level = 99;
     para_runtime_t *rt = make_rt("none", 2, 0);
-    assert_null(para_runtime_device(rt));
+    assert_null(para_runtime_open_device(rt));
     axpb_ctx c = {.mul = 3, .add = 1};
     atomic_init(&c.fail_at, -1);
     para_node_stats_t ks;
@@ -655,7 +655,7 @@ static void test_unknown_device_is_an_error(void **state)
 {
     (void)state;
     para_runtime_t *rt = make_rt("no-such-device-xyz", 2, 0);
-    assert_null(para_runtime_device(rt));
+    assert_null(para_runtime_open_device(rt));
     axpb_ctx c = {.mul = 3, .add = 1};
     atomic_init(&c.fail_at, -1);
     assert_int_equal(run_axpb(rt, 100, 16, &c, true, NULL), PARA_ENODEV);
@@ -1167,7 +1167,7 @@ static int opencl_group_setup(void **state)
 {
     (void)state;
     para_runtime_t *rt = make_rt("auto", 1, 0);
-    const char *name = para_runtime_device(rt);
+    const char *name = para_runtime_open_device(rt);
     have_opencl = name != NULL;
     if (name != NULL)
         print_message("OpenCL device: %s\n", name);

@@ -462,6 +462,98 @@ static void test_graph_errors(void **state)
     assert_int_equal(acc.count, 0);
 }
 
+/* Per input port of an ORDERED sink: how many items, whether each port saw
+ * its items in source order, and what the map stages saw as their port. */
+struct by_port {
+    uint64_t count[2];
+    uint64_t next[2]; /* the source index expected next on each port */
+    int out_of_order;
+    int bad_port;
+    int swapped; /* port 0 is fed by x3, port 1 by x2 */
+};
+
+static int port_sink(void *ctx, const void *in)
+{
+    struct by_port *p = ctx;
+    int port = para_input_port();
+    if (port != 0 && port != 1) {
+        p->bad_port++;
+        return 0;
+    }
+    uint64_t v;
+    memcpy(&v, in, sizeof v);
+    /* port 0 is fed by x2 (v = 2i), port 1 by x3 (v = 3i), unless swapped */
+    uint64_t mul = (port == 0) != (p->swapped != 0) ? 2 : 3;
+    if (v % mul != 0 || v / mul != p->next[port])
+        p->out_of_order++;
+    p->next[port] = v / mul + 1;
+    p->count[port]++;
+    return 0;
+}
+
+/* A map with one input always sees port 0. */
+static int times2_port0(void *ctx, const void *in, void *out)
+{
+    if (para_input_port() != 0)
+        return -1;
+    return times2(ctx, in, out);
+}
+
+/* x -> FANOUT(x2, x3) -> ORDERED sink: the sink tells the branches apart by
+ * para_input_port(), in branch order, each in source order; outside node
+ * calls the port is -1. */
+static void test_input_port(void **state)
+{
+    (void)state;
+    const uint64_t n = 20000;
+    struct by_port p = {0};
+    para_graph_t *g = NULL;
+    int rc = PARA_PIPELINE(
+        &g, para_pipe_range("x", 0, n),
+        PARA_FANOUT(para_pipe_map("x2", 8, 8, times2_port0, NULL),
+                    para_pipe_map("x3", 8, 8, times3, NULL)),
+        para_pipe_sink("by_port", 8, port_sink, &p, PARA_NODE_ORDERED));
+    assert_int_equal(rc, 0);
+    assert_int_equal(para_input_port(), -1);
+    run_graph(g);
+    assert_int_equal(para_input_port(), -1);
+    assert_int_equal(p.bad_port, 0);
+    assert_int_equal(p.out_of_order, 0);
+    assert_int_equal(p.count[0], n);
+    assert_int_equal(p.count[1], n);
+    para_graph_destroy(g);
+}
+
+/* The same with para_graph_connect(), x3 connected first: ports follow the
+ * order of the connections. */
+static void test_input_port_connect_order(void **state)
+{
+    (void)state;
+    const uint64_t n = 5000;
+    struct by_port p = {.swapped = 1};
+    para_graph_t *g = NULL;
+    para_node_t *src, *x2, *x3, *sink;
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_range(g, "x", 0, n, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "x2", 8, 8, times2, NULL, 0, &x2),
+                     0);
+    assert_int_equal(para_graph_add_map(g, "x3", 8, 8, times3, NULL, 0, &x3),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "by_port", 8, port_sink, &p,
+                                         PARA_NODE_ORDERED, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, x2), 0);
+    assert_int_equal(para_graph_connect(g, src, x3), 0);
+    assert_int_equal(para_graph_connect(g, x3, sink), 0); /* port 0 */
+    assert_int_equal(para_graph_connect(g, x2, sink), 0); /* port 1 */
+    run_graph(g);
+    assert_int_equal(p.bad_port, 0);
+    assert_int_equal(p.out_of_order, 0);
+    assert_int_equal(p.count[0], n);
+    assert_int_equal(p.count[1], n);
+    para_graph_destroy(g);
+}
+
 static void test_pipe_free(void **state)
 {
     (void)state;
@@ -490,6 +582,8 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_graph_errors),
         cmocka_unit_test(test_pipe_free),
+        cmocka_unit_test(test_input_port),
+        cmocka_unit_test(test_input_port_connect_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,13 @@ static uint64_t sum_range(uint64_t b, uint64_t e) /* sum of [b, e) */
 
 /* ---- runtime and graph helpers ----------------------------------------- */
 
+static uint64_t now_ns_test(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void quiet_log(int level, const char *msg, void *arg)
 {
     (void)level;
@@ -519,11 +526,14 @@ static void test_failure_while_serial_nodes_drain(void **state)
 
 /* Pinning is visible from inside the workers: with pin = "cores" every
  * worker thread's affinity is narrower than the machine (one core's PUs);
- * with pin = "none" it is the whole allowed set. */
+ * with pin = "none" it is the whole allowed set. The thread calling
+ * para_run() works as worker 0 and is never pinned: it is not ours. */
 struct affinity_seen {
     pthread_mutex_t lock;
+    pthread_t caller;
     int max_cpus; /* largest CPU_COUNT seen in a node function */
     int min_cpus;
+    int seen; /* items run by worker threads */
 };
 
 static int map_record_affinity(void *ctx, const void *in, void *out)
@@ -531,15 +541,21 @@ static int map_record_affinity(void *ctx, const void *in, void *out)
     struct affinity_seen *a = ctx;
     cpu_set_t set;
     CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    if (!pthread_equal(pthread_self(), a->caller) &&
+        sched_getaffinity(0, sizeof set, &set) == 0) {
         int c = CPU_COUNT(&set);
         pthread_mutex_lock(&a->lock);
+        a->seen++;
         if (c > a->max_cpus)
             a->max_cpus = c;
         if (c < a->min_cpus)
             a->min_cpus = c;
         pthread_mutex_unlock(&a->lock);
     }
+    /* About 10 us an item: the worker threads join long before the end. */
+    uint64_t t0 = now_ns_test();
+    while (now_ns_test() - t0 < 10000)
+        ;
     memcpy(out, in, 8);
     return 0;
 }
@@ -556,6 +572,7 @@ static int run_affinity(const char *pin, struct affinity_seen *a)
     struct acc sum = {0};
     a->max_cpus = 0;
     a->min_cpus = 1 << 20;
+    a->seen = 0;
     para_node_t *r = range(g, "range", 0, 2000);
     para_node_t *m = map8(g, "affinity", map_record_affinity, a, 0);
     para_node_t *k = sink8(g, "sum", sink_acc, &sum, PARA_NODE_SERIAL);
@@ -575,14 +592,18 @@ static void test_workers_are_pinned(void **state)
     CPU_ZERO(&all);
     assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
     int allowed = CPU_COUNT(&all);
-    struct affinity_seen a = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    struct affinity_seen a = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                              .caller = pthread_self()};
 
-    run_affinity("none", &a);
+    if (run_affinity("none", &a) < 2)
+        skip(); /* worker 0 only: the caller's thread */
+    assert_true(a.seen > 0);
     assert_int_equal(a.max_cpus, allowed);
 
     int workers = run_affinity("cores", &a);
     if (allowed < 2 || workers < 2)
         skip(); /* one CPU: pinned and unpinned look the same */
+    assert_true(a.seen > 0);
     assert_true(a.max_cpus < allowed);
     assert_true(a.min_cpus >= 1);
 
@@ -593,6 +614,98 @@ static void test_workers_are_pinned(void **state)
     para_runtime_t *rt = NULL;
     assert_int_equal(para_runtime_create(&rt, &attr), PARA_EINVAL);
     assert_null(rt);
+}
+
+/* The thread calling para_run() works as worker 0: with one worker it runs
+ * every task itself, run after run, and the run's statistics count them. */
+struct thread_seen {
+    pthread_t caller;
+    uint64_t others; /* items run by any other thread */
+};
+
+static int map_record_thread(void *ctx, const void *in, void *out)
+{
+    struct thread_seen *t = ctx;
+    if (!pthread_equal(pthread_self(), t->caller))
+        t->others++; /* one worker: no concurrent writer */
+    memcpy(out, in, 8);
+    return 0;
+}
+
+static void test_caller_works_as_worker(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(1);
+    para_graph_t *g = new_graph();
+    struct acc sum = {0};
+    struct thread_seen t = {.caller = pthread_self()};
+    para_node_t *r = range(g, "range", 0, 1000);
+    para_node_t *m = map8(g, "who", map_record_thread, &t, 0);
+    para_node_t *k = sink8(g, "sum", sink_acc, &sum, PARA_NODE_SERIAL);
+    conn(g, r, m);
+    conn(g, m, k);
+    for (int i = 0; i < 50; i++) {
+        sum.sum = sum.count = 0;
+        run_ok(rt, g);
+        assert_int_equal(sum.count, 1000);
+        assert_int_equal(sum.sum, sum_range(0, 1000));
+    }
+    assert_int_equal(t.others, 0);
+    para_worker_stats_t ws;
+    assert_int_equal(para_worker_stats(rt, 0, &ws), 0);
+    assert_true(ws.tasks > 0);
+    para_graph_destroy(g);
+    destroy_rt(rt);
+}
+
+/* A node's min_batch hint: the source upstream pulls at least that many
+ * items per batch (while it has them), though the node is cheap and the
+ * learned size alone would start at 16; and a deep chain of cheap stages
+ * gets source batches of more than the ramp's start. */
+struct small_batches {
+    uint64_t small; /* batches under the hint */
+    uint64_t batches;
+};
+
+static int sink_count_small(void *ctx, const void *in, size_t n)
+{
+    (void)in;
+    struct small_batches *b = ctx; /* SERIAL: one caller at a time */
+    b->batches++;
+    if (n < 500)
+        b->small++;
+    return 0;
+}
+
+static void test_node_min_batch_hint(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2);
+    para_graph_t *g = new_graph();
+    struct small_batches b = {0};
+    para_node_t *r = range(g, "range", 0, 20000);
+    para_node_t *m = add_desc(g, &(para_node_desc_t){.name = "x3p1",
+                                                     .in_size = 8,
+                                                     .out_size = 8,
+                                                     .map = map_x3p1,
+                                                     .min_batch = 500});
+    para_node_t *k =
+        add_desc(g, &(para_node_desc_t){.name = "count",
+                                        .flags = PARA_NODE_SERIAL,
+                                        .in_size = 8,
+                                        .sink_batch = sink_count_small,
+                                        .ctx = &b});
+    conn(g, r, m);
+    conn(g, m, k);
+    for (int i = 0; i < 5; i++) {
+        b.small = b.batches = 0;
+        run_ok(rt, g);
+        /* The last pull may find fewer than 500 items left: one batch. */
+        assert_true(b.small <= 1);
+        assert_true(b.batches >= 2 && b.batches <= 40);
+    }
+    para_graph_destroy(g);
+    destroy_rt(rt);
 }
 
 /* ---- basic runs -------------------------------------------------------- */
@@ -1658,17 +1771,30 @@ struct text {
     unsigned bad_lines;
 };
 
-static void collect_line(const char *line, void *arg)
+/* para_stats_fprint(PARA_STATS_TABLE) into @p t, line by line. */
+static void collect_table(const para_runtime_t *rt, const para_graph_t *g,
+                          struct text *t)
 {
-    struct text *t = arg;
-    size_t n = strlen(line);
-    if (n == 0 || line[n - 1] != '\n')
-        t->bad_lines++;
-    t->lines++;
-    if (t->len + n < sizeof t->buf) {
-        memcpy(t->buf + t->len, line, n + 1);
-        t->len += n;
+    char *out = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&out, &size);
+    assert_non_null(f);
+    assert_int_equal(para_stats_fprint(f, rt, g, PARA_STATS_TABLE), 0);
+    assert_int_equal(fclose(f), 0);
+    for (const char *line = out; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - line) + 1 : strlen(line);
+        if (nl == NULL)
+            t->bad_lines++; /* unterminated */
+        t->lines++;
+        if (t->len + n < sizeof t->buf) {
+            memcpy(t->buf + t->len, line, n);
+            t->len += n;
+            t->buf[t->len] = '\0';
+        }
+        line += n;
     }
+    free(out);
 }
 
 static void test_stats_print(void **state)
@@ -1683,14 +1809,14 @@ static void test_stats_print(void **state)
     run_ok(rt, g);
     struct text *t = calloc(1, sizeof *t);
     assert_non_null(t);
-    para_stats_print(rt, g, collect_line, t);
+    collect_table(rt, g, t);
     assert_true(t->lines > 0);
     assert_int_equal(t->bad_lines, 0);
     assert_non_null(strstr(t->buf, "my_range_node"));
     assert_non_null(strstr(t->buf, "my_sink_node"));
     /* Without a graph: only the runtime counters. */
     memset(t, 0, sizeof *t);
-    para_stats_print(rt, NULL, collect_line, t);
+    collect_table(rt, NULL, t);
     assert_true(t->lines > 0);
     assert_null(strstr(t->buf, "my_sink_node"));
     free(t);
@@ -2379,12 +2505,82 @@ static void test_busy_while_running(void **state)
     destroy_rt(rt2);
 }
 
+/* Error messages are copies per calling thread: a thread reading them while
+ * another thread's runs fail and rewrite them sees whole messages only
+ * (TSan: no race), and its copy is its own. */
+static int map_boom(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    uint64_t v;
+    memcpy(&v, in, sizeof v);
+    memcpy(out, &v, sizeof v);
+    return v == 777 ? -7 : 0;
+}
+
+struct msg_reader {
+    para_runtime_t *rt;
+    para_graph_t *g;
+    atomic_bool stop; /* seq_cst: test code */
+    const char *last_rt_copy;
+    unsigned reads, torn;
+};
+
+static void *read_msgs(void *arg)
+{
+    struct msg_reader *r = arg;
+    while (!atomic_load(&r->stop) || r->reads < 100) {
+        const char *m = para_runtime_errmsg(r->rt);
+        if (m[0] != '\0' &&
+            (strstr(m, "boom") == NULL || strstr(m, "-7") == NULL))
+            r->torn++;
+        const char *gm = para_graph_errmsg(r->g);
+        if (gm[0] != '\0')
+            r->torn++; /* nothing in this graph fails to validate */
+        r->reads++;
+    }
+    /* the runs are over: the last failure's message */
+    r->last_rt_copy = para_runtime_errmsg(r->rt);
+    return NULL;
+}
+
+static void test_errmsg_other_thread(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2);
+    para_graph_t *g = new_graph();
+    struct acc a = {0};
+    para_node_t *s = range(g, "x", 0, 5000);
+    para_node_t *m = map8(g, "boom", map_boom, NULL, 0);
+    para_node_t *k = sink8(g, "sum", sink_acc, &a, PARA_NODE_SERIAL);
+    conn(g, s, m);
+    conn(g, m, k);
+    struct msg_reader r = {.rt = rt, .g = g};
+    atomic_init(&r.stop, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_msgs, &r), 0);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(para_run(rt, g), PARA_ENODE);
+        check_rt_msg(rt, "boom", "-7");
+    }
+    atomic_store(&r.stop, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(r.torn, 0);
+    assert_true(r.reads >= 100);
+    /* each thread has its own copy */
+    assert_ptr_not_equal(r.last_rt_copy, para_runtime_errmsg(rt));
+    assert_string_equal(r.last_rt_copy, para_runtime_errmsg(rt));
+    para_graph_destroy(g);
+    destroy_rt(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_range_map_sink),
         cmocka_unit_test(test_idle_runtime_uses_no_cpu),
         cmocka_unit_test(test_workers_are_pinned),
+        cmocka_unit_test(test_caller_works_as_worker),
+        cmocka_unit_test(test_node_min_batch_hint),
         cmocka_unit_test(test_failure_while_serial_nodes_drain),
         cmocka_unit_test(test_range_offset),
         cmocka_unit_test(test_array_source),
@@ -2429,6 +2625,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_runs_same_graph),
         cmocka_unit_test(test_concurrent_runtimes),
         cmocka_unit_test(test_busy_while_running),
+        cmocka_unit_test(test_errmsg_other_thread),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

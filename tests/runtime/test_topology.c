@@ -338,9 +338,10 @@ static void test_runtime_on_two_numa_nodes(void **state)
                   (unsigned long long)st.steals, (unsigned long long)st.tasks);
     assert_int_equal(para_runtime_destroy(rt), 0);
     para_set_log_fn(NULL, NULL);
-    /* Every worker said it runs unpinned: the synthetic topology was used. */
+    /* Every worker thread said it runs unpinned: the synthetic topology was
+     * used. Worker 0 has no thread: the thread in para_run() is worker 0. */
     assert_true(
-        atomic_load_explicit(&unpinned_warnings, memory_order_relaxed) >= 4);
+        atomic_load_explicit(&unpinned_warnings, memory_order_relaxed) >= 3);
     assert_true(total > 0);
 }
 
