@@ -22,36 +22,35 @@ import sys
 
 # (variant, threads, seconds of a healthy quick/full run, is a para run)
 ROWS = {
-    "w1": (2000000, [("seq", 1, 0.025, False), ("para", 2, 0.0135, True),
+    "w1": (2000000, [("seq", 1, 0.025, False), ("para", 2, 0.01437, True),
                      ("para-fnptr", 2, 0.018, True),
-                     ("ideal", 2, 0.0128, False)]),
-    "w2": (10000, [("seq", 1, 0.050, False), ("para", 2, 0.026, True)]),
-    "w3": (10000000, [("seq", 1, 0.006, False), ("para", 2, 0.016, True),
-                      ("para-fnptr", 2, 0.050, True)]),
+                     ("ideal", 2, 0.01365, False)]),
+    "w2": (10000, [("seq", 1, 0.050, False), ("para", 2, 0.0253, True)]),
+    "w3": (10000000, [("seq", 1, 0.006, False), ("para", 2, 0.0375, True),
+                      ("para-fnptr", 2, 0.120, True)]),
     "w4": (65536, [("seq", 1, 0.012, False), ("cpu", 2, 0.0065, True),
-                   ("dev1", 2, 3.0, True), ("dev", 2, 0.0100, True),
-                   ("mixed", 2, 0.0060, True), ("limit", 1, 0.0085, False)]),
-    "w5": (25000, [("seq", 1, 0.040, False), ("bounded", 2, 0.022, True),
+                   ("dev1", 2, 3.0, True), ("dev", 2, 0.0094, True),
+                   ("mixed", 2, 0.0063, True), ("limit", 1, 0.0085, False)]),
+    "w5": (25000, [("seq", 1, 0.040, False), ("bounded", 2, 0.0227, True),
                    ("unbounded", 2, 0.022, True),
                    ("bounded-dhondt", 2, 0.040, True)]),
     "w6": (20000, [("seq", 1, 0.250, False), ("para", 2, 0.130, True),
-                   ("static", 3, 0.250, False)]),
-    "w7": (50000, [("seq", 1, 0.033, False), ("para", 2, 0.018, True)]),
-    "w9": (142074, [("seq", 1, 0.034, False), ("para", 2, 0.018, True)]),
-    "w10": (4194304, [("para", 2, 0.069, True)]),
-    "w12": (1000000, [("seq", 1, 0.020, False), ("para", 2, 0.026, True)]),
-    "w13": (4000, [("seq", 1, 0.45, False), ("para", 2, 0.25, True)]),
-    "w14": (50000, [("seq", 1, 0.048, False), ("para", 2, 0.026, True),
+                   ("static", 3, 0.312, False)]),
+    "w7": (50000, [("seq", 1, 0.033, False), ("para", 2, 0.016, True)]),
+    "w9": (142074, [("seq", 1, 0.034, False), ("para", 2, 0.0246, True)]),
+    "w10": (4194304, [("para", 2, 0.0666, True)]),
+    "w12": (10000000, [("seq", 1, 0.200, False), ("para", 2, 0.267, True)]),
+    "w13": (4000, [("seq", 1, 0.45, False), ("para", 2, 0.23, True)]),
+    "w14": (50000, [("seq", 1, 0.048, False), ("para", 2, 0.01195, True),
                     ("ideal", 2, 0.0245, False)]),
 }
-
 # Extra fields of a healthy row, from its seconds and items.
 EXTRA = {
     ("w10", "para"): lambda secs, items: f'"t_star":0.059919,',
-    ("w12", "seq"): lambda secs, items: f'"us_per_run":{secs / 2000 * 1e6:.2f},'
-                                        f'"p99_us":{secs / 2000 * 3e6:.2f},',
-    ("w12", "para"): lambda secs, items: f'"us_per_run":{secs / 2000 * 1e6:.2f},'
-                                         f'"p99_us":{secs / 2000 * 3e6:.2f},',
+    ("w12", "seq"): lambda secs, items: f'"us_per_run":{secs / 20000 * 1e6:.2f},'
+                                        f'"p99_us":{secs / 20000 * 3e6:.2f},',
+    ("w12", "para"): lambda secs, items: f'"us_per_run":{secs / 20000 * 1e6:.2f},'
+                                         f'"p99_us":{secs / 20000 * 3e6:.2f},',
 }
 
 
