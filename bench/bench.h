@@ -98,6 +98,17 @@ double bench_now(void);
  */
 typedef int (*bench_timed_fn)(void *state, bench_row_t *row);
 
+/* The work of [begin, end) on one thread: returns its (wrapping) sum. */
+typedef uint64_t (*bench_range_fn)(uint64_t begin, uint64_t end);
+
+/*
+ * The `ideal` rows: [0, @p n) split statically over @p threads plain
+ * pthreads (at most 64), no runtime at all; *@p sum gets the slices' sums
+ * added. Returns 0, or non-zero after bench_fail() on @p row.
+ */
+int bench_static_split(unsigned threads, uint64_t n, bench_range_fn fn,
+                       uint64_t *sum, bench_row_t *row);
+
 /* Run @p fn cfg->repeat times, timing all of it; sets row->seconds. Each
  * timing repeats @p fn back to back until it lasts cfg->min_seconds. */
 void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,

@@ -15,6 +15,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,42 @@ void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
     }
     row->seconds = median(t, n);
     free(t);
+}
+
+struct split_slice {
+    bench_range_fn fn;
+    uint64_t begin, end, sum;
+};
+
+static void *split_thread(void *arg)
+{
+    struct split_slice *s = arg;
+    s->sum = s->fn(s->begin, s->end);
+    return NULL;
+}
+
+int bench_static_split(unsigned threads, uint64_t n, bench_range_fn fn,
+                       uint64_t *sum, bench_row_t *row)
+{
+    struct split_slice slices[64];
+    pthread_t tids[64];
+    unsigned t = threads == 0 ? 1 : threads < 64 ? threads : 64;
+    for (unsigned k = 0; k < t; k++) {
+        slices[k] = (struct split_slice){fn, n * k / t, n * (k + 1) / t, 0};
+        if (pthread_create(&tids[k], NULL, split_thread, &slices[k]) != 0) {
+            bench_fail(row, "pthread_create failed");
+            for (unsigned j = 0; j < k; j++)
+                pthread_join(tids[j], NULL);
+            return 1;
+        }
+    }
+    uint64_t total = 0;
+    for (unsigned k = 0; k < t; k++) {
+        pthread_join(tids[k], NULL);
+        total += slices[k].sum;
+    }
+    *sum = total;
+    return 0;
 }
 
 static double cpu_now(void)

@@ -18,7 +18,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,18 +339,12 @@ static void w14_check(void *state, bench_row_t *row)
 }
 
 /* ideal: the fused loop split statically over plain threads. */
-struct w14_slice {
-    uint64_t begin, end, sum;
-};
-
-static void *w14_ideal_thread(void *arg)
+static uint64_t w14_range(uint64_t begin, uint64_t end)
 {
-    struct w14_slice *s = arg;
     uint64_t sum = 0;
-    for (uint64_t i = s->begin; i < s->end; i++)
+    for (uint64_t i = begin; i < end; i++)
         sum += w14_chain(i);
-    s->sum = sum;
-    return NULL;
+    return sum;
 }
 
 struct w14_ideal {
@@ -362,24 +355,9 @@ struct w14_ideal {
 static int w14_ideal_run(void *state, bench_row_t *row)
 {
     struct w14_ideal *id = state;
-    struct w14_slice slices[64];
-    pthread_t tids[64];
-    unsigned t = id->threads < 64 ? id->threads : 64;
-    uint64_t n = id->st->n;
-    for (unsigned k = 0; k < t; k++) {
-        slices[k] = (struct w14_slice){n * k / t, n * (k + 1) / t, 0};
-        if (pthread_create(&tids[k], NULL, w14_ideal_thread, &slices[k]) != 0) {
-            bench_fail(row, "pthread_create failed");
-            for (unsigned j = 0; j < k; j++)
-                pthread_join(tids[j], NULL);
-            return 1;
-        }
-    }
     uint64_t sum = 0;
-    for (unsigned k = 0; k < t; k++) {
-        pthread_join(tids[k], NULL);
-        sum += slices[k].sum;
-    }
+    if (bench_static_split(id->threads, id->st->n, w14_range, &sum, row) != 0)
+        return 1;
     if (sum != id->st->expect) {
         bench_fail(row, "sum %llu, expected %llu", (unsigned long long)sum,
                    (unsigned long long)id->st->expect);

@@ -28,7 +28,6 @@
  * 8 or 16 bytes compiles to plain loads and stores anyway.
  */
 #include <stdio.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "bench.h"
@@ -180,18 +179,12 @@ static void w1_check(void *state, bench_row_t *row)
  * VM), two copies of the spin(i,16) loop each run at half speed, and this
  * row shows it.
  */
-struct w1_slice {
-    uint64_t begin, end, sum;
-};
-
-static void *w1_ideal_thread(void *arg)
+static uint64_t w1_range(uint64_t begin, uint64_t end)
 {
-    struct w1_slice *s = arg;
     uint64_t sum = 0;
-    for (uint64_t i = s->begin; i < s->end; i++)
+    for (uint64_t i = begin; i < end; i++)
         sum += spin(i, 16);
-    s->sum = sum;
-    return NULL;
+    return sum;
 }
 
 struct w1_ideal {
@@ -202,25 +195,9 @@ struct w1_ideal {
 static int w1_ideal_run(void *state, bench_row_t *row)
 {
     struct w1_ideal *id = state;
-    struct w1_slice slices[64];
-    pthread_t tids[64];
-    unsigned t = id->threads < 64 ? id->threads : 64;
-    uint64_t n = id->st->n;
-    for (unsigned k = 0; k < t; k++) {
-        slices[k].begin = n * k / t;
-        slices[k].end = n * (k + 1) / t;
-        if (pthread_create(&tids[k], NULL, w1_ideal_thread, &slices[k]) != 0) {
-            bench_fail(row, "pthread_create failed");
-            for (unsigned j = 0; j < k; j++)
-                pthread_join(tids[j], NULL);
-            return 1;
-        }
-    }
     uint64_t sum = 0;
-    for (unsigned k = 0; k < t; k++) {
-        pthread_join(tids[k], NULL);
-        sum += slices[k].sum;
-    }
+    if (bench_static_split(id->threads, id->st->n, w1_range, &sum, row) != 0)
+        return 1;
     if (sum != id->st->expect) {
         bench_fail(row, "sum %llu, expected %llu", (unsigned long long)sum,
                    (unsigned long long)id->st->expect);
