@@ -59,6 +59,10 @@ enum {
      * batches between it and the CPU workers would split the CPU with
      * itself, so kernel nodes run here only. */
     PARA__DEVCAP_HOST_THREAD = 1u << 1,
+    /* Launches can keep their output in device memory (para__launch.keep)
+     * and take their input from there (para__launch.segs): the buffers of
+     * device-resident edges. Without it every launch copies in and out. */
+    PARA__DEVCAP_RESIDENT = 1u << 2,
 };
 
 /* What a device is, for selection, logs and para-info. */
@@ -77,7 +81,18 @@ typedef struct para__device_info {
     uint64_t max_alloc_bytes; /* largest buffer; 0 = no limit known */
     size_t max_work_group;
     unsigned max_in_flight; /* launch slots the back-end supports at once */
+    size_t base_align;      /* sub-buffer origins: CL_DEVICE_MEM_BASE_ADDR_ALIGN
+                               in bytes; 0 = not known */
 } para__device_info;
+
+/* Part of a launch's input that is already on the device (back-ends with
+ * PARA__DEVCAP_RESIDENT): @p count items at byte @p offset of @p buf, a
+ * buffer an earlier launch kept (para__launch.out_buf). */
+typedef struct para__devseg {
+    void *buf;
+    size_t offset;
+    size_t count;
+} para__devseg;
 
 /* One launch, caller-owned. The back-end keeps its state (buffers, event)
  * in `impl`; the caller fills in/in_count and reads out after completion. */
@@ -87,6 +102,20 @@ typedef struct para__launch {
     void *out;      /* room for n * out_size bytes; written on completion */
     void *impl;     /* back-end state; NULL before the first use */
     uint64_t submit_ns, complete_ns; /* filled by the back-end */
+    /* Device-resident data (PARA__DEVCAP_RESIDENT only; zero otherwise).
+     * segs: when n_segs > 0 the input is these parts, in order, covering
+     * the n items (in is unused); the back-end holds the buffers until
+     * the launch is over. keep: the output stays on the device, and on
+     * completion out_buf is a buffer holding the n outputs from offset 0,
+     * with one reference for the caller (buf_release); out may then be
+     * NULL (no copy back) or not (the outputs are copied back too). */
+    const para__devseg *segs;
+    size_t n_segs;
+    bool keep;
+    void *out_buf;
+    /* Filled by launch_begin: whether the kept output's buffer came from
+     * the device's pool of free buffers. */
+    bool pool_hit;
 } para__launch;
 
 /* Extra kernel arguments, after (in, out, n): kind is an enum
@@ -157,6 +186,18 @@ typedef struct para__device_ops {
     /* Free the back-end state of a slot; only after it finished or failed
      * (a running launch is waited for). */
     void (*launch_fini)(void *kernel, para__launch *l);
+    /* Device-resident buffers (PARA__DEVCAP_RESIDENT; NULL otherwise), the
+     * out_buf of kept launches. retain adds @p n references, release drops
+     * one; the last one returns the buffer to the device's pool. Both may
+     * be called from any thread (the back-end locks its pool), unlike the
+     * calls above. */
+    void (*buf_retain)(void *dev, void *buf, unsigned n);
+    void (*buf_release)(void *dev, void *buf);
+    /* Copy @p bytes at @p offset of @p buf into @p dst, blocking (after
+     * the command that writes the buffer). 0 or PARA_EDEVICE (msg). The
+     * device's thread only, as for the calls above. */
+    int (*buf_read)(void *dev, void *buf, size_t offset, size_t bytes,
+                    void *dst, char *msg, size_t msg_len);
 } para__device_ops;
 
 /* Expand a device list (para_runtime_attr_t.device) into its entries:

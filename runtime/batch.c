@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "device.h"
 
 #define MIN_CLASS_SHIFT 10 /* 1 KiB */
 
@@ -111,6 +112,10 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
         (total + PARA_CACHELINE - 1) & ~(size_t)(PARA_CACHELINE - 1);
     b->extra_bytes = 0;
     b->family = NULL;
+    b->dres = NULL;
+    b->dev_buf = NULL;
+    b->dev_offset = b->dev_bytes = 0;
+    b->host_valid = true;
     b->owner = NULL;
     b->owned_begin = 0;
     b->owner = NULL;
@@ -167,6 +172,15 @@ void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b)
         b->own_release(b->own_ctx, b->data + b->owned_begin * b->own_size,
                        b->count - b->owned_begin);
     b->owner = NULL;
+    if (b->dres != NULL) {
+        /* Its device buffer goes back once no batch refers to it. */
+        b->dres->ops->buf_release(b->dres->dev, b->dev_buf);
+        /* relaxed: see para__devres.bytes. */
+        atomic_fetch_sub_explicit(&b->dres->bytes, (int64_t)b->dev_bytes,
+                                  memory_order_relaxed);
+        b->dres = NULL;
+        b->dev_buf = NULL;
+    }
     count_live(run, -1);
     if (run != NULL)
         para__bytes_add(run, -(int64_t)(b->alloc_bytes + b->extra_bytes));

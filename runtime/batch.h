@@ -34,6 +34,20 @@
 #include "budget.h"
 #include "runctx.h"
 
+/* A device that can hold batches' items in its own memory (device-resident
+ * edges, runtime/device_node.c): how to drop a batch's buffer, and the
+ * device bytes batches hold there now (the memory-aware policy's device
+ * budget). One per open device, living as long as the runtime. */
+struct para__device_ops;
+typedef struct para__devres {
+    const struct para__device_ops *ops;
+    void *dev;
+    unsigned index; /* the device's index in the runtime */
+    /* relaxed: a count read as an estimate by the policy; batches add at
+     * creation and subtract when freed. */
+    _Atomic int64_t bytes;
+} para__devres;
+
 struct para__batch {
     _Atomic uint32_t refs; /* readers left; freed at zero */
     uint32_t n_tasks;      /* embedded tasks (successors of the producer) */
@@ -55,6 +69,13 @@ struct para__batch {
     void *own_ctx;
     size_t own_size;
     size_t owned_begin;
+    /* Device-resident items: the buffer on device dres (NULL: the items
+     * are in data only) holding them at dev_offset, dev_bytes long, with
+     * one reference of this batch; host_valid: data holds them too. */
+    para__devres *dres;
+    void *dev_buf;
+    size_t dev_offset, dev_bytes;
+    bool host_valid;
     para__batch *pool_next; /* worker pool free list */
     para__task tasks[];     /* n_tasks, followed by the data */
 };
@@ -105,6 +126,23 @@ void para__bytes_add(para__run *run, int64_t bytes);
 void para__batch_release(para__batch_cache *c, para__run *run, para__batch *b);
 /* Free a batch now, whatever its count. */
 void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b);
+/* Where a batch's items are, for routing (device_node.c): the index of
+ * the device whose memory holds them (in the runtime's device list), or -1
+ * if they are on the host only. A batch resident on device k runs there
+ * with no copy in; on another device or the CPU it needs the host copy.
+ * para__batch_on_host() says whether that copy exists: a batch that is not
+ * on the host must go to its device (only outputs read by nothing but
+ * kernel nodes of one single device are kept so, see out_plan() in
+ * device_node.c). */
+static inline int para__batch_resident_device(const para__batch *b)
+{
+    return b->dres != NULL ? (int)b->dres->index : -1;
+}
+/* True if @p b's items can be read in b->data (not only on a device). */
+static inline bool para__batch_on_host(const para__batch *b)
+{
+    return b->dres == NULL || b->host_valid;
+}
 /* Free every batch cached in @p c. */
 void para__batch_cache_drain(para__batch_cache *c);
 

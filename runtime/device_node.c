@@ -68,6 +68,25 @@
  *   to be abandoned (see below) keeps its memory, and batches still go
  *   back to the run.
  *
+ * Device-resident edges
+ *   On a back-end with PARA__DEVCAP_RESIDENT (OpenCL) a launch may keep its
+ *   output in a device buffer (from the back-end's pool) instead of, or
+ *   besides, copying it back: out_plan() keeps it when a successor is a
+ *   kernel node with a kernel on this device, and copies it back when any
+ *   successor may run on the CPU (a CPU node, a sink, a MIXED node), once
+ *   for all of them. Each output batch then refers to its part of the
+ *   buffer (batch.h: dres, dev_buf, dev_offset; one buffer reference per
+ *   batch, dropped when the batch is freed, from any thread). A launch
+ *   takes either batches that are all resident here or all on the host:
+ *   resident parts go to the back-end as segments (adjacent parts of one
+ *   buffer joined, so the batches of one earlier launch are one part, passed
+ *   as the buffer itself), and the kernel waits on the event of the kernel
+ *   that wrote them, with no copy and no clFinish. With several devices
+ *   every output also comes back, so any device or the CPU can take it;
+ *   a task that leaves the device (fallback, a batch too large for it)
+ *   brings its batch back with a blocking read first. PARA_RESIDENT=0 turns
+ *   this off (every launch copies in and out), for comparisons.
+ *
  * The watchdog
  *   The oldest launch in flight must finish by a deadline: from when it
  *   could start (its submission, or the completion of the launch before
@@ -164,6 +183,12 @@ typedef struct slot {
     uint64_t trace_t0;   /* para__trace_device_launch() */
     unsigned char *in_stage, *out_stage;
     size_t in_cap, out_cap;
+    /* Device-resident edges: the input parts on the device (res_in), and
+     * where the output goes: kept on the device (keep), copied back
+     * (back), or both. */
+    para__devseg *segs;
+    size_t cap_segs;
+    bool res_in, keep, back;
 } slot;
 
 /* A launch given up while the device may still use its memory. */
@@ -180,6 +205,8 @@ typedef struct devctx {
     const para__device_ops *ops;
     void *dev;
     const para__device_info *info;
+    para__devres res; /* batches resident in its memory */
+    bool resident;    /* PARA__DEVCAP_RESIDENT and PARA_RESIDENT on */
     pthread_t thread;
     bool thread_started;
     bool quit;                 /* rt->lock: leave now (opening failed) */
@@ -512,9 +539,39 @@ static void drop_task(devctx *d, para__run *run, para__task *t)
     para__units_add(run, -1);
 }
 
+/* Bring a batch whose items are only in this device's memory back to the
+ * host (blocking), for a task that leaves the device. False if that
+ * failed: the run has failed then. */
+static bool materialize(devctx *d, para__run *run, para__task *t)
+{
+    para__batch *b = t->batch;
+    if (para__batch_on_host(b))
+        return true;
+    char msg[PARA__ERRMSG_LEN / 2];
+    int rc = d->ops->buf_read(d->dev, b->dev_buf, b->dev_offset, b->dev_bytes,
+                              b->data, msg, sizeof msg);
+    if (rc != 0) {
+        para__fail_run(NULL, run, rc,
+                       "node '%s': its input is on device \"%s\", which "
+                       "cannot give it back: %s",
+                       t->node->name, d->info->name, msg);
+        return false;
+    }
+    if (d->counters != NULL)
+        para__counter_add(&d->counters->c_bytes_out, b->dev_bytes);
+    /* Plain store: the other tasks of this batch are on this device, and
+     * reach a worker through para__inject_task() after it. */
+    b->host_valid = true;
+    return true;
+}
+
 /* Hand a task back to the workers, which route it again (fallback). */
 static void hand_back(devctx *d, para__run *run, para__task *t)
 {
+    if (!materialize(d, run, t)) {
+        drop_task(d, run, t);
+        return;
+    }
     unhold(d, t);
     para__inject_task(run, t); /* the unit goes with it */
 }
@@ -604,6 +661,9 @@ static bool reap_lost(devctx *d, uint64_t wait_ns)
             pp = &x->next;
             continue;
         }
+        if (x->l.out_buf != NULL)
+            d->ops->buf_release(d->dev, x->l.out_buf);
+        x->l.out_buf = NULL;
         d->ops->launch_fini(x->kernel, &x->l);
         free(x->in_stage);
         free(x->out_stage);
@@ -712,6 +772,8 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
     size_t offset = 0;
     para__task *t = s->tasks;
     s->tasks = s->tasks_tail = NULL;
+    void *kept = s->l.out_buf; /* the launch's reference, dropped below */
+    s->l.out_buf = NULL;
     while (t != NULL) {
         para__task *next = t->next;
         para__batch *in = t->batch;
@@ -733,7 +795,20 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
             continue;
         }
         para__batch_join_family(o, in);
-        memcpy(o->data, s->out_stage + offset * os, count * os);
+        if (s->back)
+            memcpy(o->data, s->out_stage + offset * os, count * os);
+        if (kept != NULL) {
+            /* Resident: the successors on this device read it there. */
+            d->ops->buf_retain(d->dev, kept, 1);
+            o->dres = &d->res;
+            o->dev_buf = kept;
+            o->dev_offset = offset * os;
+            o->dev_bytes = count * os;
+            o->host_valid = s->back;
+            /* relaxed: see para__devres.bytes. */
+            atomic_fetch_add_explicit(&d->res.bytes, (int64_t)o->dev_bytes,
+                                      memory_order_relaxed);
+        }
         offset += count;
         o->count = count;
         o->seq_begin = in->seq_begin;
@@ -751,6 +826,8 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
         para__deliver(NULL, run, n, o, 1); /* our unit goes with it */
         t = next;
     }
+    if (kept != NULL)
+        d->ops->buf_release(d->dev, kept);
 }
 
 static void launch_failed(devctx *d, para__run *run, slot *s, int rc);
@@ -775,22 +852,30 @@ static void complete(devctx *d, para__run *run, int r)
     d->last_complete_ns = s->l.complete_ns;
     learn(d, dn, ns, s->items);
 
-    const size_t is = n->in_size, os = n->out_size;
+    /* Bytes the launch copied: none for inputs already on the device and
+     * outputs that stay there. */
+    size_t h2d = s->res_in ? 0 : s->items * n->in_size;
+    size_t d2h = s->back ? s->items * n->out_size : 0;
+    size_t handed = s->res_in ? s->n_tasks : 0;
     /* relaxed: statistics, read after the run. */
     atomic_fetch_add_explicit(&n->st_device_launches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&n->st_device_ns, ns, memory_order_relaxed);
-    atomic_fetch_add_explicit(&n->st_device_bytes_in, s->items * is,
+    atomic_fetch_add_explicit(&n->st_device_bytes_in, h2d,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&n->st_device_bytes_out, s->items * os,
+    atomic_fetch_add_explicit(&n->st_device_bytes_out, d2h,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&n->st_device_handovers, handed,
                               memory_order_relaxed);
     if (d->counters != NULL) {
         para__counter_add(&d->counters->c_launches, 1);
         para__counter_add(&d->counters->c_items, s->items);
-        para__counter_add(&d->counters->c_bytes_in, s->items * is);
-        para__counter_add(&d->counters->c_bytes_out, s->items * os);
+        para__counter_add(&d->counters->c_bytes_in, h2d);
+        para__counter_add(&d->counters->c_bytes_out, d2h);
+        para__counter_add(&d->counters->c_handovers, handed);
+        para__counter_add(&d->counters->c_pool_hits, s->l.pool_hit ? 1 : 0);
     }
     para__trace_device_complete(d->lane, s->trace_t0, n->index, s->items,
-                                s->items * (is + os));
+                                h2d + d2h);
     deliver_outputs(d, run, s);
 }
 
@@ -966,6 +1051,10 @@ static void run_on_host(devctx *d, para__run *run, para__task *t)
 {
     para_node_t *n = t->node;
     para__batch *in = t->batch;
+    if (!materialize(d, run, t)) {
+        drop_task(d, run, t);
+        return;
+    }
     para__batch *o =
         para__batch_alloc(NULL, run, n->n_succs, in->count * n->out_size);
     if (o == NULL) {
@@ -1047,6 +1136,50 @@ static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
     lose(d, run, n, rc);
 }
 
+/* True if @p b's items are in this device's memory. */
+static bool resident_here(const devctx *d, const para__batch *b)
+{
+    return b->dres == &d->res;
+}
+
+/* Where the outputs of @p n's launches on @p d go: kept on the device
+ * (keep) for successors that are kernel nodes with a kernel here, and
+ * copied back (back) for every other successor (a CPU node, a sink, a
+ * MIXED node, which may choose the CPU), for a node without successors,
+ * and whenever residency is off (PARA_RESIDENT=0, a back-end without it,
+ * a run across processes). With several devices every output comes back
+ * too, so that a batch may go to any device or the CPU; one copy back
+ * serves every successor that needs it. */
+static void out_plan(const devctx *d, const para__run *run,
+                     const para_node_t *n, bool *keep, bool *back)
+{
+    *keep = false;
+    *back = true;
+    if (!d->resident || run->rt->remote != NULL || n->n_succs == 0)
+        return;
+    bool several = d->rt->device->n > 1;
+    *back = false;
+    for (unsigned i = 0; i < n->n_succs; i++) {
+        const para_node_t *m = n->succs[i];
+        bool here = m->kernel != NULL && m->placement != PARA__PLACE_CPU &&
+                    d->dn[m->index].kernel != NULL;
+        *keep |= here;
+        *back |= !here || m->placement != PARA__PLACE_DEVICE || several;
+    }
+}
+
+static int ensure_segs(slot *s)
+{
+    if (s->n_tasks <= s->cap_segs)
+        return 0;
+    para__devseg *g = realloc(s->segs, s->n_tasks * sizeof *g);
+    if (g == NULL)
+        return PARA_ENOMEM;
+    s->segs = g;
+    s->cap_segs = s->n_tasks;
+    return 0;
+}
+
 /* Launch the oldest pending batches of @p dn, up to one launch's cap. */
 static void launch(devctx *d, para__run *run, dnode *dn)
 {
@@ -1057,10 +1190,14 @@ static void launch(devctx *d, para__run *run, dnode *dn)
     s->dn = dn;
     s->tasks = s->tasks_tail = NULL;
     s->n_tasks = s->items = 0;
+    /* A launch takes inputs that are all on this device, or all on the
+     * host: whichever the oldest pending batch is. */
+    s->res_in = resident_here(d, dn->pending_head->batch);
     while (dn->pending_head != NULL) {
         para__task *t = dn->pending_head;
         size_t count = t->batch->count;
-        if (s->n_tasks > 0 && s->items + count > cap)
+        if (s->n_tasks > 0 &&
+            (s->items + count > cap || resident_here(d, t->batch) != s->res_in))
             break;
         dn->pending_head = t->next;
         dn->pending_items -= count;
@@ -1080,22 +1217,52 @@ static void launch(devctx *d, para__run *run, dnode *dn)
 
     int rc = 0;
     d->msg[0] = '\0';
-    if (ensure_stage(&s->in_stage, &s->in_cap, s->items * is) != 0 ||
-        ensure_stage(&s->out_stage, &s->out_cap, s->items * os) != 0) {
+    out_plan(d, run, n, &s->keep, &s->back);
+    s->l.keep = s->keep;
+    s->l.segs = NULL;
+    s->l.n_segs = 0;
+    s->l.in = NULL;
+    s->l.out = NULL;
+    if ((!s->res_in &&
+         ensure_stage(&s->in_stage, &s->in_cap, s->items * is) != 0) ||
+        (s->back &&
+         ensure_stage(&s->out_stage, &s->out_cap, s->items * os) != 0) ||
+        (s->res_in && ensure_segs(s) != 0)) {
         rc = PARA_ENOMEM;
         snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
                  s->items);
     } else {
-        size_t offset = 0;
-        for (para__task *t = s->tasks; t != NULL; t = t->next) {
-            memcpy(s->in_stage + offset * is, t->batch->data,
-                   t->batch->count * is);
-            offset += t->batch->count;
+        if (s->res_in) {
+            /* The parts on the device, adjacent ones joined: the batches
+             * of one earlier launch, in order, are one part. */
+            size_t n_segs = 0;
+            for (para__task *t = s->tasks; t != NULL; t = t->next) {
+                para__batch *b = t->batch;
+                para__devseg *last = n_segs > 0 ? &s->segs[n_segs - 1] : NULL;
+                if (last != NULL && last->buf == b->dev_buf &&
+                    last->offset + last->count * is == b->dev_offset) {
+                    last->count += b->count;
+                    continue;
+                }
+                s->segs[n_segs++] =
+                    (para__devseg){b->dev_buf, b->dev_offset, b->count};
+            }
+            s->l.segs = s->segs;
+            s->l.n_segs = n_segs;
+        } else {
+            size_t offset = 0;
+            for (para__task *t = s->tasks; t != NULL; t = t->next) {
+                memcpy(s->in_stage + offset * is, t->batch->data,
+                       t->batch->count * is);
+                offset += t->batch->count;
+            }
+            s->l.in = s->in_stage;
         }
-        s->l.in = s->in_stage;
-        s->l.out = s->out_stage;
-        /* Staging counts as bytes in flight while the launch runs. */
-        s->staged_bytes = s->items * (is + os);
+        if (s->back)
+            s->l.out = s->out_stage;
+        /* Host staging counts as bytes in flight while the launch runs. */
+        s->staged_bytes =
+            (s->res_in ? 0 : s->items * is) + (s->back ? s->items * os : 0);
         para__bytes_add(run, (int64_t)s->staged_bytes);
     }
     s->l.n = s->items;
@@ -1371,6 +1538,7 @@ static void devctx_free(devctx *d)
         d->ops->launch_fini(NULL, &d->slots[i].l);
         free(d->slots[i].in_stage);
         free(d->slots[i].out_stage);
+        free(d->slots[i].segs);
     }
     d->ops->close(d->dev);
     free(d->zombies);
@@ -1418,6 +1586,14 @@ static int open_one(void *arg, const char *entry)
     d->ops = ops;
     d->dev = dev;
     d->info = ops->info(dev);
+    d->res.ops = ops;
+    d->res.dev = dev;
+    d->res.index = d->index;
+    atomic_init(&d->res.bytes, 0);
+    d->resident = (d->info->caps & PARA__DEVCAP_RESIDENT) != 0 &&
+                  ops->buf_retain != NULL && ops->buf_release != NULL &&
+                  ops->buf_read != NULL &&
+                  para__option_env_level("RESIDENT", 1) != 0;
     d->shares_cores = d->info->is_cpu && d->info->compute_units > 1;
     d->max_in_flight = PARA_MAX(PARA_MIN(d->info->max_in_flight, SLOTS), 1u);
     para__task_stack_init(&d->incoming);

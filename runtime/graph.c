@@ -386,6 +386,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->st_device_launches, 0);
     atomic_init(&n->st_device_bytes_in, 0);
     atomic_init(&n->st_device_bytes_out, 0);
+    atomic_init(&n->st_device_handovers, 0);
     atomic_init(&n->st_device_ns, 0);
     atomic_init(&n->expand_x16, 0);
     atomic_init(&n->cpu_ps_per_item, 0);
@@ -996,6 +997,7 @@ void para__graph_reset_run_state(para_graph_t *g)
         atomic_store_explicit(&n->st_device_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_device_bytes_in, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_device_bytes_out, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->st_device_handovers, 0, memory_order_relaxed);
         atomic_store_explicit(&n->cpu_ps_per_item, 0, memory_order_relaxed);
         atomic_store_explicit(&n->cpu_best_ps, 0, memory_order_relaxed);
         atomic_store_explicit(&n->owned_max, 0, memory_order_relaxed);
@@ -1103,5 +1105,7 @@ int para_node_stats(const para_node_t *n, para_node_stats_t *st)
         atomic_load_explicit(&m->st_device_bytes_in, memory_order_relaxed);
     st->device_bytes_out =
         atomic_load_explicit(&m->st_device_bytes_out, memory_order_relaxed);
+    st->device_handovers =
+        atomic_load_explicit(&m->st_device_handovers, memory_order_relaxed);
     return 0;
 }

@@ -169,6 +169,7 @@ struct para_node {
     _Atomic uint64_t st_busy_ns;
     _Atomic uint64_t st_device_items, st_device_launches, st_device_ns;
     _Atomic uint64_t st_device_bytes_in, st_device_bytes_out;
+    _Atomic uint64_t st_device_handovers;
 };
 
 struct para_graph {

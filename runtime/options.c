@@ -107,6 +107,10 @@ static const option options[] = {
      "auto, device or cpu",
      "MIXED kernel nodes: split by measured speed (auto), or every batch on "
      "the device, or on the CPU (for tests and comparisons)"},
+    {"RESIDENT", NO_FIELD, OPT_BOOL, "1", 0, 1, NULL,
+     "on, off, yes, no, 1 or 0",
+     "device-resident edges: a kernel node's output stays on the device "
+     "for the next kernel node there (off: every launch copies in and out)"},
     {"CL_TRACE", NO_FIELD, OPT_BOOL, "0", 0, 1, NULL,
      "on, off, yes, no, 1 or 0",
      "OpenCL back-end: log every OpenCL call it makes"},

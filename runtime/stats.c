@@ -237,19 +237,20 @@ static void print_table(const para_runtime_t *rt, const para_graph_t *g,
     unsigned nd = para_runtime_device_count(rt);
     if (nd == 0)
         return;
-    emit_line(out_fn, arg, "%-20s %9s %12s %10s %12s %12s %9s\n", "device",
-              "launches", "items", "per launch", "bytes in", "bytes out",
-              "busy ms");
+    emit_line(out_fn, arg, "%-20s %9s %12s %10s %12s %12s %9s %9s %9s\n",
+              "device", "launches", "items", "per launch", "bytes in",
+              "bytes out", "busy ms", "handovers", "pool hits");
     for (unsigned i = 0; i < nd; i++) {
         para_device_stats_t ds;
         if (para_device_stats(rt, i, &ds) != 0)
             continue;
         emit_line(out_fn, arg,
                   "%-20.20s %9" PRIu64 " %12" PRIu64 " %10.1f %12" PRIu64
-                  " %12" PRIu64 " %9.2f\n",
+                  " %12" PRIu64 " %9.2f %9" PRIu64 " %9" PRIu64 "\n",
                   ds.name, ds.launches, ds.items,
                   ds.launches ? (double)ds.items / (double)ds.launches : 0.0,
-                  ds.bytes_in, ds.bytes_out, (double)ds.busy_ns / 1e6);
+                  ds.bytes_in, ds.bytes_out, (double)ds.busy_ns / 1e6,
+                  ds.handovers, ds.pool_hits);
     }
 }
 

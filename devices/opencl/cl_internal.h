@@ -97,6 +97,13 @@ int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
 /* Free the back-end state of a slot (after it completed or failed). */
 void para__cl_launch_fini(para__kernel *k, para__launch *l);
 
+/* Device-resident buffers (device.h: buf_retain, buf_release, buf_read;
+ * the first two from any thread). */
+void para__cl_buf_retain(para__device *dev, void *buf, unsigned n);
+void para__cl_buf_release(para__device *dev, void *buf);
+int para__cl_buf_read(para__device *dev, void *buf, size_t offset, size_t bytes,
+                      void *dst, char *msg, size_t msg_len);
+
 /* The CL_* name of an OpenCL status code, "CL_UNKNOWN(-9999)" style for
  * unknown values (buf is used only then). */
 const char *para__cl_err_name(int32_t code, char *buf, size_t buf_len);
@@ -163,7 +170,13 @@ typedef struct para__cl_stats {
     uint64_t disk_rejects;    /* cache files ignored: corrupt, stale, refused */
     uint64_t launches;        /* launch_begin calls that enqueued work */
     uint64_t launch_failures; /* launches that ended with an error */
+    uint64_t pool_hits;       /* kept outputs written into a pooled buffer */
+    uint64_t pool_misses;     /* kept outputs that needed a new buffer */
 } para__cl_stats;
+
+/* The cl_mem and cl_event objects the back-end holds now, over all
+ * devices: 0 and 0 once every runtime and device is closed. */
+void para__cl_live(long *mems, long *events);
 
 void para__cl_get_stats(const para__device *dev, para__cl_stats *out);
 

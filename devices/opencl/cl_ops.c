@@ -75,6 +75,22 @@ static void ops_launch_fini(void *kernel, para__launch *l)
     para__cl_launch_fini(kernel, l);
 }
 
+static void ops_buf_retain(void *dev, void *buf, unsigned n)
+{
+    para__cl_buf_retain(dev, buf, n);
+}
+
+static void ops_buf_release(void *dev, void *buf)
+{
+    para__cl_buf_release(dev, buf);
+}
+
+static int ops_buf_read(void *dev, void *buf, size_t offset, size_t bytes,
+                        void *dst, char *msg, size_t msg_len)
+{
+    return para__cl_buf_read(dev, buf, offset, bytes, dst, msg, msg_len);
+}
+
 const para__device_ops para__cl_ops = {
     .name = "opencl",
     .claims = ops_claims,
@@ -88,4 +104,7 @@ const para__device_ops para__cl_ops = {
     .launch_poll = ops_launch_poll,
     .launch_wait = ops_launch_wait,
     .launch_fini = ops_launch_fini,
+    .buf_retain = ops_buf_retain,
+    .buf_release = ops_buf_release,
+    .buf_read = ops_buf_read,
 };

@@ -83,7 +83,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +116,10 @@
 /* Cache files larger than this are treated as corrupt. */
 #define PARA_CL_MAX_BINARY ((uint64_t)256 << 20)
 
+/* Free device-resident buffers a device keeps for reuse (its pool); more
+ * are released. */
+#define PARA_CL_POOL_KEEP 32
+
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull
 
@@ -124,12 +130,25 @@ typedef struct program_entry {
     cl_program program;
 } program_entry;
 
+/* A device-resident buffer (para__launch.out_buf): the output of a kept
+ * launch, read by later launches until its last reference goes; then it
+ * waits in the device's pool for the next kept launch. */
+typedef struct pbuf {
+    struct pbuf *next; /* in the pool's free list */
+    para__device *dev;
+    cl_mem mem;
+    size_t cap;
+    cl_event ev;   /* the kernel that writes it; NULL once free */
+    unsigned refs; /* pool_lock */
+} pbuf;
+
 struct para__device {
     para__device_info info;
     cl_platform_id platform;
     cl_device_id id;
     cl_context ctx;
     cl_command_queue queues[PARA_CL_QUEUES];
+    cl_command_queue read_q; /* buf_read(): apart from the launches */
     unsigned queue_users[PARA_CL_QUEUES]; /* live slots bound to each */
     unsigned n_queues;                    /* queues slots are spread over */
     para__cl_staging staging;
@@ -138,6 +157,12 @@ struct para__device {
     program_entry *programs;
     unsigned live_kernels, live_slots;
     para__cl_stats stats;
+    /* The pool of device-resident buffers. Its lock guards pool, pool_n,
+     * every pbuf's refs and the pool counters of stats: buffers are
+     * released by whichever thread drops a batch's last reference. */
+    pthread_mutex_t pool_lock;
+    pbuf *pool;
+    unsigned pool_n;
 };
 
 struct para__kernel {
@@ -159,7 +184,14 @@ typedef struct launch_state {
     para__cl_staging staging; /* of in_buf and out_buf */
     cl_mem in_buf, out_buf;
     size_t in_cap, out_cap; /* bytes */
-    cl_event ev[EV_COUNT];
+    cl_event ev[EV_COUNT];  /* NULL for a command the launch does not have */
+    const char *ev_name[EV_COUNT];
+    /* Device-resident launches: the input buffers held until the launch is
+     * over, a sub-buffer of one of them, and the kept output. */
+    pbuf **held;
+    size_t n_held, cap_held;
+    cl_mem sub;
+    pbuf *out_pb;
     void *out_map; /* MAP staging: the output while it is mapped */
     size_t out_bytes;
     bool running;
@@ -173,6 +205,47 @@ static const char *const ev_call[2][EV_COUNT] = {
     [PARA__CL_STAGING_MAP] = {"clEnqueueUnmapMemObject",
                               "clEnqueueNDRangeKernel", "clEnqueueMapBuffer"},
 };
+
+/* ---- live objects ------------------------------------------------------ */
+
+/* The cl_mem and cl_event objects this back-end holds now, over all
+ * devices (para__cl_live()): tests check that a run, failed or not, leaves
+ * none behind. relaxed: counters, read when nothing runs. */
+static _Atomic long live_mems, live_events;
+
+static void mem_born(void)
+{
+    atomic_fetch_add_explicit(&live_mems, 1, memory_order_relaxed);
+}
+
+static void mem_release(cl_mem m)
+{
+    if (m == NULL)
+        return;
+    clReleaseMemObject(m);
+    atomic_fetch_sub_explicit(&live_mems, 1, memory_order_relaxed);
+}
+
+static void ev_born(const cl_event *e)
+{
+    if (e != NULL && *e != NULL)
+        atomic_fetch_add_explicit(&live_events, 1, memory_order_relaxed);
+}
+
+static void ev_release(cl_event *e)
+{
+    if (*e == NULL)
+        return;
+    clReleaseEvent(*e);
+    *e = NULL;
+    atomic_fetch_sub_explicit(&live_events, 1, memory_order_relaxed);
+}
+
+void para__cl_live(long *mems, long *events)
+{
+    *mems = atomic_load_explicit(&live_mems, memory_order_relaxed);
+    *events = atomic_load_explicit(&live_events, memory_order_relaxed);
+}
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -330,6 +403,10 @@ static void fill_info(found_device *f, unsigned p, unsigned d)
     info->max_alloc_bytes = max_alloc;
     info->max_work_group = max_wg;
     info->max_in_flight = PARA_CL_MAX_IN_FLIGHT;
+    cl_uint align_bits = 0;
+    clGetDeviceInfo(f->id, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits,
+                    &align_bits, NULL);
+    info->base_align = align_bits / 8;
 }
 
 /* Every device of every platform, in (platform, device) order, into a
@@ -504,12 +581,21 @@ static void release_programs(para__device *dev)
 
 static void destroy_device(para__device *dev)
 {
+    while (dev->pool != NULL) {
+        pbuf *b = dev->pool;
+        dev->pool = b->next;
+        mem_release(b->mem);
+        free(b);
+    }
+    pthread_mutex_destroy(&dev->pool_lock);
     for (unsigned q = 0; q < PARA_CL_QUEUES; q++) {
         if (dev->queues[q] != NULL) {
             clFinish(dev->queues[q]);
             clReleaseCommandQueue(dev->queues[q]);
         }
     }
+    if (dev->read_q != NULL)
+        clReleaseCommandQueue(dev->read_q);
     release_programs(dev);
     if (dev->ctx != NULL)
         clReleaseContext(dev->ctx);
@@ -547,7 +633,9 @@ int para__cl_open(const char *selector, para__device **out, char *msg,
         goto fail;
     }
     const found_device *f = &found[idx];
+    pthread_mutex_init(&dev->pool_lock, NULL);
     dev->info = f->info;
+    dev->info.caps |= PARA__DEVCAP_RESIDENT;
     dev->platform = f->platform;
     dev->id = f->id;
     dev->n_queues = PARA_CL_QUEUES;
@@ -573,6 +661,8 @@ int para__cl_open(const char *selector, para__device **out, char *msg,
         dev->queues[q] = clCreateCommandQueue(dev->ctx, dev->id, 0, &rc);
         PARA_CL_CHECK_RC("clCreateCommandQueue", rc);
     }
+    dev->read_q = clCreateCommandQueue(dev->ctx, dev->id, 0, &rc);
+    PARA_CL_CHECK_RC("clCreateCommandQueue", rc);
     para__log(2, "opencl: opened %u:%u \"%s\" (%s, %s)",
               dev->info.platform_index, dev->info.device_index, dev->info.name,
               dev->info.platform, dev->info.version);
@@ -1141,8 +1231,7 @@ fail:
 static void release_arg_buffers(para__kernel *k)
 {
     for (size_t i = 0; i < k->n_bufs; i++)
-        if (k->bufs[i] != NULL)
-            clReleaseMemObject(k->bufs[i]);
+        mem_release(k->bufs[i]);
     free(k->bufs);
     k->bufs = NULL;
     k->n_bufs = 0;
@@ -1267,6 +1356,7 @@ int para__cl_kernel_create(para__device *dev, const char *source,
                                                          : PARA_EDEVICE;
                 goto fail;
             }
+            mem_born();
             k->bufs[i - 3] = b;
             rc = clSetKernelArg(k->kernel, i, sizeof b, &b);
         } else
@@ -1320,23 +1410,147 @@ size_t para__cl_kernel_local_size(const para__kernel *k)
     return k->local;
 }
 
+/* ---- device-resident buffers ------------------------------------------- */
+
+static int launch_error(int err);
+
+/* A buffer of at least @p need bytes for a kept output: a free one of the
+ * pool that fits (at most 4x too large), else a new one of the next power
+ * of two. NULL with *err and msg set on failure. */
+static pbuf *pool_get(para__device *dev, size_t need, bool *hit, int *err,
+                      char *msg, size_t msg_len)
+{
+    pthread_mutex_lock(&dev->pool_lock);
+    pbuf **best = NULL;
+    for (pbuf **pp = &dev->pool; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->cap >= need && (need == 0 || (*pp)->cap / 4 <= need) &&
+            (best == NULL || (*pp)->cap < (*best)->cap))
+            best = pp;
+    pbuf *b = NULL;
+    if (best != NULL) {
+        b = *best;
+        *best = b->next;
+        dev->pool_n--;
+        dev->stats.pool_hits++;
+    } else {
+        dev->stats.pool_misses++;
+    }
+    pthread_mutex_unlock(&dev->pool_lock);
+    *hit = b != NULL;
+    if (b == NULL) {
+        b = calloc(1, sizeof *b);
+        if (b == NULL) {
+            set_msg(msg, msg_len, "out of memory for a device buffer");
+            *err = PARA_ENOMEM;
+            return NULL;
+        }
+        size_t want = 64;
+        while (want < need && want <= SIZE_MAX / 2)
+            want *= 2;
+        if (want < need || want > dev->info.max_alloc_bytes)
+            want = need;
+        cl_int rc;
+        b->mem = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, want, NULL, &rc);
+        if (rc != CL_SUCCESS) {
+            *err = para__cl_report(rc, "clCreateBuffer", __func__, __FILE__,
+                                   __LINE__, msg, msg_len);
+            free(b);
+            return NULL;
+        }
+        mem_born();
+        b->dev = dev;
+        b->cap = want;
+        trace(dev, "pool: clCreateBuffer %zu bytes", want);
+    }
+    b->next = NULL;
+    b->refs = 1;
+    return b;
+}
+
+/* Drop @p n references to @p b; the last returns it to the pool. */
+static void pbuf_unref(pbuf *b, unsigned n)
+{
+    para__device *dev = b->dev;
+    pthread_mutex_lock(&dev->pool_lock);
+    b->refs -= n;
+    bool last = b->refs == 0;
+    bool keep = last && dev->pool_n < PARA_CL_POOL_KEEP;
+    if (keep) {
+        b->next = dev->pool;
+        dev->pool = b;
+        dev->pool_n++;
+    }
+    pthread_mutex_unlock(&dev->pool_lock);
+    if (!last)
+        return;
+    /* The event is ours alone now: nobody waits on a free buffer. */
+    ev_release(&b->ev);
+    if (!keep) {
+        mem_release(b->mem);
+        free(b);
+    }
+}
+
+void para__cl_buf_retain(para__device *dev, void *buf, unsigned n)
+{
+    (void)dev;
+    pbuf *b = buf;
+    pthread_mutex_lock(&b->dev->pool_lock);
+    b->refs += n;
+    pthread_mutex_unlock(&b->dev->pool_lock);
+}
+
+void para__cl_buf_release(para__device *dev, void *buf)
+{
+    (void)dev;
+    if (buf != NULL)
+        pbuf_unref(buf, 1);
+}
+
+int para__cl_buf_read(para__device *dev, void *buf, size_t offset, size_t bytes,
+                      void *dst, char *msg, size_t msg_len)
+{
+    pbuf *b = buf;
+    int err = 0;
+    if (b == NULL || offset > b->cap || bytes > b->cap - offset) {
+        set_msg(msg, msg_len, "para__cl_buf_read: out of the buffer");
+        return PARA_EINVAL;
+    }
+    PARA_CL_CHECK(clEnqueueReadBuffer(dev->read_q, b->mem, CL_TRUE, offset,
+                                      bytes, dst, b->ev != NULL ? 1 : 0,
+                                      b->ev != NULL ? &b->ev : NULL, NULL));
+    return 0;
+
+fail:
+    return launch_error(err);
+}
+
 /* ---- launches ---------------------------------------------------------- */
 
 static void release_events(launch_state *s)
 {
-    for (int i = 0; i < EV_COUNT; i++) {
-        if (s->ev[i] != NULL)
-            clReleaseEvent(s->ev[i]);
-        s->ev[i] = NULL;
-    }
+    for (int i = 0; i < EV_COUNT; i++)
+        ev_release(&s->ev[i]);
+}
+
+/* The device-resident state of a launch that is over: inputs held, the
+ * sub-buffer, and the kept output unless it was handed to the caller. */
+static void release_resident(launch_state *s)
+{
+    for (size_t i = 0; i < s->n_held; i++)
+        pbuf_unref(s->held[i], 1);
+    s->n_held = 0;
+    mem_release(s->sub);
+    s->sub = NULL;
+    if (s->out_pb != NULL)
+        pbuf_unref(s->out_pb, 1);
+    s->out_pb = NULL;
 }
 
 static void release_buffers(launch_state *s)
 {
-    if (s->in_buf != NULL)
-        clReleaseMemObject(s->in_buf);
-    if (s->out_buf != NULL)
-        clReleaseMemObject(s->out_buf);
+    mem_release(s->in_buf);
+    mem_release(s->out_buf);
     s->in_buf = s->out_buf = NULL;
     s->in_cap = s->out_cap = 0;
 }
@@ -1359,6 +1573,7 @@ static void drain(launch_state *s)
         s->out_map = NULL;
     }
     release_events(s);
+    release_resident(s);
     s->running = false;
 }
 
@@ -1385,7 +1600,9 @@ static void slot_destroy(launch_state *s)
     if (s->running)
         drain(s);
     release_events(s);
+    release_resident(s);
     release_buffers(s);
+    free(s->held);
     s->dev->queue_users[s->queue]--;
     s->dev->live_slots--;
     free(s);
@@ -1406,12 +1623,12 @@ static int ensure_buffer(para__device *dev, cl_mem *buf, size_t *cap,
         want *= 2;
     if (want < need || want > dev->info.max_alloc_bytes)
         want = need;
-    if (*buf != NULL)
-        clReleaseMemObject(*buf); /* freed once pending commands finish */
+    mem_release(*buf); /* freed once pending commands finish */
     *buf = NULL;
     *cap = 0;
     cl_mem b = clCreateBuffer(dev->ctx, flags, want, NULL, &rc);
     PARA_CL_CHECK_RC("clCreateBuffer", rc);
+    mem_born();
     *buf = b;
     *cap = want;
     trace(dev, "clCreateBuffer %zu bytes", want);
@@ -1427,11 +1644,40 @@ static int launch_error(int err)
     return err == PARA_ENOMEM ? err : PARA_EDEVICE;
 }
 
+/* Hold the distinct buffers of l->segs for the launch, and collect the
+ * events that write them into @p wait (room for n_segs). */
+static int hold_segments(launch_state *s, const para__launch *l, cl_event *wait,
+                         cl_uint *n_wait)
+{
+    if (s->cap_held < l->n_segs) {
+        pbuf **h = realloc(s->held, l->n_segs * sizeof *h);
+        if (h == NULL)
+            return PARA_ENOMEM;
+        s->held = h;
+        s->cap_held = l->n_segs;
+    }
+    *n_wait = 0;
+    for (size_t i = 0; i < l->n_segs; i++) {
+        pbuf *b = l->segs[i].buf;
+        bool seen = false;
+        for (size_t j = 0; j < s->n_held && !seen; j++)
+            seen = s->held[j] == b;
+        if (seen)
+            continue;
+        para__cl_buf_retain(s->dev, b, 1);
+        s->held[s->n_held++] = b;
+        if (b->ev != NULL)
+            wait[(*n_wait)++] = b->ev;
+    }
+    return 0;
+}
+
 int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
                           size_t msg_len)
 {
     if (k == NULL || l == NULL ||
-        (l->n > 0 && (l->in == NULL || l->out == NULL))) {
+        (l->n > 0 &&
+         ((l->in == NULL && l->n_segs == 0) || (l->out == NULL && !l->keep)))) {
         set_msg(msg, msg_len, "para__cl_launch_begin: invalid argument");
         return PARA_EINVAL;
     }
@@ -1476,6 +1722,8 @@ int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
 
     l->submit_ns = para__now_ns();
     l->complete_ns = 0;
+    l->out_buf = NULL;
+    l->pool_hit = false;
     if (l->n == 0) {
         s->last_err = 0;
         l->complete_ns = l->submit_ns;
@@ -1486,66 +1734,151 @@ int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
     cl_int rc;
     bool enqueued = false;
     void *in_map = NULL; /* MAP staging: the input while it is mapped */
+    cl_event *wait = NULL;
+    cl_uint n_wait = 0;
     cl_command_queue q = dev->queues[s->queue];
     bool map = s->staging == PARA__CL_STAGING_MAP;
+    bool resident = l->n_segs > 0;
     cl_mem_flags host = map ? CL_MEM_ALLOC_HOST_PTR : 0;
-    err = ensure_buffer(dev, &s->in_buf, &s->in_cap, in_bytes,
-                        CL_MEM_READ_ONLY | host, msg, msg_len);
-    if (err != 0)
-        goto fail;
-    err = ensure_buffer(dev, &s->out_buf, &s->out_cap, out_bytes,
-                        CL_MEM_WRITE_ONLY | host, msg, msg_len);
-    if (err != 0)
-        goto fail;
+    cl_mem in_mem = NULL, out_mem = NULL;
+    for (int i = 0; i < EV_COUNT; i++)
+        s->ev_name[i] = ev_call[s->staging][i];
 
-    if (!map) {
-        PARA_CL_CHECK(clEnqueueWriteBuffer(q, s->in_buf, CL_FALSE, 0, in_bytes,
-                                           l->in, 0, NULL, &s->ev[EV_IN]));
+    if (resident) {
+        wait = malloc(l->n_segs * sizeof *wait);
+        if (wait == NULL || hold_segments(s, l, wait, &n_wait) != 0) {
+            set_msg(msg, msg_len, "para__cl_launch_begin: out of memory");
+            err = PARA_ENOMEM;
+            goto fail;
+        }
+        const para__devseg *g = &l->segs[0];
+        pbuf *b0 = g->buf;
+        size_t align = dev->info.base_align;
+        if (l->n_segs == 1 && g->offset == 0) {
+            in_mem = b0->mem; /* the producer's buffer itself */
+        } else if (l->n_segs == 1 && align != 0 && g->offset % align == 0) {
+            /* A sub-buffer where the device's alignment allows one. */
+            cl_buffer_region region = {g->offset, in_bytes};
+            s->sub = clCreateSubBuffer(b0->mem, 0, CL_BUFFER_CREATE_TYPE_REGION,
+                                       &region, &rc);
+            PARA_CL_CHECK_RC("clCreateSubBuffer", rc);
+            mem_born();
+            in_mem = s->sub;
+            trace(dev, "q%u clCreateSubBuffer at %zu, %zu bytes", s->queue,
+                  g->offset, in_bytes);
+        } else {
+            /* Parts of several buffers, or at an unaligned offset:
+             * gathered on the device into the slot's input buffer. */
+            err = ensure_buffer(dev, &s->in_buf, &s->in_cap, in_bytes,
+                                CL_MEM_READ_WRITE, msg, msg_len);
+            if (err != 0)
+                goto fail;
+            size_t at = 0;
+            for (size_t i = 0; i < l->n_segs; i++) {
+                const para__devseg *p = &l->segs[i];
+                pbuf *b = p->buf;
+                size_t bytes = p->count * k->in_size;
+                bool last = i + 1 == l->n_segs;
+                PARA_CL_CHECK(clEnqueueCopyBuffer(
+                    q, b->mem, s->in_buf, p->offset, at, bytes,
+                    b->ev != NULL ? 1 : 0, b->ev != NULL ? &b->ev : NULL,
+                    last ? &s->ev[EV_IN] : NULL));
+                enqueued = true;
+                at += bytes;
+            }
+            ev_born(&s->ev[EV_IN]);
+            s->ev_name[EV_IN] = "clEnqueueCopyBuffer";
+            trace(dev, "q%u clEnqueueCopyBuffer x%zu, %zu bytes", s->queue,
+                  l->n_segs, in_bytes);
+            in_mem = s->in_buf;
+            n_wait = 0; /* the copies waited; the queue is in order */
+        }
     } else {
-        /* Blocking, but with no more slots than queues the queue is this
-         * slot's own, and idle. */
-        in_map = clEnqueueMapBuffer(q, s->in_buf, CL_TRUE,
-                                    CL_MAP_WRITE_INVALIDATE_REGION, 0, in_bytes,
-                                    0, NULL, NULL, &rc);
-        PARA_CL_CHECK_RC("clEnqueueMapBuffer", rc);
-        memcpy(in_map, l->in, in_bytes);
-        PARA_CL_CHECK(clEnqueueUnmapMemObject(q, s->in_buf, in_map, 0, NULL,
-                                              &s->ev[EV_IN]));
-        in_map = NULL;
+        err = ensure_buffer(dev, &s->in_buf, &s->in_cap, in_bytes,
+                            CL_MEM_READ_ONLY | host, msg, msg_len);
+        if (err != 0)
+            goto fail;
+        if (!map) {
+            PARA_CL_CHECK(clEnqueueWriteBuffer(q, s->in_buf, CL_FALSE, 0,
+                                               in_bytes, l->in, 0, NULL,
+                                               &s->ev[EV_IN]));
+        } else {
+            /* Blocking, but with no more slots than queues the queue is
+             * this slot's own, and idle. */
+            in_map = clEnqueueMapBuffer(q, s->in_buf, CL_TRUE,
+                                        CL_MAP_WRITE_INVALIDATE_REGION, 0,
+                                        in_bytes, 0, NULL, NULL, &rc);
+            PARA_CL_CHECK_RC("clEnqueueMapBuffer", rc);
+            memcpy(in_map, l->in, in_bytes);
+            PARA_CL_CHECK(clEnqueueUnmapMemObject(q, s->in_buf, in_map, 0, NULL,
+                                                  &s->ev[EV_IN]));
+            in_map = NULL;
+        }
+        ev_born(&s->ev[EV_IN]);
+        enqueued = true;
+        in_mem = s->in_buf;
+        trace(dev, "q%u %s %zu bytes", s->queue, ev_call[s->staging][EV_IN],
+              in_bytes);
     }
-    enqueued = true;
-    trace(dev, "q%u %s %zu bytes", s->queue, ev_call[s->staging][EV_IN],
-          in_bytes);
+
+    if (l->keep) {
+        s->out_pb = pool_get(dev, out_bytes, &l->pool_hit, &err, msg, msg_len);
+        if (s->out_pb == NULL)
+            goto fail;
+        out_mem = s->out_pb->mem;
+    } else {
+        err = ensure_buffer(dev, &s->out_buf, &s->out_cap, out_bytes,
+                            CL_MEM_WRITE_ONLY | host, msg, msg_len);
+        if (err != 0)
+            goto fail;
+        out_mem = s->out_buf;
+    }
 
     cl_uint n32 = (cl_uint)l->n;
-    PARA_CL_CHECK(clSetKernelArg(k->kernel, 0, sizeof s->in_buf, &s->in_buf));
-    PARA_CL_CHECK(clSetKernelArg(k->kernel, 1, sizeof s->out_buf, &s->out_buf));
+    PARA_CL_CHECK(clSetKernelArg(k->kernel, 0, sizeof in_mem, &in_mem));
+    PARA_CL_CHECK(clSetKernelArg(k->kernel, 1, sizeof out_mem, &out_mem));
     PARA_CL_CHECK(clSetKernelArg(k->kernel, 2, sizeof n32, &n32));
     size_t global = (l->n + k->local - 1) / k->local * k->local;
     PARA_CL_CHECK(clEnqueueNDRangeKernel(
-        q, k->kernel, 1, NULL, &global, &k->local, 0, NULL, &s->ev[EV_KERNEL]));
-    trace(dev, "q%u clEnqueueNDRangeKernel %s n=%zu global=%zu local=%zu",
-          s->queue, k->entry, l->n, global, k->local);
-
-    if (!map) {
-        PARA_CL_CHECK(clEnqueueReadBuffer(q, s->out_buf, CL_FALSE, 0, out_bytes,
-                                          l->out, 0, NULL, &s->ev[EV_OUT]));
-    } else {
-        s->out_map =
-            clEnqueueMapBuffer(q, s->out_buf, CL_FALSE, CL_MAP_READ, 0,
-                               out_bytes, 0, NULL, &s->ev[EV_OUT], &rc);
-        PARA_CL_CHECK_RC("clEnqueueMapBuffer", rc);
+        q, k->kernel, 1, NULL, &global, &k->local, n_wait,
+        n_wait > 0 ? wait : NULL, &s->ev[EV_KERNEL]));
+    ev_born(&s->ev[EV_KERNEL]);
+    enqueued = true;
+    trace(dev, "q%u clEnqueueNDRangeKernel %s n=%zu global=%zu local=%zu%s",
+          s->queue, k->entry, l->n, global, k->local,
+          resident ? " (resident input)" : "");
+    if (l->keep) {
+        /* Later launches reading the buffer wait on its kernel. */
+        PARA_CL_CHECK(clRetainEvent(s->ev[EV_KERNEL]));
+        s->out_pb->ev = s->ev[EV_KERNEL];
+        ev_born(&s->out_pb->ev);
     }
-    trace(dev, "q%u %s %zu bytes", s->queue, ev_call[s->staging][EV_OUT],
-          out_bytes);
+
+    if (l->out != NULL) {
+        if (l->keep || !map) {
+            PARA_CL_CHECK(clEnqueueReadBuffer(q, out_mem, CL_FALSE, 0,
+                                              out_bytes, l->out, 0, NULL,
+                                              &s->ev[EV_OUT]));
+            s->ev_name[EV_OUT] = "clEnqueueReadBuffer";
+        } else {
+            s->out_map =
+                clEnqueueMapBuffer(q, s->out_buf, CL_FALSE, CL_MAP_READ, 0,
+                                   out_bytes, 0, NULL, &s->ev[EV_OUT], &rc);
+            PARA_CL_CHECK_RC("clEnqueueMapBuffer", rc);
+        }
+        ev_born(&s->ev[EV_OUT]);
+        trace(dev, "q%u %s %zu bytes", s->queue, s->ev_name[EV_OUT], out_bytes);
+    }
     PARA_CL_CHECK(clFlush(q));
 
+    free(wait);
     s->out_bytes = out_bytes;
     s->running = true;
     dev->stats.launches++;
     return 0;
 
 fail:
+    free(wait);
     if (in_map != NULL) {
         /* A mapping pins the buffer in some drivers (PoCL): try again. */
         clEnqueueUnmapMemObject(q, s->in_buf, in_map, 0, NULL, NULL);
@@ -1553,8 +1886,10 @@ fail:
     }
     if (enqueued)
         drain(s); /* the device must be done with l->in and l->out */
-    else
+    else {
         release_events(s);
+        release_resident(s);
+    }
     s->out_map = NULL;
     s->running = false;
     s->last_err = launch_error(err);
@@ -1584,19 +1919,21 @@ int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
 
     int err = 0;
     cl_int status[EV_COUNT];
-    for (int i = 0; i < EV_COUNT; i++)
-        PARA_CL_CHECK(clGetEventInfo(s->ev[i],
-                                     CL_EVENT_COMMAND_EXECUTION_STATUS,
-                                     sizeof status[i], &status[i], NULL));
+    for (int i = 0; i < EV_COUNT; i++) {
+        status[i] = CL_COMPLETE;
+        if (s->ev[i] != NULL)
+            PARA_CL_CHECK(clGetEventInfo(s->ev[i],
+                                         CL_EVENT_COMMAND_EXECUTION_STATUS,
+                                         sizeof status[i], &status[i], NULL));
+    }
     for (int i = 0; i < EV_COUNT; i++) {
         if (status[i] < 0) {
             char buf[32];
             const char *name = para__cl_err_name(status[i], buf, sizeof buf);
             set_msg(msg, msg_len, "%s -> %s (%d) (command failed on \"%s\")",
-                    ev_call[s->staging][i], name, (int)status[i],
-                    s->dev->info.name);
+                    s->ev_name[i], name, (int)status[i], s->dev->info.name);
             para__log(1, "opencl: launch of %s: %s -> %s (%d)", k->entry,
-                      ev_call[s->staging][i], name, (int)status[i]);
+                      s->ev_name[i], name, (int)status[i]);
             err = PARA_EDEVICE;
             goto fail;
         }
@@ -1622,6 +1959,10 @@ int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
         PARA_CL_CHECK(clFlush(q));
     }
     release_events(s);
+    /* The kept output goes to the caller with the launch's reference. */
+    l->out_buf = s->out_pb;
+    s->out_pb = NULL;
+    release_resident(s);
     s->running = false;
     s->last_err = 0;
     l->complete_ns = para__now_ns();
@@ -1629,6 +1970,15 @@ int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
 
 fail:
     return fail_launch(s, err);
+}
+
+/* The last command of the launch in flight. */
+static cl_event *last_event(launch_state *s)
+{
+    for (int i = EV_COUNT - 1; i >= 0; i--)
+        if (s->ev[i] != NULL)
+            return &s->ev[i];
+    return NULL;
 }
 
 int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
@@ -1645,7 +1995,7 @@ int para__cl_launch_wait(para__kernel *k, para__launch *l, char *msg,
     /* CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST is named precisely by
      * the poll below, from the failed command's event; any other error is
      * the wait's own and fails the launch. */
-    cl_int rc = clWaitForEvents(1, &s->ev[EV_OUT]);
+    cl_int rc = clWaitForEvents(1, last_event(s));
     if (rc != CL_SUCCESS && rc != CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
         return fail_launch(s,
                            para__cl_report(rc, "clWaitForEvents", __func__,

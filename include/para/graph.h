@@ -485,9 +485,14 @@ typedef struct para_node_stats_s {
     uint64_t device_items;    /**< items of items_in run on the device */
     uint64_t device_launches; /**< kernel launches */
     uint64_t device_ns;       /**< device time of those launches */
-    /** Bytes of items copied host to device and back by those launches
-     *  (every launch copies today: in_size and out_size per item). */
+    /** Bytes of items copied host to device and back by those launches:
+     *  none for input batches already on the device (device_handovers)
+     *  and none for outputs that only kernel nodes on the same device
+     *  read (device-resident edges, PARA_RESIDENT). */
     uint64_t device_bytes_in, device_bytes_out;
+    /** Input batches taken from a kernel node before it on the device,
+     *  without a copy. */
+    uint64_t device_handovers;
 } para_node_stats_t;
 
 /**

@@ -1119,6 +1119,100 @@ static void test_trace(void **state)
 
 /* ---- main -------------------------------------------------------------- */
 
+/* Device-resident buffers, launch by launch: kept outputs (without and
+ * with a copy back), inputs from them as one whole buffer, a sub-buffer at
+ * the device's alignment, parts of two buffers gathered on the device,
+ * a blocking read back, the pool reusing a freed buffer, and nothing live
+ * once everything is released. */
+static void test_resident_buffers(void **state)
+{
+    (void)state;
+    static const char src[] =
+        "__kernel void inc(__global const uint *in, __global uint *out,\n"
+        "                  uint n)\n"
+        "{ size_t i = get_global_id(0); if (i < n) out[i] = in[i] + 1; }\n";
+    enum { N = 1000 };
+    para__device *dev = open_auto();
+    const para__device_info *info = para__cl_info(dev);
+    assert_true(info->caps & PARA__DEVCAP_RESIDENT);
+    para__kernel *k = build(dev, src, "inc", 4, 4, NULL, 0);
+    static uint32_t in[N], out[2 * N];
+    for (uint32_t i = 0; i < N; i++)
+        in[i] = i * 10;
+    char msg[MSG_LEN];
+
+    /* a = in + 1, kept only; b = in + 1, kept and copied back. */
+    para__launch la = {.in = in, .n = N, .keep = true};
+    run_launch(k, &la);
+    assert_non_null(la.out_buf);
+    assert_false(la.pool_hit);
+    para__launch lb = {.in = in, .n = N, .out = out, .keep = true};
+    run_launch(k, &lb);
+    assert_non_null(lb.out_buf);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(out[i], in[i] + 1);
+
+    /* Parts of both, at an unaligned offset: gathered on the device. */
+    para__devseg two[2] = {{la.out_buf, 3 * 4, 5}, {lb.out_buf, 0, N}};
+    para__launch lc = {.n = N + 5, .out = out, .segs = two, .n_segs = 2};
+    memset(out, 0, sizeof out);
+    run_launch(k, &lc);
+    for (uint32_t i = 0; i < N + 5; i++)
+        assert_int_equal(out[i], (i < 5 ? in[i + 3] : in[i - 5]) + 2);
+
+    /* One part at the device's alignment: a sub-buffer. */
+    size_t align = info->base_align;
+    print_message("base address alignment: %zu bytes\n", align);
+    if (align != 0 && align % 4 == 0 && align / 4 + 100 <= N) {
+        para__devseg one = {la.out_buf, align, 100};
+        para__launch ld = {.n = 100, .out = out, .segs = &one, .n_segs = 1};
+        run_launch(k, &ld);
+        for (uint32_t i = 0; i < 100; i++)
+            assert_int_equal(out[i], in[i + align / 4] + 2);
+        para__cl_launch_fini(k, &ld);
+    }
+
+    /* The whole of a: its buffer itself; kept again, then read back. */
+    para__devseg whole = {la.out_buf, 0, N};
+    para__launch le = {.n = N, .segs = &whole, .n_segs = 1, .keep = true};
+    run_launch(k, &le);
+    assert_non_null(le.out_buf);
+    memset(out, 0, sizeof out);
+    assert_int_equal(
+        para__cl_buf_read(dev, le.out_buf, 40, 400, out, msg, sizeof msg), 0);
+    for (uint32_t i = 0; i < 100; i++)
+        assert_int_equal(out[i], in[i + 10] + 2);
+    assert_int_equal(para__cl_buf_read(dev, le.out_buf, 0, (size_t)1 << 40, out,
+                                       msg, sizeof msg),
+                     PARA_EINVAL);
+
+    /* References: a buffer lives until its last one goes; then the pool
+     * gives it to the next kept launch. */
+    para__cl_buf_retain(dev, la.out_buf, 2);
+    para__cl_buf_release(dev, la.out_buf);
+    para__cl_buf_release(dev, la.out_buf);
+    para__cl_buf_release(dev, la.out_buf);
+    para__cl_buf_release(dev, lb.out_buf);
+    para__cl_buf_release(dev, le.out_buf);
+    para__launch lf = {.in = in, .n = N, .keep = true};
+    run_launch(k, &lf);
+    assert_true(lf.pool_hit);
+    para__cl_stats st;
+    para__cl_get_stats(dev, &st);
+    assert_true(st.pool_hits >= 1);
+    para__cl_buf_release(dev, lf.out_buf);
+
+    para__launch *all[] = {&la, &lb, &lc, &le, &lf};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        para__cl_launch_fini(k, all[i]);
+    para__cl_kernel_release(k);
+    para__cl_close(dev);
+    long mems = -1, events = -1;
+    para__cl_live(&mems, &events);
+    assert_int_equal(mems, 0);
+    assert_int_equal(events, 0);
+}
+
 int main(void)
 {
     para_set_log_fn(capture_log, NULL);
@@ -1164,6 +1258,7 @@ int main(void)
         cmocka_unit_test_setup(test_memory_cache, setup),
         cmocka_unit_test_setup(test_disk_cache, setup),
         cmocka_unit_test_setup(test_trace, setup),
+        cmocka_unit_test_setup(test_resident_buffers, setup),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     empty_cache_dir();

@@ -380,6 +380,48 @@ cl_int __wrap_clGetEventInfo(cl_event e, cl_event_info what, size_t size,
     return __real_clGetEventInfo(e, what, size, value, size_ret);
 }
 
+cl_int __real_clRetainEvent(cl_event);
+cl_int __wrap_clRetainEvent(cl_event);
+cl_mem __real_clCreateSubBuffer(cl_mem, cl_mem_flags, cl_buffer_create_type,
+                                const void *, cl_int *);
+cl_mem __wrap_clCreateSubBuffer(cl_mem, cl_mem_flags, cl_buffer_create_type,
+                                const void *, cl_int *);
+cl_int __real_clEnqueueCopyBuffer(cl_command_queue, cl_mem, cl_mem, size_t,
+                                  size_t, size_t, cl_uint, const cl_event *,
+                                  cl_event *);
+cl_int __wrap_clEnqueueCopyBuffer(cl_command_queue, cl_mem, cl_mem, size_t,
+                                  size_t, size_t, cl_uint, const cl_event *,
+                                  cl_event *);
+
+/* Device-resident buffers hold their kernel's event (retained). */
+cl_int __wrap_clRetainEvent(cl_event e)
+{
+    cl_int rc = __real_clRetainEvent(e);
+    if (rc == CL_SUCCESS)
+        live_events++;
+    return rc;
+}
+
+cl_mem __wrap_clCreateSubBuffer(cl_mem m, cl_mem_flags flags,
+                                cl_buffer_create_type type, const void *info,
+                                cl_int *rc)
+{
+    cl_mem b = __real_clCreateSubBuffer(m, flags, type, info, rc);
+    if (b != NULL)
+        live_buffers++;
+    return b;
+}
+
+cl_int __wrap_clEnqueueCopyBuffer(cl_command_queue q, cl_mem from, cl_mem to,
+                                  size_t off_from, size_t off_to, size_t size,
+                                  cl_uint nw, const cl_event *wl, cl_event *ev)
+{
+    cl_int rc = __real_clEnqueueCopyBuffer(q, from, to, off_from, off_to, size,
+                                           nw, wl, ev);
+    count_event(rc, ev);
+    return rc;
+}
+
 cl_int __wrap_clReleaseEvent(cl_event e)
 {
     if (e == failing_event)
@@ -1208,6 +1250,53 @@ static void test_graph_lost_device_mixed_and_kernel_only(void **state)
     }
 }
 
+/* A kernel fails in the middle of a device-resident chain (A and B
+ * kernel-only on one device: A's outputs stay on the device for B): at its
+ * enqueue, or while it runs (its event reports the failure). The run ends
+ * with PARA_EDEVICE, the sink saw only right items, and once the runtime
+ * is destroyed no buffer or event is left, neither by the wrappers' count
+ * nor by the back-end's own (para__cl_live()). The first run checks that
+ * the chain was resident at all. */
+static void test_graph_resident_chain_fails(void **state)
+{
+    (void)state;
+    fault *faults[] = {&f_kernel, &f_event};
+    for (size_t f = 0; f < 2; f++) {
+        for (int after = 1; after <= 9; after += 4) {
+            reset_counts();
+            para_runtime_t *rt = fault_rt(10000, 500);
+            two_sink ts;
+            assert_int_equal(run_two(rt, false, true, false, &ts), 0);
+            assert_int_equal(ts.seen, GRAPH_ITEMS);
+            assert_int_equal(ts.wrong, 0);
+            para_device_stats_t ds;
+            assert_int_equal(para_device_stats(rt, 0, &ds), 0);
+            assert_true(ds.handovers > 0);
+            /* Only the source's items go in and B's come out. */
+            assert_int_equal(ds.bytes_in, GRAPH_ITEMS * 4);
+            assert_int_equal(ds.bytes_out, GRAPH_ITEMS * 4);
+
+            arm(faults[f], after, CL_INVALID_COMMAND_QUEUE);
+            int rc = run_two(rt, false, true, false, &ts);
+            print_message("  %s fails after %d: %s: %s (sink saw %zu)\n",
+                          f == 0 ? "enqueue" : "execution", after,
+                          para_err_name(rc), para_runtime_errmsg(rt), ts.seen);
+            assert_int_equal(faults[f]->hits, 1);
+            assert_int_equal(rc, PARA_EDEVICE);
+            assert_int_equal(ts.wrong, 0);
+            assert_true(ts.seen < GRAPH_ITEMS);
+            disarm_all();
+            assert_int_equal(para_runtime_destroy(rt), 0);
+            assert_int_equal(live_events, 0);
+            assert_int_equal(live_buffers, 0);
+            long mems = -1, events = -1;
+            para__cl_live(&mems, &events);
+            assert_int_equal(mems, 0);
+            assert_int_equal(events, 0);
+        }
+    }
+}
+
 /* A launch that never completes (its kernel's event reports running
  * forever): the watchdog loses the device; a kernel-only node fails the
  * run with PARA_EDEVICE, a MIXED node finishes on the CPU. Once the launch
@@ -1398,6 +1487,7 @@ int main(void)
         cmocka_unit_test(test_graph_setarg_fails),
         cmocka_unit_test(test_graph_create_kernel_fails),
         cmocka_unit_test(test_graph_lost_device_mixed_and_kernel_only),
+        cmocka_unit_test(test_graph_resident_chain_fails),
         cmocka_unit_test(test_graph_hang_watchdog_kernel_only),
         cmocka_unit_test(test_graph_hang_watchdog_mixed),
         cmocka_unit_test(test_graph_hang_cancel),
