@@ -10,6 +10,8 @@
  *   w4_offload.c   w4 (kernel nodes: cpu, dev1, dev, mixed, limit)
  *   w5_budget.c    w5 (the memory budget: bounded, unbounded)
  *   w6_shift.c     w6 (para, seq, and the static thread-per-stage pipeline)
+ *   w8_chain.c     w8 (three kernels on one device: cpu, dev, dev-copy,
+ *                  limit)
  *   w10_devices.c  w10 (three simulated devices: makespan and shares)
  *   shapes.c       w12, w13, w14 (short runs, large items, a deep chain)
  *   w11_mpi.c      w11 (across MPI ranks; only with the MPI part)
@@ -174,6 +176,7 @@ int bench_w4(const bench_cfg_t *cfg);
 int bench_w5(const bench_cfg_t *cfg);
 int bench_w6(const bench_cfg_t *cfg);
 int bench_w7(const bench_cfg_t *cfg);
+int bench_w8(const bench_cfg_t *cfg);
 int bench_w9(const bench_cfg_t *cfg);
 int bench_w10(const bench_cfg_t *cfg);
 int bench_w12(const bench_cfg_t *cfg);

@@ -62,8 +62,8 @@ static const struct workload workloads[] = {
     {"w1", bench_w1, NULL},   {"w2", bench_w2, NULL},
     {"w3", bench_w3, NULL},   {"w4", bench_w4, NULL},
     {"w5", bench_w5, NULL},   {"w6", bench_w6, NULL},
-    {"w7", bench_w7, NULL},   {"w9", bench_w9, NULL},
-    {"w10", bench_w10, NULL},
+    {"w7", bench_w7, NULL},   {"w8", bench_w8, NULL},
+    {"w9", bench_w9, NULL},   {"w10", bench_w10, NULL},
 #ifdef PARA_BENCH_MPI
     {"w11", bench_w11, NULL},
 #else
