@@ -25,6 +25,11 @@ int para__budget_begin(para__run *run, uint64_t limit, unsigned n_sources,
     bu->footprint_free = ctx_free;
     atomic_init(&bu->reserved, 0);
     atomic_init(&bu->decisions, 0);
+    bu->dev_limit = 0;
+    bu->dev_footprint = NULL;
+    atomic_init(&bu->dev_reserved, 0);
+    atomic_init(&bu->dev_need, 0);
+    atomic_init(&bu->dev_holds, 0);
     run->budget = bu;
     bu->need = calloc(n_sources ? n_sources : 1, sizeof *bu->need);
     if (bu->need == NULL)
@@ -32,6 +37,13 @@ int para__budget_begin(para__run *run, uint64_t limit, unsigned n_sources,
     for (unsigned k = 0; k < n_sources; k++)
         atomic_init(&bu->need[k], 0);
     return 0;
+}
+
+void para__budget_set_device(para__run *run, uint64_t limit,
+                             para__footprint_fn footprint)
+{
+    run->budget->dev_limit = footprint != NULL ? limit : 0;
+    run->budget->dev_footprint = footprint;
 }
 
 void para__budget_end(para__run *run)
@@ -69,19 +81,27 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
     atomic_fetch_add_explicit(&bu->decisions, 1, memory_order_relaxed);
     if (!para__batches_below_limit(run))
         return 0;
-    uint64_t limit = bu->limit;
-    /* relaxed: the CAS below decides; reservations order nothing else (the
+    uint64_t limit = bu->limit, dlimit = bu->dev_limit;
+    /* relaxed: the CASes below decide; reservations order nothing else (the
      * batches themselves are published through the deques). */
     uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_relaxed);
     size_t n;
-    uint64_t f;
-    do {
+    uint64_t f, fd = 0;
+    for (;;) {
+        /* relaxed: as above. */
+        uint64_t rd = dlimit != 0 ? atomic_load_explicit(&bu->dev_reserved,
+                                                         memory_order_relaxed)
+                                  : 0;
         n = want;
         f = bu->footprint(bu->footprint_ctx, slot, n);
+        fd = dlimit != 0 ? bu->dev_footprint(bu->footprint_ctx, slot, n) : 0;
         /* A forced batch size (PARA_BATCH) is kept: the source waits. */
-        while (n > 1 && !forced && over(r, f, limit)) {
+        while (n > 1 && !forced &&
+               (over(r, f, limit) || (dlimit != 0 && over(rd, fd, dlimit)))) {
             n /= 2;
             f = bu->footprint(bu->footprint_ctx, slot, n);
+            if (dlimit != 0)
+                fd = bu->dev_footprint(bu->footprint_ctx, slot, n);
         }
         if (r != 0 && over(r, f, limit)) {
             /* Held back until a family gives bytes back; remember what it
@@ -90,9 +110,29 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
             atomic_store_explicit(&bu->need[slot], f, memory_order_relaxed);
             return 0;
         }
+        if (dlimit != 0 && rd != 0 && over(rd, fd, dlimit)) {
+            /* The device is full: the same, for the device budget. */
+            atomic_store_explicit(&bu->dev_need, fd, memory_order_relaxed);
+            atomic_fetch_add_explicit(&bu->dev_holds, 1, memory_order_relaxed);
+            return 0;
+        }
         /* relaxed: see above. */
-    } while (!atomic_compare_exchange_weak_explicit(
-        &bu->reserved, &r, r + f, memory_order_relaxed, memory_order_relaxed));
+        if (!atomic_compare_exchange_weak_explicit(&bu->reserved, &r, r + f,
+                                                   memory_order_relaxed,
+                                                   memory_order_relaxed))
+            continue;
+        /* Then the device's share; if it moved meanwhile, give the bytes
+         * back and decide again (relaxed: as above). */
+        if (dlimit == 0 || atomic_compare_exchange_strong_explicit(
+                               &bu->dev_reserved, &rd, rd + fd,
+                               memory_order_relaxed, memory_order_relaxed))
+            break;
+        r = atomic_fetch_sub_explicit(&bu->reserved, f, memory_order_relaxed) -
+            f;
+    }
+    if (dlimit != 0 &&
+        atomic_load_explicit(&bu->dev_need, memory_order_relaxed) != 0)
+        atomic_store_explicit(&bu->dev_need, 0, memory_order_relaxed);
     /* relaxed: as above; the load avoids writing a shared line per pull. */
     if (atomic_load_explicit(&bu->need[slot], memory_order_relaxed) != 0)
         atomic_store_explicit(&bu->need[slot], 0, memory_order_relaxed);
@@ -100,12 +140,14 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
     if (fam == NULL) {
         /* relaxed: as above. */
         atomic_fetch_sub_explicit(&bu->reserved, f, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&bu->dev_reserved, fd, memory_order_relaxed);
         para__fail_run(NULL, run, PARA_ENOMEM,
                        "out of memory in the memory budget");
         return 0;
     }
     atomic_init(&fam->refs, 1); /* the source batch */
     fam->reserved = f;
+    fam->dev_reserved = fd;
     *family = fam;
     return n;
 }
@@ -124,6 +166,14 @@ bool para__budget_sources_open(const para__run *run)
         return false;
     /* relaxed: a hint (parking re-checks after announcing itself, and a
      * family that gives bytes back notifies). */
+    if (bu->dev_limit != 0) {
+        /* relaxed: as below. A full device holds every source. */
+        uint64_t rd =
+            atomic_load_explicit(&bu->dev_reserved, memory_order_relaxed);
+        uint64_t dn = atomic_load_explicit(&bu->dev_need, memory_order_relaxed);
+        if (rd != 0 && dn != 0 && over(rd, dn, bu->dev_limit))
+            return false;
+    }
     uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_relaxed);
     if (r == 0)
         return true;
@@ -150,6 +200,9 @@ void para__family_unref(para__run *run, para__family *f)
     /* relaxed: the reservation gates sources only. */
     atomic_fetch_sub_explicit(&run->budget->reserved, f->reserved,
                               memory_order_relaxed);
+    if (f->dev_reserved != 0)
+        atomic_fetch_sub_explicit(&run->budget->dev_reserved, f->dev_reserved,
+                                  memory_order_relaxed);
     free(f);
     para__notify(run->wake, 1); /* a held source may run now */
 }

@@ -42,6 +42,7 @@
 typedef struct para__family {
     _Atomic uint32_t refs; /* live batches of the family */
     uint64_t reserved;
+    uint64_t dev_reserved; /* device bytes (the device budget), or 0 */
 } para__family;
 
 /* What a batch of @p items from source slot @p slot can hold at most, over
@@ -62,8 +63,18 @@ struct para__budget {
     _Atomic uint64_t *need; /* [slot]: footprint of the smallest pull
                                refused since the last admission (0 none,
                                UINT64_MAX: the source is exhausted) */
+    /* The device budget (para__budget_set_device(); dev_limit 0: none):
+     * the device bytes a family may keep on devices, reserved the same way
+     * against dev_limit, so that a full device holds sources back as a full
+     * host budget does. */
+    uint64_t dev_limit;
+    para__footprint_fn dev_footprint;
     alignas(PARA_CACHELINE) _Atomic uint64_t reserved; /* by live families */
     _Atomic uint64_t decisions;                        /* admissions decided */
+    _Atomic uint64_t dev_reserved; /* device bytes, by live families */
+    _Atomic uint64_t dev_need;     /* device footprint of the last pull the
+                                      device budget refused (0: none) */
+    _Atomic uint64_t dev_holds;    /* pulls refused for the device */
 };
 
 /* Before a run whose policy is budgeted: run->budget. The budget owns
@@ -72,6 +83,11 @@ struct para__budget {
 int para__budget_begin(para__run *run, uint64_t limit, unsigned n_sources,
                        para__footprint_fn footprint, void *ctx,
                        void (*ctx_free)(void *ctx));
+/* Add a device budget of @p limit bytes (0: none): @p footprint gives the
+ * device bytes a pull of n items may keep on devices (same ctx as the byte
+ * footprint). Before the run starts. */
+void para__budget_set_device(para__run *run, uint64_t limit,
+                             para__footprint_fn footprint);
 /* After the run (also after a failed begin; NULL budget: nothing). */
 void para__budget_end(para__run *run);
 /* May source slot @p slot pull now, and how many items (at most @p want)?

@@ -206,6 +206,7 @@ typedef struct devctx {
     void *dev;
     const para__device_info *info;
     para__devres res; /* batches resident in its memory */
+    int64_t res_peak; /* most of res.bytes this run (host thread) */
     bool resident;    /* PARA__DEVCAP_RESIDENT and PARA_RESIDENT on */
     pthread_t thread;
     bool thread_started;
@@ -806,8 +807,18 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
             o->dev_bytes = count * os;
             o->host_valid = s->back;
             /* relaxed: see para__devres.bytes. */
-            atomic_fetch_add_explicit(&d->res.bytes, (int64_t)o->dev_bytes,
-                                      memory_order_relaxed);
+            int64_t now =
+                atomic_fetch_add_explicit(&d->res.bytes, (int64_t)o->dev_bytes,
+                                          memory_order_relaxed) +
+                (int64_t)o->dev_bytes;
+            /* The run's peak, as the counter's growth since the run began
+             * (stats.c subtracts the value at the start). */
+            if (now > d->res_peak) {
+                if (d->counters != NULL)
+                    para__counter_add(&d->counters->c_resident_peak,
+                                      (uint64_t)(now - d->res_peak));
+                d->res_peak = now;
+            }
         }
         offset += count;
         o->count = count;
@@ -1415,6 +1426,7 @@ static void host_sleep(devctx *d, para__run *run, uint64_t deadline_ns)
 static void host_run(devctx *d, para__run *run)
 {
     d->held = 0;
+    d->res_peak = 0;
     d->last_complete_ns = 0;
     bool several = d->rt->device->n > 1;
     for (;;) {
@@ -1915,6 +1927,25 @@ void para__device_shutdown(para_runtime_t *rt)
     /* The scheduler has set rt->shutdown; set_close() wakes device_cond. */
     rt->device = NULL;
     set_close(rt, set);
+}
+
+uint64_t para__device_budget(const para_runtime_t *rt)
+{
+    para__devrt *set = rt->device;
+    uint64_t limit = 0;
+    uint64_t configured = para__option_env_bytes("DEVICE_BUDGET", 0);
+    for (unsigned k = 0; set != NULL && k < set->n; k++) {
+        const devctx *d = set->dev[k];
+        if (!d->resident)
+            continue;
+        uint64_t mine =
+            configured != 0
+                ? configured
+                : PARA_MAX(d->info->global_mem_bytes / 2, (uint64_t)1);
+        if (limit == 0 || mine < limit)
+            limit = mine;
+    }
+    return limit == UINT64_MAX ? 0 : limit;
 }
 
 void para__device_stats(const para_runtime_t *rt, para_stats_t *st)

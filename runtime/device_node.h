@@ -34,6 +34,11 @@ void para__device_note_cpu(para_node_t *n, size_t items, uint64_t ns);
 void para__device_wake(para_runtime_t *rt);
 /* Stop the host thread and close the device (runtime destroy). */
 void para__device_shutdown(para_runtime_t *rt);
+/* The device budget of the memory-aware policy for the coming run: the
+ * bytes batches may keep in device memory (device-resident edges), the
+ * smallest over the devices that keep any: PARA_DEVICE_BUDGET, else half
+ * of the device's memory; 0 when no device keeps batches. */
+uint64_t para__device_budget(const para_runtime_t *rt);
 /* Add the device counters to @p st. */
 void para__device_stats(const para_runtime_t *rt, para_stats_t *st);
 

@@ -54,6 +54,29 @@ para__footprints *para__footprints_new(const para_graph_t *g)
     return fp;
 }
 
+uint64_t para__footprint_device(const void *ctx, unsigned slot, size_t items)
+{
+    const para__footprints *fp = ctx;
+    const para_graph_t *g = fp->graph;
+    const uint32_t *mult = &fp->path_mult[(size_t)slot * g->n_nodes];
+    uint64_t total = 0;
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        const para_node_t *n = g->nodes[i];
+        if (mult[i] == 0 || n->kernel == NULL ||
+            n->placement == PARA__PLACE_CPU)
+            continue;
+        /* Its output may stay on the device for a kernel node after it. */
+        bool kept = false;
+        for (unsigned j = 0; j < n->n_succs; j++)
+            kept |= n->succs[j]->kernel != NULL &&
+                    n->succs[j]->placement != PARA__PLACE_CPU;
+        if (kept)
+            total =
+                add_sat(total, mul_sat(mult[i], mul_sat(items, n->out_size)));
+    }
+    return total;
+}
+
 void para__footprints_free(void *fp)
 {
     if (fp == NULL)

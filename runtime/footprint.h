@@ -30,5 +30,10 @@ para__footprints *para__footprints_new(const para_graph_t *g);
 void para__footprints_free(void *fp);
 /* A para__footprint_fn (budget.h): @p fp is a para__footprints. */
 uint64_t para__footprint(const void *fp, unsigned slot, size_t items);
+/* The same for device memory (the device budget, budget.h): the bytes a
+ * batch of n items from source @p slot may keep on devices at once, at
+ * every kernel node whose output may stay on the device for a kernel node
+ * after it (device-resident edges), times its paths. */
+uint64_t para__footprint_device(const void *fp, unsigned slot, size_t items);
 
 #endif /* PARA_FOOTPRINT_H */

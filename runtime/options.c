@@ -111,6 +111,11 @@ static const option options[] = {
      "on, off, yes, no, 1 or 0",
      "device-resident edges: a kernel node's output stays on the device "
      "for the next kernel node there (off: every launch copies in and out)"},
+    {"DEVICE_BUDGET", NO_FIELD, OPT_BYTES, "0", 0, SIZE_MAX, NULL,
+     "a byte count with an optional K, M or G suffix (0 = half the device's "
+     "memory), or off, none, unlimited",
+     "memaware: device bytes batches may hold on a device (resident edges); "
+     "0 = half its memory"},
     {"CL_TRACE", NO_FIELD, OPT_BOOL, "0", 0, 1, NULL,
      "on, off, yes, no, 1 or 0",
      "OpenCL back-end: log every OpenCL call it makes"},
@@ -344,6 +349,22 @@ para__mixed_mode para__options_mixed(void)
     if (value != NULL && strcmp(value, "cpu") == 0)
         return PARA__MIXED_CPU;
     return PARA__MIXED_AUTO;
+}
+
+uint64_t para__option_env_bytes(const char *name, uint64_t fallback)
+{
+    const option *o = find_option(name);
+    char env[64];
+    const char *value = o != NULL ? env_of(o, env, sizeof env) : NULL;
+    unsigned long long v;
+    if (value == NULL)
+        return fallback;
+    if (strcasecmp(value, "off") == 0 || strcasecmp(value, "none") == 0 ||
+        strcasecmp(value, "unlimited") == 0)
+        return UINT64_MAX;
+    if (parse_number(value, &v) != 0)
+        return fallback;
+    return v;
 }
 
 int para__option_env_level(const char *name, int fallback)

@@ -63,8 +63,12 @@ static int begin_budget(para_runtime_t *rt, para__run *run)
     para__footprints *fp = para__footprints_new(run->graph);
     if (fp == NULL)
         return PARA_ENOMEM;
-    return para__budget_begin(run, rt->default_budget, run->graph->n_sources,
-                              para__footprint, fp, para__footprints_free);
+    int rc = para__budget_begin(run, rt->default_budget, run->graph->n_sources,
+                                para__footprint, fp, para__footprints_free);
+    if (rc == 0)
+        para__budget_set_device(run, para__device_budget(rt),
+                                para__footprint_device);
+    return rc;
 }
 
 static uint64_t default_budget(size_t configured)

@@ -75,6 +75,9 @@ void para__log(int level, const char *fmt, ...)
  * number or boolean option; @p fallback when unset or bad (a bad value also
  * makes para_runtime_create() fail, naming it). */
 int para__option_env_level(const char *name, int fallback);
+/* The byte count of option PARA_<name> (K/M/G suffixes; off, none or
+ * unlimited: UINT64_MAX), or @p fallback if unset or unparsable. */
+uint64_t para__option_env_bytes(const char *name, uint64_t fallback);
 
 /* Info and debug lines print up to this level: PARA_VERBOSE, read once on
  * the first log call, until a runtime is created with attr.verbose. */

@@ -283,7 +283,8 @@ PARA_API PARA_NODISCARD int para_worker_stats(const para_runtime_t *rt,
     XX(bytes_out, "bytes copied device to host")                               \
     XX(busy_ns, "time with at least one launch in flight")                     \
     XX(handovers, "batches a kernel took from the one before on the device")   \
-    XX(pool_hits, "kept outputs written into a pooled device buffer")
+    XX(pool_hits, "kept outputs written into a pooled device buffer")          \
+    XX(resident_peak, "most bytes batches held in device memory at once")
 
 /** Per-device statistics of the last run (para_device_stats()). */
 typedef struct para_device_stats_s {

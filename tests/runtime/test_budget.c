@@ -86,6 +86,50 @@ static void test_admission(void **state)
     teardown(&f);
 }
 
+/* Device footprint: 8 bytes an item. */
+static uint64_t on_device(const void *ctx, unsigned slot, size_t items)
+{
+    (void)ctx;
+    (void)slot;
+    return 8 * (uint64_t)items;
+}
+
+static uint64_t dev_reserved(const fixture *f)
+{
+    return atomic_load(&f->run.budget->dev_reserved);
+}
+
+/* The device budget: a pull must fit both; the device alone halves it and
+ * holds sources back; a family gives its device bytes back with its host
+ * bytes. */
+static void test_device_budget(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, 1 << 20, 1); /* the host budget is no limit here */
+    para__budget_set_device(&f.run, 256, on_device);
+    para__family *fam = NULL, *fam2 = NULL, *fam3 = NULL;
+    /* 64 items = 512 device bytes: halved to 32 (256). */
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &fam), 32);
+    assert_int_equal(dev_reserved(&f), 256);
+    assert_int_equal(reserved(&f), 100 + 320);
+    /* The device is full: refused, and the hint agrees. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 1, false, &fam2), 0);
+    assert_null(fam2);
+    assert_int_equal(reserved(&f), 420); /* nothing reserved for it */
+    assert_false(para__budget_sources_open(&f.run));
+    para__family_unref(&f.run, fam);
+    assert_int_equal(dev_reserved(&f), 0);
+    assert_int_equal(reserved(&f), 0);
+    assert_true(para__budget_sources_open(&f.run));
+    /* Nothing reserved on the device: one item always goes. */
+    para__budget_set_device(&f.run, 4, on_device);
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &fam3), 1);
+    assert_int_equal(dev_reserved(&f), 8);
+    para__family_unref(&f.run, fam3);
+    teardown(&f);
+}
+
 static void test_nothing_reserved_admits_one(void **state)
 {
     (void)state;
@@ -173,6 +217,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admission),
         cmocka_unit_test(test_nothing_reserved_admits_one),
+        cmocka_unit_test(test_device_budget),
         cmocka_unit_test(test_exhausted_source_closes),
         cmocka_unit_test(test_footprint),
     };

@@ -333,11 +333,11 @@ static void test_fan_out_device_and_cpu(void **state)
     free(in);
 }
 
-/* Batches of different launches meet in one launch (B gathers more than
- * A launched at once, from several of A's buffers, at offsets that are not
- * aligned for sub-buffers): 7-item batches (28 bytes) and A's first,
- * exploring launches of 1, 4, 16 batches give such parts. */
-static void test_gather_from_several_buffers(void **state)
+/* Small batches of an odd size (7 items, 28 bytes: parts that are never
+ * aligned for sub-buffers) through the resident chain: right results, one
+ * copy in and one out. (Launches gathering parts of several buffers are
+ * tested launch by launch in tests/devices/test_opencl.c.) */
+static void test_small_odd_batches(void **state)
 {
     (void)state;
     NEED_OPENCL();
@@ -353,6 +353,40 @@ static void test_gather_from_several_buffers(void **state)
     run_chain(rt, false, &r);
     assert_int_equal(r.dev.bytes_in, (uint64_t)N_ITEMS * 4);
     assert_int_equal(r.dev.bytes_out, (uint64_t)N_ITEMS * 4);
+    assert_true(r.node[1].device_handovers > 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    expect_no_live_cl_objects();
+}
+
+/* The memory-aware policy's device budget: with PARA_DEVICE_BUDGET far
+ * below the chain's data, the bytes batches hold on the device never pass
+ * it (the device's resident_peak), and the
+ * results are right; without it the same run holds more there. */
+static void test_device_budget_holds(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("auto");
+    chain_result r;
+    run_chain(rt, false, &r);
+    uint64_t free_peak = r.dev.resident_peak;
+    print_message("resident peak without a device budget: %llu bytes\n",
+                  (unsigned long long)free_peak);
+    assert_true(free_peak > 0);
+
+    const uint64_t budget = 64 << 10;
+    setenv("PARA_DEVICE_BUDGET", "64K", 1); /* read as each run starts */
+    run_chain(rt, false, &r);
+    para_stats_t st = {.size = sizeof st, .version = PARA_STATS_VERSION};
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    unsetenv("PARA_DEVICE_BUDGET");
+    print_message("with a 64 KiB device budget: peak %llu bytes, %llu source "
+                  "holds\n",
+                  (unsigned long long)r.dev.resident_peak,
+                  (unsigned long long)st.source_holds);
+    assert_true(r.dev.resident_peak > 0);
+    assert_true(r.dev.resident_peak <= budget);
+    assert_true(free_peak > budget);
     assert_true(r.node[1].device_handovers > 0);
     assert_int_equal(para_runtime_destroy(rt), 0);
     expect_no_live_cl_objects();
@@ -382,7 +416,8 @@ int main(void)
         cmocka_unit_test(test_chain_stays_on_device),
         cmocka_unit_test(test_chain_resident_off),
         cmocka_unit_test(test_fan_out_device_and_cpu),
-        cmocka_unit_test(test_gather_from_several_buffers),
+        cmocka_unit_test(test_small_odd_batches),
+        cmocka_unit_test(test_device_budget_holds),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
