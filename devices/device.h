@@ -186,6 +186,16 @@ typedef struct para__device_ops {
     /* Free the back-end state of a slot; only after it finished or failed
      * (a running launch is waited for). */
     void (*launch_fini)(void *kernel, para__launch *l);
+    /* Pinned host staging (NULL: the caller stages in its own memory):
+     * room for @p in_bytes of input and @p out_bytes of output in host
+     * memory the device copies from and to at full speed (OpenCL:
+     * CL_MEM_ALLOC_HOST_PTR buffers, mapped once), in *in and *out (NULL
+     * for 0 bytes), for the next launch of slot @p l, which may use them as
+     * l->in and l->out. Valid until the slot's next stage() or
+     * launch_fini(). 0, PARA_ENOMEM or PARA_EDEVICE (msg). */
+    int (*stage)(void *kernel, para__launch *l, size_t in_bytes,
+                 size_t out_bytes, void **in, void **out, char *msg,
+                 size_t msg_len);
     /* Device-resident buffers (PARA__DEVCAP_RESIDENT; NULL otherwise), the
      * out_buf of kept launches. retain adds @p n references, release drops
      * one; the last one returns the buffer to the device's pool. Both may

@@ -139,6 +139,7 @@
 
 #include "device.h"
 #include "device_node.h"
+#include "options.h"
 #include "policy.h"
 
 #define SLOTS 4 /* launch slots per device; in flight: min(this, back-end) */
@@ -183,6 +184,9 @@ typedef struct slot {
     uint64_t trace_t0;   /* para__trace_device_launch() */
     unsigned char *in_stage, *out_stage;
     size_t in_cap, out_cap;
+    /* The current launch's host staging: in_stage/out_stage, or the
+     * back-end's pinned memory (ops->stage). */
+    unsigned char *in_ptr, *out_ptr;
     /* Device-resident edges: the input parts on the device (res_in), and
      * where the output goes: kept on the device (keep), copied back
      * (back), or both. */
@@ -208,6 +212,7 @@ typedef struct devctx {
     para__devres res; /* batches resident in its memory */
     int64_t res_peak; /* most of res.bytes this run (host thread) */
     bool resident;    /* PARA__DEVCAP_RESIDENT and PARA_RESIDENT on */
+    bool pinned;      /* host staging in the back-end's pinned memory */
     pthread_t thread;
     bool thread_started;
     bool quit;                 /* rt->lock: leave now (opening failed) */
@@ -797,7 +802,7 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
         }
         para__batch_join_family(o, in);
         if (s->back)
-            memcpy(o->data, s->out_stage + offset * os, count * os);
+            memcpy(o->data, s->out_ptr + offset * os, count * os);
         if (kept != NULL) {
             /* Resident: the successors on this device read it there. */
             d->ops->buf_retain(d->dev, kept, 1);
@@ -1234,14 +1239,33 @@ static void launch(devctx *d, para__run *run, dnode *dn)
     s->l.n_segs = 0;
     s->l.in = NULL;
     s->l.out = NULL;
-    if ((!s->res_in &&
-         ensure_stage(&s->in_stage, &s->in_cap, s->items * is) != 0) ||
-        (s->back &&
-         ensure_stage(&s->out_stage, &s->out_cap, s->items * os) != 0) ||
-        (s->res_in && ensure_segs(s) != 0)) {
+    size_t in_bytes = s->res_in ? 0 : s->items * is;
+    size_t out_bytes = s->back ? s->items * os : 0;
+    s->in_ptr = s->in_stage;
+    s->out_ptr = s->out_stage;
+    if (d->pinned) {
+        /* The back-end's pinned host memory: batches are gathered straight
+         * into it, and outputs split straight out of it. */
+        void *ip = NULL, *op = NULL;
+        rc = d->ops->stage(dn->kernel, &s->l, in_bytes, out_bytes, &ip, &op,
+                           d->msg, sizeof d->msg);
+        s->in_ptr = ip;
+        s->out_ptr = op;
+    } else if ((in_bytes > 0 &&
+                ensure_stage(&s->in_stage, &s->in_cap, in_bytes) != 0) ||
+               (out_bytes > 0 &&
+                ensure_stage(&s->out_stage, &s->out_cap, out_bytes) != 0)) {
         rc = PARA_ENOMEM;
-        snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
-                 s->items);
+    } else {
+        s->in_ptr = s->in_stage;
+        s->out_ptr = s->out_stage;
+    }
+    if (rc == 0 && s->res_in && ensure_segs(s) != 0)
+        rc = PARA_ENOMEM;
+    if (rc != 0) {
+        if (d->msg[0] == '\0' || rc == PARA_ENOMEM)
+            snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
+                     s->items);
     } else {
         if (s->res_in) {
             /* The parts on the device, adjacent ones joined: the batches
@@ -1263,14 +1287,14 @@ static void launch(devctx *d, para__run *run, dnode *dn)
         } else {
             size_t offset = 0;
             for (para__task *t = s->tasks; t != NULL; t = t->next) {
-                memcpy(s->in_stage + offset * is, t->batch->data,
+                memcpy(s->in_ptr + offset * is, t->batch->data,
                        t->batch->count * is);
                 offset += t->batch->count;
             }
-            s->l.in = s->in_stage;
+            s->l.in = s->in_ptr;
         }
         if (s->back)
-            s->l.out = s->out_stage;
+            s->l.out = s->out_ptr;
         /* Host staging counts as bytes in flight while the launch runs. */
         s->staged_bytes =
             (s->res_in ? 0 : s->items * is) + (s->back ? s->items * os : 0);
@@ -1606,6 +1630,11 @@ static int open_one(void *arg, const char *entry)
                   ops->buf_retain != NULL && ops->buf_release != NULL &&
                   ops->buf_read != NULL &&
                   para__option_env_level("RESIDENT", 1) != 0;
+    /* PARA_PINNED: auto (pinned staging for devices that are not the
+     * host's CPU, where a DMA from pageable memory takes an extra copy),
+     * on or off. */
+    int pin = para__options_pinned();
+    d->pinned = ops->stage != NULL && (pin < 0 ? !d->info->is_cpu : pin != 0);
     d->shares_cores = d->info->is_cpu && d->info->compute_units > 1;
     d->max_in_flight = PARA_MAX(PARA_MIN(d->info->max_in_flight, SLOTS), 1u);
     para__task_stack_init(&d->incoming);

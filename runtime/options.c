@@ -116,6 +116,10 @@ static const option options[] = {
      "memory), or off, none, unlimited",
      "memaware: device bytes batches may hold on a device (resident edges); "
      "0 = half its memory"},
+    {"PINNED", NO_FIELD, OPT_STRING, "auto", 0, 0, "auto|on|off|yes|no|1|0",
+     "auto, on, off, yes, no, 1 or 0",
+     "host staging of launches in pinned memory (CL_MEM_ALLOC_HOST_PTR); "
+     "unset = on for GPUs and accelerators"},
     {"CL_TRACE", NO_FIELD, OPT_BOOL, "0", 0, 1, NULL,
      "on, off, yes, no, 1 or 0",
      "OpenCL back-end: log every OpenCL call it makes"},
@@ -365,6 +369,15 @@ uint64_t para__option_env_bytes(const char *name, uint64_t fallback)
     if (parse_number(value, &v) != 0)
         return fallback;
     return v;
+}
+
+int para__options_pinned(void)
+{
+    char env[64];
+    const char *v = env_of(find_option("PINNED"), env, sizeof env);
+    if (v == NULL || strcmp(v, "auto") == 0)
+        return -1;
+    return strcmp(v, "on") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0;
 }
 
 int para__option_env_level(const char *name, int fallback)

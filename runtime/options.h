@@ -17,5 +17,7 @@ int para__options_check_attr(const para_runtime_attr_t *a, char *msg,
                              size_t msg_len);
 /* PARA_MIXED, checked by para__options_check_env(). */
 para__mixed_mode para__options_mixed(void);
+/* PARA_PINNED: -1 auto, 1 on, 0 off (device_node.c). */
+int para__options_pinned(void);
 
 #endif /* PARA_OPTIONS_H */

@@ -97,6 +97,12 @@ int para__cl_launch_wait_for(para__kernel *k, para__launch *l,
 /* Free the back-end state of a slot (after it completed or failed). */
 void para__cl_launch_fini(para__kernel *k, para__launch *l);
 
+/* Pinned host staging for the next launch of slot @p l (device.h:
+ * stage). */
+int para__cl_stage(para__kernel *k, para__launch *l, size_t in_bytes,
+                   size_t out_bytes, void **in, void **out, char *msg,
+                   size_t msg_len);
+
 /* Device-resident buffers (device.h: buf_retain, buf_release, buf_read;
  * the first two from any thread). */
 void para__cl_buf_retain(para__device *dev, void *buf, unsigned n);

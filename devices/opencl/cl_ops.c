@@ -75,6 +75,14 @@ static void ops_launch_fini(void *kernel, para__launch *l)
     para__cl_launch_fini(kernel, l);
 }
 
+static int ops_stage(void *kernel, para__launch *l, size_t in_bytes,
+                     size_t out_bytes, void **in, void **out, char *msg,
+                     size_t msg_len)
+{
+    return para__cl_stage(kernel, l, in_bytes, out_bytes, in, out, msg,
+                          msg_len);
+}
+
 static void ops_buf_retain(void *dev, void *buf, unsigned n)
 {
     para__cl_buf_retain(dev, buf, n);
@@ -104,6 +112,7 @@ const para__device_ops para__cl_ops = {
     .launch_poll = ops_launch_poll,
     .launch_wait = ops_launch_wait,
     .launch_fini = ops_launch_fini,
+    .stage = ops_stage,
     .buf_retain = ops_buf_retain,
     .buf_release = ops_buf_release,
     .buf_read = ops_buf_read,

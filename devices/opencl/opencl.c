@@ -192,6 +192,11 @@ typedef struct launch_state {
     size_t n_held, cap_held;
     cl_mem sub;
     pbuf *out_pb;
+    /* Pinned host staging (para__cl_stage()): CL_MEM_ALLOC_HOST_PTR buffers
+     * mapped for the slot's life; the caller gathers into them. */
+    cl_mem pin[2];
+    void *pin_map[2];
+    size_t pin_cap[2];
     void *out_map; /* MAP staging: the output while it is mapped */
     size_t out_bytes;
     bool running;
@@ -1595,10 +1600,28 @@ static launch_state *slot_create(para__device *dev)
     return s;
 }
 
+/* Unmap and free pinned staging buffer @p i of slot @p s. */
+static void release_pin(launch_state *s, int i)
+{
+    if (s->pin[i] == NULL)
+        return;
+    cl_command_queue q = s->dev->queues[s->queue];
+    if (s->pin_map[i] != NULL) {
+        clEnqueueUnmapMemObject(q, s->pin[i], s->pin_map[i], 0, NULL, NULL);
+        clFinish(q);
+    }
+    mem_release(s->pin[i]);
+    s->pin[i] = NULL;
+    s->pin_map[i] = NULL;
+    s->pin_cap[i] = 0;
+}
+
 static void slot_destroy(launch_state *s)
 {
     if (s->running)
         drain(s);
+    release_pin(s, 0);
+    release_pin(s, 1);
     release_events(s);
     release_resident(s);
     release_buffers(s);
@@ -1642,6 +1665,68 @@ fail:
 static int launch_error(int err)
 {
     return err == PARA_ENOMEM ? err : PARA_EDEVICE;
+}
+
+/* Make pinned buffer @p i of @p s hold @p need bytes, mapped. */
+static int ensure_pin(launch_state *s, int i, size_t need, char *msg,
+                      size_t msg_len)
+{
+    if (need == 0 || (s->pin[i] != NULL && s->pin_cap[i] >= need))
+        return 0;
+    para__device *dev = s->dev;
+    int err = 0;
+    cl_int rc;
+    release_pin(s, i);
+    size_t want = 4096;
+    while (want < need && want <= SIZE_MAX / 2)
+        want *= 2;
+    s->pin[i] =
+        clCreateBuffer(dev->ctx, CL_MEM_ALLOC_HOST_PTR, want, NULL, &rc);
+    PARA_CL_CHECK_RC("clCreateBuffer", rc);
+    mem_born();
+    s->pin_cap[i] = want;
+    s->pin_map[i] = clEnqueueMapBuffer(dev->queues[s->queue], s->pin[i],
+                                       CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                       want, 0, NULL, NULL, &rc);
+    PARA_CL_CHECK_RC("clEnqueueMapBuffer", rc);
+    trace(dev, "pinned staging: %zu bytes", want);
+    return 0;
+
+fail:
+    release_pin(s, i);
+    return launch_error(err);
+}
+
+int para__cl_stage(para__kernel *k, para__launch *l, size_t in_bytes,
+                   size_t out_bytes, void **in, void **out, char *msg,
+                   size_t msg_len)
+{
+    *in = *out = NULL;
+    launch_state *s = l->impl;
+    if (s != NULL && s->running) {
+        set_msg(msg, msg_len, "para__cl_stage: the slot's launch is running");
+        return PARA_EBUSY;
+    }
+    if (s != NULL && (s->dev != k->dev || s->staging != k->dev->staging)) {
+        slot_destroy(s);
+        l->impl = s = NULL;
+    }
+    if (s == NULL) {
+        s = slot_create(k->dev);
+        if (s == NULL) {
+            set_msg(msg, msg_len, "para__cl_stage: out of memory");
+            return PARA_ENOMEM;
+        }
+        l->impl = s;
+    }
+    int err = ensure_pin(s, 0, in_bytes, msg, msg_len);
+    if (err == 0)
+        err = ensure_pin(s, 1, out_bytes, msg, msg_len);
+    if (err != 0)
+        return err;
+    *in = in_bytes > 0 ? s->pin_map[0] : NULL;
+    *out = out_bytes > 0 ? s->pin_map[1] : NULL;
+    return 0;
 }
 
 /* Hold the distinct buffers of l->segs for the launch, and collect the

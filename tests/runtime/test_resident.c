@@ -7,7 +7,8 @@
  * fan-out to kernel and CPU consumers, a MIXED consumer, each checked
  * item by item against the CPU's arithmetic, and the bytes each node and
  * the device copied (only the chain's input in and its output out); the
- * same chain with PARA_RESIDENT=0 copies at every node; the device budget
+ * same chain with PARA_RESIDENT=0 copies at every node; pinned host
+ * staging (PARA_PINNED=on) gives the same; the device budget
  * of the memory-aware policy holds resident bytes under its limit. On the
  * "cpu" back-end (no residency) the chain copies at every node as before.
  * Without an OpenCL device the OpenCL tests are skipped, unless
@@ -223,6 +224,29 @@ static void test_chain_resident_off(void **state)
     expect_no_live_cl_objects();
 }
 
+/* PARA_PINNED=on (the default for GPUs, off for a CPU device like PoCL's):
+ * launches stage in the back-end's pinned host memory; the same results
+ * and bytes, with residency on and off, and nothing left behind. */
+static void test_chain_pinned_staging(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    const uint64_t bytes = (uint64_t)N_ITEMS * 4;
+    for (int resident = 1; resident >= 0; resident--) {
+        setenv("PARA_PINNED", "on", 1); /* read when the device opens */
+        setenv("PARA_RESIDENT", resident ? "1" : "0", 1);
+        para_runtime_t *rt = make_rt("auto");
+        chain_result r;
+        run_chain(rt, false, &r);
+        unsetenv("PARA_PINNED");
+        unsetenv("PARA_RESIDENT");
+        assert_int_equal(r.dev.bytes_in, resident ? bytes : 3 * bytes);
+        assert_int_equal(r.dev.bytes_out, resident ? bytes : 3 * bytes);
+        assert_int_equal(para_runtime_destroy(rt), 0);
+        expect_no_live_cl_objects();
+    }
+}
+
 /* The "cpu" back-end has no residency: the same chain copies at every
  * node and gives the same results. */
 static void test_chain_cpu_backend_unchanged(void **state)
@@ -415,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_chain_cpu_backend_unchanged),
         cmocka_unit_test(test_chain_stays_on_device),
         cmocka_unit_test(test_chain_resident_off),
+        cmocka_unit_test(test_chain_pinned_staging),
         cmocka_unit_test(test_fan_out_device_and_cpu),
         cmocka_unit_test(test_small_odd_batches),
         cmocka_unit_test(test_device_budget_holds),
