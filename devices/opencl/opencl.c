@@ -1476,10 +1476,17 @@ static pbuf *pool_get(para__device *dev, size_t need, bool *hit, int *err,
 static void pbuf_unref(pbuf *b, unsigned n)
 {
     para__device *dev = b->dev;
+    cl_event ev = NULL;
     pthread_mutex_lock(&dev->pool_lock);
     b->refs -= n;
     bool last = b->refs == 0;
     bool keep = last && dev->pool_n < PARA_CL_POOL_KEEP;
+    if (last) {
+        /* Taken before the buffer is visible in the pool: the next user
+         * sets its own event. Nobody waits on a free buffer. */
+        ev = b->ev;
+        b->ev = NULL;
+    }
     if (keep) {
         b->next = dev->pool;
         dev->pool = b;
@@ -1488,8 +1495,7 @@ static void pbuf_unref(pbuf *b, unsigned n)
     pthread_mutex_unlock(&dev->pool_lock);
     if (!last)
         return;
-    /* The event is ours alone now: nobody waits on a free buffer. */
-    ev_release(&b->ev);
+    ev_release(&ev);
     if (!keep) {
         mem_release(b->mem);
         free(b);
