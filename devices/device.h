@@ -116,6 +116,12 @@ typedef struct para__launch {
     /* Filled by launch_begin: whether the kept output's buffer came from
      * the device's pool of free buffers. */
     bool pool_hit;
+    /* timed: the caller wants, at completion, when the launch's copy in,
+     * kernel and copy out ran on the device, in host time (para__now_ns()
+     * clock, [start, end); 0 and 0 for a step the launch did not have, or
+     * a back-end that cannot tell). */
+    bool timed;
+    uint64_t copy_in_ns[2], kernel_ns[2], copy_out_ns[2];
 } para__launch;
 
 /* Extra kernel arguments, after (in, out, n): kind is an enum

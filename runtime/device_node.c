@@ -890,8 +890,22 @@ static void complete(devctx *d, para__run *run, int r)
         para__counter_add(&d->counters->c_handovers, handed);
         para__counter_add(&d->counters->c_pool_hits, s->l.pool_hit ? 1 : 0);
     }
-    para__trace_device_complete(d->lane, s->trace_t0, n->index, s->items,
-                                h2d + d2h);
+    if (d->lane != NULL && s->l.kernel_ns[1] != 0) {
+        /* The back-end timed the steps: copies and kernel apart. */
+        if (s->l.copy_in_ns[1] != 0 && h2d != 0)
+            para__trace_device_copy(d->lane, false, n->index,
+                                    s->l.copy_in_ns[0], s->l.copy_in_ns[1],
+                                    h2d);
+        para__trace_put(d->lane, PARA__TEV_DEVICE, n->index, s->l.kernel_ns[0],
+                        s->l.kernel_ns[1], s->items, h2d + d2h);
+        if (s->l.copy_out_ns[1] != 0 && d2h != 0)
+            para__trace_device_copy(d->lane, true, n->index,
+                                    s->l.copy_out_ns[0], s->l.copy_out_ns[1],
+                                    d2h);
+    } else {
+        para__trace_device_complete(d->lane, s->trace_t0, n->index, s->items,
+                                    h2d + d2h);
+    }
     deliver_outputs(d, run, s);
 }
 
@@ -1301,6 +1315,7 @@ static void launch(devctx *d, para__run *run, dnode *dn)
         para__bytes_add(run, (int64_t)s->staged_bytes);
     }
     s->l.n = s->items;
+    s->l.timed = d->lane != NULL;
     s->trace_t0 = para__trace_device_launch(d->lane);
     if (rc == 0)
         rc = d->ops->launch_begin(dn->kernel, &s->l, d->msg, sizeof d->msg);

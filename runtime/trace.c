@@ -337,6 +337,12 @@ static void w_event(writer *w, const para__trace *tr, const para__trace_lane *l,
         w_node_name(w, tr, e->node, "launch");
         w_str(w, ",\"cat\":\"device\"");
         break;
+    case PARA__TEV_COPY_IN:
+        w_str(w, "\"copy in\",\"cat\":\"transfer\"");
+        break;
+    case PARA__TEV_COPY_OUT:
+        w_str(w, "\"copy out\",\"cat\":\"transfer\"");
+        break;
     default:
         w_str(w, "\"unknown\",\"cat\":\"unknown\"");
         break;
@@ -379,6 +385,16 @@ static void w_event(writer *w, const para__trace *tr, const para__trace_lane *l,
         w_u64(w, e->node);
         w_str(w, ",\"items\":");
         w_u64(w, e->items);
+        w_str(w, ",\"bytes\":");
+        w_u64(w, e->aux);
+        w_str(w, ",\"device\":");
+        w_u64(w, l->index);
+        w_str(w, "}},\n");
+        break;
+    case PARA__TEV_COPY_IN:
+    case PARA__TEV_COPY_OUT:
+        w_str(w, ",\"args\":{\"node\":");
+        w_u64(w, e->node);
         w_str(w, ",\"bytes\":");
         w_u64(w, e->aux);
         w_str(w, ",\"device\":");

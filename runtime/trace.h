@@ -51,8 +51,13 @@ enum {
     PARA__TEV_SOURCE,   /* [t0, t1): a pull from source node; items out */
     PARA__TEV_STEAL,    /* t0: took a task from worker aux */
     PARA__TEV_PARK,     /* [t0, t1): parked, waiting for work */
-    PARA__TEV_DEVICE,   /* [t0, t1): device launch to completion; items,
+    PARA__TEV_DEVICE,   /* [t0, t1): device launch to completion (or the
+                           kernel alone, when the back-end times it); items,
                            aux = bytes moved */
+    PARA__TEV_COPY_IN,  /* [t0, t1): a launch's copy host to device; aux =
+                           bytes */
+    PARA__TEV_COPY_OUT, /* [t0, t1): a launch's copy device to host; aux =
+                           bytes */
 };
 
 /* Node index meaning "no node" (e.g. a device launch of runtime work). */
@@ -221,6 +226,17 @@ static inline void para__trace_device_complete(para__trace_lane *l,
     if (PARA_UNLIKELY(l != NULL))
         para__trace_put(l, PARA__TEV_DEVICE, node, launched, para__now_ns(),
                         items, bytes);
+}
+
+/* Device host thread: a launch's copy to the device (@p out false) or back
+ * (true) for @p node ran over [t0, t1) and moved @p bytes. */
+static inline void para__trace_device_copy(para__trace_lane *l, bool out,
+                                           unsigned node, uint64_t t0,
+                                           uint64_t t1, uint64_t bytes)
+{
+    if (PARA_UNLIKELY(l != NULL))
+        para__trace_put(l, out ? PARA__TEV_COPY_OUT : PARA__TEV_COPY_IN, node,
+                        t0, t1, 0, bytes);
 }
 
 #endif /* PARA_TRACE_H */

@@ -256,9 +256,10 @@ static int read_events(reader *r, const para__json *events, size_t *lanes_cap)
         if (strcmp(cat, "park") == 0) {
             s.kind = PARA__SPAN_PARK;
         } else {
-            s.kind = strcmp(cat, "source") == 0   ? PARA__SPAN_SOURCE
-                     : strcmp(cat, "device") == 0 ? PARA__SPAN_DEVICE
-                                                  : PARA__SPAN_TASK;
+            s.kind = strcmp(cat, "source") == 0     ? PARA__SPAN_SOURCE
+                     : strcmp(cat, "device") == 0   ? PARA__SPAN_DEVICE
+                     : strcmp(cat, "transfer") == 0 ? PARA__SPAN_TRANSFER
+                                                    : PARA__SPAN_TASK;
             double node = para__json_number(para__json_get(args, "node"), -1);
             if (node >= 0 && node < (double)tl->n_nodes) {
                 s.node = (int)node;
@@ -488,6 +489,8 @@ static const char *kind_word(para__span_kind k)
         return "parked";
     case PARA__SPAN_DEVICE:
         return "launch";
+    case PARA__SPAN_TRANSFER:
+        return "copy";
     default:
         return "task";
     }
@@ -502,6 +505,11 @@ static void draw_rect(FILE *f, const para__timeline *tl, const para__span *s,
         snprintf(color, sizeof color, "#b0b0b0");
         y += h / 2 - 2;
         h = 4;
+    } else if (s->kind == PARA__SPAN_TRANSFER) {
+        /* Copies apart from kernels: dark, half height. */
+        snprintf(color, sizeof color, "#404040");
+        y += h / 4;
+        h /= 2;
     } else {
         node_color(s->node, color);
     }

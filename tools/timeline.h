@@ -26,6 +26,7 @@ typedef enum para__span_kind {
     PARA__SPAN_SOURCE,
     PARA__SPAN_PARK,
     PARA__SPAN_DEVICE,
+    PARA__SPAN_TRANSFER, /* a launch's copy to or from the device */
 } para__span_kind;
 
 typedef struct para__span {

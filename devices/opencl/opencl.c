@@ -663,7 +663,10 @@ int para__cl_open(const char *selector, para__device **out, char *msg,
     dev->ctx = clCreateContext(props, 1, &dev->id, context_notify, NULL, &rc);
     PARA_CL_CHECK_RC("clCreateContext", rc);
     for (unsigned q = 0; q < PARA_CL_QUEUES; q++) {
-        dev->queues[q] = clCreateCommandQueue(dev->ctx, dev->id, 0, &rc);
+        /* Profiling: the trace's device lane shows copies and kernels
+         * apart (launch times read only when the caller asks). */
+        dev->queues[q] = clCreateCommandQueue(dev->ctx, dev->id,
+                                              CL_QUEUE_PROFILING_ENABLE, &rc);
         PARA_CL_CHECK_RC("clCreateCommandQueue", rc);
     }
     dev->read_q = clCreateCommandQueue(dev->ctx, dev->id, 0, &rc);
@@ -1988,6 +1991,38 @@ fail:
     return s->last_err;
 }
 
+/* The device times of a finished launch's commands, in host time: the
+ * device clock is mapped by taking its last command's end as now (the
+ * launch was seen complete just before, within a poll's delay). */
+static void profile(launch_state *s, para__launch *l)
+{
+    uint64_t *out[EV_COUNT] = {l->copy_in_ns, l->kernel_ns, l->copy_out_ns};
+    cl_ulong t[EV_COUNT][2] = {{0}};
+    cl_ulong last = 0;
+    for (int i = 0; i < EV_COUNT; i++) {
+        out[i][0] = out[i][1] = 0;
+        if (s->ev[i] == NULL ||
+            clGetEventProfilingInfo(s->ev[i], CL_PROFILING_COMMAND_START,
+                                    sizeof t[i][0], &t[i][0],
+                                    NULL) != CL_SUCCESS ||
+            clGetEventProfilingInfo(s->ev[i], CL_PROFILING_COMMAND_END,
+                                    sizeof t[i][1], &t[i][1],
+                                    NULL) != CL_SUCCESS ||
+            t[i][1] < t[i][0]) {
+            t[i][0] = t[i][1] = 0;
+            continue;
+        }
+        last = t[i][1] > last ? t[i][1] : last;
+    }
+    uint64_t now = para__now_ns();
+    for (int i = 0; i < EV_COUNT && last != 0; i++) {
+        if (t[i][1] == 0 || last - t[i][0] > now)
+            continue;
+        out[i][0] = now - (last - t[i][0]);
+        out[i][1] = now - (last - t[i][1]);
+    }
+}
+
 /* End a running launch with an error (after drain()). */
 static int fail_launch(launch_state *s, int err)
 {
@@ -2049,6 +2084,8 @@ int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
         PARA_CL_CHECK(clEnqueueUnmapMemObject(q, s->out_buf, p, 0, NULL, NULL));
         PARA_CL_CHECK(clFlush(q));
     }
+    if (l->timed)
+        profile(s, l);
     release_events(s);
     /* The kept output goes to the caller with the launch's reference. */
     l->out_buf = s->out_pb;

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -247,6 +248,63 @@ static void test_chain_pinned_staging(void **state)
     }
 }
 
+static size_t count_str(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL;
+         p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* The device lane of the trace shows copies apart from kernels: with
+ * residency, one copy in per launch of A and one copy out per launch of C,
+ * and none for B; without, one of each per launch of every node. */
+static void test_trace_shows_copies(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    char path[] = "/tmp/para-test-resident-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    for (int resident = 1; resident >= 0; resident--) {
+        setenv("PARA_RESIDENT", resident ? "1" : "0", 1);
+        para_runtime_attr_t a;
+        assert_int_equal(para_runtime_attr_init(&a), 0);
+        a.workers = 2;
+        a.device = "auto";
+        a.pin = "none";
+        a.batch_items = 1000;
+        a.trace = path;
+        para_runtime_t *rt = NULL;
+        assert_int_equal(para_runtime_create(&rt, &a), 0);
+        chain_result r;
+        run_chain(rt, false, &r);
+        unsetenv("PARA_RESIDENT");
+        assert_int_equal(para_runtime_destroy(rt), 0);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        static char json[8 << 20];
+        size_t len = fread(json, 1, sizeof json - 1, f);
+        fclose(f);
+        json[len] = '\0';
+        uint64_t launches = r.node[0].device_launches +
+                            r.node[1].device_launches +
+                            r.node[2].device_launches;
+        size_t in = count_str(json, "\"copy in\""),
+               out = count_str(json, "\"copy out\""),
+               kernels = count_str(json, "\"cat\":\"device\"");
+        print_message("resident %d: %zu copies in, %zu out, %zu kernels, "
+                      "%llu launches\n",
+                      resident, in, out, kernels, (unsigned long long)launches);
+        assert_int_equal(kernels, launches);
+        assert_int_equal(in, resident ? r.node[0].device_launches : launches);
+        assert_int_equal(out, resident ? r.node[2].device_launches : launches);
+    }
+    unlink(path);
+}
+
 /* The "cpu" back-end has no residency: the same chain copies at every
  * node and gives the same results. */
 static void test_chain_cpu_backend_unchanged(void **state)
@@ -440,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_chain_stays_on_device),
         cmocka_unit_test(test_chain_resident_off),
         cmocka_unit_test(test_chain_pinned_staging),
+        cmocka_unit_test(test_trace_shows_copies),
         cmocka_unit_test(test_fan_out_device_and_cpu),
         cmocka_unit_test(test_small_odd_batches),
         cmocka_unit_test(test_device_budget_holds),
