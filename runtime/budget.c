@@ -29,7 +29,6 @@ int para__budget_begin(para__run *run, uint64_t limit, unsigned n_sources,
     bu->dev_footprint = NULL;
     atomic_init(&bu->dev_reserved, 0);
     atomic_init(&bu->dev_need, 0);
-    atomic_init(&bu->dev_holds, 0);
     run->budget = bu;
     bu->need = calloc(n_sources ? n_sources : 1, sizeof *bu->need);
     if (bu->need == NULL)
@@ -113,7 +112,6 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
         if (dlimit != 0 && rd != 0 && over(rd, fd, dlimit)) {
             /* The device is full: the same, for the device budget. */
             atomic_store_explicit(&bu->dev_need, fd, memory_order_relaxed);
-            atomic_fetch_add_explicit(&bu->dev_holds, 1, memory_order_relaxed);
             return 0;
         }
         /* relaxed: see above. */

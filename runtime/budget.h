@@ -74,7 +74,6 @@ struct para__budget {
     _Atomic uint64_t dev_reserved; /* device bytes, by live families */
     _Atomic uint64_t dev_need;     /* device footprint of the last pull the
                                       device budget refused (0: none) */
-    _Atomic uint64_t dev_holds;    /* pulls refused for the device */
 };
 
 /* Before a run whose policy is budgeted: run->budget. The budget owns
