@@ -32,7 +32,8 @@ static const char *const option_vars[] = {
     "PARA_MEM_BUDGET", "PARA_DEVICE",         "PARA_DEVICE_FALLBACK",
     "PARA_PIN",        "PARA_TRACE",          "PARA_TRACE_EVENTS",
     "PARA_PROGRESS",   "PARA_CL_TRACE",       "PARA_CACHE_DIR",
-    "PARA_MIXED",      "PARA_DEVICE_TIMEOUT",
+    "PARA_MIXED",      "PARA_DEVICE_TIMEOUT", "PARA_RESIDENT",
+    "PARA_PINNED",     "PARA_DEVICE_BUDGET",
 };
 
 static void clean_env(void)
@@ -320,7 +321,8 @@ static const struct bad_env bad_envs[] = {
     {"PARA_TRACE_EVENTS", "0"},    {"PARA_TRACE_EVENTS", "1G"},
     {"PARA_CL_TRACE", "loud"},     {"PARA_MIXED", "gpu"},
     {"PARA_DEVICE_TIMEOUT", "1h"}, {"PARA_DEVICE_TIMEOUT", "3600001"},
-    {"PARA_DEVICE_TIMEOUT", "-5"},
+    {"PARA_DEVICE_TIMEOUT", "-5"}, {"PARA_RESIDENT", "maybe"},
+    {"PARA_PINNED", "sometimes"},  {"PARA_DEVICE_BUDGET", "lots"},
 };
 
 /* The last logged message names @p var and says what it accepts. */
@@ -394,6 +396,9 @@ static void test_env_good_values(void **state)
         {"PARA_MIXED", "device"},
         {"PARA_DEVICE_TIMEOUT", "0"},
         {"PARA_DEVICE_TIMEOUT", "250"},
+        {"PARA_RESIDENT", "0"},
+        {"PARA_PINNED", "auto"},
+        {"PARA_DEVICE_BUDGET", "64M"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         setenv("PARA_WORKERS", "1", 1);
