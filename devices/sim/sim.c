@@ -41,7 +41,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,24 +67,6 @@ typedef struct sim_kernel {
     void *arg;
     size_t in_size, out_size;
 } sim_kernel;
-
-typedef struct sim_launch {
-    uint64_t done_ns; /* UINT64_MAX: never (hang) */
-    int err;          /* 0, or the launch's failure */
-    int rc;           /* the CPU function's result when err is PARA_ENODE */
-} sim_launch;
-
-static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
-{
-    if (msg == NULL || msg_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msg_len, fmt, ap);
-    va_end(ap);
-}
 
 static bool sim_claims(const char *entry)
 {
@@ -154,7 +135,7 @@ static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
 
     sim_device *d = calloc(1, sizeof *d);
     if (d == NULL) {
-        set_msg(msg, msg_len, "out of memory opening \"%s\"", entry);
+        para__device_msg(msg, msg_len, "out of memory opening \"%s\"", entry);
         return PARA_ENOMEM;
     }
     para__device_info *info = &d->info;
@@ -179,7 +160,8 @@ static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
     return 0;
 
 bad:
-    set_msg(msg, msg_len, "device \"%s\" does not parse: %s", entry, form);
+    para__device_msg(msg, msg_len, "device \"%s\" does not parse: %s", entry,
+                     form);
     return PARA_EINVAL;
 }
 
@@ -193,28 +175,15 @@ static const para__device_info *sim_info(const void *dev)
     return &((const sim_device *)dev)->info;
 }
 
-static int sim_locality(const void *dev, hwloc_topology_t topology,
-                        hwloc_cpuset_t set)
-{
-    (void)dev;
-    (void)topology;
-    (void)set;
-    return -1; /* near every core */
-}
-
 static int sim_kernel_create(void *dev, const para__kernel_spec *spec,
                              void **out, char *msg, size_t msg_len)
 {
-    if (spec->cpu_fn == NULL) {
-        set_msg(msg, msg_len,
-                "node '%s' has no CPU function, which a simulated device "
-                "runs in place of the kernel",
-                spec->name);
-        return PARA_ENODEV;
-    }
+    int rc = para__host_fn_check(spec, "a simulated device", msg, msg_len);
+    if (rc != 0)
+        return rc;
     sim_kernel *k = malloc(sizeof *k);
     if (k == NULL) {
-        set_msg(msg, msg_len, "out of memory");
+        para__device_msg(msg, msg_len, "out of memory");
         return PARA_ENOMEM;
     }
     k->dev = dev;
@@ -236,43 +205,34 @@ static int sim_launch_begin(void *kernel, para__launch *l, char *msg,
 {
     sim_kernel *k = kernel;
     sim_device *d = k->dev;
-    sim_launch *s = l->impl;
-    if (s == NULL) {
-        s = calloc(1, sizeof *s);
-        if (s == NULL) {
-            set_msg(msg, msg_len, "out of memory for a launch slot");
-            return PARA_ENOMEM;
-        }
-        l->impl = s;
-    }
+    para__host_launch *s = para__host_launch_start(l, msg, msg_len);
+    if (s == NULL)
+        return PARA_ENOMEM;
     uint64_t no = ++d->launches;
-    uint64_t now = para__now_ns();
-    l->submit_ns = now;
-    l->complete_ns = 0;
-    s->rc = 0;
+    uint64_t now = l->submit_ns;
     if (d->oom_at == no) {
         s->err = PARA_ENOMEM;
-        set_msg(msg, msg_len, "%s: launch %llu: out of device memory",
-                d->info.name, (unsigned long long)no);
+        para__device_msg(msg, msg_len, "%s: launch %llu: out of device memory",
+                         d->info.name, (unsigned long long)no);
         return s->err;
     }
     if (l->n > d->info.max_alloc_bytes / PARA_MAX(k->in_size, k->out_size)) {
         s->err = PARA_ENOMEM;
-        set_msg(msg, msg_len,
-                "a launch of %zu items needs buffers over the %llu bytes "
-                "\"%s\" allocates at most",
-                l->n, (unsigned long long)d->info.max_alloc_bytes,
-                d->info.name);
+        para__device_msg(
+            msg, msg_len,
+            "a launch of %zu items needs buffers over the %llu bytes "
+            "\"%s\" allocates at most",
+            l->n, (unsigned long long)d->info.max_alloc_bytes, d->info.name);
         return s->err;
     }
     if (d->fail_at != 0 && no >= d->fail_at) {
         s->err = PARA_EDEVICE;
-        set_msg(msg, msg_len, "%s: launch %llu: device lost (injected)",
-                d->info.name, (unsigned long long)no);
+        para__device_msg(msg, msg_len,
+                         "%s: launch %llu: device lost (injected)",
+                         d->info.name, (unsigned long long)no);
         return s->err;
     }
-    s->rc = k->fn(k->arg, l->in, l->out, l->n);
-    s->err = s->rc != 0 ? PARA_ENODE : 0;
+    para__host_launch_run(s, l, k->fn, k->arg);
     uint64_t start = PARA_MAX(now, d->free_ns);
     s->done_ns =
         start + d->latency_ns + (uint64_t)((double)l->n * d->ns_per_item + 0.5);
@@ -283,38 +243,20 @@ static int sim_launch_begin(void *kernel, para__launch *l, char *msg,
     return 0;
 }
 
-static int report(const sim_launch *s, para__launch *l, char *msg,
-                  size_t msg_len)
-{
-    if (s->err == PARA_ENODE) {
-        set_msg(msg, msg_len, "returned %d (%s)", s->rc,
-                s->rc < 0 ? para_err_name(s->rc) : "user error code");
-        return PARA_ENODE;
-    }
-    if (s->err != 0)
-        return s->err; /* the message came with launch_begin() */
-    l->complete_ns = s->done_ns;
-    return 1;
-}
-
 static int sim_launch_poll(void *kernel, para__launch *l, char *msg,
                            size_t msg_len)
 {
     (void)kernel;
-    const sim_launch *s = l->impl;
-    if (s == NULL) {
-        set_msg(msg, msg_len, "sim: no launch");
-        return PARA_EINVAL;
-    }
-    if (s->err == 0 && para__now_ns() < s->done_ns)
+    const para__host_launch *s = l->impl;
+    if (s != NULL && s->err == 0 && para__now_ns() < s->done_ns)
         return 0;
-    return report(s, l, msg, msg_len);
+    return para__host_launch_result(s, l, msg, msg_len);
 }
 
 static int sim_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
                            char *msg, size_t msg_len)
 {
-    const sim_launch *s = l->impl;
+    const para__host_launch *s = l->impl;
     if (s != NULL && s->err == 0) {
         uint64_t now = para__now_ns();
         uint64_t until = PARA_MIN(s->done_ns, now + timeout_ns);
@@ -332,24 +274,17 @@ static int sim_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
     return sim_launch_poll(kernel, l, msg, msg_len);
 }
 
-static void sim_launch_fini(void *kernel, para__launch *l)
-{
-    (void)kernel;
-    free(l->impl);
-    l->impl = NULL;
-}
-
 const para__device_ops para__sim_ops = {
     .name = "sim",
     .claims = sim_claims,
     .open = sim_open,
     .close = sim_close,
     .info = sim_info,
-    .locality = sim_locality,
+    .locality = para__host_locality,
     .kernel_create = sim_kernel_create,
     .kernel_release = sim_kernel_release,
     .launch_begin = sim_launch_begin,
     .launch_poll = sim_launch_poll,
     .launch_wait = sim_launch_wait,
-    .launch_fini = sim_launch_fini,
+    .launch_fini = para__host_launch_fini,
 };
