@@ -77,6 +77,11 @@ typedef struct para__device_info {
     uint64_t max_alloc_bytes; /* largest buffer; 0 = no limit known */
     size_t max_work_group;
     unsigned max_in_flight; /* launch slots the back-end supports at once */
+    /* Host <-> device copies, bytes per second, when the back-end knows it
+     * (0 = not known: the runtime's learned cost per item then includes
+     * the copies). A launch moves n * in_size bytes in and n * out_size
+     * bytes out. */
+    uint64_t link_bytes_per_s;
 } para__device_info;
 
 /* One launch, caller-owned. The back-end keeps its state (buffers, event)

@@ -25,9 +25,16 @@
  * Where a batch runs (para__device_route(), on the worker holding it)
  *   By earliest expected finish over the devices that have the node's
  *   kernel and are not lost in this run: on device k a batch of `items`
- *   finishes after (backlog_k + items) * c_k, where c_k is the node's
- *   learned cost per item on k, launch latency included, and backlog_k the
- *   items already routed there and not finished. A MIXED node (kernel and
+ *   finishes after L_k + (backlog_k + items) * c_k (1 + L_k / launch) +
+ *   move_k, where c_k is the node's learned cost per item on k, L_k its
+ *   launch latency, backlog_k the items already routed there and not
+ *   finished, and move_k the time to move the data over k's link (when
+ *   the back-end knows its bandwidth): the backlog's and this batch's
+ *   inputs and outputs, without the inputs of a batch already resident on
+ *   k (so a resident batch prefers its device; the residency query is
+ *   resident_device_stub(), host memory for every batch until
+ *   device-resident batches exist). With a known link, c_k is learnt with
+ *   the copies taken out. A MIXED node (kernel and
  *   CPU function) also weighs the worker's own CPU, items * cpu_cost, and
  *   keeps the batch when that is sooner and no device would run out of
  *   work meanwhile (a worker busy with a batch feeds no device). Until a cost
@@ -238,11 +245,33 @@ static uint64_t lat_of(const devctx *d)
  * that the fit of time against items sees different sizes. */
 #define EXPLORE_LAUNCHES 4
 
+/* Where the data of batch @p b is: the index of one of the runtime's
+ * devices, or -1 for host memory.
+ * STUB: every batch is in host memory until device-resident batches (the
+ * device data plane) are merged; this is the one place to wire their
+ * residency query to. */
+static int resident_device_stub(const para__batch *b)
+{
+    (void)b;
+    return -1;
+}
+
+/* Nanoseconds to move @p bytes over device @p d's link (0 when the
+ * back-end does not know its link: the copies are then part of the
+ * learned cost per item). */
+static double move_ns(const devctx *d, double bytes)
+{
+    uint64_t bw = d->info->link_bytes_per_s;
+    return bw != 0 ? bytes * 1e9 / (double)bw : 0.0;
+}
+
 /* When device @p d would finish @p items more of @p dn's items after its
- * backlog, in ns: its latency once, and per item the marginal cost plus
- * the share of latency of each further launch (launches of about
- * launch_ns). -1 if not measured yet. */
-static double finish_ns(const devctx *d, dnode *dn, double items)
+ * backlog, in ns: its latency once; per item the marginal cost plus the
+ * share of latency of each further launch (launches of about launch_ns);
+ * and the time to move the data over its link: the backlog's inputs and
+ * outputs (from the host) and @p moved bytes for the new items. -1 if not
+ * measured yet. */
+static double finish_ns(const devctx *d, dnode *dn, double items, double moved)
 {
     /* relaxed: estimates; a stale one only moves one batch elsewhere. */
     uint64_t c = atomic_load_explicit(&dn->ps_per_item, memory_order_relaxed);
@@ -254,7 +283,31 @@ static double finish_ns(const devctx *d, dnode *dn, double items)
     double launch_ns =
         PARA_MAX((double)LAUNCH_MAX_NS, 2.0 * LATENCY_SHARE * lat);
     double work = (backlog + items) * (double)c / 1e3;
-    return lat + work * (1.0 + lat / launch_ns);
+    double io = (double)(dn->node->in_size + dn->node->out_size);
+    return lat + work * (1.0 + lat / launch_ns) +
+           move_ns(d, backlog * io + moved);
+}
+
+/* The bytes a batch of @p items of @p n resident on device @p where (-1:
+ * the host) moves over device @p k's link if it runs there: its inputs
+ * unless they are already there, and its outputs, which go back to the
+ * host. An input on another device also comes down over that device's
+ * link first, which is counted in its time on @p k as bytes over k's link
+ * scaled by the ratio of the two links. */
+static double moved_bytes(para__devrt *set, unsigned k, int where,
+                          const para_node_t *n, double items)
+{
+    double in = items * (double)n->in_size, out = items * (double)n->out_size;
+    if (where == (int)k)
+        return out;
+    double bytes = in + out;
+    if (where >= 0 && (unsigned)where < set->n) {
+        uint64_t bw_k = set->dev[k]->info->link_bytes_per_s;
+        uint64_t bw_w = set->dev[where]->info->link_bytes_per_s;
+        if (bw_k != 0 && bw_w != 0)
+            bytes += in * (double)bw_k / (double)bw_w;
+    }
+    return bytes;
 }
 
 /* ---- worker side --------------------------------------------------------- */
@@ -281,10 +334,11 @@ static bool usable(const devctx *d, const dnode *dn)
            !atomic_load_explicit(&d->lost, memory_order_relaxed);
 }
 
-/* The place for a batch of @p items of @p n: a device index, or -1 for
- * the worker's CPU (MIXED nodes only), or -2 when no place is left. */
-static int choose(para__devrt *set, para_node_t *n, size_t items)
+/* The place for batch @p b of @p n: a device index, or -1 for the
+ * worker's CPU (MIXED nodes only), or -2 when no place is left. */
+static int choose(para__devrt *set, para_node_t *n, const para__batch *b)
 {
+    size_t items = b->count;
     bool mixed = n->placement == PARA__PLACE_MIXED;
     /* PARA_MIXED: the CPU always, or the devices as for a device-only
      * node (while one is left; then the CPU). */
@@ -310,7 +364,13 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
     if (mixed && cpu == 0)
         return -1; /* measure the CPU first */
     uint64_t now = para__now_ns();
+    /* Where the batch's data is: a device it is resident on runs it
+     * without moving its inputs (moved_bytes()). */
+    int resident = resident_device_stub(b);
     double cpu_finish = (double)items * (double)cpu;
+    if (resident >= 0 && (unsigned)resident < set->n)
+        cpu_finish += 1e3 * move_ns(set->dev[resident],
+                                    (double)items * (double)n->in_size);
     double best = -1.0; /* the devices' earliest finish */
     int where = -1;
     int idle_unmeasured = -1;
@@ -349,9 +409,10 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
                 return (int)k;
             continue;
         }
-        if (finish_ns(d, dn, 0) * 1e3 < cpu_finish)
+        if (finish_ns(d, dn, 0, 0) * 1e3 < cpu_finish)
             starving = true;
-        double finish = finish_ns(d, dn, (double)items) * 1e3; /* ps */
+        double moved = moved_bytes(set, k, resident, n, (double)items);
+        double finish = finish_ns(d, dn, (double)items, moved) * 1e3; /* ps */
         if (best < 0 || finish <= best) {
             best = finish;
             where = (int)k;
@@ -400,7 +461,7 @@ bool para__device_route(para__worker *w, para__run *run, para__task *t)
     size_t items = t->batch->count;
     if (items == 0 || set == NULL)
         return false; /* process() forwards an empty batch */
-    int k = choose(set, n, items);
+    int k = choose(set, n, t->batch);
     if (k == -1)
         return false;
     if (k == -2) {
@@ -673,7 +734,11 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
 {
     if (dn->launches_run++ == 0)
         return;
-    double x = (double)items, y = (double)ns;
+    /* The copies over a known link are not part of c: finish_ns() adds
+     * them per batch, by where its data is. */
+    double io = (double)(dn->node->in_size + dn->node->out_size);
+    double x = (double)items;
+    double y = PARA_MAX((double)ns - move_ns(d, x * io), 1.0);
     dn->sw = dn->sw * LEARN_DECAY + 1;
     dn->sx = dn->sx * LEARN_DECAY + x;
     dn->sy = dn->sy * LEARN_DECAY + y;
@@ -696,7 +761,7 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
         c = my > lat ? (my - lat) / mx : my / mx;
     }
     uint64_t c_ps = PARA_MAX((uint64_t)(c * 1000.0), (uint64_t)1);
-    uint64_t total = PARA_MAX(ns * 1000 / items, (uint64_t)1);
+    uint64_t total = PARA_MAX((uint64_t)(y * 1000.0 / x), (uint64_t)1);
     /* relaxed: read by workers as estimates; only this thread writes. */
     atomic_store_explicit(&dn->ps_per_item, c_ps, memory_order_relaxed);
     keep_min(&dn->best_ps, total);
@@ -807,6 +872,20 @@ static void complete_ready(devctx *d, para__run *run)
     }
 }
 
+/* Picoseconds per item of a launch of @p dn on @p d (its inputs and
+ * outputs go through the slot's staging memory, over the link): the
+ * learned cost and the copies; 0 if not measured yet. */
+static double launch_item_ps(const devctx *d, const dnode *dn)
+{
+    /* relaxed: only the host thread writes it. */
+    uint64_t c =
+        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
+    if (c == 0)
+        return 0;
+    double io = (double)(dn->node->in_size + dn->node->out_size);
+    return (double)c + 1e3 * move_ns(d, io);
+}
+
 /* The deadline of the oldest launch in flight (0: no watchdog). */
 static uint64_t head_deadline(const devctx *d)
 {
@@ -814,10 +893,8 @@ static uint64_t head_deadline(const devctx *d)
     if (floor_ns == 0)
         return 0;
     const slot *s = &d->slots[d->head];
-    /* relaxed: only this thread writes it. */
-    uint64_t c =
-        atomic_load_explicit(&s->dn->ps_per_item, memory_order_relaxed);
-    double expect = (double)lat_of(d) + (double)s->items * (double)c / 1e3;
+    double expect =
+        (double)lat_of(d) + (double)s->items * launch_item_ps(d, s->dn) / 1e3;
     double budget = PARA_MAX((double)floor_ns, TIMEOUT_FACTOR * expect);
     uint64_t start = PARA_MAX(d->head_since, s->l.submit_ns);
     return start + (uint64_t)budget;
@@ -868,13 +945,11 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
     /* And at most LAUNCH_MAX_NS of device time (but never below the
      * latency rule), so that the stages downstream get the first outputs
      * early and work beside the device instead of after it. */
-    /* relaxed: only this thread writes it. */
-    uint64_t c_ps =
-        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
+    double c_ps = launch_item_ps(d, dn);
     if (c_ps != 0) {
         double t = PARA_MAX((double)LAUNCH_MAX_NS,
                             2.0 * LATENCY_SHARE * (double)lat_of(d));
-        double timed = t * 1000.0 / (double)c_ps;
+        double timed = t * 1000.0 / c_ps;
         if (timed < (double)cap)
             cap = (size_t)timed;
     }
@@ -915,13 +990,10 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
     size_t cap = launch_cap(d, dn);
     if (dn->pending_items >= cap)
         return true;
-    /* relaxed: only we write it. */
-    uint64_t c_ps =
-        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
+    double c_ps = launch_item_ps(d, dn);
     if (lat_of(d) == 0 || c_ps == 0)
         return d->n_inflight == 0; /* no estimate yet: measure */
-    double want =
-        (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / (double)c_ps;
+    double want = (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / c_ps;
     if ((double)dn->pending_items >= PARA_MIN(want, (double)cap))
         return true;
     if (d->n_inflight > 0)
@@ -1168,23 +1240,25 @@ static void rebalance(devctx *d, para__run *run)
     for (unsigned i = 0; i < d->n_knodes; i++) {
         unsigned ni = d->knodes[i];
         dnode *dn = &d->dn[ni];
-        double mine = finish_ns(d, dn, 0);
+        double mine = finish_ns(d, dn, 0, 0);
         if (dn->pending_head == NULL || mine < 0)
             continue;
-        /* Per item, all included: what one more item adds to the finish. */
-        double mine_per = finish_ns(d, dn, 1) - mine;
+        /* Per item, all included: what one more item adds to the finish
+         * (pending batches are in host memory: they have not moved). */
+        double io = (double)(dn->node->in_size + dn->node->out_size);
+        double mine_per = finish_ns(d, dn, 1, io) - mine;
         double best = -1, best_per = 0;
         for (unsigned k = 0; k < set->n; k++) {
             devctx *o = set->dev[k];
             dnode *odn = &o->dn[ni];
             if (o == d || !usable(o, odn))
                 continue;
-            double f = finish_ns(o, odn, 0);
+            double f = finish_ns(o, odn, 0, 0);
             if (f < 0)
                 continue;
             if (best < 0 || f < best) {
                 best = f;
-                best_per = finish_ns(o, odn, 1) - f;
+                best_per = finish_ns(o, odn, 1, io) - f;
             }
         }
         if (best < 0 || mine_per <= 0 || best_per <= 0)

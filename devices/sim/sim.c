@@ -11,6 +11,8 @@
  *     max(submit time, completion of the previous launch) + L + n / R
  *
  * so launches on one device run one after the other, as on one queue.
+ * With a link bandwidth B (link=B) the launch also moves its input and
+ * output over the link, n * (in_size + out_size) / B more.
  * Since the result is computed before the launch is reported finished,
  * l->out is valid at completion, as the contract wants.
  *
@@ -29,8 +31,12 @@
  *   maxalloc=B  buffers of at most B bytes: a launch whose input or output
  *            is larger fails with PARA_ENOMEM (as over OpenCL's
  *            CL_DEVICE_MAX_MEM_ALLOC_SIZE)
+ *   link=B   host <-> device copies at B bytes per second (k, M or G
+ *            suffix); reported in para__device_info.link_bytes_per_s.
+ *            Without it copies are free.
  *
- * e.g. "sim:50:20M,sim:50:10M,sim:200:40M" is three devices. Anything that
+ * e.g. "sim:50:20M,sim:50:10M,sim:200:40M" is three devices, and
+ * "sim:10:100M:link=100M" a fast device behind a slow link. Anything that
  * does not parse is PARA_EINVAL with the entry and the expected form in
  * the message. A node without a CPU function cannot run here
  * (kernel_create: PARA_ENODEV); a CPU function that returns nonzero fails
@@ -56,6 +62,7 @@ typedef struct sim_device {
     para__device_info info;
     uint64_t latency_ns;
     double ns_per_item;
+    double ns_per_byte;                /* over the link; 0 = free */
     uint64_t fail_at, hang_at, oom_at; /* launch numbers, 0 = never */
     uint64_t launches;                 /* begun since open */
     uint64_t free_ns;                  /* when the device is next idle */
@@ -108,9 +115,9 @@ static bool parse_count(const char **p, uint64_t *out)
 static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
 {
     static const char form[] =
-        "expected sim:L:R[:fail=K][:hang=K][:oom=K][:maxalloc=B] (L latency "
-        "in us, R items/s with optional k/M/G)";
-    double lat_us = 0, rate = 0;
+        "expected sim:L:R[:fail=K][:hang=K][:oom=K][:maxalloc=B][:link=B] (L "
+        "latency in us, R items/s and link B bytes/s with optional k/M/G)";
+    double lat_us = 0, rate = 0, link = 0;
     uint64_t fail_at = 0, hang_at = 0, oom_at = 0, maxalloc = 0;
     const char *p = entry + 3;
     if (*p++ != ':' || !parse_number(&p, false, &lat_us) || *p++ != ':' ||
@@ -119,6 +126,12 @@ static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
     while (*p == ':') {
         p++;
         uint64_t *dst = NULL;
+        if (strncmp(p, "link=", 5) == 0) {
+            p += 5;
+            if (!parse_number(&p, true, &link) || link < 1 || link > 1e15)
+                goto bad;
+            continue;
+        }
         if (strncmp(p, "fail=", 5) == 0)
             dst = &fail_at, p += 5;
         else if (strncmp(p, "hang=", 5) == 0)
@@ -153,6 +166,8 @@ static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
     info->max_in_flight = SIM_IN_FLIGHT;
     d->latency_ns = (uint64_t)(lat_us * 1e3 + 0.5);
     d->ns_per_item = 1e9 / rate;
+    d->ns_per_byte = link > 0 ? 1e9 / link : 0;
+    info->link_bytes_per_s = (uint64_t)link;
     d->fail_at = fail_at;
     d->hang_at = hang_at;
     d->oom_at = oom_at;
@@ -234,8 +249,10 @@ static int sim_launch_begin(void *kernel, para__launch *l, char *msg,
     }
     para__host_launch_run(s, l, k->fn, k->arg);
     uint64_t start = PARA_MAX(now, d->free_ns);
-    s->done_ns =
-        start + d->latency_ns + (uint64_t)((double)l->n * d->ns_per_item + 0.5);
+    double bytes = (double)l->n * (double)(k->in_size + k->out_size);
+    s->done_ns = start + d->latency_ns +
+                 (uint64_t)((double)l->n * d->ns_per_item +
+                            bytes * d->ns_per_byte + 0.5);
     if (d->hang_at == no)
         s->done_ns = UINT64_MAX;
     else

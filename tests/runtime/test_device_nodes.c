@@ -972,6 +972,48 @@ static void test_sim_shares_with_cpu(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* The cost of moving a batch's data: every batch is in host memory, and a
+ * device that computes 8x faster than the one worker (2 M items/s against
+ * 4 us an item) but sits behind a link of 1 MB/s (8 bytes an item in and
+ * out: 8 us an item) is worth less than the worker, so the CPU keeps most
+ * of a MIXED node's items; behind a fast link the same device takes most.
+ * Between two devices of one speed, device-only, the one behind the slow
+ * link gets the smaller share (effective rates 1 M and 1/(1 us + 4 us) =
+ * 0.2 M items/s: shares 0.83 and 0.17). */
+static void test_sim_link_cost_keeps_work_near_data(void **state)
+{
+    (void)state;
+    double dev_share[2];
+    const char *const devs[2] = {"sim:20:2M:link=1G", "sim:20:2M:link=1M"};
+    for (int i = 0; i < 2; i++) {
+        para_runtime_t *rt = make_sim_rt(devs[i], 1, 10000, 1);
+        sim_run r = {.total = 50000, .per_call = 1024, .ctx = {SIM_CPU_NS}};
+        assert_int_equal(run_sim(rt, &r), 0);
+        dev_share[i] = (double)dev_items(rt, 0) / r.total;
+        print_message("%s: device share %.3f, %.1f ms\n", devs[i], dev_share[i],
+                      r.seconds * 1e3);
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+    /* Ideal: 0.89 behind the fast link, 0.32 behind the slow one. */
+    assert_true(dev_share[0] > 0.6);
+    assert_true(dev_share[1] < 0.5);
+
+    para_runtime_t *rt =
+        make_sim_rt("sim:20:1M:link=1G,sim:20:1M:link=2M", 2, 10000, 1);
+    sim_run r = {
+        .total = SIM_ITEMS, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), 0);
+    uint64_t d0 = dev_items(rt, 0), d1 = dev_items(rt, 1);
+    print_message("fast link %.3f, slow link %.3f (ideal 0.833, 0.167)\n",
+                  (double)d0 / r.total, (double)d1 / r.total);
+    assert_int_equal(d0 + d1, r.total);
+    if (!SIM_SANITIZED)
+        assert_true(d0 > 3 * d1);
+    else
+        assert_true(d0 > d1);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* One of three devices is lost at its 5th launch: the run completes on the
  * other two, correct, and the lost one did less. */
 static void test_sim_one_device_fails_midrun(void **state)
@@ -1493,6 +1535,7 @@ int main(void)
         cmocka_unit_test(test_sim_shares_follow_rates),
         cmocka_unit_test(test_sim_buffer_args),
         cmocka_unit_test(test_sim_shares_with_cpu),
+        cmocka_unit_test(test_sim_link_cost_keeps_work_near_data),
         cmocka_unit_test(test_sim_one_device_fails_midrun),
         cmocka_unit_test(test_sim_all_devices_fail),
         cmocka_unit_test(test_sim_mixed_and_device_only_on_failing_device),
