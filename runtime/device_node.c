@@ -24,24 +24,31 @@
  *
  * Where a batch runs (para__device_route(), on the worker holding it)
  *   By earliest expected finish over the devices that have the node's
- *   kernel and are not lost in this run: on device k a batch of `items`
- *   finishes after L_k + (backlog_k + items) * c_k (1 + L_k / launch) +
- *   move_k, where c_k is the node's learned cost per item on k, L_k its
- *   launch latency, backlog_k the items already routed there and not
- *   finished, and move_k the time to move the data over k's link (when
- *   the back-end knows its bandwidth): the backlog's and this batch's
- *   inputs and outputs, without the inputs of a batch already resident on
- *   k (so a resident batch prefers its device; the residency query is
+ *   kernel and are not lost in this run (finish_ns()): on device k a batch
+ *   of `items` finishes after
+ *       busy_k + L_k + (queued_k + items) * c_k * (1 + L_k / launch) + move_k
+ *   where busy_k is what k still has in flight (free_at_ns: each launch's
+ *   L + items * c from when the one before it ends, set again at each
+ *   completion, so a device half-way through a long launch is not charged
+ *   all of it), c_k the node's learned cost per item on k, L_k its launch
+ *   latency, queued_k the node's items routed to k and not launched yet,
+ *   and move_k the time to move the data over k's link (when the back-end
+ *   knows its bandwidth): the queue's and this batch's inputs and outputs,
+ *   without the inputs of a batch already resident on k (so a resident
+ *   batch prefers its device; the residency query is
  *   resident_device_stub(), host memory for every batch until
  *   device-resident batches exist). With a known link, c_k is learnt with
- *   the copies taken out. A MIXED node (kernel and
- *   CPU function) also weighs the worker's own CPU, items * cpu_cost, and
- *   keeps the batch when that is sooner and no device would run out of
- *   work meanwhile (a worker busy with a batch feeds no device). Until a cost
- * is measured, batches explore: a MIXED node measures the CPU first; each
- * device gets one batch at a time until a launch has been timed (not the node's
- * first launch on it, which may carry a compilation); a device is probed again
- *   with one batch whenever it has had none for REPROBE_NS. A CPU device
+ *   the copies taken out. A MIXED node (kernel and CPU function) also
+ *   weighs the worker's own CPU, items * cpu_cost, and keeps the batch when
+ *   that is sooner and no device would run out of work meanwhile (a worker
+ *   busy with a batch feeds no device). Until a cost is measured, batches
+ *   explore: a MIXED node measures the CPU first; each device gets one
+ *   batch at a time until a launch has been timed (not the node's first
+ *   launch on it, which may carry a compilation); a device is probed again
+ *   with one batch whenever it has had none for REPROBE_NS. What a node's
+ *   launches taught a device is kept for the next run of the same kernel
+ *   (fit_memo): that run starts from it, without exploring, and goes on
+ *   learning. A CPU device
  *   shares the workers' cores, so there a MIXED batch goes to whichever
  *   side does more per core, judged on the fastest cost per item each side
  *   showed (each is measured while the other competes for the cores).
@@ -149,17 +156,20 @@ typedef struct dnode {
     size_t pending_items;
     uint64_t pending_since;
     uint32_t launches_run;       /* finished (learnt from, but the first) */
+    uint64_t memo_key;           /* the kernel's identity (memo_key()) */
+    bool warm;                   /* estimates carried over from a run before */
     uint32_t begun;              /* launches started this run */
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
     size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
     unsigned oom_streak; /* launches failed with ENOMEM since one worked */
     /* Estimates (picoseconds per item; 0 = not measured yet), written by
      * the host thread, read by workers routing a batch. */
-    _Atomic uint64_t ps_per_item; /* marginal cost c */
-    _Atomic uint64_t total_ps;    /* cost per item with latency included */
-    _Atomic uint64_t best_ps;     /* fastest total seen */
-    _Atomic uint64_t backlog_items;
-    _Atomic uint64_t probe_ns; /* last batch routed here */
+    _Atomic uint64_t ps_per_item;    /* marginal cost c */
+    _Atomic uint64_t total_ps;       /* cost per item with latency included */
+    _Atomic uint64_t best_ps;        /* fastest total seen */
+    _Atomic uint64_t backlog_items;  /* routed here, not finished */
+    _Atomic uint64_t launched_items; /* of those, in launches in flight */
+    _Atomic uint64_t probe_ns;       /* last batch routed here */
 } dnode;
 
 typedef struct slot {
@@ -172,6 +182,19 @@ typedef struct slot {
     unsigned char *in_stage, *out_stage;
     size_t in_cap, out_cap;
 } slot;
+
+/* What a kernel node's launches taught a device, kept for the next run of
+ * the same kernel (same node name, source, entry, options, item sizes,
+ * scalar arguments and CPU function): that run starts from these
+ * estimates instead of exploring, and goes on learning from its own
+ * launches. The runtime's thread writes and reads them between runs. */
+#define MEMO_SLOTS 16
+
+typedef struct fit_memo {
+    uint64_t key; /* 0 = empty */
+    double sw, sx, sy, sxx, sxy;
+    uint64_t ps_per_item, total_ps, best_ps;
+} fit_memo;
 
 /* A launch given up while the device may still use its memory. */
 typedef struct lost_launch {
@@ -212,10 +235,16 @@ typedef struct devctx {
     /* Launch latency L (0 = not known yet): written by the host thread,
      * read by workers routing a batch (relaxed, an estimate). */
     _Atomic uint64_t latency_ns;
+    /* When the launches in flight should all be done (monotonic ns, an
+     * estimate from L and c; 0 = none in flight): written by the host
+     * thread at each launch and completion, read by workers (relaxed). */
+    _Atomic uint64_t free_at_ns;
     uint64_t last_complete_ns;
     uint64_t busy_since;
     uint64_t head_since; /* when the oldest launch in flight could start */
     lost_launch *lost_list;
+    fit_memo memo[MEMO_SLOTS]; /* between runs only (the runtime's thread) */
+    unsigned memo_next;
     void **zombies; /* kernels whose release waits for lost launches */
     unsigned n_zombies, cap_zombies;
     char msg[PARA__ERRMSG_LEN];
@@ -265,27 +294,56 @@ static double move_ns(const devctx *d, double bytes)
     return bw != 0 ? bytes * 1e9 / (double)bw : 0.0;
 }
 
-/* When device @p d would finish @p items more of @p dn's items after its
- * backlog, in ns: its latency once; per item the marginal cost plus the
- * share of latency of each further launch (launches of about launch_ns);
- * and the time to move the data over its link: the backlog's inputs and
- * outputs (from the host) and @p moved bytes for the new items. -1 if not
- * measured yet. */
-static double finish_ns(const devctx *d, dnode *dn, double items, double moved)
+/* Picoseconds per item of a launch of @p dn on @p d (its inputs and
+ * outputs go through the slot's staging memory, over the link): the
+ * learned cost and the copies; 0 if not measured yet. */
+static double launch_item_ps(const devctx *d, const dnode *dn)
+{
+    /* relaxed: an estimate, written by the host thread. */
+    uint64_t c =
+        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
+    if (c == 0)
+        return 0;
+    double io = (double)(dn->node->in_size + dn->node->out_size);
+    return (double)c + 1e3 * move_ns(d, io);
+}
+
+/* The expected time of the launch in slot @p s, in ns. */
+static double slot_expect_ns(const devctx *d, const slot *s)
+{
+    return (double)lat_of(d) +
+           (double)s->items * launch_item_ps(d, s->dn) / 1e3;
+}
+
+/* When device @p d would finish @p items more of @p dn's items, in ns from
+ * now: first what it has in flight (free_at_ns, every node's launches),
+ * then a latency, and per item of the node's queue (routed, not launched)
+ * and the new ones, the marginal cost plus the share of latency of each
+ * further launch (launches of about launch_ns) and the time to move the
+ * data over its link (the queue's inputs and outputs from the host, and
+ * @p moved bytes for the new items). -1 if not measured yet. */
+static double finish_ns(const devctx *d, dnode *dn, double items, double moved,
+                        uint64_t now)
 {
     /* relaxed: estimates; a stale one only moves one batch elsewhere. */
     uint64_t c = atomic_load_explicit(&dn->ps_per_item, memory_order_relaxed);
     if (c == 0)
         return -1;
     double lat = (double)lat_of(d);
-    double backlog =
-        (double)atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
+    uint64_t backlog =
+        atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
+    uint64_t launched =
+        atomic_load_explicit(&dn->launched_items, memory_order_relaxed);
+    double queued = backlog > launched ? (double)(backlog - launched) : 0.0;
+    uint64_t free_at =
+        atomic_load_explicit(&((devctx *)d)->free_at_ns, memory_order_relaxed);
+    double busy = free_at > now ? (double)(free_at - now) : 0.0;
     double launch_ns =
         PARA_MAX((double)LAUNCH_MAX_NS, 2.0 * LATENCY_SHARE * lat);
-    double work = (backlog + items) * (double)c / 1e3;
+    double work = (queued + items) * (double)c / 1e3;
     double io = (double)(dn->node->in_size + dn->node->out_size);
-    return lat + work * (1.0 + lat / launch_ns) +
-           move_ns(d, backlog * io + moved);
+    return busy + lat + work * (1.0 + lat / launch_ns) +
+           move_ns(d, queued * io + moved);
 }
 
 /* The bytes a batch of @p items of @p n resident on device @p where (-1:
@@ -409,10 +467,11 @@ static int choose(para__devrt *set, para_node_t *n, const para__batch *b)
                 return (int)k;
             continue;
         }
-        if (finish_ns(d, dn, 0, 0) * 1e3 < cpu_finish)
+        if (finish_ns(d, dn, 0, 0, now) * 1e3 < cpu_finish)
             starving = true;
         double moved = moved_bytes(set, k, resident, n, (double)items);
-        double finish = finish_ns(d, dn, (double)items, moved) * 1e3; /* ps */
+        double finish =
+            finish_ns(d, dn, (double)items, moved, now) * 1e3; /* ps */
         if (best < 0 || finish <= best) {
             best = finish;
             where = (int)k;
@@ -613,11 +672,22 @@ static void unstage(para__run *run, slot *s)
 /* Leave the oldest slot in flight. */
 static void retire_head(devctx *d)
 {
+    slot *s = &d->slots[d->head];
+    /* relaxed: an estimate for choose(). */
+    atomic_fetch_sub_explicit(&s->dn->launched_items, s->items,
+                              memory_order_relaxed);
     d->head = (d->head + 1) % SLOTS;
     if (--d->n_inflight == 0 && d->counters != NULL)
         para__counter_add(&d->counters->c_busy_ns,
                           para__now_ns() - d->busy_since);
     d->head_since = para__now_ns();
+    /* The launches left in flight run from now on, one after another. */
+    double left = 0;
+    for (unsigned i = 0; i < d->n_inflight; i++)
+        left += slot_expect_ns(d, &d->slots[(d->head + i) % SLOTS]);
+    atomic_store_explicit(
+        &d->free_at_ns, d->n_inflight > 0 ? d->head_since + (uint64_t)left : 0,
+        memory_order_relaxed);
 }
 
 /* Give up the launch of the oldest slot without waiting for it: the
@@ -872,20 +942,6 @@ static void complete_ready(devctx *d, para__run *run)
     }
 }
 
-/* Picoseconds per item of a launch of @p dn on @p d (its inputs and
- * outputs go through the slot's staging memory, over the link): the
- * learned cost and the copies; 0 if not measured yet. */
-static double launch_item_ps(const devctx *d, const dnode *dn)
-{
-    /* relaxed: only the host thread writes it. */
-    uint64_t c =
-        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (c == 0)
-        return 0;
-    double io = (double)(dn->node->in_size + dn->node->out_size);
-    return (double)c + 1e3 * move_ns(d, io);
-}
-
 /* The deadline of the oldest launch in flight (0: no watchdog). */
 static uint64_t head_deadline(const devctx *d)
 {
@@ -953,7 +1009,7 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
         if (timed < (double)cap)
             cap = (size_t)timed;
     }
-    if (dn->begun < EXPLORE_LAUNCHES || c_ps == 0) {
+    if ((!dn->warm && dn->begun < EXPLORE_LAUNCHES) || c_ps == 0) {
         /* Exploring: 1, 4, 16, 64 batches (as many as are pending, within
          * the caps above). */
         size_t first =
@@ -1180,6 +1236,15 @@ static void launch(devctx *d, para__run *run, dnode *dn)
         return;
     }
     dn->begun++;
+    /* relaxed: estimates for choose() (see free_at_ns). */
+    atomic_fetch_add_explicit(&dn->launched_items, s->items,
+                              memory_order_relaxed);
+    uint64_t now = para__now_ns();
+    uint64_t free_at =
+        atomic_load_explicit(&d->free_at_ns, memory_order_relaxed);
+    atomic_store_explicit(
+        &d->free_at_ns, PARA_MAX(now, free_at) + (uint64_t)slot_expect_ns(d, s),
+        memory_order_relaxed);
     if (d->n_inflight++ == 0) {
         d->busy_since = para__now_ns();
         d->head_since = s->l.submit_ns;
@@ -1237,28 +1302,29 @@ static uint64_t earliest_deadline(const devctx *d)
 static void rebalance(devctx *d, para__run *run)
 {
     para__devrt *set = d->rt->device;
+    uint64_t now = para__now_ns();
     for (unsigned i = 0; i < d->n_knodes; i++) {
         unsigned ni = d->knodes[i];
         dnode *dn = &d->dn[ni];
-        double mine = finish_ns(d, dn, 0, 0);
+        double mine = finish_ns(d, dn, 0, 0, now);
         if (dn->pending_head == NULL || mine < 0)
             continue;
         /* Per item, all included: what one more item adds to the finish
          * (pending batches are in host memory: they have not moved). */
         double io = (double)(dn->node->in_size + dn->node->out_size);
-        double mine_per = finish_ns(d, dn, 1, io) - mine;
+        double mine_per = finish_ns(d, dn, 1, io, now) - mine;
         double best = -1, best_per = 0;
         for (unsigned k = 0; k < set->n; k++) {
             devctx *o = set->dev[k];
             dnode *odn = &o->dn[ni];
             if (o == d || !usable(o, odn))
                 continue;
-            double f = finish_ns(o, odn, 0, 0);
+            double f = finish_ns(o, odn, 0, 0, now);
             if (f < 0)
                 continue;
             if (best < 0 || f < best) {
                 best = f;
-                best_per = finish_ns(o, odn, 1, io) - f;
+                best_per = finish_ns(o, odn, 1, io, now) - f;
             }
         }
         if (best < 0 || mine_per <= 0 || best_per <= 0)
@@ -1605,6 +1671,91 @@ int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len)
     return rt->device_err;
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t len)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+    return s != NULL ? fnv(h, s, strlen(s) + 1) : fnv(h, "", 1);
+}
+
+/* The identity of node @p n's kernel for the memo: never 0. */
+static uint64_t memo_key(const para_node_t *n)
+{
+    uint64_t h = 14695981039346656037ull;
+    h = fnv_str(h, n->name);
+    h = fnv_str(h, n->kernel->source);
+    h = fnv_str(h, n->kernel->entry);
+    h = fnv_str(h, n->kernel->options);
+    h = fnv(h, &n->in_size, sizeof n->in_size);
+    h = fnv(h, &n->out_size, sizeof n->out_size);
+    h = fnv(h, &n->kind, sizeof n->kind);
+    h = fnv(h, &n->fn, sizeof n->fn);
+    for (size_t a = 0; a < n->kernel->n_args; a++)
+        if (n->kernel->args[a].kind == PARA_KARG_SCALAR &&
+            n->kernel->args[a].value != NULL)
+            h = fnv(h, n->kernel->args[a].value, n->kernel->args[a].size);
+    return h != 0 ? h : 1;
+}
+
+/* Start @p dn from what an earlier run of its kernel taught @p d. */
+static void memo_seed(devctx *d, dnode *dn)
+{
+    dn->memo_key = memo_key(dn->node);
+    for (unsigned i = 0; i < MEMO_SLOTS; i++) {
+        const fit_memo *m = &d->memo[i];
+        if (m->key != dn->memo_key)
+            continue;
+        dn->sw = m->sw;
+        dn->sx = m->sx;
+        dn->sy = m->sy;
+        dn->sxx = m->sxx;
+        dn->sxy = m->sxy;
+        /* relaxed: before the run starts (published with it). */
+        atomic_store_explicit(&dn->ps_per_item, m->ps_per_item,
+                              memory_order_relaxed);
+        atomic_store_explicit(&dn->total_ps, m->total_ps, memory_order_relaxed);
+        atomic_store_explicit(&dn->best_ps, m->best_ps, memory_order_relaxed);
+        dn->warm = true;
+        return;
+    }
+}
+
+/* Keep what @p dn learnt on @p d this run for the next one. */
+static void memo_keep(devctx *d, const dnode *dn)
+{
+    /* relaxed: the run is over; the host thread's writes are visible
+     * through the run's end (workers_in_run). */
+    uint64_t c =
+        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
+    if (dn->memo_key == 0 || c == 0 || dn->sw == 0)
+        return;
+    fit_memo *m = NULL;
+    for (unsigned i = 0; i < MEMO_SLOTS && m == NULL; i++)
+        if (d->memo[i].key == dn->memo_key)
+            m = &d->memo[i];
+    if (m == NULL) {
+        m = &d->memo[d->memo_next];
+        d->memo_next = (d->memo_next + 1) % MEMO_SLOTS;
+    }
+    m->key = dn->memo_key;
+    m->sw = dn->sw;
+    m->sx = dn->sx;
+    m->sy = dn->sy;
+    m->sxx = dn->sxx;
+    m->sxy = dn->sxy;
+    m->ps_per_item = c;
+    m->total_ps =
+        atomic_load_explicit(&((dnode *)dn)->total_ps, memory_order_relaxed);
+    m->best_ps =
+        atomic_load_explicit(&((dnode *)dn)->best_ps, memory_order_relaxed);
+}
+
 void para__device_finish_run(para_runtime_t *rt, para_graph_t *g)
 {
     para__devrt *set = rt->device;
@@ -1615,6 +1766,23 @@ void para__device_finish_run(para_runtime_t *rt, para_graph_t *g)
             dnode *dn = &d->dn[d->knodes[i]];
             if (dn->kernel == NULL)
                 continue;
+            /* relaxed: only the host thread sets it, and it is done. */
+            if (!atomic_load_explicit(&d->lost, memory_order_relaxed))
+                memo_keep(d, dn);
+            /* What the spreading believed (a simulated device's true L and
+             * rate are in its name). relaxed: estimates, the run is over. */
+            para__log(2,
+                      "device \"%s\": node '%s': learnt latency %.1f us, "
+                      "%.3f ns an item (%.3f M items/s), %u launches",
+                      d->info->name, dn->node->name, (double)lat_of(d) / 1e3,
+                      (double)atomic_load_explicit(&dn->ps_per_item,
+                                                   memory_order_relaxed) /
+                          1e3,
+                      1e6 / (double)PARA_MAX(
+                                atomic_load_explicit(&dn->ps_per_item,
+                                                     memory_order_relaxed),
+                                (uint64_t)1),
+                      dn->begun);
             if (clean) {
                 d->ops->kernel_release(dn->kernel);
             } else if (d->n_zombies < d->cap_zombies ||
@@ -1683,6 +1851,8 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         dn->pending_since = 0;
         dn->launches_run = 0;
         dn->begun = 0;
+        dn->memo_key = 0;
+        dn->warm = false;
         dn->sw = dn->sx = dn->sy = dn->sxx = dn->sxy = 0;
         dn->split_cap = 0;
         dn->oom_streak = 0;
@@ -1690,10 +1860,12 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         atomic_init(&dn->total_ps, 0);
         atomic_init(&dn->best_ps, 0);
         atomic_init(&dn->backlog_items, 0);
+        atomic_init(&dn->launched_items, 0);
         atomic_init(&dn->probe_ns, 0);
     }
     d->n_knodes = 0;
     d->head = d->n_inflight = 0;
+    atomic_store_explicit(&d->free_at_ns, 0, memory_order_relaxed);
     d->why[0] = '\0';
     /* relaxed: published to the host thread and the workers with the run
      * (rt->lock). */
@@ -1784,6 +1956,7 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
             }
             made++;
             d->knodes[d->n_knodes++] = i;
+            memo_seed(d, &d->dn[i]);
             everywhere_host &= (d->info->caps & PARA__DEVCAP_HOST_THREAD) != 0;
         }
         free(args);

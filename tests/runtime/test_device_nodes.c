@@ -803,6 +803,7 @@ typedef struct sim_run {
     uint32_t total, per_call;
     unsigned flags_a, flags_b; /* kernel nodes A (and B if two_nodes) */
     bool two_nodes;
+    const char *name_a; /* NULL: "A" */
     sim_ctx ctx;
     para_node_stats_t a, b;
     double seconds;
@@ -824,7 +825,7 @@ static int run_sim(para_runtime_t *rt, sim_run *r)
                      0);
     axpb_ctx unused = {3, 1, 0, 0};
     para_kernel_desc_t kd = axpb_kernel(&unused);
-    para_node_desc_t da = {.name = "A",
+    para_node_desc_t da = {.name = r->name_a != NULL ? r->name_a : "A",
                            .flags = r->flags_a,
                            .in_size = 4,
                            .out_size = 4,
@@ -1011,6 +1012,31 @@ static void test_sim_link_cost_keeps_work_near_data(void **state)
         assert_true(d0 > 3 * d1);
     else
         assert_true(d0 > d1);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* A second run of the same kernel starts from what the first learnt: no
+ * exploring launches of 1, 4, 16 batches while L and c are unknown, so it
+ * takes fewer launches (on a device whose latency is large beside the
+ * items, 2 ms against 1 us an item, where exploring costs the most). A
+ * different kernel (another node name) explores again. */
+static void test_sim_estimates_kept_across_runs(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_sim_rt("sim:2000:1M,sim:2000:1M", 2, 10000, 1);
+    sim_run r = {
+        .total = 100000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    uint64_t launches[3];
+    for (int i = 0; i < 3; i++) {
+        if (i == 2)
+            r.name_a = "A2"; /* another node: new to the devices */
+        assert_int_equal(run_sim(rt, &r), 0);
+        launches[i] = r.a.device_launches;
+        print_message("run %d: %llu launches, %.1f ms\n", i,
+                      (unsigned long long)launches[i], r.seconds * 1e3);
+    }
+    assert_true(launches[1] < launches[0]);
+    assert_true(launches[2] > launches[1]);
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
@@ -1536,6 +1562,7 @@ int main(void)
         cmocka_unit_test(test_sim_buffer_args),
         cmocka_unit_test(test_sim_shares_with_cpu),
         cmocka_unit_test(test_sim_link_cost_keeps_work_near_data),
+        cmocka_unit_test(test_sim_estimates_kept_across_runs),
         cmocka_unit_test(test_sim_one_device_fails_midrun),
         cmocka_unit_test(test_sim_all_devices_fail),
         cmocka_unit_test(test_sim_mixed_and_device_only_on_failing_device),
