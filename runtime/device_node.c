@@ -1292,12 +1292,17 @@ static uint64_t earliest_deadline(const devctx *d)
 
 /* Batches are routed when they are made, on estimates that may be
  * missing (at the start of a run, before each device has been timed) or
- * stale. After each completion, a device whose pending batches of a node
- * would finish later than on the least loaded other device, by more than
- * REBALANCE_MIN of its own backlog, hands the excess (the newest pending
- * batches) back to the workers, which route them again on current
- * estimates. Only between devices: the CPU has no backlog to compare. */
-#define REBALANCE_MIN 0.1
+ * stale, and in whole batches, which near the end of a run are coarse
+ * beside the time left. After each completion (and before the next
+ * launch), a device looks at its newest pending batches of each node, one
+ * by one from the newest: a batch that another device would finish sooner
+ * than this one finishes its queue, by at least REBALANCE_SHARE of the time
+ * this one has left and two of its launch latencies (so that estimates'
+ * noise does not move batches to and fro), goes back to the workers, which
+ * route it again on current estimates; the first batch that stays ends
+ * the look. Only between devices: the CPU has no backlog to compare. */
+#define REBALANCE_SHARE 0.02
+#define REBALANCE_LOOK 32 /* newest pending batches considered */
 
 static void rebalance(devctx *d, para__run *run)
 {
@@ -1313,47 +1318,68 @@ static void rebalance(devctx *d, para__run *run)
          * (pending batches are in host memory: they have not moved). */
         double io = (double)(dn->node->in_size + dn->node->out_size);
         double mine_per = finish_ns(d, dn, 1, io, now) - mine;
-        double best = -1, best_per = 0;
+        double f[PARA__MAX_DEVICES], per[PARA__MAX_DEVICES];
+        unsigned others = 0;
         for (unsigned k = 0; k < set->n; k++) {
             devctx *o = set->dev[k];
             dnode *odn = &o->dn[ni];
             if (o == d || !usable(o, odn))
                 continue;
-            double f = finish_ns(o, odn, 0, 0, now);
-            if (f < 0)
+            double fo = finish_ns(o, odn, 0, 0, now);
+            if (fo < 0)
                 continue;
-            if (best < 0 || f < best) {
-                best = f;
-                best_per = finish_ns(o, odn, 1, io, now) - f;
-            }
+            f[others] = fo;
+            per[others++] = finish_ns(o, odn, 1, io, now) - fo;
         }
-        if (best < 0 || mine_per <= 0 || best_per <= 0)
+        if (others == 0 || mine_per <= 0)
             continue;
-        /* relaxed: an estimate (see choose()). */
-        double backlog = (double)atomic_load_explicit(&dn->backlog_items,
-                                                      memory_order_relaxed);
-        /* Move m items so that both would finish together. */
-        double m = (mine - best) / (mine_per + best_per);
-        if (m < REBALANCE_MIN * backlog || m < 1)
-            continue;
-        double keep = (double)dn->pending_items - m;
-        para__task *t = dn->pending_head, *prev = NULL;
-        size_t kept = 0;
-        while (t != NULL && (double)kept < keep) {
-            kept += t->batch->count;
-            prev = t;
-            t = t->next;
+        double margin =
+            PARA_MAX(REBALANCE_SHARE * mine, 2.0 * (double)lat_of(d));
+        /* The newest REBALANCE_LOOK pending tasks, oldest first in ring
+         * order, and the task before the oldest of them. */
+        para__task *ring[REBALANCE_LOOK], *before = NULL;
+        unsigned seen = 0;
+        for (para__task *t = dn->pending_head; t != NULL; t = t->next) {
+            if (seen >= REBALANCE_LOOK)
+                before = ring[seen % REBALANCE_LOOK];
+            ring[seen++ % REBALANCE_LOOK] = t;
         }
-        if (t == NULL)
+        unsigned n_look = PARA_MIN(seen, (unsigned)REBALANCE_LOOK);
+        unsigned moved = 0;
+        size_t moved_items = 0;
+        for (unsigned j = 0; j < n_look; j++) {
+            para__task *t = ring[(seen - 1 - j) % REBALANCE_LOOK];
+            double b = (double)t->batch->count;
+            unsigned to = others;
+            for (unsigned o = 0; o < others; o++)
+                if (f[o] + b * per[o] + margin <= mine &&
+                    (to == others || f[o] + b * per[o] < f[to] + b * per[to]))
+                    to = o;
+            if (to == others)
+                break;
+            f[to] += b * per[to];
+            mine -= b * mine_per;
+            moved++;
+            moved_items += t->batch->count;
+        }
+        if (moved == 0)
             continue;
-        if (prev != NULL) {
-            prev->next = NULL;
-            dn->pending_tail = prev;
+        /* Cut the list before the first task that goes. */
+        unsigned keep = seen - moved;
+        para__task *last_kept = keep == 0 ? NULL
+                                : keep + REBALANCE_LOOK > seen
+                                    ? ring[(keep - 1) % REBALANCE_LOOK]
+                                    : before;
+        para__task *first_moved =
+            last_kept != NULL ? last_kept->next : dn->pending_head;
+        if (last_kept != NULL) {
+            last_kept->next = NULL;
+            dn->pending_tail = last_kept;
         } else {
             dn->pending_head = dn->pending_tail = NULL;
         }
-        dn->pending_items = kept;
-        for_chain(d, run, t, hand_back);
+        dn->pending_items -= moved_items;
+        for_chain(d, run, first_moved, hand_back);
     }
 }
 
