@@ -56,7 +56,10 @@
 #include "para/errors.h"
 #include "util.h"
 
-#define SIM_IN_FLIGHT 2
+/* Launches queued at once: four, as deep as the runtime goes (SLOTS in
+ * runtime/device_node.c), so that a host thread the machine's load keeps
+ * off a core for a while finds its device still busy when it is back. */
+#define SIM_IN_FLIGHT 4
 
 typedef struct sim_device {
     para__device_info info;
