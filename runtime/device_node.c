@@ -1043,11 +1043,16 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
 {
     if (run->forced_batch_items != 0)
         return true; /* one batch per launch */
+    double c_ps = launch_item_ps(d, dn);
+    /* Not measured yet: one (exploring) launch at a time, so that the
+     * device takes on no more before its speed is known and the rest can
+     * still go elsewhere. */
+    if (c_ps == 0)
+        return d->n_inflight == 0;
     size_t cap = launch_cap(d, dn);
     if (dn->pending_items >= cap)
         return true;
-    double c_ps = launch_item_ps(d, dn);
-    if (lat_of(d) == 0 || c_ps == 0)
+    if (lat_of(d) == 0)
         return d->n_inflight == 0; /* no estimate yet: measure */
     double want = (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / c_ps;
     if ((double)dn->pending_items >= PARA_MIN(want, (double)cap))
