@@ -1304,10 +1304,12 @@ static uint64_t earliest_deadline(const devctx *d)
  * than this one finishes its queue, by at least REBALANCE_SHARE of the time
  * this one has left and two of its launch latencies (so that estimates'
  * noise does not move batches to and fro), goes back to the workers, which
- * route it again on current estimates; the first batch that stays ends
- * the look. Only between devices: the CPU has no backlog to compare. */
+ * route it again on current estimates. A batch too large to move is
+ * skipped, not the end of the look: the smaller batches made near a
+ * source's end are what evens out the devices' last launches. Only between
+ * devices: the CPU has no backlog to compare. */
 #define REBALANCE_SHARE 0.02
-#define REBALANCE_LOOK 32 /* newest pending batches considered */
+#define REBALANCE_LOOK 64 /* newest pending batches considered */
 
 static void rebalance(devctx *d, para__run *run)
 {
@@ -1340,50 +1342,54 @@ static void rebalance(devctx *d, para__run *run)
             continue;
         double margin =
             PARA_MAX(REBALANCE_SHARE * mine, 2.0 * (double)lat_of(d));
-        /* The newest REBALANCE_LOOK pending tasks, oldest first in ring
-         * order, and the task before the oldest of them. */
-        para__task *ring[REBALANCE_LOOK], *before = NULL;
+        /* The newest REBALANCE_LOOK pending tasks, in ring order. */
+        para__task *ring[REBALANCE_LOOK];
+        bool go[REBALANCE_LOOK];
         unsigned seen = 0;
-        for (para__task *t = dn->pending_head; t != NULL; t = t->next) {
-            if (seen >= REBALANCE_LOOK)
-                before = ring[seen % REBALANCE_LOOK];
+        for (para__task *t = dn->pending_head; t != NULL; t = t->next)
             ring[seen++ % REBALANCE_LOOK] = t;
-        }
         unsigned n_look = PARA_MIN(seen, (unsigned)REBALANCE_LOOK);
         unsigned moved = 0;
-        size_t moved_items = 0;
         for (unsigned j = 0; j < n_look; j++) {
-            para__task *t = ring[(seen - 1 - j) % REBALANCE_LOOK];
-            double b = (double)t->batch->count;
+            unsigned at = (seen - 1 - j) % REBALANCE_LOOK;
+            double b = (double)ring[at]->batch->count;
             unsigned to = others;
             for (unsigned o = 0; o < others; o++)
                 if (f[o] + b * per[o] + margin <= mine &&
                     (to == others || f[o] + b * per[o] < f[to] + b * per[to]))
                     to = o;
-            if (to == others)
-                break;
+            go[at] = to < others;
+            if (!go[at])
+                continue; /* a smaller one before it may still fit */
             f[to] += b * per[to];
             mine -= b * mine_per;
             moved++;
-            moved_items += t->batch->count;
         }
         if (moved == 0)
             continue;
-        /* Cut the list before the first task that goes. */
-        unsigned keep = seen - moved;
-        para__task *last_kept = keep == 0 ? NULL
-                                : keep + REBALANCE_LOOK > seen
-                                    ? ring[(keep - 1) % REBALANCE_LOOK]
-                                    : before;
-        para__task *first_moved =
-            last_kept != NULL ? last_kept->next : dn->pending_head;
-        if (last_kept != NULL) {
-            last_kept->next = NULL;
-            dn->pending_tail = last_kept;
-        } else {
-            dn->pending_head = dn->pending_tail = NULL;
+        /* Unlink the tasks that go, in their order. */
+        para__task *first_moved = NULL, *last_moved = NULL, *prev = NULL;
+        para__task *t = dn->pending_head;
+        for (unsigned at = 0; t != NULL; at++) {
+            para__task *next = t->next;
+            if (at + n_look >= seen && go[at % REBALANCE_LOOK]) {
+                if (prev != NULL)
+                    prev->next = next;
+                else
+                    dn->pending_head = next;
+                dn->pending_items -= t->batch->count;
+                t->next = NULL;
+                if (last_moved != NULL)
+                    last_moved->next = t;
+                else
+                    first_moved = t;
+                last_moved = t;
+            } else {
+                prev = t;
+            }
+            t = next;
         }
-        dn->pending_items -= moved_items;
+        dn->pending_tail = prev;
         for_chain(d, run, first_moved, hand_back);
     }
 }
