@@ -249,6 +249,11 @@ typedef struct devctx {
     unsigned n_zombies, cap_zombies;
     char msg[PARA__ERRMSG_LEN];
 
+    /* Free batches the host thread keeps for itself (batch.h): the inputs
+     * it releases after a launch become the outputs of the next. Host
+     * thread only; drained when the device closes. */
+    para__batch_cache cache;
+
     /* Statistics (stats.c) and the trace lane (trace.h, NULL when tracing
      * is off), both written by the host thread only. */
     para__device_counters *counters;
@@ -628,7 +633,7 @@ static void unhold(devctx *d, para__task *t)
 static void drop_task(devctx *d, para__run *run, para__task *t)
 {
     unhold(d, t);
-    para__batch_release(NULL, run, t->batch);
+    para__batch_release(&d->cache, run, t->batch);
     para__units_add(run, -1);
 }
 
@@ -853,7 +858,7 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
         size_t count = in->count;
         para__batch *o = NULL;
         if (!para__aborting(run)) {
-            o = para__batch_alloc(NULL, run, n->n_succs, count * os);
+            o = para__batch_alloc(&d->cache, run, n->n_succs, count * os);
             if (o == NULL)
                 para__fail_run(NULL, run, PARA_ENOMEM,
                                "out of memory for the output of node '%s'",
@@ -861,7 +866,7 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
         }
         if (o == NULL || para__aborting(run)) {
             if (o != NULL)
-                para__batch_free(NULL, run, o);
+                para__batch_free(&d->cache, run, o);
             drop_task(d, run, t);
             offset += count;
             t = next;
@@ -882,7 +887,7 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
         unhold(d, t);
-        para__batch_release(NULL, run, in);
+        para__batch_release(&d->cache, run, in);
         para__deliver(NULL, run, n, o, 1); /* our unit goes with it */
         t = next;
     }
@@ -1100,7 +1105,7 @@ static void run_on_host(devctx *d, para__run *run, para__task *t)
     para_node_t *n = t->node;
     para__batch *in = t->batch;
     para__batch *o =
-        para__batch_alloc(NULL, run, n->n_succs, in->count * n->out_size);
+        para__batch_alloc(&d->cache, run, n->n_succs, in->count * n->out_size);
     if (o == NULL) {
         para__fail_run(NULL, run, PARA_ENOMEM,
                        "out of memory for the output of node '%s'", n->name);
@@ -1109,7 +1114,7 @@ static void run_on_host(devctx *d, para__run *run, para__task *t)
     }
     int rc = node_cpu_batch(n, in->data, o->data, in->count);
     if (rc != 0) {
-        para__batch_free(NULL, run, o);
+        para__batch_free(&d->cache, run, o);
         para__fail_run(NULL, run, PARA_ENODE, "node '%s' returned %d (%s)",
                        n->name, rc,
                        rc < 0 ? para_err_name(rc) : "user error code");
@@ -1127,7 +1132,7 @@ static void run_on_host(devctx *d, para__run *run, para__task *t)
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
     unhold(d, t);
-    para__batch_release(NULL, run, in);
+    para__batch_release(&d->cache, run, in);
     para__deliver(NULL, run, n, o, 1);
 }
 
@@ -1550,6 +1555,7 @@ static void devctx_free(devctx *d)
         free(d->slots[i].out_stage);
     }
     d->ops->close(d->dev);
+    para__batch_cache_drain(&d->cache);
     free(d->zombies);
     free(d->dn);
     free(d->knodes);
