@@ -1040,6 +1040,44 @@ static void test_sim_estimates_kept_across_runs(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* What the spreading decides on is what it learnt: after a run, the
+ * latency and cost per item each simulated device was fitted with
+ * (logged at verbose level 2) are the device's own L and 1 / R. */
+static void test_sim_learnt_latency_and_rate(void **state)
+{
+    (void)state;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "sim:50:2M,sim:400:500k";
+    a.pin = "none";
+    a.verbose = 2;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    log_buf[0] = '\0';
+    sim_run r = {
+        .total = 100000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), 0);
+    static const char *const name[2] = {"sim:50:2M", "sim:400:500k"};
+    const double lat_us[2] = {50, 400}, ns_item[2] = {500, 2000};
+    for (int k = 0; k < 2; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "device \"%s\": node 'A': learnt", name[k]);
+        pthread_mutex_lock(&log_lock);
+        const char *line = strstr(log_buf, key);
+        double l = -1, c = -1;
+        if (line != NULL &&
+            sscanf(line + strlen(key), " latency %lf us, %lf ns", &l, &c) != 2)
+            l = c = -1;
+        pthread_mutex_unlock(&log_lock);
+        print_message("%s: latency %.1f us (%.0f), %.1f ns an item (%.0f)\n",
+                      name[k], l, lat_us[k], c, ns_item[k]);
+        assert_true(l > lat_us[k] * 0.9 && l < lat_us[k] * 1.1);
+        assert_true(c > ns_item[k] * 0.95 && c < ns_item[k] * 1.05);
+    }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* One of three devices is lost at its 5th launch: the run completes on the
  * other two, correct, and the lost one did less. */
 static void test_sim_one_device_fails_midrun(void **state)
@@ -1563,6 +1601,7 @@ int main(void)
         cmocka_unit_test(test_sim_shares_with_cpu),
         cmocka_unit_test(test_sim_link_cost_keeps_work_near_data),
         cmocka_unit_test(test_sim_estimates_kept_across_runs),
+        cmocka_unit_test(test_sim_learnt_latency_and_rate),
         cmocka_unit_test(test_sim_one_device_fails_midrun),
         cmocka_unit_test(test_sim_all_devices_fail),
         cmocka_unit_test(test_sim_mixed_and_device_only_on_failing_device),
