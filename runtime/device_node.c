@@ -117,9 +117,11 @@
  *   thread; the signal itself goes under d->lock. `lost` is set by the host
  *   thread with release after its `why` is written, and read by workers
  *   with acquire before they read `why`. The estimates workers read (per
- *   device and node: cost, backlog, probe time) are relaxed: a stale one
- *   only sends one batch to a worse place. Everything else of a host thread
- *   (pending lists, slots, L) is its own.
+ *   device and node: cost, latency, backlog, items in flight, when the
+ *   launches in flight end, probe time) are relaxed: a stale one only
+ *   sends one batch to a worse place. The fit memo is the runtime
+ *   thread's, between runs; what it seeds is published with the run. Everything
+ * else of a host thread (pending lists, slots, L) is its own.
  *
  * Tests: tests/runtime/test_device_nodes.c (cpu, sim and OpenCL back-ends),
  * tests/devices/test_opencl_faults.c (injected OpenCL failures and hangs).
