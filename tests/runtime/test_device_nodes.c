@@ -368,8 +368,12 @@ static void test_cpu_backend_gathers_and_orders(void **state)
     /* Every item went through a launch, and launches gathered batches. */
     assert_int_equal(ks.items_in, 6000);
     assert_int_equal(ks.device_items, 6000);
-    assert_int_equal(ks.batches, 1500);
-    print_message("cpu back-end: 1500 batches in %llu launches\n",
+    /* The source gives at most 4 items a call, so at least 1500 batches;
+     * the runtime sizes the source's batches and may offer less room than 4
+     * now and then (seen: 1501 in about 1 run of 12), which is its right. */
+    assert_in_range(ks.batches, 1500, 1600);
+    print_message("cpu back-end: %llu batches in %llu launches\n",
+                  (unsigned long long)ks.batches,
                   (unsigned long long)ks.device_launches);
     assert_true(ks.device_launches > 0);
     assert_true(ks.device_launches <= ks.batches / 2);
