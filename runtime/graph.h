@@ -167,6 +167,10 @@ struct para_node {
     _Atomic uint64_t st_items_out;
     _Atomic uint64_t st_batches;
     _Atomic uint64_t st_busy_ns;
+    /* Time the node spent on other processes during this run, as far as
+     * runtime/mpi has heard (relaxed; written by its communication
+     * thread): source batch sizing counts it with the local cost. */
+    _Atomic uint64_t remote_busy_ns;
     _Atomic uint64_t st_device_items, st_device_launches, st_device_ns;
     _Atomic uint64_t st_device_bytes_in, st_device_bytes_out;
 };

@@ -10,12 +10,15 @@
  * What crosses ranks: a batch whose consumer runs on another rank travels
  * there with its sequence range, so an ORDERED node sees the same order as
  * in one process, wherever its inputs were computed. A batch for a
- * replicated node is dealt to the ranks in turn, skipping a rank whose
- * credit is spent: each rank grants every other rank a window of bytes
- * (see PARA_MPI_WINDOW), given back as it finishes the batches, so a slow
- * rank never makes another buffer without bound and the memory budget
- * holds on every rank. An edge from a replicated node to another
- * replicated node stays on its rank.
+ * replicated node goes to another rank (in turn) that has credit left, or
+ * else stays on the rank that made it: each rank grants every other rank
+ * a few batches (PARA_MPI_AHEAD) and a window of bytes (PARA_MPI_WINDOW),
+ * given back as it finishes the batches, so each rank takes work at the
+ * pace it gets through it, a slow rank never makes another buffer without
+ * bound, and the memory budget holds on every rank. An edge from a
+ * replicated node to another replicated node stays on its rank. Batches
+ * that are dealt carry more work than in one process (PARA_MPI_BATCH_US),
+ * sized from the stages' costs on every rank.
  *
  * Threads: the thread that calls para_mpi_run() is the rank's one
  * communication thread and makes every MPI call of the run; the workers
@@ -42,6 +45,11 @@
  *   PARA_MPI_WINDOW  bytes of credit each rank grants each other rank
  *                    (K/M/G suffixes); default: the rank's memory budget
  *                    divided by 4 × (ranks - 1), at most 64M, at least 64K.
+ *   PARA_MPI_AHEAD   batches of a replicated node outstanding at each
+ *                    other rank at most (default 8).
+ *   PARA_MPI_BATCH_US target work of a batch, in microseconds, in a run
+ *                    that deals batches (default 1000; PARA_BATCH_US if
+ *                    larger).
  *   PARA_MPI_TIMEOUT seconds (see Failure).
  *
  * Items that own memory outside their batch (para_node_desc_t.release,
@@ -99,6 +107,7 @@ typedef struct para_mpi_stats {
                                     rank, in bytes */
     uint64_t comm_cpu_ns;      /**< CPU time of the communication thread
                                     (the caller's) during the run */
+    uint64_t comm_sleeps;      /**< times it slept for want of work */
 } para_mpi_stats_t;
 
 /**

@@ -20,20 +20,40 @@
  *   reorder buffer sees the same keys as in one process.
  *
  * Credit
- *   Batches for a replicated node are dealt (deal()): each other rank is
- *   kept supplied with a few batches ahead (so that it never runs dry
- *   while the producing rank is busy), this rank takes the rest unless its
- *   worker has a backlog, and then other ranks take more up to their
- *   credit; this rank takes what no rank with credit can (it never waits:
- *   a worker must not block). Each rank grants every other rank `window`
- *   bytes (exchanged at the start). A sender charges a batch's item bytes
- *   plus a header allowance to the receiver's credit; the receiver keeps a
+ *   Batches for a replicated node are dealt (deal()): another rank (in
+ *   turn) takes it while it has credit, this rank takes the rest (it never
+ *   waits: a worker must not block). Credit is AHEAD batches
+ *   (PARA_MPI_AHEAD) and `window` bytes that each rank grants every other
+ *   rank (exchanged at the start), whichever runs out first: enough ahead
+ *   to cover the round trip of the credit, so no rank runs dry while the
+ *   producing rank is busy, and each rank takes work at the pace it gets
+ *   through it. (Filling the whole byte window instead sent nearly every
+ *   batch of w11 to rank 1.) A sender charges a batch's item bytes plus a
+ *   header allowance and one batch to the receiver's credit; the receiver keeps a
  *   second reference to the batch, sees its task finish when the count
  *   drops back to 1, and returns the bytes in a credit message, deferred
  *   while its own unsent output exceeds its window (so a rank whose
  *   consumer is slow stops taking new work). Batches for single-rank nodes
  *   need no credit: their senders are bounded by the credit they received
  *   or by the source's memory budget on their rank.
+ *
+ * Batch sizes
+ *   A run that deals raises the batches' target time to DEALT_BATCH_US
+ *   (PARA_MPI_BATCH_US), so that a message, its credit and a wake-up of
+ *   the communication threads are small beside the work a batch carries.
+ *   The source's rank may run none of a replicated stage itself; it
+ *   learns the stage's cost from the waves (below), which carry each
+ *   node's busy time on every rank into node->remote_busy_ns, and its
+ *   first batches stay small until some cost is known
+ *   (run->ramp_after_learning). The other ranks' workers count for the
+ *   share a splittable source leaves each worker at its end.
+ *
+ * Communication thread
+ *   Between rounds of work it sleeps on c->wake, an eventcount that a
+ *   worker notifies when it fills an outbox, for at most a period that
+ *   adapts to the traffic (idle_wait()): MPI has no wait for "a message
+ *   or a worker's push" that does not spin, and a spinning thread would
+ *   take a core from the workers on a machine with as many ranks as cores.
  *
  * Termination and failure
  *   A rank's run holds one extra unit for the communication thread, so its
@@ -51,7 +71,10 @@
  *   which broadcasts its code and message.
  *
  * Memory orders: the outbox stacks are mpsc_stack.h's (push publishes
- *   the task and its batch, take_all acquires them); credit counters and
+ *   the task and its batch, take_all acquires them), and c->wake is an
+ *   eventcount (eventcount.h: its notify after the push, the sleeper's
+ *   re-check of the outboxes after prepare); credit counters, cost
+ *   estimates and
  *   statistics are relaxed (gates and counts, nothing published through
  *   them); the run
  *   pointer is published by the run_begin hook with release and read with
@@ -68,6 +91,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "eventcount.h"
 #include "mpi_internal.h"
 
 enum {
@@ -78,8 +102,10 @@ enum {
 
 #define HDR_CREDITED 1u  /* a dealt batch: give its credit back */
 #define HDR_ALLOWANCE 64 /* bytes charged per batch besides its items */
-#define LOCAL_BACKLOG 4  /* queued tasks that make a worker pass a batch on */
-#define PREFETCH 16      /* dealt batches kept outstanding at each rank */
+#define DEALT_BATCH_US 1000 /* work per source batch when dealing */
+#define POLL_MIN_NS 20000   /* idle_wait() periods */
+#define POLL_MAX_NS 1000000
+#define AHEAD 8          /* dealt batches outstanding at each other rank */
 #define WAVE_BUSY_NS 5000000 /* between waves while this rank is busy */
 #define REMOTE_ABORT "run aborted: another rank failed"
 
@@ -115,10 +141,17 @@ typedef struct mpi_ctx {
     int *place;       /* per node index */
     uint64_t *window; /* credit granted to us by each rank */
     uint64_t my_window;
-    _Atomic uint64_t *credit_used; /* bytes charged to each rank */
+    uint64_t ahead;                /* AHEAD, or PARA_MPI_AHEAD */
+    uint64_t batch_ns;             /* DEALT_BATCH_US, or PARA_MPI_BATCH_US */
+    bool deals;                    /* a replicated node has a single-rank
+                                      predecessor */
+    _Atomic uint64_t *credit_used; /* charged to each rank (CREDIT_*) */
     _Atomic uint32_t deal_next;    /* round-robin start */
     _Atomic uint64_t credit_waits;
     outbox *outboxes; /* one per destination rank */
+    unsigned others_workers;  /* workers of the other ranks */
+    long long *wave_send, *wave_recv; /* W_N + nodes each */
+    para__eventcount wake; /* workers -> communication thread */
 
     /* Published by the run_begin hook (helper thread). */
     _Atomic(para__run *) run;
@@ -140,52 +173,59 @@ typedef struct mpi_ctx {
 
 /* ---- worker side: routing ------------------------------------------------ */
 
+/* Credit is counted in one word per rank: bytes in the low CREDIT_SHIFT
+ * bits, batches above them, so that one compare-and-swap checks and takes
+ * both. */
+#define CREDIT_SHIFT 48
+#define CREDIT_BATCH ((uint64_t)1 << CREDIT_SHIFT)
+#define CREDIT_BYTES(w) ((w) & (CREDIT_BATCH - 1))
+#define CREDIT_BATCHES(w) ((w) >> CREDIT_SHIFT)
+
+/* The credit a dealt batch of task @p t takes: its item bytes plus a
+ * header allowance, and one batch. */
 static uint64_t batch_cost(const para__task *t)
 {
-    return (uint64_t)t->batch->count * t->node->in_size + HDR_ALLOWANCE;
+    return (uint64_t)t->batch->count * t->node->in_size + HDR_ALLOWANCE +
+           CREDIT_BATCH;
 }
 
-/* Charge @p cost to rank @p q if its credit stays within @p limit (or
- * nothing is outstanding there: a batch larger than the window still
- * goes, alone). */
-static bool take_credit(mpi_ctx *c, int q, uint64_t cost, uint64_t limit)
+/* Charge @p cost to rank @p q if it then has at most c->ahead batches
+ * outstanding and its bytes stay within its window (a batch larger than
+ * the window still goes when nothing is outstanding there). */
+static bool take_credit(mpi_ctx *c, int q, uint64_t cost)
 {
     /* relaxed: a credit gate; the bytes it stands for are published by
      * the send itself. */
     uint64_t used =
         atomic_load_explicit(&c->credit_used[q], memory_order_relaxed);
-    while (used == 0 || used + cost <= limit) {
+    for (;;) {
+        if (CREDIT_BATCHES(used) >= c->ahead ||
+            (used != 0 &&
+             CREDIT_BYTES(used) + CREDIT_BYTES(cost) > c->window[q]))
+            return false;
         if (atomic_compare_exchange_weak_explicit(
                 &c->credit_used[q], &used, used + cost, memory_order_relaxed,
                 memory_order_relaxed))
             return true;
     }
-    return false;
 }
 
-/* The rank that gets a batch of a replicated node. First a remote rank
- * (in turn) that has fewer than PREFETCH such batches outstanding, so that
- * no rank runs dry while the producer is busy; else this rank, unless its
- * worker already has a backlog; else a remote rank with credit left in its
- * window; else this rank (a worker never waits). */
-static int deal(mpi_ctx *c, const para__worker *w, uint64_t cost)
+/* The rank that gets a batch of a replicated node: another rank (in turn)
+ * with credit left, else this rank. Credit caps each other rank at
+ * c->ahead batches outstanding (and its byte window), and comes back as it
+ * finishes them, so each rank takes work at the pace it gets through it
+ * and the producing rank keeps the rest for itself (a worker never waits).
+ * A few batches ahead cover the round trip of the credit; more would only
+ * leave the other ranks with a longer tail of work at the end. */
+static int deal(mpi_ctx *c, uint64_t cost)
 {
     /* relaxed: spreads the choice only. */
     uint32_t start =
         atomic_fetch_add_explicit(&c->deal_next, 1, memory_order_relaxed);
-    for (int pass = 0; pass < 2; pass++) {
-        for (int k = 0; k < c->size; k++) {
-            int q = (int)((start + (uint32_t)k) % (uint32_t)c->size);
-            if (q == c->rank)
-                continue;
-            uint64_t limit = pass == 0 ? PARA_MIN(c->window[q], PREFETCH * cost)
-                                       : c->window[q];
-            if (take_credit(c, q, cost, limit))
-                return q;
-        }
-        if (pass == 0 && (w == NULL || para__deque_size_estimate(&w->deque) <=
-                                           LOCAL_BACKLOG))
-            return c->rank;
+    for (int k = 0; k < c->size; k++) {
+        int q = (int)((start + (uint32_t)k) % (uint32_t)c->size);
+        if (q != c->rank && take_credit(c, q, cost))
+            return q;
     }
     if (c->size > 1)
         /* relaxed: a statistic. */
@@ -197,6 +237,7 @@ static bool route(para__remote *self, para__worker *w, para__run *run,
                   para__task *t)
 {
     (void)run;
+    (void)w;
     mpi_ctx *c = (mpi_ctx *)self;
     const para_node_t *s = t->node;
     int p = c->place[s->index];
@@ -207,11 +248,13 @@ static bool route(para__remote *self, para__worker *w, para__run *run,
         const para_node_t *from = s->preds[t->in_port];
         if (c->place[from->index] == PARA_MPI_ALL_RANKS)
             return false; /* replicated -> replicated: stay here */
-        dst = deal(c, w, batch_cost(t));
+        dst = deal(c, batch_cost(t));
         if (dst == c->rank)
             return false;
     }
     para__task_stack_push(&c->outboxes[dst].tasks, t);
+    /* Wake the communication thread if it sleeps (one RMW if not). */
+    para__eventcount_notify(&c->wake, 1);
     return true;
 }
 
@@ -234,6 +277,16 @@ static void run_begin(para__remote *self, para__run *run)
     }
     /* relaxed: as above. */
     atomic_fetch_add_explicit(&run->in_flight, units, memory_order_relaxed);
+    /* Batches dealt to other ranks carry at least DEALT_BATCH_US of work,
+     * so that a message and its credit are small beside the work. */
+    if (c->deals) {
+        if (run->target_batch_ns < c->batch_ns)
+            run->target_batch_ns = c->batch_ns;
+        /* Nothing is learned here while other ranks run the first
+         * batches; and their workers share a source's last batches. */
+        run->ramp_after_learning = true;
+        run->remote_workers = c->others_workers;
+    }
     /* release: the communication thread reads the run's fields. */
     atomic_store_explicit(&c->run, run, memory_order_release);
 }
@@ -406,7 +459,7 @@ static void recv_batch(mpi_ctx *c, para__run *run, int src)
     free(scratch);
     c->stats.batches_received++;
     c->stats.bytes_received += h.bytes;
-    uint64_t cost = h.bytes + HDR_ALLOWANCE;
+    uint64_t cost = h.bytes + HDR_ALLOWANCE + CREDIT_BATCH;
     if (!keep) {
         if (b != NULL)
             para__batch_free(NULL, run, b);
@@ -505,21 +558,41 @@ static void *helper_main(void *arg)
     c->helper_rc = para_run(c->rt, c->graph);
     /* release: publishes helper_rc and the runtime's message. */
     atomic_store_explicit(&c->helper_done, true, memory_order_release);
+    para__eventcount_notify(&c->wake, 1);
     return NULL;
 }
 
-/* Nothing happened for @p rounds loops: sleep, 10 us at first, doubling
- * every 4 idle rounds up to 2 ms, or 0.5 ms while a batch of ours is in
- * flight (@p watching: sends or tracked batches, whose completion must be
- * noticed quickly to give credit back). MPI offers no wait for "a message
- * or a worker's push", so the thread polls; the backoff keeps its CPU time
- * small beside the workers' (para_mpi_stats_t.comm_cpu_ns). */
-static void idle_wait(unsigned rounds, bool watching)
+static bool outboxes_empty(mpi_ctx *c)
 {
-    unsigned shift = PARA_MIN(rounds / 4, 8u);
-    long us = PARA_MIN(10l << shift, watching ? 500l : 2000l);
-    struct timespec ts = {0, us * 1000};
-    nanosleep(&ts, NULL);
+    for (int q = 0; q < c->size; q++)
+        if (!para__task_stack_peek_empty(&c->outboxes[q].tasks))
+            return false;
+    return true;
+}
+
+/* Nothing to do: sleep until a worker fills an outbox or the helper ends
+ * (both notify c->wake), or for *@p period_ns at most, to poll MPI and
+ * the tracked batches again (MPI offers no wait for "a message or a
+ * worker's push" that does not spin). The period adapts to the traffic:
+ * it halves when the last sleep was followed by something from MPI or a
+ * tracked batch finishing, and doubles when not, between POLL_MIN_NS and
+ * POLL_MAX_NS. So the thread wakes about as often as messages come, and
+ * takes no core from the workers while they compute
+ * (para_mpi_stats_t.comm_cpu_ns, .comm_sleeps). */
+static void idle_wait(mpi_ctx *c, bool remote_seen, uint64_t *period_ns)
+{
+    *period_ns = remote_seen ? PARA_MAX(*period_ns / 2, (uint64_t)POLL_MIN_NS)
+                             : PARA_MIN(*period_ns * 2, (uint64_t)POLL_MAX_NS);
+    uint64_t key = para__eventcount_prepare(&c->wake);
+    /* acquire: pairs with helper_main(). */
+    if (!outboxes_empty(c) ||
+        (atomic_load_explicit(&c->helper_done, memory_order_acquire) &&
+         atomic_load_explicit(&c->run, memory_order_acquire) == NULL)) {
+        para__eventcount_cancel(&c->wake);
+        return;
+    }
+    c->stats.comm_sleeps++;
+    para__eventcount_wait_ns(&c->wake, key, *period_ns);
 }
 
 enum { W_SENT, W_RECVD, W_BUSY, W_FAILED, W_N };
@@ -537,15 +610,34 @@ static bool run_started(para_runtime_t *rt, const para__run *run)
     return started;
 }
 
+/* A wave came back: each node's time on the other ranks goes to its
+ * remote_busy_ns, which sizes this rank's source batches (scheduler.c)
+ * when other ranks run the node. */
+static void share_costs(mpi_ctx *c, const long long *mine,
+                        const long long *all)
+{
+    for (unsigned i = 0; i < c->graph->n_nodes; i++) {
+        long long away = all[W_N + i] - mine[W_N + i];
+        /* relaxed: an estimate (see graph.h). */
+        atomic_store_explicit(&c->graph->nodes[i]->remote_busy_ns,
+                              away > 0 ? (uint64_t)away : 0,
+                              memory_order_relaxed);
+    }
+}
+
 /* Drive the run until every rank is done. */
 static void comm_loop(mpi_ctx *c)
 {
-    long long wsend[W_N] = {0}, wrecv[W_N] = {0}, prev[W_N] = {0};
+    /* A wave's vector: W_N counts, then each node's busy time here (the
+     * sum tells every rank the node's time everywhere). */
+    long long *wsend = c->wave_send, *wrecv = c->wave_recv, prev[W_N] = {0};
+    unsigned nodes = c->graph->n_nodes;
     bool prev_valid = false, wave = false;
     MPI_Request wreq = MPI_REQUEST_NULL;
     uint64_t wave_t0 = 0, last_wave = 0;
     uint64_t timeout_ns = (uint64_t)(para__mpi_timeout_s() * 1e9);
-    unsigned idle = 0;
+    uint64_t period = POLL_MIN_NS;
+    bool remote_seen = false; /* since the last sleep */
     para__run *run = NULL;
     bool early_fail = false; /* para_run() returned before the run began */
 
@@ -564,17 +656,21 @@ static void comm_loop(mpi_ctx *c)
         }
         if (run != NULL) {
             did |= post_outboxes(c, run);
-            did |= test_sends(c, run);
-            did |= poll_recv(c, run);
-            did |= poll_tracked(c, run);
+            bool remote = test_sends(c, run);
+            remote |= poll_recv(c, run);
+            remote |= poll_tracked(c, run);
+            remote_seen |= remote;
+            did |= remote;
             /* relaxed: status is read again after the run ends. */
             if (!c->failed_own && !c->propagated &&
                 atomic_load_explicit(&run->status, memory_order_relaxed) != 0)
                 c->failed_own = true;
         } else if (early_fail) {
-            did |= poll_recv(c, NULL);
-            did |= poll_tracked(c, NULL);
-            did |= test_sends(c, NULL);
+            bool remote = poll_recv(c, NULL);
+            remote |= poll_tracked(c, NULL);
+            remote |= test_sends(c, NULL);
+            remote_seen |= remote;
+            did |= remote;
         }
 
         uint64_t now = para__now_ns();
@@ -591,14 +687,22 @@ static void comm_loop(mpi_ctx *c)
                 busy = !early_fail || c->n_sends > 0 || owes_credit(c);
             /* Waves back to back while idle (termination comes fast);
              * every few milliseconds while busy (failures travel). A wave
-             * alone does not count as activity for idle_wait(), else its
-             * backoff would never grow. */
+             * alone does not count as traffic for idle_wait(), else its
+             * period would never grow. */
             if (!busy || now - last_wave >= WAVE_BUSY_NS) {
                 wsend[W_SENT] = (long long)c->msgs_sent;
                 wsend[W_RECVD] = (long long)c->msgs_recvd;
                 wsend[W_BUSY] = busy;
                 wsend[W_FAILED] = c->failed_own;
-                MPI_Iallreduce(wsend, wrecv, W_N, MPI_LONG_LONG, MPI_SUM,
+                for (unsigned i = 0; i < nodes; i++)
+                    /* relaxed: a statistic. */
+                    wsend[W_N + i] =
+                        run == NULL ? 0
+                                    : (long long)atomic_load_explicit(
+                                          &c->graph->nodes[i]->st_busy_ns,
+                                          memory_order_relaxed);
+                MPI_Iallreduce(wsend, wrecv, (int)(W_N + nodes), MPI_LONG_LONG,
+                               MPI_SUM,
                                c->comm, &wreq);
                 wave = true;
                 wave_t0 = now;
@@ -610,6 +714,8 @@ static void comm_loop(mpi_ctx *c)
                 wave = false;
                 last_wave = now;
                 did = wrecv[W_BUSY] == 0; /* ending: the next wave now */
+                if (run != NULL)
+                    share_costs(c, wsend, wrecv);
                 if (wrecv[W_FAILED] > 0 && run != NULL && !c->failed_own &&
                     !c->propagated) {
                     did = true;
@@ -632,10 +738,10 @@ static void comm_loop(mpi_ctx *c)
                 fatal(c, what);
             }
         }
-        if (did)
-            idle = 0;
-        else
-            idle_wait(++idle, c->n_sends > 0 || c->n_tracked > 0);
+        if (!did) {
+            idle_wait(c, remote_seen, &period);
+            remote_seen = false;
+        }
     }
     if (run != NULL)
         para__units_add(run, -1); /* the run ends on this rank */
@@ -679,6 +785,8 @@ static void ctx_free(mpi_ctx *c)
     free(c->sends);
     free(c->tracked);
     free(c->owed);
+    free(c->wave_send);
+    free(c->wave_recv);
 }
 
 int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
@@ -717,6 +825,7 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     atomic_init(&c.helper_done, false);
     atomic_init(&c.deal_next, (uint32_t)c.rank);
     atomic_init(&c.credit_waits, 0);
+    bool wake_ok = para__eventcount_init(&c.wake) == 0;
 
     /* Same graph everywhere? Then the placement, checked on every rank. */
     char msg[PARA__ERRMSG_LEN] = "";
@@ -734,9 +843,12 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     c.credit_used = calloc((size_t)c.size, sizeof *c.credit_used);
     c.owed = calloc((size_t)c.size, sizeof *c.owed);
     c.outboxes = aligned_alloc(PARA_CACHELINE, (size_t)c.size * sizeof(outbox));
+    c.wave_send = calloc(W_N + (size_t)nodes, sizeof *c.wave_send);
+    c.wave_recv = calloc(W_N + (size_t)nodes, sizeof *c.wave_recv);
     if (rc == 0 &&
-        (c.place == NULL || c.window == NULL || c.credit_used == NULL ||
-         c.owed == NULL || c.outboxes == NULL))
+        (!wake_ok || c.place == NULL || c.window == NULL ||
+         c.credit_used == NULL || c.owed == NULL || c.outboxes == NULL ||
+         c.wave_send == NULL || c.wave_recv == NULL))
         rc = PARA_ENOMEM, snprintf(msg, sizeof msg, "out of memory");
     if (rc == 0) {
         for (int q = 0; q < c.size; q++) {
@@ -758,8 +870,21 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     }
 
     c.my_window = para__mpi_window(rt, c.size);
+    c.ahead = para__mpi_env_uint("PARA_MPI_AHEAD", AHEAD, 1, 1u << 20);
+    c.batch_ns = 1000u * para__mpi_env_uint("PARA_MPI_BATCH_US", DEALT_BATCH_US,
+                                            1, 10000000);
+    for (unsigned i = 0; i < nodes && c.size > 1; i++) {
+        const para_node_t *n = graph->nodes[i];
+        if (c.place[i] == PARA_MPI_ALL_RANKS)
+            for (unsigned k = 0; k < n->n_preds; k++)
+                if (c.place[n->preds[k]->index] != PARA_MPI_ALL_RANKS)
+                    c.deals = true;
+    }
     MPI_Allgather(&c.my_window, 1, MPI_UINT64_T, c.window, 1, MPI_UINT64_T,
                   c.comm);
+    unsigned mine = rt->n_workers, all_workers = 0;
+    MPI_Allreduce(&mine, &all_workers, 1, MPI_UNSIGNED, MPI_SUM, c.comm);
+    c.others_workers = all_workers - mine;
     c.stats.window = c.my_window;
 
     struct timespec cpu0, cpu1;
@@ -795,6 +920,8 @@ out:
     if (stats != NULL)
         *stats = c.stats;
     MPI_Comm_free(&c.comm);
+    if (wake_ok)
+        para__eventcount_fini(&c.wake);
     ctx_free(&c);
     return rc;
 }

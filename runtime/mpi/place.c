@@ -5,6 +5,7 @@
  *
  * Tests: tests/mpi/test_mpi.c (placement errors, the override).
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,4 +212,23 @@ double para__mpi_timeout_s(void)
         para__log(1, "PARA_MPI_TIMEOUT='%s' does not parse; using 60", env);
     }
     return 60.0;
+}
+
+uint64_t para__mpi_env_uint(const char *name, uint64_t def, uint64_t min,
+                            uint64_t max)
+{
+    const char *env = getenv(name);
+    if (env == NULL || *env == '\0')
+        return def;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(env, &end, 10);
+    if (errno != 0 || end == env || *end != '\0' || *env == '-' || v < min ||
+        v > max) {
+        para__log(1, "%s='%s' is not an integer in %llu..%llu; using %llu",
+                  name, env, (unsigned long long)min, (unsigned long long)max,
+                  (unsigned long long)def);
+        return def;
+    }
+    return (uint64_t)v;
 }
