@@ -79,6 +79,11 @@ struct para_node {
      * that runs the node, or -1 for every rank; 0 by default. Read only
      * by runtime/mpi; the single-process runtime ignores it. */
     int mpi_rank;
+    /* Its owned output items across ranks (para_mpi_node_codec(); the
+     * signatures of para_mpi_pack_fn and para_mpi_unpack_fn). NULL: they
+     * cannot cross. */
+    size_t (*mpi_pack)(void *ctx, const void *item, void *buf, size_t cap);
+    int (*mpi_unpack)(void *ctx, const void *buf, size_t len, void *item);
     void *ctx;
     union {
         para_source_fn source;

@@ -52,10 +52,15 @@
  *                    larger).
  *   PARA_MPI_TIMEOUT seconds (see Failure).
  *
- * Items that own memory outside their batch (para_node_desc_t.release,
- * owned_bytes or item_bytes; a filter forwarding such items too) cannot
- * cross ranks yet: an edge from such a node to a node on another rank
- * fails validation with PARA_EINVAL naming the edge.
+ * Items that own memory outside their batch (para_node_desc_t.release;
+ * a filter forwarding such items too) cross ranks through a pack/unpack
+ * pair on the node that releases them (para_mpi_node_codec()): the
+ * sending rank packs each item into bytes and releases its own copy with
+ * the batch, the receiving rank unpacks the bytes into a fresh item that
+ * its copy of the node releases. An edge that would carry owned items
+ * without such a pair to another rank (also items that declare
+ * owned_bytes or item_bytes but no release hook) fails validation with
+ * PARA_EINVAL naming the edge.
  */
 #ifndef PARA_MPI_H
 #define PARA_MPI_H
@@ -92,6 +97,49 @@ PARA_API PARA_NODISCARD int para_mpi_place(para_node_t *node, int rank);
 
 /** @brief The node's placement (a rank, or PARA_MPI_ALL_RANKS). */
 PARA_API int para_mpi_node_rank(const para_node_t *node);
+
+/**
+ * Pack one owned output item for another rank: the bytes from which
+ * para_mpi_unpack_fn rebuilds it there (the item's fields and the memory
+ * it owns; pointers mean nothing on another rank). Return the number of
+ * bytes the packed item takes, and write them to @p buf only if that is at
+ * most @p cap: it is called with @p buf NULL and @p cap 0 first, to size
+ * the message, then with room for exactly that many, and must give the
+ * same size both times. Return SIZE_MAX to fail the run. The item stays
+ * the sending rank's, released with its batch.
+ */
+typedef size_t (*para_mpi_pack_fn)(void *ctx, const void *item, void *buf,
+                                   size_t cap);
+/**
+ * Rebuild an item from the @p len bytes at @p buf that para_mpi_pack_fn
+ * wrote on another rank: write the item (the node's out_size bytes) to
+ * @p item, with memory of its own that the node's release hook frees on
+ * this rank. Return 0, or non-zero to fail the run (nothing of the item
+ * must remain then).
+ */
+typedef int (*para_mpi_unpack_fn)(void *ctx, const void *buf, size_t len,
+                                  void *item);
+
+/**
+ * @brief Let the owned output items of @p node cross ranks: @p pack and
+ *        @p unpack (both, or both NULL to remove them) are called with the
+ *        node's ctx on the sending and on the receiving rank.
+ *
+ * They run on the communication thread (the caller of para_mpi_run()),
+ * possibly while workers run the node's functions: they must be safe
+ * alongside them. The items also cross as a filter's output downstream of
+ * @p node. para_run() without MPI never calls them.
+ *
+ * @return 0 on success.
+ * @return PARA_EINVAL if @p node is NULL, only one of @p pack and
+ *         @p unpack is NULL, or the node has no release hook
+ *         (para_node_desc_t.release: its items own nothing to pack, and the
+ *         unpacked items would have no one to free them).
+ * @return PARA_EBUSY if the node's graph is running.
+ */
+PARA_API PARA_NODISCARD int para_mpi_node_codec(para_node_t *node,
+                                                para_mpi_pack_fn pack,
+                                                para_mpi_unpack_fn unpack);
 
 /** Traffic of one rank in its last para_mpi_run(). */
 typedef struct para_mpi_stats {

@@ -14,7 +14,11 @@
  *   The communication thread is the caller of para_mpi_run(): it alone
  *   calls MPI (MPI_THREAD_FUNNELED is enough). It sends each outbox task as
  *   a header (node, input port, path, sequence range, item count) and the
- *   items, then releases the batch and the unit once the send completed. A
+ *   items, then releases the batch and the unit once the send completed.
+ *   Items that own memory (batch->owner) go packed instead, by the owner
+ *   node's pack function (pack_batch()), and the batch is released at once;
+ *   the receiver unpacks them into a batch that owns them as if the owner
+ *   had made them on its rank (unpack_batch(), owned.h). A
  *   received header becomes a batch and a task that enters the scheduler
  *   through para__submit_task(): a serial or ORDERED node's inbox, so its
  *   reorder buffer sees the same keys as in one process.
@@ -28,14 +32,15 @@
  *   to cover the round trip of the credit, so no rank runs dry while the
  *   producing rank is busy, and each rank takes work at the pace it gets
  *   through it. (Filling the whole byte window instead sent nearly every
- *   batch of w11 to rank 1.) A sender charges a batch's item bytes plus a
- *   header allowance and one batch to the receiver's credit; the receiver keeps a
- *   second reference to the batch, sees its task finish when the count
- *   drops back to 1, and returns the bytes in a credit message, deferred
- *   while its own unsent output exceeds its window (so a rank whose
- *   consumer is slow stops taking new work). Batches for single-rank nodes
- *   need no credit: their senders are bounded by the credit they received
- *   or by the source's memory budget on their rank.
+ *   batch of w11 to rank 1.) A sender charges a batch's bytes (items and
+ *   what they own) plus a header allowance and one batch to the receiver's
+ *   credit; the receiver keeps a second reference to the batch, sees its
+ *   task finish when the count drops back to 1, and returns the charge
+ *   (sent in the header) in a credit message, deferred while its own
+ *   unsent output exceeds its window (so a rank whose consumer is slow
+ *   stops taking new work). Batches for single-rank nodes need no credit:
+ *   their senders are bounded by the credit they received or by the
+ *   source's memory budget on their rank.
  *
  * Batch sizes
  *   A run that deals raises the batches' target time to DEALT_BATCH_US
@@ -93,33 +98,41 @@
 
 #include "eventcount.h"
 #include "mpi_internal.h"
+#include "owned.h"
 
 enum {
     TAG_HDR = 1,    /* wire_hdr */
     TAG_DATA = 2,   /* the items, right after their header */
-    TAG_CREDIT = 3, /* uint64_t bytes given back */
+    TAG_CREDIT = 3, /* uint64_t credit given back (CREDIT_*) */
 };
 
-#define HDR_CREDITED 1u  /* a dealt batch: give its credit back */
-#define HDR_ALLOWANCE 64 /* bytes charged per batch besides its items */
+#define HDR_CREDITED 1u     /* a dealt batch: give its credit back */
+#define HDR_PACKED 2u       /* owned items, packed (wire_hdr) */
+#define HDR_ALLOWANCE 64    /* bytes charged per batch besides its items */
 #define DEALT_BATCH_US 1000 /* work per source batch when dealing */
 #define POLL_MIN_NS 20000   /* idle_wait() periods */
 #define POLL_MAX_NS 1000000
-#define AHEAD 8          /* dealt batches outstanding at each other rank */
+#define AHEAD 8              /* dealt batches outstanding at each other rank */
 #define WAVE_BUSY_NS 5000000 /* between waves while this rank is busy */
 #define REMOTE_ABORT "run aborted: another rank failed"
 
+/* A batch's header. bytes: its data message (the items, or with
+ * HDR_PACKED, each item's packed length as a uint64_t then the packed
+ * items, made by the pack function of node `owner`); credit: what the
+ * sender charged for it (HDR_CREDITED), given back as it is. */
 typedef struct wire_hdr {
-    uint32_t node, port, path, flags;
-    uint64_t seq_begin, seq_end, count, bytes;
+    uint32_t node, port, path, flags, owner, reserved;
+    uint64_t seq_begin, seq_end, count, bytes, credit;
 } wire_hdr;
 
 typedef struct send_slot {
     MPI_Request req[2];
     wire_hdr hdr;
     uint64_t credit;    /* TAG_CREDIT payload */
-    para__batch *batch; /* NULL for a credit message */
-    uint64_t bytes;     /* item bytes in flight */
+    para__batch *batch; /* released when the send completes, or NULL */
+    void *packed;       /* freed when the send completes, or NULL */
+    bool unit;          /* a unit of the run to drop then */
+    uint64_t bytes;     /* data bytes in flight */
 } send_slot;
 
 typedef struct tracked {
@@ -148,10 +161,10 @@ typedef struct mpi_ctx {
     _Atomic uint64_t *credit_used; /* charged to each rank (CREDIT_*) */
     _Atomic uint32_t deal_next;    /* round-robin start */
     _Atomic uint64_t credit_waits;
-    outbox *outboxes; /* one per destination rank */
-    unsigned others_workers;  /* workers of the other ranks */
+    outbox *outboxes;                 /* one per destination rank */
+    unsigned others_workers;          /* workers of the other ranks */
     long long *wave_send, *wave_recv; /* W_N + nodes each */
-    para__eventcount wake; /* workers -> communication thread */
+    para__eventcount wake;            /* workers -> communication thread */
 
     /* Published by the run_begin hook (helper thread). */
     _Atomic(para__run *) run;
@@ -181,12 +194,12 @@ typedef struct mpi_ctx {
 #define CREDIT_BYTES(w) ((w) & (CREDIT_BATCH - 1))
 #define CREDIT_BATCHES(w) ((w) >> CREDIT_SHIFT)
 
-/* The credit a dealt batch of task @p t takes: its item bytes plus a
- * header allowance, and one batch. */
+/* The credit a dealt batch of task @p t takes: its item bytes and the
+ * bytes they own, a header allowance, and one batch. */
 static uint64_t batch_cost(const para__task *t)
 {
-    return (uint64_t)t->batch->count * t->node->in_size + HDR_ALLOWANCE +
-           CREDIT_BATCH;
+    return (uint64_t)t->batch->count * t->node->in_size +
+           t->batch->extra_bytes + HDR_ALLOWANCE + CREDIT_BATCH;
 }
 
 /* Charge @p cost to rank @p q if it then has at most c->ahead batches
@@ -338,6 +351,73 @@ static bool run_aborting(const para__run *run)
     return para__aborting(run);
 }
 
+/* Fail @p run (para__fail_run() from this thread) and give @p err. */
+#define FAIL_RUN(run, err, ...)                                                \
+    (para__fail_run(NULL, (run), (err), __VA_ARGS__), (err))
+
+/* Pack the owned items of @p t's batch (HDR_PACKED layout) into a new
+ * buffer for rank @p q: 0 and *@p out, *@p len; or the failure, already
+ * reported to the run. Called by the communication thread only. */
+static int pack_batch(mpi_ctx *c, para__run *run, const para__task *t, int q,
+                      void **out, uint64_t *len)
+{
+    const para__batch *b = t->batch;
+    const para_node_t *ow = b->owner;
+    size_t n = b->count, size = b->own_size;
+    (void)c;
+    if (b->owned_begin != 0) /* para__owned_check() rules this out */
+        return FAIL_RUN(run, PARA_EINVAL,
+                        "a batch for node '%s' lost some of its owned "
+                        "items before it was sent to rank %d",
+                        t->node->name, q);
+    uint64_t *lens = malloc(PARA_MAX(n, (size_t)1) * sizeof *lens);
+    if (lens == NULL)
+        return FAIL_RUN(run, PARA_ENOMEM,
+                        "out of memory packing a batch for rank %d", q);
+    uint64_t total = (uint64_t)n * sizeof *lens;
+    for (size_t i = 0; i < n; i++) {
+        size_t want = ow->mpi_pack(ow->ctx, b->data + i * size, NULL, 0);
+        lens[i] = want;
+        if (want == SIZE_MAX || want > (uint64_t)INT_MAX - total) {
+            free(lens);
+            if (want == SIZE_MAX)
+                return FAIL_RUN(run, PARA_ENODE,
+                                "node '%s': its pack function failed "
+                                "on an item for rank %d",
+                                ow->name, q);
+            return FAIL_RUN(run, PARA_EOVERFLOW,
+                            "a batch of packed items of '%s' for node "
+                            "'%s' is too large to send to rank %d (at "
+                            "most %d bytes)",
+                            ow->name, t->node->name, q, INT_MAX);
+        }
+        total += want;
+    }
+    unsigned char *buf = realloc(lens, PARA_MAX((size_t)total, (size_t)1));
+    if (buf == NULL) {
+        free(lens);
+        return FAIL_RUN(run, PARA_ENOMEM,
+                        "out of memory packing a batch for rank %d", q);
+    }
+    unsigned char *at = buf + n * sizeof *lens;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t want;
+        memcpy(&want, buf + i * sizeof want, sizeof want);
+        size_t got = ow->mpi_pack(ow->ctx, b->data + i * size, at, want);
+        if (got != want) {
+            free(buf);
+            return FAIL_RUN(run, PARA_ENODE,
+                            "node '%s': its pack function asked for "
+                            "%llu bytes, then wrote %zu",
+                            ow->name, (unsigned long long)want, got);
+        }
+        at += want;
+    }
+    *out = buf;
+    *len = total;
+    return 0;
+}
+
 /* Post every task waiting in the outboxes (or drop them when aborting). */
 static bool post_outboxes(mpi_ctx *c, para__run *run)
 {
@@ -351,49 +431,62 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
             next = t->next;
             did = true;
             bool credited = c->place[t->node->index] == PARA_MPI_ALL_RANKS;
-            if (run_aborting(run)) {
-                if (credited)
-                    /* relaxed: see deal(). */
-                    atomic_fetch_sub_explicit(&c->credit_used[q], batch_cost(t),
-                                              memory_order_relaxed);
-                release_task(run, t);
-                continue;
+            uint64_t cost = credited ? batch_cost(t) : 0;
+            para__batch *b = t->batch;
+            bool packed = b->owner != NULL && b->owned_begin < b->count;
+            void *buf = NULL;
+            uint64_t bytes = (uint64_t)b->count * t->node->in_size;
+            int rc = 0;
+            if (!run_aborting(run)) {
+                if (packed)
+                    rc = pack_batch(c, run, t, q, &buf, &bytes);
+                else if (bytes > INT_MAX) /* MPI counts are int */
+                    rc = FAIL_RUN(run, PARA_EOVERFLOW,
+                                  "a batch of %llu bytes for node '%s' "
+                                  "is too large to send to rank %d (at "
+                                  "most %d)",
+                                  (unsigned long long)bytes, t->node->name, q,
+                                  INT_MAX);
             }
-            uint64_t item_bytes = (uint64_t)t->batch->count * t->node->in_size;
-            if (item_bytes > INT_MAX) { /* MPI counts are int */
-                para__fail_run(NULL, run, PARA_EOVERFLOW,
-                               "a batch of %llu bytes for node '%s' is too "
-                               "large to send to rank %d (at most %d)",
-                               (unsigned long long)item_bytes, t->node->name, q,
-                               INT_MAX);
+            if (run_aborting(run) || rc != 0) {
                 if (credited)
                     /* relaxed: see deal(). */
-                    atomic_fetch_sub_explicit(&c->credit_used[q], batch_cost(t),
+                    atomic_fetch_sub_explicit(&c->credit_used[q], cost,
                                               memory_order_relaxed);
                 release_task(run, t);
                 continue;
             }
             send_slot *s = new_slot(c);
-            para__batch *b = t->batch;
-            s->batch = b;
-            s->bytes = (uint64_t)b->count * t->node->in_size;
+            s->unit = true;
+            s->bytes = bytes;
             s->hdr = (wire_hdr){.node = t->node->index,
                                 .port = t->in_port,
                                 .path = t->path,
-                                .flags = credited ? HDR_CREDITED : 0,
+                                .flags = (credited ? HDR_CREDITED : 0) |
+                                         (packed ? HDR_PACKED : 0),
+                                .owner = packed ? b->owner->index : UINT32_MAX,
                                 .seq_begin = b->seq_begin,
                                 .seq_end = b->seq_end,
                                 .count = b->count,
-                                .bytes = s->bytes};
+                                .bytes = bytes,
+                                .credit = cost};
+            if (packed) {
+                /* The packed copy travels; this rank's items go now. */
+                s->packed = buf;
+                para__batch_release(NULL, run, b);
+            } else {
+                s->batch = b;
+                buf = b->data;
+            }
             MPI_Isend(&s->hdr, sizeof s->hdr, MPI_BYTE, q, TAG_HDR, c->comm,
                       &s->req[0]);
-            if (s->bytes > 0)
-                MPI_Isend(b->data, (int)s->bytes, MPI_BYTE, q, TAG_DATA,
-                          c->comm, &s->req[1]);
-            c->send_bytes += s->bytes;
+            if (bytes > 0)
+                MPI_Isend(buf, (int)bytes, MPI_BYTE, q, TAG_DATA, c->comm,
+                          &s->req[1]);
+            c->send_bytes += bytes;
             c->msgs_sent++;
             c->stats.batches_sent++;
-            c->stats.bytes_sent += s->bytes;
+            c->stats.bytes_sent += bytes;
             /* The unit goes when the send completes (test_sends()). */
         }
     }
@@ -414,11 +507,13 @@ static bool test_sends(mpi_ctx *c, para__run *run)
         did = true;
         /* Batches are sent only while a run is live; an early failure
          * (run == NULL) has only control messages in flight. */
-        if (s->batch != NULL && run != NULL) {
+        if (s->unit && run != NULL) {
             c->send_bytes -= s->bytes;
-            para__batch_release(NULL, run, s->batch);
+            if (s->batch != NULL)
+                para__batch_release(NULL, run, s->batch);
             para__units_add(run, -1);
         }
+        free(s->packed);
         free(s);
         c->sends[i] = c->sends[--c->n_sends];
     }
@@ -434,34 +529,101 @@ static void send_credit(mpi_ctx *c, int q, uint64_t bytes)
     c->msgs_sent++;
 }
 
+/* Unpack the HDR_PACKED data @p buf (@p len bytes, from rank @p src) of
+ * a batch for node @p n into @p b, owned by node @p ow, whose release hook
+ * frees the items with the batch. 0, or the failure, reported to the run
+ * (the items unpacked so far released). */
+static int unpack_batch(para__run *run, para_node_t *n, para_node_t *ow,
+                        para__batch *b, const unsigned char *buf, uint64_t len,
+                        size_t count, int src)
+{
+    if (ow->mpi_unpack == NULL || ow->out_size != n->in_size)
+        return FAIL_RUN(run, PARA_EINVAL,
+                        "rank %d sent packed items of '%s' for node '%s', "
+                        "which this rank cannot unpack (the ranks built "
+                        "different graphs?)",
+                        src, ow->name, n->name);
+    uint64_t at = (uint64_t)count * sizeof(uint64_t);
+    if (count > len / sizeof(uint64_t))
+        at = UINT64_MAX;
+    size_t i = 0;
+    int rc = 0;
+    for (; i < count && at <= len; i++) {
+        uint64_t l;
+        memcpy(&l, buf + i * sizeof l, sizeof l);
+        if (l > len - at)
+            break;
+        rc = ow->mpi_unpack(ow->ctx, buf + at, (size_t)l,
+                            b->data + i * n->in_size);
+        if (rc != 0)
+            break;
+        at += l;
+    }
+    if (i == count && at == len)
+        return 0;
+    if (i > 0)
+        ow->release(ow->ctx, b->data, i); /* the ones unpacked */
+    if (rc != 0)
+        return FAIL_RUN(run, PARA_ENODE,
+                        "node '%s': its unpack function returned %d for an "
+                        "item from rank %d",
+                        ow->name, rc, src);
+    return FAIL_RUN(run, PARA_EINVAL,
+                    "a batch of packed items of '%s' from rank %d does not "
+                    "add up (%llu bytes)",
+                    ow->name, src, (unsigned long long)len);
+}
+
 /* Receive one batch whose header came from @p src. */
 static void recv_batch(mpi_ctx *c, para__run *run, int src)
 {
     wire_hdr h;
     MPI_Recv(&h, sizeof h, MPI_BYTE, src, TAG_HDR, c->comm, MPI_STATUS_IGNORE);
     c->msgs_recvd++;
-    bool keep = run != NULL && !run_aborting(run) && h.node < c->graph->n_nodes;
+    bool packed = (h.flags & HDR_PACKED) != 0;
+    bool keep = run != NULL && !run_aborting(run) &&
+                h.node < c->graph->n_nodes &&
+                (!packed || h.owner < c->graph->n_nodes);
+    para_node_t *n = keep ? c->graph->nodes[h.node] : NULL;
     para__batch *b = NULL;
     void *scratch = NULL;
     if (keep) {
-        b = para__batch_alloc(NULL, run, 1, (size_t)h.bytes);
+        size_t bytes = packed ? (size_t)h.count * n->in_size : (size_t)h.bytes;
+        b = para__batch_alloc(NULL, run, 1, bytes);
         if (b == NULL) {
             para__fail_run(NULL, run, PARA_ENOMEM,
                            "out of memory receiving a batch for node '%s'",
-                           c->graph->nodes[h.node]->name);
+                           n->name);
             keep = false;
         }
     }
     if (h.bytes > 0) {
-        if (b == NULL && (scratch = malloc((size_t)h.bytes)) == NULL)
-            fatal(c, "out of memory dropping a batch");
-        MPI_Recv(b != NULL ? (void *)b->data : scratch, (int)h.bytes, MPI_BYTE,
-                 src, TAG_DATA, c->comm, MPI_STATUS_IGNORE);
+        /* Packed items and dropped batches land in a scratch buffer. */
+        if ((b == NULL || packed) &&
+            (scratch = malloc((size_t)h.bytes)) == NULL)
+            fatal(c, "out of memory receiving a batch");
+        MPI_Recv(scratch != NULL ? scratch : (void *)b->data, (int)h.bytes,
+                 MPI_BYTE, src, TAG_DATA, c->comm, MPI_STATUS_IGNORE);
     }
-    free(scratch);
     c->stats.batches_received++;
     c->stats.bytes_received += h.bytes;
-    uint64_t cost = h.bytes + HDR_ALLOWANCE + CREDIT_BATCH;
+    if (keep && packed) {
+        para_node_t *ow = c->graph->nodes[h.owner];
+        if (unpack_batch(run, n, ow, b, scratch, h.bytes, (size_t)h.count,
+                         src) != 0) {
+            keep = false;
+        } else {
+            /* The items are this rank's now: owned by the batch as if
+             * ow had made them here, their bytes in the budget. */
+            b->count = (size_t)h.count;
+            para__owned_begin_output(ow, NULL, b);
+            uint64_t extra = para__owned_count_bytes(ow, b);
+            b->extra_bytes = extra > (uint64_t)INT64_MAX ? 0 : (size_t)extra;
+            para__bytes_add(run, (int64_t)b->extra_bytes);
+        }
+    }
+    free(scratch);
+    uint64_t cost = h.credit; /* what the sender charged */
     if (!keep) {
         if (b != NULL)
             para__batch_free(NULL, run, b);
@@ -475,7 +637,7 @@ static void recv_batch(mpi_ctx *c, para__run *run, int src)
     b->path = h.path;
     para__task *t = &b->tasks[0];
     t->batch = b;
-    t->node = c->graph->nodes[h.node];
+    t->node = n;
     t->in_port = h.port;
     t->path = h.path;
     t->next = t->child = NULL;
@@ -615,8 +777,7 @@ static bool run_started(para_runtime_t *rt, const para__run *run)
 /* A wave came back: each node's time on the other ranks goes to its
  * remote_busy_ns, which sizes this rank's source batches (scheduler.c)
  * when other ranks run the node. */
-static void share_costs(mpi_ctx *c, const long long *mine,
-                        const long long *all)
+static void share_costs(mpi_ctx *c, const long long *mine, const long long *all)
 {
     for (unsigned i = 0; i < c->graph->n_nodes; i++) {
         long long away = all[W_N + i] - mine[W_N + i];
@@ -698,14 +859,13 @@ static void comm_loop(mpi_ctx *c)
                 wsend[W_FAILED] = c->failed_own;
                 for (unsigned i = 0; i < nodes; i++)
                     /* relaxed: a statistic. */
-                    wsend[W_N + i] =
-                        run == NULL ? 0
-                                    : (long long)atomic_load_explicit(
-                                          &c->graph->nodes[i]->st_busy_ns,
-                                          memory_order_relaxed);
+                    wsend[W_N + i] = run == NULL
+                                         ? 0
+                                         : (long long)atomic_load_explicit(
+                                               &c->graph->nodes[i]->st_busy_ns,
+                                               memory_order_relaxed);
                 MPI_Iallreduce(wsend, wrecv, (int)(W_N + nodes), MPI_LONG_LONG,
-                               MPI_SUM,
-                               c->comm, &wreq);
+                               MPI_SUM, c->comm, &wreq);
                 wave = true;
                 wave_t0 = now;
             }
