@@ -66,6 +66,7 @@
 #define PARA_MPI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include <mpi.h>
 
@@ -157,6 +158,54 @@ typedef struct para_mpi_stats {
                                     (the caller's) during the run */
     uint64_t comm_sleeps;      /**< times it slept for want of work */
 } para_mpi_stats_t;
+
+/** One rank's figures, as gathered by para_mpi_stats_gather(). */
+typedef struct para_mpi_rank_stats {
+    para_mpi_stats_t mpi; /**< its traffic (mpi.rank says whose) */
+    para_stats_t runtime; /**< its runtime's counters (para_runtime_stats():
+                               cumulative, except the last run's peaks) */
+    para_worker_stats_t workers; /**< its workers' figures of the last run,
+                                      summed (para_worker_stats()) */
+    unsigned n_workers;          /**< its workers */
+} para_mpi_rank_stats_t;
+
+/**
+ * @brief Gather every rank's figures of its last para_mpi_run() on rank
+ *        @p root of @p comm; a collective call.
+ *
+ * @param[in] mine This rank's para_mpi_stats_t, as para_mpi_run() filled it.
+ * @param[out] all On @p root: room for one para_mpi_rank_stats_t per rank,
+ *             filled in rank order; ignored on the other ranks (may be
+ *             NULL there).
+ * @return 0 on success (on every rank).
+ * @return PARA_EINVAL if @p rt or @p mine is NULL, or @p all is NULL on
+ *         @p root (every rank then returns it, after the collective).
+ * @note Not while @p rt runs a graph.
+ */
+PARA_API PARA_NODISCARD int para_mpi_stats_gather(const para_runtime_t *rt,
+                                                  const para_mpi_stats_t *mine,
+                                                  para_mpi_rank_stats_t *all,
+                                                  int root, MPI_Comm comm);
+
+/**
+ * @brief Print every rank's figures of the last para_mpi_run() of
+ *        @p graph on rank 0 of @p comm; a collective call.
+ *
+ * Rank 0 prints, to @p out: one line per rank (traffic, tasks, busy and
+ * parked time, peak bytes, the communication thread's CPU time), then one
+ * line per node with its items and busy time on each rank. The other ranks
+ * print nothing (@p out may be NULL there). PARA_MPI_STATS=1 makes
+ * para_mpi_run() print this to stderr after every run.
+ *
+ * @return 0 on success; PARA_EINVAL if an argument is NULL (or @p out on
+ *         rank 0), on every rank.
+ * @note Not while @p rt runs a graph.
+ */
+PARA_API PARA_NODISCARD int para_mpi_stats_fprint(FILE *out,
+                                                  const para_runtime_t *rt,
+                                                  const para_graph_t *graph,
+                                                  const para_mpi_stats_t *mine,
+                                                  MPI_Comm comm);
 
 /**
  * @brief Run @p graph on every rank of @p comm; a collective call.

@@ -1078,6 +1078,16 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     para__errmsg_set(&rt->errmsg, "%s", rc != 0 ? msg : "");
     c.stats.credit_waits =
         atomic_load_explicit(&c.credit_waits, memory_order_relaxed);
+    {
+        /* PARA_MPI_STATS on any rank: rank 0 prints every rank's figures
+         * (collective, so every rank must take part). */
+        const char *e = getenv("PARA_MPI_STATS");
+        int want = e != NULL && *e != '\0' && strcmp(e, "0") != 0, any = 0;
+        MPI_Allreduce(&want, &any, 1, MPI_INT, MPI_MAX, c.comm);
+        if (any &&
+            para_mpi_stats_fprint(stderr, rt, graph, &c.stats, c.comm) != 0)
+            para__log(1, "PARA_MPI_STATS: cannot print the statistics");
+    }
 out:
     if (stats != NULL)
         *stats = c.stats;

@@ -25,6 +25,9 @@
  *                  string and the order; every rank releases all it
  *                  allocated; an unpack that fails fails every rank with
  *                  the same message and leaks nothing;
+ *   stats          every rank's figures gathered on rank 0 (batches sent
+ *                  and received add up, each rank's workers ran tasks) and
+ *                  printed there with a line per rank and per node;
  *   budget         a replicated stage that is slow on rank 1, 25 MB of
  *                  items from rank 0 and a 2 MiB budget: no rank's bytes in
  *                  flight exceed the budget (without credit rank 1 would
@@ -803,6 +806,88 @@ static void test_owned(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* ---- statistics gathered on rank 0 --------------------------------------- */
+
+static int sink_sum(void *ctx, const void *in);
+
+static void test_stats(void **state)
+{
+    (void)state;
+    const uint64_t n = 50000;
+    para_runtime_t *rt = make_rt(2, 0, 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *m, *k;
+    uint64_t sum = 0;
+    assert_int_equal(para_graph_add_range(g, "src", 0, n, &src), 0);
+    assert_int_equal(para_graph_add_map_batch(g, "square", 8, 8,
+                                              map_slow_square, NULL, 0, &m),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", 8, sink_sum, &sum, PARA_NODE_SERIAL, &k),
+        0);
+    assert_int_equal(para_graph_connect(g, src, m), 0);
+    assert_int_equal(para_graph_connect(g, m, k), 0);
+    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    para_mpi_stats_t st;
+    assert_int_equal(para_mpi_run(rt, g, MPI_COMM_WORLD, &st), 0);
+
+    /* Bad arguments fail every rank alike. */
+    assert_int_equal(para_mpi_stats_gather(NULL, &st, NULL, 0, MPI_COMM_WORLD),
+                     PARA_EINVAL);
+    assert_int_equal(
+        para_mpi_stats_gather(rt, &st, NULL, g_size, MPI_COMM_WORLD),
+        PARA_EINVAL);
+
+    para_mpi_rank_stats_t *all =
+        g_rank == 0 ? calloc((size_t)g_size, sizeof *all) : NULL;
+    assert_int_equal(para_mpi_stats_gather(rt, &st, all, 0, MPI_COMM_WORLD), 0);
+    if (g_rank == 0) {
+        uint64_t sent = 0, recvd = 0, items = 0;
+        for (int r = 0; r < g_size; r++) {
+            assert_int_equal(all[r].mpi.rank, r);
+            assert_int_equal(all[r].mpi.ranks, g_size);
+            assert_int_equal(all[r].n_workers, 2);
+            assert_true(all[r].workers.busy_ns <= all[r].runtime.busy_ns);
+            sent += all[r].mpi.batches_sent;
+            recvd += all[r].mpi.batches_received;
+            items += all[r].workers.tasks;
+        }
+        assert_int_equal(sent, recvd);
+        assert_true(sent > 0);
+        assert_true(items > 0);
+        assert_int_equal(sum, (n - 1) * n * (2 * n - 1) / 6);
+    }
+    free(all);
+
+    /* Printed on rank 0: a line per rank, a line per node. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = g_rank == 0 ? open_memstream(&text, &len) : NULL;
+    assert_int_equal(para_mpi_stats_fprint(f, rt, g, &st, MPI_COMM_WORLD), 0);
+    if (g_rank == 0) {
+        fclose(f);
+        char want[64];
+        snprintf(want, sizeof want, "mpi: %d ranks\n", g_size);
+        assert_non_null(strstr(text, want));
+        for (int r = 0; r < g_size; r++) {
+            snprintf(want, sizeof want, "\n%-4d ", r);
+            if (strstr(text, want) == NULL)
+                fail_msg("no line for rank %d in:\n%s", r, text);
+        }
+        const char *line = strstr(text, "\nsquare ");
+        assert_non_null(line);
+        snprintf(want, sizeof want, " %d: ", g_size - 1);
+        assert_non_null(strstr(line, want));
+        free(text);
+    }
+    /* A NULL stream on rank 0 fails every rank. */
+    assert_int_equal(para_mpi_stats_fprint(NULL, rt, g, &st, MPI_COMM_WORLD),
+                     PARA_EINVAL);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* ---- failure and cancellation -------------------------------------------- */
 
 static int map_boom(void *ctx, const void *in, void *out)
@@ -1042,7 +1127,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_placement), cmocka_unit_test(test_differential),
         cmocka_unit_test(test_order),     cmocka_unit_test(test_failure),
         cmocka_unit_test(test_cancel),    cmocka_unit_test(test_owned),
-        cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_stats),     cmocka_unit_test(test_budget),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     int any = 0;
