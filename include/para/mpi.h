@@ -51,6 +51,13 @@
  *                    that deals batches (default 1000; PARA_BATCH_US if
  *                    larger).
  *   PARA_MPI_TIMEOUT seconds (see Failure).
+ *   PARA_MPI_STATS   1: rank 0 prints every rank's figures to stderr after
+ *                    each run (para_mpi_stats_fprint()).
+ *   PARA_TRACE       as for para_run(), but rank 0's decides: every rank
+ *                    with a trace records, and rank 0 writes one trace of
+ *                    the run to its path, a process per rank ("para rank
+ *                    R"), times on rank 0's clock (aligned at a barrier
+ *                    when the run starts).
  *
  * Items that own memory outside their batch (para_node_desc_t.release;
  * a filter forwarding such items too) cross ranks through a pack/unpack

@@ -75,6 +75,12 @@
  *   rank has drained. Finally the ranks agree on the lowest failing rank,
  *   which broadcasts its code and message.
  *
+ * Observability
+ *   para_mpi_stats_t per rank, gathered on rank 0 by mpi_stats.c
+ *   (PARA_MPI_STATS prints them after the run). A run traced on rank 0
+ *   aligns the ranks' clocks at a barrier first (trace_begin()) and ends
+ *   with rank 0 writing every rank's lanes into one file (trace_merge()).
+ *
  * Memory orders: the outbox stacks are mpsc_stack.h's (push publishes
  *   the task and its batch, take_all acquires them), and c->wake is an
  *   eventcount (eventcount.h: its notify after the push, the sleeper's
@@ -104,6 +110,7 @@ enum {
     TAG_HDR = 1,    /* wire_hdr */
     TAG_DATA = 2,   /* the items, right after their header */
     TAG_CREDIT = 3, /* uint64_t credit given back (CREDIT_*) */
+    TAG_TRACE = 4,  /* a rank's part of the merged trace, after the run */
 };
 
 #define HDR_CREDITED 1u     /* a dealt batch: give its credit back */
@@ -938,6 +945,100 @@ static int agree(MPI_Comm comm, int rank, int size, int code, char *msg,
     return out.code;
 }
 
+/* Tracing: rank 0's PARA_TRACE (or attr.trace) decides for every rank.
+ * The ranks align their clocks on rank 0's at a barrier (on one machine
+ * they agree anyway; across machines the barrier's exit skew, a few
+ * microseconds on a fast network, bounds the error), and para_run() must
+ * not write each rank's own file meanwhile. Collective. Returns whether
+ * the run is traced; *@p offset is what to add to this rank's clock to
+ * read rank 0's, *@p saved the path taken from the trace (restore it). */
+static bool trace_begin(mpi_ctx *c, para_runtime_t *rt, int64_t *offset,
+                        char **saved)
+{
+    int on = rt->trace != NULL && rt->trace->path != NULL;
+    MPI_Bcast(&on, 1, MPI_INT, 0, c->comm);
+    *offset = 0;
+    *saved = NULL;
+    if (!on)
+        return false;
+    MPI_Barrier(c->comm);
+    uint64_t mine = para__now_ns(), root = mine;
+    MPI_Bcast(&root, 1, MPI_UINT64_T, 0, c->comm);
+    *offset = (int64_t)root - (int64_t)mine;
+    if (rt->trace != NULL) {
+        *saved = rt->trace->path;
+        rt->trace->path = NULL;
+    }
+    return true;
+}
+
+/* Write one trace of the run to rank 0's path: each rank's lanes as the
+ * process "para rank R" (pid R + 1), times since rank 0's run start on
+ * rank 0's clock. Ranks without a trace add nothing. Collective. */
+static void trace_merge(mpi_ctx *c, para_runtime_t *rt, int64_t offset,
+                        const char *path)
+{
+    uint64_t t0 = 0, t1 = 0;
+    if (rt->trace != NULL)
+        para__trace_run_times(rt->trace, &t0, &t1);
+    uint64_t origin = t0;
+    MPI_Bcast(&origin, 1, MPI_UINT64_T, 0, c->comm);
+    char *part = NULL;
+    size_t len = 0;
+    if (rt->trace != NULL) {
+        FILE *f = open_memstream(&part, &len);
+        char name[32];
+        snprintf(name, sizeof name, "para rank %d", c->rank);
+        int rc = f == NULL ? PARA_ENOMEM
+                           : para__trace_write_part(rt->trace, f,
+                                                    (unsigned)c->rank + 1, name,
+                                                    (int64_t)origin - offset);
+        if (f != NULL && fclose(f) != 0 && rc == 0)
+            rc = PARA_ENOMEM;
+        if (rc != 0 || len > INT_MAX) {
+            para__log(1, "trace: rank %d: its part of the trace is lost (%s)",
+                      c->rank, rc != 0 ? "cannot write it" : "over 2 GiB");
+            len = 0;
+        }
+    }
+    if (c->rank != 0) {
+        int n = (int)len;
+        MPI_Send(&n, 1, MPI_INT, 0, TAG_TRACE, c->comm);
+        if (n > 0)
+            MPI_Send(part, n, MPI_CHAR, 0, TAG_TRACE, c->comm);
+        free(part);
+        return;
+    }
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        para__log(1, "trace: cannot write '%s': %s", path, strerror(errno));
+    int rc = f != NULL ? para__trace_write_head(f) : 0;
+    if (f != NULL && len > 0 && fwrite(part, 1, len, f) != len)
+        rc = -EIO;
+    free(part);
+    for (int r = 1; r < c->size; r++) {
+        int n = 0;
+        MPI_Recv(&n, 1, MPI_INT, r, TAG_TRACE, c->comm, MPI_STATUS_IGNORE);
+        if (n <= 0)
+            continue;
+        char *buf = malloc((size_t)n);
+        if (buf == NULL)
+            fatal(c, "out of memory merging the trace");
+        MPI_Recv(buf, n, MPI_CHAR, r, TAG_TRACE, c->comm, MPI_STATUS_IGNORE);
+        if (f != NULL && fwrite(buf, 1, (size_t)n, f) != (size_t)n)
+            rc = -EIO;
+        free(buf);
+    }
+    if (f == NULL)
+        return;
+    if (rc == 0)
+        rc = para__trace_write_tail(rt->trace, f, t1 - t0, (unsigned)c->size);
+    if (fclose(f) != 0 && rc == 0)
+        rc = -EIO;
+    if (rc != 0)
+        para__log(1, "trace: writing '%s' failed", path);
+}
+
 static void ctx_free(mpi_ctx *c)
 {
     free(c->place);
@@ -1049,6 +1150,10 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     c.others_workers = all_workers - mine;
     c.stats.window = c.my_window;
 
+    int64_t clock_offset;
+    char *trace_path;
+    bool traced = trace_begin(&c, rt, &clock_offset, &trace_path);
+
     struct timespec cpu0, cpu1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
     rt->remote = &c.hook;
@@ -1087,6 +1192,11 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
         if (any &&
             para_mpi_stats_fprint(stderr, rt, graph, &c.stats, c.comm) != 0)
             para__log(1, "PARA_MPI_STATS: cannot print the statistics");
+    }
+    if (traced) {
+        if (rt->trace != NULL)
+            rt->trace->path = trace_path;
+        trace_merge(&c, rt, clock_offset, trace_path);
     }
 out:
     if (stats != NULL)

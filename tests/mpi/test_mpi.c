@@ -28,6 +28,9 @@
  *   stats          every rank's figures gathered on rank 0 (batches sent
  *                  and received add up, each rank's workers ran tasks) and
  *                  printed there with a line per rank and per node;
+ *   trace          rank 0's trace path makes one trace of every rank: a
+ *                  process per rank ("para rank R", pid R + 1), every
+ *                  rank's tasks within the run's span on rank 0's clock;
  *   budget         a replicated stage that is slow on rank 1, 25 MB of
  *                  items from rank 0 and a 2 MiB budget: no rank's bytes in
  *                  flight exceed the budget (without credit rank 1 would
@@ -888,6 +891,96 @@ static void test_stats(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* ---- one trace merged over the ranks ------------------------------------- */
+
+static void test_trace(void **state)
+{
+    (void)state;
+    char path[64] = "/tmp/para_mpi_trace_XXXXXX";
+    if (g_rank == 0) {
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+    }
+    MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.progress = "off";
+    a.trace = path;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    const uint64_t n = 50000;
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *m, *k;
+    uint64_t sum = 0;
+    assert_int_equal(para_graph_add_range(g, "src", 0, n, &src), 0);
+    assert_int_equal(para_graph_add_map_batch(g, "square", 8, 8,
+                                              map_slow_square, NULL, 0, &m),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", 8, sink_sum, &sum, PARA_NODE_SERIAL, &k),
+        0);
+    assert_int_equal(para_graph_connect(g, src, m), 0);
+    assert_int_equal(para_graph_connect(g, m, k), 0);
+    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    assert_int_equal(para_mpi_run(rt, g, MPI_COMM_WORLD, NULL), 0);
+    if (g_rank == 0) {
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        static char text[16 << 20];
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        assert_true(len > 0 && len < sizeof text - 1);
+        assert_memory_equal(text, "{\"traceEvents\":[\n", 16);
+        assert_string_equal(text + len - 4, "]}}\n");
+        char want[64];
+        snprintf(want, sizeof want, "\"ranks\":%d,", g_size);
+        assert_non_null(strstr(text, want));
+        /* The run's span, from the closing event. */
+        const char *end = strstr(text, "\"name\":\"trace_end\"");
+        assert_non_null(end);
+        double span = -1;
+        assert_int_equal(sscanf(strstr(end, "\"ts\":"), "\"ts\":%lf", &span),
+                         1);
+        assert_true(span > 0);
+        int ranks_with_tasks = 0;
+        for (int r = 0; r < g_size; r++) {
+            snprintf(want, sizeof want,
+                     "\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"para rank "
+                     "%d\"}",
+                     r + 1, r);
+            if (strstr(text, want) == NULL)
+                fail_msg("no process for rank %d", r);
+            /* Every task of rank r lies within the run on rank 0's clock
+             * (1 ms of slack for the clocks' alignment). */
+            snprintf(want, sizeof want,
+                     "\"cat\":\"task\",\"ph\":\"X\",\"pid\":%d,", r + 1);
+            unsigned tasks = 0;
+            for (const char *p = strstr(text, want); p != NULL;
+                 p = strstr(p + 1, want)) {
+                double ts = -1, dur = -1;
+                const char *t = strstr(p, "\"ts\":");
+                assert_non_null(t);
+                assert_int_equal(sscanf(t, "\"ts\":%lf,\"dur\":%lf", &ts, &dur),
+                                 2);
+                if (ts < 0 || ts + dur > span + 1000)
+                    fail_msg("rank %d: a task at %.3f us lasting %.3f us, "
+                             "the run spans %.3f us",
+                             r, ts, dur, span);
+                tasks++;
+            }
+            ranks_with_tasks += tasks > 0;
+        }
+        assert_true(ranks_with_tasks >= 2);
+        unlink(path);
+    }
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* ---- failure and cancellation -------------------------------------------- */
 
 static int map_boom(void *ctx, const void *in, void *out)
@@ -1127,7 +1220,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_placement), cmocka_unit_test(test_differential),
         cmocka_unit_test(test_order),     cmocka_unit_test(test_failure),
         cmocka_unit_test(test_cancel),    cmocka_unit_test(test_owned),
-        cmocka_unit_test(test_stats),     cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_stats),     cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_budget),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     int any = 0;
