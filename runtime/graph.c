@@ -191,6 +191,7 @@ static void node_free(para_node_t *n)
     free_derived(n);
     free(n->succs);
     free(n->preds);
+    free(n->mpi_traffic);
     free(n->name);
     free(n);
 }

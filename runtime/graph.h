@@ -84,6 +84,11 @@ struct para_node {
      * cannot cross. */
     size_t (*mpi_pack)(void *ctx, const void *item, void *buf, size_t cap);
     int (*mpi_unpack)(void *ctx, const void *buf, size_t len, void *item);
+    /* This rank's traffic into the node over each input port in its last
+     * run across ranks (4 per port: batches and bytes sent, batches and
+     * bytes received), kept for para_mpi_edge_stats(); freed with it. */
+    uint64_t *mpi_traffic;
+    unsigned mpi_traffic_ports;
     void *ctx;
     union {
         para_source_fn source;

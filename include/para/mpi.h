@@ -166,6 +166,24 @@ typedef struct para_mpi_stats {
     uint64_t comm_sleeps;      /**< times it slept for want of work */
 } para_mpi_stats_t;
 
+/** Traffic of one rank over one edge (para_mpi_edge_stats()). */
+typedef struct para_mpi_edge_stats {
+    uint64_t batches_sent, bytes_sent;         /**< from this rank */
+    uint64_t batches_received, bytes_received; /**< to this rank */
+} para_mpi_edge_stats_t;
+
+/**
+ * @brief This rank's traffic over the edge @p from -> @p to in the last
+ *        para_mpi_run() of their graph (zero where the edge did not cross
+ *        ranks; summed over parallel edges).
+ * @return 0, or PARA_EINVAL if an argument is NULL or there is no such
+ *         edge.
+ * @note Not while the graph runs.
+ */
+PARA_API PARA_NODISCARD int para_mpi_edge_stats(const para_node_t *from,
+                                                const para_node_t *to,
+                                                para_mpi_edge_stats_t *out);
+
 /** One rank's figures, as gathered by para_mpi_stats_gather(). */
 typedef struct para_mpi_rank_stats {
     para_mpi_stats_t mpi; /**< its traffic (mpi.rank says whose) */
@@ -199,8 +217,10 @@ PARA_API PARA_NODISCARD int para_mpi_stats_gather(const para_runtime_t *rt,
  *        @p graph on rank 0 of @p comm; a collective call.
  *
  * Rank 0 prints, to @p out: one line per rank (traffic, tasks, busy and
- * parked time, peak bytes, the communication thread's CPU time), then one
- * line per node with its items and busy time on each rank. The other ranks
+ * parked time, peak bytes, the communication thread's CPU time), one line
+ * per node with its items and busy time on each rank, and one line per
+ * edge that carried batches across ranks (batches and bytes, all ranks
+ * together). The other ranks
  * print nothing (@p out may be NULL there). PARA_MPI_STATS=1 makes
  * para_mpi_run() print this to stderr after every run.
  *

@@ -171,7 +171,9 @@ typedef struct mpi_ctx {
     outbox *outboxes;                 /* one per destination rank */
     unsigned others_workers;          /* workers of the other ranks */
     long long *wave_send, *wave_recv; /* W_N + nodes each */
-    para__eventcount wake;            /* workers -> communication thread */
+    unsigned *port_base;   /* per node: its first port in traffic[] */
+    uint64_t *traffic;     /* 4 per input port (para_node_t.mpi_traffic) */
+    para__eventcount wake; /* workers -> communication thread */
 
     /* Published by the run_begin hook (helper thread). */
     _Atomic(para__run *) run;
@@ -358,6 +360,16 @@ static bool run_aborting(const para__run *run)
     return para__aborting(run);
 }
 
+/* One batch of @p bytes over input @p port of @p n: sent (@p at 0) or
+ * received (2). */
+static void count_traffic(mpi_ctx *c, const para_node_t *n, unsigned port,
+                          unsigned at, uint64_t bytes)
+{
+    uint64_t *v = c->traffic + 4 * ((size_t)c->port_base[n->index] + port);
+    v[at]++;
+    v[at + 1] += bytes;
+}
+
 /* Fail @p run (para__fail_run() from this thread) and give @p err. */
 #define FAIL_RUN(run, err, ...)                                                \
     (para__fail_run(NULL, (run), (err), __VA_ARGS__), (err))
@@ -491,6 +503,7 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
                 MPI_Isend(buf, (int)bytes, MPI_BYTE, q, TAG_DATA, c->comm,
                           &s->req[1]);
             c->send_bytes += bytes;
+            count_traffic(c, t->node, t->in_port, 0, bytes);
             c->msgs_sent++;
             c->stats.batches_sent++;
             c->stats.bytes_sent += bytes;
@@ -614,6 +627,8 @@ static void recv_batch(mpi_ctx *c, para__run *run, int src)
     }
     c->stats.batches_received++;
     c->stats.bytes_received += h.bytes;
+    if (h.node < c->graph->n_nodes && h.port < c->graph->nodes[h.node]->n_preds)
+        count_traffic(c, c->graph->nodes[h.node], h.port, 2, h.bytes);
     if (keep && packed) {
         para_node_t *ow = c->graph->nodes[h.owner];
         if (unpack_batch(run, n, ow, b, scratch, h.bytes, (size_t)h.count,
@@ -1039,6 +1054,29 @@ static void trace_merge(mpi_ctx *c, para_runtime_t *rt, int64_t offset,
         para__log(1, "trace: writing '%s' failed", path);
 }
 
+/* Each node keeps this run's traffic over its inputs
+ * (para_mpi_edge_stats()). */
+static void keep_traffic(mpi_ctx *c)
+{
+    for (unsigned i = 0; i < c->graph->n_nodes; i++) {
+        para_node_t *n = c->graph->nodes[i];
+        if (n->n_preds == 0)
+            continue;
+        if (n->mpi_traffic_ports != n->n_preds) {
+            uint64_t *v = realloc(n->mpi_traffic,
+                                  (4 * (size_t)n->n_preds + 1) * sizeof *v);
+            if (v == NULL) {
+                n->mpi_traffic_ports = 0;
+                continue;
+            }
+            n->mpi_traffic = v;
+            n->mpi_traffic_ports = n->n_preds;
+        }
+        memcpy(n->mpi_traffic, c->traffic + 4 * (size_t)c->port_base[i],
+               4 * (size_t)n->n_preds * sizeof *n->mpi_traffic);
+    }
+}
+
 static void ctx_free(mpi_ctx *c)
 {
     free(c->place);
@@ -1050,6 +1088,8 @@ static void ctx_free(mpi_ctx *c)
     free(c->owed);
     free(c->wave_send);
     free(c->wave_recv);
+    free(c->port_base);
+    free(c->traffic);
 }
 
 int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
@@ -1106,12 +1146,22 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     c.credit_used = calloc((size_t)c.size, sizeof *c.credit_used);
     c.owed = calloc((size_t)c.size, sizeof *c.owed);
     c.outboxes = aligned_alloc(PARA_CACHELINE, (size_t)c.size * sizeof(outbox));
+    size_t ports = 0;
+    for (unsigned i = 0; i < nodes; i++)
+        ports += graph->nodes[i]->n_preds;
+    c.port_base = calloc((size_t)nodes + 1, sizeof *c.port_base);
+    c.traffic = calloc(4 * ports + 1, sizeof *c.traffic);
+    for (unsigned i = 0, at = 0; c.port_base != NULL && i < nodes; i++) {
+        c.port_base[i] = at;
+        at += graph->nodes[i]->n_preds;
+    }
     c.wave_send = calloc(W_N + (size_t)nodes, sizeof *c.wave_send);
     c.wave_recv = calloc(W_N + (size_t)nodes, sizeof *c.wave_recv);
     if (rc == 0 &&
         (!wake_ok || c.place == NULL || c.window == NULL ||
          c.credit_used == NULL || c.owed == NULL || c.outboxes == NULL ||
-         c.wave_send == NULL || c.wave_recv == NULL))
+         c.wave_send == NULL || c.wave_recv == NULL || c.port_base == NULL ||
+         c.traffic == NULL))
         rc = PARA_ENOMEM, snprintf(msg, sizeof msg, "out of memory");
     if (rc == 0) {
         for (int q = 0; q < c.size; q++) {
@@ -1183,6 +1233,7 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     para__errmsg_set(&rt->errmsg, "%s", rc != 0 ? msg : "");
     c.stats.credit_waits =
         atomic_load_explicit(&c.credit_waits, memory_order_relaxed);
+    keep_traffic(&c);
     {
         /* PARA_MPI_STATS on any rank: rank 0 prints every rank's figures
          * (collective, so every rank must take part). */

@@ -59,6 +59,28 @@ int para_mpi_stats_gather(const para_runtime_t *rt,
     return 0;
 }
 
+int para_mpi_edge_stats(const para_node_t *from, const para_node_t *to,
+                        para_mpi_edge_stats_t *out)
+{
+    if (from == NULL || to == NULL || out == NULL)
+        return PARA_EINVAL;
+    memset(out, 0, sizeof *out);
+    bool found = false;
+    for (unsigned p = 0; p < to->n_preds; p++) {
+        if (to->preds[p] != from)
+            continue;
+        found = true;
+        if (p >= to->mpi_traffic_ports)
+            continue;
+        const uint64_t *v = to->mpi_traffic + 4 * (size_t)p;
+        out->batches_sent += v[0];
+        out->bytes_sent += v[1];
+        out->batches_received += v[2];
+        out->bytes_received += v[3];
+    }
+    return found ? 0 : PARA_EINVAL;
+}
+
 static double ms(uint64_t ns)
 {
     return (double)ns / 1e6;
@@ -102,6 +124,27 @@ int para_mpi_stats_fprint(FILE *out, const para_runtime_t *rt,
         MPI_Gather(mine_nodes, n, MPI_UINT64_T, all_nodes, n, MPI_UINT64_T, 0,
                    comm);
     }
+    /* Each edge (input port): batches and bytes sent, all ranks. */
+    size_t ports = 0;
+    for (unsigned i = 0; i < nodes; i++)
+        ports += graph->nodes[i]->n_preds;
+    uint64_t *edges = calloc(2 * ports + 1, sizeof *edges);
+    uint64_t *edges_all = calloc(2 * ports + 1, sizeof *edges_all);
+    if (rc == 0)
+        rc = agree_ok(edges != NULL && edges_all != NULL, comm);
+    if (rc == 0) {
+        size_t k = 0;
+        for (unsigned i = 0; i < nodes; i++) {
+            const para_node_t *n = graph->nodes[i];
+            for (unsigned p = 0; p < n->n_preds; p++, k++)
+                if (p < n->mpi_traffic_ports) {
+                    edges[2 * k] = n->mpi_traffic[4 * (size_t)p];
+                    edges[2 * k + 1] = n->mpi_traffic[4 * (size_t)p + 1];
+                }
+        }
+        MPI_Reduce(edges, edges_all, (int)(2 * ports + 1), MPI_UINT64_T,
+                   MPI_SUM, 0, comm);
+    }
     if (rc == 0 && rank == 0) {
         fprintf(out,
                 "mpi: %d ranks\n"
@@ -135,7 +178,21 @@ int para_mpi_stats_fprint(FILE *out, const para_runtime_t *rt,
             }
             fputc('\n', out);
         }
+        size_t k = 0;
+        for (unsigned i = 0; i < nodes; i++) {
+            const para_node_t *n = graph->nodes[i];
+            for (unsigned p = 0; p < n->n_preds; p++, k++)
+                if (edges_all[2 * k] != 0)
+                    fprintf(out,
+                            "edge '%s' -> '%s': %llu batches, %llu bytes "
+                            "across ranks\n",
+                            n->preds[p]->name, n->name,
+                            (unsigned long long)edges_all[2 * k],
+                            (unsigned long long)edges_all[2 * k + 1]);
+        }
     }
+    free(edges);
+    free(edges_all);
     free(mine_nodes);
     free(all_nodes);
     free(all);

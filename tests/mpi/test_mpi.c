@@ -27,7 +27,8 @@
  *                  the same message and leaks nothing;
  *   stats          every rank's figures gathered on rank 0 (batches sent
  *                  and received add up, each rank's workers ran tasks) and
- *                  printed there with a line per rank and per node;
+ *                  printed there with a line per rank, per node and per
+ *                  edge; each edge's traffic adds up to the rank's;
  *   trace          rank 0's trace path makes one trace of every rank: a
  *                  process per rank ("para rank R", pid R + 1), every
  *                  rank's tasks within the run's span on rank 0's clock;
@@ -842,6 +843,27 @@ static void test_stats(void **state)
         para_mpi_stats_gather(rt, &st, NULL, g_size, MPI_COMM_WORLD),
         PARA_EINVAL);
 
+    /* Per edge: this rank's traffic is its two edges' together, and every
+     * batch sent over an edge was received over it. */
+    para_mpi_edge_stats_t e1, e2;
+    assert_int_equal(para_mpi_edge_stats(src, m, &e1), 0);
+    assert_int_equal(para_mpi_edge_stats(m, k, &e2), 0);
+    assert_int_equal(para_mpi_edge_stats(k, src, &e2), PARA_EINVAL);
+    assert_int_equal(para_mpi_edge_stats(NULL, src, &e2), PARA_EINVAL);
+    assert_int_equal(para_mpi_edge_stats(m, k, &e2), 0);
+    assert_int_equal(e1.batches_sent + e2.batches_sent, st.batches_sent);
+    assert_int_equal(e1.bytes_sent + e2.bytes_sent, st.bytes_sent);
+    assert_int_equal(e1.batches_received + e2.batches_received,
+                     st.batches_received);
+    unsigned long long mine[4] = {e1.batches_sent, e1.batches_received,
+                                  e2.batches_sent, e2.batches_received},
+                       tot[4];
+    MPI_Allreduce(mine, tot, 4, MPI_UNSIGNED_LONG_LONG, MPI_SUM,
+                  MPI_COMM_WORLD);
+    assert_int_equal(tot[0], tot[1]);
+    assert_int_equal(tot[2], tot[3]);
+    assert_true(tot[0] > 0 && tot[2] > 0);
+
     para_mpi_rank_stats_t *all =
         g_rank == 0 ? calloc((size_t)g_size, sizeof *all) : NULL;
     assert_int_equal(para_mpi_stats_gather(rt, &st, all, 0, MPI_COMM_WORLD), 0);
@@ -882,6 +904,10 @@ static void test_stats(void **state)
         assert_non_null(line);
         snprintf(want, sizeof want, " %d: ", g_size - 1);
         assert_non_null(strstr(line, want));
+        snprintf(want, sizeof want, "edge 'src' -> 'square': %llu batches,",
+                 tot[0]);
+        if (strstr(text, want) == NULL)
+            fail_msg("no '%s' in:\n%s", want, text);
         free(text);
     }
     /* A NULL stream on rank 0 fails every rank. */
