@@ -489,6 +489,8 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
                                 .count = b->count,
                                 .bytes = bytes,
                                 .credit = cost};
+            /* t lives in b: count it before b may go. */
+            count_traffic(c, t->node, t->in_port, 0, bytes);
             if (packed) {
                 /* The packed copy travels; this rank's items go now. */
                 s->packed = buf;
@@ -503,7 +505,6 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
                 MPI_Isend(buf, (int)bytes, MPI_BYTE, q, TAG_DATA, c->comm,
                           &s->req[1]);
             c->send_bytes += bytes;
-            count_traffic(c, t->node, t->in_port, 0, bytes);
             c->msgs_sent++;
             c->stats.batches_sent++;
             c->stats.bytes_sent += bytes;
