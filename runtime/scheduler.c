@@ -778,10 +778,15 @@ static size_t source_batch_items(para__worker *w, para__run *run,
         w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
     /* A node's min_batch hint (the largest downstream) raises it. */
     n = PARA_MIN(PARA_MAX(n, s->down_min_batch), cap);
-    /* A splittable source leaves work for every worker near its end: no
-     * batch takes more than 1/(2 x workers) of what is left (but not less
-     * than the ramp's start, or than a min_batch hint). */
-    unsigned workers = run->rt->n_workers + run->remote_workers;
+    /* A splittable source leaves work for every worker and device near its
+     * end: no batch takes more than 1/(2 x places) of what is left (but not
+     * less than the ramp's start, or than a min_batch hint); the devices'
+     * host threads count as places, so that the last batches are fine
+     * enough to spread over the devices by their finish times, and so do
+     * the workers of other ranks that take this run's batches
+     * (runtime/mpi). */
+    unsigned workers =
+        run->rt->n_workers + run->rt->helper_threads + run->remote_workers;
     if (s->kind != PARA__KIND_SOURCE_FN && workers > 1) {
         uint64_t total = s->kind == PARA__KIND_RANGE
                              ? s->range_end - s->range_begin

@@ -368,8 +368,12 @@ static void test_cpu_backend_gathers_and_orders(void **state)
     /* Every item went through a launch, and launches gathered batches. */
     assert_int_equal(ks.items_in, 6000);
     assert_int_equal(ks.device_items, 6000);
-    assert_int_equal(ks.batches, 1500);
-    print_message("cpu back-end: 1500 batches in %llu launches\n",
+    /* The source gives at most 4 items a call, so at least 1500 batches;
+     * the runtime sizes the source's batches and may offer less room than 4
+     * now and then (seen: 1501 in about 1 run of 12), which is its right. */
+    assert_in_range(ks.batches, 1500, 1600);
+    print_message("cpu back-end: %llu batches in %llu launches\n",
+                  (unsigned long long)ks.batches,
                   (unsigned long long)ks.device_launches);
     assert_true(ks.device_launches > 0);
     assert_true(ks.device_launches <= ks.batches / 2);
@@ -803,6 +807,7 @@ typedef struct sim_run {
     uint32_t total, per_call;
     unsigned flags_a, flags_b; /* kernel nodes A (and B if two_nodes) */
     bool two_nodes;
+    const char *name_a; /* NULL: "A" */
     sim_ctx ctx;
     para_node_stats_t a, b;
     double seconds;
@@ -824,7 +829,7 @@ static int run_sim(para_runtime_t *rt, sim_run *r)
                      0);
     axpb_ctx unused = {3, 1, 0, 0};
     para_kernel_desc_t kd = axpb_kernel(&unused);
-    para_node_desc_t da = {.name = "A",
+    para_node_desc_t da = {.name = r->name_a != NULL ? r->name_a : "A",
                            .flags = r->flags_a,
                            .in_size = 4,
                            .out_size = 4,
@@ -968,6 +973,111 @@ static void test_sim_shares_with_cpu(void **state)
         double share = (double)d[i] / (double)dev_total;
         assert_true(share > rate[i] / 7.0 * 0.65 &&
                     share < rate[i] / 7.0 * 1.35);
+    }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* The cost of moving a batch's data: every batch is in host memory, and a
+ * device that computes 8x faster than the one worker (2 M items/s against
+ * 4 us an item) but sits behind a link of 1 MB/s (8 bytes an item in and
+ * out: 8 us an item) is worth less than the worker, so the CPU keeps most
+ * of a MIXED node's items; behind a fast link the same device takes most.
+ * Between two devices of one speed, device-only, the one behind the slow
+ * link gets the smaller share (effective rates 1 M and 1/(1 us + 4 us) =
+ * 0.2 M items/s: shares 0.83 and 0.17). */
+static void test_sim_link_cost_keeps_work_near_data(void **state)
+{
+    (void)state;
+    double dev_share[2];
+    const char *const devs[2] = {"sim:20:2M:link=1G", "sim:20:2M:link=1M"};
+    for (int i = 0; i < 2; i++) {
+        para_runtime_t *rt = make_sim_rt(devs[i], 1, 10000, 1);
+        sim_run r = {.total = 50000, .per_call = 1024, .ctx = {SIM_CPU_NS}};
+        assert_int_equal(run_sim(rt, &r), 0);
+        dev_share[i] = (double)dev_items(rt, 0) / r.total;
+        print_message("%s: device share %.3f, %.1f ms\n", devs[i], dev_share[i],
+                      r.seconds * 1e3);
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+    /* Ideal: 0.89 behind the fast link, 0.32 behind the slow one. */
+    assert_true(dev_share[0] > 0.6);
+    assert_true(dev_share[1] < 0.5);
+
+    para_runtime_t *rt =
+        make_sim_rt("sim:20:1M:link=1G,sim:20:1M:link=2M", 2, 10000, 1);
+    sim_run r = {
+        .total = SIM_ITEMS, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), 0);
+    uint64_t d0 = dev_items(rt, 0), d1 = dev_items(rt, 1);
+    print_message("fast link %.3f, slow link %.3f (ideal 0.833, 0.167)\n",
+                  (double)d0 / r.total, (double)d1 / r.total);
+    assert_int_equal(d0 + d1, r.total);
+    if (!SIM_SANITIZED)
+        assert_true(d0 > 3 * d1);
+    else
+        assert_true(d0 > d1);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* A second run of the same kernel starts from what the first learnt: no
+ * exploring launches of 1, 4, 16 batches while L and c are unknown, so it
+ * takes fewer launches (on a device whose latency is large beside the
+ * items, 2 ms against 1 us an item, where exploring costs the most). A
+ * different kernel (another node name) explores again. */
+static void test_sim_estimates_kept_across_runs(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_sim_rt("sim:2000:1M,sim:2000:1M", 2, 10000, 1);
+    sim_run r = {
+        .total = 100000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    uint64_t launches[3];
+    for (int i = 0; i < 3; i++) {
+        if (i == 2)
+            r.name_a = "A2"; /* another node: new to the devices */
+        assert_int_equal(run_sim(rt, &r), 0);
+        launches[i] = r.a.device_launches;
+        print_message("run %d: %llu launches, %.1f ms\n", i,
+                      (unsigned long long)launches[i], r.seconds * 1e3);
+    }
+    assert_true(launches[1] < launches[0]);
+    assert_true(launches[2] > launches[1]);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* What the spreading decides on is what it learnt: after a run, the
+ * latency and cost per item each simulated device was fitted with
+ * (logged at verbose level 2) are the device's own L and 1 / R. */
+static void test_sim_learnt_latency_and_rate(void **state)
+{
+    (void)state;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "sim:50:2M,sim:400:500k";
+    a.pin = "none";
+    a.verbose = 2;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    log_buf[0] = '\0';
+    sim_run r = {
+        .total = 100000, .per_call = 1024, .flags_a = PARA_NODE_DEVICE_ONLY};
+    assert_int_equal(run_sim(rt, &r), 0);
+    static const char *const name[2] = {"sim:50:2M", "sim:400:500k"};
+    const double lat_us[2] = {50, 400}, ns_item[2] = {500, 2000};
+    for (int k = 0; k < 2; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "device \"%s\": node 'A': learnt", name[k]);
+        pthread_mutex_lock(&log_lock);
+        const char *line = strstr(log_buf, key);
+        double l = -1, c = -1;
+        if (line != NULL &&
+            sscanf(line + strlen(key), " latency %lf us, %lf ns", &l, &c) != 2)
+            l = c = -1;
+        pthread_mutex_unlock(&log_lock);
+        print_message("%s: latency %.1f us (%.0f), %.1f ns an item (%.0f)\n",
+                      name[k], l, lat_us[k], c, ns_item[k]);
+        assert_true(l > lat_us[k] * 0.9 && l < lat_us[k] * 1.1);
+        assert_true(c > ns_item[k] * 0.95 && c < ns_item[k] * 1.05);
     }
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
@@ -1493,6 +1603,9 @@ int main(void)
         cmocka_unit_test(test_sim_shares_follow_rates),
         cmocka_unit_test(test_sim_buffer_args),
         cmocka_unit_test(test_sim_shares_with_cpu),
+        cmocka_unit_test(test_sim_link_cost_keeps_work_near_data),
+        cmocka_unit_test(test_sim_estimates_kept_across_runs),
+        cmocka_unit_test(test_sim_learnt_latency_and_rate),
         cmocka_unit_test(test_sim_one_device_fails_midrun),
         cmocka_unit_test(test_sim_all_devices_fail),
         cmocka_unit_test(test_sim_mixed_and_device_only_on_failing_device),
