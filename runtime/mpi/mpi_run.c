@@ -766,15 +766,17 @@ static bool outboxes_empty(mpi_ctx *c)
  * POLL_MAX_NS. So the thread wakes about as often as messages come, and
  * takes no core from the workers while they compute
  * (para_mpi_stats_t.comm_cpu_ns, .comm_sleeps). */
-static void idle_wait(mpi_ctx *c, bool remote_seen, uint64_t *period_ns)
+static void idle_wait(mpi_ctx *c, bool remote_seen, bool watch_helper,
+                      uint64_t *period_ns)
 {
     *period_ns = remote_seen ? PARA_MAX(*period_ns / 2, (uint64_t)POLL_MIN_NS)
                              : PARA_MIN(*period_ns * 2, (uint64_t)POLL_MAX_NS);
     uint64_t key = para__eventcount_prepare(&c->wake);
-    /* acquire: pairs with helper_main(). */
+    /* acquire: pairs with helper_main(). @p watch_helper: the loop still
+     * waits for the run or for the helper's early end. */
     if (!outboxes_empty(c) ||
-        (atomic_load_explicit(&c->helper_done, memory_order_acquire) &&
-         atomic_load_explicit(&c->run, memory_order_acquire) == NULL)) {
+        (watch_helper &&
+         atomic_load_explicit(&c->helper_done, memory_order_acquire))) {
         para__eventcount_cancel(&c->wake);
         return;
     }
@@ -924,7 +926,7 @@ static void comm_loop(mpi_ctx *c)
             }
         }
         if (!did) {
-            idle_wait(c, remote_seen, &period);
+            idle_wait(c, remote_seen, run == NULL && !early_fail, &period);
             remote_seen = false;
         }
     }
