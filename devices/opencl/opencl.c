@@ -31,6 +31,11 @@
  * file or none, also with several processes. A file whose header or
  * checksum does not match, or that the driver refuses, is counted as a
  * reject, ignored, and replaced by a fresh build: never an error.
+ * Kernel objects are kept too: one per (program, entry point), created at
+ * its first use and released when the device closes, lent to one
+ * para__kernel at a time (a cl_kernel holds its argument values; a second
+ * node with the same kernel in the same run gets a second object). So a
+ * runtime that runs a graph N times builds and creates each kernel once.
  *
  * Launches. A slot (para__launch.impl, a launch_state) keeps a device input
  * and output buffer across launches and only reallocates them, to the next
@@ -124,6 +129,18 @@ typedef struct program_entry {
     cl_program program;
 } program_entry;
 
+/* A kernel object kept for the device's lifetime: created once per
+ * (program, entry point), lent to one para__kernel at a time (a cl_kernel
+ * holds its argument values, so two nodes of one run never share one) and
+ * taken back by para__cl_kernel_release(). */
+typedef struct kernel_entry {
+    struct kernel_entry *next;
+    const program_entry *program;
+    char *entry;
+    cl_kernel kernel;
+    bool lent;
+} kernel_entry;
+
 struct para__device {
     para__device_info info;
     cl_platform_id platform;
@@ -136,13 +153,15 @@ struct para__device {
     bool trace;        /* PARA_CL_TRACE */
     uint64_t key_seed; /* hash of what identifies device and driver */
     program_entry *programs;
+    kernel_entry *kernels;
     unsigned live_kernels, live_slots;
     para__cl_stats stats;
 };
 
 struct para__kernel {
     para__device *dev;
-    cl_kernel kernel;
+    kernel_entry *cached; /* the device's kernel object this one borrows */
+    cl_kernel kernel;     /* cached->kernel */
     size_t in_size, out_size;
     size_t local; /* work-group size */
     char entry[64];
@@ -502,6 +521,19 @@ static void release_programs(para__device *dev)
     dev->programs = NULL;
 }
 
+static void release_kernels(para__device *dev)
+{
+    kernel_entry *ke = dev->kernels;
+    while (ke != NULL) {
+        kernel_entry *next = ke->next;
+        clReleaseKernel(ke->kernel);
+        free(ke->entry);
+        free(ke);
+        ke = next;
+    }
+    dev->kernels = NULL;
+}
+
 static void destroy_device(para__device *dev)
 {
     for (unsigned q = 0; q < PARA_CL_QUEUES; q++) {
@@ -510,6 +542,7 @@ static void destroy_device(para__device *dev)
             clReleaseCommandQueue(dev->queues[q]);
         }
     }
+    release_kernels(dev);
     release_programs(dev);
     if (dev->ctx != NULL)
         clReleaseContext(dev->ctx);
@@ -1148,6 +1181,65 @@ static void release_arg_buffers(para__kernel *k)
     k->n_bufs = 0;
 }
 
+/* Lend @p k the device's kernel object for (program, entry): a free one
+ * created earlier, else a new one (kept until the device closes). A runtime
+ * runs the same graph again and again; creating and releasing cl_kernels
+ * per run costs driver work each time, and PoCL 3.1 keeps a cache of
+ * compiled work-group functions whose release per kernel has raced between
+ * its pthread device's threads. PARA_EKERNEL_BUILD when the program has no
+ * such entry point. */
+static int borrow_kernel(para__device *dev, const program_entry *pe,
+                         const char *entry, para__kernel *k, char *msg,
+                         size_t msg_len)
+{
+    for (kernel_entry *ke = dev->kernels; ke != NULL; ke = ke->next) {
+        if (!ke->lent && ke->program == pe && strcmp(ke->entry, entry) == 0) {
+            ke->lent = true;
+            k->cached = ke;
+            k->kernel = ke->kernel;
+            dev->stats.kernel_hits++;
+            return 0;
+        }
+    }
+    int err = 0;
+    cl_int rc;
+    kernel_entry *ke = calloc(1, sizeof *ke);
+    if (ke == NULL || (ke->entry = strdup(entry)) == NULL) {
+        set_msg(msg, msg_len, "para__cl_kernel_create: out of memory");
+        err = PARA_ENOMEM;
+        goto fail;
+    }
+    ke->kernel = clCreateKernel(pe->program, entry, &rc);
+    if (rc == CL_INVALID_KERNEL_NAME) {
+        set_msg(msg, msg_len,
+                "no kernel \"%s\" in the program (clCreateKernel -> "
+                "CL_INVALID_KERNEL_NAME (%d))",
+                entry, (int)rc);
+        err = PARA_EKERNEL_BUILD;
+        goto fail;
+    }
+    PARA_CL_CHECK_RC("clCreateKernel", rc);
+    ke->program = pe;
+    ke->lent = true;
+    ke->next = dev->kernels;
+    dev->kernels = ke;
+    dev->stats.kernels_created++;
+    para__log(3, "opencl: created kernel \"%s\" on \"%s\"", entry,
+              dev->info.name);
+    k->cached = ke;
+    k->kernel = ke->kernel;
+    return 0;
+
+fail:
+    if (ke != NULL) {
+        if (ke->kernel != NULL)
+            clReleaseKernel(ke->kernel);
+        free(ke->entry);
+        free(ke);
+    }
+    return err;
+}
+
 int para__cl_kernel_create(para__device *dev, const char *source,
                            const char *options, const char *entry,
                            size_t in_size, size_t out_size,
@@ -1211,16 +1303,9 @@ int para__cl_kernel_create(para__device *dev, const char *source,
         k->n_bufs = n_args;
     }
 
-    k->kernel = clCreateKernel(pe->program, entry, &rc);
-    if (rc == CL_INVALID_KERNEL_NAME) {
-        set_msg(msg, msg_len,
-                "no kernel \"%s\" in the program (clCreateKernel -> "
-                "CL_INVALID_KERNEL_NAME (%d))",
-                entry, (int)rc);
-        err = PARA_EKERNEL_BUILD;
+    err = borrow_kernel(dev, pe, entry, k, msg, msg_len);
+    if (err != 0)
         goto fail;
-    }
-    PARA_CL_CHECK_RC("clCreateKernel", rc);
 
     /* The signature: (global in, global out, uint n, extra scalars...).
      * Setting each argument once checks its kind and size now rather than
@@ -1297,8 +1382,8 @@ int para__cl_kernel_create(para__device *dev, const char *source,
 
 fail:
     if (k != NULL) {
-        if (k->kernel != NULL)
-            clReleaseKernel(k->kernel);
+        if (k->cached != NULL)
+            k->cached->lent = false; /* a valid kernel: keep it */
         release_arg_buffers(k);
         free(k);
     }
@@ -1309,7 +1394,7 @@ void para__cl_kernel_release(para__kernel *k)
 {
     if (k == NULL)
         return;
-    clReleaseKernel(k->kernel);
+    k->cached->lent = false; /* kept until the device closes */
     release_arg_buffers(k);
     k->dev->live_kernels--;
     free(k);

@@ -35,6 +35,7 @@ static char log_buf[8192];
 static int log_min_level = 99; /* lowest level seen since the last reset */
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned kernels_created; /* "created kernel" lines (log level 3) */
 
 /* Device host threads may log at the same time. */
 static void capture_log(int level, const char *msg, void *arg)
@@ -43,6 +44,8 @@ static void capture_log(int level, const char *msg, void *arg)
     pthread_mutex_lock(&log_lock);
     if (level < log_min_level)
         log_min_level = level;
+    if (strstr(msg, "opencl: created kernel") != NULL)
+        kernels_created++;
     size_t used = strlen(log_buf);
     snprintf(log_buf + used, sizeof log_buf - used, "%s\n", msg);
     pthread_mutex_unlock(&log_lock);
@@ -1252,6 +1255,34 @@ static void test_opencl_kernel_node_gathers(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* A runtime builds and creates its kernels once: five runs of the same
+ * node give the same results and create one kernel object. */
+static void test_opencl_runs_reuse_kernels(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_t *rt = make_rt("auto", 2, 0);
+    axpb_ctx c = {.mul = 5, .add = 2};
+    atomic_init(&c.fail_at, -1);
+    pthread_mutex_lock(&log_lock);
+    kernels_created = 0;
+    pthread_mutex_unlock(&log_lock);
+    para__log_set_level(3);
+    for (int r = 0; r < 5; r++) {
+        para_node_stats_t ks;
+        assert_int_equal(run_axpb(rt, 20000, 256, &c, false, &ks), 0);
+        assert_int_equal(ks.device_items, 20000);
+    }
+    para__log_set_level(0);
+    pthread_mutex_lock(&log_lock);
+    unsigned created = kernels_created;
+    log_buf[0] = '\0';
+    pthread_mutex_unlock(&log_lock);
+    print_message("5 runs: %u kernel objects created\n", created);
+    assert_int_equal(created, 1);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 static void test_opencl_fan_out_merge_order(void **state)
 {
     (void)state;
@@ -1480,6 +1511,7 @@ int main(void)
     };
     const struct CMUnitTest opencl_tests[] = {
         cmocka_unit_test(test_opencl_kernel_node_gathers),
+        cmocka_unit_test(test_opencl_runs_reuse_kernels),
         cmocka_unit_test(test_opencl_fan_out_merge_order),
         cmocka_unit_test(test_opencl_mixed_node_splits),
         cmocka_unit_test(test_opencl_build_error_names_node),
