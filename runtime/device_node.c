@@ -63,7 +63,13 @@
  *   forced batch size (PARA_BATCH) every batch is launched alone. Inputs
  *   are copied side by side into the slot's staging buffer and the output
  *   is split back per input batch with its sequence range and path, so
- *   ORDERED nodes downstream see order. The device only ever reads and
+ *   ORDERED nodes downstream see order. When the node's items are numbered
+ *   (graph.h: only maps upstream), the launch also carries one run (first
+ *   sequence number, position) per batch, stored after the inputs in the
+ *   staging buffer: an OpenCL kernel's PARA_KARG_INDEX argument is made
+ *   from it on the device, and back-ends that run the CPU function call it
+ *   once per run (node_cpu_batch()) so that para_item_index() answers as
+ *   on a worker. The device only ever reads and
  *   writes the slot's own staging memory, never a batch: a launch that has
  *   to be abandoned (see below) keeps its memory, and batches still go
  *   back to the run.
@@ -146,6 +152,9 @@ typedef struct dnode {
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
     size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
     unsigned oom_streak; /* launches failed with ENOMEM since one worked */
+    /* The launch being begun, for node_cpu_batch() (back-ends that run
+     * the CPU function inside launch_begin()); NULL otherwise. */
+    const para__launch *launching;
     /* Estimates (picoseconds per item; 0 = not measured yet), written by
      * the host thread, read by workers routing a batch. */
     _Atomic uint64_t ps_per_item; /* marginal cost c */
@@ -944,16 +953,42 @@ static int ensure_stage(unsigned char **buf, size_t *cap, size_t bytes)
     return 0;
 }
 
-/* The CPU function of a kernel node over @p count items. */
-static int node_cpu_batch(void *arg, const void *in, void *out, size_t count)
+/* The CPU function of node @p n over @p count items. */
+static int node_cpu_run(para_node_t *n, const void *in, void *out, size_t count)
 {
-    para_node_t *n = arg;
     if (n->kind == PARA__KIND_MAP_BATCH)
         return n->fn.map_batch(n->ctx, in, out, count);
     const unsigned char *ip = in;
     unsigned char *op = out;
     for (size_t i = 0; i < count; i++) {
         int rc = n->fn.map(n->ctx, ip + i * n->in_size, op + i * n->out_size);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The CPU function of a kernel node (@p arg: its dnode) over a launch of
+ * @p count items, for back-ends that run it in launch_begin(): called once
+ * per gathered batch when the items are numbered, so that
+ * para_item_index() answers as on a worker. */
+static int node_cpu_batch(void *arg, const void *in, void *out, size_t count)
+{
+    const dnode *dn = arg;
+    para_node_t *n = dn->node;
+    const para__launch *l = dn->launching;
+    if (l == NULL || l->segs == NULL || l->in != in)
+        return node_cpu_run(n, in, out, count);
+    const unsigned char *ip = in;
+    unsigned char *op = out;
+    for (size_t k = 0; k < l->n_segs; k++) {
+        size_t at = (size_t)l->segs[2 * k + 1];
+        size_t end = k + 1 < l->n_segs ? (size_t)l->segs[2 * k + 3] : count;
+        para__item_index_enter(ip + at * n->in_size, end - at, n->in_size,
+                               l->segs[2 * k]);
+        int rc = node_cpu_run(n, ip + at * n->in_size, op + at * n->out_size,
+                              end - at);
+        para__item_index_leave();
         if (rc != 0)
             return rc;
     }
@@ -974,7 +1009,10 @@ static void run_on_host(devctx *d, para__run *run, para__task *t)
         drop_task(d, run, t);
         return;
     }
-    int rc = node_cpu_batch(n, in->data, o->data, in->count);
+    if (n->numbered)
+        para__item_index_enter(in->data, in->count, n->in_size, in->seq_begin);
+    int rc = node_cpu_run(n, in->data, o->data, in->count);
+    para__item_index_leave();
     if (rc != 0) {
         para__batch_free(NULL, run, o);
         para__fail_run(NULL, run, PARA_ENODE, "node '%s' returned %d (%s)",
@@ -1080,18 +1118,33 @@ static void launch(devctx *d, para__run *run, dnode *dn)
 
     int rc = 0;
     d->msg[0] = '\0';
-    if (ensure_stage(&s->in_stage, &s->in_cap, s->items * is) != 0 ||
+    /* Numbered items: one run (first number, position) per batch, kept
+     * after the items in the input staging (so it lives as long as they
+     * do, also in an abandoned launch). */
+    size_t segs_at = (s->items * is + 7) & ~(size_t)7;
+    size_t in_bytes = n->numbered ? segs_at + s->n_tasks * 2 * sizeof(uint64_t)
+                                  : s->items * is;
+    if (ensure_stage(&s->in_stage, &s->in_cap, in_bytes) != 0 ||
         ensure_stage(&s->out_stage, &s->out_cap, s->items * os) != 0) {
         rc = PARA_ENOMEM;
         snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
                  s->items);
     } else {
-        size_t offset = 0;
+        size_t offset = 0, k = 0;
+        uint64_t *segs =
+            n->numbered ? (uint64_t *)(void *)(s->in_stage + segs_at) : NULL;
         for (para__task *t = s->tasks; t != NULL; t = t->next) {
             memcpy(s->in_stage + offset * is, t->batch->data,
                    t->batch->count * is);
+            if (segs != NULL && t->batch->count > 0) {
+                segs[2 * k] = t->batch->seq_begin;
+                segs[2 * k + 1] = offset;
+                k++;
+            }
             offset += t->batch->count;
         }
+        s->l.segs = k > 0 ? segs : NULL;
+        s->l.n_segs = k;
         s->l.in = s->in_stage;
         s->l.out = s->out_stage;
         /* Staging counts as bytes in flight while the launch runs. */
@@ -1100,8 +1153,11 @@ static void launch(devctx *d, para__run *run, dnode *dn)
     }
     s->l.n = s->items;
     s->trace_t0 = para__trace_device_launch(d->lane);
-    if (rc == 0)
+    if (rc == 0) {
+        dn->launching = &s->l;
         rc = d->ops->launch_begin(dn->kernel, &s->l, d->msg, sizeof d->msg);
+        dn->launching = NULL;
+    }
     if (rc != 0) {
         unstage(run, s);
         launch_failed(d, run, s, rc);
@@ -1579,7 +1635,7 @@ static para__kernel_spec node_spec(para_node_t *n, para__kernel_arg *args)
         .args = args,
         .n_args = n->kernel->n_args,
         .cpu_fn = para__has_cpu_fn(n) ? node_cpu_batch : NULL,
-        .cpu_arg = n,
+        .cpu_arg = NULL, /* its dnode on each device */
     };
     return spec;
 }
@@ -1693,6 +1749,8 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
             devctx *d = set->dev[k];
             char why[PARA__ERRMSG_LEN - 96];
             why[0] = '\0';
+            spec.cpu_arg = &d->dn[i];
+            d->dn[i].launching = NULL;
             rc = d->ops->kernel_create(d->dev, &spec, &d->dn[i].kernel, why,
                                        sizeof why);
             if (rc != 0) {

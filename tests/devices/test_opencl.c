@@ -960,6 +960,53 @@ static void test_memory_cache(void **state)
     para__cl_close(dev);
 }
 
+/* The item index from explicit runs: out of order, of odd lengths, with
+ * numbers past 2^32; a launch without runs is refused. */
+static void test_item_index_runs(void **state)
+{
+    (void)state;
+    static const char src[] =
+        "__kernel void ix(__global const uint *in, __global ulong *out,\n"
+        "                 uint n, __global const ulong *idx)\n"
+        "{\n"
+        "    size_t i = get_global_id(0);\n"
+        "    if (i < n) out[i] = idx[i] + in[i];\n"
+        "}\n";
+    para__device *dev = open_auto();
+    para__kernel_arg args[1] = {{NULL, 0, PARA_KARG_INDEX}};
+    para__kernel *k = build(dev, src, "ix", 4, 8, args, 1);
+    enum { N = 1000 };
+    uint32_t in[N];
+    uint64_t out[N], want[N];
+    /* Runs: 300 items from 5e9, 1 item from 7, 699 items from 1000. */
+    uint64_t segs[6] = {5000000000ull, 0, 7, 300, 1000, 301};
+    for (uint32_t i = 0; i < N; i++) {
+        in[i] = i % 3;
+        uint64_t seq = i < 300    ? 5000000000ull + i
+                       : i == 300 ? 7
+                                  : 1000 + (i - 301);
+        want[i] = seq + in[i];
+    }
+    para__launch l = {.in = in, .n = N, .out = out, .segs = segs, .n_segs = 3};
+    run_launch(k, &l);
+    assert_memory_equal(out, want, sizeof want);
+    /* One run for everything. */
+    uint64_t one[2] = {42, 0};
+    l.segs = one;
+    l.n_segs = 1;
+    run_launch(k, &l);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(out[i], 42 + i + in[i]);
+    para__cl_launch_fini(k, &l);
+    char msg[MSG_LEN] = "";
+    para__launch none = {.in = in, .n = N, .out = out};
+    assert_true(para__cl_launch_begin(k, &none, msg, sizeof msg) < 0);
+    assert_non_null(strstr(msg, "item index"));
+    para__cl_launch_fini(k, &none);
+    para__cl_kernel_release(k);
+    para__cl_close(dev);
+}
+
 /* Kernel objects are created once per program and entry point and lent
  * again after release; two live at once are two objects. */
 static void test_kernel_cache(void **state)
@@ -1229,6 +1276,7 @@ int main(void)
         cmocka_unit_test_setup(test_param_types, setup),
         cmocka_unit_test_setup(test_memory_cache, setup),
         cmocka_unit_test_setup(test_kernel_cache, setup),
+        cmocka_unit_test_setup(test_item_index_runs, setup),
         cmocka_unit_test_setup(test_disk_cache, setup),
         cmocka_unit_test_setup(test_trace, setup),
     };

@@ -277,6 +277,185 @@ static void test_cpu_backend_buffer_args(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* ---- the item index -------------------------------------------------------
+ */
+
+/* y = a x + b[i], i the item's number in its source's stream: a buffer
+ * argument indexed by the index argument. x is not i (x = 3 i + 5, or one
+ * more after the "plus1" map), so only a right index gives the right b. */
+static const char idx_src[] =
+    "__kernel void axpb_idx(__global const uint *x, __global uint *y,\n"
+    "                       uint n, uint a, __global const uint *b,\n"
+    "                       __global const ulong *idx)\n"
+    "{\n"
+    "    size_t i = get_global_id(0);\n"
+    "    if (i < n) y[i] = a * x[i] + b[idx[i]];\n"
+    "}\n";
+
+/* The same kernel with a 4-byte index parameter: refused. */
+static const char idx_bad_src[] =
+    "__kernel void axpb_idx(__global const uint *x, __global uint *y,\n"
+    "                       uint n, uint a, __global const uint *b,\n"
+    "                       __global const uint *idx)\n"
+    "{\n"
+    "    size_t i = get_global_id(0);\n"
+    "    if (i < n) y[i] = a * x[i] + b[idx[i]];\n"
+    "}\n";
+
+typedef struct idx_ctx {
+    uint32_t a;
+    const uint32_t *b;
+    size_t len;
+    _Atomic unsigned bad; /* CPU calls that saw no or a wrong index */
+} idx_ctx;
+
+static int idx_cpu(void *ctx, const void *in, void *out, size_t n)
+{
+    idx_ctx *c = ctx;
+    const uint32_t *x = in;
+    uint32_t *y = out;
+    for (size_t k = 0; k < n; k++) {
+        uint64_t i = para_item_index(x + k);
+        if (i >= c->len) {
+            atomic_fetch_add(&c->bad, 1);
+            return -1;
+        }
+        y[k] = c->a * x[k] + c->b[i];
+    }
+    return 0;
+}
+
+static int idx_plus1(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    *(uint32_t *)out = *(const uint32_t *)in + 1;
+    return 0;
+}
+
+static int idx_keep_all(void *ctx, const void *in)
+{
+    (void)ctx;
+    (void)in;
+    return 1;
+}
+
+enum { IDX_N = 60000 };
+static uint32_t idx_x[IDX_N], idx_b[IDX_N], idx_got[IDX_N + 1];
+
+/* array x -> [plus1 map | filter] -> axpb_idx (kernel and/or CPU function)
+ * -> collect, checked item by item against C. Returns the run's code and
+ * the node's device items through *dev_items. */
+static int run_idx(para_runtime_t *rt, const char *src, bool with_cpu,
+                   unsigned flags, int between, uint64_t *dev_items)
+{
+    for (uint32_t i = 0; i < IDX_N; i++) {
+        idx_x[i] = 3 * i + 5;
+        idx_b[i] = i * 2654435761u;
+    }
+    idx_ctx c = {.a = 7, .b = idx_b, .len = IDX_N};
+    atomic_init(&c.bad, 0);
+    para_kernel_arg_t args[3] = {
+        {.value = &c.a, .size = sizeof c.a},
+        {.value = idx_b, .size = sizeof idx_b, .kind = PARA_KARG_BUFFER},
+        {.kind = PARA_KARG_INDEX}};
+    para_kernel_desc_t kd = {
+        .source = src, .entry = "axpb_idx", .args = args, .n_args = 3};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *s, *mid = NULL, *k, *out;
+    size_t count = 0;
+    assert_int_equal(
+        para_graph_add_array(g, "x", idx_x, IDX_N, sizeof(uint32_t), &s), 0);
+    if (between == 1)
+        assert_int_equal(
+            para_graph_add_map(g, "plus1", 4, 4, idx_plus1, NULL, 0, &mid), 0);
+    else if (between == 2)
+        assert_int_equal(
+            para_graph_add_filter(g, "keep", 4, idx_keep_all, NULL, 0, &mid),
+            0);
+    para_node_desc_t nd = {.name = "axpb_idx",
+                           .flags = flags,
+                           .in_size = 4,
+                           .out_size = 4,
+                           .kernel = &kd,
+                           .map_batch = with_cpu ? idx_cpu : NULL,
+                           .ctx = &c};
+    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    assert_int_equal(
+        para_graph_add_collect(g, "out", 4, idx_got, IDX_N + 1, &count, &out),
+        0);
+    if (mid != NULL) {
+        assert_int_equal(para_graph_connect(g, s, mid), 0);
+        assert_int_equal(para_graph_connect(g, mid, k), 0);
+    } else {
+        assert_int_equal(para_graph_connect(g, s, k), 0);
+    }
+    assert_int_equal(para_graph_connect(g, k, out), 0);
+    int rc = para_run(rt, g);
+    if (rc == 0) {
+        assert_int_equal(count, IDX_N);
+        assert_int_equal(atomic_load(&c.bad), 0);
+        uint32_t plus = between == 1 ? 1 : 0;
+        for (uint32_t i = 0; i < IDX_N; i++) {
+            uint32_t want = 7 * (idx_x[i] + plus) + idx_b[i];
+            if (idx_got[i] != want)
+                fail_msg("item %u: got %u, want %u", i, idx_got[i], want);
+        }
+        para_node_stats_t ks;
+        assert_int_equal(para_node_stats(k, &ks), 0);
+        if (dev_items != NULL)
+            *dev_items = ks.device_items;
+    }
+    para_graph_destroy(g);
+    return rc;
+}
+
+/* The index on the cpu back-end (launches of many batches, the CPU
+ * function called per batch), on the workers (no device, CPU_ONLY), and
+ * through a map; a filter upstream is refused before the run. */
+static void test_cpu_backend_item_index(void **state)
+{
+    (void)state;
+    uint64_t dev = 0;
+    para_runtime_t *rt = make_rt("cpu", 2, 0);
+    assert_int_equal(run_idx(rt, idx_src, true, 0, 0, &dev), 0);
+    assert_int_equal(dev, IDX_N);
+    assert_int_equal(run_idx(rt, idx_src, true, 0, 1, &dev), 0);
+    assert_int_equal(run_idx(rt, idx_src, true, PARA_NODE_CPU_ONLY, 0, &dev),
+                     0);
+    assert_int_equal(dev, 0);
+    assert_int_equal(run_idx(rt, idx_src, true, 0, 2, NULL), PARA_EINVAL);
+    const char *msg = para_runtime_errmsg(rt);
+    assert_non_null(strstr(msg, "'axpb_idx' takes the item index"));
+    assert_non_null(strstr(msg, "'keep'"));
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    rt = make_rt("none", 2, 0);
+    assert_int_equal(run_idx(rt, idx_src, true, 0, 0, &dev), 0);
+    assert_int_equal(dev, 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* para_item_index() outside a node call, and for a pointer outside the
+ * input. */
+static void test_item_index_outside(void **state)
+{
+    (void)state;
+    uint32_t x = 0;
+    assert_true(para_item_index(&x) == PARA_NO_INDEX);
+    assert_true(para_item_index(NULL) == PARA_NO_INDEX);
+    /* An index argument takes neither a value nor a size. */
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_kernel_arg_t bad = {.size = 8, .kind = PARA_KARG_INDEX};
+    para_kernel_desc_t kd = {
+        .source = idx_src, .entry = "axpb_idx", .args = &bad, .n_args = 1};
+    para_node_t *k;
+    assert_int_equal(para_graph_add_kernel(g, "k", 4, 4, &kd, NULL, NULL, &k),
+                     PARA_EINVAL);
+    assert_non_null(strstr(para_graph_errmsg(g), "item index"));
+    para_graph_destroy(g);
+}
+
 /* ---- floating-point determinism ----------------------------------------- */
 
 /* y = (a x + b) / d in float; the C reference keeps the product rounded
@@ -1426,6 +1605,29 @@ static void test_opencl_buffer_args(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* The index on OpenCL: device only (the kernel reads b[idx[i]]), MIXED
+ * (kernel and CPU function agree), through a map; an index parameter of
+ * the wrong type fails with PARA_ESIZE naming it. */
+static void test_opencl_item_index(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    uint64_t dev = 0;
+    para_runtime_t *rt = make_rt("auto", 2, 0);
+    assert_int_equal(run_idx(rt, idx_src, false, 0, 0, &dev), 0);
+    assert_int_equal(dev, IDX_N);
+    assert_int_equal(run_idx(rt, idx_src, false, 0, 1, &dev), 0);
+    assert_int_equal(run_idx(rt, idx_src, true, 0, 0, &dev), 0);
+    print_message("mixed: %llu of %u items on the device\n",
+                  (unsigned long long)dev, (unsigned)IDX_N);
+    assert_int_equal(run_idx(rt, idx_bad_src, false, 0, 0, NULL), PARA_ESIZE);
+    const char *msg = para_runtime_errmsg(rt);
+    assert_non_null(strstr(msg, "'axpb_idx'"));
+    assert_non_null(strstr(msg, "idx"));
+    assert_non_null(strstr(msg, "ulong"));
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* PARA_NODE_FP_STRICT: the device's results equal the C reference bit for
  * bit; without it they may not (reported, not asserted: it depends on the
  * device whether it contracts). */
@@ -1499,6 +1701,8 @@ int main(void)
     const struct CMUnitTest cpu_tests[] = {
         cmocka_unit_test(test_cpu_backend_gathers_and_orders),
         cmocka_unit_test(test_cpu_backend_buffer_args),
+        cmocka_unit_test(test_cpu_backend_item_index),
+        cmocka_unit_test(test_item_index_outside),
         cmocka_unit_test(test_cpu_backend_flushes_partial_batch),
         cmocka_unit_test(test_cpu_backend_forced_batch_launches_each),
         cmocka_unit_test(test_cpu_backend_failure_names_node),
@@ -1517,6 +1721,7 @@ int main(void)
         cmocka_unit_test(test_opencl_build_error_names_node),
         cmocka_unit_test(test_opencl_misfit_kernel_names_node),
         cmocka_unit_test(test_opencl_buffer_args),
+        cmocka_unit_test(test_opencl_item_index),
         cmocka_unit_test(test_opencl_fp_strict),
         cmocka_unit_test(test_opencl_mandelbrot_node),
         cmocka_unit_test(test_opencl_all_devices),
