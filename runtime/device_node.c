@@ -47,13 +47,21 @@
  *   estimates L as the shortest launch seen and c as an average of
  *   (launch time - L) / items, and launches a node's pending items when
  *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, the device's
- *       largest allocation, and LAUNCH_MAX_NS of device time or 38 L,
- *       whichever is longer: launches short enough that the stages
- *       downstream start early and overlap the device; while exploring,
+ *       largest allocation, and, only when a consumer downstream would
+ *       wait for the outputs, i.e. its CPU work per item is at least 1/19
+ *       of the device's (or the
+ *       node's work is shared: several devices, a MIXED node),
+ *       LAUNCH_MAX_NS of device time or 38 L, whichever is longer:
+ *       launches short enough that the stages downstream start early and
+ *       overlap the device; otherwise nothing waits for the outputs and
+ *       launches grow as long as the work gathered; while exploring,
  *       the first EXPLORE_LAUNCHES launches of a node take 1, 4, 16, 64
  *       batches, so that no launch is blind and L and c can be told
  *       apart), or
- *     - they reach 19 L / c items, so that L is at most 5 % of the launch, or
+ *     - they reach 19 L / c items, so that L is at most 5 % of the launch,
+ *       and fewer than GATHER_IN_FLIGHT launches are in flight where no
+ *       time cap applies (two keep the device busy and overlap copies with
+ *       kernels; the rest of the work gathers into long launches), or
  *     - the device is idle and either nothing upstream can send more (every
  *       unit of the run is held by devices, or the sources are held back)
  *       or the oldest pending item has waited GATHER_WINDOW L.
@@ -134,7 +142,8 @@
 #define LATENCY_SHARE 19      /* launch >= 19 L: L is at most 5 % of it */
 #define GATHER_WINDOW 2       /* an idle device waits at most 2 L for more */
 #define GATHER_MIN_NS 20000
-#define REPROBE_NS 5000000     /* try an idle device again after 5 ms */
+#define GATHER_IN_FLIGHT 2 /* launches in flight while gathering long ones */
+#define REPROBE_NS 5000000 /* try an idle device again after 5 ms */
 #define WAIT_SLICE_NS 10000000 /* longest wait on a launch: aborts seen */
 #define TIMEOUT_FACTOR 20      /* a launch may take 20x its expected time */
 #define OOM_RETRIES 3          /* a one-batch launch out of memory, again */
@@ -864,6 +873,53 @@ static void wait_oldest(devctx *d, para__run *run)
 
 /* ---- host thread: launching ---------------------------------------------- */
 
+/* Whether a consumer downstream of @p dn would sit idle during a long
+ * launch and work after it, instead of beside the device: the CPU work
+ * the node's outputs cause in its successors (their measured cost per
+ * item, shared by the workers that can run them at once) is at least
+ * 1/LATENCY_SHARE of the device's own cost per item @p c_ps. Below that,
+ * the outputs of a long launch wait for nobody that matters: running them
+ * after the launch costs at most about 5 % of it, as the latency rule
+ * allows. (Whether a worker happens to be idle at the moment a launch
+ * starts says little: the consumer may be busy with the previous launch's
+ * outputs and idle through the whole next one.) Kernel successors on the
+ * devices are no CPU consumers. A successor that has seen no item yet
+ * counts as waiting (its cost is unknown). */
+static bool consumer_waiting(const para_runtime_t *rt, const dnode *dn,
+                             uint64_t c_ps)
+{
+    double down_ps = 0;
+    const para_node_t *n = dn->node;
+    for (unsigned i = 0; i < n->n_succs; i++) {
+        const para_node_t *s = n->succs[i];
+        if (s->kernel != NULL && s->placement == PARA__PLACE_DEVICE)
+            continue;
+        /* relaxed: statistics, read as estimates. */
+        uint64_t items =
+            atomic_load_explicit(&s->st_items_in, memory_order_relaxed);
+        uint64_t busy =
+            atomic_load_explicit(&s->st_busy_ns, memory_order_relaxed);
+        if (items == 0)
+            return true;
+        double per = (double)busy * 1000.0 / (double)items;
+        if (!s->serial)
+            per /= (double)PARA_MAX(rt->n_workers, 1u);
+        down_ps += per;
+    }
+    return down_ps * LATENCY_SHARE >= (double)c_ps;
+}
+
+/* Whether launches of @p dn keep to the time cap: while a consumer
+ * waits (above), and whenever the node's work is shared with other places
+ * (several devices, or the workers of a MIXED node): a long launch is work
+ * that can no longer go where it would finish earlier. */
+static bool time_capped(const devctx *d, const dnode *dn, uint64_t c_ps)
+{
+    if (d->rt->device->n > 1 || dn->node->placement == PARA__PLACE_MIXED)
+        return true;
+    return consumer_waiting(d->rt, dn, c_ps);
+}
+
 static size_t launch_cap(const devctx *d, const dnode *dn)
 {
     const para_node_t *n = dn->node;
@@ -874,13 +930,14 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
         cap = (size_t)(max_alloc / widest);
     if (dn->split_cap != 0 && dn->split_cap < cap)
         cap = dn->split_cap;
-    /* And at most LAUNCH_MAX_NS of device time (but never below the
-     * latency rule), so that the stages downstream get the first outputs
-     * early and work beside the device instead of after it. */
+    /* And, while a consumer downstream waits for outputs, at most
+     * LAUNCH_MAX_NS of device time (but never below the latency rule), so
+     * that it gets the first outputs early and works beside the device
+     * instead of after it. */
     /* relaxed: only this thread writes it. */
     uint64_t c_ps =
         atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (c_ps != 0) {
+    if (c_ps != 0 && time_capped(d, dn, c_ps)) {
         double t = PARA_MAX((double)LAUNCH_MAX_NS,
                             2.0 * LATENCY_SHARE * (double)lat_of(d));
         double timed = t * 1000.0 / (double)c_ps;
@@ -931,8 +988,15 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
         return d->n_inflight == 0; /* no estimate yet: measure */
     double want =
         (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / (double)c_ps;
-    if ((double)dn->pending_items >= PARA_MIN(want, (double)cap))
-        return true;
+    if ((double)dn->pending_items >= PARA_MIN(want, (double)cap)) {
+        /* Enough for the latency rule. Without a time cap (nobody waits
+         * downstream), two launches in flight keep the device busy and
+         * overlap one's copies with the other's kernel; more would only
+         * cut the work gathering behind them into smaller launches. */
+        if (d->n_inflight < GATHER_IN_FLIGHT || time_capped(d, dn, c_ps))
+            return true;
+        return false;
+    }
     if (d->n_inflight > 0)
         return false; /* gather behind the running launch */
     return upstream_stalled(d, run) ||

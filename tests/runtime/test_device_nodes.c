@@ -1109,6 +1109,91 @@ static void test_sim_shares_follow_rates(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* ---- launch sizing from demand ------------------------------------------ */
+
+static int spin_map(void *ctx, const void *in, void *out)
+{
+    const uint32_t *ns = ctx;
+    spin_ns(*ns);
+    *(uint32_t *)out = *(const uint32_t *)in;
+    return 0;
+}
+
+static int sum_u32_sink(void *ctx, const void *in, size_t n)
+{
+    uint64_t *sum = ctx;
+    const uint32_t *y = in;
+    for (size_t i = 0; i < n; i++)
+        *sum += y[i];
+    return 0;
+}
+
+/* numbers -> axpb (one simulated device, 100 ns an item) -> [a parallel
+ * map costing map_ns an item] -> serial sum; the kernel node's launches. */
+static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
+                               uint32_t map_ns)
+{
+    axpb_ctx c = {.mul = 3, .add = 1};
+    atomic_init(&c.fail_at, -1);
+    small_source src = {0, total, 1024};
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *s, *k, *m = NULL, *out;
+    uint64_t sum = 0;
+    assert_int_equal(
+        para_graph_add_source(g, "numbers", 4, small_source_fn, &src, &s), 0);
+    para_kernel_desc_t kd = axpb_kernel(&c);
+    para_node_desc_t nd = {.name = "axpb",
+                           .flags = PARA_NODE_DEVICE_ONLY,
+                           .in_size = 4,
+                           .out_size = 4,
+                           .kernel = &kd,
+                           .map_batch = axpb_cpu, /* what the sim runs */
+                           .ctx = &c};
+    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    assert_int_equal(para_graph_add_sink_batch(g, "sum", 4, sum_u32_sink, &sum,
+                                               PARA_NODE_SERIAL, &out),
+                     0);
+    assert_int_equal(para_graph_connect(g, s, k), 0);
+    if (map_ns != 0) {
+        assert_int_equal(
+            para_graph_add_map(g, "consume", 4, 4, spin_map, &map_ns, 0, &m),
+            0);
+        assert_int_equal(para_graph_connect(g, k, m), 0);
+        assert_int_equal(para_graph_connect(g, m, out), 0);
+    } else {
+        assert_int_equal(para_graph_connect(g, k, out), 0);
+    }
+    assert_int_equal(para_run(rt, g), 0);
+    uint64_t want = 0;
+    for (uint32_t i = 0; i < total; i++)
+        want += (uint32_t)(i * 3 + 1);
+    assert_int_equal(sum, want);
+    para_node_stats_t ks;
+    assert_int_equal(para_node_stats(k, &ks), 0);
+    assert_int_equal(ks.device_items, total);
+    para_graph_destroy(g);
+    return ks.device_launches;
+}
+
+/* Launch length from demand: with nothing but a cheap sink downstream,
+ * nobody waits for the outputs and the node's 40 ms of device work go in
+ * a few long launches; with a consumer whose work per item is a third of
+ * the device's, launches keep to the ~2 ms cap so that it overlaps. */
+static void test_sim_launch_length_from_demand(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_sim_rt("sim:20:10M", 2, 0, 1);
+    uint64_t alone = sized_launches(rt, 400000, 0);
+    uint64_t fed = sized_launches(rt, 400000, 70);
+    print_message("launches: %llu with a cheap sink, %llu feeding a "
+                  "consumer\n",
+                  (unsigned long long)alone, (unsigned long long)fed);
+    assert_true(alone <= 12);
+    assert_true(fed >= 2 * alone);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* Buffer arguments on simulated devices (they run the CPU function, which
  * reads the same table through its ctx). */
 static void test_sim_buffer_args(void **state)
@@ -1729,6 +1814,7 @@ int main(void)
     const struct CMUnitTest sim_tests[] = {
         cmocka_unit_test(test_sim_shares_follow_rates),
         cmocka_unit_test(test_sim_buffer_args),
+        cmocka_unit_test(test_sim_launch_length_from_demand),
         cmocka_unit_test(test_sim_shares_with_cpu),
         cmocka_unit_test(test_sim_one_device_fails_midrun),
         cmocka_unit_test(test_sim_all_devices_fail),
