@@ -1128,7 +1128,7 @@ static int sum_u32_sink(void *ctx, const void *in, size_t n)
     return 0;
 }
 
-/* numbers -> axpb (one simulated device, 100 ns an item) -> [a parallel
+/* numbers -> axpb (one simulated device, 500 ns an item) -> [a parallel
  * map costing map_ns an item] -> serial sum; the kernel node's launches. */
 static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
                                uint32_t map_ns)
@@ -1177,15 +1177,17 @@ static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
 }
 
 /* Launch length from demand: with nothing but a cheap sink downstream,
- * nobody waits for the outputs and the node's 40 ms of device work go in
- * a few long launches; with a consumer whose work per item is a third of
- * the device's, launches keep to the ~2 ms cap so that it overlaps. */
+ * nobody waits for the outputs and the node's 100 ms of device work go in
+ * a few long launches; with a consumer whose work per item is a 14th of
+ * the device's (70 ns on two workers), launches keep to the ~2 ms cap so
+ * that it overlaps. The device is slow enough that the host feeds it even
+ * under a sanitizer (a starved device rightly launches what it has). */
 static void test_sim_launch_length_from_demand(void **state)
 {
     (void)state;
-    para_runtime_t *rt = make_sim_rt("sim:20:10M", 2, 0, 1);
-    uint64_t alone = sized_launches(rt, 400000, 0);
-    uint64_t fed = sized_launches(rt, 400000, 70);
+    para_runtime_t *rt = make_sim_rt("sim:20:2M", 2, 0, 1);
+    uint64_t alone = sized_launches(rt, 200000, 0);
+    uint64_t fed = sized_launches(rt, 200000, 70);
     print_message("launches: %llu with a cheap sink, %llu feeding a "
                   "consumer\n",
                   (unsigned long long)alone, (unsigned long long)fed);
