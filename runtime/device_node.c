@@ -143,6 +143,7 @@
 #define GATHER_WINDOW 2       /* an idle device waits at most 2 L for more */
 #define GATHER_MIN_NS 20000
 #define GATHER_IN_FLIGHT 2 /* launches in flight while gathering long ones */
+#define DOWN_DEPTH 4       /* nodes downstream whose work may wait */
 #define REPROBE_NS 5000000 /* try an idle device again after 5 ms */
 #define WAIT_SLICE_NS 10000000 /* longest wait on a launch: aborts seen */
 #define TIMEOUT_FACTOR 20      /* a launch may take 20x its expected time */
@@ -873,23 +874,15 @@ static void wait_oldest(devctx *d, para__run *run)
 
 /* ---- host thread: launching ---------------------------------------------- */
 
-/* Whether a consumer downstream of @p dn would sit idle during a long
- * launch and work after it, instead of beside the device: the CPU work
- * the node's outputs cause in its successors (their measured cost per
- * item, shared by the workers that can run them at once) is at least
- * 1/LATENCY_SHARE of the device's own cost per item @p c_ps. Below that,
- * the outputs of a long launch wait for nobody that matters: running them
- * after the launch costs at most about 5 % of it, as the latency rule
- * allows. (Whether a worker happens to be idle at the moment a launch
- * starts says little: the consumer may be busy with the previous launch's
- * outputs and idle through the whole next one.) Kernel successors on the
- * devices are no CPU consumers. A successor that has seen no item yet
- * counts as waiting (its cost is unknown). */
-static bool consumer_waiting(const para_runtime_t *rt, const dnode *dn,
-                             uint64_t c_ps)
+/* The CPU work, in picoseconds per item, that the outputs of @p n cause
+ * in the nodes downstream of it, DOWN_DEPTH nodes deep: each node's
+ * measured cost per item, shared by the workers that can run it at once.
+ * Kernel nodes on the devices are skipped (no CPU work; their own launches
+ * pace them). -1 when a node there has seen no item yet (unknown). */
+static double downstream_ps(const para_runtime_t *rt, const para_node_t *n,
+                            unsigned depth)
 {
-    double down_ps = 0;
-    const para_node_t *n = dn->node;
+    double sum = 0;
     for (unsigned i = 0; i < n->n_succs; i++) {
         const para_node_t *s = n->succs[i];
         if (s->kernel != NULL && s->placement == PARA__PLACE_DEVICE)
@@ -900,13 +893,35 @@ static bool consumer_waiting(const para_runtime_t *rt, const dnode *dn,
         uint64_t busy =
             atomic_load_explicit(&s->st_busy_ns, memory_order_relaxed);
         if (items == 0)
-            return true;
+            return -1;
         double per = (double)busy * 1000.0 / (double)items;
         if (!s->serial)
             per /= (double)PARA_MAX(rt->n_workers, 1u);
-        down_ps += per;
+        sum += per;
+        if (depth > 1) {
+            double more = downstream_ps(rt, s, depth - 1);
+            if (more < 0)
+                return -1;
+            sum += more;
+        }
     }
-    return down_ps * LATENCY_SHARE >= (double)c_ps;
+    return sum;
+}
+
+/* Whether a consumer downstream of @p dn would sit idle during a long
+ * launch and work after it, instead of beside the device: the CPU work
+ * the node's outputs cause downstream (downstream_ps()) is at least
+ * 1/LATENCY_SHARE of the device's own cost per item @p c_ps, or not known
+ * yet. Below that, the outputs of a long launch wait for nobody that
+ * matters: running them after the launch costs at most about 5 % of it, as
+ * the latency rule allows. (Whether a worker happens to be idle at the
+ * moment a launch starts says little: the consumer may be busy with the
+ * previous launch's outputs and idle through the whole next one.) */
+static bool consumer_waiting(const para_runtime_t *rt, const dnode *dn,
+                             uint64_t c_ps)
+{
+    double down_ps = downstream_ps(rt, dn->node, DOWN_DEPTH);
+    return down_ps < 0 || down_ps * LATENCY_SHARE >= (double)c_ps;
 }
 
 /* Whether launches of @p dn keep to the time cap: while a consumer

@@ -1131,8 +1131,9 @@ static int sum_u32_sink(void *ctx, const void *in, size_t n)
 /* numbers -> axpb (one simulated device, 500 ns an item) -> [a parallel
  * map costing map_ns an item] -> serial sum; the kernel node's launches. */
 static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
-                               uint32_t map_ns)
+                               uint32_t map_ns, bool two_hops)
 {
+    static const uint32_t zero_ns = 0;
     axpb_ctx c = {.mul = 3, .add = 1};
     atomic_init(&c.fail_at, -1);
     small_source src = {0, total, 1024};
@@ -1156,10 +1157,19 @@ static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
                      0);
     assert_int_equal(para_graph_connect(g, s, k), 0);
     if (map_ns != 0) {
+        para_node_t *from = k;
+        if (two_hops) { /* a cheap map first: the waiting one is behind */
+            para_node_t *pass;
+            assert_int_equal(para_graph_add_map(g, "pass", 4, 4, spin_map,
+                                                (void *)&zero_ns, 0, &pass),
+                             0);
+            assert_int_equal(para_graph_connect(g, k, pass), 0);
+            from = pass;
+        }
         assert_int_equal(
             para_graph_add_map(g, "consume", 4, 4, spin_map, &map_ns, 0, &m),
             0);
-        assert_int_equal(para_graph_connect(g, k, m), 0);
+        assert_int_equal(para_graph_connect(g, from, m), 0);
         assert_int_equal(para_graph_connect(g, m, out), 0);
     } else {
         assert_int_equal(para_graph_connect(g, k, out), 0);
@@ -1186,13 +1196,16 @@ static void test_sim_launch_length_from_demand(void **state)
 {
     (void)state;
     para_runtime_t *rt = make_sim_rt("sim:20:2M", 2, 0, 1);
-    uint64_t alone = sized_launches(rt, 200000, 0);
-    uint64_t fed = sized_launches(rt, 200000, 70);
+    uint64_t alone = sized_launches(rt, 200000, 0, false);
+    uint64_t fed = sized_launches(rt, 200000, 70, false);
+    uint64_t behind = sized_launches(rt, 200000, 70, true);
     print_message("launches: %llu with a cheap sink, %llu feeding a "
-                  "consumer\n",
-                  (unsigned long long)alone, (unsigned long long)fed);
+                  "consumer, %llu with the consumer behind a cheap map\n",
+                  (unsigned long long)alone, (unsigned long long)fed,
+                  (unsigned long long)behind);
     assert_true(alone <= 12);
     assert_true(fed >= 2 * alone);
+    assert_true(behind >= 2 * alone);
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
