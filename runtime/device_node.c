@@ -1215,7 +1215,11 @@ static void launch(devctx *d, para__run *run, dnode *dn)
         for (para__task *t = s->tasks; t != NULL; t = t->next) {
             memcpy(s->in_stage + offset * is, t->batch->data,
                    t->batch->count * is);
-            if (segs != NULL && t->batch->count > 0) {
+            /* A batch that continues the previous run's numbers extends
+             * it (batches of one source often arrive in order). */
+            if (segs != NULL && t->batch->count > 0 &&
+                (k == 0 || segs[2 * (k - 1)] + (offset - segs[2 * k - 1]) !=
+                               t->batch->seq_begin)) {
                 segs[2 * k] = t->batch->seq_begin;
                 segs[2 * k + 1] = offset;
                 k++;
