@@ -386,6 +386,40 @@ int para_input_port(void)
     return current_input_port;
 }
 
+/* The input items of the calling thread's node call, for
+ * para_item_index(): base == NULL outside a call or when they are not
+ * numbered. Thread-local like current_input_port. */
+static _Thread_local struct {
+    const unsigned char *base;
+    size_t count, size;
+    uint64_t seq; /* the number of the item at base */
+} current_items;
+
+void para__item_index_enter(const void *base, size_t count, size_t size,
+                            uint64_t seq)
+{
+    current_items.base = base;
+    current_items.count = count;
+    current_items.size = size;
+    current_items.seq = seq;
+}
+
+void para__item_index_leave(void)
+{
+    current_items.base = NULL;
+}
+
+uint64_t para_item_index(const void *item)
+{
+    const unsigned char *p = item, *base = current_items.base;
+    if (base == NULL || p < base || current_items.size == 0)
+        return PARA_NO_INDEX;
+    size_t k = (size_t)(p - base) / current_items.size;
+    if (k >= current_items.count)
+        return PARA_NO_INDEX;
+    return current_items.seq + k;
+}
+
 /* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
  * On failure the run is failed, *out is NULL, and nonzero is returned. */
 static int process(para__worker *w, para__run *run, para_node_t *n,
@@ -421,6 +455,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     if (o != NULL)
         para__owned_begin_output(n, in, o);
     current_input_port = para__is_source(n) ? -1 : (int)t->in_port;
+    if (n->numbered && !para__is_source(n))
+        para__item_index_enter(ip, count, is, in->seq_begin);
     switch (n->kind) {
     case PARA__KIND_MAP: {
         para_map_fn fn = n->fn.map;
@@ -495,6 +531,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
             current_input_port = -1;
+            para__item_index_leave();
             fail_run(w, run, PARA_EOVERFLOW,
                      "collect '%s': more than %zu items", n->name,
                      n->collect_capacity);
@@ -509,6 +546,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         para__panic("node '%s': kind %d cannot process", n->name, n->kind);
     }
     current_input_port = -1;
+    para__item_index_leave();
     if (in->owner != NULL)
         para__owned_input_done(n, in, rc == 0 ? count : done, rc == 0);
 
