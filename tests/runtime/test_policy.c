@@ -3,7 +3,8 @@
  * the memory budget of "memaware": the bytes in flight stay within the
  * budget plus one batch per worker on fan-out, merge, ORDERED and SERIAL
  * graphs, down to budgets of a few batches; sources are held back and the
- * runs still complete with the right results.
+ * runs still complete with the right results; dhondt holds no more bytes
+ * than memaware where a cheap producer feeds an expensive stage.
  *
  * CI also runs this file under ThreadSanitizer.
  */

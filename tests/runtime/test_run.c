@@ -4,8 +4,9 @@
  * (range / array / callback sources, per-item and batch maps, filters,
  * flat-maps, sinks, collect), for fan-out, merge and several sources, for
  * ORDERED nodes, for node failures, for statistics, for several runtime
- * configurations (workers, forced batch sizes, max_batches = 1), and for
- * the concurrency contract of para_run() (EBUSY, independent runtimes).
+ * configurations (workers, forced batch sizes, max_batches = 1), for
+ * close short runs (no sleep in the kernel between them), and for the
+ * concurrency contract of para_run() (EBUSY, independent runtimes).
  *
  * CI also runs this file under ThreadSanitizer; sink contexts of SERIAL and
  * ORDERED nodes are plain (the header promises happens-before between their
