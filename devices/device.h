@@ -92,12 +92,22 @@ typedef struct para__launch {
     void *out;      /* room for n * out_size bytes; written on completion */
     void *impl;     /* back-end state; NULL before the first use */
     uint64_t submit_ns, complete_ns; /* filled by the back-end */
+    /* The items' sequence numbers, as n_segs runs of consecutive numbers
+     * (one per gathered batch): segs[2k] is run k's first number and
+     * segs[2k+1] the position of its first item in the launch (ascending
+     * from 0; a run ends where the next begins, the last at n). NULL when
+     * the node's items are not numbered. Borrowed like in. Back-ends pass
+     * them to the kernel's index arguments (PARA_KARG_INDEX). */
+    const uint64_t *segs;
+    size_t n_segs;
 } para__launch;
 
 /* Extra kernel arguments, after (in, out, n): kind is an enum
  * para_kernel_arg_kind (0 = scalar, copied at kernel_create; buffer: a
  * read-only host array of size bytes, uploaded at kernel_create and bound
- * to every launch; local: size bytes of work-group memory, value NULL). */
+ * to every launch; local: size bytes of work-group memory, value NULL;
+ * index: each item's sequence number, from para__launch.segs, value NULL
+ * and size 0). */
 typedef struct para__kernel_arg {
     const void *value;
     size_t size;
