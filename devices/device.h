@@ -60,7 +60,7 @@ enum {
      * itself, so kernel nodes run here only. */
     PARA__DEVCAP_HOST_THREAD = 1u << 1,
     /* Launches can keep their output in device memory (para__launch.keep)
-     * and take their input from there (para__launch.segs): the buffers of
+     * and take their input from there (para__launch.in_parts): the buffers of
      * device-resident edges. Without it every launch copies in and out. */
     PARA__DEVCAP_RESIDENT = 1u << 2,
 };
@@ -107,15 +107,23 @@ typedef struct para__launch {
     void *out;      /* room for n * out_size bytes; written on completion */
     void *impl;     /* back-end state; NULL before the first use */
     uint64_t submit_ns, complete_ns; /* filled by the back-end */
+    /* The items' sequence numbers, as n_segs runs of consecutive numbers
+     * (one per gathered batch): segs[2k] is run k's first number and
+     * segs[2k+1] the position of its first item in the launch (ascending
+     * from 0; a run ends where the next begins, the last at n). NULL when
+     * the node's items are not numbered. Borrowed like in. Back-ends pass
+     * them to the kernel's index arguments (PARA_KARG_INDEX). */
+    const uint64_t *segs;
+    size_t n_segs;
     /* Device-resident data (PARA__DEVCAP_RESIDENT only; zero otherwise).
-     * segs: when n_segs > 0 the input is these parts, in order, covering
-     * the n items (in is unused); the back-end holds the buffers until
+     * in_parts: when n_in_parts > 0 the input is these parts, in order,
+     * covering the n items (in is unused); the back-end holds the buffers until
      * the launch is over. keep: the output stays on the device, and on
      * completion out_buf is a buffer holding the n outputs from offset 0,
      * with one reference for the caller (buf_release); out may then be
      * NULL (no copy back) or not (the outputs are copied back too). */
-    const para__devseg *segs;
-    size_t n_segs;
+    const para__devseg *in_parts;
+    size_t n_in_parts;
     bool keep;
     void *out_buf;
     /* Filled by launch_begin: whether the kept output's buffer came from
@@ -132,7 +140,9 @@ typedef struct para__launch {
 /* Extra kernel arguments, after (in, out, n): kind is an enum
  * para_kernel_arg_kind (0 = scalar, copied at kernel_create; buffer: a
  * read-only host array of size bytes, uploaded at kernel_create and bound
- * to every launch; local: size bytes of work-group memory, value NULL). */
+ * to every launch; local: size bytes of work-group memory, value NULL;
+ * index: each item's sequence number, from para__launch.segs, value NULL
+ * and size 0). */
 typedef struct para__kernel_arg {
     const void *value;
     size_t size;

@@ -61,13 +61,21 @@
  *   estimates L as the shortest launch seen and c as an average of
  *   (launch time - L) / items, and launches a node's pending items when
  *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, the device's
- *       largest allocation, and LAUNCH_MAX_NS of device time or 38 L,
- *       whichever is longer: launches short enough that the stages
- *       downstream start early and overlap the device; while exploring,
+ *       largest allocation, and, only when a consumer downstream would
+ *       wait for the outputs, i.e. its CPU work per item is at least 1/19
+ *       of the device's (or the
+ *       node's work is shared: several devices, a MIXED node),
+ *       LAUNCH_MAX_NS of device time or 38 L, whichever is longer:
+ *       launches short enough that the stages downstream start early and
+ *       overlap the device; otherwise nothing waits for the outputs and
+ *       launches grow as long as the work gathered; while exploring,
  *       the first EXPLORE_LAUNCHES launches of a node take 1, 4, 16, 64
  *       batches, so that no launch is blind and L and c can be told
  *       apart), or
- *     - they reach 19 L / c items, so that L is at most 5 % of the launch, or
+ *     - they reach 19 L / c items, so that L is at most 5 % of the launch,
+ *       and fewer than GATHER_IN_FLIGHT launches are in flight where no
+ *       time cap applies (two keep the device busy and overlap copies with
+ *       kernels; the rest of the work gathers into long launches), or
  *     - the device is idle and either nothing upstream can send more (every
  *       unit of the run is held by devices, or the sources are held back)
  *       or the oldest pending item has waited GATHER_WINDOW L.
@@ -77,7 +85,13 @@
  *   forced batch size (PARA_BATCH) every batch is launched alone. Inputs
  *   are copied side by side into the slot's staging buffer and the output
  *   is split back per input batch with its sequence range and path, so
- *   ORDERED nodes downstream see order. The device only ever reads and
+ *   ORDERED nodes downstream see order. When the node's items are numbered
+ *   (graph.h: only maps upstream), the launch also carries one run (first
+ *   sequence number, position) per batch, stored after the inputs in the
+ *   staging buffer: an OpenCL kernel's PARA_KARG_INDEX argument is made
+ *   from it on the device, and back-ends that run the CPU function call it
+ *   once per run (node_cpu_batch()) so that para_item_index() answers as
+ *   on a worker. The device only ever reads and
  *   writes the slot's own staging memory, never a batch: a launch that has
  *   to be abandoned (see below) keeps its memory, and batches still go
  *   back to the run.
@@ -164,7 +178,9 @@
 #define LATENCY_SHARE 19      /* launch >= 19 L: L is at most 5 % of it */
 #define GATHER_WINDOW 2       /* an idle device waits at most 2 L for more */
 #define GATHER_MIN_NS 20000
-#define REPROBE_NS 5000000     /* try an idle device again after 5 ms */
+#define GATHER_IN_FLIGHT 2 /* launches in flight while gathering long ones */
+#define DOWN_DEPTH 4       /* nodes downstream whose work may wait */
+#define REPROBE_NS 5000000 /* try an idle device again after 5 ms */
 #define WAIT_SLICE_NS 10000000 /* longest wait on a launch: aborts seen */
 #define TIMEOUT_FACTOR 20      /* a launch may take 20x its expected time */
 #define OOM_RETRIES 3          /* a one-batch launch out of memory, again */
@@ -184,6 +200,9 @@ typedef struct dnode {
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
     size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
     unsigned oom_streak; /* launches failed with ENOMEM since one worked */
+    /* The launch being begun, for node_cpu_batch() (back-ends that run
+     * the CPU function inside launch_begin()); NULL otherwise. */
+    const para__launch *launching;
     /* Estimates (picoseconds per item; 0 = not measured yet), written by
      * the host thread, read by workers routing a batch. */
     _Atomic uint64_t ps_per_item;    /* marginal cost c */
@@ -1110,6 +1129,67 @@ static void wait_oldest(devctx *d, para__run *run)
 
 /* ---- host thread: launching ---------------------------------------------- */
 
+/* The CPU work, in picoseconds per item, that the outputs of @p n cause
+ * in the nodes downstream of it, DOWN_DEPTH nodes deep: each node's
+ * measured cost per item, shared by the workers that can run it at once.
+ * Kernel nodes on the devices are skipped (no CPU work; their own launches
+ * pace them). -1 when a node there has seen no item yet (unknown). */
+static double downstream_ps(const para_runtime_t *rt, const para_node_t *n,
+                            unsigned depth)
+{
+    double sum = 0;
+    for (unsigned i = 0; i < n->n_succs; i++) {
+        const para_node_t *s = n->succs[i];
+        if (s->kernel != NULL && s->placement == PARA__PLACE_DEVICE)
+            continue;
+        /* relaxed: statistics, read as estimates. */
+        uint64_t items =
+            atomic_load_explicit(&s->st_items_in, memory_order_relaxed);
+        uint64_t busy =
+            atomic_load_explicit(&s->st_busy_ns, memory_order_relaxed);
+        if (items == 0)
+            return -1;
+        double per = (double)busy * 1000.0 / (double)items;
+        if (!s->serial)
+            per /= (double)PARA_MAX(rt->n_workers, 1u);
+        sum += per;
+        if (depth > 1) {
+            double more = downstream_ps(rt, s, depth - 1);
+            if (more < 0)
+                return -1;
+            sum += more;
+        }
+    }
+    return sum;
+}
+
+/* Whether a consumer downstream of @p dn would sit idle during a long
+ * launch and work after it, instead of beside the device: the CPU work
+ * the node's outputs cause downstream (downstream_ps()) is at least
+ * 1/LATENCY_SHARE of the device's own cost per item @p c_ps, or not known
+ * yet. Below that, the outputs of a long launch wait for nobody that
+ * matters: running them after the launch costs at most about 5 % of it, as
+ * the latency rule allows. (Whether a worker happens to be idle at the
+ * moment a launch starts says little: the consumer may be busy with the
+ * previous launch's outputs and idle through the whole next one.) */
+static bool consumer_waiting(const para_runtime_t *rt, const dnode *dn,
+                             uint64_t c_ps)
+{
+    double down_ps = downstream_ps(rt, dn->node, DOWN_DEPTH);
+    return down_ps < 0 || down_ps * LATENCY_SHARE >= (double)c_ps;
+}
+
+/* Whether launches of @p dn keep to the time cap: while a consumer
+ * waits (above), and whenever the node's work is shared with other places
+ * (several devices, or the workers of a MIXED node): a long launch is work
+ * that can no longer go where it would finish earlier. */
+static bool time_capped(const devctx *d, const dnode *dn, uint64_t c_ps)
+{
+    if (d->rt->device->n > 1 || dn->node->placement == PARA__PLACE_MIXED)
+        return true;
+    return consumer_waiting(d->rt, dn, c_ps);
+}
+
 static size_t launch_cap(const devctx *d, const dnode *dn)
 {
     const para_node_t *n = dn->node;
@@ -1120,11 +1200,12 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
         cap = (size_t)(max_alloc / widest);
     if (dn->split_cap != 0 && dn->split_cap < cap)
         cap = dn->split_cap;
-    /* And at most LAUNCH_MAX_NS of device time (but never below the
-     * latency rule), so that the stages downstream get the first outputs
-     * early and work beside the device instead of after it. */
+    /* And, while a consumer downstream waits for outputs, at most
+     * LAUNCH_MAX_NS of device time (but never below the latency rule), so
+     * that it gets the first outputs early and works beside the device
+     * instead of after it. */
     double c_ps = launch_item_ps(d, dn);
-    if (c_ps != 0) {
+    if (c_ps != 0 && time_capped(d, dn, (uint64_t)c_ps)) {
         double t = PARA_MAX((double)LAUNCH_MAX_NS,
                             2.0 * LATENCY_SHARE * (double)lat_of(d));
         double timed = t * 1000.0 / c_ps;
@@ -1177,8 +1258,16 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
     if (lat_of(d) == 0)
         return d->n_inflight == 0; /* no estimate yet: measure */
     double want = (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / c_ps;
-    if ((double)dn->pending_items >= PARA_MIN(want, (double)cap))
-        return true;
+    if ((double)dn->pending_items >= PARA_MIN(want, (double)cap)) {
+        /* Enough for the latency rule. Without a time cap (nobody waits
+         * downstream), two launches in flight keep the device busy and
+         * overlap one's copies with the other's kernel; more would only
+         * cut the work gathering behind them into smaller launches. */
+        if (d->n_inflight < GATHER_IN_FLIGHT ||
+            time_capped(d, dn, (uint64_t)c_ps))
+            return true;
+        return false;
+    }
     if (d->n_inflight > 0)
         return false; /* gather behind the running launch */
     return upstream_stalled(d, run) ||
@@ -1199,16 +1288,42 @@ static int ensure_stage(unsigned char **buf, size_t *cap, size_t bytes)
     return 0;
 }
 
-/* The CPU function of a kernel node over @p count items. */
-static int node_cpu_batch(void *arg, const void *in, void *out, size_t count)
+/* The CPU function of node @p n over @p count items. */
+static int node_cpu_run(para_node_t *n, const void *in, void *out, size_t count)
 {
-    para_node_t *n = arg;
     if (n->kind == PARA__KIND_MAP_BATCH)
         return n->fn.map_batch(n->ctx, in, out, count);
     const unsigned char *ip = in;
     unsigned char *op = out;
     for (size_t i = 0; i < count; i++) {
         int rc = n->fn.map(n->ctx, ip + i * n->in_size, op + i * n->out_size);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The CPU function of a kernel node (@p arg: its dnode) over a launch of
+ * @p count items, for back-ends that run it in launch_begin(): called once
+ * per gathered batch when the items are numbered, so that
+ * para_item_index() answers as on a worker. */
+static int node_cpu_batch(void *arg, const void *in, void *out, size_t count)
+{
+    const dnode *dn = arg;
+    para_node_t *n = dn->node;
+    const para__launch *l = dn->launching;
+    if (l == NULL || l->segs == NULL || l->in != in)
+        return node_cpu_run(n, in, out, count);
+    const unsigned char *ip = in;
+    unsigned char *op = out;
+    for (size_t k = 0; k < l->n_segs; k++) {
+        size_t at = (size_t)l->segs[2 * k + 1];
+        size_t end = k + 1 < l->n_segs ? (size_t)l->segs[2 * k + 3] : count;
+        para__item_index_enter(ip + at * n->in_size, end - at, n->in_size,
+                               l->segs[2 * k]);
+        int rc = node_cpu_run(n, ip + at * n->in_size, op + at * n->out_size,
+                              end - at);
+        para__item_index_leave();
         if (rc != 0)
             return rc;
     }
@@ -1233,7 +1348,10 @@ static void run_on_host(devctx *d, para__run *run, para__task *t)
         drop_task(d, run, t);
         return;
     }
-    int rc = node_cpu_batch(n, in->data, o->data, in->count);
+    if (n->numbered)
+        para__item_index_enter(in->data, in->count, n->in_size, in->seq_begin);
+    int rc = node_cpu_run(n, in->data, o->data, in->count);
+    para__item_index_leave();
     if (rc != 0) {
         para__batch_free(&d->cache, run, o);
         para__fail_run(NULL, run, PARA_ENODE, "node '%s' returned %d (%s)",
@@ -1389,28 +1507,39 @@ static void launch(devctx *d, para__run *run, dnode *dn)
     d->msg[0] = '\0';
     out_plan(d, run, n, &s->keep, &s->back);
     s->l.keep = s->keep;
-    s->l.segs = NULL;
-    s->l.n_segs = 0;
+    s->l.in_parts = NULL;
+    s->l.n_in_parts = 0;
     s->l.in = NULL;
     s->l.out = NULL;
-    size_t in_bytes = s->res_in ? 0 : s->items * is;
+    size_t host_in = s->res_in ? 0 : s->items * is;
     size_t out_bytes = s->back ? s->items * os : 0;
+    /* The input goes to in_stage unless it is on the device or staged in
+     * pinned memory. Numbered items: one run (first number, position) per
+     * batch, kept in in_stage after the items, if any (so it lives as long
+     * as they do, also in an abandoned launch). */
+    bool own_in = host_in > 0 && !d->pinned;
+    size_t runs_at = own_in ? (host_in + 7) & ~(size_t)7 : 0;
+    size_t stage_bytes = n->numbered
+                             ? runs_at + s->n_tasks * 2 * sizeof(uint64_t)
+                             : (own_in ? host_in : 0);
     s->in_ptr = s->in_stage;
     s->out_ptr = s->out_stage;
     if (d->pinned) {
         /* The back-end's pinned host memory: batches are gathered straight
          * into it, and outputs split straight out of it. */
         void *ip = NULL, *op = NULL;
-        rc = d->ops->stage(dn->kernel, &s->l, in_bytes, out_bytes, &ip, &op,
+        rc = d->ops->stage(dn->kernel, &s->l, host_in, out_bytes, &ip, &op,
                            d->msg, sizeof d->msg);
         s->in_ptr = ip;
         s->out_ptr = op;
-    } else if ((in_bytes > 0 &&
-                ensure_stage(&s->in_stage, &s->in_cap, in_bytes) != 0) ||
-               (out_bytes > 0 &&
-                ensure_stage(&s->out_stage, &s->out_cap, out_bytes) != 0)) {
+    } else if (out_bytes > 0 &&
+               ensure_stage(&s->out_stage, &s->out_cap, out_bytes) != 0) {
         rc = PARA_ENOMEM;
-    } else {
+    }
+    if (rc == 0 && stage_bytes > 0 &&
+        ensure_stage(&s->in_stage, &s->in_cap, stage_bytes) != 0)
+        rc = PARA_ENOMEM;
+    if (rc == 0 && !d->pinned) {
         s->in_ptr = s->in_stage;
         s->out_ptr = s->out_stage;
     }
@@ -1421,44 +1550,57 @@ static void launch(devctx *d, para__run *run, dnode *dn)
             snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
                      s->items);
     } else {
-        if (s->res_in) {
-            /* The parts on the device, adjacent ones joined: the batches
-             * of one earlier launch, in order, are one part. */
-            size_t n_segs = 0;
-            for (para__task *t = s->tasks; t != NULL; t = t->next) {
-                para__batch *b = t->batch;
-                para__devseg *last = n_segs > 0 ? &s->segs[n_segs - 1] : NULL;
+        size_t offset = 0, k = 0, n_parts = 0;
+        uint64_t *runs =
+            n->numbered ? (uint64_t *)(void *)(s->in_stage + runs_at) : NULL;
+        for (para__task *t = s->tasks; t != NULL; t = t->next) {
+            para__batch *b = t->batch;
+            if (s->res_in) {
+                /* The parts on the device, adjacent ones joined: the
+                 * batches of one earlier launch, in order, are one part. */
+                para__devseg *last = n_parts > 0 ? &s->segs[n_parts - 1] : NULL;
                 if (last != NULL && last->buf == b->dev_buf &&
-                    last->offset + last->count * is == b->dev_offset) {
+                    last->offset + last->count * is == b->dev_offset)
                     last->count += b->count;
-                    continue;
-                }
-                s->segs[n_segs++] =
-                    (para__devseg){b->dev_buf, b->dev_offset, b->count};
+                else
+                    s->segs[n_parts++] =
+                        (para__devseg){b->dev_buf, b->dev_offset, b->count};
+            } else {
+                memcpy(s->in_ptr + offset * is, b->data, b->count * is);
             }
-            s->l.segs = s->segs;
-            s->l.n_segs = n_segs;
+            /* A batch that continues the previous run's numbers extends
+             * it (batches of one source often arrive in order). */
+            if (runs != NULL && b->count > 0 &&
+                (k == 0 || runs[2 * (k - 1)] + (offset - runs[2 * k - 1]) !=
+                               b->seq_begin)) {
+                runs[2 * k] = b->seq_begin;
+                runs[2 * k + 1] = offset;
+                k++;
+            }
+            offset += b->count;
+        }
+        s->l.segs = k > 0 ? runs : NULL;
+        s->l.n_segs = k;
+        if (s->res_in) {
+            s->l.in_parts = s->segs;
+            s->l.n_in_parts = n_parts;
         } else {
-            size_t offset = 0;
-            for (para__task *t = s->tasks; t != NULL; t = t->next) {
-                memcpy(s->in_ptr + offset * is, t->batch->data,
-                       t->batch->count * is);
-                offset += t->batch->count;
-            }
             s->l.in = s->in_ptr;
         }
         if (s->back)
             s->l.out = s->out_ptr;
         /* Host staging counts as bytes in flight while the launch runs. */
-        s->staged_bytes =
-            (s->res_in ? 0 : s->items * is) + (s->back ? s->items * os : 0);
+        s->staged_bytes = host_in + out_bytes;
         para__bytes_add(run, (int64_t)s->staged_bytes);
     }
     s->l.n = s->items;
     s->l.timed = d->lane != NULL;
     s->trace_t0 = para__trace_device_launch(d->lane);
-    if (rc == 0)
+    if (rc == 0) {
+        dn->launching = &s->l;
         rc = d->ops->launch_begin(dn->kernel, &s->l, d->msg, sizeof d->msg);
+        dn->launching = NULL;
+    }
     if (rc != 0) {
         unstage(run, s);
         launch_failed(d, run, s, rc);
@@ -2098,7 +2240,7 @@ static para__kernel_spec node_spec(para_node_t *n, para__kernel_arg *args)
         .args = args,
         .n_args = n->kernel->n_args,
         .cpu_fn = para__has_cpu_fn(n) ? node_cpu_batch : NULL,
-        .cpu_arg = n,
+        .cpu_arg = NULL, /* its dnode on each device */
     };
     return spec;
 }
@@ -2216,6 +2358,8 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
             devctx *d = set->dev[k];
             char why[PARA__ERRMSG_LEN - 96];
             why[0] = '\0';
+            spec.cpu_arg = &d->dn[i];
+            d->dn[i].launching = NULL;
             rc = d->ops->kernel_create(d->dev, &spec, &d->dn[i].kernel, why,
                                        sizeof why);
             if (rc != 0) {

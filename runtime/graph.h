@@ -49,6 +49,7 @@ typedef enum para__placement {
 typedef struct para__kernel_copy {
     char *source, *entry, *options;
     size_t n_args;
+    bool wants_index; /* a PARA_KARG_INDEX argument */
     struct para__kernel_arg_copy {
         void *value; /* owned for scalars; borrowed for buffers; NULL local */
         size_t size;
@@ -79,6 +80,16 @@ struct para_node {
      * that runs the node, or -1 for every rank; 0 by default. Read only
      * by runtime/mpi; the single-process runtime ignores it. */
     int mpi_rank;
+    /* Its owned output items across ranks (para_mpi_node_codec(); the
+     * signatures of para_mpi_pack_fn and para_mpi_unpack_fn). NULL: they
+     * cannot cross. */
+    size_t (*mpi_pack)(void *ctx, const void *item, void *buf, size_t cap);
+    int (*mpi_unpack)(void *ctx, const void *buf, size_t len, void *item);
+    /* This rank's traffic into the node over each input port in its last
+     * run across ranks (4 per port: batches and bytes sent, batches and
+     * bytes received), kept for para_mpi_edge_stats(); freed with it. */
+    uint64_t *mpi_traffic;
+    unsigned mpi_traffic_ports;
     void *ctx;
     union {
         para_source_fn source;
@@ -110,8 +121,11 @@ struct para_node {
     uint32_t *in_path_offset; /* per input port */
     uint32_t path_count;      /* P(node): paths from its source */
     bool forward_empty;       /* an ORDERED node is downstream */
-    unsigned depth_to_sink;   /* longest path to a sink, in edges */
-    bool serial;              /* SERIAL or ORDERED */
+    /* Its input items are numbered one by one (item k of a batch is
+     * seq_begin + k): only sources and maps upstream (para_item_index()). */
+    bool numbered;
+    unsigned depth_to_sink; /* longest path to a sink, in edges */
+    bool serial;            /* SERIAL or ORDERED */
     /* Batch hints (para_node_desc_t), and over this node and everything
      * downstream of it: the largest min_batch, the smallest batch_us (in
      * ns; 0 none), and the widest item (bytes), which bound a source's
@@ -167,6 +181,10 @@ struct para_node {
     _Atomic uint64_t st_items_out;
     _Atomic uint64_t st_batches;
     _Atomic uint64_t st_busy_ns;
+    /* Time the node spent on other processes during this run, as far as
+     * runtime/mpi has heard (relaxed; written by its communication
+     * thread): source batch sizing counts it with the local cost. */
+    _Atomic uint64_t remote_busy_ns;
     _Atomic uint64_t st_device_items, st_device_launches, st_device_ns;
     _Atomic uint64_t st_device_bytes_in, st_device_bytes_out;
     _Atomic uint64_t st_device_handovers;

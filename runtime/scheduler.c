@@ -56,6 +56,9 @@
  *   (half an L2) but at least MIN_CAP_ITEMS items; at least the largest
  *   min_batch hint downstream; and near the end of a splittable source at
  *   most 1/(2 x workers) of what is left, so every worker has a share.
+ *   Across processes (runtime/mpi) a node's time on other ranks counts
+ *   with its local cost, their workers count with ours, and the ramp waits
+ *   for a first estimate (run->ramp_after_learning).
  *
  * Failure
  *   The first failure sets run->status and run->aborting. From then on tasks
@@ -120,6 +123,7 @@
  * Tests: tests/runtime/test_run.c, test_differential.c (random graphs
  * against a sequential reference), test_seed_graph.c; TSan in CI.
  */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -386,6 +390,40 @@ int para_input_port(void)
     return current_input_port;
 }
 
+/* The input items of the calling thread's node call, for
+ * para_item_index(): base == NULL outside a call or when they are not
+ * numbered. Thread-local like current_input_port. */
+static _Thread_local struct {
+    const unsigned char *base;
+    size_t count, size;
+    uint64_t seq; /* the number of the item at base */
+} current_items;
+
+void para__item_index_enter(const void *base, size_t count, size_t size,
+                            uint64_t seq)
+{
+    current_items.base = base;
+    current_items.count = count;
+    current_items.size = size;
+    current_items.seq = seq;
+}
+
+void para__item_index_leave(void)
+{
+    current_items.base = NULL;
+}
+
+uint64_t para_item_index(const void *item)
+{
+    const unsigned char *p = item, *base = current_items.base;
+    if (base == NULL || p < base || current_items.size == 0)
+        return PARA_NO_INDEX;
+    size_t k = (size_t)(p - base) / current_items.size;
+    if (k >= current_items.count)
+        return PARA_NO_INDEX;
+    return current_items.seq + k;
+}
+
 /* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
  * On failure the run is failed, *out is NULL, and nonzero is returned. */
 static int process(para__worker *w, para__run *run, para_node_t *n,
@@ -421,6 +459,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     if (o != NULL)
         para__owned_begin_output(n, in, o);
     current_input_port = para__is_source(n) ? -1 : (int)t->in_port;
+    if (n->numbered && !para__is_source(n))
+        para__item_index_enter(ip, count, is, in->seq_begin);
     switch (n->kind) {
     case PARA__KIND_MAP: {
         para_map_fn fn = n->fn.map;
@@ -495,6 +535,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
             current_input_port = -1;
+            para__item_index_leave();
             fail_run(w, run, PARA_EOVERFLOW,
                      "collect '%s': more than %zu items", n->name,
                      n->collect_capacity);
@@ -509,6 +550,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         para__panic("node '%s': kind %d cannot process", n->name, n->kind);
     }
     current_input_port = -1;
+    para__item_index_leave();
     if (in->owner != NULL)
         para__owned_input_done(n, in, rc == 0 ? count : done, rc == 0);
 
@@ -738,10 +780,13 @@ static size_t learned_items(const para__run *run)
             atomic_load_explicit(&k->cost_x1024, memory_order_relaxed);
         uint64_t in =
             atomic_load_explicit(&k->st_items_in, memory_order_relaxed);
-        if (cost == 0 || in == 0)
+        uint64_t away =
+            atomic_load_explicit(&k->remote_busy_ns, memory_order_relaxed);
+        /* Per source item: cost x (items in / source items), plus the
+         * node's time on other processes (runtime/mpi). */
+        double busy = (double)cost / 1024.0 * (double)in + (double)away;
+        if (busy <= 0.0)
             continue;
-        /* Per source item: cost x (items in / source items). */
-        double busy = (double)cost / 1024.0 * (double)in;
         uint64_t target = k->batch_ns != 0 ? k->batch_ns : run->target_batch_ns;
         double want = (double)target * (double)items / busy;
         if (best == 0.0 || want < best)
@@ -768,7 +813,7 @@ static size_t source_batch_items(para__worker *w, para__run *run,
     size_t learned = learned_items(run);
     if (learned != 0 && learned < n)
         n = learned;
-    if (w->ramp_items < cap)
+    if (w->ramp_items < cap && (learned != 0 || !run->ramp_after_learning))
         w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
     /* A node's min_batch hint (the largest downstream) raises it. */
     n = PARA_MIN(PARA_MAX(n, s->down_min_batch), cap);
@@ -776,8 +821,11 @@ static size_t source_batch_items(para__worker *w, para__run *run,
      * end: no batch takes more than 1/(2 x places) of what is left (but not
      * less than the ramp's start, or than a min_batch hint); the devices'
      * host threads count as places, so that the last batches are fine
-     * enough to spread over the devices by their finish times. */
-    unsigned workers = run->rt->n_workers + run->rt->helper_threads;
+     * enough to spread over the devices by their finish times, and so do
+     * the workers of other ranks that take this run's batches
+     * (runtime/mpi). */
+    unsigned workers =
+        run->rt->n_workers + run->rt->helper_threads + run->remote_workers;
     if (s->kind != PARA__KIND_SOURCE_FN && workers > 1) {
         uint64_t total = s->kind == PARA__KIND_RANGE
                              ? s->range_end - s->range_begin
@@ -1161,17 +1209,26 @@ static void leave_run(para_runtime_t *rt)
 }
 
 /* Between close runs: spin a little for the next one before sleeping on
- * start_cond, so that a loop of short runs pays no wake-up. */
+ * start_cond, so that a loop of short runs pays no wake-up. The spin
+ * yields the core now and then: on a core it shares (with para_run()'s
+ * thread, unpinned, or another process) a pure spin took the time the
+ * next run needed; on a core of its own the yield returns at once. */
 static void spin_for_next_run(para_runtime_t *rt, uint64_t seen)
 {
     uint64_t t0 = para__now_ns();
     for (unsigned i = 1;; i++) {
-        /* relaxed: a hint; the worker re-reads it under rt->lock. */
-        if (atomic_load_explicit(&rt->generation, memory_order_relaxed) != seen)
+        /* relaxed: a hint; the worker re-reads generation under rt->lock.
+         * Newer only: the hint may still name the run we just left (its
+         * caller stores it after unlocking, maybe after we joined). */
+        if (atomic_load_explicit(&rt->generation_hint, memory_order_relaxed) >
+            seen)
             return;
         para__cpu_relax();
-        if ((i & 63) == 0 && para__now_ns() - t0 > RUN_GAP_SPIN_NS)
-            return;
+        if ((i & 63) == 0) {
+            if (para__now_ns() - t0 > RUN_GAP_SPIN_NS)
+                return;
+            sched_yield();
+        }
     }
 }
 
@@ -1208,10 +1265,13 @@ static void *worker_main(void *arg)
         para__run *run = rt->run;
         if (rt->caller_works) {
             /* The caller's run is joined while it is open; one that ended
-             * before we came is skipped (the caller did not wait for us). */
+             * before we came is skipped (the caller did not wait for us),
+             * and the next one is spun for as after a run: runs that close
+             * before we arrive come in close loops (sleeping here, every
+             * next run paid a futex wake). */
             if (!rt->run_open) {
                 pthread_mutex_unlock(&rt->lock);
-                after_run = false;
+                after_run = true;
                 continue;
             }
             /* relaxed: under rt->lock, like every change of the count. */
@@ -1312,14 +1372,15 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                           (devices ? rt->helper_threads : 0) +
                               (rt->caller_works ? 0 : rt->n_workers),
                           memory_order_relaxed);
-    atomic_store_explicit(
-        &rt->generation,
-        atomic_load_explicit(&rt->generation, memory_order_relaxed) + 1,
-        memory_order_relaxed);
+    uint64_t gen =
+        atomic_load_explicit(&rt->generation, memory_order_relaxed) + 1;
+    atomic_store_explicit(&rt->generation, gen, memory_order_relaxed);
     /* No system call unless a thread sleeps on start_cond. */
     pthread_cond_broadcast(&rt->start_cond);
     if (rt->caller_works) {
         pthread_mutex_unlock(&rt->lock);
+        /* relaxed: a hint (see generation_hint). */
+        atomic_store_explicit(&rt->generation_hint, gen, memory_order_relaxed);
         /* This thread is worker 0 for the run: it has no thread of its own,
          * so its deque, cache, counters and trace lane have one owner. */
         para__worker *w = &rt->workers[0];
@@ -1344,6 +1405,9 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                 break;
         }
         pthread_mutex_lock(&rt->lock);
+    } else {
+        /* relaxed: a hint; the lock is released by wait() below. */
+        atomic_store_explicit(&rt->generation_hint, gen, memory_order_relaxed);
     }
     /* acquire: see workers_in_run (scheduler.h). */
     while (atomic_load_explicit(&rt->workers_in_run, memory_order_acquire) > 0)

@@ -140,10 +140,15 @@ struct para_runtime {
     pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */
     pthread_cond_t done_cond;  /* para_run waits for workers to leave */
-    /* Bumped per run, under `lock`. Atomic so that a thread that just left
-     * a run may spin on it (relaxed: a hint, re-read under `lock`) before
-     * it sleeps on start_cond: close runs then cost no wake-up. */
+    /* Bumped per run, under `lock` (atomic: read relaxed as a hint). */
     _Atomic uint64_t generation;
+    /* generation again, stored by para_run()'s thread once it has released
+     * `lock` (relaxed: a hint, re-read under `lock`): a thread that just
+     * left a run spins on it before it sleeps on start_cond, so that close
+     * runs cost no wake-up. Spinning on generation itself, it reached for
+     * `lock` while that thread still held it, slept in the kernel, and
+     * the unlock had to wake it: a futex round trip in short runs. */
+    _Atomic uint64_t generation_hint;
     /* Bumped per run that has a node off the CPU, under `lock`: the
      * device host threads join those runs only (a run without one does
      * not wait for them to wake up). */
@@ -219,6 +224,14 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
  * its order holds), else to the workers. @p w may be NULL (then the task is
  * injected). Used by runtime/mpi for batches received from other ranks. */
 void para__submit_task(para__worker *w, para__run *run, para__task *t);
+
+/* For para_item_index() in the node function the calling thread is about
+ * to call: @p count items of @p size bytes at @p base, numbered from
+ * @p seq; leave() when the call returns. Thread-local: any thread, for its
+ * own calls (workers, and device host threads running a CPU function). */
+void para__item_index_enter(const void *base, size_t count, size_t size,
+                            uint64_t seq);
+void para__item_index_leave(void);
 
 /* Register a device's counters under @p name; NULL when PARA__MAX_DEVICES
  * are registered. Any thread; the device's host thread then owns the

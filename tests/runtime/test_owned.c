@@ -13,7 +13,8 @@
  * released after both readers), a failing node (owned input and owned
  * output of the failing node), cancellation, an ORDERED reorder buffer at
  * abort, device staging on the cpu back-end, validation of takers after a
- * fan-out; and the byte budget with items of 1 KiB to 4 MiB.
+ * fan-out, a flat-map whose output batch grows while it emits owned items;
+ * and the byte budget with items of 1 KiB to 4 MiB.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -626,6 +627,60 @@ static void test_device_staging(void **state)
  * policy reserves each source batch's footprint with the largest per-item
  * bytes seen, so the peak stays within the budget plus one batch per
  * worker (the batches pulled before a larger item was seen). */
+/* range -> flat-map emitting FANOUT owned items per input (its output
+ * batch grows several times) -> borrowing sink: every item released once
+ * (a grown batch must carry its items' owner along). */
+#define FANOUT 50
+
+static int emit_owned(void *ctx, const void *in, para_emitter_t *out)
+{
+    tracker *t = ctx;
+    uint64_t v;
+    memcpy(&v, in, sizeof v);
+    for (uint64_t j = 0; j < FANOUT; j++) {
+        own_item it;
+        make_item(t, v * FANOUT + j, &it);
+        if (para_emit(out, &it) != 0) {
+            free_item(t, &it);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void test_flat_map_grows(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2, NULL, "none", 0, 0);
+    tracker t;
+    tracker_init(&t, N_ITEMS, 1, 40);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *r, *f, *k;
+    assert_int_equal(para_graph_add_range(g, "ids", 0, N_ITEMS / FANOUT, &r),
+                     0);
+    para_node_desc_t d = {.name = "explode",
+                          .in_size = 8,
+                          .out_size = sizeof(own_item),
+                          .ctx = &t,
+                          .flat_map = emit_owned,
+                          .release = own_release,
+                          .owned_bytes = own_bytes};
+    assert_int_equal(para_graph_add(g, &d, &f), 0);
+    assert_int_equal(para_graph_add_sink(g, "sum", sizeof(own_item),
+                                         borrow_sink, &t, PARA_NODE_PARALLEL,
+                                         &k),
+                     0);
+    conn(g, r, f);
+    conn(g, f, k);
+    assert_int_equal(para_run(rt, g), 0);
+    assert_int_equal(atomic_load(&t.sum), sum_to(N_ITEMS));
+    check_released(&t, "flat-map", true);
+    para_graph_destroy(g);
+    tracker_fini(&t);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 static void test_budget_per_item_bytes(void **state)
 {
     (void)state;
@@ -673,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_failing_and_canceled),
         cmocka_unit_test(test_ordered_reorder_buffer),
         cmocka_unit_test(test_device_staging),
+        cmocka_unit_test(test_flat_map_grows),
         cmocka_unit_test(test_budget_per_item_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
