@@ -474,6 +474,59 @@ static void test_device_budget_holds(void **state)
     expect_no_live_cl_objects();
 }
 
+/* A kernel node with the item index (PARA_KARG_INDEX) whose input is
+ * resident: A -> B where B computes y = x + i from A's buffer and the
+ * numbers made on the device; every item checked, B copied nothing in. */
+static void test_resident_with_item_index(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    static const char idx_src[] =
+        "__kernel void plus_i(__global const uint *in, __global uint *out,\n"
+        "                     uint n, __global const ulong *idx)\n"
+        "{\n"
+        "    size_t i = get_global_id(0);\n"
+        "    if (i < n) out[i] = in[i] + (uint)idx[i];\n"
+        "}\n";
+    para_runtime_t *rt = make_rt("auto");
+    uint32_t *in = input();
+    uint32_t *got = calloc(N_ITEMS, sizeof *got);
+    assert_non_null(got);
+    size_t count = 0;
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *a, *b, *out;
+    assert_int_equal(para_graph_add_array(g, "in", in, N_ITEMS, 4, &src), 0);
+    a = add_stage(g, "A", 0, false);
+    para_kernel_arg_t args[1] = {{.kind = PARA_KARG_INDEX}};
+    para_kernel_desc_t kd = {
+        .source = idx_src, .entry = "plus_i", .args = args, .n_args = 1};
+    assert_int_equal(para_graph_add_kernel(g, "B", 4, 4, &kd, NULL, NULL, &b),
+                     0);
+    assert_int_equal(
+        para_graph_add_collect(g, "out", 4, got, N_ITEMS, &count, &out), 0);
+    assert_int_equal(para_graph_connect(g, src, a), 0);
+    assert_int_equal(para_graph_connect(g, a, b), 0);
+    assert_int_equal(para_graph_connect(g, b, out), 0);
+    int rc = para_run(rt, g);
+    if (rc != 0)
+        fail_msg("run: %s: %s", para_err_name(rc), para_runtime_errmsg(rt));
+    assert_int_equal(count, N_ITEMS);
+    for (uint32_t i = 0; i < N_ITEMS; i++)
+        if (got[i] != apply(0, 1, in[i]) + i)
+            fail_msg("item %u: got %u, want %u", i, got[i],
+                     apply(0, 1, in[i]) + i);
+    para_node_stats_t sb;
+    assert_int_equal(para_node_stats(b, &sb), 0);
+    assert_int_equal(sb.device_bytes_in, 0);
+    assert_true(sb.device_handovers > 0);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    expect_no_live_cl_objects();
+    free(got);
+    free(in);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -502,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_fan_out_device_and_cpu),
         cmocka_unit_test(test_small_odd_batches),
         cmocka_unit_test(test_device_budget_holds),
+        cmocka_unit_test(test_resident_with_item_index),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
