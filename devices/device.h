@@ -207,6 +207,10 @@ typedef struct para__device_ops {
     /* Free the back-end state of a slot; only after it finished or failed
      * (a running launch is waited for). */
     void (*launch_fini)(void *kernel, para__launch *l);
+    /* Let launches report when their steps ran (para__launch.timed), or
+     * stop (NULL: the back-end cannot, or needs nothing to). Before the
+     * first launch; 0 or a PARA_E* code. */
+    int (*set_timing)(void *dev, bool on);
     /* Pinned host staging (NULL: the caller stages in its own memory):
      * room for @p in_bytes of input and @p out_bytes of output in host
      * memory the device copies from and to at full speed (OpenCL:

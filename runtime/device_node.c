@@ -1987,6 +1987,14 @@ static int open_one(void *arg, const char *entry)
     d->counters = para__stats_device_add(rt, d->info->name);
     d->lane =
         para__trace_lane_add(rt->trace, PARA__LANE_DEVICE, d->index, lane);
+    /* Step times (copies apart from kernels) only for the trace: timing
+     * costs the driver something on every command. */
+    if (d->lane != NULL && ops->set_timing != NULL &&
+        ops->set_timing(dev, true) != 0)
+        para__log(1,
+                  "device \"%s\": launches cannot be timed; the trace "
+                  "shows them whole",
+                  d->info->name);
     pthread_mutex_init(&d->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

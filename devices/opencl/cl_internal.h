@@ -190,6 +190,12 @@ void para__cl_live(long *mems, long *events);
 
 void para__cl_get_stats(const para__device *dev, para__cl_stats *out);
 
+/* Command queues with profiling on or off (off when opened): on, launches
+ * asked to (para__launch.timed) report their steps' device times. Only
+ * while no launch slot is bound: PARA_EBUSY otherwise; PARA_EDEVICE if a
+ * queue cannot be made (the old ones are kept). */
+int para__cl_set_profiling(para__device *dev, bool on);
+
 /* Choose the staging mode and the number of command queues (1..4) launches
  * are spread over. Only while no launch slot is bound to the device
  * (every slot passed to para__cl_launch_fini): PARA_EBUSY otherwise,

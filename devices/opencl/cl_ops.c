@@ -83,6 +83,11 @@ static int ops_stage(void *kernel, para__launch *l, size_t in_bytes,
                           msg_len);
 }
 
+static int ops_set_timing(void *dev, bool on)
+{
+    return para__cl_set_profiling(dev, on);
+}
+
 static void ops_buf_retain(void *dev, void *buf, unsigned n)
 {
     para__cl_buf_retain(dev, buf, n);
@@ -113,6 +118,7 @@ const para__device_ops para__cl_ops = {
     .launch_wait = ops_launch_wait,
     .launch_fini = ops_launch_fini,
     .stage = ops_stage,
+    .set_timing = ops_set_timing,
     .buf_retain = ops_buf_retain,
     .buf_release = ops_buf_release,
     .buf_read = ops_buf_read,

@@ -703,10 +703,7 @@ int para__cl_open(const char *selector, para__device **out, char *msg,
     dev->ctx = clCreateContext(props, 1, &dev->id, context_notify, NULL, &rc);
     PARA_CL_CHECK_RC("clCreateContext", rc);
     for (unsigned q = 0; q < PARA_CL_QUEUES; q++) {
-        /* Profiling: the trace's device lane shows copies and kernels
-         * apart (launch times read only when the caller asks). */
-        dev->queues[q] = clCreateCommandQueue(dev->ctx, dev->id,
-                                              CL_QUEUE_PROFILING_ENABLE, &rc);
+        dev->queues[q] = clCreateCommandQueue(dev->ctx, dev->id, 0, &rc);
         PARA_CL_CHECK_RC("clCreateCommandQueue", rc);
     }
     dev->read_q = clCreateCommandQueue(dev->ctx, dev->id, 0, &rc);
@@ -752,6 +749,29 @@ int para__cl_locality(const para__device *dev, hwloc_topology_t topology,
 const para__device_info *para__cl_info(const para__device *dev)
 {
     return dev != NULL ? &dev->info : NULL;
+}
+
+int para__cl_set_profiling(para__device *dev, bool on)
+{
+    if (dev->live_slots != 0)
+        return PARA_EBUSY;
+    cl_command_queue fresh[PARA_CL_QUEUES] = {NULL};
+    cl_int rc = CL_SUCCESS;
+    for (unsigned q = 0; q < PARA_CL_QUEUES && rc == CL_SUCCESS; q++)
+        fresh[q] = clCreateCommandQueue(
+            dev->ctx, dev->id, on ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
+    if (rc != CL_SUCCESS) {
+        for (unsigned q = 0; q < PARA_CL_QUEUES; q++)
+            if (fresh[q] != NULL)
+                clReleaseCommandQueue(fresh[q]);
+        return PARA_EDEVICE;
+    }
+    for (unsigned q = 0; q < PARA_CL_QUEUES; q++) {
+        clFinish(dev->queues[q]);
+        clReleaseCommandQueue(dev->queues[q]);
+        dev->queues[q] = fresh[q];
+    }
+    return 0;
 }
 
 void para__cl_get_stats(const para__device *dev, para__cl_stats *out)

@@ -1254,9 +1254,16 @@ static void test_resident_buffers(void **state)
         in[i] = i * 10;
     char msg[MSG_LEN];
 
+    /* Step times, for the trace: queues with profiling, before any slot. */
+    assert_int_equal(para__cl_set_profiling(dev, true), 0);
     /* a = in + 1, kept only; b = in + 1, kept and copied back. */
-    para__launch la = {.in = in, .n = N, .keep = true};
+    para__launch la = {.in = in, .n = N, .keep = true, .timed = true};
     run_launch(k, &la);
+    assert_true(la.copy_in_ns[0] > 0 && la.copy_in_ns[1] >= la.copy_in_ns[0]);
+    assert_true(la.kernel_ns[0] >= la.copy_in_ns[0]);
+    assert_true(la.kernel_ns[1] >= la.kernel_ns[0]);
+    assert_int_equal(la.copy_out_ns[1], 0); /* kept: no copy back */
+    assert_int_equal(para__cl_set_profiling(dev, false), PARA_EBUSY);
     assert_non_null(la.out_buf);
     assert_false(la.pool_hit);
     para__launch lb = {.in = in, .n = N, .out = out, .keep = true};
