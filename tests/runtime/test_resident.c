@@ -374,8 +374,9 @@ static void test_fan_out_device_and_cpu(void **state)
     assert_int_equal(
         para_graph_add_collect(g, "out-d", 4, got_d, N_ITEMS, &count_d, &out_d),
         0);
-    assert_int_equal(
-        para_graph_add_sink_batch(g, "count", 4, count_sink, &ts, 0, &sink), 0);
+    assert_int_equal(para_graph_add_sink_batch(g, "count", 4, count_sink, &ts,
+                                               PARA_NODE_SERIAL, &sink),
+                     0);
     assert_int_equal(para_graph_connect(g, src, a), 0);
     assert_int_equal(para_graph_connect(g, a, b), 0);
     assert_int_equal(para_graph_connect(g, a, d), 0);
