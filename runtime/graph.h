@@ -156,9 +156,18 @@ struct para_node {
     _Atomic uint64_t src_cursor;  /* splittable: next item index */
     uint64_t src_seq;             /* callback: claim-owned */
     para_source_open_fn src_open; /* callback: NULL = runs once per graph */
-    uint64_t src_runs;            /* runs started (thread in para_run()) */
-    void (*ctx_free)(void *ctx);  /* built on the API (records.c): frees
-                                     ctx with the graph */
+    /* A callback source that several workers may pull at once this run
+     * (records.c sets it from its open hook, before the run; NULL: the
+     * source is serial). It fills up to cap items and gives the batch's
+     * ordering key range [*seq_begin, *seq_end): keys of consecutive
+     * batches in source order must meet, starting at 0. No item and
+     * *done false means "nothing to hand out right now" (another puller
+     * holds the rest); *done true means exhausted. 0 or an error code. */
+    int (*src_split)(void *ctx, void *out, size_t cap, size_t *n,
+                     uint64_t *seq_begin, uint64_t *seq_end, bool *done);
+    uint64_t src_runs;           /* runs started (thread in para_run()) */
+    void (*ctx_free)(void *ctx); /* built on the API (records.c): frees
+                                    ctx with the graph */
     int (*run_begin)(para_node_t *n, unsigned workers); /* reduce.c */
     void (*run_end)(para_node_t *n, int status);
 
@@ -212,6 +221,12 @@ int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
 static inline bool para__is_source(const para_node_t *n)
 {
     return n->kind <= PARA__KIND_ARRAY;
+}
+/* A source that only one worker at a time may pull (a callback source
+ * that is not split this run). */
+static inline bool para__source_serial(const para_node_t *n)
+{
+    return n->kind == PARA__KIND_SOURCE_FN && n->src_split == NULL;
 }
 /* "source", "map", "kernel", ... for statistics and traces. */
 const char *para__node_kind_name(const para_node_t *n);

@@ -39,7 +39,9 @@
  *   once with one fetch_add on the cursor. Callback sources are serial: the
  *   pull is claimed through the same state word (bit 0 exhausted, the rest
  *   counts pullers), so the source's unit is dropped exactly once, by the
- *   last puller out after exhaustion. Whether a source may pull, and how
+ *   last puller out after exhaustion. A split callback source (src_split:
+ *   a records source over a regular file) takes any number of pullers and
+ *   gives each batch its own key range. Whether a source may pull, and how
  *   many items, is the policy's decision (policy.h: a batch limit, the byte
  *   budget of budget.h, ...): back-pressure that bounds the memory of a run
  *   and the depth of reorder buffers. Only sources wait, never consumers.
@@ -813,13 +815,19 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         b->family = family;
         family = NULL;
         size_t written = 0;
-        uint64_t t0 = para__now_ns();
-        int rc = s->fn.source(s->ctx, b->data, want, &written);
+        uint64_t t0 = para__now_ns(), key0 = 0, key1 = 0;
+        bool done = false;
+        int rc = s->src_split != NULL
+                     ? s->src_split(s->ctx, b->data, want, &written, &key0,
+                                    &key1, &done)
+                     : s->fn.source(s->ctx, b->data, want, &written);
         /* relaxed: statistics only. */
         atomic_fetch_add_explicit(&s->st_busy_ns, para__now_ns() - t0,
                                   memory_order_relaxed);
         if (rc != 0 || written == 0 || written > want) {
             para__batch_free(cache_of(w), run, b);
+            if (rc == 0 && written == 0 && s->src_split != NULL && !done)
+                return NULL; /* another puller holds what is left */
             *exhausted = true;
             if (rc != 0)
                 fail_node(w, run, s, rc);
@@ -832,6 +840,12 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         }
         b->count = written;
         para__owned_begin_output(s, NULL, b);
+        if (s->src_split != NULL) {
+            b->seq_begin = key0;
+            b->seq_end = key1;
+            *exhausted = done;
+            return b;
+        }
         b->seq_begin = s->src_seq; /* claim-owned: one puller at a time */
         s->src_seq += written;
         b->seq_end = s->src_seq;
@@ -904,7 +918,7 @@ static void note_hold(para__run *run, bool refused)
 /* Pull one batch from @p s. Returns true if a batch was delivered. */
 static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
 {
-    bool serial = s->kind == PARA__KIND_SOURCE_FN;
+    bool serial = para__source_serial(s);
     /* relaxed: a first guess for the CAS. */
     uint64_t st = atomic_load_explicit(&s->src_state, memory_order_relaxed);
     do {
@@ -1062,7 +1076,7 @@ static bool work_visible(para__worker *w, para__run *run)
         /* A splittable source takes any number of pullers at once; a
          * callback source only one. */
         if ((st & PARA__SRC_EXHAUSTED) == 0 &&
-            (st == 0 || s->kind != PARA__KIND_SOURCE_FN))
+            (st == 0 || !para__source_serial(s)))
             return true;
     }
     return false;

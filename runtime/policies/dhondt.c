@@ -150,7 +150,7 @@ static void dhondt_allocate(dhondt_state *st, para__run *run)
                 PARA__SRC_EXHAUSTED)
                 continue;
             waiting = batch * workers;
-            cap = v->kind == PARA__KIND_SOURCE_FN ? 1 : workers;
+            cap = para__source_serial(v) ? 1 : workers;
         } else {
             /* relaxed: a hint. */
             int64_t b =

@@ -1,6 +1,8 @@
 /*
- * Records sources (runtime/records.c): a file, an fd and a FILE* split into
- * slices, compared with a plain split of the same bytes; edge cases (empty
+ * Records sources (runtime/records.c): a file (mapped or read), an fd and
+ * a FILE* split into slices, compared with a plain split of the same bytes;
+ * a file split by several workers at once, in order through a PARALLEL map
+ * to an ORDERED sink; a file shrinking during the run; edge cases (empty
  * file, no final newline, CRLF, only newlines, a record longer than a
  * block, records crossing block boundaries, another delimiter), running a
  * graph twice, a stream that cannot be rewound, bad arguments. ASan checks
@@ -101,7 +103,8 @@ static char *write_temp(const char *text, size_t n)
     return path;
 }
 
-enum input { IN_FILE, IN_FD, IN_STREAM };
+/* A file (mapped, and read with pread()), an fd, a FILE*. */
+enum input { IN_FILE, IN_FILE_PREAD, IN_FD, IN_STREAM };
 
 /* Run path/fd/stream -> ORDERED collect sink over @p text, twice (the
  * graph runs again), and compare with the reference split. */
@@ -119,7 +122,8 @@ static void run_text(para_runtime_t *rt, const char *text, size_t n,
     para_node_t *src = NULL, *k = NULL;
     int fd = -1;
     FILE *f = NULL;
-    if (in == IN_FILE) {
+    ra.map = in != IN_FILE_PREAD;
+    if (in == IN_FILE || in == IN_FILE_PREAD) {
         assert_int_equal(
             para_graph_add_records_file(g, "lines", path, &ra, &src), 0);
     } else if (in == IN_FD) {
@@ -187,13 +191,11 @@ static void test_edge_cases(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
-/* Random lines of 0..300 bytes, blocks of 64 bytes to 1 MiB: records cross
- * block boundaries; some lines are longer than the block. */
-static void test_random_text(void **state)
+/* Random lines of 0..300 bytes, one in 50 of 2000..7000 bytes, about
+ * @p cap bytes; *n set to the length. */
+static char *random_text(size_t cap, size_t *out_len)
 {
-    (void)state;
-    para_runtime_t *rt = make_rt(3);
-    size_t cap = 600000, n = 0;
+    size_t n = 0;
     char *text = malloc(cap);
     assert_non_null(text);
     uint64_t x = 42;
@@ -211,11 +213,172 @@ static void test_random_text(void **state)
         n += len;
         text[n++] = '\n';
     }
+    *out_len = n;
+    return text;
+}
+
+/* Random text, blocks of 64 bytes to 1 MiB: records cross block (and
+ * chunk) boundaries; some lines are longer than the block. */
+static void test_random_text(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(3);
+    size_t n;
+    char *text = random_text(600000, &n);
     const size_t blocks[] = {64, 1000, 4096, (size_t)1 << 20};
     for (size_t b = 0; b < 4; b++)
         run_all_inputs(rt, text, n, blocks[b]);
     free(text);
     assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* FNV-1a of a record and its length: what a PARALLEL map hands on (a
+ * slice itself could not outlive its input batch). */
+static uint64_t rec_hash(const char *d, size_t len)
+{
+    uint64_t h = 1469598103934665603ull ^ len;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)d[i]) * 1099511628211ull;
+    return h;
+}
+
+static int hash_map(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    const para_slice_t *sl = in;
+    uint64_t h = rec_hash(sl->data, sl->len);
+    /* Uneven work, so batches finish out of order. */
+    volatile uint64_t spin = h % 64 == 0 ? 20000 : 0;
+    while (spin > 0)
+        spin = spin - 1;
+    *(uint64_t *)out = h;
+    return 0;
+}
+
+typedef struct hashes {
+    uint64_t *h;
+    size_t n, cap;
+} hashes;
+
+static int hash_sink(void *ctx, const void *in)
+{
+    hashes *s = ctx;
+    if (s->n < s->cap)
+        s->h[s->n] = *(const uint64_t *)in;
+    s->n++;
+    return 0;
+}
+
+/* A regular file is split by several workers at once; records -> PARALLEL
+ * map (uneven work) -> ORDERED sink still sees every record in file order,
+ * for 1..4 workers, small and large blocks, mapped and read. */
+static void test_split_order(void **state)
+{
+    (void)state;
+    size_t n;
+    char *text = random_text(400000, &n);
+    char *path = write_temp(text, n);
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++)
+        want += text[i] == '\n';
+    uint64_t *ref = malloc(want * sizeof *ref);
+    assert_non_null(ref);
+    for (size_t i = 0, pos = 0; i < want; i++) {
+        const char *q = memchr(text + pos, '\n', n - pos);
+        ref[i] = rec_hash(text + pos, (size_t)(q - (text + pos)));
+        pos = (size_t)(q - text) + 1;
+    }
+    hashes hs = {malloc((want + 1) * sizeof(uint64_t)), 0, want + 1};
+    assert_non_null(hs.h);
+    const size_t blocks[] = {97, 4096, 65536};
+    for (unsigned workers = 1; workers <= 4; workers++) {
+        para_runtime_t *rt = make_rt(workers);
+        for (size_t b = 0; b < 3; b++) {
+            for (int map = 0; map < 2; map++) {
+                para_records_attr_t ra;
+                assert_int_equal(para_records_attr_init(&ra), 0);
+                ra.block_size = blocks[b];
+                ra.map = map;
+                para_graph_t *g;
+                para_node_t *src, *m, *k;
+                assert_int_equal(para_graph_create(&g), 0);
+                assert_int_equal(
+                    para_graph_add_records_file(g, "lines", path, &ra, &src),
+                    0);
+                assert_int_equal(para_graph_add_map(g, "hash",
+                                                    sizeof(para_slice_t), 8,
+                                                    hash_map, NULL, 0, &m),
+                                 0);
+                assert_int_equal(para_graph_add_sink(g, "ordered", 8, hash_sink,
+                                                     &hs, PARA_NODE_ORDERED,
+                                                     &k),
+                                 0);
+                assert_int_equal(para_graph_connect(g, src, m), 0);
+                assert_int_equal(para_graph_connect(g, m, k), 0);
+                hs.n = 0;
+                int rc = para_run(rt, g);
+                if (rc != 0)
+                    fail_msg("%u workers, block %zu: %s: %s", workers,
+                             blocks[b], para_err_name(rc),
+                             para_runtime_errmsg(rt));
+                if (hs.n != want)
+                    fail_msg("%u workers, block %zu, map %d: %zu records, "
+                             "want %zu",
+                             workers, blocks[b], map, hs.n, want);
+                for (size_t i = 0; i < want; i++)
+                    if (hs.h[i] != ref[i])
+                        fail_msg("%u workers, block %zu, map %d: record %zu "
+                                 "out of order or wrong",
+                                 workers, blocks[b], map, i);
+                para_graph_destroy(g);
+            }
+        }
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+    free(hs.h);
+    free(ref);
+    unlink(path);
+    free(path);
+    free(text);
+}
+
+/* Read with pread(), a file that shrinks during the run fails it with
+ * PARA_ENODE naming the source (one worker: the sink truncates the file
+ * after the first batch, before the second chunk is read). */
+static int truncating_sink(void *ctx, const void *in)
+{
+    (void)in;
+    const char *path = ctx;
+    return truncate(path, 0) == 0 ? 0 : 1;
+}
+
+static void test_pread_file_shrinks(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(1);
+    char text[400];
+    for (size_t i = 0; i < sizeof text; i++)
+        text[i] = i % 20 == 19 ? '\n' : 'x';
+    char *path = write_temp(text, sizeof text);
+    para_records_attr_t ra;
+    assert_int_equal(para_records_attr_init(&ra), 0);
+    ra.block_size = 64;
+    ra.map = false;
+    para_graph_t *g;
+    para_node_t *src, *k;
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(
+        para_graph_add_records_file(g, "shrinking", path, &ra, &src), 0);
+    assert_int_equal(para_graph_add_sink(g, "truncate", sizeof(para_slice_t),
+                                         truncating_sink, path, 0, &k),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, k), 0);
+    assert_int_equal(para_run(rt, g), PARA_ENODE);
+    assert_non_null(strstr(para_runtime_errmsg(rt), "shrinking"));
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    unlink(path);
+    free(path);
 }
 
 /* A pipe cannot be rewound: the first run reads it, the second fails with
@@ -303,6 +466,8 @@ int main(void)
         cmocka_unit_test(test_edge_cases),
         cmocka_unit_test(test_random_text),
         cmocka_unit_test(test_stream_runs_once),
+        cmocka_unit_test(test_split_order),
+        cmocka_unit_test(test_pread_file_shrinks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
