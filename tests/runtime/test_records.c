@@ -2,7 +2,8 @@
  * Records sources (runtime/records.c): a file (mapped or read), an fd and
  * a FILE* split into slices, compared with a plain split of the same bytes;
  * a file split by several workers at once, in order through a PARALLEL map
- * to an ORDERED sink; a file shrinking during the run; edge cases (empty
+ * to an ORDERED sink, and into a reduction under every policy and 1..4
+ * workers; a file shrinking during the run; edge cases (empty
  * file, no final newline, CRLF, only newlines, a record longer than a
  * block, records crossing block boundaries, another delimiter), running a
  * graph twice, a stream that cannot be rewound, bad arguments. ASan checks
@@ -342,6 +343,105 @@ static void test_split_order(void **state)
     free(text);
 }
 
+/* A reduction over a split file: the count and the sum of the record
+ * hashes, folded per worker. */
+typedef struct rsum {
+    uint64_t count, sum;
+} rsum;
+
+static void rs_init(void *ctx, void *st)
+{
+    (void)ctx;
+    memset(st, 0, sizeof(rsum));
+}
+
+static int rs_fold(void *ctx, void *st, const void *in, size_t n)
+{
+    (void)ctx;
+    rsum *r = st;
+    const para_slice_t *sl = in;
+    for (size_t i = 0; i < n; i++) {
+        r->count++;
+        r->sum += rec_hash(sl[i].data, sl[i].len);
+    }
+    return 0;
+}
+
+static void rs_merge(void *ctx, void *into, const void *from)
+{
+    (void)ctx;
+    rsum *a = into;
+    const rsum *b = from;
+    a->count += b->count;
+    a->sum += b->sum;
+}
+
+/* records (split, small chunks) -> reduce: the same result under every
+ * policy, for 1..4 workers, and again when the graph runs a second time. */
+static void test_split_reduce_every_policy(void **state)
+{
+    (void)state;
+    static const char *const policies[] = {"ws", "memaware", "dhondt", "fifo"};
+    size_t n;
+    char *text = random_text(300000, &n);
+    char *path = write_temp(text, n);
+    rsum want = {0, 0};
+    for (size_t pos = 0; pos < n;) {
+        const char *q = memchr(text + pos, '\n', n - pos);
+        want.count++;
+        want.sum += rec_hash(text + pos, (size_t)(q - (text + pos)));
+        pos = (size_t)(q - text) + 1;
+    }
+    for (unsigned p = 0; p < 4; p++) {
+        for (unsigned workers = 1; workers <= 4; workers++) {
+            para_runtime_attr_t a;
+            assert_int_equal(para_runtime_attr_init(&a), 0);
+            a.workers = workers;
+            a.pin = "none";
+            a.policy = policies[p];
+            para_runtime_t *rt = NULL;
+            assert_int_equal(para_runtime_create(&rt, &a), 0);
+            para_records_attr_t ra;
+            assert_int_equal(para_records_attr_init(&ra), 0);
+            ra.block_size = 2048;
+            rsum got;
+            para_reduce_desc_t d = {.name = "sum",
+                                    .in_size = sizeof(para_slice_t),
+                                    .state_size = sizeof(rsum),
+                                    .init = rs_init,
+                                    .fold = rs_fold,
+                                    .merge = rs_merge,
+                                    .result = &got};
+            para_graph_t *g;
+            para_node_t *src, *k;
+            assert_int_equal(para_graph_create(&g), 0);
+            assert_int_equal(
+                para_graph_add_records_file(g, "lines", path, &ra, &src), 0);
+            assert_int_equal(para_graph_add_reduce(g, &d, &k), 0);
+            assert_int_equal(para_graph_connect(g, src, k), 0);
+            for (int rep = 0; rep < 2; rep++) {
+                memset(&got, 0xab, sizeof got);
+                int rc = para_run(rt, g);
+                if (rc != 0)
+                    fail_msg("%s/%u: %s: %s", policies[p], workers,
+                             para_err_name(rc), para_runtime_errmsg(rt));
+                if (got.count != want.count || got.sum != want.sum)
+                    fail_msg("%s, %u workers, run %d: %llu records (want "
+                             "%llu), sums differ: %d",
+                             policies[p], workers, rep,
+                             (unsigned long long)got.count,
+                             (unsigned long long)want.count,
+                             got.sum != want.sum);
+            }
+            para_graph_destroy(g);
+            assert_int_equal(para_runtime_destroy(rt), 0);
+        }
+    }
+    unlink(path);
+    free(path);
+    free(text);
+}
+
 /* Read with pread(), a file that shrinks during the run fails it with
  * PARA_ENODE naming the source (one worker: the sink truncates the file
  * after the first batch, before the second chunk is read). */
@@ -467,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_random_text),
         cmocka_unit_test(test_stream_runs_once),
         cmocka_unit_test(test_split_order),
+        cmocka_unit_test(test_split_reduce_every_policy),
         cmocka_unit_test(test_pread_file_shrinks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
