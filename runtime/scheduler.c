@@ -55,9 +55,9 @@
  *   large as one stage needs, not 1/depth of that. Each worker's size ramps
  *   up from 16 items by doubling once a cost is measured, so the estimates
  *   settle before batches grow large. Bounds: run->batch_bytes along the
- *   widest edge downstream plus the bytes a source's items own (half an
- *   L2) but at least MIN_CAP_ITEMS items (one, for items that own more
- *   than a sixteenth of that each); at least the largest
+ *   widest edge downstream (half an L2) but at least MIN_CAP_ITEMS items;
+ *   for a source whose items own more than a sixteenth of that each, the
+ *   bytes they own, down to one item; at least the largest
  *   min_batch hint downstream; and near the end of a splittable source at
  *   most 1/(2 x workers) of what is left, so every worker has a share.
  *
@@ -763,18 +763,19 @@ static size_t source_batch_items(para__worker *w, para__run *run,
 {
     if (run->forced_batch_items != 0)
         return run->forced_batch_items;
-    /* The cache bounds a batch (bytes along its widest edge, plus what a
-     * source's items own outside it), but never below MIN_CAP_ITEMS items:
-     * large items still travel several at a time; except items that own
-     * more than a batch's share of bytes each (1 MiB blocks of a file to
-     * compress: each is a task's work, and sixteen of them in one batch
-     * leave the other workers idle). */
+    /* The cache bounds a batch (bytes along its widest edge), but never
+     * below MIN_CAP_ITEMS items: large items still travel several at a
+     * time. Items that each own more than a sixteenth of those bytes
+     * (1 MiB blocks of a file to compress: each is a task's work, and
+     * sixteen in one batch leave the other workers idle) are bounded by
+     * what they own, down to one item. */
     uint64_t owned = para__owned_item_estimate(s);
-    size_t floor_items =
-        owned > run->batch_bytes / MIN_CAP_ITEMS ? 1 : MIN_CAP_ITEMS;
-    size_t cap = PARA_MAX(
-        (size_t)(run->batch_bytes / PARA_MAX(s->widest_item + owned, 1)),
-        floor_items);
+    size_t cap =
+        owned > run->batch_bytes / MIN_CAP_ITEMS
+            ? PARA_MAX((size_t)(run->batch_bytes / (s->widest_item + owned)),
+                       (size_t)1)
+            : PARA_MAX(run->batch_bytes / s->widest_item,
+                       (size_t)MIN_CAP_ITEMS);
     size_t n = PARA_MIN(w->ramp_items, cap);
     size_t learned = learned_items(run);
     if (learned != 0 && learned < n)
