@@ -35,22 +35,26 @@
  *   its last one ends at the first delimiter at or after byte (k+1)*C - 1
  *   (read past the chunk as far as needed: a long record is read by the
  *   chunk it starts in; chunks with no record start in them emit nothing).
- *   The input is mapped once per run (attr.map, the default): one block
- *   for the whole file, and a chunk is only a range of it, split in place
- *   with no copy (a copy into fresh memory cost a quarter of w9's time).
- *   Otherwise, or if mmap() fails, a pull reads its chunk with pread()
- *   into a block of its own. A pull claims the next chunk and splits it;
- *   what does not fit in the batch is left as a part
- *   for the next pull (lowest offset first). The batch's key range is the
- *   byte offsets [first record's start, next record's start), so keys
- *   meet across batches and chunks and ORDERED nodes see file order. The
- *   input is exhausted when no chunk is left and no part is alive; a pull
- *   that finds nothing while a part is in another pull's hands returns no
- *   item and not done (the scheduler tries again later). `lock` guards
- *   the chunk counter, the parts list and the count of live parts: held
- *   for a few loads and stores, never across I/O or splitting. A file
- *   that shrinks during the run fails it (-EIO) when read with pread();
- *   when mapped, the lost pages raise SIGBUS (records.h says so).
+ *   Each chunk is a block of its own: mapped (attr.map, the default) and
+ *   split in place with no copy (a copy into fresh memory cost a quarter
+ *   of w9's CPU time), and unmapped when its last slice is released, so
+ *   that mapping, page faults and unmapping are spread over the workers
+ *   and the run's resident memory stays a few chunks (one mapping of the
+ *   whole file ended every run with a serial munmap of all of it);
+ *   otherwise, or if mmap() fails, read with pread(). Prefaulting a
+ *   chunk's pages with MADV_POPULATE_READ cost as much as the faults.
+ *   A pull claims the next chunk and splits it; what does not fit in the
+ *   batch is left as a part for the next pull (lowest offset first). The
+ *   batch's key range is the byte offsets [first record's start, next
+ *   record's start), so keys meet across batches and chunks and ORDERED
+ *   nodes see file order. The input is exhausted when no chunk is left
+ *   and no part is alive; a pull that finds nothing while a part is in
+ *   another pull's hands returns no item and not done (the scheduler
+ *   tries again later). `lock` guards the chunk counter, the parts list
+ *   and the count of live parts: held for a few loads and stores, never
+ *   across I/O or splitting. A file that shrinks during the run fails it
+ *   (-EIO) when read with pread(); when mapped, the lost pages raise
+ *   SIGBUS (records.h says so).
  *
  * Tests: tests/runtime/test_records.c.
  */
@@ -208,8 +212,7 @@ typedef struct records {
     /* Split mode (this run). */
     bool split;
     uint64_t size, chunks; /* input bytes from start; chunks of block_size */
-    para_block_t *file;    /* the input mapped (our reference), or NULL:
-                              chunks are read with pread() */
+    bool map;              /* chunks are mapped (else read with pread()) */
     pthread_mutex_t lock;  /* guards next_chunk, parts, live */
     uint64_t next_chunk;
     part *parts; /* left by a pull, by ascending base */
@@ -239,9 +242,6 @@ static void drop_parts(records *r)
     }
     r->live = 0;
     r->next_chunk = 0;
-    if (r->file != NULL)
-        para_block_release(r->file, 1);
-    r->file = NULL;
 }
 
 static void records_free(void *ctx)
@@ -272,8 +272,7 @@ static int choose_mode(records *r)
         r->split = true;
         r->size = (uint64_t)(st.st_size - from);
         r->chunks = (r->size + r->attr.block_size - 1) / r->attr.block_size;
-        if (r->attr.map && r->size <= SIZE_MAX)
-            r->file = block_map(r->fd, from, (size_t)r->size);
+        r->map = r->attr.map;
     }
     return 0;
 }
@@ -459,38 +458,47 @@ static part *new_part(para_block_t *b, uint64_t base, size_t pos, size_t stop)
     return p;
 }
 
-/* load_chunk() on the mapped input: no copy, no read. */
-static int map_chunk(records *r, uint64_t a, uint64_t e, part **out)
+/* load_chunk() by mapping bytes [from, e) of the input and as far past e
+ * as the last record needs (64 KiB more at first, doubled until its
+ * delimiter or the end of the input is in): no copy. *out stays NULL with
+ * 0 for a chunk with no record start, and with 1 if the input cannot be
+ * mapped (the caller reads it instead). */
+static int map_chunk(records *r, uint64_t from, uint64_t e, part **out)
 {
     const int delim = r->attr.delimiter;
-    const char *d = r->file->bytes;
-    size_t first = 0, stop = (size_t)e;
-    if (a > 0) {
-        const char *q = memchr(d + a - 1, delim, (size_t)(e - a + 1));
-        first = q != NULL ? (size_t)(q - d) + 1 : (size_t)e;
+    const off_t at = (r->kind == INPUT_PATH ? 0 : r->start) + (off_t)from;
+    const size_t len = (size_t)(e - from);
+    uint64_t extra = (uint64_t)64 << 10;
+    for (;;) {
+        size_t more = (size_t)PARA_MIN(extra, r->size - e);
+        para_block_t *b = block_map(r->fd, at, len + more);
+        if (b == NULL)
+            return 1;
+        const char *d = b->bytes;
+        size_t first = 0, stop = len;
+        if (from > 0) { /* byte from = a - 1 says if a record starts at a */
+            const char *q = memchr(d, delim, len);
+            first = q != NULL ? (size_t)(q - d) + 1 : len;
+        }
+        if (first >= len) { /* no record starts in the chunk */
+            para_block_release(b, 1);
+            return 0;
+        }
+        if (d[len - 1] != delim) {
+            const char *q = memchr(d + len, delim, more);
+            if (q == NULL && e + more < r->size) { /* map more */
+                para_block_release(b, 1);
+                extra *= 2;
+                continue;
+            }
+            stop = q != NULL ? (size_t)(q - d) + 1 : len + more;
+        }
+        if ((*out = new_part(b, from, first, stop)) == NULL) {
+            para_block_release(b, 1);
+            return PARA_ENOMEM;
+        }
+        return 0;
     }
-    if (first >= e)
-        return 0; /* no record starts in the chunk */
-#ifdef MADV_POPULATE_READ
-    /* Map the chunk's pages in one call rather than fault by fault; a
-     * kernel without it (EINVAL) faults them in as they are read. */
-    long page = sysconf(_SC_PAGESIZE);
-    if (page > 0) {
-        uintptr_t lo = (uintptr_t)(d + a) & ~((uintptr_t)page - 1);
-        (void)madvise((void *)lo, (size_t)((uintptr_t)(d + e) - lo),
-                      MADV_POPULATE_READ);
-    }
-#endif
-    if (d[e - 1] != delim) {
-        const char *q = memchr(d + e, delim, (size_t)(r->size - e));
-        stop = q != NULL ? (size_t)(q - d) + 1 : (size_t)r->size;
-    }
-    para_block_retain(r->file, 1);
-    if ((*out = new_part(r->file, 0, first, stop)) == NULL) {
-        para_block_release(r->file, 1);
-        return PARA_ENOMEM;
-    }
-    return 0;
 }
 
 static int load_chunk(records *r, uint64_t k, part **out)
@@ -499,10 +507,13 @@ static int load_chunk(records *r, uint64_t k, part **out)
     const int delim = r->attr.delimiter;
     uint64_t a = k * r->attr.block_size;
     uint64_t e = PARA_MIN(a + r->attr.block_size, r->size);
-    if (r->file != NULL)
-        return map_chunk(r, a, e, out);
     uint64_t from = k == 0 ? 0 : a - 1; /* the byte before says if a record
                                            starts at a */
+    if (r->map) {
+        int rc = map_chunk(r, from, e, out);
+        if (rc <= 0)
+            return rc;
+    }
     size_t len = (size_t)(e - from), cap = len + len / 8 + 64;
     para_block_t *b = para_block_create(cap);
     if (b == NULL)
@@ -610,14 +621,7 @@ static int records_split_pull(void *ctx, void *out, size_t cap, size_t *n,
         } else {
             *done = r->live == 0;
         }
-        para_block_t *gone = NULL;
-        if (*done) {
-            gone = r->file;
-            r->file = NULL;
-        }
         pthread_mutex_unlock(&r->lock);
-        if (gone != NULL)
-            para_block_release(gone, 1);
         if (p == NULL && !fresh)
             return 0; /* exhausted, or the rest is in another pull */
         if (fresh) {
@@ -648,16 +652,9 @@ static int records_split_pull(void *ctx, void *out, size_t cap, size_t *n,
             r->live--;
         }
         *done = r->parts == NULL && r->next_chunk == r->chunks && r->live == 0;
-        para_block_t *file = NULL;
-        if (*done) { /* unmap once the last slice is released */
-            file = r->file;
-            r->file = NULL;
-        }
         pthread_mutex_unlock(&r->lock);
         if (p != NULL)
             part_free(p);
-        if (file != NULL)
-            para_block_release(file, 1);
         return 0;
     }
 }

@@ -230,6 +230,21 @@ static void test_random_text(void **state)
     for (size_t b = 0; b < 4; b++)
         run_all_inputs(rt, text, n, blocks[b]);
     free(text);
+    /* A record of 300 KiB among short ones, with and without a final
+     * delimiter: a mapped chunk maps past its end in growing steps. */
+    size_t big = (size_t)300 << 10, m = 0;
+    text = malloc(big + 4096);
+    assert_non_null(text);
+    for (int i = 0; i < 40; i++)
+        m += (size_t)sprintf(text + m, "short %d\n", i);
+    memset(text + m, 'L', big);
+    m += big;
+    text[m++] = '\n';
+    m += (size_t)sprintf(text + m, "after\nthe end");
+    run_all_inputs(rt, text, m, 4096);
+    run_all_inputs(rt, text, m, 100000);
+    run_all_inputs(rt, text, m - 15, 4096); /* ends inside the long one */
+    free(text);
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
