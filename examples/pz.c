@@ -207,10 +207,7 @@ static int compress_para(const char *in, FILE *out, unsigned workers,
                             .source = reader_next,
                             .open = reader_open,
                             .release = blocks_release,
-                            .owned_bytes = block_bytes,
-                            /* each block's size, known before the first
-                             * pull: batches of one block from the start */
-                            .item_bytes = block_size};
+                            .owned_bytes = block_bytes};
     para_node_desc_t def = {.name = "deflate",
                             .in_size = sizeof(block),
                             .out_size = sizeof(block),

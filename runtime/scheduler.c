@@ -57,7 +57,8 @@
  *   settle before batches grow large. Bounds: run->batch_bytes along the
  *   widest edge downstream (half an L2) but at least MIN_CAP_ITEMS items;
  *   for a source whose items own more than a sixteenth of that each, the
- *   bytes they own, down to one item; at least the largest
+ *   bytes they own, down to one item (one item while their size is not
+ *   known yet); at least the largest
  *   min_batch hint downstream; and near the end of a splittable source at
  *   most 1/(2 x workers) of what is left, so every worker has a share.
  *
@@ -768,10 +769,16 @@ static size_t source_batch_items(para__worker *w, para__run *run,
      * time. Items that each own more than a sixteenth of those bytes
      * (1 MiB blocks of a file to compress: each is a task's work, and
      * sixteen in one batch leave the other workers idle) are bounded by
-     * what they own, down to one item. */
+     * what they own, down to one item; and while their size is unknown (no
+     * item_bytes hint, no batch counted yet) a pull takes one item. */
     uint64_t owned = para__owned_item_estimate(s);
+    /* relaxed: a hint; a second early pull of one item costs nothing. */
+    bool unknown =
+        s->owned_bytes != NULL && owned == 0 &&
+        atomic_load_explicit(&s->st_batches, memory_order_relaxed) == 0;
     size_t cap =
-        owned > run->batch_bytes / MIN_CAP_ITEMS
+        unknown ? 1
+        : owned > run->batch_bytes / MIN_CAP_ITEMS
             ? PARA_MAX((size_t)(run->batch_bytes / (s->widest_item + owned)),
                        (size_t)1)
             : PARA_MAX(run->batch_bytes / s->widest_item,

@@ -252,10 +252,11 @@ typedef struct para_node_desc {
      * Bytes each output item owns outside its batch (a buffer the item
      * points to, freed downstream), for the memory budget; default 0.
      * owned_bytes, if set, counts each item instead, and this stays the
-     * estimate until the first batch is counted: a source of large blocks
-     * should set it, so that its first batches are small too (a source
-     * batch is bounded by the bytes its items hold; items of more than a
-     * sixteenth of that each may travel one per batch).
+     * estimate until the first batch is counted. A source's batches are
+     * bounded by what its items own: items owning large blocks (1 MiB of a
+     * file to compress) travel one per batch, and a source whose item size
+     * is not known yet (owned_bytes, no item_bytes) hands out one item
+     * first.
      */
     size_t item_bytes;
     /**
