@@ -619,6 +619,51 @@ static void test_device_staging(void **state)
     }
 }
 
+/* ---- source batches sized by owned bytes ------------------------------------
+ */
+
+/* A source whose items own 5 MiB each (more than a sixteenth of any batch
+ * byte cap) hands them out one per batch, the first pull included, though
+ * nothing told it their size in advance; items owning 64 bytes still
+ * travel many at a time. */
+static void run_sized(size_t len, uint64_t n, uint64_t *batches)
+{
+    para_runtime_t *rt = make_rt(2, NULL, "none", 0, 0);
+    tracker t;
+    tracker_init(&t, n, len, len);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *s = add_source(g, &t), *m, *k;
+    assert_int_equal(
+        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, &t, 0, &m),
+        0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", 8, sum_ids, &t, PARA_NODE_SERIAL, &k), 0);
+    conn(g, s, m);
+    conn(g, m, k);
+    assert_int_equal(para_run(rt, g), 0);
+    check_released(&t, "sized", true);
+    para_node_stats_t st;
+    assert_int_equal(para_node_stats(s, &st), 0);
+    assert_int_equal(st.items_out, n);
+    *batches = st.batches;
+    para_graph_destroy(g);
+    tracker_fini(&t);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+static void test_source_batches_by_owned_bytes(void **state)
+{
+    (void)state;
+    uint64_t batches;
+    run_sized((size_t)5 << 20, 24, &batches);
+    assert_int_equal(batches, 24);
+    run_sized(64, 20000, &batches);
+    if (batches * 16 > 20000)
+        fail_msg("64-byte items: %llu batches for 20000 items",
+                 (unsigned long long)batches);
+}
+
 /* ---- the budget with per-item bytes ----------------------------------------
  */
 
@@ -674,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_ordered_reorder_buffer),
         cmocka_unit_test(test_device_staging),
         cmocka_unit_test(test_budget_per_item_bytes),
+        cmocka_unit_test(test_source_batches_by_owned_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
