@@ -72,6 +72,10 @@ typedef struct bench_row {
     uint64_t items;       /* items per run, as the contract counts them */
     unsigned threads;     /* threads the variant ran on */
     double seconds;       /* median over the runs that completed; 0 if none */
+    double cpu_seconds;   /* median process CPU time of those runs (seq and
+                             graph rows; 0 = not measured): on a shared
+                             machine it says what a variant costs when its
+                             wall time says only what share it got */
     double seq_seconds;   /* median seq time of the same process; 0 = none,
                              which prints "efficiency":null */
     int ok;               /* 1 until bench_fail() */
