@@ -125,6 +125,7 @@
  * Tests: tests/runtime/test_run.c, test_differential.c (random graphs
  * against a sequential reference), test_seed_graph.c; TSan in CI.
  */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1233,17 +1234,26 @@ static void leave_run(para_runtime_t *rt)
 }
 
 /* Between close runs: spin a little for the next one before sleeping on
- * start_cond, so that a loop of short runs pays no wake-up. */
+ * start_cond, so that a loop of short runs pays no wake-up. The spin
+ * yields the core now and then: on a core it shares (with para_run()'s
+ * thread, unpinned, or another process) a pure spin took the time the
+ * next run needed; on a core of its own the yield returns at once. */
 static void spin_for_next_run(para_runtime_t *rt, uint64_t seen)
 {
     uint64_t t0 = para__now_ns();
     for (unsigned i = 1;; i++) {
-        /* relaxed: a hint; the worker re-reads it under rt->lock. */
-        if (atomic_load_explicit(&rt->generation, memory_order_relaxed) != seen)
+        /* relaxed: a hint; the worker re-reads generation under rt->lock.
+         * Newer only: the hint may still name the run we just left (its
+         * caller stores it after unlocking, maybe after we joined). */
+        if (atomic_load_explicit(&rt->generation_hint, memory_order_relaxed) >
+            seen)
             return;
         para__cpu_relax();
-        if ((i & 63) == 0 && para__now_ns() - t0 > RUN_GAP_SPIN_NS)
-            return;
+        if ((i & 63) == 0) {
+            if (para__now_ns() - t0 > RUN_GAP_SPIN_NS)
+                return;
+            sched_yield();
+        }
     }
 }
 
@@ -1280,10 +1290,13 @@ static void *worker_main(void *arg)
         para__run *run = rt->run;
         if (rt->caller_works) {
             /* The caller's run is joined while it is open; one that ended
-             * before we came is skipped (the caller did not wait for us). */
+             * before we came is skipped (the caller did not wait for us),
+             * and the next one is spun for as after a run: runs that close
+             * before we arrive come in close loops (sleeping here, every
+             * next run paid a futex wake). */
             if (!rt->run_open) {
                 pthread_mutex_unlock(&rt->lock);
-                after_run = false;
+                after_run = true;
                 continue;
             }
             /* relaxed: under rt->lock, like every change of the count. */
@@ -1384,14 +1397,15 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                           (devices ? rt->helper_threads : 0) +
                               (rt->caller_works ? 0 : rt->n_workers),
                           memory_order_relaxed);
-    atomic_store_explicit(
-        &rt->generation,
-        atomic_load_explicit(&rt->generation, memory_order_relaxed) + 1,
-        memory_order_relaxed);
+    uint64_t gen =
+        atomic_load_explicit(&rt->generation, memory_order_relaxed) + 1;
+    atomic_store_explicit(&rt->generation, gen, memory_order_relaxed);
     /* No system call unless a thread sleeps on start_cond. */
     pthread_cond_broadcast(&rt->start_cond);
     if (rt->caller_works) {
         pthread_mutex_unlock(&rt->lock);
+        /* relaxed: a hint (see generation_hint). */
+        atomic_store_explicit(&rt->generation_hint, gen, memory_order_relaxed);
         /* This thread is worker 0 for the run: it has no thread of its own,
          * so its deque, cache, counters and trace lane have one owner. */
         para__worker *w = &rt->workers[0];
@@ -1416,6 +1430,9 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                 break;
         }
         pthread_mutex_lock(&rt->lock);
+    } else {
+        /* relaxed: a hint; the lock is released by wait() below. */
+        atomic_store_explicit(&rt->generation_hint, gen, memory_order_relaxed);
     }
     /* acquire: see workers_in_run (scheduler.h). */
     while (atomic_load_explicit(&rt->workers_in_run, memory_order_acquire) > 0)
