@@ -53,8 +53,8 @@
  *   expensive node's task its target time (the node's batch_us hint, or
  *   target_batch_ns), so a deep chain of cheap stages gets batches as
  *   large as one stage needs, not 1/depth of that. Each worker's size ramps
- *   up from 16 items by doubling once a cost is measured, so the estimates
- *   settle before batches grow large. Bounds: run->batch_bytes along the
+ *   up from 16 items by doubling, so the estimates settle before batches
+ *   grow large. Bounds: run->batch_bytes along the
  *   widest edge downstream (half an L2) but at least MIN_CAP_ITEMS items;
  *   for a source whose items own more than a sixteenth of that each, the
  *   bytes they own, down to one item (one item while their size is not
@@ -826,10 +826,7 @@ static size_t source_batch_items(para__worker *w, para__run *run,
     size_t learned = learned_items(run);
     if (learned != 0 && learned < n)
         n = learned;
-    /* The ramp grows once a cost is measured (before, a worker pulling
-     * again while its first batch still runs elsewhere would double it
-     * blind). */
-    if (w->ramp_items < cap && learned != 0)
+    if (w->ramp_items < cap)
         w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
     /* A node's min_batch hint (the largest downstream) raises it. */
     n = PARA_MIN(PARA_MAX(n, s->down_min_batch), cap);
