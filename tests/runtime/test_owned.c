@@ -300,6 +300,21 @@ static uint64_t sum_to(uint64_t n)
     return n * (n - 1) / 2;
 }
 
+/* @p from -> "read" (read_id) -> "sum" (sum_ids, @p sink_flags), both on
+ * @p t. */
+static void add_read_sum(para_graph_t *g, tracker *t, para_node_t *from,
+                         unsigned sink_flags)
+{
+    para_node_t *m, *k;
+    assert_int_equal(
+        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, t, 0, &m),
+        0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", 8, sum_ids, t, sink_flags, &k), 0);
+    conn(g, from, m);
+    conn(g, m, k);
+}
+
 /* ---- paths ----------------------------------------------------------------
  */
 
@@ -313,15 +328,7 @@ static void test_consumed_every_policy(void **state)
         tracker_init(&t, N_ITEMS, 1, 300);
         para_graph_t *g;
         assert_int_equal(para_graph_create(&g), 0);
-        para_node_t *s = add_source(g, &t), *m, *k;
-        assert_int_equal(para_graph_add_map(g, "read", sizeof(own_item), 8,
-                                            read_id, &t, 0, &m),
-                         0);
-        assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_ids, &t,
-                                             PARA_NODE_PARALLEL, &k),
-                         0);
-        conn(g, s, m);
-        conn(g, m, k);
+        add_read_sum(g, &t, add_source(g, &t), PARA_NODE_PARALLEL);
         for (int rep = 0; rep < 2; rep++) { /* the graph runs again */
             tracker_rearm(&t);
             assert_int_equal(para_run(rt, g), 0);
@@ -388,19 +395,12 @@ static void test_fanout_shares(void **state)
     tracker_init(&t, N_ITEMS, 1, 64);
     para_graph_t *g;
     assert_int_equal(para_graph_create(&g), 0);
-    para_node_t *s = add_source(g, &t), *m, *k1, *k2;
-    assert_int_equal(
-        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, &t, 0, &m),
-        0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, sum_ids, &t, PARA_NODE_PARALLEL, &k1),
-        0);
+    para_node_t *s = add_source(g, &t), *k2;
+    add_read_sum(g, &t, s, PARA_NODE_PARALLEL);
     assert_int_equal(para_graph_add_sink(g, "borrow", sizeof(own_item),
                                          borrow_sink, &t, PARA_NODE_PARALLEL,
                                          &k2),
                      0);
-    conn(g, s, m);
-    conn(g, m, k1);
     conn(g, s, k2);
     assert_int_equal(para_run(rt, g), 0);
     assert_int_equal(atomic_load(&t.sum), 2 * sum_to(N_ITEMS));
@@ -459,15 +459,7 @@ static void test_failing_and_canceled(void **state)
                 t.cancel_at = 5000;
             para_graph_t *g;
             assert_int_equal(para_graph_create(&g), 0);
-            para_node_t *m = add_maker(g, &t), *r, *k;
-            assert_int_equal(para_graph_add_map(g, "read", sizeof(own_item), 8,
-                                                read_id, &t, 0, &r),
-                             0);
-            assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_ids, &t,
-                                                 PARA_NODE_PARALLEL, &k),
-                             0);
-            conn(g, m, r);
-            conn(g, r, k);
+            add_read_sum(g, &t, add_maker(g, &t), PARA_NODE_PARALLEL);
             int rc = para_run(rt, g);
             assert_int_equal(rc, mode == 2 ? PARA_ECANCELED : PARA_ENODE);
             if (mode < 2)
@@ -692,14 +684,7 @@ static void test_budget_per_item_bytes(void **state)
     tracker_init(&t, 160, 1024, max_len);
     para_graph_t *g;
     assert_int_equal(para_graph_create(&g), 0);
-    para_node_t *s = add_source(g, &t), *m, *k;
-    assert_int_equal(
-        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, &t, 0, &m),
-        0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, sum_ids, &t, PARA_NODE_SERIAL, &k), 0);
-    conn(g, s, m);
-    conn(g, m, k);
+    add_read_sum(g, &t, add_source(g, &t), PARA_NODE_SERIAL);
     assert_int_equal(para_run(rt, g), 0);
     check_released(&t, "budget", true);
     para_stats_t st;
