@@ -61,6 +61,9 @@
  *   known yet); at least the largest
  *   min_batch hint downstream; and near the end of a splittable source at
  *   most 1/(2 x workers) of what is left, so every worker has a share.
+ *   Across processes (runtime/mpi) a node's time on other ranks counts
+ *   with its local cost, their workers count with ours, and the ramp waits
+ *   for a first estimate (run->ramp_after_learning).
  *
  * Failure
  *   The first failure sets run->status and run->aborting. From then on tasks
@@ -782,10 +785,13 @@ static size_t learned_items(const para__run *run)
             atomic_load_explicit(&k->cost_x1024, memory_order_relaxed);
         uint64_t in =
             atomic_load_explicit(&k->st_items_in, memory_order_relaxed);
-        if (cost == 0 || in == 0)
+        uint64_t away =
+            atomic_load_explicit(&k->remote_busy_ns, memory_order_relaxed);
+        /* Per source item: cost x (items in / source items), plus the
+         * node's time on other processes (runtime/mpi). */
+        double busy = (double)cost / 1024.0 * (double)in + (double)away;
+        if (busy <= 0.0)
             continue;
-        /* Per source item: cost x (items in / source items). */
-        double busy = (double)cost / 1024.0 * (double)in;
         uint64_t target = k->batch_ns != 0 ? k->batch_ns : run->target_batch_ns;
         double want = (double)target * (double)items / busy;
         if (best == 0.0 || want < best)
@@ -826,7 +832,7 @@ static size_t source_batch_items(para__worker *w, para__run *run,
     size_t learned = learned_items(run);
     if (learned != 0 && learned < n)
         n = learned;
-    if (w->ramp_items < cap)
+    if (w->ramp_items < cap && (learned != 0 || !run->ramp_after_learning))
         w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
     /* A node's min_batch hint (the largest downstream) raises it. */
     n = PARA_MIN(PARA_MAX(n, s->down_min_batch), cap);
@@ -834,8 +840,11 @@ static size_t source_batch_items(para__worker *w, para__run *run,
      * end: no batch takes more than 1/(2 x places) of what is left (but not
      * less than the ramp's start, or than a min_batch hint); the devices'
      * host threads count as places, so that the last batches are fine
-     * enough to spread over the devices by their finish times. */
-    unsigned workers = run->rt->n_workers + run->rt->helper_threads;
+     * enough to spread over the devices by their finish times, and so do
+     * the workers of other ranks that take this run's batches
+     * (runtime/mpi). */
+    unsigned workers =
+        run->rt->n_workers + run->rt->helper_threads + run->remote_workers;
     if (s->kind != PARA__KIND_SOURCE_FN && workers > 1) {
         uint64_t total = s->kind == PARA__KIND_RANGE
                              ? s->range_end - s->range_begin
