@@ -27,7 +27,8 @@
  * (rewound at every run if seekable; a stream that cannot be rewound runs
  * once). The reader's state lives in the node's ctx, freed with the graph.
  *
- * Split mode (a path or an fd that is a regular file)
+ * Split mode (a path or an fd that is a regular file, no ORDERED node
+ * downstream)
  *   Several workers pull at once (the node's src_split, graph.h). The
  *   input's size is taken at open; chunk k is bytes [k*C, (k+1)*C) with C
  *   the block size, and it owns the records that START in it: its first
@@ -55,6 +56,15 @@
  *   across I/O or splitting. A file that shrinks during the run fails it
  *   (-EIO) when read with pread(); when mapped, the lost pages raise
  *   SIGBUS (records.h says so).
+ *   Not with an ORDERED node downstream: a part left for the next pull has
+ *   lower keys than the chunks other pulls claimed meanwhile, so keys are
+ *   not handed out in order; the reorder buffer then holds the later
+ *   batches while the part waits for a pull the memory policy may refuse
+ *   until the buffer drains: a deadlock (seen under TSan, 1 run in 6 of
+ *   test_records). A range source hands its keys out in order, which is
+ *   what the policies' back-pressure relies on. Such a graph reads the
+ *   file serially; issuing the split chunks' records in key order (split
+ *   in parallel, handed out in order) is what would lift it.
  *
  * Tests: tests/runtime/test_records.c.
  */
@@ -260,7 +270,9 @@ static int records_split_pull(void *ctx, void *out, size_t cap, size_t *n,
                               uint64_t *seq_begin, uint64_t *seq_end,
                               bool *done);
 
-/* Split mode for this run if the input is a regular file. */
+/* Split mode for this run if the input is a regular file and no ORDERED
+ * node is downstream (forward_empty, derived by the graph's prepare, which
+ * runs before the open hooks): see "Split mode" above for why. */
 static int choose_mode(records *r)
 {
     struct stat st;
@@ -268,7 +280,8 @@ static int choose_mode(records *r)
     if (fstat(r->fd, &st) != 0)
         return -errno;
     off_t from = r->kind == INPUT_PATH ? 0 : r->start;
-    if (S_ISREG(st.st_mode) && from >= 0 && st.st_size >= from) {
+    if (S_ISREG(st.st_mode) && from >= 0 && st.st_size >= from &&
+        !r->node->forward_empty) {
         r->split = true;
         r->size = (uint64_t)(st.st_size - from);
         r->chunks = (r->size + r->attr.block_size - 1) / r->attr.block_size;

@@ -92,12 +92,12 @@ PARA_API PARA_NODISCARD int para_records_attr_init(para_records_attr_t *attr);
  *
  * The file is opened at the start of every run, so the graph can run
  * again. A regular file is split by byte ranges of block_size adjusted to
- * record boundaries, so that several workers make records at once (a pipe
- * or a device is read by one worker at a time); ORDERED nodes downstream
- * still see the records in file order, as from any source. The size is
- * taken when the run starts: bytes appended during the run are not read. The
- * last record needs no delimiter; an empty file has no records; an empty line
- * is an empty record.
+ * record boundaries, so that several workers make records at once; a pipe
+ * or a device, or any file with an ORDERED node downstream, is read by one
+ * worker at a time (ORDERED nodes see the records in file order). The size
+ * is taken when the run starts: bytes appended during the run are not read.
+ * The last record needs no delimiter; an empty file has no records; an
+ * empty line is an empty record.
  * @param[in] path Copied.
  * @param[in] attr NULL for the defaults; borrowed for the call.
  * @return As para_graph_add(); PARA_EINVAL also for a NULL path, a
