@@ -69,8 +69,19 @@
  * Parking
  *   rt->wake.park, an eventcount (eventcount.h): a worker announces itself,
  *   re-checks every place work can appear (work_visible()), and sleeps
- *   until a notify. Whoever publishes work notifies; a busy runtime pays
- *   one atomic RMW per notify and no system call.
+ *   until a notify. Whoever publishes surplus work notifies (a worker does
+ *   not wake anyone for the task it will pop itself next: para__deliver());
+ *   a busy runtime pays a fence per notify, no shared write and no system
+ *   call.
+ *
+ * Statistics
+ *   A worker counts a node's statistics in its own slot of the node
+ *   (graph.h: para__node_wstat, summed when read) and its own counters
+ *   (scheduler.h); batch sizing sums them too. The locked instructions
+ *   left per task are those that carry correctness: units (only when a
+ *   task ends in a sink or fans out), batch references, claims and inboxes
+ *   of serial nodes, the deques, the source cursor and state, and the
+ *   run's live batches and bytes (the policies' gates).
  *
  * Lock order: rt->lock is never held while running node code or while
  *   taking another lock; the eventcount's own mutex (eventcount.c) and the
@@ -146,6 +157,13 @@ static void execute(para__worker *w, para__run *run, para__task *t);
 static inline para__batch_cache *cache_of(para__worker *w)
 {
     return w != NULL ? &w->cache : NULL;
+}
+
+/* Worker @p w's statistics slot of node @p n (graph.h): only @p w writes
+ * it, so counting a task there is a plain load and store. */
+static inline para__node_wstat *wstat(para__worker *w, para_node_t *n)
+{
+    return &n->wst[w->id];
 }
 
 /* ---- units and termination -------------------------------------------- */
@@ -571,7 +589,15 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
             queued++;
         }
     }
-    /* One parked worker per task made runnable (none parked: one RMW). */
+    /* Wake a parked worker only for surplus work: a worker delivering the
+     * output of a parallel node's task (or of a source pull) goes straight
+     * back to its loop and pops the newest of these tasks itself, so one
+     * of them needs nobody else. A serial node's drain keeps the worker
+     * busy, and other threads (w == NULL) run nothing: every task counts.
+     * A parked worker that misses such a task loses nothing: its owner
+     * runs it next. */
+    if (w != NULL && !n->serial && queued > 0)
+        queued--;
     notify(run->rt, queued);
 }
 
@@ -626,18 +652,17 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
         uint64_t dt = para__now_ns() - t0;
         if (PARA_UNLIKELY(n->placement == PARA__PLACE_MIXED) && rc == 0)
             run->rt->offload.note_cpu(n, in->count, dt);
-        /* relaxed: statistics and a cost estimate; no ordering needed. */
-        atomic_fetch_add_explicit(&n->st_busy_ns, dt, memory_order_relaxed);
-        atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
+        /* Statistics and the cost estimate: in this worker's own slot
+         * (no locked instruction, no shared line). */
+        para__node_wstat *st = wstat(w, n);
+        para__counter_add(&st->busy_ns, dt);
         para__counter_add(&w->c_busy_ns, dt);
         if (rc == 0) {
             learn_cost(n, in->count, dt);
-            atomic_fetch_add_explicit(&n->st_items_in, in->count,
-                                      memory_order_relaxed);
-            atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
+            para__counter_add(&st->items_in, in->count);
+            para__counter_add(&st->batches, 1);
             if (out != NULL)
-                atomic_fetch_add_explicit(&n->st_items_out, out->count,
-                                          memory_order_relaxed);
+                para__counter_add(&st->items_out, out->count);
         }
         para__trace_task(w->trace, n->index, t0, t0 + dt, in->count,
                          out != NULL ? out->count : 0);
@@ -712,12 +737,17 @@ static void execute(para__worker *w, para__run *run, para__task *t)
  * graph with several sources the estimate mixes them, as work_ns did. */
 static size_t learned_items(const para__run *run)
 {
-    /* relaxed: estimates; stale values only change a batch size. */
-    uint64_t items =
-        atomic_load_explicit(&run->src_items, memory_order_relaxed);
+    /* Estimates, summed over the workers' slots (stale values only change
+     * a batch size): the source items pulled so far. */
+    const para_graph_t *g = run->graph;
+    uint64_t items = 0;
+    para__node_counts c;
+    for (unsigned i = 0; i < g->n_sources; i++) {
+        para__node_counts_get(g->sources[i], &c);
+        items += c.items_out;
+    }
     if (items == 0)
         return 0;
-    const para_graph_t *g = run->graph;
     double best = 0.0;
     for (unsigned i = 0; i < g->n_nodes; i++) {
         const para_node_t *k = g->nodes[i];
@@ -725,8 +755,14 @@ static size_t learned_items(const para__run *run)
             /* Kernel nodes: the device side sizes its launches, and a
              * MIXED node's CPU cost says nothing of its device share; keep
              * the graph-wide estimate (work on the CPU per source item). */
-            uint64_t work =
-                atomic_load_explicit(&run->work_ns, memory_order_relaxed);
+            uint64_t work = 0;
+            const para_runtime_t *rt = run->rt;
+            for (unsigned j = 0; j < rt->n_workers; j++)
+                /* relaxed: another worker's counter, an estimate; base_*
+                 * was written before the run started. */
+                work += atomic_load_explicit(&rt->workers[j].c_busy_ns,
+                                             memory_order_relaxed) -
+                        rt->workers[j].base_busy_ns;
             if (work == 0)
                 return 0;
             best = (double)run->target_batch_ns * (double)items / (double)work;
@@ -736,8 +772,10 @@ static size_t learned_items(const para__run *run)
             continue;
         uint64_t cost =
             atomic_load_explicit(&k->cost_x1024, memory_order_relaxed);
-        uint64_t in =
-            atomic_load_explicit(&k->st_items_in, memory_order_relaxed);
+        if (cost == 0)
+            continue;
+        para__node_counts_get(k, &c);
+        uint64_t in = c.items_in;
         if (cost == 0 || in == 0)
             continue;
         /* Per source item: cost x (items in / source items). */
@@ -815,9 +853,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         size_t written = 0;
         uint64_t t0 = para__now_ns();
         int rc = s->fn.source(s->ctx, b->data, want, &written);
-        /* relaxed: statistics only. */
-        atomic_fetch_add_explicit(&s->st_busy_ns, para__now_ns() - t0,
-                                  memory_order_relaxed);
+        para__counter_add(&wstat(w, s)->busy_ns, para__now_ns() - t0);
         if (rc != 0 || written == 0 || written > want) {
             para__batch_free(cache_of(w), run, b);
             *exhausted = true;
@@ -928,12 +964,9 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
     if (b != NULL) {
         para__counter_add(&w->c_source_batches, 1);
         para__trace_source(w->trace, s->index, pulled, b->count);
-        /* relaxed: statistics and the cost estimate. */
-        atomic_fetch_add_explicit(&run->src_items, b->count,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->st_items_out, b->count,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
+        /* Statistics and the cost estimate (learned_items()). */
+        para__counter_add(&wstat(w, s)->items_out, b->count);
+        para__counter_add(&wstat(w, s)->batches, 1);
         para__deliver(w, run, s, b, 0);
     }
     if (exhausted) {
@@ -1089,6 +1122,9 @@ static void run_loop(para__worker *w, para__run *run)
 {
     unsigned idle = 0;
     w->ramp_items = RAMP_START_ITEMS;
+    /* Family records freed and admitted on this thread while it works the
+     * run come from this worker's own free list (budget.h). */
+    para__family_cache_bind(&w->cache.families);
     /* acquire: pairs with the release store of done in units_add(), so that
      * a worker leaving the loop sees the finished run. */
     while (!atomic_load_explicit(&run->done, memory_order_acquire)) {
@@ -1126,6 +1162,7 @@ static void run_loop(para__worker *w, para__run *run)
         park(w, run);
         idle = 0;
     }
+    para__family_cache_bind(NULL);
 }
 
 /* The worker this thread is (NULL on other threads), for
