@@ -142,6 +142,16 @@ struct para_node {
      * learn_cost()); kept across runs. relaxed: an estimate. */
     _Atomic uint64_t cost_x1024;
     unsigned source_slot; /* sources: index in graph->sources */
+    /* Fusion (fuse.h), set by para__fuse_plan() before each run: the next
+     * stage of this node's chain (NULL: the chain ends here); whether it
+     * runs inside its predecessor's tasks; for a chain's head, its stages
+     * and tile (items); for a range or array source, whether its batches
+     * are left unmaterialised for the heads it feeds. */
+    para_node_t *fuse_next;
+    bool fuse_inner;
+    bool src_fused;
+    unsigned fuse_stages;
+    size_t fuse_tile;
     /* FLAT_MAP*: most output items per input item seen, x16 (relaxed);
      * the memory policy's footprint estimate scales by it. */
     _Atomic uint32_t expand_x16;

@@ -139,6 +139,7 @@
 #include "scheduler.h"
 
 #include "budget.h"
+#include "fuse.h"
 #include "owned.h"
 #include "policy.h"
 #include "reduce_node.h"
@@ -157,13 +158,6 @@ static void execute(para__worker *w, para__run *run, para__task *t);
 static inline para__batch_cache *cache_of(para__worker *w)
 {
     return w != NULL ? &w->cache : NULL;
-}
-
-/* Worker @p w's statistics slot of node @p n (graph.h): only @p w writes
- * it, so counting a task there is a plain load and store. */
-static inline para__node_wstat *wstat(para__worker *w, para_node_t *n)
-{
-    return &n->wst[w->id];
 }
 
 /* ---- units and termination -------------------------------------------- */
@@ -373,7 +367,7 @@ static bool holds_leftovers(const para_node_t *n)
 
 static void sweep_serial_nodes(para__worker *w, para__run *run);
 
-static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
+void para__fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
 {
     fail_run(w, run, PARA_ENODE, "node '%s' returned %d (%s)", n->name, rc,
              rc < 0 ? para_err_name(rc) : "user error code");
@@ -381,7 +375,7 @@ static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
 
 /* A flat-map made @p out items of @p in: keep the largest ratio, x16, for
  * the memory policy's footprints. */
-static void note_expansion(para_node_t *n, size_t in, size_t out)
+void para__note_expansion(para_node_t *n, size_t in, size_t out)
 {
     if (in == 0 || out <= in)
         return;
@@ -402,6 +396,11 @@ static _Thread_local int current_input_port = -1;
 int para_input_port(void)
 {
     return current_input_port;
+}
+
+void para__set_input_port(int port)
+{
+    current_input_port = port;
 }
 
 /* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
@@ -487,7 +486,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         o = e.batch;
         if (e.failed && rc == 0)
             rc = PARA_ENOMEM;
-        note_expansion(n, count, o->count);
+        para__note_expansion(n, count, o->count);
         break;
     }
     case PARA__KIND_SINK: {
@@ -533,7 +532,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     if (rc != 0) {
         if (o != NULL)
             para__batch_free(cache_of(w), run, o);
-        fail_node(w, run, n, rc);
+        para__fail_node(w, run, n, rc);
         return rc;
     }
     *out = o;
@@ -615,7 +614,7 @@ void para__submit_task(para__worker *w, para__run *run, para__task *t)
  * ones slowly (1/8 of the way), and that a task slower than 4x the
  * estimate (a thread preempted in the middle of it, a page fault) raises
  * by 1/8 only, so that one outlier does not shrink every batch after it. */
-static void learn_cost(para_node_t *n, size_t items, uint64_t dt)
+void para__learn_cost(para_node_t *n, size_t items, uint64_t dt)
 {
     if (items == 0)
         return;
@@ -646,7 +645,12 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     if (PARA_UNLIKELY(n->placement != PARA__PLACE_CPU) && !aborting(run) &&
         run->rt->offload.route(w, run, t))
         return; /* the device host thread owns the task and its unit */
-    if (!aborting(run)) {
+    if (para__fuse_task(n, t) && !aborting(run)) {
+        /* A fused chain (fuse.h): the head's task runs every stage and
+         * counts their statistics; its output is the last stage's. */
+        if (para__fuse_run(w, run, t, &out, &n) != 0)
+            out = NULL;
+    } else if (!aborting(run)) {
         uint64_t t0 = para__now_ns();
         int rc = process(w, run, n, t, &out);
         uint64_t dt = para__now_ns() - t0;
@@ -654,11 +658,11 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
             run->rt->offload.note_cpu(n, in->count, dt);
         /* Statistics and the cost estimate: in this worker's own slot
          * (no locked instruction, no shared line). */
-        para__node_wstat *st = wstat(w, n);
+        para__node_wstat *st = para__wstat(w, n);
         para__counter_add(&st->busy_ns, dt);
         para__counter_add(&w->c_busy_ns, dt);
         if (rc == 0) {
-            learn_cost(n, in->count, dt);
+            para__learn_cost(n, in->count, dt);
             para__counter_add(&st->items_in, in->count);
             para__counter_add(&st->batches, 1);
             if (out != NULL)
@@ -853,12 +857,12 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         size_t written = 0;
         uint64_t t0 = para__now_ns();
         int rc = s->fn.source(s->ctx, b->data, want, &written);
-        para__counter_add(&wstat(w, s)->busy_ns, para__now_ns() - t0);
+        para__counter_add(&para__wstat(w, s)->busy_ns, para__now_ns() - t0);
         if (rc != 0 || written == 0 || written > want) {
             para__batch_free(cache_of(w), run, b);
             *exhausted = true;
             if (rc != 0)
-                fail_node(w, run, s, rc);
+                para__fail_node(w, run, s, rc);
             else if (written > want)
                 fail_run(w, run, PARA_EINVAL,
                          "source '%s' wrote %zu items into room for "
@@ -888,13 +892,19 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
     if (first + n >= total)
         *exhausted = true;
+    /* A fused source (fuse.h) leaves its items to the chains it feeds:
+     * a range's are the indices seq_begin.., an array's are read in
+     * place. */
     b = para__batch_alloc(cache_of(w), run, s->n_succs,
-                          para__mul_sat(n, s->out_size));
+                          s->src_fused ? 0 : para__mul_sat(n, s->out_size));
     if (b == NULL)
         goto nomem;
     b->family = family;
     family = NULL;
-    if (s->kind == PARA__KIND_RANGE) {
+    if (s->src_fused) {
+        if (s->kind == PARA__KIND_ARRAY)
+            b->data = (unsigned char *)s->array + first * s->out_size;
+    } else if (s->kind == PARA__KIND_RANGE) {
         uint64_t *out = (uint64_t *)(void *)b->data;
         uint64_t v = s->range_begin + first;
         for (size_t i = 0; i < n; i++)
@@ -965,8 +975,8 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
         para__counter_add(&w->c_source_batches, 1);
         para__trace_source(w->trace, s->index, pulled, b->count);
         /* Statistics and the cost estimate (learned_items()). */
-        para__counter_add(&wstat(w, s)->items_out, b->count);
-        para__counter_add(&wstat(w, s)->batches, 1);
+        para__counter_add(&para__wstat(w, s)->items_out, b->count);
+        para__counter_add(&para__wstat(w, s)->batches, 1);
         para__deliver(w, run, s, b, 0);
     }
     if (exhausted) {
@@ -1329,6 +1339,8 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                              void (*wait)(para_runtime_t *rt))
 {
     run->on_abort = sweep_serial_nodes;
+    /* Chains (fuse.h), before any worker sees the run. */
+    para__fuse_plan(run, rt->fuse && rt->remote == NULL);
     pthread_mutex_lock(&rt->lock);
     rt->run = run;
     rt->run_open = true;
