@@ -2,7 +2,8 @@
 # para side by side with oneTBB, OpenMP and StarPU (issue 7), in one run.
 #
 #   ./scripts/peers.sh [--quick] [--full] [--threads N] [--rounds R]
-#                      [--lp-rounds R] [--report-only]
+#                      [--lp-rounds R] [--workloads LIST] [--no-lp]
+#                      [--report-only]
 #
 # On a fresh Debian 12 machine: installs para's packages and the peers'
 # (libtbb-dev, libstarpu-dev, gnuplot-nox; OpenMP comes with gcc), builds
@@ -19,12 +20,15 @@
 # and writes bench/results/peers.md (medians, para ÷ peer ratios),
 # peers.png (gnuplot), peers-lp.png, and the raw rows (peers-raw.jsonl).
 # --quick: the --quick sizes and lp up to 2^12 (a smoke test, ~1 minute).
-# --report-only: no build or run; the report from the existing raw rows.
+# --workloads LIST: only these of w1,w2,w3,w6,w7,w14 (e.g. w1,w14);
+# --no-lp: skip the linear-pipeline protocol (a focused sitting of a few
+# minutes). --report-only: no build or run; the report from the raw rows.
 # Threads default to 2. A default run takes ~8 minutes on 2 idle cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-threads=2 rounds=5 lp_rounds=3 quick=0 full=0 report_only=0
+threads=2 rounds=5 lp_rounds=3 quick=0 full=0 report_only=0 lp=1
+workloads=w1,w2,w3,w6,w7,w14
 args="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,9 +37,11 @@ while [ $# -gt 0 ]; do
     --threads) threads="$2"; shift ;;
     --rounds) rounds="$2"; shift ;;
     --lp-rounds) lp_rounds="$2"; shift ;;
+    --workloads) workloads="$2"; shift ;;
+    --no-lp) lp=0 ;;
     --report-only) report_only=1 ;;
     *) echo "usage: $0 [--quick] [--full] [--threads N] [--rounds R]" \
-            "[--lp-rounds R] [--report-only]" >&2
+            "[--lp-rounds R] [--workloads LIST] [--no-lp] [--report-only]" >&2
        exit 2 ;;
   esac
   shift
@@ -82,23 +88,25 @@ run() { # run one binary, keep its rows; a failed check fails the script
   "$@" >>"$raw" || { echo "peers: FAILED: $*" >&2; failed=1; }
 }
 
-echo "peers: workloads w1 w2 w3 w6 w7 w14, $rounds rounds, $threads threads"
+echo "peers: workloads $workloads, $rounds rounds, $threads threads"
 for r in $(seq 1 "$rounds"); do
   echo "  round $r/$rounds ($(date +%T), load $(cut -d' ' -f1 /proc/loadavg))"
-  run "$b/para/bench/para-bench" --workload w1,w2,w3,w6,w7,w14 "${common[@]}"
-  run "$b/peer-tbb" --workload all "${common[@]}"
-  run "$b/peer-omp" --workload all "${common[@]}"
-  run "$b/peer-starpu" --workload all "${common[@]}"
+  run "$b/para/bench/para-bench" --workload "$workloads" "${common[@]}"
+  run "$b/peer-tbb" --workload "$workloads" "${common[@]}"
+  run "$b/peer-omp" --workload "$workloads" "${common[@]}"
+  run "$b/peer-starpu" --workload "$workloads" "${common[@]}"
 done
 
-if [ "$quick" = 1 ]; then
+if [ "$lp" = 0 ]; then
+  sizes=()
+elif [ "$quick" = 1 ]; then
   sizes=(1024 4096)
 elif [ "$full" = 1 ]; then
   sizes=(); for e in $(seq 10 20); do sizes+=($((1 << e))); done
 else
   sizes=(1024 4096 16384 65536)
 fi
-echo "peers: linear pipeline, items ${sizes[*]}, $lp_rounds rounds"
+[ "$lp" = 1 ] && echo "peers: linear pipeline, items ${sizes[*]}, $lp_rounds rounds"
 declare -A expect
 for s in 8 16; do
   for n in "${sizes[@]}"; do
@@ -152,7 +160,7 @@ set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2
 plot "$out/peers.dat" using 2:xtic(1) title "oneTBB", \
      "" using 3 title "OpenMP", "" using 4 title "StarPU"
 GP
-gnuplot <<GP
+[ "$lp" = 1 ] && gnuplot <<GP
 set terminal pngcairo size 900,480 font "sans,10"
 set output "$out/peers-lp.png"
 set title "linear pipeline: para ÷ peer throughput vs items, threads=$threads"
@@ -164,5 +172,5 @@ set key outside right
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2
 plot for [i=2:9] "$out/peers-lp.dat" using 1:i with linespoints title columnheader(i)
 GP
-echo "peers: wrote $out/peers.md, $out/peers.png, $out/peers-lp.png, $raw"
+echo "peers: wrote $out/peers.md, $out/peers.png$([ "$lp" = 1 ] && echo ", $out/peers-lp.png"), $raw"
 exit $failed
