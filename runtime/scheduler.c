@@ -16,7 +16,9 @@
  *
  * Tasks and units
  *   A task is (node, batch, input port), embedded in the batch (runctx.h,
- *   batch.h).
+ *   batch.h). The task of a fused chain's head (fuse.h) runs every stage of
+ *   the chain and delivers the last stage's output: the inner stages never
+ *   have tasks of their own, and a fused task is one unit like any other.
  *   run->in_flight counts units: one per unfinished task and one per source
  *   not yet exhausted. A task that produces a batch for k successors turns
  *   its unit into k (one atomic add of k-1, none when k = 1); a sink's task
@@ -594,7 +596,8 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
      * of them needs nobody else. A serial node's drain keeps the worker
      * busy, and other threads (w == NULL) run nothing: every task counts.
      * A parked worker that misses such a task loses nothing: its owner
-     * runs it next. */
+     * runs it next. (A source with more to pull is surplus work too:
+     * source_pull() wakes a worker for it.) */
     if (w != NULL && !n->serial && queued > 0)
         queued--;
     notify(run->rt, queued);
@@ -993,6 +996,12 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
                                               memory_order_acq_rel);
     if (prev - PARA__SRC_PULLER == PARA__SRC_EXHAUSTED)
         units_add(run, -1);
+    else if (b != NULL && !exhausted)
+        /* The source has more: surplus work for a parked worker (this one
+         * runs the batch it just pulled; para__deliver() woke nobody for
+         * it). After the state's release, so that the woken worker finds
+         * a callback source free. */
+        notify(w->rt, 1);
     return b != NULL;
 }
 
