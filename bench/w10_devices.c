@@ -9,7 +9,10 @@
  * T* = N / sum(R) (about 60 ms for N = 4,194,304). The row reports the
  * median seconds, t_star, and each device's share of the items (of the
  * last run), in the order the devices were given; the ideal share of
- * device k is R_k / sum(R).
+ * device k is R_k / sum(R). On stderr, per device, its launches and the
+ * time it had a launch in flight in the last run (beside the makespan:
+ * how long it sat idle); PARA_VERBOSE=2 also logs the latency and rate
+ * the runtime learnt for each device, to compare with the (L, R) above.
  *
  * The node has a CPU function (the simulated devices compute with it) but
  * is PARA_NODE_DEVICE_ONLY: the workers never run its batches, so the
@@ -140,15 +143,17 @@ int bench_w10(const bench_cfg_t *cfg)
     unsigned nd = para_runtime_device_count(rt);
     for (unsigned k = 0; k < nd && k < 3; k++) {
         para_device_stats_t ds;
+        memset(&ds, 0, sizeof ds);
         double share = 0;
         if (para_device_stats(rt, k, &ds) == 0)
             share = (double)ds.items / (double)st.n;
         used += (size_t)snprintf(shares + used, sizeof shares - used, "%s%.4f",
                                  k > 0 ? "," : "", share);
         fprintf(stderr,
-                "w10: device %u (%s): share %.4f, ideal %.4f, %llu launches\n",
+                "w10: device %u (%s): share %.4f, ideal %.4f, %llu launches, "
+                "busy %.1f ms\n",
                 k, ds.name, share, w10_rate[k] / sum_r,
-                (unsigned long long)ds.launches);
+                (unsigned long long)ds.launches, (double)ds.busy_ns / 1e6);
     }
     if (nd != 3)
         bench_fail(&row, "%u devices report statistics, want 3", nd);

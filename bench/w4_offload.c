@@ -17,9 +17,11 @@
  *   dev     the kernel node (kernels/mandelbrot.cl) alone: automatic
  *           batching.
  *   mixed   the node with both implementations: the runtime splits it.
- *   limit   no runtime: one buffer of all N indices, one launch, one
- *           read-back (the device layer's launch is exactly clEnqueue-
- *           WriteBuffer + NDRangeKernel + ReadBuffer), then the sum.
+ *   limit   no para at all: on an OpenCL device, the fastest of plain
+ *           OpenCL schedules (one launch of everything, or chunks on two
+ *           queues with double-buffered copies; w4_limit.c); on the cpu
+ *           and simulated back-ends, one launch of all N through the
+ *           device layer. Then the sum.
  *
  * The device is the one PARA_DEVICE names (default auto: PoCL in CI). The
  * summary line on stderr gives the acceptance ratios of issue 3: dev /
@@ -34,6 +36,7 @@
 #include "bench.h"
 #include "device.h"
 #include "mandelbrot_ref.h"
+#include "w4_limit.h"
 
 #define W4_SIDE 1024u
 #define W4_QUICK_SIDE 256u
@@ -49,6 +52,7 @@ struct w4_state {
     int with_cpu, with_kernel;
     para_node_t *node; /* the mandelbrot node of the last graph */
     uint64_t device_items, node_items; /* summed over the runs (check) */
+    uint64_t launches, runs;           /* the node's launches, the runs */
     para_kernel_arg_t args[2];
     para_kernel_desc_t kernel;
 };
@@ -123,6 +127,8 @@ static void w4_check(void *state, bench_row_t *row)
     if (st->node != NULL && para_node_stats(st->node, &ns) == 0) {
         st->device_items += ns.device_items;
         st->node_items += ns.items_in;
+        st->launches += ns.device_launches;
+        st->runs++;
     }
 }
 
@@ -198,6 +204,25 @@ static void w4_limit(const bench_cfg_t *cfg, struct w4_state *st,
         bench_fail(row, "no device: %s", lim.msg);
         return;
     }
+    if (strcmp(lim.ops->name, "opencl") == 0) {
+        const para__device_info *info = lim.ops->info(lim.dev);
+        w4_limit_job job = {.platform_index = info->platform_index,
+                            .device_index = info->device_index,
+                            .source = st->kernel.source,
+                            .pixels = st->pixels,
+                            .n = st->n,
+                            .side = st->side,
+                            .expect = st->expect};
+        lim.ops->close(lim.dev);
+        if (w4_limit_plain(cfg, &job, row) == 0)
+            return;
+        rc =
+            para__device_open(sel, &lim.ops, &lim.dev, lim.msg, sizeof lim.msg);
+        if (rc != 0) {
+            bench_fail(row, "no device: %s", lim.msg);
+            return;
+        }
+    }
     para__kernel_arg args[2] = {{&st->side, 4, PARA_KARG_SCALAR},
                                 {&st->side, 4, PARA_KARG_SCALAR}};
     para__kernel_spec spec = {.name = "mandelbrot",
@@ -239,6 +264,7 @@ static void graph_variant(const bench_cfg_t *cfg, struct w4_state *st,
     st->with_cpu = with_cpu;
     st->with_kernel = with_kernel;
     st->device_items = st->node_items = 0;
+    st->launches = st->runs = 0;
     static const bench_graph_ops_t ops = {w4_build, w4_check};
     bench_time_graph(cfg, &ops, st, row);
 }
@@ -301,6 +327,8 @@ int bench_w4(const bench_cfg_t *cfg)
 
     bench_row_init(&dev, "w4", "dev", total, cfg->threads);
     graph_variant(cfg, &st, &dev, 0, 1);
+    snprintf(dev.extra, sizeof dev.extra, "\"launches\":%.1f",
+             st.runs ? (double)st.launches / (double)st.runs : 0.0);
     bench_print_row(&dev);
     /* Per device (PARA_DEVICE=all and the like: every one should work). */
     for (unsigned k = 0; k < para_runtime_device_count(cfg->rt); k++) {

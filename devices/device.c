@@ -4,14 +4,17 @@
  * A back-end is one file with one para__device_ops table and one line in
  * `backends` below; entries are offered to the back-ends in this order and
  * the first that claims an entry opens it ("opencl" claims everything, so
- * it comes last).
+ * it comes last). Below them, what the back-ends that compute with the
+ * node's CPU function ("cpu", "sim") share.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "device.h"
 #include "para/errors.h"
+#include "util.h"
 
 extern const para__device_ops para__cpu_ops, para__sim_ops;
 #ifdef PARA_WITH_OPENCL
@@ -125,4 +128,90 @@ int para__device_expand(const char *list,
             return 0;
         p = end + 1;
     }
+}
+
+/* ---- back-ends that run the node's CPU function -------------------------- */
+
+void para__device_msg(char *msg, size_t msg_len, const char *fmt, ...)
+{
+    if (msg == NULL || msg_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msg_len, fmt, ap);
+    va_end(ap);
+}
+
+int para__host_fn_check(const para__kernel_spec *spec, const char *runner,
+                        char *msg, size_t msg_len)
+{
+    if (spec->cpu_fn != NULL)
+        return 0;
+    para__device_msg(msg, msg_len,
+                     "node '%s' has no CPU function, which %s runs in place "
+                     "of the kernel",
+                     spec->name, runner);
+    return PARA_ENODEV;
+}
+
+para__host_launch *para__host_launch_start(para__launch *l, char *msg,
+                                           size_t msg_len)
+{
+    para__host_launch *s = l->impl;
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL) {
+            para__device_msg(msg, msg_len, "out of memory for a launch slot");
+            return NULL;
+        }
+        l->impl = s;
+    }
+    s->err = s->rc = 0;
+    s->done_ns = 0;
+    l->submit_ns = para__now_ns();
+    l->complete_ns = 0;
+    return s;
+}
+
+void para__host_launch_run(para__host_launch *s, const para__launch *l,
+                           int (*fn)(void *arg, const void *in, void *out,
+                                     size_t n),
+                           void *arg)
+{
+    s->rc = fn(arg, l->in, l->out, l->n);
+    s->err = s->rc != 0 ? PARA_ENODE : 0;
+}
+
+int para__host_launch_result(const para__host_launch *s, para__launch *l,
+                             char *msg, size_t msg_len)
+{
+    if (s == NULL) {
+        para__device_msg(msg, msg_len, "no launch in this slot");
+        return PARA_EINVAL;
+    }
+    if (s->err == PARA_ENODE) {
+        para__device_msg(msg, msg_len, "returned %d (%s)", s->rc,
+                         s->rc < 0 ? para_err_name(s->rc) : "user error code");
+        return PARA_ENODE;
+    }
+    if (s->err != 0)
+        return s->err;
+    l->complete_ns = s->done_ns;
+    return 1;
+}
+
+void para__host_launch_fini(void *kernel, para__launch *l)
+{
+    (void)kernel;
+    free(l->impl);
+    l->impl = NULL;
+}
+
+int para__host_locality(const void *dev, hwloc_topology_t topology,
+                        hwloc_cpuset_t set)
+{
+    (void)dev;
+    (void)topology;
+    (void)set;
+    return -1;
 }

@@ -77,6 +77,11 @@ typedef struct para__device_info {
     uint64_t max_alloc_bytes; /* largest buffer; 0 = no limit known */
     size_t max_work_group;
     unsigned max_in_flight; /* launch slots the back-end supports at once */
+    /* Host <-> device copies, bytes per second, when the back-end knows it
+     * (0 = not known: the runtime's learned cost per item then includes
+     * the copies). A launch moves n * in_size bytes in and n * out_size
+     * bytes out. */
+    uint64_t link_bytes_per_s;
 } para__device_info;
 
 /* One launch, caller-owned. The back-end keeps its state (buffers, event)
@@ -87,12 +92,22 @@ typedef struct para__launch {
     void *out;      /* room for n * out_size bytes; written on completion */
     void *impl;     /* back-end state; NULL before the first use */
     uint64_t submit_ns, complete_ns; /* filled by the back-end */
+    /* The items' sequence numbers, as n_segs runs of consecutive numbers
+     * (one per gathered batch): segs[2k] is run k's first number and
+     * segs[2k+1] the position of its first item in the launch (ascending
+     * from 0; a run ends where the next begins, the last at n). NULL when
+     * the node's items are not numbered. Borrowed like in. Back-ends pass
+     * them to the kernel's index arguments (PARA_KARG_INDEX). */
+    const uint64_t *segs;
+    size_t n_segs;
 } para__launch;
 
 /* Extra kernel arguments, after (in, out, n): kind is an enum
  * para_kernel_arg_kind (0 = scalar, copied at kernel_create; buffer: a
  * read-only host array of size bytes, uploaded at kernel_create and bound
- * to every launch; local: size bytes of work-group memory, value NULL). */
+ * to every launch; local: size bytes of work-group memory, value NULL;
+ * index: each item's sequence number, from para__launch.segs, value NULL
+ * and size 0). */
 typedef struct para__kernel_arg {
     const void *value;
     size_t size;
@@ -178,5 +193,51 @@ int para__device_open(const char *entry, const para__device_ops **ops,
 /* Every OpenCL device visible (0 without the OpenCL back-end), up to
  * @p cap infos. */
 size_t para__device_list(para__device_info *infos, size_t cap);
+
+/* ---- for back-ends that run the node's CPU function (PARA__DEVCAP_CPU_FN) --
+ * The "cpu" and "sim" back-ends compute a launch with the node's CPU
+ * function on the thread that begins it; what they share is here. */
+
+/* printf into a back-end's message buffer (nothing if @p msg is NULL). */
+void para__device_msg(char *msg, size_t msg_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* PARA_ENODEV with a message saying that @p runner (e.g. "the cpu
+ * back-end") runs the CPU function in place of the kernel, if the node of
+ * @p spec has none; else 0. */
+int para__host_fn_check(const para__kernel_spec *spec, const char *runner,
+                        char *msg, size_t msg_len);
+
+/* A launch computed on the host: l->impl of such back-ends. */
+typedef struct para__host_launch {
+    int err;          /* 0, or the launch's failure (PARA_E*) */
+    int rc;           /* the CPU function's result when err is PARA_ENODE */
+    uint64_t done_ns; /* when the launch counts as finished */
+} para__host_launch;
+
+/* Start launch @p l: its host state (allocated at the slot's first use;
+ * NULL and PARA_ENOMEM's message on failure), reset, with l->submit_ns now
+ * and l->complete_ns 0. */
+para__host_launch *para__host_launch_start(para__launch *l, char *msg,
+                                           size_t msg_len);
+
+/* Run @p fn over the launch's items (l->in to l->out): s->rc is its
+ * result, s->err PARA_ENODE if that is nonzero. */
+void para__host_launch_run(para__host_launch *s, const para__launch *l,
+                           int (*fn)(void *arg, const void *in, void *out,
+                                     size_t n),
+                           void *arg);
+
+/* The result of a finished launch, as launch_poll() returns it: 1 with
+ * l->complete_ns = s->done_ns, or s->err (PARA_ENODE's message names the
+ * CPU function's result; other failures wrote theirs at the start). */
+int para__host_launch_result(const para__host_launch *s, para__launch *l,
+                             char *msg, size_t msg_len);
+
+/* launch_fini and locality of such back-ends: free the host state; no
+ * locality (the launch runs on the calling thread, wherever it is). */
+void para__host_launch_fini(void *kernel, para__launch *l);
+int para__host_locality(const void *dev, hwloc_topology_t topology,
+                        hwloc_cpuset_t set);
 
 #endif /* PARA_DEVICE_H */

@@ -24,17 +24,31 @@
  *
  * Where a batch runs (para__device_route(), on the worker holding it)
  *   By earliest expected finish over the devices that have the node's
- *   kernel and are not lost in this run: on device k a batch of `items`
- *   finishes after (backlog_k + items) * c_k, where c_k is the node's
- *   learned cost per item on k, launch latency included, and backlog_k the
- *   items already routed there and not finished. A MIXED node (kernel and
- *   CPU function) also weighs the worker's own CPU, items * cpu_cost, and
- *   keeps the batch when that is sooner and no device would run out of
- *   work meanwhile (a worker busy with a batch feeds no device). Until a cost
- * is measured, batches explore: a MIXED node measures the CPU first; each
- * device gets one batch at a time until a launch has been timed (not the node's
- * first launch on it, which may carry a compilation); a device is probed again
- *   with one batch whenever it has had none for REPROBE_NS. A CPU device
+ *   kernel and are not lost in this run (finish_ns()): on device k a batch
+ *   of `items` finishes after
+ *       busy_k + L_k + (queued_k + items) * c_k * (1 + L_k / launch) + move_k
+ *   where busy_k is what k still has in flight (free_at_ns: each launch's
+ *   L + items * c from when the one before it ends, set again at each
+ *   completion, so a device half-way through a long launch is not charged
+ *   all of it), c_k the node's learned cost per item on k, L_k its launch
+ *   latency, queued_k the node's items routed to k and not launched yet,
+ *   and move_k the time to move the data over k's link (when the back-end
+ *   knows its bandwidth): the queue's and this batch's inputs and outputs,
+ *   without the inputs of a batch already resident on k (so a resident
+ *   batch prefers its device; the residency query is
+ *   resident_device_stub(), host memory for every batch until
+ *   device-resident batches exist). With a known link, c_k is learnt with
+ *   the copies taken out. A MIXED node (kernel and CPU function) also
+ *   weighs the worker's own CPU, items * cpu_cost, and keeps the batch when
+ *   that is sooner and no device would run out of work meanwhile (a worker
+ *   busy with a batch feeds no device). Until a cost is measured, batches
+ *   explore: a MIXED node measures the CPU first; each device gets one
+ *   batch at a time until a launch has been timed (not the node's first
+ *   launch on it, which may carry a compilation); a device is probed again
+ *   with one batch whenever it has had none for REPROBE_NS. What a node's
+ *   launches taught a device is kept for the next run of the same kernel
+ *   (fit_memo): that run starts from it, without exploring, and goes on
+ *   learning. A CPU device
  *   shares the workers' cores, so there a MIXED batch goes to whichever
  *   side does more per core, judged on the fastest cost per item each side
  *   showed (each is measured while the other competes for the cores).
@@ -47,13 +61,21 @@
  *   estimates L as the shortest launch seen and c as an average of
  *   (launch time - L) / items, and launches a node's pending items when
  *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, the device's
- *       largest allocation, and LAUNCH_MAX_NS of device time or 38 L,
- *       whichever is longer: launches short enough that the stages
- *       downstream start early and overlap the device; while exploring,
+ *       largest allocation, and, only when a consumer downstream would
+ *       wait for the outputs, i.e. its CPU work per item is at least 1/19
+ *       of the device's (or the
+ *       node's work is shared: several devices, a MIXED node),
+ *       LAUNCH_MAX_NS of device time or 38 L, whichever is longer:
+ *       launches short enough that the stages downstream start early and
+ *       overlap the device; otherwise nothing waits for the outputs and
+ *       launches grow as long as the work gathered; while exploring,
  *       the first EXPLORE_LAUNCHES launches of a node take 1, 4, 16, 64
  *       batches, so that no launch is blind and L and c can be told
  *       apart), or
- *     - they reach 19 L / c items, so that L is at most 5 % of the launch, or
+ *     - they reach 19 L / c items, so that L is at most 5 % of the launch,
+ *       and fewer than GATHER_IN_FLIGHT launches are in flight where no
+ *       time cap applies (two keep the device busy and overlap copies with
+ *       kernels; the rest of the work gathers into long launches), or
  *     - the device is idle and either nothing upstream can send more (every
  *       unit of the run is held by devices, or the sources are held back)
  *       or the oldest pending item has waited GATHER_WINDOW L.
@@ -63,7 +85,13 @@
  *   forced batch size (PARA_BATCH) every batch is launched alone. Inputs
  *   are copied side by side into the slot's staging buffer and the output
  *   is split back per input batch with its sequence range and path, so
- *   ORDERED nodes downstream see order. The device only ever reads and
+ *   ORDERED nodes downstream see order. When the node's items are numbered
+ *   (graph.h: only maps upstream), the launch also carries one run (first
+ *   sequence number, position) per batch, stored after the inputs in the
+ *   staging buffer: an OpenCL kernel's PARA_KARG_INDEX argument is made
+ *   from it on the device, and back-ends that run the CPU function call it
+ *   once per run (node_cpu_batch()) so that para_item_index() answers as
+ *   on a worker. The device only ever reads and
  *   writes the slot's own staging memory, never a batch: a launch that has
  *   to be abandoned (see below) keeps its memory, and batches still go
  *   back to the run.
@@ -103,9 +131,11 @@
  *   thread; the signal itself goes under d->lock. `lost` is set by the host
  *   thread with release after its `why` is written, and read by workers
  *   with acquire before they read `why`. The estimates workers read (per
- *   device and node: cost, backlog, probe time) are relaxed: a stale one
- *   only sends one batch to a worse place. Everything else of a host thread
- *   (pending lists, slots, L) is its own.
+ *   device and node: cost, latency, backlog, items in flight, when the
+ *   launches in flight end, probe time) are relaxed: a stale one only
+ *   sends one batch to a worse place. The fit memo is the runtime
+ *   thread's, between runs; what it seeds is published with the run. Everything
+ * else of a host thread (pending lists, slots, L) is its own.
  *
  * Tests: tests/runtime/test_device_nodes.c (cpu, sim and OpenCL back-ends),
  * tests/devices/test_opencl_faults.c (injected OpenCL failures and hangs).
@@ -128,7 +158,9 @@
 #define LATENCY_SHARE 19      /* launch >= 19 L: L is at most 5 % of it */
 #define GATHER_WINDOW 2       /* an idle device waits at most 2 L for more */
 #define GATHER_MIN_NS 20000
-#define REPROBE_NS 5000000     /* try an idle device again after 5 ms */
+#define GATHER_IN_FLIGHT 2 /* launches in flight while gathering long ones */
+#define DOWN_DEPTH 4       /* nodes downstream whose work may wait */
+#define REPROBE_NS 5000000 /* try an idle device again after 5 ms */
 #define WAIT_SLICE_NS 10000000 /* longest wait on a launch: aborts seen */
 #define TIMEOUT_FACTOR 20      /* a launch may take 20x its expected time */
 #define OOM_RETRIES 3          /* a one-batch launch out of memory, again */
@@ -142,17 +174,23 @@ typedef struct dnode {
     size_t pending_items;
     uint64_t pending_since;
     uint32_t launches_run;       /* finished (learnt from, but the first) */
+    uint64_t memo_key;           /* the kernel's identity (memo_key()) */
+    bool warm;                   /* estimates carried over from a run before */
     uint32_t begun;              /* launches started this run */
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
     size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
     unsigned oom_streak; /* launches failed with ENOMEM since one worked */
+    /* The launch being begun, for node_cpu_batch() (back-ends that run
+     * the CPU function inside launch_begin()); NULL otherwise. */
+    const para__launch *launching;
     /* Estimates (picoseconds per item; 0 = not measured yet), written by
      * the host thread, read by workers routing a batch. */
-    _Atomic uint64_t ps_per_item; /* marginal cost c */
-    _Atomic uint64_t total_ps;    /* cost per item with latency included */
-    _Atomic uint64_t best_ps;     /* fastest total seen */
-    _Atomic uint64_t backlog_items;
-    _Atomic uint64_t probe_ns; /* last batch routed here */
+    _Atomic uint64_t ps_per_item;    /* marginal cost c */
+    _Atomic uint64_t total_ps;       /* cost per item with latency included */
+    _Atomic uint64_t best_ps;        /* fastest total seen */
+    _Atomic uint64_t backlog_items;  /* routed here, not finished */
+    _Atomic uint64_t launched_items; /* of those, in launches in flight */
+    _Atomic uint64_t probe_ns;       /* last batch routed here */
 } dnode;
 
 typedef struct slot {
@@ -165,6 +203,19 @@ typedef struct slot {
     unsigned char *in_stage, *out_stage;
     size_t in_cap, out_cap;
 } slot;
+
+/* What a kernel node's launches taught a device, kept for the next run of
+ * the same kernel (same node name, source, entry, options, item sizes,
+ * scalar arguments and CPU function): that run starts from these
+ * estimates instead of exploring, and goes on learning from its own
+ * launches. The runtime's thread writes and reads them between runs. */
+#define MEMO_SLOTS 16
+
+typedef struct fit_memo {
+    uint64_t key; /* 0 = empty */
+    double sw, sx, sy, sxx, sxy;
+    uint64_t ps_per_item, total_ps, best_ps;
+} fit_memo;
 
 /* A launch given up while the device may still use its memory. */
 typedef struct lost_launch {
@@ -205,13 +256,24 @@ typedef struct devctx {
     /* Launch latency L (0 = not known yet): written by the host thread,
      * read by workers routing a batch (relaxed, an estimate). */
     _Atomic uint64_t latency_ns;
+    /* When the launches in flight should all be done (monotonic ns, an
+     * estimate from L and c; 0 = none in flight): written by the host
+     * thread at each launch and completion, read by workers (relaxed). */
+    _Atomic uint64_t free_at_ns;
     uint64_t last_complete_ns;
     uint64_t busy_since;
     uint64_t head_since; /* when the oldest launch in flight could start */
     lost_launch *lost_list;
+    fit_memo memo[MEMO_SLOTS]; /* between runs only (the runtime's thread) */
+    unsigned memo_next;
     void **zombies; /* kernels whose release waits for lost launches */
     unsigned n_zombies, cap_zombies;
     char msg[PARA__ERRMSG_LEN];
+
+    /* Free batches the host thread keeps for itself (batch.h): the inputs
+     * it releases after a launch become the outputs of the next. Host
+     * thread only; drained when the device closes. */
+    para__batch_cache cache;
 
     /* Statistics (stats.c) and the trace lane (trace.h, NULL when tracing
      * is off), both written by the host thread only. */
@@ -238,23 +300,98 @@ static uint64_t lat_of(const devctx *d)
  * that the fit of time against items sees different sizes. */
 #define EXPLORE_LAUNCHES 4
 
-/* When device @p d would finish @p items more of @p dn's items after its
- * backlog, in ns: its latency once, and per item the marginal cost plus
- * the share of latency of each further launch (launches of about
- * launch_ns). -1 if not measured yet. */
-static double finish_ns(const devctx *d, dnode *dn, double items)
+/* Where the data of batch @p b is: the index of one of the runtime's
+ * devices, or -1 for host memory.
+ * STUB: every batch is in host memory until device-resident batches (the
+ * device data plane) are merged; this is the one place to wire their
+ * residency query to. */
+static int resident_device_stub(const para__batch *b)
+{
+    (void)b;
+    return -1;
+}
+
+/* Nanoseconds to move @p bytes over device @p d's link (0 when the
+ * back-end does not know its link: the copies are then part of the
+ * learned cost per item). */
+static double move_ns(const devctx *d, double bytes)
+{
+    uint64_t bw = d->info->link_bytes_per_s;
+    return bw != 0 ? bytes * 1e9 / (double)bw : 0.0;
+}
+
+/* Picoseconds per item of a launch of @p dn on @p d (its inputs and
+ * outputs go through the slot's staging memory, over the link): the
+ * learned cost and the copies; 0 if not measured yet. */
+static double launch_item_ps(const devctx *d, const dnode *dn)
+{
+    /* relaxed: an estimate, written by the host thread. */
+    uint64_t c =
+        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
+    if (c == 0)
+        return 0;
+    double io = (double)(dn->node->in_size + dn->node->out_size);
+    return (double)c + 1e3 * move_ns(d, io);
+}
+
+/* The expected time of the launch in slot @p s, in ns. */
+static double slot_expect_ns(const devctx *d, const slot *s)
+{
+    return (double)lat_of(d) +
+           (double)s->items * launch_item_ps(d, s->dn) / 1e3;
+}
+
+/* When device @p d would finish @p items more of @p dn's items, in ns from
+ * now: first what it has in flight (free_at_ns, every node's launches),
+ * then a latency, and per item of the node's queue (routed, not launched)
+ * and the new ones, the marginal cost plus the share of latency of each
+ * further launch (launches of about launch_ns) and the time to move the
+ * data over its link (the queue's inputs and outputs from the host, and
+ * @p moved bytes for the new items). -1 if not measured yet. */
+static double finish_ns(const devctx *d, dnode *dn, double items, double moved,
+                        uint64_t now)
 {
     /* relaxed: estimates; a stale one only moves one batch elsewhere. */
     uint64_t c = atomic_load_explicit(&dn->ps_per_item, memory_order_relaxed);
     if (c == 0)
         return -1;
     double lat = (double)lat_of(d);
-    double backlog =
-        (double)atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
+    uint64_t backlog =
+        atomic_load_explicit(&dn->backlog_items, memory_order_relaxed);
+    uint64_t launched =
+        atomic_load_explicit(&dn->launched_items, memory_order_relaxed);
+    double queued = backlog > launched ? (double)(backlog - launched) : 0.0;
+    uint64_t free_at =
+        atomic_load_explicit(&((devctx *)d)->free_at_ns, memory_order_relaxed);
+    double busy = free_at > now ? (double)(free_at - now) : 0.0;
     double launch_ns =
         PARA_MAX((double)LAUNCH_MAX_NS, 2.0 * LATENCY_SHARE * lat);
-    double work = (backlog + items) * (double)c / 1e3;
-    return lat + work * (1.0 + lat / launch_ns);
+    double work = (queued + items) * (double)c / 1e3;
+    double io = (double)(dn->node->in_size + dn->node->out_size);
+    return busy + lat + work * (1.0 + lat / launch_ns) +
+           move_ns(d, queued * io + moved);
+}
+
+/* The bytes a batch of @p items of @p n resident on device @p where (-1:
+ * the host) moves over device @p k's link if it runs there: its inputs
+ * unless they are already there, and its outputs, which go back to the
+ * host. An input on another device also comes down over that device's
+ * link first, which is counted in its time on @p k as bytes over k's link
+ * scaled by the ratio of the two links. */
+static double moved_bytes(para__devrt *set, unsigned k, int where,
+                          const para_node_t *n, double items)
+{
+    double in = items * (double)n->in_size, out = items * (double)n->out_size;
+    if (where == (int)k)
+        return out;
+    double bytes = in + out;
+    if (where >= 0 && (unsigned)where < set->n) {
+        uint64_t bw_k = set->dev[k]->info->link_bytes_per_s;
+        uint64_t bw_w = set->dev[where]->info->link_bytes_per_s;
+        if (bw_k != 0 && bw_w != 0)
+            bytes += in * (double)bw_k / (double)bw_w;
+    }
+    return bytes;
 }
 
 /* ---- worker side --------------------------------------------------------- */
@@ -281,10 +418,11 @@ static bool usable(const devctx *d, const dnode *dn)
            !atomic_load_explicit(&d->lost, memory_order_relaxed);
 }
 
-/* The place for a batch of @p items of @p n: a device index, or -1 for
- * the worker's CPU (MIXED nodes only), or -2 when no place is left. */
-static int choose(para__devrt *set, para_node_t *n, size_t items)
+/* The place for batch @p b of @p n: a device index, or -1 for the
+ * worker's CPU (MIXED nodes only), or -2 when no place is left. */
+static int choose(para__devrt *set, para_node_t *n, const para__batch *b)
 {
+    size_t items = b->count;
     bool mixed = n->placement == PARA__PLACE_MIXED;
     /* PARA_MIXED: the CPU always, or the devices as for a device-only
      * node (while one is left; then the CPU). */
@@ -310,7 +448,13 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
     if (mixed && cpu == 0)
         return -1; /* measure the CPU first */
     uint64_t now = para__now_ns();
+    /* Where the batch's data is: a device it is resident on runs it
+     * without moving its inputs (moved_bytes()). */
+    int resident = resident_device_stub(b);
     double cpu_finish = (double)items * (double)cpu;
+    if (resident >= 0 && (unsigned)resident < set->n)
+        cpu_finish += 1e3 * move_ns(set->dev[resident],
+                                    (double)items * (double)n->in_size);
     double best = -1.0; /* the devices' earliest finish */
     int where = -1;
     int idle_unmeasured = -1;
@@ -349,9 +493,11 @@ static int choose(para__devrt *set, para_node_t *n, size_t items)
                 return (int)k;
             continue;
         }
-        if (finish_ns(d, dn, 0) * 1e3 < cpu_finish)
+        if (finish_ns(d, dn, 0, 0, now) * 1e3 < cpu_finish)
             starving = true;
-        double finish = finish_ns(d, dn, (double)items) * 1e3; /* ps */
+        double moved = moved_bytes(set, k, resident, n, (double)items);
+        double finish =
+            finish_ns(d, dn, (double)items, moved, now) * 1e3; /* ps */
         if (best < 0 || finish <= best) {
             best = finish;
             where = (int)k;
@@ -400,7 +546,7 @@ bool para__device_route(para__worker *w, para__run *run, para__task *t)
     size_t items = t->batch->count;
     if (items == 0 || set == NULL)
         return false; /* process() forwards an empty batch */
-    int k = choose(set, n, items);
+    int k = choose(set, n, t->batch);
     if (k == -1)
         return false;
     if (k == -2) {
@@ -508,7 +654,7 @@ static void unhold(devctx *d, para__task *t)
 static void drop_task(devctx *d, para__run *run, para__task *t)
 {
     unhold(d, t);
-    para__batch_release(NULL, run, t->batch);
+    para__batch_release(&d->cache, run, t->batch);
     para__units_add(run, -1);
 }
 
@@ -552,11 +698,22 @@ static void unstage(para__run *run, slot *s)
 /* Leave the oldest slot in flight. */
 static void retire_head(devctx *d)
 {
+    slot *s = &d->slots[d->head];
+    /* relaxed: an estimate for choose(). */
+    atomic_fetch_sub_explicit(&s->dn->launched_items, s->items,
+                              memory_order_relaxed);
     d->head = (d->head + 1) % SLOTS;
     if (--d->n_inflight == 0 && d->counters != NULL)
         para__counter_add(&d->counters->c_busy_ns,
                           para__now_ns() - d->busy_since);
     d->head_since = para__now_ns();
+    /* The launches left in flight run from now on, one after another. */
+    double left = 0;
+    for (unsigned i = 0; i < d->n_inflight; i++)
+        left += slot_expect_ns(d, &d->slots[(d->head + i) % SLOTS]);
+    atomic_store_explicit(
+        &d->free_at_ns, d->n_inflight > 0 ? d->head_since + (uint64_t)left : 0,
+        memory_order_relaxed);
 }
 
 /* Give up the launch of the oldest slot without waiting for it: the
@@ -673,7 +830,11 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
 {
     if (dn->launches_run++ == 0)
         return;
-    double x = (double)items, y = (double)ns;
+    /* The copies over a known link are not part of c: finish_ns() adds
+     * them per batch, by where its data is. */
+    double io = (double)(dn->node->in_size + dn->node->out_size);
+    double x = (double)items;
+    double y = PARA_MAX((double)ns - move_ns(d, x * io), 1.0);
     dn->sw = dn->sw * LEARN_DECAY + 1;
     dn->sx = dn->sx * LEARN_DECAY + x;
     dn->sy = dn->sy * LEARN_DECAY + y;
@@ -696,7 +857,7 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
         c = my > lat ? (my - lat) / mx : my / mx;
     }
     uint64_t c_ps = PARA_MAX((uint64_t)(c * 1000.0), (uint64_t)1);
-    uint64_t total = PARA_MAX(ns * 1000 / items, (uint64_t)1);
+    uint64_t total = PARA_MAX((uint64_t)(y * 1000.0 / x), (uint64_t)1);
     /* relaxed: read by workers as estimates; only this thread writes. */
     atomic_store_explicit(&dn->ps_per_item, c_ps, memory_order_relaxed);
     keep_min(&dn->best_ps, total);
@@ -718,7 +879,7 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
         size_t count = in->count;
         para__batch *o = NULL;
         if (!para__aborting(run)) {
-            o = para__batch_alloc(NULL, run, n->n_succs, count * os);
+            o = para__batch_alloc(&d->cache, run, n->n_succs, count * os);
             if (o == NULL)
                 para__fail_run(NULL, run, PARA_ENOMEM,
                                "out of memory for the output of node '%s'",
@@ -726,7 +887,7 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
         }
         if (o == NULL || para__aborting(run)) {
             if (o != NULL)
-                para__batch_free(NULL, run, o);
+                para__batch_free(&d->cache, run, o);
             drop_task(d, run, t);
             offset += count;
             t = next;
@@ -747,7 +908,7 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
         unhold(d, t);
-        para__batch_release(NULL, run, in);
+        para__batch_release(&d->cache, run, in);
         para__deliver(NULL, run, n, o, 1); /* our unit goes with it */
         t = next;
     }
@@ -814,10 +975,8 @@ static uint64_t head_deadline(const devctx *d)
     if (floor_ns == 0)
         return 0;
     const slot *s = &d->slots[d->head];
-    /* relaxed: only this thread writes it. */
-    uint64_t c =
-        atomic_load_explicit(&s->dn->ps_per_item, memory_order_relaxed);
-    double expect = (double)lat_of(d) + (double)s->items * (double)c / 1e3;
+    double expect =
+        (double)lat_of(d) + (double)s->items * launch_item_ps(d, s->dn) / 1e3;
     double budget = PARA_MAX((double)floor_ns, TIMEOUT_FACTOR * expect);
     uint64_t start = PARA_MAX(d->head_since, s->l.submit_ns);
     return start + (uint64_t)budget;
@@ -855,6 +1014,67 @@ static void wait_oldest(devctx *d, para__run *run)
 
 /* ---- host thread: launching ---------------------------------------------- */
 
+/* The CPU work, in picoseconds per item, that the outputs of @p n cause
+ * in the nodes downstream of it, DOWN_DEPTH nodes deep: each node's
+ * measured cost per item, shared by the workers that can run it at once.
+ * Kernel nodes on the devices are skipped (no CPU work; their own launches
+ * pace them). -1 when a node there has seen no item yet (unknown). */
+static double downstream_ps(const para_runtime_t *rt, const para_node_t *n,
+                            unsigned depth)
+{
+    double sum = 0;
+    for (unsigned i = 0; i < n->n_succs; i++) {
+        const para_node_t *s = n->succs[i];
+        if (s->kernel != NULL && s->placement == PARA__PLACE_DEVICE)
+            continue;
+        /* Statistics, read as estimates (summed over the workers' slots:
+         * graph.h). */
+        para__node_counts c;
+        para__node_counts_get(s, &c);
+        uint64_t items = c.items_in, busy = c.busy_ns;
+        if (items == 0)
+            return -1;
+        double per = (double)busy * 1000.0 / (double)items;
+        if (!s->serial)
+            per /= (double)PARA_MAX(rt->n_workers, 1u);
+        sum += per;
+        if (depth > 1) {
+            double more = downstream_ps(rt, s, depth - 1);
+            if (more < 0)
+                return -1;
+            sum += more;
+        }
+    }
+    return sum;
+}
+
+/* Whether a consumer downstream of @p dn would sit idle during a long
+ * launch and work after it, instead of beside the device: the CPU work
+ * the node's outputs cause downstream (downstream_ps()) is at least
+ * 1/LATENCY_SHARE of the device's own cost per item @p c_ps, or not known
+ * yet. Below that, the outputs of a long launch wait for nobody that
+ * matters: running them after the launch costs at most about 5 % of it, as
+ * the latency rule allows. (Whether a worker happens to be idle at the
+ * moment a launch starts says little: the consumer may be busy with the
+ * previous launch's outputs and idle through the whole next one.) */
+static bool consumer_waiting(const para_runtime_t *rt, const dnode *dn,
+                             uint64_t c_ps)
+{
+    double down_ps = downstream_ps(rt, dn->node, DOWN_DEPTH);
+    return down_ps < 0 || down_ps * LATENCY_SHARE >= (double)c_ps;
+}
+
+/* Whether launches of @p dn keep to the time cap: while a consumer
+ * waits (above), and whenever the node's work is shared with other places
+ * (several devices, or the workers of a MIXED node): a long launch is work
+ * that can no longer go where it would finish earlier. */
+static bool time_capped(const devctx *d, const dnode *dn, uint64_t c_ps)
+{
+    if (d->rt->device->n > 1 || dn->node->placement == PARA__PLACE_MIXED)
+        return true;
+    return consumer_waiting(d->rt, dn, c_ps);
+}
+
 static size_t launch_cap(const devctx *d, const dnode *dn)
 {
     const para_node_t *n = dn->node;
@@ -865,20 +1085,19 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
         cap = (size_t)(max_alloc / widest);
     if (dn->split_cap != 0 && dn->split_cap < cap)
         cap = dn->split_cap;
-    /* And at most LAUNCH_MAX_NS of device time (but never below the
-     * latency rule), so that the stages downstream get the first outputs
-     * early and work beside the device instead of after it. */
-    /* relaxed: only this thread writes it. */
-    uint64_t c_ps =
-        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (c_ps != 0) {
+    /* And, while a consumer downstream waits for outputs, at most
+     * LAUNCH_MAX_NS of device time (but never below the latency rule), so
+     * that it gets the first outputs early and works beside the device
+     * instead of after it. */
+    double c_ps = launch_item_ps(d, dn);
+    if (c_ps != 0 && time_capped(d, dn, (uint64_t)c_ps)) {
         double t = PARA_MAX((double)LAUNCH_MAX_NS,
                             2.0 * LATENCY_SHARE * (double)lat_of(d));
-        double timed = t * 1000.0 / (double)c_ps;
+        double timed = t * 1000.0 / c_ps;
         if (timed < (double)cap)
             cap = (size_t)timed;
     }
-    if (dn->begun < EXPLORE_LAUNCHES || c_ps == 0) {
+    if ((!dn->warm && dn->begun < EXPLORE_LAUNCHES) || c_ps == 0) {
         /* Exploring: 1, 4, 16, 64 batches (as many as are pending, within
          * the caps above). */
         size_t first =
@@ -912,18 +1131,28 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
 {
     if (run->forced_batch_items != 0)
         return true; /* one batch per launch */
+    double c_ps = launch_item_ps(d, dn);
+    /* Not measured yet: one (exploring) launch at a time, so that the
+     * device takes on no more before its speed is known and the rest can
+     * still go elsewhere. */
+    if (c_ps == 0)
+        return d->n_inflight == 0;
     size_t cap = launch_cap(d, dn);
     if (dn->pending_items >= cap)
         return true;
-    /* relaxed: only we write it. */
-    uint64_t c_ps =
-        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
-    if (lat_of(d) == 0 || c_ps == 0)
+    if (lat_of(d) == 0)
         return d->n_inflight == 0; /* no estimate yet: measure */
-    double want =
-        (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / (double)c_ps;
-    if ((double)dn->pending_items >= PARA_MIN(want, (double)cap))
-        return true;
+    double want = (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / c_ps;
+    if ((double)dn->pending_items >= PARA_MIN(want, (double)cap)) {
+        /* Enough for the latency rule. Without a time cap (nobody waits
+         * downstream), two launches in flight keep the device busy and
+         * overlap one's copies with the other's kernel; more would only
+         * cut the work gathering behind them into smaller launches. */
+        if (d->n_inflight < GATHER_IN_FLIGHT ||
+            time_capped(d, dn, (uint64_t)c_ps))
+            return true;
+        return false;
+    }
     if (d->n_inflight > 0)
         return false; /* gather behind the running launch */
     return upstream_stalled(d, run) ||
@@ -944,16 +1173,42 @@ static int ensure_stage(unsigned char **buf, size_t *cap, size_t bytes)
     return 0;
 }
 
-/* The CPU function of a kernel node over @p count items. */
-static int node_cpu_batch(void *arg, const void *in, void *out, size_t count)
+/* The CPU function of node @p n over @p count items. */
+static int node_cpu_run(para_node_t *n, const void *in, void *out, size_t count)
 {
-    para_node_t *n = arg;
     if (n->kind == PARA__KIND_MAP_BATCH)
         return n->fn.map_batch(n->ctx, in, out, count);
     const unsigned char *ip = in;
     unsigned char *op = out;
     for (size_t i = 0; i < count; i++) {
         int rc = n->fn.map(n->ctx, ip + i * n->in_size, op + i * n->out_size);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The CPU function of a kernel node (@p arg: its dnode) over a launch of
+ * @p count items, for back-ends that run it in launch_begin(): called once
+ * per gathered batch when the items are numbered, so that
+ * para_item_index() answers as on a worker. */
+static int node_cpu_batch(void *arg, const void *in, void *out, size_t count)
+{
+    const dnode *dn = arg;
+    para_node_t *n = dn->node;
+    const para__launch *l = dn->launching;
+    if (l == NULL || l->segs == NULL || l->in != in)
+        return node_cpu_run(n, in, out, count);
+    const unsigned char *ip = in;
+    unsigned char *op = out;
+    for (size_t k = 0; k < l->n_segs; k++) {
+        size_t at = (size_t)l->segs[2 * k + 1];
+        size_t end = k + 1 < l->n_segs ? (size_t)l->segs[2 * k + 3] : count;
+        para__item_index_enter(ip + at * n->in_size, end - at, n->in_size,
+                               l->segs[2 * k]);
+        int rc = node_cpu_run(n, ip + at * n->in_size, op + at * n->out_size,
+                              end - at);
+        para__item_index_leave();
         if (rc != 0)
             return rc;
     }
@@ -967,16 +1222,19 @@ static void run_on_host(devctx *d, para__run *run, para__task *t)
     para_node_t *n = t->node;
     para__batch *in = t->batch;
     para__batch *o =
-        para__batch_alloc(NULL, run, n->n_succs, in->count * n->out_size);
+        para__batch_alloc(&d->cache, run, n->n_succs, in->count * n->out_size);
     if (o == NULL) {
         para__fail_run(NULL, run, PARA_ENOMEM,
                        "out of memory for the output of node '%s'", n->name);
         drop_task(d, run, t);
         return;
     }
-    int rc = node_cpu_batch(n, in->data, o->data, in->count);
+    if (n->numbered)
+        para__item_index_enter(in->data, in->count, n->in_size, in->seq_begin);
+    int rc = node_cpu_run(n, in->data, o->data, in->count);
+    para__item_index_leave();
     if (rc != 0) {
-        para__batch_free(NULL, run, o);
+        para__batch_free(&d->cache, run, o);
         para__fail_run(NULL, run, PARA_ENODE, "node '%s' returned %d (%s)",
                        n->name, rc,
                        rc < 0 ? para_err_name(rc) : "user error code");
@@ -994,7 +1252,7 @@ static void run_on_host(devctx *d, para__run *run, para__task *t)
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
     unhold(d, t);
-    para__batch_release(NULL, run, in);
+    para__batch_release(&d->cache, run, in);
     para__deliver(NULL, run, n, o, 1);
 }
 
@@ -1080,18 +1338,37 @@ static void launch(devctx *d, para__run *run, dnode *dn)
 
     int rc = 0;
     d->msg[0] = '\0';
-    if (ensure_stage(&s->in_stage, &s->in_cap, s->items * is) != 0 ||
+    /* Numbered items: one run (first number, position) per batch, kept
+     * after the items in the input staging (so it lives as long as they
+     * do, also in an abandoned launch). */
+    size_t segs_at = (s->items * is + 7) & ~(size_t)7;
+    size_t in_bytes = n->numbered ? segs_at + s->n_tasks * 2 * sizeof(uint64_t)
+                                  : s->items * is;
+    if (ensure_stage(&s->in_stage, &s->in_cap, in_bytes) != 0 ||
         ensure_stage(&s->out_stage, &s->out_cap, s->items * os) != 0) {
         rc = PARA_ENOMEM;
         snprintf(d->msg, sizeof d->msg, "out of memory staging %zu items",
                  s->items);
     } else {
-        size_t offset = 0;
+        size_t offset = 0, k = 0;
+        uint64_t *segs =
+            n->numbered ? (uint64_t *)(void *)(s->in_stage + segs_at) : NULL;
         for (para__task *t = s->tasks; t != NULL; t = t->next) {
             memcpy(s->in_stage + offset * is, t->batch->data,
                    t->batch->count * is);
+            /* A batch that continues the previous run's numbers extends
+             * it (batches of one source often arrive in order). */
+            if (segs != NULL && t->batch->count > 0 &&
+                (k == 0 || segs[2 * (k - 1)] + (offset - segs[2 * k - 1]) !=
+                               t->batch->seq_begin)) {
+                segs[2 * k] = t->batch->seq_begin;
+                segs[2 * k + 1] = offset;
+                k++;
+            }
             offset += t->batch->count;
         }
+        s->l.segs = k > 0 ? segs : NULL;
+        s->l.n_segs = k;
         s->l.in = s->in_stage;
         s->l.out = s->out_stage;
         /* Staging counts as bytes in flight while the launch runs. */
@@ -1100,14 +1377,26 @@ static void launch(devctx *d, para__run *run, dnode *dn)
     }
     s->l.n = s->items;
     s->trace_t0 = para__trace_device_launch(d->lane);
-    if (rc == 0)
+    if (rc == 0) {
+        dn->launching = &s->l;
         rc = d->ops->launch_begin(dn->kernel, &s->l, d->msg, sizeof d->msg);
+        dn->launching = NULL;
+    }
     if (rc != 0) {
         unstage(run, s);
         launch_failed(d, run, s, rc);
         return;
     }
     dn->begun++;
+    /* relaxed: estimates for choose() (see free_at_ns). */
+    atomic_fetch_add_explicit(&dn->launched_items, s->items,
+                              memory_order_relaxed);
+    uint64_t now = para__now_ns();
+    uint64_t free_at =
+        atomic_load_explicit(&d->free_at_ns, memory_order_relaxed);
+    atomic_store_explicit(
+        &d->free_at_ns, PARA_MAX(now, free_at) + (uint64_t)slot_expect_ns(d, s),
+        memory_order_relaxed);
     if (d->n_inflight++ == 0) {
         d->busy_since = para__now_ns();
         d->head_since = s->l.submit_ns;
@@ -1155,65 +1444,100 @@ static uint64_t earliest_deadline(const devctx *d)
 
 /* Batches are routed when they are made, on estimates that may be
  * missing (at the start of a run, before each device has been timed) or
- * stale. After each completion, a device whose pending batches of a node
- * would finish later than on the least loaded other device, by more than
- * REBALANCE_MIN of its own backlog, hands the excess (the newest pending
- * batches) back to the workers, which route them again on current
- * estimates. Only between devices: the CPU has no backlog to compare. */
-#define REBALANCE_MIN 0.1
+ * stale, and in whole batches, which near the end of a run are coarse
+ * beside the time left. After each completion (and before the next
+ * launch), a device looks at its newest pending batches of each node, one
+ * by one from the newest: a batch that another device would finish sooner
+ * than this one finishes its queue, by at least REBALANCE_SHARE of the time
+ * this one has left and two of its launch latencies (so that estimates'
+ * noise does not move batches to and fro), goes back to the workers, which
+ * route it again on current estimates. A batch too large to move is
+ * skipped, not the end of the look: the smaller batches made near a
+ * source's end are what evens out the devices' last launches. Only between
+ * devices: the CPU has no backlog to compare. */
+#define REBALANCE_SHARE 0.02
+#define REBALANCE_LOOK 64 /* newest pending batches considered */
 
 static void rebalance(devctx *d, para__run *run)
 {
     para__devrt *set = d->rt->device;
+    uint64_t now = para__now_ns();
     for (unsigned i = 0; i < d->n_knodes; i++) {
         unsigned ni = d->knodes[i];
         dnode *dn = &d->dn[ni];
-        double mine = finish_ns(d, dn, 0);
+        double mine = finish_ns(d, dn, 0, 0, now);
         if (dn->pending_head == NULL || mine < 0)
             continue;
-        /* Per item, all included: what one more item adds to the finish. */
-        double mine_per = finish_ns(d, dn, 1) - mine;
-        double best = -1, best_per = 0;
+        /* Per item, all included: what one more item adds to the finish
+         * (pending batches are in host memory: they have not moved). */
+        double io = (double)(dn->node->in_size + dn->node->out_size);
+        double mine_per = finish_ns(d, dn, 1, io, now) - mine;
+        double f[PARA__MAX_DEVICES], per[PARA__MAX_DEVICES];
+        unsigned others = 0;
         for (unsigned k = 0; k < set->n; k++) {
             devctx *o = set->dev[k];
             dnode *odn = &o->dn[ni];
             if (o == d || !usable(o, odn))
                 continue;
-            double f = finish_ns(o, odn, 0);
-            if (f < 0)
+            double fo = finish_ns(o, odn, 0, 0, now);
+            if (fo < 0)
                 continue;
-            if (best < 0 || f < best) {
-                best = f;
-                best_per = finish_ns(o, odn, 1) - f;
+            f[others] = fo;
+            per[others++] = finish_ns(o, odn, 1, io, now) - fo;
+        }
+        if (others == 0 || mine_per <= 0)
+            continue;
+        double margin =
+            PARA_MAX(REBALANCE_SHARE * mine, 2.0 * (double)lat_of(d));
+        /* The newest REBALANCE_LOOK pending tasks, in ring order. */
+        para__task *ring[REBALANCE_LOOK];
+        bool go[REBALANCE_LOOK];
+        unsigned seen = 0;
+        for (para__task *t = dn->pending_head; t != NULL; t = t->next)
+            ring[seen++ % REBALANCE_LOOK] = t;
+        unsigned n_look = PARA_MIN(seen, (unsigned)REBALANCE_LOOK);
+        unsigned moved = 0;
+        for (unsigned j = 0; j < n_look; j++) {
+            unsigned at = (seen - 1 - j) % REBALANCE_LOOK;
+            double b = (double)ring[at]->batch->count;
+            unsigned to = others;
+            for (unsigned o = 0; o < others; o++)
+                if (f[o] + b * per[o] + margin <= mine &&
+                    (to == others || f[o] + b * per[o] < f[to] + b * per[to]))
+                    to = o;
+            go[at] = to < others;
+            if (!go[at])
+                continue; /* a smaller one before it may still fit */
+            f[to] += b * per[to];
+            mine -= b * mine_per;
+            moved++;
+        }
+        if (moved == 0)
+            continue;
+        /* Unlink the tasks that go, in their order. */
+        para__task *first_moved = NULL, *last_moved = NULL, *prev = NULL;
+        para__task *t = dn->pending_head;
+        for (unsigned at = 0; t != NULL; at++) {
+            para__task *next = t->next;
+            if (at + n_look >= seen && go[at % REBALANCE_LOOK]) {
+                if (prev != NULL)
+                    prev->next = next;
+                else
+                    dn->pending_head = next;
+                dn->pending_items -= t->batch->count;
+                t->next = NULL;
+                if (last_moved != NULL)
+                    last_moved->next = t;
+                else
+                    first_moved = t;
+                last_moved = t;
+            } else {
+                prev = t;
             }
+            t = next;
         }
-        if (best < 0 || mine_per <= 0 || best_per <= 0)
-            continue;
-        /* relaxed: an estimate (see choose()). */
-        double backlog = (double)atomic_load_explicit(&dn->backlog_items,
-                                                      memory_order_relaxed);
-        /* Move m items so that both would finish together. */
-        double m = (mine - best) / (mine_per + best_per);
-        if (m < REBALANCE_MIN * backlog || m < 1)
-            continue;
-        double keep = (double)dn->pending_items - m;
-        para__task *t = dn->pending_head, *prev = NULL;
-        size_t kept = 0;
-        while (t != NULL && (double)kept < keep) {
-            kept += t->batch->count;
-            prev = t;
-            t = t->next;
-        }
-        if (t == NULL)
-            continue;
-        if (prev != NULL) {
-            prev->next = NULL;
-            dn->pending_tail = prev;
-        } else {
-            dn->pending_head = dn->pending_tail = NULL;
-        }
-        dn->pending_items = kept;
-        for_chain(d, run, t, hand_back);
+        dn->pending_tail = prev;
+        for_chain(d, run, first_moved, hand_back);
     }
 }
 
@@ -1373,6 +1697,7 @@ static void devctx_free(devctx *d)
         free(d->slots[i].out_stage);
     }
     d->ops->close(d->dev);
+    para__batch_cache_drain(&d->cache);
     free(d->zombies);
     free(d->dn);
     free(d->knodes);
@@ -1531,6 +1856,91 @@ int para__device_ensure(para_runtime_t *rt, char *msg, size_t msg_len)
     return rt->device_err;
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t len)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+    return s != NULL ? fnv(h, s, strlen(s) + 1) : fnv(h, "", 1);
+}
+
+/* The identity of node @p n's kernel for the memo: never 0. */
+static uint64_t memo_key(const para_node_t *n)
+{
+    uint64_t h = 14695981039346656037ull;
+    h = fnv_str(h, n->name);
+    h = fnv_str(h, n->kernel->source);
+    h = fnv_str(h, n->kernel->entry);
+    h = fnv_str(h, n->kernel->options);
+    h = fnv(h, &n->in_size, sizeof n->in_size);
+    h = fnv(h, &n->out_size, sizeof n->out_size);
+    h = fnv(h, &n->kind, sizeof n->kind);
+    h = fnv(h, &n->fn, sizeof n->fn);
+    for (size_t a = 0; a < n->kernel->n_args; a++)
+        if (n->kernel->args[a].kind == PARA_KARG_SCALAR &&
+            n->kernel->args[a].value != NULL)
+            h = fnv(h, n->kernel->args[a].value, n->kernel->args[a].size);
+    return h != 0 ? h : 1;
+}
+
+/* Start @p dn from what an earlier run of its kernel taught @p d. */
+static void memo_seed(devctx *d, dnode *dn)
+{
+    dn->memo_key = memo_key(dn->node);
+    for (unsigned i = 0; i < MEMO_SLOTS; i++) {
+        const fit_memo *m = &d->memo[i];
+        if (m->key != dn->memo_key)
+            continue;
+        dn->sw = m->sw;
+        dn->sx = m->sx;
+        dn->sy = m->sy;
+        dn->sxx = m->sxx;
+        dn->sxy = m->sxy;
+        /* relaxed: before the run starts (published with it). */
+        atomic_store_explicit(&dn->ps_per_item, m->ps_per_item,
+                              memory_order_relaxed);
+        atomic_store_explicit(&dn->total_ps, m->total_ps, memory_order_relaxed);
+        atomic_store_explicit(&dn->best_ps, m->best_ps, memory_order_relaxed);
+        dn->warm = true;
+        return;
+    }
+}
+
+/* Keep what @p dn learnt on @p d this run for the next one. */
+static void memo_keep(devctx *d, const dnode *dn)
+{
+    /* relaxed: the run is over; the host thread's writes are visible
+     * through the run's end (workers_in_run). */
+    uint64_t c =
+        atomic_load_explicit(&((dnode *)dn)->ps_per_item, memory_order_relaxed);
+    if (dn->memo_key == 0 || c == 0 || dn->sw == 0)
+        return;
+    fit_memo *m = NULL;
+    for (unsigned i = 0; i < MEMO_SLOTS && m == NULL; i++)
+        if (d->memo[i].key == dn->memo_key)
+            m = &d->memo[i];
+    if (m == NULL) {
+        m = &d->memo[d->memo_next];
+        d->memo_next = (d->memo_next + 1) % MEMO_SLOTS;
+    }
+    m->key = dn->memo_key;
+    m->sw = dn->sw;
+    m->sx = dn->sx;
+    m->sy = dn->sy;
+    m->sxx = dn->sxx;
+    m->sxy = dn->sxy;
+    m->ps_per_item = c;
+    m->total_ps =
+        atomic_load_explicit(&((dnode *)dn)->total_ps, memory_order_relaxed);
+    m->best_ps =
+        atomic_load_explicit(&((dnode *)dn)->best_ps, memory_order_relaxed);
+}
+
 void para__device_finish_run(para_runtime_t *rt, para_graph_t *g)
 {
     para__devrt *set = rt->device;
@@ -1541,6 +1951,23 @@ void para__device_finish_run(para_runtime_t *rt, para_graph_t *g)
             dnode *dn = &d->dn[d->knodes[i]];
             if (dn->kernel == NULL)
                 continue;
+            /* relaxed: only the host thread sets it, and it is done. */
+            if (!atomic_load_explicit(&d->lost, memory_order_relaxed))
+                memo_keep(d, dn);
+            /* What the spreading believed (a simulated device's true L and
+             * rate are in its name). relaxed: estimates, the run is over. */
+            para__log(2,
+                      "device \"%s\": node '%s': learnt latency %.1f us, "
+                      "%.3f ns an item (%.3f M items/s), %u launches",
+                      d->info->name, dn->node->name, (double)lat_of(d) / 1e3,
+                      (double)atomic_load_explicit(&dn->ps_per_item,
+                                                   memory_order_relaxed) /
+                          1e3,
+                      1e6 / (double)PARA_MAX(
+                                atomic_load_explicit(&dn->ps_per_item,
+                                                     memory_order_relaxed),
+                                (uint64_t)1),
+                      dn->begun);
             if (clean) {
                 d->ops->kernel_release(dn->kernel);
             } else if (d->n_zombies < d->cap_zombies ||
@@ -1579,7 +2006,7 @@ static para__kernel_spec node_spec(para_node_t *n, para__kernel_arg *args)
         .args = args,
         .n_args = n->kernel->n_args,
         .cpu_fn = para__has_cpu_fn(n) ? node_cpu_batch : NULL,
-        .cpu_arg = n,
+        .cpu_arg = NULL, /* its dnode on each device */
     };
     return spec;
 }
@@ -1609,6 +2036,8 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         dn->pending_since = 0;
         dn->launches_run = 0;
         dn->begun = 0;
+        dn->memo_key = 0;
+        dn->warm = false;
         dn->sw = dn->sx = dn->sy = dn->sxx = dn->sxy = 0;
         dn->split_cap = 0;
         dn->oom_streak = 0;
@@ -1616,10 +2045,12 @@ static int devctx_prepare(devctx *d, para_graph_t *g, char *msg, size_t msg_len)
         atomic_init(&dn->total_ps, 0);
         atomic_init(&dn->best_ps, 0);
         atomic_init(&dn->backlog_items, 0);
+        atomic_init(&dn->launched_items, 0);
         atomic_init(&dn->probe_ns, 0);
     }
     d->n_knodes = 0;
     d->head = d->n_inflight = 0;
+    atomic_store_explicit(&d->free_at_ns, 0, memory_order_relaxed);
     d->why[0] = '\0';
     /* relaxed: published to the host thread and the workers with the run
      * (rt->lock). */
@@ -1693,6 +2124,8 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
             devctx *d = set->dev[k];
             char why[PARA__ERRMSG_LEN - 96];
             why[0] = '\0';
+            spec.cpu_arg = &d->dn[i];
+            d->dn[i].launching = NULL;
             rc = d->ops->kernel_create(d->dev, &spec, &d->dn[i].kernel, why,
                                        sizeof why);
             if (rc != 0) {
@@ -1710,6 +2143,7 @@ int para__device_prepare_run(para_runtime_t *rt, para_graph_t *g, char *msg,
             }
             made++;
             d->knodes[d->n_knodes++] = i;
+            memo_seed(d, &d->dn[i]);
             everywhere_host &= (d->info->caps & PARA__DEVCAP_HOST_THREAD) != 0;
         }
         free(args);

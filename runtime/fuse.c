@@ -284,8 +284,14 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
                           : NULL;
             }
             para__set_input_port(j == 0 ? (int)t->in_port : 0);
+            /* para_item_index(): a numbered stage has only maps before it
+             * (graph.c), so the tile's items are the batch's from `at`. */
+            if (n->numbered)
+                para__item_index_enter(src, m, n->in_size, in->seq_begin + at);
             size_t produced = 0;
             rc = stage(w, n, t, src, m, dst, &e, &produced);
+            if (n->numbered)
+                para__item_index_leave();
             acc[j].in += m;
             acc[j].out += produced;
             if (rc != 0) {

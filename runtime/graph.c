@@ -122,9 +122,12 @@ static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
     for (size_t i = 0; i < kd->n_args; i++) {
         const para_kernel_arg_t *a = &kd->args[i];
         const char *why = NULL;
-        if (a->kind > PARA_KARG_LOCAL)
+        if (a->kind > PARA_KARG_INDEX)
             why = "has an unknown kind";
-        else if (a->size == 0)
+        else if (a->kind == PARA_KARG_INDEX) {
+            if (a->value != NULL || a->size != 0)
+                why = "is the item index but has a value or a size";
+        } else if (a->size == 0)
             why = "has size 0";
         else if (a->kind == PARA_KARG_LOCAL && a->value != NULL)
             why = "is local memory but has a value";
@@ -160,6 +163,8 @@ static para__kernel_copy *kernel_copy(para_graph_t *g, const char *name,
         for (size_t i = 0; !failed && i < kd->n_args; i++) {
             k->args[i].kind = kd->args[i].kind;
             k->args[i].size = kd->args[i].size;
+            if (kd->args[i].kind == PARA_KARG_INDEX)
+                k->wants_index = true;
             if (kd->args[i].kind == PARA_KARG_SCALAR) {
                 k->args[i].value = malloc(kd->args[i].size);
                 if (k->args[i].value == NULL) {
@@ -842,12 +847,28 @@ static int derive(para_graph_t *g, para_node_t **order, uint32_t *src_of,
         if (para__is_source(n)) {
             src_of[n->index] = n->index;
             n->path_count = 1;
+            n->numbered = true;
             continue;
         }
         uint32_t src = NO_SOURCE;
         uint64_t paths = 0;
+        n->numbered = true;
         for (unsigned j = 0; j < n->n_preds; j++) {
             para_node_t *p = n->preds[j];
+            /* A map keeps its input's numbering item for item. */
+            if (!p->numbered ||
+                !(para__is_source(p) || p->kind == PARA__KIND_MAP ||
+                  p->kind == PARA__KIND_MAP_BATCH ||
+                  p->kind == PARA__KIND_KERNEL)) {
+                if (n->numbered && n->kernel != NULL && n->kernel->wants_index)
+                    return para__graph_fail(
+                        g, PARA_EINVAL,
+                        "kernel node '%s' takes the item index, but its "
+                        "input '%s' is not numbered one by one (a filter "
+                        "or flat-map at or before it drops or adds items)",
+                        n->name, p->name);
+                n->numbered = false;
+            }
             uint32_t ps = src_of[p->index];
             src = src == NO_SOURCE ? ps : (src == ps ? src : MANY_SOURCES);
             n->in_path_offset[j] = (uint32_t)PARA_MIN(paths, UINT32_MAX);

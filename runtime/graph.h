@@ -66,6 +66,7 @@ typedef struct para__node_counts {
 typedef struct para__kernel_copy {
     char *source, *entry, *options;
     size_t n_args;
+    bool wants_index; /* a PARA_KARG_INDEX argument */
     struct para__kernel_arg_copy {
         void *value; /* owned for scalars; borrowed for buffers; NULL local */
         size_t size;
@@ -127,8 +128,11 @@ struct para_node {
     uint32_t *in_path_offset; /* per input port */
     uint32_t path_count;      /* P(node): paths from its source */
     bool forward_empty;       /* an ORDERED node is downstream */
-    unsigned depth_to_sink;   /* longest path to a sink, in edges */
-    bool serial;              /* SERIAL or ORDERED */
+    /* Its input items are numbered one by one (item k of a batch is
+     * seq_begin + k): only sources and maps upstream (para_item_index()). */
+    bool numbered;
+    unsigned depth_to_sink; /* longest path to a sink, in edges */
+    bool serial;            /* SERIAL or ORDERED */
     /* Batch hints (para_node_desc_t), and over this node and everything
      * downstream of it: the largest min_batch, the smallest batch_us (in
      * ns; 0 none), and the widest item (bytes), which bound a source's

@@ -405,6 +405,40 @@ void para__set_input_port(int port)
     current_input_port = port;
 }
 
+/* The input items of the calling thread's node call, for
+ * para_item_index(): base == NULL outside a call or when they are not
+ * numbered. Thread-local like current_input_port. */
+static _Thread_local struct {
+    const unsigned char *base;
+    size_t count, size;
+    uint64_t seq; /* the number of the item at base */
+} current_items;
+
+void para__item_index_enter(const void *base, size_t count, size_t size,
+                            uint64_t seq)
+{
+    current_items.base = base;
+    current_items.count = count;
+    current_items.size = size;
+    current_items.seq = seq;
+}
+
+void para__item_index_leave(void)
+{
+    current_items.base = NULL;
+}
+
+uint64_t para_item_index(const void *item)
+{
+    const unsigned char *p = item, *base = current_items.base;
+    if (base == NULL || p < base || current_items.size == 0)
+        return PARA_NO_INDEX;
+    size_t k = (size_t)(p - base) / current_items.size;
+    if (k >= current_items.count)
+        return PARA_NO_INDEX;
+    return current_items.seq + k;
+}
+
 /* Run @p n on @p in; on success *out is the output batch (NULL for sinks).
  * On failure the run is failed, *out is NULL, and nonzero is returned. */
 static int process(para__worker *w, para__run *run, para_node_t *n,
@@ -440,6 +474,8 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     if (o != NULL)
         para__owned_begin_output(n, in, o);
     current_input_port = para__is_source(n) ? -1 : (int)t->in_port;
+    if (n->numbered && !para__is_source(n))
+        para__item_index_enter(ip, count, is, in->seq_begin);
     switch (n->kind) {
     case PARA__KIND_MAP: {
         para_map_fn fn = n->fn.map;
@@ -514,6 +550,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     case PARA__KIND_COLLECT:
         if (count > n->collect_capacity - n->collect_pos) {
             current_input_port = -1;
+            para__item_index_leave();
             fail_run(w, run, PARA_EOVERFLOW,
                      "collect '%s': more than %zu items", n->name,
                      n->collect_capacity);
@@ -528,6 +565,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         para__panic("node '%s': kind %d cannot process", n->name, n->kind);
     }
     current_input_port = -1;
+    para__item_index_leave();
     if (in->owner != NULL)
         para__owned_input_done(n, in, rc == 0 ? count : done, rc == 0);
 
@@ -817,10 +855,12 @@ static size_t source_batch_items(para__worker *w, para__run *run,
         w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
     /* A node's min_batch hint (the largest downstream) raises it. */
     n = PARA_MIN(PARA_MAX(n, s->down_min_batch), cap);
-    /* A splittable source leaves work for every worker near its end: no
-     * batch takes more than 1/(2 x workers) of what is left (but not less
-     * than the ramp's start, or than a min_batch hint). */
-    unsigned workers = run->rt->n_workers;
+    /* A splittable source leaves work for every worker and device near its
+     * end: no batch takes more than 1/(2 x places) of what is left (but not
+     * less than the ramp's start, or than a min_batch hint); the devices'
+     * host threads count as places, so that the last batches are fine
+     * enough to spread over the devices by their finish times. */
+    unsigned workers = run->rt->n_workers + run->rt->helper_threads;
     if (s->kind != PARA__KIND_SOURCE_FN && workers > 1) {
         uint64_t total = s->kind == PARA__KIND_RANGE
                              ? s->range_end - s->range_begin

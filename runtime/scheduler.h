@@ -238,6 +238,14 @@ void para__set_input_port(int port);
 /* Fail the run: node @p n returned @p rc. */
 void para__fail_node(para__worker *w, para__run *run, para_node_t *n, int rc);
 
+/* For para_item_index() in the node function the calling thread is about
+ * to call: @p count items of @p size bytes at @p base, numbered from
+ * @p seq; leave() when the call returns. Thread-local: any thread, for its
+ * own calls (workers, and device host threads running a CPU function). */
+void para__item_index_enter(const void *base, size_t count, size_t size,
+                            uint64_t seq);
+void para__item_index_leave(void);
+
 /* Register a device's counters under @p name; NULL when PARA__MAX_DEVICES
  * are registered. Any thread; the device's host thread then owns the
  * counters (para__counter_add(&d->c_launches, 1), ...). */

@@ -13,7 +13,6 @@
  *
  * Tests: tests/runtime/test_device_nodes.c.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,24 +26,6 @@ typedef struct cpu_kernel {
     void *arg;
 } cpu_kernel;
 
-/* Per slot: the outcome of its last launch. */
-typedef struct cpu_launch {
-    int rc;  /* 0, or the CPU function's nonzero result */
-    int err; /* 0 or PARA_ENODE */
-} cpu_launch;
-
-static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
-{
-    if (msg == NULL || msg_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msg_len, fmt, ap);
-    va_end(ap);
-}
-
 static bool cpu_claims(const char *entry)
 {
     return strcmp(entry, "cpu") == 0;
@@ -55,7 +36,8 @@ static int cpu_open(const char *entry, void **out, char *msg, size_t msg_len)
     (void)entry;
     para__device_info *info = calloc(1, sizeof *info);
     if (info == NULL) {
-        set_msg(msg, msg_len, "out of memory opening the cpu back-end");
+        para__device_msg(msg, msg_len,
+                         "out of memory opening the cpu back-end");
         return PARA_ENOMEM;
     }
     snprintf(info->name, sizeof info->name, "para cpu back-end");
@@ -84,29 +66,16 @@ static const para__device_info *cpu_info(const void *dev)
     return dev;
 }
 
-static int cpu_locality(const void *dev, hwloc_topology_t topology,
-                        hwloc_cpuset_t set)
-{
-    (void)dev;
-    (void)topology;
-    (void)set;
-    return -1; /* it runs on the host thread wherever that is */
-}
-
 static int cpu_kernel_create(void *dev, const para__kernel_spec *spec,
                              void **out, char *msg, size_t msg_len)
 {
     (void)dev;
-    if (spec->cpu_fn == NULL) {
-        set_msg(msg, msg_len,
-                "node '%s' has no CPU function, which the cpu back-end "
-                "runs in place of the kernel",
-                spec->name);
-        return PARA_ENODEV;
-    }
+    int rc = para__host_fn_check(spec, "the cpu back-end", msg, msg_len);
+    if (rc != 0)
+        return rc;
     cpu_kernel *k = malloc(sizeof *k);
     if (k == NULL) {
-        set_msg(msg, msg_len, "out of memory");
+        para__device_msg(msg, msg_len, "out of memory");
         return PARA_ENOMEM;
     }
     k->fn = spec->cpu_fn;
@@ -124,19 +93,11 @@ static int cpu_launch_begin(void *kernel, para__launch *l, char *msg,
                             size_t msg_len)
 {
     cpu_kernel *k = kernel;
-    cpu_launch *s = l->impl;
-    if (s == NULL) {
-        s = calloc(1, sizeof *s);
-        if (s == NULL) {
-            set_msg(msg, msg_len, "out of memory for a launch slot");
-            return PARA_ENOMEM;
-        }
-        l->impl = s;
-    }
-    l->submit_ns = para__now_ns();
-    s->rc = k->fn(k->arg, l->in, l->out, l->n);
-    s->err = s->rc != 0 ? PARA_ENODE : 0;
-    l->complete_ns = para__now_ns();
+    para__host_launch *s = para__host_launch_start(l, msg, msg_len);
+    if (s == NULL)
+        return PARA_ENOMEM;
+    para__host_launch_run(s, l, k->fn, k->arg);
+    s->done_ns = para__now_ns();
     return 0;
 }
 
@@ -144,17 +105,7 @@ static int cpu_launch_poll(void *kernel, para__launch *l, char *msg,
                            size_t msg_len)
 {
     (void)kernel;
-    const cpu_launch *s = l->impl;
-    if (s == NULL) {
-        set_msg(msg, msg_len, "cpu back-end: no launch");
-        return PARA_EINVAL;
-    }
-    if (s->err != 0) {
-        set_msg(msg, msg_len, "returned %d (%s)", s->rc,
-                s->rc < 0 ? para_err_name(s->rc) : "user error code");
-        return s->err;
-    }
-    return 1;
+    return para__host_launch_result(l->impl, l, msg, msg_len);
 }
 
 static int cpu_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
@@ -164,24 +115,17 @@ static int cpu_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
     return cpu_launch_poll(kernel, l, msg, msg_len);
 }
 
-static void cpu_launch_fini(void *kernel, para__launch *l)
-{
-    (void)kernel;
-    free(l->impl);
-    l->impl = NULL;
-}
-
 const para__device_ops para__cpu_ops = {
     .name = "cpu",
     .claims = cpu_claims,
     .open = cpu_open,
     .close = cpu_close,
     .info = cpu_info,
-    .locality = cpu_locality,
+    .locality = para__host_locality,
     .kernel_create = cpu_kernel_create,
     .kernel_release = cpu_kernel_release,
     .launch_begin = cpu_launch_begin,
     .launch_poll = cpu_launch_poll,
     .launch_wait = cpu_launch_wait,
-    .launch_fini = cpu_launch_fini,
+    .launch_fini = para__host_launch_fini,
 };

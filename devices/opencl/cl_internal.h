@@ -59,8 +59,10 @@ int para__cl_locality(const para__device *dev, hwloc_topology_t topology,
 const para__device_info *para__cl_info(const para__device *dev);
 
 /* Build `source` with `options` and create kernel `entry`. Programs are
- * built once per device per process (an in-memory cache keyed by source,
- * options and device) and their binaries cached on disk under
+ * built once per opened device (an in-memory cache keyed by source and
+ * options), kernel objects created once per program and entry point and
+ * reused by later para__kernels (released at para__cl_close), and program
+ * binaries cached on disk under
  * $PARA_CACHE_DIR, else $XDG_CACHE_HOME/para, else ~/.cache/para, keyed by
  * a hash of source, options, device name and driver version; a corrupt or
  * stale cache entry is rebuilt silently. Programs are built with
@@ -158,6 +160,8 @@ typedef enum para__cl_staging {
 typedef struct para__cl_stats {
     uint64_t builds_from_source; /* clBuildProgram on source */
     uint64_t memory_hits;        /* program found in the in-process cache */
+    uint64_t kernels_created;    /* clCreateKernel (once per program+entry) */
+    uint64_t kernel_hits;        /* kernel objects reused from the cache */
     uint64_t disk_hits;          /* program built from a cached binary */
     uint64_t disk_writes;        /* binaries written to the disk cache */
     uint64_t disk_rejects;    /* cache files ignored: corrupt, stale, refused */

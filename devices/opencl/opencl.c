@@ -31,6 +31,11 @@
  * file or none, also with several processes. A file whose header or
  * checksum does not match, or that the driver refuses, is counted as a
  * reject, ignored, and replaced by a fresh build: never an error.
+ * Kernel objects are kept too: one per (program, entry point), created at
+ * its first use and released when the device closes, lent to one
+ * para__kernel at a time (a cl_kernel holds its argument values; a second
+ * node with the same kernel in the same run gets a second object). So a
+ * runtime that runs a graph N times builds and creates each kernel once.
  *
  * Launches. A slot (para__launch.impl, a launch_state) keeps a device input
  * and output buffer across launches and only reallocates them, to the next
@@ -124,6 +129,18 @@ typedef struct program_entry {
     cl_program program;
 } program_entry;
 
+/* A kernel object kept for the device's lifetime: created once per
+ * (program, entry point), lent to one para__kernel at a time (a cl_kernel
+ * holds its argument values, so two nodes of one run never share one) and
+ * taken back by para__cl_kernel_release(). */
+typedef struct kernel_entry {
+    struct kernel_entry *next;
+    const program_entry *program;
+    char *entry;
+    cl_kernel kernel;
+    bool lent;
+} kernel_entry;
+
 struct para__device {
     para__device_info info;
     cl_platform_id platform;
@@ -136,18 +153,25 @@ struct para__device {
     bool trace;        /* PARA_CL_TRACE */
     uint64_t key_seed; /* hash of what identifies device and driver */
     program_entry *programs;
+    kernel_entry *kernels;
     unsigned live_kernels, live_slots;
     para__cl_stats stats;
 };
 
 struct para__kernel {
     para__device *dev;
-    cl_kernel kernel;
+    kernel_entry *cached; /* the device's kernel object this one borrows */
+    cl_kernel kernel;     /* cached->kernel */
     size_t in_size, out_size;
     size_t local; /* work-group size */
     char entry[64];
     cl_mem *bufs; /* per extra argument: its device copy (buffers), or NULL */
     size_t n_bufs;
+    /* Item index arguments (PARA_KARG_INDEX): their parameter numbers, and
+     * the kernel that writes the numbers from the launch's runs. */
+    cl_uint *index_at;
+    size_t n_index;
+    kernel_entry *expand;
 };
 
 /* The three commands of a launch, in queue order. */
@@ -158,7 +182,9 @@ typedef struct launch_state {
     unsigned queue;
     para__cl_staging staging; /* of in_buf and out_buf */
     cl_mem in_buf, out_buf;
-    size_t in_cap, out_cap; /* bytes */
+    size_t in_cap, out_cap;  /* bytes */
+    cl_mem seg_buf, idx_buf; /* item index: the runs, the numbers */
+    size_t seg_cap, idx_cap;
     cl_event ev[EV_COUNT];
     void *out_map; /* MAP staging: the output while it is mapped */
     size_t out_bytes;
@@ -502,6 +528,19 @@ static void release_programs(para__device *dev)
     dev->programs = NULL;
 }
 
+static void release_kernels(para__device *dev)
+{
+    kernel_entry *ke = dev->kernels;
+    while (ke != NULL) {
+        kernel_entry *next = ke->next;
+        clReleaseKernel(ke->kernel);
+        free(ke->entry);
+        free(ke);
+        ke = next;
+    }
+    dev->kernels = NULL;
+}
+
 static void destroy_device(para__device *dev)
 {
     for (unsigned q = 0; q < PARA_CL_QUEUES; q++) {
@@ -510,6 +549,7 @@ static void destroy_device(para__device *dev)
             clReleaseCommandQueue(dev->queues[q]);
         }
     }
+    release_kernels(dev);
     release_programs(dev);
     if (dev->ctx != NULL)
         clReleaseContext(dev->ctx);
@@ -1062,6 +1102,25 @@ static int check_param_types(para__kernel *k, cl_uint n_params, size_t in_size,
                         k->entry, (unsigned)i, name, type, bytes, role, want);
                 return PARA_ESIZE;
             }
+        } else if (i >= 3 && args[i - 3].kind == PARA_KARG_INDEX) {
+            if (!pointer || (aq != CL_KERNEL_ARG_ADDRESS_GLOBAL &&
+                             aq != CL_KERNEL_ARG_ADDRESS_CONSTANT)) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s'; extra "
+                        "argument %u is the item index (needs a __global "
+                        "const ulong pointer)",
+                        k->entry, (unsigned)i, name, type, (unsigned)(i - 3));
+                return PARA_EINVAL;
+            }
+            if (bytes != 0 && bytes != 8) {
+                set_msg(msg, msg_len,
+                        "kernel \"%s\": parameter %u '%s' is '%s' (%zu-byte "
+                        "elements) but extra argument %u, the item index, "
+                        "has 8-byte elements (ulong)",
+                        k->entry, (unsigned)i, name, type, bytes,
+                        (unsigned)(i - 3));
+                return PARA_ESIZE;
+            }
         } else if (i >= 3 && args[i - 3].kind != PARA_KARG_SCALAR) {
             const para__kernel_arg *a = &args[i - 3];
             bool local = a->kind == PARA_KARG_LOCAL;
@@ -1148,6 +1207,101 @@ static void release_arg_buffers(para__kernel *k)
     k->n_bufs = 0;
 }
 
+/* Lend @p k the device's kernel object for (program, entry): a free one
+ * created earlier, else a new one (kept until the device closes). A runtime
+ * runs the same graph again and again; creating and releasing cl_kernels
+ * per run costs driver work each time, and PoCL 3.1 keeps a cache of
+ * compiled work-group functions whose release per kernel has raced between
+ * its pthread device's threads. PARA_EKERNEL_BUILD when the program has no
+ * such entry point. */
+static int borrow_kernel(para__device *dev, const program_entry *pe,
+                         const char *entry, kernel_entry **out, char *msg,
+                         size_t msg_len)
+{
+    for (kernel_entry *ke = dev->kernels; ke != NULL; ke = ke->next) {
+        if (!ke->lent && ke->program == pe && strcmp(ke->entry, entry) == 0) {
+            ke->lent = true;
+            *out = ke;
+            dev->stats.kernel_hits++;
+            return 0;
+        }
+    }
+    int err = 0;
+    cl_int rc;
+    kernel_entry *ke = calloc(1, sizeof *ke);
+    if (ke == NULL || (ke->entry = strdup(entry)) == NULL) {
+        set_msg(msg, msg_len, "para__cl_kernel_create: out of memory");
+        err = PARA_ENOMEM;
+        goto fail;
+    }
+    ke->kernel = clCreateKernel(pe->program, entry, &rc);
+    if (rc == CL_INVALID_KERNEL_NAME) {
+        set_msg(msg, msg_len,
+                "no kernel \"%s\" in the program (clCreateKernel -> "
+                "CL_INVALID_KERNEL_NAME (%d))",
+                entry, (int)rc);
+        err = PARA_EKERNEL_BUILD;
+        goto fail;
+    }
+    PARA_CL_CHECK_RC("clCreateKernel", rc);
+    ke->program = pe;
+    ke->lent = true;
+    ke->next = dev->kernels;
+    dev->kernels = ke;
+    dev->stats.kernels_created++;
+    para__log(3, "opencl: created kernel \"%s\" on \"%s\"", entry,
+              dev->info.name);
+    *out = ke;
+    return 0;
+
+fail:
+    if (ke != NULL) {
+        if (ke->kernel != NULL)
+            clReleaseKernel(ke->kernel);
+        free(ke->entry);
+        free(ke);
+    }
+    return err;
+}
+
+/* The item index (PARA_KARG_INDEX): a launch gathers batches whose items
+ * are numbered consecutively within each batch, so the host sends one run
+ * per batch, (first number, position of its first item), 16 bytes, and
+ * this kernel writes each item's number into a device buffer that the
+ * node's kernel reads: 16 bytes per batch cross the bus instead of 8 per
+ * item, and every work-item finds its run by binary search over a few
+ * cached words. */
+static const char expand_src[] =
+    "__kernel void para_expand_index(__global const ulong *runs,\n"
+    "                                uint n_runs, uint n,\n"
+    "                                __global ulong *idx)\n"
+    "{\n"
+    "    uint i = get_global_id(0);\n"
+    "    if (i >= n)\n"
+    "        return;\n"
+    "    uint lo = 0, hi = n_runs - 1;\n"
+    "    while (lo < hi) {\n"
+    "        uint mid = (lo + hi + 1) / 2;\n"
+    "        if (runs[2 * mid + 1] <= i)\n"
+    "            lo = mid;\n"
+    "        else\n"
+    "            hi = mid - 1;\n"
+    "    }\n"
+    "    idx[i] = runs[2 * lo] + (i - runs[2 * lo + 1]);\n"
+    "}\n";
+
+/* Give @p k the index-writing kernel (built once per device). */
+static int borrow_expand(para__device *dev, para__kernel *k, char *msg,
+                         size_t msg_len)
+{
+    program_entry *pe;
+    int err = get_program(dev, expand_src, "", &pe, msg, msg_len);
+    if (err == 0)
+        err = borrow_kernel(dev, pe, "para_expand_index", &k->expand, msg,
+                            msg_len);
+    return err;
+}
+
 int para__cl_kernel_create(para__device *dev, const char *source,
                            const char *options, const char *entry,
                            size_t in_size, size_t out_size,
@@ -1162,9 +1316,12 @@ int para__cl_kernel_create(para__device *dev, const char *source,
         return PARA_EINVAL;
     }
     for (size_t i = 0; i < n_args; i++) {
-        if (args[i].kind > PARA_KARG_LOCAL ||
-            (args[i].value == NULL) != (args[i].kind == PARA_KARG_LOCAL) ||
-            args[i].size == 0) {
+        bool index = args[i].kind == PARA_KARG_INDEX;
+        if (args[i].kind > PARA_KARG_INDEX ||
+            (index ? args[i].value != NULL || args[i].size != 0
+                   : (args[i].value == NULL) !=
+                             (args[i].kind == PARA_KARG_LOCAL) ||
+                         args[i].size == 0)) {
             set_msg(msg, msg_len,
                     "para__cl_kernel_create: extra argument %zu is empty", i);
             return PARA_EINVAL;
@@ -1209,18 +1366,18 @@ int para__cl_kernel_create(para__device *dev, const char *source,
             goto fail;
         }
         k->n_bufs = n_args;
+        k->index_at = calloc(n_args, sizeof *k->index_at);
+        if (k->index_at == NULL) {
+            set_msg(msg, msg_len, "para__cl_kernel_create: out of memory");
+            err = PARA_ENOMEM;
+            goto fail;
+        }
     }
 
-    k->kernel = clCreateKernel(pe->program, entry, &rc);
-    if (rc == CL_INVALID_KERNEL_NAME) {
-        set_msg(msg, msg_len,
-                "no kernel \"%s\" in the program (clCreateKernel -> "
-                "CL_INVALID_KERNEL_NAME (%d))",
-                entry, (int)rc);
-        err = PARA_EKERNEL_BUILD;
+    err = borrow_kernel(dev, pe, entry, &k->cached, msg, msg_len);
+    if (err != 0)
         goto fail;
-    }
-    PARA_CL_CHECK_RC("clCreateKernel", rc);
+    k->kernel = k->cached->kernel;
 
     /* The signature: (global in, global out, uint n, extra scalars...).
      * Setting each argument once checks its kind and size now rather than
@@ -1251,7 +1408,11 @@ int para__cl_kernel_create(para__device *dev, const char *source,
             rc = clSetKernelArg(k->kernel, i, sizeof zero, &zero);
         else if (args[i - 3].kind == PARA_KARG_LOCAL)
             rc = clSetKernelArg(k->kernel, i, args[i - 3].size, NULL);
-        else if (args[i - 3].kind == PARA_KARG_BUFFER) {
+        else if (args[i - 3].kind == PARA_KARG_INDEX) {
+            /* Bound to the slot's index buffer at each launch. */
+            k->index_at[k->n_index++] = i;
+            rc = clSetKernelArg(k->kernel, i, sizeof no_buffer, &no_buffer);
+        } else if (args[i - 3].kind == PARA_KARG_BUFFER) {
             /* Uploaded once here, bound to every launch of this kernel. */
             cl_mem b = clCreateBuffer(
                 dev->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
@@ -1288,6 +1449,11 @@ int para__cl_kernel_create(para__device *dev, const char *source,
     err = choose_local_size(k, msg, msg_len);
     if (err != 0)
         goto fail;
+    if (k->n_index > 0) {
+        err = borrow_expand(dev, k, msg, msg_len);
+        if (err != 0)
+            goto fail;
+    }
 
     dev->live_kernels++;
     para__log(3, "opencl: kernel \"%s\" on \"%s\": work-group %zu", entry,
@@ -1297,9 +1463,12 @@ int para__cl_kernel_create(para__device *dev, const char *source,
 
 fail:
     if (k != NULL) {
-        if (k->kernel != NULL)
-            clReleaseKernel(k->kernel);
+        if (k->cached != NULL)
+            k->cached->lent = false; /* a valid kernel: keep it */
+        if (k->expand != NULL)
+            k->expand->lent = false;
         release_arg_buffers(k);
+        free(k->index_at);
         free(k);
     }
     return err;
@@ -1309,8 +1478,11 @@ void para__cl_kernel_release(para__kernel *k)
 {
     if (k == NULL)
         return;
-    clReleaseKernel(k->kernel);
+    k->cached->lent = false; /* kept until the device closes */
+    if (k->expand != NULL)
+        k->expand->lent = false;
     release_arg_buffers(k);
+    free(k->index_at);
     k->dev->live_kernels--;
     free(k);
 }
@@ -1337,8 +1509,12 @@ static void release_buffers(launch_state *s)
         clReleaseMemObject(s->in_buf);
     if (s->out_buf != NULL)
         clReleaseMemObject(s->out_buf);
-    s->in_buf = s->out_buf = NULL;
-    s->in_cap = s->out_cap = 0;
+    if (s->seg_buf != NULL)
+        clReleaseMemObject(s->seg_buf);
+    if (s->idx_buf != NULL)
+        clReleaseMemObject(s->idx_buf);
+    s->in_buf = s->out_buf = s->seg_buf = s->idx_buf = NULL;
+    s->in_cap = s->out_cap = s->seg_cap = s->idx_cap = 0;
 }
 
 /* After a failure, or when a slot is torn down early: wait until the
@@ -1425,6 +1601,56 @@ fail:
 static int launch_error(int err)
 {
     return err == PARA_ENOMEM ? err : PARA_EDEVICE;
+}
+
+/* Item index: copy the launch's runs (l->segs) and enqueue the kernel that
+ * writes every item's number into the slot's index buffer, then bind that
+ * buffer to the node kernel's index parameters. Same in-order queue as the
+ * launch, so the node's kernel sees the numbers; no events of their own (a
+ * failure of either shows in the launch's later commands or in drain()). */
+static int enqueue_index(para__kernel *k, const para__launch *l,
+                         launch_state *s, cl_command_queue q, char *msg,
+                         size_t msg_len)
+{
+    para__device *dev = k->dev;
+    int err = 0;
+    if (l->segs == NULL || l->n_segs == 0 || l->n_segs > l->n ||
+        l->segs[1] != 0) {
+        set_msg(msg, msg_len,
+                "kernel \"%s\" takes the item index but the launch has no "
+                "numbering of its items",
+                k->entry);
+        return PARA_EINVAL;
+    }
+    size_t seg_bytes = l->n_segs * 2 * sizeof(cl_ulong);
+    err = ensure_buffer(dev, &s->seg_buf, &s->seg_cap, seg_bytes,
+                        CL_MEM_READ_ONLY, msg, msg_len);
+    if (err != 0)
+        goto fail;
+    err = ensure_buffer(dev, &s->idx_buf, &s->idx_cap, l->n * sizeof(cl_ulong),
+                        CL_MEM_READ_WRITE, msg, msg_len);
+    if (err != 0)
+        goto fail;
+    PARA_CL_CHECK(clEnqueueWriteBuffer(q, s->seg_buf, CL_FALSE, 0, seg_bytes,
+                                       l->segs, 0, NULL, NULL));
+    cl_uint n_runs = (cl_uint)l->n_segs, n32 = (cl_uint)l->n;
+    cl_kernel x = k->expand->kernel;
+    PARA_CL_CHECK(clSetKernelArg(x, 0, sizeof s->seg_buf, &s->seg_buf));
+    PARA_CL_CHECK(clSetKernelArg(x, 1, sizeof n_runs, &n_runs));
+    PARA_CL_CHECK(clSetKernelArg(x, 2, sizeof n32, &n32));
+    PARA_CL_CHECK(clSetKernelArg(x, 3, sizeof s->idx_buf, &s->idx_buf));
+    size_t global = (l->n + k->local - 1) / k->local * k->local;
+    PARA_CL_CHECK(clEnqueueNDRangeKernel(q, x, 1, NULL, &global, &k->local, 0,
+                                         NULL, NULL));
+    trace(dev, "q%u para_expand_index runs=%zu n=%zu", s->queue, l->n_segs,
+          l->n);
+    for (size_t j = 0; j < k->n_index; j++)
+        PARA_CL_CHECK(clSetKernelArg(k->kernel, k->index_at[j],
+                                     sizeof s->idx_buf, &s->idx_buf));
+    return 0;
+
+fail:
+    return err;
 }
 
 int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
@@ -1518,6 +1744,11 @@ int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
           in_bytes);
 
     cl_uint n32 = (cl_uint)l->n;
+    if (k->n_index > 0) {
+        err = enqueue_index(k, l, s, q, msg, msg_len);
+        if (err != 0)
+            goto fail;
+    }
     PARA_CL_CHECK(clSetKernelArg(k->kernel, 0, sizeof s->in_buf, &s->in_buf));
     PARA_CL_CHECK(clSetKernelArg(k->kernel, 1, sizeof s->out_buf, &s->out_buf));
     PARA_CL_CHECK(clSetKernelArg(k->kernel, 2, sizeof n32, &n32));

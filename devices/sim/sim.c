@@ -11,6 +11,8 @@
  *     max(submit time, completion of the previous launch) + L + n / R
  *
  * so launches on one device run one after the other, as on one queue.
+ * With a link bandwidth B (link=B) the launch also moves its input and
+ * output over the link, n * (in_size + out_size) / B more.
  * Since the result is computed before the launch is reported finished,
  * l->out is valid at completion, as the contract wants.
  *
@@ -29,8 +31,12 @@
  *   maxalloc=B  buffers of at most B bytes: a launch whose input or output
  *            is larger fails with PARA_ENOMEM (as over OpenCL's
  *            CL_DEVICE_MAX_MEM_ALLOC_SIZE)
+ *   link=B   host <-> device copies at B bytes per second (k, M or G
+ *            suffix); reported in para__device_info.link_bytes_per_s.
+ *            Without it copies are free.
  *
- * e.g. "sim:50:20M,sim:50:10M,sim:200:40M" is three devices. Anything that
+ * e.g. "sim:50:20M,sim:50:10M,sim:200:40M" is three devices, and
+ * "sim:10:100M:link=100M" a fast device behind a slow link. Anything that
  * does not parse is PARA_EINVAL with the entry and the expected form in
  * the message. A node without a CPU function cannot run here
  * (kernel_create: PARA_ENODEV); a CPU function that returns nonzero fails
@@ -41,7 +47,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +56,16 @@
 #include "para/errors.h"
 #include "util.h"
 
-#define SIM_IN_FLIGHT 2
+/* Launches queued at once: four, as deep as the runtime goes (SLOTS in
+ * runtime/device_node.c), so that a host thread the machine's load keeps
+ * off a core for a while finds its device still busy when it is back. */
+#define SIM_IN_FLIGHT 4
 
 typedef struct sim_device {
     para__device_info info;
     uint64_t latency_ns;
     double ns_per_item;
+    double ns_per_byte;                /* over the link; 0 = free */
     uint64_t fail_at, hang_at, oom_at; /* launch numbers, 0 = never */
     uint64_t launches;                 /* begun since open */
     uint64_t free_ns;                  /* when the device is next idle */
@@ -68,24 +77,6 @@ typedef struct sim_kernel {
     void *arg;
     size_t in_size, out_size;
 } sim_kernel;
-
-typedef struct sim_launch {
-    uint64_t done_ns; /* UINT64_MAX: never (hang) */
-    int err;          /* 0, or the launch's failure */
-    int rc;           /* the CPU function's result when err is PARA_ENODE */
-} sim_launch;
-
-static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
-{
-    if (msg == NULL || msg_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msg_len, fmt, ap);
-    va_end(ap);
-}
 
 static bool sim_claims(const char *entry)
 {
@@ -127,9 +118,9 @@ static bool parse_count(const char **p, uint64_t *out)
 static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
 {
     static const char form[] =
-        "expected sim:L:R[:fail=K][:hang=K][:oom=K][:maxalloc=B] (L latency "
-        "in us, R items/s with optional k/M/G)";
-    double lat_us = 0, rate = 0;
+        "expected sim:L:R[:fail=K][:hang=K][:oom=K][:maxalloc=B][:link=B] (L "
+        "latency in us, R items/s and link B bytes/s with optional k/M/G)";
+    double lat_us = 0, rate = 0, link = 0;
     uint64_t fail_at = 0, hang_at = 0, oom_at = 0, maxalloc = 0;
     const char *p = entry + 3;
     if (*p++ != ':' || !parse_number(&p, false, &lat_us) || *p++ != ':' ||
@@ -138,6 +129,12 @@ static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
     while (*p == ':') {
         p++;
         uint64_t *dst = NULL;
+        if (strncmp(p, "link=", 5) == 0) {
+            p += 5;
+            if (!parse_number(&p, true, &link) || link < 1 || link > 1e15)
+                goto bad;
+            continue;
+        }
         if (strncmp(p, "fail=", 5) == 0)
             dst = &fail_at, p += 5;
         else if (strncmp(p, "hang=", 5) == 0)
@@ -154,7 +151,7 @@ static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
 
     sim_device *d = calloc(1, sizeof *d);
     if (d == NULL) {
-        set_msg(msg, msg_len, "out of memory opening \"%s\"", entry);
+        para__device_msg(msg, msg_len, "out of memory opening \"%s\"", entry);
         return PARA_ENOMEM;
     }
     para__device_info *info = &d->info;
@@ -172,6 +169,8 @@ static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
     info->max_in_flight = SIM_IN_FLIGHT;
     d->latency_ns = (uint64_t)(lat_us * 1e3 + 0.5);
     d->ns_per_item = 1e9 / rate;
+    d->ns_per_byte = link > 0 ? 1e9 / link : 0;
+    info->link_bytes_per_s = (uint64_t)link;
     d->fail_at = fail_at;
     d->hang_at = hang_at;
     d->oom_at = oom_at;
@@ -179,7 +178,8 @@ static int sim_open(const char *entry, void **out, char *msg, size_t msg_len)
     return 0;
 
 bad:
-    set_msg(msg, msg_len, "device \"%s\" does not parse: %s", entry, form);
+    para__device_msg(msg, msg_len, "device \"%s\" does not parse: %s", entry,
+                     form);
     return PARA_EINVAL;
 }
 
@@ -193,28 +193,15 @@ static const para__device_info *sim_info(const void *dev)
     return &((const sim_device *)dev)->info;
 }
 
-static int sim_locality(const void *dev, hwloc_topology_t topology,
-                        hwloc_cpuset_t set)
-{
-    (void)dev;
-    (void)topology;
-    (void)set;
-    return -1; /* near every core */
-}
-
 static int sim_kernel_create(void *dev, const para__kernel_spec *spec,
                              void **out, char *msg, size_t msg_len)
 {
-    if (spec->cpu_fn == NULL) {
-        set_msg(msg, msg_len,
-                "node '%s' has no CPU function, which a simulated device "
-                "runs in place of the kernel",
-                spec->name);
-        return PARA_ENODEV;
-    }
+    int rc = para__host_fn_check(spec, "a simulated device", msg, msg_len);
+    if (rc != 0)
+        return rc;
     sim_kernel *k = malloc(sizeof *k);
     if (k == NULL) {
-        set_msg(msg, msg_len, "out of memory");
+        para__device_msg(msg, msg_len, "out of memory");
         return PARA_ENOMEM;
     }
     k->dev = dev;
@@ -236,46 +223,39 @@ static int sim_launch_begin(void *kernel, para__launch *l, char *msg,
 {
     sim_kernel *k = kernel;
     sim_device *d = k->dev;
-    sim_launch *s = l->impl;
-    if (s == NULL) {
-        s = calloc(1, sizeof *s);
-        if (s == NULL) {
-            set_msg(msg, msg_len, "out of memory for a launch slot");
-            return PARA_ENOMEM;
-        }
-        l->impl = s;
-    }
+    para__host_launch *s = para__host_launch_start(l, msg, msg_len);
+    if (s == NULL)
+        return PARA_ENOMEM;
     uint64_t no = ++d->launches;
-    uint64_t now = para__now_ns();
-    l->submit_ns = now;
-    l->complete_ns = 0;
-    s->rc = 0;
+    uint64_t now = l->submit_ns;
     if (d->oom_at == no) {
         s->err = PARA_ENOMEM;
-        set_msg(msg, msg_len, "%s: launch %llu: out of device memory",
-                d->info.name, (unsigned long long)no);
+        para__device_msg(msg, msg_len, "%s: launch %llu: out of device memory",
+                         d->info.name, (unsigned long long)no);
         return s->err;
     }
     if (l->n > d->info.max_alloc_bytes / PARA_MAX(k->in_size, k->out_size)) {
         s->err = PARA_ENOMEM;
-        set_msg(msg, msg_len,
-                "a launch of %zu items needs buffers over the %llu bytes "
-                "\"%s\" allocates at most",
-                l->n, (unsigned long long)d->info.max_alloc_bytes,
-                d->info.name);
+        para__device_msg(
+            msg, msg_len,
+            "a launch of %zu items needs buffers over the %llu bytes "
+            "\"%s\" allocates at most",
+            l->n, (unsigned long long)d->info.max_alloc_bytes, d->info.name);
         return s->err;
     }
     if (d->fail_at != 0 && no >= d->fail_at) {
         s->err = PARA_EDEVICE;
-        set_msg(msg, msg_len, "%s: launch %llu: device lost (injected)",
-                d->info.name, (unsigned long long)no);
+        para__device_msg(msg, msg_len,
+                         "%s: launch %llu: device lost (injected)",
+                         d->info.name, (unsigned long long)no);
         return s->err;
     }
-    s->rc = k->fn(k->arg, l->in, l->out, l->n);
-    s->err = s->rc != 0 ? PARA_ENODE : 0;
+    para__host_launch_run(s, l, k->fn, k->arg);
     uint64_t start = PARA_MAX(now, d->free_ns);
-    s->done_ns =
-        start + d->latency_ns + (uint64_t)((double)l->n * d->ns_per_item + 0.5);
+    double bytes = (double)l->n * (double)(k->in_size + k->out_size);
+    s->done_ns = start + d->latency_ns +
+                 (uint64_t)((double)l->n * d->ns_per_item +
+                            bytes * d->ns_per_byte + 0.5);
     if (d->hang_at == no)
         s->done_ns = UINT64_MAX;
     else
@@ -283,38 +263,20 @@ static int sim_launch_begin(void *kernel, para__launch *l, char *msg,
     return 0;
 }
 
-static int report(const sim_launch *s, para__launch *l, char *msg,
-                  size_t msg_len)
-{
-    if (s->err == PARA_ENODE) {
-        set_msg(msg, msg_len, "returned %d (%s)", s->rc,
-                s->rc < 0 ? para_err_name(s->rc) : "user error code");
-        return PARA_ENODE;
-    }
-    if (s->err != 0)
-        return s->err; /* the message came with launch_begin() */
-    l->complete_ns = s->done_ns;
-    return 1;
-}
-
 static int sim_launch_poll(void *kernel, para__launch *l, char *msg,
                            size_t msg_len)
 {
     (void)kernel;
-    const sim_launch *s = l->impl;
-    if (s == NULL) {
-        set_msg(msg, msg_len, "sim: no launch");
-        return PARA_EINVAL;
-    }
-    if (s->err == 0 && para__now_ns() < s->done_ns)
+    const para__host_launch *s = l->impl;
+    if (s != NULL && s->err == 0 && para__now_ns() < s->done_ns)
         return 0;
-    return report(s, l, msg, msg_len);
+    return para__host_launch_result(s, l, msg, msg_len);
 }
 
 static int sim_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
                            char *msg, size_t msg_len)
 {
-    const sim_launch *s = l->impl;
+    const para__host_launch *s = l->impl;
     if (s != NULL && s->err == 0) {
         uint64_t now = para__now_ns();
         uint64_t until = PARA_MIN(s->done_ns, now + timeout_ns);
@@ -332,24 +294,17 @@ static int sim_launch_wait(void *kernel, para__launch *l, uint64_t timeout_ns,
     return sim_launch_poll(kernel, l, msg, msg_len);
 }
 
-static void sim_launch_fini(void *kernel, para__launch *l)
-{
-    (void)kernel;
-    free(l->impl);
-    l->impl = NULL;
-}
-
 const para__device_ops para__sim_ops = {
     .name = "sim",
     .claims = sim_claims,
     .open = sim_open,
     .close = sim_close,
     .info = sim_info,
-    .locality = sim_locality,
+    .locality = para__host_locality,
     .kernel_create = sim_kernel_create,
     .kernel_release = sim_kernel_release,
     .launch_begin = sim_launch_begin,
     .launch_poll = sim_launch_poll,
     .launch_wait = sim_launch_wait,
-    .launch_fini = sim_launch_fini,
+    .launch_fini = para__host_launch_fini,
 };

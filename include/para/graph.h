@@ -189,6 +189,17 @@ enum para_kernel_arg_kind {
     /** `__local` memory of @c size bytes per work-group; @c value is
      *  NULL. */
     PARA_KARG_LOCAL = 2,
+    /** Each item's sequence number in its source's stream, for a
+     *  `__global const ulong *` parameter: element i is the number of item
+     *  i of the launch (one launch gathers many batches, so the numbers
+     *  need not be consecutive). @c value is NULL and @c size 0. The node's
+     *  items must be numbered one by one: every node between the source
+     *  and this one is a map or another kernel node (a filter or flat-map
+     *  upstream fails the run with PARA_EINVAL before it starts). The
+     *  node's CPU function reads the same number with para_item_index().
+     *  The numbers are made on the device from a few bytes per gathered
+     *  batch (one 16-byte run per batch is copied, not 8 bytes per item). */
+    PARA_KARG_INDEX = 3,
 };
 
 /** One extra kernel argument. Zero-initialised fields make a scalar. */

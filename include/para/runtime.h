@@ -198,6 +198,26 @@ PARA_API int para_worker_index(void);
  */
 PARA_API int para_input_port(void);
 
+/** para_item_index() when the item has no sequence number. */
+#define PARA_NO_INDEX UINT64_MAX
+
+/**
+ * @brief The sequence number, in its source's stream, of an input item,
+ *        inside a node function: the number the source gave it (item k of
+ *        a range or array source is k, the k-th item a callback source
+ *        emits is k).
+ * @param[in] item A pointer to one of the input items the function was
+ *        given: @c in for a per-item function, @c in + k * in_size for
+ *        item k of a batch function.
+ * @return The number; in a kernel node's CPU function, the same number the
+ *         kernel reads through its PARA_KARG_INDEX argument.
+ * @return PARA_NO_INDEX outside a node call, in sources, for a pointer
+ *         outside the input, or when the node's items are not numbered one
+ *         by one (a filter or flat-map upstream drops or adds items).
+ * @note Any thread; the answer belongs to the calling thread's node call.
+ */
+PARA_API uint64_t para_item_index(const void *item);
+
 /**
  * @brief The detailed message of the runtime's last failure ("" if none).
  * @return A copy kept per calling thread: valid until this thread calls

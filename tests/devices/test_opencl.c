@@ -960,6 +960,119 @@ static void test_memory_cache(void **state)
     para__cl_close(dev);
 }
 
+/* The item index from explicit runs: out of order, of odd lengths, with
+ * numbers past 2^32; a launch without runs is refused. */
+static void test_item_index_runs(void **state)
+{
+    (void)state;
+    static const char src[] =
+        "__kernel void ix(__global const uint *in, __global ulong *out,\n"
+        "                 uint n, __global const ulong *idx)\n"
+        "{\n"
+        "    size_t i = get_global_id(0);\n"
+        "    if (i < n) out[i] = idx[i] + in[i];\n"
+        "}\n";
+    para__device *dev = open_auto();
+    para__kernel_arg args[1] = {{NULL, 0, PARA_KARG_INDEX}};
+    para__kernel *k = build(dev, src, "ix", 4, 8, args, 1);
+    enum { N = 1000 };
+    uint32_t in[N];
+    uint64_t out[N], want[N];
+    /* Runs: 300 items from 5e9, 1 item from 7, 699 items from 1000. */
+    uint64_t segs[6] = {5000000000ull, 0, 7, 300, 1000, 301};
+    for (uint32_t i = 0; i < N; i++) {
+        in[i] = i % 3;
+        uint64_t seq = i < 300    ? 5000000000ull + i
+                       : i == 300 ? 7
+                                  : 1000 + (i - 301);
+        want[i] = seq + in[i];
+    }
+    para__launch l = {.in = in, .n = N, .out = out, .segs = segs, .n_segs = 3};
+    run_launch(k, &l);
+    assert_memory_equal(out, want, sizeof want);
+    /* One run for everything. */
+    uint64_t one[2] = {42, 0};
+    l.segs = one;
+    l.n_segs = 1;
+    run_launch(k, &l);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(out[i], 42 + i + in[i]);
+    para__cl_launch_fini(k, &l);
+    char msg[MSG_LEN] = "";
+    para__launch none = {.in = in, .n = N, .out = out};
+    assert_true(para__cl_launch_begin(k, &none, msg, sizeof msg) < 0);
+    assert_non_null(strstr(msg, "item index"));
+    para__cl_launch_fini(k, &none);
+    para__cl_kernel_release(k);
+    para__cl_close(dev);
+}
+
+/* Kernel objects are created once per program and entry point and lent
+ * again after release; two live at once are two objects. */
+static void test_kernel_cache(void **state)
+{
+    (void)state;
+    para__device *dev = open_auto();
+    para__cl_stats st;
+    uint32_t in[3] = {1, 2, 3}, out[3];
+    for (uint32_t r = 0; r < 5; r++) {
+        uint32_t m = r + 1, c = r;
+        para__kernel_arg args[2] = {{&m, 4, PARA_KARG_SCALAR},
+                                    {&c, 4, PARA_KARG_SCALAR}};
+        para__kernel *k =
+            build(dev, para_kernel_copy_src, "axpb_u32", 4, 4, args, 2);
+        para__launch l = {.in = in, .n = 3, .out = out};
+        run_launch(k, &l);
+        for (int i = 0; i < 3; i++) /* this kernel's own scalars */
+            assert_int_equal(out[i], in[i] * m + c);
+        para__cl_launch_fini(k, &l);
+        para__cl_kernel_release(k);
+    }
+    para__cl_get_stats(dev, &st);
+    assert_int_equal(st.builds_from_source + st.disk_hits, 1);
+    assert_int_equal(st.kernels_created, 1);
+    assert_int_equal(st.kernel_hits, 4);
+
+    /* Two at once: the second needs its own object (its own arguments). */
+    uint32_t m1 = 2, c1 = 0, m2 = 3, c2 = 1;
+    para__kernel_arg a1[2] = {{&m1, 4, PARA_KARG_SCALAR},
+                              {&c1, 4, PARA_KARG_SCALAR}};
+    para__kernel_arg a2[2] = {{&m2, 4, PARA_KARG_SCALAR},
+                              {&c2, 4, PARA_KARG_SCALAR}};
+    para__kernel *k1 =
+        build(dev, para_kernel_copy_src, "axpb_u32", 4, 4, a1, 2);
+    para__kernel *k2 =
+        build(dev, para_kernel_copy_src, "axpb_u32", 4, 4, a2, 2);
+    para__cl_get_stats(dev, &st);
+    assert_int_equal(st.kernels_created, 2);
+    uint32_t out2[3];
+    para__launch l1 = {.in = in, .n = 3, .out = out};
+    para__launch l2 = {.in = in, .n = 3, .out = out2};
+    run_launch(k1, &l1);
+    run_launch(k2, &l2);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(out[i], in[i] * 2);
+        assert_int_equal(out2[i], in[i] * 3 + 1);
+    }
+    para__cl_launch_fini(k1, &l1);
+    para__cl_launch_fini(k2, &l2);
+    para__cl_kernel_release(k1);
+    para__cl_kernel_release(k2);
+
+    /* A missing entry point is a build error, and is not cached. */
+    char msg[MSG_LEN] = "";
+    para__kernel *bad = NULL;
+    assert_int_equal(para__cl_kernel_create(dev, para_kernel_copy_src, "",
+                                            "no_such_entry", 4, 4, NULL, 0,
+                                            &bad, msg, sizeof msg),
+                     PARA_EKERNEL_BUILD);
+    assert_null(bad);
+    assert_non_null(strstr(msg, "no_such_entry"));
+    para__cl_get_stats(dev, &st);
+    assert_int_equal(st.kernels_created, 2);
+    para__cl_close(dev); /* releases the cached kernels (ASan: no leak) */
+}
+
 /* Build copy.cl with options unique to this test on a freshly opened
  * device, check the result of one launch, and return the device's stats. */
 static para__cl_stats build_fresh(const char *options)
@@ -1162,6 +1275,8 @@ int main(void)
         cmocka_unit_test_setup(test_bad_kernels, setup),
         cmocka_unit_test_setup(test_param_types, setup),
         cmocka_unit_test_setup(test_memory_cache, setup),
+        cmocka_unit_test_setup(test_kernel_cache, setup),
+        cmocka_unit_test_setup(test_item_index_runs, setup),
         cmocka_unit_test_setup(test_disk_cache, setup),
         cmocka_unit_test_setup(test_trace, setup),
     };

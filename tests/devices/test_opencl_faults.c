@@ -914,8 +914,13 @@ static void graph_fault(fault *f, int after, cl_int code, int want,
     para_runtime_t *rt;
     assert_int_equal(para_runtime_create(&rt, &a), 0);
     graph_sink gs;
-    assert_int_equal(run_graph(rt, &gs), 0); /* warm: slots have buffers */
-    assert_int_equal(gs.seen, GRAPH_ITEMS);
+    /* Warm: slots have buffers. The kernel object is created in this run
+     * and reused by the later ones, so a fault in clCreateKernel is tried
+     * on a cold runtime. */
+    if (f != &f_mkkernel) {
+        assert_int_equal(run_graph(rt, &gs), 0);
+        assert_int_equal(gs.seen, GRAPH_ITEMS);
+    }
 
     arm(f, after, code);
     int rc = run_graph(rt, &gs);
@@ -1091,6 +1096,38 @@ static void test_graph_create_kernel_fails(void **state)
     (void)state;
     graph_fault(&f_mkkernel, 0, CL_OUT_OF_RESOURCES, PARA_EDEVICE,
                 "clCreateKernel");
+}
+
+/* A runtime creates its kernel objects once: runs after the first never
+ * call clCreateKernel (armed to fail at once, it is never reached). */
+static void test_graph_kernel_created_once(void **state)
+{
+    (void)state;
+    for (uint32_t i = 0; i < GRAPH_ITEMS; i++)
+        graph_in[i] = i;
+    disarm_all();
+    live_events = live_buffers = 0;
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "auto";
+    a.pin = "none";
+    a.batch_items = 500;
+    para_runtime_t *rt;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    graph_sink gs;
+    assert_int_equal(run_graph(rt, &gs), 0);
+    arm(&f_mkkernel, 0, CL_OUT_OF_RESOURCES);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(run_graph(rt, &gs), 0);
+        assert_int_equal(gs.seen, GRAPH_ITEMS);
+        assert_int_equal(gs.wrong, 0);
+    }
+    assert_int_equal(f_mkkernel.hits, 0);
+    disarm_all();
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    assert_int_equal(live_events, 0);
+    assert_int_equal(live_buffers, 0);
 }
 
 /* ---- hung launches, lost devices and OOM with several kernel nodes ------- */
@@ -1397,6 +1434,7 @@ int main(void)
         cmocka_unit_test(test_graph_lost_device_no_fallback),
         cmocka_unit_test(test_graph_setarg_fails),
         cmocka_unit_test(test_graph_create_kernel_fails),
+        cmocka_unit_test(test_graph_kernel_created_once),
         cmocka_unit_test(test_graph_lost_device_mixed_and_kernel_only),
         cmocka_unit_test(test_graph_hang_watchdog_kernel_only),
         cmocka_unit_test(test_graph_hang_watchdog_mixed),

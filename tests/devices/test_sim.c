@@ -2,9 +2,9 @@
  * The simulated device back-end (devices/sim/sim.c) on its own: the entry
  * syntax, launch timing (a launch of n items completes no earlier than
  * max(submit, previous completion) + L + n / R), results computed by the
- * node's CPU function, and the injected failures (fail=, hang=, oom=,
- * maxalloc=). The runtime on simulated devices is tested in
- * tests/runtime/test_device_nodes.c.
+ * node's CPU function, the link (link=: + n * (in + out) / B), and the
+ * injected failures (fail=, hang=, oom=, maxalloc=). The runtime on simulated
+ * devices is tested in tests/runtime/test_device_nodes.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -214,6 +214,31 @@ static void test_needs_cpu_fn(void **state)
     ops->close(dev);
 }
 
+/* link=B: a launch also moves n * (in + out) bytes at B bytes/s, and the
+ * device reports B; without it the link is unknown (0) and free. */
+static void test_link(void **state)
+{
+    (void)state;
+    sim s;
+    sim_open(&s, "sim:0:1G:link=4M", triple_plus_one); /* 2 us an item */
+    assert_int_equal(s.ops->info(s.dev)->link_bytes_per_s, 4000000);
+    para__launch l;
+    memset(&l, 0, sizeof l);
+    char msg[256];
+    setup_items(&l, N);
+    assert_int_equal(s.ops->launch_begin(s.k, &l, msg, sizeof msg), 0);
+    assert_int_equal(s.ops->launch_wait(s.k, &l, 1000000000u, msg, sizeof msg),
+                     1);
+    /* 1000 items of 4 + 4 bytes over 4 MB/s: 2 ms (the items: 1 us). */
+    uint64_t took = l.complete_ns - l.submit_ns;
+    print_message("link: %.3f ms\n", (double)took / 1e6);
+    assert_true(took >= 2000000 && took < 2100000);
+    sim_close(&s, &l, 1);
+    sim_open(&s, "sim:0:1G", triple_plus_one);
+    assert_int_equal(s.ops->info(s.dev)->link_bytes_per_s, 0);
+    sim_close(&s, NULL, 0);
+}
+
 static void test_bad_entries(void **state)
 {
     (void)state;
@@ -233,6 +258,10 @@ static void test_bad_entries(void **state)
         "sim:50:-3",
         "sim:1e9:1M",
         "sim:50:1M:oom=",
+        "sim:50:1M:link=0",
+        "sim:50:1M:link=",
+        "sim:50:1M:link=1e30",
+        "sim:50:1M:link=5X",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const para__device_ops *ops = NULL;
@@ -246,7 +275,8 @@ static void test_bad_entries(void **state)
     }
     /* And good ones. */
     static const char *const good[] = {"sim:0:1", "sim:50:20M", "sim:2.5:1.5G",
-                                       "sim:200:40M:fail=3:hang=9:oom=2"};
+                                       "sim:200:40M:fail=3:hang=9:oom=2",
+                                       "sim:10:1G:link=8G:oom=4"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         const para__device_ops *ops = NULL;
         void *dev = NULL;
@@ -287,6 +317,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timing),
+        cmocka_unit_test(test_link),
         cmocka_unit_test(test_fail_hang_oom),
         cmocka_unit_test(test_needs_cpu_fn),
         cmocka_unit_test(test_bad_entries),

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -569,8 +570,68 @@ static void test_input_ports(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
-/* ---- PARA_FUSE ------------------------------------------------------------
- */
+/* para_item_index() inside a chain: a stage after maps reads the item's
+ * source number (its value minus what the maps added); after a filter
+ * there is none. */
+typedef struct ictx {
+    uint64_t minus;  /* value - index, for stages after maps */
+    bool unnumbered; /* after a filter: PARA_NO_INDEX expected */
+    _Atomic uint64_t bad, seen;
+} ictx;
+
+static int index_map(void *ctx, const void *in, void *out)
+{
+    ictx *c = ctx;
+    uint64_t x = ld(in), want = c->unnumbered ? PARA_NO_INDEX : x - c->minus;
+    if (para_item_index(in) != want)
+        atomic_fetch_add_explicit(&c->bad, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->seen, 1, memory_order_relaxed);
+    st(out, x);
+    return 0;
+}
+
+static void test_item_index(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2, 0);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *a, *i1, *f, *i2, *ps;
+    mctx ma = {.add = 5}, mf = {0};
+    ictx c1 = {.minus = 5}, c2 = {.unnumbered = true};
+    sum_ctx s = {0};
+    assert_int_equal(para_graph_add_range(g, "src", 0, N, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "a", 8, 8, add_map, &ma, 0, &a), 0);
+    assert_int_equal(para_graph_add_map(g, "i1", 8, 8, index_map, &c1, 0, &i1),
+                     0);
+    assert_int_equal(para_graph_add_filter(g, "f", 8, even_filter, &mf, 0, &f),
+                     0);
+    assert_int_equal(para_graph_add_map(g, "i2", 8, 8, index_map, &c2, 0, &i2),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(g, "ps", 8, psink, &s, PARA_NODE_PARALLEL, &ps), 0);
+    assert_int_equal(para_graph_connect(g, src, a), 0);
+    assert_int_equal(para_graph_connect(g, a, i1), 0);
+    assert_int_equal(para_graph_connect(g, i1, f), 0);
+    assert_int_equal(para_graph_connect(g, f, i2), 0);
+    assert_int_equal(para_graph_connect(g, i2, ps), 0);
+    for (int fuse = 1; fuse >= 0; fuse--) {
+        rt->fuse = fuse;
+        atomic_store(&c1.bad, 0);
+        atomic_store(&c2.bad, 0);
+        atomic_store(&c1.seen, 0);
+        assert_int_equal(para_run(rt, g), 0);
+        if (fuse)
+            assert_int_equal(a->fuse_stages, 5);
+        assert_int_equal(atomic_load(&c1.seen), N);
+        assert_int_equal(atomic_load(&c1.bad), 0);
+        assert_int_equal(atomic_load(&c2.bad), 0);
+    }
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* ---- PARA_FUSE ---------------------------------------------------------- */
 
 static void test_env(void **state)
 {
@@ -615,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_cancel_inside_chain),
         cmocka_unit_test(test_stats_per_stage),
         cmocka_unit_test(test_input_ports),
+        cmocka_unit_test(test_item_index),
         cmocka_unit_test(test_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
