@@ -28,8 +28,10 @@
  * same order (per batch), para_input_port() is the head's port for the
  * head and 0 after it, a failing stage fails the run with PARA_ENODE
  * naming that stage (a failed item's output is not passed on), and an
- * aborting run stops the chain at the next tile. Statistics: every stage
- * counts its own items in and out and one batch per fused task; the
+ * aborting run stops the chain at the next tile; para_item_index() works
+ * in every stage that has only maps before it. Statistics: every stage
+ * counts its own items in and out and one batch per fused task (and the
+ * worker one task per stage, so tasks still add up to batches); the
  * task's time is divided between the stages in proportion to their time
  * on sampled tiles (the first, then every PARA__FUSE_SAMPLE-th), so the
  * clock is read twice per task plus once per stage per sampled tile. The
