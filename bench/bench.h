@@ -109,6 +109,15 @@ typedef uint64_t (*bench_range_fn)(uint64_t begin, uint64_t end);
 int bench_static_split(unsigned threads, uint64_t n, bench_range_fn fn,
                        uint64_t *sum, bench_row_t *row);
 
+/*
+ * The `ideal` row of @p workload: bench_static_split() over cfg->threads,
+ * timed by bench_time(), the sum checked against @p expect, the row printed
+ * with @p seq_seconds as its baseline. Not run (and failed) when the seq
+ * reference failed (@p seq_seconds 0). Returns 0, or 1 if the row failed.
+ */
+int bench_ideal_row(const bench_cfg_t *cfg, const char *workload, uint64_t n,
+                    bench_range_fn fn, uint64_t expect, double seq_seconds);
+
 /* Run @p fn cfg->repeat times, timing all of it; sets row->seconds. Each
  * timing repeats @p fn back to back until it lasts cfg->min_seconds. */
 void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,

@@ -195,6 +195,41 @@ int bench_static_split(unsigned threads, uint64_t n, bench_range_fn fn,
     return 0;
 }
 
+struct ideal_run {
+    unsigned threads;
+    uint64_t n, expect;
+    bench_range_fn fn;
+};
+
+static int ideal_run(void *state, bench_row_t *row)
+{
+    const struct ideal_run *id = state;
+    uint64_t sum = 0;
+    if (bench_static_split(id->threads, id->n, id->fn, &sum, row) != 0)
+        return 1;
+    if (sum != id->expect) {
+        bench_fail(row, "sum %llu, expected %llu", (unsigned long long)sum,
+                   (unsigned long long)id->expect);
+        return 1;
+    }
+    return 0;
+}
+
+int bench_ideal_row(const bench_cfg_t *cfg, const char *workload, uint64_t n,
+                    bench_range_fn fn, uint64_t expect, double seq_seconds)
+{
+    struct ideal_run id = {cfg->threads, n, expect, fn};
+    bench_row_t row;
+    bench_row_init(&row, workload, "ideal", n, cfg->threads);
+    row.seq_seconds = seq_seconds;
+    if (seq_seconds > 0.0)
+        bench_time(cfg, ideal_run, &id, &row);
+    else
+        bench_fail(&row, "not run: the seq reference failed");
+    bench_print_row(&row);
+    return !row.ok;
+}
+
 static double cpu_now(void)
 {
     struct timespec ts;

@@ -113,8 +113,6 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
     b->family = NULL;
     b->owner = NULL;
     b->owned_begin = 0;
-    b->owner = NULL;
-    b->owned_begin = 0;
     count_live(run, 1);
     if (run != NULL)
         para__bytes_add(run, (int64_t)b->alloc_bytes);
@@ -143,10 +141,6 @@ para__batch *para__batch_grow(para__batch_cache *c, para__run *run,
     nb->own_release = b->own_release;
     nb->own_ctx = b->own_ctx;
     nb->own_size = b->own_size;
-    nb->owned_begin = b->owned_begin;
-    b->owner = NULL;
-    /* The items (and what they own) move to the new batch. */
-    nb->owner = b->owner;
     nb->owned_begin = b->owned_begin;
     b->owner = NULL;
     para__batch_join_family(nb, b);

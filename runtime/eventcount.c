@@ -1,6 +1,8 @@
 /*
  * Eventcount; see eventcount.h for the contract and the memory orders.
  */
+#include <time.h>
+
 #include "eventcount.h"
 
 int para__eventcount_init(para__eventcount *ec)
@@ -10,7 +12,16 @@ int para__eventcount_init(para__eventcount *ec)
     int rc = pthread_mutex_init(&ec->lock, NULL);
     if (rc != 0)
         return rc;
-    rc = pthread_cond_init(&ec->cond, NULL);
+    /* Timed waits count on the monotonic clock (a clock step must not
+     * stretch or cut them). */
+    pthread_condattr_t attr;
+    rc = pthread_condattr_init(&attr);
+    if (rc == 0) {
+        rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        if (rc == 0)
+            rc = pthread_cond_init(&ec->cond, &attr);
+        pthread_condattr_destroy(&attr);
+    }
     if (rc != 0)
         pthread_mutex_destroy(&ec->lock);
     return rc;
@@ -48,6 +59,28 @@ void para__eventcount_wait(para__eventcount *ec, uint64_t key,
         pthread_cond_wait(&ec->cond, &ec->lock);
     pthread_mutex_unlock(&ec->lock);
     para__eventcount_cancel(ec);
+}
+
+bool para__eventcount_wait_ns(para__eventcount *ec, uint64_t key,
+                              uint64_t timeout_ns)
+{
+    struct timespec at;
+    clock_gettime(CLOCK_MONOTONIC, &at);
+    uint64_t ns = (uint64_t)at.tv_nsec + timeout_ns % 1000000000u;
+    at.tv_sec += (time_t)(timeout_ns / 1000000000u + ns / 1000000000u);
+    at.tv_nsec = (long)(ns % 1000000000u);
+    bool woken;
+    pthread_mutex_lock(&ec->lock);
+    for (;;) {
+        woken = atomic_load_explicit(&ec->epoch, memory_order_relaxed) != key;
+        if (woken || pthread_cond_timedwait(&ec->cond, &ec->lock, &at) != 0)
+            break;
+    }
+    if (!woken)
+        woken = atomic_load_explicit(&ec->epoch, memory_order_relaxed) != key;
+    pthread_mutex_unlock(&ec->lock);
+    para__eventcount_cancel(ec);
+    return woken;
 }
 
 void para__eventcount_notify_slow(para__eventcount *ec, uint32_t n,

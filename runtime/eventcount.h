@@ -33,8 +33,8 @@
  *   cancel    relaxed decrement: a stale count costs one spurious notify.
  *
  * Tests: tests/runtime/test_eventcount.c (no lost wake-up between a
- * publisher and waiters; notify with nobody waiting takes no lock; run
- * under TSan in CI).
+ * publisher and waiters; notify with nobody waiting takes no lock; timed
+ * waits time out, or end early on a notify; run under TSan in CI).
  */
 #ifndef PARA_EVENTCOUNT_H
 #define PARA_EVENTCOUNT_H
@@ -81,6 +81,10 @@ void para__eventcount_cancel(para__eventcount *ec);
  * *@p stop (may be NULL) is true. Returns after undoing prepare(). */
 void para__eventcount_wait(para__eventcount *ec, uint64_t key,
                            const _Atomic bool *stop);
+/* Waiter: as wait() without a stop flag, but for at most @p timeout_ns
+ * (monotonic clock). Returns true if a notify came, false on timeout. */
+bool para__eventcount_wait_ns(para__eventcount *ec, uint64_t key,
+                              uint64_t timeout_ns);
 void para__eventcount_notify_slow(para__eventcount *ec, uint32_t n,
                                   uint32_t waiting);
 /* Publisher: wake up to @p n waiters (if any waits; no lock otherwise).

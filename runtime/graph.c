@@ -197,6 +197,7 @@ static void node_free(para_node_t *n)
     free_derived(n);
     free(n->succs);
     free(n->preds);
+    free(n->mpi_traffic);
     free(n->name);
     free(n);
 }
@@ -388,6 +389,7 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
     atomic_init(&n->st_items_out, 0);
     atomic_init(&n->st_batches, 0);
     atomic_init(&n->st_busy_ns, 0);
+    atomic_init(&n->remote_busy_ns, 0);
     atomic_init(&n->st_device_items, 0);
     atomic_init(&n->st_device_launches, 0);
     atomic_init(&n->st_device_bytes_in, 0);
@@ -1013,6 +1015,7 @@ void para__graph_reset_run_state(para_graph_t *g)
         atomic_store_explicit(&n->st_items_out, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_batches, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_busy_ns, 0, memory_order_relaxed);
+        atomic_store_explicit(&n->remote_busy_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_device_items, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_device_launches, 0, memory_order_relaxed);
         atomic_store_explicit(&n->st_device_ns, 0, memory_order_relaxed);

@@ -97,6 +97,16 @@ struct para_node {
      * that runs the node, or -1 for every rank; 0 by default. Read only
      * by runtime/mpi; the single-process runtime ignores it. */
     int mpi_rank;
+    /* Its owned output items across ranks (para_mpi_node_codec(); the
+     * signatures of para_mpi_pack_fn and para_mpi_unpack_fn). NULL: they
+     * cannot cross. */
+    size_t (*mpi_pack)(void *ctx, const void *item, void *buf, size_t cap);
+    int (*mpi_unpack)(void *ctx, const void *buf, size_t len, void *item);
+    /* This rank's traffic into the node over each input port in its last
+     * run across ranks (4 per port: batches and bytes sent, batches and
+     * bytes received), kept for para_mpi_edge_stats(); freed with it. */
+    uint64_t *mpi_traffic;
+    unsigned mpi_traffic_ports;
     void *ctx;
     union {
         para_source_fn source;
@@ -203,6 +213,10 @@ struct para_node {
     _Atomic uint64_t st_items_out;
     _Atomic uint64_t st_batches;
     _Atomic uint64_t st_busy_ns;
+    /* Time the node spent on other processes during this run, as far as
+     * runtime/mpi has heard (relaxed; written by its communication
+     * thread): source batch sizing counts it with the local cost. */
+    _Atomic uint64_t remote_busy_ns;
     _Atomic uint64_t st_device_items, st_device_launches, st_device_ns;
     _Atomic uint64_t st_device_bytes_in, st_device_bytes_out;
 };

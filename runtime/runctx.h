@@ -95,6 +95,13 @@ struct para__run {
     int64_t max_batches;  /* sources wait while this many live; 0: no limit */
     size_t forced_batch_items;
     uint64_t target_batch_ns;
+    /* Source batches grow past their first size only once some cost was
+     * learned (set by runtime/mpi, whose other ranks may run every task
+     * at first: nothing is learned here until they report). */
+    bool ramp_after_learning;
+    /* Workers of other processes that take this run's batches (set by
+     * runtime/mpi): a splittable source leaves them a share at its end. */
+    unsigned remote_workers;
     /* Bytes a batch may hold along its widest edge (follows the cache:
      * run.c), unless that leaves fewer than a minimum of items. */
     size_t batch_bytes;

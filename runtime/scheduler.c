@@ -58,6 +58,9 @@
  *   (half an L2) but at least MIN_CAP_ITEMS items; at least the largest
  *   min_batch hint downstream; and near the end of a splittable source at
  *   most 1/(2 x workers) of what is left, so every worker has a share.
+ *   Across processes (runtime/mpi) a node's time on other ranks counts
+ *   with its local cost, their workers count with ours, and the ramp waits
+ *   for a first estimate (run->ramp_after_learning).
  *
  * Failure
  *   The first failure sets run->status and run->aborting. From then on tasks
@@ -133,6 +136,7 @@
  * Tests: tests/runtime/test_run.c, test_differential.c (random graphs
  * against a sequential reference), test_seed_graph.c; TSan in CI.
  */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -817,14 +821,17 @@ static size_t learned_items(const para__run *run)
             continue;
         uint64_t cost =
             atomic_load_explicit(&k->cost_x1024, memory_order_relaxed);
-        if (cost == 0)
+        uint64_t away =
+            atomic_load_explicit(&k->remote_busy_ns, memory_order_relaxed);
+        if (cost == 0 && away == 0)
             continue;
         para__node_counts_get(k, &c);
         uint64_t in = c.items_in;
-        if (cost == 0 || in == 0)
+        /* Per source item: cost x (items in / source items), plus the
+         * node's time on other processes (runtime/mpi). */
+        double busy = (double)cost / 1024.0 * (double)in + (double)away;
+        if (busy <= 0.0)
             continue;
-        /* Per source item: cost x (items in / source items). */
-        double busy = (double)cost / 1024.0 * (double)in;
         uint64_t target = k->batch_ns != 0 ? k->batch_ns : run->target_batch_ns;
         double want = (double)target * (double)items / busy;
         if (best == 0.0 || want < best)
@@ -851,7 +858,7 @@ static size_t source_batch_items(para__worker *w, para__run *run,
     size_t learned = learned_items(run);
     if (learned != 0 && learned < n)
         n = learned;
-    if (w->ramp_items < cap)
+    if (w->ramp_items < cap && (learned != 0 || !run->ramp_after_learning))
         w->ramp_items = PARA_MIN(cap, w->ramp_items * 2);
     /* A node's min_batch hint (the largest downstream) raises it. */
     n = PARA_MIN(PARA_MAX(n, s->down_min_batch), cap);
@@ -859,8 +866,11 @@ static size_t source_batch_items(para__worker *w, para__run *run,
      * end: no batch takes more than 1/(2 x places) of what is left (but not
      * less than the ramp's start, or than a min_batch hint); the devices'
      * host threads count as places, so that the last batches are fine
-     * enough to spread over the devices by their finish times. */
-    unsigned workers = run->rt->n_workers + run->rt->helper_threads;
+     * enough to spread over the devices by their finish times, and so do
+     * the workers of other ranks that take this run's batches
+     * (runtime/mpi). */
+    unsigned workers =
+        run->rt->n_workers + run->rt->helper_threads + run->remote_workers;
     if (s->kind != PARA__KIND_SOURCE_FN && workers > 1) {
         uint64_t total = s->kind == PARA__KIND_RANGE
                              ? s->range_end - s->range_begin
@@ -1255,17 +1265,26 @@ static void leave_run(para_runtime_t *rt)
 }
 
 /* Between close runs: spin a little for the next one before sleeping on
- * start_cond, so that a loop of short runs pays no wake-up. */
+ * start_cond, so that a loop of short runs pays no wake-up. The spin
+ * yields the core now and then: on a core it shares (with para_run()'s
+ * thread, unpinned, or another process) a pure spin took the time the
+ * next run needed; on a core of its own the yield returns at once. */
 static void spin_for_next_run(para_runtime_t *rt, uint64_t seen)
 {
     uint64_t t0 = para__now_ns();
     for (unsigned i = 1;; i++) {
-        /* relaxed: a hint; the worker re-reads it under rt->lock. */
-        if (atomic_load_explicit(&rt->generation, memory_order_relaxed) != seen)
+        /* relaxed: a hint; the worker re-reads generation under rt->lock.
+         * Newer only: the hint may still name the run we just left (its
+         * caller stores it after unlocking, maybe after we joined). */
+        if (atomic_load_explicit(&rt->generation_hint, memory_order_relaxed) >
+            seen)
             return;
         para__cpu_relax();
-        if ((i & 63) == 0 && para__now_ns() - t0 > RUN_GAP_SPIN_NS)
-            return;
+        if ((i & 63) == 0) {
+            if (para__now_ns() - t0 > RUN_GAP_SPIN_NS)
+                return;
+            sched_yield();
+        }
     }
 }
 
@@ -1302,10 +1321,13 @@ static void *worker_main(void *arg)
         para__run *run = rt->run;
         if (rt->caller_works) {
             /* The caller's run is joined while it is open; one that ended
-             * before we came is skipped (the caller did not wait for us). */
+             * before we came is skipped (the caller did not wait for us),
+             * and the next one is spun for as after a run: runs that close
+             * before we arrive come in close loops (sleeping here, every
+             * next run paid a futex wake). */
             if (!rt->run_open) {
                 pthread_mutex_unlock(&rt->lock);
-                after_run = false;
+                after_run = true;
                 continue;
             }
             /* relaxed: under rt->lock, like every change of the count. */
@@ -1408,14 +1430,15 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                           (devices ? rt->helper_threads : 0) +
                               (rt->caller_works ? 0 : rt->n_workers),
                           memory_order_relaxed);
-    atomic_store_explicit(
-        &rt->generation,
-        atomic_load_explicit(&rt->generation, memory_order_relaxed) + 1,
-        memory_order_relaxed);
+    uint64_t gen =
+        atomic_load_explicit(&rt->generation, memory_order_relaxed) + 1;
+    atomic_store_explicit(&rt->generation, gen, memory_order_relaxed);
     /* No system call unless a thread sleeps on start_cond. */
     pthread_cond_broadcast(&rt->start_cond);
     if (rt->caller_works) {
         pthread_mutex_unlock(&rt->lock);
+        /* relaxed: a hint (see generation_hint). */
+        atomic_store_explicit(&rt->generation_hint, gen, memory_order_relaxed);
         /* This thread is worker 0 for the run: it has no thread of its own,
          * so its deque, cache, counters and trace lane have one owner. */
         para__worker *w = &rt->workers[0];
@@ -1440,6 +1463,9 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                 break;
         }
         pthread_mutex_lock(&rt->lock);
+    } else {
+        /* relaxed: a hint; the lock is released by wait() below. */
+        atomic_store_explicit(&rt->generation_hint, gen, memory_order_relaxed);
     }
     /* acquire: see workers_in_run (scheduler.h). */
     while (atomic_load_explicit(&rt->workers_in_run, memory_order_acquire) > 0)

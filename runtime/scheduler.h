@@ -140,10 +140,15 @@ struct para_runtime {
     pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */
     pthread_cond_t done_cond;  /* para_run waits for workers to leave */
-    /* Bumped per run, under `lock`. Atomic so that a thread that just left
-     * a run may spin on it (relaxed: a hint, re-read under `lock`) before
-     * it sleeps on start_cond: close runs then cost no wake-up. */
+    /* Bumped per run, under `lock` (atomic: read relaxed as a hint). */
     _Atomic uint64_t generation;
+    /* generation again, stored by para_run()'s thread once it has released
+     * `lock` (relaxed: a hint, re-read under `lock`): a thread that just
+     * left a run spins on it before it sleeps on start_cond, so that close
+     * runs cost no wake-up. Spinning on generation itself, it reached for
+     * `lock` while that thread still held it, slept in the kernel, and
+     * the unlock had to wake it: a futex round trip in short runs. */
+    _Atomic uint64_t generation_hint;
     /* Bumped per run that has a node off the CPU, under `lock`: the
      * device host threads join those runs only (a run without one does
      * not wait for them to wake up). */

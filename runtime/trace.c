@@ -19,8 +19,12 @@
  *   PARA_TRACE. So a trace file always holds the last run; para_trace_write()
  *   writes it again elsewhere.
  *
- * Format (one object; every event has pid 1)
+ * Format (one object; every event has pid 1, or in a trace merged over
+ * MPI ranks, pid rank + 1: para__trace_write_part())
  *   {"traceEvents":[
+ *     {"name":"process_name","ph":"M","pid":1,"tid":0,"args":{"name":
+ *      "para"}},
+ *     {"name":"process_sort_index",...,"args":{"sort_index":1}},
  *     {"name":"thread_name","ph":"M","pid":1,"tid":10,"args":{"name":
  *      "para-cpu-0","lane":"cpu","index":0,"slot":0,"events":N,"dropped":D}},
  *     {"name":"spin200","cat":"task","ph":"X","pid":1,"tid":10,
@@ -205,6 +209,8 @@ typedef struct writer {
     FILE *f;
     size_t len;
     bool failed;
+    unsigned pid; /* the events' process */
+    int64_t base; /* a timestamp is its event's time minus base (>= 0) */
     char buf[1 << 16];
 } writer;
 
@@ -295,6 +301,14 @@ static void w_fused_name(writer *w, const para__trace *tr,
     w_json_str(w, name);
 }
 
+static void w_pid_tid(writer *w, unsigned tid)
+{
+    w_str(w, ",\"pid\":");
+    w_u64(w, w->pid);
+    w_str(w, ",\"tid\":");
+    w_u64(w, tid);
+}
+
 static void w_lane_meta(writer *w, const para__trace_lane *l, unsigned tid,
                         unsigned slot, uint64_t events, uint64_t dropped)
 {
@@ -303,8 +317,8 @@ static void w_lane_meta(writer *w, const para__trace_lane *l, unsigned tid,
         snprintf(name, sizeof name, "%s", l->name);
     else
         snprintf(name, sizeof name, "%s.%u", l->name, slot);
-    w_str(w, "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":");
-    w_u64(w, tid);
+    w_str(w, "{\"name\":\"thread_name\",\"ph\":\"M\"");
+    w_pid_tid(w, tid);
     w_str(w, ",\"args\":{\"name\":");
     w_json_str(w, name);
     w_str(w, l->kind == PARA__LANE_CPU ? ",\"lane\":\"cpu\",\"index\":"
@@ -316,9 +330,8 @@ static void w_lane_meta(writer *w, const para__trace_lane *l, unsigned tid,
     w_u64(w, events);
     w_str(w, ",\"dropped\":");
     w_u64(w, dropped);
-    w_str(w, "}},\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,"
-             "\"tid\":");
-    w_u64(w, tid);
+    w_str(w, "}},\n{\"name\":\"thread_sort_index\",\"ph\":\"M\"");
+    w_pid_tid(w, tid);
     w_str(w, ",\"args\":{\"sort_index\":");
     w_u64(w, tid);
     w_str(w, "}},\n");
@@ -327,7 +340,8 @@ static void w_lane_meta(writer *w, const para__trace_lane *l, unsigned tid,
 static void w_event(writer *w, const para__trace *tr, const para__trace_lane *l,
                     const para__trace_event *e, unsigned tid)
 {
-    uint64_t t0 = e->t0 > tr->run_t0 ? e->t0 - tr->run_t0 : 0;
+    int64_t rel = (int64_t)e->t0 - w->base;
+    uint64_t t0 = rel > 0 ? (uint64_t)rel : 0;
     uint64_t dur = e->t1 > e->t0 ? e->t1 - e->t0 : 0;
     w_str(w, "{\"name\":");
     switch (e->kind) {
@@ -358,10 +372,10 @@ static void w_event(writer *w, const para__trace *tr, const para__trace_lane *l,
         break;
     }
     if (e->kind == PARA__TEV_STEAL)
-        w_str(w, ",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":");
+        w_str(w, ",\"ph\":\"i\",\"s\":\"t\"");
     else
-        w_str(w, ",\"ph\":\"X\",\"pid\":1,\"tid\":");
-    w_u64(w, tid);
+        w_str(w, ",\"ph\":\"X\"");
+    w_pid_tid(w, tid);
     w_str(w, ",\"ts\":");
     w_us(w, t0);
     if (e->kind != PARA__TEV_STEAL) {
@@ -460,24 +474,46 @@ static int w_device_lane(writer *w, const para__trace *tr,
     return 0;
 }
 
-int para__trace_write(para__trace *tr, FILE *f)
+static writer *writer_new(FILE *f, unsigned pid, int64_t base)
 {
-    if (tr == NULL || f == NULL)
-        return PARA_EINVAL;
     writer *w = malloc(sizeof *w);
     if (w == NULL)
-        return PARA_ENOMEM;
+        return NULL;
     w->f = f;
     w->len = 0;
     w->failed = false;
-    int rc = 0;
-    uint64_t dropped_total = 0;
+    w->pid = pid;
+    w->base = base;
+    return w;
+}
 
-    pthread_mutex_lock(&tr->lock);
+/* Flush and free @p w; @p rc, or -EIO if a write failed. */
+static int writer_end(writer *w, int rc)
+{
+    w_flush(w);
+    if (rc == 0 && w->failed)
+        rc = -EIO;
+    free(w);
+    return rc;
+}
+
+/* One process's part: its name, its lanes' metadata and events, each
+ * element followed by ",\n". Caller holds tr->lock. */
+static int w_part(writer *w, const para__trace *tr, const char *name,
+                  uint64_t *dropped_total)
+{
+    int rc = 0;
+    w_str(w, "{\"name\":\"process_name\",\"ph\":\"M\"");
+    w_pid_tid(w, 0);
+    w_str(w, ",\"args\":{\"name\":");
+    w_json_str(w, name);
+    w_str(w, "}},\n{\"name\":\"process_sort_index\",\"ph\":\"M\"");
+    w_pid_tid(w, 0);
+    w_str(w, ",\"args\":{\"sort_index\":");
+    w_u64(w, w->pid);
+    w_str(w, "}},\n");
     /* relaxed: n_lanes only changes under tr->lock, which we hold. */
     unsigned n_lanes = atomic_load_explicit(&tr->n_lanes, memory_order_relaxed);
-    w_str(w, "{\"traceEvents\":[\n{\"name\":\"process_name\",\"ph\":\"M\","
-             "\"pid\":1,\"tid\":0,\"args\":{\"name\":\"para\"}},\n");
     unsigned device_lanes = 0;
     for (unsigned i = 0; i < n_lanes && rc == 0; i++) {
         const para__trace_lane *l = tr->lanes[i];
@@ -488,7 +524,7 @@ int para__trace_write(para__trace *tr, FILE *f)
          * lane still recording. */
         uint64_t dropped =
             atomic_load_explicit(&l->dropped, memory_order_relaxed);
-        dropped_total += dropped;
+        *dropped_total += dropped;
         if (l->kind == PARA__LANE_DEVICE) {
             rc = w_device_lane(w, tr, l, n, dropped,
                                DEVICE_TID_BASE +
@@ -501,10 +537,20 @@ int para__trace_write(para__trace *tr, FILE *f)
         for (uint64_t k = 0; k < n; k++)
             w_event(w, tr, l, &l->ev[k], tid);
     }
+    return rc;
+}
+
+/* The end of the file: the closing event (at @p end_ns), the array's end
+ * and the "para" object (with "ranks" when @p ranks is not 0). Caller
+ * holds tr->lock. */
+static void w_tail(writer *w, const para__trace *tr, uint64_t end_ns,
+                   unsigned ranks, uint64_t dropped_total)
+{
     /* The trailing element keeps the array valid JSON after the last ",". */
-    w_str(w, "{\"name\":\"trace_end\",\"ph\":\"i\",\"s\":\"g\",\"pid\":1,"
-             "\"tid\":0,\"ts\":");
-    w_us(w, tr->run_t1 - tr->run_t0);
+    w_str(w, "{\"name\":\"trace_end\",\"ph\":\"i\",\"s\":\"g\"");
+    w_pid_tid(w, 0);
+    w_str(w, ",\"ts\":");
+    w_us(w, end_ns);
     w_str(w, "}\n],\n\"displayTimeUnit\":\"ns\",\n\"otherData\":{\"producer\":"
              "\"para\",\"version\":");
     char version[32];
@@ -513,10 +559,14 @@ int para__trace_write(para__trace *tr, FILE *f)
     w_json_str(w, version);
     w_str(w, "},\n\"para\":{\"format\":1,\"workers\":");
     w_u64(w, tr->workers);
+    if (ranks != 0) {
+        w_str(w, ",\"ranks\":");
+        w_u64(w, ranks);
+    }
     w_str(w, ",\"run\":");
     w_u64(w, tr->runs);
     w_str(w, ",\"run_ns\":");
-    w_u64(w, tr->run_t1 - tr->run_t0);
+    w_u64(w, end_ns);
     w_str(w, ",\"lane_capacity\":");
     w_u64(w, tr->cap);
     w_str(w, ",\"dropped\":");
@@ -532,17 +582,77 @@ int para__trace_write(para__trace *tr, FILE *f)
         w_str(w, "\"}");
     }
     w_str(w, "]}}\n");
-    pthread_mutex_unlock(&tr->lock);
-    w_flush(w);
-    if (rc == 0 && w->failed)
-        rc = -EIO;
-    free(w);
+}
+
+static void log_dropped(const para__trace *tr, uint64_t dropped_total)
+{
     if (dropped_total > 0)
         para__log(1,
                   "trace: %" PRIu64 " events dropped (a lane holds %zu; "
                   "raise PARA_TRACE_EVENTS); the trace shows the run's start",
                   dropped_total, tr->cap);
-    return rc;
+}
+
+int para__trace_write(para__trace *tr, FILE *f)
+{
+    if (tr == NULL || f == NULL)
+        return PARA_EINVAL;
+    pthread_mutex_lock(&tr->lock);
+    writer *w = writer_new(f, 1, (int64_t)tr->run_t0);
+    if (w == NULL) {
+        pthread_mutex_unlock(&tr->lock);
+        return PARA_ENOMEM;
+    }
+    uint64_t dropped_total = 0;
+    w_str(w, "{\"traceEvents\":[\n");
+    int rc = w_part(w, tr, "para", &dropped_total);
+    w_tail(w, tr, tr->run_t1 - tr->run_t0, 0, dropped_total);
+    pthread_mutex_unlock(&tr->lock);
+    log_dropped(tr, dropped_total);
+    return writer_end(w, rc);
+}
+
+int para__trace_write_part(para__trace *tr, FILE *f, unsigned pid,
+                           const char *name, int64_t base)
+{
+    if (tr == NULL || f == NULL || name == NULL)
+        return PARA_EINVAL;
+    writer *w = writer_new(f, pid, base);
+    if (w == NULL)
+        return PARA_ENOMEM;
+    uint64_t dropped_total = 0;
+    pthread_mutex_lock(&tr->lock);
+    int rc = w_part(w, tr, name, &dropped_total);
+    pthread_mutex_unlock(&tr->lock);
+    log_dropped(tr, dropped_total);
+    return writer_end(w, rc);
+}
+
+int para__trace_write_head(FILE *f)
+{
+    return fputs("{\"traceEvents\":[\n", f) < 0 ? -EIO : 0;
+}
+
+int para__trace_write_tail(para__trace *tr, FILE *f, uint64_t end_ns,
+                           unsigned ranks)
+{
+    if (tr == NULL || f == NULL)
+        return PARA_EINVAL;
+    writer *w = writer_new(f, 1, 0);
+    if (w == NULL)
+        return PARA_ENOMEM;
+    pthread_mutex_lock(&tr->lock);
+    w_tail(w, tr, end_ns, ranks, 0);
+    pthread_mutex_unlock(&tr->lock);
+    return writer_end(w, 0);
+}
+
+void para__trace_run_times(para__trace *tr, uint64_t *t0, uint64_t *t1)
+{
+    pthread_mutex_lock(&tr->lock);
+    *t0 = tr->run_t0;
+    *t1 = tr->run_t1;
+    pthread_mutex_unlock(&tr->lock);
 }
 
 int para__trace_write_file(para__trace *tr, const char *path)

@@ -134,6 +134,19 @@ int para__trace_run_end(para__trace *tr, const para_graph_t *g);
  * (PARA_E*) if the file could not be written. */
 int para__trace_write_file(para__trace *tr, const char *path);
 int para__trace_write(para__trace *tr, FILE *f);
+/* Pieces of one trace merged from several processes (runtime/mpi): the
+ * head, then each process's part (its last run's lanes and events as
+ * process @p pid named @p name, a timestamp being the event's
+ * para__now_ns() minus @p base, clamped at 0; each element followed by
+ * ",\n"), then the tail (@p tr's nodes and figures, the end at @p end_ns,
+ * "ranks": @p ranks). 0 or a negative errno. */
+int para__trace_write_head(FILE *f);
+int para__trace_write_part(para__trace *tr, FILE *f, unsigned pid,
+                           const char *name, int64_t base);
+int para__trace_write_tail(para__trace *tr, FILE *f, uint64_t end_ns,
+                           unsigned ranks);
+/* Start and end of the last run (para__now_ns()). */
+void para__trace_run_times(para__trace *tr, uint64_t *t0, uint64_t *t1);
 
 /* ---- recording (owner thread only) ------------------------------------- */
 

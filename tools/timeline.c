@@ -6,6 +6,9 @@
  *   Lanes come from the "thread_name" metadata events, whose args para
  *   writes as {"name", "lane": "cpu"|"device", "index", "slot"}; a tid
  *   without metadata (a trace from elsewhere) becomes a lane of its own.
+ *   Lanes belong to their process (pid): a trace merged over MPI ranks has
+ *   one per rank, and its lanes are named after the process ("para rank
+ *   1: para-cpu-0") and drawn rank after rank.
  *   Node names come from the "para" object's "nodes" when present, else
  *   from event names in order of appearance.
  *
@@ -38,7 +41,7 @@ static char *dup_str(const char *s)
 }
 
 typedef struct tid_map {
-    double tid;
+    double pid, tid;
     size_t lane;
     unsigned slot;
 } tid_map;
@@ -47,6 +50,8 @@ typedef struct reader {
     para__timeline *tl;
     tid_map *tids;
     size_t n_tids, cap_tids;
+    const para__json *events;
+    bool merged; /* more than one process */
     char *err;
     size_t err_len;
 } reader;
@@ -72,47 +77,76 @@ static bool grow(void **ptr, size_t *cap, size_t need, size_t elem)
     return true;
 }
 
-static long find_lane(const para__timeline *tl, int device, unsigned index)
+static long find_lane(const para__timeline *tl, unsigned pid, int device,
+                      unsigned index)
 {
     for (size_t i = 0; i < tl->n_lanes; i++)
-        if (tl->lanes[i].device == device && tl->lanes[i].index == index)
+        if (tl->lanes[i].pid == pid && tl->lanes[i].device == device &&
+            tl->lanes[i].index == index)
             return (long)i;
     return -1;
 }
 
-/* The lane of (device, index), created if new. */
-static long lane_for(reader *r, int device, unsigned index, const char *name,
-                     size_t *cap)
+/* The name of process @p pid ("process_name" metadata), or NULL. */
+static const char *process_name(const reader *r, double pid)
+{
+    for (size_t i = 0; i < r->events->len; i++) {
+        const para__json *e = r->events->items[i];
+        if (strcmp(para__json_string(para__json_get(e, "name"), ""),
+                   "process_name") == 0 &&
+            para__json_number(para__json_get(e, "pid"), -1) == pid)
+            return para__json_string(
+                para__json_get(para__json_get(e, "args"), "name"), NULL);
+    }
+    return NULL;
+}
+
+/* The lane of (pid, device, index), created if new. */
+static long lane_for(reader *r, unsigned pid, int device, unsigned index,
+                     const char *name, size_t *cap)
 {
     para__timeline *tl = r->tl;
-    long i = find_lane(tl, device, index);
+    long i = find_lane(tl, pid, device, index);
     if (i >= 0)
         return i;
     if (!grow((void **)&tl->lanes, cap, tl->n_lanes + 1, sizeof *tl->lanes))
         return -1;
     para__lane *l = &tl->lanes[tl->n_lanes];
     memset(l, 0, sizeof *l);
-    snprintf(l->name, sizeof l->name, "%s", name);
+    const char *proc = r->merged ? process_name(r, pid) : NULL;
+    if (proc != NULL)
+        snprintf(l->name, sizeof l->name, "%s: %s", proc, name);
+    else
+        snprintf(l->name, sizeof l->name, "%s", name);
+    l->pid = pid;
     l->device = device;
     l->index = index;
     l->slots = 1;
     return (long)tl->n_lanes++;
 }
 
-static const tid_map *find_tid(const reader *r, double tid)
+static const tid_map *find_tid(const reader *r, double pid, double tid)
 {
     for (size_t i = 0; i < r->n_tids; i++)
-        if (r->tids[i].tid == tid)
+        if (r->tids[i].pid == pid && r->tids[i].tid == tid)
             return &r->tids[i];
     return NULL;
 }
 
-static int add_tid(reader *r, double tid, size_t lane, unsigned slot)
+static int add_tid(reader *r, double pid, double tid, size_t lane,
+                   unsigned slot)
 {
     if (!grow((void **)&r->tids, &r->cap_tids, r->n_tids + 1, sizeof *r->tids))
         return oom(r);
-    r->tids[r->n_tids++] = (tid_map){tid, lane, slot};
+    r->tids[r->n_tids++] = (tid_map){pid, tid, lane, slot};
     return 0;
+}
+
+/* An event's process: its "pid", 1 when absent or odd. */
+static double pid_of(const para__json *e)
+{
+    double pid = para__json_number(para__json_get(e, "pid"), 1);
+    return pid >= 0 && pid < 1e6 ? pid : 1;
 }
 
 static int node_index(reader *r, const char *name)
@@ -186,7 +220,9 @@ static int read_lanes(reader *r, const para__json *events, size_t *lanes_cap)
             if (dot != NULL)
                 *dot = '\0';
         }
-        long lane = lane_for(r, device, (unsigned)index, base, lanes_cap);
+        double pid = pid_of(e);
+        long lane = lane_for(r, (unsigned)pid, device, (unsigned)index, base,
+                             lanes_cap);
         if (lane < 0)
             return oom(r);
         para__lane *l = &r->tl->lanes[lane];
@@ -195,7 +231,7 @@ static int read_lanes(reader *r, const para__json *events, size_t *lanes_cap)
                 (uint64_t)para__json_number(para__json_get(args, "dropped"), 0);
         if ((unsigned)slot + 1 > l->slots)
             l->slots = (unsigned)slot + 1;
-        if (add_tid(r, tid->number, (size_t)lane, (unsigned)slot) != 0)
+        if (add_tid(r, pid, tid->number, (size_t)lane, (unsigned)slot) != 0)
             return -1;
     }
     return 0;
@@ -229,15 +265,17 @@ static int read_events(reader *r, const para__json *events, size_t *lanes_cap)
             continue;
         if (!span && strcmp(name, "steal") != 0)
             continue; /* trace_end and foreign instants */
-        const tid_map *m = find_tid(r, tidv->number);
+        double pid = pid_of(e);
+        const tid_map *m = find_tid(r, pid, tidv->number);
         if (m == NULL) {
             char lname[32];
             snprintf(lname, sizeof lname, "tid %.0f", tidv->number);
-            long lane = lane_for(r, 0, 100000u + (unsigned)tidv->number, lname,
-                                 lanes_cap);
-            if (lane < 0 || add_tid(r, tidv->number, (size_t)lane, 0) != 0)
+            long lane =
+                lane_for(r, (unsigned)pid, 0, 100000u + (unsigned)tidv->number,
+                         lname, lanes_cap);
+            if (lane < 0 || add_tid(r, pid, tidv->number, (size_t)lane, 0) != 0)
                 return oom(r);
-            m = find_tid(r, tidv->number);
+            m = find_tid(r, pid, tidv->number);
         }
         para__lane *l = &tl->lanes[m->lane];
         if (!span) {
@@ -285,6 +323,8 @@ static int read_events(reader *r, const para__json *events, size_t *lanes_cap)
 static int cmp_lane(const void *a, const void *b)
 {
     const para__lane *x = a, *y = b;
+    if (x->pid != y->pid)
+        return x->pid < y->pid ? -1 : 1;
     if (x->device != y->device)
         return x->device - y->device;
     return x->index < y->index ? -1 : x->index > y->index;
@@ -309,7 +349,9 @@ int para__timeline_from_json(const para__json *root, para__timeline **out,
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    reader r = {.tl = tl, .err = err, .err_len = err_len};
+    reader r = {.tl = tl, .err = err, .err_len = err_len, .events = events};
+    for (size_t i = 0; i < events->len && !r.merged; i++)
+        r.merged = pid_of(events->items[i]) != pid_of(events->items[0]);
     size_t lanes_cap = 0;
     const para__json *para = para__json_get(root, "para");
     tl->end_us = para__json_number(para__json_get(para, "run_ns"), 0) / 1000.0;

@@ -38,6 +38,7 @@ typedef struct para__span {
 
 typedef struct para__lane {
     char name[64];
+    unsigned pid;   /* process (a rank of a merged MPI trace: rank + 1) */
     int device;     /* 0: CPU worker, 1: device */
     unsigned index; /* worker id or device index */
     unsigned slots; /* sub-rows (1 for CPU lanes) */
@@ -49,7 +50,8 @@ typedef struct para__lane {
 } para__lane;
 
 typedef struct para__timeline {
-    para__lane *lanes; /* CPU lanes by index, then device lanes by index */
+    para__lane *lanes; /* per process: CPU lanes by index, then device
+                          lanes by index */
     size_t n_lanes;
     char **nodes; /* node names by index */
     size_t n_nodes;

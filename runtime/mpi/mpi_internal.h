@@ -24,5 +24,9 @@ bool para__mpi_edge_crosses(int from, int to);
 uint64_t para__mpi_window(const para_runtime_t *rt, int ranks);
 /* PARA_MPI_TIMEOUT in seconds. */
 double para__mpi_timeout_s(void);
+/* Environment variable @p name as an integer in [@p min, @p max], or
+ * @p def when unset (or, logged, when it does not parse). */
+uint64_t para__mpi_env_uint(const char *name, uint64_t def, uint64_t min,
+                            uint64_t max);
 
 #endif /* PARA_MPI_INTERNAL_H */

@@ -5,6 +5,7 @@
  *
  * Tests: tests/mpi/test_mpi.c (placement errors, the override).
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,39 @@ int para_mpi_place(para_node_t *node, int rank)
 int para_mpi_node_rank(const para_node_t *node)
 {
     return node != NULL ? node->mpi_rank : 0;
+}
+
+int para_mpi_node_codec(para_node_t *node, para_mpi_pack_fn pack,
+                        para_mpi_unpack_fn unpack)
+{
+    if (node == NULL || (pack == NULL) != (unpack == NULL) ||
+        (pack != NULL && node->release == NULL))
+        return PARA_EINVAL;
+    /* relaxed: a builder call, as para_mpi_place(). */
+    if (atomic_load_explicit(&node->graph->running, memory_order_relaxed))
+        return PARA_EBUSY;
+    node->mpi_pack = pack;
+    node->mpi_unpack = unpack;
+    return 0;
+}
+
+/* A node whose output items may own memory that cannot be sent to another
+ * rank: @p n itself (owned items without a pack/unpack pair, or bytes
+ * declared without a release hook), or, for a filter, such a node
+ * upstream whose items it forwards. NULL if its items can cross. */
+static const para_node_t *unsendable_owner(const para_node_t *n)
+{
+    if (n->release != NULL)
+        return n->mpi_pack != NULL ? NULL : n;
+    if (n->item_bytes != 0 || n->owned_bytes != NULL)
+        return n;
+    if (n->kind == PARA__KIND_FILTER)
+        for (unsigned j = 0; j < n->n_preds; j++) {
+            const para_node_t *o = unsendable_owner(n->preds[j]);
+            if (o != NULL)
+                return o;
+        }
+    return NULL;
 }
 
 static int fail(char *msg, size_t len, int err, const char *fmt, ...)
@@ -115,24 +149,31 @@ int para__mpi_placement(const para_graph_t *g, int ranks, int *place, char *msg,
                         "not on every rank",
                         n->name);
     }
-    /* owned_out is derived by para_graph_validate() (owned.c): the node's
-     * outputs own memory (its release function, or a filter forwarding
-     * such items). Those items point into this process's memory. */
+    /* Owned items point into this process's memory: they cross only
+     * packed, by their owner's pack/unpack pair. */
     for (unsigned i = 0; i < g->n_nodes; i++) {
         const para_node_t *n = g->nodes[i];
-        if (n->item_bytes == 0 && !n->owned_out && n->owned_bytes == NULL &&
-            n->release == NULL)
+        const para_node_t *o = unsendable_owner(n);
+        if (o == NULL)
             continue;
         for (unsigned k = 0; k < n->n_succs; k++) {
             const para_node_t *s = n->succs[k];
-            if (para__mpi_edge_crosses(place[n->index], place[s->index]))
+            if (!para__mpi_edge_crosses(place[n->index], place[s->index]))
+                continue;
+            if (o->release == NULL)
                 return fail(msg, len, PARA_EINVAL,
                             "edge '%s' -> '%s' crosses ranks, but the items "
                             "of '%s' own memory outside their batch "
-                            "(release, owned_bytes or item_bytes), which "
-                            "cannot be sent to another rank yet: place both "
-                            "nodes on the same rank",
-                            n->name, s->name, n->name);
+                            "(owned_bytes or item_bytes) without a release "
+                            "hook, so they cannot be packed for another "
+                            "rank: place both nodes on the same rank",
+                            n->name, s->name, o->name);
+            return fail(msg, len, PARA_EINVAL,
+                        "edge '%s' -> '%s' crosses ranks, but the items of "
+                        "'%s' own memory outside their batch and '%s' has no "
+                        "pack/unpack pair (para_mpi_node_codec()): give it "
+                        "one, or place both nodes on the same rank",
+                        n->name, s->name, o->name, o->name);
         }
     }
     return 0;
@@ -211,4 +252,23 @@ double para__mpi_timeout_s(void)
         para__log(1, "PARA_MPI_TIMEOUT='%s' does not parse; using 60", env);
     }
     return 60.0;
+}
+
+uint64_t para__mpi_env_uint(const char *name, uint64_t def, uint64_t min,
+                            uint64_t max)
+{
+    const char *env = getenv(name);
+    if (env == NULL || *env == '\0')
+        return def;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(env, &end, 10);
+    if (errno != 0 || end == env || *end != '\0' || *env == '-' || v < min ||
+        v > max) {
+        para__log(1, "%s='%s' is not an integer in %llu..%llu; using %llu",
+                  name, env, (unsigned long long)min, (unsigned long long)max,
+                  (unsigned long long)def);
+        return def;
+    }
+    return (uint64_t)v;
 }

@@ -1,7 +1,7 @@
 /*
  * Policy "dhondt": memaware's budget and order, plus workers given to
  * stages by D'Hondt on backlog x cost: a producer owed workers runs before
- * queued work.
+ * stealing, while its consumers are short of work.
  *
  * Workers are given to stages by the D'Hondt (Jefferson) method: stage v
  * has load L_v = items waiting x ns per item, and the objective
@@ -12,13 +12,15 @@
  * a serial stage at most one. A source's waiting work is one batch per
  * worker (what it would produce to feed everyone). Workers still take any
  * ready task (work stealing); what the allocation adds is production: a
- * worker pulls a source before its own queued tasks when the source holds
- * more seats than it has pullers, so an expensive producer stage gets the
- * cores it is owed instead of only the idle ones.
+ * worker with no queued task of its own pulls a source before it steals
+ * when the source holds more seats than it has pullers and no consumer
+ * has a feed (one source batch per worker) waiting, so an expensive
+ * producer stage gets the cores it is owed instead of only the idle ones,
+ * and a cheap one does not run ahead of its consumers (consumers_hungry()).
  *
  * State (this file's own, per run): per node, the items queued for it
- * (tasks delivered, not started) and its seats in the last allocation;
- * when to allocate again. All relaxed: heuristics.
+ * (tasks delivered, not started), its seats in the last allocation and, for
+ * a source, its feed; when to allocate again. All relaxed: heuristics.
  */
 #include <stdlib.h>
 
@@ -33,6 +35,9 @@ typedef struct dhondt_node {
     /* Own cache line per node: every delivery and task start writes it. */
     alignas(PARA_CACHELINE) _Atomic int64_t backlog;
     _Atomic uint32_t seats;
+    /* A source's feed: the items its successors may have queued before a
+     * worker owed to it stops producing first (one batch per worker). */
+    _Atomic int64_t feed;
 } dhondt_node;
 
 typedef struct dhondt_state {
@@ -62,6 +67,7 @@ static int dhondt_run_begin(para__run *run, void **state)
     for (unsigned i = 0; i < g->n_nodes; i++) {
         atomic_init(&st->nodes[i].backlog, 0);
         atomic_init(&st->nodes[i].seats, 0);
+        atomic_init(&st->nodes[i].feed, 0);
     }
     return 0;
 }
@@ -150,6 +156,9 @@ static void dhondt_allocate(dhondt_state *st, para__run *run)
                 continue;
             waiting = batch * workers;
             cap = v->kind == PARA__KIND_SOURCE_FN ? 1 : workers;
+            /* relaxed: as above. */
+            atomic_store_explicit(&dv->feed, (int64_t)waiting,
+                                  memory_order_relaxed);
         } else {
             /* relaxed: a hint. */
             int64_t b =
@@ -180,11 +189,41 @@ static void dhondt_allocate(dhondt_state *st, para__run *run)
                               claims[i].seats, memory_order_relaxed);
 }
 
+/* Consumers first, as in memaware: a worker owed to a source pulls it
+ * before queued work only while (a) its own deque is empty (the newest task
+ * there consumes what it produced last: a serial sink's drain task sits
+ * below every batch pulled after it, so producing on top of it starves the
+ * sink that frees the memory) and (b) no stage below a source has a feed's
+ * worth (one source batch per worker) of items waiting. Past that the
+ * workers have enough to do and producing more only holds memory (and,
+ * where the source allocates buffers, touches memory no longer in cache).
+ * A producer that is the bottleneck is not slowed: its consumers never
+ * build up a backlog. Without this, a cheap source given a whole seat
+ * (seats are whole workers: a fifth of a core's worth of demand rounds up
+ * to one of two cores) ran ahead of its consumers, up to the byte budget. */
+static bool consumers_hungry(dhondt_state *st, const para_graph_t *g,
+                             const para_node_t *s)
+{
+    /* relaxed: hints, as above. */
+    int64_t feed =
+        atomic_load_explicit(&st->nodes[s->index].feed, memory_order_relaxed);
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        if (para__is_source(g->nodes[i]))
+            continue;
+        int64_t b =
+            atomic_load_explicit(&st->nodes[i].backlog, memory_order_relaxed);
+        if (b >= feed)
+            return false;
+    }
+    return true;
+}
+
 static bool dhondt_produce_first(void *state, para__worker *w, para__run *run)
 {
-    (void)w;
     dhondt_state *st = state;
-    if (para__aborting(run))
+    /* (a) of consumers_hungry(), first: it is one load, and while every
+     * worker has queued work no allocation is needed. */
+    if (para__aborting(run) || para__deque_size_estimate(&w->deque) > 0)
         return false;
     uint64_t now = para__now_ns();
     /* relaxed: whoever wins the CAS allocates; the others use the last
@@ -202,7 +241,8 @@ static bool dhondt_produce_first(void *state, para__worker *w, para__run *run)
                                               memory_order_relaxed);
         uint64_t src =
             atomic_load_explicit(&s->src_state, memory_order_relaxed);
-        if ((src & PARA__SRC_EXHAUSTED) == 0 && seats > src / PARA__SRC_PULLER)
+        if ((src & PARA__SRC_EXHAUSTED) == 0 &&
+            seats > src / PARA__SRC_PULLER && consumers_hungry(st, g, s))
             return true;
     }
     return false;
@@ -227,7 +267,8 @@ const para__policy para__policy_dhondt = {
     .name = "dhondt",
     .description =
         "memaware, and workers given to stages by D'Hondt on backlog x cost: "
-        "a producer owed workers runs before queued work",
+        "a producer owed workers is pulled before stealing, while its "
+        "consumers are short of work",
     .budgeted = true,
     .run_begin = dhondt_run_begin,
     .run_end = dhondt_run_end,

@@ -18,6 +18,20 @@
  *                  PARA_ENODE and the same message naming node and rank;
  *   cancel         para_run_cancel() from a node function on rank 0: every
  *                  rank returns PARA_ECANCELED naming rank 0;
+ *   owned          strings of 0-299 bytes that own their memory cross ranks
+ *                  packed (para_mpi_node_codec()): source on rank 0 ->
+ *                  filter on the last rank -> replicated map making new
+ *                  strings -> ORDERED sink on rank 0 that checks every
+ *                  string and the order; every rank releases all it
+ *                  allocated; an unpack that fails fails every rank with
+ *                  the same message and leaks nothing;
+ *   stats          every rank's figures gathered on rank 0 (batches sent
+ *                  and received add up, each rank's workers ran tasks) and
+ *                  printed there with a line per rank, per node and per
+ *                  edge; each edge's traffic adds up to the rank's;
+ *   trace          rank 0's trace path makes one trace of every rank: a
+ *                  process per rank ("para rank R", pid R + 1), every
+ *                  rank's tasks within the run's span on rank 0's clock;
  *   budget         a replicated stage that is slow on rank 1, 25 MB of
  *                  items from rank 0 and a 2 MiB budget: no rank's bytes in
  *                  flight exceed the budget (without credit rank 1 would
@@ -547,6 +561,449 @@ static void test_order(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* ---- items that own memory across ranks ---------------------------------- */
+
+typedef struct str_item {
+    uint64_t id;
+    char *s; /* malloc'd, len bytes (NULL when len is 0) */
+    size_t len;
+} str_item;
+
+typedef struct str_ctx {
+    uint64_t n, next;
+    uint64_t fail_unpack_at; /* UINT64_MAX: never */
+    _Atomic long long live;  /* strings allocated and not yet released */
+    uint64_t expect_next, checked, bad;
+} str_ctx;
+
+static size_t str_len(uint64_t id)
+{
+    return (size_t)(mix(id + 7) % 300);
+}
+
+static char str_char(uint64_t id, size_t k)
+{
+    return (char)('a' + (id + k) % 26);
+}
+
+static char *str_alloc(str_ctx *c, size_t len)
+{
+    char *p = len != 0 ? malloc(len) : NULL;
+    if (len != 0 && p == NULL)
+        return NULL;
+    /* relaxed: a count read after the run. */
+    atomic_fetch_add_explicit(&c->live, 1, memory_order_relaxed);
+    return p;
+}
+
+static void str_release(void *ctx, void *items, size_t n)
+{
+    str_ctx *c = ctx;
+    str_item *it = items;
+    for (size_t i = 0; i < n; i++) {
+        free(it[i].s);
+        it[i].s = NULL;
+        atomic_fetch_sub_explicit(&c->live, 1, memory_order_relaxed);
+    }
+}
+
+static size_t str_bytes(void *ctx, const void *item)
+{
+    (void)ctx;
+    return ((const str_item *)item)->len;
+}
+
+/* Packed: id, len, then the bytes. */
+static size_t str_pack(void *ctx, const void *item, void *buf, size_t cap)
+{
+    (void)ctx;
+    const str_item *it = item;
+    size_t need = 16 + it->len;
+    if (buf != NULL && cap >= need) {
+        uint64_t len = it->len;
+        memcpy(buf, &it->id, 8);
+        memcpy((char *)buf + 8, &len, 8);
+        if (it->len != 0)
+            memcpy((char *)buf + 16, it->s, it->len);
+    }
+    return need;
+}
+
+static int str_unpack(void *ctx, const void *buf, size_t len, void *item)
+{
+    str_ctx *c = ctx;
+    str_item it;
+    uint64_t l;
+    if (len < 16)
+        return 5;
+    memcpy(&it.id, buf, 8);
+    memcpy(&l, (const char *)buf + 8, 8);
+    if (l != len - 16)
+        return 6;
+    if (it.id == c->fail_unpack_at)
+        return 9;
+    it.len = (size_t)l;
+    it.s = str_alloc(c, it.len);
+    if (it.len != 0 && it.s == NULL)
+        return 8;
+    if (it.len != 0)
+        memcpy(it.s, (const char *)buf + 16, it.len);
+    memcpy(item, &it, sizeof it);
+    return 0;
+}
+
+static int str_open(void *ctx)
+{
+    ((str_ctx *)ctx)->next = 0;
+    return 0;
+}
+
+static int str_source(void *ctx, void *out, size_t cap, size_t *n)
+{
+    str_ctx *c = ctx;
+    size_t k = 0;
+    for (; k < cap && c->next < c->n; k++, c->next++) {
+        str_item it = {c->next, NULL, str_len(c->next)};
+        it.s = str_alloc(c, it.len);
+        if (it.len != 0 && it.s == NULL) {
+            str_release(c, out, k);
+            return 12;
+        }
+        for (size_t j = 0; j < it.len; j++)
+            it.s[j] = str_char(it.id, j);
+        memcpy((str_item *)out + k, &it, sizeof it);
+    }
+    *n = k;
+    return 0;
+}
+
+static int str_keep(void *ctx, const void *in)
+{
+    (void)ctx;
+    return ((const str_item *)in)->id % 3 != 0;
+}
+
+/* A new string: the input reversed. */
+static int str_reverse(void *ctx, const void *in, void *out)
+{
+    str_ctx *c = ctx;
+    const str_item *a = in;
+    str_item b = {a->id, str_alloc(c, a->len), a->len};
+    if (b.len != 0 && b.s == NULL)
+        return 12;
+    for (size_t j = 0; j < a->len; j++)
+        b.s[j] = a->s[a->len - 1 - j];
+    memcpy(out, &b, sizeof b);
+    return 0;
+}
+
+static int str_check(void *ctx, const void *in)
+{
+    str_ctx *c = ctx;
+    const str_item *it = in;
+    uint64_t want = c->expect_next;
+    while (want % 3 == 0)
+        want++;
+    bool ok = it->id == want && it->len == str_len(it->id);
+    for (size_t j = 0; ok && j < it->len; j++)
+        ok = it->s[j] == str_char(it->id, it->len - 1 - j);
+    if (!ok)
+        c->bad++;
+    c->expect_next = it->id + 1;
+    c->checked++;
+    return 0;
+}
+
+/* Build strs -> keep -> reverse -> check; the string nodes share @p c. */
+static para_graph_t *build_strings(str_ctx *c, para_node_t **src_out)
+{
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src, *f, *m, *k;
+    para_node_desc_t sd = {.name = "strs",
+                           .out_size = sizeof(str_item),
+                           .ctx = c,
+                           .source = str_source,
+                           .open = str_open,
+                           .release = str_release,
+                           .owned_bytes = str_bytes};
+    para_node_desc_t md = {.name = "reverse",
+                           .in_size = sizeof(str_item),
+                           .out_size = sizeof(str_item),
+                           .ctx = c,
+                           .map = str_reverse,
+                           .release = str_release,
+                           .owned_bytes = str_bytes};
+    assert_int_equal(para_graph_add(g, &sd, &src), 0);
+    assert_int_equal(para_graph_add_filter(g, "keep", sizeof(str_item),
+                                           str_keep, NULL, 0, &f),
+                     0);
+    assert_int_equal(para_graph_add(g, &md, &m), 0);
+    assert_int_equal(para_graph_add_sink(g, "check", sizeof(str_item),
+                                         str_check, c, PARA_NODE_ORDERED, &k),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, f), 0);
+    assert_int_equal(para_graph_connect(g, f, m), 0);
+    assert_int_equal(para_graph_connect(g, m, k), 0);
+    assert_int_equal(para_mpi_place(f, g_size - 1), 0);
+    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    *src_out = src;
+    /* Without a codec on 'strs' its items cannot reach 'keep'. */
+    para_runtime_t *rt = make_rt(1, 0, 0);
+    expect_invalid(rt, g, "edge 'strs' -> 'keep' crosses ranks");
+    assert_int_equal(para_mpi_node_codec(src, str_pack, str_unpack), 0);
+    /* ... nor, without one on 'reverse', its items 'check'. */
+    expect_invalid(rt, g, "edge 'reverse' -> 'check' crosses ranks");
+    assert_int_equal(para_mpi_node_codec(m, str_pack, str_unpack), 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    return g;
+}
+
+static void test_owned(void **state)
+{
+    (void)state;
+    /* The codec's own argument checks. */
+    para_graph_t *g0;
+    assert_int_equal(para_graph_create(&g0), 0);
+    para_node_t *plain;
+    assert_int_equal(
+        para_graph_add_map(g0, "plain", 8, 8, map_inc, NULL, 0, &plain), 0);
+    assert_int_equal(para_mpi_node_codec(NULL, str_pack, str_unpack),
+                     PARA_EINVAL);
+    assert_int_equal(para_mpi_node_codec(plain, str_pack, str_unpack),
+                     PARA_EINVAL); /* no release hook */
+    assert_int_equal(para_mpi_node_codec(plain, NULL, NULL), 0);
+    para_graph_destroy(g0);
+
+    str_ctx c = {.n = 30000, .fail_unpack_at = UINT64_MAX};
+    atomic_init(&c.live, 0);
+    para_node_t *src;
+    para_graph_t *g = build_strings(&c, &src);
+    assert_int_equal(para_mpi_node_codec(src, str_pack, NULL), PARA_EINVAL);
+    para_runtime_t *rt = make_rt(2, 0, 0);
+    for (int rep = 0; rep < 2; rep++) { /* runs again */
+        c.expect_next = c.checked = c.bad = 0;
+        para_mpi_stats_t st;
+        int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, &st);
+        if (rc != 0)
+            fail_msg("%s: %s", para_err_name(rc), para_runtime_errmsg(rt));
+        if (g_rank == 0) {
+            assert_int_equal(c.bad, 0);
+            assert_int_equal(c.checked, c.n - (c.n + 2) / 3);
+        }
+        assert_int_equal(atomic_load(&c.live), 0);
+        /* Every rank received items (the filter's and the sink's inputs
+         * come from other ranks). */
+        assert_true(st.batches_received > 0 || g_rank != 0);
+    }
+
+    /* An unpack that fails fails every rank, and nothing leaks. */
+    c.fail_unpack_at = 7777;
+    int rc = para_mpi_run(rt, g, MPI_COMM_WORLD, NULL);
+    assert_int_equal(rc, PARA_ENODE);
+    const char *msg = para_runtime_errmsg(rt);
+    if (strstr(msg, "its unpack function returned 9") == NULL)
+        fail_msg("message '%s'", msg);
+    assert_same_everywhere(msg);
+    assert_int_equal(atomic_load(&c.live), 0);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* ---- statistics gathered on rank 0 --------------------------------------- */
+
+static int sink_sum(void *ctx, const void *in);
+
+/* A graph range [0, n) -> "square" (on every rank) -> "sum" into *sum. */
+static void make_square_sum(para_graph_t **g, uint64_t n, uint64_t *sum,
+                            para_node_t **src, para_node_t **m, para_node_t **k)
+{
+    assert_int_equal(para_graph_create(g), 0);
+    assert_int_equal(para_graph_add_range(*g, "src", 0, n, src), 0);
+    assert_int_equal(para_graph_add_map_batch(*g, "square", 8, 8,
+                                              map_slow_square, NULL, 0, m),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(*g, "sum", 8, sink_sum, sum, PARA_NODE_SERIAL, k),
+        0);
+    assert_int_equal(para_graph_connect(*g, *src, *m), 0);
+    assert_int_equal(para_graph_connect(*g, *m, *k), 0);
+    assert_int_equal(para_mpi_place(*m, PARA_MPI_ALL_RANKS), 0);
+}
+
+static void test_stats(void **state)
+{
+    (void)state;
+    const uint64_t n = 50000;
+    para_runtime_t *rt = make_rt(2, 0, 0);
+    para_graph_t *g;
+    para_node_t *src, *m, *k;
+    uint64_t sum = 0;
+    make_square_sum(&g, n, &sum, &src, &m, &k);
+    para_mpi_stats_t st;
+    assert_int_equal(para_mpi_run(rt, g, MPI_COMM_WORLD, &st), 0);
+
+    /* Bad arguments fail every rank alike. */
+    assert_int_equal(para_mpi_stats_gather(NULL, &st, NULL, 0, MPI_COMM_WORLD),
+                     PARA_EINVAL);
+    assert_int_equal(
+        para_mpi_stats_gather(rt, &st, NULL, g_size, MPI_COMM_WORLD),
+        PARA_EINVAL);
+
+    /* Per edge: this rank's traffic is its two edges' together, and every
+     * batch sent over an edge was received over it. */
+    para_mpi_edge_stats_t e1, e2;
+    assert_int_equal(para_mpi_edge_stats(src, m, &e1), 0);
+    assert_int_equal(para_mpi_edge_stats(m, k, &e2), 0);
+    assert_int_equal(para_mpi_edge_stats(k, src, &e2), PARA_EINVAL);
+    assert_int_equal(para_mpi_edge_stats(NULL, src, &e2), PARA_EINVAL);
+    assert_int_equal(para_mpi_edge_stats(m, k, &e2), 0);
+    assert_int_equal(e1.batches_sent + e2.batches_sent, st.batches_sent);
+    assert_int_equal(e1.bytes_sent + e2.bytes_sent, st.bytes_sent);
+    assert_int_equal(e1.batches_received + e2.batches_received,
+                     st.batches_received);
+    unsigned long long mine[4] = {e1.batches_sent, e1.batches_received,
+                                  e2.batches_sent, e2.batches_received},
+                       tot[4];
+    MPI_Allreduce(mine, tot, 4, MPI_UNSIGNED_LONG_LONG, MPI_SUM,
+                  MPI_COMM_WORLD);
+    assert_int_equal(tot[0], tot[1]);
+    assert_int_equal(tot[2], tot[3]);
+    assert_true(tot[0] > 0 && tot[2] > 0);
+
+    para_mpi_rank_stats_t *all =
+        g_rank == 0 ? calloc((size_t)g_size, sizeof *all) : NULL;
+    assert_int_equal(para_mpi_stats_gather(rt, &st, all, 0, MPI_COMM_WORLD), 0);
+    if (g_rank == 0) {
+        uint64_t sent = 0, recvd = 0, items = 0;
+        for (int r = 0; r < g_size; r++) {
+            assert_int_equal(all[r].mpi.rank, r);
+            assert_int_equal(all[r].mpi.ranks, g_size);
+            assert_int_equal(all[r].n_workers, 2);
+            assert_true(all[r].workers.busy_ns <= all[r].runtime.busy_ns);
+            sent += all[r].mpi.batches_sent;
+            recvd += all[r].mpi.batches_received;
+            items += all[r].workers.tasks;
+        }
+        assert_int_equal(sent, recvd);
+        assert_true(sent > 0);
+        assert_true(items > 0);
+        assert_int_equal(sum, (n - 1) * n * (2 * n - 1) / 6);
+    }
+    free(all);
+
+    /* Printed on rank 0: a line per rank, a line per node. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = g_rank == 0 ? open_memstream(&text, &len) : NULL;
+    assert_int_equal(para_mpi_stats_fprint(f, rt, g, &st, MPI_COMM_WORLD), 0);
+    if (g_rank == 0) {
+        fclose(f);
+        char want[64];
+        snprintf(want, sizeof want, "mpi: %d ranks\n", g_size);
+        assert_non_null(strstr(text, want));
+        for (int r = 0; r < g_size; r++) {
+            snprintf(want, sizeof want, "\n%-4d ", r);
+            if (strstr(text, want) == NULL)
+                fail_msg("no line for rank %d in:\n%s", r, text);
+        }
+        const char *line = strstr(text, "\nsquare ");
+        assert_non_null(line);
+        snprintf(want, sizeof want, " %d: ", g_size - 1);
+        assert_non_null(strstr(line, want));
+        snprintf(want, sizeof want, "edge 'src' -> 'square': %llu batches,",
+                 tot[0]);
+        if (strstr(text, want) == NULL)
+            fail_msg("no '%s' in:\n%s", want, text);
+        free(text);
+    }
+    /* A NULL stream on rank 0 fails every rank. */
+    assert_int_equal(para_mpi_stats_fprint(NULL, rt, g, &st, MPI_COMM_WORLD),
+                     PARA_EINVAL);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* ---- one trace merged over the ranks ------------------------------------- */
+
+static void test_trace(void **state)
+{
+    (void)state;
+    char path[64] = "/tmp/para_mpi_trace_XXXXXX";
+    if (g_rank == 0) {
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+    }
+    MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.progress = "off";
+    a.trace = path;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    const uint64_t n = 50000;
+    para_graph_t *g;
+    para_node_t *src, *m, *k;
+    uint64_t sum = 0;
+    make_square_sum(&g, n, &sum, &src, &m, &k);
+    assert_int_equal(para_mpi_run(rt, g, MPI_COMM_WORLD, NULL), 0);
+    if (g_rank == 0) {
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        static char text[16 << 20];
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        assert_true(len > 0 && len < sizeof text - 1);
+        assert_memory_equal(text, "{\"traceEvents\":[\n", 16);
+        assert_string_equal(text + len - 4, "]}}\n");
+        char want[64];
+        snprintf(want, sizeof want, "\"ranks\":%d,", g_size);
+        assert_non_null(strstr(text, want));
+        /* The run's span, from the closing event. */
+        const char *end = strstr(text, "\"name\":\"trace_end\"");
+        assert_non_null(end);
+        double span = -1;
+        assert_int_equal(sscanf(strstr(end, "\"ts\":"), "\"ts\":%lf", &span),
+                         1);
+        assert_true(span > 0);
+        int ranks_with_tasks = 0;
+        for (int r = 0; r < g_size; r++) {
+            snprintf(want, sizeof want,
+                     "\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"para rank "
+                     "%d\"}",
+                     r + 1, r);
+            if (strstr(text, want) == NULL)
+                fail_msg("no process for rank %d", r);
+            /* Every task of rank r lies within the run on rank 0's clock
+             * (1 ms of slack for the clocks' alignment). */
+            snprintf(want, sizeof want,
+                     "\"cat\":\"task\",\"ph\":\"X\",\"pid\":%d,", r + 1);
+            unsigned tasks = 0;
+            for (const char *p = strstr(text, want); p != NULL;
+                 p = strstr(p + 1, want)) {
+                double ts = -1, dur = -1;
+                const char *t = strstr(p, "\"ts\":");
+                assert_non_null(t);
+                assert_int_equal(sscanf(t, "\"ts\":%lf,\"dur\":%lf", &ts, &dur),
+                                 2);
+                if (ts < 0 || ts + dur > span + 1000)
+                    fail_msg("rank %d: a task at %.3f us lasting %.3f us, "
+                             "the run spans %.3f us",
+                             r, ts, dur, span);
+                tasks++;
+            }
+            ranks_with_tasks += tasks > 0;
+        }
+        assert_true(ranks_with_tasks >= 2);
+        unlink(path);
+    }
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* ---- failure and cancellation -------------------------------------------- */
 
 static int map_boom(void *ctx, const void *in, void *out)
@@ -785,7 +1242,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_placement), cmocka_unit_test(test_differential),
         cmocka_unit_test(test_order),     cmocka_unit_test(test_failure),
-        cmocka_unit_test(test_cancel),    cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_cancel),    cmocka_unit_test(test_owned),
+        cmocka_unit_test(test_stats),     cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_budget),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     int any = 0;

@@ -2,7 +2,8 @@
  * The eventcount (runtime/eventcount.c): a notify with nobody waiting is a
  * no-op that reports 0 waiters; a cancelled prepare leaves no waiter; a
  * notify between prepare and wait keeps the waiter awake; stop wakes a
- * waiter; and a ping-pong of publishers and waiters never loses a wake-up
+ * waiter; a timed wait times out without a notify and ends early with
+ * one; and a ping-pong of publishers and waiters never loses a wake-up
  * (a lost one hangs the test, which ctest's timeout turns into a failure).
  * CI runs this file under TSan.
  */
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -105,11 +107,73 @@ static void test_no_lost_wakeup(void **state)
     para__eventcount_fini(&sh.ec);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct late {
+    para__eventcount *ec;
+    _Atomic bool *flag;
+};
+
+/* Set the flag and notify, 20 ms after starting. */
+static void *late_notify(void *arg)
+{
+    struct late *l = arg;
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+    atomic_store_explicit(l->flag, true, memory_order_seq_cst);
+    para__eventcount_notify(l->ec, 1);
+    return NULL;
+}
+
+static void test_timed_wait(void **state)
+{
+    (void)state;
+    para__eventcount ec;
+    assert_int_equal(para__eventcount_init(&ec), 0);
+    /* Nobody notifies: false, after the timeout, and no waiter left. */
+    uint64_t t0 = mono_ns();
+    uint64_t key = para__eventcount_prepare(&ec);
+    assert_false(para__eventcount_wait_ns(&ec, key, 30000000));
+    assert_true(mono_ns() - t0 >= 30000000);
+    assert_int_equal(para__eventcount_notify(&ec, 1), 0);
+    /* A notify before the wait: true at once. */
+    key = para__eventcount_prepare(&ec);
+    assert_int_equal(para__eventcount_notify(&ec, 1), 1);
+    assert_true(para__eventcount_wait_ns(&ec, key, 60000000000ull));
+    /* A notify from another thread ends a 60 s wait early. */
+    _Atomic bool flag;
+    atomic_init(&flag, false);
+    struct late l = {&ec, &flag};
+    pthread_t th;
+    t0 = mono_ns();
+    assert_int_equal(pthread_create(&th, NULL, late_notify, &l), 0);
+    bool woken = false;
+    while (!atomic_load_explicit(&flag, memory_order_seq_cst)) {
+        key = para__eventcount_prepare(&ec);
+        if (atomic_load_explicit(&flag, memory_order_seq_cst)) {
+            para__eventcount_cancel(&ec);
+            break;
+        }
+        woken = para__eventcount_wait_ns(&ec, key, 60000000000ull);
+    }
+    pthread_join(th, NULL);
+    assert_true(woken || atomic_load(&flag));
+    assert_true(mono_ns() - t0 < 30000000000ull);
+    assert_int_equal(para__eventcount_notify(&ec, 1), 0);
+    para__eventcount_fini(&ec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_waiter),
         cmocka_unit_test(test_no_lost_wakeup),
+        cmocka_unit_test(test_timed_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

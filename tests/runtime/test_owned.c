@@ -13,7 +13,8 @@
  * released after both readers), a failing node (owned input and owned
  * output of the failing node), cancellation, an ORDERED reorder buffer at
  * abort, device staging on the cpu back-end, validation of takers after a
- * fan-out; and the byte budget with items of 1 KiB to 4 MiB.
+ * fan-out, a flat-map whose output batch grows while it emits owned items;
+ * and the byte budget with items of 1 KiB to 4 MiB.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -299,6 +300,21 @@ static uint64_t sum_to(uint64_t n)
     return n * (n - 1) / 2;
 }
 
+/* @p from -> "read" (read_id) -> "sum" (sum_ids, @p sink_flags), both on
+ * @p t. */
+static void add_read_sum(para_graph_t *g, tracker *t, para_node_t *from,
+                         unsigned sink_flags)
+{
+    para_node_t *m, *k;
+    assert_int_equal(
+        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, t, 0, &m),
+        0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", 8, sum_ids, t, sink_flags, &k), 0);
+    conn(g, from, m);
+    conn(g, m, k);
+}
+
 /* ---- paths ----------------------------------------------------------------
  */
 
@@ -312,15 +328,7 @@ static void test_consumed_every_policy(void **state)
         tracker_init(&t, N_ITEMS, 1, 300);
         para_graph_t *g;
         assert_int_equal(para_graph_create(&g), 0);
-        para_node_t *s = add_source(g, &t), *m, *k;
-        assert_int_equal(para_graph_add_map(g, "read", sizeof(own_item), 8,
-                                            read_id, &t, 0, &m),
-                         0);
-        assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_ids, &t,
-                                             PARA_NODE_PARALLEL, &k),
-                         0);
-        conn(g, s, m);
-        conn(g, m, k);
+        add_read_sum(g, &t, add_source(g, &t), PARA_NODE_PARALLEL);
         for (int rep = 0; rep < 2; rep++) { /* the graph runs again */
             tracker_rearm(&t);
             assert_int_equal(para_run(rt, g), 0);
@@ -387,19 +395,12 @@ static void test_fanout_shares(void **state)
     tracker_init(&t, N_ITEMS, 1, 64);
     para_graph_t *g;
     assert_int_equal(para_graph_create(&g), 0);
-    para_node_t *s = add_source(g, &t), *m, *k1, *k2;
-    assert_int_equal(
-        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, &t, 0, &m),
-        0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, sum_ids, &t, PARA_NODE_PARALLEL, &k1),
-        0);
+    para_node_t *s = add_source(g, &t), *k2;
+    add_read_sum(g, &t, s, PARA_NODE_PARALLEL);
     assert_int_equal(para_graph_add_sink(g, "borrow", sizeof(own_item),
                                          borrow_sink, &t, PARA_NODE_PARALLEL,
                                          &k2),
                      0);
-    conn(g, s, m);
-    conn(g, m, k1);
     conn(g, s, k2);
     assert_int_equal(para_run(rt, g), 0);
     assert_int_equal(atomic_load(&t.sum), 2 * sum_to(N_ITEMS));
@@ -458,15 +459,7 @@ static void test_failing_and_canceled(void **state)
                 t.cancel_at = 5000;
             para_graph_t *g;
             assert_int_equal(para_graph_create(&g), 0);
-            para_node_t *m = add_maker(g, &t), *r, *k;
-            assert_int_equal(para_graph_add_map(g, "read", sizeof(own_item), 8,
-                                                read_id, &t, 0, &r),
-                             0);
-            assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_ids, &t,
-                                                 PARA_NODE_PARALLEL, &k),
-                             0);
-            conn(g, m, r);
-            conn(g, r, k);
+            add_read_sum(g, &t, add_maker(g, &t), PARA_NODE_PARALLEL);
             int rc = para_run(rt, g);
             assert_int_equal(rc, mode == 2 ? PARA_ECANCELED : PARA_ENODE);
             if (mode < 2)
@@ -626,6 +619,60 @@ static void test_device_staging(void **state)
  * policy reserves each source batch's footprint with the largest per-item
  * bytes seen, so the peak stays within the budget plus one batch per
  * worker (the batches pulled before a larger item was seen). */
+/* range -> flat-map emitting FANOUT owned items per input (its output
+ * batch grows several times) -> borrowing sink: every item released once
+ * (a grown batch must carry its items' owner along). */
+#define FANOUT 50
+
+static int emit_owned(void *ctx, const void *in, para_emitter_t *out)
+{
+    tracker *t = ctx;
+    uint64_t v;
+    memcpy(&v, in, sizeof v);
+    for (uint64_t j = 0; j < FANOUT; j++) {
+        own_item it;
+        make_item(t, v * FANOUT + j, &it);
+        if (para_emit(out, &it) != 0) {
+            free_item(t, &it);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void test_flat_map_grows(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2, NULL, "none", 0, 0);
+    tracker t;
+    tracker_init(&t, N_ITEMS, 1, 40);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *r, *f, *k;
+    assert_int_equal(para_graph_add_range(g, "ids", 0, N_ITEMS / FANOUT, &r),
+                     0);
+    para_node_desc_t d = {.name = "explode",
+                          .in_size = 8,
+                          .out_size = sizeof(own_item),
+                          .ctx = &t,
+                          .flat_map = emit_owned,
+                          .release = own_release,
+                          .owned_bytes = own_bytes};
+    assert_int_equal(para_graph_add(g, &d, &f), 0);
+    assert_int_equal(para_graph_add_sink(g, "sum", sizeof(own_item),
+                                         borrow_sink, &t, PARA_NODE_PARALLEL,
+                                         &k),
+                     0);
+    conn(g, r, f);
+    conn(g, f, k);
+    assert_int_equal(para_run(rt, g), 0);
+    assert_int_equal(atomic_load(&t.sum), sum_to(N_ITEMS));
+    check_released(&t, "flat-map", true);
+    para_graph_destroy(g);
+    tracker_fini(&t);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 static void test_budget_per_item_bytes(void **state)
 {
     (void)state;
@@ -637,14 +684,7 @@ static void test_budget_per_item_bytes(void **state)
     tracker_init(&t, 160, 1024, max_len);
     para_graph_t *g;
     assert_int_equal(para_graph_create(&g), 0);
-    para_node_t *s = add_source(g, &t), *m, *k;
-    assert_int_equal(
-        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, &t, 0, &m),
-        0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, sum_ids, &t, PARA_NODE_SERIAL, &k), 0);
-    conn(g, s, m);
-    conn(g, m, k);
+    add_read_sum(g, &t, add_source(g, &t), PARA_NODE_SERIAL);
     assert_int_equal(para_run(rt, g), 0);
     check_released(&t, "budget", true);
     para_stats_t st;
@@ -673,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_failing_and_canceled),
         cmocka_unit_test(test_ordered_reorder_buffer),
         cmocka_unit_test(test_device_staging),
+        cmocka_unit_test(test_flat_map_grows),
         cmocka_unit_test(test_budget_per_item_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,8 @@
  * lane (the API a device host thread uses) gets its launches, overlapping
  * ones on separate slots. The SVG drawn from a trace is well-formed XML
  * (checked by a small checker below) with one lane per worker and device.
+ * A trace merged over MPI ranks (a process per rank, the same tids in
+ * each) reads as a lane per process and worker, named after the process.
  *
  * CI also runs this file under ThreadSanitizer.
  */
@@ -406,6 +408,43 @@ typedef struct lane_info {
     double events; /* from the metadata */
     size_t seen;   /* events with this tid */
 } lane_info;
+
+static void test_timeline_processes(void **state)
+{
+    (void)state;
+    const char *doc =
+        "{\"traceEvents\":["
+        "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,"
+        "\"args\":{\"name\":\"para rank 0\"}},"
+        "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":2,\"tid\":0,"
+        "\"args\":{\"name\":\"para rank 1\"}},"
+        "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":2,\"tid\":10,"
+        "\"args\":{\"name\":\"para-cpu-0\",\"lane\":\"cpu\",\"index\":0}},"
+        "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":10,"
+        "\"args\":{\"name\":\"para-cpu-0\",\"lane\":\"cpu\",\"index\":0}},"
+        "{\"name\":\"a\",\"cat\":\"task\",\"ph\":\"X\",\"pid\":1,\"tid\":10,"
+        "\"ts\":1,\"dur\":2,\"args\":{\"node\":0,\"items\":3}},"
+        "{\"name\":\"a\",\"cat\":\"task\",\"ph\":\"X\",\"pid\":2,\"tid\":10,"
+        "\"ts\":2,\"dur\":2,\"args\":{\"node\":0,\"items\":4}},"
+        "{\"name\":\"a\",\"cat\":\"task\",\"ph\":\"X\",\"pid\":2,\"tid\":10,"
+        "\"ts\":5,\"dur\":1,\"args\":{\"node\":0,\"items\":5}}],"
+        "\"para\":{\"ranks\":2,\"run_ns\":7000,\"nodes\":[{\"index\":0,"
+        "\"name\":\"a\",\"kind\":\"map\"}]}}";
+    char err[128];
+    para__json *root = para__json_parse(doc, strlen(doc), err, sizeof err);
+    assert_non_null(root);
+    para__timeline *tl = NULL;
+    if (para__timeline_from_json(root, &tl, err, sizeof err) != 0)
+        fail_msg("timeline: %s", err);
+    assert_int_equal(tl->n_lanes, 2);
+    assert_string_equal(tl->lanes[0].name, "para rank 0: para-cpu-0");
+    assert_string_equal(tl->lanes[1].name, "para rank 1: para-cpu-0");
+    assert_int_equal(tl->lanes[0].n_spans, 1);
+    assert_int_equal(tl->lanes[1].n_spans, 2);
+    assert_int_equal(tl->lanes[1].spans[1].items, 5);
+    para__timeline_free(tl);
+    para__json_free(root);
+}
 
 static void test_trace_known_run(void **state)
 {
@@ -892,6 +931,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_xml_checker),
         cmocka_unit_test(test_json_reader),
+        cmocka_unit_test(test_timeline_processes),
         cmocka_unit_test(test_trace_known_run),
         cmocka_unit_test(test_trace_full_lane),
         cmocka_unit_test(test_trace_device_lane),
