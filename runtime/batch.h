@@ -73,6 +73,7 @@ typedef struct para__batch_cache {
     unsigned pool_len[PARA__BATCH_CLASSES];
     size_t pool_bytes;           /* in all classes, <= PARA__BATCH_POOL_BYTES */
     _Atomic uint64_t *allocated; /* owner's counter of fresh allocations */
+    para__family_cache families; /* free family records (budget.h) */
 } para__batch_cache;
 
 /* Allocate a batch with @p n_tasks embedded tasks and room for @p bytes of
@@ -105,7 +106,7 @@ void para__bytes_add(para__run *run, int64_t bytes);
 void para__batch_release(para__batch_cache *c, para__run *run, para__batch *b);
 /* Free a batch now, whatever its count. */
 void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b);
-/* Free every batch cached in @p c. */
+/* Free every batch (and family record) cached in @p c. */
 void para__batch_cache_drain(para__batch_cache *c);
 
 /* Output of a flat-map node: the batch it writes, grown on demand. */

@@ -10,7 +10,10 @@
  * Functions come in two shapes. Per-item functions ("map", "filter", "sink",
  * ...) are called once per item; the runtime still moves items in batches and
  * calls them in a tight loop, so per-item code runs at batched speed. Batch
- * functions ("map_batch", "sink_batch", ...) receive a whole batch at once.
+ * functions ("map_batch", "sink_batch", ...) receive a whole batch at once;
+ * in a fused chain (a run of parallel maps and filters that one task runs
+ * tile by tile, PARA_FUSE) a batch reaches them as consecutive tiles of a
+ * few KiB, each one call, unless the batch size is forced (PARA_BATCH).
  *
  * Every node function returns 0 on success. Any other value aborts the run:
  * para_run() returns PARA_ENODE and the runtime's message names the node and

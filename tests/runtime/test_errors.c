@@ -32,7 +32,7 @@ static const char *const option_vars[] = {
     "PARA_MEM_BUDGET", "PARA_DEVICE",         "PARA_DEVICE_FALLBACK",
     "PARA_PIN",        "PARA_TRACE",          "PARA_TRACE_EVENTS",
     "PARA_PROGRESS",   "PARA_CL_TRACE",       "PARA_CACHE_DIR",
-    "PARA_MIXED",      "PARA_DEVICE_TIMEOUT",
+    "PARA_MIXED",      "PARA_DEVICE_TIMEOUT", "PARA_FUSE",
 };
 
 static void clean_env(void)
