@@ -74,6 +74,10 @@ typedef struct bench_row {
     uint64_t items;       /* items per run, as the contract counts them */
     unsigned threads;     /* threads the variant ran on */
     double seconds;       /* median over the runs that completed; 0 if none */
+    double cpu_seconds;   /* median process CPU time of those runs (seq and
+                             graph rows; 0 = not measured): on a shared
+                             machine it says what a variant costs when its
+                             wall time says only what share it got */
     double seq_seconds;   /* median seq time of the same process; 0 = none,
                              which prints "efficiency":null */
     int ok;               /* 1 until bench_fail() */
@@ -110,6 +114,15 @@ typedef uint64_t (*bench_range_fn)(uint64_t begin, uint64_t end);
  */
 int bench_static_split(unsigned threads, uint64_t n, bench_range_fn fn,
                        uint64_t *sum, bench_row_t *row);
+
+/*
+ * The `ideal` row of @p workload: bench_static_split() over cfg->threads,
+ * timed by bench_time(), the sum checked against @p expect, the row printed
+ * with @p seq_seconds as its baseline. Not run (and failed) when the seq
+ * reference failed (@p seq_seconds 0). Returns 0, or 1 if the row failed.
+ */
+int bench_ideal_row(const bench_cfg_t *cfg, const char *workload, uint64_t n,
+                    bench_range_fn fn, uint64_t expect, double seq_seconds);
 
 /* Run @p fn cfg->repeat times, timing all of it; sets row->seconds. Each
  * timing repeats @p fn back to back until it lasts cfg->min_seconds. */

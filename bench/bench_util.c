@@ -120,6 +120,8 @@ void bench_print_row(const bench_row_t *row)
                row->seq_seconds / ((double)row->threads * row->seconds));
     else
         printf("\"efficiency\":null,");
+    if (row->cpu_seconds > 0.0)
+        printf("\"cpu_s\":%.6f,", row->cpu_seconds);
     if (row->extra[0] != '\0')
         printf("%s,", row->extra);
     printf("\"peak_rss_mb\":%.1f,\"check\":", peak_rss_mb());
@@ -129,33 +131,39 @@ void bench_print_row(const bench_row_t *row)
     fflush(stdout);
 }
 
+static double cpu_now(void);
+
 void bench_time(const bench_cfg_t *cfg, bench_timed_fn fn, void *state,
                 bench_row_t *row)
 {
-    double *t = calloc(cfg->repeat, sizeof *t);
+    double *t = calloc(2 * (size_t)cfg->repeat, sizeof *t);
     if (t == NULL) {
         bench_fail(row, "out of memory");
         return;
     }
+    double *c = t + cfg->repeat;
     size_t n = 0;
     for (unsigned r = 0; r < cfg->repeat; r++) {
         /* Back-to-back runs until the timing lasts min_seconds: a run of a
          * millisecond or two says more about waking threads than about the
          * workload. */
-        double spent = 0.0;
+        double spent = 0.0, cpu = 0.0;
         unsigned runs = 0;
         int rc = 0;
         do {
-            double t0 = bench_now();
+            double c0 = cpu_now(), t0 = bench_now();
             rc = fn(state, row);
             spent += bench_now() - t0;
+            cpu += cpu_now() - c0;
             runs++;
         } while (rc == 0 && spent < cfg->min_seconds);
         if (rc != 0)
             break;
+        c[n] = cpu / runs;
         t[n++] = spent / runs;
     }
     row->seconds = median(t, n);
+    row->cpu_seconds = median(c, n);
     free(t);
 }
 
@@ -193,6 +201,41 @@ int bench_static_split(unsigned threads, uint64_t n, bench_range_fn fn,
     }
     *sum = total;
     return 0;
+}
+
+struct ideal_run {
+    unsigned threads;
+    uint64_t n, expect;
+    bench_range_fn fn;
+};
+
+static int ideal_run(void *state, bench_row_t *row)
+{
+    const struct ideal_run *id = state;
+    uint64_t sum = 0;
+    if (bench_static_split(id->threads, id->n, id->fn, &sum, row) != 0)
+        return 1;
+    if (sum != id->expect) {
+        bench_fail(row, "sum %llu, expected %llu", (unsigned long long)sum,
+                   (unsigned long long)id->expect);
+        return 1;
+    }
+    return 0;
+}
+
+int bench_ideal_row(const bench_cfg_t *cfg, const char *workload, uint64_t n,
+                    bench_range_fn fn, uint64_t expect, double seq_seconds)
+{
+    struct ideal_run id = {cfg->threads, n, expect, fn};
+    bench_row_t row;
+    bench_row_init(&row, workload, "ideal", n, cfg->threads);
+    row.seq_seconds = seq_seconds;
+    if (seq_seconds > 0.0)
+        bench_time(cfg, ideal_run, &id, &row);
+    else
+        bench_fail(&row, "not run: the seq reference failed");
+    bench_print_row(&row);
+    return !row.ok;
 }
 
 static double cpu_now(void)
@@ -304,7 +347,9 @@ void bench_time_graph_pair(const bench_cfg_t *cfg, const bench_graph_ops_t *ops,
             nt++;
     }
     row->seconds = median(t, n);
+    row->cpu_seconds = median(c, n);
     if (traced != NULL && nt > 0) {
+        traced->cpu_seconds = median(ct, nt);
         traced->seconds = median(tt, nt);
         /* CPU time is less disturbed than wall time by other processes on
          * a shared machine; a diagnostic, not part of the rows' format. */

@@ -347,39 +347,12 @@ static uint64_t w14_range(uint64_t begin, uint64_t end)
     return sum;
 }
 
-struct w14_ideal {
-    struct w14_state *st;
-    unsigned threads;
-};
-
-static int w14_ideal_run(void *state, bench_row_t *row)
-{
-    struct w14_ideal *id = state;
-    uint64_t sum = 0;
-    if (bench_static_split(id->threads, id->st->n, w14_range, &sum, row) != 0)
-        return 1;
-    if (sum != id->st->expect) {
-        bench_fail(row, "sum %llu, expected %llu", (unsigned long long)sum,
-                   (unsigned long long)id->st->expect);
-        return 1;
-    }
-    return 0;
-}
-
 int bench_w14(const bench_cfg_t *cfg)
 {
     struct w14_state st = {.n = cfg->quick ? W14_QUICK : W14_ITEMS};
     static const bench_graph_ops_t ops = {w14_build, w14_check};
     double seq_seconds = 0.0;
     int rc = bench_seq_para(cfg, "w14", st.n, w14_seq, &ops, &st, &seq_seconds);
-    struct w14_ideal id = {.st = &st, .threads = cfg->threads};
-    bench_row_t row;
-    bench_row_init(&row, "w14", "ideal", st.n, cfg->threads);
-    row.seq_seconds = seq_seconds;
-    if (seq_seconds > 0.0)
-        bench_time(cfg, w14_ideal_run, &id, &row);
-    else
-        bench_fail(&row, "not run: the seq reference failed");
-    bench_print_row(&row);
-    return rc || !row.ok;
+    rc |= bench_ideal_row(cfg, "w14", st.n, w14_range, st.expect, seq_seconds);
+    return rc;
 }

@@ -8,6 +8,15 @@
  *         latency > 1000 ms) -> reduce (count per status, 64-bin latency
  *         histogram, per-worker partials merged at the end).
  *
+ * Both do the same parse, filter and aggregate per line (loggen.h). They
+ * read the file each the way its user would: seq with fread() into one
+ * 1 MiB buffer, para through the records source, which splits the file by
+ * byte ranges over the workers and maps it rather than copying it (the
+ * copy is about 15% of seq's time). The para side pays what seq does not:
+ * three stages instead of one loop (a batch of slices, then of parsed
+ * records, a per-item filter call), the owned-item bookkeeping and the
+ * merge of the partials.
+ *
  * The text is written once to a temporary file before timing; the timed
  * runs read it from the page cache. Check: para's aggregate is identical to
  * seq's (counts, histogram, and a checksum of the parsed paths).

@@ -187,25 +187,6 @@ static uint64_t w1_range(uint64_t begin, uint64_t end)
     return sum;
 }
 
-struct w1_ideal {
-    struct w1_state *st;
-    unsigned threads;
-};
-
-static int w1_ideal_run(void *state, bench_row_t *row)
-{
-    struct w1_ideal *id = state;
-    uint64_t sum = 0;
-    if (bench_static_split(id->threads, id->st->n, w1_range, &sum, row) != 0)
-        return 1;
-    if (sum != id->st->expect) {
-        bench_fail(row, "sum %llu, expected %llu", (unsigned long long)sum,
-                   (unsigned long long)id->st->expect);
-        return 1;
-    }
-    return 0;
-}
-
 int bench_w1(const bench_cfg_t *cfg)
 {
     struct w1_state st = {.n = cfg->quick ? W1_QUICK : W1_ITEMS};
@@ -222,13 +203,8 @@ int bench_w1(const bench_cfg_t *cfg)
     bench_print_row(&fp);
     rc |= !fp.ok;
 
-    struct w1_ideal id = {.st = &st, .threads = cfg->threads};
-    bench_row_t row;
-    bench_row_init(&row, "w1", "ideal", st.n, cfg->threads);
-    row.seq_seconds = seq_seconds;
-    bench_time(cfg, w1_ideal_run, &id, &row);
-    bench_print_row(&row);
-    return rc || !row.ok;
+    rc |= bench_ideal_row(cfg, "w1", st.n, w1_range, st.expect, seq_seconds);
+    return rc;
 }
 
 /* ---- w2: ordered pipeline ---------------------------------------------- */

@@ -219,4 +219,5 @@ void para__batch_cache_drain(para__batch_cache *c)
         c->pool_len[k] = 0;
     }
     c->pool_bytes = 0;
+    para__family_cache_drain(&c->families);
 }

@@ -94,6 +94,7 @@ typedef struct para__batch_cache {
     unsigned pool_len[PARA__BATCH_CLASSES];
     size_t pool_bytes;           /* in all classes, <= PARA__BATCH_POOL_BYTES */
     _Atomic uint64_t *allocated; /* owner's counter of fresh allocations */
+    para__family_cache families; /* free family records (budget.h) */
 } para__batch_cache;
 
 /* Allocate a batch with @p n_tasks embedded tasks and room for @p bytes of
@@ -143,7 +144,7 @@ static inline bool para__batch_on_host(const para__batch *b)
 {
     return b->dres == NULL || b->host_valid;
 }
-/* Free every batch cached in @p c. */
+/* Free every batch (and family record) cached in @p c. */
 void para__batch_cache_drain(para__batch_cache *c);
 
 /* Output of a flat-map node: the batch it writes, grown on demand. */

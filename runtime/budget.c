@@ -8,6 +8,49 @@
 
 #include "para/errors.h"
 
+/* The calling thread's family cache, or NULL (budget.h). Plain
+ * thread-local state: only its own thread reads and writes it. */
+static _Thread_local para__family_cache *family_cache;
+
+void para__family_cache_bind(para__family_cache *c)
+{
+    family_cache = c;
+}
+
+void para__family_cache_drain(para__family_cache *c)
+{
+    while (c->free != NULL) {
+        para__family *f = c->free;
+        c->free = f->next;
+        free(f);
+    }
+    c->len = 0;
+}
+
+static para__family *family_new(void)
+{
+    para__family_cache *c = family_cache;
+    if (c != NULL && c->free != NULL) {
+        para__family *f = c->free;
+        c->free = f->next;
+        c->len--;
+        return f;
+    }
+    return malloc(sizeof(para__family));
+}
+
+static void family_free(para__family *f)
+{
+    para__family_cache *c = family_cache;
+    if (c != NULL && c->len < PARA__FAMILY_CACHE_DEPTH) {
+        f->next = c->free;
+        c->free = f;
+        c->len++;
+        return;
+    }
+    free(f);
+}
+
 int para__budget_begin(para__run *run, uint64_t limit, unsigned n_sources,
                        para__footprint_fn footprint, void *ctx,
                        void (*ctx_free)(void *ctx))
@@ -134,7 +177,7 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
     /* relaxed: as above; the load avoids writing a shared line per pull. */
     if (atomic_load_explicit(&bu->need[slot], memory_order_relaxed) != 0)
         atomic_store_explicit(&bu->need[slot], 0, memory_order_relaxed);
-    para__family *fam = malloc(sizeof *fam);
+    para__family *fam = family_new();
     if (fam == NULL) {
         /* relaxed: as above. */
         atomic_fetch_sub_explicit(&bu->reserved, f, memory_order_relaxed);
@@ -201,6 +244,6 @@ void para__family_unref(para__run *run, para__family *f)
     if (f->dev_reserved != 0)
         atomic_fetch_sub_explicit(&run->budget->dev_reserved, f->dev_reserved,
                                   memory_order_relaxed);
-    free(f);
+    family_free(f);
     para__notify(run->wake, 1); /* a held source may run now */
 }

@@ -42,8 +42,25 @@
 typedef struct para__family {
     _Atomic uint32_t refs; /* live batches of the family */
     uint64_t reserved;
-    uint64_t dev_reserved; /* device bytes (the device budget), or 0 */
+    uint64_t dev_reserved;     /* device bytes (the device budget), or 0 */
+    struct para__family *next; /* in a free list (para__family_cache) */
 } para__family;
+
+/* Free family records of one worker (kept in its batch cache, batch.h):
+ * a family freed on a worker thread goes to that worker's list, and its
+ * next admission takes one from there, so a busy run does not call
+ * malloc() and free() per source batch. Touched by its owner only; at
+ * most PARA__FAMILY_CACHE_DEPTH records. */
+#define PARA__FAMILY_CACHE_DEPTH 64
+typedef struct para__family_cache {
+    para__family *free;
+    unsigned len;
+} para__family_cache;
+/* The calling thread's family cache from now on (a worker binds its own
+ * for the time it works a run), or NULL: plain malloc() and free(). */
+void para__family_cache_bind(para__family_cache *c);
+/* Free every record cached in @p c. */
+void para__family_cache_drain(para__family_cache *c);
 
 /* What a batch of @p items from source slot @p slot can hold at most, over
  * every batch it becomes (the graph knows: footprint.h); UINT64_MAX when it

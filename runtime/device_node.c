@@ -1142,11 +1142,11 @@ static double downstream_ps(const para_runtime_t *rt, const para_node_t *n,
         const para_node_t *s = n->succs[i];
         if (s->kernel != NULL && s->placement == PARA__PLACE_DEVICE)
             continue;
-        /* relaxed: statistics, read as estimates. */
-        uint64_t items =
-            atomic_load_explicit(&s->st_items_in, memory_order_relaxed);
-        uint64_t busy =
-            atomic_load_explicit(&s->st_busy_ns, memory_order_relaxed);
+        /* Statistics, read as estimates (summed over the workers' slots:
+         * graph.h). */
+        para__node_counts c;
+        para__node_counts_get(s, &c);
+        uint64_t items = c.items_in, busy = c.busy_ns;
         if (items == 0)
             return -1;
         double per = (double)busy * 1000.0 / (double)items;

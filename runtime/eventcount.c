@@ -37,6 +37,10 @@ uint64_t para__eventcount_prepare(para__eventcount *ec)
 {
     uint64_t key = atomic_load_explicit(&ec->epoch, memory_order_relaxed);
     atomic_fetch_add_explicit(&ec->waiters, 1, memory_order_seq_cst);
+#if PARA__EC_FENCES
+    /* seq_cst: the waiter's fence of the pattern in eventcount.h. */
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
     return key;
 }
 

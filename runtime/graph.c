@@ -193,6 +193,7 @@ static void node_free(para_node_t *n)
     if (n->ctx_free != NULL)
         n->ctx_free(n->ctx);
     para__kernel_copy_free(n->kernel);
+    free(n->wst);
     free_derived(n);
     free(n->succs);
     free(n->preds);
@@ -1035,6 +1036,53 @@ void para__graph_reset_run_state(para_graph_t *g)
     }
 }
 
+int para__graph_stats_begin(para_graph_t *g, unsigned workers)
+{
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *n = g->nodes[i];
+        if (n->n_wst != workers) {
+            free(n->wst);
+            n->n_wst = 0;
+            n->wst =
+                aligned_alloc(PARA_CACHELINE, (size_t)workers * sizeof *n->wst);
+            if (n->wst == NULL)
+                return para__graph_fail(g, PARA_ENOMEM,
+                                        "out of memory for the statistics "
+                                        "of node '%s'",
+                                        n->name);
+            n->n_wst = workers;
+        }
+        /* relaxed: no worker runs this graph yet (as in
+         * para__graph_reset_run_state()). */
+        for (unsigned k = 0; k < workers; k++) {
+            atomic_store_explicit(&n->wst[k].items_in, 0, memory_order_relaxed);
+            atomic_store_explicit(&n->wst[k].items_out, 0,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&n->wst[k].batches, 0, memory_order_relaxed);
+            atomic_store_explicit(&n->wst[k].busy_ns, 0, memory_order_relaxed);
+        }
+    }
+    return 0;
+}
+
+void para__node_counts_get(const para_node_t *n, para__node_counts *c)
+{
+    para_node_t *m = (para_node_t *)n;
+    /* relaxed: statistics; exact once the run's end synchronised them. */
+    c->items_in = atomic_load_explicit(&m->st_items_in, memory_order_relaxed);
+    c->items_out = atomic_load_explicit(&m->st_items_out, memory_order_relaxed);
+    c->batches = atomic_load_explicit(&m->st_batches, memory_order_relaxed);
+    c->busy_ns = atomic_load_explicit(&m->st_busy_ns, memory_order_relaxed);
+    for (unsigned k = 0; k < m->n_wst; k++) {
+        para__node_wstat *s = &m->wst[k];
+        c->items_in += atomic_load_explicit(&s->items_in, memory_order_relaxed);
+        c->items_out +=
+            atomic_load_explicit(&s->items_out, memory_order_relaxed);
+        c->batches += atomic_load_explicit(&s->batches, memory_order_relaxed);
+        c->busy_ns += atomic_load_explicit(&s->busy_ns, memory_order_relaxed);
+    }
+}
+
 int para__graph_add_kind(para_graph_t *g, const para_node_desc_t *d,
                          para__kind kind, para_node_t **out)
 {
@@ -1114,11 +1162,12 @@ int para_node_stats(const para_node_t *n, para_node_stats_t *st)
     para_node_t *m = (para_node_t *)n;
     /* relaxed: statistics are read after the run, which the caller observed
      * ending through para_run()'s synchronisation. */
-    st->items_in = atomic_load_explicit(&m->st_items_in, memory_order_relaxed);
-    st->items_out =
-        atomic_load_explicit(&m->st_items_out, memory_order_relaxed);
-    st->batches = atomic_load_explicit(&m->st_batches, memory_order_relaxed);
-    st->busy_ns = atomic_load_explicit(&m->st_busy_ns, memory_order_relaxed);
+    para__node_counts c;
+    para__node_counts_get(m, &c);
+    st->items_in = c.items_in;
+    st->items_out = c.items_out;
+    st->batches = c.batches;
+    st->busy_ns = c.busy_ns;
     st->device_items =
         atomic_load_explicit(&m->st_device_items, memory_order_relaxed);
     st->device_launches =

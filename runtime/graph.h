@@ -46,6 +46,23 @@ typedef enum para__placement {
 } para__placement;
 
 /* A kernel node's device implementation, copied from the desc. */
+/* One worker's statistics of one node: written by that worker only
+ * (para__counter_add: relaxed load + store, no locked instruction), read by
+ * anyone (relaxed) and summed over the workers on read
+ * (para__node_counts()). A cache line each, so that no two workers write
+ * the same line for a task. */
+typedef struct para__node_wstat {
+    alignas(PARA_CACHELINE) _Atomic uint64_t items_in;
+    _Atomic uint64_t items_out;
+    _Atomic uint64_t batches;
+    _Atomic uint64_t busy_ns;
+} para__node_wstat;
+
+/* A node's statistics so far, summed (para__node_counts()). */
+typedef struct para__node_counts {
+    uint64_t items_in, items_out, batches, busy_ns;
+} para__node_counts;
+
 typedef struct para__kernel_copy {
     char *source, *entry, *options;
     size_t n_args;
@@ -139,6 +156,16 @@ struct para_node {
      * learn_cost()); kept across runs. relaxed: an estimate. */
     _Atomic uint64_t cost_x1024;
     unsigned source_slot; /* sources: index in graph->sources */
+    /* Fusion (fuse.h), set by para__fuse_plan() before each run: the next
+     * stage of this node's chain (NULL: the chain ends here); whether it
+     * runs inside its predecessor's tasks; for a chain's head, its stages
+     * and tile (items); for a range or array source, whether its batches
+     * are left unmaterialised for the heads it feeds. */
+    para_node_t *fuse_next;
+    bool fuse_inner;
+    bool src_fused;
+    unsigned fuse_stages;
+    size_t fuse_tile;
     /* FLAT_MAP*: most output items per input item seen, x16 (relaxed);
      * the memory policy's footprint estimate scales by it. */
     _Atomic uint32_t expand_x16;
@@ -170,13 +197,27 @@ struct para_node {
     _Atomic uint64_t src_cursor;  /* splittable: next item index */
     uint64_t src_seq;             /* callback: claim-owned */
     para_source_open_fn src_open; /* callback: NULL = runs once per graph */
-    uint64_t src_runs;            /* runs started (thread in para_run()) */
-    void (*ctx_free)(void *ctx);  /* built on the API (records.c): frees
-                                     ctx with the graph */
+    /* A callback source that several workers may pull at once this run
+     * (records.c sets it from its open hook, before the run; NULL: the
+     * source is serial). It fills up to cap items and gives the batch's
+     * ordering key range [*seq_begin, *seq_end): keys of consecutive
+     * batches in source order must meet, starting at 0. No item and
+     * *done false means "nothing to hand out right now" (another puller
+     * holds the rest); *done true means exhausted. 0 or an error code. */
+    int (*src_split)(void *ctx, void *out, size_t cap, size_t *n,
+                     uint64_t *seq_begin, uint64_t *seq_end, bool *done);
+    uint64_t src_runs;           /* runs started (thread in para_run()) */
+    void (*ctx_free)(void *ctx); /* built on the API (records.c): frees
+                                    ctx with the graph */
     int (*run_begin)(para_node_t *n, unsigned workers); /* reduce.c */
     void (*run_end)(para_node_t *n, int status);
 
-    /* Statistics of the last run (relaxed counters, read after the run). */
+    /* Statistics of the last run. Workers count in their own slot of
+     * wst (para__graph_stats_begin() sizes it for the run's workers); other
+     * threads (the device host thread) add to the st_* atomics (relaxed
+     * RMW). Readers sum both: para__node_counts(). */
+    para__node_wstat *wst;
+    unsigned n_wst;
     alignas(PARA_CACHELINE) _Atomic uint64_t st_items_in;
     _Atomic uint64_t st_items_out;
     _Atomic uint64_t st_batches;
@@ -209,6 +250,12 @@ int para__graph_prepare(para_graph_t *g);
 int para__graph_open_sources(para_graph_t *g);
 /* Reset per-run state of every node. */
 void para__graph_reset_run_state(para_graph_t *g);
+/* Before a run, after para__graph_reset_run_state(): one statistics slot
+ * per worker in every node, zeroed. 0 or PARA_ENOMEM (graph->errmsg). */
+int para__graph_stats_begin(para_graph_t *g, unsigned workers);
+/* @p n's statistics so far: its st_* counters plus every worker's slot
+ * (relaxed loads: estimates while a run goes on, exact after it). */
+void para__node_counts_get(const para_node_t *n, para__node_counts *c);
 /* Add a node of internal kind @p kind (reduce.c): the checks and fields of
  * para_graph_add(), no function pointer. */
 int para__graph_add_kind(para_graph_t *g, const para_node_desc_t *d,
@@ -231,6 +278,12 @@ int para__graph_fail(para_graph_t *g, int err, const char *fmt, ...)
 static inline bool para__is_source(const para_node_t *n)
 {
     return n->kind <= PARA__KIND_ARRAY;
+}
+/* A source that only one worker at a time may pull (a callback source
+ * that is not split this run). */
+static inline bool para__source_serial(const para_node_t *n)
+{
+    return n->kind == PARA__KIND_SOURCE_FN && n->src_split == NULL;
 }
 /* "source", "map", "kernel", ... for statistics and traces. */
 const char *para__node_kind_name(const para_node_t *n);

@@ -68,10 +68,12 @@ static uint64_t sink_items(const para__run *run)
     const para_graph_t *g = run->graph;
     uint64_t n = 0;
     for (unsigned i = 0; i < g->n_nodes; i++)
-        if (para__is_sink(g->nodes[i]))
-            /* relaxed: a statistic read while the workers add to it. */
-            n += atomic_load_explicit(&g->nodes[i]->st_items_in,
-                                      memory_order_relaxed);
+        if (para__is_sink(g->nodes[i])) {
+            /* A statistic read while the workers add to it. */
+            para__node_counts c;
+            para__node_counts_get(g->nodes[i], &c);
+            n += c.items_in;
+        }
     return n;
 }
 

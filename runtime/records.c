@@ -27,12 +27,54 @@
  * (rewound at every run if seekable; a stream that cannot be rewound runs
  * once). The reader's state lives in the node's ctx, freed with the graph.
  *
+ * Split mode (a path or an fd that is a regular file, no ORDERED node
+ * downstream)
+ *   Several workers pull at once (the node's src_split, graph.h). The
+ *   input's size is taken at open; chunk k is bytes [k*C, (k+1)*C) with C
+ *   the block size, and it owns the records that START in it: its first
+ *   record starts after the first delimiter at or after byte k*C - 1, and
+ *   its last one ends at the first delimiter at or after byte (k+1)*C - 1
+ *   (read past the chunk as far as needed: a long record is read by the
+ *   chunk it starts in; chunks with no record start in them emit nothing).
+ *   Each chunk is a block of its own: mapped (attr.map, the default) and
+ *   split in place with no copy (a copy into fresh memory cost a quarter
+ *   of w9's CPU time), and unmapped when its last slice is released, so
+ *   that mapping, page faults and unmapping are spread over the workers
+ *   and the run's resident memory stays a few chunks (one mapping of the
+ *   whole file ended every run with a serial munmap of all of it);
+ *   otherwise, or if mmap() fails, read with pread(). Prefaulting a
+ *   chunk's pages with MADV_POPULATE_READ cost as much as the faults.
+ *   A pull claims the next chunk and splits it; what does not fit in the
+ *   batch is left as a part for the next pull (lowest offset first). The
+ *   batch's key range is the byte offsets [first record's start, next
+ *   record's start), so keys meet across batches and chunks and ORDERED
+ *   nodes see file order. The input is exhausted when no chunk is left
+ *   and no part is alive; a pull that finds nothing while a part is in
+ *   another pull's hands returns no item and not done (the scheduler
+ *   tries again later). `lock` guards the chunk counter, the parts list
+ *   and the count of live parts: held for a few loads and stores, never
+ *   across I/O or splitting. A file that shrinks during the run fails it
+ *   (-EIO) when read with pread(); when mapped, the lost pages raise
+ *   SIGBUS (records.h says so).
+ *   Not with an ORDERED node downstream: a part left for the next pull has
+ *   lower keys than the chunks other pulls claimed meanwhile, so keys are
+ *   not handed out in order; the reorder buffer then holds the later
+ *   batches while the part waits for a pull the memory policy may refuse
+ *   until the buffer drains: a deadlock (seen under TSan, 1 run in 6 of
+ *   test_records). A range source hands its keys out in order, which is
+ *   what the policies' back-pressure relies on. Such a graph reads the
+ *   file serially; issuing the split chunks' records in key order (split
+ *   in parallel, handed out in order) is what would lift it.
+ *
  * Tests: tests/runtime/test_records.c.
  */
 #include "para/records.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,6 +84,9 @@
 struct para_block {
     _Atomic size_t refs;
     size_t capacity;
+    void *map; /* a mapped file (records' split mode), or NULL */
+    size_t map_len;
+    char *bytes; /* data, or into the mapping */
     char data[];
 };
 
@@ -54,12 +99,39 @@ para_block_t *para_block_create(size_t capacity)
         return NULL;
     atomic_init(&b->refs, 1);
     b->capacity = capacity;
+    b->map = NULL;
+    b->map_len = 0;
+    b->bytes = b->data;
+    return b;
+}
+
+/* A block over input bytes [start, start + len) of @p fd, mapped
+ * read-only; NULL if the file cannot be mapped. */
+static para_block_t *block_map(int fd, off_t start, size_t len)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    off_t from = page > 0 ? start - start % page : start;
+    size_t skip = (size_t)(start - from);
+    if (len == 0 || len > SIZE_MAX - skip)
+        return NULL;
+    void *m = mmap(NULL, skip + len, PROT_READ, MAP_PRIVATE, fd, from);
+    if (m == MAP_FAILED)
+        return NULL;
+    para_block_t *b = para_block_create(0);
+    if (b == NULL) {
+        munmap(m, skip + len);
+        return NULL;
+    }
+    b->capacity = len;
+    b->map = m;
+    b->map_len = skip + len;
+    b->bytes = (char *)m + skip;
     return b;
 }
 
 char *para_block_data(para_block_t *b)
 {
-    return b->data;
+    return b->bytes;
 }
 
 void para_block_retain(para_block_t *b, size_t n)
@@ -74,8 +146,11 @@ void para_block_release(para_block_t *b, size_t n)
 {
     /* acq_rel: release orders our reads of the bytes before the free; the
      * acquire of the last one sees every other reader's release. */
-    if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) == n)
+    if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) == n) {
+        if (b->map != NULL)
+            munmap(b->map, b->map_len);
         free(b);
+    }
 }
 
 void para_slices_release(void *ctx, void *items, size_t n)
@@ -106,6 +181,7 @@ static void attr_defaults(para_records_attr_t *a)
     a->delimiter = '\n';
     a->block_size = (size_t)1 << 20;
     a->strip_cr = true;
+    a->map = true;
 }
 
 int para_records_attr_init(para_records_attr_t *a)
@@ -121,8 +197,18 @@ int para_records_attr_init(para_records_attr_t *a)
 
 enum input_kind { INPUT_PATH, INPUT_FD, INPUT_STREAM };
 
+/* Split mode: a chunk being split. Records start at pos, pos < stop;
+ * the last one may end at stop without a delimiter (end of input). */
+typedef struct part {
+    para_block_t *block; /* one reference */
+    uint64_t base;       /* input offset of block->data[0] */
+    size_t pos, stop;
+    struct part *next;
+} part;
+
 typedef struct records {
     enum input_kind kind;
+    para_node_t *node;
     char *path;   /* INPUT_PATH */
     int fd;       /* INPUT_PATH (opened per run), INPUT_FD */
     FILE *stream; /* INPUT_STREAM */
@@ -133,7 +219,14 @@ typedef struct records {
     size_t pos, end;
     size_t scan; /* [pos, scan) holds no delimiter: search from there */
     bool eof;
-    char msg[256];
+    /* Split mode (this run). */
+    bool split;
+    uint64_t size, chunks; /* input bytes from start; chunks of block_size */
+    bool map;              /* chunks are mapped (else read with pread()) */
+    pthread_mutex_t lock;  /* guards next_chunk, parts, live */
+    uint64_t next_chunk;
+    part *parts; /* left by a pull, by ascending base */
+    size_t live; /* parts claimed and not finished */
 } records;
 
 static void drop_block(records *r)
@@ -144,40 +237,94 @@ static void drop_block(records *r)
     r->pos = r->end = r->scan = 0;
 }
 
+static void part_free(part *p)
+{
+    para_block_release(p->block, 1);
+    free(p);
+}
+
+static void drop_parts(records *r)
+{
+    while (r->parts != NULL) {
+        part *p = r->parts;
+        r->parts = p->next;
+        part_free(p);
+    }
+    r->live = 0;
+    r->next_chunk = 0;
+}
+
 static void records_free(void *ctx)
 {
     records *r = ctx;
     drop_block(r);
+    drop_parts(r);
+    pthread_mutex_destroy(&r->lock);
     if (r->kind == INPUT_PATH && r->fd >= 0)
         close(r->fd);
     free(r->path);
     free(r);
 }
 
+static int records_split_pull(void *ctx, void *out, size_t cap, size_t *n,
+                              uint64_t *seq_begin, uint64_t *seq_end,
+                              bool *done);
+
+/* Split mode for this run if the input is a regular file and no ORDERED
+ * node is downstream (forward_empty, derived by the graph's prepare, which
+ * runs before the open hooks): see "Split mode" above for why. */
+static int choose_mode(records *r)
+{
+    struct stat st;
+    r->split = false;
+    if (fstat(r->fd, &st) != 0)
+        return -errno;
+    off_t from = r->kind == INPUT_PATH ? 0 : r->start;
+    if (S_ISREG(st.st_mode) && from >= 0 && st.st_size >= from &&
+        !r->node->forward_empty) {
+        r->split = true;
+        r->size = (uint64_t)(st.st_size - from);
+        r->chunks = (r->size + r->attr.block_size - 1) / r->attr.block_size;
+        r->map = r->attr.map;
+    }
+    return 0;
+}
+
 static int records_open(void *ctx)
 {
     records *r = ctx;
     drop_block(r);
+    drop_parts(r);
     r->eof = false;
     r->runs++;
+    r->split = false;
+    int rc = 0;
     switch (r->kind) {
     case INPUT_PATH:
         if (r->fd >= 0)
             close(r->fd);
         r->fd = open(r->path, O_RDONLY | O_CLOEXEC);
-        return r->fd >= 0 ? 0 : -errno;
+        rc = r->fd >= 0 ? choose_mode(r) : -errno;
+        break;
     case INPUT_FD:
         if (r->start >= 0)
-            return lseek(r->fd, r->start, SEEK_SET) == r->start ? 0 : -errno;
-        return r->runs == 1 ? 0 : PARA_EINVAL; /* cannot rewind a stream */
+            rc = lseek(r->fd, r->start, SEEK_SET) == r->start ? choose_mode(r)
+                                                              : -errno;
+        else
+            rc = r->runs == 1 ? 0 : PARA_EINVAL; /* cannot rewind a stream */
+        break;
     case INPUT_STREAM:
         if (r->start >= 0) {
             clearerr(r->stream);
-            return fseeko(r->stream, r->start, SEEK_SET) == 0 ? 0 : -errno;
+            rc = fseeko(r->stream, r->start, SEEK_SET) == 0 ? 0 : -errno;
+        } else {
+            rc = r->runs == 1 ? 0 : PARA_EINVAL;
         }
-        return r->runs == 1 ? 0 : PARA_EINVAL;
+        break;
     }
-    return PARA_EINVAL;
+    /* Read by the workers during the run; written before it starts. */
+    r->node->src_split = rc == 0 && r->split ? records_split_pull : NULL;
+    return rc;
 }
 
 /* Read into the current block's free room; sets eof at the end of input.
@@ -292,6 +439,239 @@ static int records_pull(void *ctx, void *out, size_t cap, size_t *n)
     return 0;
 }
 
+/* ---- split mode ------------------------------------------------------- */
+
+/* Read input bytes [at, at + len) into @p dst. 0, or a negative errno
+ * (-EIO if the file ended early: it shrank during the run). */
+static int read_at(records *r, char *dst, uint64_t at, size_t len)
+{
+    off_t base = r->kind == INPUT_PATH ? 0 : r->start;
+    while (len > 0) {
+        ssize_t got = pread(r->fd, dst, len, base + (off_t)at);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            return -EIO;
+        dst += got;
+        at += (uint64_t)got;
+        len -= (size_t)got;
+    }
+    return 0;
+}
+
+/* Read chunk @p k and find its records. *out is NULL when no record starts
+ * in the chunk. 0 or an error code. */
+static part *new_part(para_block_t *b, uint64_t base, size_t pos, size_t stop)
+{
+    part *p = malloc(sizeof *p);
+    if (p != NULL)
+        *p = (part){.block = b, .base = base, .pos = pos, .stop = stop};
+    return p;
+}
+
+/* load_chunk() by mapping bytes [from, e) of the input and as far past e
+ * as the last record needs (64 KiB more at first, doubled until its
+ * delimiter or the end of the input is in): no copy. *out stays NULL with
+ * 0 for a chunk with no record start, and with 1 if the input cannot be
+ * mapped (the caller reads it instead). */
+static int map_chunk(records *r, uint64_t from, uint64_t e, part **out)
+{
+    const int delim = r->attr.delimiter;
+    const off_t at = (r->kind == INPUT_PATH ? 0 : r->start) + (off_t)from;
+    const size_t len = (size_t)(e - from);
+    uint64_t extra = (uint64_t)64 << 10;
+    for (;;) {
+        size_t more = (size_t)PARA_MIN(extra, r->size - e);
+        para_block_t *b = block_map(r->fd, at, len + more);
+        if (b == NULL)
+            return 1;
+        const char *d = b->bytes;
+        size_t first = 0, stop = len;
+        if (from > 0) { /* byte from = a - 1 says if a record starts at a */
+            const char *q = memchr(d, delim, len);
+            first = q != NULL ? (size_t)(q - d) + 1 : len;
+        }
+        if (first >= len) { /* no record starts in the chunk */
+            para_block_release(b, 1);
+            return 0;
+        }
+        if (d[len - 1] != delim) {
+            const char *q = memchr(d + len, delim, more);
+            if (q == NULL && e + more < r->size) { /* map more */
+                para_block_release(b, 1);
+                extra *= 2;
+                continue;
+            }
+            stop = q != NULL ? (size_t)(q - d) + 1 : len + more;
+        }
+        if ((*out = new_part(b, from, first, stop)) == NULL) {
+            para_block_release(b, 1);
+            return PARA_ENOMEM;
+        }
+        return 0;
+    }
+}
+
+static int load_chunk(records *r, uint64_t k, part **out)
+{
+    *out = NULL;
+    const int delim = r->attr.delimiter;
+    uint64_t a = k * r->attr.block_size;
+    uint64_t e = PARA_MIN(a + r->attr.block_size, r->size);
+    uint64_t from = k == 0 ? 0 : a - 1; /* the byte before says if a record
+                                           starts at a */
+    if (r->map) {
+        int rc = map_chunk(r, from, e, out);
+        if (rc <= 0)
+            return rc;
+    }
+    size_t len = (size_t)(e - from), cap = len + len / 8 + 64;
+    para_block_t *b = para_block_create(cap);
+    if (b == NULL)
+        return PARA_ENOMEM;
+    int rc = read_at(r, b->data, from, len);
+    if (rc != 0) {
+        para_block_release(b, 1);
+        return rc;
+    }
+    size_t first = 0; /* first record start, in the block */
+    if (k > 0) {
+        const char *q = memchr(b->data, delim, len);
+        first = q != NULL ? (size_t)(q - b->data) + 1 : len;
+    }
+    if (first >= len) { /* no record starts in the chunk */
+        para_block_release(b, 1);
+        return 0;
+    }
+    /* The last record ends at the first delimiter at or after byte e - 1
+     * (or at the end of the input): read on until it is found. */
+    size_t stop = len;
+    if (b->data[len - 1] != delim) {
+        size_t scan = len;
+        for (;;) {
+            uint64_t at = from + stop;
+            if (at >= r->size)
+                break;
+            size_t more =
+                (size_t)PARA_MIN(r->size - at, (uint64_t)r->attr.block_size);
+            if (b->capacity - stop < more) {
+                size_t ncap = PARA_MAX(b->capacity * 2, stop + more);
+                para_block_t *nb = realloc(b, sizeof *b + ncap);
+                if (nb == NULL) {
+                    para_block_release(b, 1);
+                    return PARA_ENOMEM;
+                }
+                b = nb;
+                b->capacity = ncap;
+                b->bytes = b->data;
+            }
+            if ((rc = read_at(r, b->data + stop, at, more)) != 0) {
+                para_block_release(b, 1);
+                return rc;
+            }
+            stop += more;
+            const char *q = memchr(b->data + scan, delim, stop - scan);
+            if (q != NULL) {
+                stop = (size_t)(q - b->data) + 1;
+                break;
+            }
+            scan = stop;
+        }
+    }
+    if ((*out = new_part(b, from, first, stop)) == NULL) {
+        para_block_release(b, 1);
+        return PARA_ENOMEM;
+    }
+    return 0;
+}
+
+/* Split records of @p p into @p s (room for @p cap). Returns the count. */
+static size_t split_part(records *r, part *p, para_slice_t *s, size_t cap)
+{
+    const char *d = p->block->bytes;
+    const int delim = r->attr.delimiter;
+    const bool strip = r->attr.strip_cr;
+    size_t k = 0, pos = p->pos, stop = p->stop;
+    while (k < cap && pos < stop) {
+        const char *q = memchr(d + pos, delim, stop - pos);
+        size_t end = q != NULL ? (size_t)(q - d) : stop;
+        size_t rec_end = end;
+        if (strip && rec_end > pos && d[rec_end - 1] == '\r')
+            rec_end--;
+        s[k].data = d + pos;
+        s[k].len = rec_end - pos;
+        s[k].block = p->block;
+        k++;
+        pos = q != NULL ? end + 1 : stop;
+    }
+    p->pos = pos;
+    if (k > 0)
+        para_block_retain(p->block, k);
+    return k;
+}
+
+static int records_split_pull(void *ctx, void *out, size_t cap, size_t *n,
+                              uint64_t *seq_begin, uint64_t *seq_end,
+                              bool *done)
+{
+    records *r = ctx;
+    *n = 0;
+    *done = false;
+    for (;;) {
+        part *p = NULL;
+        uint64_t k = 0;
+        bool fresh = false;
+        pthread_mutex_lock(&r->lock);
+        if (r->parts != NULL) {
+            p = r->parts;
+            r->parts = p->next;
+        } else if (r->next_chunk < r->chunks) {
+            k = r->next_chunk++;
+            r->live++;
+            fresh = true;
+        } else {
+            *done = r->live == 0;
+        }
+        pthread_mutex_unlock(&r->lock);
+        if (p == NULL && !fresh)
+            return 0; /* exhausted, or the rest is in another pull */
+        if (fresh) {
+            int rc = load_chunk(r, k, &p);
+            if (rc != 0 || p == NULL) {
+                pthread_mutex_lock(&r->lock);
+                r->live--;
+                pthread_mutex_unlock(&r->lock);
+                if (rc != 0)
+                    return rc;
+                continue; /* no record starts in chunk k */
+            }
+        }
+        uint64_t key = p->base + p->pos;
+        size_t got = split_part(r, p, out, cap);
+        *n = got;
+        *seq_begin = key;
+        *seq_end = p->base + p->pos;
+        pthread_mutex_lock(&r->lock);
+        if (p->pos < p->stop) { /* the rest for the next pull */
+            part **at = &r->parts;
+            while (*at != NULL && (*at)->base + (*at)->pos < p->base + p->pos)
+                at = &(*at)->next;
+            p->next = *at;
+            *at = p;
+            p = NULL;
+        } else {
+            r->live--;
+        }
+        *done = r->parts == NULL && r->next_chunk == r->chunks && r->live == 0;
+        pthread_mutex_unlock(&r->lock);
+        if (p != NULL)
+            part_free(p);
+        return 0;
+    }
+}
+
 static int add_records(para_graph_t *g, const char *name, records *r,
                        const para_records_attr_t *attr, para_node_t **out)
 {
@@ -324,6 +704,7 @@ static int add_records(para_graph_t *g, const char *name, records *r,
         para_node_t *n = NULL;
         rc = para_graph_add(g, &d, &n);
         if (rc == 0) {
+            r->node = n;
             para__node_set_ctx_free(n, records_free);
             if (out != NULL)
                 *out = n;
@@ -342,6 +723,10 @@ static records *records_new(enum input_kind kind)
     r->kind = kind;
     r->fd = -1;
     r->start = -1;
+    if (pthread_mutex_init(&r->lock, NULL) != 0) {
+        free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -357,7 +742,8 @@ int para_graph_add_records_file(para_graph_t *g, const char *name,
                                 name != NULL ? name : "(null)");
     records *r = records_new(INPUT_PATH);
     if (r == NULL || (r->path = strdup(path)) == NULL) {
-        free(r);
+        if (r != NULL)
+            records_free(r);
         return para__graph_fail(g, PARA_ENOMEM, "out of memory adding '%s'",
                                 name != NULL ? name : "(null)");
     }

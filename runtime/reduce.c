@@ -139,6 +139,12 @@ static void reduce_end(para_node_t *n, int status)
     reduce_free_run(r);
 }
 
+bool para__reduce_tileable(const para_node_t *n)
+{
+    const reduce *r = n->ctx;
+    return (r->d.flags & PARA_REDUCE_ORDERED) == 0;
+}
+
 int para__reduce_fold(para_node_t *n, unsigned worker, const para__task *t,
                       const void *items, size_t count)
 {

@@ -175,6 +175,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                                                              : "auto");
     rt->attr.device = rt->device_selector;
     rt->mixed = para__options_mixed();
+    rt->fuse = para__option_env_level("FUSE", 1) != 0; /* checked above */
     para__task_stack_init(&rt->wake.inject);
     rt->wake.also = wake_device;
     rt->wake.also_arg = rt;
@@ -308,6 +309,11 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         goto out;
     }
     para__graph_reset_run_state(g);
+    rc = para__graph_stats_begin(g, rt->n_workers);
+    if (rc != 0) {
+        set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
+        goto out;
+    }
     char msg[PARA__ERRMSG_LEN];
     rc = para__device_prepare_run(rt, g, msg, sizeof msg);
     if (rc != 0) {
@@ -333,8 +339,6 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
     atomic_init(&run->status, 0);
     atomic_init(&run->aborting, false);
     atomic_init(&run->done, false);
-    atomic_init(&run->work_ns, 0);
-    atomic_init(&run->src_items, 0);
     run->policy = rt->policy_ops;
     bool budgeted = run->policy->budgeted;
     run->max_batches = rt->attr.max_batches ? (int64_t)rt->attr.max_batches

@@ -121,10 +121,9 @@ struct para__run {
     alignas(PARA_CACHELINE) _Atomic int status; /* first error, or 0 */
     _Atomic bool aborting;                      /* status != 0 */
     _Atomic bool done;
-    /* Batch sizing: work done by non-source tasks and source items pulled
-     * (relaxed counters; their ratio estimates the cost of an item). */
-    alignas(PARA_CACHELINE) _Atomic uint64_t work_ns;
-    _Atomic uint64_t src_items;
+    /* (Batch sizing reads the work done and the source items pulled from
+     * the workers' counters and the nodes' statistics: no shared counter
+     * is written per task.) */
     char errmsg[PARA__ERRMSG_LEN]; /* written by the status winner only */
 };
 

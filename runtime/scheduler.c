@@ -16,7 +16,9 @@
  *
  * Tasks and units
  *   A task is (node, batch, input port), embedded in the batch (runctx.h,
- *   batch.h).
+ *   batch.h). The task of a fused chain's head (fuse.h) runs every stage of
+ *   the chain and delivers the last stage's output: the inner stages never
+ *   have tasks of their own, and a fused task is one unit like any other.
  *   run->in_flight counts units: one per unfinished task and one per source
  *   not yet exhausted. A task that produces a batch for k successors turns
  *   its unit into k (one atomic add of k-1, none when k = 1); a sink's task
@@ -39,7 +41,9 @@
  *   once with one fetch_add on the cursor. Callback sources are serial: the
  *   pull is claimed through the same state word (bit 0 exhausted, the rest
  *   counts pullers), so the source's unit is dropped exactly once, by the
- *   last puller out after exhaustion. Whether a source may pull, and how
+ *   last puller out after exhaustion. A split callback source (src_split:
+ *   a records source over a regular file) takes any number of pullers and
+ *   gives each batch its own key range. Whether a source may pull, and how
  *   many items, is the policy's decision (policy.h: a batch limit, the byte
  *   budget of budget.h, ...): back-pressure that bounds the memory of a run
  *   and the depth of reorder buffers. Only sources wait, never consumers.
@@ -52,8 +56,11 @@
  *   target_batch_ns), so a deep chain of cheap stages gets batches as
  *   large as one stage needs, not 1/depth of that. Each worker's size ramps
  *   up from 16 items by doubling, so the estimates settle before batches
- *   grow large. Bounds: run->batch_bytes along the widest edge downstream
- *   (half an L2) but at least MIN_CAP_ITEMS items; at least the largest
+ *   grow large. Bounds: run->batch_bytes along the
+ *   widest edge downstream (half an L2) but at least MIN_CAP_ITEMS items;
+ *   for a source whose items own more than a sixteenth of that each, the
+ *   bytes they own, down to one item (one item while their size is not
+ *   known yet); at least the largest
  *   min_batch hint downstream; and near the end of a splittable source at
  *   most 1/(2 x workers) of what is left, so every worker has a share.
  *   Across processes (runtime/mpi) a node's time on other ranks counts
@@ -72,8 +79,19 @@
  * Parking
  *   rt->wake.park, an eventcount (eventcount.h): a worker announces itself,
  *   re-checks every place work can appear (work_visible()), and sleeps
- *   until a notify. Whoever publishes work notifies; a busy runtime pays
- *   one atomic RMW per notify and no system call.
+ *   until a notify. Whoever publishes surplus work notifies (a worker does
+ *   not wake anyone for the task it will pop itself next: para__deliver());
+ *   a busy runtime pays a fence per notify, no shared write and no system
+ *   call.
+ *
+ * Statistics
+ *   A worker counts a node's statistics in its own slot of the node
+ *   (graph.h: para__node_wstat, summed when read) and its own counters
+ *   (scheduler.h); batch sizing sums them too. The locked instructions
+ *   left per task are those that carry correctness: units (only when a
+ *   task ends in a sink or fans out), batch references, claims and inboxes
+ *   of serial nodes, the deques, the source cursor and state, and the
+ *   run's live batches and bytes (the policies' gates).
  *
  * Lock order: rt->lock is never held while running node code or while
  *   taking another lock; the eventcount's own mutex (eventcount.c) and the
@@ -132,6 +150,7 @@
 #include "scheduler.h"
 
 #include "budget.h"
+#include "fuse.h"
 #include "owned.h"
 #include "policy.h"
 #include "reduce_node.h"
@@ -359,7 +378,7 @@ static bool holds_leftovers(const para_node_t *n)
 
 static void sweep_serial_nodes(para__worker *w, para__run *run);
 
-static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
+void para__fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
 {
     fail_run(w, run, PARA_ENODE, "node '%s' returned %d (%s)", n->name, rc,
              rc < 0 ? para_err_name(rc) : "user error code");
@@ -367,7 +386,7 @@ static void fail_node(para__worker *w, para__run *run, para_node_t *n, int rc)
 
 /* A flat-map made @p out items of @p in: keep the largest ratio, x16, for
  * the memory policy's footprints. */
-static void note_expansion(para_node_t *n, size_t in, size_t out)
+void para__note_expansion(para_node_t *n, size_t in, size_t out)
 {
     if (in == 0 || out <= in)
         return;
@@ -388,6 +407,11 @@ static _Thread_local int current_input_port = -1;
 int para_input_port(void)
 {
     return current_input_port;
+}
+
+void para__set_input_port(int port)
+{
+    current_input_port = port;
 }
 
 /* The input items of the calling thread's node call, for
@@ -509,7 +533,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         o = e.batch;
         if (e.failed && rc == 0)
             rc = PARA_ENOMEM;
-        note_expansion(n, count, o->count);
+        para__note_expansion(n, count, o->count);
         break;
     }
     case PARA__KIND_SINK: {
@@ -557,7 +581,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
     if (rc != 0) {
         if (o != NULL)
             para__batch_free(cache_of(w), run, o);
-        fail_node(w, run, n, rc);
+        para__fail_node(w, run, n, rc);
         return rc;
     }
     *out = o;
@@ -613,7 +637,16 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
             queued++;
         }
     }
-    /* One parked worker per task made runnable (none parked: one RMW). */
+    /* Wake a parked worker only for surplus work: a worker delivering the
+     * output of a parallel node's task (or of a source pull) goes straight
+     * back to its loop and pops the newest of these tasks itself, so one
+     * of them needs nobody else. A serial node's drain keeps the worker
+     * busy, and other threads (w == NULL) run nothing: every task counts.
+     * A parked worker that misses such a task loses nothing: its owner
+     * runs it next. (A source with more to pull is surplus work too:
+     * source_pull() wakes a worker for it.) */
+    if (w != NULL && !n->serial && queued > 0)
+        queued--;
     notify(run->rt, queued);
 }
 
@@ -631,7 +664,7 @@ void para__submit_task(para__worker *w, para__run *run, para__task *t)
  * ones slowly (1/8 of the way), and that a task slower than 4x the
  * estimate (a thread preempted in the middle of it, a page fault) raises
  * by 1/8 only, so that one outlier does not shrink every batch after it. */
-static void learn_cost(para_node_t *n, size_t items, uint64_t dt)
+void para__learn_cost(para_node_t *n, size_t items, uint64_t dt)
 {
     if (items == 0)
         return;
@@ -662,24 +695,28 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
     if (PARA_UNLIKELY(n->placement != PARA__PLACE_CPU) && !aborting(run) &&
         run->rt->offload.route(w, run, t))
         return; /* the device host thread owns the task and its unit */
-    if (!aborting(run)) {
+    if (para__fuse_task(n, t) && !aborting(run)) {
+        /* A fused chain (fuse.h): the head's task runs every stage and
+         * counts their statistics; its output is the last stage's. */
+        if (para__fuse_run(w, run, t, &out, &n) != 0)
+            out = NULL;
+    } else if (!aborting(run)) {
         uint64_t t0 = para__now_ns();
         int rc = process(w, run, n, t, &out);
         uint64_t dt = para__now_ns() - t0;
         if (PARA_UNLIKELY(n->placement == PARA__PLACE_MIXED) && rc == 0)
             run->rt->offload.note_cpu(n, in->count, dt);
-        /* relaxed: statistics and a cost estimate; no ordering needed. */
-        atomic_fetch_add_explicit(&n->st_busy_ns, dt, memory_order_relaxed);
-        atomic_fetch_add_explicit(&run->work_ns, dt, memory_order_relaxed);
+        /* Statistics and the cost estimate: in this worker's own slot
+         * (no locked instruction, no shared line). */
+        para__node_wstat *st = para__wstat(w, n);
+        para__counter_add(&st->busy_ns, dt);
         para__counter_add(&w->c_busy_ns, dt);
         if (rc == 0) {
-            learn_cost(n, in->count, dt);
-            atomic_fetch_add_explicit(&n->st_items_in, in->count,
-                                      memory_order_relaxed);
-            atomic_fetch_add_explicit(&n->st_batches, 1, memory_order_relaxed);
+            para__learn_cost(n, in->count, dt);
+            para__counter_add(&st->items_in, in->count);
+            para__counter_add(&st->batches, 1);
             if (out != NULL)
-                atomic_fetch_add_explicit(&n->st_items_out, out->count,
-                                          memory_order_relaxed);
+                para__counter_add(&st->items_out, out->count);
         }
         para__trace_task(w->trace, n->index, t0, t0 + dt, in->count,
                          out != NULL ? out->count : 0);
@@ -754,12 +791,17 @@ static void execute(para__worker *w, para__run *run, para__task *t)
  * graph with several sources the estimate mixes them, as work_ns did. */
 static size_t learned_items(const para__run *run)
 {
-    /* relaxed: estimates; stale values only change a batch size. */
-    uint64_t items =
-        atomic_load_explicit(&run->src_items, memory_order_relaxed);
+    /* Estimates, summed over the workers' slots (stale values only change
+     * a batch size): the source items pulled so far. */
+    const para_graph_t *g = run->graph;
+    uint64_t items = 0;
+    para__node_counts c;
+    for (unsigned i = 0; i < g->n_sources; i++) {
+        para__node_counts_get(g->sources[i], &c);
+        items += c.items_out;
+    }
     if (items == 0)
         return 0;
-    const para_graph_t *g = run->graph;
     double best = 0.0;
     for (unsigned i = 0; i < g->n_nodes; i++) {
         const para_node_t *k = g->nodes[i];
@@ -767,8 +809,14 @@ static size_t learned_items(const para__run *run)
             /* Kernel nodes: the device side sizes its launches, and a
              * MIXED node's CPU cost says nothing of its device share; keep
              * the graph-wide estimate (work on the CPU per source item). */
-            uint64_t work =
-                atomic_load_explicit(&run->work_ns, memory_order_relaxed);
+            uint64_t work = 0;
+            const para_runtime_t *rt = run->rt;
+            for (unsigned j = 0; j < rt->n_workers; j++)
+                /* relaxed: another worker's counter, an estimate; base_*
+                 * was written before the run started. */
+                work += atomic_load_explicit(&rt->workers[j].c_busy_ns,
+                                             memory_order_relaxed) -
+                        rt->workers[j].base_busy_ns;
             if (work == 0)
                 return 0;
             best = (double)run->target_batch_ns * (double)items / (double)work;
@@ -778,10 +826,12 @@ static size_t learned_items(const para__run *run)
             continue;
         uint64_t cost =
             atomic_load_explicit(&k->cost_x1024, memory_order_relaxed);
-        uint64_t in =
-            atomic_load_explicit(&k->st_items_in, memory_order_relaxed);
         uint64_t away =
             atomic_load_explicit(&k->remote_busy_ns, memory_order_relaxed);
+        if (cost == 0 && away == 0)
+            continue;
+        para__node_counts_get(k, &c);
+        uint64_t in = c.items_in;
         /* Per source item: cost x (items in / source items), plus the
          * node's time on other processes (runtime/mpi). */
         double busy = (double)cost / 1024.0 * (double)in + (double)away;
@@ -806,10 +856,28 @@ static size_t source_batch_items(para__worker *w, para__run *run,
         return run->forced_batch_items;
     /* The cache bounds a batch (bytes along its widest edge), but never
      * below MIN_CAP_ITEMS items: large items still travel several at a
-     * time. */
+     * time. Items that each own more than a sixteenth of those bytes
+     * (1 MiB blocks of a file to compress: each is a task's work, and
+     * sixteen in one batch leave the other workers idle) are bounded by
+     * what they own, down to one item; and while their size is unknown (no
+     * item_bytes hint, no batch counted yet) a pull takes one item. */
+    uint64_t owned = para__owned_item_estimate(s);
+    bool unknown = false;
+    if (s->owned_bytes != NULL && owned == 0) {
+        /* A hint (relaxed sums); a second early pull of one item costs
+         * nothing. Summed over the workers' slots only in this case. */
+        para__node_counts c;
+        para__node_counts_get(s, &c);
+        unknown = c.batches == 0;
+    }
     size_t cap =
-        PARA_MAX(run->batch_bytes / s->widest_item, (size_t)MIN_CAP_ITEMS);
-    size_t n = w->ramp_items;
+        unknown ? 1
+        : owned > run->batch_bytes / MIN_CAP_ITEMS
+            ? PARA_MAX((size_t)(run->batch_bytes / (s->widest_item + owned)),
+                       (size_t)1)
+            : PARA_MAX(run->batch_bytes / s->widest_item,
+                       (size_t)MIN_CAP_ITEMS);
+    size_t n = PARA_MIN(w->ramp_items, cap);
     size_t learned = learned_items(run);
     if (learned != 0 && learned < n)
         n = learned;
@@ -863,16 +931,20 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         b->family = family;
         family = NULL;
         size_t written = 0;
-        uint64_t t0 = para__now_ns();
-        int rc = s->fn.source(s->ctx, b->data, want, &written);
-        /* relaxed: statistics only. */
-        atomic_fetch_add_explicit(&s->st_busy_ns, para__now_ns() - t0,
-                                  memory_order_relaxed);
+        uint64_t t0 = para__now_ns(), key0 = 0, key1 = 0;
+        bool done = false;
+        int rc = s->src_split != NULL
+                     ? s->src_split(s->ctx, b->data, want, &written, &key0,
+                                    &key1, &done)
+                     : s->fn.source(s->ctx, b->data, want, &written);
+        para__counter_add(&para__wstat(w, s)->busy_ns, para__now_ns() - t0);
         if (rc != 0 || written == 0 || written > want) {
             para__batch_free(cache_of(w), run, b);
+            if (rc == 0 && written == 0 && s->src_split != NULL && !done)
+                return NULL; /* another puller holds what is left */
             *exhausted = true;
             if (rc != 0)
-                fail_node(w, run, s, rc);
+                para__fail_node(w, run, s, rc);
             else if (written > want)
                 fail_run(w, run, PARA_EINVAL,
                          "source '%s' wrote %zu items into room for "
@@ -882,6 +954,12 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
         }
         b->count = written;
         para__owned_begin_output(s, NULL, b);
+        if (s->src_split != NULL) {
+            b->seq_begin = key0;
+            b->seq_end = key1;
+            *exhausted = done;
+            return b;
+        }
         b->seq_begin = s->src_seq; /* claim-owned: one puller at a time */
         s->src_seq += written;
         b->seq_end = s->src_seq;
@@ -902,13 +980,19 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
     if (first + n >= total)
         *exhausted = true;
+    /* A fused source (fuse.h) leaves its items to the chains it feeds:
+     * a range's are the indices seq_begin.., an array's are read in
+     * place. */
     b = para__batch_alloc(cache_of(w), run, s->n_succs,
-                          para__mul_sat(n, s->out_size));
+                          s->src_fused ? 0 : para__mul_sat(n, s->out_size));
     if (b == NULL)
         goto nomem;
     b->family = family;
     family = NULL;
-    if (s->kind == PARA__KIND_RANGE) {
+    if (s->src_fused) {
+        if (s->kind == PARA__KIND_ARRAY)
+            b->data = (unsigned char *)s->array + first * s->out_size;
+    } else if (s->kind == PARA__KIND_RANGE) {
         uint64_t *out = (uint64_t *)(void *)b->data;
         uint64_t v = s->range_begin + first;
         for (size_t i = 0; i < n; i++)
@@ -954,7 +1038,7 @@ static void note_hold(para__run *run, bool refused)
 /* Pull one batch from @p s. Returns true if a batch was delivered. */
 static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
 {
-    bool serial = s->kind == PARA__KIND_SOURCE_FN;
+    bool serial = para__source_serial(s);
     /* relaxed: a first guess for the CAS. */
     uint64_t st = atomic_load_explicit(&s->src_state, memory_order_relaxed);
     do {
@@ -978,12 +1062,9 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
     if (b != NULL) {
         para__counter_add(&w->c_source_batches, 1);
         para__trace_source(w->trace, s->index, pulled, b->count);
-        /* relaxed: statistics and the cost estimate. */
-        atomic_fetch_add_explicit(&run->src_items, b->count,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->st_items_out, b->count,
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->st_batches, 1, memory_order_relaxed);
+        /* Statistics and the cost estimate (learned_items()). */
+        para__counter_add(&para__wstat(w, s)->items_out, b->count);
+        para__counter_add(&para__wstat(w, s)->batches, 1);
         para__deliver(w, run, s, b, 0);
     }
     if (exhausted) {
@@ -1000,6 +1081,12 @@ static bool source_pull(para__worker *w, para__run *run, para_node_t *s)
                                               memory_order_acq_rel);
     if (prev - PARA__SRC_PULLER == PARA__SRC_EXHAUSTED)
         units_add(run, -1);
+    else if (b != NULL && !exhausted)
+        /* The source has more: surplus work for a parked worker (this one
+         * runs the batch it just pulled; para__deliver() woke nobody for
+         * it). After the state's release, so that the woken worker finds
+         * a callback source free. */
+        notify(w->rt, 1);
     return b != NULL;
 }
 
@@ -1112,7 +1199,7 @@ static bool work_visible(para__worker *w, para__run *run)
         /* A splittable source takes any number of pullers at once; a
          * callback source only one. */
         if ((st & PARA__SRC_EXHAUSTED) == 0 &&
-            (st == 0 || s->kind != PARA__KIND_SOURCE_FN))
+            (st == 0 || !para__source_serial(s)))
             return true;
     }
     return false;
@@ -1139,6 +1226,9 @@ static void run_loop(para__worker *w, para__run *run)
 {
     unsigned idle = 0;
     w->ramp_items = RAMP_START_ITEMS;
+    /* Family records freed and admitted on this thread while it works the
+     * run come from this worker's own free list (budget.h). */
+    para__family_cache_bind(&w->cache.families);
     /* acquire: pairs with the release store of done in units_add(), so that
      * a worker leaving the loop sees the finished run. */
     while (!atomic_load_explicit(&run->done, memory_order_acquire)) {
@@ -1176,6 +1266,7 @@ static void run_loop(para__worker *w, para__run *run)
         park(w, run);
         idle = 0;
     }
+    para__family_cache_bind(NULL);
 }
 
 /* The worker this thread is (NULL on other threads), for
@@ -1354,6 +1445,8 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                              void (*wait)(para_runtime_t *rt))
 {
     run->on_abort = sweep_serial_nodes;
+    /* Chains (fuse.h), before any worker sees the run. */
+    para__fuse_plan(run, rt->fuse && rt->remote == NULL);
     pthread_mutex_lock(&rt->lock);
     rt->run = run;
     rt->run_open = true;

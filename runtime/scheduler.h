@@ -193,6 +193,7 @@ struct para_runtime {
     char device_why[256];
     bool device_cpu_logged;
     para__mixed_mode mixed;  /* MIXED kernel nodes' split (PARA_MIXED) */
+    bool fuse;               /* fused CPU chains (PARA_FUSE, fuse.h) */
     para__devrt *device;     /* the open devices, NULL if none */
     unsigned helper_threads; /* host threads (one per device) */
     para__trace *trace;      /* NULL unless tracing (PARA_TRACE) */
@@ -224,6 +225,23 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
  * its order holds), else to the workers. @p w may be NULL (then the task is
  * injected). Used by runtime/mpi for batches received from other ranks. */
 void para__submit_task(para__worker *w, para__run *run, para__task *t);
+
+/* ---- for fuse.c (same layer): what a task does around its node ---------- */
+
+/* Worker @p w's statistics slot of node @p n (graph.h): only @p w writes
+ * it, so counting a task there is a plain load and store. */
+static inline para__node_wstat *para__wstat(para__worker *w, para_node_t *n)
+{
+    return &n->wst[w->id];
+}
+/* Learn @p n's cost per input item from @p items that took @p dt ns. */
+void para__learn_cost(para_node_t *n, size_t items, uint64_t dt);
+/* A flat-map made @p out items of @p in: keep its largest expansion. */
+void para__note_expansion(para_node_t *n, size_t in, size_t out);
+/* What para_input_port() returns on this thread (-1: no node call). */
+void para__set_input_port(int port);
+/* Fail the run: node @p n returned @p rc. */
+void para__fail_node(para__worker *w, para__run *run, para_node_t *n, int rc);
 
 /* For para_item_index() in the node function the calling thread is about
  * to call: @p count items of @p size bytes at @p base, numbered from

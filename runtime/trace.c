@@ -289,6 +289,18 @@ static void w_node_name(writer *w, const para__trace *tr, unsigned node,
         w_json_str(w, fallback);
 }
 
+/* A fused task's name: "fused head..last" (fuse.h). */
+static void w_fused_name(writer *w, const para__trace *tr,
+                         const para__trace_event *e)
+{
+    unsigned last = (unsigned)((e->aux >> 8) & PARA__TRACE_NO_NODE);
+    char name[160];
+    snprintf(name, sizeof name, "fused %s..%s",
+             e->node < tr->n_nodes ? tr->nodes[e->node].name : "?",
+             last < tr->n_nodes ? tr->nodes[last].name : "?");
+    w_json_str(w, name);
+}
+
 static void w_pid_tid(writer *w, unsigned tid)
 {
     w_str(w, ",\"pid\":");
@@ -357,6 +369,10 @@ static void w_event(writer *w, const para__trace *tr, const para__trace_lane *l,
     case PARA__TEV_COPY_OUT:
         w_str(w, "\"copy out\",\"cat\":\"transfer\"");
         break;
+    case PARA__TEV_FUSED:
+        w_fused_name(w, tr, e);
+        w_str(w, ",\"cat\":\"fused\"");
+        break;
     default:
         w_str(w, "\"unknown\",\"cat\":\"unknown\"");
         break;
@@ -385,6 +401,17 @@ static void w_event(writer *w, const para__trace *tr, const para__trace_lane *l,
     case PARA__TEV_SOURCE:
         w_str(w, ",\"args\":{\"node\":");
         w_u64(w, e->node);
+        w_str(w, ",\"items\":");
+        w_u64(w, e->items);
+        w_str(w, "}},\n");
+        break;
+    case PARA__TEV_FUSED:
+        w_str(w, ",\"args\":{\"node\":");
+        w_u64(w, e->node);
+        w_str(w, ",\"last\":");
+        w_u64(w, (e->aux >> 8) & PARA__TRACE_NO_NODE);
+        w_str(w, ",\"stages\":");
+        w_u64(w, e->aux & 255u);
         w_str(w, ",\"items\":");
         w_u64(w, e->items);
         w_str(w, "}},\n");

@@ -58,6 +58,10 @@ enum {
                            bytes */
     PARA__TEV_COPY_OUT, /* [t0, t1): a launch's copy device to host; aux =
                            bytes */
+    PARA__TEV_FUSED,    /* [t0, t1): a fused chain's task (fuse.h) from its
+                           head node to the last node (aux bits 8..31) of
+                           aux & 255 stages; items in (the stages' own
+                           TASK spans lie inside it) */
 };
 
 /* Node index meaning "no node" (e.g. a device launch of runtime work). */
@@ -193,6 +197,19 @@ static inline void para__trace_task(para__trace_lane *l, unsigned node,
         para__trace_put(l, PARA__TEV_TASK, node, t0, t1, items_in, items_out);
 }
 
+/* A fused task ran the chain @p head .. @p last (@p stages nodes) over
+ * [t0, t1) on @p items_in items (its output: @p items_out, not kept). */
+static inline void para__trace_fused(para__trace_lane *l, unsigned head,
+                                     unsigned last, unsigned stages,
+                                     uint64_t t0, uint64_t t1, size_t items_in,
+                                     size_t items_out)
+{
+    (void)items_out;
+    if (PARA_UNLIKELY(l != NULL))
+        para__trace_put(l, PARA__TEV_FUSED, head, t0, t1, items_in,
+                        ((uint64_t)(last & PARA__TRACE_NO_NODE) << 8) |
+                            (stages & 255u));
+}
 /* A pull from source @p node, started at @p t0 (para__trace_now()), gave
  * @p items items. */
 static inline void para__trace_source(para__trace_lane *l, unsigned node,

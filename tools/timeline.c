@@ -286,6 +286,8 @@ static int read_events(reader *r, const para__json *events, size_t *lanes_cap)
             tl->n_events++;
             continue;
         }
+        if (strcmp(cat, "fused") == 0)
+            continue; /* a fused task: its stages' own spans lie inside */
         double dur = para__json_number(para__json_get(e, "dur"), 0);
         if (dur < 0)
             dur = 0;

@@ -10,7 +10,10 @@
  * Functions come in two shapes. Per-item functions ("map", "filter", "sink",
  * ...) are called once per item; the runtime still moves items in batches and
  * calls them in a tight loop, so per-item code runs at batched speed. Batch
- * functions ("map_batch", "sink_batch", ...) receive a whole batch at once.
+ * functions ("map_batch", "sink_batch", ...) receive a whole batch at once;
+ * in a fused chain (a run of parallel maps and filters that one task runs
+ * tile by tile, PARA_FUSE) a batch reaches them as consecutive tiles of a
+ * few KiB, each one call, unless the batch size is forced (PARA_BATCH).
  *
  * Every node function returns 0 on success. Any other value aborts the run:
  * para_run() returns PARA_ENODE and the runtime's message names the node and
@@ -262,7 +265,12 @@ typedef struct para_node_desc {
     /**
      * Bytes each output item owns outside its batch (a buffer the item
      * points to, freed downstream), for the memory budget; default 0.
-     * owned_bytes, if set, counts each item instead.
+     * owned_bytes, if set, counts each item instead, and this stays the
+     * estimate until the first batch is counted. A source's batches are
+     * bounded by what its items own: items owning large blocks (1 MiB of a
+     * file to compress) travel one per batch, and a source whose item size
+     * is not known yet (owned_bytes, no item_bytes) hands out one item
+     * first.
      */
     size_t item_bytes;
     /**

@@ -72,11 +72,16 @@ typedef struct para_records_attr {
     size_t block_size;  /**< bytes read at a time; default 1 MiB */
     bool strip_cr;      /**< drop a '\r' before the delimiter (CRLF);
                              default true */
+    bool map; /**< a regular file is mapped into memory and split in place
+                   (no copy); default true. If another process truncates
+                   the file during a run, touching the lost pages raises
+                   SIGBUS, as with any mapped file: set false to read it
+                   with pread() instead (the run then fails with EIO). */
 } para_records_attr_t;
 
 /**
  * @brief Fill @p attr with the defaults (lines, 1 MiB blocks, CRLF
- *        stripped).
+ *        stripped, files mapped).
  * @return 0, or PARA_EINVAL if @p attr is NULL.
  */
 PARA_API PARA_NODISCARD int para_records_attr_init(para_records_attr_t *attr);
@@ -86,8 +91,13 @@ PARA_API PARA_NODISCARD int para_records_attr_init(para_records_attr_t *attr);
  *        para_slice_t items (out_size sizeof(para_slice_t)), in order.
  *
  * The file is opened at the start of every run, so the graph can run
- * again. The last record needs no delimiter; an empty file has no records;
- * an empty line is an empty record.
+ * again. A regular file is split by byte ranges of block_size adjusted to
+ * record boundaries, so that several workers make records at once; a pipe
+ * or a device, or any file with an ORDERED node downstream, is read by one
+ * worker at a time (ORDERED nodes see the records in file order). The size
+ * is taken when the run starts: bytes appended during the run are not read.
+ * The last record needs no delimiter; an empty file has no records; an
+ * empty line is an empty record.
  * @param[in] path Copied.
  * @param[in] attr NULL for the defaults; borrowed for the call.
  * @return As para_graph_add(); PARA_EINVAL also for a NULL path, a
@@ -104,7 +114,8 @@ para_graph_add_records_file(para_graph_t *graph, const char *name,
  * @brief Add a source emitting the records read from @p fd (a pipe, a
  *        socket, a file) as para_slice_t items.
  *
- * A run reads from the current position to the end. A seekable @p fd is
+ * A run reads from the current position to the end (in parallel if @p fd
+ * is a regular file, as para_graph_add_records_file()). A seekable @p fd is
  * rewound to where it was when the node was added at the start of every
  * run; a stream that cannot be rewound fails its second run with
  * PARA_ENODE ("cannot rewind").

@@ -882,13 +882,14 @@ static void comm_loop(mpi_ctx *c)
                 wsend[W_RECVD] = (long long)c->msgs_recvd;
                 wsend[W_BUSY] = busy;
                 wsend[W_FAILED] = c->failed_own;
-                for (unsigned i = 0; i < nodes; i++)
-                    /* relaxed: a statistic. */
-                    wsend[W_N + i] = run == NULL
-                                         ? 0
-                                         : (long long)atomic_load_explicit(
-                                               &c->graph->nodes[i]->st_busy_ns,
-                                               memory_order_relaxed);
+                for (unsigned i = 0; i < nodes; i++) {
+                    /* A statistic, summed over the workers' slots
+                     * (graph.h). */
+                    para__node_counts nc = {0, 0, 0, 0};
+                    if (run != NULL)
+                        para__node_counts_get(c->graph->nodes[i], &nc);
+                    wsend[W_N + i] = (long long)nc.busy_ns;
+                }
                 MPI_Iallreduce(wsend, wrecv, (int)(W_N + nodes), MPI_LONG_LONG,
                                MPI_SUM, c->comm, &wreq);
                 wave = true;

@@ -124,12 +124,11 @@ static void sift_down(seat_claim **h, unsigned n, unsigned i)
 static void stage_rates(para_node_t *n, bool source, double *ns_per_item,
                         double *batch_items)
 {
-    /* relaxed: statistics read as estimates. */
-    uint64_t busy = atomic_load_explicit(&n->st_busy_ns, memory_order_relaxed);
-    uint64_t batches =
-        atomic_load_explicit(&n->st_batches, memory_order_relaxed);
-    uint64_t items = atomic_load_explicit(
-        source ? &n->st_items_out : &n->st_items_in, memory_order_relaxed);
+    /* Statistics read as estimates (summed over the workers). */
+    para__node_counts c;
+    para__node_counts_get(n, &c);
+    uint64_t busy = c.busy_ns, batches = c.batches;
+    uint64_t items = source ? c.items_out : c.items_in;
     *ns_per_item = items > 0 && busy > 0 ? (double)busy / (double)items : 1.0;
     *batch_items =
         batches > 0 && items > 0 ? (double)items / (double)batches : 16.0;
@@ -156,7 +155,7 @@ static void dhondt_allocate(dhondt_state *st, para__run *run)
                 PARA__SRC_EXHAUSTED)
                 continue;
             waiting = batch * workers;
-            cap = v->kind == PARA__KIND_SOURCE_FN ? 1 : workers;
+            cap = para__source_serial(v) ? 1 : workers;
             /* relaxed: as above. */
             atomic_store_explicit(&dv->feed, (int64_t)waiting,
                                   memory_order_relaxed);

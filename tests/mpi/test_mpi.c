@@ -814,25 +814,32 @@ static void test_owned(void **state)
 
 static int sink_sum(void *ctx, const void *in);
 
+/* A graph range [0, n) -> "square" (on every rank) -> "sum" into *sum. */
+static void make_square_sum(para_graph_t **g, uint64_t n, uint64_t *sum,
+                            para_node_t **src, para_node_t **m, para_node_t **k)
+{
+    assert_int_equal(para_graph_create(g), 0);
+    assert_int_equal(para_graph_add_range(*g, "src", 0, n, src), 0);
+    assert_int_equal(para_graph_add_map_batch(*g, "square", 8, 8,
+                                              map_slow_square, NULL, 0, m),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(*g, "sum", 8, sink_sum, sum, PARA_NODE_SERIAL, k),
+        0);
+    assert_int_equal(para_graph_connect(*g, *src, *m), 0);
+    assert_int_equal(para_graph_connect(*g, *m, *k), 0);
+    assert_int_equal(para_mpi_place(*m, PARA_MPI_ALL_RANKS), 0);
+}
+
 static void test_stats(void **state)
 {
     (void)state;
     const uint64_t n = 50000;
     para_runtime_t *rt = make_rt(2, 0, 0);
     para_graph_t *g;
-    assert_int_equal(para_graph_create(&g), 0);
     para_node_t *src, *m, *k;
     uint64_t sum = 0;
-    assert_int_equal(para_graph_add_range(g, "src", 0, n, &src), 0);
-    assert_int_equal(para_graph_add_map_batch(g, "square", 8, 8,
-                                              map_slow_square, NULL, 0, &m),
-                     0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, sink_sum, &sum, PARA_NODE_SERIAL, &k),
-        0);
-    assert_int_equal(para_graph_connect(g, src, m), 0);
-    assert_int_equal(para_graph_connect(g, m, k), 0);
-    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    make_square_sum(&g, n, &sum, &src, &m, &k);
     para_mpi_stats_t st;
     assert_int_equal(para_mpi_run(rt, g, MPI_COMM_WORLD, &st), 0);
 
@@ -938,19 +945,9 @@ static void test_trace(void **state)
     assert_int_equal(para_runtime_create(&rt, &a), 0);
     const uint64_t n = 50000;
     para_graph_t *g;
-    assert_int_equal(para_graph_create(&g), 0);
     para_node_t *src, *m, *k;
     uint64_t sum = 0;
-    assert_int_equal(para_graph_add_range(g, "src", 0, n, &src), 0);
-    assert_int_equal(para_graph_add_map_batch(g, "square", 8, 8,
-                                              map_slow_square, NULL, 0, &m),
-                     0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, sink_sum, &sum, PARA_NODE_SERIAL, &k),
-        0);
-    assert_int_equal(para_graph_connect(g, src, m), 0);
-    assert_int_equal(para_graph_connect(g, m, k), 0);
-    assert_int_equal(para_mpi_place(m, PARA_MPI_ALL_RANKS), 0);
+    make_square_sum(&g, n, &sum, &src, &m, &k);
     assert_int_equal(para_mpi_run(rt, g, MPI_COMM_WORLD, NULL), 0);
     if (g_rank == 0) {
         FILE *f = fopen(path, "r");

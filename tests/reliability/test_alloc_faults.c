@@ -34,7 +34,9 @@
  * The owned-items sweep runs rel_graph_build_owned(): items that own a
  * malloc'd buffer (the source's allocations are swept too), moved by a
  * filter, shared by a fan-out; a leaked or doubly freed buffer shows up as
- * above.
+ * above. The records sweep runs a records source over a file split by
+ * several workers (chunks mapped, then read), into a PARALLEL map and a
+ * SERIAL sink.
  *
  * PARA_ALLOC_SWEEP_REPEAT=N repeats the multi-worker sweeps N times (they
  * are not deterministic: which allocation is the k-th depends on the
@@ -98,6 +100,7 @@ static bool cfg_trace;         /* write a trace after each run */
 static bool cfg_kernels;       /* rel_graph_build_kernel() */
 static bool cfg_sys;           /* inject pthread/hwloc failures, not malloc */
 static bool cfg_owned;         /* rel_graph_build_owned() */
+static int cfg_records;        /* 0, or a records graph: 1 mapped, 2 pread */
 static char trace_path[256];
 
 static void fault_arm(long k, bool persist)
@@ -128,8 +131,91 @@ static long faults_counted(void)
                    : atomic_load_explicit(&calls, memory_order_relaxed);
 }
 
+/* The records graph: a file of short lines split in chunks of 256 bytes
+ * (several workers pull at once) -> a PARALLEL map of each slice to its
+ * length and first byte -> SERIAL sink (count and sum). */
+static char rec_path[64];
+static uint64_t rec_count, rec_sum, rec_want_count, rec_want_sum;
+
+static int rec_map(void *c, const void *in, void *out)
+{
+    (void)c;
+    const para_slice_t *sl = in;
+    *(uint64_t *)out =
+        sl->len * 1000 + (sl->len > 0 ? (unsigned char)sl->data[0] : 0);
+    return 0;
+}
+
+static int rec_sink(void *c, const void *in)
+{
+    (void)c;
+    rec_count++;
+    rec_sum += *(const uint64_t *)in;
+    return 0;
+}
+
+static void rec_file_make(void)
+{
+    snprintf(rec_path, sizeof rec_path, "/tmp/para-alloc-rec-XXXXXX");
+    int fd = mkstemp(rec_path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    rec_want_count = rec_want_sum = 0;
+    for (unsigned i = 0; i < 200; i++) {
+        int len =
+            fprintf(f, "%c line %u %.*s\n", 'a' + (int)(i % 26), i,
+                    (int)(i % 40), "........................................");
+        rec_want_count++;
+        rec_want_sum += (uint64_t)(len - 1) * 1000 + (uint64_t)('a' + i % 26);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+static int build_records(para_graph_t **out)
+{
+    para_graph_t *g = NULL;
+    *out = NULL;
+    int rc = para_graph_create(&g);
+    if (rc != 0)
+        return rc;
+    para_records_attr_t ra;
+    assert_int_equal(para_records_attr_init(&ra), 0);
+    ra.block_size = 256;
+    ra.map = cfg_records == 1;
+    para_node_t *s, *m, *k;
+    if ((rc = para_graph_add_records_file(g, "lines", rec_path, &ra, &s)) !=
+            0 ||
+        (rc = para_graph_add_map(g, "len", sizeof(para_slice_t), 8, rec_map,
+                                 NULL, 0, &m)) != 0 ||
+        (rc = para_graph_add_sink(g, "sum", 8, rec_sink, NULL, PARA_NODE_SERIAL,
+                                  &k)) != 0 ||
+        (rc = para_graph_connect(g, s, m)) != 0 ||
+        (rc = para_graph_connect(g, m, k)) != 0) {
+        para_graph_destroy(g);
+        return rc;
+    }
+    *out = g;
+    return 0;
+}
+
+static void answer_reset(uint64_t n)
+{
+    rel_ctx_reset(&ctx, n);
+    rec_count = rec_sum = 0;
+}
+
+static bool answer_ok(bool full)
+{
+    if (cfg_records)
+        return rec_count == rec_want_count && rec_sum == rec_want_sum;
+    return cfg_owned ? rel_owned_check(&ctx) : rel_ctx_check(&ctx, full);
+}
+
 static int build(para_graph_t **g, bool pipeline)
 {
+    if (cfg_records)
+        return build_records(g);
     if (pipeline)
         return rel_graph_build_pipeline(g, &ctx);
     if (cfg_owned)
@@ -164,12 +250,12 @@ static para_runtime_t *create_rt(unsigned workers, int *rc)
 static void check_reusable(para_runtime_t *rt, para_graph_t *g, bool full,
                            uint64_t n)
 {
-    rel_ctx_reset(&ctx, n);
+    answer_reset(n);
     int rc = para_run(rt, g);
     if (rc != 0)
         fail_msg("rerun after injection: %s: %s", para_err_name(rc),
                  para_runtime_errmsg(rt));
-    assert_true(cfg_owned ? rel_owned_check(&ctx) : rel_ctx_check(&ctx, full));
+    assert_true(answer_ok(full));
 }
 
 static enum outcome scenario(long k, bool persist, unsigned workers,
@@ -188,7 +274,7 @@ static enum outcome scenario(long k, bool persist, unsigned workers,
         out = FAIL_CREATE;
         goto done;
     }
-    rel_ctx_reset(&ctx, n);
+    answer_reset(n);
     rc = build(&g, pipeline);
     if (rc != 0) {
         fault_disarm();
@@ -196,7 +282,7 @@ static enum outcome scenario(long k, bool persist, unsigned workers,
             fail_msg("k=%ld: graph build returned %s", k, para_err_name(rc));
         assert_null(g);
         /* The runtime still runs a graph built afterwards. */
-        rel_ctx_reset(&ctx, n);
+        answer_reset(n);
         assert_int_equal(build(&g, pipeline), 0);
         check_reusable(rt, g, !pipeline, n);
         out = FAIL_BUILD;
@@ -205,8 +291,7 @@ static enum outcome scenario(long k, bool persist, unsigned workers,
     rc = para_run(rt, g);
     fault_disarm();
     if (rc == 0) {
-        if (!(cfg_owned ? rel_owned_check(&ctx)
-                        : rel_ctx_check(&ctx, !pipeline)))
+        if (!answer_ok(!pipeline))
             fail_msg("k=%ld: run succeeded with a wrong answer", k);
         out = faults_injected() != 0 ? OK_ABSORBED : OK_CLEAN;
     } else {
@@ -407,6 +492,22 @@ static void test_sweep_owned_items(void **state)
     cfg_owned = false;
 }
 
+/* A records source over a file, split by several workers (mapped chunks,
+ * and chunks read with pread()): every injected failure frees every block
+ * and part; the rerun counts every line. */
+static void test_sweep_records(void **state)
+{
+    (void)state;
+    rec_file_make();
+    for (cfg_records = 1; cfg_records <= 2; cfg_records++) {
+        sweep("records, single failure, 1 worker", false, 1, false, 0);
+        sweep("records, persistent failure, 2 workers", true, 2, false, 0);
+        sweep("records, single failure, 3 workers", false, 3, false, 0);
+    }
+    cfg_records = 0;
+    unlink(rec_path);
+}
+
 static void test_sweep_threads_hwloc(void **state)
 {
     (void)state;
@@ -500,9 +601,15 @@ int main(void)
         cmocka_unit_test(test_sweep_deep_queues),
         cmocka_unit_test(test_sweep_kernels_policies),
         cmocka_unit_test(test_sweep_owned_items),
+        cmocka_unit_test(test_sweep_records),
         cmocka_unit_test(test_sweep_threads_hwloc),
         cmocka_unit_test(test_sweep_opencl),
         cmocka_unit_test(test_points_total),
     };
+    /* PARA_TEST_FILTER=test_sweep_records runs one sweep (cmocka's
+     * pattern: '*' and '?' wildcards). */
+    const char *only = getenv("PARA_TEST_FILTER");
+    if (only != NULL)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -108,6 +108,10 @@ static long pooled_blocks(const para_runtime_t *rt, size_t *bytes)
         assert_int_equal(b, rt->workers[i].cache.pool_bytes);
         assert_true(b <= PARA__BATCH_POOL_BYTES);
         *bytes += b;
+        /* Free family records (budget.h), bounded by their depth. */
+        unsigned f = rt->workers[i].cache.families.len;
+        assert_true(f <= PARA__FAMILY_CACHE_DEPTH);
+        n += (long)f;
     }
     return n;
 }
@@ -231,9 +235,12 @@ static void soak(size_t batch_items, long rss_bound_kib, long live_bound)
                  runs - warmup);
 }
 
-/* The design bound of the batch caches of a 2-worker runtime: blocks and
- * KiB (each worker's caches are checked against PARA__BATCH_POOL_BYTES). */
-#define CACHED_BLOCKS_MAX (2 * PARA__BATCH_POOL_DEPTH * PARA__BATCH_CLASSES)
+/* The design bound of the batch caches of a 2-worker runtime: blocks
+ * (batches and free family records) and KiB (each worker's caches are
+ * checked against PARA__BATCH_POOL_BYTES). */
+#define CACHED_BLOCKS_MAX                                                      \
+    (2 * (PARA__BATCH_POOL_DEPTH * PARA__BATCH_CLASSES +                       \
+          PARA__FAMILY_CACHE_DEPTH))
 #define CACHED_KIB_MAX (2 * (long)(PARA__BATCH_POOL_BYTES >> 10))
 
 static void test_soak_fixed_batches(void **state)

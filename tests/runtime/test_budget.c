@@ -130,6 +130,42 @@ static void test_device_budget(void **state)
     teardown(&f);
 }
 
+/* A bound family cache: a freed record is kept (up to the depth) and the
+ * next admission takes it back; unbound threads use malloc and free. */
+static void test_family_cache(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, 1u << 20, 1);
+    para__family_cache c = {0};
+    para__family_cache_bind(&c);
+    para__family *fam = NULL, *again = NULL;
+    assert_int_equal(para__budget_admit(&f.run, 0, 8, false, &fam), 8);
+    para__family *first = fam;
+    para__family_unref(&f.run, fam);
+    assert_int_equal(c.len, 1);
+    assert_ptr_equal(c.free, first);
+    assert_int_equal(para__budget_admit(&f.run, 0, 8, false, &again), 8);
+    assert_ptr_equal(again, first); /* reused, not a new allocation */
+    assert_int_equal(c.len, 0);
+    assert_int_equal(atomic_load(&again->refs), 1);
+    assert_int_equal(reserved(&f), again->reserved);
+    /* More records than the depth: the excess is freed. */
+    para__family *many[PARA__FAMILY_CACHE_DEPTH + 3];
+    para__family_unref(&f.run, again);
+    for (unsigned i = 0; i < PARA__FAMILY_CACHE_DEPTH + 3; i++)
+        assert_int_equal(para__budget_admit(&f.run, 0, 1, false, &many[i]), 1);
+    for (unsigned i = 0; i < PARA__FAMILY_CACHE_DEPTH + 3; i++)
+        para__family_unref(&f.run, many[i]);
+    assert_int_equal(c.len, PARA__FAMILY_CACHE_DEPTH);
+    assert_int_equal(reserved(&f), 0);
+    para__family_cache_bind(NULL);
+    para__family_cache_drain(&c);
+    assert_int_equal(c.len, 0);
+    assert_null(c.free);
+    teardown(&f);
+}
+
 static void test_nothing_reserved_admits_one(void **state)
 {
     (void)state;
@@ -216,6 +252,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admission),
+        cmocka_unit_test(test_family_cache),
         cmocka_unit_test(test_nothing_reserved_admits_one),
         cmocka_unit_test(test_device_budget),
         cmocka_unit_test(test_exhausted_source_closes),

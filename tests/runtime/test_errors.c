@@ -33,7 +33,7 @@ static const char *const option_vars[] = {
     "PARA_PIN",        "PARA_TRACE",          "PARA_TRACE_EVENTS",
     "PARA_PROGRESS",   "PARA_CL_TRACE",       "PARA_CACHE_DIR",
     "PARA_MIXED",      "PARA_DEVICE_TIMEOUT", "PARA_RESIDENT",
-    "PARA_PINNED",     "PARA_DEVICE_BUDGET",
+    "PARA_PINNED",     "PARA_DEVICE_BUDGET",  "PARA_FUSE",
 };
 
 static void clean_env(void)

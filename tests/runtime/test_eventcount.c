@@ -31,6 +31,9 @@ static void test_no_waiter(void **state)
     assert_int_equal(para__eventcount_notify(&ec, 1), 0);
     /* A notify after prepare: wait returns at once. */
     key = para__eventcount_prepare(&ec);
+    /* Waking nobody does nothing, even with a waiter. */
+    assert_int_equal(para__eventcount_notify(&ec, 0), 0);
+    assert_int_equal(atomic_load(&ec.epoch), 0);
     assert_int_equal(para__eventcount_notify(&ec, 4), 1);
     para__eventcount_wait(&ec, key, NULL);
     assert_int_equal(para__eventcount_notify(&ec, 1), 0);

@@ -300,6 +300,21 @@ static uint64_t sum_to(uint64_t n)
     return n * (n - 1) / 2;
 }
 
+/* @p from -> "read" (read_id) -> "sum" (sum_ids, @p sink_flags), both on
+ * @p t. */
+static void add_read_sum(para_graph_t *g, tracker *t, para_node_t *from,
+                         unsigned sink_flags)
+{
+    para_node_t *m, *k;
+    assert_int_equal(
+        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, t, 0, &m),
+        0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", 8, sum_ids, t, sink_flags, &k), 0);
+    conn(g, from, m);
+    conn(g, m, k);
+}
+
 /* ---- paths ----------------------------------------------------------------
  */
 
@@ -313,15 +328,7 @@ static void test_consumed_every_policy(void **state)
         tracker_init(&t, N_ITEMS, 1, 300);
         para_graph_t *g;
         assert_int_equal(para_graph_create(&g), 0);
-        para_node_t *s = add_source(g, &t), *m, *k;
-        assert_int_equal(para_graph_add_map(g, "read", sizeof(own_item), 8,
-                                            read_id, &t, 0, &m),
-                         0);
-        assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_ids, &t,
-                                             PARA_NODE_PARALLEL, &k),
-                         0);
-        conn(g, s, m);
-        conn(g, m, k);
+        add_read_sum(g, &t, add_source(g, &t), PARA_NODE_PARALLEL);
         for (int rep = 0; rep < 2; rep++) { /* the graph runs again */
             tracker_rearm(&t);
             assert_int_equal(para_run(rt, g), 0);
@@ -388,19 +395,12 @@ static void test_fanout_shares(void **state)
     tracker_init(&t, N_ITEMS, 1, 64);
     para_graph_t *g;
     assert_int_equal(para_graph_create(&g), 0);
-    para_node_t *s = add_source(g, &t), *m, *k1, *k2;
-    assert_int_equal(
-        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, &t, 0, &m),
-        0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, sum_ids, &t, PARA_NODE_PARALLEL, &k1),
-        0);
+    para_node_t *s = add_source(g, &t), *k2;
+    add_read_sum(g, &t, s, PARA_NODE_PARALLEL);
     assert_int_equal(para_graph_add_sink(g, "borrow", sizeof(own_item),
                                          borrow_sink, &t, PARA_NODE_PARALLEL,
                                          &k2),
                      0);
-    conn(g, s, m);
-    conn(g, m, k1);
     conn(g, s, k2);
     assert_int_equal(para_run(rt, g), 0);
     assert_int_equal(atomic_load(&t.sum), 2 * sum_to(N_ITEMS));
@@ -459,15 +459,7 @@ static void test_failing_and_canceled(void **state)
                 t.cancel_at = 5000;
             para_graph_t *g;
             assert_int_equal(para_graph_create(&g), 0);
-            para_node_t *m = add_maker(g, &t), *r, *k;
-            assert_int_equal(para_graph_add_map(g, "read", sizeof(own_item), 8,
-                                                read_id, &t, 0, &r),
-                             0);
-            assert_int_equal(para_graph_add_sink(g, "sum", 8, sum_ids, &t,
-                                                 PARA_NODE_PARALLEL, &k),
-                             0);
-            conn(g, m, r);
-            conn(g, r, k);
+            add_read_sum(g, &t, add_maker(g, &t), PARA_NODE_PARALLEL);
             int rc = para_run(rt, g);
             assert_int_equal(rc, mode == 2 ? PARA_ECANCELED : PARA_ENODE);
             if (mode < 2)
@@ -620,6 +612,51 @@ static void test_device_staging(void **state)
     }
 }
 
+/* ---- source batches sized by owned bytes ------------------------------------
+ */
+
+/* A source whose items own 5 MiB each (more than a sixteenth of any batch
+ * byte cap) hands them out one per batch, the first pull included, though
+ * nothing told it their size in advance; items owning 64 bytes still
+ * travel many at a time. */
+static void run_sized(size_t len, uint64_t n, uint64_t *batches)
+{
+    para_runtime_t *rt = make_rt(2, NULL, "none", 0, 0);
+    tracker t;
+    tracker_init(&t, n, len, len);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *s = add_source(g, &t), *m, *k;
+    assert_int_equal(
+        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, &t, 0, &m),
+        0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", 8, sum_ids, &t, PARA_NODE_SERIAL, &k), 0);
+    conn(g, s, m);
+    conn(g, m, k);
+    assert_int_equal(para_run(rt, g), 0);
+    check_released(&t, "sized", true);
+    para_node_stats_t st;
+    assert_int_equal(para_node_stats(s, &st), 0);
+    assert_int_equal(st.items_out, n);
+    *batches = st.batches;
+    para_graph_destroy(g);
+    tracker_fini(&t);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+static void test_source_batches_by_owned_bytes(void **state)
+{
+    (void)state;
+    uint64_t batches;
+    run_sized((size_t)5 << 20, 24, &batches);
+    assert_int_equal(batches, 24);
+    run_sized(64, 20000, &batches);
+    if (batches * 16 > 20000)
+        fail_msg("64-byte items: %llu batches for 20000 items",
+                 (unsigned long long)batches);
+}
+
 /* ---- the budget with per-item bytes ----------------------------------------
  */
 
@@ -692,14 +729,7 @@ static void test_budget_per_item_bytes(void **state)
     tracker_init(&t, 160, 1024, max_len);
     para_graph_t *g;
     assert_int_equal(para_graph_create(&g), 0);
-    para_node_t *s = add_source(g, &t), *m, *k;
-    assert_int_equal(
-        para_graph_add_map(g, "read", sizeof(own_item), 8, read_id, &t, 0, &m),
-        0);
-    assert_int_equal(
-        para_graph_add_sink(g, "sum", 8, sum_ids, &t, PARA_NODE_SERIAL, &k), 0);
-    conn(g, s, m);
-    conn(g, m, k);
+    add_read_sum(g, &t, add_source(g, &t), PARA_NODE_SERIAL);
     assert_int_equal(para_run(rt, g), 0);
     check_released(&t, "budget", true);
     para_stats_t st;
@@ -730,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_device_staging),
         cmocka_unit_test(test_flat_map_grows),
         cmocka_unit_test(test_budget_per_item_bytes),
+        cmocka_unit_test(test_source_batches_by_owned_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

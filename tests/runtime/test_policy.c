@@ -323,38 +323,59 @@ static int buffer_free(void *ctx, const void *in)
     return 0;
 }
 
-static void test_item_bytes_counted(void **state)
+/* Runs buffers(items) [-> map, when one is given] -> free on rt, checks the
+ * sink saw every buffer, and returns the run's peak bytes. */
+static uint64_t buffers_peak(para_runtime_t *rt, uint64_t items,
+                             para_map_fn map_fn)
 {
-    (void)state;
-    para_runtime_t *rt = make_rt("memaware", 2, 1 << 20);
     para_graph_t *g;
     assert_int_equal(para_graph_create(&g), 0);
-    buffer_source bs = {0, 20000};
+    buffer_source bs = {0, items};
     uint64_t sum = 0;
     para_node_desc_t src = {.name = "buffers",
                             .out_size = sizeof(void *),
                             .source = buffer_fill,
                             .ctx = &bs,
                             .item_bytes = 4096};
-    para_node_t *s, *sink;
+    para_node_desc_t map = {.name = "spin",
+                            .in_size = sizeof(void *),
+                            .out_size = sizeof(void *),
+                            .map = map_fn,
+                            .item_bytes = 4096};
+    para_node_t *s, *m = NULL, *sink;
     assert_int_equal(para_graph_add(g, &src, &s), 0);
+    if (map_fn != NULL)
+        assert_int_equal(para_graph_add(g, &map, &m), 0);
     assert_int_equal(para_graph_add_sink(g, "free", sizeof(void *), buffer_free,
                                          &sum, PARA_NODE_SERIAL, &sink),
                      0);
-    assert_int_equal(para_graph_connect(g, s, sink), 0);
+    if (m != NULL) {
+        assert_int_equal(para_graph_connect(g, s, m), 0);
+        assert_int_equal(para_graph_connect(g, m, sink), 0);
+    } else {
+        assert_int_equal(para_graph_connect(g, s, sink), 0);
+    }
     assert_int_equal(para_run(rt, g), 0);
     uint64_t want = 0;
-    for (uint64_t i = 0; i < 20000; i++)
+    for (uint64_t i = 0; i < items; i++)
         want += i & 0xff;
     assert_int_equal(sum, want);
     para_stats_t st;
     assert_int_equal(para_runtime_stats(rt, &st), 0);
-    print_message("4 KiB buffers under 1 MiB: peak %llu KiB\n",
-                  (unsigned long long)st.peak_bytes >> 10);
-    /* The buffers count: at least one 4 KiB buffer, at most the budget. */
-    assert_true(st.peak_bytes >= 4096);
-    assert_true(st.peak_bytes <= (1u << 20) + 2 * (2u << 20));
     para_graph_destroy(g);
+    return st.peak_bytes;
+}
+
+static void test_item_bytes_counted(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt("memaware", 2, 1 << 20);
+    uint64_t peak = buffers_peak(rt, 20000, NULL);
+    print_message("4 KiB buffers under 1 MiB: peak %llu KiB\n",
+                  (unsigned long long)peak >> 10);
+    /* The buffers count: at least one 4 KiB buffer, at most the budget. */
+    assert_true(peak >= 4096);
+    assert_true(peak <= (1u << 20) + 2 * (2u << 20));
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
@@ -382,41 +403,6 @@ static int spin_buffer(void *ctx, const void *in, void *out)
     return 0;
 }
 
-static uint64_t buffers_peak(para_runtime_t *rt, uint64_t items)
-{
-    para_graph_t *g;
-    assert_int_equal(para_graph_create(&g), 0);
-    buffer_source bs = {0, items};
-    uint64_t sum = 0;
-    para_node_desc_t src = {.name = "buffers",
-                            .out_size = sizeof(void *),
-                            .source = buffer_fill,
-                            .ctx = &bs,
-                            .item_bytes = 4096};
-    para_node_desc_t map = {.name = "spin",
-                            .in_size = sizeof(void *),
-                            .out_size = sizeof(void *),
-                            .map = spin_buffer,
-                            .item_bytes = 4096};
-    para_node_t *s, *m, *sink;
-    assert_int_equal(para_graph_add(g, &src, &s), 0);
-    assert_int_equal(para_graph_add(g, &map, &m), 0);
-    assert_int_equal(para_graph_add_sink(g, "free", sizeof(void *), buffer_free,
-                                         &sum, PARA_NODE_SERIAL, &sink),
-                     0);
-    assert_int_equal(para_graph_connect(g, s, m), 0);
-    assert_int_equal(para_graph_connect(g, m, sink), 0);
-    assert_int_equal(para_run(rt, g), 0);
-    uint64_t want = 0;
-    for (uint64_t i = 0; i < items; i++)
-        want += i & 0xff;
-    assert_int_equal(sum, want);
-    para_stats_t st;
-    assert_int_equal(para_runtime_stats(rt, &st), 0);
-    para_graph_destroy(g);
-    return st.peak_bytes;
-}
-
 static void test_dhondt_consumers_first(void **state)
 {
     (void)state;
@@ -424,7 +410,8 @@ static void test_dhondt_consumers_first(void **state)
     para_runtime_t *ma = make_rt("memaware", 2, (size_t)64 << 20);
     uint64_t dh_min = UINT64_MAX, ma_max = 0;
     for (int r = 0; r < 3; r++) {
-        uint64_t d = buffers_peak(dh, 40000), m = buffers_peak(ma, 40000);
+        uint64_t d = buffers_peak(dh, 40000, spin_buffer),
+                 m = buffers_peak(ma, 40000, spin_buffer);
         print_message("4 KiB buffers, peak bytes: dhondt %llu KiB, memaware "
                       "%llu KiB\n",
                       (unsigned long long)d >> 10, (unsigned long long)m >> 10);

@@ -110,6 +110,21 @@ static void expected_totals(totals *t)
     }
 }
 
+/* range [0, N) -> "x3p1" (ctx @p workers) -> the reduce node @p d. */
+static para_graph_t *x3p1_graph(const para_reduce_desc_t *d, unsigned *workers)
+{
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *r, *m, *k;
+    assert_int_equal(para_graph_add_range(g, "r", 0, N, &r), 0);
+    assert_int_equal(para_graph_add_map(g, "x3p1", 8, 8, x3p1, workers, 0, &m),
+                     0);
+    assert_int_equal(para_graph_add_reduce(g, d, &k), 0);
+    assert_int_equal(para_graph_connect(g, r, m), 0);
+    assert_int_equal(para_graph_connect(g, m, k), 0);
+    return g;
+}
+
 static void test_integers_every_policy(void **state)
 {
     (void)state;
@@ -119,12 +134,6 @@ static void test_integers_every_policy(void **state)
     for (unsigned p = 0; p < 4; p++) {
         for (unsigned workers = 1; workers <= 4; workers++) {
             para_runtime_t *rt = make_rt(workers, policies[p], 0);
-            para_graph_t *g;
-            assert_int_equal(para_graph_create(&g), 0);
-            para_node_t *r, *m, *k;
-            assert_int_equal(para_graph_add_range(g, "r", 0, N, &r), 0);
-            assert_int_equal(
-                para_graph_add_map(g, "x3p1", 8, 8, x3p1, &workers, 0, &m), 0);
             totals got;
             para_reduce_desc_t d = {.name = "totals",
                                     .in_size = 8,
@@ -133,9 +142,7 @@ static void test_integers_every_policy(void **state)
                                     .fold = t_fold,
                                     .merge = t_merge,
                                     .result = &got};
-            assert_int_equal(para_graph_add_reduce(g, &d, &k), 0);
-            assert_int_equal(para_graph_connect(g, r, m), 0);
-            assert_int_equal(para_graph_connect(g, m, k), 0);
+            para_graph_t *g = x3p1_graph(&d, &workers);
             atomic_store(&seen_workers, 0);
             atomic_store(&bad_index, 0);
             for (int rep = 0; rep < 2; rep++) { /* runs again, same result */
@@ -205,12 +212,6 @@ static void test_float_ordered_is_reproducible(void **state)
     for (unsigned p = 0; p < 4; p++) {
         for (unsigned workers = 1; workers <= 4; workers++) {
             para_runtime_t *rt = make_rt(workers, policies[p], batch);
-            para_graph_t *g;
-            assert_int_equal(para_graph_create(&g), 0);
-            para_node_t *r, *m, *k;
-            assert_int_equal(para_graph_add_range(g, "r", 0, N, &r), 0);
-            assert_int_equal(
-                para_graph_add_map(g, "x3p1", 8, 8, x3p1, &workers, 0, &m), 0);
             double got = -1.0;
             para_reduce_desc_t d = {.name = "sum",
                                     .flags = PARA_REDUCE_ORDERED,
@@ -220,9 +221,7 @@ static void test_float_ordered_is_reproducible(void **state)
                                     .fold = d_fold,
                                     .merge = d_merge,
                                     .result = &got};
-            assert_int_equal(para_graph_add_reduce(g, &d, &k), 0);
-            assert_int_equal(para_graph_connect(g, r, m), 0);
-            assert_int_equal(para_graph_connect(g, m, k), 0);
+            para_graph_t *g = x3p1_graph(&d, &workers);
             assert_int_equal(para_run(rt, g), 0);
             if (memcmp(&got, &want, sizeof got) != 0)
                 fail_msg("%s, %u workers: %.17g, want %.17g", policies[p],

@@ -499,8 +499,8 @@ static void test_trace_known_run(void **state)
 
     /* Every event: on a lane, inside the run; items add up per node. */
     uint64_t items[3] = {0}, out[3] = {0}, spans[3] = {0};
-    uint64_t steals = 0, parks = 0;
-    double last_end[8] = {0};
+    uint64_t steals = 0, parks = 0, fused = 0, fused_items = 0;
+    double last_end[8] = {0}, fused_end[8] = {0};
     for (size_t i = 0; i < ev->len; i++) {
         const para__json *e = ev->items[i];
         const char *ph = para__json_string(para__json_get(e, "ph"), "");
@@ -533,8 +533,25 @@ static void test_trace_known_run(void **state)
         assert_non_null(durv);
         double dur = durv->number;
         assert_true(dur >= 0 && ts + dur <= run_us + 0.001);
-        /* Spans of one worker are sequential (events are in order). */
+        /* Spans of one worker are sequential (events are in order), but a
+         * fused task's span (fuse.h) holds its stages' spans. */
         assert_true(ts + 0.0005 >= last_end[l]);
+        if (strcmp(cat, "fused") == 0) {
+            /* The range fuses into its consumer: the chain dbl..dbl. */
+            assert_string_equal(
+                para__json_string(para__json_get(e, "name"), ""),
+                "fused dbl..dbl");
+            assert_true(para__json_number(para__json_get(args, "stages"), 0) ==
+                        1);
+            fused_items +=
+                (uint64_t)para__json_number(para__json_get(args, "items"), 0);
+            fused++;
+            fused_end[l] = ts + dur;
+            last_end[l] = ts;
+            continue;
+        }
+        if (ts < fused_end[l])
+            assert_true(ts + dur <= fused_end[l] + 0.001);
         last_end[l] = ts + dur;
         if (strcmp(cat, "park") == 0) {
             parks++;
@@ -551,10 +568,12 @@ static void test_trace_known_run(void **state)
         out[k] += (uint64_t)para__json_number(para__json_get(args, "out"), 0);
         spans[k]++;
     }
-    assert_int_equal(items[0], N); /* pulled from the source */
-    assert_int_equal(items[1], N); /* into the map */
-    assert_int_equal(out[1], N);   /* out of the map */
-    assert_int_equal(items[2], N); /* into the sink */
+    assert_int_equal(items[0], N);     /* pulled from the source */
+    assert_int_equal(items[1], N);     /* into the map */
+    assert_int_equal(out[1], N);       /* out of the map */
+    assert_int_equal(items[2], N);     /* into the sink */
+    assert_int_equal(fused, spans[1]); /* every dbl task was fused */
+    assert_int_equal(fused_items, N);
     for (size_t l = 0; l < n_lanes; l++)
         assert_true(lanes[l].events == (double)lanes[l].seen);
 

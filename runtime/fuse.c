@@ -1,0 +1,374 @@
+/*
+ * Fused CPU chains; see fuse.h for what a chain is and what stays as
+ * without fusion.
+ */
+#include "fuse.h"
+
+#include <stdalign.h>
+#include <string.h>
+
+#include "batch.h"
+#include "reduce_node.h"
+
+/* ---- the plan ------------------------------------------------------------ */
+
+/* May @p n be a stage of a chain at all? @p forced: the run's batch size
+ * is forced (PARA_BATCH), and batch functions then see whole batches. */
+static bool stage_ok(const para_node_t *n, bool forced)
+{
+    if (forced && (n->kind == PARA__KIND_MAP_BATCH ||
+                   n->kind == PARA__KIND_FLAT_MAP_BATCH ||
+                   n->kind == PARA__KIND_SINK_BATCH))
+        return false;
+    if (n->serial || n->placement != PARA__PLACE_CPU || n->kernel != NULL ||
+        n->owned_out)
+        return false;
+    for (unsigned i = 0; i < n->n_preds; i++)
+        if (n->preds[i]->owned_out)
+            return false; /* owned items are handed over per batch */
+    switch (n->kind) {
+    case PARA__KIND_MAP:
+    case PARA__KIND_MAP_BATCH:
+    case PARA__KIND_FILTER:
+    case PARA__KIND_FLAT_MAP:
+    case PARA__KIND_FLAT_MAP_BATCH:
+    case PARA__KIND_SINK:
+    case PARA__KIND_SINK_BATCH:
+        return true;
+    case PARA__KIND_REDUCE:
+        /* An ORDERED reduction keeps one partial per batch key: folding a
+         * batch in tiles would make several. */
+        return para__reduce_tileable(n);
+    default:
+        return false;
+    }
+}
+
+/* May @p n pass its output on to a next stage in tiles? */
+static bool passes_tiles(const para_node_t *n)
+{
+    return n->kind == PARA__KIND_MAP || n->kind == PARA__KIND_MAP_BATCH ||
+           n->kind == PARA__KIND_FILTER;
+}
+
+void para__fuse_plan(para__run *run, bool on)
+{
+    para_graph_t *g = run->graph;
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *n = g->nodes[i];
+        n->fuse_next = NULL;
+        n->fuse_inner = false;
+        n->src_fused = false;
+        n->fuse_tile = 0;
+        n->fuse_stages = 0;
+    }
+    if (!on)
+        return;
+    const bool forced = run->forced_batch_items != 0;
+    /* Topological order: a chain is walked from its head, before any of
+     * its inner stages is visited. */
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *head = g->topo[i];
+        if (head->fuse_inner || para__is_source(head) ||
+            !stage_ok(head, forced))
+            continue;
+        size_t widest = 8; /* a fused range's indices */
+        unsigned stages = 1;
+        para_node_t *cur = head;
+        while (stages < PARA__FUSE_MAX_STAGES && passes_tiles(cur) &&
+               cur->n_succs == 1 && cur->out_size <= PARA__FUSE_MAX_ITEM &&
+               cur->succs[0]->n_preds == 1 && stage_ok(cur->succs[0], forced)) {
+            para_node_t *next = cur->succs[0];
+            widest = PARA_MAX(widest, cur->out_size);
+            cur->fuse_next = next;
+            next->fuse_inner = true;
+            cur = next;
+            stages++;
+        }
+        if (head->in_size <= PARA__FUSE_MAX_ITEM)
+            widest = PARA_MAX(widest, head->in_size);
+        head->fuse_stages = stages;
+        head->fuse_tile = PARA_MAX(PARA__FUSE_TILE_BYTES / widest, (size_t)1);
+    }
+    /* Range and array sources whose successors are all chain heads that
+     * can take a tile of their items: nothing to materialise. */
+    for (unsigned i = 0; i < g->n_sources; i++) {
+        para_node_t *s = g->sources[i];
+        if (s->kind != PARA__KIND_RANGE && s->kind != PARA__KIND_ARRAY)
+            continue;
+        bool all = s->n_succs > 0 && s->out_size <= PARA__FUSE_MAX_ITEM;
+        for (unsigned k = 0; all && k < s->n_succs; k++) {
+            const para_node_t *h = s->succs[k];
+            all = h->fuse_stages > 0;
+        }
+        s->src_fused = all;
+    }
+}
+
+/* ---- running a chain ----------------------------------------------------- */
+
+/* Run stage @p n on @p m items at @p src, writing to @p dst (its output
+ * items; for a flat-map the emitter @p e; nothing for sinks). Returns 0 and
+ * *produced, or the node's error (*done: the items it took before). */
+static int stage(para__worker *w, para_node_t *n, const para__task *t,
+                 const unsigned char *src, size_t m, unsigned char *dst,
+                 para_emitter_t *e, size_t *produced)
+{
+    void *ctx = n->ctx;
+    const size_t is = n->in_size, os = n->out_size;
+    int rc = 0;
+    *produced = 0;
+    switch (n->kind) {
+    case PARA__KIND_MAP: {
+        para_map_fn fn = n->fn.map;
+        for (size_t i = 0; i < m; i++)
+            if ((rc = fn(ctx, src + i * is, dst + i * os)) != 0) {
+                *produced = i; /* a failed item's output is not an item */
+                return rc;
+            }
+        *produced = m;
+        return 0;
+    }
+    case PARA__KIND_MAP_BATCH:
+        rc = n->fn.map_batch(ctx, src, dst, m);
+        *produced = rc == 0 ? m : 0;
+        return rc;
+    case PARA__KIND_FILTER: {
+        para_filter_fn fn = n->fn.filter;
+        size_t kept = 0;
+        for (size_t i = 0; i < m; i++) {
+            int keep = fn(ctx, src + i * is);
+            if (keep < 0) {
+                *produced = kept;
+                return keep;
+            }
+            if (keep > 0)
+                memcpy(dst + kept++ * is, src + i * is, is);
+        }
+        *produced = kept;
+        return 0;
+    }
+    case PARA__KIND_FLAT_MAP: {
+        size_t before = e->batch->count;
+        for (size_t i = 0; i < m && rc == 0; i++)
+            rc = n->fn.flat_map(ctx, src + i * is, e);
+        if (e->failed && rc == 0)
+            rc = PARA_ENOMEM;
+        *produced = e->batch->count - before;
+        return rc;
+    }
+    case PARA__KIND_FLAT_MAP_BATCH: {
+        size_t before = e->batch->count;
+        rc = n->fn.flat_map_batch(ctx, src, m, e);
+        if (e->failed && rc == 0)
+            rc = PARA_ENOMEM;
+        *produced = e->batch->count - before;
+        return rc;
+    }
+    case PARA__KIND_SINK: {
+        para_sink_fn fn = n->fn.sink;
+        for (size_t i = 0; i < m; i++)
+            if ((rc = fn(ctx, src + i * is)) != 0)
+                return rc;
+        return 0;
+    }
+    case PARA__KIND_SINK_BATCH:
+        return n->fn.sink_batch(ctx, src, m);
+    case PARA__KIND_REDUCE:
+        return para__reduce_fold(n, w->id, t, src, m);
+    default:
+        para__panic("node '%s': kind %d cannot be fused", n->name, n->kind);
+    }
+}
+
+/* A fused range's tile: @p m indices from @p first. Two at a time (one
+ * 16-byte store each: the loop is store-bound, and -O2 does not vectorise
+ * it by itself). */
+static void fill_indices(uint64_t *v, uint64_t first, size_t m)
+{
+    typedef uint64_t u64x2 __attribute__((vector_size(16)));
+    u64x2 x = {first, first + 1};
+    const u64x2 two = {2, 2};
+    size_t i = 0;
+    for (; i + 2 <= m; i += 2) {
+        memcpy(v + i, &x, sizeof x);
+        x += two;
+    }
+    for (; i < m; i++)
+        v[i] = first + i;
+}
+
+/* Per-stage accounting of one fused task. */
+typedef struct stage_acc {
+    size_t in, out;
+    uint64_t sampled_ns;
+} stage_acc;
+
+int para__fuse_run(para__worker *w, para__run *run, para__task *t,
+                   para__batch **out, para_node_t **last_out)
+{
+    para_node_t *head = t->node;
+    para__batch *in = t->batch;
+    const para_node_t *pred = head->preds[t->in_port];
+    const size_t count = in->count;
+    para_node_t *chain[PARA__FUSE_MAX_STAGES];
+    stage_acc acc[PARA__FUSE_MAX_STAGES];
+    unsigned k = 0;
+    for (para_node_t *n = head; n != NULL; n = n->fuse_next) {
+        chain[k] = n;
+        acc[k] = (stage_acc){0, 0, 0};
+        k++;
+    }
+    para_node_t *last = chain[k - 1];
+    *out = NULL;
+    *last_out = last;
+
+    uint64_t t0 = para__now_ns();
+    para__batch *o = NULL;
+    if (!para__is_sink(last)) {
+        o = para__batch_alloc(&w->cache, run, last->n_succs,
+                              para__mul_sat(count ? count : 1, last->out_size));
+        if (o == NULL) {
+            para__fail_run(w, run, PARA_ENOMEM,
+                           "out of memory for the output of node '%s'",
+                           last->name);
+            return PARA_ENOMEM;
+        }
+        o->seq_begin = in->seq_begin;
+        o->seq_end = in->seq_end;
+        o->path = t->path; /* inner stages have one input: same path */
+        para__batch_join_family(o, in);
+    }
+    para_emitter_t e = {
+        .cache = &w->cache, .run = run, .batch = o, .item_size = 0};
+    if (o != NULL)
+        e.item_size = last->out_size;
+
+    /* Two tile buffers for the inner edges; a fused range's indices go in
+     * the first. */
+    alignas(PARA_CACHELINE) unsigned char buf[2][PARA__FUSE_TILE_BYTES];
+    const bool gen_range = pred->src_fused && pred->kind == PARA__KIND_RANGE;
+    const uint64_t first_value =
+        gen_range ? pred->range_begin + in->seq_begin : 0;
+    const size_t tile = head->fuse_tile;
+    para_node_t *failed = NULL;
+    int rc = 0;
+    size_t tiles = 0;
+    for (size_t at = 0; at < count; at += tile, tiles++) {
+        if (PARA_UNLIKELY(para__aborting(run))) {
+            rc = PARA_ECANCELED; /* someone else failed the run */
+            break;
+        }
+        size_t m = PARA_MIN(tile, count - at);
+        const unsigned char *src;
+        int cur = -1; /* the tile buffer src is in, or -1 */
+        if (gen_range) {
+            fill_indices((uint64_t *)(void *)buf[0], first_value + at, m);
+            src = buf[0];
+            cur = 0;
+        } else {
+            src = in->data + at * head->in_size;
+        }
+        bool timed = tiles % PARA__FUSE_SAMPLE == 0;
+        uint64_t ts = timed ? para__now_ns() : 0;
+        for (unsigned j = 0; j < k && m > 0; j++) {
+            para_node_t *n = chain[j];
+            unsigned char *dst;
+            if (j + 1 < k) {
+                cur = cur == 0 ? 1 : 0;
+                dst = buf[cur];
+            } else {
+                dst = o != NULL && n->kind != PARA__KIND_FLAT_MAP &&
+                              n->kind != PARA__KIND_FLAT_MAP_BATCH
+                          ? o->data + o->count * n->out_size
+                          : NULL;
+            }
+            para__set_input_port(j == 0 ? (int)t->in_port : 0);
+            /* para_item_index(): a numbered stage has only maps before it
+             * (graph.c), so the tile's items are the batch's from `at`. */
+            if (n->numbered)
+                para__item_index_enter(src, m, n->in_size, in->seq_begin + at);
+            size_t produced = 0;
+            rc = stage(w, n, t, src, m, dst, &e, &produced);
+            if (n->numbered)
+                para__item_index_leave();
+            acc[j].in += m;
+            acc[j].out += produced;
+            if (rc != 0) {
+                failed = n;
+                break;
+            }
+            if (j + 1 == k && o != NULL) {
+                if (e.batch != o) /* a flat-map grew it */
+                    o = e.batch;
+                else if (dst != NULL)
+                    o->count += produced;
+            }
+            if (timed) {
+                uint64_t now = para__now_ns();
+                acc[j].sampled_ns += now - ts;
+                ts = now;
+            }
+            src = dst;
+            m = produced;
+        }
+        if (failed != NULL)
+            break;
+    }
+    para__set_input_port(-1);
+    if (e.batch != NULL)
+        o = e.batch;
+    uint64_t dt = para__now_ns() - t0;
+    para__counter_add(&w->c_busy_ns, dt);
+    /* A fused task counts as one task per stage, as each stage counts one
+     * batch (the caller counts the first). */
+    para__counter_add(&w->c_tasks, k - 1);
+
+    /* Statistics: each stage in this worker's slot; the task's time split
+     * by the sampled shares. */
+    uint64_t sampled = 0;
+    for (unsigned j = 0; j < k; j++)
+        sampled += acc[j].sampled_ns;
+    /* The chain's span first: its stages' spans lie inside it. */
+    para__trace_fused(w->trace, head->index, last->index, k, t0, t0 + dt, count,
+                      o != NULL ? o->count : 0);
+    uint64_t at_ns = t0, left = dt;
+    for (unsigned j = 0; j < k; j++) {
+        para_node_t *n = chain[j];
+        uint64_t share;
+        if (j + 1 == k)
+            share = left; /* the shares add up to the task's time */
+        else if (sampled != 0)
+            share = (uint64_t)((double)dt * (double)acc[j].sampled_ns /
+                               (double)sampled);
+        else
+            share = dt / k;
+        share = PARA_MIN(share, left);
+        left -= share;
+        para__node_wstat *st = para__wstat(w, n);
+        para__counter_add(&st->busy_ns, share);
+        if (rc == 0) {
+            para__learn_cost(n, acc[j].in, share);
+            para__counter_add(&st->items_in, acc[j].in);
+            para__counter_add(&st->batches, 1);
+            if (!para__is_sink(n))
+                para__counter_add(&st->items_out, acc[j].out);
+            if (n->kind == PARA__KIND_FLAT_MAP ||
+                n->kind == PARA__KIND_FLAT_MAP_BATCH)
+                para__note_expansion(n, acc[j].in, acc[j].out);
+        }
+        para__trace_task(w->trace, n->index, at_ns, at_ns + share, acc[j].in,
+                         para__is_sink(n) ? 0 : acc[j].out);
+        at_ns += share;
+    }
+
+    if (rc != 0) {
+        if (o != NULL)
+            para__batch_free(&w->cache, run, o);
+        if (failed != NULL)
+            para__fail_node(w, run, failed, rc);
+        return rc;
+    }
+    *out = o;
+    return 0;
+}

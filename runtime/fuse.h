@@ -1,0 +1,86 @@
+/*
+ * Fused CPU chains (scheduler layer, fuse.c): a linear chain of CPU stages
+ * runs inside one task, tile by tile, and only its last output is
+ * materialised.
+ *
+ * A chain is a path head -> ... -> last of parallel CPU nodes (no kernel,
+ * placement CPU) where every stage but the last is a map, a batch map or a
+ * filter with exactly one successor, and every stage after the head has
+ * exactly one predecessor. The last stage may also be a flat-map, a
+ * parallel sink or an unordered reduction. A chain ends before a serial or
+ * ORDERED node, at fan-out and merges, at kernel nodes, and at nodes whose
+ * input or output items own memory (owned.h: their hand-over is per
+ * batch). At most PARA__FUSE_MAX_STAGES stages, and items of at most
+ * PARA__FUSE_MAX_ITEM bytes on its inner edges.
+ *
+ * The head's task runs every stage on one tile of its input at a time
+ * (PARA__FUSE_TILE_BYTES over the widest inner edge: the tile stays in L1),
+ * writing the inner stages' outputs to two per-call tile buffers and the
+ * last stage's straight into the output batch, which goes to the last
+ * stage's successors. The inner stages never get tasks of their own.
+ *
+ * Range and array sources whose successors are all chain heads do not
+ * materialise their batches: a range batch carries only its index range
+ * (the head's tile is filled with the indices it would have read), an
+ * array batch points into the user's array (items are only read).
+ *
+ * What stays as without fusion: every stage sees the same items in the
+ * same order (per batch), para_input_port() is the head's port for the
+ * head and 0 after it, a failing stage fails the run with PARA_ENODE
+ * naming that stage (a failed item's output is not passed on), and an
+ * aborting run stops the chain at the next tile; para_item_index() works
+ * in every stage that has only maps before it. Statistics: every stage
+ * counts its own items in and out and one batch per fused task (and the
+ * worker one task per stage, so tasks still add up to batches); the
+ * task's time is divided between the stages in proportion to their time
+ * on sampled tiles (the first, then every PARA__FUSE_SAMPLE-th), so the
+ * clock is read twice per task plus once per stage per sampled tile. The
+ * trace shows a "fused" span naming the chain (head..last) with one task
+ * span per stage inside it.
+ *
+ * Batch functions (map_batch, flat_map_batch, sink_batch) in a chain are
+ * called once per tile: consecutive pieces of the batch, in order. When
+ * the batch size is forced (PARA_BATCH), they are not fused, and see
+ * whole batches as documented.
+ *
+ * PARA_FUSE=0 turns fusion off (options.c); it is also off while a run is
+ * driven across processes (rt->remote), whose routing is per node.
+ *
+ * Tests: tests/runtime/test_fuse.c (chain boundaries, failure naming,
+ * cancellation, statistics, trace), test_differential.c (random graphs
+ * with fusion on and off).
+ */
+#ifndef PARA_FUSE_H
+#define PARA_FUSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "scheduler.h"
+
+#define PARA__FUSE_MAX_STAGES 8
+#define PARA__FUSE_TILE_BYTES 8192
+#define PARA__FUSE_MAX_ITEM 1024 /* bytes: at least 8 items per tile */
+#define PARA__FUSE_SAMPLE 8      /* a timed tile every this many */
+
+/* Before a run, single-threaded (para__scheduler_execute()): set every
+ * node's fusion fields (graph.h) for @p run: chains if @p on, none
+ * otherwise. */
+void para__fuse_plan(para__run *run, bool on);
+
+/* Does task @p t of node @p n run through para__fuse_run()? (A chain of
+ * two or more stages, or an input batch a fused source did not
+ * materialise.) */
+static inline bool para__fuse_task(const para_node_t *n, const para__task *t)
+{
+    return n->fuse_next != NULL || n->preds[t->in_port]->src_fused;
+}
+
+/* Run task @p t's chain (statistics, cost estimates and trace included).
+ * On success *out is the last stage's output (NULL for a sink) and *last
+ * the last stage; returns 0. Otherwise the run has failed or is aborting,
+ * *out is NULL, and nonzero is returned. */
+int para__fuse_run(para__worker *w, para__run *run, para__task *t,
+                   para__batch **out, para_node_t **last);
+
+#endif /* PARA_FUSE_H */
