@@ -35,9 +35,8 @@
  *   and move_k the time to move the data over k's link (when the back-end
  *   knows its bandwidth): the queue's and this batch's inputs and outputs,
  *   without the inputs of a batch already resident on k (so a resident
- *   batch prefers its device; the residency query is
- *   resident_device_stub(), host memory for every batch until
- *   device-resident batches exist). With a known link, c_k is learnt with
+ *   batch prefers its device; para__batch_resident_device() says where a
+ *   batch is). With a known link, c_k is learnt with
  *   the copies taken out. A MIXED node (kernel and CPU function) also
  *   weighs the worker's own CPU, items * cpu_cost, and keeps the batch when
  *   that is sooner and no device would run out of work meanwhile (a worker
@@ -333,17 +332,6 @@ static uint64_t lat_of(const devctx *d)
  * that the fit of time against items sees different sizes. */
 #define EXPLORE_LAUNCHES 4
 
-/* Where the data of batch @p b is: the index of one of the runtime's
- * devices, or -1 for host memory.
- * STUB: every batch is in host memory until device-resident batches (the
- * device data plane) are merged; this is the one place to wire their
- * residency query to. */
-static int resident_device_stub(const para__batch *b)
-{
-    (void)b;
-    return -1;
-}
-
 /* Nanoseconds to move @p bytes over device @p d's link (0 when the
  * back-end does not know its link: the copies are then part of the
  * learned cost per item). */
@@ -483,7 +471,7 @@ static int choose(para__devrt *set, para_node_t *n, const para__batch *b)
     uint64_t now = para__now_ns();
     /* Where the batch's data is: a device it is resident on runs it
      * without moving its inputs (moved_bytes()). */
-    int resident = resident_device_stub(b);
+    int resident = para__batch_resident_device(b);
     double cpu_finish = (double)items * (double)cpu;
     if (resident >= 0 && (unsigned)resident < set->n)
         cpu_finish += 1e3 * move_ns(set->dev[resident],
