@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "batch.h"
-#include "device.h"
 
 #define MIN_CLASS_SHIFT 10 /* 1 KiB */
 
@@ -168,7 +167,7 @@ void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b)
     b->owner = NULL;
     if (b->dres != NULL) {
         /* Its device buffer goes back once no batch refers to it. */
-        b->dres->ops->buf_release(b->dres->dev, b->dev_buf);
+        b->dres->buf_release(b->dres->dev, b->dev_buf);
         /* relaxed: see para__devres.bytes. */
         atomic_fetch_sub_explicit(&b->dres->bytes, (int64_t)b->dev_bytes,
                                   memory_order_relaxed);

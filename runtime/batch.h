@@ -38,9 +38,10 @@
  * edges, runtime/device_node.c): how to drop a batch's buffer, and the
  * device bytes batches hold there now (the memory-aware policy's device
  * budget). One per open device, living as long as the runtime. */
-struct para__device_ops;
 typedef struct para__devres {
-    const struct para__device_ops *ops;
+    /* The back-end's buf_release (devices/device.h), given here so that
+     * this layer frees a batch without knowing the device contract. */
+    void (*buf_release)(void *dev, void *buf);
     void *dev;
     unsigned index; /* the device's index in the runtime */
     /* relaxed: a count read as an estimate by the policy; batches add at

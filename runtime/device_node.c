@@ -168,7 +168,6 @@
 
 #include "device.h"
 #include "device_node.h"
-#include "options.h"
 #include "policy.h"
 
 #define SLOTS 4 /* launch slots per device; in flight: min(this, back-end) */
@@ -1952,7 +1951,7 @@ static int open_one(void *arg, const char *entry)
     d->ops = ops;
     d->dev = dev;
     d->info = ops->info(dev);
-    d->res.ops = ops;
+    d->res.buf_release = ops->buf_release;
     d->res.dev = dev;
     d->res.index = d->index;
     atomic_init(&d->res.bytes, 0);
@@ -1963,7 +1962,7 @@ static int open_one(void *arg, const char *entry)
     /* PARA_PINNED: auto (pinned staging for devices that are not the
      * host's CPU, where a DMA from pageable memory takes an extra copy),
      * on or off. */
-    int pin = para__options_pinned();
+    int pin = rt->pinned;
     d->pinned = ops->stage != NULL && (pin < 0 ? !d->info->is_cpu : pin != 0);
     d->shares_cores = d->info->is_cpu && d->info->compute_units > 1;
     d->max_in_flight = PARA_MAX(PARA_MIN(d->info->max_in_flight, SLOTS), 1u);

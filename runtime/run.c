@@ -175,6 +175,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
                                                              : "auto");
     rt->attr.device = rt->device_selector;
     rt->mixed = para__options_mixed();
+    rt->pinned = para__options_pinned();
     rt->fuse = para__option_env_level("FUSE", 1) != 0; /* checked above */
     para__task_stack_init(&rt->wake.inject);
     rt->wake.also = wake_device;

@@ -192,9 +192,10 @@ struct para_runtime {
     int device_err;            /* why an explicitly chosen device is missing */
     char device_why[256];
     bool device_cpu_logged;
-    para__mixed_mode mixed;  /* MIXED kernel nodes' split (PARA_MIXED) */
-    bool fuse;               /* fused CPU chains (PARA_FUSE, fuse.h) */
-    para__devrt *device;     /* the open devices, NULL if none */
+    para__mixed_mode mixed; /* MIXED kernel nodes' split (PARA_MIXED) */
+    int pinned;          /* PARA_PINNED: -1 auto, 1 on, 0 off (device_node.c) */
+    bool fuse;           /* fused CPU chains (PARA_FUSE, fuse.h) */
+    para__devrt *device; /* the open devices, NULL if none */
     unsigned helper_threads; /* host threads (one per device) */
     para__trace *trace;      /* NULL unless tracing (PARA_TRACE) */
     para__device_counters devices[PARA__MAX_DEVICES];
