@@ -113,7 +113,7 @@ FIGURES = [
     ("w7 efficiency (stateful bottleneck)", "quick",
      lambda r: eff(r, "w7"), 0.65, "min", "1.03-1.04", True),
     ("w9 efficiency (text lines)", "shapes",
-     lambda r: eff(r, "w9"), 0.45, "min", "0.49-0.70", True),
+     lambda r: eff(r, "w9"), 0.62, "min", "0.84-1.0", True),
     ("w10 T* / makespan (simulated devices)", "w10",
      t_star_ratio, 0.60, "min", "0.87-0.93", True),
     ("w12 seq / para time per run (median)", "full",
