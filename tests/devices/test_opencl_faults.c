@@ -64,10 +64,14 @@ typedef struct fault {
 static fault f_create, f_write, f_read, f_map, f_unmap, f_kernel, f_flush,
     f_event, f_setarg, f_wait, f_finish, f_mkkernel, f_queue, f_context, f_hang;
 
-static long live_events, live_buffers, live_queues, live_contexts;
-static cl_event hung_event; /* reported running while hang_on */
-static int hang_on;
-static cl_event failing_event; /* the event f_event reports as failed */
+/* Touched by the test thread, the device's host thread and the workers
+ * (a worker dropping the last reader of a device-resident batch releases
+ * its buffer and event): atomic, sequentially consistent, as tests may. */
+static _Atomic long live_events, live_buffers, live_queues, live_contexts;
+static _Atomic(cl_event) hung_event; /* reported running while hang_on */
+static _Atomic int hang_on;
+static _Atomic(cl_event)
+    failing_event; /* the event f_event reports as failed */
 static char cache_dir[PATH_MAX];
 
 static void arm(fault *f, int after, cl_int code)
@@ -457,7 +461,8 @@ static int setup(void **state)
 {
     disarm_all();
     failing_event = NULL;
-    live_events = live_buffers = 0;
+    live_events = 0;
+    live_buffers = 0;
     fixture *fx = calloc(1, sizeof *fx);
     char msg[MSG_LEN] = "";
     if (fx == NULL || para__cl_open("auto", &fx->dev, msg, sizeof msg) != 0) {
@@ -946,7 +951,8 @@ static void graph_fault(fault *f, int after, cl_int code, int want,
         graph_in[i] = i;
     disarm_all();
     failing_event = NULL;
-    live_events = live_buffers = 0;
+    live_events = 0;
+    live_buffers = 0;
     para_runtime_attr_t a;
     assert_int_equal(para_runtime_attr_init(&a), 0);
     a.workers = 2;
@@ -1014,7 +1020,8 @@ static void lost_device(int fallback)
     for (uint32_t i = 0; i < GRAPH_ITEMS; i++)
         graph_in[i] = i;
     disarm_all();
-    live_events = live_buffers = 0;
+    live_events = 0;
+    live_buffers = 0;
     para_runtime_attr_t a;
     assert_int_equal(para_runtime_attr_init(&a), 0);
     a.workers = 2;
@@ -1148,7 +1155,8 @@ static void test_graph_kernel_created_once(void **state)
     for (uint32_t i = 0; i < GRAPH_ITEMS; i++)
         graph_in[i] = i;
     disarm_all();
-    live_events = live_buffers = 0;
+    live_events = 0;
+    live_buffers = 0;
     para_runtime_attr_t a;
     assert_int_equal(para_runtime_attr_init(&a), 0);
     a.workers = 2;
@@ -1255,8 +1263,10 @@ static double secs_since(const struct timespec *t0)
 static void reset_counts(void)
 {
     disarm_all();
-    failing_event = hung_event = NULL;
-    live_events = live_buffers = 0;
+    failing_event = NULL;
+    hung_event = NULL;
+    live_events = 0;
+    live_buffers = 0;
 }
 
 /* The device is lost for good mid-run under a graph with a MIXED node A
