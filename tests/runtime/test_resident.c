@@ -457,13 +457,15 @@ static void test_device_budget_holds(void **state)
                   (unsigned long long)free_peak);
     assert_true(free_peak > 0);
 
-    const uint64_t budget = 64 << 10;
-    setenv("PARA_DEVICE_BUDGET", "64K", 1); /* read as each run starts */
+    /* Far below the unbudgeted peak, which depends on timing: 64,000 to
+     * 152,000 bytes seen (16 to 38 of the 4,000-byte batches). */
+    const uint64_t budget = 24 << 10;
+    setenv("PARA_DEVICE_BUDGET", "24K", 1); /* read as each run starts */
     run_chain(rt, false, &r);
     para_stats_t st = {.size = sizeof st, .version = PARA_STATS_VERSION};
     assert_int_equal(para_runtime_stats(rt, &st), 0);
     unsetenv("PARA_DEVICE_BUDGET");
-    print_message("with a 64 KiB device budget: peak %llu bytes, %llu source "
+    print_message("with a 24 KiB device budget: peak %llu bytes, %llu source "
                   "holds\n",
                   (unsigned long long)r.dev.resident_peak,
                   (unsigned long long)st.source_holds);
