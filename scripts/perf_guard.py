@@ -91,8 +91,12 @@ def t_star_ratio(rows):
 FIGURES = [
     ("w1 efficiency (para vs seq)", "full",
      lambda r: eff(r, "w1"), 0.55, "min", "0.74-0.91", True),
+    # Not a speed figure for the self-test: `ideal` is ~10 ms of plain
+    # threads that swings 9-17 ms here, so under --handicap 2 this ratio
+    # came out anywhere in 0.38-0.93 (CI run 19: median 0.707). w1's 2x
+    # slowdown is caught by w1 efficiency, from the same rows.
     ("w1 para / ideal (throughput)", "full",
-     lambda r: speed(r, "w1", "para", "ideal"), 0.68, "min", "0.79-1.0", True),
+     lambda r: speed(r, "w1", "para", "ideal"), 0.68, "min", "0.79-1.0", False),
     ("w2 efficiency (ordered pipeline)", "quick",
      lambda r: eff(r, "w2"), 0.65, "min", "0.99-1.0", True),
     ("w3 para / seq (throughput)", "full",
