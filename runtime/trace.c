@@ -337,6 +337,22 @@ static void w_lane_meta(writer *w, const para__trace_lane *l, unsigned tid,
     w_str(w, "}},\n");
 }
 
+/* `,"args":{"node":N`: the opening of an event's arguments. */
+static void w_args_node(writer *w, uint64_t node)
+{
+    w_str(w, ",\"args\":{\"node\":");
+    w_u64(w, node);
+}
+
+/* `,"key":v`: one more argument. */
+static void w_field(writer *w, const char *key, uint64_t v)
+{
+    w_str(w, ",\"");
+    w_str(w, key);
+    w_str(w, "\":");
+    w_u64(w, v);
+}
+
 static void w_event(writer *w, const para__trace *tr, const para__trace_lane *l,
                     const para__trace_event *e, unsigned tid)
 {
@@ -390,62 +406,41 @@ static void w_event(writer *w, const para__trace *tr, const para__trace_lane *l,
     }
     switch (e->kind) {
     case PARA__TEV_TASK:
-        w_str(w, ",\"args\":{\"node\":");
-        w_u64(w, e->node);
-        w_str(w, ",\"items\":");
-        w_u64(w, e->items);
-        w_str(w, ",\"out\":");
-        w_u64(w, e->aux);
-        w_str(w, "}},\n");
+        w_args_node(w, e->node);
+        w_field(w, "items", e->items);
+        w_field(w, "out", e->aux);
         break;
     case PARA__TEV_SOURCE:
-        w_str(w, ",\"args\":{\"node\":");
-        w_u64(w, e->node);
-        w_str(w, ",\"items\":");
-        w_u64(w, e->items);
-        w_str(w, "}},\n");
+        w_args_node(w, e->node);
+        w_field(w, "items", e->items);
         break;
     case PARA__TEV_FUSED:
-        w_str(w, ",\"args\":{\"node\":");
-        w_u64(w, e->node);
-        w_str(w, ",\"last\":");
-        w_u64(w, (e->aux >> 8) & PARA__TRACE_NO_NODE);
-        w_str(w, ",\"stages\":");
-        w_u64(w, e->aux & 255u);
-        w_str(w, ",\"items\":");
-        w_u64(w, e->items);
-        w_str(w, "}},\n");
+        w_args_node(w, e->node);
+        w_field(w, "last", (e->aux >> 8) & PARA__TRACE_NO_NODE);
+        w_field(w, "stages", e->aux & 255u);
+        w_field(w, "items", e->items);
         break;
     case PARA__TEV_STEAL:
         w_str(w, ",\"args\":{\"victim\":");
         w_u64(w, e->aux);
-        w_str(w, "}},\n");
         break;
     case PARA__TEV_DEVICE:
-        w_str(w, ",\"args\":{\"node\":");
-        w_u64(w, e->node);
-        w_str(w, ",\"items\":");
-        w_u64(w, e->items);
-        w_str(w, ",\"bytes\":");
-        w_u64(w, e->aux);
-        w_str(w, ",\"device\":");
-        w_u64(w, l->index);
-        w_str(w, "}},\n");
+        w_args_node(w, e->node);
+        w_field(w, "items", e->items);
+        w_field(w, "bytes", e->aux);
+        w_field(w, "device", l->index);
         break;
     case PARA__TEV_COPY_IN:
     case PARA__TEV_COPY_OUT:
-        w_str(w, ",\"args\":{\"node\":");
-        w_u64(w, e->node);
-        w_str(w, ",\"bytes\":");
-        w_u64(w, e->aux);
-        w_str(w, ",\"device\":");
-        w_u64(w, l->index);
-        w_str(w, "}},\n");
+        w_args_node(w, e->node);
+        w_field(w, "bytes", e->aux);
+        w_field(w, "device", l->index);
         break;
     default:
         w_str(w, "},\n");
-        break;
+        return;
     }
+    w_str(w, "}},\n");
 }
 
 static int cmp_t0(const void *a, const void *b)
