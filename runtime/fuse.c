@@ -134,19 +134,9 @@ static int stage(para__worker *w, para_node_t *n, const para__task *t,
         *produced = rc == 0 ? m : 0;
         return rc;
     case PARA__KIND_FILTER: {
-        para_filter_fn fn = n->fn.filter;
-        size_t kept = 0;
-        for (size_t i = 0; i < m; i++) {
-            int keep = fn(ctx, src + i * is);
-            if (keep < 0) {
-                *produced = kept;
-                return keep;
-            }
-            if (keep > 0)
-                memcpy(dst + kept++ * is, src + i * is, is);
-        }
-        *produced = kept;
-        return 0;
+        size_t done;
+        return para__filter_items(n->fn.filter, ctx, src, m, is, dst, &done,
+                                  produced);
     }
     case PARA__KIND_FLAT_MAP: {
         size_t before = e->batch->count;

@@ -33,9 +33,11 @@
  * Tests: tests/runtime/test_owned.c (every path under ASan, the budget
  * with per-item bytes).
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "owned.h"
+#include "para/records.h"
 
 static bool is_batch_kind(const para_node_t *n)
 {
@@ -130,12 +132,26 @@ uint64_t para__owned_count_bytes(para_node_t *n, const para__batch *out)
         return extra;
     }
     uint64_t total = 0, most = 0;
-    for (size_t i = out->owned_begin; i < out->count; i++) {
-        size_t b = ow->owned_bytes(ow->ctx, out->data + i * ow->out_size);
-        if (__builtin_add_overflow(total, (uint64_t)b, &total))
-            return UINT64_MAX;
-        if (b > most)
-            most = b;
+    if (ow->owned_bytes == para_slice_bytes) {
+        /* What para_slice_bytes() returns (the length of the slice an item
+         * starts with), read in place: a batch of records is thousands of
+         * lines, and a call per line is a sixth of this loop's cost. */
+        const size_t size = ow->out_size;
+        for (size_t i = out->owned_begin; i < out->count; i++) {
+            size_t b;
+            memcpy(&b, out->data + i * size + offsetof(para_slice_t, len),
+                   sizeof b);
+            if (__builtin_add_overflow(total, (uint64_t)b, &total))
+                return UINT64_MAX;
+            most = PARA_MAX(most, (uint64_t)b);
+        }
+    } else {
+        for (size_t i = out->owned_begin; i < out->count; i++) {
+            size_t b = ow->owned_bytes(ow->ctx, out->data + i * ow->out_size);
+            if (__builtin_add_overflow(total, (uint64_t)b, &total))
+                return UINT64_MAX;
+            most = PARA_MAX(most, (uint64_t)b);
+        }
     }
     para_node_t *est = (para_node_t *)ow;
     /* relaxed load + store: a maximum kept as an estimate (as

@@ -243,6 +243,13 @@ void para__note_expansion(para_node_t *n, size_t in, size_t out);
 void para__set_input_port(int port);
 /* Fail the run: node @p n returned @p rc. */
 void para__fail_node(para__worker *w, para__run *run, para_node_t *n, int rc);
+/* A filter's loop over @p m items of @p is bytes at @p src, items that
+ * own nothing: copies the kept ones to @p dst (room for @p m items, not
+ * overlapping @p src). Returns 0, or the negative value @p fn returned;
+ * *done: the items decided (all m on success), *kept: those copied. */
+int para__filter_items(para_filter_fn fn, void *ctx, const unsigned char *src,
+                       size_t m, size_t is, unsigned char *dst, size_t *done,
+                       size_t *kept);
 
 /* For para_item_index() in the node function the calling thread is about
  * to call: @p count items of @p size bytes at @p base, numbered from

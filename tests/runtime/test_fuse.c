@@ -665,6 +665,50 @@ static void quiet_log(int level, const char *msg, void *arg)
     quiet_log_level = level;
 }
 
+/* para__filter_items(), the loop of every filter (fused or not): for the
+ * item sizes with a fixed-size copy and others, the kept items in order,
+ * and a failure that stops at its item with the ones kept before it. */
+static int byte_filter(void *ctx, const void *in)
+{
+    const unsigned char *b = in;
+    int fail_at = *(const int *)ctx;
+    if (fail_at >= 0 && b[0] == (unsigned char)fail_at)
+        return -7;
+    return b[0] % 3 != 0;
+}
+
+static void test_filter_items(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1, 8, 16, 24, 32, 40};
+    enum { M = 200 };
+    unsigned char src[M * 40], dst[M * 40], want[M * 40];
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        const size_t is = sizes[z];
+        for (size_t i = 0; i < M * is; i++)
+            src[i] = (unsigned char)(i / is + 7 * (i % is));
+        for (int fail_at = -1; fail_at <= 100; fail_at += 101) {
+            size_t expect_kept = 0, expect_done = M;
+            for (size_t i = 0; i < M; i++) {
+                if (fail_at >= 0 && src[i * is] == (unsigned char)fail_at) {
+                    expect_done = i;
+                    break;
+                }
+                if (src[i * is] % 3 != 0)
+                    memcpy(want + expect_kept++ * is, src + i * is, is);
+            }
+            memset(dst, 0xee, sizeof dst);
+            size_t done = 999, kept = 999;
+            int rc = para__filter_items(byte_filter, &fail_at, src, M, is, dst,
+                                        &done, &kept);
+            assert_int_equal(rc, fail_at >= 0 ? -7 : 0);
+            assert_int_equal(done, expect_done);
+            assert_int_equal(kept, expect_kept);
+            assert_memory_equal(dst, want, kept * is);
+        }
+    }
+}
+
 int main(void)
 {
     unsetenv("PARA_FUSE");
@@ -678,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_input_ports),
         cmocka_unit_test(test_item_index),
         cmocka_unit_test(test_env),
+        cmocka_unit_test(test_filter_items),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
