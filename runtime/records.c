@@ -81,6 +81,15 @@
 
 #include "internal.h"
 
+/* The AVX2 splitter (split_avx2()): x86-64 with GCC or clang, chosen at
+ * run time if the CPU has AVX2. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define PARA_RECORDS_AVX2 1
+#else
+#define PARA_RECORDS_AVX2 0
+#endif
+
 struct para_block {
     _Atomic size_t refs;
     size_t capacity;
@@ -168,12 +177,6 @@ void para_slices_release(void *ctx, void *items, size_t n)
     }
 }
 
-size_t para_slice_bytes(void *ctx, const void *item)
-{
-    (void)ctx;
-    return ((const para_slice_t *)item)->len;
-}
-
 static void attr_defaults(para_records_attr_t *a)
 {
     memset(a, 0, sizeof *a);
@@ -227,6 +230,7 @@ typedef struct records {
     uint64_t next_chunk;
     part *parts; /* left by a pull, by ascending base */
     size_t live; /* parts claimed and not finished */
+    bool avx2;   /* split with split_avx2() */
 } records;
 
 static void drop_block(records *r)
@@ -587,26 +591,88 @@ static int load_chunk(records *r, uint64_t k, part **out)
     return 0;
 }
 
-/* Split records of @p p into @p s (room for @p cap). Returns the count. */
-static size_t split_part(records *r, part *p, para_slice_t *s, size_t cap)
+/* The record [pos, end) of @p d (end at its delimiter, or at the end of
+ * the input), as slice @p s. */
+static inline void put_slice(para_slice_t *s, para_block_t *b, const char *d,
+                             size_t pos, size_t end, bool strip)
+{
+    if (strip && end > pos && d[end - 1] == '\r')
+        end--;
+    s->data = d + pos;
+    s->len = end - pos;
+    s->block = b;
+}
+
+/* Split from p->pos, as split_part(), starting the search for the first
+ * delimiter at @p from (>= p->pos: [p->pos, from) holds none): one
+ * memchr() per record. */
+static size_t split_memchr(records *r, part *p, size_t from, para_slice_t *s,
+                           size_t k, size_t cap)
 {
     const char *d = p->block->bytes;
     const int delim = r->attr.delimiter;
     const bool strip = r->attr.strip_cr;
-    size_t k = 0, pos = p->pos, stop = p->stop;
+    size_t pos = p->pos, stop = p->stop;
     while (k < cap && pos < stop) {
-        const char *q = memchr(d + pos, delim, stop - pos);
+        const char *q = memchr(d + from, delim, stop - from);
         size_t end = q != NULL ? (size_t)(q - d) : stop;
-        size_t rec_end = end;
-        if (strip && rec_end > pos && d[rec_end - 1] == '\r')
-            rec_end--;
-        s[k].data = d + pos;
-        s[k].len = rec_end - pos;
-        s[k].block = p->block;
-        k++;
-        pos = q != NULL ? end + 1 : stop;
+        put_slice(&s[k++], p->block, d, pos, end, strip);
+        pos = from = q != NULL ? end + 1 : stop;
     }
     p->pos = pos;
+    return k;
+}
+
+#if PARA_RECORDS_AVX2
+/* split_part() with AVX2: 64 bytes compared at a time, each delimiter
+ * found as a bit of a mask. Lines of a few dozen bytes cost a memchr()
+ * call each otherwise, its start-up more than its scan (memchr was a
+ * tenth of w9's CPU time, seq's and para's). Loads stay below p->stop. */
+__attribute__((target("avx2"))) static size_t
+split_avx2(records *r, part *p, para_slice_t *s, size_t cap)
+{
+    const char *d = p->block->bytes;
+    const bool strip = r->attr.strip_cr;
+    const __m256i dv = _mm256_set1_epi8((char)r->attr.delimiter);
+    size_t k = 0, pos = p->pos, scan = pos;
+    const size_t stop = p->stop;
+    while (k < cap && stop - scan >= 64) {
+        __m256i lo =
+            _mm256_loadu_si256((const __m256i *)(const void *)(d + scan));
+        __m256i hi =
+            _mm256_loadu_si256((const __m256i *)(const void *)(d + scan + 32));
+        uint64_t mask =
+            (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, dv)) |
+            (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, dv))
+                << 32;
+        while (mask != 0) {
+            size_t end = scan + (size_t)__builtin_ctzll(mask);
+            mask &= mask - 1;
+            put_slice(&s[k++], p->block, d, pos, end, strip);
+            pos = end + 1;
+            if (k == cap) {
+                p->pos = pos;
+                return k;
+            }
+        }
+        scan += 64;
+    }
+    /* The last bytes (under 64): [pos, scan) holds no delimiter. */
+    p->pos = pos;
+    return split_memchr(r, p, PARA_MAX(pos, scan), s, k, cap);
+}
+#endif
+
+/* Split records of @p p into @p s (room for @p cap). Returns the count. */
+static size_t split_part(records *r, part *p, para_slice_t *s, size_t cap)
+{
+    size_t k;
+#if PARA_RECORDS_AVX2
+    if (r->avx2)
+        k = split_avx2(r, p, s, cap);
+    else
+#endif
+        k = split_memchr(r, p, p->pos, s, 0, cap);
     if (k > 0)
         para_block_retain(p->block, k);
     return k;
@@ -723,6 +789,11 @@ static records *records_new(enum input_kind kind)
     r->kind = kind;
     r->fd = -1;
     r->start = -1;
+#if PARA_RECORDS_AVX2
+    __builtin_cpu_init();
+    r->avx2 = __builtin_cpu_supports("avx2") != 0 &&
+              getenv("PARA_RECORDS_NO_AVX2") == NULL;
+#endif
     if (pthread_mutex_init(&r->lock, NULL) != 0) {
         free(r);
         return NULL;

@@ -330,6 +330,31 @@ static void test_random_text(void **state)
     run_all_inputs(rt, text, m, 100000);
     run_all_inputs(rt, text, m - 15, 4096); /* ends inside the long one */
     free(text);
+    /* CRLF lines among LF ones and a '\r' inside lines, then ';' as the
+     * delimiter: the splitter's 64-byte steps (records.c) with every
+     * strip_cr case, records ending anywhere in a step. */
+    text = random_text(300000, &n);
+    uint64_t x = 7;
+    for (size_t i = 1; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (text[i] == '\n' && text[i - 1] != '\n' && x % 3 == 0)
+            text[i - 1] = '\r';
+        else if (text[i] != '\n' && x % 97 == 0)
+            text[i] = '\r';
+    }
+    const size_t big_blocks[] = {4096, (size_t)1 << 20};
+    for (size_t b = 0; b < 2; b++) {
+        run_text(rt, text, n, big_blocks[b], '\n', true, IN_FILE);
+        run_text(rt, text, n, big_blocks[b], '\n', false, IN_FILE);
+        run_text(rt, text, n, big_blocks[b], '\n', true, IN_FILE_PREAD);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (text[i] == '\n')
+            text[i] = i % 5 == 0 ? '\n' : ';';
+    run_text(rt, text, n, (size_t)1 << 20, ';', true, IN_FILE);
+    free(text);
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
