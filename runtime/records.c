@@ -44,7 +44,23 @@
  *   whole file ended every run with a serial munmap of all of it);
  *   otherwise, or if mmap() fails, read with pread(). Prefaulting a
  *   chunk's pages with MADV_POPULATE_READ cost as much as the faults.
- *   A pull claims the next chunk and splits it; what does not fit in the
+ *   Reading with pread() into a pool of recycled blocks (a released block
+ *   back on a free list, reused last-in first-out: no page faults, no
+ *   munmap) was worse too: w9, 2 workers, CPU per run 0.304 s against
+ *   0.242 mapped (1 MiB chunks), 0.310 / 0.319 s with 128 / 256 KiB
+ *   chunks against 0.297 mapped in that sitting (loaded VM): by the time
+ *   a block comes back it has left the cache, and the copy into it cost
+ *   twice what seq's copy into its one hot buffer does (perf,
+ *   _copy_to_iter), more than the faults and unmapping it saves. Chunks
+ *   of 2, 4 or 8 MiB were within the noise of 1 MiB (fewer mappings,
+ *   the same page-table work per byte).
+ *   A pull claims the next chunk and splits it (split_part(): with AVX2,
+ *   checked at run time, 64 bytes compared at a time, each delimiter a
+ *   bit of a mask; else one memchr() per record, as for the last bytes of
+ *   a part. w9's lines average 74 bytes, and a memchr() call per line
+ *   cost more in its start-up than in its scan: callgrind counts 196 M
+ *   instructions per w9 run for the memchr split, 124 M with AVX2, and
+ *   CPU per run fell 6-7 %, 1 and 2 workers); what does not fit in the
  *   batch is left as a part for the next pull (lowest offset first). The
  *   batch's key range is the byte offsets [first record's start, next
  *   record's start), so keys meet across batches and chunks and ORDERED
