@@ -135,8 +135,7 @@ static int stage(para__worker *w, para_node_t *n, const para__task *t,
         return rc;
     case PARA__KIND_FILTER: {
         size_t done;
-        return para__filter_items(n->fn.filter, ctx, src, m, is, dst, &done,
-                                  produced);
+        return para__filter_items(n, src, m, dst, &done, produced);
     }
     case PARA__KIND_FLAT_MAP: {
         size_t before = e->batch->count;

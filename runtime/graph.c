@@ -291,6 +291,7 @@ static int desc_kind(const para_node_desc_t *d, para__kind *kind)
     PARA_KIND_IF(map, PARA__KIND_MAP)
     PARA_KIND_IF(map_batch, PARA__KIND_MAP_BATCH)
     PARA_KIND_IF(filter, PARA__KIND_FILTER)
+    PARA_KIND_IF(filter_batch, PARA__KIND_FILTER)
     PARA_KIND_IF(flat_map, PARA__KIND_FLAT_MAP)
     PARA_KIND_IF(flat_map_batch, PARA__KIND_FLAT_MAP_BATCH)
     PARA_KIND_IF(sink, PARA__KIND_SINK)
@@ -360,7 +361,11 @@ static int node_new(para_graph_t *g, const para_node_desc_t *d, para__kind kind,
         n->fn.map_batch = d->map_batch;
         break;
     case PARA__KIND_FILTER:
-        n->fn.filter = d->filter;
+        n->filter_batched = d->filter_batch != NULL;
+        if (n->filter_batched)
+            n->fn.filter_batch = d->filter_batch;
+        else
+            n->fn.filter = d->filter;
         break;
     case PARA__KIND_FLAT_MAP:
         n->fn.flat_map = d->flat_map;
@@ -709,6 +714,19 @@ int para_graph_add_filter(para_graph_t *g, const char *name, size_t item_size,
                           .ctx = ctx,
                           .flags = flags,
                           .filter = fn};
+    return para_graph_add(g, &d, out);
+}
+
+int para_graph_add_filter_batch(para_graph_t *g, const char *name,
+                                size_t item_size, para_filter_batch_fn fn,
+                                void *ctx, unsigned flags, para_node_t **out)
+{
+    para_node_desc_t d = {.name = name,
+                          .in_size = item_size,
+                          .out_size = item_size,
+                          .ctx = ctx,
+                          .flags = flags,
+                          .filter_batch = fn};
     return para_graph_add(g, &d, out);
 }
 

@@ -113,11 +113,13 @@ struct para_node {
         para_map_fn map;
         para_map_batch_fn map_batch;
         para_filter_fn filter;
+        para_filter_batch_fn filter_batch; /* filter_batched */
         para_flat_map_fn flat_map;
         para_flat_map_batch_fn flat_map_batch;
         para_sink_fn sink;
         para_sink_batch_fn sink_batch;
     } fn;
+    bool filter_batched; /* a FILTER with fn.filter_batch */
     /* Built-in sources and collect. */
     uint64_t range_begin, range_end;
     const void *array;

@@ -453,53 +453,88 @@ uint64_t para_item_index(const void *item)
  * which only a kept item then claims. No branch on the predicate's answer
  * (it mispredicts often when kept and dropped items are mixed, as in w9),
  * and a fixed-size copy is one or two moves instead of a call to memcpy.
- * Larger items keep the branch: copying every one would cost more. */
+ * Larger items keep the branch: copying every one would cost more.
+ * @p keep: a batch filter's mask for the @p m items (then @p fn is
+ * unused), or NULL to call @p fn per item. */
 static inline __attribute__((always_inline)) int
-filter_small(para_filter_fn fn, void *ctx, const unsigned char *src, size_t m,
-             const size_t is, unsigned char *dst, size_t *done, size_t *kept)
+filter_small(para_filter_fn fn, void *ctx, const unsigned char *keep,
+             const unsigned char *src, size_t m, const size_t is,
+             unsigned char *dst, size_t *done, size_t *kept)
 {
     size_t k = 0;
     for (size_t i = 0; i < m; i++) {
-        int keep = fn(ctx, src + i * is);
-        if (PARA_UNLIKELY(keep < 0)) {
-            *done = i;
-            *kept = k;
-            return keep;
+        int yes;
+        if (keep != NULL) {
+            yes = keep[i] != 0;
+        } else {
+            yes = fn(ctx, src + i * is);
+            if (PARA_UNLIKELY(yes < 0)) {
+                *done = i;
+                *kept = k;
+                return yes;
+            }
         }
         memcpy(dst + k * is, src + i * is, is); /* k <= i < m: in room */
-        k += keep > 0;
+        k += yes > 0;
     }
     *done = m;
     *kept = k;
     return 0;
 }
 
-int para__filter_items(para_filter_fn fn, void *ctx, const unsigned char *src,
-                       size_t m, size_t is, unsigned char *dst, size_t *done,
-                       size_t *kept)
+static int filter_any(para_filter_fn fn, void *ctx, const unsigned char *keep,
+                      const unsigned char *src, size_t m, size_t is,
+                      unsigned char *dst, size_t *done, size_t *kept)
 {
     switch (is) {
     case 8:
-        return filter_small(fn, ctx, src, m, 8, dst, done, kept);
+        return filter_small(fn, ctx, keep, src, m, 8, dst, done, kept);
     case 16:
-        return filter_small(fn, ctx, src, m, 16, dst, done, kept);
+        return filter_small(fn, ctx, keep, src, m, 16, dst, done, kept);
     case 24:
-        return filter_small(fn, ctx, src, m, 24, dst, done, kept);
+        return filter_small(fn, ctx, keep, src, m, 24, dst, done, kept);
     case 32:
-        return filter_small(fn, ctx, src, m, 32, dst, done, kept);
+        return filter_small(fn, ctx, keep, src, m, 32, dst, done, kept);
     default:
         break;
     }
     size_t k = 0;
     for (size_t i = 0; i < m; i++) {
-        int keep = fn(ctx, src + i * is);
-        if (keep < 0) {
+        int yes = keep != NULL ? keep[i] != 0 : fn(ctx, src + i * is);
+        if (yes < 0) {
             *done = i;
             *kept = k;
-            return keep;
+            return yes;
         }
-        if (keep > 0)
+        if (yes > 0)
             memcpy(dst + k++ * is, src + i * is, is);
+    }
+    *done = m;
+    *kept = k;
+    return 0;
+}
+
+int para__filter_items(const para_node_t *n, const unsigned char *src, size_t m,
+                       unsigned char *dst, size_t *done, size_t *kept)
+{
+    const size_t is = n->in_size;
+    if (!n->filter_batched)
+        return filter_any(n->fn.filter, n->ctx, NULL, src, m, is, dst, done,
+                          kept);
+    unsigned char keep[PARA__FILTER_TILE];
+    size_t at = 0, k = 0;
+    while (at < m) {
+        size_t t = PARA_MIN(m - at, (size_t)PARA__FILTER_TILE), d, got;
+        int rc = n->fn.filter_batch(n->ctx, src + at * is, t, keep);
+        if (rc != 0) {
+            *done = at; /* a failing call decides none of its items */
+            *kept = k;
+            return rc;
+        }
+        (void)filter_any(NULL, NULL, keep, src + at * is, t, is, dst + k * is,
+                         &d, &got);
+        k += got;
+        at += t;
     }
     *done = m;
     *kept = k;
@@ -560,23 +595,38 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
         o->count = rc == 0 ? count : 0;
         break;
     case PARA__KIND_FILTER: {
-        para_filter_fn fn = n->fn.filter;
         size_t kept = 0;
         if (in->owner == NULL) {
-            rc = para__filter_items(fn, ctx, ip, count, is, o->data, &done,
-                                    &kept);
+            rc = para__filter_items(n, ip, count, o->data, &done, &kept);
             o->count = kept;
             break;
         }
+        /* Owned items: a dropped one is released at once. */
+        unsigned char keep[PARA__FILTER_TILE];
+        size_t tile_start = 0, tile_end = 0;
         for (done = 0; done < count; done++) {
-            int keep = fn(ctx, ip + done * is);
-            if (keep < 0) {
-                rc = keep;
-                break;
+            int yes;
+            if (n->filter_batched) {
+                if (done == tile_end) {
+                    size_t len =
+                        PARA_MIN(count - done, (size_t)PARA__FILTER_TILE);
+                    rc = n->fn.filter_batch(ctx, ip + done * is, len, keep);
+                    if (rc != 0)
+                        break; /* none of the tile decided */
+                    tile_start = done;
+                    tile_end = done + len;
+                }
+                yes = keep[done - tile_start] != 0;
+            } else {
+                yes = n->fn.filter(ctx, ip + done * is);
+                if (yes < 0) {
+                    rc = yes;
+                    break;
+                }
             }
-            if (keep > 0)
+            if (yes > 0)
                 memcpy(o->data + kept++ * is, ip + done * is, is);
-            else if (in->owner != NULL)
+            else
                 para__owned_drop(in, done); /* filtered out: released now */
         }
         o->count = kept;

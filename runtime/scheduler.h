@@ -243,13 +243,16 @@ void para__note_expansion(para_node_t *n, size_t in, size_t out);
 void para__set_input_port(int port);
 /* Fail the run: node @p n returned @p rc. */
 void para__fail_node(para__worker *w, para__run *run, para_node_t *n, int rc);
-/* A filter's loop over @p m items of @p is bytes at @p src, items that
+/* Filter @p n's loop over @p m of its input items at @p src, items that
  * own nothing: copies the kept ones to @p dst (room for @p m items, not
- * overlapping @p src). Returns 0, or the negative value @p fn returned;
- * *done: the items decided (all m on success), *kept: those copied. */
-int para__filter_items(para_filter_fn fn, void *ctx, const unsigned char *src,
-                       size_t m, size_t is, unsigned char *dst, size_t *done,
-                       size_t *kept);
+ * overlapping @p src). Returns 0, or the node's error (a per-item filter's
+ * negative value, a batch filter's non-zero one); *done: the items decided
+ * (all m on success), *kept: those copied. */
+int para__filter_items(const para_node_t *n, const unsigned char *src, size_t m,
+                       unsigned char *dst, size_t *done, size_t *kept);
+/* A batch filter (filter_batched) is called on at most this many items at
+ * a time, with a keep mask on the stack. */
+#define PARA__FILTER_TILE 512
 
 /* For para_item_index() in the node function the calling thread is about
  * to call: @p count items of @p size bytes at @p base, numbered from

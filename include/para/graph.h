@@ -163,6 +163,14 @@ typedef int (*para_map_batch_fn)(void *ctx, const void *in, void *out,
                                  size_t n);
 /** Filter: return 1 to keep the item, 0 to drop it, negative on error. */
 typedef int (*para_filter_fn)(void *ctx, const void *in);
+/**
+ * Filter, whole batch: set keep[i] to 1 to keep item i of @p n, 0 to drop
+ * it. Return 0, or non-zero to fail the run (then none of the @p n is
+ * decided). Called on consecutive pieces of a batch, in order. items.h's
+ * PARA_FILTER_ITEMS writes one from a per-item predicate.
+ */
+typedef int (*para_filter_batch_fn)(void *ctx, const void *in, size_t n,
+                                    unsigned char *keep);
 /** Flat-map, one item: emit zero or more items with para_emit(). */
 typedef int (*para_flat_map_fn)(void *ctx, const void *in, para_emitter_t *out);
 /** Flat-map, whole batch: emit zero or more items for @p n inputs. */
@@ -296,6 +304,9 @@ typedef struct para_node_desc {
      */
     size_t min_batch;
     unsigned batch_us;
+    /** A filter by batches (para_filter_batch_fn): set it instead of
+     *  @c filter; out_size as for @c filter. */
+    para_filter_batch_fn filter_batch;
 } para_node_desc_t;
 
 /**
@@ -393,6 +404,16 @@ PARA_API PARA_NODISCARD int
 para_graph_add_filter(para_graph_t *graph, const char *name, size_t item_size,
                       para_filter_fn fn, void *ctx, unsigned flags,
                       para_node_t **out);
+/**
+ * @brief Add a filter that decides a piece of a batch per call (see
+ *        para_filter_batch_fn): what para_graph_add_filter() does without
+ *        a call per item. Owned items are moved or released as by any
+ *        filter.
+ */
+PARA_API PARA_NODISCARD int
+para_graph_add_filter_batch(para_graph_t *graph, const char *name,
+                            size_t item_size, para_filter_batch_fn fn,
+                            void *ctx, unsigned flags, para_node_t **out);
 /**
  * @brief Add a per-item sink.
  *

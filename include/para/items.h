@@ -64,4 +64,25 @@
         return 0;                                                              \
     }
 
+/**
+ * Define `static int name(void *ctx, const void *in, size_t n,
+ * unsigned char *keep)`, a para_filter_batch_fn (graph.h) applying
+ * `int item_fn(void *ctx, const IN *in)` to each item: 1 keeps it, 0 drops
+ * it, a negative value fails the run. Register it with
+ * para_graph_add_filter_batch().
+ */
+#define PARA_FILTER_ITEMS(name, IN, item_fn)                                   \
+    static int name(void *para_ctx_, const void *para_in_, size_t para_n_,     \
+                    unsigned char *para_keep_)                                 \
+    {                                                                          \
+        const IN *para_items_in_ = (const IN *)para_in_;                       \
+        for (size_t para_i_ = 0; para_i_ < para_n_; para_i_++) {               \
+            int para_rc_ = item_fn(para_ctx_, &para_items_in_[para_i_]);       \
+            if (para_rc_ < 0)                                                  \
+                return para_rc_;                                               \
+            para_keep_[para_i_] = (unsigned char)(para_rc_ > 0);               \
+        }                                                                      \
+        return 0;                                                              \
+    }
+
 #endif /* PARA_ITEMS_H */

@@ -373,10 +373,13 @@ static void test_chain_ends(void **state)
 
 /* ---- failure, cancellation ---------------------------------------------- */
 
-/* src -> a (map) -> f (filter) -> b (map_batch) -> ps (parallel sink); the
- * stage @p which (0 a, 1 f, 2 b) fails at item value 777 (a sees x, f and
- * b see x + 1). */
-static void run_failing(para_runtime_t *rt, int which)
+/* even_filter by batches (items.h). */
+PARA_FILTER_ITEMS(even_filter_batch, uint64_t, even_filter)
+
+/* src -> a (map) -> f (filter; by batches if @p batched) -> b (map_batch)
+ * -> ps (parallel sink); the stage @p which (0 a, 1 f, 2 b) fails at item
+ * value 777 (a sees x, f and b see x + 1). */
+static void run_failing(para_runtime_t *rt, int which, bool batched)
 {
     para_graph_t *g;
     assert_int_equal(para_graph_create(&g), 0);
@@ -389,8 +392,11 @@ static void run_failing(para_runtime_t *rt, int which)
     target->fail_rc = rcs[which];
     assert_int_equal(para_graph_add_range(g, "src", 0, N, &src), 0);
     assert_int_equal(para_graph_add_map(g, "a", 8, 8, add_map, &ma, 0, &a), 0);
-    assert_int_equal(para_graph_add_filter(g, "f", 8, even_filter, &mf, 0, &f),
-                     0);
+    assert_int_equal(
+        batched ? para_graph_add_filter_batch(g, "f", 8, even_filter_batch, &mf,
+                                              0, &f)
+                : para_graph_add_filter(g, "f", 8, even_filter, &mf, 0, &f),
+        0);
     assert_int_equal(
         para_graph_add_map_batch(g, "b", 8, 8, add_map_batch, &mb, 0, &b), 0);
     assert_int_equal(
@@ -427,8 +433,10 @@ static void test_failure_names_stage(void **state)
     para_runtime_t *rt = make_rt(2, 0);
     for (int fuse = 1; fuse >= 0; fuse--) {
         rt->fuse = fuse;
-        for (int which = 0; which < 3; which++)
-            run_failing(rt, which);
+        for (int which = 0; which < 3; which++) {
+            run_failing(rt, which, false);
+            run_failing(rt, which, true);
+        }
     }
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
@@ -665,48 +673,99 @@ static void quiet_log(int level, const char *msg, void *arg)
     quiet_log_level = level;
 }
 
-/* para__filter_items(), the loop of every filter (fused or not): for the
- * item sizes with a fixed-size copy and others, the kept items in order,
- * and a failure that stops at its item with the ones kept before it. */
+/* para__filter_items(), the loop of every filter (fused or not), for
+ * per-item and batch filters: for the item sizes with a fixed-size copy
+ * and others, the kept items in order, and a failure: a per-item filter
+ * stops at its item with the ones kept before it, a batch filter at the
+ * start of the failing call's piece (PARA__FILTER_TILE items). */
+typedef struct fctx {
+    const unsigned char *base;
+    size_t is;
+    size_t fail_at; /* item index, or SIZE_MAX */
+} fctx;
+
+static int keep_item(const fctx *c, size_t i)
+{
+    return (c->base[i * c->is] + i / 3) % 3 != 0;
+}
+
 static int byte_filter(void *ctx, const void *in)
 {
-    const unsigned char *b = in;
-    int fail_at = *(const int *)ctx;
-    if (fail_at >= 0 && b[0] == (unsigned char)fail_at)
+    const fctx *c = ctx;
+    size_t i = (size_t)((const unsigned char *)in - c->base) / c->is;
+    if (i == c->fail_at)
         return -7;
-    return b[0] % 3 != 0;
+    return keep_item(c, i);
+}
+
+static int byte_filter_batch(void *ctx, const void *in, size_t n,
+                             unsigned char *keep)
+{
+    const fctx *c = ctx;
+    size_t first = (size_t)((const unsigned char *)in - c->base) / c->is;
+    for (size_t j = 0; j < n; j++) {
+        if (first + j == c->fail_at)
+            return -7;
+        keep[j] = (unsigned char)keep_item(c, first + j);
+    }
+    return 0;
 }
 
 static void test_filter_items(void **state)
 {
     (void)state;
     static const size_t sizes[] = {1, 8, 16, 24, 32, 40};
-    enum { M = 200 };
-    unsigned char src[M * 40], dst[M * 40], want[M * 40];
-    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
-        const size_t is = sizes[z];
-        for (size_t i = 0; i < M * is; i++)
-            src[i] = (unsigned char)(i / is + 7 * (i % is));
-        for (int fail_at = -1; fail_at <= 100; fail_at += 101) {
-            size_t expect_kept = 0, expect_done = M;
-            for (size_t i = 0; i < M; i++) {
-                if (fail_at >= 0 && src[i * is] == (unsigned char)fail_at) {
-                    expect_done = i;
-                    break;
-                }
-                if (src[i * is] % 3 != 0)
-                    memcpy(want + expect_kept++ * is, src + i * is, is);
+    enum { M = 1200 };
+    unsigned char *src = malloc(M * 40), *dst = malloc(M * 40),
+                  *want = malloc(M * 40);
+    assert_non_null(src);
+    assert_non_null(dst);
+    assert_non_null(want);
+    for (int batched = 0; batched < 2; batched++) {
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+            const size_t is = sizes[z];
+            for (size_t i = 0; i < M * is; i++)
+                src[i] = (unsigned char)(i / is + 7 * (i % is));
+            for (int f = 0; f < 2; f++) {
+                fctx c = {src, is, f ? 700 : SIZE_MAX};
+                size_t stop = f ? (batched ? 512 : 700) : M;
+                size_t expect_kept = 0;
+                for (size_t i = 0; i < stop; i++)
+                    if (keep_item(&c, i))
+                        memcpy(want + expect_kept++ * is, src + i * is, is);
+                para_node_t n;
+                memset(&n, 0, sizeof n);
+                n.in_size = n.out_size = is;
+                n.ctx = &c;
+                n.filter_batched = batched;
+                if (batched)
+                    n.fn.filter_batch = byte_filter_batch;
+                else
+                    n.fn.filter = byte_filter;
+                memset(dst, 0xee, M * 40);
+                size_t done = 999, kept = 999;
+                int rc = para__filter_items(&n, src, M, dst, &done, &kept);
+                assert_int_equal(rc, f ? -7 : 0);
+                assert_int_equal(done, stop);
+                assert_int_equal(kept, expect_kept);
+                assert_memory_equal(dst, want, kept * is);
             }
-            memset(dst, 0xee, sizeof dst);
-            size_t done = 999, kept = 999;
-            int rc = para__filter_items(byte_filter, &fail_at, src, M, is, dst,
-                                        &done, &kept);
-            assert_int_equal(rc, fail_at >= 0 ? -7 : 0);
-            assert_int_equal(done, expect_done);
-            assert_int_equal(kept, expect_kept);
-            assert_memory_equal(dst, want, kept * is);
         }
     }
+    free(src);
+    free(dst);
+    free(want);
+    /* A node is a filter one way or the other. */
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_desc_t d = {.name = "both",
+                          .in_size = 8,
+                          .out_size = 8,
+                          .filter = byte_filter,
+                          .filter_batch = byte_filter_batch};
+    assert_int_equal(para_graph_add(g, &d, NULL), PARA_EINVAL);
+    assert_non_null(strstr(para_graph_errmsg(g), "exactly one function"));
+    para_graph_destroy(g);
 }
 
 int main(void)

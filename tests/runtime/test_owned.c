@@ -295,6 +295,9 @@ static int keep_even(void *ctx, const void *in)
     return (it->id % 2) == 0;
 }
 
+/* The same predicate as a batch filter (items.h). */
+PARA_FILTER_ITEMS(keep_even_batch, own_item, keep_even)
+
 static uint64_t sum_to(uint64_t n)
 {
     return n * (n - 1) / 2;
@@ -348,19 +351,23 @@ static void test_filtered_and_taken(void **state)
 {
     (void)state;
     para_runtime_t *rt = make_rt(2, NULL, "none", 0, 0);
-    for (int fail = 0; fail < 3; fail++) {
+    for (int fail = 0; fail < 6; fail++) {
+        const bool batched = fail >= 3; /* the same, by batches */
         tracker t;
         tracker_init(&t, N_ITEMS, 1, 64);
-        if (fail == 1)
+        if (fail % 3 == 1)
             t.read_fail_at = 7001; /* the filter */
-        if (fail == 2)
+        if (fail % 3 == 2)
             t.sink_fail_at = 9000;
         para_graph_t *g;
         assert_int_equal(para_graph_create(&g), 0);
         para_node_t *s = add_source(g, &t), *f, *k;
-        assert_int_equal(para_graph_add_filter(g, "even", sizeof(own_item),
-                                               keep_even, &t, 0, &f),
-                         0);
+        assert_int_equal(
+            batched ? para_graph_add_filter_batch(g, "even", sizeof(own_item),
+                                                  keep_even_batch, &t, 0, &f)
+                    : para_graph_add_filter(g, "even", sizeof(own_item),
+                                            keep_even, &t, 0, &f),
+            0);
         para_node_desc_t kd = {.name = "take",
                                .flags = PARA_NODE_TAKES | PARA_NODE_SERIAL,
                                .in_size = sizeof(own_item),
@@ -370,15 +377,16 @@ static void test_filtered_and_taken(void **state)
         conn(g, s, f);
         conn(g, f, k);
         int rc = para_run(rt, g);
-        if (fail == 0) {
+        if (fail % 3 == 0) {
             assert_int_equal(rc, 0);
             assert_int_equal(atomic_load(&t.sum), 2 * sum_to(N_ITEMS / 2));
         } else {
             assert_int_equal(rc, PARA_ENODE);
-            assert_non_null(
-                strstr(para_runtime_errmsg(rt), fail == 1 ? "even" : "take"));
+            assert_non_null(strstr(para_runtime_errmsg(rt),
+                                   fail % 3 == 1 ? "even" : "take"));
         }
-        check_released(&t, "filtered", fail == 0);
+        check_released(&t, batched ? "filtered by batches" : "filtered",
+                       fail % 3 == 0);
         para_graph_destroy(g);
         tracker_fini(&t);
     }
