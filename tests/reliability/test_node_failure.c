@@ -54,12 +54,13 @@ enum kind {
     K_FLAT_MAP_BATCH,
     K_SINK,
     K_SINK_BATCH,
+    K_FILTER_BATCH,
     N_KINDS
 };
 
 static const char *kind_name[N_KINDS] = {
-    "source",         "map",  "map_batch", "filter", "flat_map",
-    "flat_map_batch", "sink", "sink_batch"};
+    "source",         "map",  "map_batch",  "filter",      "flat_map",
+    "flat_map_batch", "sink", "sink_batch", "filter_batch"};
 
 struct state {
     atomic_int failed;      /* the failing node has returned its error */
@@ -141,6 +142,18 @@ static int f_filter(void *ctx, const void *in)
 {
     (void)ctx;
     return rd(in) == FAIL_AT ? -fail_now() : 1;
+}
+
+static int f_filter_batch(void *ctx, const void *in, size_t n,
+                          unsigned char *keep)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++) {
+        if (rd((const char *)in + 8 * i) == FAIL_AT)
+            return fail_now();
+        keep[i] = 1;
+    }
+    return 0;
 }
 
 static int f_flat_map(void *ctx, const void *in, para_emitter_t *e)
@@ -263,6 +276,9 @@ static para_node_t *add_failing(para_graph_t *g, enum kind k, unsigned flags)
     case K_SINK_BATCH:
         d.sink_batch = f_sink_batch;
         d.out_size = 0;
+        break;
+    case K_FILTER_BATCH:
+        d.filter_batch = f_filter_batch;
         break;
     default:
         fail();
