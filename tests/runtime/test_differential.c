@@ -248,7 +248,8 @@ typedef struct gnode {
     unsigned modk;     /* filter: drop if hash % modk == 0; 0 keeps all */
     unsigned fanout;   /* flat-map: 0..fanout outputs per item */
     bool stateful;     /* ORDERED: the processing index feeds the function */
-    bool reserve;      /* flat_map_batch: mix para_emit_reserve/para_emit */
+    bool reserve;      /* flat_map_batch: mix para_emit_reserve/para_emit;
+                          filter: by batches (filter_batch) */
     bool short_writes; /* callback source: often writes less than cap */
     size_t n_items;    /* sources */
     uint64_t begin;    /* range */
@@ -592,6 +593,20 @@ static int cb_filter(void *ctx, const void *in)
     }
     leave(g);
     return rc;
+}
+
+/* cb_filter by batches (a filter node with `reserve` drawn). */
+static int cb_filter_batch(void *ctx, const void *in, size_t n,
+                           unsigned char *keep)
+{
+    const gnode *g = ctx;
+    for (size_t i = 0; i < n; i++) {
+        int rc = cb_filter(ctx, (const unsigned char *)in + i * g->in_size);
+        if (rc < 0)
+            return rc;
+        keep[i] = rc > 0;
+    }
+    return 0;
 }
 
 static int flat_one(gnode *g, const void *in, para_emitter_t *out, bool reserve)
@@ -1139,7 +1154,10 @@ static void build_node(dgraph *d, unsigned v)
             desc.map_batch = cb_map_batch;
             break;
         case KIND_FILTER:
-            desc.filter = cb_filter;
+            if (g->reserve)
+                desc.filter_batch = cb_filter_batch;
+            else
+                desc.filter = cb_filter;
             break;
         case KIND_FLAT:
             desc.flat_map = cb_flat;
