@@ -62,8 +62,10 @@
  * driven across processes (rt->remote), whose routing is per node.
  *
  * Tests: tests/runtime/test_fuse.c (chain boundaries, failure naming,
- * cancellation, statistics, trace), test_differential.c (random graphs
- * with fusion on and off).
+ * cancellation, statistics, trace; serial tails: calls one at a time,
+ * failure, cancellation, statistics, never ORDERED), test_differential.c
+ * (random graphs with fusion on and off; it checks that serial tails
+ * occur).
  */
 #ifndef PARA_FUSE_H
 #define PARA_FUSE_H

@@ -32,7 +32,11 @@
  *   pushes the node's drain task; whoever runs it drains until the inbox is
  *   empty, releases the flag, and re-checks the inbox (Dekker pattern with
  *   the pushers, both sides seq_cst) so that no delivery is stranded. No
- *   worker ever blocks on a node. An ORDERED node moves inbox entries into a
+ *   worker ever blocks on a node. A delivery to a serial tail (fuse.h: an
+ *   unordered serial node after a parallel CPU node) first tries the claim
+ *   itself; if it wins, the delivering worker runs the task inline and then
+ *   drains, as the drain task would (run_inline()), skipping the inbox and
+ *   the deque. An ORDERED node moves inbox entries into a
  *   pairing heap keyed by (seq_begin, path) and runs only the key it expects
  *   next (see graph.c for why every key arrives).
  *
