@@ -432,14 +432,14 @@ static inline int w3_neg_item(void *ctx, const uint64_t *in, uint64_t *out)
 {
     return w3_neg_fn(ctx, in, out);
 }
-static inline int w3_sum_item(void *ctx, const uint64_t *in)
+static inline int w3_sum_item(struct w3_sink *s, const uint64_t *in)
 {
-    return w3_sink_fn(ctx, in);
+    return w3_sink_fn(s, in);
 }
 PARA_MAP_ITEMS(w3_pair_items, uint64_t, struct w3_pair, w3_pair_item)
 PARA_MAP_ITEMS(w3_diff_items, struct w3_pair, uint64_t, w3_diff_item)
 PARA_MAP_ITEMS(w3_neg_items, uint64_t, uint64_t, w3_neg_item)
-PARA_SINK_ITEMS(w3_sum_items, uint64_t, w3_sum_item)
+PARA_SINK_ITEMS_STATE(w3_sum_items, uint64_t, struct w3_sink, w3_sum_item)
 
 /* fnptr: 1 = per-item function pointers (one indirect call per item and
  * node), 0 = the para/items.h adaptors. */

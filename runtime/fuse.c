@@ -51,12 +51,26 @@ static bool passes_tiles(const para_node_t *n)
            n->kind == PARA__KIND_FILTER;
 }
 
+/* May @p n's tasks run its only successor @p s inline, when s is free
+ * (scheduler.c, para__deliver())? */
+static bool tail_ok(const para_node_t *n, const para_node_t *s)
+{
+    if (para__is_source(n) || n->serial || n->placement != PARA__PLACE_CPU ||
+        n->kernel != NULL)
+        return false;
+    /* Never an ORDERED node: it runs its batches in key order only. */
+    return s->serial && (s->flags & PARA_NODE_ORDERED) == 0 &&
+           s->placement == PARA__PLACE_CPU && s->kernel == NULL &&
+           !para__is_source(s);
+}
+
 void para__fuse_plan(para__run *run, bool on)
 {
     para_graph_t *g = run->graph;
     for (unsigned i = 0; i < g->n_nodes; i++) {
         para_node_t *n = g->nodes[i];
         n->fuse_next = NULL;
+        n->fuse_tail = NULL;
         n->fuse_inner = false;
         n->src_fused = false;
         n->fuse_tile = 0;
@@ -102,6 +116,13 @@ void para__fuse_plan(para__run *run, bool on)
             all = h->fuse_stages > 0;
         }
         s->src_fused = all;
+    }
+    /* Serial tails: a parallel CPU node that delivers to one serial,
+     * unordered CPU node only. */
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *n = g->nodes[i];
+        if (!n->fuse_inner && n->n_succs == 1 && tail_ok(n, n->succs[0]))
+            n->fuse_tail = n->succs[0];
     }
 }
 

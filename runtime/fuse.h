@@ -43,12 +43,29 @@
  * the batch size is forced (PARA_BATCH), they are not fused, and see
  * whole batches as documented.
  *
+ * Serial tails. A chain's last stage (or any other parallel CPU node but
+ * a source) whose only successor is a serial, unordered CPU node (not
+ * ORDERED, no kernel) has that node as its tail: when a task of it
+ * delivers its output, it tries the tail's claim (the exclusive claim a
+ * drain takes, scheduler.c) and, if it wins, runs the tail's task on that
+ * batch right there, as the drain would (statistics, trace span, failure
+ * naming the tail, cancellation, owned items and the byte budget are the
+ * drain's), then drains what arrived meanwhile and releases the claim as
+ * a drain does. If the tail is busy, the batch goes to its inbox as
+ * without fusion. The tail's calls stay one at a time, each after the
+ * last (claim and release are seq_cst); batches reach it in another
+ * order, which an unordered node allows. The output still is a batch:
+ * the tail runs on it whole, hot in this worker's cache, not tile by
+ * tile.
+ *
  * PARA_FUSE=0 turns fusion off (options.c); it is also off while a run is
  * driven across processes (rt->remote), whose routing is per node.
  *
  * Tests: tests/runtime/test_fuse.c (chain boundaries, failure naming,
- * cancellation, statistics, trace), test_differential.c (random graphs
- * with fusion on and off).
+ * cancellation, statistics, trace; serial tails: calls one at a time,
+ * failure, cancellation, statistics, never ORDERED), test_differential.c
+ * (random graphs with fusion on and off; it checks that serial tails
+ * occur).
  */
 #ifndef PARA_FUSE_H
 #define PARA_FUSE_H

@@ -56,6 +56,8 @@ typedef struct para__node_wstat {
     _Atomic uint64_t items_out;
     _Atomic uint64_t batches;
     _Atomic uint64_t busy_ns;
+    /* Serial tails (fuse.h): batches this worker ran inline. */
+    _Atomic uint64_t inline_batches;
 } para__node_wstat;
 
 /* A node's statistics so far, summed (para__node_counts()). */
@@ -160,8 +162,10 @@ struct para_node {
      * stage of this node's chain (NULL: the chain ends here); whether it
      * runs inside its predecessor's tasks; for a chain's head, its stages
      * and tile (items); for a range or array source, whether its batches
-     * are left unmaterialised for the heads it feeds. */
+     * are left unmaterialised for the heads it feeds; the serial node this
+     * node's tasks may run inline after it (fuse.h: a serial tail). */
     para_node_t *fuse_next;
+    para_node_t *fuse_tail;
     bool fuse_inner;
     bool src_fused;
     unsigned fuse_stages;

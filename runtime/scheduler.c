@@ -32,7 +32,11 @@
  *   pushes the node's drain task; whoever runs it drains until the inbox is
  *   empty, releases the flag, and re-checks the inbox (Dekker pattern with
  *   the pushers, both sides seq_cst) so that no delivery is stranded. No
- *   worker ever blocks on a node. An ORDERED node moves inbox entries into a
+ *   worker ever blocks on a node. A delivery to a serial tail (fuse.h: an
+ *   unordered serial node after a parallel CPU node) first tries the claim
+ *   itself; if it wins, the delivering worker runs the task inline and then
+ *   drains, as the drain task would (run_inline()), skipping the inbox and
+ *   the deque. An ORDERED node moves inbox entries into a
  *   pairing heap keyed by (seq_begin, path) and runs only the key it expects
  *   next (see graph.c for why every key arrives).
  *
@@ -116,8 +120,9 @@
  *      work exists, and reaches it exactly once [para__units_add() panics
  *      below 0; a worker leaving a run finds only unit-less drain tasks].
  *   I3 Claims. A serial node with claimed == 1 has exactly one drain task
- *      queued (I1) or running; with claimed == 0, none. Only the claim
- *      holder touches pending, heap, next_seq/next_path and collect_pos
+ *      queued (I1) or running, or a worker running it inline
+ *      (run_inline(): its serial tail, fuse.h); with claimed == 0, none. Only
+ * the claim holder touches pending, heap, next_seq/next_path and collect_pos
  *      [drain() runs with claimed == 1].
  *   I4 Order. An ORDERED node runs the key (seq_begin, path) it expects
  *      next and nothing else unless the run is aborting; every key arrives
@@ -164,6 +169,7 @@
 #define RUN_GAP_SPIN_NS 50000
 
 static void execute(para__worker *w, para__run *run, para__task *t);
+static void run_inline(para__worker *w, para__run *run, para__task *t);
 
 /* The worker's batch cache, or none for other threads (w == NULL). */
 static inline para__batch_cache *cache_of(para__worker *w)
@@ -614,7 +620,8 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         return;
     }
     unsigned k = n->n_succs;
-    uint32_t queued = 0; /* runnable tasks this delivery made */
+    uint32_t queued = 0;     /* runnable tasks this delivery made */
+    para__task *here = NULL; /* a serial tail's task, run below */
     units_add(run, (int64_t)k - held);
     para__remote *remote = run->rt->remote;
     for (unsigned j = 0; j < k; j++) {
@@ -633,6 +640,8 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         if (!s->serial) {
             push_local(w, run, t);
             queued++;
+        } else if (s == n->fuse_tail && w != NULL && try_claim(s)) {
+            here = t; /* a free serial tail (fuse.h): run it inline */
         } else if (inbox_push(w, run, s, t)) {
             queued++;
         }
@@ -648,6 +657,8 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
     if (w != NULL && !n->serial && queued > 0)
         queued--;
     notify(run->rt, queued);
+    if (here != NULL)
+        run_inline(w, run, here);
 }
 
 void para__submit_task(para__worker *w, para__run *run, para__task *t)
@@ -771,6 +782,22 @@ static void drain(para__worker *w, para__run *run, para_node_t *n)
         if (!again || !try_claim(n))
             return;
     }
+}
+
+/* Task @p t (holding its unit) of a serial tail (fuse.h) whose claim the
+ * delivering worker won: it runs here, on the delivering worker, as a
+ * drain would run it (same statistics, trace, failure and cancellation);
+ * then the deliveries that came meanwhile are drained and the claim is
+ * released as in drain(). Only an unordered node: its batches may run in
+ * any order. The claim's CAS (seq_cst) and the previous holder's release
+ * (seq_cst) order its calls one after another. */
+static void run_inline(para__worker *w, para__run *run, para__task *t)
+{
+    para_node_t *s = t->node;
+    PARA_DEBUG_ASSERT((s->flags & PARA_NODE_ORDERED) == 0);
+    para__counter_add(&para__wstat(w, s)->inline_batches, 1);
+    run_task(w, run, t);
+    drain(w, run, s);
 }
 
 static void execute(para__worker *w, para__run *run, para__task *t)

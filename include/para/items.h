@@ -64,4 +64,31 @@
         return 0;                                                              \
     }
 
+/**
+ * Define `static int name(void *ctx, const void *in, size_t n)`, a
+ * para_sink_batch_fn for a SERIAL sink whose ctx points to plain state
+ * (sums, counts, a small histogram): it copies `*(STATE *)ctx` into a local,
+ * applies `int item_fn(STATE *state, const IN *in)` to each item, and writes
+ * the state back once per batch, also when item_fn fails (the state then
+ * holds the items before the failing one, and whatever item_fn did to it).
+ * With PARA_SINK_ITEMS the compiler must store the state to memory after
+ * every item, since it cannot tell that the items do not overlap it: about
+ * 0.8 ns an item for `sum += y; sq += y * y; count++`, against a loop that
+ * keeps the sums in registers or vectorises. Only for a serial node (the
+ * copy is not shared between callers) and a STATE of plain data (it is
+ * copied with =).
+ */
+#define PARA_SINK_ITEMS_STATE(name, IN, STATE, item_fn)                        \
+    static int name(void *para_ctx_, const void *para_in_, size_t para_n_)     \
+    {                                                                          \
+        const IN *para_items_in_ = (const IN *)para_in_;                       \
+        STATE para_state_ = *(STATE *)para_ctx_;                               \
+        int para_rc_ = 0;                                                      \
+        for (size_t para_i_ = 0; para_i_ < para_n_ && para_rc_ == 0;           \
+             para_i_++)                                                        \
+            para_rc_ = item_fn(&para_state_, &para_items_in_[para_i_]);        \
+        *(STATE *)para_ctx_ = para_state_;                                     \
+        return para_rc_;                                                       \
+    }
+
 #endif /* PARA_ITEMS_H */

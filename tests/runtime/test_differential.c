@@ -43,6 +43,10 @@
  * mem_budget in {1 B, 4 KiB, 64 KiB, 1 MiB, default}. Runs of eight consecutive
  * graphs share a runtime; some graphs are run a second time on another runtime.
  *
+ * Every random graph runs with fusion (fuse.h: fused chains, sources left
+ * unmaterialised, serial tails run inline by the node before them) and
+ * without, and the run fails if neither chains nor serial tails showed up.
+ *
  * The three tests: random graphs checked in full; the same with one node
  * failing at a random item (para_run() must return PARA_ENODE naming the
  * node, and the runtime and graph must work afterwards); invalid graphs
@@ -1607,6 +1611,17 @@ static bool graph_fused(const dgraph *d)
     return false;
 }
 
+/* Did the last run of @p d give a node a serial tail (fuse.h)? */
+static bool graph_tailed(const dgraph *d)
+{
+    for (unsigned v = 0; v < d->n; v++) {
+        const para_node_t *h = d->node[v].h;
+        if (h != NULL && h->fuse_tail != NULL)
+            return true;
+    }
+    return false;
+}
+
 static void test_random_graphs(void **state)
 {
     (void)state;
@@ -1614,7 +1629,7 @@ static void test_random_graphs(void **state)
     dtest_init(&t, "random_graphs", 1);
     double t0 = now_s();
     rt_cache cache = {0};
-    unsigned fused = 0;
+    unsigned fused = 0, tailed = 0;
     for (unsigned i = t.first; i < t.last; i++) {
         dcfg cfg;
         para_runtime_t *rt = cached_runtime(&cache, &t, i, &cfg);
@@ -1627,10 +1642,11 @@ static void test_random_graphs(void **state)
         rt->fuse = true;
         run_and_check(&t, d, rt);
         fused += graph_fused(d);
+        tailed += graph_tailed(d);
         rt->fuse = false;
         run_and_check(&t, d, rt);
-        if (graph_fused(d))
-            fail_graph(d, "fused a chain with fusion off");
+        if (graph_fused(d) || graph_tailed(d))
+            fail_graph(d, "fused a chain or a serial tail with fusion off");
         rt->fuse = fuse;
         if (rng_chance(&r, 15)) {
             /* Run the same graph again on another runtime: the graph must
@@ -1652,11 +1668,14 @@ static void test_random_graphs(void **state)
         destroy_runtime(cache.rt);
     print_summary(&t, t.last - t.first, now_s() - t0);
     printf("differential/random_graphs: %u graphs had fused chains or "
-           "sources\n",
-           fused);
-    /* The generator makes chains of parallel maps often enough. */
+           "sources, %u serial tails\n",
+           fused, tailed);
+    /* The generator makes chains of parallel maps, and parallel nodes
+     * feeding one serial node, often enough. */
     if (t.last - t.first >= 100 && fused == 0)
         fail_msg("no graph had a fused chain: the fusion path went untested");
+    if (t.last - t.first >= 100 && tailed == 0)
+        fail_msg("no graph had a serial tail: the inline path went untested");
 }
 
 static void test_node_failure(void **state)

@@ -1,7 +1,9 @@
 /*
  * Fused CPU chains (runtime/fuse.h): where chains begin and end, that a
  * fused run computes what an unfused one does, failure naming the stage,
- * cancellation, statistics per stage, input ports, and PARA_FUSE.
+ * cancellation, statistics per stage, input ports, serial tails run
+ * inline (one call at a time, failure, cancellation, statistics), and
+ * PARA_FUSE.
  */
 #define _POSIX_C_SOURCE 200809L /* setenv, unsetenv */
 #include <setjmp.h>
@@ -631,6 +633,235 @@ static void test_item_index(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* ---- serial tails ---------------------------------------------------------
+ */
+
+/* A serial node's context: counts calls that overlap another (an atomic
+ * count of calls inside) and keeps plain state, so that ThreadSanitizer
+ * sees a missing happens-before between two calls; fails with fail_rc at
+ * item value fail_at, or cancels its run at cancel_at. */
+typedef struct tctx {
+    _Atomic int inside;
+    _Atomic unsigned overlaps;
+    uint64_t sum, count; /* plain: written by the node's calls only */
+    uint64_t fail_at;
+    int fail_rc;
+    uint64_t cancel_at;
+    para_runtime_t *rt;
+} tctx;
+
+static void tail_enter(tctx *c)
+{
+    if (atomic_fetch_add_explicit(&c->inside, 1, memory_order_relaxed) != 0)
+        atomic_fetch_add_explicit(&c->overlaps, 1, memory_order_relaxed);
+}
+
+static void tail_leave(tctx *c)
+{
+    atomic_fetch_sub_explicit(&c->inside, 1, memory_order_relaxed);
+}
+
+static int tail_sink(void *ctx, const void *in)
+{
+    tctx *c = ctx;
+    uint64_t x = ld(in);
+    tail_enter(c);
+    int rc = 0;
+    if (c->fail_at != 0 && x == c->fail_at)
+        rc = c->fail_rc;
+    else if (c->cancel_at != 0 && x == c->cancel_at)
+        (void)!para_run_cancel(c->rt);
+    if (rc == 0) {
+        c->sum += x;
+        c->count++;
+    }
+    tail_leave(c);
+    return rc;
+}
+
+static int tail_map(void *ctx, const void *in, void *out)
+{
+    tctx *c = ctx;
+    uint64_t x = ld(in);
+    tail_enter(c);
+    c->sum += x;
+    c->count++;
+    st(out, 2 * x);
+    tail_leave(c);
+    return 0;
+}
+
+/* Batches node @p n ran inline as a serial tail, over all workers. */
+static uint64_t inline_batches(const para_node_t *n)
+{
+    uint64_t b = 0;
+    for (unsigned i = 0; i < n->n_wst; i++)
+        b += atomic_load_explicit(&n->wst[i].inline_batches,
+                                  memory_order_relaxed);
+    return b;
+}
+
+/* src (range 1..M) -> m (map +0) -> tail (SERIAL sink). */
+typedef struct tgraph {
+    para_graph_t *g;
+    para_node_t *src, *m, *tail;
+    mctx mm;
+    tctx tc;
+} tgraph;
+
+static void tgraph_build(tgraph *x, uint64_t m)
+{
+    memset(x, 0, sizeof *x);
+    assert_int_equal(para_graph_create(&x->g), 0);
+    assert_int_equal(para_graph_add_range(x->g, "src", 1, m + 1, &x->src), 0);
+    assert_int_equal(
+        para_graph_add_map(x->g, "m", 8, 8, add_map, &x->mm, 0, &x->m), 0);
+    assert_int_equal(para_graph_add_sink(x->g, "tail", 8, tail_sink, &x->tc,
+                                         PARA_NODE_SERIAL, &x->tail),
+                     0);
+    assert_int_equal(para_graph_connect(x->g, x->src, x->m), 0);
+    assert_int_equal(para_graph_connect(x->g, x->m, x->tail), 0);
+}
+
+/* The serial sink after a chain runs inline, one call at a time, with the
+ * same items and statistics as without fusion. */
+static void test_serial_tail_sink(void **state)
+{
+    (void)state;
+    const uint64_t m = 400000;
+    para_runtime_t *rt = make_rt(2, 0);
+    for (int fuse = 1; fuse >= 0; fuse--) {
+        rt->fuse = fuse;
+        tgraph x;
+        tgraph_build(&x, m);
+        assert_int_equal(para_run(rt, x.g), 0);
+        assert_int_equal(x.tc.count, m);
+        assert_int_equal(x.tc.sum, m * (m + 1) / 2);
+        assert_int_equal(atomic_load(&x.tc.overlaps), 0);
+        para_node_stats_t sm, st_tail;
+        assert_int_equal(para_node_stats(x.m, &sm), 0);
+        assert_int_equal(para_node_stats(x.tail, &st_tail), 0);
+        assert_int_equal(st_tail.items_in, m);
+        assert_int_equal(st_tail.batches, sm.batches);
+        assert_true(st_tail.busy_ns > 0);
+        if (fuse) {
+            assert_ptr_equal(x.m->fuse_tail, x.tail);
+            assert_null(x.m->fuse_next); /* the tail is in no chain */
+            assert_false(x.tail->fuse_inner);
+            assert_true(inline_batches(x.tail) > 0);
+            assert_true(inline_batches(x.tail) <= st_tail.batches);
+        } else {
+            assert_null(x.m->fuse_tail);
+            assert_int_equal(inline_batches(x.tail), 0);
+        }
+        para_graph_destroy(x.g);
+    }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* A serial map as the tail of two chains (a merge), passing its output on;
+ * an ORDERED node is never a tail. */
+static void test_serial_tail_map(void **state)
+{
+    (void)state;
+    const uint64_t m = 200000;
+    para_runtime_t *rt = make_rt(2, 0);
+    for (int fuse = 1; fuse >= 0; fuse--) {
+        rt->fuse = fuse;
+        para_graph_t *g;
+        assert_int_equal(para_graph_create(&g), 0);
+        para_node_t *r0, *r1, *m0, *m1, *smap, *ps, *mo, *ord;
+        mctx c0 = {0}, c1 = {0}, co = {0};
+        tctx ts = {0};
+        sum_ctx sps = {0}, sord = {0};
+        assert_int_equal(para_graph_add_range(g, "r0", 0, m, &r0), 0);
+        assert_int_equal(para_graph_add_range(g, "r1", m, 2 * m, &r1), 0);
+        assert_int_equal(
+            para_graph_add_map(g, "m0", 8, 8, add_map, &c0, 0, &m0), 0);
+        assert_int_equal(
+            para_graph_add_map(g, "m1", 8, 8, add_map, &c1, 0, &m1), 0);
+        assert_int_equal(para_graph_add_map(g, "smap", 8, 8, tail_map, &ts,
+                                            PARA_NODE_SERIAL, &smap),
+                         0);
+        assert_int_equal(para_graph_add_sink(g, "ps", 8, psink, &sps,
+                                             PARA_NODE_PARALLEL, &ps),
+                         0);
+        assert_int_equal(
+            para_graph_add_map(g, "mo", 8, 8, add_map, &co, 0, &mo), 0);
+        assert_int_equal(para_graph_add_sink(g, "ord", 8, psink, &sord,
+                                             PARA_NODE_ORDERED, &ord),
+                         0);
+        para_node_t *const edges[][2] = {
+            {r0, m0},   {r1, m1}, {m0, smap}, {m1, smap},
+            {smap, ps}, {r0, mo}, {mo, ord},
+        };
+        for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+            assert_int_equal(para_graph_connect(g, edges[i][0], edges[i][1]),
+                             0);
+        assert_int_equal(para_run(rt, g), 0);
+        const uint64_t total = (2 * m) * (2 * m - 1) / 2;
+        assert_int_equal(ts.count, 2 * m);
+        assert_int_equal(ts.sum, total);
+        assert_int_equal(atomic_load(&ts.overlaps), 0);
+        assert_int_equal(atomic_load(&sps.count), 2 * m);
+        assert_int_equal(atomic_load(&sps.sum), 2 * total);
+        assert_int_equal(atomic_load(&sord.sum), m * (m - 1) / 2);
+        assert_null(mo->fuse_tail);   /* ORDERED: never inline */
+        assert_null(smap->fuse_tail); /* a serial node has no tail */
+        if (fuse) {
+            assert_ptr_equal(m0->fuse_tail, smap);
+            assert_ptr_equal(m1->fuse_tail, smap);
+            assert_true(inline_batches(smap) > 0);
+        } else {
+            assert_null(m0->fuse_tail);
+        }
+        assert_int_equal(inline_batches(ord), 0);
+        para_graph_destroy(g);
+    }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* A serial tail that fails names itself; one that cancels the run stops
+ * it; the graph runs again afterwards. One worker: the tail is always
+ * free, so it fails (cancels) inline. */
+static void test_serial_tail_failure(void **state)
+{
+    (void)state;
+    const uint64_t m = 400000;
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        para_runtime_t *rt = make_rt(workers, 0);
+        for (int fuse = 1; fuse >= 0; fuse--) {
+            rt->fuse = fuse;
+            tgraph x;
+            tgraph_build(&x, m);
+            x.tc.fail_at = 777;
+            x.tc.fail_rc = 77;
+            assert_int_equal(para_run(rt, x.g), PARA_ENODE);
+            const char *msg = para_runtime_errmsg(rt);
+            if (strstr(msg, "'tail'") == NULL || strstr(msg, "77") == NULL)
+                fail_msg("the serial tail failed with 77; message: %s", msg);
+            assert_int_equal(atomic_load(&x.tc.overlaps), 0);
+            if (fuse && workers == 1)
+                assert_true(inline_batches(x.tail) > 0);
+            /* Cancelled from inside the tail. */
+            x.tc.fail_at = 0;
+            x.tc.cancel_at = 1001;
+            x.tc.rt = rt;
+            x.tc.count = x.tc.sum = 0;
+            assert_int_equal(para_run(rt, x.g), PARA_ECANCELED);
+            assert_true(x.tc.count < m);
+            /* And a clean run. */
+            x.tc.cancel_at = 0;
+            x.tc.count = x.tc.sum = 0;
+            assert_int_equal(para_run(rt, x.g), 0);
+            assert_int_equal(x.tc.count, m);
+            assert_int_equal(x.tc.sum, m * (m + 1) / 2);
+            para_graph_destroy(x.g);
+        }
+        assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+}
+
 /* ---- PARA_FUSE ---------------------------------------------------------- */
 
 static void test_env(void **state)
@@ -677,6 +908,9 @@ int main(void)
         cmocka_unit_test(test_stats_per_stage),
         cmocka_unit_test(test_input_ports),
         cmocka_unit_test(test_item_index),
+        cmocka_unit_test(test_serial_tail_sink),
+        cmocka_unit_test(test_serial_tail_map),
+        cmocka_unit_test(test_serial_tail_failure),
         cmocka_unit_test(test_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
