@@ -170,7 +170,7 @@ int w4_limit_plain(const bench_cfg_t *cfg, const w4_limit_job *job,
     s.local = max_wg != 0 && max_wg < 128 ? max_wg : 128;
 
     static const unsigned schedules[] = {1, 4, 16};
-    double best = 0;
+    double best = 0, best_cpu = 0;
     unsigned best_chunks = 1;
     for (size_t i = 0; i < sizeof schedules / sizeof schedules[0]; i++) {
         s.chunks = schedules[i];
@@ -190,10 +190,12 @@ int w4_limit_plain(const bench_cfg_t *cfg, const w4_limit_job *job,
                 r.seconds);
         if (best == 0 || r.seconds < best) {
             best = r.seconds;
+            best_cpu = r.cpu_seconds;
             best_chunks = schedules[i];
         }
     }
     row->seconds = best;
+    row->cpu_seconds = best_cpu;
     snprintf(row->extra, sizeof row->extra, "\"limit_launches\":%u",
              best_chunks);
     w4l_release(&s);

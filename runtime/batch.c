@@ -115,6 +115,7 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
     b->dev_buf = NULL;
     b->dev_offset = b->dev_bytes = 0;
     b->host_valid = true;
+    b->host_copy = NULL;
     b->owner = NULL;
     b->owned_begin = 0;
     count_live(run, 1);
@@ -174,6 +175,8 @@ void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b)
         b->dres = NULL;
         b->dev_buf = NULL;
     }
+    free(b->host_copy);
+    b->host_copy = NULL;
     count_live(run, -1);
     if (run != NULL)
         para__bytes_add(run, -(int64_t)(b->alloc_bytes + b->extra_bytes));

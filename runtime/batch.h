@@ -77,6 +77,12 @@ struct para__batch {
     void *dev_buf;
     size_t dev_offset, dev_bytes;
     bool host_valid;
+    /* A batch whose items live only on a device has no room for them in
+     * its own allocation (only its header counts against the host budget);
+     * when they are brought back (device_node.c: materialize()), data
+     * points to this separate buffer, counted in alloc_bytes, freed with
+     * the batch. NULL otherwise. */
+    unsigned char *host_copy;
     para__batch *pool_next; /* worker pool free list */
     para__task tasks[];     /* n_tasks, followed by the data */
 };

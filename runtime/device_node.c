@@ -687,6 +687,22 @@ static bool materialize(devctx *d, para__run *run, para__task *t)
     if (para__batch_on_host(b))
         return true;
     char msg[PARA__ERRMSG_LEN / 2];
+    if (b->capacity < b->dev_bytes && b->host_copy == NULL) {
+        /* A device-only batch has no room for its items (deliver_outputs()):
+         * they come back into a buffer of their own, on the host budget
+         * from now on. */
+        b->host_copy = malloc(b->dev_bytes);
+        if (b->host_copy == NULL) {
+            para__fail_run(NULL, run, PARA_ENOMEM,
+                           "node '%s': out of memory bringing %zu bytes of "
+                           "its input back from device \"%s\"",
+                           t->node->name, b->dev_bytes, d->info->name);
+            return false;
+        }
+        b->data = b->host_copy;
+        b->alloc_bytes += b->dev_bytes;
+        para__bytes_add(run, (int64_t)b->dev_bytes);
+    }
     int rc = d->ops->buf_read(d->dev, b->dev_buf, b->dev_offset, b->dev_bytes,
                               b->data, msg, sizeof msg);
     if (rc != 0) {
@@ -934,7 +950,11 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
         size_t count = in->count;
         para__batch *o = NULL;
         if (!para__aborting(run)) {
-            o = para__batch_alloc(&d->cache, run, n->n_succs, count * os);
+            /* Outputs that stay on the device only take no host room: the
+             * batch is a header (host budget) and a part of the device
+             * buffer (device budget). */
+            o = para__batch_alloc(&d->cache, run, n->n_succs,
+                                  kept != NULL && !s->back ? 0 : count * os);
             if (o == NULL)
                 para__fail_run(NULL, run, PARA_ENOMEM,
                                "out of memory for the output of node '%s'",
@@ -2421,6 +2441,14 @@ uint64_t para__device_budget(const para_runtime_t *rt)
             limit = mine;
     }
     return limit == UINT64_MAX ? 0 : limit;
+}
+
+bool para__device_keeps_outputs(const para_runtime_t *rt)
+{
+    const para__devrt *set = rt->device;
+    /* As out_plan(): with several devices every output comes back. */
+    return set != NULL && set->n == 1 && set->dev[0]->resident &&
+           rt->remote == NULL;
 }
 
 void para__device_stats(const para_runtime_t *rt, para_stats_t *st)

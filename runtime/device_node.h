@@ -39,6 +39,11 @@ void para__device_shutdown(para_runtime_t *rt);
  * smallest over the devices that keep any: PARA_DEVICE_BUDGET, else half
  * of the device's memory; 0 when no device keeps batches. */
 uint64_t para__device_budget(const para_runtime_t *rt);
+/* Whether the coming run keeps kernel outputs on the device for kernel-only
+ * successors without a copy on the host (device-resident edges: one device
+ * that keeps them, no MPI ranks); the footprints (footprint.h) then count
+ * such outputs on the device budget only. */
+bool para__device_keeps_outputs(const para_runtime_t *rt);
 /* Add the device counters to @p st. */
 void para__device_stats(const para_runtime_t *rt, para_stats_t *st);
 

@@ -10,6 +10,7 @@
 
 struct para__footprints {
     const para_graph_t *graph;
+    bool resident;       /* see para__footprints_new() */
     uint32_t *path_mult; /* [slot * n_nodes + node]: batches a source batch
                             becomes at each node */
 };
@@ -27,12 +28,13 @@ static uint64_t mul_sat(uint64_t a, uint64_t b)
     return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
-para__footprints *para__footprints_new(const para_graph_t *g)
+para__footprints *para__footprints_new(const para_graph_t *g, bool resident)
 {
     para__footprints *fp = malloc(sizeof *fp);
     if (fp == NULL)
         return NULL;
     fp->graph = g;
+    fp->resident = resident;
     size_t cells = (size_t)g->n_sources * g->n_nodes;
     fp->path_mult = calloc(cells ? cells : 1, sizeof *fp->path_mult);
     if (fp->path_mult == NULL) {
@@ -85,6 +87,36 @@ void para__footprints_free(void *fp)
     free(fp);
 }
 
+/* A node whose launches all run on the device (kernel only). */
+static bool device_only(const para_node_t *n)
+{
+    return n->kernel != NULL && n->placement == PARA__PLACE_DEVICE;
+}
+
+/* With residency: @p n's outputs stay on the device only (every successor
+ * is device-only; device_node.c's out_plan() then copies nothing back). */
+static bool output_on_device(const para__footprints *fp, const para_node_t *n)
+{
+    if (!fp->resident || !device_only(n) || n->n_succs == 0)
+        return false;
+    for (unsigned j = 0; j < n->n_succs; j++)
+        if (!device_only(n->succs[j]))
+            return false;
+    return true;
+}
+
+/* With residency: @p n's inputs are on the device already (every
+ * predecessor is device-only and keeps its output for @p n). */
+static bool input_on_device(const para__footprints *fp, const para_node_t *n)
+{
+    if (!fp->resident || !device_only(n) || n->n_preds == 0)
+        return false;
+    for (unsigned j = 0; j < n->n_preds; j++)
+        if (!device_only(n->preds[j]))
+            return false;
+    return true;
+}
+
 uint64_t para__footprint(const void *ctx, unsigned slot, size_t items)
 {
     const para__footprints *fp = ctx;
@@ -104,15 +136,18 @@ uint64_t para__footprint(const void *ctx, unsigned slot, size_t items)
                 atomic_load_explicit(&n->expand_x16, memory_order_relaxed);
             out_items = add_sat(mul_sat(items, PARA_MAX(x16, 16u)) / 16, 1);
         }
-        uint64_t out_bytes = mul_sat(out_items, n->out_size);
+        bool out_dev = output_on_device(fp, n);
+        uint64_t out_bytes = out_dev ? 0 : mul_sat(out_items, n->out_size);
         uint64_t one =
             out_bytes > SIZE_MAX / 2
                 ? UINT64_MAX
                 : add_sat(para__batch_alloc_size(n->n_succs, (size_t)out_bytes),
                           mul_sat(out_items, para__owned_item_estimate(n)));
         if (n->placement != PARA__PLACE_CPU) /* device staging */
-            one =
-                add_sat(one, mul_sat(items, add_sat(n->in_size, n->out_size)));
+            one = add_sat(
+                one,
+                mul_sat(items, add_sat(input_on_device(fp, n) ? 0 : n->in_size,
+                                       out_dev ? 0 : n->out_size)));
         total = add_sat(total, mul_sat(m, one));
     }
     return total;

@@ -4,7 +4,8 @@
  * every node its batch (the allocation size, as batch.c rounds it) times
  * the number of paths from the source that reach the node (fan-out makes
  * one batch per path), plus the bytes its items own outside batches
- * (item_bytes), plus device staging for kernel nodes; a flat-map's output
+ * (item_bytes), plus device staging for kernel nodes (without what stays
+ * on the device: para__footprints_new()); a flat-map's output
  * is scaled by the largest expansion seen so far (node->expand_x16). Sinks
  * hold nothing of their own. The arithmetic saturates: a footprint that
  * does not fit in 64 bits is UINT64_MAX ("more than any budget").
@@ -17,6 +18,7 @@
 #ifndef PARA_FOOTPRINT_H
 #define PARA_FOOTPRINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,8 +27,14 @@
 typedef struct para__footprints para__footprints;
 
 /* Per-run tables for @p g (prepared); sets every source's source_slot.
- * NULL when out of memory. Free with para__footprints_free(). */
-para__footprints *para__footprints_new(const para_graph_t *g);
+ * NULL when out of memory. Free with para__footprints_free().
+ * @p resident: the run keeps kernel outputs on the device for kernel-only
+ * successors (para__device_keeps_outputs()); then a device-only node
+ * (kernel only) whose successors are all device-only nodes holds no host
+ * bytes for its output but its batch header and no output staging, and
+ * one whose predecessors are all device-only nodes no input staging: that
+ * data is on the device budget only (para__footprint_device()). */
+para__footprints *para__footprints_new(const para_graph_t *g, bool resident);
 void para__footprints_free(void *fp);
 /* A para__footprint_fn (budget.h): @p fp is a para__footprints. */
 uint64_t para__footprint(const void *fp, unsigned slot, size_t items);

@@ -60,7 +60,8 @@ static void wake_device(void *rt)
 /* The byte budget of a budgeted policy's run: footprints from the graph. */
 static int begin_budget(para_runtime_t *rt, para__run *run)
 {
-    para__footprints *fp = para__footprints_new(run->graph);
+    para__footprints *fp =
+        para__footprints_new(run->graph, para__device_keeps_outputs(rt));
     if (fp == NULL)
         return PARA_ENOMEM;
     int rc = para__budget_begin(run, rt->default_budget, run->graph->n_sources,

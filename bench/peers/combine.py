@@ -48,10 +48,12 @@ def main(raw_path, md_path, dat_path, lp_dat_path, header):
             ) if rows[0]["efficiency"] is not None else None,
         }
 
-    # para's row per (workload): para-bench rows for w*, para-lp for lp*.
+    # para's row per (workload): para-bench rows for w*, para-lp for lp*;
+    # on w4 (the device workload) para-bench's `dev` (its other w4 rows,
+    # cpu, dev1, mixed and limit, are listed with dev ÷ them).
     para = {}
     for (w, v, n), m in med.items():
-        if v == "para":
+        if v == "para" or (w == "w4" and v == "dev"):
             para[(w, n)] = m
     workloads = sorted({w for (w, _, _) in med if w.startswith("w")})
     lps = sorted({(w, n) for (w, v, n) in med if w.startswith("lp")},
@@ -70,7 +72,7 @@ def main(raw_path, md_path, dat_path, lp_dat_path, header):
             m = med[key]
             _, v, n = key
             ratio = ""
-            if p is not None and v != "para" and m["rate"] > 0:
+            if p is not None and m is not p and m["rate"] > 0:
                 r = p["rate"] / m["rate"]
                 ratio = f"{r:.2f}"
                 fam = family(v)
@@ -87,7 +89,8 @@ def main(raw_path, md_path, dat_path, lp_dat_path, header):
     for w in workloads:
         pitems = [n for (ww, n) in para if ww == w]
         keys = sorted((k for k in med if k[0] == w),
-                      key=lambda k: (k[1] != "seq", k[1] != "para", k[1]))
+                      key=lambda k: (k[1] != "seq", k[1] not in ("para", "dev"),
+                                     k[1]))
         add_rows(w, pitems[0] if pitems else None, keys)
     for (w, n) in lps:
         keys = sorted((k for k in med if k[0] == w and k[2] == n),

@@ -274,6 +274,11 @@ int main(int argc, char **argv)
     int rc = peer_parse_args("peer-omp", argc, argv, &o);
     if (rc != 0)
         return rc;
+    if (o.selected[4]) {
+        fprintf(stderr, "peer-omp: no w4 (a device workload: peer-starpu "
+                        "has it)\n");
+        return 2;
+    }
     omp_set_num_threads((int)o.threads);
     bench_cfg_t cfg = {
         .threads = o.threads, .repeat = o.repeat, .quick = o.quick};

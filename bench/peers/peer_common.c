@@ -439,7 +439,7 @@ int peer_parse_args(const char *prog, int argc, char **argv, peer_opts_t *o)
                     o->selected[6] = o->selected[7] = o->selected[14] = 1;
                 } else if (strcmp(t, "lp") == 0) {
                     o->selected[0] = 1;
-                } else if (t[0] == 'w' && strchr("12367", t[1]) && t[1] &&
+                } else if (t[0] == 'w' && strchr("123467", t[1]) && t[1] &&
                            t[2] == '\0') {
                     o->selected[t[1] - '0'] = 1;
                 } else if (strcmp(t, "w14") == 0) {
@@ -488,7 +488,7 @@ int peer_parse_args(const char *prog, int argc, char **argv, peer_opts_t *o)
             o->lp_have_expect = 1;
         } else {
             fprintf(stderr,
-                    "usage: %s [--workload w1,w2,w3,w6,w7,w14|all|lp] "
+                    "usage: %s [--workload w1,w2,w3,w4,w6,w7,w14|all|lp] "
                     "[--threads N] [--quick] [--repeat R]\n"
                     "       [--lp-stages 8|16] [--lp-mode serial|parallel] "
                     "[--lp-items N] [--lp-expect SUM]\n"

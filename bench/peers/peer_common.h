@@ -155,13 +155,14 @@ void peer_w3_check(uint64_t n, const peer_w3_acc_t *acc, bench_row_t *row);
 
 /* Command line shared by the peers; the same options as para-bench, plus
  * the linear-pipeline protocol (bench/peers/README in BENCHMARKS.md):
- *   --workload LIST  w1,w2,w3,w6,w7,w14 | all | lp
+ *   --workload LIST  w1,w2,w3,w4,w6,w7,w14 | all | lp (w4, the device
+ *                    workload, only peer-starpu runs; "all" leaves it out)
  *   --threads N --quick --repeat R
  *   --lp-stages S --lp-mode serial|parallel --lp-items N --lp-expect SUM
  *   --lp-reference (compute the lp reference sum, print it, run nothing)
  * Without --lp-expect, the lp reference is computed by a seq loop.
  */
-/* Workloads the peers know: w1, w2, w3, w6, w7, w14. */
+/* Workloads the peers know: w1, w2, w3, w4 (peer-starpu), w6, w7, w14. */
 #define PEER_MAX_WORKLOAD 14
 
 typedef struct peer_opts {

@@ -390,6 +390,11 @@ int main(int argc, char **argv)
     int rc = peer_parse_args("peer-tbb", argc, argv, &o);
     if (rc != 0)
         return rc;
+    if (o.selected[4]) {
+        fprintf(stderr, "peer-tbb: no w4 (a device workload: peer-starpu "
+                        "has it)\n");
+        return 2;
+    }
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism,
                            o.threads);
     tbb::task_arena arena((int)o.threads);

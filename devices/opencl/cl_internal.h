@@ -182,6 +182,8 @@ typedef struct para__cl_stats {
     uint64_t launch_failures; /* launches that ended with an error */
     uint64_t pool_hits;       /* kept outputs written into a pooled buffer */
     uint64_t pool_misses;     /* kept outputs that needed a new buffer */
+    uint64_t running_polls;   /* polls that found a launch still running */
+    uint64_t wakeups; /* completion callbacks so far (opencl.c: cl_waker) */
 } para__cl_stats;
 
 /* The cl_mem and cl_event objects the back-end holds now, over all

@@ -436,6 +436,75 @@ static void check_mandelbrot(para__device *dev, uint32_t W, uint32_t H,
     free(out);
 }
 
+/* A bounded wait on a long launch sleeps until the driver calls back, instead
+ * of polling the launch's status every 100 us: every launch calls back once,
+ * and the polls that find one still running are at most one per 10 ms check
+ * (WAKE_CHECK_NS) and a few for other wake-ups, where polling would make
+ * about one per 100 us. Then the same with several launches in flight, each
+ * waited in turn. */
+static void test_wait_sleeps(void **state)
+{
+    (void)state;
+    para__device *dev = open_auto();
+    uint32_t W = 1024, H = 512;
+    para__kernel_arg args[2] = {{&W, sizeof W, PARA_KARG_SCALAR},
+                                {&H, sizeof H, PARA_KARG_SCALAR}};
+    para__kernel *k =
+        build(dev, para_kernel_mandelbrot_src, "mandelbrot", 4, 4, args, 2);
+    enum { N = 1024 * 512, PARTS = 3 };
+    uint32_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    assert_non_null(in);
+    assert_non_null(out);
+    for (uint32_t i = 0; i < N; i++)
+        in[i] = i;
+    char msg[MSG_LEN] = "";
+    for (int parts = 1; parts <= PARTS; parts += PARTS - 1) {
+        para__launch l[PARTS];
+        memset(l, 0, sizeof l);
+        size_t per = N / (size_t)parts;
+        para__cl_stats before, after;
+        para__cl_get_stats(dev, &before);
+        uint64_t t0 = para__now_ns();
+        for (int p = 0; p < parts; p++) {
+            l[p].in = in + (size_t)p * per;
+            l[p].out = out + (size_t)p * per;
+            l[p].n = p + 1 < parts ? per : N - (size_t)p * per;
+            if (para__cl_launch_begin(k, &l[p], msg, sizeof msg) != 0)
+                fail_msg("begin: %s", msg);
+        }
+        for (int p = 0; p < parts; p++) {
+            int rc = 0;
+            while (rc == 0)
+                rc = para__cl_launch_wait_for(k, &l[p], 10000000000u, msg,
+                                              sizeof msg);
+            if (rc != 1)
+                fail_msg("wait_for: %d: %s", rc, msg);
+        }
+        uint64_t ns = para__now_ns() - t0;
+        para__cl_get_stats(dev, &after);
+        uint64_t polls = after.running_polls - before.running_polls;
+        print_message("%d launch(es) of %u pixels in %.1f ms: %llu polls "
+                      "found one running, %llu callbacks\n",
+                      parts, (unsigned)N, (double)ns / 1e6,
+                      (unsigned long long)polls,
+                      (unsigned long long)(after.wakeups - before.wakeups));
+        assert_true(polls <= ns / 10000000u + 4u * (unsigned)parts);
+        assert_true(after.wakeups - before.wakeups >= (uint64_t)parts);
+        uint64_t sum = 0, ref = 0;
+        for (uint32_t i = 0; i < N; i += 97) {
+            sum += out[i];
+            ref += para_mandelbrot_ref(i, W, H);
+        }
+        assert_true(sum >= ref - ref / 1000 && sum <= ref + ref / 1000);
+        for (int p = 0; p < parts; p++)
+            para__cl_launch_fini(k, &l[p]);
+    }
+    para__cl_kernel_release(k);
+    free(in);
+    free(out);
+    para__cl_close(dev);
+}
+
 /* Device locality: a CPU device (PoCL) has no PCI address and is near
  * every core; a GPU gets its PCI device's local CPUs, never an empty set. */
 static void test_locality(void **state)
@@ -1374,6 +1443,7 @@ int main(void)
         cmocka_unit_test_setup(test_locality, setup),
         cmocka_unit_test_setup(test_mandelbrot, setup),
         cmocka_unit_test_setup(test_in_flight, setup),
+        cmocka_unit_test_setup(test_wait_sleeps, setup),
         cmocka_unit_test_setup(test_sizes, setup),
         cmocka_unit_test_setup(test_build_error, setup),
         cmocka_unit_test_setup(test_bad_kernels, setup),

@@ -232,7 +232,7 @@ static void test_footprint(void **state)
     assert_int_equal(para_graph_connect(g, map, a), 0);
     assert_int_equal(para_graph_connect(g, map, b), 0);
     assert_int_equal(para__graph_prepare(g), 0);
-    para__footprints *fp = para__footprints_new(g);
+    para__footprints *fp = para__footprints_new(g, false);
     assert_non_null(fp);
     /* The source's batch (one successor) and the map's (two), as batch.c
      * sizes them; the sinks hold nothing of their own. */
@@ -248,6 +248,80 @@ static void test_footprint(void **state)
     para_graph_destroy(g);
 }
 
+static int axpb(void *ctx, const void *in, void *out, size_t n)
+{
+    (void)ctx;
+    memcpy(out, in, n * 4);
+    return 0;
+}
+
+static int drop_batch(void *ctx, const void *in, size_t n)
+{
+    (void)ctx;
+    (void)in;
+    (void)n;
+    return 0;
+}
+
+/* A chain of kernel nodes, array -> A -> B -> C -> sink, A and B kernel only
+ * (device-only), C MIXED: without residency every kernel node holds its
+ * output batch and stages input and output on the host. With it, A's
+ * output stays on the device for B (its batch is a header, no output
+ * staging) and B's input is there (no input staging); B's output comes
+ * back for C, which may run on the CPU. */
+static void test_footprint_resident(void **state)
+{
+    (void)state;
+    static const char src_cl[] =
+        "__kernel void k(__global const uint *in, __global uint *out, uint n)"
+        "{ size_t i = get_global_id(0); if (i < n) out[i] = in[i]; }";
+    static uint32_t data[1000];
+    para_kernel_desc_t kd = {.source = src_cl, .entry = "k"};
+    para_graph_t *g;
+    para_node_t *src, *a, *b, *c, *sink;
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_array(g, "in", data, 1000, 4, &src), 0);
+    assert_int_equal(para_graph_add_kernel(g, "A", 4, 4, &kd, NULL, NULL, &a),
+                     0);
+    assert_int_equal(para_graph_add_kernel(g, "B", 4, 4, &kd, NULL, NULL, &b),
+                     0);
+    assert_int_equal(para_graph_add_kernel(g, "C", 4, 4, &kd, axpb, NULL, &c),
+                     0);
+    assert_int_equal(para_graph_add_sink_batch(g, "s", 4, drop_batch, NULL,
+                                               PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, a), 0);
+    assert_int_equal(para_graph_connect(g, a, b), 0);
+    assert_int_equal(para_graph_connect(g, b, c), 0);
+    assert_int_equal(para_graph_connect(g, c, sink), 0);
+    assert_int_equal(para__graph_prepare(g), 0);
+    /* As a run with a device sets them (device_node.c). */
+    a->placement = b->placement = PARA__PLACE_DEVICE;
+    c->placement = PARA__PLACE_MIXED;
+    para__footprints *host = para__footprints_new(g, false);
+    para__footprints *res = para__footprints_new(g, true);
+    assert_non_null(host);
+    assert_non_null(res);
+    for (size_t items = 1; items <= 4096; items *= 4) {
+        uint64_t batch = para__batch_alloc_size(1, items * 4);
+        uint64_t header = para__batch_alloc_size(1, 0);
+        uint64_t stage = items * 4;
+        /* source + 3 kernel nodes, each its batch and in + out staging */
+        assert_int_equal(para__footprint(host, src->source_slot, items),
+                         4 * batch + 3 * 2 * stage);
+        /* source; A: header, input staging; B: batch, output staging;
+         * C: as without residency */
+        assert_int_equal(para__footprint(res, src->source_slot, items),
+                         batch + (header + stage) + (batch + stage) +
+                             (batch + 2 * stage));
+        assert_true(para__footprint(res, src->source_slot, items) <
+                    para__footprint(host, src->source_slot, items));
+    }
+    para__footprints_free(host);
+    para__footprints_free(res);
+    para_graph_destroy(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_device_budget),
         cmocka_unit_test(test_exhausted_source_closes),
         cmocka_unit_test(test_footprint),
+        cmocka_unit_test(test_footprint_resident),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,8 @@
  * the device copied (only the chain's input in and its output out); the
  * same chain with PARA_RESIDENT=0 copies at every node; pinned host
  * staging (PARA_PINNED=on) gives the same; the device budget
- * of the memory-aware policy holds resident bytes under its limit. On the
+ * of the memory-aware policy holds resident bytes under its limit, and
+ * batches that live only on the device stay off the host budget. On the
  * "cpu" back-end (no residency) the chain copies at every node as before.
  * Without an OpenCL device the OpenCL tests are skipped, unless
  * PARA_REQUIRE_DEVICE=1 (CI), where that is a failure.
@@ -477,6 +478,51 @@ static void test_device_budget_holds(void **state)
     expect_no_live_cl_objects();
 }
 
+/* Device-only batches on the host budget: a chain whose middle outputs live
+ * only on the device (A -> B -> C, kernel only) runs under a host budget of
+ * 14 KiB, below the footprint of one 1,000-item source batch (26 KiB with
+ * the outputs of A and B off the host, 56 KiB with them on it), so one
+ * source batch at a time is admitted. Its most bytes at once are C's
+ * output staging and batch (12,192 bytes); with A's and B's outputs taking
+ * host room as well, 16,384 bytes were measured, over the budget. The run
+ * completes with the right results, the chain stays on the device, and the
+ * host's peak bytes stay under the budget. */
+static void test_device_only_batches_off_host_budget(void **state)
+{
+    (void)state;
+    NEED_OPENCL();
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "auto";
+    a.pin = "none";
+    a.batch_items = 1000;
+    a.policy = "memaware";
+    const size_t budget = 14 << 10;
+    a.mem_budget = budget;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    chain_result r;
+    run_chain(rt, false, &r);
+    para_stats_t st = {.size = sizeof st, .version = PARA_STATS_VERSION};
+    assert_int_equal(para_runtime_stats(rt, &st), 0);
+    print_message("host budget %zu bytes: peak %llu bytes, %llu source holds, "
+                  "device resident peak %llu bytes\n",
+                  budget, (unsigned long long)st.peak_bytes,
+                  (unsigned long long)st.source_holds,
+                  (unsigned long long)r.dev.resident_peak);
+    assert_int_equal(st.mem_budget, budget);
+    assert_true(st.peak_bytes > 0);
+    assert_true(st.peak_bytes <= budget);
+    assert_true(r.node[1].device_handovers > 0);
+    assert_true(r.node[2].device_handovers > 0);
+    assert_int_equal(r.node[1].device_bytes_in, 0);
+    assert_int_equal(r.node[1].device_bytes_out, 0);
+    assert_true(r.dev.resident_peak > 0);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    expect_no_live_cl_objects();
+}
+
 /* A kernel node with the item index (PARA_KARG_INDEX) whose input is
  * resident: A -> B where B computes y = x + i from A's buffer and the
  * numbers made on the device; every item checked, B copied nothing in. */
@@ -558,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_fan_out_device_and_cpu),
         cmocka_unit_test(test_small_odd_batches),
         cmocka_unit_test(test_device_budget_holds),
+        cmocka_unit_test(test_device_only_batches_off_host_budget),
         cmocka_unit_test(test_resident_with_item_index),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
