@@ -12,9 +12,11 @@
 set -uo pipefail
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-"$@" > >(tee "$log") 2>&1
+# The output goes to the log first, then to ctest: a process substitution
+# with tee could still be writing when grep reads the log.
+"$@" > "$log" 2>&1
 rc=$?
-wait # tee has written everything
+cat "$log"
 if [ "$rc" -ne 0 ] &&
    grep -q '^Tracer caught signal' "$log" &&
    grep -q 'LeakSanitizer has encountered a fatal error' "$log" &&

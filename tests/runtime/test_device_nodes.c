@@ -1195,8 +1195,11 @@ static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
  * nobody waits for the outputs and the node's 100 ms of device work go in
  * a few long launches; with a consumer whose work per item is a 14th of
  * the device's (70 ns on two workers), launches keep to the ~2 ms cap so
- * that it overlaps. The device is slow enough that the host feeds it even
- * under a sanitizer (a starved device rightly launches what it has). */
+ * that it overlaps. The device is slow enough that the host mostly feeds
+ * it even under a sanitizer (a starved device rightly launches what it
+ * has): alone, 4 exploring launches and a few long ones, 9-12 under TSan
+ * on an idle 2-core VM and 13 on a loaded one, against 62-68 fed; the
+ * bound of 20 leaves room for a slower host. */
 static void test_sim_launch_length_from_demand(void **state)
 {
     (void)state;
@@ -1208,7 +1211,7 @@ static void test_sim_launch_length_from_demand(void **state)
                   "consumer, %llu with the consumer behind a cheap map\n",
                   (unsigned long long)alone, (unsigned long long)fed,
                   (unsigned long long)behind);
-    assert_true(alone <= 12);
+    assert_true(alone <= 20);
     assert_true(fed >= 2 * alone);
     assert_true(behind >= 2 * alone);
     assert_int_equal(para_runtime_destroy(rt), 0);
