@@ -1052,13 +1052,18 @@ static void graph_fault(fault *f, int after, cl_int code, int want,
     expect_in(msg, "'axpb-node'", call);
     assert_int_equal(gs.wrong, 0);
     assert_true(gs.seen < GRAPH_ITEMS);
-    assert_int_equal(live_events, 0);
 
+    /* The failed run abandoned its launches still in flight (their events
+     * are kept until the device is done with them, so that a hung device
+     * cannot hold para_run() back): under load one may still run when
+     * para_run() returns, with its events alive. The next run reaps them
+     * before it starts, so none is left after it. */
     disarm_all();
     failing_event = NULL;
     assert_int_equal(run_graph(rt, &gs), 0);
     assert_int_equal(gs.seen, GRAPH_ITEMS);
     assert_int_equal(gs.wrong, 0);
+    assert_int_equal(live_events, 0);
     assert_int_equal(para_runtime_destroy(rt), 0);
     assert_int_equal(live_events, 0);
     assert_int_equal(live_buffers, 0);
