@@ -96,17 +96,29 @@ static uint32_t *input(void)
     return in;
 }
 
-static para_runtime_t *make_rt(const char *device)
+/* The tests' runtime: 2 workers, unpinned, on @p device, batches of
+ * @p batch_items; @p policy and @p mem_budget when not NULL / 0. */
+static para_runtime_t *make_rt_with(const char *device, size_t batch_items,
+                                    const char *policy, size_t mem_budget)
 {
     para_runtime_attr_t a;
     assert_int_equal(para_runtime_attr_init(&a), 0);
     a.workers = 2;
     a.device = device;
     a.pin = "none";
-    a.batch_items = 1000;
+    a.batch_items = batch_items;
+    if (policy != NULL)
+        a.policy = policy;
+    if (mem_budget != 0)
+        a.mem_budget = mem_budget;
     para_runtime_t *rt = NULL;
     assert_int_equal(para_runtime_create(&rt, &a), 0);
     return rt;
+}
+
+static para_runtime_t *make_rt(const char *device)
+{
+    return make_rt_with(device, 1000, NULL, 0);
 }
 
 static void check_chain(const uint32_t *in, const uint32_t *got, size_t count,
@@ -425,14 +437,8 @@ static void test_small_odd_batches(void **state)
 {
     (void)state;
     NEED_OPENCL();
-    para_runtime_attr_t at;
-    assert_int_equal(para_runtime_attr_init(&at), 0);
-    at.workers = 2;
-    at.device = "auto";
-    at.pin = "none";
-    at.batch_items = 7; /* 28-byte parts: never aligned */
-    para_runtime_t *rt = NULL;
-    assert_int_equal(para_runtime_create(&rt, &at), 0);
+    /* 28-byte parts: never aligned */
+    para_runtime_t *rt = make_rt_with("auto", 7, NULL, 0);
     chain_result r;
     run_chain(rt, false, &r);
     assert_int_equal(r.dev.bytes_in, (uint64_t)N_ITEMS * 4);
@@ -491,17 +497,8 @@ static void test_device_only_batches_off_host_budget(void **state)
 {
     (void)state;
     NEED_OPENCL();
-    para_runtime_attr_t a;
-    assert_int_equal(para_runtime_attr_init(&a), 0);
-    a.workers = 2;
-    a.device = "auto";
-    a.pin = "none";
-    a.batch_items = 1000;
-    a.policy = "memaware";
     const size_t budget = 14 << 10;
-    a.mem_budget = budget;
-    para_runtime_t *rt = NULL;
-    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    para_runtime_t *rt = make_rt_with("auto", 1000, "memaware", budget);
     chain_result r;
     run_chain(rt, false, &r);
     para_stats_t st = {.size = sizeof st, .version = PARA_STATS_VERSION};
