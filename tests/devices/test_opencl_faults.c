@@ -1012,6 +1012,7 @@ static para_runtime_t *fault_rt(unsigned timeout_ms, size_t batch_items);
 static int run_two(para_runtime_t *rt, bool a_cpu, bool with_b, bool b_cpu,
                    two_sink *ts);
 static void reset_counts(void);
+static void destroy_expect_clean(para_runtime_t *rt);
 
 /* Fail `f` after `after` good calls in the middle of a graph's run: the run
  * ends with `want` naming the node and the OpenCL call, the sink saw only
@@ -1064,9 +1065,7 @@ static void graph_fault(fault *f, int after, cl_int code, int want,
     assert_int_equal(gs.seen, GRAPH_ITEMS);
     assert_int_equal(gs.wrong, 0);
     assert_int_equal(live_events, 0);
-    assert_int_equal(para_runtime_destroy(rt), 0);
-    assert_int_equal(live_events, 0);
-    assert_int_equal(live_buffers, 0);
+    destroy_expect_clean(rt);
 }
 
 /* axpb_u32 on the CPU (the node's CPU function for the fallback tests),
@@ -1152,9 +1151,7 @@ static void lost_device(int fallback)
     }
     disarm_all();
     para_graph_destroy(g);
-    assert_int_equal(para_runtime_destroy(rt), 0);
-    assert_int_equal(live_events, 0);
-    assert_int_equal(live_buffers, 0);
+    destroy_expect_clean(rt);
 }
 
 static void test_graph_lost_device_falls_back(void **state)
@@ -1191,9 +1188,7 @@ static void test_graph_write_oom_retried(void **state)
     assert_int_equal(ts.seen, GRAPH_ITEMS);
     assert_int_equal(ts.wrong, 0);
     disarm_all();
-    assert_int_equal(para_runtime_destroy(rt), 0);
-    assert_int_equal(live_events, 0);
-    assert_int_equal(live_buffers, 0);
+    destroy_expect_clean(rt);
 }
 
 static void test_graph_read_fails(void **state)
@@ -1252,9 +1247,7 @@ static void test_graph_kernel_created_once(void **state)
     }
     assert_int_equal(f_mkkernel.hits, 0);
     disarm_all();
-    assert_int_equal(para_runtime_destroy(rt), 0);
-    assert_int_equal(live_events, 0);
-    assert_int_equal(live_buffers, 0);
+    destroy_expect_clean(rt);
 }
 
 /* ---- hung launches, lost devices and OOM with several kernel nodes ------- */
@@ -1346,6 +1339,19 @@ static void reset_counts(void)
     live_buffers = 0;
 }
 
+/* Destroy @p rt and check that nothing it made is left: no event and no
+ * buffer by the wrappers' counts, none by para's own (para__cl_live). */
+static void destroy_expect_clean(para_runtime_t *rt)
+{
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    assert_int_equal(live_events, 0);
+    assert_int_equal(live_buffers, 0);
+    long mems = -1, events = -1;
+    para__cl_live(&mems, &events);
+    assert_int_equal(mems, 0);
+    assert_int_equal(events, 0);
+}
+
 /* The device is lost for good mid-run under a graph with a MIXED node A
  * and a kernel-only node B: A finishes on the CPU, B cannot, and the run
  * ends with PARA_EDEVICE naming B; no abort, nothing leaked. */
@@ -1368,9 +1374,7 @@ static void test_graph_lost_device_mixed_and_kernel_only(void **state)
                   "CL_DEVICE_NOT_AVAILABLE");
         assert_int_equal(ts.wrong, 0);
         disarm_all();
-        assert_int_equal(para_runtime_destroy(rt), 0);
-        assert_int_equal(live_events, 0);
-        assert_int_equal(live_buffers, 0);
+        destroy_expect_clean(rt);
     }
 }
 
@@ -1410,13 +1414,7 @@ static void test_graph_resident_chain_fails(void **state)
             assert_int_equal(ts.wrong, 0);
             assert_true(ts.seen < GRAPH_ITEMS);
             disarm_all();
-            assert_int_equal(para_runtime_destroy(rt), 0);
-            assert_int_equal(live_events, 0);
-            assert_int_equal(live_buffers, 0);
-            long mems = -1, events = -1;
-            para__cl_live(&mems, &events);
-            assert_int_equal(mems, 0);
-            assert_int_equal(events, 0);
+            destroy_expect_clean(rt);
         }
     }
 }
@@ -1455,13 +1453,7 @@ static void test_graph_launches_in_flight(void **state)
                   (unsigned long long)ds.launches, most, ahead);
     assert_true(ds.handovers > 0);
     assert_true(most >= 2);
-    assert_int_equal(para_runtime_destroy(rt), 0);
-    assert_int_equal(live_events, 0);
-    assert_int_equal(live_buffers, 0);
-    long mems = -1, events = -1;
-    para__cl_live(&mems, &events);
-    assert_int_equal(mems, 0);
-    assert_int_equal(events, 0);
+    destroy_expect_clean(rt);
 }
 
 /* A launch that never completes (its kernel's event reports running
@@ -1498,9 +1490,7 @@ static void hang_watchdog(bool mixed)
     assert_int_equal(run_two(rt, mixed, false, false, &ts), 0);
     assert_int_equal(ts.seen, GRAPH_ITEMS);
     assert_int_equal(ts.wrong, 0);
-    assert_int_equal(para_runtime_destroy(rt), 0);
-    assert_int_equal(live_events, 0);
-    assert_int_equal(live_buffers, 0);
+    destroy_expect_clean(rt);
 }
 
 static void test_graph_hang_watchdog_kernel_only(void **state)
@@ -1560,9 +1550,7 @@ static void test_graph_hang_cancel(void **state)
         disarm_all();
         assert_int_equal(run_two(rt, false, false, false, &ts), 0);
         assert_int_equal(ts.seen, GRAPH_ITEMS);
-        assert_int_equal(para_runtime_destroy(rt), 0);
-        assert_int_equal(live_events, 0);
-        assert_int_equal(live_buffers, 0);
+        destroy_expect_clean(rt);
     }
     assert_true(best < 0.1);
 }
@@ -1589,9 +1577,7 @@ static void test_graph_device_oom(void **state)
         assert_int_equal(ts.seen, GRAPH_ITEMS);
         assert_int_equal(ts.wrong, 0);
         disarm_all();
-        assert_int_equal(para_runtime_destroy(rt), 0);
-        assert_int_equal(live_events, 0);
-        assert_int_equal(live_buffers, 0);
+        destroy_expect_clean(rt);
     }
 }
 
