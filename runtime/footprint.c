@@ -93,28 +93,29 @@ static bool device_only(const para_node_t *n)
     return n->kernel != NULL && n->placement == PARA__PLACE_DEVICE;
 }
 
+/* Are all @p n of @p nodes device-only (and is there one at least)? */
+static bool all_device_only(para_node_t *const *nodes, unsigned n)
+{
+    for (unsigned j = 0; j < n; j++)
+        if (!device_only(nodes[j]))
+            return false;
+    return n > 0;
+}
+
 /* With residency: @p n's outputs stay on the device only (every successor
  * is device-only; device_node.c's out_plan() then copies nothing back). */
 static bool output_on_device(const para__footprints *fp, const para_node_t *n)
 {
-    if (!fp->resident || !device_only(n) || n->n_succs == 0)
-        return false;
-    for (unsigned j = 0; j < n->n_succs; j++)
-        if (!device_only(n->succs[j]))
-            return false;
-    return true;
+    return fp->resident && device_only(n) &&
+           all_device_only(n->succs, n->n_succs);
 }
 
 /* With residency: @p n's inputs are on the device already (every
  * predecessor is device-only and keeps its output for @p n). */
 static bool input_on_device(const para__footprints *fp, const para_node_t *n)
 {
-    if (!fp->resident || !device_only(n) || n->n_preds == 0)
-        return false;
-    for (unsigned j = 0; j < n->n_preds; j++)
-        if (!device_only(n->preds[j]))
-            return false;
-    return true;
+    return fp->resident && device_only(n) &&
+           all_device_only(n->preds, n->n_preds);
 }
 
 uint64_t para__footprint(const void *ctx, unsigned slot, size_t items)
