@@ -1475,6 +1475,7 @@ static void *worker_main(void *arg)
     /* A failed pin is logged by the topology module; the worker still runs.
      * Then its own struct moves to its NUMA node (a no-op on one node). */
     (void)para__topology_pin_self(rt->topology, &rt->plan, w->id);
+    w->pin_bound = w->id;
     (void)para__topology_bind_memory(rt->topology, &rt->plan, w->id, w,
                                      sizeof *w);
 
@@ -1510,7 +1511,12 @@ static void *worker_main(void *arg)
             atomic_fetch_add_explicit(&rt->workers_in_run, 1,
                                       memory_order_relaxed);
         }
+        unsigned pin = w->pin_want;
         pthread_mutex_unlock(&rt->lock);
+        if (pin != w->pin_bound) { /* the caller took our core (free_pin) */
+            (void)para__topology_pin_self(rt->topology, &rt->plan, pin);
+            w->pin_bound = pin;
+        }
 
         run_loop(w, run);
         leave_run_check(w);
@@ -1560,6 +1566,9 @@ int para_emit(para_emitter_t *e, const void *item)
 int para__scheduler_start(para_runtime_t *rt)
 {
     rt->first_thread = rt->caller_works ? 1 : 0;
+    rt->free_pin = 0;
+    for (unsigned i = 0; i < rt->n_workers; i++)
+        rt->workers[i].pin_bound = rt->workers[i].pin_want = i;
     for (unsigned i = rt->first_thread; i < rt->n_workers; i++) {
         para__worker *w = &rt->workers[i];
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
@@ -1582,6 +1591,30 @@ void para__scheduler_stop(para_runtime_t *rt)
     rt->threads_started = 0;
 }
 
+/* The calling thread works the run on the core it is on: if a worker
+ * thread wants that core's cpuset, that thread takes the caller's free one
+ * instead (free_pin, scheduler.h). One getcpu (no system call) per run;
+ * the worker re-binds itself only after a swap. Under rt->lock. */
+static void keep_caller_core(para_runtime_t *rt)
+{
+    const para__topology_plan *plan = &rt->plan;
+    if (!rt->caller_works || rt->n_workers < 2 || plan->cpuset == NULL ||
+        plan->cpuset[rt->free_pin] == NULL)
+        return;
+    int cpu = sched_getcpu();
+    if (cpu < 0 || hwloc_bitmap_isset(plan->cpuset[rt->free_pin], cpu))
+        return;
+    for (unsigned i = rt->first_thread; i < rt->n_workers; i++) {
+        para__worker *w = &rt->workers[i];
+        if (hwloc_bitmap_isset(plan->cpuset[w->pin_want], cpu)) {
+            unsigned taken = w->pin_want;
+            w->pin_want = rt->free_pin;
+            rt->free_pin = taken;
+            return;
+        }
+    }
+}
+
 void para__scheduler_execute(para_runtime_t *rt, para__run *run,
                              void (*wait)(para_runtime_t *rt))
 {
@@ -1589,6 +1622,7 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
     /* Chains (fuse.h), before any worker sees the run. */
     para__fuse_plan(run, rt->fuse && rt->remote == NULL);
     pthread_mutex_lock(&rt->lock);
+    keep_caller_core(rt);
     rt->run = run;
     rt->run_open = true;
     /* relaxed: under rt->lock, which every reader of these holds (or

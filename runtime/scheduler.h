@@ -52,6 +52,11 @@ struct para__worker {
     PARA_STATS_MAP(PARA__WORKER_BASE)
 #undef PARA__WORKER_BASE
     para__trace_lane *trace; /* NULL unless tracing (PARA_TRACE) */
+    /* Pinned workers with caller_works (see free_pin below): the plan slot
+     * whose cpuset this worker's thread is bound to (its thread only), and
+     * the one it is to be bound to when it next joins a run (rt->lock). */
+    unsigned pin_bound;
+    unsigned pin_want;
 };
 
 /* A worker slept from @p t0 until now: count it, and trace it. */
@@ -169,6 +174,13 @@ struct para_runtime {
      * thread of its own); false when a progress line is printed, which
      * needs that thread waiting (progress.c). Set at creation. */
     bool caller_works;
+    /* With caller_works and pinned workers: the plan slot (topology.h)
+     * whose cpuset no worker thread wants, the caller's. A para_run() whose
+     * thread sits on the cpuset a worker thread wants swaps the two (the
+     * worker re-binds itself when it joins): without it the two shared
+     * that core until the kernel moved the caller, 1.4-4.9 ms of a 2-core
+     * VM's first 10 ms run (the idle core is not woken to pull it). lock. */
+    unsigned free_pin;
     unsigned first_thread; /* first worker with a thread: caller_works */
     unsigned threads_started;
 
