@@ -1197,23 +1197,27 @@ static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
  * the device's (70 ns on two workers), launches keep to the ~2 ms cap so
  * that it overlaps. The device is slow enough that the host mostly feeds
  * it even under a sanitizer (a starved device rightly launches what it
- * has): alone, 4 exploring launches and a few long ones, 9-12 under TSan
- * on an idle 2-core VM and 13 on a loaded one, against 62-68 fed; the
- * bound of 20 leaves room for a slower host. */
+ * has): alone, 4 exploring launches and a few long ones (5-6 in the
+ * default build, 9-12 under TSan on an idle 2-core VM), against 62-68 fed.
+ * A host starved of CPU rightly launches what it has: with another test
+ * beside it (ctest -j2 in CI) the node alone once made 52 launches. So the
+ * three runs are measured again, up to 5 times, until the host kept up. */
 static void test_sim_launch_length_from_demand(void **state)
 {
     (void)state;
     para_runtime_t *rt = make_sim_rt("sim:20:2M", 2, 0, 1);
-    uint64_t alone = sized_launches(rt, 200000, 0, false);
-    uint64_t fed = sized_launches(rt, 200000, 70, false);
-    uint64_t behind = sized_launches(rt, 200000, 70, true);
-    print_message("launches: %llu with a cheap sink, %llu feeding a "
-                  "consumer, %llu with the consumer behind a cheap map\n",
-                  (unsigned long long)alone, (unsigned long long)fed,
-                  (unsigned long long)behind);
-    assert_true(alone <= 20);
-    assert_true(fed >= 2 * alone);
-    assert_true(behind >= 2 * alone);
+    bool held = false;
+    for (int attempt = 0; attempt < 5 && !held; attempt++) {
+        uint64_t alone = sized_launches(rt, 200000, 0, false);
+        uint64_t fed = sized_launches(rt, 200000, 70, false);
+        uint64_t behind = sized_launches(rt, 200000, 70, true);
+        print_message("launches: %llu with a cheap sink, %llu feeding a "
+                      "consumer, %llu with the consumer behind a cheap map\n",
+                      (unsigned long long)alone, (unsigned long long)fed,
+                      (unsigned long long)behind);
+        held = alone <= 20 && fed >= 2 * alone && behind >= 2 * alone;
+    }
+    assert_true(held);
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
