@@ -284,6 +284,17 @@ static void mem_born(void)
     atomic_fetch_add_explicit(&live_mems, 1, memory_order_relaxed);
 }
 
+/* The size to allocate for @p need bytes: the next power of two from
+ * @p least, or exactly @p need where that would pass the device's
+ * allocation limit (buffers are reused for later, larger needs). */
+static size_t buffer_size(const para__device *dev, size_t need, size_t least)
+{
+    size_t want = least;
+    while (want < need && want <= SIZE_MAX / 2)
+        want *= 2;
+    return want < need || want > dev->info.max_alloc_bytes ? need : want;
+}
+
 static void mem_release(cl_mem m)
 {
     if (m == NULL)
@@ -1787,11 +1798,7 @@ static pbuf *pool_get(para__device *dev, size_t need, bool *hit, int *err,
             *err = PARA_ENOMEM;
             return NULL;
         }
-        size_t want = 64;
-        while (want < need && want <= SIZE_MAX / 2)
-            want *= 2;
-        if (want < need || want > dev->info.max_alloc_bytes)
-            want = need;
+        size_t want = buffer_size(dev, need, 64);
         cl_int rc;
         b->mem = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, want, NULL, &rc);
         if (rc != CL_SUCCESS) {
@@ -1987,11 +1994,7 @@ static int ensure_buffer(para__device *dev, cl_mem *buf, size_t *cap,
         return 0;
     int err = 0;
     cl_int rc;
-    size_t want = 1;
-    while (want < need && want <= SIZE_MAX / 2)
-        want *= 2;
-    if (want < need || want > dev->info.max_alloc_bytes)
-        want = need;
+    size_t want = buffer_size(dev, need, 1);
     mem_release(*buf); /* freed once pending commands finish */
     *buf = NULL;
     *cap = 0;
