@@ -104,7 +104,16 @@ for r in $(seq 1 "$rounds"); do
     run "$b/peer-tbb" --workload "$cpu_workloads" "${common[@]}"
     run "$b/peer-omp" --workload "$cpu_workloads" "${common[@]}"
   fi
-  run "$b/peer-starpu" --workload "$workloads" "${common[@]}"
+  # StarPU is initialised once per process: CPU workers for the CPU
+  # workloads, one OpenCL worker and no CPU worker for w4. A process that
+  # ran the CPU ones could not start StarPU again for w4 (starpu_init
+  # -ENODEV), so w4 gets a process of its own.
+  if [ -n "$cpu_workloads" ]; then
+    run "$b/peer-starpu" --workload "$cpu_workloads" "${common[@]}"
+  fi
+  if [ "$cpu_workloads" != "$workloads" ]; then
+    run "$b/peer-starpu" --workload w4 "${common[@]}"
+  fi
 done
 
 if [ "$lp" = 0 ]; then
