@@ -57,30 +57,35 @@
  *
  * When to launch (per device, per node)
  *   A launch costs a fixed latency L plus c per item. The host thread
- *   estimates L as the shortest launch seen and c as an average of
- *   (launch time - L) / items, and launches a node's pending items when
- *     - they reach the cap of one launch (LAUNCH_MAX_BYTES, the device's
- *       largest allocation, and, only when a consumer downstream would
- *       wait for the outputs, i.e. its CPU work per item is at least 1/19
- *       of the device's (or the
- *       node's work is shared: several devices, a MIXED node),
- *       LAUNCH_MAX_NS of device time or 38 L, whichever is longer:
- *       launches short enough that the stages downstream start early and
- *       overlap the device; otherwise nothing waits for the outputs and
- *       launches grow as long as the work gathered; while exploring,
- *       the first EXPLORE_LAUNCHES launches of a node take 1, 4, 16, 64
- *       batches, so that no launch is blind and L and c can be told
- *       apart), or
- *     - they reach 19 L / c items, so that L is at most 5 % of the launch,
- *       and fewer than GATHER_IN_FLIGHT launches are in flight where no
- *       time cap applies (two keep the device busy and overlap copies with
- *       kernels; the rest of the work gathers into long launches), or
- *     - the device is idle and either nothing upstream can send more (every
- *       unit of the run is held by devices, or the sources are held back)
- *       or the oldest pending item has waited GATHER_WINDOW L.
- *   While a launch runs, new work gathers behind it, so a busy device gets
- *   larger launches by itself; up to the back-end's max_in_flight launches
- *   at once let the copies of one overlap the kernel of another. With a
+ *   fits L and c to the times of its launches (learn()). A node's launches
+ *   follow one of two regimes:
+ *     - Time-capped, when a consumer downstream would wait for the outputs
+ *       (its CPU work per item is at least 1/19 of the device's), or the
+ *       node's work is shared (several devices, a MIXED node): a launch
+ *       takes at most LAUNCH_MAX_NS of device time or 38 L, whichever is
+ *       longer, so that the stages downstream start early and overlap the
+ *       device, and starts as soon as 19 L / c items are pending (L at
+ *       most 5 % of the launch).
+ *     - Uncapped, when nothing waits for the outputs: launches grow with
+ *       the work gathered. Two are kept in flight (GATHER_IN_FLIGHT): while
+ *       one runs, the host gathers and copies in the next, so the device
+ *       does not wait for the host between them. A launch starts once as
+ *       much is pending as a time-capped launch would take, and takes at
+ *       most half of what is pending (launch_size()): the half left over
+ *       is the launch that follows it, and launches at the end of the work
+ *       shrink geometrically down to that length, so that the last one is
+ *       short and the outputs of the long ones are delivered while the
+ *       device still runs, not all after it. (Not from L alone: fitted
+ *       over items of different cost, L can come out as 0.)
+ *   In both, launches also keep to LAUNCH_MAX_BYTES and the device's
+ *   largest allocation, and the first EXPLORE_LAUNCHES launches of a node
+ *   without estimates take 1, 4, 16, 64 batches, so that no launch is blind and
+ * L and c can be told apart. A device with nothing in flight launches what is
+ * pending when nothing upstream can send more (every unit of the run is held by
+ * devices, or the sources are held back) or the oldest pending item has waited
+ * GATHER_WINDOW L. While a launch runs, new work gathers behind it, so a busy
+ * device gets larger launches by itself; up to the back-end's max_in_flight
+ * launches at once let the copies of one overlap the kernel of another. With a
  *   forced batch size (PARA_BATCH) every batch is launched alone. Inputs
  *   are copied side by side into the slot's staging buffer and the output
  *   is split back per input batch with its sequence range and path, so
@@ -1230,6 +1235,53 @@ static size_t launch_cap(const devctx *d, const dnode *dn)
     return PARA_MAX(cap, 1);
 }
 
+/* The items of @p dn that make a launch at least LATENCY_SHARE times as
+ * long as the latency L (L at most 5 % of it); 0 when L or c is not
+ * known. */
+static double latency_items(const devctx *d, const dnode *dn)
+{
+    double c_ps = launch_item_ps(d, dn);
+    if (c_ps == 0 || lat_of(d) == 0)
+        return 0;
+    return (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / c_ps;
+}
+
+/* Where no time cap applies, the shortest launch worth starting while
+ * another runs: as long as a time-capped launch (LAUNCH_MAX_NS, or 38 L),
+ * in items of @p dn (c known). Not from L alone: L is fitted from launches
+ * of items whose cost differs (a Mandelbrot row outside the set costs a
+ * tenth of one inside), and the fit may say 0. */
+static double long_items(const devctx *d, const dnode *dn, double c_ps)
+{
+    double t = PARA_MAX((double)LAUNCH_MAX_NS,
+                        2.0 * LATENCY_SHARE * (double)lat_of(d));
+    return t * 1000.0 / c_ps;
+}
+
+/* The items of the next launch of @p dn: launch_cap(), and, where no time
+ * cap applies (nobody downstream waits: launches grow with the work
+ * gathered), at most half of what is pending, but not below long_items().
+ * Half leaves a second launch to follow it at once (gathered and copied in
+ * while this one runs, so that the device does not wait for the host
+ * between them), and makes the launches at the end of the work shrink
+ * geometrically to a short last one: the device stays busy until shortly
+ * before the end, and the outputs of the long launches are handled while
+ * it runs instead of all at the end, after one long launch. */
+static size_t launch_size(const devctx *d, const dnode *dn)
+{
+    size_t cap = launch_cap(d, dn);
+    double c_ps = launch_item_ps(d, dn);
+    if (c_ps == 0 || dn->pending_items >= cap ||
+        (!dn->warm && dn->begun < EXPLORE_LAUNCHES) ||
+        time_capped(d, dn, (uint64_t)c_ps))
+        return cap;
+    double least = long_items(d, dn, c_ps);
+    size_t half = (dn->pending_items + 1) / 2;
+    if ((double)half < least)
+        half = least < (double)cap ? (size_t)least + 1 : cap;
+    return PARA_MAX(PARA_MIN(half, cap), (size_t)1);
+}
+
 static bool upstream_stalled(const devctx *d, para__run *run)
 {
     /* relaxed: heuristics; the gather window bounds the cost of a miss.
@@ -1262,18 +1314,22 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
     size_t cap = launch_cap(d, dn);
     if (dn->pending_items >= cap)
         return true;
-    if (lat_of(d) == 0)
-        return d->n_inflight == 0; /* no estimate yet: measure */
-    double want = (double)LATENCY_SHARE * (double)lat_of(d) * 1000.0 / c_ps;
-    if ((double)dn->pending_items >= PARA_MIN(want, (double)cap)) {
-        /* Enough for the latency rule. Without a time cap (nobody waits
-         * downstream), two launches in flight keep the device busy and
-         * overlap one's copies with the other's kernel; more would only
-         * cut the work gathering behind them into smaller launches. */
-        if (d->n_inflight < GATHER_IN_FLIGHT ||
-            time_capped(d, dn, (uint64_t)c_ps))
+    if (!time_capped(d, dn, (uint64_t)c_ps)) {
+        /* Nobody waits downstream: launches grow with the work gathered.
+         * Two in flight keep the device busy (one's copies and the host's
+         * gathering of the next overlap the other's kernel); more would
+         * only cut the work gathering behind them into smaller launches. */
+        if ((double)dn->pending_items >=
+            PARA_MIN(long_items(d, dn, c_ps), (double)cap))
+            return d->n_inflight < GATHER_IN_FLIGHT;
+    } else {
+        if (lat_of(d) == 0)
+            return d->n_inflight == 0; /* no estimate yet: measure */
+        /* Enough for the latency rule: launch (launch_cap() keeps it
+         * short, so that the consumer starts early). */
+        if ((double)dn->pending_items >=
+            PARA_MIN(latency_items(d, dn), (double)cap))
             return true;
-        return false;
     }
     if (d->n_inflight > 0)
         return false; /* gather behind the running launch */
@@ -1481,7 +1537,7 @@ static void launch(devctx *d, para__run *run, dnode *dn)
     slot *s = &d->slots[(d->head + d->n_inflight) % SLOTS];
     para_node_t *n = dn->node;
     const size_t is = n->in_size, os = n->out_size;
-    size_t cap = run->forced_batch_items != 0 ? 1 : launch_cap(d, dn);
+    size_t cap = run->forced_batch_items != 0 ? 1 : launch_size(d, dn);
     s->dn = dn;
     s->tasks = s->tasks_tail = NULL;
     s->n_tasks = s->items = 0;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1197,8 +1198,9 @@ static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
  * the device's (70 ns on two workers), launches keep to the ~2 ms cap so
  * that it overlaps. The device is slow enough that the host mostly feeds
  * it even under a sanitizer (a starved device rightly launches what it
- * has): alone, 4 exploring launches and a few long ones (5-6 in the
- * default build, 9-12 under TSan on an idle 2-core VM), against 62-68 fed.
+ * has): alone, 4 exploring launches and long ones that halve towards the
+ * end (test_sim_last_launch_short), 10-11 in all in the default build,
+ * against 62-68 fed.
  * A host starved of CPU rightly launches what it has: with another test
  * beside it (ctest -j2 in CI) the node alone once made 52 launches. So the
  * three runs are measured again, up to 5 times, until the host kept up. */
@@ -1219,6 +1221,81 @@ static void test_sim_launch_length_from_demand(void **state)
     }
     assert_true(held);
     assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
+/* The launches of the last run in the trace at @p path, by start: the
+ * items of each (at most @p cap); their number. */
+static size_t traced_launches(const char *path, uint64_t *items, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char json[4 << 20];
+    size_t len = fread(json, 1, sizeof json - 1, f);
+    fclose(f);
+    json[len] = '\0';
+    double ts[256];
+    size_t n = 0;
+    for (const char *p = strstr(json, "\"cat\":\"device\""); p != NULL;
+         p = strstr(p + 1, "\"cat\":\"device\"")) {
+        const char *t = strstr(p, "\"ts\":"), *it = strstr(p, "\"items\":");
+        assert_non_null(t);
+        assert_non_null(it);
+        assert_true(n < cap && n < 256);
+        double at = strtod(t + 5, NULL);
+        uint64_t count = strtoull(it + 8, NULL, 10);
+        size_t i = n++;
+        for (; i > 0 && ts[i - 1] > at; i--) { /* insertion by start */
+            ts[i] = ts[i - 1];
+            items[i] = items[i - 1];
+        }
+        ts[i] = at;
+        items[i] = count;
+    }
+    return n;
+}
+
+/* With nothing waiting downstream the launches grow with the work
+ * gathered, but each takes at most half of what is pending: the launches
+ * at the end shrink, and the last is short (here at most a quarter of the
+ * longest), instead of one long launch of everything gathered whose
+ * outputs all come at the end. The trace gives each launch's items. A host
+ * starved of CPU launches what it has (then every launch is short and
+ * alike): measured again, up to 5 times, until the host kept up. */
+static void test_sim_last_launch_short(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/para-test-launches-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "sim:20:2M";
+    a.pin = "none";
+    a.trace = path;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    bool held = false;
+    for (int attempt = 0; attempt < 5 && !held; attempt++) {
+        uint64_t launches = sized_launches(rt, 200000, 0, false);
+        uint64_t items[256];
+        size_t n = traced_launches(path, items, 256);
+        assert_int_equal(n, launches);
+        uint64_t longest = 0, total = 0;
+        for (size_t i = 0; i < n; i++) {
+            longest = PARA_MAX(longest, items[i]);
+            total += items[i];
+        }
+        assert_int_equal(total, 200000);
+        print_message("%zu launches, longest %llu items, last %llu\n", n,
+                      (unsigned long long)longest,
+                      (unsigned long long)items[n - 1]);
+        held = n >= 2 && items[n - 1] * 4 <= longest;
+    }
+    assert_true(held);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    unlink(path);
 }
 
 /* Buffer arguments on simulated devices (they run the CPU function, which
@@ -1947,6 +2024,7 @@ int main(void)
         cmocka_unit_test(test_sim_shares_follow_rates),
         cmocka_unit_test(test_sim_buffer_args),
         cmocka_unit_test(test_sim_launch_length_from_demand),
+        cmocka_unit_test(test_sim_last_launch_short),
         cmocka_unit_test(test_sim_shares_with_cpu),
         cmocka_unit_test(test_sim_link_cost_keeps_work_near_data),
         cmocka_unit_test(test_sim_estimates_kept_across_runs),
