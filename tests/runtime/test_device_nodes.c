@@ -1199,8 +1199,8 @@ static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
  * that it overlaps. The device is slow enough that the host mostly feeds
  * it even under a sanitizer (a starved device rightly launches what it
  * has): alone, 4 exploring launches and long ones that halve towards the
- * end (test_sim_last_launch_short), 10-11 in all in the default build,
- * against 62-68 fed.
+ * end (test_sim_last_launch_short), 10-11 in all in the default build and
+ * 15-16 under TSan on a loaded 2-core VM, against 62-68 fed.
  * A host starved of CPU rightly launches what it has: with another test
  * beside it (ctest -j2 in CI) the node alone once made 52 launches. So the
  * three runs are measured again, up to 5 times, until the host kept up. */
@@ -1217,7 +1217,7 @@ static void test_sim_launch_length_from_demand(void **state)
                       "consumer, %llu with the consumer behind a cheap map\n",
                       (unsigned long long)alone, (unsigned long long)fed,
                       (unsigned long long)behind);
-        held = alone <= 20 && fed >= 2 * alone && behind >= 2 * alone;
+        held = alone <= 24 && fed >= 2 * alone && behind >= 2 * alone;
     }
     assert_true(held);
     assert_int_equal(para_runtime_destroy(rt), 0);
