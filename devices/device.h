@@ -126,6 +126,14 @@ typedef struct para__launch {
     size_t n_in_parts;
     bool keep;
     void *out_buf;
+    /* keep: from a successful launch_begin on, the buffer that will hold
+     * the outputs (out_buf's, before completion), whose buffer event is
+     * the launch's kernel: a later launch may take parts of it as input at
+     * once and waits for that kernel on the device. Borrowed: the launch's
+     * reference is the one out_buf hands over at completion; a caller that
+     * keeps the buffer takes references of its own (buf_retain). NULL
+     * otherwise. */
+    void *out_early;
     /* Filled by launch_begin: whether the kept output's buffer came from
      * the device's pool of free buffers. */
     bool pool_hit;

@@ -118,6 +118,19 @@
  *   a task that leaves the device (fallback, a batch too large for it)
  *   brings its batch back with a blocking read first. PARA_RESIDENT=0 turns
  *   this off (every launch copies in and out), for comparisons.
+ *   A launch whose outputs all stay here (every successor a device-only
+ *   kernel node with a kernel here, nothing copied back) hands them to the
+ *   successors when it begins, not when it completes (early_ok()): the
+ *   output batches refer to the buffer the kernel is writing, whose event
+ *   is that kernel, so a successor's launch can be enqueued while it runs
+ *   and the device goes from one kernel to the next without waiting for
+ *   the host. Such a successor launches behind the running producer as
+ *   soon as that launch's outputs are pending for it (chains_behind()),
+ *   instead of gathering until the device is idle. Since a launch that
+ *   fails after its outputs went on cannot be run again elsewhere, this is
+ *   done only where a loss of the device ends the run anyway (no fallback,
+ *   or neither the node nor its successors have a CPU function), and a
+ *   device lost with such a launch in flight ends the run.
  *
  * The watchdog
  *   The oldest launch in flight must finish by a deadline: from when it
@@ -234,6 +247,9 @@ typedef struct slot {
     para__devseg *segs;
     size_t cap_segs;
     bool res_in, keep, back;
+    /* The outputs went to the successors when the launch began
+     * (hand_over_early()): the slot has no tasks left. */
+    bool early;
 } slot;
 
 /* What a kernel node's launches taught a device, kept for the next run of
@@ -815,6 +831,7 @@ static void abandon_head(devctx *d, para__run *run,
     unstage(run, s);
     para__task *t = s->tasks;
     s->tasks = s->tasks_tail = NULL;
+    s->early = false;
     retire_head(d);
     for_chain(d, run, t, fn);
 }
@@ -852,10 +869,16 @@ static bool reap_lost(devctx *d, uint64_t wait_ns)
 /* The device is lost for this run (rc and d->msg say why, under a launch
  * of @p n): with fallback on, its launches and tasks go back to the
  * workers; else the run fails. */
+static bool early_in_flight(const devctx *d);
+
 static void lose(devctx *d, para__run *run, para_node_t *n, int rc)
 {
-    bool fallback = d->rt->attr.device_fallback && !para__aborting(run);
-    if (!fallback)
+    /* With outputs handed over early by a launch still in flight, the
+     * launches downstream have nothing to read: the run ends (early_ok()
+     * allows it only where it would anyway). */
+    bool fallback = d->rt->attr.device_fallback && !para__aborting(run) &&
+                    !early_in_flight(d);
+    if (!fallback && !para__aborting(run))
         fail_run(d, run, n, rc);
     /* relaxed: only this thread sets it. */
     if (!atomic_load_explicit(&d->lost, memory_order_relaxed)) {
@@ -939,16 +962,17 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
     atomic_store_explicit(&dn->total_ps, ewma(t, total), memory_order_relaxed);
 }
 
-/* Hand the outputs of a finished launch to the successors. */
-static void deliver_outputs(devctx *d, para__run *run, slot *s)
+/* Hand the outputs of the launch in slot @p s to the successors: those
+ * kept in device buffer @p kept (NULL: none), those copied back in the
+ * slot's host staging (s->back). The caller's reference to @p kept stays
+ * the caller's; each output batch takes one of its own. */
+static void deliver_batches(devctx *d, para__run *run, slot *s, void *kept)
 {
     para_node_t *n = s->dn->node;
     const size_t os = n->out_size;
     size_t offset = 0;
     para__task *t = s->tasks;
     s->tasks = s->tasks_tail = NULL;
-    void *kept = s->l.out_buf; /* the launch's reference, dropped below */
-    s->l.out_buf = NULL;
     while (t != NULL) {
         para__task *next = t->next;
         para__batch *in = t->batch;
@@ -1015,8 +1039,53 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
         para__deliver(NULL, run, n, o, 1); /* our unit goes with it */
         t = next;
     }
+}
+
+/* Hand the outputs of a finished launch to the successors (or, for a
+ * launch that handed them over when it began, only drop its reference to
+ * the buffer). */
+static void deliver_outputs(devctx *d, para__run *run, slot *s)
+{
+    void *kept = s->l.out_buf; /* the launch's reference, dropped below */
+    s->l.out_buf = NULL;
+    if (!s->early)
+        deliver_batches(d, run, s, kept);
+    s->early = false;
     if (kept != NULL)
         d->ops->buf_release(d->dev, kept);
+}
+
+/* Whether the launch in slot @p s, just begun, hands its outputs to the
+ * successors now instead of at its completion: they all stay on this
+ * device (kept, none copied back: every successor is a device-only kernel
+ * node with a kernel here), so the successors' launches can be enqueued
+ * while it runs, waiting for its kernel on the device. Only where a loss of
+ * the device ends the run anyway (no fallback, or neither the node nor a
+ * successor has a CPU function to fall back to): a launch that fails
+ * after its outputs went on cannot be run again elsewhere. */
+static bool early_ok(const devctx *d, const para__run *run, const slot *s)
+{
+    if (!s->keep || s->back || s->l.out_early == NULL ||
+        para__aborting((para__run *)run))
+        return false;
+    const para_node_t *n = s->dn->node;
+    if (!d->rt->attr.device_fallback)
+        return true;
+    if (para__has_cpu_fn(n))
+        return false;
+    for (unsigned i = 0; i < n->n_succs; i++)
+        if (para__has_cpu_fn(n->succs[i]))
+            return false;
+    return true;
+}
+
+/* Whether a launch in flight has handed its outputs over early. */
+static bool early_in_flight(const devctx *d)
+{
+    for (unsigned i = 0; i < d->n_inflight; i++)
+        if (d->slots[(d->head + i) % SLOTS].early)
+            return true;
+    return false;
 }
 
 static void launch_failed(devctx *d, para__run *run, slot *s, int rc);
@@ -1271,8 +1340,7 @@ static size_t launch_size(const devctx *d, const dnode *dn)
 {
     size_t cap = launch_cap(d, dn);
     double c_ps = launch_item_ps(d, dn);
-    if (c_ps == 0 || dn->pending_items >= cap ||
-        (!dn->warm && dn->begun < EXPLORE_LAUNCHES) ||
+    if (c_ps == 0 || (!dn->warm && dn->begun < EXPLORE_LAUNCHES) ||
         time_capped(d, dn, (uint64_t)c_ps))
         return cap;
     double least = long_items(d, dn, c_ps);
@@ -1300,6 +1368,24 @@ static uint64_t gather_window_ns(const devctx *d)
     return PARA_MAX(GATHER_WINDOW * lat_of(d), (uint64_t)GATHER_MIN_NS);
 }
 
+/* Whether @p dn's pending batches should be launched behind the newest
+ * launch in flight, which handed its outputs to @p dn early
+ * (hand-over at launch: deliver_batches() from launch()) and whose outputs
+ * have reached the pending list (the newest pending batch is in its
+ * buffer): enqueued now, the launch waits for that kernel on the device and
+ * follows it without a round trip through the host; gathered until the
+ * device is idle, it would start only after the host saw the producer
+ * complete. */
+static bool chains_behind(const devctx *d, const dnode *dn)
+{
+    const slot *newest = &d->slots[(d->head + d->n_inflight - 1) % SLOTS];
+    if (!newest->early || newest->l.out_early == NULL ||
+        dn->pending_tail == NULL)
+        return false;
+    const para__batch *b = dn->pending_tail->batch;
+    return b->dres == &d->res && b->dev_buf == newest->l.out_early;
+}
+
 static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
                           uint64_t now)
 {
@@ -1312,7 +1398,7 @@ static bool should_launch(const devctx *d, para__run *run, const dnode *dn,
     if (c_ps == 0)
         return d->n_inflight == 0;
     size_t cap = launch_cap(d, dn);
-    if (dn->pending_items >= cap)
+    if (dn->pending_items >= cap || (d->n_inflight > 0 && chains_behind(d, dn)))
         return true;
     if (!time_capped(d, dn, (uint64_t)c_ps)) {
         /* Nobody waits downstream: launches grow with the work gathered.
@@ -1447,6 +1533,18 @@ static void launch_failed(devctx *d, para__run *run, slot *s, int rc)
     para_node_t *n = dn->node;
     if (inflight)
         retire_head(d);
+    if (s->early) {
+        /* Its outputs are already downstream: nothing can run it again
+         * (early_ok()), and the launches that read them fail too. */
+        s->early = false;
+        if (s->l.out_buf != NULL)
+            d->ops->buf_release(d->dev, s->l.out_buf);
+        s->l.out_buf = NULL;
+        if (!para__aborting(run))
+            fail_run(d, run, n, rc == PARA_ENODE ? rc : PARA_EDEVICE);
+        lose(d, run, n, rc);
+        return;
+    }
     para__task *first = s->tasks, *last = s->tasks_tail;
     size_t items = s->items, n_tasks = s->n_tasks;
     s->tasks = s->tasks_tail = NULL;
@@ -1539,6 +1637,7 @@ static void launch(devctx *d, para__run *run, dnode *dn)
     const size_t is = n->in_size, os = n->out_size;
     size_t cap = run->forced_batch_items != 0 ? 1 : launch_size(d, dn);
     s->dn = dn;
+    s->early = false;
     s->tasks = s->tasks_tail = NULL;
     s->n_tasks = s->items = 0;
     /* A launch takes inputs that are all on this device, or all on the
@@ -1683,6 +1782,9 @@ static void launch(devctx *d, para__run *run, dnode *dn)
         d->busy_since = para__now_ns();
         d->head_since = s->l.submit_ns;
     }
+    s->early = early_ok(d, run, s);
+    if (s->early)
+        deliver_batches(d, run, s, s->l.out_early);
 }
 
 /* Start every launch that should start now; true if one did. */

@@ -2207,6 +2207,7 @@ int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
     l->submit_ns = para__now_ns();
     l->complete_ns = 0;
     l->out_buf = NULL;
+    l->out_early = NULL;
     l->pool_hit = false;
     if (l->n == 0) {
         s->last_err = 0;
@@ -2365,6 +2366,9 @@ int para__cl_launch_begin(para__kernel *k, para__launch *l, char *msg,
     waker_arm(s);
     s->out_bytes = out_bytes;
     s->running = true;
+    /* Later launches may read the kept output now: they wait on its
+     * kernel (out_pb->ev). */
+    l->out_early = l->keep ? s->out_pb : NULL;
     dev->stats.launches++;
     return 0;
 
@@ -2487,6 +2491,7 @@ int para__cl_launch_poll(para__kernel *k, para__launch *l, char *msg,
     release_events(s);
     /* The kept output goes to the caller with the launch's reference. */
     l->out_buf = s->out_pb;
+    l->out_early = NULL;
     s->out_pb = NULL;
     release_resident(s);
     s->running = false;

@@ -110,11 +110,12 @@ static int take(fault *f)
 }
 
 /* Kernels in flight (enqueued, not yet seen complete or released), seen by
- * the kernel enqueue wrapper: the most at once, and the kernels enqueued
- * while a kernel they wait for (their producer on the device) was still
- * incomplete. Under flight_lock: the enqueues come from the host thread,
- * releases from any thread. An event leaves the set at its first release,
- * which comes after its launch is over (or drained). */
+ * the kernel enqueue wrapper: the most at once, and the kernels (or the
+ * copies that gather their input on the device) enqueued while a kernel
+ * they wait for (their producer on the device) was still incomplete. Under
+ * flight_lock: the enqueues come from the host thread, releases from any
+ * thread. An event leaves the set at its first release, which comes after its
+ * launch is over (or drained). */
 #define FLIGHT_MAX 64
 static pthread_mutex_t flight_lock = PTHREAD_MUTEX_INITIALIZER;
 static cl_event flight[FLIGHT_MAX];
@@ -130,6 +131,22 @@ static void flight_reset(bool on)
 }
 
 static cl_int real_status(cl_event e);
+
+/* A copy enqueued after waiting on @p wl (the gathering of a kernel's
+ * input parts on the device): ahead of its producer if one is
+ * incomplete. */
+static void copy_ahead(cl_uint nw, const cl_event *wl)
+{
+    pthread_mutex_lock(&flight_lock);
+    for (cl_uint i = 0; flight_on && i < nw; i++) {
+        cl_int st = real_status(wl[i]);
+        if (st != CL_COMPLETE && st >= 0) {
+            chained_ahead++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&flight_lock);
+}
 
 /* A kernel enqueued with event @p e after waiting on @p wl. */
 static void flight_add(cl_event e, cl_uint nw, const cl_event *wl)
@@ -494,6 +511,8 @@ cl_int __wrap_clEnqueueCopyBuffer(cl_command_queue q, cl_mem from, cl_mem to,
     cl_int rc = __real_clEnqueueCopyBuffer(q, from, to, off_from, off_to, size,
                                            nw, wl, ev);
     count_event(rc, ev);
+    if (rc == CL_SUCCESS)
+        copy_ahead(nw, wl);
     return rc;
 }
 
@@ -1424,8 +1443,9 @@ static void test_graph_resident_chain_fails(void **state)
  * input write and kernel) while the one before is still running, so that
  * the device does not idle between launches: the kernel enqueue wrapper sees
  * at least two kernels in flight at once. It also counts B's kernels
- * enqueued while the A kernel they wait for was still running: none today
- * (B's batches exist only once A's launch is over; printed, not required).
+ * enqueued while the A kernel they wait for was still running (printed,
+ * not required: launches this short are mostly over before B's batches
+ * are back from a worker; test_graph_chain_enqueued_ahead requires it).
  * The results are right and, once the runtime is destroyed, every cl_mem
  * and event is released. */
 static void test_graph_launches_in_flight(void **state)
@@ -1454,6 +1474,111 @@ static void test_graph_launches_in_flight(void **state)
     assert_true(ds.handovers > 0);
     assert_true(most >= 2);
     destroy_expect_clean(rt);
+}
+
+/* A slow kernel: y = 3x + 1 after `rounds` steps of a generator the
+ * compiler cannot drop (its result decides the output for no input the
+ * tests give). */
+static const char slow_src[] =
+    "__kernel void slow_u32(__global const uint *in, __global uint *out,\n"
+    "                       uint n, uint rounds)\n"
+    "{\n"
+    "    size_t i = get_global_id(0);\n"
+    "    if (i >= n) return;\n"
+    "    uint x = in[i], v = x;\n"
+    "    for (uint k = 0; k < rounds; k++) v = v * 1664525u + 1013904223u;\n"
+    "    out[i] = (v == 7u && x == 0xffffffffu) ? 0u : 3u * x + 1u;\n"
+    "}\n";
+
+/* Through A and B every item is 3 (3x + 1) + 1 = 9x + 4: 4 modulo 9, and
+ * the sum is known. */
+typedef struct ahead_sink {
+    uint64_t seen, wrong, sum;
+} ahead_sink;
+
+static int ahead_sink_fn(void *ctx, const void *in, size_t n)
+{
+    ahead_sink *a = ctx;
+    const uint32_t *y = in;
+    for (size_t i = 0; i < n; i++) {
+        a->wrong += y[i] % 9u != 4u;
+        a->sum += y[i];
+    }
+    a->seen += n;
+    return 0;
+}
+
+/* Launches ahead of their producer: in a device-resident chain A -> B of
+ * kernel-only nodes (A slow: a few ms a launch, B fast), A's outputs go to
+ * B when A's launch begins, so B's launches are enqueued while the A
+ * launch they read is still running, waiting for its kernel on the device:
+ * the kernel enqueue wrapper sees B kernels whose wait list holds an
+ * incomplete A kernel. The results are right and nothing leaks. */
+static void test_graph_chain_enqueued_ahead(void **state)
+{
+    (void)state;
+    enum { AHEAD_N = 20000 };
+    reset_counts();
+    static uint32_t xs[AHEAD_N];
+    for (uint32_t i = 0; i < AHEAD_N; i++)
+        xs[i] = i;
+    para_runtime_attr_t at;
+    assert_int_equal(para_runtime_attr_init(&at), 0);
+    at.workers = 2;
+    at.device = "auto";
+    at.pin = "none";
+    para_runtime_t *rt;
+    assert_int_equal(para_runtime_create(&rt, &at), 0);
+    uint32_t rounds = 2000;
+    para_kernel_arg_t slow_args[1] = {{&rounds, 4, PARA_KARG_SCALAR}};
+    para_kernel_desc_t slow = {.source = slow_src,
+                               .entry = "slow_u32",
+                               .args = slow_args,
+                               .n_args = 1};
+    para_kernel_arg_t args[2] = {{&mul, 4, PARA_KARG_SCALAR},
+                                 {&add, 4, PARA_KARG_SCALAR}};
+    para_kernel_desc_t fast = {.source = para_kernel_copy_src,
+                               .entry = "axpb_u32",
+                               .args = args,
+                               .n_args = 2};
+    int ahead = 0;
+    for (int r = 0; r < 4; r++) {
+        para_graph_t *g;
+        assert_int_equal(para_graph_create(&g), 0);
+        para_node_t *src, *a, *b, *sink;
+        ahead_sink as = {0, 0, 0};
+        assert_int_equal(para_graph_add_array(g, "in", xs, AHEAD_N, 4, &src),
+                         0);
+        assert_int_equal(
+            para_graph_add_kernel(g, "A", 4, 4, &slow, NULL, NULL, &a), 0);
+        assert_int_equal(
+            para_graph_add_kernel(g, "B", 4, 4, &fast, NULL, NULL, &b), 0);
+        assert_int_equal(para_graph_add_sink_batch(g, "check", 4, ahead_sink_fn,
+                                                   &as, PARA_NODE_SERIAL,
+                                                   &sink),
+                         0);
+        assert_int_equal(para_graph_connect(g, src, a), 0);
+        assert_int_equal(para_graph_connect(g, a, b), 0);
+        assert_int_equal(para_graph_connect(g, b, sink), 0);
+        flight_reset(true);
+        assert_int_equal(para_run(rt, g), 0);
+        pthread_mutex_lock(&flight_lock);
+        ahead += chained_ahead;
+        pthread_mutex_unlock(&flight_lock);
+        flight_reset(false);
+        para_node_stats_t bs;
+        assert_int_equal(para_node_stats(b, &bs), 0);
+        print_message("  run %d: B %llu launches, %d enqueued ahead so far\n",
+                      r, (unsigned long long)bs.device_launches, ahead);
+        assert_true(bs.device_handovers > 0);
+        para_graph_destroy(g);
+        assert_int_equal(as.seen, AHEAD_N);
+        assert_int_equal(as.wrong, 0);
+        assert_int_equal(as.sum, 9 * ((uint64_t)AHEAD_N * (AHEAD_N - 1) / 2) +
+                                     4 * AHEAD_N);
+    }
+    destroy_expect_clean(rt);
+    assert_true(ahead > 0);
 }
 
 /* A launch that never completes (its kernel's event reports running
@@ -1643,6 +1768,7 @@ int main(void)
         cmocka_unit_test(test_graph_lost_device_mixed_and_kernel_only),
         cmocka_unit_test(test_graph_resident_chain_fails),
         cmocka_unit_test(test_graph_launches_in_flight),
+        cmocka_unit_test(test_graph_chain_enqueued_ahead),
         cmocka_unit_test(test_graph_hang_watchdog_kernel_only),
         cmocka_unit_test(test_graph_hang_watchdog_mixed),
         cmocka_unit_test(test_graph_hang_cancel),
