@@ -1618,6 +1618,41 @@ static void hang_watchdog(bool mixed)
     destroy_expect_clean(rt);
 }
 
+/* The same in a device-resident chain A -> B of kernel-only nodes, where
+ * B's launches are enqueued behind A's running ones (their outputs handed
+ * over when A's launch began): a hung launch loses the device, the run
+ * ends with PARA_EDEVICE within the watchdog's time, and nothing wrong
+ * reaches the sink or leaks; the next run is fine. */
+static void test_graph_hang_watchdog_chain(void **state)
+{
+    (void)state;
+    for (int after = 3; after <= 9; after += 6) {
+        reset_counts();
+        para_runtime_t *rt = fault_rt(300, 500);
+        two_sink ts;
+        assert_int_equal(run_two(rt, false, true, false, &ts), 0);
+        arm(&f_hang, after, 0);
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = run_two(rt, false, true, false, &ts);
+        double sec = secs_since(&t0);
+        print_message("  hung launch %d in a chain: %s %s (%.2f s, sink saw "
+                      "%zu)\n",
+                      after, para_err_name(rc), para_runtime_errmsg(rt), sec,
+                      ts.seen);
+        assert_int_equal(f_hang.hits, 1);
+        assert_int_equal(rc, PARA_EDEVICE);
+        expect_in(para_runtime_errmsg(rt), "did not finish", "watchdog");
+        assert_true(sec < 10);
+        assert_int_equal(ts.wrong, 0);
+        disarm_all();
+        assert_int_equal(run_two(rt, false, true, false, &ts), 0);
+        assert_int_equal(ts.seen, GRAPH_ITEMS);
+        assert_int_equal(ts.wrong, 0);
+        destroy_expect_clean(rt);
+    }
+}
+
 static void test_graph_hang_watchdog_kernel_only(void **state)
 {
     (void)state;
@@ -1770,6 +1805,7 @@ int main(void)
         cmocka_unit_test(test_graph_launches_in_flight),
         cmocka_unit_test(test_graph_chain_enqueued_ahead),
         cmocka_unit_test(test_graph_hang_watchdog_kernel_only),
+        cmocka_unit_test(test_graph_hang_watchdog_chain),
         cmocka_unit_test(test_graph_hang_watchdog_mixed),
         cmocka_unit_test(test_graph_hang_cancel),
         cmocka_unit_test(test_graph_device_oom),
