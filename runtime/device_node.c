@@ -79,13 +79,14 @@
  *       over items of different cost, L can come out as 0.)
  *   In both, launches also keep to LAUNCH_MAX_BYTES and the device's
  *   largest allocation, and the first EXPLORE_LAUNCHES launches of a node
- *   without estimates take 1, 4, 16, 64 batches, so that no launch is blind and
- * L and c can be told apart. A device with nothing in flight launches what is
- * pending when nothing upstream can send more (every unit of the run is held by
- * devices, or the sources are held back) or the oldest pending item has waited
- * GATHER_WINDOW L. While a launch runs, new work gathers behind it, so a busy
- * device gets larger launches by itself; up to the back-end's max_in_flight
- * launches at once let the copies of one overlap the kernel of another. With a
+ *   without estimates take 1, 4, 16, 64 batches, so that no launch is
+ *   blind and L and c can be told apart. A device with nothing in flight
+ *   launches what is pending when nothing upstream can send more (every
+ *   unit of the run is held by devices, or the sources are held back) or
+ *   the oldest pending item has waited GATHER_WINDOW L. While a launch
+ *   runs, new work gathers behind it, so a busy device gets larger
+ *   launches by itself; up to the back-end's max_in_flight launches at
+ *   once let the copies of one overlap the kernel of another. With a
  *   forced batch size (PARA_BATCH) every batch is launched alone. Inputs
  *   are copied side by side into the slot's staging buffer and the output
  *   is split back per input batch with its sequence range and path, so
@@ -248,7 +249,7 @@ typedef struct slot {
     size_t cap_segs;
     bool res_in, keep, back;
     /* The outputs went to the successors when the launch began
-     * (hand_over_early()): the slot has no tasks left. */
+     * (early_ok(), launch()): the slot has no tasks left. */
     bool early;
 } slot;
 
