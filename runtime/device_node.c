@@ -131,7 +131,8 @@
  *   fails after its outputs went on cannot be run again elsewhere, this is
  *   done only where a loss of the device ends the run anyway (no fallback,
  *   or neither the node nor its successors have a CPU function), and a
- *   device lost with such a launch in flight ends the run.
+ *   device lost with such a launch in flight ends the run. PARA_CHAIN=0
+ *   hands outputs on at completion only, for comparisons.
  *
  * The watchdog
  *   The oldest launch in flight must finish by a deadline: from when it
@@ -283,6 +284,7 @@ typedef struct devctx {
     para__devres res; /* batches resident in its memory */
     int64_t res_peak; /* most of res.bytes this run (host thread) */
     bool resident;    /* PARA__DEVCAP_RESIDENT and PARA_RESIDENT on */
+    bool chain;       /* and PARA_CHAIN on: early hand-over (early_ok()) */
     bool pinned;      /* host staging in the back-end's pinned memory */
     pthread_t thread;
     bool thread_started;
@@ -1066,7 +1068,7 @@ static void deliver_outputs(devctx *d, para__run *run, slot *s)
  * after its outputs went on cannot be run again elsewhere. */
 static bool early_ok(const devctx *d, const para__run *run, const slot *s)
 {
-    if (!s->keep || s->back || s->l.out_early == NULL ||
+    if (!d->chain || !s->keep || s->back || s->l.out_early == NULL ||
         para__aborting((para__run *)run))
         return false;
     const para_node_t *n = s->dn->node;
@@ -2138,6 +2140,7 @@ static int open_one(void *arg, const char *entry)
                   ops->buf_retain != NULL && ops->buf_release != NULL &&
                   ops->buf_read != NULL &&
                   para__option_env_level("RESIDENT", 1) != 0;
+    d->chain = d->resident && para__option_env_level("CHAIN", 1) != 0;
     /* PARA_PINNED: auto (pinned staging for devices that are not the
      * host's CPU, where a DMA from pageable memory takes an extra copy),
      * on or off. */

@@ -111,6 +111,10 @@ static const option options[] = {
      "on, off, yes, no, 1 or 0",
      "device-resident edges: a kernel node's output stays on the device "
      "for the next kernel node there (off: every launch copies in and out)"},
+    {"CHAIN", NO_FIELD, OPT_BOOL, "1", 0, 1, NULL, "on, off, yes, no, 1 or 0",
+     "device-resident chains: a launch whose outputs all stay on the device "
+     "hands them on when it begins, so the next kernel is enqueued behind "
+     "it (off: when it completes)"},
     {"DEVICE_BUDGET", NO_FIELD, OPT_BYTES, "0", 0, SIZE_MAX, NULL,
      "a byte count with an optional K, M or G suffix (0 = half the device's "
      "memory), or off, none, unlimited",

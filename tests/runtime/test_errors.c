@@ -34,6 +34,7 @@ static const char *const option_vars[] = {
     "PARA_PROGRESS",   "PARA_CL_TRACE",       "PARA_CACHE_DIR",
     "PARA_MIXED",      "PARA_DEVICE_TIMEOUT", "PARA_RESIDENT",
     "PARA_PINNED",     "PARA_DEVICE_BUDGET",  "PARA_FUSE",
+    "PARA_CHAIN",
 };
 
 static void clean_env(void)
@@ -323,6 +324,7 @@ static const struct bad_env bad_envs[] = {
     {"PARA_DEVICE_TIMEOUT", "1h"}, {"PARA_DEVICE_TIMEOUT", "3600001"},
     {"PARA_DEVICE_TIMEOUT", "-5"}, {"PARA_RESIDENT", "maybe"},
     {"PARA_PINNED", "sometimes"},  {"PARA_DEVICE_BUDGET", "lots"},
+    {"PARA_CHAIN", "maybe"},
 };
 
 /* The last logged message names @p var and says what it accepts. */
@@ -397,6 +399,7 @@ static void test_env_good_values(void **state)
         {"PARA_DEVICE_TIMEOUT", "0"},
         {"PARA_DEVICE_TIMEOUT", "250"},
         {"PARA_RESIDENT", "0"},
+        {"PARA_CHAIN", "0"},
         {"PARA_PINNED", "auto"},
         {"PARA_DEVICE_BUDGET", "64M"},
     };
