@@ -316,6 +316,9 @@ typedef struct devctx {
      * thread at each launch and completion, read by workers (relaxed). */
     _Atomic uint64_t free_at_ns;
     uint64_t last_complete_ns;
+    /* The shortest launch learnt from (learn()), in ns; 0 = none yet: no
+     * launch's fixed latency exceeds it. Host thread only. */
+    double shortest_ns;
     uint64_t busy_since;
     uint64_t head_since; /* when the oldest launch in flight could start */
     lost_launch *lost_list;
@@ -916,7 +919,8 @@ static void fail_run(devctx *d, para__run *run, para_node_t *n, int rc)
  * least-squares line through the recent launches (sums decayed by
  * LEARN_DECAY per launch): time = L + c * items. While the launches are
  * too alike in size to tell L from c, L stays as it was (0 at first, so
- * c includes it: launches are then capped by time, the safe side). A
+ * c includes it: launches are then capped by time, the safe side); the
+ * fit's L is at most the shortest launch learnt from (shortest_ns). A
  * node's first launch of a run is not learnt from: it may carry the
  * driver's compilation of the kernel. */
 #define LEARN_DECAY 0.9
@@ -935,6 +939,8 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
     double io = (double)(dn->node->in_size + dn->node->out_size);
     double x = (double)items;
     double y = PARA_MAX((double)ns - move_ns(d, x * io), 1.0);
+    if (d->shortest_ns == 0 || y < d->shortest_ns)
+        d->shortest_ns = y;
     dn->sw = dn->sw * LEARN_DECAY + 1;
     dn->sx = dn->sx * LEARN_DECAY + x;
     dn->sy = dn->sy * LEARN_DECAY + y;
@@ -950,6 +956,12 @@ static void learn(devctx *d, dnode *dn, uint64_t ns, size_t items)
         if (lat < 0) {
             lat = 0;
             c = my / mx;
+        } else if (lat > d->shortest_ns) {
+            /* Items of different cost (a Mandelbrot row outside the set
+             * costs a tenth of one inside) can tilt the fit: L is no more
+             * than the shortest launch took. */
+            lat = d->shortest_ns;
+            c = (my - lat) / mx;
         }
         atomic_store_explicit(&d->latency_ns, (uint64_t)lat,
                               memory_order_relaxed);
