@@ -147,9 +147,10 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
         }
         if (r != 0 && over(r, f, limit)) {
             /* Held back until a family gives bytes back; remember what it
-             * would take, so that the sources-open test agrees (relaxed: a
-             * hint for parking; a stale value costs one extra try). */
-            atomic_store_explicit(&bu->need[slot], f, memory_order_relaxed);
+             * would take, so that the sources-open test agrees (seq_cst:
+             * the holder's half of the pattern in sources_waiting(); only
+             * on this path). */
+            atomic_store_explicit(&bu->need[slot], f, memory_order_seq_cst);
             return 0;
         }
         if (dlimit != 0 && rd != 0 && over(rd, fd, dlimit)) {
@@ -215,7 +216,9 @@ bool para__budget_sources_open(const para__run *run)
         if (rd != 0 && dn != 0 && over(rd, dn, bu->dev_limit))
             return false;
     }
-    uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_relaxed);
+    /* seq_cst: the holder's re-check in the pattern of sources_waiting()
+     * (a plain load on x86). */
+    uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_seq_cst);
     if (r == 0)
         return true;
     if (r >= bu->limit)
@@ -230,6 +233,36 @@ bool para__budget_sources_open(const para__run *run)
     return false;
 }
 
+/* After a family gave its bytes back: may a source wait for them? A wake-up
+ * only then: a busy run (no source held) pays no fence per family, and a
+ * worker parked at the end of a run is not woken for nothing.
+ *
+ * A store-buffering pattern, all four accesses seq_cst, so that all are in
+ * the single total order S: the holder stores its need (admit) and then
+ * re-checks `reserved` (para__budget_sources_open(), in its loop and after
+ * announcing itself to the eventcount, before it sleeps); the releaser
+ * subtracts from `reserved` and then loads need[] here. If the holder's
+ * re-check comes before the release in S, the releaser's load comes after
+ * the holder's store and reads the need: it notifies (the notify's own
+ * fence then sees the announced waiter, eventcount.h). Otherwise the
+ * re-check reads the freed bytes and the holder does not sleep. Gates that
+ * store no need (a batch limit, the device budget) keep a wake-up per
+ * family. */
+static bool sources_waiting(para__run *run)
+{
+    const para__budget *bu = run->budget;
+    if (run->max_batches != 0 || bu->dev_limit != 0)
+        return true;
+    for (unsigned k = 0; k < bu->n_sources; k++) {
+        /* seq_cst: see above. */
+        uint64_t need =
+            atomic_load_explicit(&bu->need[k], memory_order_seq_cst);
+        if (need != 0 && need != UINT64_MAX)
+            return true;
+    }
+    return false;
+}
+
 void para__family_unref(para__run *run, para__family *f)
 {
     /* acq_rel: the last reference sees every other holder's use of the
@@ -238,12 +271,16 @@ void para__family_unref(para__run *run, para__family *f)
         return;
     if (run == NULL)
         para__panic("a batch family outlived its run");
-    /* relaxed: the reservation gates sources only. */
-    atomic_fetch_sub_explicit(&run->budget->reserved, f->reserved,
-                              memory_order_relaxed);
+    para__budget *bu = run->budget;
+    /* seq_cst: the releaser's half of the pattern in sources_waiting(); on
+     * x86 as cheap as relaxed (a locked instruction either way). */
+    atomic_fetch_sub_explicit(&bu->reserved, f->reserved, memory_order_seq_cst);
     if (f->dev_reserved != 0)
-        atomic_fetch_sub_explicit(&run->budget->dev_reserved, f->dev_reserved,
+        /* relaxed: the device reservation gates sources only; a run with
+         * a device budget always notifies below. */
+        atomic_fetch_sub_explicit(&bu->dev_reserved, f->dev_reserved,
                                   memory_order_relaxed);
     family_free(f);
-    para__notify(run->wake, 1); /* a held source may run now */
+    if (sources_waiting(run))
+        para__notify(run->wake, 1); /* a held source may run now */
 }
