@@ -96,8 +96,15 @@
  *   its pulls (learned_estimate()). The locked instructions
  *   left per task are those that carry correctness: units (only when a
  *   task ends in a sink or fans out), batch references, claims and inboxes
- *   of serial nodes, the deques, the source cursor and state, and the
- *   run's live batches and bytes (the policies' gates).
+ *   of serial nodes, the deques, the source cursor and state, the budget's
+ *   reservation and family references (budgeted policies), and the run's
+ *   live batches (a policy gate). Two counters remain shared per batch
+ *   without carrying correctness: the run's bytes in flight (the progress
+ *   line, the peak statistic; one add per batch allocated and freed) and
+ *   the budget's decision count (on the line of the reservation's CAS,
+ *   which follows it). A worker wakes a parked one only for surplus work:
+ *   tasks beyond the one it runs next, a source with more to pull, bytes
+ *   given back while a source waits for them (budget.c).
  *
  * Lock order: rt->lock is never held while running node code or while
  *   taking another lock; the eventcount's own mutex (eventcount.c) and the
