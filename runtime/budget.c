@@ -233,25 +233,35 @@ bool para__budget_sources_open(const para__run *run)
     return false;
 }
 
-/* After a family gave its bytes back: may a source wait for them? A wake-up
- * only then: a busy run (no source held) pays no fence per family, and a
- * worker parked at the end of a run is not woken for nothing.
+/* After a family gave its bytes back (@p before: the reservations it found,
+ * its own included): may a source wait for them? A wake-up only then: a
+ * busy run (no source held) pays no fence per family, and a worker parked
+ * at the end of a run is not woken for nothing.
  *
- * A store-buffering pattern, all four accesses seq_cst, so that all are in
- * the single total order S: the holder stores its need (admit) and then
- * re-checks `reserved` (para__budget_sources_open(), in its loop and after
- * announcing itself to the eventcount, before it sleeps); the releaser
- * subtracts from `reserved` and then loads need[] here. If the holder's
- * re-check comes before the release in S, the releaser's load comes after
- * the holder's store and reads the need: it notifies (the notify's own
- * fence then sees the announced waiter, eventcount.h). Otherwise the
- * re-check reads the freed bytes and the holder does not sleep. Gates that
- * store no need (a batch limit, the device budget) keep a wake-up per
- * family. */
-static bool sources_waiting(para__run *run)
+ * A worker parks (scheduler.c) only after para__budget_sources_open()
+ * said no, re-checked after it announced itself to the eventcount. With
+ * the host budget that no is either "the reservations are at the limit"
+ * or "no source's stored need fits next to them" (a refused pull stores
+ * its need before it returns). Both are store-buffering patterns between
+ * the holder and the releaser, closed with seq_cst on both sides so that
+ * every access involved is in the single total order S:
+ *  - at the limit: the holder loads `reserved` (seq_cst) after its
+ *    eventcount fence; no pull adds bytes at the limit, so the first
+ *    release after that load finds at least what the holder saw: that
+ *    releaser notifies;
+ *  - needs: the holder stores its need (seq_cst) and then loads
+ *    `reserved`; the releaser subtracts (seq_cst RMW) and then loads
+ *    need[] (seq_cst). If the holder's load comes before the RMW in S,
+ *    the releaser's load comes after the holder's store and sees the
+ *    need (a need reset to 0 by a later admission leaves the source open,
+ *    or at the limit, the case above).
+ * Either way the notify's own fence then sees the announced waiter
+ * (eventcount.h). Gates that store no need (a batch limit, the device
+ * budget) keep a wake-up per family. */
+static bool sources_waiting(para__run *run, uint64_t before)
 {
     const para__budget *bu = run->budget;
-    if (run->max_batches != 0 || bu->dev_limit != 0)
+    if (run->max_batches != 0 || bu->dev_limit != 0 || before >= bu->limit)
         return true;
     for (unsigned k = 0; k < bu->n_sources; k++) {
         /* seq_cst: see above. */
@@ -274,13 +284,14 @@ void para__family_unref(para__run *run, para__family *f)
     para__budget *bu = run->budget;
     /* seq_cst: the releaser's half of the pattern in sources_waiting(); on
      * x86 as cheap as relaxed (a locked instruction either way). */
-    atomic_fetch_sub_explicit(&bu->reserved, f->reserved, memory_order_seq_cst);
+    uint64_t before = atomic_fetch_sub_explicit(&bu->reserved, f->reserved,
+                                                memory_order_seq_cst);
     if (f->dev_reserved != 0)
         /* relaxed: the device reservation gates sources only; a run with
          * a device budget always notifies below. */
         atomic_fetch_sub_explicit(&bu->dev_reserved, f->dev_reserved,
                                   memory_order_relaxed);
     family_free(f);
-    if (sources_waiting(run))
+    if (sources_waiting(run, before))
         para__notify(run->wake, 1); /* a held source may run now */
 }
