@@ -4,6 +4,7 @@
  */
 #include "fuse.h"
 
+#include <limits.h>
 #include <stdalign.h>
 #include <string.h>
 
@@ -320,6 +321,12 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
     const bool gen_range = pred->src_fused && pred->kind == PARA__KIND_RANGE;
     const uint64_t first_value =
         gen_range ? pred->range_begin + in->seq_begin : 0;
+    /* The thread's input port and item numbers (para_input_port(),
+     * para_item_index()) are set only when they change: the same port
+     * for every tile's stages, and numbers left in place from one
+     * numbered stage to the next. */
+    int port_now = INT_MIN; /* unknown: the first stage sets it */
+    bool indexed = false;
     size_t tiles = 0;
     for (size_t at = 0; at < count; at += tile, tiles++) {
         if (PARA_UNLIKELY(para__aborting(run))) {
@@ -354,17 +361,24 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
                               ? o->data + o->count * n->out_size
                               : NULL;
                 }
-                para__set_input_port(j == 0 ? (int)B->port : 0);
+                int port = j == 0 ? (int)B->port : 0;
+                if (port != port_now) {
+                    para__set_input_port(port);
+                    port_now = port;
+                }
                 /* para_item_index(): a numbered stage has only maps before
                  * it (graph.c), so the tile's items are the batch's from
                  * `at`. */
-                if (n->numbered)
+                if (n->numbered) {
                     para__item_index_enter(src, m, n->in_size,
                                            in->seq_begin + at);
+                    indexed = true;
+                } else if (indexed) {
+                    para__item_index_leave();
+                    indexed = false;
+                }
                 size_t produced = 0;
                 rc = stage(w, n, t, src, m, dst, &B->e, &produced);
-                if (n->numbered)
-                    para__item_index_leave();
                 stage_acc *a = &acc[B->first + j];
                 a->in += m;
                 a->out += produced;
@@ -391,6 +405,8 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
             break;
     }
     para__set_input_port(-1);
+    if (indexed)
+        para__item_index_leave();
     for (unsigned b = 0; b < nb; b++)
         if (br[b].e.batch != NULL)
             br[b].o = br[b].e.batch;

@@ -408,7 +408,7 @@ void para__note_expansion(para_node_t *n, size_t in, size_t out)
 /* The input port of the batch the calling thread's node function is
  * working on, for para_input_port(); -1 outside a node call. Plain
  * thread-local state: only the thread itself reads and writes it. */
-static _Thread_local int current_input_port = -1;
+static _Thread_local int current_input_port PARA_TLS_FAST = -1;
 
 int para_input_port(void)
 {
@@ -427,7 +427,7 @@ static _Thread_local struct {
     const unsigned char *base;
     size_t count, size;
     uint64_t seq; /* the number of the item at base */
-} current_items;
+} current_items PARA_TLS_FAST;
 
 void para__item_index_enter(const void *base, size_t count, size_t size,
                             uint64_t seq)
@@ -1432,7 +1432,7 @@ static void run_loop(para__worker *w, para__run *run)
 
 /* The worker this thread is (NULL on other threads), for
  * para_worker_index(). */
-static _Thread_local const para__worker *current_worker;
+static _Thread_local const para__worker *current_worker PARA_TLS_FAST;
 
 int para_worker_index(void)
 {
