@@ -37,6 +37,13 @@
 /** Items per block of PARA_MAP_ITEMS and PARA_SINK_ITEMS_STATE. */
 #define PARA_ITEMS_BLOCK 16
 
+/* restrict in C; the common extension in C++, which has no restrict. */
+#ifdef __cplusplus
+#define PARA_ITEMS_RESTRICT_ __restrict
+#else
+#define PARA_ITEMS_RESTRICT_ restrict
+#endif
+
 /* Ask the compiler to unroll the next loop (a block) completely; nothing
  * for compilers that do not know the pragma. */
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
@@ -67,7 +74,8 @@
  */
 #define PARA_MAP_ITEMS(name, IN, OUT, item_fn)                                 \
     static inline int para_items_block_##name(                                 \
-        void *para_ctx_, const IN *restrict para_in_, OUT *restrict para_out_) \
+        void *para_ctx_, const IN *PARA_ITEMS_RESTRICT_ para_in_,              \
+        OUT *PARA_ITEMS_RESTRICT_ para_out_)                                   \
     {                                                                          \
         int para_rc_[PARA_ITEMS_BLOCK];                                        \
         int para_any_ = 0;                                                     \
