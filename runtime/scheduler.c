@@ -19,10 +19,15 @@
  *   batch.h). The task of a fused chain's head (fuse.h) runs every stage of
  *   the chain and delivers the last stage's output: the inner stages never
  *   have tasks of their own, and a fused task is one unit like any other.
+ *   A node whose successors are all chain heads (a fused fan-out) hands
+ *   each batch to one task, which runs every successor's chain and
+ *   delivers one output per branch.
  *   run->in_flight counts units: one per unfinished task and one per source
  *   not yet exhausted. A task that produces a batch for k successors turns
- *   its unit into k (one atomic add of k-1, none when k = 1); a sink's task
- *   gives its unit back. The run is over exactly when the count reaches 0:
+ *   its unit into k (one atomic add of k-1, none when k = 1; k = 1 for a
+ *   fused fan-out); a sink's task gives its unit back. A fused fan-out's
+ *   task delivers its other branches' outputs first, adding their units,
+ *   and gives its own with the last delivery. The run is over exactly when the count reaches 0:
  *   the worker that sees it reach 0 sets run->done and wakes everyone.
  *
  * Serial and ORDERED nodes
