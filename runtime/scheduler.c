@@ -27,9 +27,9 @@
  *   its unit into k (one atomic add of k-1, none when k = 1; k = 1 for a
  *   fused fan-out); a sink's task gives its unit back. A fused fan-out's
  *   task delivers its other branches' outputs first, adding their units,
- *   and gives its own with the last delivery. The run is over exactly when the
- * count reaches 0: the worker that sees it reach 0 sets run->done and wakes
- * everyone.
+ *   and gives its own with the last delivery. The run is over exactly when
+ *   the count reaches 0: the worker that sees it reach 0 sets run->done
+ *   and wakes everyone.
  *
  * Serial and ORDERED nodes
  *   Deliveries to a serial node go to its inbox, a Treiber stack that the
