@@ -119,14 +119,16 @@ static inline int w1_item(void *ctx, const uint64_t *in, uint64_t *out)
 }
 PARA_MAP_ITEMS(w1_map_items, uint64_t, uint64_t, w1_item)
 
-static inline int w1_sum_item(void *ctx, const uint64_t *in)
+/* The serial sink keeps its sum and count in registers over a batch
+ * (PARA_SINK_ITEMS_STATE), as the peers' sink does with a local: with
+ * PARA_SINK_ITEMS both went to memory after every item. */
+static inline int w1_sum_item(struct sum_sink *s, const uint64_t *in)
 {
-    struct sum_sink *s = ctx;
     s->sum += *in;
     s->count++;
     return 0;
 }
-PARA_SINK_ITEMS(w1_sum_items, uint64_t, w1_sum_item)
+PARA_SINK_ITEMS_STATE(w1_sum_items, uint64_t, struct sum_sink, w1_sum_item)
 
 /* fnptr: 1 = per-item function pointers, 0 = para/items.h adaptors. */
 static int w1_build_graph(para_graph_t *g, struct w1_state *st, int fnptr)

@@ -147,9 +147,10 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
         }
         if (r != 0 && over(r, f, limit)) {
             /* Held back until a family gives bytes back; remember what it
-             * would take, so that the sources-open test agrees (relaxed: a
-             * hint for parking; a stale value costs one extra try). */
-            atomic_store_explicit(&bu->need[slot], f, memory_order_relaxed);
+             * would take, so that the sources-open test agrees (seq_cst:
+             * the holder's half of the pattern in sources_waiting(); only
+             * on this path). */
+            atomic_store_explicit(&bu->need[slot], f, memory_order_seq_cst);
             return 0;
         }
         if (dlimit != 0 && rd != 0 && over(rd, fd, dlimit)) {
@@ -215,7 +216,9 @@ bool para__budget_sources_open(const para__run *run)
         if (rd != 0 && dn != 0 && over(rd, dn, bu->dev_limit))
             return false;
     }
-    uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_relaxed);
+    /* seq_cst: the holder's re-check in the pattern of sources_waiting()
+     * (a plain load on x86). */
+    uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_seq_cst);
     if (r == 0)
         return true;
     if (r >= bu->limit)
@@ -230,6 +233,46 @@ bool para__budget_sources_open(const para__run *run)
     return false;
 }
 
+/* After a family gave its bytes back (@p before: the reservations it found,
+ * its own included): may a source wait for them? A wake-up only then: a
+ * busy run (no source held) pays no fence per family, and a worker parked
+ * at the end of a run is not woken for nothing.
+ *
+ * A worker parks (scheduler.c) only after para__budget_sources_open()
+ * said no, re-checked after it announced itself to the eventcount. With
+ * the host budget that no is either "the reservations are at the limit"
+ * or "no source's stored need fits next to them" (a refused pull stores
+ * its need before it returns). Both are store-buffering patterns between
+ * the holder and the releaser, closed with seq_cst on both sides so that
+ * every access involved is in the single total order S:
+ *  - at the limit: the holder loads `reserved` (seq_cst) after its
+ *    eventcount fence; no pull adds bytes at the limit, so the first
+ *    release after that load finds at least what the holder saw: that
+ *    releaser notifies;
+ *  - needs: the holder stores its need (seq_cst) and then loads
+ *    `reserved`; the releaser subtracts (seq_cst RMW) and then loads
+ *    need[] (seq_cst). If the holder's load comes before the RMW in S,
+ *    the releaser's load comes after the holder's store and sees the
+ *    need (a need reset to 0 by a later admission leaves the source open,
+ *    or at the limit, the case above).
+ * Either way the notify's own fence then sees the announced waiter
+ * (eventcount.h). Gates that store no need (a batch limit, the device
+ * budget) keep a wake-up per family. */
+static bool sources_waiting(para__run *run, uint64_t before)
+{
+    const para__budget *bu = run->budget;
+    if (run->max_batches != 0 || bu->dev_limit != 0 || before >= bu->limit)
+        return true;
+    for (unsigned k = 0; k < bu->n_sources; k++) {
+        /* seq_cst: see above. */
+        uint64_t need =
+            atomic_load_explicit(&bu->need[k], memory_order_seq_cst);
+        if (need != 0 && need != UINT64_MAX)
+            return true;
+    }
+    return false;
+}
+
 void para__family_unref(para__run *run, para__family *f)
 {
     /* acq_rel: the last reference sees every other holder's use of the
@@ -238,12 +281,17 @@ void para__family_unref(para__run *run, para__family *f)
         return;
     if (run == NULL)
         para__panic("a batch family outlived its run");
-    /* relaxed: the reservation gates sources only. */
-    atomic_fetch_sub_explicit(&run->budget->reserved, f->reserved,
-                              memory_order_relaxed);
+    para__budget *bu = run->budget;
+    /* seq_cst: the releaser's half of the pattern in sources_waiting(); on
+     * x86 as cheap as relaxed (a locked instruction either way). */
+    uint64_t before = atomic_fetch_sub_explicit(&bu->reserved, f->reserved,
+                                                memory_order_seq_cst);
     if (f->dev_reserved != 0)
-        atomic_fetch_sub_explicit(&run->budget->dev_reserved, f->dev_reserved,
+        /* relaxed: the device reservation gates sources only; a run with
+         * a device budget always notifies below. */
+        atomic_fetch_sub_explicit(&bu->dev_reserved, f->dev_reserved,
                                   memory_order_relaxed);
     family_free(f);
-    para__notify(run->wake, 1); /* a held source may run now */
+    if (sources_waiting(run, before))
+        para__notify(run->wake, 1); /* a held source may run now */
 }

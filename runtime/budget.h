@@ -120,8 +120,10 @@ bool para__budget_sources_open(const para__run *run);
 /* Fewer batches live than run->max_batches (0: no limit)? A relaxed,
  * possibly stale gate for sources. */
 bool para__batches_below_limit(const para__run *run);
-/* Give up one reference to @p f; the last one releases its bytes and
- * wakes a parked worker (a held source may run now). */
+/* Give up one reference to @p f; the last one releases its bytes and,
+ * when a source may be waiting for them (a refused pull's need is stored,
+ * or a batch limit or device budget gates the sources), wakes a parked
+ * worker. */
 void para__family_unref(para__run *run, para__family *f);
 
 #endif /* PARA_BUDGET_H */

@@ -64,18 +64,19 @@
  *   busy time over the source items pulled), and the batch gives the most
  *   expensive node's task its target time (the node's batch_us hint, or
  *   target_batch_ns), so a deep chain of cheap stages gets batches as
- *   large as one stage needs, not 1/depth of that. Each worker's size ramps
- *   up from 16 items by doubling, so the estimates settle before batches
- *   grow large. Bounds: run->batch_bytes along the
- *   widest edge downstream (half an L2) but at least MIN_CAP_ITEMS items;
- *   for a source whose items own more than a sixteenth of that each, the
- *   bytes they own, down to one item (one item while their size is not
- *   known yet); at least the largest
- *   min_batch hint downstream; and near the end of a splittable source at
- *   most 1/(2 x workers) of what is left, so every worker has a share.
- *   Across processes (runtime/mpi) a node's time on other ranks counts
- *   with its local cost, their workers count with ours, and the ramp waits
- *   for a first estimate (run->ramp_after_learning).
+ *   large as one stage needs, not 1/depth of that; each worker keeps its
+ *   own copy of that size, summed afresh every few pulls. Each worker's
+ *   size ramps up from 16 items by doubling, so the estimates settle
+ *   before batches grow large. Bounds: run->batch_bytes along the widest
+ *   edge downstream (half an L2) but at least MIN_CAP_ITEMS items; for a
+ *   source whose items own more than a sixteenth of that each, the bytes
+ *   they own, down to one item (one item while their size is not known
+ *   yet); at least the largest min_batch hint downstream; and near the end
+ *   of a splittable source at most 1/(2 x workers) of what is left, so
+ *   every worker has a share. Across processes (runtime/mpi) a node's time
+ *   on other ranks counts with its local cost, their workers count with
+ *   ours, and the ramp waits for a first estimate
+ *   (run->ramp_after_learning).
  *
  * Failure
  *   The first failure sets run->status and run->aborting. From then on tasks
@@ -97,11 +98,19 @@
  * Statistics
  *   A worker counts a node's statistics in its own slot of the node
  *   (graph.h: para__node_wstat, summed when read) and its own counters
- *   (scheduler.h); batch sizing sums them too. The locked instructions
+ *   (scheduler.h); batch sizing sums them too, each worker every few of
+ *   its pulls (learned_estimate()). The locked instructions
  *   left per task are those that carry correctness: units (only when a
  *   task ends in a sink or fans out), batch references, claims and inboxes
- *   of serial nodes, the deques, the source cursor and state, and the
- *   run's live batches and bytes (the policies' gates).
+ *   of serial nodes, the deques, the source cursor and state, the budget's
+ *   reservation and family references (budgeted policies), and the run's
+ *   live batches (a policy gate). Two counters remain shared per batch
+ *   without carrying correctness: the run's bytes in flight (the progress
+ *   line, the peak statistic; one add per batch allocated and freed) and
+ *   the budget's decision count (on the line of the reservation's CAS,
+ *   which follows it). A worker wakes a parked one only for surplus work:
+ *   tasks beyond the one it runs next, a source with more to pull, bytes
+ *   given back while a source waits for them (budget.c).
  *
  * Lock order: rt->lock is never held while running node code or while
  *   taking another lock; the eventcount's own mutex (eventcount.c) and the
@@ -166,10 +175,11 @@
 #include "policy.h"
 #include "reduce_node.h"
 
-#define SPIN_ROUNDS 64      /* idle loop iterations before parking */
-#define STEAL_RETRIES 2     /* retries of one victim after a lost race */
-#define RAMP_START_ITEMS 16 /* first adaptive batch size */
-#define MIN_CAP_ITEMS 16    /* the byte cap leaves a batch this many items */
+#define SPIN_ROUNDS 64        /* idle loop iterations before parking */
+#define STEAL_RETRIES 2       /* retries of one victim after a lost race */
+#define RAMP_START_ITEMS 16   /* first adaptive batch size */
+#define MIN_CAP_ITEMS 16      /* the byte cap leaves a batch this many items */
+#define LEARN_REFRESH_PULLS 4 /* pulls per refresh of learned_estimate() */
 /* How long a thread that left a run spins for the next one (workers) or
  * for the others to leave (para_run()'s thread) before it sleeps. */
 #define RUN_GAP_SPIN_NS 50000
@@ -1016,6 +1026,26 @@ static size_t learned_items(const para__run *run)
                                            : (size_t)best;
 }
 
+/* learned_items() as this worker last computed it. The sum reads every
+ * node's slot of every worker (nodes x workers lines that other workers
+ * write), so a pull does it only every LEARN_REFRESH_PULLS pulls once
+ * there is an estimate, and at every pull until then. A batch takes about
+ * the target time, so the copy is a few of this worker's batches old: the
+ * estimate it sums moves slower than that (para__learn_cost()). Plain
+ * fields: only the owner reads and writes them (the sum's own loads are
+ * relaxed, see there). */
+static size_t learned_estimate(para__worker *w, para__run *run)
+{
+    if (w->learned_pulls > 0) {
+        w->learned_pulls--;
+        return w->learned_items;
+    }
+    size_t learned = learned_items(run);
+    w->learned_items = learned;
+    w->learned_pulls = learned != 0 ? LEARN_REFRESH_PULLS - 1 : 0;
+    return learned;
+}
+
 static size_t source_batch_items(para__worker *w, para__run *run,
                                  para_node_t *s)
 {
@@ -1045,7 +1075,7 @@ static size_t source_batch_items(para__worker *w, para__run *run,
             : PARA_MAX(run->batch_bytes / s->widest_item,
                        (size_t)MIN_CAP_ITEMS);
     size_t n = PARA_MIN(w->ramp_items, cap);
-    size_t learned = learned_items(run);
+    size_t learned = learned_estimate(w, run);
     if (learned != 0 && learned < n)
         n = learned;
     if (w->ramp_items < cap && (learned != 0 || !run->ramp_after_learning))
@@ -1393,6 +1423,8 @@ static void run_loop(para__worker *w, para__run *run)
 {
     unsigned idle = 0;
     w->ramp_items = RAMP_START_ITEMS;
+    w->learned_items = 0;
+    w->learned_pulls = 0;
     /* Family records freed and admitted on this thread while it works the
      * run come from this worker's own free list (budget.h). */
     para__family_cache_bind(&w->cache.families);

@@ -37,8 +37,12 @@ struct para__worker {
     unsigned id;
     pthread_t thread;
     uint64_t rng;
-    /* Batch sizing: this worker's source batch size while it ramps up. */
+    /* Batch sizing: this worker's source batch size while it ramps up,
+     * and its copy of the nodes' estimate (learned_estimate() in
+     * scheduler.c), refreshed every few pulls. Owner only. */
     size_t ramp_items;
+    size_t learned_items;
+    unsigned learned_pulls;  /* pulls left before the next refresh */
     unsigned next_source;    /* round-robin start */
     para__batch_cache cache; /* free batches (batch.h); owner only */
     /* Counters: written by the owner only (relaxed load + store), summed on

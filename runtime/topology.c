@@ -449,6 +449,13 @@ int para__topology_bind_memory(hwloc_topology_t topo,
     if (plan->numa == NULL || plan->numa[w] < 0 ||
         !hwloc_topology_is_thissystem(topo))
         return 0; /* no node to bind to, or not this machine */
+    /* One node: the memory is on it already. mbind() with MIGRATE is not
+     * free even then: Linux drains every CPU's page lists first and waits
+     * for an expedited RCU grace period (IPIs to every CPU; a worker
+     * starting under SCHED_FIFO waited there until the RT throttle let the
+     * other CPU go, most of a second). */
+    if (hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE) <= 1)
+        return 0;
     hwloc_bitmap_t nodes = hwloc_bitmap_alloc();
     if (nodes == NULL)
         return PARA_ENOMEM;

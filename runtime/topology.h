@@ -159,7 +159,8 @@ int para__topology_pin_self(hwloc_topology_t topo,
  *        pass page-aligned memory that holds nothing of other workers).
  *
  * Pages already touched are migrated. Nothing happens when the worker has
- * no NUMA node (PIN_NONE) or the topology is not this system.
+ * no NUMA node (PIN_NONE), the machine has only one, or the topology is
+ * not this system.
  * @return 0 on success or when there is nothing to do; PARA_EINVAL if an
  *         argument is wrong or the OS refused (logged at debug level: the
  *         memory stays where it is, which is never fatal).

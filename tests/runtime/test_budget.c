@@ -6,7 +6,8 @@
  * refuses while another family holds the bytes, and always admits when
  * nothing is reserved; the sources-open hint agrees with admission (closed
  * after a refusal until the bytes come back, and exhausted sources do not
- * keep it open).
+ * keep it open); a family's release wakes a parked worker only while a
+ * source may wait for its bytes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,6 +84,52 @@ static void test_admission(void **state)
     assert_int_equal(reserved(&f), 0);
     assert_true(para__budget_sources_open(&f.run));
     assert_int_equal(atomic_load(&f.run.budget->decisions), 4);
+    teardown(&f);
+}
+
+/* Did a family release between prepare() and here notify the parked
+ * worker that prepare() announced? (It bumps the eventcount's epoch.) */
+static bool notified_since(fixture *f, uint64_t key)
+{
+    bool woken = atomic_load(&f->wake.park.epoch) != key;
+    para__eventcount_cancel(&f->wake.park);
+    return woken;
+}
+
+/* A family giving its bytes back wakes a parked worker only when a source
+ * may wait for them: a refused pull's need is stored, or the reservations
+ * were at the limit (a need reset by a later admission); otherwise no
+ * notify, not even with a worker parked. */
+static void test_release_wakes_only_held(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, 1000, 1);
+    para__family *fam = NULL, *fam2 = NULL, *fam3 = NULL;
+    /* Nothing held: no wake-up. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 10, false, &fam), 10);
+    uint64_t key = para__eventcount_prepare(&f.wake.park);
+    para__family_unref(&f.run, fam);
+    assert_false(notified_since(&f, key));
+    /* A refused pull stored its need: the release wakes. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &fam), 64);
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &fam2), 16);
+    assert_int_equal(para__budget_admit(&f.run, 0, 1, false, &fam3), 0);
+    key = para__eventcount_prepare(&f.wake.park);
+    para__family_unref(&f.run, fam2);
+    assert_true(notified_since(&f, key));
+    /* Admitted again (the need is reset) up to the limit: a release from
+     * the limit wakes. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 16, false, &fam2), 16);
+    assert_int_equal(reserved(&f), 1000);
+    key = para__eventcount_prepare(&f.wake.park);
+    para__family_unref(&f.run, fam2);
+    assert_true(notified_since(&f, key));
+    /* Below the limit with no need stored: no wake-up. */
+    key = para__eventcount_prepare(&f.wake.park);
+    para__family_unref(&f.run, fam);
+    assert_false(notified_since(&f, key));
+    assert_int_equal(reserved(&f), 0);
     teardown(&f);
 }
 
@@ -326,6 +373,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admission),
+        cmocka_unit_test(test_release_wakes_only_held),
         cmocka_unit_test(test_family_cache),
         cmocka_unit_test(test_nothing_reserved_admits_one),
         cmocka_unit_test(test_device_budget),
