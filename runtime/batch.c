@@ -70,6 +70,55 @@ static void count_live(para__run *run, int64_t delta)
     }
 }
 
+void para__batch_cache_init_returns(para__batch_cache *c)
+{
+    c->takes_returns = true;
+    para__batch_stack_init(&c->returned);
+}
+
+/* Put @p b (of class @p cls) in @p c's pool if the pool has room, making
+ * room by freeing cached batches of smaller classes, the largest first (a
+ * run's batches grow from small to large classes, and the small ones left
+ * from its start would otherwise hold the bytes the large ones need; a
+ * small batch never displaces a larger one); free it otherwise. Owner
+ * only. */
+static void pool_or_free(para__batch_cache *c, para__batch *b, uint32_t cls)
+{
+    size_t size = (size_t)1 << (MIN_CLASS_SHIFT + cls);
+    for (uint32_t k = cls; k-- > 0 &&
+                           c->pool_len[cls] < PARA__BATCH_POOL_DEPTH &&
+                           size > PARA__BATCH_POOL_BYTES - c->pool_bytes;) {
+        while (c->pool[k] != NULL &&
+               size > PARA__BATCH_POOL_BYTES - c->pool_bytes) {
+            para__batch *old = c->pool[k];
+            c->pool[k] = old->pool_next;
+            c->pool_len[k]--;
+            c->pool_bytes -= (size_t)1 << (MIN_CLASS_SHIFT + k);
+            free(old);
+        }
+    }
+    if (c->pool_len[cls] < PARA__BATCH_POOL_DEPTH &&
+        size <= PARA__BATCH_POOL_BYTES - c->pool_bytes) {
+        b->pool_next = c->pool[cls];
+        c->pool[cls] = b;
+        c->pool_len[cls]++;
+        c->pool_bytes += size;
+        return;
+    }
+    free(b);
+}
+
+/* The owner of @p c takes the batches other threads freed back to it. */
+static void take_returns(para__batch_cache *c)
+{
+    para__batch *b = para__batch_stack_take_all(&c->returned);
+    while (b != NULL) {
+        para__batch *next = b->pool_next;
+        pool_or_free(c, b, b->size_class);
+        b = next;
+    }
+}
+
 para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
                                uint32_t n_tasks, size_t bytes)
 {
@@ -83,6 +132,9 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
     para__batch *b = NULL;
     if (cls != PARA__BATCH_NO_CLASS) {
         total = (size_t)1 << (MIN_CLASS_SHIFT + cls);
+        if (c != NULL && c->pool[cls] == NULL && c->takes_returns &&
+            !para__batch_stack_peek_empty(&c->returned))
+            take_returns(c);
         if (c != NULL && c->pool[cls] != NULL) {
             b = c->pool[cls];
             c->pool[cls] = b->pool_next;
@@ -107,6 +159,8 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
     b->seq_begin = b->seq_end = 0;
     b->data = (unsigned char *)b + head;
     b->pool_next = NULL;
+    b->home =
+        c != NULL && c->takes_returns && cls != PARA__BATCH_NO_CLASS ? c : NULL;
     b->alloc_bytes =
         (total + PARA_CACHELINE - 1) & ~(size_t)(PARA_CACHELINE - 1);
     b->extra_bytes = 0;
@@ -183,16 +237,12 @@ void para__batch_free(para__batch_cache *c, para__run *run, para__batch *b)
     if (b->family != NULL)
         para__family_unref(run, b->family);
     uint32_t cls = b->size_class;
-    size_t size = cls != PARA__BATCH_NO_CLASS
-                      ? (size_t)1 << (MIN_CLASS_SHIFT + cls)
-                      : SIZE_MAX;
-    if (c != NULL && cls != PARA__BATCH_NO_CLASS &&
-        c->pool_len[cls] < PARA__BATCH_POOL_DEPTH &&
-        size <= PARA__BATCH_POOL_BYTES - c->pool_bytes) {
-        b->pool_next = c->pool[cls];
-        c->pool[cls] = b;
-        c->pool_len[cls]++;
-        c->pool_bytes += size;
+    if (b->home != NULL && b->home != c) {
+        para__batch_stack_push(&b->home->returned, b); /* home, see batch.h */
+        return;
+    }
+    if (c != NULL && cls != PARA__BATCH_NO_CLASS) {
+        pool_or_free(c, b, cls);
         return;
     }
     free(b);
@@ -212,6 +262,14 @@ void para__batch_release(para__batch_cache *c, para__run *run, para__batch *b)
 
 void para__batch_cache_drain(para__batch_cache *c)
 {
+    if (c->takes_returns) {
+        para__batch *b = para__batch_stack_take_all(&c->returned);
+        while (b != NULL) {
+            para__batch *next = b->pool_next;
+            free(b);
+            b = next;
+        }
+    }
     for (unsigned k = 0; k < PARA__BATCH_CLASSES; k++) {
         while (c->pool[k] != NULL) {
             para__batch *b = c->pool[k];

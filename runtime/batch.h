@@ -6,12 +6,29 @@
  * of the producing node), then the item data, cache-line aligned. Sizes are
  * rounded up to power-of-two classes from 1 KiB to 2 MiB, and each worker
  * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH batches, and
- * PARA__BATCH_POOL_BYTES over all classes: a long-lived runtime holds at
- * most that much per worker between runs, however its batch sizes wander;
- * the rest go back to free()). A batch is
- * returned to the cache of whichever worker drops the last reference, so
- * caches need no locks: only their owner touches them. Larger batches, and
- * batches released outside a worker, go straight to malloc/free.
+ * PARA__BATCH_POOL_BYTES over all classes, a larger batch displacing
+ * smaller ones when the bytes are short: a long-lived runtime holds at
+ * most that much per worker in its pools between runs, however its batch
+ * sizes wander; the rest go back to free()). Only its owner touches a
+ * cache's pools, so
+ * they need no locks. A batch another thread frees goes back to the cache
+ * that allocated it (its home), through the home's `returned` stack (an
+ * MPSC stack, mpsc_stack.h: push from any thread, the owner takes the
+ * whole stack), which the owner moves into its pools when a pool it
+ * allocates from is empty: without it, a flow where one worker produces
+ * batches and another consumes them would malloc every batch on the first
+ * and free it on the second, touching fresh pages each time (a pipeline
+ * into a serial sink). Only caches set up with
+ * para__batch_cache_init_returns() (the workers') are homes; batches of
+ * other caches, larger batches, and batches released outside a worker go
+ * to the freeing thread's cache or straight to free(). A worker allocates
+ * afresh only when both its pool of the class and its returned stack are
+ * empty, so its batches (in its pools, on its stack, or alive) never
+ * outnumber its pools' bound plus the most it had alive at once, and the
+ * stack alone holds no more than that between runs.
+ *
+ * Tests: tests/reliability/test_soak.c (the caches' bounds; returns,
+ * reuse and displacement, test_batch_returns).
  *
  * Every batch is counted in run->live_batches from allocation to free (the
  * gate of the policies that limit batches). Its allocation, plus the bytes
@@ -20,8 +37,9 @@
  * Under a budgeted policy a batch also holds a reference to its family
  * (budget.h).
  *
- * Tests: through tests/runtime/test_run.c and test_differential.c (ASan
- * checks that every batch is freed), test_budget.c (allocation sizes).
+ * Also tested through tests/runtime/test_run.c and test_differential.c
+ * (ASan checks that every batch is freed), test_budget.c (allocation
+ * sizes).
  */
 #ifndef PARA_BATCH_H
 #define PARA_BATCH_H
@@ -32,6 +50,7 @@
 #include <stdint.h>
 
 #include "budget.h"
+#include "mpsc_stack.h"
 #include "runctx.h"
 
 /* A device that can hold batches' items in its own memory (device-resident
@@ -83,8 +102,11 @@ struct para__batch {
      * points to this separate buffer, counted in alloc_bytes, freed with
      * the batch. NULL otherwise. */
     unsigned char *host_copy;
-    para__batch *pool_next; /* worker pool free list */
-    para__task tasks[];     /* n_tasks, followed by the data */
+    para__batch *pool_next; /* pool free list, or the returned stack */
+    /* The cache that allocated it, if that cache takes returns (NULL
+     * otherwise): where another thread frees it to. */
+    struct para__batch_cache *home;
+    para__task tasks[]; /* n_tasks, followed by the data */
 };
 
 #define PARA__BATCH_NO_CLASS UINT32_MAX
@@ -95,14 +117,27 @@ struct para__batch {
  * batches take (tests/reliability/test_soak.c checks both bounds). */
 #define PARA__BATCH_POOL_BYTES ((size_t)8 << 20)
 
-/* One worker's cache of free batches; touched by its owner only. */
+/* Batches freed by other threads on their way home (mpsc_stack.h: its
+ * memory orders; push's release publishes the freeing thread's last
+ * accesses to the batch, take_all's acquire makes them happen before the
+ * owner reuses it). */
+PARA__MPSC_STACK_DEFINE(para__batch_stack, para__batch, pool_next)
+
+/* One worker's cache of free batches; touched by its owner only, but for
+ * `returned`. */
 typedef struct para__batch_cache {
     para__batch *pool[PARA__BATCH_CLASSES];
     unsigned pool_len[PARA__BATCH_CLASSES];
     size_t pool_bytes;           /* in all classes, <= PARA__BATCH_POOL_BYTES */
     _Atomic uint64_t *allocated; /* owner's counter of fresh allocations */
     para__family_cache families; /* free family records (budget.h) */
+    bool takes_returns;          /* batches allocated here have it as home */
+    para__batch_stack returned;  /* any thread pushes; the owner takes */
 } para__batch_cache;
+
+/* Make @p c (zeroed, or drained) the home of the batches it allocates:
+ * other threads free them back to it. Before any thread uses it. */
+void para__batch_cache_init_returns(para__batch_cache *c);
 
 /* Allocate a batch with @p n_tasks embedded tasks and room for @p bytes of
  * data; counts it live in @p run. @p c may be NULL (no cache). */

@@ -10,7 +10,7 @@
 
 /* The calling thread's family cache, or NULL (budget.h). Plain
  * thread-local state: only its own thread reads and writes it. */
-static _Thread_local para__family_cache *family_cache;
+static _Thread_local para__family_cache *family_cache PARA_TLS_FAST;
 
 void para__family_cache_bind(para__family_cache *c)
 {

@@ -4,6 +4,7 @@
  */
 #include "fuse.h"
 
+#include <limits.h>
 #include <stdalign.h>
 #include <string.h>
 
@@ -73,6 +74,7 @@ void para__fuse_plan(para__run *run, bool on)
         n->fuse_tail = NULL;
         n->fuse_inner = false;
         n->src_fused = false;
+        n->fuse_fan = false;
         n->fuse_tile = 0;
         n->fuse_stages = 0;
     }
@@ -116,6 +118,18 @@ void para__fuse_plan(para__run *run, bool on)
             all = h->fuse_stages > 0;
         }
         s->src_fused = all;
+    }
+    /* Fused fan-out: a CPU node (no kernel, items that own nothing)
+     * whose successors, two to PARA__FUSE_MAX_FAN of them, are all chain
+     * heads. */
+    for (unsigned i = 0; i < g->n_nodes; i++) {
+        para_node_t *n = g->nodes[i];
+        bool all = n->n_succs >= 2 && n->n_succs <= PARA__FUSE_MAX_FAN &&
+                   n->placement == PARA__PLACE_CPU && n->kernel == NULL &&
+                   !n->owned_out && !para__is_sink(n);
+        for (unsigned k = 0; all && k < n->n_succs; k++)
+            all = n->succs[k]->fuse_stages > 0;
+        n->fuse_fan = all;
     }
     /* Serial tails: a parallel CPU node that delivers to one serial,
      * unordered CPU node only. */
@@ -214,120 +228,188 @@ typedef struct stage_acc {
     uint64_t sampled_ns;
 } stage_acc;
 
-int para__fuse_run(para__worker *w, para__run *run, para__task *t,
-                   para__batch **out, para_node_t **last_out)
+/* One branch of a fused task: a chain, the input port of its head, and
+ * the last stage's output (NULL for a sink) with its emitter. */
+typedef struct branch {
+    para_node_t *stage[PARA__FUSE_MAX_STAGES];
+    unsigned k;     /* stages */
+    unsigned first; /* its first stage's entry in the task's acc[] */
+    unsigned port;
+    uint32_t path;
+    para__batch *o;
+    para_emitter_t e;
+} branch;
+
+/* Collect the branches of task @p t: one, the head's chain, or with a
+ * fused fan-out upstream every successor's chain, in delivery order. */
+static unsigned collect_branches(para__task *t, branch *br)
 {
     para_node_t *head = t->node;
-    para__batch *in = t->batch;
     const para_node_t *pred = head->preds[t->in_port];
-    const size_t count = in->count;
-    para_node_t *chain[PARA__FUSE_MAX_STAGES];
-    stage_acc acc[PARA__FUSE_MAX_STAGES];
-    unsigned k = 0;
-    for (para_node_t *n = head; n != NULL; n = n->fuse_next) {
-        chain[k] = n;
-        acc[k] = (stage_acc){0, 0, 0};
-        k++;
+    unsigned nb = 0, at = 0;
+    unsigned heads = pred->fuse_fan ? pred->n_succs : 1;
+    for (unsigned h = 0; h < heads; h++) {
+        branch *b = &br[nb++];
+        if (pred->fuse_fan) {
+            unsigned i = pred->succ_order[h];
+            b->stage[0] = pred->succs[i];
+            b->port = pred->succ_port[i];
+            b->path = t->batch->path + b->stage[0]->in_path_offset[b->port];
+        } else {
+            b->stage[0] = head;
+            b->port = t->in_port;
+            b->path = t->path;
+        }
+        b->k = 0;
+        for (para_node_t *n = b->stage[0]; n != NULL; n = n->fuse_next)
+            b->stage[b->k++] = n;
+        b->first = at;
+        at += b->k;
+        b->o = NULL;
     }
-    para_node_t *last = chain[k - 1];
-    *out = NULL;
-    *last_out = last;
+    return nb;
+}
+
+int para__fuse_run(para__worker *w, para__run *run, para__task *t,
+                   para__fuse_out *outs, unsigned *n_outs)
+{
+    para__batch *in = t->batch;
+    const para_node_t *pred = t->node->preds[t->in_port];
+    const size_t count = in->count;
+    branch br[PARA__FUSE_MAX_FAN];
+    stage_acc acc[PARA__FUSE_MAX_FAN * PARA__FUSE_MAX_STAGES];
+    const unsigned nb = collect_branches(t, br);
+    const unsigned k = br[nb - 1].first + br[nb - 1].k; /* all stages */
+    size_t tile = SIZE_MAX;
+    for (unsigned b = 0; b < nb; b++)
+        tile = PARA_MIN(tile, br[b].stage[0]->fuse_tile);
+    memset(acc, 0, k * sizeof acc[0]);
+    *n_outs = 0;
 
     uint64_t t0 = para__now_ns();
-    para__batch *o = NULL;
-    if (!para__is_sink(last)) {
-        o = para__batch_alloc(&w->cache, run, last->n_succs,
+    int rc = 0;
+    para_node_t *failed = NULL;
+    for (unsigned b = 0; b < nb; b++) {
+        const para_node_t *last = br[b].stage[br[b].k - 1];
+        br[b].e = (para_emitter_t){
+            .cache = &w->cache, .run = run, .batch = NULL, .item_size = 0};
+        if (para__is_sink(last))
+            continue;
+        para__batch *o =
+            para__batch_alloc(&w->cache, run, para__fuse_readers(last),
                               para__mul_sat(count ? count : 1, last->out_size));
         if (o == NULL) {
             para__fail_run(w, run, PARA_ENOMEM,
                            "out of memory for the output of node '%s'",
                            last->name);
-            return PARA_ENOMEM;
+            rc = PARA_ENOMEM;
+            goto fail;
         }
         o->seq_begin = in->seq_begin;
         o->seq_end = in->seq_end;
-        o->path = t->path; /* inner stages have one input: same path */
+        o->path = br[b].path; /* inner stages have one input: same path */
         para__batch_join_family(o, in);
+        br[b].o = o;
+        br[b].e.batch = o;
+        br[b].e.item_size = last->out_size;
     }
-    para_emitter_t e = {
-        .cache = &w->cache, .run = run, .batch = o, .item_size = 0};
-    if (o != NULL)
-        e.item_size = last->out_size;
 
-    /* Two tile buffers for the inner edges; a fused range's indices go in
-     * the first. */
+    /* A fused range's indices go in their own tile buffer (every branch
+     * reads them); two more for the inner edges of each branch. */
     alignas(PARA_CACHELINE) unsigned char buf[2][PARA__FUSE_TILE_BYTES];
+    alignas(PARA_CACHELINE) uint64_t idx[PARA__FUSE_TILE_BYTES / 8];
     const bool gen_range = pred->src_fused && pred->kind == PARA__KIND_RANGE;
     const uint64_t first_value =
         gen_range ? pred->range_begin + in->seq_begin : 0;
-    const size_t tile = head->fuse_tile;
-    para_node_t *failed = NULL;
-    int rc = 0;
+    /* The thread's input port and item numbers (para_input_port(),
+     * para_item_index()) are set only when they change: the same port
+     * for every tile's stages, and numbers left in place from one
+     * numbered stage to the next. */
+    int port_now = INT_MIN; /* unknown: the first stage sets it */
+    bool indexed = false;
     size_t tiles = 0;
     for (size_t at = 0; at < count; at += tile, tiles++) {
         if (PARA_UNLIKELY(para__aborting(run))) {
             rc = PARA_ECANCELED; /* someone else failed the run */
             break;
         }
-        size_t m = PARA_MIN(tile, count - at);
-        const unsigned char *src;
-        int cur = -1; /* the tile buffer src is in, or -1 */
+        const size_t tile_m = PARA_MIN(tile, count - at);
+        const unsigned char *tile_src;
         if (gen_range) {
-            fill_indices((uint64_t *)(void *)buf[0], first_value + at, m);
-            src = buf[0];
-            cur = 0;
+            fill_indices(idx, first_value + at, tile_m);
+            tile_src = (const unsigned char *)idx;
         } else {
-            src = in->data + at * head->in_size;
+            tile_src = in->data + at * br[0].stage[0]->in_size;
         }
         bool timed = tiles % PARA__FUSE_SAMPLE == 0;
         uint64_t ts = timed ? para__now_ns() : 0;
-        for (unsigned j = 0; j < k && m > 0; j++) {
-            para_node_t *n = chain[j];
-            unsigned char *dst;
-            if (j + 1 < k) {
-                cur = cur == 0 ? 1 : 0;
-                dst = buf[cur];
-            } else {
-                dst = o != NULL && n->kind != PARA__KIND_FLAT_MAP &&
-                              n->kind != PARA__KIND_FLAT_MAP_BATCH
-                          ? o->data + o->count * n->out_size
-                          : NULL;
+        for (unsigned b = 0; b < nb && failed == NULL; b++) {
+            branch *B = &br[b];
+            const unsigned char *src = tile_src;
+            size_t m = tile_m;
+            int cur = -1; /* the tile buffer src is in, or -1 */
+            for (unsigned j = 0; j < B->k && m > 0; j++) {
+                para_node_t *n = B->stage[j];
+                para__batch *o = B->o;
+                unsigned char *dst;
+                if (j + 1 < B->k) {
+                    cur = cur == 0 ? 1 : 0;
+                    dst = buf[cur];
+                } else {
+                    dst = o != NULL && n->kind != PARA__KIND_FLAT_MAP &&
+                                  n->kind != PARA__KIND_FLAT_MAP_BATCH
+                              ? o->data + o->count * n->out_size
+                              : NULL;
+                }
+                int port = j == 0 ? (int)B->port : 0;
+                if (port != port_now) {
+                    para__set_input_port(port);
+                    port_now = port;
+                }
+                /* para_item_index(): a numbered stage has only maps before
+                 * it (graph.c), so the tile's items are the batch's from
+                 * `at`. */
+                if (n->numbered) {
+                    para__item_index_enter(src, m, n->in_size,
+                                           in->seq_begin + at);
+                    indexed = true;
+                } else if (indexed) {
+                    para__item_index_leave();
+                    indexed = false;
+                }
+                size_t produced = 0;
+                rc = stage(w, n, t, src, m, dst, &B->e, &produced);
+                stage_acc *a = &acc[B->first + j];
+                a->in += m;
+                a->out += produced;
+                if (rc != 0) {
+                    failed = n;
+                    break;
+                }
+                if (j + 1 == B->k && o != NULL) {
+                    if (B->e.batch != o) /* a flat-map grew it */
+                        B->o = B->e.batch;
+                    else if (dst != NULL)
+                        o->count += produced;
+                }
+                if (timed) {
+                    uint64_t now = para__now_ns();
+                    a->sampled_ns += now - ts;
+                    ts = now;
+                }
+                src = dst;
+                m = produced;
             }
-            para__set_input_port(j == 0 ? (int)t->in_port : 0);
-            /* para_item_index(): a numbered stage has only maps before it
-             * (graph.c), so the tile's items are the batch's from `at`. */
-            if (n->numbered)
-                para__item_index_enter(src, m, n->in_size, in->seq_begin + at);
-            size_t produced = 0;
-            rc = stage(w, n, t, src, m, dst, &e, &produced);
-            if (n->numbered)
-                para__item_index_leave();
-            acc[j].in += m;
-            acc[j].out += produced;
-            if (rc != 0) {
-                failed = n;
-                break;
-            }
-            if (j + 1 == k && o != NULL) {
-                if (e.batch != o) /* a flat-map grew it */
-                    o = e.batch;
-                else if (dst != NULL)
-                    o->count += produced;
-            }
-            if (timed) {
-                uint64_t now = para__now_ns();
-                acc[j].sampled_ns += now - ts;
-                ts = now;
-            }
-            src = dst;
-            m = produced;
         }
         if (failed != NULL)
             break;
     }
     para__set_input_port(-1);
-    if (e.batch != NULL)
-        o = e.batch;
+    if (indexed)
+        para__item_index_leave();
+    for (unsigned b = 0; b < nb; b++)
+        if (br[b].e.batch != NULL)
+            br[b].o = br[b].e.batch;
     uint64_t dt = para__now_ns() - t0;
     para__counter_add(&w->c_busy_ns, dt);
     /* A fused task counts as one task per stage, as each stage counts one
@@ -339,46 +421,65 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
     uint64_t sampled = 0;
     for (unsigned j = 0; j < k; j++)
         sampled += acc[j].sampled_ns;
-    /* The chain's span first: its stages' spans lie inside it. */
-    para__trace_fused(w->trace, head->index, last->index, k, t0, t0 + dt, count,
-                      o != NULL ? o->count : 0);
-    uint64_t at_ns = t0, left = dt;
+    uint64_t share[PARA__FUSE_MAX_FAN * PARA__FUSE_MAX_STAGES];
+    uint64_t left = dt;
     for (unsigned j = 0; j < k; j++) {
-        para_node_t *n = chain[j];
-        uint64_t share;
+        uint64_t sh;
         if (j + 1 == k)
-            share = left; /* the shares add up to the task's time */
+            sh = left; /* the shares add up to the task's time */
         else if (sampled != 0)
-            share = (uint64_t)((double)dt * (double)acc[j].sampled_ns /
-                               (double)sampled);
+            sh = (uint64_t)((double)dt * (double)acc[j].sampled_ns /
+                            (double)sampled);
         else
-            share = dt / k;
-        share = PARA_MIN(share, left);
-        left -= share;
-        para__node_wstat *st = para__wstat(w, n);
-        para__counter_add(&st->busy_ns, share);
-        if (rc == 0) {
-            para__learn_cost(n, acc[j].in, share);
-            para__counter_add(&st->items_in, acc[j].in);
-            para__counter_add(&st->batches, 1);
-            if (!para__is_sink(n))
-                para__counter_add(&st->items_out, acc[j].out);
-            if (n->kind == PARA__KIND_FLAT_MAP ||
-                n->kind == PARA__KIND_FLAT_MAP_BATCH)
-                para__note_expansion(n, acc[j].in, acc[j].out);
+            sh = dt / k;
+        share[j] = PARA_MIN(sh, left);
+        left -= share[j];
+    }
+    uint64_t at_ns = t0;
+    for (unsigned b = 0; b < nb; b++) {
+        const branch *B = &br[b];
+        uint64_t span = 0;
+        for (unsigned j = 0; j < B->k; j++)
+            span += share[B->first + j];
+        /* The branch's span first: its stages' spans lie inside it. */
+        para__trace_fused(w->trace, B->stage[0]->index,
+                          B->stage[B->k - 1]->index, B->k, at_ns, at_ns + span,
+                          count, B->o != NULL ? B->o->count : 0);
+        for (unsigned j = 0; j < B->k; j++) {
+            para_node_t *n = B->stage[j];
+            const stage_acc *a = &acc[B->first + j];
+            uint64_t sh = share[B->first + j];
+            para__node_wstat *st = para__wstat(w, n);
+            para__counter_add(&st->busy_ns, sh);
+            if (rc == 0) {
+                para__learn_cost(n, a->in, sh);
+                para__counter_add(&st->items_in, a->in);
+                para__counter_add(&st->batches, 1);
+                if (!para__is_sink(n))
+                    para__counter_add(&st->items_out, a->out);
+                if (n->kind == PARA__KIND_FLAT_MAP ||
+                    n->kind == PARA__KIND_FLAT_MAP_BATCH)
+                    para__note_expansion(n, a->in, a->out);
+            }
+            para__trace_task(w->trace, n->index, at_ns, at_ns + sh, a->in,
+                             para__is_sink(n) ? 0 : a->out);
+            at_ns += sh;
         }
-        para__trace_task(w->trace, n->index, at_ns, at_ns + share, acc[j].in,
-                         para__is_sink(n) ? 0 : acc[j].out);
-        at_ns += share;
     }
 
-    if (rc != 0) {
-        if (o != NULL)
-            para__batch_free(&w->cache, run, o);
-        if (failed != NULL)
-            para__fail_node(w, run, failed, rc);
-        return rc;
-    }
-    *out = o;
+    if (rc != 0)
+        goto fail;
+    for (unsigned b = 0; b < nb; b++)
+        if (br[b].o != NULL)
+            outs[(*n_outs)++] =
+                (para__fuse_out){br[b].o, br[b].stage[br[b].k - 1]};
     return 0;
+
+fail:
+    for (unsigned b = 0; b < nb; b++)
+        if (br[b].o != NULL)
+            para__batch_free(&w->cache, run, br[b].o);
+    if (failed != NULL)
+        para__fail_node(w, run, failed, rc);
+    return rc;
 }

@@ -8,10 +8,11 @@
  * filter with exactly one successor, and every stage after the head has
  * exactly one predecessor. The last stage may also be a flat-map, a
  * parallel sink or an unordered reduction. A chain ends before a serial or
- * ORDERED node, at fan-out and merges, at kernel nodes, and at nodes whose
- * input or output items own memory (owned.h: their hand-over is per
- * batch). At most PARA__FUSE_MAX_STAGES stages, and items of at most
- * PARA__FUSE_MAX_ITEM bytes on its inner edges.
+ * ORDERED node, at fan-out (but see fused fan-out below) and merges, at
+ * kernel nodes, and at nodes whose input or output items own memory
+ * (owned.h: their hand-over is per batch). At most PARA__FUSE_MAX_STAGES
+ * stages, and items of at most PARA__FUSE_MAX_ITEM bytes on its inner
+ * edges.
  *
  * The head's task runs every stage on one tile of its input at a time
  * (PARA__FUSE_TILE_BYTES over the widest inner edge: the tile stays in L1),
@@ -38,6 +39,23 @@
  * trace shows a "fused" span naming the chain (head..last) with one task
  * span per stage inside it.
  *
+ * Fused fan-out. A CPU node (no kernel, items that own nothing) whose
+ * successors, two to PARA__FUSE_MAX_FAN of them, are all chain heads
+ * delivers each output batch as ONE task, of its first successor in
+ * delivery order; that task runs every successor's chain (a branch) over
+ * each tile in turn, so a fused range's indices are written once per tile
+ * and every other input tile is read from L1 by all the branches after
+ * the first, and the branches need no task of their own. The tile is the
+ * smallest of the heads' tiles. Each branch's last stage has its own
+ * output batch, delivered to its successors as a chain's is (the task's
+ * unit goes with the last delivery, so the run cannot end before the
+ * others are delivered). What is said above of one chain holds for every
+ * branch: statistics, ports (each head sees its own input port), failure
+ * naming the failing stage (the other branches' outputs are dropped),
+ * cancellation at the next tile, and the trace, where each branch has its
+ * "fused" span, one after the other inside the task's time. The batch
+ * such a node delivers has one reader (para__fuse_readers()).
+ *
  * Batch functions (map_batch, flat_map_batch, sink_batch) in a chain are
  * called once per tile: consecutive pieces of the batch, in order. When
  * the batch size is forced (PARA_BATCH), they are not fused, and see
@@ -62,10 +80,11 @@
  * driven across processes (rt->remote), whose routing is per node.
  *
  * Tests: tests/runtime/test_fuse.c (chain boundaries, failure naming,
- * cancellation, statistics, trace; serial tails: calls one at a time,
- * failure, cancellation, statistics, never ORDERED), test_differential.c
- * (random graphs with fusion on and off; it checks that serial tails
- * occur).
+ * cancellation, statistics, trace; fused fan-out: results, statistics,
+ * failure, cancellation; serial tails: calls one at a time, failure,
+ * cancellation, statistics, never ORDERED), test_differential.c (random
+ * graphs with fusion on and off; it checks that fused chains, fused
+ * fan-outs and serial tails occur).
  */
 #ifndef PARA_FUSE_H
 #define PARA_FUSE_H
@@ -79,6 +98,7 @@
 #define PARA__FUSE_TILE_BYTES 8192
 #define PARA__FUSE_MAX_ITEM 1024 /* bytes: at least 8 items per tile */
 #define PARA__FUSE_SAMPLE 8      /* a timed tile every this many */
+#define PARA__FUSE_MAX_FAN 8     /* branches of a fused fan-out */
 
 /* Before a run, single-threaded (para__scheduler_execute()): set every
  * node's fusion fields (graph.h) for @p run: chains if @p on, none
@@ -86,18 +106,34 @@
 void para__fuse_plan(para__run *run, bool on);
 
 /* Does task @p t of node @p n run through para__fuse_run()? (A chain of
- * two or more stages, or an input batch a fused source did not
- * materialise.) */
+ * two or more stages, an input batch a fused source did not materialise,
+ * or the batch of a fused fan-out: the task runs every branch.) */
 static inline bool para__fuse_task(const para_node_t *n, const para__task *t)
 {
-    return n->fuse_next != NULL || n->preds[t->in_port]->src_fused;
+    const para_node_t *pred = n->preds[t->in_port];
+    return n->fuse_next != NULL || pred->src_fused || pred->fuse_fan;
 }
 
-/* Run task @p t's chain (statistics, cost estimates and trace included).
- * On success *out is the last stage's output (NULL for a sink) and *last
- * the last stage; returns 0. Otherwise the run has failed or is aborting,
- * *out is NULL, and nonzero is returned. */
+/* The readers of a batch node @p n delivers: one task for a fused
+ * fan-out, one per successor otherwise. */
+static inline uint32_t para__fuse_readers(const para_node_t *n)
+{
+    return n->fuse_fan ? 1u : n->n_succs;
+}
+
+/* One output of a fused task: the batch and the stage that made it. */
+typedef struct para__fuse_out {
+    para__batch *batch;
+    para_node_t *node;
+} para__fuse_out;
+
+/* Run task @p t's chain, or every branch of its fused fan-out
+ * (statistics, cost estimates and trace included). On success outs[0 ..
+ * *n_outs) are the outputs of the branches whose last stage is not a sink
+ * (at most PARA__FUSE_MAX_FAN), in delivery order; returns 0. Otherwise
+ * the run has failed or is aborting, *n_outs is 0, and nonzero is
+ * returned. */
 int para__fuse_run(para__worker *w, para__run *run, para__task *t,
-                   para__batch **out, para_node_t **last);
+                   para__fuse_out *outs, unsigned *n_outs);
 
 #endif /* PARA_FUSE_H */

@@ -165,11 +165,14 @@ struct para_node {
      * runs inside its predecessor's tasks; for a chain's head, its stages
      * and tile (items); for a range or array source, whether its batches
      * are left unmaterialised for the heads it feeds; the serial node this
-     * node's tasks may run inline after it (fuse.h: a serial tail). */
+     * node's tasks may run inline after it (fuse.h: a serial tail);
+     * whether its successors are all chain heads run together by one task
+     * per output batch (fuse.h: fused fan-out). */
     para_node_t *fuse_next;
     para_node_t *fuse_tail;
     bool fuse_inner;
     bool src_fused;
+    bool fuse_fan;
     unsigned fuse_stages;
     size_t fuse_tile;
     /* FLAT_MAP*: most output items per input item seen, x16 (relaxed);

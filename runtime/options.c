@@ -126,7 +126,8 @@ static const option options[] = {
      "unset = on for GPUs and accelerators"},
     {"FUSE", NO_FIELD, OPT_BOOL, "1", 0, 1, NULL, "on, off, yes, no, 1 or 0",
      "fused CPU chains: a chain of parallel maps and filters runs in one "
-     "task, tile by tile; off = one task per node and batch"},
+     "task, tile by tile, and a fan-out into such chains in one task per "
+     "batch; off = one task per node and batch"},
     {"CL_TRACE", NO_FIELD, OPT_BOOL, "0", 0, 1, NULL,
      "on, off, yes, no, 1 or 0",
      "OpenCL back-end: log every OpenCL call it makes"},

@@ -214,6 +214,7 @@ int para_runtime_create(para_runtime_t **out, const para_runtime_attr_t *attr)
         w->rt = rt;
         w->id = i;
         w->cache.allocated = &w->c_batches_allocated;
+        para__batch_cache_init_returns(&w->cache);
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         para__topology_shuffle_levels(&rt->plan, i, &w->rng);
         if (para__deque_init(&w->deque, 8) != 0) {

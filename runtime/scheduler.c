@@ -19,11 +19,17 @@
  *   batch.h). The task of a fused chain's head (fuse.h) runs every stage of
  *   the chain and delivers the last stage's output: the inner stages never
  *   have tasks of their own, and a fused task is one unit like any other.
+ *   A node whose successors are all chain heads (a fused fan-out) hands
+ *   each batch to one task, which runs every successor's chain and
+ *   delivers one output per branch.
  *   run->in_flight counts units: one per unfinished task and one per source
  *   not yet exhausted. A task that produces a batch for k successors turns
- *   its unit into k (one atomic add of k-1, none when k = 1); a sink's task
- *   gives its unit back. The run is over exactly when the count reaches 0:
- *   the worker that sees it reach 0 sets run->done and wakes everyone.
+ *   its unit into k (one atomic add of k-1, none when k = 1; k = 1 for a
+ *   fused fan-out); a sink's task gives its unit back. A fused fan-out's
+ *   task delivers its other branches' outputs first, adding their units,
+ *   and gives its own with the last delivery. The run is over exactly when
+ *   the count reaches 0: the worker that sees it reach 0 sets run->done
+ *   and wakes everyone.
  *
  * Serial and ORDERED nodes
  *   Deliveries to a serial node go to its inbox, a Treiber stack that the
@@ -418,7 +424,7 @@ void para__note_expansion(para_node_t *n, size_t in, size_t out)
 /* The input port of the batch the calling thread's node function is
  * working on, for para_input_port(); -1 outside a node call. Plain
  * thread-local state: only the thread itself reads and writes it. */
-static _Thread_local int current_input_port = -1;
+static _Thread_local int current_input_port PARA_TLS_FAST = -1;
 
 int para_input_port(void)
 {
@@ -437,7 +443,7 @@ static _Thread_local struct {
     const unsigned char *base;
     size_t count, size;
     uint64_t seq; /* the number of the item at base */
-} current_items;
+} current_items PARA_TLS_FAST;
 
 void para__item_index_enter(const void *base, size_t count, size_t size,
                             uint64_t seq)
@@ -572,7 +578,7 @@ static int process(para__worker *w, para__run *run, para_node_t *n,
 
     *out = NULL;
     if (!para__is_sink(n)) {
-        o = para__batch_alloc(cache_of(w), run, n->n_succs,
+        o = para__batch_alloc(cache_of(w), run, para__fuse_readers(n),
                               para__mul_sat(count ? count : 1, os));
         if (o == NULL) {
             fail_run(w, run, PARA_ENOMEM,
@@ -743,7 +749,9 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         units_add(run, -held);
         return;
     }
-    unsigned k = n->n_succs;
+    /* A fused fan-out (fuse.h) makes one task, of the first successor in
+     * delivery order: it runs every successor's chain. */
+    unsigned k = para__fuse_readers(n);
     uint32_t queued = 0;     /* runnable tasks this delivery made */
     para__task *here = NULL; /* a serial tail's task, run below */
     units_add(run, (int64_t)k - held);
@@ -751,7 +759,7 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
     for (unsigned j = 0; j < k; j++) {
         unsigned i = n->succ_order[j];
         para_node_t *s = n->succs[i];
-        para__task *t = &out->tasks[i];
+        para__task *t = &out->tasks[n->fuse_fan ? 0 : i];
         t->batch = out;
         t->node = s;
         t->in_port = n->succ_port[i];
@@ -831,11 +839,29 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
         run->rt->offload.route(w, run, t))
         return; /* the device host thread owns the task and its unit */
     if (para__fuse_task(n, t) && !aborting(run)) {
-        /* A fused chain (fuse.h): the head's task runs every stage and
-         * counts their statistics; its output is the last stage's. */
-        if (para__fuse_run(w, run, t, &out, &n) != 0)
-            out = NULL;
-    } else if (!aborting(run)) {
+        /* A fused chain or fan-out (fuse.h): the task runs every stage and
+         * counts their statistics; its outputs are the last stages'. */
+        para__fuse_out outs[PARA__FUSE_MAX_FAN];
+        unsigned n_outs = 0;
+        if (para__fuse_run(w, run, t, outs, &n_outs) != 0)
+            n_outs = 0;
+        para__counter_add(&w->c_tasks, 1);
+        para__batch_release(cache_of(w), run, in);
+        if (n_outs > 0 && !aborting(run)) {
+            /* The task's unit goes with the last delivery: until then the
+             * run cannot end under the others. */
+            for (unsigned i = 0; i + 1 < n_outs; i++)
+                para__deliver(w, run, outs[i].node, outs[i].batch, 0);
+            para__deliver(w, run, outs[n_outs - 1].node, outs[n_outs - 1].batch,
+                          1);
+        } else {
+            for (unsigned i = 0; i < n_outs; i++)
+                para__batch_free(cache_of(w), run, outs[i].batch);
+            units_add(run, -1);
+        }
+        return;
+    }
+    if (!aborting(run)) {
         uint64_t t0 = para__now_ns();
         int rc = process(w, run, n, t, &out);
         uint64_t dt = para__now_ns() - t0;
@@ -1095,7 +1121,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     }
     para__batch *b = NULL;
     if (s->kind == PARA__KIND_SOURCE_FN) {
-        b = para__batch_alloc(cache_of(w), run, s->n_succs,
+        b = para__batch_alloc(cache_of(w), run, para__fuse_readers(s),
                               para__mul_sat(want, s->out_size));
         if (b == NULL)
             goto nomem;
@@ -1154,7 +1180,7 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     /* A fused source (fuse.h) leaves its items to the chains it feeds:
      * a range's are the indices seq_begin.., an array's are read in
      * place. */
-    b = para__batch_alloc(cache_of(w), run, s->n_succs,
+    b = para__batch_alloc(cache_of(w), run, para__fuse_readers(s),
                           s->src_fused ? 0 : para__mul_sat(n, s->out_size));
     if (b == NULL)
         goto nomem;
@@ -1444,7 +1470,7 @@ static void run_loop(para__worker *w, para__run *run)
 
 /* The worker this thread is (NULL on other threads), for
  * para_worker_index(). */
-static _Thread_local const para__worker *current_worker;
+static _Thread_local const para__worker *current_worker PARA_TLS_FAST;
 
 int para_worker_index(void)
 {

@@ -12,6 +12,14 @@
 #define PARA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PARA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* For the runtime's small, hot thread-locals (a few words each): the
+ * initial-exec model reads them at a fixed offset from the thread pointer,
+ * where libpara.so's default (dynamic) model calls __tls_get_addr() on
+ * every access; a fused task sets some of them per tile and stage. The
+ * cost is a few bytes of the static TLS that the C library keeps for
+ * libraries, also when one is loaded with dlopen(). */
+#define PARA_TLS_FAST __attribute__((tls_model("initial-exec")))
+
 #define PARA_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PARA_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -158,7 +158,12 @@ typedef void (*para_items_release_fn)(void *ctx, void *items, size_t n);
 typedef size_t (*para_item_bytes_fn)(void *ctx, const void *item);
 /** 1:1 map, one item: read @p in, write exactly one item to @p out. */
 typedef int (*para_map_fn)(void *ctx, const void *in, void *out);
-/** 1:1 map, whole batch: @p n items from @p in to @p n items in @p out. */
+/**
+ * 1:1 map, whole batch: @p n items from @p in to @p n items in @p out.
+ * @p out never overlaps @p in (the runtime guarantees it on every path:
+ * batches, fused tiles, device staging), so an implementation may read and
+ * write them through restrict pointers.
+ */
 typedef int (*para_map_batch_fn)(void *ctx, const void *in, void *out,
                                  size_t n);
 /** Filter: return 1 to keep the item, 0 to drop it, negative on error. */

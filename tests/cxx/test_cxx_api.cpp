@@ -2,7 +2,8 @@
  * The public headers as C++: built with -std=c++17 -Wall -Wextra -Werror
  * (tests/CMakeLists.txt), this file checks that para.h compiles as C++, that
  * the pipeline macros (PARA_PIPELINE, PARA_CHAIN, PARA_FANOUT) build the same
- * graphs there as in C, and that a graph built from C++ runs.
+ * graphs there as in C, that para/items.h's loops expand as C++, and that
+ * a graph built from C++ runs.
  */
 #include <cstddef>
 #include <cstdint>
@@ -129,6 +130,48 @@ void test_node_desc(void **)
     para_graph_destroy(g);
 }
 
+/* para/items.h's block loops expand as C++ too, and run. */
+struct sums {
+    std::uint64_t sum, count;
+};
+
+inline int triple_item(void *, const std::uint64_t *in, std::uint64_t *out)
+{
+    *out = 3 * *in;
+    return 0;
+}
+PARA_MAP_ITEMS(triple_batch, std::uint64_t, std::uint64_t, triple_item)
+
+inline int sum_item(sums *s, const std::uint64_t *in)
+{
+    s->sum += *in;
+    s->count++;
+    return 0;
+}
+PARA_SINK_ITEMS_STATE(sum_batch, std::uint64_t, sums, sum_item)
+
+void test_items_macros(void **)
+{
+    const std::uint64_t n = 10000;
+    para_graph_t *g = nullptr;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *src = nullptr, *map = nullptr, *sink = nullptr;
+    sums s{};
+    assert_int_equal(para_graph_add_range(g, "x", 0, n, &src), 0);
+    assert_int_equal(
+        para_graph_add_map_batch(g, "x3", 8, 8, triple_batch, nullptr, 0, &map),
+        0);
+    assert_int_equal(para_graph_add_sink_batch(g, "sum", 8, sum_batch, &s,
+                                               PARA_NODE_SERIAL, &sink),
+                     0);
+    assert_int_equal(para_graph_connect(g, src, map), 0);
+    assert_int_equal(para_graph_connect(g, map, sink), 0);
+    run_graph(g);
+    assert_int_equal(s.count, n);
+    assert_int_equal(s.sum, 3 * tri(n));
+    para_graph_destroy(g);
+}
+
 } // namespace
 
 int main()
@@ -136,6 +179,7 @@ int main()
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipeline_macros),
         cmocka_unit_test(test_node_desc),
+        cmocka_unit_test(test_items_macros),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

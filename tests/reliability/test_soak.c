@@ -18,7 +18,9 @@
  * rel_alloc.h, linked in by tests/CMakeLists.txt) outside the workers' batch
  * caches must not change at all, and the caches must stay within their
  * design bound (PARA__BATCH_POOL_DEPTH per class and PARA__BATCH_POOL_BYTES
- * per worker); every block must be back when the runtime is destroyed.
+ * per worker in the pools, and CACHED_BLOCKS_MAX in all, with the batches
+ * other threads freed back to a worker and it has not taken yet); every
+ * block must be back when the runtime is destroyed.
  *
  * PARA_SOAK_RUNS sets the number of iterations per runtime (default 2000);
  * RELIABILITY.md records a longer run. Under sanitizers and valgrind the
@@ -108,6 +110,15 @@ static long pooled_blocks(const para_runtime_t *rt, size_t *bytes)
         assert_int_equal(b, rt->workers[i].cache.pool_bytes);
         assert_true(b <= PARA__BATCH_POOL_BYTES);
         *bytes += b;
+        /* Batches other threads freed back to this worker (batch.h), not
+         * yet taken into its pools: the runtime is idle, so the stack is
+         * read as a plain list. */
+        const para__batch *r = atomic_load_explicit(
+            &rt->workers[i].cache.returned.head, memory_order_acquire);
+        for (; r != NULL; r = r->pool_next) {
+            n++;
+            *bytes += (size_t)1 << (10 + r->size_class);
+        }
         /* Free family records (budget.h), bounded by their depth. */
         unsigned f = rt->workers[i].cache.families.len;
         assert_true(f <= PARA__FAMILY_CACHE_DEPTH);
@@ -328,6 +339,73 @@ static void test_soak_runtimes(void **state)
         fail_msg("RSS grew by %ld KiB over 200 runtimes", rss1 - rss0);
 }
 
+/* A batch freed by another worker goes back to the cache that allocated
+ * it, which reuses it (no fresh allocation); a cache without returns (the
+ * zeroed one) is nobody's home. A large batch freed into a pool whose bytes
+ * small batches hold displaces them; a small one never displaces a large
+ * one. */
+static void test_batch_returns(void **state)
+{
+    (void)state;
+    long live_before = live_now();
+    para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, 2 * sizeof *w);
+    assert_non_null(w);
+    memset(w, 0, 2 * sizeof *w);
+    _Atomic uint64_t fresh;
+    atomic_init(&fresh, 0);
+    for (int i = 0; i < 2; i++) {
+        w[i].cache.allocated = &fresh;
+        para__batch_cache_init_returns(&w[i].cache);
+    }
+    enum { M = 6 };
+    para__batch *b[M];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < M; i++) {
+            b[i] = para__batch_alloc(&w[0].cache, NULL, 1, 100000);
+            assert_non_null(b[i]);
+            assert_ptr_equal(b[i]->home, &w[0].cache);
+        }
+        for (int i = 0; i < M; i++) /* the other worker frees them */
+            para__batch_free(&w[1].cache, NULL, b[i]);
+        for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++)
+            assert_int_equal(w[1].cache.pool_len[c], 0);
+    }
+    /* Only the first round allocated. */
+    assert_int_equal(atomic_load(&fresh), M);
+
+    /* Eviction: fill worker 1's own pool with 64 KiB batches up to the byte
+     * bound's last 64 KiB, then free a 2 MiB one into it. */
+    para__batch *small[PARA__BATCH_POOL_DEPTH], *big;
+    for (int i = 0; i < PARA__BATCH_POOL_DEPTH; i++)
+        small[i] = para__batch_alloc(&w[1].cache, NULL, 1, 60000);
+    big = para__batch_alloc(&w[1].cache, NULL, 1, ((size_t)2 << 20) - 4096);
+    para__batch *bigs[3];
+    for (int i = 0; i < 3; i++)
+        bigs[i] =
+            para__batch_alloc(&w[1].cache, NULL, 1, ((size_t)2 << 20) - 4096);
+    for (int i = 0; i < 3; i++) /* 6 MiB of 2 MiB batches */
+        para__batch_free(&w[1].cache, NULL, bigs[i]);
+    for (int i = 0; i < PARA__BATCH_POOL_DEPTH; i++) /* 1 MiB of 64 KiB */
+        para__batch_free(&w[1].cache, NULL, small[i]);
+    assert_int_equal(w[1].cache.pool_len[6], PARA__BATCH_POOL_DEPTH);
+    para__batch_free(&w[1].cache, NULL, big); /* displaces 64 KiB ones */
+    assert_int_equal(w[1].cache.pool_len[PARA__BATCH_CLASSES - 1], 4);
+    assert_int_equal(w[1].cache.pool_len[6], 0);
+    assert_true(w[1].cache.pool_bytes <= PARA__BATCH_POOL_BYTES);
+    small[0] = para__batch_alloc(&w[1].cache, NULL, 1, 60000);
+    para__batch_free(&w[1].cache, NULL, small[0]); /* no room, none made */
+    assert_int_equal(w[1].cache.pool_len[6], 0);
+    assert_int_equal(w[1].cache.pool_len[PARA__BATCH_CLASSES - 1], 4);
+
+    /* A returned batch still on the stack is freed by the drain. */
+    b[0] = para__batch_alloc(&w[0].cache, NULL, 1, 100);
+    para__batch_free(&w[1].cache, NULL, b[0]);
+    for (int i = 0; i < 2; i++)
+        para__batch_cache_drain(&w[i].cache);
+    free(w);
+    assert_int_equal(live_now(), live_before);
+}
+
 int main(void)
 {
     para_set_log_fn(rel_quiet_log, NULL);
@@ -336,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_soak_adaptive_batches),
         cmocka_unit_test(test_soak_runtimes),
         cmocka_unit_test(test_batch_cache_bound),
+        cmocka_unit_test(test_batch_returns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

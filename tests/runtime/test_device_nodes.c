@@ -1089,11 +1089,13 @@ static void test_sim_shares_follow_rates(void **state)
     const double rate[3] = {1, 2, 4};
     double t_star = r.total / SIM_SUM_R;
     /* The host's real work is not simulated: on a machine so loaded that
-     * the host threads starve (makespan over 2 T*), the shares say more
-     * about the load than about the spreading. Such a run is repeated, up
-     * to 5 times; the shares are judged on the run closest to T*. */
+     * the host threads starve, the shares say more about the load than
+     * about the spreading (ctest -j2 beside two builds: 1.36 T*, the
+     * slowest device at 1.26 x its share; 1.04-1.10 T* otherwise). A run
+     * over 1.2 T* is repeated, up to 5 times; the shares are judged on the
+     * run closest to T*. */
     double best = 0, shares[3] = {0, 0, 0};
-    for (int attempt = 0; attempt < 5 && (best == 0 || best > 2 * t_star);
+    for (int attempt = 0; attempt < 5 && (best == 0 || best > 1.2 * t_star);
          attempt++) {
         assert_int_equal(run_sim(rt, &r), 0);
         assert_int_equal(para_runtime_device_count(rt), 3);

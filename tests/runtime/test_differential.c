@@ -44,8 +44,9 @@
  * graphs share a runtime; some graphs are run a second time on another runtime.
  *
  * Every random graph runs with fusion (fuse.h: fused chains, sources left
- * unmaterialised, serial tails run inline by the node before them) and
- * without, and the run fails if neither chains nor serial tails showed up.
+ * unmaterialised, fused fan-outs, serial tails run inline by the node
+ * before them) and without, and the test fails if fused chains, fused
+ * fan-outs or serial tails never showed up.
  *
  * The three tests: random graphs checked in full; the same with one node
  * failing at a random item (para_run() must return PARA_ENODE naming the
@@ -1629,6 +1630,18 @@ static bool graph_fused(const dgraph *d)
     return false;
 }
 
+/* Did the last run of @p d fuse a fan-out (fuse.h: one task runs every
+ * successor's chain)? */
+static bool graph_fanned(const dgraph *d)
+{
+    for (unsigned v = 0; v < d->n; v++) {
+        const para_node_t *h = d->node[v].h;
+        if (h != NULL && h->fuse_fan)
+            return true;
+    }
+    return false;
+}
+
 /* Did the last run of @p d give a node a serial tail (fuse.h)? */
 static bool graph_tailed(const dgraph *d)
 {
@@ -1647,7 +1660,7 @@ static void test_random_graphs(void **state)
     dtest_init(&t, "random_graphs", 1);
     double t0 = now_s();
     rt_cache cache = {0};
-    unsigned fused = 0, tailed = 0;
+    unsigned fused = 0, fanned = 0, tailed = 0;
     for (unsigned i = t.first; i < t.last; i++) {
         dcfg cfg;
         para_runtime_t *rt = cached_runtime(&cache, &t, i, &cfg);
@@ -1660,11 +1673,13 @@ static void test_random_graphs(void **state)
         rt->fuse = true;
         run_and_check(&t, d, rt);
         fused += graph_fused(d);
+        fanned += graph_fanned(d);
         tailed += graph_tailed(d);
         rt->fuse = false;
         run_and_check(&t, d, rt);
-        if (graph_fused(d) || graph_tailed(d))
-            fail_graph(d, "fused a chain or a serial tail with fusion off");
+        if (graph_fused(d) || graph_fanned(d) || graph_tailed(d))
+            fail_graph(d, "fused a chain, a fan-out or a serial tail with "
+                          "fusion off");
         rt->fuse = fuse;
         if (rng_chance(&r, 15)) {
             /* Run the same graph again on another runtime: the graph must
@@ -1686,12 +1701,14 @@ static void test_random_graphs(void **state)
         destroy_runtime(cache.rt);
     print_summary(&t, t.last - t.first, now_s() - t0);
     printf("differential/random_graphs: %u graphs had fused chains or "
-           "sources, %u serial tails\n",
-           fused, tailed);
+           "sources, %u fused fan-outs, %u serial tails\n",
+           fused, fanned, tailed);
     /* The generator makes chains of parallel maps, and parallel nodes
      * feeding one serial node, often enough. */
     if (t.last - t.first >= 100 && fused == 0)
         fail_msg("no graph had a fused chain: the fusion path went untested");
+    if (t.last - t.first >= 100 && fanned == 0)
+        fail_msg("no graph had a fused fan-out: that path went untested");
     if (t.last - t.first >= 100 && tailed == 0)
         fail_msg("no graph had a serial tail: the inline path went untested");
 }

@@ -1,9 +1,10 @@
 /*
  * Fused CPU chains (runtime/fuse.h): where chains begin and end, that a
  * fused run computes what an unfused one does, failure naming the stage,
- * cancellation, statistics per stage, input ports, serial tails run
- * inline (one call at a time, failure, cancellation, statistics), and
- * PARA_FUSE.
+ * cancellation, statistics per stage, input ports, fused fan-out (a range
+ * feeding three chains: results, statistics, failure, cancellation), serial
+ * tails run inline (one call at a time, failure, cancellation,
+ * statistics), and PARA_FUSE.
  */
 #define _POSIX_C_SOURCE 200809L /* setenv, unsetenv */
 #include <setjmp.h>
@@ -295,7 +296,13 @@ static void test_chain_boundaries(void **state)
     assert_int_equal(x.own->fuse_stages, 0);
     assert_null(x.own->fuse_next);
     assert_int_equal(x.d->fuse_stages, 0);
-    /* The array also feeds own (not a chain): it is materialised. */
+    /* b's successors are both chain heads: a fused fan-out (one task per
+     * batch of b runs ps and c); the range has one successor. */
+    assert_true(x.b->fuse_fan);
+    assert_false(x.src->fuse_fan);
+    /* The array also feeds own (not a chain): it is materialised, and no
+     * fan-out is fused there. */
+    assert_false(x.arr->fuse_fan);
     assert_false(x.arr->src_fused);
     /* ORDERED nodes are in no chain; o (before one) is a chain alone. */
     assert_int_equal(x.ord->fuse_stages, 0);
@@ -311,6 +318,7 @@ static void test_chain_boundaries(void **state)
     bgraph_check(&x);
     assert_null(x.a->fuse_next);
     assert_false(x.src->src_fused);
+    assert_false(x.b->fuse_fan);
     assert_int_equal(x.a->fuse_stages, 0);
     para_graph_destroy(x.g);
     assert_int_equal(para_runtime_destroy(rt), 0);
@@ -870,6 +878,125 @@ static void test_serial_tail_failure(void **state)
     }
 }
 
+/* ---- fused fan-out ---------------------------------------------------- */
+
+/*
+ *   src (range 0..N) -+-> a (map +1) -> b (map +0) -> s1 (SERIAL sink)
+ *                     +-> c (map +2) -> s2 (SERIAL sink)
+ *                     +-> ps (parallel sink)
+ *
+ * The range's successors are all chain heads: one task per range batch
+ * runs a..b, c and ps over each tile of the indices.
+ */
+typedef struct fgraph {
+    para_graph_t *g;
+    para_node_t *src, *a, *b, *c, *ps, *s1, *s2;
+    mctx ma, mb, mc;
+    sum_ctx k1, k2, kp;
+} fgraph;
+
+static void fgraph_build(fgraph *x, para_runtime_t *rt)
+{
+    memset(x, 0, sizeof *x);
+    x->ma.add = 1;
+    x->mc.add = 2;
+    x->mb.rt = x->mc.rt = rt;
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    x->g = g;
+    assert_int_equal(para_graph_add_range(g, "src", 0, N, &x->src), 0);
+    assert_int_equal(
+        para_graph_add_map(g, "a", 8, 8, add_map, &x->ma, 0, &x->a), 0);
+    assert_int_equal(
+        para_graph_add_map(g, "b", 8, 8, add_map, &x->mb, 0, &x->b), 0);
+    assert_int_equal(
+        para_graph_add_map(g, "c", 8, 8, add_map, &x->mc, 0, &x->c), 0);
+    assert_int_equal(para_graph_add_sink(g, "ps", 8, psink, &x->kp,
+                                         PARA_NODE_PARALLEL, &x->ps),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "s1", 8, psink, &x->k1,
+                                         PARA_NODE_SERIAL, &x->s1),
+                     0);
+    assert_int_equal(para_graph_add_sink(g, "s2", 8, psink, &x->k2,
+                                         PARA_NODE_SERIAL, &x->s2),
+                     0);
+    para_node_t *const edges[][2] = {
+        {x->src, x->a}, {x->a, x->b},  {x->b, x->s1},
+        {x->src, x->c}, {x->c, x->s2}, {x->src, x->ps},
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+        assert_int_equal(para_graph_connect(g, edges[i][0], edges[i][1]), 0);
+}
+
+static void fgraph_check(const fgraph *x)
+{
+    const uint64_t sum = (uint64_t)N * (N - 1) / 2;
+    assert_int_equal(atomic_load(&x->k1.count), N);
+    assert_int_equal(atomic_load(&x->k1.sum), sum + N);
+    assert_int_equal(atomic_load(&x->k2.count), N);
+    assert_int_equal(atomic_load(&x->k2.sum), sum + 2 * (uint64_t)N);
+    assert_int_equal(atomic_load(&x->kp.count), N);
+    assert_int_equal(atomic_load(&x->kp.sum), sum);
+}
+
+static void test_fan_out(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2, 0);
+    para_node_stats_t st[2][7];
+    for (int fuse = 1; fuse >= 0; fuse--) {
+        rt->fuse = fuse;
+        fgraph x;
+        fgraph_build(&x, rt);
+        assert_int_equal(para_run(rt, x.g), 0);
+        fgraph_check(&x);
+        assert_int_equal(x.src->fuse_fan, fuse);
+        assert_int_equal(x.src->src_fused, fuse);
+        para_node_t *nodes[7] = {x.src, x.a, x.b, x.c, x.ps, x.s1, x.s2};
+        for (int i = 0; i < 7; i++)
+            assert_int_equal(para_node_stats(nodes[i], &st[fuse][i]), 0);
+        /* Every stage of every branch counted one batch per source batch,
+         * and the workers' tasks still add up to the nodes' batches. */
+        for (int i = 1; i < 5; i++)
+            assert_int_equal(st[fuse][i].batches, st[fuse][0].batches);
+        uint64_t tasks = 0, batches = 0;
+        for (unsigned w = 0; w < para_runtime_workers(rt); w++) {
+            para_worker_stats_t ws;
+            assert_int_equal(para_worker_stats(rt, w, &ws), 0);
+            tasks += ws.tasks;
+        }
+        for (int i = 1; i < 7; i++)
+            batches += st[fuse][i].batches;
+        assert_int_equal(tasks, batches);
+
+        /* A stage of the second branch fails: the run names it, and the
+         * graph runs again without the failure. */
+        x.mc.fail_at = N / 3;
+        x.mc.fail_rc = 41;
+        assert_int_equal(para_run(rt, x.g), PARA_ENODE);
+        const char *msg = para_runtime_errmsg(rt);
+        if (strstr(msg, "'c'") == NULL || strstr(msg, "41") == NULL)
+            fail_msg("c failed with 41; message: %s", msg);
+        x.mc.fail_at = 0;
+        /* An inner stage of the first branch cancels the run. */
+        x.mb.cancel_at = N / 2;
+        assert_int_equal(para_run(rt, x.g), PARA_ECANCELED);
+        x.mb.cancel_at = 0;
+        memset(&x.k1, 0, sizeof x.k1);
+        memset(&x.k2, 0, sizeof x.k2);
+        memset(&x.kp, 0, sizeof x.kp);
+        assert_int_equal(para_run(rt, x.g), 0);
+        fgraph_check(&x);
+        para_graph_destroy(x.g);
+    }
+    /* Items in and out of every node: the same with and without fusion. */
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(st[1][i].items_in, st[0][i].items_in);
+        assert_int_equal(st[1][i].items_out, st[0][i].items_out);
+    }
+    assert_int_equal(para_runtime_destroy(rt), 0);
+}
+
 /* ---- PARA_FUSE ---------------------------------------------------------- */
 
 static void test_env(void **state)
@@ -1011,6 +1138,7 @@ int main(void)
         cmocka_unit_test(test_stats_per_stage),
         cmocka_unit_test(test_input_ports),
         cmocka_unit_test(test_item_index),
+        cmocka_unit_test(test_fan_out),
         cmocka_unit_test(test_serial_tail_sink),
         cmocka_unit_test(test_serial_tail_map),
         cmocka_unit_test(test_serial_tail_failure),

@@ -1,10 +1,16 @@
 /*
  * The batch-loop macros of para/items.h: PARA_MAP_ITEMS, PARA_SINK_ITEMS and
  * PARA_SINK_ITEMS_STATE apply the item function to every item in order and
- * stop at the first failure with its code; PARA_SINK_ITEMS_STATE writes the
- * state back once per call, on failure too; and in a real run (a range into
- * a parallel map into a serial sink, 2 workers, every policy) each gives the
+ * return the first failure's code; PARA_SINK_ITEMS_STATE writes the state
+ * back once per call, on failure too; and in a real run (a range into a
+ * parallel map into a serial sink, 2 workers, every policy) each gives the
  * same totals as a plain loop, and a failing item names the node.
+ *
+ * Blocks (test_blocks): with more items than PARA_ITEMS_BLOCK, a failing
+ * map item returns the first failing item's code (also with a second
+ * failure later in its block), the items before it are done, and item_fn
+ * was called for the rest of its block only; a failing sink item leaves
+ * the state the items before it made, whichever block or tail it is in.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -96,6 +102,77 @@ static void test_batch_calls(void **state)
     assert_int_equal(d.sum, 30);
 }
 
+/* A map that counts its calls and fails on listed values with a code per
+ * value (not a PARALLEL node's function: for direct calls only). */
+typedef struct counting {
+    size_t calls;
+    uint64_t fail_a, fail_b; /* values that fail with 31 and 32 */
+} counting;
+
+static inline int count_double(void *ctx, const uint64_t *in, uint64_t *out)
+{
+    counting *c = ctx;
+    c->calls++;
+    if (*in == c->fail_a)
+        return 31;
+    if (*in == c->fail_b)
+        return 32;
+    *out = 2 * *in;
+    return 0;
+}
+PARA_MAP_ITEMS(count_double_batch, uint64_t, uint64_t, count_double)
+
+#define NB (3 * PARA_ITEMS_BLOCK + 5) /* three blocks and a tail */
+
+static void test_blocks(void **state)
+{
+    (void)state;
+    uint64_t in[NB], out[NB];
+    for (size_t i = 0; i < NB; i++)
+        in[i] = i + 1;
+
+    /* No failure: every item, once, blocks and tail alike. */
+    counting c = {0, UINT64_MAX, UINT64_MAX};
+    assert_int_equal(count_double_batch(&c, in, out, NB), 0);
+    assert_int_equal(c.calls, NB);
+    for (size_t i = 0; i < NB; i++)
+        assert_int_equal(out[i], 2 * in[i]);
+
+    /* Failures at every position: the first failing item's code, the items
+     * before it done, calls up to the end of its block (or to it, in the
+     * tail) and no further. */
+    for (size_t f = 0; f < NB; f++) {
+        memset(out, 0, sizeof out);
+        c = (counting){0, in[f], UINT64_MAX};
+        assert_int_equal(count_double_batch(&c, in, out, NB), 31);
+        for (size_t i = 0; i < f; i++)
+            assert_int_equal(out[i], 2 * in[i]);
+        size_t block_end = (f / PARA_ITEMS_BLOCK + 1) * PARA_ITEMS_BLOCK;
+        size_t want =
+            block_end <= NB - NB % PARA_ITEMS_BLOCK ? block_end : f + 1;
+        assert_int_equal(c.calls, want);
+    }
+
+    /* Two failures in one block: the earlier one's code, whichever value
+     * it has. */
+    c = (counting){0, in[PARA_ITEMS_BLOCK + 9], in[PARA_ITEMS_BLOCK + 3]};
+    assert_int_equal(count_double_batch(&c, in, out, NB), 32);
+    c = (counting){0, in[PARA_ITEMS_BLOCK + 3], in[PARA_ITEMS_BLOCK + 9]};
+    assert_int_equal(count_double_batch(&c, in, out, NB), 31);
+
+    /* The state sink: a failure anywhere leaves exactly the items before
+     * it in the state, and its code. */
+    uint64_t sink_in[NB];
+    for (size_t f = 0; f <= NB; f++) {
+        for (size_t i = 0; i < NB; i++)
+            sink_in[i] = i == f ? UINT64_MAX : i;
+        totals want = plain_loop(f < NB ? f : NB, 1);
+        totals got = {0};
+        assert_int_equal(add_state_batch(&got, sink_in, NB), f < NB ? 22 : 0);
+        assert_memory_equal(&got, &want, sizeof want);
+    }
+}
+
 static para_runtime_t *make_rt(const char *policy)
 {
     para_runtime_attr_t a;
@@ -157,6 +234,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_calls),
+        cmocka_unit_test(test_blocks),
         cmocka_unit_test(test_runs_match_plain_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,9 @@
  * reader: the file is valid JSON, has one lane per worker, every task has
  * its start and end (spans on one worker never overlap), items per node add
  * up to the known count, and event counts equal the runtime's statistics
- * (batches per node, steals, parks). A full lane drops and reports; a device
+ * (batches per node, steals, parks). A fused fan-out shows a "fused" span
+ * per branch and source batch, side by side, each holding its stage's
+ * span. A full lane drops and reports; a device
  * lane (the API a device host thread uses) gets its launches, overlapping
  * ones on separate slots. The SVG drawn from a trace is well-formed XML
  * (checked by a small checker below) with one lane per worker and device.
@@ -624,6 +626,109 @@ static void test_trace_known_run(void **state)
 /* ---- full lanes ------------------------------------------------------------
  */
 
+/* A fused fan-out (fuse.h): src feeds the chains dbl and neg, both into
+ * the serial sink. Every source batch is one task with a "fused" span per
+ * branch, side by side, each holding its stage's task span; spans of a
+ * lane never overlap otherwise, and the spans agree with the statistics. */
+static int neg_map(void *ctx, const void *in, void *out)
+{
+    (void)ctx;
+    *(uint64_t *)out = 0 - *(const uint64_t *)in;
+    return 0;
+}
+
+static void test_trace_fan_out(void **state)
+{
+    (void)state;
+    tmp_path path = tmp_file(".json");
+    para_runtime_t *rt = make_rt(2, path.path, 0, 0);
+    para_graph_t *g = NULL;
+    para_node_t *src, *d, *ng, *sum;
+    uint64_t total = 0;
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_range(g, "src", 0, N, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "dbl", 8, 8, dbl, NULL, 0, &d), 0);
+    assert_int_equal(para_graph_add_map(g, "neg", 8, 8, neg_map, NULL, 0, &ng),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(g, "sum", 8, add, &total, PARA_NODE_SERIAL, &sum),
+        0);
+    assert_int_equal(para_graph_connect(g, src, d), 0);
+    assert_int_equal(para_graph_connect(g, src, ng), 0);
+    assert_int_equal(para_graph_connect(g, d, sum), 0);
+    assert_int_equal(para_graph_connect(g, ng, sum), 0);
+    assert_int_equal(para_run(rt, g), 0);
+    assert_int_equal(total, (uint64_t)N * (N - 1) / 2); /* 2x - x, wrapped */
+
+    para__json *root = parse_file(path.path);
+    const para__json *ev = para__json_get(root, "traceEvents");
+    assert_non_null(ev);
+    uint64_t fused[2] = {0}, tasks[2] = {0}, items[2] = {0};
+    double last_end[16] = {0}, fused_end[16] = {0}, tids[16];
+    size_t n_tids = 0;
+    for (size_t i = 0; i < ev->len; i++) {
+        const para__json *e = ev->items[i];
+        const char *ph = para__json_string(para__json_get(e, "ph"), "");
+        const char *cat = para__json_string(para__json_get(e, "cat"), "");
+        const char *name = para__json_string(para__json_get(e, "name"), "");
+        if (strcmp(ph, "X") != 0)
+            continue;
+        double tid = para__json_number(para__json_get(e, "tid"), -1);
+        size_t l = 0;
+        while (l < n_tids && tids[l] != tid)
+            l++;
+        if (l == n_tids) {
+            assert_true(n_tids < 16);
+            tids[n_tids++] = tid;
+        }
+        double ts = para__json_number(para__json_get(e, "ts"), -1);
+        double dur = para__json_number(para__json_get(e, "dur"), -1);
+        const para__json *args = para__json_get(e, "args");
+        /* Sequential per lane, a fused span holding what follows it. */
+        assert_true(ts + 0.0005 >= last_end[l]);
+        if (strcmp(cat, "fused") == 0) {
+            int k = strcmp(name, "fused dbl..dbl") == 0   ? 0
+                    : strcmp(name, "fused neg..neg") == 0 ? 1
+                                                          : -1;
+            if (k < 0)
+                fail_msg("unexpected fused span '%s'", name);
+            fused[k]++;
+            items[k] +=
+                (uint64_t)para__json_number(para__json_get(args, "items"), 0);
+            fused_end[l] = ts + dur;
+            last_end[l] = ts;
+            continue;
+        }
+        if (ts < fused_end[l])
+            assert_true(ts + dur <= fused_end[l] + 0.001);
+        last_end[l] = ts + dur;
+        if (strcmp(cat, "task") == 0) {
+            if (strcmp(name, "dbl") == 0)
+                tasks[0]++;
+            else if (strcmp(name, "neg") == 0)
+                tasks[1]++;
+        }
+    }
+    para_node_stats_t sd, sn, ss;
+    assert_int_equal(para_node_stats(d, &sd), 0);
+    assert_int_equal(para_node_stats(ng, &sn), 0);
+    assert_int_equal(para_node_stats(src, &ss), 0);
+    assert_true(src->fuse_fan);
+    assert_true(ss.batches > 0);
+    /* One fused span and one task span per branch and source batch. */
+    assert_int_equal(fused[0], ss.batches);
+    assert_int_equal(fused[1], ss.batches);
+    assert_int_equal(tasks[0], sd.batches);
+    assert_int_equal(tasks[1], sn.batches);
+    assert_int_equal(sd.batches, ss.batches);
+    assert_int_equal(items[0], N);
+    assert_int_equal(items[1], N);
+    para__json_free(root);
+    para_graph_destroy(g);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    remove(path.path);
+}
+
 static void test_trace_full_lane(void **state)
 {
     (void)state;
@@ -933,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_json_reader),
         cmocka_unit_test(test_timeline_processes),
         cmocka_unit_test(test_trace_known_run),
+        cmocka_unit_test(test_trace_fan_out),
         cmocka_unit_test(test_trace_full_lane),
         cmocka_unit_test(test_trace_device_lane),
         cmocka_unit_test(test_trace_several_devices),
