@@ -26,7 +26,7 @@ ROWS = {
                      ("para-fnptr", 2, 0.018, True),
                      ("ideal", 2, 0.01365, False)]),
     "w2": (10000, [("seq", 1, 0.050, False), ("para", 2, 0.0253, True)]),
-    "w3": (10000000, [("seq", 1, 0.006, False), ("para", 2, 0.0375, True),
+    "w3": (10000000, [("seq", 1, 0.006, False), ("para", 2, 0.024, True),
                       ("para-fnptr", 2, 0.120, True)]),
     "w4": (65536, [("seq", 1, 0.012, False), ("cpu", 2, 0.0065, True),
                    ("dev1", 2, 3.0, True), ("dev", 2, 0.0094, True),
