@@ -552,8 +552,14 @@ static int choose(para__devrt *set, para_node_t *n, const para__batch *b)
     }
     if (idle_unmeasured >= 0)
         return idle_unmeasured;
-    if (!mixed)
-        return where >= 0 ? where : least; /* least: nothing measured yet */
+    if (!mixed) {
+        /* least: nothing measured yet. Neither: every device was lost
+         * after the check above (a failing launch on the host thread
+         * meanwhile); a device-only node then has no place left. */
+        if (where >= 0)
+            return where;
+        return least >= 0 ? least : -2;
+    }
     /* A worker that keeps a batch also stops feeding the devices while it
      * runs it: it keeps one only when that is sooner than on any device
      * and no device would run out of work meanwhile. */
