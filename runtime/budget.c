@@ -72,6 +72,7 @@ int para__budget_begin(para__run *run, uint64_t limit, unsigned n_sources,
     bu->dev_footprint = NULL;
     atomic_init(&bu->dev_reserved, 0);
     atomic_init(&bu->dev_need, 0);
+    atomic_init(&bu->arrival_need, 0);
     run->budget = bu;
     bu->need = calloc(n_sources ? n_sources : 1, sizeof *bu->need);
     if (bu->need == NULL)
@@ -127,9 +128,13 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
     /* relaxed: the CASes below decide; reservations order nothing else (the
      * batches themselves are published through the deques). */
     uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_relaxed);
+    /* relaxed: a hint; an arrival's own compare-and-swap keeps the bound. */
+    uint64_t an = atomic_load_explicit(&bu->arrival_need, memory_order_relaxed);
     size_t n;
     uint64_t f, fd = 0;
     for (;;) {
+        /* Room left for a waiting arrival (saturating). */
+        uint64_t ra = r + an < r ? UINT64_MAX : r + an;
         /* relaxed: as above. */
         uint64_t rd = dlimit != 0 ? atomic_load_explicit(&bu->dev_reserved,
                                                          memory_order_relaxed)
@@ -139,13 +144,13 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
         fd = dlimit != 0 ? bu->dev_footprint(bu->footprint_ctx, slot, n) : 0;
         /* A forced batch size (PARA_BATCH) is kept: the source waits. */
         while (n > 1 && !forced &&
-               (over(r, f, limit) || (dlimit != 0 && over(rd, fd, dlimit)))) {
+               (over(ra, f, limit) || (dlimit != 0 && over(rd, fd, dlimit)))) {
             n /= 2;
             f = bu->footprint(bu->footprint_ctx, slot, n);
             if (dlimit != 0)
                 fd = bu->dev_footprint(bu->footprint_ctx, slot, n);
         }
-        if (r != 0 && over(r, f, limit)) {
+        if (ra != 0 && over(ra, f, limit)) {
             /* Held back until a family gives bytes back; remember what it
              * would take, so that the sources-open test agrees (seq_cst:
              * the holder's half of the pattern in sources_waiting(); only
@@ -194,6 +199,38 @@ size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
     return n;
 }
 
+int para__budget_admit_arrival(para__run *run, uint64_t bytes, bool forced,
+                               para__family **family)
+{
+    para__budget *bu = run->budget;
+    *family = NULL;
+    para__family *fam = family_new();
+    if (fam == NULL)
+        return PARA_ENOMEM;
+    bytes = PARA_MIN(bytes, UINT64_MAX - bu->limit); /* no wrap-around */
+    /* relaxed: the compare-and-swap decides, as in para__budget_admit(). */
+    uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_relaxed);
+    do {
+        if (!forced && r != 0 && over(r, bytes, bu->limit)) {
+            family_free(fam);
+            /* relaxed: a hint for the sources (see the struct). */
+            atomic_store_explicit(&bu->arrival_need, bytes,
+                                  memory_order_relaxed);
+            return PARA_EAGAIN;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(
+        &bu->reserved, &r, r + bytes, memory_order_relaxed,
+        memory_order_relaxed));
+    /* relaxed: as above. */
+    if (atomic_load_explicit(&bu->arrival_need, memory_order_relaxed) != 0)
+        atomic_store_explicit(&bu->arrival_need, 0, memory_order_relaxed);
+    atomic_init(&fam->refs, 1); /* the arriving batch */
+    fam->reserved = bytes;
+    fam->dev_reserved = 0;
+    *family = fam;
+    return 0;
+}
+
 void para__budget_source_done(para__run *run, unsigned slot)
 {
     /* relaxed: a hint, as need always is. */
@@ -219,8 +256,11 @@ bool para__budget_sources_open(const para__run *run)
     /* seq_cst: the holder's re-check in the pattern of sources_waiting()
      * (a plain load on x86). */
     uint64_t r = atomic_load_explicit(&bu->reserved, memory_order_seq_cst);
-    if (r == 0)
+    /* relaxed: as in para__budget_admit(): room left for a waiting arrival. */
+    uint64_t an = atomic_load_explicit(&bu->arrival_need, memory_order_relaxed);
+    if (r == 0 && an == 0)
         return true;
+    r = r + an < r ? UINT64_MAX : r + an;
     if (r >= bu->limit)
         return false;
     for (unsigned k = 0; k < bu->n_sources; k++) {

@@ -91,6 +91,9 @@ struct para__budget {
     _Atomic uint64_t dev_reserved; /* device bytes, by live families */
     _Atomic uint64_t dev_need;     /* device footprint of the last pull the
                                       device budget refused (0: none) */
+    _Atomic uint64_t arrival_need; /* bytes of an arrival waiting for room
+                                      (para__budget_admit_arrival(); 0: none):
+                                      sources leave it room */
 };
 
 /* Before a run whose policy is budgeted: run->budget. The budget owns
@@ -111,6 +114,16 @@ void para__budget_end(para__run *run);
  * reference). @p forced: the size may not be halved. */
 size_t para__budget_admit(para__run *run, unsigned slot, size_t want,
                           bool forced, para__family **family);
+/* May a batch that arrives from elsewhere (another rank) come in now,
+ * reserving @p bytes (its footprint here)? It comes in when the bytes fit
+ * next to the reservations, when nothing is reserved, or when @p forced
+ * (its sender was bounded by other means: credit); then *family is its
+ * family (one reference) and the result 0. Else the result is PARA_EAGAIN:
+ * the bytes are remembered, sources leave them room from now on (arrivals
+ * are consumers' work and come first), and the caller asks again later.
+ * PARA_ENOMEM: out of memory for the record (nothing reserved). */
+int para__budget_admit_arrival(para__run *run, uint64_t bytes, bool forced,
+                               para__family **family);
 /* Source slot @p slot is exhausted: it no longer keeps sources open. */
 void para__budget_source_done(para__run *run, unsigned slot);
 /* Could some source be admitted now? Agrees with para__budget_admit(): a

@@ -13,6 +13,7 @@ struct para__footprints {
     bool resident;       /* see para__footprints_new() */
     uint32_t *path_mult; /* [slot * n_nodes + node]: batches a source batch
                             becomes at each node */
+    uint32_t *scratch;   /* [node]: para__footprint_arrival()'s paths */
 };
 
 /* Saturating arithmetic: see footprint.h. */
@@ -37,7 +38,10 @@ para__footprints *para__footprints_new(const para_graph_t *g, bool resident)
     fp->resident = resident;
     size_t cells = (size_t)g->n_sources * g->n_nodes;
     fp->path_mult = calloc(cells ? cells : 1, sizeof *fp->path_mult);
-    if (fp->path_mult == NULL) {
+    fp->scratch = calloc(g->n_nodes ? g->n_nodes : 1, sizeof *fp->scratch);
+    if (fp->path_mult == NULL || fp->scratch == NULL) {
+        free(fp->path_mult);
+        free(fp->scratch);
         free(fp);
         return NULL;
     }
@@ -84,6 +88,7 @@ void para__footprints_free(void *fp)
     if (fp == NULL)
         return;
     free(((para__footprints *)fp)->path_mult);
+    free(((para__footprints *)fp)->scratch);
     free(fp);
 }
 
@@ -118,38 +123,63 @@ static bool input_on_device(const para__footprints *fp, const para_node_t *n)
            all_device_only(n->preds, n->n_preds);
 }
 
+/* The most bytes node @p n holds for one batch of @p items that reaches it:
+ * its output batch (scaled for a flat-map), what the output's items own,
+ * and device staging for a kernel node. Sinks hold nothing of their own. */
+static uint64_t node_footprint(const para__footprints *fp, para_node_t *n,
+                               size_t items)
+{
+    if (para__is_sink(n))
+        return 0;
+    uint64_t out_items = items;
+    if (n->kind == PARA__KIND_FLAT_MAP || n->kind == PARA__KIND_FLAT_MAP_BATCH) {
+        /* relaxed: an estimate. */
+        uint32_t x16 = atomic_load_explicit(&n->expand_x16, memory_order_relaxed);
+        out_items = add_sat(mul_sat(items, PARA_MAX(x16, 16u)) / 16, 1);
+    }
+    bool out_dev = output_on_device(fp, n);
+    uint64_t out_bytes = out_dev ? 0 : mul_sat(out_items, n->out_size);
+    uint64_t one =
+        out_bytes > SIZE_MAX / 2
+            ? UINT64_MAX
+            : add_sat(para__batch_alloc_size(n->n_succs, (size_t)out_bytes),
+                      mul_sat(out_items, para__owned_item_estimate(n)));
+    if (n->placement != PARA__PLACE_CPU) /* device staging */
+        one = add_sat(
+            one, mul_sat(items, add_sat(input_on_device(fp, n) ? 0 : n->in_size,
+                                        out_dev ? 0 : n->out_size)));
+    return one;
+}
+
 uint64_t para__footprint(const void *ctx, unsigned slot, size_t items)
 {
     const para__footprints *fp = ctx;
     const para_graph_t *g = fp->graph;
     const uint32_t *mult = &fp->path_mult[(size_t)slot * g->n_nodes];
     uint64_t total = 0;
-    for (unsigned i = 0; i < g->n_nodes; i++) {
-        para_node_t *n = g->nodes[i];
-        uint32_t m = mult[i];
-        if (m == 0 || para__is_sink(n))
-            continue;
-        uint64_t out_items = items;
-        if (n->kind == PARA__KIND_FLAT_MAP ||
-            n->kind == PARA__KIND_FLAT_MAP_BATCH) {
-            /* relaxed: an estimate. */
-            uint32_t x16 =
-                atomic_load_explicit(&n->expand_x16, memory_order_relaxed);
-            out_items = add_sat(mul_sat(items, PARA_MAX(x16, 16u)) / 16, 1);
-        }
-        bool out_dev = output_on_device(fp, n);
-        uint64_t out_bytes = out_dev ? 0 : mul_sat(out_items, n->out_size);
-        uint64_t one =
-            out_bytes > SIZE_MAX / 2
-                ? UINT64_MAX
-                : add_sat(para__batch_alloc_size(n->n_succs, (size_t)out_bytes),
-                          mul_sat(out_items, para__owned_item_estimate(n)));
-        if (n->placement != PARA__PLACE_CPU) /* device staging */
-            one = add_sat(
-                one,
-                mul_sat(items, add_sat(input_on_device(fp, n) ? 0 : n->in_size,
-                                       out_dev ? 0 : n->out_size)));
-        total = add_sat(total, mul_sat(m, one));
+    for (unsigned i = 0; i < g->n_nodes; i++)
+        if (mult[i] != 0)
+            total = add_sat(total,
+                            mul_sat(mult[i], node_footprint(fp, g->nodes[i], items)));
+    return total;
+}
+
+uint64_t para__footprint_arrival(void *ctx, para_node_t *n, size_t items,
+                                 uint64_t batch_bytes, const bool *here)
+{
+    para__footprints *fp = ctx;
+    const para_graph_t *g = fp->graph;
+    uint32_t *mult = fp->scratch;
+    uint64_t total = batch_bytes;
+    for (unsigned t = 0; t < g->n_nodes; t++) {
+        para_node_t *m = g->topo[t];
+        uint64_t paths = m == n ? 1 : 0;
+        if (paths == 0 && here[m->index])
+            for (unsigned j = 0; j < m->n_preds; j++)
+                paths += mult[m->preds[j]->index];
+        mult[m->index] = (uint32_t)PARA_MIN(paths, UINT32_MAX);
+        if (paths != 0)
+            total = add_sat(total, mul_sat(paths, node_footprint(fp, m, items)));
     }
     return total;
 }

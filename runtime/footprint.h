@@ -42,6 +42,14 @@ uint64_t para__footprint(const void *fp, unsigned slot, size_t items);
  * batch of n items from source @p slot may keep on devices at once, at
  * every kernel node whose output may stay on the device for a kernel node
  * after it (device-resident edges), times its paths. */
+/* The most bytes a batch that arrives at node @p n from elsewhere (another
+ * rank: runtime/mpi) can hold at once here: @p batch_bytes for itself, and
+ * the footprint of @p items at @p n and at every node reachable from it
+ * through nodes that @p here marks (per node index; a path that leaves
+ * this place ends there, its batch counted where it was made). Uses
+ * scratch space in @p fp: one caller at a time. */
+uint64_t para__footprint_arrival(void *fp, para_node_t *n, size_t items,
+                                 uint64_t batch_bytes, const bool *here);
 uint64_t para__footprint_device(const void *fp, unsigned slot, size_t items);
 
 #endif /* PARA_FOOTPRINT_H */

@@ -15,7 +15,10 @@
  * a few batches (PARA_MPI_AHEAD) and a window of bytes (PARA_MPI_WINDOW),
  * given back as it finishes the batches, so each rank takes work at the
  * pace it gets through it, a slow rank never makes another buffer without
- * bound, and the memory budget holds on every rank. An edge from a
+ * bound, and the memory budget holds on every rank: a batch sent to a
+ * single-rank node waits at its sender until the receiver's budget has
+ * room for it (and the receiver's sources leave it room), and dealt
+ * batches are bounded by the credit, a quarter of the budget by default. An edge from a
  * replicated node to another replicated node stays on its rank. Batches
  * that are dealt carry more work than in one process (PARA_MPI_BATCH_US),
  * sized from the stages' costs on every rank.
@@ -164,6 +167,10 @@ typedef struct para_mpi_stats {
     uint64_t comm_cpu_ns;      /**< CPU time of the communication thread
                                     (the caller's) during the run */
     uint64_t comm_sleeps;      /**< times it slept for want of work */
+    uint64_t arrival_waits;    /**< batches for this rank that waited at
+                                    their sender for room in its budget */
+    uint64_t budget_overruns;  /**< of those, taken over the budget after
+                                    waiting 200 ms (other ranks held it) */
 } para_mpi_stats_t;
 
 /** Traffic of one rank over one edge (para_mpi_edge_stats()). */

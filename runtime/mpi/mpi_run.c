@@ -39,8 +39,10 @@
  *   (sent in the header) in a credit message, deferred while its own
  *   unsent output exceeds its window (so a rank whose consumer is slow
  *   stops taking new work). Batches for single-rank nodes need no credit:
- *   their senders are bounded by the credit they received or by the
- *   source's memory budget on their rank.
+ *   their receiver admits them into its own budget (admit_arrival()), and
+ *   one that does not fit waits at its sender, announced by its header, so
+ *   that a rank's sources and what other ranks send it stay within its
+ *   budget together.
  *
  * Batch sizes
  *   A run that deals raises the batches' target time to DEALT_BATCH_US
@@ -121,6 +123,7 @@ enum {
 #define POLL_MAX_NS 1000000
 #define AHEAD 8              /* dealt batches outstanding at each other rank */
 #define WAVE_BUSY_NS 5000000 /* between waves while this rank is busy */
+#define ARRIVAL_WAIT_MAX_NS 200000000 /* admit_arrival() */
 #define REMOTE_ABORT "run aborted: another rank failed"
 
 /* A batch's header. bytes: its data message (the items, or with
@@ -147,6 +150,14 @@ typedef struct tracked {
     int src;
     uint64_t cost;
 } tracked;
+
+/* A batch announced by its header and not yet received: it waits for room
+ * in this rank's budget (admit_arrival()), its data still at the sender. */
+typedef struct arrival {
+    wire_hdr h;
+    bool waiting;
+    uint64_t since_ns; /* first refused, or 0 */
+} arrival;
 
 typedef struct outbox {
     alignas(PARA_CACHELINE) para__task_stack tasks;
@@ -188,6 +199,9 @@ typedef struct mpi_ctx {
     tracked *tracked;
     size_t n_tracked, cap_tracked;
     uint64_t *owed; /* credit to give back, per rank */
+    arrival *arrivals; /* per source rank */
+    unsigned n_waiting; /* arrivals waiting */
+    bool *here;         /* per node index: runs on this rank */
     uint64_t msgs_sent, msgs_recvd;
     bool failed_own, propagated;
     para_mpi_stats_t stats;
@@ -595,12 +609,11 @@ static int unpack_batch(para__run *run, para_node_t *n, para_node_t *ow,
                     ow->name, src, (unsigned long long)len);
 }
 
-/* Receive one batch whose header came from @p src. */
-static void recv_batch(mpi_ctx *c, para__run *run, int src)
+/* Receive the batch announced by @p h from @p src, into the budget family
+ * @p fam that admit_arrival() reserved for it (or NULL). */
+static void recv_batch(mpi_ctx *c, para__run *run, int src, wire_hdr h,
+                       para__family *fam)
 {
-    wire_hdr h;
-    MPI_Recv(&h, sizeof h, MPI_BYTE, src, TAG_HDR, c->comm, MPI_STATUS_IGNORE);
-    c->msgs_recvd++;
     bool packed = (h.flags & HDR_PACKED) != 0;
     bool keep = run != NULL && !run_aborting(run) &&
                 h.node < c->graph->n_nodes &&
@@ -611,7 +624,10 @@ static void recv_batch(mpi_ctx *c, para__run *run, int src)
     if (keep) {
         size_t bytes = packed ? (size_t)h.count * n->in_size : (size_t)h.bytes;
         b = para__batch_alloc(NULL, run, 1, bytes);
-        if (b == NULL) {
+        if (b != NULL) {
+            b->family = fam;
+            fam = NULL;
+        } else {
             para__fail_run(NULL, run, PARA_ENOMEM,
                            "out of memory receiving a batch for node '%s'",
                            n->name);
@@ -646,6 +662,8 @@ static void recv_batch(mpi_ctx *c, para__run *run, int src)
         }
     }
     free(scratch);
+    if (fam != NULL)
+        para__family_unref(run, fam); /* the batch was dropped */
     uint64_t cost = h.credit; /* what the sender charged */
     if (!keep) {
         if (b != NULL)
@@ -676,6 +694,101 @@ static void recv_batch(mpi_ctx *c, para__run *run, int src)
     para__submit_task(NULL, run, t);
 }
 
+/* Room in this rank's budget for the batch @p a announces? Its footprint
+ * here (the batch, and what it becomes on this rank) is reserved as a
+ * family of its own, so that a rank's sources and the batches that other
+ * ranks send it stay within its budget together. A batch that may not come
+ * in yet stays at its sender (the rendezvous protocol keeps large messages
+ * there until they are received), and this rank's sources leave it room
+ * (budget.h): what is further down the graph comes first. A dealt batch
+ * always comes in: its sender was bounded by the credit this rank granted,
+ * and holding it back could close a cycle of ranks waiting on each other.
+ * Nor does any batch wait longer than ARRIVAL_WAIT_MAX_NS: a rank whose
+ * budget stays full that long waits on other ranks itself; it then takes
+ * the batch over its budget (counted: budget_overruns) rather than hang.
+ * *@p fam: the family, or NULL without a budget. */
+static bool admit_arrival(mpi_ctx *c, para__run *run, arrival *a,
+                          para__family **fam)
+{
+    *fam = NULL;
+    const wire_hdr *h = &a->h;
+    if (run == NULL || run->budget == NULL || run_aborting(run) ||
+        h->node >= c->graph->n_nodes)
+        return true; /* recv_batch() drops it or keeps it unbudgeted */
+    para_node_t *n = c->graph->nodes[h->node];
+    bool packed = (h->flags & HDR_PACKED) != 0;
+    uint64_t bytes = packed ? h->count * n->in_size : h->bytes;
+    uint64_t own = packed ? h->bytes : 0; /* about what unpacked items own */
+    uint64_t batch = bytes > SIZE_MAX / 2
+                         ? UINT64_MAX
+                         : para__batch_alloc_size(1, (size_t)bytes) + own;
+    uint64_t need = para__footprint_arrival(run->budget->footprint_ctx, n,
+                                            (size_t)h->count, batch, c->here);
+    uint64_t now = para__now_ns();
+    bool overdue = a->since_ns != 0 && now - a->since_ns > ARRIVAL_WAIT_MAX_NS;
+    bool forced = (h->flags & HDR_CREDITED) != 0 || overdue;
+    int rc = para__budget_admit_arrival(run, need, forced, fam);
+    if (rc == PARA_EAGAIN) {
+        if (a->since_ns == 0) {
+            a->since_ns = now;
+            c->stats.arrival_waits++;
+        }
+        return false;
+    }
+    if (rc != 0)
+        para__fail_run(NULL, run, PARA_ENOMEM,
+                       "out of memory admitting a batch for node '%s'",
+                       n->name);
+    else if (overdue && (h->flags & HDR_CREDITED) == 0)
+        c->stats.budget_overruns++;
+    return true;
+}
+
+/* Take in the batch that waits from @p src when admit_arrival() lets it. */
+static bool take_arrival(mpi_ctx *c, para__run *run, int src)
+{
+    arrival *a = &c->arrivals[src];
+    para__family *fam;
+    if (!admit_arrival(c, run, a, &fam))
+        return false;
+    a->waiting = false;
+    c->n_waiting--;
+    recv_batch(c, run, src, a->h, fam);
+    return true;
+}
+
+/* The next header from @p src: its batch comes in now or waits. */
+static void recv_header(mpi_ctx *c, para__run *run, int src)
+{
+    arrival *a = &c->arrivals[src];
+    MPI_Recv(&a->h, sizeof a->h, MPI_BYTE, src, TAG_HDR, c->comm,
+             MPI_STATUS_IGNORE);
+    c->msgs_recvd++;
+    a->waiting = true;
+    a->since_ns = 0;
+    c->n_waiting++;
+    take_arrival(c, run, src);
+}
+
+/* A header from a rank with no batch waiting: its source, or -1. */
+static int probe_header(mpi_ctx *c)
+{
+    int flag = 0;
+    MPI_Status st;
+    if (c->n_waiting == 0) {
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_HDR, c->comm, &flag, &st);
+        return flag ? st.MPI_SOURCE : -1;
+    }
+    for (int q = 0; q < c->size; q++) {
+        if (c->arrivals[q].waiting)
+            continue;
+        MPI_Iprobe(q, TAG_HDR, c->comm, &flag, MPI_STATUS_IGNORE);
+        if (flag)
+            return q;
+    }
+    return -1;
+}
+
 static bool poll_recv(mpi_ctx *c, para__run *run)
 {
     bool did = false;
@@ -694,12 +807,15 @@ static bool poll_recv(mpi_ctx *c, para__run *run)
             did = true;
             continue;
         }
-        MPI_Iprobe(MPI_ANY_SOURCE, TAG_HDR, c->comm, &flag, &st);
-        if (!flag)
+        int src = probe_header(c);
+        if (src < 0)
             break;
-        recv_batch(c, run, st.MPI_SOURCE);
+        recv_header(c, run, src);
         did = true;
     }
+    for (int q = 0; q < c->size && c->n_waiting > 0; q++)
+        if (c->arrivals[q].waiting && take_arrival(c, run, q))
+            did = true;
     return did;
 }
 
@@ -847,7 +963,8 @@ static void comm_loop(mpi_ctx *c)
             bool remote = test_sends(c, run);
             remote |= poll_recv(c, run);
             remote |= poll_tracked(c, run);
-            remote_seen |= remote;
+            /* A batch waiting for room: poll again soon. */
+            remote_seen |= remote || c->n_waiting > 0;
             did |= remote;
             /* relaxed: status is read again after the run ends. */
             if (!c->failed_own && !c->propagated &&
@@ -870,9 +987,11 @@ static void comm_loop(mpi_ctx *c)
                  * this unit is the last (see the file comment). */
                 busy = atomic_load_explicit(&run->in_flight,
                                             memory_order_acquire) > 1 ||
-                       c->n_sends > 0 || c->n_tracked > 0 || owes_credit(c);
+                       c->n_sends > 0 || c->n_tracked > 0 ||
+                       c->n_waiting > 0 || owes_credit(c);
             else
-                busy = !early_fail || c->n_sends > 0 || owes_credit(c);
+                busy = !early_fail || c->n_sends > 0 || c->n_waiting > 0 ||
+                       owes_credit(c);
             /* Waves back to back while idle (termination comes fast);
              * every few milliseconds while busy (failures travel). A wave
              * alone does not count as traffic for idle_wait(), else its
@@ -1090,6 +1209,8 @@ static void ctx_free(mpi_ctx *c)
     free(c->sends);
     free(c->tracked);
     free(c->owed);
+    free(c->arrivals);
+    free(c->here);
     free(c->wave_send);
     free(c->wave_recv);
     free(c->port_base);
@@ -1149,6 +1270,8 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     c.window = calloc((size_t)c.size, sizeof *c.window);
     c.credit_used = calloc((size_t)c.size, sizeof *c.credit_used);
     c.owed = calloc((size_t)c.size, sizeof *c.owed);
+    c.arrivals = calloc((size_t)c.size, sizeof *c.arrivals);
+    c.here = calloc(nodes + 1, sizeof *c.here);
     c.outboxes = aligned_alloc(PARA_CACHELINE, (size_t)c.size * sizeof(outbox));
     size_t ports = 0;
     for (unsigned i = 0; i < nodes; i++)
@@ -1164,6 +1287,7 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     if (rc == 0 &&
         (!wake_ok || c.place == NULL || c.window == NULL ||
          c.credit_used == NULL || c.owed == NULL || c.outboxes == NULL ||
+         c.arrivals == NULL || c.here == NULL ||
          c.wave_send == NULL || c.wave_recv == NULL || c.port_base == NULL ||
          c.traffic == NULL))
         rc = PARA_ENOMEM, snprintf(msg, sizeof msg, "out of memory");
@@ -1186,6 +1310,8 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
         goto out;
     }
 
+    for (unsigned i = 0; i < nodes; i++)
+        c.here[i] = c.place[i] == c.rank || c.place[i] == PARA_MPI_ALL_RANKS;
     c.my_window = para__mpi_window(rt, c.size);
     c.ahead = para__mpi_env_uint("PARA_MPI_AHEAD", AHEAD, 1, 1u << 20);
     c.batch_ns = 1000u * para__mpi_env_uint("PARA_MPI_BATCH_US", DEALT_BATCH_US,

@@ -150,13 +150,13 @@ int para_mpi_stats_fprint(FILE *out, const para_runtime_t *rt,
                 "mpi: %d ranks\n"
                 "rank  batches_sent    bytes_sent  batches_recv    "
                 "bytes_recv  credit_waits   tasks   busy_ms parked_ms "
-                "peak_bytes  comm_cpu_ms\n",
+                "peak_bytes  comm_cpu_ms  budget_waits\n",
                 size);
         for (int r = 0; r < size; r++) {
             const para_mpi_rank_stats_t *s = &all[r];
             fprintf(out,
                     "%-4d %13llu %13llu %13llu %13llu %13llu %7llu %9.2f "
-                    "%9.2f %10llu %12.2f\n",
+                    "%9.2f %10llu %12.2f %13llu\n",
                     s->mpi.rank, (unsigned long long)s->mpi.batches_sent,
                     (unsigned long long)s->mpi.bytes_sent,
                     (unsigned long long)s->mpi.batches_received,
@@ -165,7 +165,8 @@ int para_mpi_stats_fprint(FILE *out, const para_runtime_t *rt,
                     (unsigned long long)s->workers.tasks,
                     ms(s->workers.busy_ns), ms(s->workers.parked_ns),
                     (unsigned long long)s->runtime.peak_bytes,
-                    ms(s->mpi.comm_cpu_ns));
+                    ms(s->mpi.comm_cpu_ns),
+                    (unsigned long long)s->mpi.arrival_waits);
         }
         fprintf(out, "node                 items in (busy ms) per rank\n");
         size_t stride = 2 * (size_t)nodes + 1;

@@ -1165,13 +1165,18 @@ static void test_budget(void **state)
     para_node_stats_t ns;
     assert_int_equal(para_node_stats(m, &ns), 0);
     printf("budget: rank %d peak %llu bytes (budget %zu), window %llu, "
-           "slow stage %llu items, credit waits %llu\n",
+           "slow stage %llu items, credit waits %llu, budget waits %llu\n",
            g_rank, (unsigned long long)rs.peak_bytes, budget,
            (unsigned long long)st.window, (unsigned long long)ns.items_in,
-           (unsigned long long)st.credit_waits);
+           (unsigned long long)st.credit_waits,
+           (unsigned long long)st.arrival_waits);
     if (rs.peak_bytes > budget)
         fail_msg("rank %d: %llu bytes in flight, budget %zu", g_rank,
                  (unsigned long long)rs.peak_bytes, budget);
+    /* Held-back batches came in within the budget, never past it. */
+    if (st.budget_overruns != 0)
+        fail_msg("rank %d: %llu batches taken over the budget", g_rank,
+                 (unsigned long long)st.budget_overruns);
     /* The slow rank got less than an equal share: the others took over. */
     if (g_rank == 1 && ns.items_in >= n / (uint64_t)g_size)
         fail_msg("the slow rank ran %llu of %llu items",

@@ -7,7 +7,10 @@
  * nothing is reserved; the sources-open hint agrees with admission (closed
  * after a refusal until the bytes come back, and exhausted sources do not
  * keep it open); a family's release wakes a parked worker only while a
- * source may wait for its bytes.
+ * source may wait for its bytes. Arrivals from other ranks: refused while
+ * they do not fit (and then sources leave them room), admitted when
+ * nothing is reserved or when forced; their footprint counts only what
+ * they become on this rank.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -369,6 +372,92 @@ static void test_footprint_resident(void **state)
     para_graph_destroy(g);
 }
 
+/* A batch arriving from another rank: admitted when it fits or nothing is
+ * reserved; refused otherwise, and then sources leave it room until it is
+ * in; forced, it comes in over the limit and holds the sources back. */
+static void test_arrival(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f, 1000, 1);
+    para__family *src = NULL, *arr = NULL, *arr2 = NULL, *fam = NULL;
+    /* Nothing reserved: even more than the limit comes in. */
+    assert_int_equal(para__budget_admit_arrival(&f.run, 5000, false, &arr), 0);
+    assert_non_null(arr);
+    assert_int_equal(reserved(&f), 5000);
+    assert_false(para__budget_sources_open(&f.run));
+    para__family_unref(&f.run, arr);
+    assert_int_equal(reserved(&f), 0);
+    /* A source takes 740; an arrival of 400 does not fit: refused. */
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &src), 64);
+    assert_int_equal(para__budget_admit_arrival(&f.run, 400, false, &arr),
+                     PARA_EAGAIN);
+    assert_null(arr);
+    assert_int_equal(reserved(&f), 740);
+    /* 260 free, but the waiting 400 comes first: sources are closed and a
+     * pull that would fit is refused... */
+    assert_false(para__budget_sources_open(&f.run));
+    assert_int_equal(para__budget_admit(&f.run, 0, 1, false, &fam), 0);
+    assert_null(fam);
+    /* ...until the bytes come back and the arrival is in. */
+    para__family_unref(&f.run, src);
+    assert_int_equal(para__budget_admit_arrival(&f.run, 400, false, &arr), 0);
+    assert_int_equal(reserved(&f), 400);
+    assert_true(para__budget_sources_open(&f.run));
+    assert_int_equal(para__budget_admit(&f.run, 0, 64, false, &src), 32);
+    assert_int_equal(reserved(&f), 820);
+    /* Forced (credit bounded its sender): in over the limit. */
+    assert_int_equal(para__budget_admit_arrival(&f.run, 900, true, &arr2), 0);
+    assert_int_equal(reserved(&f), 1720);
+    assert_false(para__budget_sources_open(&f.run));
+    para__family_unref(&f.run, arr2);
+    para__family_unref(&f.run, arr);
+    para__family_unref(&f.run, src);
+    assert_int_equal(reserved(&f), 0);
+    assert_true(para__budget_sources_open(&f.run));
+    teardown(&f);
+}
+
+/* An arrival's footprint: the batch itself, and the batches it becomes at
+ * the nodes it reaches on this rank, not at nodes elsewhere. */
+static void test_footprint_arrival(void **state)
+{
+    (void)state;
+    para_graph_t *g;
+    para_node_t *src, *m1, *m2, *sink;
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_range(g, "r", 0, 1000, &src), 0);
+    assert_int_equal(para_graph_add_map(g, "m1", 8, 64, copy8, NULL, 0, &m1),
+                     0);
+    assert_int_equal(para_graph_add_map(g, "m2", 64, 32, copy8, NULL, 0, &m2),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(g, "s", 32, drop, NULL, PARA_NODE_PARALLEL, &sink),
+        0);
+    assert_int_equal(para_graph_connect(g, src, m1), 0);
+    assert_int_equal(para_graph_connect(g, m1, m2), 0);
+    assert_int_equal(para_graph_connect(g, m2, sink), 0);
+    assert_int_equal(para__graph_prepare(g), 0);
+    para__footprints *fp = para__footprints_new(g, false);
+    assert_non_null(fp);
+    bool here[4] = {false, false, false, false};
+    here[m1->index] = here[m2->index] = here[sink->index] = true;
+    size_t items = 100;
+    uint64_t m1_out = para__batch_alloc_size(1, items * 64);
+    uint64_t m2_out = para__batch_alloc_size(1, items * 32);
+    /* At m1: the batch, m1's output, m2's output; the sink holds none. */
+    assert_int_equal(para__footprint_arrival(fp, m1, items, 777, here),
+                     777 + m1_out + m2_out);
+    /* m2 runs elsewhere: m1's output leaves, nothing more is here. */
+    here[m2->index] = false;
+    assert_int_equal(para__footprint_arrival(fp, m1, items, 777, here),
+                     777 + m1_out);
+    /* At the sink: only the batch. */
+    assert_int_equal(para__footprint_arrival(fp, sink, items, 777, here), 777);
+    para__footprints_free(fp);
+    para_graph_destroy(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +469,8 @@ int main(void)
         cmocka_unit_test(test_exhausted_source_closes),
         cmocka_unit_test(test_footprint),
         cmocka_unit_test(test_footprint_resident),
+        cmocka_unit_test(test_arrival),
+        cmocka_unit_test(test_footprint_arrival),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
