@@ -132,9 +132,11 @@ static uint64_t node_footprint(const para__footprints *fp, para_node_t *n,
     if (para__is_sink(n))
         return 0;
     uint64_t out_items = items;
-    if (n->kind == PARA__KIND_FLAT_MAP || n->kind == PARA__KIND_FLAT_MAP_BATCH) {
+    if (n->kind == PARA__KIND_FLAT_MAP ||
+        n->kind == PARA__KIND_FLAT_MAP_BATCH) {
         /* relaxed: an estimate. */
-        uint32_t x16 = atomic_load_explicit(&n->expand_x16, memory_order_relaxed);
+        uint32_t x16 =
+            atomic_load_explicit(&n->expand_x16, memory_order_relaxed);
         out_items = add_sat(mul_sat(items, PARA_MAX(x16, 16u)) / 16, 1);
     }
     bool out_dev = output_on_device(fp, n);
@@ -159,8 +161,9 @@ uint64_t para__footprint(const void *ctx, unsigned slot, size_t items)
     uint64_t total = 0;
     for (unsigned i = 0; i < g->n_nodes; i++)
         if (mult[i] != 0)
-            total = add_sat(total,
-                            mul_sat(mult[i], node_footprint(fp, g->nodes[i], items)));
+            total =
+                add_sat(total, mul_sat(mult[i],
+                                       node_footprint(fp, g->nodes[i], items)));
     return total;
 }
 
@@ -179,7 +182,8 @@ uint64_t para__footprint_arrival(void *ctx, para_node_t *n, size_t items,
                 paths += mult[m->preds[j]->index];
         mult[m->index] = (uint32_t)PARA_MIN(paths, UINT32_MAX);
         if (paths != 0)
-            total = add_sat(total, mul_sat(paths, node_footprint(fp, m, items)));
+            total =
+                add_sat(total, mul_sat(paths, node_footprint(fp, m, items)));
     }
     return total;
 }

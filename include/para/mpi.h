@@ -18,10 +18,10 @@
  * bound, and the memory budget holds on every rank: a batch sent to a
  * single-rank node waits at its sender until the receiver's budget has
  * room for it (and the receiver's sources leave it room), and dealt
- * batches are bounded by the credit, a quarter of the budget by default. An edge from a
- * replicated node to another replicated node stays on its rank. Batches
- * that are dealt carry more work than in one process (PARA_MPI_BATCH_US),
- * sized from the stages' costs on every rank.
+ * batches are bounded by the credit, a quarter of the budget by default. An
+ * edge from a replicated node to another replicated node stays on its rank.
+ * Batches that are dealt carry more work than in one process
+ * (PARA_MPI_BATCH_US), sized from the stages' costs on every rank.
  *
  * Threads: the thread that calls para_mpi_run() is the rank's one
  * communication thread and makes every MPI call of the run; the workers

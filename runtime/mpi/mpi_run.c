@@ -198,8 +198,8 @@ typedef struct mpi_ctx {
     uint64_t send_bytes; /* item bytes in posted sends */
     tracked *tracked;
     size_t n_tracked, cap_tracked;
-    uint64_t *owed; /* credit to give back, per rank */
-    arrival *arrivals; /* per source rank */
+    uint64_t *owed;     /* credit to give back, per rank */
+    arrival *arrivals;  /* per source rank */
     unsigned n_waiting; /* arrivals waiting */
     bool *here;         /* per node index: runs on this rank */
     uint64_t msgs_sent, msgs_recvd;
@@ -664,7 +664,7 @@ static void recv_batch(mpi_ctx *c, para__run *run, int src, wire_hdr h,
     free(scratch);
     if (fam != NULL)
         para__family_unref(run, fam); /* the batch was dropped */
-    uint64_t cost = h.credit; /* what the sender charged */
+    uint64_t cost = h.credit;         /* what the sender charged */
     if (!keep) {
         if (b != NULL)
             para__batch_free(NULL, run, b);
@@ -987,8 +987,8 @@ static void comm_loop(mpi_ctx *c)
                  * this unit is the last (see the file comment). */
                 busy = atomic_load_explicit(&run->in_flight,
                                             memory_order_acquire) > 1 ||
-                       c->n_sends > 0 || c->n_tracked > 0 ||
-                       c->n_waiting > 0 || owes_credit(c);
+                       c->n_sends > 0 || c->n_tracked > 0 || c->n_waiting > 0 ||
+                       owes_credit(c);
             else
                 busy = !early_fail || c->n_sends > 0 || c->n_waiting > 0 ||
                        owes_credit(c);
@@ -1287,9 +1287,8 @@ int para_mpi_run(para_runtime_t *rt, para_graph_t *graph, MPI_Comm comm,
     if (rc == 0 &&
         (!wake_ok || c.place == NULL || c.window == NULL ||
          c.credit_used == NULL || c.owed == NULL || c.outboxes == NULL ||
-         c.arrivals == NULL || c.here == NULL ||
-         c.wave_send == NULL || c.wave_recv == NULL || c.port_base == NULL ||
-         c.traffic == NULL))
+         c.arrivals == NULL || c.here == NULL || c.wave_send == NULL ||
+         c.wave_recv == NULL || c.port_base == NULL || c.traffic == NULL))
         rc = PARA_ENOMEM, snprintf(msg, sizeof msg, "out of memory");
     if (rc == 0) {
         for (int q = 0; q < c.size; q++) {
