@@ -140,7 +140,10 @@ static uint64_t node_footprint(const para__footprints *fp, para_node_t *n,
         out_items = add_sat(mul_sat(items, PARA_MAX(x16, 16u)) / 16, 1);
     }
     bool out_dev = output_on_device(fp, n);
-    uint64_t out_bytes = out_dev ? 0 : mul_sat(out_items, n->out_size);
+    /* An array source's batches are views of the array (no item bytes). */
+    uint64_t out_bytes = out_dev || n->kind == PARA__KIND_ARRAY
+                             ? 0
+                             : mul_sat(out_items, n->out_size);
     uint64_t one =
         out_bytes > SIZE_MAX / 2
             ? UINT64_MAX

@@ -1177,26 +1177,24 @@ static para__batch *source_fill(para__worker *w, para__run *run, para_node_t *s,
     size_t n = (size_t)PARA_MIN((uint64_t)want, total - first);
     if (first + n >= total)
         *exhausted = true;
-    /* A fused source (fuse.h) leaves its items to the chains it feeds:
-     * a range's are the indices seq_begin.., an array's are read in
-     * place. */
+    /* An array's batches are views of the array, never copies: it is
+     * borrowed and read-only while the graph runs (graph.h), and every
+     * consumer only reads its input. A fused range (fuse.h) leaves its
+     * indices to the chains it feeds (seq_begin..). */
+    bool view = s->kind == PARA__KIND_ARRAY || s->src_fused;
     b = para__batch_alloc(cache_of(w), run, para__fuse_readers(s),
-                          s->src_fused ? 0 : para__mul_sat(n, s->out_size));
+                          view ? 0 : para__mul_sat(n, s->out_size));
     if (b == NULL)
         goto nomem;
     b->family = family;
     family = NULL;
-    if (s->src_fused) {
-        if (s->kind == PARA__KIND_ARRAY)
-            b->data = (unsigned char *)s->array + first * s->out_size;
-    } else if (s->kind == PARA__KIND_RANGE) {
+    if (s->kind == PARA__KIND_ARRAY) {
+        b->data = (unsigned char *)s->array + first * s->out_size;
+    } else if (!s->src_fused) {
         uint64_t *out = (uint64_t *)(void *)b->data;
         uint64_t v = s->range_begin + first;
         for (size_t i = 0; i < n; i++)
             out[i] = v + i;
-    } else {
-        memcpy(b->data, (const unsigned char *)s->array + first * s->out_size,
-               n * s->out_size);
     }
     b->count = n;
     b->seq_begin = first;

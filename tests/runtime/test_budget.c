@@ -356,13 +356,14 @@ static void test_footprint_resident(void **state)
         uint64_t batch = para__batch_alloc_size(1, items * 4);
         uint64_t header = para__batch_alloc_size(1, 0);
         uint64_t stage = items * 4;
-        /* source + 3 kernel nodes, each its batch and in + out staging */
+        /* the source's batch (a view of the array: its header), and 3
+         * kernel nodes, each its batch and in + out staging */
         assert_int_equal(para__footprint(host, src->source_slot, items),
-                         4 * batch + 3 * 2 * stage);
+                         header + 3 * batch + 3 * 2 * stage);
         /* source; A: header, input staging; B: batch, output staging;
          * C: as without residency */
         assert_int_equal(para__footprint(res, src->source_slot, items),
-                         batch + (header + stage) + (batch + stage) +
+                         header + (header + stage) + (batch + stage) +
                              (batch + 2 * stage));
         assert_true(para__footprint(res, src->source_slot, items) <
                     para__footprint(host, src->source_slot, items));

@@ -913,6 +913,24 @@ static int sink_triple(void *ctx, const void *in)
     return 0;
 }
 
+/* A serial sink fed by an array source (not fused: serial nodes end
+ * chains) reads its items in the array itself: batches of an array source
+ * are views of it, not copies. */
+struct in_place {
+    struct acc acc;
+    const struct triple *base;
+    size_t n, outside;
+};
+
+static int sink_triple_in_place(void *ctx, const void *in)
+{
+    struct in_place *p = ctx;
+    const struct triple *t = in;
+    if (t < p->base || t >= p->base + p->n)
+        p->outside++;
+    return sink_triple(&p->acc, in);
+}
+
 static void test_array_source(void **state)
 {
     (void)state;
@@ -937,6 +955,22 @@ static void test_array_source(void **state)
     run_ok(rt, g);
     assert_int_equal(a.count, M);
     assert_int_equal(a.sum, expect);
+
+    /* The same, reading in place. */
+    para_graph_t *g3 = new_graph();
+    struct in_place p = {.base = items, .n = M};
+    assert_int_equal(
+        para_graph_add_array(g3, "array", items, M, sizeof *items, &s), 0);
+    assert_int_equal(para_graph_add_sink(g3, "sum", sizeof(struct triple),
+                                         sink_triple_in_place, &p,
+                                         PARA_NODE_SERIAL, &k),
+                     0);
+    conn(g3, s, k);
+    run_ok(rt, g3);
+    assert_int_equal(p.acc.count, M);
+    assert_int_equal(p.acc.sum, expect);
+    assert_int_equal(p.outside, 0);
+    para_graph_destroy(g3);
 
     /* An empty array source. */
     para_graph_t *g2 = new_graph();
