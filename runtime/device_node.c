@@ -211,10 +211,11 @@ typedef struct dnode {
     para__task *pending_head, *pending_tail;
     size_t pending_items;
     uint64_t pending_since;
-    uint32_t launches_run;       /* finished (learnt from, but the first) */
-    uint64_t memo_key;           /* the kernel's identity (memo_key()) */
-    bool warm;                   /* estimates carried over from a run before */
-    uint32_t begun;              /* launches started this run */
+    uint32_t launches_run; /* finished (learnt from, but the first) */
+    uint64_t memo_key;     /* the kernel's identity (memo_key()) */
+    bool warm;             /* estimates carried over from a run before */
+    double down_memo_ps;   /* downstream_ps() at the end of a run before; -1 */
+    uint32_t begun;        /* launches started this run */
     double sw, sx, sy, sxx, sxy; /* decayed sums of (items, ns) */
     size_t split_cap;    /* items per launch after ENOMEM; 0 = no limit */
     unsigned oom_streak; /* launches failed with ENOMEM since one worked */
@@ -265,6 +266,7 @@ typedef struct fit_memo {
     uint64_t key; /* 0 = empty */
     double sw, sx, sy, sxx, sxy;
     uint64_t ps_per_item, total_ps, best_ps;
+    double down_ps; /* downstream_ps() at the run's end; -1 not known */
 } fit_memo;
 
 /* A launch given up while the device may still use its memory. */
@@ -1269,15 +1271,20 @@ static double downstream_ps(const para_runtime_t *rt, const para_node_t *n,
  * launch and work after it, instead of beside the device: the CPU work
  * the node's outputs cause downstream (downstream_ps()) is at least
  * 1/LATENCY_SHARE of the device's own cost per item @p c_ps, or not known
- * yet. Below that, the outputs of a long launch wait for nobody that
- * matters: running them after the launch costs at most about 5 % of it, as
- * the latency rule allows. (Whether a worker happens to be idle at the
- * moment a launch starts says little: the consumer may be busy with the
- * previous launch's outputs and idle through the whole next one.) */
+ * yet. Until the consumers have run in this run, the figure the kernel's
+ * last run ended with stands in for it (fit_memo), so that a run of a
+ * kernel seen before does not start with short launches. Below that, the
+ * outputs of a long launch wait for nobody that matters: running them
+ * after the launch costs at most about 5 % of it, as the latency rule
+ * allows. (Whether a worker happens to be idle at the moment a launch
+ * starts says little: the consumer may be busy with the previous launch's
+ * outputs and idle through the whole next one.) */
 static bool consumer_waiting(const para_runtime_t *rt, const dnode *dn,
                              uint64_t c_ps)
 {
     double down_ps = downstream_ps(rt, dn->node, DOWN_DEPTH);
+    if (down_ps < 0)
+        down_ps = dn->down_memo_ps; /* a run before (memo), until measured */
     return down_ps < 0 || down_ps * LATENCY_SHARE >= (double)c_ps;
 }
 
@@ -2145,6 +2152,10 @@ static int open_one(void *arg, const char *entry)
         return PARA_ENOMEM;
     }
     memset(d, 0, sizeof *d);
+    /* The output batches this thread makes are freed by workers: they come
+     * back to its cache (batch.h), so that runs reuse them instead of
+     * faulting in fresh memory each time. */
+    para__batch_cache_init_returns(&d->cache);
     d->rt = rt;
     d->index = set->n;
     d->ops = ops;
@@ -2321,6 +2332,7 @@ static uint64_t memo_key(const para_node_t *n)
 static void memo_seed(devctx *d, dnode *dn)
 {
     dn->memo_key = memo_key(dn->node);
+    dn->down_memo_ps = -1;
     for (unsigned i = 0; i < MEMO_SLOTS; i++) {
         const fit_memo *m = &d->memo[i];
         if (m->key != dn->memo_key)
@@ -2335,6 +2347,7 @@ static void memo_seed(devctx *d, dnode *dn)
                               memory_order_relaxed);
         atomic_store_explicit(&dn->total_ps, m->total_ps, memory_order_relaxed);
         atomic_store_explicit(&dn->best_ps, m->best_ps, memory_order_relaxed);
+        dn->down_memo_ps = m->down_ps;
         dn->warm = true;
         return;
     }
@@ -2368,6 +2381,7 @@ static void memo_keep(devctx *d, const dnode *dn)
         atomic_load_explicit(&((dnode *)dn)->total_ps, memory_order_relaxed);
     m->best_ps =
         atomic_load_explicit(&((dnode *)dn)->best_ps, memory_order_relaxed);
+    m->down_ps = downstream_ps(d->rt, dn->node, DOWN_DEPTH);
 }
 
 void para__device_finish_run(para_runtime_t *rt, para_graph_t *g)

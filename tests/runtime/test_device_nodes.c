@@ -1226,8 +1226,10 @@ static void test_sim_launch_length_from_demand(void **state)
 }
 
 /* The launches of the last run in the trace at @p path, by start: the
- * items of each (at most @p cap); their number. */
-static size_t traced_launches(const char *path, uint64_t *items, size_t cap)
+ * items of each (at most @p cap), and when @p span is not NULL, each one's
+ * start and end (us); their number. */
+static size_t traced_spans(const char *path, uint64_t *items, double (*span)[2],
+                           size_t cap)
 {
     FILE *f = fopen(path, "r");
     assert_non_null(f);
@@ -1235,25 +1237,39 @@ static size_t traced_launches(const char *path, uint64_t *items, size_t cap)
     size_t len = fread(json, 1, sizeof json - 1, f);
     fclose(f);
     json[len] = '\0';
-    double ts[256];
+    double ts[256], end[256];
     size_t n = 0;
     for (const char *p = strstr(json, "\"cat\":\"device\""); p != NULL;
          p = strstr(p + 1, "\"cat\":\"device\"")) {
         const char *t = strstr(p, "\"ts\":"), *it = strstr(p, "\"items\":");
+        const char *du = strstr(p, "\"dur\":");
         assert_non_null(t);
         assert_non_null(it);
+        assert_non_null(du);
         assert_true(n < cap && n < 256);
         double at = strtod(t + 5, NULL);
+        double until = at + strtod(du + 6, NULL);
         uint64_t count = strtoull(it + 8, NULL, 10);
         size_t i = n++;
         for (; i > 0 && ts[i - 1] > at; i--) { /* insertion by start */
             ts[i] = ts[i - 1];
+            end[i] = end[i - 1];
             items[i] = items[i - 1];
         }
         ts[i] = at;
+        end[i] = until;
         items[i] = count;
     }
+    for (size_t i = 0; span != NULL && i < n; i++) {
+        span[i][0] = ts[i];
+        span[i][1] = end[i];
+    }
     return n;
+}
+
+static size_t traced_launches(const char *path, uint64_t *items, size_t cap)
+{
+    return traced_spans(path, items, NULL, cap);
 }
 
 /* With nothing waiting downstream the launches grow with the work
@@ -1298,6 +1314,93 @@ static void test_sim_last_launch_short(void **state)
     assert_true(held);
     assert_int_equal(para_runtime_destroy(rt), 0);
     unlink(path);
+}
+
+/* One run of array -> device-only axpb -> cheap serial sink over @p n
+ * items (every item there at once); the kernel node's launches. */
+static uint64_t array_run(para_runtime_t *rt, const uint32_t *in, uint32_t n)
+{
+    axpb_ctx c = {.mul = 3, .add = 1};
+    atomic_init(&c.fail_at, -1);
+    para_graph_t *g;
+    assert_int_equal(para_graph_create(&g), 0);
+    para_node_t *s, *k, *out;
+    uint64_t sum = 0;
+    assert_int_equal(para_graph_add_array(g, "in", in, n, 4, &s), 0);
+    para_kernel_desc_t kd = axpb_kernel(&c);
+    para_node_desc_t nd = {.name = "axpb",
+                           .flags = PARA_NODE_DEVICE_ONLY,
+                           .in_size = 4,
+                           .out_size = 4,
+                           .kernel = &kd,
+                           .map_batch = axpb_cpu,
+                           .ctx = &c};
+    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    assert_int_equal(para_graph_add_sink_batch(g, "sum", 4, sum_u32_sink, &sum,
+                                               PARA_NODE_SERIAL, &out),
+                     0);
+    assert_int_equal(para_graph_connect(g, s, k), 0);
+    assert_int_equal(para_graph_connect(g, k, out), 0);
+    assert_int_equal(para_run(rt, g), 0);
+    uint64_t want = 0;
+    for (uint32_t i = 0; i < n; i++)
+        want += (uint32_t)(in[i] * 3 + 1);
+    assert_int_equal(sum, want);
+    para_node_stats_t ks;
+    assert_int_equal(para_node_stats(k, &ks), 0);
+    para_graph_destroy(g);
+    return ks.device_launches;
+}
+
+/* A second run of the same kernel also knows from the first that nothing
+ * downstream waits for its outputs (a cheap sink), so it starts in the
+ * regime of long launches at once: its first launch takes half of the
+ * 200,000 items, far more than the time cap (2 ms of device time: 4,000
+ * items at 0.5 us), and at most two launches (GATHER_IN_FLIGHT) begin
+ * before it ends. Without that memory the run starts time-capped until its
+ * sink has run: first launches of at most 4,000 items, up to four of them
+ * at once (measured: 3,056 items, 4 at once, in all of 5 attempts). A
+ * starved host is measured again, up to 5 times. */
+static void test_sim_second_run_starts_long(void **state)
+{
+    (void)state;
+    enum { N = 200000 };
+    uint32_t *in = malloc(N * sizeof *in);
+    assert_non_null(in);
+    for (uint32_t i = 0; i < N; i++)
+        in[i] = i;
+    char path[] = "/tmp/para-test-second-run-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    para_runtime_attr_t a;
+    assert_int_equal(para_runtime_attr_init(&a), 0);
+    a.workers = 2;
+    a.device = "sim:20:2M";
+    a.pin = "none";
+    a.trace = path;
+    para_runtime_t *rt = NULL;
+    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    (void)array_run(rt, in, N); /* learns the kernel, and the sink */
+    bool held = false;
+    for (int attempt = 0; attempt < 5 && !held; attempt++) {
+        uint64_t launches = array_run(rt, in, N);
+        uint64_t items[256];
+        double span[256][2];
+        size_t n = traced_spans(path, items, span, 256);
+        assert_int_equal(n, launches);
+        size_t overlap = 0; /* launches begun before the first one ended */
+        for (size_t i = 0; i < n; i++)
+            overlap += span[i][0] < span[0][1];
+        print_message("%zu launches, the first of %llu items, %zu begun "
+                      "before it ended\n",
+                      n, (unsigned long long)items[0], overlap);
+        held = n >= 2 && items[0] > 4000 && overlap <= 2;
+    }
+    assert_true(held);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    unlink(path);
+    free(in);
 }
 
 /* Buffer arguments on simulated devices (they run the CPU function, which
@@ -2041,6 +2144,7 @@ int main(void)
         cmocka_unit_test(test_sim_shares_with_cpu),
         cmocka_unit_test(test_sim_link_cost_keeps_work_near_data),
         cmocka_unit_test(test_sim_estimates_kept_across_runs),
+        cmocka_unit_test(test_sim_second_run_starts_long),
         cmocka_unit_test(test_sim_learnt_latency_and_rate),
         cmocka_unit_test(test_sim_one_device_fails_midrun),
         cmocka_unit_test(test_sim_all_devices_fail),
