@@ -1272,17 +1272,10 @@ static size_t traced_launches(const char *path, uint64_t *items, size_t cap)
     return traced_spans(path, items, NULL, cap);
 }
 
-/* With nothing waiting downstream the launches grow with the work
- * gathered, but each takes at most half of what is pending: the launches
- * at the end shrink, and the last is short (here at most a quarter of the
- * longest), instead of one long launch of everything gathered whose
- * outputs all come at the end. The trace gives each launch's items. A host
- * starved of CPU launches what it has (then every launch is short and
- * alike): measured again, up to 5 times, until the host kept up. */
-static void test_sim_last_launch_short(void **state)
+/* Two workers and one simulated device (20 us a launch, 2 M items/s),
+ * tracing into a new file at @p path (a mkstemp() template). */
+static para_runtime_t *traced_sim_rt(char *path)
 {
-    (void)state;
-    char path[] = "/tmp/para-test-launches-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
@@ -1294,6 +1287,21 @@ static void test_sim_last_launch_short(void **state)
     a.trace = path;
     para_runtime_t *rt = NULL;
     assert_int_equal(para_runtime_create(&rt, &a), 0);
+    return rt;
+}
+
+/* With nothing waiting downstream the launches grow with the work
+ * gathered, but each takes at most half of what is pending: the launches
+ * at the end shrink, and the last is short (here at most a quarter of the
+ * longest), instead of one long launch of everything gathered whose
+ * outputs all come at the end. The trace gives each launch's items. A host
+ * starved of CPU launches what it has (then every launch is short and
+ * alike): measured again, up to 5 times, until the host kept up. */
+static void test_sim_last_launch_short(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/para-test-launches-XXXXXX";
+    para_runtime_t *rt = traced_sim_rt(path);
     bool held = false;
     for (int attempt = 0; attempt < 5 && !held; attempt++) {
         uint64_t launches = sized_launches(rt, 200000, 0, false);
@@ -1370,17 +1378,7 @@ static void test_sim_second_run_starts_long(void **state)
     for (uint32_t i = 0; i < N; i++)
         in[i] = i;
     char path[] = "/tmp/para-test-second-run-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    para_runtime_attr_t a;
-    assert_int_equal(para_runtime_attr_init(&a), 0);
-    a.workers = 2;
-    a.device = "sim:20:2M";
-    a.pin = "none";
-    a.trace = path;
-    para_runtime_t *rt = NULL;
-    assert_int_equal(para_runtime_create(&rt, &a), 0);
+    para_runtime_t *rt = traced_sim_rt(path);
     (void)array_run(rt, in, N); /* learns the kernel, and the sink */
     bool held = false;
     for (int attempt = 0; attempt < 5 && !held; attempt++) {
