@@ -1529,9 +1529,13 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof name, "para-cpu-%u", w->id);
     pthread_setname_np(pthread_self(), name);
     /* A failed pin is logged by the topology module; the worker still runs.
-     * Then its own struct moves to its NUMA node (a no-op on one node). */
-    (void)para__topology_pin_self(rt->topology, &rt->plan, w->id);
-    w->pin_bound = w->id;
+     * Under rt->lock: a run that has already begun may have swapped our
+     * slot (keep_caller_core()), and must not bind us meanwhile. Then its
+     * own struct moves to its NUMA node (a no-op on one node). */
+    pthread_mutex_lock(&rt->lock);
+    w->pin_bound = w->pin_want;
+    (void)para__topology_pin_self(rt->topology, &rt->plan, w->pin_bound);
+    pthread_mutex_unlock(&rt->lock);
     (void)para__topology_bind_memory(rt->topology, &rt->plan, w->id, w,
                                      sizeof *w);
 
@@ -1567,12 +1571,14 @@ static void *worker_main(void *arg)
             atomic_fetch_add_explicit(&rt->workers_in_run, 1,
                                       memory_order_relaxed);
         }
+        /* The caller took our core (free_pin) and could not re-bind us
+         * itself (keep_caller_core()): bind ourselves. */
         unsigned pin = w->pin_want;
+        bool rebind = pin != w->pin_bound;
+        w->pin_bound = pin;
         pthread_mutex_unlock(&rt->lock);
-        if (pin != w->pin_bound) { /* the caller took our core (free_pin) */
+        if (rebind)
             (void)para__topology_pin_self(rt->topology, &rt->plan, pin);
-            w->pin_bound = pin;
-        }
 
         run_loop(w, run);
         leave_run_check(w);
@@ -1649,8 +1655,12 @@ void para__scheduler_stop(para_runtime_t *rt)
 
 /* The calling thread works the run on the core it is on: if a worker
  * thread wants that core's cpuset, that thread takes the caller's free one
- * instead (free_pin, scheduler.h). One getcpu (no system call) per run;
- * the worker re-binds itself only after a swap. Under rt->lock. */
+ * instead (free_pin, scheduler.h). One getcpu (no system call) per run.
+ * After a swap the caller re-binds the worker thread at once, before waking
+ * it: bound to the caller's core, the woken thread would have to run there
+ * to move itself, and waited for the kernel to preempt the caller (0.3-3 ms
+ * of a 2-core VM's first 8 ms run). If that fails, the worker binds itself
+ * when it joins (worker_main()). Under rt->lock (pin_want, pin_bound). */
 static void keep_caller_core(para_runtime_t *rt)
 {
     const para__topology_plan *plan = &rt->plan;
@@ -1666,6 +1676,9 @@ static void keep_caller_core(para_runtime_t *rt)
             unsigned taken = w->pin_want;
             w->pin_want = rt->free_pin;
             rt->free_pin = taken;
+            if (para__topology_pin_thread(rt->topology, plan, w->pin_want,
+                                          w->thread) == 0)
+                w->pin_bound = w->pin_want;
             return;
         }
     }

@@ -57,8 +57,9 @@ struct para__worker {
 #undef PARA__WORKER_BASE
     para__trace_lane *trace; /* NULL unless tracing (PARA_TRACE) */
     /* Pinned workers with caller_works (see free_pin below): the plan slot
-     * whose cpuset this worker's thread is bound to (its thread only), and
-     * the one it is to be bound to when it next joins a run (rt->lock). */
+     * whose cpuset this worker's thread is bound to, or is being bound to
+     * by that thread itself, and the one it is to be bound to (the caller
+     * re-binds it when it swaps the two: keep_caller_core()). rt->lock. */
     unsigned pin_bound;
     unsigned pin_want;
 };

@@ -74,7 +74,7 @@
  *     strictly greater than the position, and the last level ends at m);
  *   - within a level, before shuffling, indices ascend.
  *
- * The plan is pure: only para__topology_pin_self() talks to the OS, and it
+ * The plan is pure: only para__topology_pin_thread() talks to the OS, and it
  * refuses a topology that is not this system's (hwloc would "bind" through
  * dummy hooks that report success). A pinning failure is a warning, never
  * fatal: the worker runs unbound and the plan's order is still valid.
@@ -415,8 +415,9 @@ static const char *bind_error_text(int err)
     }
 }
 
-int para__topology_pin_self(hwloc_topology_t topo,
-                            const para__topology_plan *plan, unsigned w)
+int para__topology_pin_thread(hwloc_topology_t topo,
+                              const para__topology_plan *plan, unsigned w,
+                              pthread_t thread)
 {
     if (topo == NULL || plan == NULL || w >= plan->n_workers)
         return PARA_EINVAL;
@@ -427,7 +428,7 @@ int para__topology_pin_self(hwloc_topology_t topo,
      * rather than pretend. */
     int err = ENOSYS;
     if (hwloc_topology_is_thissystem(topo)) {
-        if (hwloc_set_cpubind(topo, plan->cpuset[w], HWLOC_CPUBIND_THREAD) == 0)
+        if (hwloc_set_thread_cpubind(topo, thread, plan->cpuset[w], 0) == 0)
             return 0;
         err = errno;
     }

@@ -3,8 +3,8 @@
  *
  * A plan is a pure function of an hwloc topology, a worker count and a pin
  * mode (para__topology_plan_make()); it never looks at the machine itself, so
- * tests build it from synthetic topologies. Only para__topology_pin_self()
- * touches the OS. The placement rules, the distance and the victim order are
+ * tests build it from synthetic topologies. Only para__topology_pin_thread()
+ * (and its wrapper para__topology_pin_self()) touches the OS. The placement rules, the distance and the victim order are
  * explained at the top of topology.c.
  *
  * Layout of the victim tables (m = n_workers - 1 entries per worker):
@@ -27,6 +27,7 @@
 #ifndef PARA_TOPOLOGY_H
 #define PARA_TOPOLOGY_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include <hwloc.h>
@@ -131,7 +132,7 @@ void para__topology_shuffle_levels(para__topology_plan *plan, unsigned w,
                                    uint64_t *rng);
 
 /**
- * @brief Bind the calling thread to plan->cpuset[w].
+ * @brief Bind @p thread to plan->cpuset[w].
  *
  * A NULL cpuset (PIN_NONE) is a successful no-op. A refusal by the OS is
  * logged as a warning (level 1) and reported, but the thread keeps running
@@ -142,17 +143,28 @@ void para__topology_shuffle_levels(para__topology_plan *plan, unsigned w,
  *            or XML topology hwloc's binding silently does nothing, so it is
  *            refused here.
  * @param[in] plan The plan.
- * @param[in] w The worker index of the calling thread.
+ * @param[in] w The plan slot whose cpuset @p thread gets.
+ * @param[in] thread The thread: the caller itself, or a worker thread
+ *            the caller re-binds before waking it (a thread pinned to a
+ *            busy core would first have to run there to move itself).
  * @return 0 on success or when there is nothing to bind.
  * @return PARA_EINVAL if topo or plan is NULL, or w >= plan->n_workers.
  * @return PARA_EINVAL too, with a warning saying why, if the binding could
  *         not be done: topology not of this system, binding not supported,
  *         not permitted, or a PU not available to the process.
- * @note Called by worker @p w on itself, typically once at thread start.
- *       Several workers may call it at once.
+ * @note Any thread; several may call it at once, for different threads.
  */
-int para__topology_pin_self(hwloc_topology_t topo,
-                            const para__topology_plan *plan, unsigned w);
+int para__topology_pin_thread(hwloc_topology_t topo,
+                              const para__topology_plan *plan, unsigned w,
+                              pthread_t thread);
+
+/** para__topology_pin_thread() for the calling thread. */
+static inline int para__topology_pin_self(hwloc_topology_t topo,
+                                          const para__topology_plan *plan,
+                                          unsigned w)
+{
+    return para__topology_pin_thread(topo, plan, w, pthread_self());
+}
 
 /**
  * @brief Place [addr, addr + len) on worker @p w's NUMA node (whole pages:

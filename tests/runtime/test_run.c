@@ -537,6 +537,13 @@ struct affinity_seen {
     int min_cpus;
     int seen;             /* items run by worker threads */
     cpu_set_t worker_set; /* the last affinity a worker thread had */
+    pthread_t worker;     /* a worker thread that ran items */
+    bool have_worker;
+    /* Set by the test: the caller's first item of the run records that
+     * worker thread's affinity (start_set), then clears it. */
+    bool check_start;
+    int start_rc; /* pthread_getaffinity_np() for start_set */
+    cpu_set_t start_set;
 };
 
 static int map_record_affinity(void *ctx, const void *in, void *out)
@@ -554,7 +561,17 @@ static int map_record_affinity(void *ctx, const void *in, void *out)
         if (c < a->min_cpus)
             a->min_cpus = c;
         a->worker_set = set;
+        a->worker = pthread_self();
+        a->have_worker = true;
         pthread_mutex_unlock(&a->lock);
+    } else if (pthread_equal(pthread_self(), a->caller) && a->check_start) {
+        a->check_start = false; /* only the caller reads and writes it */
+        pthread_mutex_lock(&a->lock);
+        pthread_t worker = a->worker;
+        pthread_mutex_unlock(&a->lock);
+        CPU_ZERO(&a->start_set);
+        a->start_rc = pthread_getaffinity_np(worker, sizeof a->start_set,
+                                             &a->start_set);
     }
     /* About 10 us an item: the worker threads join long before the end. */
     uint64_t t0 = now_ns_test();
@@ -629,9 +646,12 @@ static void test_workers_are_pinned(void **state)
 
 /* The calling thread keeps its core: para_run()'s thread, moved onto the
  * core the pinned worker thread is bound to, works the run there, and the
- * worker thread binds itself to the caller's other core instead (without
- * it, the two shared one core until the kernel moved the caller: 1.4-4.9
- * ms of a first 10 ms run on a 2-core VM); moved back, the worker returns. */
+ * worker thread is bound to the caller's other core instead (without it,
+ * the two shared one core until the kernel moved the caller: 1.4-4.9 ms of
+ * a first 10 ms run on a 2-core VM); moved back, the worker returns. The
+ * caller binds the worker thread before waking it: at the caller's first
+ * item the worker is already elsewhere (when the worker bound itself, it
+ * first had to get the caller's core to run on: 0.3-3 ms). */
 static int first_cpu(const cpu_set_t *set)
 {
     for (int c = 0; c < CPU_SETSIZE; c++)
@@ -696,7 +716,12 @@ static void test_caller_keeps_its_core(void **state)
     }
     int x = first_cpu(&own);
     pin_caller(x); /* the caller on the worker's core */
+    assert_true(a.have_worker);
+    a.check_start = true;
     cpu_set_t moved = worker_affinity(rt, g, &a);
+    assert_false(a.check_start); /* the caller ran an item */
+    assert_int_equal(a.start_rc, 0);
+    assert_false(CPU_ISSET(x, &a.start_set)); /* moved before it woke */
     assert_false(CPU_ISSET(x, &moved));
     assert_true(CPU_COUNT(&moved) < allowed);
     int y = first_cpu(&moved);
