@@ -157,6 +157,7 @@ typedef struct arrival {
     wire_hdr h;
     bool waiting;
     uint64_t since_ns; /* first refused, or 0 */
+    uint64_t need;     /* its footprint on this rank, or 0: not known yet */
 } arrival;
 
 typedef struct outbox {
@@ -716,14 +717,19 @@ static bool admit_arrival(mpi_ctx *c, para__run *run, arrival *a,
         h->node >= c->graph->n_nodes)
         return true; /* recv_batch() drops it or keeps it unbudgeted */
     para_node_t *n = c->graph->nodes[h->node];
-    bool packed = (h->flags & HDR_PACKED) != 0;
-    uint64_t bytes = packed ? h->count * n->in_size : h->bytes;
-    uint64_t own = packed ? h->bytes : 0; /* about what unpacked items own */
-    uint64_t batch = bytes > SIZE_MAX / 2
-                         ? UINT64_MAX
-                         : para__batch_alloc_size(1, (size_t)bytes) + own;
-    uint64_t need = para__footprint_arrival(run->budget->footprint_ctx, n,
-                                            (size_t)h->count, batch, c->here);
+    if (a->need == 0) { /* once per batch, not at every poll while it waits */
+        bool packed = (h->flags & HDR_PACKED) != 0;
+        uint64_t bytes = packed ? h->count * n->in_size : h->bytes;
+        uint64_t own = packed ? h->bytes : 0; /* about what items own */
+        uint64_t batch = bytes > SIZE_MAX / 2
+                             ? UINT64_MAX
+                             : para__batch_alloc_size(1, (size_t)bytes) + own;
+        a->need = PARA_MAX(para__footprint_arrival(run->budget->footprint_ctx,
+                                                   n, (size_t)h->count, batch,
+                                                   c->here),
+                           (uint64_t)1);
+    }
+    uint64_t need = a->need;
     uint64_t now = para__now_ns();
     bool overdue = a->since_ns != 0 && now - a->since_ns > ARRIVAL_WAIT_MAX_NS;
     bool forced = (h->flags & HDR_CREDITED) != 0 || overdue;
@@ -766,6 +772,7 @@ static void recv_header(mpi_ctx *c, para__run *run, int src)
     c->msgs_recvd++;
     a->waiting = true;
     a->since_ns = 0;
+    a->need = 0;
     c->n_waiting++;
     take_arrival(c, run, src);
 }

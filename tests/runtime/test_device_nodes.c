@@ -135,6 +135,23 @@ static para_kernel_desc_t axpb_kernel(const axpb_ctx *c)
                                 .n_args = 2};
 }
 
+/* A DEVICE_ONLY axpb node on @p kd (axpb_kernel()), whose CPU batch
+ * function is what a simulated device runs. */
+static para_node_t *add_axpb_device_only(para_graph_t *g, axpb_ctx *c,
+                                         const para_kernel_desc_t *kd)
+{
+    para_node_desc_t nd = {.name = "axpb",
+                           .flags = PARA_NODE_DEVICE_ONLY,
+                           .in_size = 4,
+                           .out_size = 4,
+                           .kernel = kd,
+                           .map_batch = axpb_cpu, /* what the sim runs */
+                           .ctx = c};
+    para_node_t *k = NULL;
+    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    return k;
+}
+
 /* source (per_call items a batch) -> kernel axpb -> collect; checks every
  * item in order. Returns the run's code; stats through *ks. */
 static int run_axpb(para_runtime_t *rt, uint32_t total, uint32_t per_call,
@@ -1152,14 +1169,7 @@ static uint64_t sized_launches(para_runtime_t *rt, uint32_t total,
     assert_int_equal(
         para_graph_add_source(g, "numbers", 4, small_source_fn, &src, &s), 0);
     para_kernel_desc_t kd = axpb_kernel(&c);
-    para_node_desc_t nd = {.name = "axpb",
-                           .flags = PARA_NODE_DEVICE_ONLY,
-                           .in_size = 4,
-                           .out_size = 4,
-                           .kernel = &kd,
-                           .map_batch = axpb_cpu, /* what the sim runs */
-                           .ctx = &c};
-    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    k = add_axpb_device_only(g, &c, &kd);
     assert_int_equal(para_graph_add_sink_batch(g, "sum", 4, sum_u32_sink, &sum,
                                                PARA_NODE_SERIAL, &out),
                      0);
@@ -1336,14 +1346,7 @@ static uint64_t array_run(para_runtime_t *rt, const uint32_t *in, uint32_t n)
     uint64_t sum = 0;
     assert_int_equal(para_graph_add_array(g, "in", in, n, 4, &s), 0);
     para_kernel_desc_t kd = axpb_kernel(&c);
-    para_node_desc_t nd = {.name = "axpb",
-                           .flags = PARA_NODE_DEVICE_ONLY,
-                           .in_size = 4,
-                           .out_size = 4,
-                           .kernel = &kd,
-                           .map_batch = axpb_cpu,
-                           .ctx = &c};
-    assert_int_equal(para_graph_add(g, &nd, &k), 0);
+    k = add_axpb_device_only(g, &c, &kd);
     assert_int_equal(para_graph_add_sink_batch(g, "sum", 4, sum_u32_sink, &sum,
                                                PARA_NODE_SERIAL, &out),
                      0);
