@@ -205,21 +205,62 @@ static int stage(para__worker *w, para_node_t *n, const para__task *t,
     }
 }
 
-/* A fused range's tile: @p m indices from @p first. Two at a time (one
- * 16-byte store each: the loop is store-bound, and -O2 does not vectorise
- * it by itself). */
-static void fill_indices(uint64_t *v, uint64_t first, size_t m)
+/* A fused range's tile: @p m indices from @p first. The loop is
+ * store-bound, and -O2 does not vectorise it by itself: 16-byte stores
+ * (two indices each) everywhere, or with @p wide (x86-64 with AVX2) two
+ * 32-byte stores an iteration, on two running vectors so that the adds do
+ * not chain: 0.07 ns an index against 0.14 on the development VM's Zen 4,
+ * 3-4 % of w3's work. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define PARA_FUSE_WIDE_FILL 1
+__attribute__((target("avx2"))) static size_t
+fill_indices_avx2(uint64_t *v, uint64_t first, size_t m)
 {
-    typedef uint64_t u64x2 __attribute__((vector_size(16)));
-    u64x2 x = {first, first + 1};
-    const u64x2 two = {2, 2};
+    typedef uint64_t u64x4 __attribute__((vector_size(32)));
+    u64x4 x = {first, first + 1, first + 2, first + 3};
+    u64x4 y = x + 4;
+    const u64x4 eight = {8, 8, 8, 8};
     size_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+        memcpy(v + i, &x, sizeof x);
+        memcpy(v + i + 4, &y, sizeof y);
+        x += eight;
+        y += eight;
+    }
+    return i;
+}
+#else
+#define PARA_FUSE_WIDE_FILL 0
+#endif
+
+void para__fuse_fill_indices(uint64_t *v, uint64_t first, size_t m,
+                             bool wide)
+{
+    size_t i = 0;
+#if PARA_FUSE_WIDE_FILL
+    if (wide)
+        i = fill_indices_avx2(v, first, m);
+#else
+    (void)wide;
+#endif
+    typedef uint64_t u64x2 __attribute__((vector_size(16)));
+    u64x2 x = {first + i, first + i + 1};
+    const u64x2 two = {2, 2};
     for (; i + 2 <= m; i += 2) {
         memcpy(v + i, &x, sizeof x);
         x += two;
     }
     for (; i < m; i++)
         v[i] = first + i;
+}
+
+bool para__fuse_wide_fill(void)
+{
+#if PARA_FUSE_WIDE_FILL
+    return __builtin_cpu_supports("avx2") != 0;
+#else
+    return false;
+#endif
 }
 
 /* Per-stage accounting of one fused task. */
@@ -319,6 +360,7 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
     alignas(PARA_CACHELINE) unsigned char buf[2][PARA__FUSE_TILE_BYTES];
     alignas(PARA_CACHELINE) uint64_t idx[PARA__FUSE_TILE_BYTES / 8];
     const bool gen_range = pred->src_fused && pred->kind == PARA__KIND_RANGE;
+    const bool wide = gen_range && para__fuse_wide_fill();
     const uint64_t first_value =
         gen_range ? pred->range_begin + in->seq_begin : 0;
     /* The thread's input port and item numbers (para_input_port(),
@@ -336,7 +378,7 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
         const size_t tile_m = PARA_MIN(tile, count - at);
         const unsigned char *tile_src;
         if (gen_range) {
-            fill_indices(idx, first_value + at, tile_m);
+            para__fuse_fill_indices(idx, first_value + at, tile_m, wide);
             tile_src = (const unsigned char *)idx;
         } else {
             tile_src = in->data + at * br[0].stage[0]->in_size;

@@ -91,6 +91,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "scheduler.h"
 
@@ -120,6 +121,16 @@ static inline uint32_t para__fuse_readers(const para_node_t *n)
 {
     return n->fuse_fan ? 1u : n->n_succs;
 }
+
+/* Write the @p m indices first, first + 1, ... to @p v (a fused range's
+ * tile); with @p wide in 32-byte stores (only where para__fuse_wide_fill()
+ * says the CPU has them). */
+void para__fuse_fill_indices(uint64_t *v, uint64_t first, size_t m,
+                             bool wide);
+
+/* Does this CPU take para__fuse_fill_indices()'s wide stores (x86-64 with
+ * AVX2)? */
+bool para__fuse_wide_fill(void);
 
 /* One output of a fused task: the batch and the stage that made it. */
 typedef struct para__fuse_out {

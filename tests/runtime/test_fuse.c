@@ -1126,11 +1126,41 @@ static void test_filter_items(void **state)
     para_graph_destroy(g);
 }
 
+/* A fused range's tile of indices, narrow and (where the CPU has them)
+ * wide stores: every length from 0 to 70 and a full tile, at every offset
+ * from a cache line's start that an 8-byte item can have, from a first
+ * index near 2^64 too (the wrap is the caller's, never reached by a
+ * range); nothing is written past the last index. */
+static void test_fill_indices(void **state)
+{
+    (void)state;
+    enum { MAX = 1024 + 8 };
+    static uint64_t buf[MAX + 16];
+    static const uint64_t firsts[] = {0, 7, 123456789, UINT64_MAX - 2000};
+    const bool wides[2] = {false, para__fuse_wide_fill()};
+    for (unsigned wi = 0; wi < 2; wi++) {
+        for (unsigned fi = 0; fi < 4; fi++) {
+            for (size_t off = 0; off < 8; off++) {
+                for (size_t m = 0; m <= 1024; m = m < 70 ? m + 1 : m + 954) {
+                    memset(buf, 0xAB, sizeof buf);
+                    uint64_t *v = buf + off;
+                    para__fuse_fill_indices(v, firsts[fi], m, wides[wi]);
+                    for (size_t i = 0; i < m; i++)
+                        assert_int_equal(v[i], firsts[fi] + i);
+                    for (size_t i = m; i < m + 8; i++)
+                        assert_int_equal(v[i], 0xABABABABABABABABull);
+                }
+            }
+        }
+    }
+}
+
 int main(void)
 {
     unsetenv("PARA_FUSE");
     para_set_log_fn(quiet_log, NULL);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fill_indices),
         cmocka_unit_test(test_chain_boundaries),
         cmocka_unit_test(test_chain_ends),
         cmocka_unit_test(test_failure_names_stage),
