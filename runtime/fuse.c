@@ -233,8 +233,7 @@ fill_indices_avx2(uint64_t *v, uint64_t first, size_t m)
 #define PARA_FUSE_WIDE_FILL 0
 #endif
 
-void para__fuse_fill_indices(uint64_t *v, uint64_t first, size_t m,
-                             bool wide)
+void para__fuse_fill_indices(uint64_t *v, uint64_t first, size_t m, bool wide)
 {
     size_t i = 0;
 #if PARA_FUSE_WIDE_FILL

@@ -125,8 +125,7 @@ static inline uint32_t para__fuse_readers(const para_node_t *n)
 /* Write the @p m indices first, first + 1, ... to @p v (a fused range's
  * tile); with @p wide in 32-byte stores (only where para__fuse_wide_fill()
  * says the CPU has them). */
-void para__fuse_fill_indices(uint64_t *v, uint64_t first, size_t m,
-                             bool wide);
+void para__fuse_fill_indices(uint64_t *v, uint64_t first, size_t m, bool wide);
 
 /* Does this CPU take para__fuse_fill_indices()'s wide stores (x86-64 with
  * AVX2)? */

@@ -4,8 +4,9 @@
  * A plan is a pure function of an hwloc topology, a worker count and a pin
  * mode (para__topology_plan_make()); it never looks at the machine itself, so
  * tests build it from synthetic topologies. Only para__topology_pin_thread()
- * (and its wrapper para__topology_pin_self()) touches the OS. The placement rules, the distance and the victim order are
- * explained at the top of topology.c.
+ * (and its wrapper para__topology_pin_self()) touches the OS. The placement
+ * rules, the distance and the victim order are explained at the top of
+ * topology.c.
  *
  * Layout of the victim tables (m = n_workers - 1 entries per worker):
  *

@@ -724,10 +724,10 @@ static bool admit_arrival(mpi_ctx *c, para__run *run, arrival *a,
         uint64_t batch = bytes > SIZE_MAX / 2
                              ? UINT64_MAX
                              : para__batch_alloc_size(1, (size_t)bytes) + own;
-        a->need = PARA_MAX(para__footprint_arrival(run->budget->footprint_ctx,
-                                                   n, (size_t)h->count, batch,
-                                                   c->here),
-                           (uint64_t)1);
+        a->need =
+            PARA_MAX(para__footprint_arrival(run->budget->footprint_ctx, n,
+                                             (size_t)h->count, batch, c->here),
+                     (uint64_t)1);
     }
     uint64_t need = a->need;
     uint64_t now = para__now_ns();

@@ -570,8 +570,8 @@ static int map_record_affinity(void *ctx, const void *in, void *out)
         pthread_t worker = a->worker;
         pthread_mutex_unlock(&a->lock);
         CPU_ZERO(&a->start_set);
-        a->start_rc = pthread_getaffinity_np(worker, sizeof a->start_set,
-                                             &a->start_set);
+        a->start_rc =
+            pthread_getaffinity_np(worker, sizeof a->start_set, &a->start_set);
     }
     /* About 10 us an item: the worker threads join long before the end. */
     uint64_t t0 = now_ns_test();
