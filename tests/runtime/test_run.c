@@ -784,8 +784,9 @@ static void test_caller_works_as_worker(void **state)
  * voluntary context switches per run of this graph on a loaded 2-core VM,
  * 0.01-0.02 since.) Process-wide voluntary switches (a thread that sleeps)
  * over 2,000 runs of range 0..500 -> parallel map -> serial sink must stay
- * under 0.1 per run. Skipped under sanitizers (they slow the runs apart by
- * more than the spin waits) and with fewer than 2 CPUs. */
+ * under 0.1 per run (in one of up to three measurements). Skipped under
+ * sanitizers (they slow the runs apart by more than the spin waits) and with
+ * fewer than 2 CPUs. */
 static int map_spin(void *ctx, const void *in, void *out)
 {
     (void)ctx;
@@ -821,18 +822,27 @@ static void test_short_runs_do_not_sleep(void **state)
     conn(g, m, k);
     for (int i = 0; i < 50; i++) /* warm: batch sizes learned */
         run_ok(rt, g);
-    struct rusage u0, u1;
-    assert_int_equal(getrusage(RUSAGE_SELF, &u0), 0);
-    const int runs = 2000;
-    for (int i = 0; i < runs; i++) {
-        sum.count = 0;
-        run_ok(rt, g);
-        assert_int_equal(sum.count, 500);
+    /* Up to three measurements: one is enough. Idle, a measurement gives
+     * 0.001-0.012; beside another test that keeps both cores busy (ctest
+     * -j2 ran the OpenCL `resident` tests beside it in CI run 63) one gave
+     * 0.102, as the worker spinning for the next run is kept off its core
+     * past the spin and sleeps. The fault this test catches slept in every
+     * run: 0.16-0.35 in every measurement. */
+    double voluntary = 1.0;
+    for (int attempt = 0; attempt < 3 && voluntary >= 0.1; attempt++) {
+        struct rusage u0, u1;
+        assert_int_equal(getrusage(RUSAGE_SELF, &u0), 0);
+        const int runs = 2000;
+        for (int i = 0; i < runs; i++) {
+            sum.count = 0;
+            run_ok(rt, g);
+            assert_int_equal(sum.count, 500);
+        }
+        assert_int_equal(getrusage(RUSAGE_SELF, &u1), 0);
+        voluntary = (double)(u1.ru_nvcsw - u0.ru_nvcsw) / runs;
+        print_message("short runs: %.3f voluntary context switches per run\n",
+                      voluntary);
     }
-    assert_int_equal(getrusage(RUSAGE_SELF, &u1), 0);
-    double voluntary = (double)(u1.ru_nvcsw - u0.ru_nvcsw) / runs;
-    print_message("short runs: %.3f voluntary context switches per run\n",
-                  voluntary);
     assert_true(voluntary < 0.1);
     para_graph_destroy(g);
     destroy_rt(rt);
