@@ -1396,7 +1396,11 @@ static void test_sim_second_run_starts_long(void **state)
         print_message("%zu launches, the first of %llu items, %zu begun "
                       "before it ended\n",
                       n, (unsigned long long)items[0], overlap);
-        held = n >= 2 && items[0] > 4000 && overlap <= 2;
+        /* Under a sanitizer the host may launch the first few ramp
+         * batches (16 to 2,032 items under TSan, CI run 65) before the
+         * gather window lets more come: only the regime's bound on
+         * launches in flight. */
+        held = n >= 2 && (items[0] > 4000 || SIM_SANITIZED) && overlap <= 2;
     }
     assert_true(held);
     assert_int_equal(para_runtime_destroy(rt), 0);
