@@ -78,6 +78,7 @@ void para__fuse_plan(para__run *run, bool on)
         n->fuse_tile = 0;
         n->fuse_stages = 0;
     }
+    run->wide_fill = para__fuse_wide_fill(); /* once, not per task */
     if (!on)
         return;
     const bool forced = run->forced_batch_items != 0;
@@ -359,7 +360,6 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
     alignas(PARA_CACHELINE) unsigned char buf[2][PARA__FUSE_TILE_BYTES];
     alignas(PARA_CACHELINE) uint64_t idx[PARA__FUSE_TILE_BYTES / 8];
     const bool gen_range = pred->src_fused && pred->kind == PARA__KIND_RANGE;
-    const bool wide = gen_range && para__fuse_wide_fill();
     const uint64_t first_value =
         gen_range ? pred->range_begin + in->seq_begin : 0;
     /* The thread's input port and item numbers (para_input_port(),
@@ -377,7 +377,8 @@ int para__fuse_run(para__worker *w, para__run *run, para__task *t,
         const size_t tile_m = PARA_MIN(tile, count - at);
         const unsigned char *tile_src;
         if (gen_range) {
-            para__fuse_fill_indices(idx, first_value + at, tile_m, wide);
+            para__fuse_fill_indices(idx, first_value + at, tile_m,
+                                    run->wide_fill);
             tile_src = (const unsigned char *)idx;
         } else {
             tile_src = in->data + at * br[0].stage[0]->in_size;

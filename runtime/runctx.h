@@ -94,6 +94,7 @@ struct para__run {
     para__budget *budget; /* budgeted policies (budget.h), else NULL */
     int64_t max_batches;  /* sources wait while this many live; 0: no limit */
     size_t forced_batch_items;
+    bool wide_fill; /* fused ranges' tiles in 32-byte stores (fuse.c) */
     uint64_t target_batch_ns;
     /* Source batches grow past their first size only once some cost was
      * learned (set by runtime/mpi, whose other ranks may run every task
