@@ -69,8 +69,11 @@
  * batch right there, as the drain would (statistics, trace span, failure
  * naming the tail, cancellation, owned items and the byte budget are the
  * drain's), then drains what arrived meanwhile and releases the claim as
- * a drain does. If the tail is busy, the batch goes to its inbox as
- * without fusion. The tail's calls stay one at a time, each after the
+ * a drain does. If the tail is busy, the worker holds the task back and
+ * tries again after its next task (scheduler.c: a few tasks at most; when
+ * it finds no more work, what it holds goes to the tail's inbox as
+ * without fusion), so that the tail reads the batch on the core that
+ * wrote it. The tail's calls stay one at a time, each after the
  * last (claim and release are seq_cst); batches reach it in another
  * order, which an unordered node allows. The output still is a batch:
  * the tail runs on it whole, hot in this worker's cache, not tile by
@@ -82,9 +85,10 @@
  * Tests: tests/runtime/test_fuse.c (chain boundaries, failure naming,
  * cancellation, statistics, trace; fused fan-out: results, statistics,
  * failure, cancellation; serial tails: calls one at a time, failure,
- * cancellation, statistics, never ORDERED), test_differential.c (random
- * graphs with fusion on and off; it checks that fused chains, fused
- * fan-outs and serial tails occur).
+ * cancellation, statistics, never ORDERED, held batches under a busy tail
+ * and a byte budget), test_differential.c (random graphs with fusion on
+ * and off; it checks that fused chains, fused fan-outs, serial tails and
+ * held batches occur).
  */
 #ifndef PARA_FUSE_H
 #define PARA_FUSE_H

@@ -1080,6 +1080,8 @@ int para__graph_stats_begin(para_graph_t *g, unsigned workers)
             atomic_store_explicit(&n->wst[k].busy_ns, 0, memory_order_relaxed);
             atomic_store_explicit(&n->wst[k].inline_batches, 0,
                                   memory_order_relaxed);
+            atomic_store_explicit(&n->wst[k].held_batches, 0,
+                                  memory_order_relaxed);
         }
     }
     return 0;

@@ -56,8 +56,10 @@ typedef struct para__node_wstat {
     _Atomic uint64_t items_out;
     _Atomic uint64_t batches;
     _Atomic uint64_t busy_ns;
-    /* Serial tails (fuse.h): batches this worker ran inline. */
+    /* Serial tails (fuse.h): batches this worker ran inline, and batches
+     * it held back while the tail was busy (scheduler.c, tail_hold()). */
     _Atomic uint64_t inline_batches;
+    _Atomic uint64_t held_batches;
 } para__node_wstat;
 
 /* A node's statistics so far, summed (para__node_counts()). */

@@ -42,7 +42,15 @@
  *   unordered serial node after a parallel CPU node) first tries the claim
  *   itself; if it wins, the delivering worker runs the task inline and then
  *   drains, as the drain task would (run_inline()), skipping the inbox and
- *   the deque. An ORDERED node moves inbox entries into a
+ *   the deque. If the tail is busy, the worker holds the task back (up to
+ *   PARA__TAIL_HOLD of them, oldest out to the inbox) and tries the claim
+ *   again after each task it runs, running the held tasks itself when it
+ *   wins; before it looks for work elsewhere it hands what it still holds
+ *   to the inboxes (tail_retry()). So a tail's batches are mostly read by
+ *   the core that wrote them, while they are in its cache, instead of
+ *   all crossing to whichever worker holds the claim and drains; and a
+ *   held task keeps its unit, so the run cannot end under it. An ORDERED
+ *   node moves inbox entries into a
  *   pairing heap keyed by (seq_begin, path) and runs only the key it expects
  *   next (see graph.c for why every key arrives).
  *
@@ -120,7 +128,8 @@
  * thread can see them; the places are named in brackets)
  *   I1 Where a task lives. At any moment a task (a batch's embedded task,
  *      or a serial node's drain task) is in exactly one of: a worker's
- *      deque; rt->wake.inject; a serial node's inbox; that node's pending
+ *      deque; a worker's tail hold (owner only); rt->wake.inject; a serial
+ *      node's inbox; that node's pending
  *      FIFO or ORDERED heap (claim-owned); the device's incoming stack; a
  *      kernel node's device pending list or a launch slot (device host
  *      thread); or running on one thread. Its `next` (and `child`, in the
@@ -133,7 +142,8 @@
  *      one. A delivery to k successors turns the producer's unit into k
  *      before any of them is published, so in_flight never reaches 0 while
  *      work exists, and reaches it exactly once [para__units_add() panics
- *      below 0; a worker leaving a run finds only unit-less drain tasks].
+ *      below 0; a worker leaving a run holds no tail task and finds only
+ *      unit-less drain tasks].
  *   I3 Claims. A serial node with claimed == 1 has exactly one drain task
  *      queued (I1) or running, or a worker running it inline
  *      (run_inline(): its serial tail, fuse.h); with claimed == 0, none. Only
@@ -186,6 +196,7 @@
 
 static void execute(para__worker *w, para__run *run, para__task *t);
 static void run_inline(para__worker *w, para__run *run, para__task *t);
+static bool tail_hold(para__worker *w, para__run *run, para__task *t);
 
 /* The worker's batch cache, or none for other threads (w == NULL). */
 static inline para__batch_cache *cache_of(para__worker *w)
@@ -772,8 +783,11 @@ void para__deliver(para__worker *w, para__run *run, para_node_t *n,
         if (!s->serial) {
             push_local(w, run, t);
             queued++;
-        } else if (s == n->fuse_tail && w != NULL && try_claim(s)) {
-            here = t; /* a free serial tail (fuse.h): run it inline */
+        } else if (s == n->fuse_tail && w != NULL) {
+            if (try_claim(s))
+                here = t; /* a free serial tail (fuse.h): run it inline */
+            else if (tail_hold(w, run, t))
+                queued++;
         } else if (inbox_push(w, run, s, t)) {
             queued++;
         }
@@ -934,20 +948,77 @@ static void drain(para__worker *w, para__run *run, para_node_t *n)
     }
 }
 
+/* Take held task @p i out of @p w's tail hold (order kept). */
+static para__task *tail_take(para__worker *w, unsigned i)
+{
+    para__task *t = w->tail_held[i];
+    w->n_tail_held--;
+    for (unsigned k = i; k < w->n_tail_held; k++)
+        w->tail_held[k] = w->tail_held[k + 1];
+    return t;
+}
+
+/* Task @p t of a serial tail whose claim was busy: hold it back, to run it
+ * here later (tail_retry()). A full hold hands its oldest task to the
+ * tail's inbox; returns true if that queued the tail's drain task. */
+static bool tail_hold(para__worker *w, para__run *run, para__task *t)
+{
+    bool queued = false;
+    if (w->n_tail_held == PARA__TAIL_HOLD) {
+        para__task *oldest = tail_take(w, 0);
+        queued = inbox_push(w, run, oldest->node, oldest);
+    }
+    w->tail_held[w->n_tail_held++] = t;
+    para__counter_add(&para__wstat(w, t->node)->held_batches, 1);
+    return queued;
+}
+
 /* Task @p t (holding its unit) of a serial tail (fuse.h) whose claim the
  * delivering worker won: it runs here, on the delivering worker, as a
- * drain would run it (same statistics, trace, failure and cancellation);
- * then the deliveries that came meanwhile are drained and the claim is
- * released as in drain(). Only an unordered node: its batches may run in
- * any order. The claim's CAS (seq_cst) and the previous holder's release
- * (seq_cst) order its calls one after another. */
+ * drain would run it (same statistics, trace, failure and cancellation),
+ * after the tasks of the same tail this worker held back; then the
+ * deliveries that came meanwhile are drained and the claim is released as
+ * in drain(). Only an unordered node: its batches may run in any order.
+ * The claim's CAS (seq_cst) and the previous holder's release (seq_cst)
+ * order its calls one after another. A serial node has no tail itself, so
+ * nothing here adds to the hold. */
 static void run_inline(para__worker *w, para__run *run, para__task *t)
 {
     para_node_t *s = t->node;
     PARA_DEBUG_ASSERT((s->flags & PARA_NODE_ORDERED) == 0);
+    for (unsigned i = 0; i < w->n_tail_held;) {
+        if (w->tail_held[i]->node != s) {
+            i++;
+            continue;
+        }
+        para__counter_add(&para__wstat(w, s)->inline_batches, 1);
+        run_task(w, run, tail_take(w, i));
+    }
     para__counter_add(&para__wstat(w, s)->inline_batches, 1);
     run_task(w, run, t);
     drain(w, run, s);
+}
+
+/* Run the held tasks whose tails are free now (run_inline()); with
+ * @p flush, hand the others to their tails' inboxes, where the claim
+ * holder drains them: the worker is about to look for work elsewhere or
+ * to park, and a held task must not wait for it (its unit keeps the run
+ * open). */
+static void tail_retry(para__worker *w, para__run *run, bool flush)
+{
+    uint32_t queued = 0;
+    for (unsigned i = 0; i < w->n_tail_held;) {
+        para_node_t *s = w->tail_held[i]->node;
+        if (try_claim(s))
+            run_inline(w, run, tail_take(w, i)); /* and s's other tasks */
+        else if (!flush)
+            i++; /* kept for the next try */
+        else if (inbox_push(w, run, s, tail_take(w, i)))
+            queued++;
+    }
+    /* This worker runs the last drain task it queued itself. */
+    if (queued > 1)
+        notify(run->rt, queued - 1);
 }
 
 static void execute(para__worker *w, para__run *run, para__task *t)
@@ -1449,10 +1520,17 @@ static void run_loop(para__worker *w, para__run *run)
             t = steal(w, run);
         if (t != NULL) {
             execute(w, run, t);
+            if (w->n_tail_held > 0)
+                tail_retry(w, run, false);
             idle = 0;
             continue;
         }
         if (try_sources(w, run)) {
+            idle = 0;
+            continue;
+        }
+        if (w->n_tail_held > 0) { /* before looking further: see above */
+            tail_retry(w, run, true);
             idle = 0;
             continue;
         }
@@ -1480,6 +1558,9 @@ int para_worker_index(void)
  * no unit. */
 static void leave_run_check(para__worker *w)
 {
+    if (w->n_tail_held != 0) /* I2: each held a unit */
+        para__panic("worker %u left a run holding %u tail tasks", w->id,
+                    w->n_tail_held);
     for (para__task *t; (t = para__deque_owner_pop(&w->deque)) != NULL;)
         if (t->batch != NULL)
             para__panic("task of node '%s' outlived its run", t->node->name);

@@ -31,6 +31,9 @@
  * the worker's own NUMA node (para__topology_bind_memory()). */
 #define PARA__WORKER_ALIGN 4096
 
+/* Tasks a worker holds back for busy serial tails (tail_held below). */
+#define PARA__TAIL_HOLD 4
+
 struct para__worker {
     alignas(PARA__WORKER_ALIGN) para__deque deque;
     para_runtime_t *rt;
@@ -62,6 +65,12 @@ struct para__worker {
      * re-binds it when it swaps the two: keep_caller_core()). rt->lock. */
     unsigned pin_bound;
     unsigned pin_want;
+    /* Serial tails (fuse.h) whose claim was busy when this worker delivered
+     * to them: the tasks it holds back, each with its unit, oldest first,
+     * to run itself while their batches are still in its cache (see
+     * "Serial tails" in scheduler.c). Owner only. */
+    para__task *tail_held[PARA__TAIL_HOLD];
+    unsigned n_tail_held;
 };
 
 /* A worker slept from @p t0 until now: count it, and trace it. */

@@ -45,8 +45,9 @@
  *
  * Every random graph runs with fusion (fuse.h: fused chains, sources left
  * unmaterialised, fused fan-outs, serial tails run inline by the node
- * before them) and without, and the test fails if fused chains, fused
- * fan-outs or serial tails never showed up.
+ * before them, or held back while busy) and without, and the test fails
+ * if fused chains, fused fan-outs, serial tails or held-back batches never
+ * showed up.
  *
  * The three tests: random graphs checked in full; the same with one node
  * failing at a random item (para_run() must return PARA_ENODE naming the
@@ -1653,6 +1654,20 @@ static bool graph_tailed(const dgraph *d)
     return false;
 }
 
+/* Batches of the last run of @p d that their producers held back for a
+ * busy serial tail (scheduler.c, tail_hold()). */
+static uint64_t graph_held(const dgraph *d)
+{
+    uint64_t held = 0;
+    for (unsigned v = 0; v < d->n; v++) {
+        const para_node_t *h = d->node[v].h;
+        for (unsigned k = 0; h != NULL && k < h->n_wst; k++)
+            held += atomic_load_explicit(&h->wst[k].held_batches,
+                                         memory_order_relaxed);
+    }
+    return held;
+}
+
 static void test_random_graphs(void **state)
 {
     (void)state;
@@ -1660,7 +1675,7 @@ static void test_random_graphs(void **state)
     dtest_init(&t, "random_graphs", 1);
     double t0 = now_s();
     rt_cache cache = {0};
-    unsigned fused = 0, fanned = 0, tailed = 0;
+    unsigned fused = 0, fanned = 0, tailed = 0, held = 0;
     for (unsigned i = t.first; i < t.last; i++) {
         dcfg cfg;
         para_runtime_t *rt = cached_runtime(&cache, &t, i, &cfg);
@@ -1675,6 +1690,7 @@ static void test_random_graphs(void **state)
         fused += graph_fused(d);
         fanned += graph_fanned(d);
         tailed += graph_tailed(d);
+        held += graph_held(d) > 0;
         rt->fuse = false;
         run_and_check(&t, d, rt);
         if (graph_fused(d) || graph_fanned(d) || graph_tailed(d))
@@ -1701,8 +1717,9 @@ static void test_random_graphs(void **state)
         destroy_runtime(cache.rt);
     print_summary(&t, t.last - t.first, now_s() - t0);
     printf("differential/random_graphs: %u graphs had fused chains or "
-           "sources, %u fused fan-outs, %u serial tails\n",
-           fused, fanned, tailed);
+           "sources, %u fused fan-outs, %u serial tails, in %u of them "
+           "batches held back for a busy tail\n",
+           fused, fanned, tailed, held);
     /* The generator makes chains of parallel maps, and parallel nodes
      * feeding one serial node, often enough. */
     if (t.last - t.first >= 100 && fused == 0)
@@ -1711,6 +1728,11 @@ static void test_random_graphs(void **state)
         fail_msg("no graph had a fused fan-out: that path went untested");
     if (t.last - t.first >= 100 && tailed == 0)
         fail_msg("no graph had a serial tail: the inline path went untested");
+    /* Holds need a tail busy on another worker: about every other graph
+     * with a tail has one on two cores. */
+    if (t.last - t.first >= 100 && held == 0)
+        fail_msg("no batch was held back for a busy tail: that path went "
+                 "untested");
 }
 
 static void test_node_failure(void **state)

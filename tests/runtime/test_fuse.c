@@ -664,6 +664,7 @@ typedef struct tctx {
     int fail_rc;
     uint64_t cancel_at;
     para_runtime_t *rt;
+    unsigned spin; /* busy work per item: a tail slower than its producers */
 } tctx;
 
 static void tail_enter(tctx *c)
@@ -691,6 +692,8 @@ static int tail_sink(void *ctx, const void *in)
         c->sum += x;
         c->count++;
     }
+    for (volatile unsigned k = 0; k < c->spin; k++) {
+    }
     tail_leave(c);
     return rc;
 }
@@ -714,6 +717,17 @@ static uint64_t inline_batches(const para_node_t *n)
     for (unsigned i = 0; i < n->n_wst; i++)
         b += atomic_load_explicit(&n->wst[i].inline_batches,
                                   memory_order_relaxed);
+    return b;
+}
+
+/* Batches node @p n's tasks were held back by their producers while it
+ * was busy (scheduler.c, tail_hold()), over all workers. */
+static uint64_t held_batches(const para_node_t *n)
+{
+    uint64_t b = 0;
+    for (unsigned i = 0; i < n->n_wst; i++)
+        b +=
+            atomic_load_explicit(&n->wst[i].held_batches, memory_order_relaxed);
     return b;
 }
 
@@ -875,6 +889,70 @@ static void test_serial_tail_failure(void **state)
             para_graph_destroy(x.g);
         }
         assert_int_equal(para_runtime_destroy(rt), 0);
+    }
+}
+
+/* A tail slower than its producers is busy when most of their batches
+ * come: each producer holds its batches back and runs them itself once the
+ * tail is free. Every item reaches the tail once, one call at a time; the
+ * run ends (nothing is left held) also when the byte budget stops the
+ * sources while batches are held, when the tail fails and when it cancels
+ * the run. Holds depend on timing: the test tries up to three times to see
+ * one, and checks every run. */
+static void test_serial_tail_hold(void **state)
+{
+    (void)state;
+    const uint64_t m = 200000;
+    for (unsigned workers = 2; workers <= 3; workers++) {
+        for (int budget = 0; budget <= 1; budget++) {
+            para_runtime_attr_t a;
+            assert_int_equal(para_runtime_attr_init(&a), 0);
+            a.workers = workers;
+            a.progress = "off";
+            a.pin = "none";
+            /* A few batches' worth: sources wait while batches are held. */
+            a.mem_budget = budget ? 96 * 1024 : 0;
+            para_runtime_t *rt = NULL;
+            assert_int_equal(para_runtime_create(&rt, &a), 0);
+            tgraph x;
+            tgraph_build(&x, m);
+            x.tc.spin = 40;
+            uint64_t held = 0;
+            for (int attempt = 0; attempt < 3 && held == 0; attempt++) {
+                x.tc.count = x.tc.sum = 0;
+                assert_int_equal(para_run(rt, x.g), 0);
+                assert_int_equal(x.tc.count, m);
+                assert_int_equal(x.tc.sum, m * (m + 1) / 2);
+                assert_int_equal(atomic_load(&x.tc.overlaps), 0);
+                para_node_stats_t sm, st_tail;
+                assert_int_equal(para_node_stats(x.m, &sm), 0);
+                assert_int_equal(para_node_stats(x.tail, &st_tail), 0);
+                assert_int_equal(st_tail.items_in, m);
+                assert_int_equal(st_tail.batches, sm.batches);
+                assert_true(inline_batches(x.tail) <= st_tail.batches);
+                held = held_batches(x.tail);
+            }
+            if (held == 0)
+                fail_msg("%u workers, budget %d: no batch was held back for "
+                         "the busy tail in three runs",
+                         workers, budget);
+            /* Failing and cancelling with batches held. */
+            x.tc.fail_at = m - 777;
+            x.tc.fail_rc = 78;
+            assert_int_equal(para_run(rt, x.g), PARA_ENODE);
+            const char *msg = para_runtime_errmsg(rt);
+            if (strstr(msg, "'tail'") == NULL || strstr(msg, "78") == NULL)
+                fail_msg("the serial tail failed with 78; message: %s", msg);
+            x.tc.fail_at = 0;
+            x.tc.cancel_at = m / 2;
+            x.tc.rt = rt;
+            x.tc.count = 0;
+            assert_int_equal(para_run(rt, x.g), PARA_ECANCELED);
+            assert_true(x.tc.count < m);
+            assert_int_equal(atomic_load(&x.tc.overlaps), 0);
+            para_graph_destroy(x.g);
+            assert_int_equal(para_runtime_destroy(rt), 0);
+        }
     }
 }
 
@@ -1172,6 +1250,7 @@ int main(void)
         cmocka_unit_test(test_serial_tail_sink),
         cmocka_unit_test(test_serial_tail_map),
         cmocka_unit_test(test_serial_tail_failure),
+        cmocka_unit_test(test_serial_tail_hold),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_filter_items),
     };
