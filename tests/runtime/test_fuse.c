@@ -38,6 +38,20 @@ static para_runtime_t *make_rt(unsigned workers, size_t batch)
     return rt;
 }
 
+/* @p g fails on @p rt, and the message names node @p node and its error
+ * code @p rc. */
+static void run_fails_naming(para_runtime_t *rt, para_graph_t *g,
+                             const char *node, int rc)
+{
+    assert_int_equal(para_run(rt, g), PARA_ENODE);
+    const char *msg = para_runtime_errmsg(rt);
+    char name[64], code[16];
+    snprintf(name, sizeof name, "'%s'", node);
+    snprintf(code, sizeof code, "%d", rc);
+    if (strstr(msg, name) == NULL || strstr(msg, code) == NULL)
+        fail_msg("node %s failed with %s; message: %s", name, code, msg);
+}
+
 static uint64_t ld(const void *p)
 {
     uint64_t v;
@@ -415,14 +429,8 @@ static void run_failing(para_runtime_t *rt, int which, bool batched)
     assert_int_equal(para_graph_connect(g, a, f), 0);
     assert_int_equal(para_graph_connect(g, f, b), 0);
     assert_int_equal(para_graph_connect(g, b, ps), 0);
-    assert_int_equal(para_run(rt, g), PARA_ENODE);
-    const char *msg = para_runtime_errmsg(rt);
-    static const char *names[] = {"'a'", "'f'", "'b'"};
-    char val[16];
-    snprintf(val, sizeof val, "%d", rcs[which]);
-    if (strstr(msg, names[which]) == NULL || strstr(msg, val) == NULL)
-        fail_msg("fused stage %s failed with %s; message: %s", names[which],
-                 val, msg);
+    static const char *names[] = {"a", "f", "b"};
+    run_fails_naming(rt, g, names[which], rcs[which]);
     if (rt->fuse) {
         assert_ptr_equal(a->fuse_next, f); /* it did fail inside a chain */
         assert_ptr_equal(f->fuse_next, b);
@@ -753,6 +761,25 @@ static void tgraph_build(tgraph *x, uint64_t m)
     assert_int_equal(para_graph_connect(x->g, x->m, x->tail), 0);
 }
 
+/* Run @p x's graph (M items) on @p rt and check what the tail saw: every
+ * item once, one call at a time, and as many batches as the map made;
+ * the tail's statistics in *st_tail. */
+static void tgraph_run_check(tgraph *x, para_runtime_t *rt, uint64_t m,
+                             para_node_stats_t *st_tail)
+{
+    x->tc.count = x->tc.sum = 0;
+    assert_int_equal(para_run(rt, x->g), 0);
+    assert_int_equal(x->tc.count, m);
+    assert_int_equal(x->tc.sum, m * (m + 1) / 2);
+    assert_int_equal(atomic_load(&x->tc.overlaps), 0);
+    para_node_stats_t sm;
+    assert_int_equal(para_node_stats(x->m, &sm), 0);
+    assert_int_equal(para_node_stats(x->tail, st_tail), 0);
+    assert_int_equal(st_tail->items_in, m);
+    assert_int_equal(st_tail->batches, sm.batches);
+    assert_true(inline_batches(x->tail) <= st_tail->batches);
+}
+
 /* The serial sink after a chain runs inline, one call at a time, with the
  * same items and statistics as without fusion. */
 static void test_serial_tail_sink(void **state)
@@ -764,22 +791,14 @@ static void test_serial_tail_sink(void **state)
         rt->fuse = fuse;
         tgraph x;
         tgraph_build(&x, m);
-        assert_int_equal(para_run(rt, x.g), 0);
-        assert_int_equal(x.tc.count, m);
-        assert_int_equal(x.tc.sum, m * (m + 1) / 2);
-        assert_int_equal(atomic_load(&x.tc.overlaps), 0);
-        para_node_stats_t sm, st_tail;
-        assert_int_equal(para_node_stats(x.m, &sm), 0);
-        assert_int_equal(para_node_stats(x.tail, &st_tail), 0);
-        assert_int_equal(st_tail.items_in, m);
-        assert_int_equal(st_tail.batches, sm.batches);
+        para_node_stats_t st_tail;
+        tgraph_run_check(&x, rt, m, &st_tail);
         assert_true(st_tail.busy_ns > 0);
         if (fuse) {
             assert_ptr_equal(x.m->fuse_tail, x.tail);
             assert_null(x.m->fuse_next); /* the tail is in no chain */
             assert_false(x.tail->fuse_inner);
             assert_true(inline_batches(x.tail) > 0);
-            assert_true(inline_batches(x.tail) <= st_tail.batches);
         } else {
             assert_null(x.m->fuse_tail);
             assert_int_equal(inline_batches(x.tail), 0);
@@ -866,10 +885,7 @@ static void test_serial_tail_failure(void **state)
             tgraph_build(&x, m);
             x.tc.fail_at = 777;
             x.tc.fail_rc = 77;
-            assert_int_equal(para_run(rt, x.g), PARA_ENODE);
-            const char *msg = para_runtime_errmsg(rt);
-            if (strstr(msg, "'tail'") == NULL || strstr(msg, "77") == NULL)
-                fail_msg("the serial tail failed with 77; message: %s", msg);
+            run_fails_naming(rt, x.g, "tail", 77);
             assert_int_equal(atomic_load(&x.tc.overlaps), 0);
             if (fuse && workers == 1)
                 assert_true(inline_batches(x.tail) > 0);
@@ -919,17 +935,8 @@ static void test_serial_tail_hold(void **state)
             x.tc.spin = 40;
             uint64_t held = 0;
             for (int attempt = 0; attempt < 3 && held == 0; attempt++) {
-                x.tc.count = x.tc.sum = 0;
-                assert_int_equal(para_run(rt, x.g), 0);
-                assert_int_equal(x.tc.count, m);
-                assert_int_equal(x.tc.sum, m * (m + 1) / 2);
-                assert_int_equal(atomic_load(&x.tc.overlaps), 0);
-                para_node_stats_t sm, st_tail;
-                assert_int_equal(para_node_stats(x.m, &sm), 0);
-                assert_int_equal(para_node_stats(x.tail, &st_tail), 0);
-                assert_int_equal(st_tail.items_in, m);
-                assert_int_equal(st_tail.batches, sm.batches);
-                assert_true(inline_batches(x.tail) <= st_tail.batches);
+                para_node_stats_t st_tail;
+                tgraph_run_check(&x, rt, m, &st_tail);
                 held = held_batches(x.tail);
             }
             if (held == 0)
@@ -939,10 +946,7 @@ static void test_serial_tail_hold(void **state)
             /* Failing and cancelling with batches held. */
             x.tc.fail_at = m - 777;
             x.tc.fail_rc = 78;
-            assert_int_equal(para_run(rt, x.g), PARA_ENODE);
-            const char *msg = para_runtime_errmsg(rt);
-            if (strstr(msg, "'tail'") == NULL || strstr(msg, "78") == NULL)
-                fail_msg("the serial tail failed with 78; message: %s", msg);
+            run_fails_naming(rt, x.g, "tail", 78);
             x.tc.fail_at = 0;
             x.tc.cancel_at = m / 2;
             x.tc.rt = rt;
@@ -1051,10 +1055,7 @@ static void test_fan_out(void **state)
          * graph runs again without the failure. */
         x.mc.fail_at = N / 3;
         x.mc.fail_rc = 41;
-        assert_int_equal(para_run(rt, x.g), PARA_ENODE);
-        const char *msg = para_runtime_errmsg(rt);
-        if (strstr(msg, "'c'") == NULL || strstr(msg, "41") == NULL)
-            fail_msg("c failed with 41; message: %s", msg);
+        run_fails_naming(rt, x.g, "c", 41);
         x.mc.fail_at = 0;
         /* An inner stage of the first branch cancels the run. */
         x.mb.cancel_at = N / 2;
