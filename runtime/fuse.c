@@ -133,10 +133,13 @@ void para__fuse_plan(para__run *run, bool on)
         n->fuse_fan = all;
     }
     /* Serial tails: a parallel CPU node that delivers to one serial,
-     * unordered CPU node only. */
+     * unordered CPU node only. A chain's last stage is such a node when
+     * it is an inner stage too: it delivers the chain's output (a stage
+     * before it hands its tiles to a parallel successor, which tail_ok()
+     * turns down). */
     for (unsigned i = 0; i < g->n_nodes; i++) {
         para_node_t *n = g->nodes[i];
-        if (!n->fuse_inner && n->n_succs == 1 && tail_ok(n, n->succs[0]))
+        if (n->n_succs == 1 && tail_ok(n, n->succs[0]))
             n->fuse_tail = n->succs[0];
     }
 }

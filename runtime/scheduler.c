@@ -1007,13 +1007,15 @@ static void run_inline(para__worker *w, para__run *run, para__task *t)
 static void tail_retry(para__worker *w, para__run *run, bool flush)
 {
     uint32_t queued = 0;
+    const para_node_t *busy = NULL; /* its claim failed on this pass */
     for (unsigned i = 0; i < w->n_tail_held;) {
         para_node_t *s = w->tail_held[i]->node;
-        if (try_claim(s))
+        if (s != busy && try_claim(s))
             run_inline(w, run, tail_take(w, i)); /* and s's other tasks */
-        else if (!flush)
-            i++; /* kept for the next try */
-        else if (inbox_push(w, run, s, tail_take(w, i)))
+        else if (!flush) {
+            busy = s; /* its other held tasks need not try again */
+            i++;      /* kept for the next try */
+        } else if (inbox_push(w, run, s, tail_take(w, i)))
             queued++;
     }
     /* This worker runs the last drain task it queued itself. */

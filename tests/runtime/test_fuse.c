@@ -1034,6 +1034,13 @@ static void test_fan_out(void **state)
         fgraph_check(&x);
         assert_int_equal(x.src->fuse_fan, fuse);
         assert_int_equal(x.src->src_fused, fuse);
+        /* Both branches end in a serial tail, the first at an inner stage
+         * (the chain's last): its batches are read where they were made. */
+        assert_int_equal(x.b->fuse_inner, fuse);
+        assert_ptr_equal(x.b->fuse_tail, fuse ? x.s1 : NULL);
+        assert_ptr_equal(x.c->fuse_tail, fuse ? x.s2 : NULL);
+        assert_int_equal(inline_batches(x.s1) > 0, fuse);
+        assert_int_equal(inline_batches(x.s2) > 0, fuse);
         para_node_t *nodes[7] = {x.src, x.a, x.b, x.c, x.ps, x.s1, x.s2};
         for (int i = 0; i < 7; i++)
             assert_int_equal(para_node_stats(nodes[i], &st[fuse][i]), 0);
