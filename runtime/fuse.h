@@ -70,7 +70,7 @@
  * naming the tail, cancellation, owned items and the byte budget are the
  * drain's), then drains what arrived meanwhile and releases the claim as
  * a drain does. If the tail is busy, the worker holds the task back and
- * tries again after its next task (scheduler.c: up to 16 tasks; when
+ * tries again after its next task (scheduler.c: up to 8 tasks; when
  * it finds no more work, what it holds goes to the tail's inbox as
  * without fusion), so that the tail reads the batch on the core that
  * wrote it. The tail's calls stay one at a time, each after the

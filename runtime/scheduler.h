@@ -31,16 +31,17 @@
  * the worker's own NUMA node (para__topology_bind_memory()). */
 #define PARA__WORKER_ALIGN 4096
 
-/* Tasks a worker holds back for busy serial tails (tail_held below): a
- * worker's share of the default live-batch gate (8 per worker) for a task
- * that delivers two batches (a fused fan-out into two chains), so that
- * with the defaults the hold rarely overflows into the inbox. Each batch
- * that overflows is read on the core holding the claim, and this worker's
- * next batch in that memory must take the lines back from there: on the
+/* Tasks a worker holds back for busy serial tails (tail_held below). A
+ * full hold hands its oldest task to the inbox, where the claim holder
+ * reads the batch on its own core, and this worker's next batch written
+ * into that memory must take the lines back from there: on the
  * development VM 6 us more per 227 KiB batch than memory last read here,
- * and 75 us in the host's state where cache lines cross slowly
- * (BENCHMARKS.md, session 10). */
-#define PARA__TAIL_HOLD 16
+ * and 75 us in the host's state where cache lines cross slowly. A longer
+ * hold keeps more batches in flight, waiting longer for the claim. On w3
+ * (two batches a task), against a hold of 4, a run takes 2 % longer with
+ * 8 in the host's normal state and 14 % less in the slow one; with 16, 6 %
+ * longer and 16 % less (BENCHMARKS.md, session 10). */
+#define PARA__TAIL_HOLD 8
 
 struct para__worker {
     alignas(PARA__WORKER_ALIGN) para__deque deque;
