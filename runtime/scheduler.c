@@ -224,6 +224,24 @@ static inline bool aborting(const para__run *run)
 
 #define fail_run para__fail_run
 
+/* para_run_cancel() asked this run to stop and nobody acted on it yet. */
+static bool cancel_pending(para_runtime_t *rt, para__run *run,
+                           memory_order order)
+{
+    return atomic_load_explicit(&rt->cancel, order) && !aborting(run);
+}
+
+/* After a task's node code and before its unit goes: a cancel requested
+ * by that code (or while it ran) fails the run now. Otherwise the task
+ * that held the run's last unit would end it as a success, against
+ * para_run_cancel()'s promise (relaxed: our own request is sequenced
+ * before; another thread's is caught here or by the worker loop). */
+static void cancel_check(para__worker *w, para__run *run)
+{
+    if (PARA_UNLIKELY(cancel_pending(w->rt, run, memory_order_relaxed)))
+        fail_run(w, run, PARA_ECANCELED, "run canceled by para_run_cancel()");
+}
+
 /* ---- deque helpers and the injection stack ------------------------------ */
 
 /* A thread that is not a worker (w == NULL: the device host thread) hands
@@ -860,6 +878,7 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
         if (para__fuse_run(w, run, t, outs, &n_outs) != 0)
             n_outs = 0;
         para__counter_add(&w->c_tasks, 1);
+        cancel_check(w, run);
         para__batch_release(cache_of(w), run, in);
         if (n_outs > 0 && !aborting(run)) {
             /* The task's unit goes with the last delivery: until then the
@@ -897,6 +916,7 @@ static void run_task(para__worker *w, para__run *run, para__task *t)
                          out != NULL ? out->count : 0);
     }
     para__counter_add(&w->c_tasks, 1);
+    cancel_check(w, run);
     para__batch_release(cache_of(w), run, in);
     if (out != NULL && !aborting(run))
         para__deliver(w, run, n, out, 1);
@@ -1435,13 +1455,6 @@ static para__task *steal(para__worker *w, para__run *run)
     }
     para__topology_shuffle_levels(&rt->plan, w->id, &w->rng);
     return NULL;
-}
-
-/* para_run_cancel() asked this run to stop and nobody acted on it yet. */
-static bool cancel_pending(para_runtime_t *rt, para__run *run,
-                           memory_order order)
-{
-    return atomic_load_explicit(&rt->cancel, order) && !aborting(run);
 }
 
 static bool work_visible(para__worker *w, para__run *run)

@@ -896,6 +896,10 @@ static void test_serial_tail_failure(void **state)
             x.tc.count = x.tc.sum = 0;
             assert_int_equal(para_run(rt, x.g), PARA_ECANCELED);
             assert_true(x.tc.count < m);
+            /* Cancelled in the call that gets the last item (with one
+             * worker, the run's last call): still canceled. */
+            x.tc.cancel_at = m;
+            assert_int_equal(para_run(rt, x.g), PARA_ECANCELED);
             /* And a clean run. */
             x.tc.cancel_at = 0;
             x.tc.count = x.tc.sum = 0;
