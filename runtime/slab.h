@@ -1,0 +1,101 @@
+/*
+ * Slab (memory layer): large blocks carved from 2 MiB regions that one
+ * thread owns, for the batches of 64 KiB and more.
+ *
+ * Why. A batch that big, freed past its worker's pool, went back to
+ * free(); the C library returns such memory to the kernel (munmap, or a
+ * trim of its heap) and the next allocation faults it in again, a page at
+ * a time. A page fault costs 1-2 us on bare metal and about 15 us in the
+ * virtual machines CI runs on: a worker that churned a few hundred pages a
+ * run lost milliseconds to the kernel, and a process's first run, which
+ * touches all of its batch memory fresh, ran twice as long as the next.
+ * Regions are mapped 2 MiB-aligned and marked MADV_HUGEPAGE, so where
+ * transparent huge pages are on ("madvise" or "always") a region costs
+ * one fault instead of 512; and they stay mapped while the owner uses
+ * them, whatever the C library's thresholds.
+ *
+ * How. A region is carved into blocks of one power-of-two size, from
+ * 64 KiB (32 of them) to 2 MiB (one). Per size the cache keeps a list of
+ * its partial regions (a free block or room to carve one), the one that
+ * last took a block back first, so a block freed recently (warm in this
+ * core's cache) is the next one handed out. A region whose blocks have all
+ * come back is empty: it joins the empty list, where any size can carve it
+ * again, unless PARA__SLAB_KEEP_BYTES of empty regions are already kept;
+ * then it is unmapped. So between runs, when every block is back, a cache
+ * holds at most PARA__SLAB_KEEP_BYTES, and during a run at most one
+ * partially used region per live block, plus that.
+ *
+ * One thread only: every call on a cache comes from its owner (a worker or
+ * a device lane); batch.c brings blocks freed elsewhere home first (its
+ * `returned` stack). No atomics here.
+ *
+ * Under AddressSanitizer a block is poisoned while given back, so a batch
+ * used after its free is reported as with malloc's memory.
+ *
+ * Tests: tests/runtime/test_slab.c (carving, reuse order, the keep bound,
+ * a random sequence against a model); tests/reliability/test_soak.c (the
+ * caches' bounds between runs, through the batch caches).
+ */
+#ifndef PARA_SLAB_H
+#define PARA_SLAB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PARA__SLAB_REGION_SHIFT 21 /* 2 MiB regions */
+#define PARA__SLAB_REGION_BYTES ((size_t)1 << PARA__SLAB_REGION_SHIFT)
+#define PARA__SLAB_MIN_SHIFT 16 /* blocks of 64 KiB .. 2 MiB */
+#define PARA__SLAB_SIZES (PARA__SLAB_REGION_SHIFT - PARA__SLAB_MIN_SHIFT + 1)
+/* Empty regions a cache keeps mapped for later carving (4 regions). */
+#define PARA__SLAB_KEEP_BYTES ((size_t)8 << 20)
+
+/* One region; blocks carry a pointer to theirs (the batch header's
+ * `slab`), so freeing needs no lookup. */
+typedef struct para__slab {
+    struct para__slab *prev, *next; /* in a partial list, or the empty one */
+    struct para__slab *all_prev, *all_next; /* every region of the cache */
+    unsigned char *base;             /* 2 MiB-aligned */
+    void *free;        /* blocks given back, linked through their first word */
+    uint32_t shift;    /* block size, log2 */
+    uint32_t carved;   /* blocks carved so far, from base up */
+    uint32_t in_use;   /* blocks handed out and not given back */
+    bool partial;      /* in its size's partial list */
+} para__slab;
+
+typedef struct para__slab_cache {
+    para__slab *partial[PARA__SLAB_SIZES];
+    para__slab *empty; /* regions with no block in use, any size */
+    para__slab *all;   /* every region, to unmap them at the end */
+    unsigned n_empty;
+    unsigned n_regions; /* mapped now, empty or not */
+} para__slab_cache;
+
+/* True if blocks of 2^@p shift bytes come from the slab. */
+static inline bool para__slab_serves(uint32_t shift)
+{
+    return shift >= PARA__SLAB_MIN_SHIFT && shift <= PARA__SLAB_REGION_SHIFT;
+}
+
+/* True if a block of 2^@p shift bytes would have to be carved or mapped
+ * afresh: no partial region of that size has a block given back. The
+ * caller may first bring home blocks freed by other threads. */
+bool para__slab_needs_fresh(const para__slab_cache *c, uint32_t shift);
+
+/* A block of 2^@p shift bytes (para__slab_serves(shift)), cache-line
+ * aligned, and its region in @p *region; @p *fresh says whether it was
+ * carved from memory no block of this size had used since the region was
+ * mapped or
+ * carved again for another size. NULL if a region could not be mapped. */
+void *para__slab_alloc(para__slab_cache *c, uint32_t shift,
+                       para__slab **region, bool *fresh);
+
+/* Give back @p block of @p region (from para__slab_alloc() on @p c). */
+void para__slab_free(para__slab_cache *c, para__slab *region, void *block);
+
+/* Unmap every region. Every block must have been given back: a block
+ * still in use is a batch the runtime lost, and the drain panics (it would
+ * otherwise vanish with its region, unseen by a leak checker). */
+void para__slab_cache_drain(para__slab_cache *c);
+
+#endif
