@@ -84,6 +84,10 @@ void para__batch_cache_init_returns(para__batch_cache *c)
  * only. */
 static void pool_or_free(para__batch_cache *c, para__batch *b, uint32_t cls)
 {
+    if (b->slab != NULL) { /* c is its home (slab.h) */
+        para__slab_free(&c->slab, b->slab, b);
+        return;
+    }
     size_t size = (size_t)1 << (MIN_CLASS_SHIFT + cls);
     for (uint32_t k = cls; k-- > 0 &&
                            c->pool_len[cls] < PARA__BATCH_POOL_DEPTH &&
@@ -130,8 +134,23 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
     size_t total = head + bytes;
     uint32_t cls = class_of(total);
     para__batch *b = NULL;
-    if (cls != PARA__BATCH_NO_CLASS) {
-        total = (size_t)1 << (MIN_CLASS_SHIFT + cls);
+    para__slab *region = NULL;
+    uint32_t shift = MIN_CLASS_SHIFT + cls;
+    if (cls != PARA__BATCH_NO_CLASS && c != NULL && c->takes_returns &&
+        para__slab_serves(shift)) {
+        total = (size_t)1 << shift;
+        /* Batches freed elsewhere come home before a block is carved. */
+        if (para__slab_needs_fresh(&c->slab, shift) &&
+            !para__batch_stack_peek_empty(&c->returned))
+            take_returns(c);
+        bool fresh;
+        b = para__slab_alloc(&c->slab, shift, &region, &fresh);
+        if (b == NULL)
+            return NULL;
+        if (fresh && c->allocated != NULL)
+            para__counter_add(c->allocated, 1);
+    } else if (cls != PARA__BATCH_NO_CLASS) {
+        total = (size_t)1 << shift;
         if (c != NULL && c->pool[cls] == NULL && c->takes_returns &&
             !para__batch_stack_peek_empty(&c->returned))
             take_returns(c);
@@ -159,6 +178,7 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
     b->seq_begin = b->seq_end = 0;
     b->data = (unsigned char *)b + head;
     b->pool_next = NULL;
+    b->slab = region;
     b->home =
         c != NULL && c->takes_returns && cls != PARA__BATCH_NO_CLASS ? c : NULL;
     b->alloc_bytes =
@@ -266,7 +286,10 @@ void para__batch_cache_drain(para__batch_cache *c)
         para__batch *b = para__batch_stack_take_all(&c->returned);
         while (b != NULL) {
             para__batch *next = b->pool_next;
-            free(b);
+            if (b->slab != NULL)
+                para__slab_free(&c->slab, b->slab, b);
+            else
+                free(b);
             b = next;
         }
     }
@@ -279,5 +302,6 @@ void para__batch_cache_drain(para__batch_cache *c)
         c->pool_len[k] = 0;
     }
     c->pool_bytes = 0;
+    para__slab_cache_drain(&c->slab);
     para__family_cache_drain(&c->families);
 }

@@ -4,9 +4,13 @@
  *
  * A batch is one allocation: header, the embedded tasks (one per successor
  * of the producing node), then the item data, cache-line aligned. Sizes are
- * rounded up to power-of-two classes from 1 KiB to 2 MiB, and each worker
- * keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH batches, and
- * PARA__BATCH_POOL_BYTES over all classes, a larger batch displacing
+ * rounded up to power-of-two classes from 1 KiB to 2 MiB. The classes of
+ * 64 KiB and more, in a cache that is a home (below), are blocks of that
+ * cache's slab (slab.h: 2 MiB regions, huge pages where the kernel has
+ * them, kept mapped while in use, at most PARA__SLAB_KEEP_BYTES of empty
+ * ones between runs). For the smaller classes, and in other caches, each
+ * worker keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH batches,
+ * and PARA__BATCH_POOL_BYTES over all classes, a larger batch displacing
  * smaller ones when the bytes are short: a long-lived runtime holds at
  * most that much per worker in its pools between runs, however its batch
  * sizes wander; the rest go back to free()). Only its owner touches a
@@ -52,6 +56,7 @@
 #include "budget.h"
 #include "mpsc_stack.h"
 #include "runctx.h"
+#include "slab.h"
 
 /* A device that can hold batches' items in its own memory (device-resident
  * edges, runtime/device_node.c): how to drop a batch's buffer, and the
@@ -106,6 +111,9 @@ struct para__batch {
     /* The cache that allocated it, if that cache takes returns (NULL
      * otherwise): where another thread frees it to. */
     struct para__batch_cache *home;
+    /* The slab region it was carved from (slab.h), in its home's slab;
+     * NULL if it came from malloc. */
+    para__slab *slab;
     para__task tasks[]; /* n_tasks, followed by the data */
 };
 
@@ -133,6 +141,7 @@ typedef struct para__batch_cache {
     para__family_cache families; /* free family records (budget.h) */
     bool takes_returns;          /* batches allocated here have it as home */
     para__batch_stack returned;  /* any thread pushes; the owner takes */
+    para__slab_cache slab;       /* large batches of a home (slab.h) */
 } para__batch_cache;
 
 /* Make @p c (zeroed, or drained) the home of the batches it allocates:

@@ -18,8 +18,9 @@
  * rel_alloc.h, linked in by tests/CMakeLists.txt) outside the workers' batch
  * caches must not change at all, and the caches must stay within their
  * design bound (PARA__BATCH_POOL_DEPTH per class and PARA__BATCH_POOL_BYTES
- * per worker in the pools, and CACHED_BLOCKS_MAX in all, with the batches
- * other threads freed back to a worker and it has not taken yet); every
+ * per worker in the pools, PARA__SLAB_KEEP_BYTES of empty slab regions,
+ * and CACHED_BLOCKS_MAX in all, with the batches other threads freed back
+ * to a worker and it has not taken yet); every
  * block must be back when the runtime is destroyed.
  *
  * PARA_SOAK_RUNS sets the number of iterations per runtime (default 2000);
@@ -115,10 +116,24 @@ static long pooled_blocks(const para_runtime_t *rt, size_t *bytes)
          * read as a plain list. */
         const para__batch *r = atomic_load_explicit(
             &rt->workers[i].cache.returned.head, memory_order_acquire);
+        unsigned pinned = 0; /* slab blocks there keep a region in use */
         for (; r != NULL; r = r->pool_next) {
             n++;
-            *bytes += (size_t)1 << (10 + r->size_class);
+            if (r->slab != NULL)
+                pinned++;
+            else
+                *bytes += (size_t)1 << (10 + r->size_class);
         }
+        /* Its slab's regions (slab.h), each a record and 2 MiB: between
+         * runs every block is back, or on that stack, so the regions in use
+         * are at most those blocks', and the empty ones within the keep
+         * bound. */
+        const para__slab_cache *sc = &rt->workers[i].cache.slab;
+        assert_true(sc->n_regions - sc->n_empty <= pinned);
+        assert_true(sc->n_empty <=
+                    PARA__SLAB_KEEP_BYTES / PARA__SLAB_REGION_BYTES);
+        n += (long)sc->n_regions;
+        *bytes += (size_t)sc->n_regions * PARA__SLAB_REGION_BYTES;
         /* Free family records (budget.h), bounded by their depth. */
         unsigned f = rt->workers[i].cache.families.len;
         assert_true(f <= PARA__FAMILY_CACHE_DEPTH);
@@ -247,12 +262,15 @@ static void soak(size_t batch_items, long rss_bound_kib, long live_bound)
 }
 
 /* The design bound of the batch caches of a 2-worker runtime: blocks
- * (batches and free family records) and KiB (each worker's caches are
- * checked against PARA__BATCH_POOL_BYTES). */
+ * (batches, free family records and slab regions) and KiB (each worker's
+ * pools are checked against PARA__BATCH_POOL_BYTES, its empty regions
+ * against PARA__SLAB_KEEP_BYTES). */
 #define CACHED_BLOCKS_MAX                                                      \
     (2 * (PARA__BATCH_POOL_DEPTH * PARA__BATCH_CLASSES +                       \
-          PARA__FAMILY_CACHE_DEPTH))
-#define CACHED_KIB_MAX (2 * (long)(PARA__BATCH_POOL_BYTES >> 10))
+          PARA__FAMILY_CACHE_DEPTH +                                           \
+          PARA__SLAB_KEEP_BYTES / PARA__SLAB_REGION_BYTES))
+#define CACHED_KIB_MAX                                                         \
+    (2 * (long)((PARA__BATCH_POOL_BYTES + PARA__SLAB_KEEP_BYTES) >> 10))
 
 static void test_soak_fixed_batches(void **state)
 {
@@ -341,16 +359,16 @@ static void test_soak_runtimes(void **state)
 
 /* A batch freed by another worker goes back to the cache that allocated
  * it, which reuses it (no fresh allocation); a cache without returns (the
- * zeroed one) is nobody's home. A large batch freed into a pool whose bytes
- * small batches hold displaces them; a small one never displaces a large
- * one. */
+ * zeroed one) is nobody's home. A home's large batches are slab blocks.
+ * A large batch freed into a pool whose bytes small batches hold displaces
+ * them; a small one never displaces a large one. */
 static void test_batch_returns(void **state)
 {
     (void)state;
     long live_before = live_now();
-    para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, 2 * sizeof *w);
+    para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, 3 * sizeof *w);
     assert_non_null(w);
-    memset(w, 0, 2 * sizeof *w);
+    memset(w, 0, 3 * sizeof *w);
     _Atomic uint64_t fresh;
     atomic_init(&fresh, 0);
     for (int i = 0; i < 2; i++) {
@@ -373,35 +391,48 @@ static void test_batch_returns(void **state)
     /* Only the first round allocated. */
     assert_int_equal(atomic_load(&fresh), M);
 
-    /* Eviction: fill worker 1's own pool with 64 KiB batches up to the byte
-     * bound's last 64 KiB, then free a 2 MiB one into it. */
+    /* Large batches of a home are slab blocks (slab.h), small ones are
+     * not; each goes back where it came from. */
+    para__batch *large = para__batch_alloc(&w[0].cache, NULL, 1, 100000);
+    para__batch *little = para__batch_alloc(&w[0].cache, NULL, 1, 100);
+    assert_non_null(large->slab);
+    assert_null(little->slab);
+    para__batch_free(&w[0].cache, NULL, large);
+    para__batch_free(&w[0].cache, NULL, little);
+    assert_int_equal(w[0].cache.pool_len[0], 1);
+    assert_int_equal(w[0].cache.slab.n_regions, 1);
+
+    /* Eviction, in a cache that is nobody's home (its large batches come
+     * from malloc and go to its pools): fill the pool with 64 KiB batches
+     * up to the byte bound's last 64 KiB, then free a 2 MiB one into it. */
+    para__batch_cache *plain = &w[2].cache;
     para__batch *small[PARA__BATCH_POOL_DEPTH], *big;
     for (int i = 0; i < PARA__BATCH_POOL_DEPTH; i++)
-        small[i] = para__batch_alloc(&w[1].cache, NULL, 1, 60000);
-    big = para__batch_alloc(&w[1].cache, NULL, 1, ((size_t)2 << 20) - 4096);
+        small[i] = para__batch_alloc(plain, NULL, 1, 60000);
+    big = para__batch_alloc(plain, NULL, 1, ((size_t)2 << 20) - 4096);
     para__batch *bigs[3];
     for (int i = 0; i < 3; i++)
-        bigs[i] =
-            para__batch_alloc(&w[1].cache, NULL, 1, ((size_t)2 << 20) - 4096);
+        bigs[i] = para__batch_alloc(plain, NULL, 1, ((size_t)2 << 20) - 4096);
     for (int i = 0; i < 3; i++) /* 6 MiB of 2 MiB batches */
-        para__batch_free(&w[1].cache, NULL, bigs[i]);
+        para__batch_free(plain, NULL, bigs[i]);
     for (int i = 0; i < PARA__BATCH_POOL_DEPTH; i++) /* 1 MiB of 64 KiB */
-        para__batch_free(&w[1].cache, NULL, small[i]);
-    assert_int_equal(w[1].cache.pool_len[6], PARA__BATCH_POOL_DEPTH);
-    para__batch_free(&w[1].cache, NULL, big); /* displaces 64 KiB ones */
-    assert_int_equal(w[1].cache.pool_len[PARA__BATCH_CLASSES - 1], 4);
-    assert_int_equal(w[1].cache.pool_len[6], 0);
-    assert_true(w[1].cache.pool_bytes <= PARA__BATCH_POOL_BYTES);
-    small[0] = para__batch_alloc(&w[1].cache, NULL, 1, 60000);
-    para__batch_free(&w[1].cache, NULL, small[0]); /* no room, none made */
-    assert_int_equal(w[1].cache.pool_len[6], 0);
-    assert_int_equal(w[1].cache.pool_len[PARA__BATCH_CLASSES - 1], 4);
+        para__batch_free(plain, NULL, small[i]);
+    assert_int_equal(plain->pool_len[6], PARA__BATCH_POOL_DEPTH);
+    para__batch_free(plain, NULL, big); /* displaces 64 KiB ones */
+    assert_int_equal(plain->pool_len[PARA__BATCH_CLASSES - 1], 4);
+    assert_int_equal(plain->pool_len[6], 0);
+    assert_true(plain->pool_bytes <= PARA__BATCH_POOL_BYTES);
+    small[0] = para__batch_alloc(plain, NULL, 1, 60000);
+    para__batch_free(plain, NULL, small[0]); /* no room, none made */
+    assert_int_equal(plain->pool_len[6], 0);
+    assert_int_equal(plain->pool_len[PARA__BATCH_CLASSES - 1], 4);
 
     /* A returned batch still on the stack is freed by the drain. */
     b[0] = para__batch_alloc(&w[0].cache, NULL, 1, 100);
     para__batch_free(&w[1].cache, NULL, b[0]);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         para__batch_cache_drain(&w[i].cache);
+    assert_int_equal(w[0].cache.slab.n_regions, 0);
     free(w);
     assert_int_equal(live_now(), live_before);
 }
