@@ -559,6 +559,27 @@ static int w3_seq(void *state, bench_row_t *row)
     return row->ok ? 0 : 1;
 }
 
+/* ideal: the seq loop split statically over plain pthreads, each slice
+ * with a sink of its own (the graph's serial sink has one; no scheduler can
+ * beat a split that needs none). A slice returns its sum of squares plus
+ * its sum (0 when every x met its -x) plus its count beyond the 2 items per
+ * x it should have seen, so the total is 2 * sum of x*x only if all three
+ * are right. */
+static uint64_t w3_range(uint64_t begin, uint64_t end)
+{
+    struct w3_sink k = {0, 0, 0};
+    for (uint64_t i = begin; i < end; i++) {
+        uint64_t x = i, y;
+        struct w3_pair p;
+        w3_pair_item(NULL, &x, &p);
+        w3_diff_item(NULL, &p, &y);
+        w3_sum_item(&k, &y);
+        w3_neg_item(NULL, &x, &y);
+        w3_sum_item(&k, &y);
+    }
+    return k.sq + k.sum + (k.count - 2 * (end - begin));
+}
+
 int bench_w3(const bench_cfg_t *cfg)
 {
     struct w3_state st = {.n = cfg->quick ? W3_QUICK : W3_ITEMS};
@@ -575,7 +596,10 @@ int bench_w3(const bench_cfg_t *cfg)
     fp.seq_seconds = seq_seconds;
     bench_time_graph(cfg, &fnptr_ops, &st, &fp);
     bench_print_row(&fp);
-    return failed || !fp.ok ? 1 : 0;
+    failed |= !fp.ok;
+    failed |=
+        bench_ideal_row(cfg, "w3", st.n, w3_range, st.expect_sq, seq_seconds);
+    return failed ? 1 : 0;
 }
 
 /* ---- w7: stateful bottleneck ------------------------------------------- */
