@@ -138,8 +138,8 @@ bool para__slab_needs_fresh(const para__slab_cache *c, uint32_t shift)
     return s == NULL || s->free == NULL;
 }
 
-void *para__slab_alloc(para__slab_cache *c, uint32_t shift,
-                       para__slab **region, bool *fresh)
+void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
+                       bool *fresh)
 {
     PARA_DEBUG_ASSERT(para__slab_serves(shift));
     para__slab **list = &c->partial[shift - PARA__SLAB_MIN_SHIFT];

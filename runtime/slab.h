@@ -55,12 +55,12 @@
 typedef struct para__slab {
     struct para__slab *prev, *next; /* in a partial list, or the empty one */
     struct para__slab *all_prev, *all_next; /* every region of the cache */
-    unsigned char *base;             /* 2 MiB-aligned */
-    void *free;        /* blocks given back, linked through their first word */
-    uint32_t shift;    /* block size, log2 */
-    uint32_t carved;   /* blocks carved so far, from base up */
-    uint32_t in_use;   /* blocks handed out and not given back */
-    bool partial;      /* in its size's partial list */
+    unsigned char *base;                    /* 2 MiB-aligned */
+    void *free;      /* blocks given back, linked through their first word */
+    uint32_t shift;  /* block size, log2 */
+    uint32_t carved; /* blocks carved so far, from base up */
+    uint32_t in_use; /* blocks handed out and not given back */
+    bool partial;    /* in its size's partial list */
 } para__slab;
 
 typedef struct para__slab_cache {
@@ -87,8 +87,8 @@ bool para__slab_needs_fresh(const para__slab_cache *c, uint32_t shift);
  * carved from memory no block of this size had used since the region was
  * mapped or
  * carved again for another size. NULL if a region could not be mapped. */
-void *para__slab_alloc(para__slab_cache *c, uint32_t shift,
-                       para__slab **region, bool *fresh);
+void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
+                       bool *fresh);
 
 /* Give back @p block of @p region (from para__slab_alloc() on @p c). */
 void para__slab_free(para__slab_cache *c, para__slab *region, void *block);

@@ -136,8 +136,8 @@ static void test_keep_bound(void **state)
     assert_int_equal(c.n_regions, N);
     for (int i = 0; i < N; i++) {
         para__slab_free(&c, r[i], b[i]);
-        unsigned kept = (unsigned)(i + 1) < KEEP_REGIONS ? (unsigned)(i + 1)
-                                                         : KEEP_REGIONS;
+        unsigned kept =
+            (unsigned)(i + 1) < KEEP_REGIONS ? (unsigned)(i + 1) : KEEP_REGIONS;
         assert_int_equal(c.n_empty, kept);
         assert_int_equal(c.n_regions, (unsigned)(N - 1 - i) + kept);
     }
