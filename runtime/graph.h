@@ -251,6 +251,10 @@ struct para_graph {
     unsigned n_sources;
     para_node_t **topo;  /* every node, in topological order */
     para__errmsg errmsg; /* errmsg.h */
+    /* The runtime of the run in progress (set by para_run() before the
+     * open hooks, NULL between runs): what a library-made source may keep
+     * there between graphs (records.c). */
+    para_runtime_t *runtime;
 };
 
 /* Validate and compute derived data. Returns 0 or PARA_E*; the message goes

@@ -19,6 +19,7 @@
 #include "para.h"
 #include "policy.h"
 #include "progress.h"
+#include "records_pool.h"
 #include "reduce_node.h"
 #include "runctx.h"
 #include "scheduler.h"

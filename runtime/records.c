@@ -36,24 +36,22 @@
  *   its last one ends at the first delimiter at or after byte (k+1)*C - 1
  *   (read past the chunk as far as needed: a long record is read by the
  *   chunk it starts in; chunks with no record start in them emit nothing).
- *   Each chunk is a block of its own: mapped (attr.map, the default) and
- *   split in place with no copy (a copy into fresh memory cost a quarter
- *   of w9's CPU time), and unmapped when its last slice is released, so
- *   that mapping, page faults and unmapping are spread over the workers
- *   and the run's resident memory stays a few chunks (one mapping of the
- *   whole file ended every run with a serial munmap of all of it);
- *   otherwise, or if mmap() fails, read with pread(). Prefaulting a
- *   chunk's pages with MADV_POPULATE_READ cost as much as the faults.
- *   Reading with pread() into a pool of recycled blocks (a released block
- *   back on a free list, reused last-in first-out: no page faults, no
- *   munmap) was worse too: w9, 2 workers, CPU per run 0.304 s against
- *   0.242 mapped (1 MiB chunks), 0.310 / 0.319 s with 128 / 256 KiB
- *   chunks against 0.297 mapped in that sitting (loaded VM): by the time
- *   a block comes back it has left the cache, and the copy into it cost
- *   twice what seq's copy into its one hot buffer does (perf,
- *   _copy_to_iter), more than the faults and unmapping it saves. Chunks
- *   of 2, 4 or 8 MiB were within the noise of 1 MiB (fewer mappings,
- *   the same page-table work per byte).
+ *   Each chunk is a block of its own, read with pread() into a block of
+ *   the runtime's pool (below): a released block is reused last in first
+ *   out, by this graph or the next one, so a run's chunks land in memory
+ *   that is mapped already and the run's resident memory stays a few
+ *   chunks. With attr.map a chunk is mapped instead and split in place
+ *   (no copy), and unmapped when its last slice is released. Mapping was
+ *   the default until session 11: on a VM with cheap page faults it cost
+ *   less CPU than a copy into blocks that were freed with their graph
+ *   (and that copy read every chunk's bytes twice: the read-on for the
+ *   last record took a whole block). On the shadow-paged VM we measure on
+ *   now a page first touched costs 10-14 us and w9 spent more time
+ *   faulting mapped chunks in than splitting them: recycled blocks took
+ *   w9's efficiency from 0.52-0.54 to 0.83-0.96 on 2 workers, same
+ *   sitting (BENCHMARKS.md). Prefaulting a mapped chunk with
+ *   MADV_POPULATE_READ cost as much as the faults; chunks of 2, 4 or 8
+ *   MiB were within the noise of 1 MiB.
  *   A pull claims the next chunk and splits it (split_part(): with AVX2,
  *   checked at run time, 64 bytes compared at a time, each delimiter a
  *   bit of a mask; else one memchr() per record, as for the last bytes of
@@ -96,6 +94,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "records_pool.h"
 
 /* The AVX2 splitter (split_avx2()): x86-64 with GCC or clang, chosen at
  * run time if the CPU has AVX2. */
@@ -106,14 +105,210 @@
 #define PARA_RECORDS_AVX2 0
 #endif
 
+typedef struct para__block_pool block_pool;
+
 struct para_block {
     _Atomic size_t refs;
     size_t capacity;
     void *map; /* a mapped file (records' split mode), or NULL */
     size_t map_len;
-    char *bytes; /* data, or into the mapping */
+    block_pool *pool;        /* goes back there when released, or NULL */
+    para_block_t *next_free; /* in pool->free */
+    char *bytes;             /* data, or into the mapping */
     char data[];
 };
+
+/* Recycled blocks for chunks read with pread(). A released block goes
+ * back to its pool, last in first out, so that a later chunk is read into
+ * memory that is already mapped and recently used. A fresh allocation of a
+ * chunk's size is new pages, a fault each on first write, and so is a
+ * fresh mapping of the file: on the shadow-paged VMs we measure on a page
+ * first touched costs 10-14 us (para-host-probe's fault_us), and w9 spent
+ * more time faulting its chunks in than splitting them.
+ *
+ * The runtime owns one pool (para__records_pool()) and keeps it between
+ * graphs, for a program that builds a graph per file; a reader takes a
+ * reference per run. The pool lives while anyone holds it: refs counts the
+ * runtime's reference, the readers' and one per block out of the pool (a
+ * user's sink may keep a block after the graph and the runtime are gone).
+ * Once the runtime lets go (closed) the free blocks are freed and blocks
+ * coming back are too. `lock` guards free, n_free, refs and closed: held
+ * for a few loads and stores, once per chunk. */
+struct para__block_pool {
+    pthread_mutex_t lock;
+    para_block_t *free;
+    unsigned n_free, keep; /* free blocks now, and at most */
+    size_t refs;
+    size_t capacity; /* of every pooled block */
+    bool closed;
+};
+
+/* Bytes of free blocks a pool keeps: enough for a few chunks in flight on
+ * each of a few workers; beyond it a released block is freed. */
+#define POOL_KEEP_BYTES ((size_t)8 << 20)
+
+static void pool_free(block_pool *p)
+{
+    while (p->free != NULL) {
+        para_block_t *b = p->free;
+        p->free = b->next_free;
+        free(b);
+    }
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static void pool_ref(block_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->refs++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void pool_unref(block_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    bool dead = --p->refs == 0;
+    pthread_mutex_unlock(&p->lock);
+    if (dead)
+        pool_free(p);
+}
+
+/* The owner lets go: free blocks are freed now, the pool with its last
+ * reference. */
+static void pool_close(block_pool *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    para_block_t *b = p->free;
+    p->free = NULL;
+    p->n_free = 0;
+    p->closed = true;
+    pthread_mutex_unlock(&p->lock);
+    while (b != NULL) {
+        para_block_t *next = b->next_free;
+        free(b);
+        b = next;
+    }
+    pool_unref(p);
+}
+
+/* A pool of blocks of @p capacity bytes, its owner's reference taken;
+ * NULL if out of memory. */
+static block_pool *pool_create(size_t capacity)
+{
+    block_pool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    if (pthread_mutex_init(&p->lock, NULL) != 0) {
+        free(p);
+        return NULL;
+    }
+    p->capacity = capacity;
+    p->keep = (unsigned)PARA_MAX(2, POOL_KEEP_BYTES / capacity);
+    p->refs = 1;
+    return p;
+}
+
+/* A released pooled block: back to its pool, or freed if the pool has as
+ * many as it keeps or was closed. */
+static void pool_put(block_pool *p, para_block_t *b)
+{
+    pthread_mutex_lock(&p->lock);
+    bool dead = --p->refs == 0;
+    bool keep = !p->closed && p->n_free < p->keep;
+    if (keep) {
+        b->next_free = p->free;
+        p->free = b;
+        p->n_free++;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!keep)
+        free(b);
+    if (dead)
+        pool_free(p);
+}
+
+/* A block of p->capacity bytes, from the pool's free ones if it has any;
+ * NULL if out of memory. */
+static para_block_t *pool_get(block_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    para_block_t *b = p->free;
+    if (b != NULL) {
+        p->free = b->next_free;
+        p->n_free--;
+    }
+    p->refs++;
+    pthread_mutex_unlock(&p->lock);
+    if (b == NULL) {
+        b = malloc(sizeof *b + p->capacity);
+        if (b == NULL) {
+            pool_unref(p); /* never the last: the caller holds one */
+            return NULL;
+        }
+        b->capacity = p->capacity;
+        b->map = NULL;
+        b->map_len = 0;
+        b->bytes = b->data;
+    }
+    /* relaxed: not shared yet (as in para_block_create()). */
+    atomic_init(&b->refs, 1);
+    b->pool = p;
+    b->next_free = NULL;
+    return b;
+}
+
+/* A pooled block that must grow (a record longer than the chunk's room)
+ * leaves its pool first. */
+static void pool_detach(para_block_t *b)
+{
+    if (b->pool != NULL) {
+        pool_unref(b->pool); /* never the last: the reader holds one */
+        b->pool = NULL;
+    }
+}
+
+/* Room for a chunk of @p len bytes and some of the next one, where its
+ * last record ends (load_chunk() reads on as far as it needs). */
+static size_t chunk_capacity(size_t len)
+{
+    return len + len / 8 + 64;
+}
+
+block_pool *para__records_pool(para_runtime_t *rt, size_t capacity)
+{
+    pthread_mutex_lock(&rt->lock);
+    block_pool *p = rt->records_pool;
+    if (p == NULL || p->capacity < capacity) {
+        block_pool *q = pool_create(capacity);
+        if (q == NULL) {
+            pthread_mutex_unlock(&rt->lock);
+            return NULL;
+        }
+        rt->records_pool = q;
+        pool_close(p);
+        p = q;
+    }
+    pool_ref(p);
+    pthread_mutex_unlock(&rt->lock);
+    return p;
+}
+
+void para__records_pool_close(para_runtime_t *rt)
+{
+    pool_close(rt->records_pool);
+    rt->records_pool = NULL;
+}
+
+size_t para__records_pool_free_blocks(const block_pool *p)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&p->lock);
+    size_t n = p->n_free;
+    pthread_mutex_unlock((pthread_mutex_t *)&p->lock);
+    return n;
+}
 
 para_block_t *para_block_create(size_t capacity)
 {
@@ -126,10 +321,11 @@ para_block_t *para_block_create(size_t capacity)
     b->capacity = capacity;
     b->map = NULL;
     b->map_len = 0;
+    b->pool = NULL;
+    b->next_free = NULL;
     b->bytes = b->data;
     return b;
 }
-
 /* A block over input bytes [start, start + len) of @p fd, mapped
  * read-only; NULL if the file cannot be mapped. */
 static para_block_t *block_map(int fd, off_t start, size_t len)
@@ -174,7 +370,10 @@ void para_block_release(para_block_t *b, size_t n)
     if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) == n) {
         if (b->map != NULL)
             munmap(b->map, b->map_len);
-        free(b);
+        if (b->pool != NULL)
+            pool_put(b->pool, b);
+        else
+            free(b);
     }
 }
 
@@ -200,7 +399,7 @@ static void attr_defaults(para_records_attr_t *a)
     a->delimiter = '\n';
     a->block_size = (size_t)1 << 20;
     a->strip_cr = true;
-    a->map = true;
+    a->map = false;
 }
 
 int para_records_attr_init(para_records_attr_t *a)
@@ -244,10 +443,35 @@ typedef struct records {
     bool map;              /* chunks are mapped (else read with pread()) */
     pthread_mutex_t lock;  /* guards next_chunk, parts, live */
     uint64_t next_chunk;
-    part *parts; /* left by a pull, by ascending base */
-    size_t live; /* parts claimed and not finished */
-    bool avx2;   /* split with split_avx2() */
+    part *parts;      /* left by a pull, by ascending base */
+    size_t live;      /* parts claimed and not finished */
+    bool avx2;        /* split with split_avx2() */
+    block_pool *pool; /* chunks read with pread() (this run's reference) */
+    bool own_pool;    /* pool is ours alone (no runtime to keep one) */
 } records;
+
+static void drop_pool(records *r)
+{
+    if (r->pool != NULL && r->own_pool)
+        pool_close(r->pool);
+    else if (r->pool != NULL)
+        pool_unref(r->pool);
+    r->pool = NULL;
+    r->own_pool = false;
+}
+
+/* A pool for this run's chunks, sized for the input: the runtime's (kept
+ * between graphs), or one of our own if the graph runs without one. */
+static block_pool *take_pool(records *r)
+{
+    size_t need =
+        chunk_capacity((size_t)PARA_MIN(r->attr.block_size, r->size) + 1);
+    para_runtime_t *rt = r->node->graph->runtime;
+    if (rt != NULL)
+        return para__records_pool(rt, need);
+    r->own_pool = true;
+    return pool_create(need);
+}
 
 static void drop_block(records *r)
 {
@@ -279,6 +503,7 @@ static void records_free(void *ctx)
     records *r = ctx;
     drop_block(r);
     drop_parts(r);
+    drop_pool(r);
     pthread_mutex_destroy(&r->lock);
     if (r->kind == INPUT_PATH && r->fd >= 0)
         close(r->fd);
@@ -306,6 +531,8 @@ static int choose_mode(records *r)
         r->size = (uint64_t)(st.st_size - from);
         r->chunks = (r->size + r->attr.block_size - 1) / r->attr.block_size;
         r->map = r->attr.map;
+        if ((r->pool = take_pool(r)) == NULL)
+            return PARA_ENOMEM;
     }
     return 0;
 }
@@ -315,6 +542,7 @@ static int records_open(void *ctx)
     records *r = ctx;
     drop_block(r);
     drop_parts(r);
+    drop_pool(r);
     r->eof = false;
     r->runs++;
     r->split = false;
@@ -547,8 +775,10 @@ static int load_chunk(records *r, uint64_t k, part **out)
         if (rc <= 0)
             return rc;
     }
-    size_t len = (size_t)(e - from), cap = len + len / 8 + 64;
-    para_block_t *b = para_block_create(cap);
+    size_t len = (size_t)(e - from);
+    para_block_t *b = chunk_capacity(len) <= r->pool->capacity
+                          ? pool_get(r->pool)
+                          : para_block_create(chunk_capacity(len));
     if (b == NULL)
         return PARA_ENOMEM;
     int rc = read_at(r, b->data, from, len);
@@ -569,15 +799,19 @@ static int load_chunk(records *r, uint64_t k, part **out)
      * (or at the end of the input): read on until it is found. */
     size_t stop = len;
     if (b->data[len - 1] != delim) {
-        size_t scan = len;
-        for (;;) {
+        /* The block's spare room at first (an eighth of the chunk), then
+         * twice as much each time, as map_chunk() does: a whole block
+         * more would copy every chunk's bytes twice and outgrow the
+         * block. */
+        size_t scan = len, step = PARA_MAX(len / 8, (size_t)64);
+        for (;; step = step < r->attr.block_size ? step * 2 : step) {
             uint64_t at = from + stop;
             if (at >= r->size)
                 break;
-            size_t more =
-                (size_t)PARA_MIN(r->size - at, (uint64_t)r->attr.block_size);
+            size_t more = (size_t)PARA_MIN(r->size - at, (uint64_t)step);
             if (b->capacity - stop < more) {
                 size_t ncap = PARA_MAX(b->capacity * 2, stop + more);
+                pool_detach(b);
                 para_block_t *nb = realloc(b, sizeof *b + ncap);
                 if (nb == NULL) {
                     para_block_release(b, 1);

@@ -106,6 +106,7 @@ static void runtime_free(para_runtime_t *rt)
         }
         free(rt->workers);
     }
+    para__records_pool_close(rt);
     para__trace_destroy(rt->trace);
     para__topology_plan_free(&rt->plan);
     if (rt->topology != NULL)
@@ -306,6 +307,7 @@ int para_run(para_runtime_t *rt, para_graph_t *g)
         set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
         goto out;
     }
+    g->runtime = rt;
     rc = para__graph_open_sources(g);
     if (rc != 0) {
         set_errmsg(rt, "%s", para__errmsg_text(&g->errmsg));
@@ -434,6 +436,7 @@ out:
     /* A cancel request belongs to this run only. Cleared under the lock
      * before busy drops, so a para_run_cancel() that saw busy set never
      * leaves a request behind for the next run. */
+    g->runtime = NULL;
     /* release: publish the run's effects to the next builder call / run. */
     atomic_store_explicit(&g->running, 0, memory_order_release);
     pthread_mutex_lock(&rt->lock);

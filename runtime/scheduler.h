@@ -165,6 +165,10 @@ struct para_runtime {
     hwloc_topology_t topology;
     para__topology_plan plan; /* placement and victim order */
 
+    /* The records source's chunk blocks, kept between graphs (records.c;
+     * under `lock`). */
+    struct para__block_pool *records_pool;
+
     pthread_mutex_t lock;      /* guards the fields below, and parking */
     pthread_cond_t start_cond; /* workers wait for a run or shutdown */
     pthread_cond_t done_cond;  /* para_run waits for workers to leave */

@@ -32,7 +32,7 @@ LAYERS = [
     ("observation", ["trace.c", "stats.h", "stats.c", "progress.h",
                      "progress.c"]),
     ("api", ["run.c", "options.c", "options.h", "kernels.c", "internal.h",
-             "records.c",
+             "records.c", "records_pool.h",
              "<generated>/para_kernels.h"]),
     ("cross-process", ["mpi/*.c", "mpi/*.h", "mpi_internal.h"]),
 ]

@@ -73,15 +73,19 @@ typedef struct para_records_attr {
     bool strip_cr;      /**< drop a '\r' before the delimiter (CRLF);
                              default true */
     bool map; /**< a regular file is mapped into memory and split in place
-                   (no copy); default true. If another process truncates
-                   the file during a run, touching the lost pages raises
-                   SIGBUS, as with any mapped file: set false to read it
-                   with pread() instead (the run then fails with EIO). */
+                   (no copy) instead of read with pread() into blocks the
+                   runtime recycles; default false. Mapping touches fresh
+                   pages for every block, which costs more than the copy
+                   where a page fault is dear (virtual machines); and if
+                   another process truncates the file during a run,
+                   touching the lost pages raises SIGBUS, as with any
+                   mapped file (read with pread(), the run fails with
+                   EIO). */
 } para_records_attr_t;
 
 /**
  * @brief Fill @p attr with the defaults (lines, 1 MiB blocks, CRLF
- *        stripped, files mapped).
+ *        stripped, files read with pread(), not mapped).
  * @return 0, or PARA_EINVAL if @p attr is NULL.
  */
 PARA_API PARA_NODISCARD int para_records_attr_init(para_records_attr_t *attr);

@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "internal.h"
 #include "para.h"
 
 /* The records as the sink saw them, in order (an ORDERED sink). */
@@ -597,6 +598,91 @@ static void test_pread_file_shrinks(void **state)
     free(path);
 }
 
+/* Chunks read with pread() go into blocks of the runtime's pool: after a
+ * graph is gone its blocks wait there for the next graph's chunks (the
+ * same pool, with free blocks), and a bigger block size replaces the pool.
+ * A block a sink keeps outlives the graph and the runtime, and is freed
+ * with its last reference (ASan and LSan watch). */
+static para_block_t *kept_block;
+
+static int keep_first_sink(void *ctx, const void *in)
+{
+    (void)ctx;
+    const para_slice_t *sl = in;
+    if (kept_block == NULL && sl->len > 0 && sl->data[0] == 'a') {
+        kept_block = sl->block;
+        para_block_retain(kept_block, 1);
+    }
+    return 0;
+}
+
+static void run_pooled(para_runtime_t *rt, const char *path, size_t block,
+                       seen *s)
+{
+    para_records_attr_t ra;
+    assert_int_equal(para_records_attr_init(&ra), 0);
+    assert_false(ra.map); /* the default: read, not mapped */
+    ra.block_size = block;
+    para_graph_t *g;
+    para_node_t *src, *k;
+    assert_int_equal(para_graph_create(&g), 0);
+    assert_int_equal(para_graph_add_records_file(g, "pooled", path, &ra, &src),
+                     0);
+    assert_int_equal(
+        para_graph_add_sink(g, "collect", sizeof(para_slice_t),
+                            s != NULL ? collect_sink : keep_first_sink, s,
+                            PARA_NODE_SERIAL, &k),
+        0);
+    assert_int_equal(para_graph_connect(g, src, k), 0);
+    assert_int_equal(para_run(rt, g), 0);
+    para_graph_destroy(g);
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void test_pool_between_graphs(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(2);
+    /* 2,000 records "a0000\n" .. of 6 bytes, unsorted by the workers. */
+    size_t n = 2000, len = 6 * n;
+    char *text = malloc(len + 1);
+    assert_non_null(text);
+    for (size_t i = 0; i < n; i++)
+        snprintf(text + 6 * i, 7, "a%04zu\n", i);
+    char *path = write_temp(text, len);
+
+    for (int round = 0; round < 2; round++) {
+        seen s = {0};
+        run_pooled(rt, path, 1024, &s);
+        assert_int_equal(s.n, n);
+        for (size_t i = 0; i < n; i++)
+            s.rec[i][s.len[i]] = '\0';
+        qsort(s.rec, n, sizeof *s.rec, cmp_rec);
+        for (size_t i = 0; i < n; i++)
+            assert_memory_equal(s.rec[i], text + 6 * i, 5);
+        seen_clear(&s);
+        /* The graph is gone; its blocks are in the runtime's pool. */
+        assert_non_null(rt->records_pool);
+        assert_true(para__records_pool_free_blocks(rt->records_pool) > 0);
+    }
+    struct para__block_pool *small = rt->records_pool;
+    run_pooled(rt, path, 4096, NULL); /* bigger blocks: a new pool */
+    assert_ptr_not_equal(rt->records_pool, small);
+    assert_non_null(kept_block);
+    assert_int_equal(para_runtime_destroy(rt), 0);
+    /* The runtime and its pool are closed; the kept block still reads. */
+    assert_int_equal(para_block_data(kept_block)[0], 'a');
+    para_block_release(kept_block, 1);
+    kept_block = NULL;
+    unlink(path);
+    free(path);
+    free(text);
+}
+
 /* A pipe cannot be rewound: the first run reads it, the second fails with
  * PARA_ENODE naming the source. A missing file fails the same way. */
 static void test_stream_runs_once(void **state)
@@ -685,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_split_order),
         cmocka_unit_test(test_split_reduce_every_policy),
         cmocka_unit_test(test_pread_file_shrinks),
+        cmocka_unit_test(test_pool_between_graphs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
