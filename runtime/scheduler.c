@@ -1634,6 +1634,9 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&rt->lock);
     (void)para__topology_bind_memory(rt->topology, &rt->plan, w->id, w,
                                      sizeof *w);
+    /* The first batches' memory, faulted in now rather than in the first
+     * run (slab.h), on this worker's core. */
+    para__slab_reserve(&w->cache.slab, 1);
 
     uint64_t seen = 0;
     bool after_run = false;
@@ -1735,6 +1738,10 @@ int para__scheduler_start(para_runtime_t *rt)
         }
         rt->threads_started++;
     }
+    /* Worker 0's thread is para_run()'s caller: its first batches' memory
+     * is faulted in here, while the other workers do their own. */
+    if (rt->caller_works)
+        para__slab_reserve(&rt->workers[0].cache.slab, 1);
     return 0;
 }
 

@@ -132,6 +132,36 @@ static void unmap_region(para__slab_cache *c, para__slab *s)
     c->n_regions--;
 }
 
+void para__slab_reserve(para__slab_cache *c, unsigned regions)
+{
+    while (c->n_empty < regions &&
+           c->n_empty < PARA__SLAB_KEEP_BYTES / PARA__SLAB_REGION_BYTES) {
+        para__slab *s = malloc(sizeof *s);
+        if (s == NULL)
+            return;
+        if ((s->base = map_region()) == NULL) {
+            free(s);
+            return;
+        }
+        /* One write per 4 KiB page: with a huge page the first faults it
+         * in whole and the rest cost nothing. */
+        for (size_t off = 0; off < PARA__SLAB_REGION_BYTES; off += 4096)
+            ((volatile unsigned char *)s->base)[off] = 0;
+        s->all_prev = NULL;
+        s->all_next = c->all;
+        if (c->all != NULL)
+            c->all->all_prev = s;
+        c->all = s;
+        c->n_regions++;
+        s->free = NULL;
+        s->shift = 0; /* no size yet: take_region() gives it one */
+        s->carved = s->in_use = 0;
+        s->partial = false;
+        list_push(&c->empty, s);
+        c->n_empty++;
+    }
+}
+
 bool para__slab_needs_fresh(const para__slab_cache *c, uint32_t shift)
 {
     const para__slab *s = c->partial[shift - PARA__SLAB_MIN_SHIFT];

@@ -90,6 +90,15 @@ bool para__slab_needs_fresh(const para__slab_cache *c, uint32_t shift);
 void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
                        bool *fresh);
 
+/* Map @p regions empty regions (within the keep bound) and fault them in
+ * now, from the calling thread (the owner: its NUMA node gets the pages).
+ * A worker does it when it starts, so that its first run does not: a huge
+ * page's first fault usually costs 0.1-0.2 ms, and now and then several
+ * milliseconds when the kernel compacts memory to find one (seen at 3.9
+ * ms on the development VM), and without huge pages a region is 512
+ * faults. Best effort: a region that cannot be mapped is left for later. */
+void para__slab_reserve(para__slab_cache *c, unsigned regions);
+
 /* Give back @p block of @p region (from para__slab_alloc() on @p c). */
 void para__slab_free(para__slab_cache *c, para__slab *region, void *block);
 

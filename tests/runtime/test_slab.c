@@ -3,8 +3,8 @@
  * given-back blocks before carving, empty regions kept up to the bound and
  * unmapped past it, and a random sequence of allocations and frees of
  * every size checked against a model (no block handed out twice, every
- * block inside its region and aligned, the region counts); a drain with a
- * block still in use panics.
+ * block inside its region and aligned, the region counts); a reserve
+ * faults a region in ahead; a drain with a block still in use panics.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -117,6 +117,36 @@ static void test_empty_recarved(void **state)
     assert_int_equal(c.n_regions, 1);
     assert_int_equal(c.n_empty, 0);
     para__slab_free(&c, r2, d);
+    para__slab_cache_drain(&c);
+    assert_int_equal(c.n_regions, 0);
+}
+
+/* A reserved region is mapped and empty; the first block of any size is
+ * carved from it (no second mapping), and a reserve never passes the keep
+ * bound. */
+static void test_reserve(void **state)
+{
+    (void)state;
+    para__slab_cache c;
+    memset(&c, 0, sizeof c);
+    para__slab_reserve(&c, 1);
+    assert_int_equal(c.n_regions, 1);
+    assert_int_equal(c.n_empty, 1);
+    para__slab_reserve(&c, 1); /* already there */
+    assert_int_equal(c.n_regions, 1);
+    unsigned char *base = c.empty->base;
+    para__slab *r;
+    bool fresh;
+    void *b = alloc_ok(&c, 17, &r, &fresh);
+    assert_ptr_equal(r->base, base);
+    assert_ptr_equal(b, base);
+    assert_true(fresh);
+    assert_int_equal(c.n_regions, 1);
+    assert_int_equal(c.n_empty, 0);
+    para__slab_free(&c, r, b);
+    para__slab_reserve(&c, KEEP_REGIONS + 2);
+    assert_int_equal(c.n_empty, KEEP_REGIONS);
+    assert_int_equal(c.n_regions, KEEP_REGIONS);
     para__slab_cache_drain(&c);
     assert_int_equal(c.n_regions, 0);
 }
@@ -237,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_serves),
         cmocka_unit_test(test_carve_and_reuse),
         cmocka_unit_test(test_empty_recarved),
+        cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_keep_bound),
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_drain_panics_on_leak),
