@@ -74,6 +74,26 @@ static unsigned char *map_region(void)
     return base;
 }
 
+/* A newly mapped region, in the cache's list of all regions and in no
+ * other; NULL if it cannot be mapped. */
+static para__slab *new_region(para__slab_cache *c)
+{
+    para__slab *s = malloc(sizeof *s);
+    if (s == NULL)
+        return NULL;
+    if ((s->base = map_region()) == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->all_prev = NULL;
+    s->all_next = c->all;
+    if (c->all != NULL)
+        c->all->all_prev = s;
+    c->all = s;
+    c->n_regions++;
+    return s;
+}
+
 /* A region to carve blocks of 2^shift bytes from: an empty one, of this
  * size if there is one (its blocks are ready as they were), or a new one.
  * NULL if none can be mapped. */
@@ -92,21 +112,8 @@ static para__slab *take_region(para__slab_cache *c, uint32_t shift)
             list_push(&c->partial[shift - PARA__SLAB_MIN_SHIFT], s);
             return s;
         }
-    } else {
-        s = malloc(sizeof *s);
-        if (s == NULL)
-            return NULL;
-        s->base = map_region();
-        if (s->base == NULL) {
-            free(s);
-            return NULL;
-        }
-        s->all_prev = NULL;
-        s->all_next = c->all;
-        if (c->all != NULL)
-            c->all->all_prev = s;
-        c->all = s;
-        c->n_regions++;
+    } else if ((s = new_region(c)) == NULL) {
+        return NULL;
     }
     s->free = NULL;
     s->shift = shift;
@@ -136,23 +143,13 @@ void para__slab_reserve(para__slab_cache *c, unsigned regions)
 {
     while (c->n_empty < regions &&
            c->n_empty < PARA__SLAB_KEEP_BYTES / PARA__SLAB_REGION_BYTES) {
-        para__slab *s = malloc(sizeof *s);
+        para__slab *s = new_region(c);
         if (s == NULL)
             return;
-        if ((s->base = map_region()) == NULL) {
-            free(s);
-            return;
-        }
         /* One write per 4 KiB page: with a huge page the first faults it
          * in whole and the rest cost nothing. */
         for (size_t off = 0; off < PARA__SLAB_REGION_BYTES; off += 4096)
             ((volatile unsigned char *)s->base)[off] = 0;
-        s->all_prev = NULL;
-        s->all_next = c->all;
-        if (c->all != NULL)
-            c->all->all_prev = s;
-        c->all = s;
-        c->n_regions++;
         s->free = NULL;
         s->shift = 0; /* no size yet: take_region() gives it one */
         s->carved = s->in_use = 0;
