@@ -206,7 +206,8 @@ static block_pool *pool_create(size_t capacity)
         return NULL;
     }
     p->capacity = capacity;
-    p->keep = (unsigned)PARA_MAX(2, POOL_KEEP_BYTES / capacity);
+    /* None if one block is past the bound (a block size of many MiB). */
+    p->keep = (unsigned)(POOL_KEEP_BYTES / capacity);
     p->refs = 1;
     return p;
 }
