@@ -201,10 +201,25 @@ def near(fig, v):
     return v < fig[3] * NEAR if fig[4] == "min" else v > fig[3] / NEAR
 
 
+# Attempts of seven that must hold, where not three. w12 times 500-item
+# runs of ~11-16 us, and most of para's share of one is the handful of
+# cache-line transfers that start and end it on two cores: when the host's
+# vCPUs pass a line slowly (para-host-probe's ping-pong) it drops to
+# 0.37-0.41 for minutes at a time. CI on 5841add: 0.386, 0.394, 0.396,
+# 0.411, 0.373, then 0.541 and 0.658 once the state passed (the build of
+# 092cdd3 measured as this one, 3 pairs in one sitting: 0.71 both; and
+# CI on d1f3160 began at 0.396 too). Two attempts must hold: a 2x slowdown
+# (0.32-0.42 from the quiet 0.64-0.83) spoils them all but a lucky one;
+# under --handicap 2 in CI (run of d1f3160) the attempts were 0.197-0.571
+# with one above 0.52, the second best 0.374.
+HOLDS_OF_SEVEN = {"w12 seq / para time per run (median)": 2}
+
+
 def judged(fig, values):
     """The value a figure is judged on: the best attempt while there are
     one or two (a second is only taken when the first was near its bound),
-    the median of three to six, the third best of seven. Noise mostly makes para look slower, but it can
+    the median of three to six, the third best of seven (the second for the
+    figures in HOLDS_OF_SEVEN). Noise mostly makes para look slower, but it can
     also slow the baseline (a plain-threads `ideal` or a short `seq`) and
     make one attempt look better than it is: with three attempts or more,
     half or more must hold, so one lucky attempt cannot hide a real slowdown."""
@@ -218,7 +233,7 @@ def judged(fig, values):
         # attempts must hold (under --handicap 2 the second best of five
         # already stayed below every floor in CI runs 54-59).
         ranked = sorted(values, reverse=(fig[4] == "min"))
-        return ranked[2]
+        return ranked[HOLDS_OF_SEVEN.get(fig[0], 3) - 1]
     if len(values) >= 3:
         return sorted(values)[len(values) // 2]
     return max(values) if fig[4] == "min" else min(values)
