@@ -47,7 +47,18 @@ all_speed_below() {
   python3 - "$@" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-spared = set(sys.argv[2:])
+# An argument "A|B" spares speed figure A when figure B caught the slowdown.
+spared, spared_if = set(), {}
+for a in sys.argv[2:]:
+    fig, _, alt = a.partition("|")
+    if alt:
+        spared_if[fig] = alt
+    else:
+        spared.add(fig)
+status = {f["figure"]: f["status"] for f in r["figures"]}
+for fig, alt in spared_if.items():
+    if status.get(alt) not in (None, "ok"):
+        spared.add(fig)
 ok = [f["figure"] for f in r["figures"]
       if f["speed"] and f["status"] == "ok" and f["figure"] not in spared]
 if ok:
@@ -88,7 +99,13 @@ if [ "${1:-}" = --real ]; then
     # cache lines between the vCPUs (sessions 9 and 10), so twice the work
     # lands on both sides of its floor. The guard still checks that floor;
     # the real handicap is required to show in every other speed figure.
-    all_speed_below "$tmp/real.json" "w3 para / seq (throughput)" ||
+    # w1's efficiency has the same weakness when w1's `seq` lands on a
+    # slow vCPU (healthy efficiency 0.94-1.03 in CI on 5841add; under the
+    # handicap on baab9f2 three attempts of seven reached 0.67-0.73): the
+    # slowdown must then show in w1's other figure, para / ideal, from the
+    # same rows (0.645 there, floor 0.68).
+    all_speed_below "$tmp/real.json" "w3 para / seq (throughput)" \
+      "w1 efficiency (para vs seq)|w1 para / ideal (throughput)" ||
       failures=$((failures + 1))
   fi
 fi
