@@ -137,7 +137,7 @@ struct para_block {
 struct para__block_pool {
     pthread_mutex_t lock;
     para_block_t *free;
-    unsigned n_free, keep; /* free blocks now, and at most */
+    unsigned n_free; /* free blocks now (at most POOL_KEEP_BYTES of them) */
     size_t refs;
     size_t capacity; /* of every pooled block */
     bool closed;
@@ -147,13 +147,19 @@ struct para__block_pool {
  * each of a few workers; beyond it a released block is freed. */
 #define POOL_KEEP_BYTES ((size_t)8 << 20)
 
+/* Free a list of free blocks (linked through next_free). */
+static void free_blocks(para_block_t *b)
+{
+    while (b != NULL) {
+        para_block_t *next = b->next_free;
+        free(b);
+        b = next;
+    }
+}
+
 static void pool_free(block_pool *p)
 {
-    while (p->free != NULL) {
-        para_block_t *b = p->free;
-        p->free = b->next_free;
-        free(b);
-    }
+    free_blocks(p->free);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -186,11 +192,7 @@ static void pool_close(block_pool *p)
     p->n_free = 0;
     p->closed = true;
     pthread_mutex_unlock(&p->lock);
-    while (b != NULL) {
-        para_block_t *next = b->next_free;
-        free(b);
-        b = next;
-    }
+    free_blocks(b);
     pool_unref(p);
 }
 
@@ -206,8 +208,6 @@ static block_pool *pool_create(size_t capacity)
         return NULL;
     }
     p->capacity = capacity;
-    /* None if one block is past the bound (a block size of many MiB). */
-    p->keep = (unsigned)(POOL_KEEP_BYTES / capacity);
     p->refs = 1;
     return p;
 }
@@ -218,7 +218,9 @@ static void pool_put(block_pool *p, para_block_t *b)
 {
     pthread_mutex_lock(&p->lock);
     bool dead = --p->refs == 0;
-    bool keep = !p->closed && p->n_free < p->keep;
+    /* None kept if one block is past the bound (blocks of many MiB). */
+    bool keep =
+        !p->closed && (size_t)(p->n_free + 1) * p->capacity <= POOL_KEEP_BYTES;
     if (keep) {
         b->next_free = p->free;
         p->free = b;
@@ -243,18 +245,11 @@ static para_block_t *pool_get(block_pool *p)
     }
     p->refs++;
     pthread_mutex_unlock(&p->lock);
-    if (b == NULL) {
-        b = malloc(sizeof *b + p->capacity);
-        if (b == NULL) {
-            pool_unref(p); /* never the last: the caller holds one */
-            return NULL;
-        }
-        b->capacity = p->capacity;
-        b->map = NULL;
-        b->map_len = 0;
-        b->bytes = b->data;
+    if (b == NULL && (b = para_block_create(p->capacity)) == NULL) {
+        pool_unref(p); /* never the last: the caller holds one */
+        return NULL;
     }
-    /* relaxed: not shared yet (as in para_block_create()). */
+    /* Not shared yet (as in para_block_create()). */
     atomic_init(&b->refs, 1);
     b->pool = p;
     b->next_free = NULL;
