@@ -32,17 +32,18 @@
  *   to cover the round trip of the credit, so no rank runs dry while the
  *   producing rank is busy, and each rank takes work at the pace it gets
  *   through it. (Filling the whole byte window instead sent nearly every
- *   batch of w11 to rank 1.) A sender charges a batch's bytes (items and
- *   what they own) plus a header allowance and one batch to the receiver's
- *   credit; the receiver keeps a second reference to the batch, sees its
- *   task finish when the count drops back to 1, and returns the charge
- *   (sent in the header) in a credit message, deferred while its own
- *   unsent output exceeds its window (so a rank whose consumer is slow
- *   stops taking new work). Batches for single-rank nodes need no credit:
- *   their receiver admits them into its own budget (admit_arrival()), and
- *   one that does not fit waits at its sender, announced by its header, so
- *   that a rank's sources and what other ranks send it stay within its
- *   budget together.
+ *   batch of w11 to rank 1.) A sender charges a batch's bytes (what its
+ *   items take there as a batch, in the budget's units, and what they own)
+ *   plus a header allowance and one batch to the receiver's credit; the
+ *   receiver keeps a second reference to the batch, sees its task finish
+ *   when the count drops back to 1, and returns the charge (sent in the
+ *   header) in a credit message, deferred while its own unsent output
+ *   (in the same units) exceeds its window (so a rank whose consumer is
+ *   slow stops taking new work). Batches for single-rank nodes need no
+ *   credit: their receiver admits them into its own budget
+ *   (admit_arrival()), and one that does not fit waits at its sender,
+ *   announced by its header, so that a rank's sources and what other ranks
+ *   send it stay within its budget together.
  *
  * Batch sizes
  *   A run that deals raises the batches' target time to DEALT_BATCH_US
@@ -142,7 +143,7 @@ typedef struct send_slot {
     para__batch *batch; /* released when the send completes, or NULL */
     void *packed;       /* freed when the send completes, or NULL */
     bool unit;          /* a unit of the run to drop then */
-    uint64_t bytes;     /* data bytes in flight */
+    uint64_t charge;    /* its share of send_bytes */
 } send_slot;
 
 typedef struct tracked {
@@ -196,7 +197,7 @@ typedef struct mpi_ctx {
     /* Communication thread only. */
     send_slot **sends;
     size_t n_sends, cap_sends;
-    uint64_t send_bytes; /* item bytes in posted sends */
+    uint64_t send_bytes; /* posted sends, in budget_bytes() */
     tracked *tracked;
     size_t n_tracked, cap_tracked;
     uint64_t *owed;     /* credit to give back, per rank */
@@ -218,11 +219,23 @@ typedef struct mpi_ctx {
 #define CREDIT_BYTES(w) ((w) & (CREDIT_BATCH - 1))
 #define CREDIT_BATCHES(w) ((w) >> CREDIT_SHIFT)
 
-/* The credit a dealt batch of task @p t takes: its item bytes and the
- * bytes they own, a header allowance, and one batch. */
+/* What @p bytes of items cost a rank's budget once they are a batch there:
+ * the batch's allocation (a size class, up to twice the items' bytes),
+ * which is what the budget counts. Credit and unsent output are measured
+ * in these units, so that a window that is a share of the budget stays
+ * that share whatever the batches' sizes. */
+static uint64_t budget_bytes(uint64_t bytes)
+{
+    return bytes > SIZE_MAX / 2 ? CREDIT_BATCH - 1
+                                : para__batch_alloc_size(1, (size_t)bytes);
+}
+
+/* The credit a dealt batch of task @p t takes: its items as a batch there
+ * (budget_bytes()), the bytes they own, a header allowance, and one
+ * batch. */
 static uint64_t batch_cost(const para__task *t)
 {
-    return (uint64_t)t->batch->count * t->node->in_size +
+    return budget_bytes((uint64_t)t->batch->count * t->node->in_size) +
            t->batch->extra_bytes + HDR_ALLOWANCE + CREDIT_BATCH;
 }
 
@@ -492,7 +505,7 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
             }
             send_slot *s = new_slot(c);
             s->unit = true;
-            s->bytes = bytes;
+            s->charge = budget_bytes(bytes);
             s->hdr = (wire_hdr){.node = t->node->index,
                                 .port = t->in_port,
                                 .path = t->path,
@@ -519,7 +532,7 @@ static bool post_outboxes(mpi_ctx *c, para__run *run)
             if (bytes > 0)
                 MPI_Isend(buf, (int)bytes, MPI_BYTE, q, TAG_DATA, c->comm,
                           &s->req[1]);
-            c->send_bytes += bytes;
+            c->send_bytes += s->charge;
             c->msgs_sent++;
             c->stats.batches_sent++;
             c->stats.bytes_sent += bytes;
@@ -544,7 +557,7 @@ static bool test_sends(mpi_ctx *c, para__run *run)
         /* Batches are sent only while a run is live; an early failure
          * (run == NULL) has only control messages in flight. */
         if (s->unit && run != NULL) {
-            c->send_bytes -= s->bytes;
+            c->send_bytes -= s->charge;
             if (s->batch != NULL)
                 para__batch_release(NULL, run, s->batch);
             para__units_add(run, -1);
