@@ -158,6 +158,7 @@ para__batch *para__batch_grow(para__batch_cache *c, para__run *run,
                               para__batch *b, size_t bytes, size_t used);
 /* The size of the allocation para__batch_alloc() makes for these. */
 size_t para__batch_alloc_size(uint32_t n_tasks, size_t bytes);
+
 /* @p b (new) joins the family of @p from. */
 static inline void para__batch_join_family(para__batch *b,
                                            const para__batch *from)
@@ -195,6 +196,18 @@ static inline bool para__batch_on_host(const para__batch *b)
 {
     return b->dres == NULL || b->host_valid;
 }
+/* Batches of each class below the slab's that para__batch_cache_warm()
+ * puts in the pools: enough for a run's first tasks, which ramp up
+ * through the small classes before the pools have anything to reuse. */
+#define PARA__BATCH_WARM_DEPTH 4
+
+/* The memory a run's first batches take, faulted in now by the calling
+ * thread (its owner, on its own core) rather than page by page in the
+ * first run: one slab region (slab.h) and PARA__BATCH_WARM_DEPTH batches
+ * of each smaller class, pooled (~250 KiB). @p c is a home
+ * (para__batch_cache_init_returns()). */
+void para__batch_cache_warm(para__batch_cache *c);
+
 /* Free every batch (and family record) cached in @p c. */
 void para__batch_cache_drain(para__batch_cache *c);
 

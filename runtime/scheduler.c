@@ -1616,6 +1616,20 @@ static void spin_for_next_run(para_runtime_t *rt, uint64_t seen)
     }
 }
 
+/* Stack a task may take below its worker's loop: a fused chain's tile
+ * buffers (fuse.h, PARA__FUSE_TILE_BYTES each) and the calls under it. */
+#define PREFAULT_STACK_BYTES ((size_t)64 << 10)
+
+/* Fault in the PREFAULT_STACK_BYTES of stack below the caller's frame, so
+ * that the first run's tiles do not fault it in a page at a time (10-15 us
+ * a page in a virtual machine: para-host-probe's fault_us). */
+static __attribute__((noinline)) void prefault_stack(void)
+{
+    volatile unsigned char pages[PREFAULT_STACK_BYTES];
+    for (size_t off = 0; off < sizeof pages; off += 4096)
+        pages[off] = 0;
+}
+
 static void *worker_main(void *arg)
 {
     para__worker *w = arg;
@@ -1634,9 +1648,9 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&rt->lock);
     (void)para__topology_bind_memory(rt->topology, &rt->plan, w->id, w,
                                      sizeof *w);
-    /* The first batches' memory, faulted in now rather than in the first
-     * run (slab.h), on this worker's core. */
-    para__slab_reserve(&w->cache.slab, 1);
+    /* The first run's memory, faulted in now on this worker's core. */
+    para__batch_cache_warm(&w->cache);
+    prefault_stack();
 
     uint64_t seen = 0;
     bool after_run = false;
@@ -1738,10 +1752,12 @@ int para__scheduler_start(para_runtime_t *rt)
         }
         rt->threads_started++;
     }
-    /* Worker 0's thread is para_run()'s caller: its first batches' memory
-     * is faulted in here, while the other workers do their own. */
-    if (rt->caller_works)
-        para__slab_reserve(&rt->workers[0].cache.slab, 1);
+    /* Worker 0's thread is para_run()'s caller: its first run's memory is
+     * faulted in here, while the other workers do their own. */
+    if (rt->caller_works) {
+        para__batch_cache_warm(&rt->workers[0].cache);
+        prefault_stack();
+    }
     return 0;
 }
 
