@@ -50,6 +50,26 @@ size_t para__batch_alloc_size(uint32_t n_tasks, size_t bytes)
     return (total + PARA_CACHELINE - 1) & ~(size_t)(PARA_CACHELINE - 1);
 }
 
+size_t para__batch_fit_items(size_t n, size_t item_bytes)
+{
+    size_t head = header_bytes(PARA__BATCH_FIT_TASKS);
+    if (item_bytes == 0 || n > (SIZE_MAX / 2) / item_bytes)
+        return n;
+    size_t bytes = n * item_bytes;
+    uint32_t cls = class_of(bytes);
+    if (cls == PARA__BATCH_NO_CLASS || bytes < 4 * head)
+        return n;
+    size_t room = (size_t)1 << (MIN_CLASS_SHIFT + cls);
+    if (bytes + head <= room)
+        return n;
+    size_t fit = (room - head) / item_bytes;
+    /* A multiple of 64 where that costs little: device kernels launch
+     * work-groups of such sizes. */
+    if (fit >= 256)
+        fit &= ~(size_t)63;
+    return fit > 0 ? fit : n;
+}
+
 static void count_live(para__run *run, int64_t delta)
 {
     if (run == NULL)

@@ -159,6 +159,18 @@ para__batch *para__batch_grow(para__batch_cache *c, para__run *run,
 /* The size of the allocation para__batch_alloc() makes for these. */
 size_t para__batch_alloc_size(uint32_t n_tasks, size_t bytes);
 
+/* Successors a batch header is sized for by para__batch_fit_items(). */
+#define PARA__BATCH_FIT_TASKS 4
+
+/* @p n items of @p item_bytes, trimmed (by at most the header's bytes) so
+ * that a batch of them with PARA__BATCH_FIT_TASKS tasks takes the size
+ * class the items alone take: a power-of-two count of items would
+ * otherwise spill a header's worth into a class twice the size (32,768
+ * items of 8 bytes: 256 KiB of items, a 512 KiB batch), doubling the
+ * memory and the bytes in flight the budget counts. The trimmed count is
+ * a multiple of 64 from 256 items up; counts whose items are not large
+ * beside a header (under four headers' bytes) stay as they are. */
+size_t para__batch_fit_items(size_t n, size_t item_bytes);
 /* @p b (new) joins the family of @p from. */
 static inline void para__batch_join_family(para__batch *b,
                                            const para__batch *from)

@@ -81,7 +81,10 @@
  *   they own, down to one item (one item while their size is not known
  *   yet); at least the largest min_batch hint downstream; and near the end
  *   of a splittable source at most 1/(2 x workers) of what is left, so
- *   every worker has a share. Across processes (runtime/mpi) a node's time
+ *   every worker has a share. Last, the count is trimmed by a header's
+ *   worth where that keeps the widest edge's batch in its items' size
+ *   class (para__batch_fit_items(): 32,768 items of 8 bytes made 512 KiB
+ *   batches). Across processes (runtime/mpi) a node's time
  *   on other ranks counts with its local cost, their workers count with
  *   ours, and the ramp waits for a first estimate
  *   (run->ramp_after_learning).
@@ -1196,7 +1199,11 @@ static size_t source_batch_items(para__worker *w, para__run *run,
         if ((uint64_t)n > share)
             n = (size_t)PARA_MAX(share, (uint64_t)PARA_MIN(n, floor));
     }
-    return PARA_MAX(n, (size_t)1);
+    n = PARA_MAX(n, (size_t)1);
+    /* Within the size class of its items, the batch of the widest edge
+     * included (batch.h), unless a min_batch hint wants more. */
+    size_t fit = para__batch_fit_items(n, s->widest_item);
+    return fit >= s->down_min_batch ? fit : n;
 }
 
 /* Fill a batch from @p s. Returns the batch; or NULL with *exhausted set

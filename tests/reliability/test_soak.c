@@ -508,6 +508,37 @@ static void test_batch_cache_warm(void **state)
     assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
+/* para__batch_fit_items(): a count whose batch would spill a header's
+ * worth into the next size class is trimmed back into its items' class (to
+ * a multiple of 64), never by more than that; small counts, counts that
+ * already fit and items past the classes stay as they are. */
+static void test_batch_fit_items(void **state)
+{
+    (void)state;
+    size_t fit = para__batch_fit_items(32768, 8);
+    assert_true(fit < 32768 && fit >= 32768 - 64);
+    assert_int_equal(fit % 64, 0);
+    assert_int_equal(para__batch_alloc_size(PARA__BATCH_FIT_TASKS, fit * 8),
+                     (size_t)256 << 10);
+    assert_int_equal(para__batch_alloc_size(PARA__BATCH_FIT_TASKS, 32768 * 8),
+                     (size_t)512 << 10);
+    for (size_t n = 1; n <= 100000; n = n * 3 / 2 + 1)
+        for (size_t size = 1; size <= 4096; size *= 4) {
+            size_t f = para__batch_fit_items(n, size);
+            assert_true(f >= 1 && f <= n);
+            /* Never more than a batch's header trimmed (and the rounding
+             * down to 64). */
+            assert_true((n - f) * size <= 1024 + 64 * size);
+            if (f != n)
+                assert_true(
+                    para__batch_alloc_size(PARA__BATCH_FIT_TASKS, f * size) <
+                    para__batch_alloc_size(PARA__BATCH_FIT_TASKS, n * size));
+        }
+    assert_int_equal(para__batch_fit_items(16, 8), 16);
+    assert_int_equal(para__batch_fit_items(1000, 0), 1000);
+    assert_int_equal(para__batch_fit_items(3, (size_t)3 << 20), 3);
+}
+
 int main(void)
 {
     para_set_log_fn(rel_quiet_log, NULL);
@@ -518,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_batch_cache_bound),
         cmocka_unit_test(test_batch_returns),
         cmocka_unit_test(test_batch_cache_warm),
+        cmocka_unit_test(test_batch_fit_items),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
