@@ -159,9 +159,10 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
     if (cls != PARA__BATCH_NO_CLASS && c != NULL && c->takes_returns &&
         para__slab_serves(shift)) {
         total = (size_t)1 << shift;
-        /* Batches freed elsewhere come home before a block is carved. */
-        if (para__slab_needs_fresh(&c->slab, shift) &&
-            !para__batch_stack_peek_empty(&c->returned))
+        /* Batches freed elsewhere come home first: their blocks are the
+         * ones to reuse (and merge with their buddies), rather than
+         * memory they would keep from use. */
+        if (!para__batch_stack_peek_empty(&c->returned))
             take_returns(c);
         bool fresh;
         b = para__slab_alloc(&c->slab, shift, &region, &fresh);

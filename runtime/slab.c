@@ -1,5 +1,5 @@
 /*
- * Slab: 2 MiB regions carved into large blocks; see slab.h.
+ * Slab: 2 MiB regions split into large blocks, buddy style; see slab.h.
  */
 #define _DEFAULT_SOURCE /* MADV_HUGEPAGE, MAP_ANONYMOUS */
 #include <stdlib.h>
@@ -24,9 +24,33 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-static uint32_t blocks_per_region(uint32_t shift)
+#define GRANULE_SHIFT PARA__SLAB_MIN_SHIFT
+#define TOP_ORDER (PARA__SLAB_SIZES - 1) /* a whole region */
+
+/* The granules a block of order @p k at granule @p g covers. */
+static uint32_t span(uint32_t g, uint32_t k)
 {
-    return (uint32_t)1 << (PARA__SLAB_REGION_SHIFT - shift);
+    uint32_t n = (uint32_t)1 << k;
+    return (n == 32 ? UINT32_MAX : (((uint32_t)1 << n) - 1)) << g;
+}
+
+/* Region @p s as one free block, nothing in use. */
+static void reset_region(para__slab *s)
+{
+    for (uint32_t k = 0; k < PARA__SLAB_SIZES; k++)
+        s->free[k] = 0;
+    s->free[TOP_ORDER] = 1;
+    s->in_use = 0;
+    s->partial = false;
+}
+
+/* The smallest order >= @p k with a free block in @p s, or
+ * PARA__SLAB_SIZES if none. */
+static uint32_t room_for(const para__slab *s, uint32_t k)
+{
+    while (k < PARA__SLAB_SIZES && s->free[k] == 0)
+        k++;
+    return k;
 }
 
 static void list_push(para__slab **head, para__slab *s)
@@ -94,33 +118,22 @@ static para__slab *new_region(para__slab_cache *c)
     return s;
 }
 
-/* A region to carve blocks of 2^shift bytes from: an empty one, of this
- * size if there is one (its blocks are ready as they were), or a new one.
- * NULL if none can be mapped. */
-static para__slab *take_region(para__slab_cache *c, uint32_t shift)
+/* An empty region for a block, now in the partial list: a kept one, or a
+ * new one. NULL if none can be mapped. */
+static para__slab *take_region(para__slab_cache *c)
 {
     para__slab *s = c->empty;
-    while (s != NULL && s->shift != shift)
-        s = s->next;
-    if (s == NULL)
-        s = c->empty;
     if (s != NULL) {
         list_remove(&c->empty, s);
         c->n_empty--;
-        if (s->shift == shift) {
-            s->partial = true;
-            list_push(&c->partial[shift - PARA__SLAB_MIN_SHIFT], s);
-            return s;
-        }
     } else if ((s = new_region(c)) == NULL) {
         return NULL;
+    } else {
+        s->touched = 0;
+        reset_region(s);
     }
-    s->free = NULL;
-    s->shift = shift;
-    s->carved = 0;
-    s->in_use = 0;
     s->partial = true;
-    list_push(&c->partial[shift - PARA__SLAB_MIN_SHIFT], s);
+    list_push(&c->partial, s);
     return s;
 }
 
@@ -150,67 +163,82 @@ void para__slab_reserve(para__slab_cache *c, unsigned regions)
          * in whole and the rest cost nothing. */
         for (size_t off = 0; off < PARA__SLAB_REGION_BYTES; off += 4096)
             ((volatile unsigned char *)s->base)[off] = 0;
-        s->free = NULL;
-        s->shift = 0; /* no size yet: take_region() gives it one */
-        s->carved = s->in_use = 0;
-        s->partial = false;
+        s->touched = 0;
+        reset_region(s);
         list_push(&c->empty, s);
         c->n_empty++;
     }
-}
-
-bool para__slab_needs_fresh(const para__slab_cache *c, uint32_t shift)
-{
-    const para__slab *s = c->partial[shift - PARA__SLAB_MIN_SHIFT];
-    return s == NULL || s->free == NULL;
 }
 
 void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
                        bool *fresh)
 {
     PARA_DEBUG_ASSERT(para__slab_serves(shift));
-    para__slab **list = &c->partial[shift - PARA__SLAB_MIN_SHIFT];
-    para__slab *s = *list;
-    if (s == NULL && (s = take_region(c, shift)) == NULL)
-        return NULL;
-    void *block;
-    /* The head has a block given back, or room to carve (the list holds
-     * only such regions); a given-back block first: it was in use last. */
-    if (s->free != NULL) {
-        block = s->free;
-        UNPOISON(block, (size_t)1 << shift);
-        s->free = *(void **)block;
-        *fresh = false;
-    } else {
-        block = s->base + ((size_t)s->carved++ << shift);
-        UNPOISON(block, (size_t)1 << shift); /* after another size's use */
-        *fresh = true;
+    uint32_t k = shift - PARA__SLAB_MIN_SHIFT;
+    /* A free block of this size in the region that took a block back last
+     * (warm), else a larger one to split in the first region with one,
+     * else an empty region. */
+    para__slab *s = c->partial;
+    while (s != NULL && s->free[k] == 0)
+        s = s->next;
+    if (s == NULL) {
+        s = c->partial;
+        while (s != NULL && room_for(s, k) == PARA__SLAB_SIZES)
+            s = s->next;
     }
+    if (s == NULL && (s = take_region(c)) == NULL)
+        return NULL;
+    uint32_t j = room_for(s, k);
+    PARA_DEBUG_ASSERT(j < PARA__SLAB_SIZES);
+    /* The lowest free block of order j; split down to order k, the upper
+     * halves staying free. */
+    uint32_t g = (uint32_t)__builtin_ctz(s->free[j]);
+    s->free[j] &= ~((uint32_t)1 << g);
+    while (j > k) {
+        j--;
+        s->free[j] |= (uint32_t)1 << (g + ((uint32_t)1 << j));
+    }
+    s->order[g] = (uint8_t)k;
     s->in_use++;
-    if (s->free == NULL && s->carved == blocks_per_region(shift)) {
-        list_remove(list, s); /* full */
+    uint32_t cover = span(g, k);
+    *fresh = (s->touched & cover) != cover;
+    s->touched |= cover;
+    if (room_for(s, 0) == PARA__SLAB_SIZES) {
+        list_remove(&c->partial, s); /* full */
         s->partial = false;
     }
+    void *block = s->base + ((size_t)g << GRANULE_SHIFT);
+    UNPOISON(block, (size_t)1 << shift);
     *region = s;
     return block;
 }
 
 void para__slab_free(para__slab_cache *c, para__slab *s, void *block)
 {
-    para__slab **list = &c->partial[s->shift - PARA__SLAB_MIN_SHIFT];
     PARA_DEBUG_ASSERT(s->in_use > 0);
     PARA_DEBUG_ASSERT((unsigned char *)block >= s->base &&
                       (unsigned char *)block <
                           s->base + PARA__SLAB_REGION_BYTES);
-    *(void **)block = s->free;
-    s->free = block;
-    POISON(block, (size_t)1 << s->shift);
-    /* To the head of its list: the next allocation of this size takes the
-     * block just given back. */
+    uint32_t g =
+        (uint32_t)(((unsigned char *)block - s->base) >> GRANULE_SHIFT);
+    uint32_t k = s->order[g];
+    POISON(block, (size_t)1 << (PARA__SLAB_MIN_SHIFT + k));
+    /* Merge with the buddy while it is free. */
+    while (k < TOP_ORDER) {
+        uint32_t buddy = g ^ ((uint32_t)1 << k);
+        if ((s->free[k] & ((uint32_t)1 << buddy)) == 0)
+            break;
+        s->free[k] &= ~((uint32_t)1 << buddy);
+        g &= ~((uint32_t)1 << k); /* the lower of the two */
+        k++;
+    }
+    s->free[k] |= (uint32_t)1 << g;
+    /* To the head of the partial list: the next request takes the block
+     * just given back. */
     if (s->partial)
-        list_remove(list, s);
+        list_remove(&c->partial, s);
     if (--s->in_use > 0) {
-        list_push(list, s);
+        list_push(&c->partial, s);
         s->partial = true;
         return;
     }
@@ -228,13 +256,12 @@ void para__slab_cache_drain(para__slab_cache *c)
     while (c->all != NULL) {
         para__slab *s = c->all;
         if (s->in_use > 0)
-            para__panic("%u blocks of %zu bytes still in use when their "
-                        "cache was drained (a batch was never freed)",
-                        (unsigned)s->in_use, (size_t)1 << s->shift);
+            para__panic("%u slab blocks still in use when their cache was "
+                        "drained (a batch was never freed)",
+                        (unsigned)s->in_use);
         unmap_region(c, s);
     }
-    for (unsigned k = 0; k < PARA__SLAB_SIZES; k++)
-        c->partial[k] = NULL;
+    c->partial = NULL;
     c->empty = NULL;
     c->n_empty = 0;
 }

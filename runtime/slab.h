@@ -14,16 +14,27 @@
  * one fault instead of 512; and they stay mapped while the owner uses
  * them, whatever the C library's thresholds.
  *
- * How. A region is carved into blocks of one power-of-two size, from
- * 64 KiB (32 of them) to 2 MiB (one). Per size the cache keeps a list of
- * its partial regions (a free block or room to carve one), the one that
- * last took a block back first, so a block freed recently (warm in this
- * core's cache) is the next one handed out. A region whose blocks have all
- * come back is empty: it joins the empty list, where any size can carve it
- * again, unless PARA__SLAB_KEEP_BYTES of empty regions are already kept;
- * then it is unmapped. So between runs, when every block is back, a cache
- * holds at most PARA__SLAB_KEEP_BYTES, and during a run at most one
- * partially used region per live block, plus that.
+ * How. A region holds blocks of any of those sizes at once, as a buddy
+ * allocator does: a block of 2^k bytes sits at an offset that is a
+ * multiple of 2^k; a request takes a free block of its size, or splits
+ * the smallest larger one in halves down to it (the other halves stay
+ * free), and a block given back merges with its buddy (the other half of
+ * the block they were split from) while that is free too, so a region
+ * whose blocks have all come back is one free 2 MiB block again. Batches
+ * of several sizes (a run's ramp, the outputs of stages with items of
+ * different widths) share a region rather than taking one each: fewer
+ * regions, and fewer first faults of huge pages. The free blocks are
+ * bitmasks over the region's 64 KiB granules, one mask per size, so
+ * nothing is written into a free block (it stays cold, and poisoned
+ * under ASan). A cache keeps its partial regions in a list, the one that
+ * last took a block back first, and serves a request from the first
+ * region with a free block of that size (recently used memory, warm in
+ * this core's cache), else by a split in the first region that has room,
+ * else from an empty region. An empty region joins the empty list,
+ * unless PARA__SLAB_KEEP_BYTES of empty regions are already kept; then it
+ * is unmapped. So between runs, when every block is back, a cache holds
+ * at most PARA__SLAB_KEEP_BYTES, and during a run at most one partially
+ * used region per live block, plus that.
  *
  * One thread only: every call on a cache comes from its owner (a worker or
  * a device lane); batch.c brings blocks freed elsewhere home first (its
@@ -50,23 +61,28 @@
 /* Empty regions a cache keeps mapped for later carving (4 regions). */
 #define PARA__SLAB_KEEP_BYTES ((size_t)8 << 20)
 
+#define PARA__SLAB_GRANULES ((uint32_t)1 << (PARA__SLAB_SIZES - 1)) /* 32 */
+
 /* One region; blocks carry a pointer to theirs (the batch header's
- * `slab`), so freeing needs no lookup. */
+ * `slab`), so freeing needs no lookup. Granule g is the 64 KiB at
+ * base + g * 64 KiB. */
 typedef struct para__slab {
-    struct para__slab *prev, *next; /* in a partial list, or the empty one */
+    struct para__slab *prev, *next; /* in the partial list, or the empty one */
     struct para__slab *all_prev, *all_next; /* every region of the cache */
     unsigned char *base;                    /* 2 MiB-aligned */
-    void *free;      /* blocks given back, linked through their first word */
-    uint32_t shift;  /* block size, log2 */
-    uint32_t carved; /* blocks carved so far, from base up */
-    uint32_t in_use; /* blocks handed out and not given back */
-    bool partial;    /* in its size's partial list */
+    /* free[k]: bit g set if a free block of 2^(16+k) bytes starts at
+     * granule g. */
+    uint32_t free[PARA__SLAB_SIZES];
+    uint32_t touched; /* granules some block has covered since mapped */
+    uint32_t in_use;  /* blocks handed out and not given back */
+    uint8_t order[PARA__SLAB_GRANULES]; /* a block in use at g: its k */
+    bool partial;                       /* in the partial list */
 } para__slab;
 
 typedef struct para__slab_cache {
-    para__slab *partial[PARA__SLAB_SIZES];
-    para__slab *empty; /* regions with no block in use, any size */
-    para__slab *all;   /* every region, to unmap them at the end */
+    para__slab *partial; /* some blocks in use, some room; last freed first */
+    para__slab *empty;   /* regions with no block in use */
+    para__slab *all;     /* every region, to unmap them at the end */
     unsigned n_empty;
     unsigned n_regions; /* mapped now, empty or not */
 } para__slab_cache;
@@ -77,16 +93,10 @@ static inline bool para__slab_serves(uint32_t shift)
     return shift >= PARA__SLAB_MIN_SHIFT && shift <= PARA__SLAB_REGION_SHIFT;
 }
 
-/* True if a block of 2^@p shift bytes would have to be carved or mapped
- * afresh: no partial region of that size has a block given back. The
- * caller may first bring home blocks freed by other threads. */
-bool para__slab_needs_fresh(const para__slab_cache *c, uint32_t shift);
-
-/* A block of 2^@p shift bytes (para__slab_serves(shift)), cache-line
- * aligned, and its region in @p *region; @p *fresh says whether it was
- * carved from memory no block of this size had used since the region was
- * mapped or
- * carved again for another size. NULL if a region could not be mapped. */
+/* A block of 2^@p shift bytes (para__slab_serves(shift)), aligned to its
+ * size, and its region in @p *region; @p *fresh says whether it covers
+ * memory no block had covered since the region was mapped. NULL if a
+ * region could not be mapped. */
 void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
                        bool *fresh);
 

@@ -1,6 +1,7 @@
 /*
  * The slab (runtime/slab.h): blocks carved from 2 MiB regions, reuse of
- * given-back blocks before carving, empty regions kept up to the bound and
+ * given-back blocks before carving, blocks of several sizes sharing a
+ * region and merging back into one, empty regions kept up to the bound and
  * unmapped past it, and a random sequence of allocations and frees of
  * every size checked against a model (no block handed out twice, every
  * block inside its region and aligned, the region counts); a reserve
@@ -69,10 +70,8 @@ static void test_carve_and_reuse(void **state)
     assert_ptr_equal(r[0], r[31]);
     assert_ptr_not_equal(r[0], r[32]);
     assert_int_equal(c.n_regions, 2);
-    assert_true(para__slab_needs_fresh(&c, 16));
 
     para__slab_free(&c, r[7], b[7]);
-    assert_false(para__slab_needs_fresh(&c, 16));
 #ifdef __SANITIZE_ADDRESS__
     /* Given back, it is poisoned: a batch used after its free is caught. */
     assert_true(__asan_address_is_poisoned((char *)b[7] + 100));
@@ -117,6 +116,57 @@ static void test_empty_recarved(void **state)
     assert_int_equal(c.n_regions, 1);
     assert_int_equal(c.n_empty, 0);
     para__slab_free(&c, r2, d);
+    para__slab_cache_drain(&c);
+    assert_int_equal(c.n_regions, 0);
+}
+
+/* Blocks of every size share one region while they fit (64 KiB + 128 KiB
+ * + ... + 1 MiB = 2 MiB - 64 KiB, then one more 64 KiB); given back in any
+ * order, they merge into one free 2 MiB block again: the whole region is
+ * one block for the next request, from the same mapping. */
+static void test_sizes_share_and_merge(void **state)
+{
+    (void)state;
+    para__slab_cache c;
+    memset(&c, 0, sizeof c);
+    enum { N = PARA__SLAB_SIZES }; /* five sizes below 2 MiB, one more */
+    void *b[N];
+    para__slab *r[N];
+    bool fresh;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N - 1; i++) {
+            b[i] = alloc_ok(&c, (uint32_t)(PARA__SLAB_MIN_SHIFT + i), &r[i],
+                            &fresh);
+            assert_ptr_equal(r[i], r[0]);
+            /* Later rounds reuse the first region (the empty list's head:
+             * it emptied last), all of it covered before. */
+            assert_true(fresh == (round == 0));
+        }
+        b[N - 1] = alloc_ok(&c, PARA__SLAB_MIN_SHIFT, &r[N - 1], &fresh);
+        assert_ptr_equal(r[N - 1], r[0]); /* the last 64 KiB */
+        /* From round 1 on, the second region waits empty. */
+        assert_int_equal(c.n_regions, round == 0 ? 1 : 2);
+        assert_int_equal(c.n_empty, round == 0 ? 0 : 1);
+        /* Full: a further block needs a second region. */
+        para__slab *r2;
+        void *extra = alloc_ok(&c, PARA__SLAB_MIN_SHIFT, &r2, &fresh);
+        assert_ptr_not_equal(r2, r[0]);
+        para__slab_free(&c, r2, extra);
+        /* Back in an order that leaves buddies apart until the end. */
+        static const int order[3][N] = {
+            {0, 2, 4, 1, 3, 5}, {5, 4, 3, 2, 1, 0}, {3, 0, 5, 1, 4, 2}};
+        for (int i = 0; i < N; i++) {
+            int k = order[round][i];
+            para__slab_free(&c, r[k], b[k]);
+        }
+        assert_int_equal(c.n_empty, 2);
+        /* One 2 MiB block again, at the region's base, in either empty
+         * region (both are whole). */
+        void *whole = alloc_ok(&c, PARA__SLAB_REGION_SHIFT, &r2, &fresh);
+        assert_ptr_equal(whole, r2->base);
+        assert_int_equal(c.n_regions, 2);
+        para__slab_free(&c, r2, whole);
+    }
     para__slab_cache_drain(&c);
     assert_int_equal(c.n_regions, 0);
 }
@@ -267,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_serves),
         cmocka_unit_test(test_carve_and_reuse),
         cmocka_unit_test(test_empty_recarved),
+        cmocka_unit_test(test_sizes_share_and_merge),
         cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_keep_bound),
         cmocka_unit_test(test_random_against_model),
