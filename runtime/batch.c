@@ -304,29 +304,6 @@ void para__batch_release(para__batch_cache *c, para__run *run, para__batch *b)
 void para__batch_cache_warm(para__batch_cache *c)
 {
     para__slab_reserve(&c->slab, 1);
-    for (uint32_t cls = 0; cls < PARA__BATCH_CLASSES; cls++) {
-        uint32_t shift = MIN_CLASS_SHIFT + cls;
-        if (para__slab_serves(shift))
-            break; /* the region above serves these */
-        para__batch *held[PARA__BATCH_WARM_DEPTH];
-        unsigned n = 0;
-        while (n < PARA__BATCH_WARM_DEPTH) {
-            para__batch *b = para__batch_alloc(
-                c, NULL, 0, ((size_t)1 << shift) - header_bytes(0));
-            if (b == NULL)
-                break; /* out of memory: the first run faults them in */
-            /* A write per page of the items (the header is written): the
-             * pages are then resident. */
-            volatile unsigned char *data = b->data;
-            for (size_t off = 0; off < b->capacity; off += 4096)
-                data[off] = 0;
-            data[b->capacity - 1] = 0;
-            held[n++] = b;
-        }
-        /* All allocated before any is freed, so that none is reused. */
-        while (n > 0)
-            para__batch_free(c, NULL, held[--n]);
-    }
 }
 
 void para__batch_cache_drain(para__batch_cache *c)

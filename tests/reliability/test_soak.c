@@ -437,10 +437,10 @@ static void test_batch_returns(void **state)
     assert_int_equal(live_now(), live_before);
 }
 
-/* A warmed cache holds PARA__BATCH_WARM_DEPTH batches of each class below
- * the slab's and one empty slab region, all resident: a run's first
- * batches of those sizes are taken from it, none allocated afresh. A
- * runtime's workers are warmed when they start. */
+/* A warmed cache holds one empty slab region, faulted in, and nothing in
+ * its pools (small batches are not allocated ahead: batch.h says why);
+ * a run's first large batches, of several sizes, come from that region
+ * without another mapping. */
 static void test_batch_cache_warm(void **state)
 {
     (void)state;
@@ -448,64 +448,29 @@ static void test_batch_cache_warm(void **state)
     para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, sizeof *w);
     assert_non_null(w);
     memset(w, 0, sizeof *w);
-    _Atomic uint64_t fresh;
-    atomic_init(&fresh, 0);
-    w->cache.allocated = &fresh;
     para__batch_cache_init_returns(&w->cache);
     para__batch_cache_warm(&w->cache);
-    unsigned small = 0;
-    for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++) {
-        if (para__slab_serves(10 + c)) {
-            assert_int_equal(w->cache.pool_len[c], 0);
-            continue;
-        }
-        assert_int_equal(w->cache.pool_len[c], PARA__BATCH_WARM_DEPTH);
-        small++;
-    }
-    assert_int_equal(small, PARA__SLAB_MIN_SHIFT - 10);
+    assert_int_equal(w->cache.slab.n_regions, 1);
     assert_int_equal(w->cache.slab.n_empty, 1);
-    uint64_t warmed = atomic_load(&fresh);
-    assert_int_equal(warmed, small * PARA__BATCH_WARM_DEPTH);
-
-    /* A ramp: the batches of every small size it takes, then a large one,
-     * all at once; nothing new is allocated but the large one's block. */
-    para__batch *b[PARA__BATCH_WARM_DEPTH * 8];
-    unsigned n = 0;
-    for (unsigned c = 0; c < small; c++)
-        for (unsigned k = 0; k < PARA__BATCH_WARM_DEPTH; k++) {
-            /* Past half of class c, with a header: class c. */
-            size_t bytes = ((size_t)1 << (10 + c)) / 2 + 1;
-            assert_non_null(b[n] =
-                                para__batch_alloc(&w->cache, NULL, 2, bytes));
-            assert_int_equal(b[n++]->size_class, c);
-        }
-    assert_non_null(b[n++] = para__batch_alloc(&w->cache, NULL, 2, 200000));
-    assert_int_equal(atomic_load(&fresh), warmed + 1); /* the slab block */
-    while (n > 0)
-        para__batch_free(&w->cache, NULL, b[--n]);
+    for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++)
+        assert_int_equal(w->cache.pool_len[c], 0);
+    para__batch_cache_warm(&w->cache); /* already there */
+    assert_int_equal(w->cache.slab.n_regions, 1);
+    para__batch *b[3];
+    for (int i = 0; i < 3; i++) { /* 64, 128 and 256 KiB */
+        b[i] = para__batch_alloc(&w->cache, NULL, 2, ((size_t)48 << 10) << i);
+        assert_non_null(b[i]);
+        assert_non_null(b[i]->slab);
+    }
+    assert_int_equal(w->cache.slab.n_regions, 1);
+    assert_int_equal(w->cache.slab.n_empty, 0);
+    for (int i = 0; i < 3; i++)
+        para__batch_free(&w->cache, NULL, b[i]);
+    assert_int_equal(w->cache.slab.n_empty, 1);
     para__batch_cache_drain(&w->cache);
     assert_int_equal(w->cache.slab.n_regions, 0);
     free(w);
     assert_int_equal(live_now(), live_before);
-
-    /* And every worker of a runtime, as it starts (the caller's, worker
-     * 0, in para_runtime_create()): read through the counters, which the
-     * workers publish (their pools are theirs alone). */
-    para_runtime_attr_t attr;
-    assert_int_equal(para_runtime_attr_init(&attr), 0);
-    attr.workers = 2;
-    para_runtime_t *rt;
-    assert_int_equal(para_runtime_create(&rt, &attr), 0);
-    para_stats_t st = {.size = sizeof st};
-    for (int tries = 0;; tries++) {
-        assert_int_equal(para_runtime_stats(rt, &st), 0);
-        if (st.batches_allocated == 2 * warmed)
-            break;
-        assert_true(st.batches_allocated < 2 * warmed);
-        assert_true(tries < 10000); /* 10 s */
-        usleep(1000);
-    }
-    assert_int_equal(para_runtime_destroy(rt), 0);
 }
 
 /* para__batch_fit_items(): a count whose batch would spill a header's
