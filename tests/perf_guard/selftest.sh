@@ -11,7 +11,8 @@
 # With the stand-in: healthy rows pass; a crash, a non-zero exit, a missing
 # row, a failed check, every para variant 2x slower, and a peak RSS over the
 # ceiling each fail, named; a first measurement 3x slow that recovers passes
-# through re-measurement.
+# through re-measurement; w12 is held to its slow floor only where the
+# (stand-in) host probe says the host passes cache lines slowly.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -81,6 +82,15 @@ expect slow2x fail "BELOW FLOOR" "slow:2"
 all_speed_below "$tmp/slow2x.json" || failures=$((failures + 1))
 expect handicap fail "BELOW FLOOR" ok --handicap 2
 all_speed_below "$tmp/handicap.json" || failures=$((failures + 1))
+# w12 on a host that passes cache lines slowly (0.38, under its quiet
+# floor): held to its slow floor where the probe says the host is slow,
+# and not where it says the host is quiet; twice as slow fails either way.
+probe="$here/standin_probe.py"
+STANDIN_PINGPONG=500 expect slowhost pass "slow host" w12slow --probe "$probe"
+STANDIN_PINGPONG=120 expect quiethost fail "BELOW FLOOR" w12slow \
+  --probe "$probe"
+STANDIN_PINGPONG=500 expect slowhost2x fail "BELOW FLOOR" w12slow \
+  --probe "$probe" --handicap 2
 
 if [ "${1:-}" = --real ]; then
   bench=${2:?"--real needs the para-bench path"}
