@@ -301,11 +301,6 @@ void para__batch_release(para__batch_cache *c, para__run *run, para__batch *b)
         para__batch_free(c, run, b);
 }
 
-void para__batch_cache_warm(para__batch_cache *c)
-{
-    para__slab_reserve(&c->slab, 1);
-}
-
 void para__batch_cache_drain(para__batch_cache *c)
 {
     if (c->takes_returns) {

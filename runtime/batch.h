@@ -208,16 +208,6 @@ static inline bool para__batch_on_host(const para__batch *b)
 {
     return b->dres == NULL || b->host_valid;
 }
-/* The memory a run's first large batches take, faulted in now by the
- * calling thread (its owner, on its own core) rather than in the first
- * run: one slab region (slab.h). @p c is a home
- * (para__batch_cache_init_returns()). Smaller batches are not allocated
- * ahead: malloc's memory held from the start of a worker's arena changed
- * where the user's own allocations fell in it, and glibc then trimmed the
- * arena's top on nearly every free of w5's 4 KiB buffers, a page fault per
- * item (ten times slower); the first run's ~25 faults for the ramp's small
- * batches cost far less than that hazard. */
-void para__batch_cache_warm(para__batch_cache *c);
 
 /* Free every batch (and family record) cached in @p c. */
 void para__batch_cache_drain(para__batch_cache *c);

@@ -1655,8 +1655,14 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&rt->lock);
     (void)para__topology_bind_memory(rt->topology, &rt->plan, w->id, w,
                                      sizeof *w);
-    /* The first run's memory, faulted in now on this worker's core. */
-    para__batch_cache_warm(&w->cache);
+    /* The first run's memory, faulted in now on this worker's core: a slab
+     * region for its large batches (slab.h) and its stack. Small batches
+     * are not allocated ahead: malloc's memory held from the start of a
+     * worker's arena moved the user's own allocations in it so that glibc
+     * trimmed the arena's top on nearly every free of w5's 4 KiB buffers, a
+     * page fault per item (ten times slower), while the ramp's small
+     * batches cost a first run some 25 faults. */
+    para__slab_reserve(&w->cache.slab, 1);
     prefault_stack();
 
     uint64_t seen = 0;
@@ -1762,7 +1768,7 @@ int para__scheduler_start(para_runtime_t *rt)
     /* Worker 0's thread is para_run()'s caller: its first run's memory is
      * faulted in here, while the other workers do their own. */
     if (rt->caller_works) {
-        para__batch_cache_warm(&rt->workers[0].cache);
+        para__slab_reserve(&rt->workers[0].cache.slab, 1);
         prefault_stack();
     }
     return 0;

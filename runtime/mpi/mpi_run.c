@@ -221,7 +221,9 @@ typedef struct mpi_ctx {
 
 /* What @p bytes of items cost a rank's budget once they are a batch there:
  * the batch's allocation (a size class, up to twice the items' bytes),
- * which is what the budget counts. Credit and unsent output are measured
+ * which is what the budget counts; past any budget (2^48 - 1, what a
+ * credit word holds) for sizes no allocation could have. Credit, unsent
+ * output and the admission of an arrival (admit_arrival()) are measured
  * in these units, so that a window that is a share of the budget stays
  * that share whatever the batches' sizes. */
 static uint64_t budget_bytes(uint64_t bytes)
@@ -733,10 +735,8 @@ static bool admit_arrival(mpi_ctx *c, para__run *run, arrival *a,
     if (a->need == 0) { /* once per batch, not at every poll while it waits */
         bool packed = (h->flags & HDR_PACKED) != 0;
         uint64_t bytes = packed ? h->count * n->in_size : h->bytes;
-        uint64_t own = packed ? h->bytes : 0; /* about what items own */
-        uint64_t batch = bytes > SIZE_MAX / 2
-                             ? UINT64_MAX
-                             : para__batch_alloc_size(1, (size_t)bytes) + own;
+        uint64_t own = packed ? h->bytes : 0;       /* about what items own */
+        uint64_t batch = budget_bytes(bytes) + own; /* as credit counts it */
         a->need =
             PARA_MAX(para__footprint_arrival(run->budget->footprint_ctx, n,
                                              (size_t)h->count, batch, c->here),

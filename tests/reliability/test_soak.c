@@ -437,11 +437,11 @@ static void test_batch_returns(void **state)
     assert_int_equal(live_now(), live_before);
 }
 
-/* A warmed cache holds one empty slab region, faulted in, and nothing in
- * its pools (small batches are not allocated ahead: batch.h says why);
- * a run's first large batches, of several sizes, come from that region
- * without another mapping. */
-static void test_batch_cache_warm(void **state)
+/* What a worker does when it starts (scheduler.c): one empty slab region,
+ * faulted in, and nothing in its pools (small batches are not allocated
+ * ahead: worker_main() says why); a run's first large batches, of several
+ * sizes, come from that region without another mapping. */
+static void test_worker_start_reserve(void **state)
 {
     (void)state;
     long live_before = live_now();
@@ -449,12 +449,12 @@ static void test_batch_cache_warm(void **state)
     assert_non_null(w);
     memset(w, 0, sizeof *w);
     para__batch_cache_init_returns(&w->cache);
-    para__batch_cache_warm(&w->cache);
+    para__slab_reserve(&w->cache.slab, 1);
     assert_int_equal(w->cache.slab.n_regions, 1);
     assert_int_equal(w->cache.slab.n_empty, 1);
     for (unsigned c = 0; c < PARA__BATCH_CLASSES; c++)
         assert_int_equal(w->cache.pool_len[c], 0);
-    para__batch_cache_warm(&w->cache); /* already there */
+    para__slab_reserve(&w->cache.slab, 1); /* already there */
     assert_int_equal(w->cache.slab.n_regions, 1);
     para__batch *b[3];
     for (int i = 0; i < 3; i++) { /* 64, 128 and 256 KiB */
@@ -513,7 +513,7 @@ int main(void)
         cmocka_unit_test(test_soak_runtimes),
         cmocka_unit_test(test_batch_cache_bound),
         cmocka_unit_test(test_batch_returns),
-        cmocka_unit_test(test_batch_cache_warm),
+        cmocka_unit_test(test_worker_start_reserve),
         cmocka_unit_test(test_batch_fit_items),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
