@@ -17,11 +17,20 @@
 #endif
 #ifdef SLAB_ASAN
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
 #define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
 #define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+/* The leak checker scans the heap, stacks and globals for pointers, not
+ * our own mappings; but a batch in a region can hold the only pointer to a
+ * heap batch (a home's stack of returned batches runs through both kinds),
+ * so a region is one of its roots while it is mapped. */
+#define LEAK_ROOT_ADD(p, n) __lsan_register_root_region(p, n)
+#define LEAK_ROOT_REMOVE(p, n) __lsan_unregister_root_region(p, n)
 #else
 #define POISON(p, n) ((void)(p), (void)(n))
 #define UNPOISON(p, n) ((void)(p), (void)(n))
+#define LEAK_ROOT_ADD(p, n) ((void)(p), (void)(n))
+#define LEAK_ROOT_REMOVE(p, n) ((void)(p), (void)(n))
 #endif
 
 #define GRANULE_SHIFT PARA__SLAB_MIN_SHIFT
@@ -95,6 +104,7 @@ static unsigned char *map_region(void)
      * pages and nothing else changes. */
     (void)madvise(base, PARA__SLAB_REGION_BYTES, MADV_HUGEPAGE);
 #endif
+    LEAK_ROOT_ADD(base, PARA__SLAB_REGION_BYTES);
     return base;
 }
 
@@ -147,6 +157,7 @@ static void unmap_region(para__slab_cache *c, para__slab *s)
     if (s->all_next != NULL)
         s->all_next->all_prev = s->all_prev;
     UNPOISON(s->base, PARA__SLAB_REGION_BYTES);
+    LEAK_ROOT_REMOVE(s->base, PARA__SLAB_REGION_BYTES);
     munmap(s->base, PARA__SLAB_REGION_BYTES);
     free(s);
     c->n_regions--;
