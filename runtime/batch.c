@@ -102,10 +102,18 @@ void para__batch_cache_init_returns(para__batch_cache *c)
  * from its start would otherwise hold the bytes the large ones need; a
  * small batch never displaces a larger one); free it otherwise. Owner
  * only. */
+/* Give @p b, a block of @p c's slab, back to it. */
+static void slab_give_back(para__batch_cache *c, para__batch *b)
+{
+    if (!para__slab_serves(MIN_CLASS_SHIFT + b->size_class))
+        c->small_in_slab--;
+    para__slab_free(&c->slab, b->slab, b);
+}
+
 static void pool_or_free(para__batch_cache *c, para__batch *b, uint32_t cls)
 {
     if (b->slab != NULL) { /* c is its home (slab.h) */
-        para__slab_free(&c->slab, b->slab, b);
+        slab_give_back(c, b);
         return;
     }
     size_t size = (size_t)1 << (MIN_CLASS_SHIFT + cls);
@@ -180,6 +188,20 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
             c->pool[cls] = b->pool_next;
             c->pool_len[cls]--;
             c->pool_bytes -= total;
+        } else if (c != NULL && c->takes_returns &&
+                   c->small_in_slab < PARA__BATCH_SMALL_IN_SLAB &&
+                   c->small_slab_uses[cls] < PARA__BATCH_SMALL_SLAB_USES) {
+            /* A block of memory the home has faulted in already, rather
+             * than fresh pages from malloc() (see PARA__BATCH_SMALL_IN_SLAB).
+             */
+            bool fresh;
+            b = para__slab_alloc_small(&c->slab, total, &region, &fresh);
+            if (b != NULL) {
+                c->small_in_slab++;
+                c->small_slab_uses[cls]++;
+                if (fresh && c->allocated != NULL)
+                    para__counter_add(c->allocated, 1);
+            }
         }
     }
     if (b == NULL) {
@@ -308,7 +330,7 @@ void para__batch_cache_drain(para__batch_cache *c)
         while (b != NULL) {
             para__batch *next = b->pool_next;
             if (b->slab != NULL)
-                para__slab_free(&c->slab, b->slab, b);
+                slab_give_back(c, b);
             else
                 free(b);
             b = next;

@@ -8,11 +8,12 @@
  * 64 KiB and more, in a cache that is a home (below), are blocks of that
  * cache's slab (slab.h: 2 MiB regions, huge pages where the kernel has
  * them, kept mapped while in use, at most PARA__SLAB_KEEP_BYTES of empty
- * ones between runs). For the smaller classes, and in other caches, each
- * worker keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH batches,
- * and PARA__BATCH_POOL_BYTES over all classes, a larger batch displacing
- * smaller ones when the bytes are short: a long-lived runtime holds at
- * most that much per worker in its pools between runs, however its batch
+ * ones between runs), and so are a home's first small batches
+ * (PARA__BATCH_SMALL_IN_SLAB). For the smaller classes, and in other caches,
+ * each worker keeps a small LIFO cache per class (PARA__BATCH_POOL_DEPTH
+ * batches, and PARA__BATCH_POOL_BYTES over all classes, a larger batch
+ * displacing smaller ones when the bytes are short: a long-lived runtime holds
+ * at most that much per worker in its pools between runs, however its batch
  * sizes wander; the rest go back to free()). Only its owner touches a
  * cache's pools, so
  * they need no locks. A batch another thread frees goes back to the cache
@@ -124,6 +125,24 @@ struct para__batch {
  * runtime keeps between runs is bounded by design, whatever sizes its
  * batches take (tests/reliability/test_soak.c checks both bounds). */
 #define PARA__BATCH_POOL_BYTES ((size_t)8 << 20)
+/* Small batches from the slab. A run's first batches are small (the
+ * ramp), and from malloc() each took pages never touched before: 80-95
+ * page faults in a process's first w3 run, at about 11 us each on the
+ * development VM, nearly a millisecond. So when its pool of the class is
+ * empty, a home takes a small batch from a 64 KiB block of its slab, in a
+ * region already mapped (and faulted in when the worker started; the slab
+ * never maps one for them), and gives it back to the slab when it is
+ * freed, not to a pool. Two bounds: PARA__BATCH_SMALL_IN_SLAB at once, so
+ * that small batches take at most a quarter of a region from the large
+ * ones; and PARA__BATCH_SMALL_SLAB_USES per class over the cache's life,
+ * after which the class comes from its pool or malloc() as before. The
+ * second keeps a steady flow of small batches in the worker's malloc
+ * arena: without them, a source that mallocs its items' memory there (w5)
+ * had glibc trim the arena's top on its frees and fault the pages in again
+ * (3x the faults at 32 uses, 54k at no bound; at 8 as before). The size
+ * and the bytes counted for such a batch stay its class's. */
+#define PARA__BATCH_SMALL_IN_SLAB 8
+#define PARA__BATCH_SMALL_SLAB_USES 8
 
 /* Batches freed by other threads on their way home (mpsc_stack.h: its
  * memory orders; push's release publishes the freeing thread's last
@@ -142,6 +161,8 @@ typedef struct para__batch_cache {
     bool takes_returns;          /* batches allocated here have it as home */
     para__batch_stack returned;  /* any thread pushes; the owner takes */
     para__slab_cache slab;       /* large batches of a home (slab.h) */
+    unsigned small_in_slab;      /* small ones in its blocks, now */
+    uint32_t small_slab_uses[PARA__BATCH_CLASSES]; /* and ever, per class */
 } para__batch_cache;
 
 /* Make @p c (zeroed, or drained) the home of the batches it allocates:

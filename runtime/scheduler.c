@@ -1656,12 +1656,12 @@ static void *worker_main(void *arg)
     (void)para__topology_bind_memory(rt->topology, &rt->plan, w->id, w,
                                      sizeof *w);
     /* The first run's memory, faulted in now on this worker's core: a slab
-     * region for its large batches (slab.h) and its stack. Small batches
-     * are not allocated ahead: malloc's memory held from the start of a
+     * region for its large batches (slab.h) and the first small ones
+     * (batch.h: PARA__BATCH_SMALL_IN_SLAB), and its stack. Small batches
+     * are not malloc'd ahead: malloc's memory held from the start of a
      * worker's arena moved the user's own allocations in it so that glibc
      * trimmed the arena's top on nearly every free of w5's 4 KiB buffers, a
-     * page fault per item (ten times slower), while the ramp's small
-     * batches cost a first run some 25 faults. */
+     * page fault per item (ten times slower). */
     para__slab_reserve(&w->cache.slab, 1);
     prefault_stack();
 

@@ -181,8 +181,10 @@ void para__slab_reserve(para__slab_cache *c, unsigned regions)
     }
 }
 
-void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
-                       bool *fresh)
+/* A block of 2^@p shift bytes; with @p may_map false, NULL rather than a
+ * region mapped for it. */
+static void *alloc_block(para__slab_cache *c, uint32_t shift,
+                         para__slab **region, bool *fresh, bool may_map)
 {
     PARA_DEBUG_ASSERT(para__slab_serves(shift));
     uint32_t k = shift - PARA__SLAB_MIN_SHIFT;
@@ -197,6 +199,8 @@ void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
         while (s != NULL && room_for(s, k) == PARA__SLAB_SIZES)
             s = s->next;
     }
+    if (s == NULL && !may_map && c->empty == NULL)
+        return NULL;
     if (s == NULL && (s = take_region(c)) == NULL)
         return NULL;
     uint32_t j = room_for(s, k);
@@ -218,9 +222,26 @@ void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
         list_remove(&c->partial, s); /* full */
         s->partial = false;
     }
-    void *block = s->base + ((size_t)g << GRANULE_SHIFT);
-    UNPOISON(block, (size_t)1 << shift);
     *region = s;
+    return s->base + ((size_t)g << GRANULE_SHIFT);
+}
+
+void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
+                       bool *fresh)
+{
+    void *block = alloc_block(c, shift, region, fresh, true);
+    if (block != NULL)
+        UNPOISON(block, (size_t)1 << shift);
+    return block;
+}
+
+void *para__slab_alloc_small(para__slab_cache *c, size_t bytes,
+                             para__slab **region, bool *fresh)
+{
+    PARA_DEBUG_ASSERT(bytes <= ((size_t)1 << PARA__SLAB_MIN_SHIFT));
+    void *block = alloc_block(c, PARA__SLAB_MIN_SHIFT, region, fresh, false);
+    if (block != NULL)
+        UNPOISON(block, bytes); /* the rest stays poisoned */
     return block;
 }
 

@@ -100,6 +100,13 @@ static inline bool para__slab_serves(uint32_t shift)
 void *para__slab_alloc(para__slab_cache *c, uint32_t shift, para__slab **region,
                        bool *fresh);
 
+/* A smallest block (64 KiB) for @p bytes (at most that) from a region
+ * already mapped, NULL if none has room: small batches use it to take
+ * memory already faulted in (a worker's reserve) instead of fresh pages
+ * from malloc(), without ever mapping a region for themselves. Given back
+ * with para__slab_free(). Under ASan only @p bytes are usable. */
+void *para__slab_alloc_small(para__slab_cache *c, size_t bytes,
+                             para__slab **region, bool *fresh);
 /* Map @p regions empty regions (within the keep bound) and fault them in
  * now, from the calling thread (the owner: its NUMA node gets the pages).
  * A worker does it when it starts, so that its first run does not: a huge

@@ -287,6 +287,15 @@ static void test_soak_adaptive_batches(void **state)
     soak(0, CACHED_KIB_MAX + 1024, CACHED_BLOCKS_MAX);
 }
 
+/* @p n zeroed workers, whose caches the tests use directly. */
+static para__worker *zeroed_workers(size_t n)
+{
+    para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, n * sizeof *w);
+    assert_non_null(w);
+    memset(w, 0, n * sizeof *w);
+    return w;
+}
+
 /* The caches' bound, directly: a worker releasing many batches of the
  * largest class keeps PARA__BATCH_POOL_BYTES of them, at most
  * PARA__BATCH_POOL_DEPTH per class, and frees the rest. */
@@ -294,9 +303,7 @@ static void test_batch_cache_bound(void **state)
 {
     (void)state;
     long live_before = live_now();
-    para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, sizeof *w);
-    assert_non_null(w);
-    memset(w, 0, sizeof *w);
+    para__worker *w = zeroed_workers(1);
     enum { N = 40 };
     para__batch *b[N];
     for (int k = 0; k < 2; k++) {
@@ -359,16 +366,16 @@ static void test_soak_runtimes(void **state)
 
 /* A batch freed by another worker goes back to the cache that allocated
  * it, which reuses it (no fresh allocation); a cache without returns (the
- * zeroed one) is nobody's home. A home's large batches are slab blocks.
- * A large batch freed into a pool whose bytes small batches hold displaces
- * them; a small one never displaces a large one. */
+ * zeroed one) is nobody's home. A home's large batches are slab blocks,
+ * and so are its first small ones while a mapped region has room
+ * (test_small_batches_in_slab). A large batch freed into a pool whose
+ * bytes small batches hold displaces them; a small one never displaces a
+ * large one. */
 static void test_batch_returns(void **state)
 {
     (void)state;
     long live_before = live_now();
-    para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, 3 * sizeof *w);
-    assert_non_null(w);
-    memset(w, 0, 3 * sizeof *w);
+    para__worker *w = zeroed_workers(3);
     _Atomic uint64_t fresh;
     atomic_init(&fresh, 0);
     for (int i = 0; i < 2; i++) {
@@ -391,15 +398,17 @@ static void test_batch_returns(void **state)
     /* Only the first round allocated. */
     assert_int_equal(atomic_load(&fresh), M);
 
-    /* Large batches of a home are slab blocks (slab.h), small ones are
-     * not; each goes back where it came from. */
+    /* Large batches of a home are slab blocks (slab.h), and a small one
+     * while its region has room; each goes back to the slab. */
     para__batch *large = para__batch_alloc(&w[0].cache, NULL, 1, 100000);
     para__batch *little = para__batch_alloc(&w[0].cache, NULL, 1, 100);
     assert_non_null(large->slab);
-    assert_null(little->slab);
+    assert_ptr_equal(little->slab, large->slab);
+    assert_int_equal(little->alloc_bytes, 1024); /* counted as its class */
     para__batch_free(&w[0].cache, NULL, large);
     para__batch_free(&w[0].cache, NULL, little);
-    assert_int_equal(w[0].cache.pool_len[0], 1);
+    assert_int_equal(w[0].cache.pool_len[0], 0);
+    assert_int_equal(w[0].cache.small_in_slab, 0);
     assert_int_equal(w[0].cache.slab.n_regions, 1);
 
     /* Eviction, in a cache that is nobody's home (its large batches come
@@ -437,6 +446,67 @@ static void test_batch_returns(void **state)
     assert_int_equal(live_now(), live_before);
 }
 
+/* Small batches (under 64 KiB) of a home come from 64 KiB blocks of its
+ * slab while a region is mapped and has room, at most
+ * PARA__BATCH_SMALL_IN_SLAB at once and PARA__BATCH_SMALL_SLAB_USES times
+ * per class; otherwise from the pool or malloc(), as before. The slab never
+ * maps a region for them. */
+static void test_small_batches_in_slab(void **state)
+{
+    (void)state;
+    long live_before = live_now();
+    para__worker *w = zeroed_workers(1);
+    para__batch_cache *c = &w->cache;
+    para__batch_cache_init_returns(c);
+    /* No region mapped: malloc(), and no region mapped for it. */
+    para__batch *b = para__batch_alloc(c, NULL, 1, 100);
+    assert_null(b->slab);
+    assert_int_equal(c->slab.n_regions, 0);
+    para__batch_free(c, NULL, b);
+    assert_int_equal(c->pool_len[0], 1);
+    para__batch_cache_drain(c);
+    memset(w, 0, sizeof *w);
+    para__batch_cache_init_returns(c);
+
+    /* A reserved region: the bound on those alive at once, over classes. */
+    para__slab_reserve(&c->slab, 1);
+    enum { N = PARA__BATCH_SMALL_IN_SLAB };
+    para__batch *s[N + 1];
+    for (int i = 0; i <= N; i++) /* classes 1 KiB, 2 KiB, 1 KiB, ... */
+        s[i] = para__batch_alloc(c, NULL, 1, (size_t)500 << (i & 1));
+    for (int i = 0; i < N; i++) {
+        assert_non_null(s[i]->slab);
+        assert_int_equal(s[i]->capacity + ((unsigned char *)s[i]->data -
+                                           (unsigned char *)s[i]),
+                         (size_t)1024 << (i & 1));
+    }
+    assert_null(s[N]->slab); /* the bound */
+    assert_int_equal(c->small_in_slab, N);
+    assert_int_equal(c->slab.n_regions, 1);
+    for (int i = 0; i <= N; i++)
+        para__batch_free(c, NULL, s[i]);
+    assert_int_equal(c->small_in_slab, 0);
+    assert_int_equal(c->slab.n_empty, 1); /* the region is whole again */
+
+    /* The pool comes first; past the uses per class, malloc(). */
+    para__batch *pooled = para__batch_alloc(c, NULL, 1, 100);
+    assert_null(pooled->slab); /* s[N], pooled when freed */
+    for (unsigned i = c->small_slab_uses[0]; i < PARA__BATCH_SMALL_SLAB_USES;
+         i++) {
+        b = para__batch_alloc(c, NULL, 1, 100);
+        assert_non_null(b->slab);
+        para__batch_free(c, NULL, b);
+    }
+    b = para__batch_alloc(c, NULL, 1, 100);
+    assert_null(b->slab);
+    para__batch_free(c, NULL, b);
+    para__batch_free(c, NULL, pooled);
+    assert_int_equal(c->pool_len[0], 2);
+    para__batch_cache_drain(c);
+    free(w);
+    assert_int_equal(live_now(), live_before);
+}
+
 /* What a worker does when it starts (scheduler.c): one empty slab region,
  * faulted in, and nothing in its pools (small batches are not allocated
  * ahead: worker_main() says why); a run's first large batches, of several
@@ -445,9 +515,7 @@ static void test_worker_start_reserve(void **state)
 {
     (void)state;
     long live_before = live_now();
-    para__worker *w = aligned_alloc(PARA__WORKER_ALIGN, sizeof *w);
-    assert_non_null(w);
-    memset(w, 0, sizeof *w);
+    para__worker *w = zeroed_workers(1);
     para__batch_cache_init_returns(&w->cache);
     para__slab_reserve(&w->cache.slab, 1);
     assert_int_equal(w->cache.slab.n_regions, 1);
@@ -514,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_batch_cache_bound),
         cmocka_unit_test(test_batch_returns),
         cmocka_unit_test(test_worker_start_reserve),
+        cmocka_unit_test(test_small_batches_in_slab),
         cmocka_unit_test(test_batch_fit_items),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
