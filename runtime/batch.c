@@ -189,6 +189,7 @@ para__batch *para__batch_alloc(para__batch_cache *c, para__run *run,
             c->pool_len[cls]--;
             c->pool_bytes -= total;
         } else if (c != NULL && c->takes_returns &&
+                   shift >= PARA__BATCH_SMALL_SLAB_MIN_SHIFT &&
                    c->small_in_slab < PARA__BATCH_SMALL_IN_SLAB &&
                    c->small_slab_uses[cls] < PARA__BATCH_SMALL_SLAB_USES) {
             /* A block of memory the home has faulted in already, rather

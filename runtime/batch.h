@@ -126,23 +126,26 @@ struct para__batch {
  * batches take (tests/reliability/test_soak.c checks both bounds). */
 #define PARA__BATCH_POOL_BYTES ((size_t)8 << 20)
 /* Small batches from the slab. A run's first batches are small (the
- * ramp), and from malloc() each took pages never touched before: 80-95
+ * ramp), and from malloc() each took pages never touched before: 74-92
  * page faults in a process's first w3 run, at about 11 us each on the
- * development VM, nearly a millisecond. So when its pool of the class is
- * empty, a home takes a small batch from a 64 KiB block of its slab, in a
- * region already mapped (and faulted in when the worker started; the slab
- * never maps one for them), and gives it back to the slab when it is
- * freed, not to a pool. Two bounds: PARA__BATCH_SMALL_IN_SLAB at once, so
- * that small batches take at most a quarter of a region from the large
- * ones; and PARA__BATCH_SMALL_SLAB_USES per class over the cache's life,
- * after which the class comes from its pool or malloc() as before. The
- * second keeps a steady flow of small batches in the worker's malloc
- * arena: without them, a source that mallocs its items' memory there (w5)
- * had glibc trim the arena's top on its frees and fault the pages in again
- * (3x the faults at 32 uses, 54k at no bound; at 8 as before). The size
- * and the bytes counted for such a batch stay its class's. */
+ * development VM, nearly a millisecond, most of them in the 16 and 32 KiB
+ * classes. So when its pool of such a class is empty, a home takes the
+ * batch from a 64 KiB block of its slab, in a region already mapped (and
+ * faulted in when the worker started; the slab never maps one for them),
+ * and gives it back to the slab when it is freed, not to a pool. Bounds:
+ * PARA__BATCH_SMALL_IN_SLAB at once, so that small batches take at most a
+ * quarter of a region from the large ones; PARA__BATCH_SMALL_SLAB_USES per
+ * class over the cache's life, after which the class comes from its pool
+ * or malloc() as before; and no class under
+ * PARA__BATCH_SMALL_SLAB_MIN_SHIFT. The last two keep small batches
+ * flowing through the worker's malloc arena: without them, a source that
+ * mallocs its items' memory there (w5) had glibc trim the arena's top on
+ * its frees and fault the pages in again (54k faults in a quick w5 at no
+ * bound, 1.5-2x base's from 4 KiB up with 8 uses; level from 16 KiB). The
+ * size and the bytes counted for such a batch stay its class's. */
 #define PARA__BATCH_SMALL_IN_SLAB 8
 #define PARA__BATCH_SMALL_SLAB_USES 8
+#define PARA__BATCH_SMALL_SLAB_MIN_SHIFT 14 /* 16 KiB */
 
 /* Batches freed by other threads on their way home (mpsc_stack.h: its
  * memory orders; push's release publishes the freeing thread's last

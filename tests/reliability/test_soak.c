@@ -366,9 +366,9 @@ static void test_soak_runtimes(void **state)
 
 /* A batch freed by another worker goes back to the cache that allocated
  * it, which reuses it (no fresh allocation); a cache without returns (the
- * zeroed one) is nobody's home. A home's large batches are slab blocks,
- * and so are its first small ones while a mapped region has room
- * (test_small_batches_in_slab). A large batch freed into a pool whose
+ * zeroed one) is nobody's home. A home's large batches are slab blocks
+ * (and its first ones of 16-32 KiB: test_small_batches_in_slab). A large
+ * batch freed into a pool whose
  * bytes small batches hold displaces them; a small one never displaces a
  * large one. */
 static void test_batch_returns(void **state)
@@ -398,17 +398,15 @@ static void test_batch_returns(void **state)
     /* Only the first round allocated. */
     assert_int_equal(atomic_load(&fresh), M);
 
-    /* Large batches of a home are slab blocks (slab.h), and a small one
-     * while its region has room; each goes back to the slab. */
+    /* Large batches of a home are slab blocks (slab.h), the smallest
+     * classes never are; each goes back where it came from. */
     para__batch *large = para__batch_alloc(&w[0].cache, NULL, 1, 100000);
     para__batch *little = para__batch_alloc(&w[0].cache, NULL, 1, 100);
     assert_non_null(large->slab);
-    assert_ptr_equal(little->slab, large->slab);
-    assert_int_equal(little->alloc_bytes, 1024); /* counted as its class */
+    assert_null(little->slab);
     para__batch_free(&w[0].cache, NULL, large);
     para__batch_free(&w[0].cache, NULL, little);
-    assert_int_equal(w[0].cache.pool_len[0], 0);
-    assert_int_equal(w[0].cache.small_in_slab, 0);
+    assert_int_equal(w[0].cache.pool_len[0], 1);
     assert_int_equal(w[0].cache.slab.n_regions, 1);
 
     /* Eviction, in a cache that is nobody's home (its large batches come
@@ -446,11 +444,11 @@ static void test_batch_returns(void **state)
     assert_int_equal(live_now(), live_before);
 }
 
-/* Small batches (under 64 KiB) of a home come from 64 KiB blocks of its
+/* Small batches of 16 and 32 KiB of a home come from 64 KiB blocks of its
  * slab while a region is mapped and has room, at most
  * PARA__BATCH_SMALL_IN_SLAB at once and PARA__BATCH_SMALL_SLAB_USES times
- * per class; otherwise from the pool or malloc(), as before. The slab never
- * maps a region for them. */
+ * per class; otherwise, and for smaller classes, from the pool or
+ * malloc(), as before. The slab never maps a region for them. */
 static void test_small_batches_in_slab(void **state)
 {
     (void)state;
@@ -458,50 +456,57 @@ static void test_small_batches_in_slab(void **state)
     para__worker *w = zeroed_workers(1);
     para__batch_cache *c = &w->cache;
     para__batch_cache_init_returns(c);
+    const size_t k16 = 10000; /* with the header: the 16 KiB class */
     /* No region mapped: malloc(), and no region mapped for it. */
-    para__batch *b = para__batch_alloc(c, NULL, 1, 100);
+    para__batch *b = para__batch_alloc(c, NULL, 1, k16);
     assert_null(b->slab);
     assert_int_equal(c->slab.n_regions, 0);
+    unsigned cls16 = b->size_class;
     para__batch_free(c, NULL, b);
-    assert_int_equal(c->pool_len[0], 1);
+    assert_int_equal(c->pool_len[cls16], 1);
     para__batch_cache_drain(c);
     memset(w, 0, sizeof *w);
     para__batch_cache_init_returns(c);
 
-    /* A reserved region: the bound on those alive at once, over classes. */
+    /* A reserved region: the bound on those alive at once, over classes;
+     * a 1 KiB batch is never a slab block. */
     para__slab_reserve(&c->slab, 1);
+    para__batch *tiny = para__batch_alloc(c, NULL, 1, 100);
+    assert_null(tiny->slab);
     enum { N = PARA__BATCH_SMALL_IN_SLAB };
     para__batch *s[N + 1];
-    for (int i = 0; i <= N; i++) /* classes 1 KiB, 2 KiB, 1 KiB, ... */
-        s[i] = para__batch_alloc(c, NULL, 1, (size_t)500 << (i & 1));
+    for (int i = 0; i <= N; i++) /* classes 16 KiB, 32 KiB, 16 KiB, ... */
+        s[i] = para__batch_alloc(c, NULL, 1, k16 << (i & 1));
     for (int i = 0; i < N; i++) {
         assert_non_null(s[i]->slab);
+        assert_int_equal(s[i]->alloc_bytes, (size_t)16384 << (i & 1));
         assert_int_equal(s[i]->capacity + ((unsigned char *)s[i]->data -
                                            (unsigned char *)s[i]),
-                         (size_t)1024 << (i & 1));
+                         (size_t)16384 << (i & 1));
     }
     assert_null(s[N]->slab); /* the bound */
     assert_int_equal(c->small_in_slab, N);
     assert_int_equal(c->slab.n_regions, 1);
     for (int i = 0; i <= N; i++)
         para__batch_free(c, NULL, s[i]);
+    para__batch_free(c, NULL, tiny);
     assert_int_equal(c->small_in_slab, 0);
     assert_int_equal(c->slab.n_empty, 1); /* the region is whole again */
 
     /* The pool comes first; past the uses per class, malloc(). */
-    para__batch *pooled = para__batch_alloc(c, NULL, 1, 100);
+    para__batch *pooled = para__batch_alloc(c, NULL, 1, k16);
     assert_null(pooled->slab); /* s[N], pooled when freed */
-    for (unsigned i = c->small_slab_uses[0]; i < PARA__BATCH_SMALL_SLAB_USES;
-         i++) {
-        b = para__batch_alloc(c, NULL, 1, 100);
+    for (unsigned i = c->small_slab_uses[cls16];
+         i < PARA__BATCH_SMALL_SLAB_USES; i++) {
+        b = para__batch_alloc(c, NULL, 1, k16);
         assert_non_null(b->slab);
         para__batch_free(c, NULL, b);
     }
-    b = para__batch_alloc(c, NULL, 1, 100);
+    b = para__batch_alloc(c, NULL, 1, k16);
     assert_null(b->slab);
     para__batch_free(c, NULL, b);
     para__batch_free(c, NULL, pooled);
-    assert_int_equal(c->pool_len[0], 2);
+    assert_int_equal(c->pool_len[cls16], 2);
     para__batch_cache_drain(c);
     free(w);
     assert_int_equal(live_now(), live_before);
