@@ -1,6 +1,7 @@
 /*
  * Slab (memory layer): large blocks carved from 2 MiB regions that one
- * thread owns, for the batches of 64 KiB and more.
+ * thread owns, for the batches of 64 KiB and more (and, in 64 KiB blocks,
+ * a home's first batches of 16 and 32 KiB: batch.h).
  *
  * Why. A batch that big, freed past its worker's pool, went back to
  * free(); the C library returns such memory to the kernel (munmap, or a
@@ -41,7 +42,9 @@
  * `returned` stack). No atomics here.
  *
  * Under AddressSanitizer a block is poisoned while given back, so a batch
- * used after its free is reported as with malloc's memory.
+ * used after its free is reported as with malloc's memory, and a mapped
+ * region is one of LeakSanitizer's roots: a batch in it can hold the only
+ * pointer to a heap batch (a home's stack of returned batches).
  *
  * Tests: tests/runtime/test_slab.c (carving, reuse order, the keep bound,
  * a random sequence against a model); tests/reliability/test_soak.c (the
