@@ -96,12 +96,6 @@ void para__batch_cache_init_returns(para__batch_cache *c)
     para__batch_stack_init(&c->returned);
 }
 
-/* Put @p b (of class @p cls) in @p c's pool if the pool has room, making
- * room by freeing cached batches of smaller classes, the largest first (a
- * run's batches grow from small to large classes, and the small ones left
- * from its start would otherwise hold the bytes the large ones need; a
- * small batch never displaces a larger one); free it otherwise. Owner
- * only. */
 /* Give @p b, a block of @p c's slab, back to it. */
 static void slab_give_back(para__batch_cache *c, para__batch *b)
 {
@@ -110,6 +104,12 @@ static void slab_give_back(para__batch_cache *c, para__batch *b)
     para__slab_free(&c->slab, b->slab, b);
 }
 
+/* Put @p b (of class @p cls) in @p c's pool if the pool has room, making
+ * room by freeing cached batches of smaller classes, the largest first (a
+ * run's batches grow from small to large classes, and the small ones left
+ * from its start would otherwise hold the bytes the large ones need; a
+ * small batch never displaces a larger one); free it otherwise. Owner
+ * only. */
 static void pool_or_free(para__batch_cache *c, para__batch *b, uint32_t cls)
 {
     if (b->slab != NULL) { /* c is its home (slab.h) */

@@ -128,8 +128,8 @@ struct para__batch {
 /* Small batches from the slab. A run's first batches are small (the
  * ramp), and from malloc() each took pages never touched before: 74-92
  * page faults in a process's first w3 run, at about 11 us each on the
- * development VM, nearly a millisecond, most of them in the 16 and 32 KiB
- * classes. So when its pool of such a class is empty, a home takes the
+ * development VM, nearly a millisecond, about half of them in the 16 and 32
+ * KiB classes. So when its pool of such a class is empty, a home takes the
  * batch from a 64 KiB block of its slab, in a region already mapped (and
  * faulted in when the worker started; the slab never maps one for them),
  * and gives it back to the slab when it is freed, not to a pool. Bounds:

@@ -296,6 +296,14 @@ static para__worker *zeroed_workers(size_t n)
     return w;
 }
 
+/* Zero @p w and make its cache a home (para__batch_cache_init_returns()),
+ * as a worker's is. */
+static void make_home(para__worker *w)
+{
+    memset(w, 0, sizeof *w);
+    para__batch_cache_init_returns(&w->cache);
+}
+
 /* The caches' bound, directly: a worker releasing many batches of the
  * largest class keeps PARA__BATCH_POOL_BYTES of them, at most
  * PARA__BATCH_POOL_DEPTH per class, and frees the rest. */
@@ -454,8 +462,8 @@ static void test_small_batches_in_slab(void **state)
     (void)state;
     long live_before = live_now();
     para__worker *w = zeroed_workers(1);
+    make_home(w);
     para__batch_cache *c = &w->cache;
-    para__batch_cache_init_returns(c);
     const size_t k16 = 10000; /* with the header: the 16 KiB class */
     /* No region mapped: malloc(), and no region mapped for it. */
     para__batch *b = para__batch_alloc(c, NULL, 1, k16);
@@ -465,8 +473,7 @@ static void test_small_batches_in_slab(void **state)
     para__batch_free(c, NULL, b);
     assert_int_equal(c->pool_len[cls16], 1);
     para__batch_cache_drain(c);
-    memset(w, 0, sizeof *w);
-    para__batch_cache_init_returns(c);
+    make_home(w);
 
     /* A reserved region: the bound on those alive at once, over classes;
      * a 1 KiB batch is never a slab block. */
@@ -521,7 +528,7 @@ static void test_worker_start_reserve(void **state)
     (void)state;
     long live_before = live_now();
     para__worker *w = zeroed_workers(1);
-    para__batch_cache_init_returns(&w->cache);
+    make_home(w);
     para__slab_reserve(&w->cache.slab, 1);
     assert_int_equal(w->cache.slab.n_regions, 1);
     assert_int_equal(w->cache.slab.n_empty, 1);
