@@ -84,12 +84,20 @@ static uint64_t default_budget(size_t configured)
     return (uint64_t)pages * (uint64_t)page / 8;
 }
 
-/* The byte cap of a batch: half a core's L2 cache (its data and the
- * output it becomes stay in that cache while a worker runs its tasks),
- * within [128 KiB, 4 MiB]; 128 KiB if hwloc knows no L2. */
+/* The byte cap of a batch: half a core's L2 cache, within [128 KiB,
+ * 256 KiB]; 128 KiB if hwloc knows no L2. A batch is not alone in that
+ * cache: the task that reads it writes an output per branch of a fused
+ * fan-out, and a worker may hold several outputs back for a busy serial
+ * tail (scheduler.c) before it reads them again, so what a core touches
+ * per batch is several batches' worth. Half of a 512 KiB L2 suits that;
+ * half of a 2 MiB one does not: there w3's batches of 1 MiB ran 15-25 %
+ * slower than those of 256 KiB (first runs up to 2x), and 128-512 KiB
+ * were all slower than 256 KiB, while w1, w9 and w13 were level
+ * (BENCHMARKS.md, session 15). Workloads whose items cost more are sized
+ * by their learned cost long before this cap. */
 static size_t batch_bytes(hwloc_topology_t topo)
 {
-    const size_t lo = (size_t)128 << 10, hi = (size_t)4 << 20;
+    const size_t lo = (size_t)128 << 10, hi = (size_t)256 << 10;
     hwloc_obj_t l2 = hwloc_get_obj_by_type(topo, HWLOC_OBJ_L2CACHE, 0);
     if (l2 == NULL || l2->attr == NULL || l2->attr->cache.size == 0)
         return lo;

@@ -75,19 +75,18 @@
  *   large as one stage needs, not 1/depth of that; each worker keeps its
  *   own copy of that size, summed afresh every few pulls. Each worker's
  *   size ramps up from 16 items by doubling, so the estimates settle
- *   before batches grow large. Bounds: run->batch_bytes along the widest
- *   edge downstream (half an L2) but at least MIN_CAP_ITEMS items; for a
- *   source whose items own more than a sixteenth of that each, the bytes
- *   they own, down to one item (one item while their size is not known
- *   yet); at least the largest min_batch hint downstream; and near the end
- *   of a splittable source at most 1/(2 x workers) of what is left, so
- *   every worker has a share. Last, the count is trimmed by a header's
- *   worth where that keeps the widest edge's batch in its items' size
- *   class (para__batch_fit_items(): 32,768 items of 8 bytes made 512 KiB
- *   batches). Across processes (runtime/mpi) a node's time
- *   on other ranks counts with its local cost, their workers count with
- *   ours, and the ramp waits for a first estimate
- *   (run->ramp_after_learning).
+ *   before batches grow large. Bounds: run->batch_bytes along the widest edge
+ *   downstream (half an L2, at most 256 KiB: run.c) but at least MIN_CAP_ITEMS
+ *   items; for a source whose items own more than a sixteenth of that each, the
+ *   bytes they own, down to one item (one item while their size is not known
+ *   yet); at least the largest min_batch hint downstream; and near the end of a
+ *   splittable source at most 1/(2 x workers) of what is left, so every worker
+ *   has a share. Last, the count is trimmed by a header's worth where that
+ *   keeps the widest edge's batch in its items' size class
+ *   (para__batch_fit_items(): 32,768 items of 8 bytes made 512 KiB batches).
+ *   Across processes (runtime/mpi) a node's time on other ranks counts with its
+ *   local cost, their workers count with ours, and the ramp waits for a first
+ *   estimate (run->ramp_after_learning).
  *
  * Failure
  *   The first failure sets run->status and run->aborting. From then on tasks
