@@ -87,14 +87,15 @@ static uint64_t default_budget(size_t configured)
 /* The byte cap of a batch: half a core's L2 cache, within [128 KiB,
  * 256 KiB]; 128 KiB if hwloc knows no L2. A batch is not alone in that
  * cache: the task that reads it writes an output per branch of a fused
- * fan-out, and a worker may hold several outputs back for a busy serial
- * tail (scheduler.c) before it reads them again, so what a core touches
- * per batch is several batches' worth. Half of a 512 KiB L2 suits that;
- * half of a 2 MiB one does not: there w3's batches of 1 MiB ran 15-25 %
- * slower than those of 256 KiB (first runs up to 2x), and 128-512 KiB
- * were all slower than 256 KiB, while w1, w9 and w13 were level
- * (BENCHMARKS.md, session 15). Workloads whose items cost more are sized
- * by their learned cost long before this cap. */
+ * fan-out, and a worker holds up to PARA__TAIL_HOLD outputs back for a
+ * busy serial tail (scheduler.c) to read them later, hot, on the core
+ * that wrote them. Half of a 512 KiB L2 suits that; half of a 2 MiB one
+ * does not: there w3's 1 MiB batches ran 15-25 % slower than 256 KiB ones
+ * (first runs up to 2x; 128, 192, 384 and 512 KiB were slower than 256
+ * too), and holding one task instead of eight brought 1 MiB batches back
+ * to 256 KiB's time: the held outputs were what no longer fit. w1, w9
+ * and w13 were level (BENCHMARKS.md, session 14). Items that cost more
+ * are sized by their learned cost long before this cap. */
 static size_t batch_bytes(hwloc_topology_t topo)
 {
     const size_t lo = (size_t)128 << 10, hi = (size_t)256 << 10;
