@@ -137,9 +137,14 @@ FIGURES = [
     ("w13 peak RSS MB", "shapes",
      lambda r: rss(r, "w13", "para"), 64.0, "max", "14.9-15.0", False),
     # para's batch loops interleave independent items' spin chains, which
-    # the one fused loop per item of `ideal` cannot: para is ~2x ideal.
+    # the one fused loop per item of `ideal` cannot: para is 2.07-2.12x
+    # ideal on the AMD EPYC VM, 2.75-3.24x on the Intel Xeon one (more of
+    # the chains in flight at once). Under --handicap 2 the Xeon's attempts
+    # were 1.38-1.82, judged 1.41 (CI on 3e37ec8), above the old floor of
+    # 1.3, so the slowdown went unseen there; 1.7 sits between that and the
+    # EPYC's healthy 2.07.
     ("w14 para / ideal (16-stage chain)", "shapes",
-     lambda r: speed(r, "w14", "para", "ideal"), 1.3, "min", "2.07-2.12",
+     lambda r: speed(r, "w14", "para", "ideal"), 1.7, "min", "2.07-3.24",
      True),
 ]
 
