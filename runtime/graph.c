@@ -1011,6 +1011,7 @@ int para__graph_prepare(para_graph_t *g)
     free(g->topo);
     g->topo = order;
     order = NULL;
+    g->learned_hint = 0; /* learned on other edges */
     g->prepared = true;
 fail:
     free(sources);

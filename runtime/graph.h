@@ -251,6 +251,11 @@ struct para_graph {
     unsigned n_sources;
     para_node_t **topo;  /* every node, in topological order */
     para__errmsg errmsg; /* errmsg.h */
+    /* The batch size the last successful run of this graph learned
+     * (scheduler.c: learned_items()) on runtime learned_on, where the next
+     * run's batches start from; 0 when none, or since the edges changed. */
+    size_t learned_hint;
+    const para_runtime_t *learned_on;
     /* The runtime of the run in progress (set by para_run() before the
      * open hooks, NULL between runs): what a library-made source may keep
      * there between graphs (records.c). */

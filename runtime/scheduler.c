@@ -68,21 +68,26 @@
  *
  * Batch sizes
  *   Unless forced (PARA_BATCH), a source batch is sized so that each TASK
- *   carries enough work: every node learns its cost per source item (its
- *   busy time over the source items pulled), and the batch gives the most
- *   expensive node's task its target time (the node's batch_us hint, or
- *   target_batch_ns), so a deep chain of cheap stages gets batches as
- *   large as one stage needs, not 1/depth of that; each worker keeps its
- *   own copy of that size, summed afresh every few pulls. Each worker's
- *   size ramps up from 16 items by doubling, so the estimates settle
- *   before batches grow large. Bounds: run->batch_bytes along the widest edge
- *   downstream (half an L2, at most 256 KiB: run.c) but at least MIN_CAP_ITEMS
- *   items; for a source whose items own more than a sixteenth of that each, the
- *   bytes they own, down to one item (one item while their size is not known
- *   yet); at least the largest min_batch hint downstream; and near the end of a
- *   splittable source at most 1/(2 x workers) of what is left, so every worker
- *   has a share. Last, the count is trimmed by a header's worth where that
- *   keeps the widest edge's batch in its items' size class
+ *   carries enough work: every node learns its cost per source item (its busy
+ *   time over the source items pulled), and the batch gives the most expensive
+ *   node's task its target time (the node's batch_us hint, or target_batch_ns),
+ *   so a deep chain of cheap stages gets batches as large as one stage needs,
+ *   not 1/depth of that; each worker keeps its own copy of that size, summed
+ *   afresh every few pulls. Each worker's size ramps up from 16 items by
+ *   doubling, so the estimates settle before batches grow large; a graph run
+ *   again on the same runtime starts from the size its last run learned
+ *   (graph.h: learned_hint), the ramp from an eighth of it. Bounds:
+ *   run->batch_bytes along the widest edge downstream (half an L2, at most 256
+ *   KiB: run.c) but at least MIN_CAP_ITEMS items; for a source whose items own
+ *   more than a sixteenth of that each, the bytes they own, down to one item
+ *   (one item while their size is not known yet); at least the largest
+ *   min_batch hint downstream; and near the end of a splittable source at most
+ *   1/(2 x workers) of what is left, so every worker has a share, but not under
+ *   1/END_SHARE_MIN_FRACTION of the learned size (2 us of work at the default
+ *   target): below that a batch's own cost (a pull, a task, the sink's claim:
+ *   about 1 us) outweighs the balance it buys, and a run of 500 cheap items
+ *   (w12) was cut into 16 batches. Last, the count is trimmed by a header's
+ *   worth where that keeps the widest edge's batch in its items' size class
  *   (para__batch_fit_items(): 32,768 items of 8 bytes made 512 KiB batches).
  *   Across processes (runtime/mpi) a node's time on other ranks counts with its
  *   local cost, their workers count with ours, and the ramp waits for a first
@@ -103,7 +108,10 @@
  *   until a notify. Whoever publishes surplus work notifies (a worker does
  *   not wake anyone for the task it will pop itself next: para__deliver());
  *   a busy runtime pays a fence per notify, no shared write and no system
- *   call.
+ *   call. Once every source of the run is exhausted, an idle worker spins
+ *   (yielding now and then) for up to RUN_GAP_SPIN_NS before it parks: the
+ *   run ends soon, and a worker asleep at its end is woken late for the
+ *   next one (a loop of short runs then paid a context switch per run).
  *
  * Statistics
  *   A worker counts a node's statistics in its own slot of the node
@@ -192,6 +200,7 @@
 #define RAMP_START_ITEMS 16   /* first adaptive batch size */
 #define MIN_CAP_ITEMS 16      /* the byte cap leaves a batch this many items */
 #define LEARN_REFRESH_PULLS 4 /* pulls per refresh of learned_estimate() */
+#define END_SHARE_MIN_FRACTION 50 /* end shares >= learned size / this */
 /* How long a thread that left a run spins for the next one (workers) or
  * for the others to leave (para_run()'s thread) before it sleeps. */
 #define RUN_GAP_SPIN_NS 50000
@@ -1195,6 +1204,7 @@ static size_t source_batch_items(para__worker *w, para__run *run,
             atomic_load_explicit(&s->src_cursor, memory_order_relaxed);
         uint64_t share = at < total ? (total - at) / (2u * workers) : 0;
         size_t floor = PARA_MAX((size_t)RAMP_START_ITEMS, s->down_min_batch);
+        floor = PARA_MAX(floor, learned / END_SHARE_MIN_FRACTION);
         if ((uint64_t)n > share)
             n = (size_t)PARA_MAX(share, (uint64_t)PARA_MIN(n, floor));
     }
@@ -1492,6 +1502,20 @@ static bool work_visible(para__worker *w, para__run *run)
     return false;
 }
 
+/* Has every source of @p run given its last batch? Then all that is left
+ * is the work in flight, and the run ends soon. A hint (relaxed reads):
+ * it only decides whether an idle worker spins a while before it parks. */
+static bool sources_exhausted(const para__run *run)
+{
+    const para_graph_t *g = run->graph;
+    for (unsigned i = 0; i < g->n_sources; i++)
+        if ((atomic_load_explicit(&g->sources[i]->src_state,
+                                  memory_order_relaxed) &
+             PARA__SRC_EXHAUSTED) == 0)
+            return false;
+    return true;
+}
+
 static void park(para__worker *w, para__run *run)
 {
     para_runtime_t *rt = w->rt;
@@ -1512,9 +1536,18 @@ static void park(para__worker *w, para__run *run)
 static void run_loop(para__worker *w, para__run *run)
 {
     unsigned idle = 0;
-    w->ramp_items = RAMP_START_ITEMS;
-    w->learned_items = 0;
-    w->learned_pulls = 0;
+    uint64_t idle_since = 0;
+    /* A graph run before on this runtime starts from what that run
+     * learned: its estimate for this worker's first pulls, and a ramp
+     * from an eighth of it (a run whose items cost more than last time's
+     * still starts with tasks of a few tens of us, and the estimate of
+     * this run takes over after LEARN_REFRESH_PULLS pulls). Short runs of
+     * one graph (w12) then need no ramp of tiny batches each time. */
+    const para_graph_t *g = run->graph;
+    size_t hint = g->learned_on == w->rt ? g->learned_hint : 0;
+    w->ramp_items = PARA_MAX((size_t)RAMP_START_ITEMS, hint / 8);
+    w->learned_items = hint;
+    w->learned_pulls = hint != 0 ? LEARN_REFRESH_PULLS - 1 : 0;
     /* Family records freed and admitted on this thread while it works the
      * run come from this worker's own free list (budget.h). */
     para__family_cache_bind(&w->cache.families);
@@ -1557,6 +1590,18 @@ static void run_loop(para__worker *w, para__run *run)
         }
         if (++idle < SPIN_ROUNDS) {
             para__cpu_relax();
+            continue;
+        }
+        /* A run whose sources are exhausted ends soon: spin for its end
+         * (or a last task) as between runs, yielding now and then, rather
+         * than sleep, so that a loop of short runs pays no wake-up. */
+        if (idle == SPIN_ROUNDS)
+            idle_since = para__now_ns();
+        if (sources_exhausted(run) &&
+            para__now_ns() - idle_since < RUN_GAP_SPIN_NS) {
+            para__cpu_relax();
+            if ((idle & 63) == 0)
+                sched_yield();
             continue;
         }
         park(w, run);
@@ -1882,6 +1927,11 @@ void para__scheduler_execute(para_runtime_t *rt, para__run *run,
         wait(rt);
     rt->run = NULL;
     rt->run_open = false;
+    /* relaxed: the workers have left (workers_in_run, acquire above). */
+    if (atomic_load_explicit(&run->status, memory_order_relaxed) == 0) {
+        run->graph->learned_hint = learned_items(run);
+        run->graph->learned_on = rt;
+    }
     /* Injected tasks left now can only be drain tasks of empty serial nodes
      * (an abort sweep by the device host thread after the last unit). */
     for (para__task *t = para__task_stack_take_all(&rt->wake.inject); t != NULL;

@@ -898,6 +898,80 @@ static void test_node_min_batch_hint(void **state)
     destroy_rt(rt);
 }
 
+/* A graph run again on the same runtime starts from the batch size its
+ * last run learned, instead of the ramp's 16 items; on another runtime,
+ * or once its edges change, it learns afresh. One worker, so that no end
+ * share cuts a batch and the serial sink sees batches in pull order. */
+struct first_batch {
+    size_t first; /* items in the first batch the sink saw */
+    size_t batches;
+};
+
+static int sink_first_batch(void *ctx, const void *in, size_t n)
+{
+    (void)in;
+    struct first_batch *f = ctx; /* SERIAL: one caller at a time */
+    if (f->batches++ == 0)
+        f->first = n;
+    return 0;
+}
+
+static void run_first_batch(para_runtime_t *rt, para_graph_t *g,
+                            struct first_batch *f)
+{
+    *f = (struct first_batch){0, 0};
+    run_ok(rt, g);
+}
+
+static void test_rerun_starts_from_learned_size(void **state)
+{
+    (void)state;
+    para_runtime_t *rt = make_rt(1);
+    para_graph_t *g = new_graph();
+    struct first_batch f;
+    para_node_t *r = range(g, "range", 0, 200000);
+    para_node_t *m = map8(g, "x3p1", map_x3p1, NULL, 0);
+    para_node_t *k =
+        add_desc(g, &(para_node_desc_t){.name = "first",
+                                        .flags = PARA_NODE_SERIAL,
+                                        .in_size = 8,
+                                        .sink_batch = sink_first_batch,
+                                        .ctx = &f});
+    conn(g, r, m);
+    conn(g, m, k);
+    run_first_batch(rt, g, &f);
+    assert_int_equal(f.first, 16); /* nothing learned yet: the ramp */
+    const size_t ramped = f.batches;
+    run_first_batch(rt, g, &f);
+    print_message("rerun: first batch %zu items, %zu batches (first run "
+                  "%zu)\n",
+                  f.first, f.batches, ramped);
+    assert_true(f.first > 16);
+    assert_true(f.batches < ramped);
+
+    /* Another runtime learns for itself. */
+    para_runtime_t *other = make_rt(1);
+    run_first_batch(other, g, &f);
+    assert_int_equal(f.first, 16);
+    destroy_rt(other);
+
+    /* New edges: what was learned was for the old graph. */
+    struct first_batch f2;
+    para_node_t *k2 =
+        add_desc(g, &(para_node_desc_t){.name = "first2",
+                                        .flags = PARA_NODE_SERIAL,
+                                        .in_size = 8,
+                                        .sink_batch = sink_first_batch,
+                                        .ctx = &f2});
+    conn(g, m, k2);
+    f2 = (struct first_batch){0, 0};
+    run_first_batch(rt, g, &f);
+    assert_int_equal(f.first, 16);
+    assert_int_equal(f2.first, 16);
+    para_graph_destroy(g);
+    destroy_rt(rt);
+}
+
 /* ---- basic runs -------------------------------------------------------- */
 
 static void test_range_map_sink(void **state)
@@ -2807,6 +2881,7 @@ int main(void)
         cmocka_unit_test(test_caller_works_as_worker),
         cmocka_unit_test(test_short_runs_do_not_sleep),
         cmocka_unit_test(test_node_min_batch_hint),
+        cmocka_unit_test(test_rerun_starts_from_learned_size),
         cmocka_unit_test(test_failure_while_serial_nodes_drain),
         cmocka_unit_test(test_range_offset),
         cmocka_unit_test(test_array_source),
