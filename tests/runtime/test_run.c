@@ -145,6 +145,17 @@ static void conn(para_graph_t *g, para_node_t *a, para_node_t *b)
     assert_int_equal(para_graph_connect(g, a, b), 0);
 }
 
+/* A SERIAL sink of 8-byte items that takes whole batches. */
+static para_node_t *serial_batch_sink(para_graph_t *g, const char *name,
+                                      para_sink_batch_fn fn, void *ctx)
+{
+    return add_desc(g, &(para_node_desc_t){.name = name,
+                                           .flags = PARA_NODE_SERIAL,
+                                           .in_size = 8,
+                                           .sink_batch = fn,
+                                           .ctx = ctx});
+}
+
 static void run_ok(para_runtime_t *rt, para_graph_t *g)
 {
     int rc = para_run(rt, g);
@@ -879,12 +890,7 @@ static void test_node_min_batch_hint(void **state)
                                                      .out_size = 8,
                                                      .map = map_x3p1,
                                                      .min_batch = 500});
-    para_node_t *k =
-        add_desc(g, &(para_node_desc_t){.name = "count",
-                                        .flags = PARA_NODE_SERIAL,
-                                        .in_size = 8,
-                                        .sink_batch = sink_count_small,
-                                        .ctx = &b});
+    para_node_t *k = serial_batch_sink(g, "count", sink_count_small, &b);
     conn(g, r, m);
     conn(g, m, k);
     for (int i = 0; i < 5; i++) {
@@ -931,12 +937,7 @@ static void test_rerun_starts_from_learned_size(void **state)
     struct first_batch f;
     para_node_t *r = range(g, "range", 0, 200000);
     para_node_t *m = map8(g, "x3p1", map_x3p1, NULL, 0);
-    para_node_t *k =
-        add_desc(g, &(para_node_desc_t){.name = "first",
-                                        .flags = PARA_NODE_SERIAL,
-                                        .in_size = 8,
-                                        .sink_batch = sink_first_batch,
-                                        .ctx = &f});
+    para_node_t *k = serial_batch_sink(g, "first", sink_first_batch, &f);
     conn(g, r, m);
     conn(g, m, k);
     run_first_batch(rt, g, &f);
@@ -957,12 +958,7 @@ static void test_rerun_starts_from_learned_size(void **state)
 
     /* New edges: what was learned was for the old graph. */
     struct first_batch f2;
-    para_node_t *k2 =
-        add_desc(g, &(para_node_desc_t){.name = "first2",
-                                        .flags = PARA_NODE_SERIAL,
-                                        .in_size = 8,
-                                        .sink_batch = sink_first_batch,
-                                        .ctx = &f2});
+    para_node_t *k2 = serial_batch_sink(g, "first2", sink_first_batch, &f2);
     conn(g, m, k2);
     f2 = (struct first_batch){0, 0};
     run_first_batch(rt, g, &f);
@@ -1207,12 +1203,7 @@ static void test_batch_functions(void **state)
                            .out_size = 8,
                            .map_batch = map_batch_inc};
     para_node_t *m = add_desc(g, &dm);
-    para_node_desc_t dk = {.name = "sum_batch",
-                           .flags = PARA_NODE_SERIAL,
-                           .in_size = 8,
-                           .ctx = &a,
-                           .sink_batch = sink_acc_batch};
-    para_node_t *k = add_desc(g, &dk);
+    para_node_t *k = serial_batch_sink(g, "sum_batch", sink_acc_batch, &a);
     conn(g, r, m);
     conn(g, m, k);
     run_ok(rt, g);
@@ -2194,12 +2185,7 @@ static void check_forced_batches(size_t batch, uint64_t n)
     para_graph_t *g = new_graph();
     struct acc a = {0};
     para_node_t *r = range(g, "range", 0, n);
-    para_node_desc_t dk = {.name = "sum_batch",
-                           .flags = PARA_NODE_SERIAL,
-                           .in_size = 8,
-                           .ctx = &a,
-                           .sink_batch = sink_acc_batch};
-    para_node_t *k = add_desc(g, &dk);
+    para_node_t *k = serial_batch_sink(g, "sum_batch", sink_acc_batch, &a);
     conn(g, r, k);
     run_ok(rt, g);
     assert_int_equal(a.count, n);
@@ -2222,7 +2208,7 @@ static void check_forced_batches(size_t batch, uint64_t n)
     memset(&a, 0, sizeof a);
     para_node_t *s = NULL;
     assert_int_equal(para_graph_add_source(g2, "cb", 8, cb_source, &c, &s), 0);
-    k = add_desc(g2, &dk);
+    k = serial_batch_sink(g2, "sum_batch", sink_acc_batch, &a);
     conn(g2, s, k);
     run_ok(rt, g2);
     assert_int_equal(a.count, n);
