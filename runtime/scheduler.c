@@ -201,6 +201,7 @@
 #define MIN_CAP_ITEMS 16      /* the byte cap leaves a batch this many items */
 #define LEARN_REFRESH_PULLS 4 /* pulls per refresh of learned_estimate() */
 #define END_SHARE_MIN_FRACTION 50 /* end shares >= learned size / this */
+#define RERUN_RAMP_DIVISOR 8      /* a rerun's ramp starts at its hint / this */
 /* How long a thread that left a run spins for the next one (workers) or
  * for the others to leave (para_run()'s thread) before it sleeps. */
 #define RUN_GAP_SPIN_NS 50000
@@ -1538,14 +1539,15 @@ static void run_loop(para__worker *w, para__run *run)
     unsigned idle = 0;
     uint64_t idle_since = 0;
     /* A graph run before on this runtime starts from what that run
-     * learned: its estimate for this worker's first pulls, and a ramp
-     * from an eighth of it (a run whose items cost more than last time's
-     * still starts with tasks of a few tens of us, and the estimate of
-     * this run takes over after LEARN_REFRESH_PULLS pulls). Short runs of
+     * learned: its estimate for this worker's first pulls, and a ramp from
+     * that over RERUN_RAMP_DIVISOR (a run whose items cost more than last
+     * time's still starts with tasks of a few tens of us, and this run's
+     * estimate takes over after LEARN_REFRESH_PULLS pulls). Short runs of
      * one graph (w12) then need no ramp of tiny batches each time. */
     const para_graph_t *g = run->graph;
     size_t hint = g->learned_on == w->rt ? g->learned_hint : 0;
-    w->ramp_items = PARA_MAX((size_t)RAMP_START_ITEMS, hint / 8);
+    w->ramp_items =
+        PARA_MAX((size_t)RAMP_START_ITEMS, hint / RERUN_RAMP_DIVISOR);
     w->learned_items = hint;
     w->learned_pulls = hint != 0 ? LEARN_REFRESH_PULLS - 1 : 0;
     /* Family records freed and admitted on this thread while it works the
