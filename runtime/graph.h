@@ -253,7 +253,11 @@ struct para_graph {
     para__errmsg errmsg; /* errmsg.h */
     /* The batch size the last successful run of this graph learned
      * (scheduler.c: learned_items()) on runtime learned_on, where the next
-     * run's batches start from; 0 when none, or since the edges changed. */
+     * run's batches start from; 0 when none, or since the edges changed.
+     * Plain fields: para_run()'s thread writes them under the runtime's
+     * lock once every worker has left the run, and the next run's workers
+     * read them after joining it under that lock (a graph runs once at a
+     * time: `running`). */
     size_t learned_hint;
     const para_runtime_t *learned_on;
     /* The runtime of the run in progress (set by para_run() before the

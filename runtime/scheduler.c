@@ -1597,14 +1597,16 @@ static void run_loop(para__worker *w, para__run *run)
         /* A run whose sources are exhausted ends soon: spin for its end
          * (or a last task) as between runs, yielding now and then, rather
          * than sleep, so that a loop of short runs pays no wake-up. */
-        if (idle == SPIN_ROUNDS)
-            idle_since = para__now_ns();
-        if (sources_exhausted(run) &&
-            para__now_ns() - idle_since < RUN_GAP_SPIN_NS) {
-            para__cpu_relax();
-            if ((idle & 63) == 0)
-                sched_yield();
-            continue;
+        if (sources_exhausted(run)) {
+            uint64_t now = para__now_ns();
+            if (idle == SPIN_ROUNDS)
+                idle_since = now;
+            if (now - idle_since < RUN_GAP_SPIN_NS) {
+                para__cpu_relax();
+                if ((idle & 63) == 0)
+                    sched_yield();
+                continue;
+            }
         }
         park(w, run);
         idle = 0;
